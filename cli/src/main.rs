@@ -1,0 +1,5 @@
+//! syncctl: the operator CLI of pd-sfdc-sync.
+
+fn main() {
+    println!("syncctl");
+}

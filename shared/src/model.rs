@@ -1,0 +1,157 @@
+//! Domain values that every part of the bridge speaks: directions, links, audit entries.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which way an event flows through the bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// A Salesforce record changed; PagerDuty is acted on.
+    SalesforceToPagerduty,
+    /// A PagerDuty incident changed; Salesforce is acted on.
+    PagerdutyToSalesforce,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::SalesforceToPagerduty => "salesforce_to_pagerduty",
+            Direction::PagerdutyToSalesforce => "pagerduty_to_salesforce",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Salesforce record, named by object and 15/18-character id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordRef {
+    /// sObject API name, e.g. `Case` or `Escalation__c`.
+    pub object: String,
+    pub id: String,
+}
+
+/// One PagerDuty incident ↔ Salesforce record link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub incident_id: String,
+    pub record: RecordRef,
+    pub created_at: DateTime<Utc>,
+    /// The rule that made the link, when a rule made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by_rule: Option<String>,
+}
+
+/// What finally happened to one event; the audit trail's headline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Rules matched and every planned action succeeded.
+    Applied,
+    /// Authentic, but nothing to do (no rule matched, ping, unhandled type).
+    Skipped,
+    /// Already applied: a redelivery.
+    Duplicate,
+    /// Older than what the link has already applied.
+    Stale,
+    /// Authentic but unparseable; the raw payload is kept for review.
+    Rejected,
+    /// Put on the retry queue.
+    Queued,
+    /// Sent to the dead-letter queue.
+    DeadLettered,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Skipped => "skipped",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Rejected => "rejected",
+            Outcome::Queued => "queued",
+            Outcome::DeadLettered => "dead_lettered",
+        }
+    }
+}
+
+/// The result of one executed action, as the audit trail keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// Action kind, e.g. `create_incident`, `set_fields`.
+    pub action: String,
+    /// The rule that planned it.
+    pub rule: String,
+    /// What it acted on (incident id, record id, object name).
+    pub target: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// One audit entry: what the bridge did with one event, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Unique id of this entry.
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub direction: Direction,
+    /// The Lambda request id or another id that ties log lines together.
+    pub correlation_id: String,
+    /// PagerDuty event id / webhook id, Outbound Message notification id, or record id + timestamp.
+    pub event_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incident_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_ids: Vec<String>,
+    pub outcome: Outcome,
+    /// Free text: the reason for a skip, a rejection or a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules_matched: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ActionRecord>,
+    /// API calls made to the other side for this event.
+    #[serde(default)]
+    pub api_calls: u32,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// The raw payload, kept only for rejected events so that a person can review them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_payload: Option<String>,
+}
+
+impl AuditEntry {
+    /// A new entry with a fresh id; fill in the rest with struct update syntax or setters.
+    pub fn new(
+        at: DateTime<Utc>,
+        direction: Direction,
+        correlation_id: impl Into<String>,
+        event_id: impl Into<String>,
+        outcome: Outcome,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            at,
+            direction,
+            correlation_id: correlation_id.into(),
+            event_id: event_id.into(),
+            incident_ids: Vec::new(),
+            record_ids: Vec::new(),
+            outcome,
+            reason: None,
+            rules_matched: Vec::new(),
+            actions: Vec::new(),
+            api_calls: 0,
+            duration_ms: 0,
+            raw_payload: None,
+        }
+    }
+}

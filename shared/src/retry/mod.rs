@@ -1,0 +1,2 @@
+//! Retry: the queued envelope, backoff with jitter, the queue trait and its SQS implementation,
+//! and the circuit breaker.

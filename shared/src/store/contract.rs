@@ -1,0 +1,229 @@
+//! The behaviour every store implementation must show. Unit tests run it on
+//! [`super::memory::MemoryStore`]; the integration tests run it on DynamoDB (moto).
+//!
+//! Each check uses fresh random ids, so the suite can run against a shared table.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{
+    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, IdempotencyStore, LinkStore, RulesStore, Subject,
+};
+use crate::model::{AuditEntry, Direction, Link, Outcome, RecordRef};
+
+fn fresh(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+fn t0() -> DateTime<Utc> {
+    // Whole seconds: stores may keep only second or millisecond precision.
+    DateTime::from_timestamp(Utc::now().timestamp(), 0).expect("valid time")
+}
+
+/// Runs every check below; panics with a message naming the broken promise.
+pub async fn run_all(
+    links: Arc<dyn LinkStore>,
+    idem: Arc<dyn IdempotencyStore>,
+    audit: Arc<dyn AuditLog>,
+    rules: Arc<dyn RulesStore>,
+    breakers: Arc<dyn BreakerStore>,
+) {
+    links_are_found_from_both_sides(links.as_ref()).await;
+    stale_watermark_is_refused(links.as_ref()).await;
+    first_claim_wins_and_duplicates_see_the_result(idem.as_ref()).await;
+    expired_in_progress_can_be_taken_over(idem.as_ref()).await;
+    released_key_can_be_claimed_again(idem.as_ref()).await;
+    expired_completed_record_is_claimable(idem.as_ref()).await;
+    concurrent_claims_have_exactly_one_winner(idem.clone(), 50).await;
+    audit_entries_are_found_by_subject_newest_first(audit.as_ref()).await;
+    rules_versions_increase(rules.as_ref()).await;
+    breaker_compare_and_set(breakers.as_ref()).await;
+}
+
+pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
+    let incident = fresh("PINC");
+    let case_a = fresh("500A");
+    let case_b = fresh("500B");
+    let at = t0();
+    for (i, id) in [&case_a, &case_b].into_iter().enumerate() {
+        let link = Link {
+            incident_id: incident.clone(),
+            record: RecordRef { object: "Case".into(), id: id.clone() },
+            created_at: at + Duration::seconds(i as i64),
+            created_by_rule: Some("sev1".into()),
+        };
+        store.put_link(&link).await.expect("put_link");
+        store.put_link(&link).await.expect("put_link again is harmless");
+    }
+    let records = store.records_for_incident(&incident).await.expect("records_for_incident");
+    assert_eq!(
+        records.iter().map(|l| l.record.id.clone()).collect::<Vec<_>>(),
+        vec![case_a.clone(), case_b.clone()],
+        "an incident's links come back once each, oldest first"
+    );
+    assert_eq!(records[0].record.object, "Case");
+    assert_eq!(records[0].created_by_rule.as_deref(), Some("sev1"));
+    let incidents = store.incidents_for_record(&case_b).await.expect("incidents_for_record");
+    assert_eq!(incidents.len(), 1, "a record finds its incident");
+    assert_eq!(incidents[0].incident_id, incident);
+    assert!(store.records_for_incident(&fresh("PNONE")).await.expect("query").is_empty());
+}
+
+pub async fn stale_watermark_is_refused(store: &dyn LinkStore) {
+    let subject = Subject::Incident(fresh("PWM"));
+    let at = t0();
+    assert_eq!(store.last_applied(&subject).await.expect("last_applied"), None);
+    assert!(store.advance_last_applied(&subject, at).await.expect("advance"));
+    assert!(store.advance_last_applied(&subject, at).await.expect("advance"), "an equal time is accepted");
+    assert!(store.advance_last_applied(&subject, at + Duration::seconds(10)).await.expect("advance"));
+    assert!(
+        !store.advance_last_applied(&subject, at + Duration::seconds(5)).await.expect("advance"),
+        "an older event must be refused"
+    );
+    assert_eq!(store.last_applied(&subject).await.expect("last_applied"), Some(at + Duration::seconds(10)));
+    let other = Subject::Record(fresh("500WM"));
+    assert!(store.advance_last_applied(&other, at).await.expect("watermarks are per subject"));
+}
+
+pub async fn first_claim_wins_and_duplicates_see_the_result(store: &dyn IdempotencyStore) {
+    let key = fresh("evt-");
+    let now = t0();
+    let lease = now + Duration::seconds(30);
+    let ttl = now + Duration::hours(24);
+    assert_eq!(store.claim(&key, now, lease, ttl).await.expect("claim"), Claim::Acquired);
+    match store.claim(&key, now, lease, ttl).await.expect("claim") {
+        Claim::InProgress { until } => {
+            assert_eq!(until, lease, "a concurrent duplicate is told who holds it until when")
+        }
+        other => panic!("second claim while in progress must be InProgress, got {other:?}"),
+    }
+    store.complete(&key, "{\"outcome\":\"applied\"}", ttl).await.expect("complete");
+    assert_eq!(
+        store.claim(&key, now, lease, ttl).await.expect("claim"),
+        Claim::Completed { result: "{\"outcome\":\"applied\"}".into() },
+        "a redelivery after completion sees the stored result"
+    );
+}
+
+pub async fn expired_in_progress_can_be_taken_over(store: &dyn IdempotencyStore) {
+    let key = fresh("evt-");
+    let now = t0();
+    let ttl = now + Duration::hours(24);
+    assert_eq!(store.claim(&key, now, now + Duration::seconds(5), ttl).await.expect("claim"), Claim::Acquired);
+    let later = now + Duration::seconds(6);
+    assert_eq!(
+        store.claim(&key, later, later + Duration::seconds(5), ttl).await.expect("claim"),
+        Claim::Acquired,
+        "an IN_PROGRESS whose owner ran out of time is taken over"
+    );
+}
+
+pub async fn released_key_can_be_claimed_again(store: &dyn IdempotencyStore) {
+    let key = fresh("evt-");
+    let now = t0();
+    let ttl = now + Duration::hours(24);
+    assert_eq!(store.claim(&key, now, now + Duration::seconds(30), ttl).await.expect("claim"), Claim::Acquired);
+    store.release(&key).await.expect("release");
+    assert_eq!(store.claim(&key, now, now + Duration::seconds(30), ttl).await.expect("claim"), Claim::Acquired);
+    store.release(&fresh("never-claimed-")).await.expect("releasing an unknown key is harmless");
+}
+
+pub async fn expired_completed_record_is_claimable(store: &dyn IdempotencyStore) {
+    let key = fresh("evt-");
+    let now = t0();
+    assert_eq!(
+        store.claim(&key, now, now + Duration::seconds(5), now + Duration::seconds(60)).await.expect("claim"),
+        Claim::Acquired
+    );
+    store.complete(&key, "done", now + Duration::seconds(60)).await.expect("complete");
+    let later = now + Duration::seconds(61);
+    assert_eq!(
+        store.claim(&key, later, later + Duration::seconds(5), later + Duration::hours(1)).await.expect("claim"),
+        Claim::Acquired,
+        "a record past its TTL is gone even if the TTL sweeper has not run yet"
+    );
+}
+
+/// `tasks` concurrent claims on one key: exactly one is `Acquired`.
+pub async fn concurrent_claims_have_exactly_one_winner(store: Arc<dyn IdempotencyStore>, tasks: usize) {
+    let key = fresh("race-");
+    let now = t0();
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let store = store.clone();
+        let key = key.clone();
+        handles.push(tokio::spawn(async move {
+            store.claim(&key, now, now + Duration::seconds(30), now + Duration::hours(1)).await
+        }));
+    }
+    let mut winners = 0;
+    for handle in handles {
+        match handle.await.expect("task") {
+            Ok(Claim::Acquired) => winners += 1,
+            Ok(Claim::InProgress { .. }) => {}
+            other => panic!("unexpected claim result in race: {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of {tasks} racing claims must win");
+}
+
+pub async fn audit_entries_are_found_by_subject_newest_first(store: &dyn AuditLog) {
+    let incident = fresh("PAUD");
+    let record = fresh("500AUD");
+    let at = t0();
+    let mut first = AuditEntry::new(at, Direction::PagerdutyToSalesforce, "req-1", fresh("evt-"), Outcome::Applied);
+    first.incident_ids = vec![incident.clone()];
+    first.record_ids = vec![record.clone()];
+    first.rules_matched = vec!["ack-sets-working".into()];
+    let mut second = AuditEntry::new(
+        at + Duration::seconds(1),
+        Direction::PagerdutyToSalesforce,
+        "req-2",
+        fresh("evt-"),
+        Outcome::Stale,
+    );
+    second.incident_ids = vec![incident.clone()];
+    store.append(&first).await.expect("append");
+    store.append(&second).await.expect("append");
+    let by_incident = store.for_subject(&Subject::Incident(incident.clone()), 10).await.expect("for_subject");
+    assert_eq!(by_incident.len(), 2);
+    assert_eq!(by_incident[0].id, second.id, "newest first");
+    assert_eq!(by_incident[1], first, "an entry comes back as it was written");
+    let by_record = store.for_subject(&Subject::Record(record), 10).await.expect("for_subject");
+    assert_eq!(by_record.len(), 1);
+    let limited = store.for_subject(&Subject::Incident(incident), 1).await.expect("for_subject");
+    assert_eq!(limited.len(), 1, "limit is honoured");
+    let recent = store.recent(at, 1000).await.expect("recent");
+    assert!(recent.iter().any(|e| e.id == first.id) && recent.iter().any(|e| e.id == second.id));
+}
+
+pub async fn rules_versions_increase(store: &dyn RulesStore) {
+    let before = store.current_rules().await.expect("current_rules").map_or(0, |r| r.version);
+    let at = t0();
+    let v1 = store.put_rules("rulesets: []\n", "test", at).await.expect("put_rules");
+    let v2 = store.put_rules("rulesets: [] # second\n", "test", at).await.expect("put_rules");
+    assert!(v1 > before && v2 > v1, "versions increase: {before} -> {v1} -> {v2}");
+    let current = store.current_rules().await.expect("current_rules").expect("a document is stored");
+    assert_eq!(current.version, v2);
+    assert_eq!(current.document, "rulesets: [] # second\n");
+}
+
+pub async fn breaker_compare_and_set(store: &dyn BreakerStore) {
+    let service = fresh("svc-");
+    assert_eq!(store.get_breaker(&service).await.expect("get"), None);
+    let open = BreakerRecord {
+        service: service.clone(),
+        state: BreakerState::Open,
+        failures: 5,
+        opened_at: Some(t0()),
+        reason: Some("5 consecutive 503".into()),
+        version: 1,
+    };
+    assert!(store.put_breaker(&open, None).await.expect("put"));
+    assert!(!store.put_breaker(&open, None).await.expect("put"), "a second creator loses");
+    let half = BreakerRecord { state: BreakerState::HalfOpen, version: 2, ..open.clone() };
+    assert!(store.put_breaker(&half, Some(1)).await.expect("put"));
+    assert!(!store.put_breaker(&half, Some(1)).await.expect("put"), "a stale writer loses");
+    assert_eq!(store.get_breaker(&service).await.expect("get"), Some(half));
+}

@@ -1,0 +1,1 @@
+//! Every store trait on one DynamoDB table.

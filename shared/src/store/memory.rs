@@ -1,0 +1,225 @@
+//! Every store trait in process memory: for unit tests and the local demo (`make run`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    AuditLog, BreakerRecord, BreakerStore, Claim, IdempotencyStore, LinkStore, RulesStore, StoreError, StoredRules,
+    Subject,
+};
+use crate::model::{AuditEntry, Link};
+
+#[derive(Debug, Clone)]
+enum IdemState {
+    InProgress { until: DateTime<Utc> },
+    Completed { result: String },
+}
+
+#[derive(Debug, Clone)]
+struct IdemRecord {
+    state: IdemState,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Inner {
+    links: Vec<Link>,
+    watermarks: HashMap<Subject, DateTime<Utc>>,
+    idempotency: HashMap<String, IdemRecord>,
+    audit: Vec<AuditEntry>,
+    rules: Vec<StoredRules>,
+    breakers: HashMap<String, BreakerRecord>,
+}
+
+/// One mutex around everything: simple, and the tests that race on it still see atomic
+/// conditional writes, like DynamoDB's.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic in another test thread must not poison the demo; the data is still consistent
+        // because every write below is a single step.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of audit entries (for tests).
+    pub fn audit_len(&self) -> usize {
+        self.lock().audit.len()
+    }
+
+    /// Every audit entry, oldest first (for tests and the demo's summary).
+    pub fn audit_entries(&self) -> Vec<AuditEntry> {
+        self.lock().audit.clone()
+    }
+
+    /// Every link (for tests and the demo's summary).
+    pub fn all_links(&self) -> Vec<Link> {
+        self.lock().links.clone()
+    }
+}
+
+#[async_trait]
+impl LinkStore for MemoryStore {
+    async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let exists = inner.links.iter().any(|l| l.incident_id == link.incident_id && l.record.id == link.record.id);
+        if !exists {
+            inner.links.push(link.clone());
+        }
+        Ok(())
+    }
+
+    async fn records_for_incident(&self, incident_id: &str) -> Result<Vec<Link>, StoreError> {
+        let mut found: Vec<Link> = self.lock().links.iter().filter(|l| l.incident_id == incident_id).cloned().collect();
+        found.sort_by_key(|l| l.created_at);
+        Ok(found)
+    }
+
+    async fn incidents_for_record(&self, record_id: &str) -> Result<Vec<Link>, StoreError> {
+        let mut found: Vec<Link> = self.lock().links.iter().filter(|l| l.record.id == record_id).cloned().collect();
+        found.sort_by_key(|l| l.created_at);
+        Ok(found)
+    }
+
+    async fn last_applied(&self, subject: &Subject) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().watermarks.get(subject).copied())
+    }
+
+    async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.watermarks.get(subject) {
+            Some(current) if *current > at => Ok(false),
+            _ => {
+                inner.watermarks.insert(subject.clone(), at);
+                Ok(true)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let mut inner = self.lock();
+        if let Some(existing) = inner.idempotency.get(key).filter(|r| r.expires_at > now) {
+            match &existing.state {
+                IdemState::Completed { result } => return Ok(Claim::Completed { result: result.clone() }),
+                IdemState::InProgress { until } if *until > now => return Ok(Claim::InProgress { until: *until }),
+                IdemState::InProgress { .. } => {} // the owner ran out of time: take it over
+            }
+        }
+        inner.idempotency.insert(
+            key.to_string(),
+            IdemRecord { state: IdemState::InProgress { until: in_progress_until }, expires_at },
+        );
+        Ok(Claim::Acquired)
+    }
+
+    async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.lock().idempotency.insert(
+            key.to_string(),
+            IdemRecord { state: IdemState::Completed { result: result.to_string() }, expires_at },
+        );
+        Ok(())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if matches!(inner.idempotency.get(key), Some(IdemRecord { state: IdemState::InProgress { .. }, .. })) {
+            inner.idempotency.remove(key);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.lock().audit.push(entry.clone());
+        Ok(())
+    }
+
+    async fn for_subject(&self, subject: &Subject, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let mut found: Vec<AuditEntry> = inner
+            .audit
+            .iter()
+            .filter(|e| match subject {
+                Subject::Incident(id) => e.incident_ids.iter().any(|i| i == id),
+                Subject::Record(id) => e.record_ids.iter().any(|r| r == id),
+            })
+            .cloned()
+            .collect();
+        found.sort_by_key(|e| std::cmp::Reverse(e.at));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn recent(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let inner = self.lock();
+        let mut found: Vec<AuditEntry> = inner.audit.iter().filter(|e| e.at >= since).cloned().collect();
+        found.sort_by_key(|e| std::cmp::Reverse(e.at));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl RulesStore for MemoryStore {
+    async fn current_rules(&self) -> Result<Option<StoredRules>, StoreError> {
+        Ok(self.lock().rules.last().cloned())
+    }
+
+    async fn put_rules(&self, document: &str, stored_by: &str, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let version = inner.rules.last().map_or(1, |r| r.version + 1);
+        inner.rules.push(StoredRules {
+            version,
+            document: document.to_string(),
+            stored_at: at,
+            stored_by: stored_by.to_string(),
+        });
+        Ok(version)
+    }
+}
+
+#[async_trait]
+impl BreakerStore for MemoryStore {
+    async fn get_breaker(&self, service: &str) -> Result<Option<BreakerRecord>, StoreError> {
+        Ok(self.lock().breakers.get(service).cloned())
+    }
+
+    async fn put_breaker(&self, record: &BreakerRecord, expected_version: Option<u64>) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.breakers.get(&record.service).map(|r| r.version);
+        if current != expected_version {
+            return Ok(false);
+        }
+        inner.breakers.insert(record.service.clone(), record.clone());
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::contract;
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_store_contract() {
+        let store = std::sync::Arc::new(MemoryStore::default());
+        contract::run_all(store.clone(), store.clone(), store.clone(), store.clone(), store).await;
+    }
+}

@@ -1,0 +1,186 @@
+//! Persistence behind small capability traits: links, idempotency, audit, rules, breaker.
+//!
+//! Domain code takes `&dyn LinkStore` and friends, so it asks only for what it uses and
+//! tests in memory. [`dynamodb`] implements every trait on one DynamoDB table;
+//! [`memory`] implements them in process for tests and `make run`. [`contract`] is the
+//! behaviour both must show, run against memory in unit tests and against moto's
+//! DynamoDB in the integration tests.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AuditEntry, Link};
+
+pub mod contract;
+pub mod dynamodb;
+pub mod memory;
+
+/// Why a store call failed. Read [`StoreError::is_transient`] to decide retry vs. DLQ.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable during {operation}: {message}; the event will be retried")]
+    Unavailable { operation: &'static str, message: String },
+    #[error("store throttled during {operation}: {message}; the event will be retried")]
+    Throttled { operation: &'static str, message: String },
+    #[error("stored item {key} is corrupt: {message}; inspect it with `syncctl audit` or delete it")]
+    Corrupt { key: String, message: String },
+    #[error(
+        "store access denied or misconfigured during {operation}: {message}; check TABLE_NAME and the function's IAM policy"
+    )]
+    Config { operation: &'static str, message: String },
+}
+
+impl StoreError {
+    /// True when trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. } | StoreError::Throttled { .. })
+    }
+}
+
+/// What a watermark or an audit query is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum Subject {
+    Incident(String),
+    Record(String),
+}
+
+impl Subject {
+    /// Stable text form, `incident:ID` or `record:ID`, used in keys.
+    pub fn key(&self) -> String {
+        match self {
+            Subject::Incident(id) => format!("incident:{id}"),
+            Subject::Record(id) => format!("record:{id}"),
+        }
+    }
+}
+
+/// PagerDuty incident ↔ Salesforce record links, and the per-subject "last applied" time
+/// that keeps a late event from overwriting newer state.
+#[async_trait]
+pub trait LinkStore: Send + Sync {
+    /// Writes the link so that it is found from both sides. Writing it again changes nothing.
+    async fn put_link(&self, link: &Link) -> Result<(), StoreError>;
+    /// Every record linked to the incident, oldest link first.
+    async fn records_for_incident(&self, incident_id: &str) -> Result<Vec<Link>, StoreError>;
+    /// Every incident linked to the record, oldest link first.
+    async fn incidents_for_record(&self, record_id: &str) -> Result<Vec<Link>, StoreError>;
+    /// The `occurred_at` of the newest event applied to the subject.
+    async fn last_applied(&self, subject: &Subject) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Moves the subject's watermark to `at` unless it already holds a later time.
+    /// Returns `false`, changing nothing, when `at` is older than the stored time (a stale event).
+    /// An equal time is accepted: two different events may share a timestamp.
+    async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError>;
+}
+
+/// The answer to an idempotency claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller owns the key now and must `complete` or `release` it.
+    Acquired,
+    /// Already done; `result` is what the first run stored.
+    Completed { result: String },
+    /// Another invocation is working on it until `until`.
+    InProgress { until: DateTime<Utc> },
+}
+
+/// Powertools-style idempotency: IN_PROGRESS with an expiry, COMPLETED with the result, TTL.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Conditional put of an IN_PROGRESS record. Succeeds when there is no record, when the
+    /// record's TTL (`expires_at`) has passed, or when it is IN_PROGRESS past its
+    /// `in_progress_until` (the previous owner ran out of time: take it over).
+    async fn claim(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
+    /// Marks the key COMPLETED with the result to hand to later duplicates.
+    async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Drops an IN_PROGRESS record after a failure, so that a retry can claim the key again.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The audit trail: one entry per event the bridge accepted or refused to apply.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Entries that name the subject, newest first, at most `limit`.
+    async fn for_subject(&self, subject: &Subject, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Entries at or after `since`, newest first, at most `limit` (rejected payloads have no subject).
+    async fn recent(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// A stored, validated rules document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRules {
+    pub version: u64,
+    pub document: String,
+    pub stored_at: DateTime<Utc>,
+    pub stored_by: String,
+}
+
+/// Where the functions read the rules document from.
+#[async_trait]
+pub trait RulesStore: Send + Sync {
+    async fn current_rules(&self) -> Result<Option<StoredRules>, StoreError>;
+    /// Stores `document` as the next version and returns that version. Two concurrent pushes
+    /// get two distinct versions; neither overwrites the other's.
+    async fn put_rules(&self, document: &str, stored_by: &str, at: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// State of a circuit breaker around one downstream service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// A breaker's stored record. `version` is for compare-and-set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakerRecord {
+    /// `salesforce` or `pagerduty`.
+    pub service: String,
+    pub state: BreakerState,
+    /// Consecutive failures counted while closed.
+    pub failures: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub version: u64,
+}
+
+/// Shared breaker state, so that every concurrent Lambda sees the same outage.
+#[async_trait]
+pub trait BreakerStore: Send + Sync {
+    async fn get_breaker(&self, service: &str) -> Result<Option<BreakerRecord>, StoreError>;
+    /// Writes `record` (with `version` = `expected_version` + 1) only if the stored version is
+    /// `expected_version` (`None`: no record yet). Returns `false` when another writer won.
+    async fn put_breaker(&self, record: &BreakerRecord, expected_version: Option<u64>) -> Result<bool, StoreError>;
+}
+
+/// Every store a function needs, cheap to clone.
+#[derive(Clone)]
+pub struct Stores {
+    pub links: Arc<dyn LinkStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub rules: Arc<dyn RulesStore>,
+    pub breakers: Arc<dyn BreakerStore>,
+}
+
+impl Stores {
+    /// All five stores backed by one in-memory store (tests, `make run`).
+    pub fn in_memory() -> Self {
+        let mem = Arc::new(memory::MemoryStore::default());
+        Self { links: mem.clone(), idempotency: mem.clone(), audit: mem.clone(), rules: mem.clone(), breakers: mem }
+    }
+}

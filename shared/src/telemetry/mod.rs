@@ -1,0 +1,1 @@
+//! Telemetry: JSON logs with correlation ids, and CloudWatch Embedded Metric Format metrics.

