@@ -1,0 +1,74 @@
+# pd-sfdc-sync: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+CARGO     ?= cargo
+# moto_server, cfn-lint and cargo-lambda come from the venv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.PHONY: tools
+tools: $(STAMP) ## Install the pinned Python tools (moto, cfn-lint, cargo-lambda) into .venv
+
+.PHONY: fmt
+fmt: ## Format the Rust code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint on the template
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	cfn-lint template.yaml
+
+.PHONY: test
+test: $(STAMP) lint ## Install what is needed, lint, and run every test (unit, moto, simulators)
+	$(CARGO) test --workspace --locked --no-fail-fast
+
+.PHONY: run
+run: ## Local demo: functions on in-memory stores against the simulators, replaying events/
+	$(CARGO) run --locked -p pd-sfdc-tests --bin demo -- --events events
+
+.PHONY: simulators
+simulators: ## Start the PagerDuty and Salesforce simulators on local ports
+	$(CARGO) run --locked -p pd-sfdc-tests --bin simulators
+
+.PHONY: build
+build: $(STAMP) ## Build the three functions for Lambda (arm64, release) with cargo-lambda
+	cargo lambda build --release --arm64 --locked \
+		--package sfdc-to-pd --package pd-to-sfdc --package retry
+
+.PHONY: bench
+bench: ## Benchmarks (criterion); results under target/criterion and target/bench
+	$(CARGO) bench --locked -p pd-sfdc-shared
+
+.PHONY: deploy
+deploy: build ## Deploy with AWS SAM (asks for parameters the first time)
+	sam build
+	sam deploy --guided
+
+.PHONY: invoke-local
+invoke-local: ## sam local invoke each function with a sample event (needs Docker and the SAM CLI)
+	@if ! docker info >/dev/null 2>&1; then echo "invoke-local needs a running Docker engine"; exit 1; fi
+	sam build
+	sam local invoke PdToSfdcFunction --event events/pd-to-sfdc/incident-triggered.json
+	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert.json
+	sam local invoke RetryFunction --event events/retry/sqs-batch.json
+
+.PHONY: clean
+clean: ## Remove build outputs and the venv
+	$(CARGO) clean
+	rm -rf $(VENV) .aws-sam

@@ -1,0 +1,110 @@
+//! Metric names and helpers. Domain code records through the `metrics` facade; each function's
+//! `main` installs the EMF collector ([`init_emf`]) and flushes it after every invocation, so
+//! metrics reach CloudWatch through the log stream with no API call and no latency.
+//!
+//! Names and dimensions are fixed here (and in `template.yaml`'s alarms and dashboard).
+
+use metrics::{counter, gauge, histogram};
+
+pub const NAMESPACE: &str = "PdSfdcSync";
+
+pub const EVENTS_RECEIVED: &str = "EventsReceived";
+pub const EVENTS_ACCEPTED: &str = "EventsAccepted";
+pub const EVENTS_SKIPPED: &str = "EventsSkipped";
+pub const EVENTS_REJECTED: &str = "EventsRejected";
+pub const EVENTS_DUPLICATE: &str = "EventsDuplicate";
+pub const EVENTS_STALE: &str = "EventsStale";
+pub const RULES_MATCHED: &str = "RulesMatched";
+pub const ACTIONS_SUCCEEDED: &str = "ActionsSucceeded";
+pub const ACTIONS_FAILED: &str = "ActionsFailed";
+pub const API_CALLS: &str = "ApiCalls";
+pub const RETRIES: &str = "Retries";
+pub const DLQ_SENDS: &str = "DlqSends";
+pub const BREAKER_OPEN: &str = "BreakerOpen";
+pub const HANDLER_LATENCY: &str = "HandlerLatency";
+pub const SALESFORCE_API_USAGE: &str = "SalesforceApiUsagePercent";
+pub const ERRORS: &str = "Errors";
+
+/// Installs the EMF collector with the `Function` dimension. Returns the collector to flush.
+pub fn init_emf(function: &str) -> Option<&'static metrics_cloudwatch_embedded::Collector> {
+    metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(NAMESPACE)
+        .with_dimension("Function", function.to_string())
+        .init()
+        .ok()
+}
+
+/// Writes the metrics gathered during one invocation as one EMF document to stdout.
+pub fn flush(collector: Option<&'static metrics_cloudwatch_embedded::Collector>) {
+    if let Some(collector) = collector {
+        if let Err(err) = collector.flush(std::io::stdout()) {
+            tracing::warn!(error = %err, "could not write EMF metrics");
+        }
+    }
+}
+
+pub fn event_received() {
+    counter!(EVENTS_RECEIVED).increment(1);
+}
+
+pub fn event_accepted() {
+    counter!(EVENTS_ACCEPTED).increment(1);
+}
+
+pub fn event_skipped() {
+    counter!(EVENTS_SKIPPED).increment(1);
+}
+
+/// `reason`: signature, malformed, stale_timestamp, org_mismatch, bad_request, ...
+pub fn event_rejected(reason: &'static str) {
+    counter!(EVENTS_REJECTED, "Reason" => reason).increment(1);
+}
+
+pub fn event_duplicate() {
+    counter!(EVENTS_DUPLICATE).increment(1);
+}
+
+pub fn event_stale() {
+    counter!(EVENTS_STALE).increment(1);
+}
+
+pub fn rules_matched(n: usize) {
+    counter!(RULES_MATCHED).increment(n as u64);
+}
+
+pub fn action(action: &'static str, ok: bool) {
+    if ok {
+        counter!(ACTIONS_SUCCEEDED, "Action" => action).increment(1);
+    } else {
+        counter!(ACTIONS_FAILED, "Action" => action).increment(1);
+    }
+}
+
+/// `service`: salesforce or pagerduty.
+pub fn api_calls(service: &'static str, n: u64) {
+    counter!(API_CALLS, "Service" => service).increment(n);
+}
+
+pub fn retry_enqueued() {
+    counter!(RETRIES).increment(1);
+}
+
+pub fn dlq_send() {
+    counter!(DLQ_SENDS).increment(1);
+}
+
+pub fn breaker_state(service: &str, open: bool) {
+    gauge!(BREAKER_OPEN, "Service" => service.to_string()).set(if open { 1.0 } else { 0.0 });
+}
+
+pub fn handler_latency_ms(ms: f64) {
+    histogram!(HANDLER_LATENCY).record(ms);
+}
+
+pub fn salesforce_api_usage_percent(percent: f64) {
+    gauge!(SALESFORCE_API_USAGE).set(percent);
+}
+
+pub fn error() {
+    counter!(ERRORS).increment(1);
+}
