@@ -86,10 +86,10 @@ impl Breaker {
         let now = self.clock.now();
         if !fresh {
             let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some((at, record)) = cached {
-                if now - at < chrono::Duration::from_std(self.policy.cache_for).unwrap_or_default() {
-                    return Ok(record);
-                }
+            if let Some((at, record)) = cached
+                && now - at < chrono::Duration::from_std(self.policy.cache_for).unwrap_or_default()
+            {
+                return Ok(record);
             }
         }
         let record = self.store.get_breaker(&self.service).await?;

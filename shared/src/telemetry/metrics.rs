@@ -36,10 +36,10 @@ pub fn init_emf(function: &str) -> Option<&'static metrics_cloudwatch_embedded::
 
 /// Writes the metrics gathered during one invocation as one EMF document to stdout.
 pub fn flush(collector: Option<&'static metrics_cloudwatch_embedded::Collector>) {
-    if let Some(collector) = collector {
-        if let Err(err) = collector.flush(std::io::stdout()) {
-            tracing::warn!(error = %err, "could not write EMF metrics");
-        }
+    if let Some(collector) = collector
+        && let Err(err) = collector.flush(std::io::stdout())
+    {
+        tracing::warn!(error = %err, "could not write EMF metrics");
     }
 }
 
