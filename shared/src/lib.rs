@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod handler;
 pub mod model;
 pub mod pagerduty;
 pub mod retry;
