@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod config;
 pub mod handler;
+pub mod lambda;
 pub mod model;
 pub mod pagerduty;
 pub mod retry;

@@ -1,0 +1,77 @@
+//! The Lambda edge: converts API Gateway and SQS events into the AWS-free handler types and
+//! back. Like the DynamoDB and Secrets Manager adapters, this is the one place those types meet
+//! the domain, so that each function's `main.rs` only wires.
+
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, RequestExt, Response};
+
+use crate::handler::http::{InboundRequest, Reply};
+
+/// API Gateway HTTP API request → [`InboundRequest`]. lambda_http has already base64-decoded a
+/// binary body; the bytes are kept exactly as they arrived, for signature checks.
+pub fn to_inbound(request: &Request) -> InboundRequest {
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+        })
+        .collect();
+    let body = match request.body() {
+        Body::Empty => Vec::new(),
+        Body::Text(text) => text.as_bytes().to_vec(),
+        Body::Binary(bytes) => bytes.clone(),
+        _ => Vec::new(),
+    };
+    let context = request.lambda_context_ref();
+    let correlation_id = context.map(|c| c.request_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let deadline = context.and_then(|c| DateTime::<Utc>::from_timestamp_millis(c.deadline as i64));
+    InboundRequest { headers, body, correlation_id, deadline }
+}
+
+/// [`Reply`] → API Gateway response.
+pub fn to_response(reply: Reply) -> Response<Body> {
+    let mut builder = Response::builder().status(reply.status).header("content-type", reply.content_type);
+    for (name, value) in reply.headers {
+        builder = builder.header(name, value);
+    }
+    builder.body(Body::Text(reply.body)).expect("status and header names are static and valid")
+}
+
+/// The deadline of an invocation from its context.
+pub fn deadline(context: &lambda_runtime::Context) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(context.deadline as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sam_local_http_api_sample_becomes_an_inbound_request() {
+        let raw = include_str!("../tests/fixtures/lambda/apigw-v2-request.json");
+        let request = lambda_http::request::from_str(raw).expect("a valid API Gateway v2 event");
+        let inbound = to_inbound(&request);
+        assert_eq!(inbound.header("Header1"), Some("value1"));
+        assert_eq!(inbound.body, b"Hello from Lambda");
+    }
+
+    #[test]
+    fn base64_bodies_are_decoded_to_the_raw_bytes() {
+        let raw = include_str!("../tests/fixtures/lambda/apigw-v2-request.json");
+        let mut event: serde_json::Value = serde_json::from_str(raw).unwrap();
+        let body = "{\"event\":{\"id\":\"1\"}}";
+        event["body"] = serde_json::json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, body));
+        event["isBase64Encoded"] = serde_json::json!(true);
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert_eq!(to_inbound(&request).body, body.as_bytes());
+    }
+
+    #[test]
+    fn replies_keep_status_type_and_headers() {
+        let response = to_response(Reply::message(503, "busy", "try later").with_header("retry-after", "5"));
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()["retry-after"], "5");
+        assert_eq!(response.headers()["content-type"], "application/json");
+    }
+}
