@@ -150,6 +150,8 @@ pub fn create_incident(req: &CreateIncident, priority_id: Option<&str>) -> Call 
     if let Some(p) = priority_id {
         o.insert("priority".into(), reference(p, "priority_reference"));
     }
+    // `details` is a string: the operation's request example and the live API use one, although
+    // the `IncidentBody` schema says `object` (a known inconsistency of the document).
     if let Some(details) = &req.body_details {
         o.insert("body".into(), json!({"type": "incident_body", "details": details}));
     }
@@ -242,9 +244,12 @@ pub fn run_automation_action(incident_id: &str, action_id: &str) -> Call {
     .body(json!({"invocation": {"metadata": {"incident_id": incident_id}}}))
 }
 
-/// `POST /incidents/{id}/responder_requests`. Targets use the `responder_request_target`
-/// wrapper of the spec's request example (the wrapper also satisfies the schema, which leaves
-/// the item's properties optional).
+/// `POST /incidents/{id}/responder_requests`.
+///
+/// The OpenAPI document contradicts itself on the target items: its schema
+/// (`ResponderRequestTargetReference`) has `id`/`type` on the item, while its request example,
+/// PagerDuty's API reference and go-pagerduty wrap them in `responder_request_target`. Each
+/// target carries both forms (same id and type), so a server reading either accepts it.
 pub fn add_responders(
     incident_id: &str,
     requester_id: &str,
@@ -254,10 +259,8 @@ pub fn add_responders(
 ) -> Call {
     let targets: Vec<Value> = user_ids
         .iter()
-        .map(|id| json!({"responder_request_target": reference(id, "user_reference")}))
-        .chain(escalation_policy_ids.iter().map(|id| {
-            json!({"responder_request_target": reference(id, "escalation_policy_reference")})
-        }))
+        .map(|id| target(id, "user_reference"))
+        .chain(escalation_policy_ids.iter().map(|id| target(id, "escalation_policy_reference")))
         .collect();
     Call::new(
         "add_responders",
@@ -269,6 +272,10 @@ pub fn add_responders(
         "message": message,
         "responder_request_targets": targets,
     }))
+}
+
+fn target(id: &str, kind: &str) -> Value {
+    json!({"id": id, "type": kind, "responder_request_target": reference(id, kind)})
 }
 
 /// `GET /priorities`.
