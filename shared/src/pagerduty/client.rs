@@ -63,11 +63,7 @@ pub struct Incident {
 
 impl Incident {
     pub fn to_ref(&self) -> IncidentRef {
-        IncidentRef {
-            id: self.id.clone(),
-            html_url: self.html_url.clone(),
-            number: self.incident_number,
-        }
+        IncidentRef { id: self.id.clone(), html_url: self.html_url.clone(), number: self.incident_number }
     }
 
     pub fn is_open(&self) -> bool {
@@ -245,18 +241,11 @@ impl PagerdutyClient {
         let request = self.to_request(&call)?;
         self.inner.limiter.acquire().await;
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .inner
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| PagerdutyError::transport(call.operation, e))?;
+        let response =
+            self.inner.http.execute(request).await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| PagerdutyError::transport(call.operation, e))?;
+        let body = response.bytes().await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
         if !status.is_success() {
             let err = PagerdutyError::from_response(call.operation, status, &headers, &body);
             if let Some(wait) = err.retry_after() {
@@ -268,10 +257,8 @@ impl PagerdutyClient {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&body).map_err(|e| PagerdutyError::Decode {
-            operation: call.operation,
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&body)
+            .map_err(|e| PagerdutyError::Decode { operation: call.operation, reason: e.to_string() })
     }
 
     /// Creates an incident. When PagerDuty answers that an open incident with the same
@@ -394,15 +381,9 @@ impl PagerdutyClient {
             });
         }
         let requester = self.requester_id().await?;
-        self.send(requests::add_responders(
-            incident_id,
-            &requester,
-            user_ids,
-            escalation_policy_ids,
-            message,
-        ))
-        .await
-        .map(drop)
+        self.send(requests::add_responders(incident_id, &requester, user_ids, escalation_policy_ids, message))
+            .await
+            .map(drop)
     }
 
     /// Adds a note; returns its id when PagerDuty gives one.
@@ -449,9 +430,8 @@ impl PagerdutyClient {
             operation: "create_webhook_subscription",
             reason: reason.to_string(),
         };
-        let subscription = sub
-            .and_then(WebhookSubscription::from_json)
-            .ok_or_else(|| decode("no webhook_subscription with an id"))?;
+        let subscription =
+            sub.and_then(WebhookSubscription::from_json).ok_or_else(|| decode("no webhook_subscription with an id"))?;
         let secret = sub
             .and_then(|s| s.pointer("/delivery_method/secret"))
             .and_then(Value::as_str)
@@ -511,22 +491,18 @@ impl PagerdutyClient {
 }
 
 fn lookup_priority(map: &HashMap<String, String>, name: &str) -> Option<String> {
-    map.get(name).cloned().or_else(|| {
-        map.iter()
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name.trim()))
-            .map(|(_, v)| v.clone())
-    })
+    map.get(name)
+        .cloned()
+        .or_else(|| map.iter().find(|(k, _)| k.trim().eq_ignore_ascii_case(name.trim())).map(|(_, v)| v.clone()))
 }
 
 fn incident_of(operation: &'static str, v: &Value) -> Result<Incident, PagerdutyError> {
-    let raw = v.get("incident").cloned().ok_or_else(|| PagerdutyError::Decode {
-        operation,
-        reason: "no \"incident\" in the answer".into(),
-    })?;
-    let mut incident: Incident = serde_json::from_value(raw.clone()).map_err(|e| PagerdutyError::Decode {
-        operation,
-        reason: e.to_string(),
-    })?;
+    let raw = v
+        .get("incident")
+        .cloned()
+        .ok_or_else(|| PagerdutyError::Decode { operation, reason: "no \"incident\" in the answer".into() })?;
+    let mut incident: Incident =
+        serde_json::from_value(raw.clone()).map_err(|e| PagerdutyError::Decode { operation, reason: e.to_string() })?;
     incident.raw = raw;
     Ok(incident)
 }

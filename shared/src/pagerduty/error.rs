@@ -24,42 +24,21 @@ pub enum PagerdutyError {
         "PagerDuty rate limit reached during {operation} (429){}; the call can be retried after the reset",
         retry_after.map(|d| format!(", reset in {}s", d.as_secs())).unwrap_or_default()
     )]
-    RateLimited {
-        operation: &'static str,
-        retry_after: Option<Duration>,
-    },
+    RateLimited { operation: &'static str, retry_after: Option<Duration> },
     #[error("PagerDuty answered {status} to {operation}: {}{}", describe(message, *code, errors), hint(*status))]
-    Api {
-        operation: &'static str,
-        status: StatusCode,
-        code: Option<i64>,
-        message: String,
-        errors: Vec<String>,
-    },
+    Api { operation: &'static str, status: StatusCode, code: Option<i64>, message: String, errors: Vec<String> },
     #[error("could not reach PagerDuty for {operation}{}: {reason}", if *timeout { " (timed out)" } else { "" })]
-    Transport {
-        operation: &'static str,
-        reason: String,
-        timeout: bool,
-    },
+    Transport { operation: &'static str, reason: String, timeout: bool },
     #[error("PagerDuty's answer to {operation} is not what the API documents: {reason}")]
-    Decode {
-        operation: &'static str,
-        reason: String,
-    },
+    Decode { operation: &'static str, reason: String },
     #[error(
         "PagerDuty has no priority named {0:?}; check the rule's priority against Incident Priorities in PagerDuty (names are matched exactly, then case-insensitively)"
     )]
     UnknownPriority(String),
-    #[error(
-        "PagerDuty has no user with the email {0:?}; the From user (PD_FROM_EMAIL) must be a user of the account"
-    )]
+    #[error("PagerDuty has no user with the email {0:?}; the From user (PD_FROM_EMAIL) must be a user of the account")]
     UnknownUser(String),
     #[error("invalid request for {operation}: {reason}")]
-    InvalidRequest {
-        operation: &'static str,
-        reason: &'static str,
-    },
+    InvalidRequest { operation: &'static str, reason: &'static str },
 }
 
 fn describe(message: &str, code: Option<i64>, errors: &[String]) -> String {
@@ -127,26 +106,15 @@ impl PagerdutyError {
     }
 
     /// Builds the error for a non-2xx answer from its status, headers and body.
-    pub fn from_response(
-        operation: &'static str,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Self {
+    pub fn from_response(operation: &'static str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Self {
         if status == StatusCode::TOO_MANY_REQUESTS {
-            return PagerdutyError::RateLimited {
-                operation,
-                retry_after: retry_after(headers),
-            };
+            return PagerdutyError::RateLimited { operation, retry_after: retry_after(headers) };
         }
         // `{"error": {"message", "code", "errors": [...]}}` (OpenAPI: the generic error body).
         let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let error = parsed.as_ref().and_then(|v| v.get("error"));
-        let message = error
-            .and_then(|e| e.get("message"))
-            .and_then(|m| m.as_str())
-            .map(str::to_string)
-            .unwrap_or_else(|| {
+        let message =
+            error.and_then(|e| e.get("message")).and_then(|m| m.as_str()).map(str::to_string).unwrap_or_else(|| {
                 let text = String::from_utf8_lossy(body);
                 let text = text.trim();
                 if text.is_empty() {
@@ -161,13 +129,7 @@ impl PagerdutyError {
             .and_then(|e| e.as_array())
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        PagerdutyError::Api {
-            operation,
-            status,
-            code,
-            message,
-            errors,
-        }
+        PagerdutyError::Api { operation, status, code, message, errors }
     }
 
     pub(crate) fn transport(operation: &'static str, e: reqwest::Error) -> Self {
@@ -181,13 +143,7 @@ impl PagerdutyError {
 
     /// True when PagerDuty refused an incident because an open one has the same incident_key.
     pub fn is_duplicate_incident_key(&self) -> bool {
-        let PagerdutyError::Api {
-            status,
-            message,
-            errors,
-            ..
-        } = self
-        else {
+        let PagerdutyError::Api { status, message, errors, .. } = self else {
             return false;
         };
         if !matches!(status.as_u16(), 400 | 409) {
@@ -255,7 +211,11 @@ mod tests {
 
     #[test]
     fn auth_errors_say_what_to_fix() {
-        assert!(api(401, r#"{"error":{"message":"Unauthorized","code":2006}}"#).to_string().contains("update the token secret"));
+        assert!(
+            api(401, r#"{"error":{"message":"Unauthorized","code":2006}}"#)
+                .to_string()
+                .contains("update the token secret")
+        );
         assert!(api(403, "").to_string().contains("full-access key"));
     }
 
@@ -287,7 +247,10 @@ mod tests {
             r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Open incident with matching dedup key already exists on this service"]}}"#,
         );
         assert!(dup.is_duplicate_incident_key());
-        let other = api(400, r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Title cannot be empty."]}}"#);
+        let other = api(
+            400,
+            r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Title cannot be empty."]}}"#,
+        );
         assert!(!other.is_duplicate_incident_key());
         assert!(!api(500, "dedup key already exists").is_duplicate_incident_key());
     }

@@ -21,10 +21,7 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// PagerDuty's documented per-key limit.
-    pub const PAGERDUTY_REST: RateLimit = RateLimit {
-        per_minute: 960,
-        burst: 60,
-    };
+    pub const PAGERDUTY_REST: RateLimit = RateLimit { per_minute: 960, burst: 60 };
 
     /// A bucket of `burst` tokens refilled at `(per_minute - burst) / 60` per second lets at
     /// most `burst + refill * 60 = per_minute` requests through in any minute.
@@ -59,10 +56,7 @@ impl RateLimiter {
         RateLimiter {
             capacity,
             refill_per_sec: limit.refill_per_sec(),
-            bucket: Mutex::new(Bucket {
-                tokens: capacity,
-                updated: Instant::now(),
-            }),
+            bucket: Mutex::new(Bucket { tokens: capacity, updated: Instant::now() }),
         }
     }
 
@@ -79,11 +73,7 @@ impl RateLimiter {
         let mut b = self.bucket.lock().expect("limiter lock");
         self.refill(&mut b);
         b.tokens -= 1.0;
-        if b.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / self.refill_per_sec)
-        }
+        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / self.refill_per_sec) }
     }
 
     /// PagerDuty said 429 with a reset in `wait`: nobody sends before then.

@@ -12,6 +12,8 @@ pub mod signature;
 pub mod webhook;
 
 #[cfg(test)]
+mod client_tests;
+#[cfg(test)]
 mod spec_tests;
 
 pub use client::{ACCEPT, Incident, IncidentRef, PagerdutyClient, User, WebhookSubscription};

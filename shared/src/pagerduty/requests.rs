@@ -194,11 +194,7 @@ pub fn resolve(incident_id: &str) -> Call {
 }
 
 pub fn set_priority(incident_id: &str, priority_id: &str) -> Call {
-    update_incident(
-        "set_priority",
-        incident_id,
-        json!({"priority": reference(priority_id, "priority_reference")}),
-    )
+    update_incident("set_priority", incident_id, json!({"priority": reference(priority_id, "priority_reference")}))
 }
 
 pub fn set_urgency(incident_id: &str, urgency: Urgency) -> Call {
@@ -226,22 +222,14 @@ pub fn add_note(incident_id: &str, content: &str) -> Call {
 
 /// `POST /incident_workflows/{id}/instances`.
 pub fn run_incident_workflow(incident_id: &str, workflow_id: &str) -> Call {
-    Call::new(
-        "run_incident_workflow",
-        Method::POST,
-        &["incident_workflows", workflow_id, "instances"],
-    )
-    .body(json!({"incident_workflow_instance": {"incident": reference(incident_id, "incident_reference")}}))
+    Call::new("run_incident_workflow", Method::POST, &["incident_workflows", workflow_id, "instances"])
+        .body(json!({"incident_workflow_instance": {"incident": reference(incident_id, "incident_reference")}}))
 }
 
 /// `POST /automation_actions/actions/{id}/invocations`.
 pub fn run_automation_action(incident_id: &str, action_id: &str) -> Call {
-    Call::new(
-        "run_automation_action",
-        Method::POST,
-        &["automation_actions", "actions", action_id, "invocations"],
-    )
-    .body(json!({"invocation": {"metadata": {"incident_id": incident_id}}}))
+    Call::new("run_automation_action", Method::POST, &["automation_actions", "actions", action_id, "invocations"])
+        .body(json!({"invocation": {"metadata": {"incident_id": incident_id}}}))
 }
 
 /// `POST /incidents/{id}/responder_requests`.
@@ -262,12 +250,7 @@ pub fn add_responders(
         .map(|id| target(id, "user_reference"))
         .chain(escalation_policy_ids.iter().map(|id| target(id, "escalation_policy_reference")))
         .collect();
-    Call::new(
-        "add_responders",
-        Method::POST,
-        &["incidents", incident_id, "responder_requests"],
-    )
-    .body(json!({
+    Call::new("add_responders", Method::POST, &["incidents", incident_id, "responder_requests"]).body(json!({
         "requester_id": requester_id,
         "message": message,
         "responder_request_targets": targets,
@@ -280,16 +263,12 @@ fn target(id: &str, kind: &str) -> Value {
 
 /// `GET /priorities`.
 pub fn list_priorities(offset: usize) -> Call {
-    Call::new("list_priorities", Method::GET, &["priorities"])
-        .query("limit", "100")
-        .query("offset", offset.to_string())
+    Call::new("list_priorities", Method::GET, &["priorities"]).query("limit", "100").query("offset", offset.to_string())
 }
 
 /// `GET /users?query=<email>`.
 pub fn find_users(query: &str) -> Call {
-    Call::new("find_user_by_email", Method::GET, &["users"])
-        .query("query", query)
-        .query("limit", "25")
+    Call::new("find_user_by_email", Method::GET, &["users"]).query("query", query).query("limit", "25")
 }
 
 /// `GET /webhook_subscriptions`.

@@ -82,12 +82,9 @@ fn parse_header(header: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
             continue;
         };
         if hex_mac.len() != HEX_MAC_LEN {
-            return Err(SignatureError::Malformed(
-                "a v1 signature is not 64 hex characters",
-            ));
+            return Err(SignatureError::Malformed("a v1 signature is not 64 hex characters"));
         }
-        let mac = hex::decode(hex_mac)
-            .map_err(|_| SignatureError::Malformed("a v1 signature is not valid hex"))?;
+        let mac = hex::decode(hex_mac).map_err(|_| SignatureError::Malformed("a v1 signature is not valid hex"))?;
         out.push(mac);
     }
     if out.is_empty() {
@@ -183,26 +180,20 @@ mod tests {
     fn aldaviva() -> (Vec<u8>, Vec<u8>, String) {
         let body = std::fs::read(fixtures().join("aldaviva-incident.triggered.body.json")).unwrap();
         let secret = b"HvPtlQNKMPpHSSqJpCdndXfo7HnGXa1pnH6w5axpxLFn9aRBNBGh4e8/HlonK5mz".to_vec();
-        let header =
-            "v1=3e3032b45bbe1801c13f182b0e0a7f4f3f530225cef07e3e90cbc57874d01c49".to_string();
+        let header = "v1=3e3032b45bbe1801c13f182b0e0a7f4f3f530225cef07e3e90cbc57874d01c49".to_string();
         (body, secret, header)
     }
 
     #[test]
     fn the_docs_multi_signature_header_parses_into_two_signatures() {
-        let text =
-            std::fs::read_to_string(fixtures().join("docs-multi-signature-header-example.txt"))
-                .unwrap();
+        let text = std::fs::read_to_string(fixtures().join("docs-multi-signature-header-example.txt")).unwrap();
         let value = text.trim().strip_prefix("X-PagerDuty-Signature:").unwrap();
         // The docs wrap the value over lines; the real header is one line.
         let one_line: String = value.split_whitespace().collect();
         assert_eq!(parse_header(&one_line).unwrap().len(), 2);
         assert_eq!(parse_header(value).unwrap().len(), 2);
         // Neither signature is ours: the docs give no secret or body.
-        assert_eq!(
-            verify(b"{}", Some(&one_line), &[b"secret"]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(b"{}", Some(&one_line), &[b"secret"]), Err(SignatureError::Mismatch));
     }
 
     #[test]
@@ -218,10 +209,7 @@ mod tests {
     #[test]
     fn a_rotated_secret_is_accepted_when_the_second_configured_secret_matches() {
         let (body, secret, header) = aldaviva();
-        assert_eq!(
-            verify(&body, Some(&header), &[b"the-new-current-secret", &secret]),
-            Ok(())
-        );
+        assert_eq!(verify(&body, Some(&header), &[b"the-new-current-secret", &secret]), Ok(()));
     }
 
     #[test]
@@ -229,37 +217,25 @@ mod tests {
         let (mut body, secret, header) = aldaviva();
         let i = body.iter().position(|b| *b == b'T').unwrap();
         body[i] = b't';
-        assert_eq!(
-            verify(&body, Some(&header), &[&secret]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&body, Some(&header), &[&secret]), Err(SignatureError::Mismatch));
         // Re-serialised JSON is not the raw body either.
         let (body, _, _) = aldaviva();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let reserialised = serde_json::to_vec_pretty(&v).unwrap();
-        assert_eq!(
-            verify(&reserialised, Some(&header), &[&secret]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&reserialised, Some(&header), &[&secret]), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn a_wrong_secret_is_refused() {
         let (body, _, header) = aldaviva();
-        assert_eq!(
-            verify(&body, Some(&header), &[b"wrong", b"also-wrong"]),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(&body, Some(&header), &[b"wrong", b"also-wrong"]), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn a_missing_or_blank_header_is_reported_as_missing() {
         let (body, secret, _) = aldaviva();
         assert_eq!(verify(&body, None, &[&secret]), Err(SignatureError::Missing));
-        assert_eq!(
-            verify(&body, Some("  "), &[&secret]),
-            Err(SignatureError::Missing)
-        );
+        assert_eq!(verify(&body, Some("  "), &[&secret]), Err(SignatureError::Missing));
     }
 
     #[test]
@@ -275,10 +251,7 @@ mod tests {
             "garbage",
         ] {
             assert!(
-                matches!(
-                    verify(&body, Some(garbage), &[&secret]),
-                    Err(SignatureError::Malformed(_))
-                ),
+                matches!(verify(&body, Some(garbage), &[&secret]), Err(SignatureError::Malformed(_))),
                 "{garbage:?}"
             );
         }

@@ -35,10 +35,7 @@ fn operation<'a>(spec: &'a Value, call: &Call) -> (&'a str, &'a Value) {
     for (template, ops) in spec["paths"].as_object().unwrap() {
         let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
         let matches = parts.len() == call.segments.len()
-            && parts
-                .iter()
-                .zip(&call.segments)
-                .all(|(p, s)| p.starts_with('{') || p == s);
+            && parts.iter().zip(&call.segments).all(|(p, s)| p.starts_with('{') || p == s);
         if matches && let Some(op) = ops.get(&method) {
             return (template.as_str(), op);
         }
@@ -191,10 +188,8 @@ fn check(call: &Call) -> Vec<String> {
                     }
                 }
             },
-            "query" if p["required"] == true => {
-                if !call.query.iter().any(|(k, _)| k == name) {
-                    errors.push(format!("required query parameter {name} is missing"));
-                }
+            "query" if p["required"] == true && !call.query.iter().any(|(k, _)| k == name) => {
+                errors.push(format!("required query parameter {name} is missing"));
             }
             _ => {}
         }
@@ -229,11 +224,7 @@ fn every_call() -> Vec<Call> {
         incident_key: Some("sfdc:Case:5005g00000AbCdEAAS:rule-1".into()),
         escalation_policy_id: Some("PEP".into()),
     };
-    let minimal = CreateIncident {
-        title: "t".into(),
-        service_id: "S".into(),
-        ..Default::default()
-    };
+    let minimal = CreateIncident { title: "t".into(), service_id: "S".into(), ..Default::default() };
     let users = vec!["PUSER1".to_string(), "PUSER2".to_string()];
     let eps = vec!["PEP1".to_string()];
     vec![
@@ -327,7 +318,10 @@ fn bodies_have_the_shapes_pagerduty_expects() {
         json!({"incident_workflow_instance": {"incident": {"id": "Q", "type": "incident_reference"}}})
     );
     let r = requests::add_responders("Q", "R", &[], &["E".to_string()], "m").body.unwrap();
-    assert_eq!(r["responder_request_targets"][0]["responder_request_target"], json!({"id": "E", "type": "escalation_policy_reference"}));
+    assert_eq!(
+        r["responder_request_targets"][0]["responder_request_target"],
+        json!({"id": "E", "type": "escalation_policy_reference"})
+    );
     assert_eq!(r["requester_id"], "R");
 }
 

@@ -82,6 +82,8 @@ impl IncidentData {
 }
 
 /// What an event is about.
+// One event is handled at a time; boxing the incident would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum EventData {
     Incident(IncidentData),
@@ -148,9 +150,8 @@ impl WebhookEvent {
             .map_err(|_| WebhookError::BadTimestamp(occurred.clone()))?
             .with_timezone(&Utc);
         // resource_type is informative only; derive it from the event type when absent.
-        let resource_type = text("resource_type").unwrap_or_else(|_| {
-            event_type.split('.').next().unwrap_or_default().to_string()
-        });
+        let resource_type =
+            text("resource_type").unwrap_or_else(|_| event_type.split('.').next().unwrap_or_default().to_string());
         let agent = event.remove("agent").and_then(|v| serde_json::from_value(v).ok());
         let client = event.remove("client").and_then(|v| serde_json::from_value(v).ok());
         let data = parse_data(event.remove("data").unwrap_or(Value::Null));
@@ -181,12 +182,7 @@ pub fn parse_data(data: Value) -> EventData {
             Err(_) => EventData::Other(data),
         },
         Some("incident_note") => match NoteData::deserialize(&data) {
-            Ok(n) => EventData::IncidentNote {
-                id: n.id,
-                incident: n.incident,
-                content: n.content,
-                trimmed: n.trimmed,
-            },
+            Ok(n) => EventData::IncidentNote { id: n.id, incident: n.incident, content: n.content, trimmed: n.trimmed },
             Err(_) => EventData::Other(data),
         },
         _ => EventData::Other(data),
@@ -270,9 +266,7 @@ mod tests {
         assert_eq!(event.event_type, raw["event"]["event_type"], "{}", path.display());
         match raw["event"]["data"]["type"].as_str() {
             Some("incident") => {
-                let EventData::Incident(i) = &event.data else {
-                    panic!("{}: incident data not typed", path.display())
-                };
+                let EventData::Incident(i) = &event.data else { panic!("{}: incident data not typed", path.display()) };
                 assert_eq!(i.id, raw["event"]["data"]["id"]);
                 assert_eq!(i.service.id, raw["event"]["data"]["service"]["id"]);
                 assert_eq!(event.incident_id(), Some(i.id.as_str()));
@@ -318,11 +312,9 @@ mod tests {
         };
         assert_eq!((id.as_str(), incident.id.as_str(), trimmed), ("P2LA89X", "PGR0VU2", false));
         assert_eq!(content, "I sure am glad we are using PagerDuty!");
-        for other in [
-            "docs-data-incident_responder.json",
-            "docs-data-incident_status_update.json",
-            "docs-data-service.json",
-        ] {
+        for other in
+            ["docs-data-incident_responder.json", "docs-data-incident_status_update.json", "docs-data-service.json"]
+        {
             assert!(matches!(frag(other), EventData::Other(_)), "{other}");
         }
     }
@@ -383,10 +375,7 @@ mod tests {
     #[test]
     fn responder_and_status_update_events_still_name_their_incident() {
         assert_eq!(sample("zulip-incident.responder.added.json").incident_id(), Some("Q3B15VLMF3ASBD"));
-        assert_eq!(
-            sample("zulip-incident.status_update_published.json").incident_id(),
-            Some("Q3B15VLMF3ASBD")
-        );
+        assert_eq!(sample("zulip-incident.status_update_published.json").incident_id(), Some("Q3B15VLMF3ASBD"));
         assert_eq!(sample("docs-service.updated.json").incident_id(), None);
     }
 
