@@ -318,12 +318,17 @@ impl PagerdutyClient {
     }
 
     /// Resolves the incident; a resolution note, when given, is added first so responders see
-    /// it on the resolved incident.
+    /// it on the resolved incident. Resolving an already resolved incident succeeds.
     pub async fn resolve(&self, incident_id: &str, resolution_note: Option<&str>) -> Result<(), PagerdutyError> {
         if let Some(note) = resolution_note.filter(|n| !n.trim().is_empty()) {
             self.add_note(incident_id, note).await?;
         }
-        self.send(requests::resolve(incident_id)).await.map(drop)
+        match self.send(requests::resolve(incident_id)).await {
+            Ok(_) => Ok(()),
+            // A retry after an answer we never got: the incident is resolved, which is the goal.
+            Err(e) if e.is_already_resolved() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sets the priority by name (`P1`), resolved to its id with a cached `GET /priorities`.

@@ -278,6 +278,22 @@ async fn resolve_with_a_note_adds_the_note_then_resolves() {
 }
 
 #[tokio::test]
+async fn resolving_an_already_resolved_incident_succeeds_but_acknowledging_it_does_not() {
+    let (base, _log) = serve(Arc::new(|_: &Seen| {
+        (
+            400,
+            vec![],
+            r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Incident Already Resolved"]}}"#
+                .into(),
+        )
+    }))
+    .await;
+    let c = client(base);
+    c.resolve("Q1", None).await.unwrap();
+    assert_eq!(c.acknowledge("Q1").await.unwrap_err().kind(), ErrorKind::BadInput);
+}
+
+#[tokio::test]
 async fn a_webhook_subscription_is_created_with_its_secret_and_listed_across_pages() {
     let (base, _log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
         ("POST", _) => (

@@ -18,6 +18,18 @@ pub enum ErrorKind {
     BadInput,
 }
 
+impl ErrorKind {
+    /// The name used in retry envelopes (`Failure::kind`) and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::Auth => "auth",
+            ErrorKind::BadInput => "bad_input",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PagerdutyError {
     #[error(
@@ -158,6 +170,18 @@ impl PagerdutyError {
     }
 }
 
+impl PagerdutyError {
+    /// True when PagerDuty refused a status change because the incident is already resolved.
+    /// The wording is not in the OpenAPI document; matched loosely on the message and errors.
+    pub fn is_already_resolved(&self) -> bool {
+        let PagerdutyError::Api { status, message, errors, .. } = self else {
+            return false;
+        };
+        matches!(status.as_u16(), 400 | 409)
+            && std::iter::once(message).chain(errors).any(|m| m.to_ascii_lowercase().contains("already resolved"))
+    }
+}
+
 /// Seconds to wait from `ratelimit-reset` (PagerDuty's documented header) or `Retry-After`.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     ["ratelimit-reset", "retry-after"].iter().find_map(|name| {
@@ -253,5 +277,16 @@ mod tests {
         );
         assert!(!other.is_duplicate_incident_key());
         assert!(!api(500, "dedup key already exists").is_duplicate_incident_key());
+    }
+
+    #[test]
+    fn an_already_resolved_answer_is_recognised() {
+        let e = api(
+            400,
+            r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Incident Already Resolved"]}}"#,
+        );
+        assert!(e.is_already_resolved());
+        assert!(!api(400, r#"{"error":{"message":"Invalid Input Provided"}}"#).is_already_resolved());
+        assert_eq!(ErrorKind::BadInput.as_str(), "bad_input");
     }
 }
