@@ -1,0 +1,1 @@
+//! Salesforce simulator (placeholder while the module is written).
