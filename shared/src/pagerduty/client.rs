@@ -26,6 +26,9 @@ use super::webhook::Reference;
 /// `Accept` value selecting REST API v2.
 pub const ACCEPT: &str = "application/vnd.pagerduty+json;version=2";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a call waits for the rate limiter before giving up with a transient
+/// [`PagerdutyError::RateLimited`] (the caller then queues the work for the retry function).
+const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// The created (or already existing) incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +118,7 @@ struct Inner {
     token: String,
     from_email: String,
     timeout: Duration,
+    max_queue_wait: Duration,
     limit: RateLimit,
     limiter: RateLimiter,
     calls: AtomicU64,
@@ -146,7 +150,7 @@ impl PagerdutyClient {
     /// `base` is the region's API root (`https://api.pagerduty.com` or
     /// `https://api.eu.pagerduty.com`, or a simulator); `from_email` is the integration user.
     pub fn new(http: reqwest::Client, base: Url, token: String, from_email: String) -> Self {
-        Self::build(http, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT)
+        Self::build(http, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE_WAIT)
     }
 
     /// The same client with another rate limit (e.g. a lower share when several deployments
@@ -154,14 +158,45 @@ impl PagerdutyClient {
     /// has fresh caches, counter and bucket.
     pub fn with_rate_limit(self, limit: RateLimit) -> Self {
         let i = &self.inner;
-        Self::build(i.http.clone(), i.base.clone(), i.token.clone(), i.from_email.clone(), limit, i.timeout)
+        Self::build(
+            i.http.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            limit,
+            i.timeout,
+            i.max_queue_wait,
+        )
     }
 
     /// The same client with another per-request timeout (default 10 s). A construction-time
     /// builder like [`Self::with_rate_limit`].
     pub fn with_timeout(self, timeout: Duration) -> Self {
         let i = &self.inner;
-        Self::build(i.http.clone(), i.base.clone(), i.token.clone(), i.from_email.clone(), i.limit, timeout)
+        Self::build(
+            i.http.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            i.limit,
+            timeout,
+            i.max_queue_wait,
+        )
+    }
+
+    /// The same client with another limit on how long a call may wait for the rate limiter
+    /// (default 10 s) before failing with a transient `RateLimited`. A construction-time builder.
+    pub fn with_max_queue_wait(self, max_queue_wait: Duration) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.http.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            i.limit,
+            i.timeout,
+            max_queue_wait,
+        )
     }
 
     fn build(
@@ -171,6 +206,7 @@ impl PagerdutyClient {
         from_email: String,
         limit: RateLimit,
         timeout: Duration,
+        max_queue_wait: Duration,
     ) -> Self {
         PagerdutyClient {
             inner: Arc::new(Inner {
@@ -179,6 +215,7 @@ impl PagerdutyClient {
                 token,
                 from_email,
                 timeout,
+                max_queue_wait,
                 limit,
                 limiter: RateLimiter::new(limit),
                 calls: AtomicU64::new(0),
@@ -239,7 +276,11 @@ impl PagerdutyClient {
     /// Sends `call` under the rate limit; returns the JSON answer (`Null` for an empty one).
     async fn send(&self, call: Call) -> Result<Value, PagerdutyError> {
         let request = self.to_request(&call)?;
-        self.inner.limiter.acquire().await;
+        // Over the limit for longer than we may wait (a burst, or a 429 reset): give the work
+        // back to the caller as transient rather than sleep through the Lambda's time.
+        if let Err(wait) = self.inner.limiter.acquire_within(self.inner.max_queue_wait).await {
+            return Err(PagerdutyError::RateLimited { operation: call.operation, retry_after: Some(wait) });
+        }
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         let response =
             self.inner.http.execute(request).await.map_err(|e| PagerdutyError::transport(call.operation, e))?;

@@ -68,12 +68,36 @@ impl RateLimiter {
         }
     }
 
+    /// Takes one token, waiting for it only if that takes at most `max_wait`; otherwise takes
+    /// nothing and returns how long the wait would have been, so the caller can queue the work
+    /// instead of spending its Lambda time (or PagerDuty's 429 reset) asleep.
+    pub async fn acquire_within(&self, max_wait: Duration) -> Result<(), Duration> {
+        let wait = self.try_reserve(max_wait)?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
     /// Takes one token now and returns how long the caller must wait before using it.
     pub fn reserve(&self) -> Duration {
+        self.try_reserve(Duration::MAX).unwrap_or_else(|wait| wait)
+    }
+
+    /// [`Self::reserve`] unless the wait would exceed `max_wait` (then nothing is taken).
+    pub fn try_reserve(&self, max_wait: Duration) -> Result<Duration, Duration> {
         let mut b = self.bucket.lock().expect("limiter lock");
         self.refill(&mut b);
         b.tokens -= 1.0;
-        if b.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-b.tokens / self.refill_per_sec) }
+        if b.tokens >= 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        let wait = Duration::from_secs_f64(-b.tokens / self.refill_per_sec);
+        if wait > max_wait {
+            b.tokens += 1.0;
+            return Err(wait);
+        }
+        Ok(wait)
     }
 
     /// PagerDuty said 429 with a reset in `wait`: nobody sends before then.
@@ -144,6 +168,19 @@ mod tests {
             .unwrap();
         assert!(busiest <= 120, "{busiest}");
         assert!(busiest >= 115, "{busiest}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_cannot_wait_long_enough_is_refused_without_taking_a_token() {
+        let l = RateLimiter::new(RateLimit { per_minute: 120, burst: 1 });
+        assert_eq!(l.acquire_within(Duration::ZERO).await, Ok(()));
+        // The next token comes in 60/119 s.
+        let wait = l.acquire_within(Duration::from_millis(100)).await.unwrap_err();
+        assert!(wait > Duration::from_millis(500) && wait < Duration::from_millis(510), "{wait:?}");
+        // Refused callers left the balance alone: a patient caller waits the same.
+        let start = Instant::now();
+        assert_eq!(l.acquire_within(Duration::from_secs(1)).await, Ok(()));
+        assert!(start.elapsed() < Duration::from_millis(510));
     }
 
     #[test]
