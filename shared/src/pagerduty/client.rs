@@ -279,7 +279,7 @@ impl PagerdutyClient {
         // Over the limit for longer than we may wait (a burst, or a 429 reset): give the work
         // back to the caller as transient rather than sleep through the Lambda's time.
         if let Err(wait) = self.inner.limiter.acquire_within(self.inner.max_queue_wait).await {
-            return Err(PagerdutyError::RateLimited { operation: call.operation, retry_after: Some(wait) });
+            return Err(PagerdutyError::Throttled { operation: call.operation, wait });
         }
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         let response =

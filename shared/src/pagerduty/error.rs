@@ -37,6 +37,13 @@ pub enum PagerdutyError {
         retry_after.map(|d| format!(", reset in {}s", d.as_secs())).unwrap_or_default()
     )]
     RateLimited { operation: &'static str, retry_after: Option<Duration> },
+    /// Our own limiter refused to wait this long (a burst beyond the per-key limit, or a 429
+    /// reset still running); nothing was sent.
+    #[error(
+        "PagerDuty call {operation} not sent: the client-side rate limit would delay it {}s, longer than allowed; queue it for retry",
+        wait.as_secs_f64().ceil()
+    )]
+    Throttled { operation: &'static str, wait: Duration },
     #[error("PagerDuty answered {status} to {operation}: {}{}", describe(message, *code, errors), hint(*status))]
     Api { operation: &'static str, status: StatusCode, code: Option<i64>, message: String, errors: Vec<String> },
     #[error("could not reach PagerDuty for {operation}{}: {reason}", if *timeout { " (timed out)" } else { "" })]
@@ -79,7 +86,7 @@ fn hint(status: StatusCode) -> &'static str {
 impl PagerdutyError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            PagerdutyError::RateLimited { .. } => ErrorKind::Transient,
+            PagerdutyError::RateLimited { .. } | PagerdutyError::Throttled { .. } => ErrorKind::Transient,
             PagerdutyError::Transport { .. } => ErrorKind::Transient,
             // A 2xx we cannot read may be a cut-off answer; the operations are safe to repeat
             // (creation is de-duplicated by incident_key).
@@ -100,10 +107,11 @@ impl PagerdutyError {
         self.kind() == ErrorKind::Transient
     }
 
-    /// How long PagerDuty asked us to wait (429 only).
+    /// How long to wait before trying again: PagerDuty's 429 reset, or our limiter's wait.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             PagerdutyError::RateLimited { retry_after, .. } => *retry_after,
+            PagerdutyError::Throttled { wait, .. } => Some(*wait),
             _ => None,
         }
     }
@@ -219,6 +227,10 @@ mod tests {
         assert!(api(502, "").is_transient());
         assert!(!api(400, "").is_transient());
         assert!(PagerdutyError::UnknownPriority("P9".into()).kind() == ErrorKind::BadInput);
+        let throttled = PagerdutyError::Throttled { operation: "acknowledge", wait: Duration::from_millis(59_100) };
+        assert!(throttled.is_transient());
+        assert_eq!(throttled.retry_after(), Some(Duration::from_millis(59_100)));
+        assert!(throttled.to_string().contains("60s"), "{throttled}");
     }
 
     #[test]
