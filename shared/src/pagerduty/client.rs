@@ -185,7 +185,7 @@ impl PagerdutyClient {
     }
 
     /// The same client with another limit on how long a call may wait for the rate limiter
-    /// (default 10 s) before failing with a transient `RateLimited`. A construction-time builder.
+    /// (default 10 s) before failing with a transient `Throttled`. A construction-time builder.
     pub fn with_max_queue_wait(self, max_queue_wait: Duration) -> Self {
         let i = &self.inner;
         Self::build(
@@ -240,7 +240,7 @@ impl PagerdutyClient {
         url.path_segments_mut()
             .map_err(|_| PagerdutyError::InvalidRequest {
                 operation: call.operation,
-                reason: "the PagerDuty base URL cannot have a path",
+                reason: "the PagerDuty base URL is not an http(s) URL",
             })?
             .pop_if_empty()
             .extend(&call.segments);
