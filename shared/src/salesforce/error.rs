@@ -55,7 +55,10 @@ const TRANSIENT_CODES: &[&str] = &[
 pub fn classify_code(code: &str) -> ErrorKind {
     if TRANSIENT_CODES.contains(&code) {
         ErrorKind::Transient
-    } else if code == "INVALID_SESSION_ID" || code == "INVALID_AUTH_HEADER" {
+    } else if matches!(
+        code,
+        "INVALID_SESSION_ID" | "INVALID_AUTH_HEADER" | "invalid_grant" | "invalid_client" | "invalid_client_id"
+    ) {
         ErrorKind::Auth
     } else {
         ErrorKind::Permanent
