@@ -535,6 +535,24 @@ mod tests {
     }
 
     #[test]
+    fn signature_matches_an_independent_hmac_vector() {
+        // `printf '%s' '1795000000.{"schema":1,"object":"Case"}' | openssl dgst -sha256 -hmac test-signing-key`,
+        // the same computation as Apex `Crypto.generateMac('hmacSHA256', ...)` + `convertToHex`.
+        let body = br#"{"schema":1,"object":"Case"}"#;
+        let expected = "v1=f69bd90c0132d0f7494234dd917f3d4541fc33e9453d3dc811975fdecbdb9635";
+        assert_eq!(sign_trigger_post("test-signing-key", 1_795_000_000, body), expected);
+        verify_trigger_signature(
+            body,
+            Some("1795000000"),
+            Some(expected),
+            &["test-signing-key"],
+            DateTime::from_timestamp(1_795_000_100, 0).unwrap(),
+            DEFAULT_TOLERANCE_SECONDS,
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn tampered_body_or_wrong_secret_is_refused() {
         let body = br#"{"schema":1}"#;
         let ts = now().timestamp();
