@@ -505,4 +505,28 @@ mod tests {
         assert_eq!(failures[0].reference_id, "note");
         assert_eq!(resp.failure_kind(), Some(ErrorKind::Transient));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_comment_splits_into_marked_parts_that_fit_and_reassemble(text in "\\PC{0,9000}") {
+            let chunks = case_comment_chunks(&text);
+            let mut rebuilt = String::new();
+            let total = chunks.len();
+            for (i, c) in chunks.iter().enumerate() {
+                proptest::prop_assert!(c.len() <= CASE_COMMENT_MAX_BYTES);
+                let prefix = if total == 1 {
+                    format!("{PAGERDUTY_MARKER} ")
+                } else {
+                    format!("{PAGERDUTY_MARKER} ({}/{total}) ", i + 1)
+                };
+                proptest::prop_assert!(c.starts_with(&prefix));
+                rebuilt.push_str(&c[prefix.len()..]);
+            }
+            let expected = text
+                .strip_prefix(PAGERDUTY_MARKER)
+                .map(str::trim_start)
+                .unwrap_or(&text);
+            proptest::prop_assert_eq!(rebuilt, expected);
+        }
+    }
 }

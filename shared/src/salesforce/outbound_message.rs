@@ -448,4 +448,16 @@ mod tests {
         assert!(f.contains("<faultcode>soapenv:Server</faultcode>"));
         assert!(f.contains("<faultstring>store &lt;down&gt; &amp; retry</faultstring>"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let _ = OutboundMessage::parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_xml_like_text_never_panics(text in "[<>/a-z:=\"& ;#x0-9!\\[\\]-]{0,400}") {
+            let _ = OutboundMessage::parse(text.as_bytes());
+        }
+    }
 }

@@ -338,12 +338,13 @@ pub fn verify_trigger_signature(
     let timestamp: i64 = timestamp_text
         .parse()
         .map_err(|_| InboundAuthError::MalformedTimestamp(timestamp_text.chars().take(40).collect()))?;
-    let age = now.timestamp() - timestamp;
+    // Saturating: a hostile timestamp like i64::MIN must be refused, not overflow.
+    let age = now.timestamp().saturating_sub(timestamp);
     if age > tolerance_seconds {
         return Err(InboundAuthError::Stale(age, tolerance_seconds));
     }
-    if -age > tolerance_seconds {
-        return Err(InboundAuthError::Future(-age, tolerance_seconds));
+    if age.saturating_neg() > tolerance_seconds {
+        return Err(InboundAuthError::Future(age.saturating_neg(), tolerance_seconds));
     }
     let candidates: Vec<Vec<u8>> = signature_text
         .split(',')
@@ -596,6 +597,14 @@ mod tests {
     }
 
     #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            let err = verify_trigger_signature(b"{}", Some(&ts), Some("v1=00"), &["k"], now(), 300).unwrap_err();
+            assert_eq!(err.metric_reason(), "stale_timestamp", "{ts}: {err}");
+        }
+    }
+
+    #[test]
     fn bearer_is_checked_against_every_secret() {
         verify_bearer(Some("Bearer previous"), &["current", "previous"]).unwrap();
         verify_bearer(Some("bearer current"), &["current"]).unwrap();
@@ -603,5 +612,18 @@ mod tests {
         assert_eq!(verify_bearer(Some("Basic abc"), &["current"]), Err(InboundAuthError::MalformedBearer));
         assert_eq!(verify_bearer(None, &["current"]), Err(InboundAuthError::MissingHeader("Authorization")));
         assert_eq!(verify_bearer(Some("Bearer x"), &[""]), Err(InboundAuthError::NoSecrets));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let _ = TriggerPost::parse(&bytes);
+        }
+
+        #[test]
+        fn signature_verification_never_panics_on_any_headers(ts in "\\PC{0,30}", sig in "\\PC{0,200}") {
+            let _ = verify_trigger_signature(b"{}", Some(&ts), Some(&sig), &["k"], now(), 300);
+            let _ = verify_bearer(Some(&sig), &["k"]);
+        }
     }
 }
