@@ -274,7 +274,9 @@ impl OutboundMessage {
     pub fn is_from_org(&self, org_id: &str) -> bool {
         let a = self.organization_id.as_str();
         let b = org_id.trim();
-        !a.is_empty() && (a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15]))
+        // `get` rather than slicing: a hostile id with multi-byte characters must not panic.
+        let prefix_match = matches!((a.get(..15), b.get(..15)), (Some(x), Some(y)) if x == y);
+        !a.is_empty() && (a == b || prefix_match)
     }
 }
 
@@ -375,6 +377,7 @@ mod tests {
         assert!(m.is_from_org("0123456789ABCDENNN"));
         assert!(m.is_from_org("0123456789ABCDE"));
         assert!(!m.is_from_org("00D000000000001"));
+        assert!(!m.is_from_org("0123456789ABCD\u{e9}"));
     }
 
     #[test]
