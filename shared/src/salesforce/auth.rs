@@ -159,6 +159,8 @@ struct TokenResponse {
 pub struct Authenticator {
     http: reqwest::Client,
     login_url: String,
+    /// The JWT `aud`; the login URL unless set with [`Authenticator::with_audience`].
+    audience: String,
     creds: JwtCredentials,
     clock: Arc<dyn Clock>,
     cached: Mutex<Option<AccessToken>>,
@@ -169,6 +171,7 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("login_url", &self.login_url)
+            .field("audience", &self.audience)
             .field("creds", &self.creds)
             .finish_non_exhaustive()
     }
@@ -181,9 +184,11 @@ impl Authenticator {
         creds: JwtCredentials,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let login_url = login_url.into().trim_end_matches('/').to_string();
         Self {
             http,
-            login_url: login_url.into().trim_end_matches('/').to_string(),
+            audience: login_url.clone(),
+            login_url,
             creds,
             clock,
             cached: Mutex::new(None),
@@ -191,9 +196,17 @@ impl Authenticator {
         }
     }
 
+    /// Posts to `login_url` (e.g. the org's My Domain URL) but signs the assertion for another
+    /// audience: Salesforce expects `https://login.salesforce.com` (production) or
+    /// `https://test.salesforce.com` (sandbox) whatever host the token is requested from.
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = audience.into().trim_end_matches('/').to_string();
+        self
+    }
+
     /// The JWT bearer exchange, uncached.
     pub async fn mint(&self) -> Result<AccessToken, SalesforceError> {
-        let assertion = build_assertion(&self.creds, &self.login_url, self.clock.as_ref())?;
+        let assertion = build_assertion(&self.creds, &self.audience, self.clock.as_ref())?;
         let url = format!("{}/services/oauth2/token", self.login_url);
         let response = self
             .http
