@@ -20,7 +20,13 @@ fn req(c: &reqwest::Client, method: reqwest::Method, url: String) -> reqwest::Re
     req_as(c, method, url, ACCEPT, "bridge@example.com")
 }
 
-fn req_as(c: &reqwest::Client, method: reqwest::Method, url: String, accept: &str, from: &str) -> reqwest::RequestBuilder {
+fn req_as(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    accept: &str,
+    from: &str,
+) -> reqwest::RequestBuilder {
     c.request(method, url)
         .header("Authorization", "Token token=sim-token")
         .header("Accept", accept)
@@ -33,7 +39,11 @@ async fn create(sim: &PagerdutySim, key: Option<&str>) -> reqwest::Response {
     if let Some(k) = key {
         inc["incident_key"] = json!(k);
     }
-    req(&client(), reqwest::Method::POST, format!("{}/incidents", sim.base_url())).json(&json!({ "incident": inc })).send().await.unwrap()
+    req(&client(), reqwest::Method::POST, format!("{}/incidents", sim.base_url()))
+        .json(&json!({ "incident": inc }))
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -116,7 +126,8 @@ async fn body_violating_the_spec_is_rejected_with_specific_errors() {
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], 2001);
-    let errors: Vec<String> = body["error"]["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect();
+    let errors: Vec<String> =
+        body["error"]["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect();
     assert!(errors.iter().any(|e| e.contains("incident.service")), "{errors:?}");
     // Wrong enum value.
     let r = req(&c, reqwest::Method::POST, format!("{}/incidents", sim.base_url()))
@@ -128,13 +139,26 @@ async fn body_violating_the_spec_is_rejected_with_specific_errors() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["errors"].to_string().contains("incident.urgency"), "{body}");
     // Wrong type and missing note content.
-    let r = req(&c, reqwest::Method::POST, format!("{}/incidents", sim.base_url())).json(&json!({"incident": "x"})).send().await.unwrap();
+    let r = req(&c, reqwest::Method::POST, format!("{}/incidents", sim.base_url()))
+        .json(&json!({"incident": "x"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Not JSON at all.
     let r = req(&c, reqwest::Method::POST, format!("{}/incidents", sim.base_url())).body("{nope").send().await.unwrap();
     assert_eq!(r.status(), 400);
     // Wrong Accept.
-    let r = req_as(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url()), "application/json", "bridge@example.com").send().await.unwrap();
+    let r = req_as(
+        &c,
+        reqwest::Method::GET,
+        format!("{}/priorities", sim.base_url()),
+        "application/json",
+        "bridge@example.com",
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     assert!(sim.incidents().is_empty());
 }
@@ -165,7 +189,13 @@ async fn create_assigns_numbers_and_defaults_from_the_escalation_policy() {
     assert_eq!(b["incident"]["incident_number"].as_u64(), Some(a["incident_number"].as_u64().unwrap() + 1));
     assert_eq!(sim.incidents().len(), 2);
     let id = a["id"].as_str().unwrap();
-    let got: Value = req(&client(), reqwest::Method::GET, format!("{}/incidents/{id}", sim.base_url())).send().await.unwrap().json().await.unwrap();
+    let got: Value = req(&client(), reqwest::Method::GET, format!("{}/incidents/{id}", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(got["incident"]["id"], id);
 }
 
@@ -182,13 +212,17 @@ async fn second_create_with_the_same_open_incident_key_fails_until_resolved() {
     assert!(body["error"]["errors"][0].as_str().unwrap().contains("dedup key"));
     assert_eq!(sim.incidents().len(), 1);
     // Lookup by key, as a client does after the conflict.
-    let list: Value = req(&client(), reqwest::Method::GET, format!("{}/incidents?incident_key=case-500&statuses[]=triggered&statuses[]=acknowledged", sim.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = req(
+        &client(),
+        reqwest::Method::GET,
+        format!("{}/incidents?incident_key=case-500&statuses[]=triggered&statuses[]=acknowledged", sim.base_url()),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     assert_eq!(list["incidents"].as_array().unwrap().len(), 1);
     let r = req(&client(), reqwest::Method::PUT, format!("{}/incidents/{id}", sim.base_url()))
         .json(&json!({"incident": {"type": "incident_reference", "status": "resolved"}}))
@@ -204,7 +238,8 @@ async fn status_transitions_priority_reassign_and_resolved_is_terminal() {
     let sim = PagerdutySim::start(PdSimConfig::default()).await;
     let c = client();
     let id = create(&sim, None).await.json::<Value>().await.unwrap()["incident"]["id"].as_str().unwrap().to_string();
-    let put = |body: Value| req(&c, reqwest::Method::PUT, format!("{}/incidents/{id}", sim.base_url())).json(&body).send();
+    let put =
+        |body: Value| req(&c, reqwest::Method::PUT, format!("{}/incidents/{id}", sim.base_url())).json(&body).send();
     let r = put(json!({"incident": {"type": "incident_reference", "status": "acknowledged", "priority": {"id": "PPRI001", "type": "priority_reference"}}})).await.unwrap();
     assert_eq!(r.status(), 200);
     let inc = sim.incident(&id).unwrap();
@@ -213,7 +248,11 @@ async fn status_transitions_priority_reassign_and_resolved_is_terminal() {
     let r = put(json!({"incident": {"type": "incident_reference", "escalation_policy": {"id": "PEP0002", "type": "escalation_policy_reference"}}})).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(sim.incident(&id).unwrap()["assignments"][0]["assignee"]["id"], "PUSR001");
-    let r = put(json!({"incident": {"type": "incident_reference", "priority": {"id": "PNOPE", "type": "priority_reference"}}})).await.unwrap();
+    let r = put(
+        json!({"incident": {"type": "incident_reference", "priority": {"id": "PNOPE", "type": "priority_reference"}}}),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 400);
     let r = put(json!({"incident": {"type": "incident_reference", "status": "resolved"}})).await.unwrap();
     assert_eq!(r.status(), 200);
@@ -221,8 +260,18 @@ async fn status_transitions_priority_reassign_and_resolved_is_terminal() {
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["errors"][0], "Incident Already Resolved");
     assert_eq!(sim.incident(&id).unwrap()["status"], "resolved");
-    let types: Vec<String> = sim.webhook_events().iter().map(|e| e["event"]["event_type"].as_str().unwrap().to_string()).collect();
-    assert_eq!(types, ["incident.triggered", "incident.acknowledged", "incident.priority_updated", "incident.reassigned", "incident.resolved"]);
+    let types: Vec<String> =
+        sim.webhook_events().iter().map(|e| e["event"]["event_type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        types,
+        [
+            "incident.triggered",
+            "incident.acknowledged",
+            "incident.priority_updated",
+            "incident.reassigned",
+            "incident.resolved"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -231,13 +280,27 @@ async fn notes_responders_workflows_and_automation_are_recorded() {
     let c = client();
     let base = sim.base_url();
     let id = create(&sim, None).await.json::<Value>().await.unwrap()["incident"]["id"].as_str().unwrap().to_string();
-    let r = req(&c, reqwest::Method::POST, format!("{base}/incidents/{id}/notes")).json(&json!({"note": {"content": "[Salesforce] hello"}})).send().await.unwrap();
+    let r = req(&c, reqwest::Method::POST, format!("{base}/incidents/{id}/notes"))
+        .json(&json!({"note": {"content": "[Salesforce] hello"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let notes: Value = req(&c, reqwest::Method::GET, format!("{base}/incidents/{id}/notes")).send().await.unwrap().json().await.unwrap();
+    let notes: Value = req(&c, reqwest::Method::GET, format!("{base}/incidents/{id}/notes"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(notes["notes"][0]["content"], "[Salesforce] hello");
     assert_eq!(notes["notes"][0]["user"]["id"], "PUSR001");
     assert_eq!(sim.notes(&id).len(), 1);
-    let r = req(&c, reqwest::Method::POST, format!("{base}/incidents/{id}/notes")).json(&json!({"note": {}})).send().await.unwrap();
+    let r = req(&c, reqwest::Method::POST, format!("{base}/incidents/{id}/notes"))
+        .json(&json!({"note": {}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "note.content is required by the spec");
 
     let r = req(&c, reqwest::Method::POST, format!("{base}/incidents/{id}/responder_requests"))
@@ -276,14 +339,25 @@ async fn users_services_policies_and_priorities_are_served() {
     let sim = PagerdutySim::start(PdSimConfig::default()).await;
     let c = client();
     let base = sim.base_url();
-    let users: Value = req(&c, reqwest::Method::GET, format!("{base}/users?query=bridge%40example.com")).send().await.unwrap().json().await.unwrap();
+    let users: Value = req(&c, reqwest::Method::GET, format!("{base}/users?query=bridge%40example.com"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(users["users"].as_array().unwrap().len(), 1);
     assert_eq!(users["users"][0]["id"], "PUSR001");
     assert_eq!(req(&c, reqwest::Method::GET, format!("{base}/users/PUSR002")).send().await.unwrap().status(), 200);
-    let svc: Value = req(&c, reqwest::Method::GET, format!("{base}/services/PSVC001")).send().await.unwrap().json().await.unwrap();
+    let svc: Value =
+        req(&c, reqwest::Method::GET, format!("{base}/services/PSVC001")).send().await.unwrap().json().await.unwrap();
     assert_eq!(svc["service"]["escalation_policy"]["id"], "PEP0001");
-    assert_eq!(req(&c, reqwest::Method::GET, format!("{base}/escalation_policies/PEP0001")).send().await.unwrap().status(), 200);
-    let p: Value = req(&c, reqwest::Method::GET, format!("{base}/priorities")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        req(&c, reqwest::Method::GET, format!("{base}/escalation_policies/PEP0001")).send().await.unwrap().status(),
+        200
+    );
+    let p: Value =
+        req(&c, reqwest::Method::GET, format!("{base}/priorities")).send().await.unwrap().json().await.unwrap();
     assert_eq!(p["priorities"].as_array().unwrap().len(), 5);
 }
 
@@ -299,19 +373,45 @@ async fn webhook_subscription_secret_is_returned_only_on_create() {
     let created: Value = r.json().await.unwrap();
     assert!(created["webhook_subscription"]["delivery_method"]["secret"].as_str().unwrap().len() > 20);
     let id = created["webhook_subscription"]["id"].as_str().unwrap();
-    let got: Value = req(&c, reqwest::Method::GET, format!("{base}/webhook_subscriptions/{id}")).send().await.unwrap().json().await.unwrap();
+    let got: Value = req(&c, reqwest::Method::GET, format!("{base}/webhook_subscriptions/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(got["webhook_subscription"]["delivery_method"]["secret"].is_null());
-    let r = req(&c, reqwest::Method::PUT, format!("{base}/webhook_subscriptions/{id}")).json(&json!({"webhook_subscription": {"description": "renamed"}})).send().await.unwrap();
+    let r = req(&c, reqwest::Method::PUT, format!("{base}/webhook_subscriptions/{id}"))
+        .json(&json!({"webhook_subscription": {"description": "renamed"}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let list: Value = req(&c, reqwest::Method::GET, format!("{base}/webhook_subscriptions")).send().await.unwrap().json().await.unwrap();
+    let list: Value = req(&c, reqwest::Method::GET, format!("{base}/webhook_subscriptions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["webhook_subscriptions"][0]["description"], "renamed");
-    assert_eq!(req(&c, reqwest::Method::DELETE, format!("{base}/webhook_subscriptions/{id}")).send().await.unwrap().status(), 204);
-    assert_eq!(req(&c, reqwest::Method::GET, format!("{base}/webhook_subscriptions/{id}")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        req(&c, reqwest::Method::DELETE, format!("{base}/webhook_subscriptions/{id}")).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        req(&c, reqwest::Method::GET, format!("{base}/webhook_subscriptions/{id}")).send().await.unwrap().status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn rate_limit_answers_429_with_pagerduty_headers_and_body() {
-    let sim = PagerdutySim::start(PdSimConfig { rate_limit: RateLimit { requests: 3, window: Duration::from_secs(60) }, ..Default::default() }).await;
+    let sim = PagerdutySim::start(PdSimConfig {
+        rate_limit: RateLimit { requests: 3, window: Duration::from_secs(60) },
+        ..Default::default()
+    })
+    .await;
     let c = client();
     for expected_remaining in [2, 1, 0] {
         let r = req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap();
@@ -327,11 +427,15 @@ async fn rate_limit_answers_429_with_pagerduty_headers_and_body() {
     assert_eq!(body["error"]["message"], "Rate Limit Exceeded");
     assert_eq!(body["error"]["code"], 2020);
     sim.reset_rate_limit();
-    assert_eq!(req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap().status(),
+        200
+    );
 }
 
 async fn fault_sequence(seed: u64) -> Vec<u16> {
-    let faults = FaultConfig { seed, server_error_rate: 0.2, rate_limited_rate: 0.2, drop_rate: 0.1, ..FaultConfig::none() };
+    let faults =
+        FaultConfig { seed, server_error_rate: 0.2, rate_limited_rate: 0.2, drop_rate: 0.1, ..FaultConfig::none() };
     let sim = PagerdutySim::start(PdSimConfig { faults, ..Default::default() }).await;
     let c = client();
     let mut out = Vec::new();
@@ -369,7 +473,10 @@ async fn fail_next_serves_deterministic_faults_then_recovers() {
     let r = req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("ratelimit-reset"));
-    assert_eq!(req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap().status(), 200);
+    assert_eq!(
+        req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap().status(),
+        200
+    );
     sim.fail_next(1, FaultKind::Slow(Duration::from_millis(300)));
     let short = reqwest::Client::builder().timeout(Duration::from_millis(50)).build().unwrap();
     let r = req(&short, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await;
@@ -399,10 +506,21 @@ fn sample(path: &str) -> Vec<u8> {
 
 #[test]
 fn signer_matches_published_signature_vectors() {
-    for name in ["aldaviva-incident.triggered", "aldaviva-incident.acknowledged", "aldaviva-incident.resolved", "aldaviva-incident.annotated", "aldaviva-pagey.ping"] {
-        let vector: Value = serde_json::from_slice(&sample(&format!("pagerduty-signature/{name}.vector.json"))).unwrap();
+    for name in [
+        "aldaviva-incident.triggered",
+        "aldaviva-incident.acknowledged",
+        "aldaviva-incident.resolved",
+        "aldaviva-incident.annotated",
+        "aldaviva-pagey.ping",
+    ] {
+        let vector: Value =
+            serde_json::from_slice(&sample(&format!("pagerduty-signature/{name}.vector.json"))).unwrap();
         let body = sample(&format!("pagerduty-signature/{}", vector["body_file"].as_str().unwrap()));
-        assert_eq!(sign_v1(vector["secret"].as_str().unwrap(), &body), vector["header_value"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            sign_v1(vector["secret"].as_str().unwrap(), &body),
+            vector["header_value"].as_str().unwrap(),
+            "{name}"
+        );
     }
     let go: Value = serde_json::from_slice(&sample("pagerduty-signature/go-pagerduty.vector.json")).unwrap();
     let body = sample("pagerduty-signature/go-pagerduty-incident.priority_updated.body.json");
@@ -425,7 +543,10 @@ async fn receiver(statuses: Vec<u16>) -> (String, Received, tokio::sync::oneshot
             let q = queue.clone();
             async move {
                 g.lock().unwrap().push((headers, body.to_vec()));
-                let next = { let mut q = q.lock().unwrap(); if q.is_empty() { 204 } else { q.remove(0) } };
+                let next = {
+                    let mut q = q.lock().unwrap();
+                    if q.is_empty() { 204 } else { q.remove(0) }
+                };
                 StatusCode::from_u16(next).unwrap()
             }
         }),
@@ -434,7 +555,12 @@ async fn receiver(statuses: Vec<u16>) -> (String, Received, tokio::sync::oneshot
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async { let _ = rx.await; }).await.unwrap();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
     });
     (url, got, tx)
 }
@@ -463,7 +589,8 @@ async fn sender_redelivers_on_5xx_and_429_with_the_same_webhook_id_and_drops_on_
     let report = sender.deliver(&url, &env).await;
     assert_eq!(report.attempts, vec![Some(500), Some(429), Some(204)]);
     assert!(report.delivered);
-    let ids: Vec<String> = got.lock().unwrap().iter().map(|(h, _)| h["x-webhook-id"].to_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        got.lock().unwrap().iter().map(|(h, _)| h["x-webhook-id"].to_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|i| *i == ids[0]));
 
@@ -473,7 +600,10 @@ async fn sender_redelivers_on_5xx_and_429_with_the_same_webhook_id_and_drops_on_
     assert!(!report.delivered);
 
     // Nobody listening: bounded retries, then give up.
-    let report = WebhookSender::new(&["s"]).with_retry(3, Duration::from_millis(1)).deliver("http://127.0.0.1:9/none", &env).await;
+    let report = WebhookSender::new(&["s"])
+        .with_retry(3, Duration::from_millis(1))
+        .deliver("http://127.0.0.1:9/none", &env)
+        .await;
     assert_eq!(report.attempts, vec![None, None, None]);
 }
 
@@ -481,7 +611,8 @@ async fn sender_redelivers_on_5xx_and_429_with_the_same_webhook_id_and_drops_on_
 async fn replay_delivers_duplicates_with_the_same_id_and_keeps_the_given_order() {
     let (url, got, _stop) = receiver(vec![]).await;
     let sender = WebhookSender::new(&["s"]);
-    let trig: Value = serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.triggered.json")).unwrap();
+    let trig: Value =
+        serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.triggered.json")).unwrap();
     let res: Value = serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.resolved.json")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.jsonl");
@@ -490,7 +621,12 @@ async fn replay_delivers_duplicates_with_the_same_id_and_keeps_the_given_order()
     assert_eq!(reports.len(), 3);
     assert_eq!(reports[0].webhook_id, reports[2].webhook_id);
     assert_ne!(reports[0].webhook_id, reports[1].webhook_id);
-    let types: Vec<String> = got.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap()["event"]["event_type"].as_str().unwrap().to_string()).collect();
+    let types: Vec<String> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| serde_json::from_slice::<Value>(b).unwrap()["event"]["event_type"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(types, ["incident.resolved", "incident.triggered", "incident.resolved"]);
 }
 
@@ -498,9 +634,18 @@ async fn replay_delivers_duplicates_with_the_same_id_and_keeps_the_given_order()
 async fn simulator_emits_signed_webhooks_shaped_like_real_deliveries() {
     let (url, got, _stop) = receiver(vec![]).await;
     let sim = PagerdutySim::start(PdSimConfig::default()).await;
-    sim.set_webhook_target(Some(WebhookTarget { url, secrets: vec!["hook-secret".into()], subscription_id: "PSUB009".into() }));
-    let id = create(&sim, Some("k")).await.json::<Value>().await.unwrap()["incident"]["id"].as_str().unwrap().to_string();
-    req(&client(), reqwest::Method::POST, format!("{}/incidents/{id}/notes", sim.base_url())).json(&json!({"note": {"content": "n"}})).send().await.unwrap();
+    sim.set_webhook_target(Some(WebhookTarget {
+        url,
+        secrets: vec!["hook-secret".into()],
+        subscription_id: "PSUB009".into(),
+    }));
+    let id =
+        create(&sim, Some("k")).await.json::<Value>().await.unwrap()["incident"]["id"].as_str().unwrap().to_string();
+    req(&client(), reqwest::Method::POST, format!("{}/incidents/{id}/notes", sim.base_url()))
+        .json(&json!({"note": {"content": "n"}}))
+        .send()
+        .await
+        .unwrap();
     for _ in 0..200 {
         if got.lock().unwrap().len() >= 2 {
             break;
@@ -509,8 +654,10 @@ async fn simulator_emits_signed_webhooks_shaped_like_real_deliveries() {
     }
     let got = got.lock().unwrap().clone();
     assert_eq!(got.len(), 2);
-    let real: Value = serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.triggered.json")).unwrap();
-    let real_note: Value = serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.annotated.json")).unwrap();
+    let real: Value =
+        serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.triggered.json")).unwrap();
+    let real_note: Value =
+        serde_json::from_slice(&sample("pagerduty-webhooks-v3/aldaviva-incident.annotated.json")).unwrap();
     for (h, body) in &got {
         assert_eq!(h["x-pagerduty-signature"].to_str().unwrap(), sign_v1("hook-secret", body));
         assert_eq!(h["x-webhook-subscription"], "PSUB009");

@@ -30,7 +30,13 @@ async fn token_request(sim: &SalesforceSim, jwt: &str) -> reqwest::Response {
 }
 
 async fn login(sim: &SalesforceSim) -> String {
-    let jwt = assertion(test_keys().private_key_pem, "sim-consumer-key", "integration@example.com", "https://login.salesforce.com", 180);
+    let jwt = assertion(
+        test_keys().private_key_pem,
+        "sim-consumer-key",
+        "integration@example.com",
+        "https://login.salesforce.com",
+        180,
+    );
     let r: Value = token_request(sim, &jwt).await.json().await.unwrap();
     r["access_token"].as_str().unwrap().to_string()
 }
@@ -46,7 +52,10 @@ impl Api {
         Api { base: format!("{}/services/data/v62.0", sim.base_url()), token: login(sim).await, c: client() }
     }
     fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.c.request(method, format!("{}/{path}", self.base)).bearer_auth(&self.token).header("Sforce-Call-Options", "client=pd-sfdc-sync")
+        self.c
+            .request(method, format!("{}/{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("Sforce-Call-Options", "client=pd-sfdc-sync")
     }
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut r = self.req(method, path);
@@ -64,7 +73,13 @@ impl Api {
 async fn starts_well_under_a_second_and_issues_a_token_for_a_valid_assertion() {
     let t = Instant::now();
     let sim = SalesforceSim::start(SfSimConfig::default()).await;
-    let jwt = assertion(test_keys().private_key_pem, "sim-consumer-key", "integration@example.com", "https://login.salesforce.com", 180);
+    let jwt = assertion(
+        test_keys().private_key_pem,
+        "sim-consumer-key",
+        "integration@example.com",
+        "https://login.salesforce.com",
+        180,
+    );
     let r = token_request(&sim, &jwt).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -79,12 +94,60 @@ async fn invalid_assertions_are_refused_with_salesforce_descriptions() {
     let sim = SalesforceSim::start(SfSimConfig::default()).await;
     let k = test_keys();
     let cases = [
-        (assertion(k.other_private_key_pem, "sim-consumer-key", "integration@example.com", "https://login.salesforce.com", 180), "invalid_grant", "invalid assertion"),
-        (assertion(k.private_key_pem, "sim-consumer-key", "integration@example.com", "https://test.salesforce.com", 180), "invalid_grant", "audience is invalid"),
-        (assertion(k.private_key_pem, "sim-consumer-key", "integration@example.com", "https://login.salesforce.com", -10), "invalid_grant", "expired authorization code"),
-        (assertion(k.private_key_pem, "sim-consumer-key", "integration@example.com", "https://login.salesforce.com", 3600), "invalid_grant", "invalid assertion"),
-        (assertion(k.private_key_pem, "other-app", "integration@example.com", "https://login.salesforce.com", 180), "invalid_client_id", "client identifier invalid"),
-        (assertion(k.private_key_pem, "sim-consumer-key", "nobody@example.com", "https://login.salesforce.com", 180), "invalid_grant", "user hasn't approved this consumer"),
+        (
+            assertion(
+                k.other_private_key_pem,
+                "sim-consumer-key",
+                "integration@example.com",
+                "https://login.salesforce.com",
+                180,
+            ),
+            "invalid_grant",
+            "invalid assertion",
+        ),
+        (
+            assertion(
+                k.private_key_pem,
+                "sim-consumer-key",
+                "integration@example.com",
+                "https://test.salesforce.com",
+                180,
+            ),
+            "invalid_grant",
+            "audience is invalid",
+        ),
+        (
+            assertion(
+                k.private_key_pem,
+                "sim-consumer-key",
+                "integration@example.com",
+                "https://login.salesforce.com",
+                -10,
+            ),
+            "invalid_grant",
+            "expired authorization code",
+        ),
+        (
+            assertion(
+                k.private_key_pem,
+                "sim-consumer-key",
+                "integration@example.com",
+                "https://login.salesforce.com",
+                3600,
+            ),
+            "invalid_grant",
+            "invalid assertion",
+        ),
+        (
+            assertion(k.private_key_pem, "other-app", "integration@example.com", "https://login.salesforce.com", 180),
+            "invalid_client_id",
+            "client identifier invalid",
+        ),
+        (
+            assertion(k.private_key_pem, "sim-consumer-key", "nobody@example.com", "https://login.salesforce.com", 180),
+            "invalid_grant",
+            "user hasn't approved this consumer",
+        ),
         ("not.a.jwt".to_string(), "invalid_grant", "invalid assertion"),
     ];
     for (jwt, error, description) in cases {
@@ -93,7 +156,12 @@ async fn invalid_assertions_are_refused_with_salesforce_descriptions() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body, json!({"error": error, "error_description": description}));
     }
-    let r = client().post(format!("{}/services/oauth2/token", sim.base_url())).form(&[("grant_type", "password")]).send().await.unwrap();
+    let r = client()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "unsupported_grant_type");
 }
@@ -107,7 +175,12 @@ async fn expired_or_unknown_token_is_invalid_session_id() {
     let (status, body) = api.send(reqwest::Method::GET, "limits", None).await;
     assert_eq!(status, 401);
     assert_eq!(body, json!([{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]));
-    let r = client().get(format!("{}/services/data/v62.0/limits", sim.base_url())).bearer_auth("made-up").send().await.unwrap();
+    let r = client()
+        .get(format!("{}/services/data/v62.0/limits", sim.base_url()))
+        .bearer_auth("made-up")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // A fresh token works again.
     assert_eq!(Api::new(&sim).await.send(reqwest::Method::GET, "limits", None).await.0, 200);
@@ -120,7 +193,13 @@ async fn expired_or_unknown_token_is_invalid_session_id() {
 async fn create_read_update_case_with_salesforce_ids() {
     let sim = SalesforceSim::start(SfSimConfig::default()).await;
     let api = Api::new(&sim).await;
-    let (status, body) = api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "Checkout down", "Priority": "High", "Origin": "PagerDuty"}))).await;
+    let (status, body) = api
+        .send(
+            reqwest::Method::POST,
+            "sobjects/Case",
+            Some(json!({"Subject": "Checkout down", "Priority": "High", "Origin": "PagerDuty"})),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(body["success"], true);
     assert_eq!(body["errors"], json!([]));
@@ -134,7 +213,8 @@ async fn create_read_update_case_with_salesforce_ids() {
     assert_eq!(rec["Priority"], "High");
     // 15-char form finds the same record.
     assert_eq!(api.send(reqwest::Method::GET, &format!("sobjects/Case/{}", &id[..15]), None).await.0, 200);
-    let (status, _) = api.send(reqwest::Method::PATCH, &format!("sobjects/Case/{id}"), Some(json!({"Status": "Closed"}))).await;
+    let (status, _) =
+        api.send(reqwest::Method::PATCH, &format!("sobjects/Case/{id}"), Some(json!({"Status": "Closed"}))).await;
     assert_eq!(status, 204);
     let rec = sim.record("Case", &id).unwrap();
     assert_eq!(rec["Status"], "Closed");
@@ -144,7 +224,11 @@ async fn create_read_update_case_with_salesforce_ids() {
     assert_eq!(partial["Subject"], "Checkout down");
     assert!(partial.get("Priority").is_none());
     // Writes are tagged and recorded.
-    assert!(sim.requests().iter().all(|r| r.call_options.as_deref() == Some("client=pd-sfdc-sync") || r.path.contains("oauth2")));
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.call_options.as_deref() == Some("client=pd-sfdc-sync") || r.path.contains("oauth2"))
+    );
     assert_eq!(sim.changes().len(), 2);
 }
 
@@ -166,26 +250,50 @@ async fn describe_driven_validation_uses_real_error_codes() {
     let (s, e) = api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "Foo__x": 1}))).await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (400, "INVALID_FIELD"));
     assert_eq!(e[0]["message"], "No such column 'Foo__x' on sobject of type Case");
-    let (s, e) = api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "Status": "Bogus"}))).await;
+    let (s, e) =
+        api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "Status": "Bogus"}))).await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"));
-    let (s, e) = api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "CaseNumber": "1"}))).await;
+    let (s, e) =
+        api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "CaseNumber": "1"}))).await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (400, "INVALID_FIELD_FOR_INSERT_UPDATE"));
     // Custom fields are accepted on described objects.
-    let (s, created) = api.send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "PagerDuty_Incident_Id__c": "Q1"}))).await;
+    let (s, created) = api
+        .send(reqwest::Method::POST, "sobjects/Case", Some(json!({"Subject": "x", "PagerDuty_Incident_Id__c": "Q1"})))
+        .await;
     assert_eq!(s, 201);
     let case_id = created["id"].as_str().unwrap().to_string();
 
     let (s, e) = api.send(reqwest::Method::POST, "sobjects/CaseComment", Some(json!({"CommentBody": "hi"}))).await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (400, "REQUIRED_FIELD_MISSING"));
     assert_eq!(e[0]["fields"], json!(["ParentId"]));
-    let (s, e) = api.send(reqwest::Method::POST, "sobjects/CaseComment", Some(json!({"ParentId": case_id, "CommentBody": "x".repeat(4001)}))).await;
+    let (s, e) = api
+        .send(
+            reqwest::Method::POST,
+            "sobjects/CaseComment",
+            Some(json!({"ParentId": case_id, "CommentBody": "x".repeat(4001)})),
+        )
+        .await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (400, "STRING_TOO_LONG"));
     // 4000 bytes of multi-byte text is over when counted in bytes.
-    let (s, _) = api.send(reqwest::Method::POST, "sobjects/CaseComment", Some(json!({"ParentId": case_id, "CommentBody": "é".repeat(2001)}))).await;
+    let (s, _) = api
+        .send(
+            reqwest::Method::POST,
+            "sobjects/CaseComment",
+            Some(json!({"ParentId": case_id, "CommentBody": "é".repeat(2001)})),
+        )
+        .await;
     assert_eq!(s, 400);
-    let (s, e) = api.send(reqwest::Method::POST, "sobjects/CaseComment", Some(json!({"ParentId": "not-an-id", "CommentBody": "x"}))).await;
+    let (s, e) = api
+        .send(reqwest::Method::POST, "sobjects/CaseComment", Some(json!({"ParentId": "not-an-id", "CommentBody": "x"})))
+        .await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (400, "MALFORMED_ID"));
-    let (s, created) = api.send(reqwest::Method::POST, "sobjects/CaseComment", Some(json!({"ParentId": case_id, "CommentBody": "[PagerDuty] ack", "IsPublished": true}))).await;
+    let (s, created) = api
+        .send(
+            reqwest::Method::POST,
+            "sobjects/CaseComment",
+            Some(json!({"ParentId": case_id, "CommentBody": "[PagerDuty] ack", "IsPublished": true})),
+        )
+        .await;
     assert_eq!(s, 201);
     assert!(created["id"].as_str().unwrap().starts_with("00a"));
 
@@ -197,7 +305,9 @@ async fn describe_driven_validation_uses_real_error_codes() {
     let (s, _) = api.send(reqwest::Method::GET, "sobjects/Nope/describe", None).await;
     assert_eq!(s, 404);
     // Custom objects without describe metadata accept any field.
-    let (s, c) = api.send(reqwest::Method::POST, "sobjects/Sync_Link__c", Some(json!({"Anything__c": 1, "Whatever": "x"}))).await;
+    let (s, c) = api
+        .send(reqwest::Method::POST, "sobjects/Sync_Link__c", Some(json!({"Anything__c": 1, "Whatever": "x"})))
+        .await;
     assert_eq!(s, 201);
     assert!(c["id"].as_str().unwrap().starts_with("a0"));
 }
@@ -207,10 +317,13 @@ async fn upsert_by_external_id_is_idempotent() {
     let sim = SalesforceSim::start(SfSimConfig::default()).await;
     let api = Api::new(&sim).await;
     let body = json!({"Subject": "Incident Q1", "Priority": "High"});
-    let (s1, b1) = api.send(reqwest::Method::PATCH, "sobjects/Case/PagerDuty_Incident_Id__c/Q1", Some(body.clone())).await;
+    let (s1, b1) =
+        api.send(reqwest::Method::PATCH, "sobjects/Case/PagerDuty_Incident_Id__c/Q1", Some(body.clone())).await;
     assert_eq!(s1, 201);
     assert_eq!(b1["created"], true);
-    let (s2, b2) = api.send(reqwest::Method::PATCH, "sobjects/Case/PagerDuty_Incident_Id__c/Q1", Some(json!({"Priority": "Low"}))).await;
+    let (s2, b2) = api
+        .send(reqwest::Method::PATCH, "sobjects/Case/PagerDuty_Incident_Id__c/Q1", Some(json!({"Priority": "Low"})))
+        .await;
     assert_eq!(s2, 200);
     assert_eq!(b2["created"], false);
     assert_eq!(b1["id"], b2["id"]);
@@ -256,7 +369,10 @@ async fn composite_all_or_none_rolls_back_with_processing_halted() {
     let resp = r["compositeResponse"].as_array().unwrap();
     assert_eq!(resp[0]["httpStatusCode"], 400);
     assert_eq!(resp[0]["body"][0]["errorCode"], "PROCESSING_HALTED");
-    assert_eq!(resp[0]["body"][0]["message"], "The transaction was rolled back since another operation in the same transaction failed.");
+    assert_eq!(
+        resp[0]["body"][0]["message"],
+        "The transaction was rolled back since another operation in the same transaction failed."
+    );
     assert_eq!(resp[1]["body"][0]["errorCode"], "REQUIRED_FIELD_MISSING");
     assert_eq!(resp[2]["body"][0]["errorCode"], "PROCESSING_HALTED");
     assert!(sim.records("Case").is_empty());
@@ -266,7 +382,8 @@ async fn composite_all_or_none_rolls_back_with_processing_halted() {
     let mut partial = body.clone();
     partial["allOrNone"] = json!(false);
     let (_, r) = api.send(reqwest::Method::POST, "composite", Some(partial)).await;
-    let codes: Vec<u64> = r["compositeResponse"].as_array().unwrap().iter().map(|x| x["httpStatusCode"].as_u64().unwrap()).collect();
+    let codes: Vec<u64> =
+        r["compositeResponse"].as_array().unwrap().iter().map(|x| x["httpStatusCode"].as_u64().unwrap()).collect();
     assert_eq!(codes, [201, 400, 201]);
     assert_eq!(sim.records("Case").len(), 2);
 }
@@ -276,7 +393,8 @@ async fn composite_with_more_than_25_subrequests_is_refused() {
     let sim = SalesforceSim::start(SfSimConfig::default()).await;
     let api = Api::new(&sim).await;
     let subs: Vec<Value> = (0..26).map(|i| json!({"method": "POST", "url": "/services/data/v62.0/sobjects/Case", "referenceId": format!("c{i}"), "body": {"Subject": "x"}})).collect();
-    let (s, e) = api.send(reqwest::Method::POST, "composite", Some(json!({"allOrNone": false, "compositeRequest": subs}))).await;
+    let (s, e) =
+        api.send(reqwest::Method::POST, "composite", Some(json!({"allOrNone": false, "compositeRequest": subs}))).await;
     assert_eq!(s, 400);
     assert!(e[0]["errorCode"].is_string());
     assert!(sim.records("Case").is_empty());
@@ -294,7 +412,10 @@ async fn daily_limit_is_reported_and_enforced() {
     let r = api.req(reqwest::Method::GET, "limits").send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(r.headers()["sforce-limit-info"], "api-usage=3/3");
-    assert_eq!(r.json::<Value>().await.unwrap(), json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+    );
     sim.set_api_used(0);
     let (_, limits) = api.send(reqwest::Method::GET, "limits", None).await;
     assert_eq!(limits["DailyApiRequests"], json!({"Max": 3, "Remaining": 2}));
@@ -345,7 +466,10 @@ async fn receiver(responses: Vec<(u16, &'static str)>) -> (String, Received, tok
             let q = queue.clone();
             async move {
                 g.lock().unwrap().push((headers, body.to_vec()));
-                let (status, text) = { let mut q = q.lock().unwrap(); if q.is_empty() { (200, "") } else { q.remove(0) } };
+                let (status, text) = {
+                    let mut q = q.lock().unwrap();
+                    if q.is_empty() { (200, "") } else { q.remove(0) }
+                };
                 (StatusCode::from_u16(status).unwrap(), text.to_string())
             }
         }),
@@ -354,7 +478,12 @@ async fn receiver(responses: Vec<(u16, &'static str)>) -> (String, Received, tok
     let url = format!("http://{}/in", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async { let _ = rx.await; }).await.unwrap();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
     });
     (url, got, tx)
 }
@@ -394,8 +523,15 @@ async fn trigger_posts_old_and_new_maps_signed_with_the_inbound_secret() {
     assert_eq!(rec.keys().next().unwrap(), "attributes");
     assert_eq!(rec["attributes"]["type"], "Case");
     assert!(rec["attributes"]["url"].as_str().unwrap().ends_with(&format!("/sobjects/Case/{id}")));
-    assert!(rec["LastModifiedDate"].as_str().unwrap().ends_with(".000+0000") || rec["LastModifiedDate"].as_str().unwrap().ends_with("+0000"));
-    let sample: Value = serde_json::from_slice(&std::fs::read("/work/shared/samples/apex-json-serialize/NOT-A-MAP-gammone-single-Account-JSON.serialize.json").unwrap()).unwrap();
+    assert!(
+        rec["LastModifiedDate"].as_str().unwrap().ends_with(".000+0000")
+            || rec["LastModifiedDate"].as_str().unwrap().ends_with("+0000")
+    );
+    let sample: Value = serde_json::from_slice(
+        &std::fs::read("/work/shared/samples/apex-json-serialize/NOT-A-MAP-gammone-single-Account-JSON.serialize.json")
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(sample.as_object().unwrap().keys().next().unwrap(), "attributes");
 }
 
@@ -413,7 +549,10 @@ async fn api_inserts_fire_the_trigger_with_null_old() {
     assert!(p["old"].is_null());
     assert_eq!(p["user"]["username"], "integration@example.com");
     let ts: i64 = h["x-pdsync-timestamp"].to_str().unwrap().parse().unwrap();
-    assert_eq!(h["x-pdsync-signature"].to_str().unwrap(), format!("{},{}", sign_trigger("a", ts, body), sign_trigger("b", ts, body)));
+    assert_eq!(
+        h["x-pdsync-signature"].to_str().unwrap(),
+        format!("{},{}", sign_trigger("a", ts, body), sign_trigger("b", ts, body))
+    );
 }
 
 const ACK: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"#;
@@ -422,7 +561,8 @@ const NACK: &str = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.or
 #[tokio::test]
 async fn outbound_message_is_retried_until_acked_and_shaped_like_salesforce() {
     let (url, got, _stop) = receiver(vec![(500, ""), (200, NACK), (200, ACK)]).await;
-    let messenger = OutboundMessenger::new("00D5g000004SIMORG", "http://127.0.0.1:1").with_retry(5, Duration::from_millis(1));
+    let messenger =
+        OutboundMessenger::new("00D5g000004SIMORG", "http://127.0.0.1:1").with_retry(5, Duration::from_millis(1));
     let rec = json!({"attributes": {"type": "Case"}, "Id": "5005g00000AbCdEAAS", "Subject": "A & B <x>", "CreatedDate": "2026-11-22T10:00:00.000+0000", "IsClosed": false, "Owner": {"Name": "x"}, "Reason": null});
     let xml = messenger.envelope("Case", &[rec]);
     let report = messenger.send(&url, &xml).await;
@@ -439,8 +579,23 @@ async fn outbound_message_is_retried_until_acked_and_shaped_like_salesforce() {
     assert!(text.contains("<sf:CreatedDate>2026-11-22T10:00:00.000Z</sf:CreatedDate>"));
     assert!(!text.contains("Reason") && !text.contains("Owner"));
     // Same element structure as a real captured request.
-    let real = std::fs::read_to_string("/work/shared/samples/salesforce-outbound-message/aspnet-webhooks-request-contact-2notifications.xml").unwrap();
-    for tag in ["<soapenv:Envelope", "<soapenv:Body>", "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\">", "<ActionId>", "<SessionId>", "<EnterpriseUrl>", "<PartnerUrl>", "<Notification>", "<Id>04l", "xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\"", "<sf:Id>"] {
+    let real = std::fs::read_to_string(
+        "/work/shared/samples/salesforce-outbound-message/aspnet-webhooks-request-contact-2notifications.xml",
+    )
+    .unwrap();
+    for tag in [
+        "<soapenv:Envelope",
+        "<soapenv:Body>",
+        "<notifications xmlns=\"http://soap.sforce.com/2005/09/outbound\">",
+        "<ActionId>",
+        "<SessionId>",
+        "<EnterpriseUrl>",
+        "<PartnerUrl>",
+        "<Notification>",
+        "<Id>04l",
+        "xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\"",
+        "<sf:Id>",
+    ] {
         assert!(real.contains(tag) && text.contains(tag), "{tag}");
     }
     // The real ack samples are recognised.
@@ -467,7 +622,12 @@ fn committed_test_keys_match_each_other() {
     assert!(k.certificate_pem.contains("BEGIN CERTIFICATE"));
     // Signed with the private key, verified with the public key.
     let claims = json!({"iss": "a", "exp": chrono::Utc::now().timestamp() + 60});
-    let jwt = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key_pem.as_bytes()).unwrap()).unwrap();
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(k.private_key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
     let dk = jsonwebtoken::DecodingKey::from_rsa_pem(k.public_key_pem.as_bytes()).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.required_spec_claims.clear();

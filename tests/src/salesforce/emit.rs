@@ -46,7 +46,14 @@ impl TriggerPoster {
 
     /// The body: `old` is null for inserts; maps are keyed by record Id, records keep `attributes`
     /// first, exactly as `JSON.serialize(Trigger.oldMap/newMap)` writes them.
-    pub fn payload(&self, object: &str, operation: &str, user: (&str, &str), olds: Option<&[Value]>, news: &[Value]) -> Value {
+    pub fn payload(
+        &self,
+        object: &str,
+        operation: &str,
+        user: (&str, &str),
+        olds: Option<&[Value]>,
+        news: &[Value],
+    ) -> Value {
         let to_map = |records: &[Value]| {
             let mut m = Map::new();
             for r in records {
@@ -71,7 +78,11 @@ impl TriggerPoster {
     /// Headers for `body` signed at `timestamp` (unix seconds).
     pub fn headers(&self, timestamp: i64, body: &[u8]) -> Vec<(&'static str, String)> {
         let sig = self.secrets.iter().map(|s| sign_trigger(s, timestamp, body)).collect::<Vec<_>>().join(",");
-        vec![("X-PDSync-Timestamp", timestamp.to_string()), ("X-PDSync-Signature", sig), ("Content-Type", "application/json".into())]
+        vec![
+            ("X-PDSync-Timestamp", timestamp.to_string()),
+            ("X-PDSync-Signature", sig),
+            ("Content-Type", "application/json".into()),
+        ]
     }
 
     /// POST signed now; returns the HTTP status (an Apex callout does not retry).
@@ -152,12 +163,23 @@ impl OutboundMessenger {
         out.push_str(&format!("   <OrganizationId>{}</OrganizationId>\n", xml_escape(org15)));
         out.push_str(&format!("   <ActionId>{}</ActionId>\n", xml_escape(&self.action_id)));
         out.push_str(&format!("   <SessionId>{}!AQsimSessionNotForUse</SessionId>\n", xml_escape(org15)));
-        out.push_str(&format!("   <EnterpriseUrl>{}/services/Soap/c/62.0/{}</EnterpriseUrl>\n", xml_escape(&self.base_url), xml_escape(org15)));
-        out.push_str(&format!("   <PartnerUrl>{}/services/Soap/u/62.0/{}</PartnerUrl>\n", xml_escape(&self.base_url), xml_escape(org15)));
+        out.push_str(&format!(
+            "   <EnterpriseUrl>{}/services/Soap/c/62.0/{}</EnterpriseUrl>\n",
+            xml_escape(&self.base_url),
+            xml_escape(org15)
+        ));
+        out.push_str(&format!(
+            "   <PartnerUrl>{}/services/Soap/u/62.0/{}</PartnerUrl>\n",
+            xml_escape(&self.base_url),
+            xml_escape(org15)
+        ));
         for (nid, rec) in notifications {
             out.push_str("   <Notification>\n");
             out.push_str(&format!("    <Id>{}</Id>\n", xml_escape(nid)));
-            out.push_str(&format!("    <sObject xsi:type=\"sf:{}\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">\n", xml_escape(object)));
+            out.push_str(&format!(
+                "    <sObject xsi:type=\"sf:{}\" xmlns:sf=\"urn:sobject.enterprise.soap.sforce.com\">\n",
+                xml_escape(object)
+            ));
             // Id first, like Salesforce; then the other scalar fields; nulls and nested objects omitted.
             if let Some(id) = rec["Id"].as_str() {
                 out.push_str(&format!("     <sf:Id>{}</sf:Id>\n", xml_escape(id)));

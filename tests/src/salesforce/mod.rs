@@ -193,13 +193,17 @@ fn user_id_for(username: &str) -> String {
 impl SalesforceSim {
     /// Start on `127.0.0.1:{config.port}` (0 = any free port). Must be called inside a Tokio runtime.
     pub async fn start(config: SfSimConfig) -> SalesforceSim {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await.expect("bind Salesforce simulator");
+        let listener =
+            tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await.expect("bind Salesforce simulator");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             faults: Faults::new(config.faults.clone()),
             config: Mutex::new(config),
             base_url: format!("http://{addr}"),
-            world: Mutex::new(World { records: Records { case_number: 1000, ..Default::default() }, ..Default::default() }),
+            world: Mutex::new(World {
+                records: Records { case_number: 1000, ..Default::default() },
+                ..Default::default()
+            }),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let tx = spawn_server(listener, router);
@@ -263,7 +267,12 @@ impl SalesforceSim {
     /// Seed a record (no validation, no API call counted, no trigger). Returns its 18-char id.
     pub fn insert_record(&self, object: &str, fields: Value) -> String {
         let mut w = self.shared.world.lock().unwrap();
-        let rec = new_record(&self.shared, &mut w.records, object, fields.as_object().cloned().unwrap_or_default(), "integration@example.com");
+        let rec = new_record(
+            &mut w.records,
+            object,
+            fields.as_object().cloned().unwrap_or_default(),
+            "integration@example.com",
+        );
         let id = rec["Id"].as_str().unwrap_or_default().to_string();
         w.records.by_object.entry(object.to_string()).or_default().push(rec);
         id
@@ -278,7 +287,14 @@ impl SalesforceSim {
         let mut new = old.clone();
         apply(&mut new, object, fields.as_object().cloned().unwrap_or_default(), username);
         w.records.by_object.get_mut(object)?[idx] = new.clone();
-        let change = Change { object: object.into(), operation: "update".into(), old: Some(old.clone()), new: new.clone(), username: username.into(), call_options: None };
+        let change = Change {
+            object: object.into(),
+            operation: "update".into(),
+            old: Some(old.clone()),
+            new: new.clone(),
+            username: username.into(),
+            call_options: None,
+        };
         w.changes.push(change.clone());
         drop(w);
         notify(&self.shared, &config, &[change]);
@@ -304,7 +320,11 @@ fn issue(s: &Shared, username: &str, ttl: Duration) -> String {
     let cfg = s.config.lock().unwrap();
     let token = format!("{}!AQ{}", &cfg.org_id[..15.min(cfg.org_id.len())], uuid::Uuid::new_v4().simple());
     drop(cfg);
-    s.world.lock().unwrap().tokens.insert(token.clone(), Token { username: username.into(), expires: Instant::now() + ttl });
+    s.world
+        .lock()
+        .unwrap()
+        .tokens
+        .insert(token.clone(), Token { username: username.into(), expires: Instant::now() + ttl });
     token
 }
 
@@ -317,7 +337,7 @@ fn attributes(object: &str, id: &str) -> Value {
     json!({"type": object, "url": format!("/services/data/v62.0/sobjects/{object}/{id}")})
 }
 
-fn new_record(_s: &Shared, r: &mut Records, object: &str, fields: Map<String, Value>, username: &str) -> Value {
+fn new_record(r: &mut Records, object: &str, fields: Map<String, Value>, username: &str) -> Value {
     r.counter += 1;
     let id = schema::make_id(&schema::key_prefix(object), r.counter);
     let now = sf_datetime(Utc::now());
@@ -374,7 +394,12 @@ fn validate(r: &Records, object: &str, body: &Map<String, Value>, is_create: boo
         .filter(|k| *k != "attributes" && !k.ends_with("__c") && !fields.iter().any(|f| f.name == k.as_str()))
         .collect();
     if let Some(k) = unknown.first() {
-        return Err(sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("No such column '{k}' on sobject of type {object}"), None));
+        return Err(sf_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_FIELD",
+            &format!("No such column '{k}' on sobject of type {object}"),
+            None,
+        ));
     }
     let read_only: Vec<&str> = body
         .keys()
@@ -387,14 +412,26 @@ fn validate(r: &Records, object: &str, body: &Map<String, Value>, is_create: boo
         return Err(sf_error(
             StatusCode::BAD_REQUEST,
             "INVALID_FIELD_FOR_INSERT_UPDATE",
-            &format!("Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.", read_only.join(", ")),
+            &format!(
+                "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+                read_only.join(", ")
+            ),
             Some(&read_only),
         ));
     }
     if is_create {
-        let missing: Vec<&str> = fields.iter().filter(|f| f.required && body.get(f.name).is_none_or(|v| v.is_null() || v == "")).map(|f| f.name).collect();
+        let missing: Vec<&str> = fields
+            .iter()
+            .filter(|f| f.required && body.get(f.name).is_none_or(|v| v.is_null() || v == ""))
+            .map(|f| f.name)
+            .collect();
         if !missing.is_empty() {
-            return Err(sf_error(StatusCode::BAD_REQUEST, "REQUIRED_FIELD_MISSING", &format!("Required fields are missing: [{}]", missing.join(", ")), Some(&missing)));
+            return Err(sf_error(
+                StatusCode::BAD_REQUEST,
+                "REQUIRED_FIELD_MISSING",
+                &format!("Required fields are missing: [{}]", missing.join(", ")),
+                Some(&missing),
+            ));
         }
     }
     for f in &fields {
@@ -410,20 +447,31 @@ fn validate(r: &Records, object: &str, body: &Map<String, Value>, is_create: boo
                 ));
             }
         }
-        if f.length > 0 && matches!(f.kind, "string" | "textarea" | "email" | "phone")
+        if f.length > 0
+            && matches!(f.kind, "string" | "textarea" | "email" | "phone")
             && let Some(s) = v.as_str()
             && s.len() > f.length
         {
             return Err(sf_error(
                 StatusCode::BAD_REQUEST,
                 "STRING_TOO_LONG",
-                &format!("{}: data value too large: {}... (max length={})", f.label, s.chars().take(20).collect::<String>(), f.length),
+                &format!(
+                    "{}: data value too large: {}... (max length={})",
+                    f.label,
+                    s.chars().take(20).collect::<String>(),
+                    f.length
+                ),
                 Some(&[f.name]),
             ));
         }
         if let (Some(target), Some(id)) = (f.reference_to, v.as_str()) {
             if !schema::well_formed(id) {
-                return Err(sf_error(StatusCode::BAD_REQUEST, "MALFORMED_ID", &format!("{}: id value of incorrect type: {id}", f.label), Some(&[f.name])));
+                return Err(sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_ID",
+                    &format!("{}: id value of incorrect type: {id}", f.label),
+                    Some(&[f.name]),
+                ));
             }
             if matches!(target, "Case" | "Account" | "Contact") && find(r, target, id).is_none() {
                 return Err(sf_error(
@@ -435,7 +483,16 @@ fn validate(r: &Records, object: &str, body: &Map<String, Value>, is_create: boo
             }
         }
         if f.kind == "boolean" && !v.is_boolean() {
-            return Err(sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &format!("Cannot deserialize instance of boolean from {} value {}", if v.is_string() { "VALUE_STRING" } else { "token" }, value_text(v)), None));
+            return Err(sf_error(
+                StatusCode::BAD_REQUEST,
+                "JSON_PARSER_ERROR",
+                &format!(
+                    "Cannot deserialize instance of boolean from {} value {}",
+                    if v.is_string() { "VALUE_STRING" } else { "token" },
+                    value_text(v)
+                ),
+                None,
+            ));
         }
     }
     Ok(())
@@ -463,7 +520,15 @@ struct Session<'a> {
 }
 
 /// Execute one sObject REST operation on the records (no counting, no auth).
-fn sobject_op(s: &Shared, w: &mut World, sess: &Session, method: &Method, rest: &[&str], query: Option<&str>, body: &Value, changes: &mut Vec<Change>) -> Outcome {
+fn sobject_op(
+    w: &mut World,
+    sess: &Session,
+    method: &Method,
+    rest: &[&str],
+    query: Option<&str>,
+    body: &Value,
+    changes: &mut Vec<Change>,
+) -> Outcome {
     let Some((object, rest)) = rest.split_first() else {
         return err(not_found_err());
     };
@@ -480,21 +545,42 @@ fn sobject_op(s: &Shared, w: &mut World, sess: &Session, method: &Method, rest: 
         },
         ("POST", []) => {
             if !body.is_object() {
-                return err(sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "The request body must be a JSON object", None));
+                return err(sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "JSON_PARSER_ERROR",
+                    "The request body must be a JSON object",
+                    None,
+                ));
             }
             let fields = obj_body();
             if let Err(e) = validate(&w.records, object, &fields, true) {
                 return err(e);
             }
-            let rec = new_record(s, &mut w.records, object, fields, sess.username);
+            let rec = new_record(&mut w.records, object, fields, sess.username);
             let id = rec["Id"].as_str().unwrap_or_default().to_string();
             w.records.by_object.entry(object.to_string()).or_default().push(rec.clone());
-            changes.push(Change { object: object.into(), operation: "insert".into(), old: None, new: rec, username: sess.username.into(), call_options: sess.call_options.clone() });
-            Outcome { status: StatusCode::CREATED, body: json!({"id": id, "success": true, "errors": []}), location: Some(format!("/services/data/{ver}/sobjects/{object}/{id}")) }
+            changes.push(Change {
+                object: object.into(),
+                operation: "insert".into(),
+                old: None,
+                new: rec,
+                username: sess.username.into(),
+                call_options: sess.call_options.clone(),
+            });
+            Outcome {
+                status: StatusCode::CREATED,
+                body: json!({"id": id, "success": true, "errors": []}),
+                location: Some(format!("/services/data/{ver}/sobjects/{object}/{id}")),
+            }
         }
         ("GET", [id]) | ("PATCH", [id]) | ("DELETE", [id]) => {
             if !schema::well_formed(id) || !id.starts_with(&schema::key_prefix(object)) {
-                return err(sf_error(StatusCode::BAD_REQUEST, "MALFORMED_ID", &format!("{object} ID: id value of incorrect type: {id}"), Some(&["Id"])));
+                return err(sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_ID",
+                    &format!("{object} ID: id value of incorrect type: {id}"),
+                    Some(&["Id"]),
+                ));
             }
             let Some(idx) = find(&w.records, object, id) else {
                 return err(not_found_err());
@@ -503,7 +589,9 @@ fn sobject_op(s: &Shared, w: &mut World, sess: &Session, method: &Method, rest: 
                 "GET" => {
                     let rec = &w.records.by_object[object][idx];
                     let wanted: Option<Vec<String>> = query.and_then(|q| {
-                        url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "fields").map(|(_, v)| v.split(',').map(|x| x.trim().to_string()).collect())
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .find(|(k, _)| k == "fields")
+                            .map(|(_, v)| v.split(',').map(|x| x.trim().to_string()).collect())
                     });
                     let out = match wanted {
                         Some(list) => {
@@ -528,7 +616,14 @@ fn sobject_op(s: &Shared, w: &mut World, sess: &Session, method: &Method, rest: 
                     let old = list[idx].clone();
                     apply(&mut list[idx], object, fields, sess.username);
                     let new = list[idx].clone();
-                    changes.push(Change { object: object.into(), operation: "update".into(), old: Some(old), new, username: sess.username.into(), call_options: sess.call_options.clone() });
+                    changes.push(Change {
+                        object: object.into(),
+                        operation: "update".into(),
+                        old: Some(old),
+                        new,
+                        username: sess.username.into(),
+                        call_options: sess.call_options.clone(),
+                    });
                     Outcome { status: StatusCode::NO_CONTENT, body: Value::Null, location: None }
                 }
                 _ => {
@@ -544,24 +639,50 @@ fn sobject_op(s: &Shared, w: &mut World, sess: &Session, method: &Method, rest: 
                 None => true,
             };
             if !ext_ok {
-                return err(sf_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("Provided external ID field does not exist or is not accessible: {field}"), None));
+                return err(sf_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("Provided external ID field does not exist or is not accessible: {field}"),
+                    None,
+                ));
             }
             let mut fields = obj_body();
             if fields.contains_key(*field) {
-                return err(sf_error(StatusCode::BAD_REQUEST, "INVALID_FIELD", &format!("The external ID field {field} must not be in the request body; it is given in the URL"), Some(&[field])));
+                return err(sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "INVALID_FIELD",
+                    &format!("The external ID field {field} must not be in the request body; it is given in the URL"),
+                    Some(&[field]),
+                ));
             }
-            let matches: Vec<usize> = w.records.by_object.get(object).map(|l| l.iter().enumerate().filter(|(_, r)| r[*field] == *value).map(|(i, _)| i).collect()).unwrap_or_default();
+            let matches: Vec<usize> = w
+                .records
+                .by_object
+                .get(object)
+                .map(|l| l.iter().enumerate().filter(|(_, r)| r[*field] == *value).map(|(i, _)| i).collect())
+                .unwrap_or_default();
             match matches.as_slice() {
                 [] => {
                     fields.insert(field.to_string(), json!(value));
                     if let Err(e) = validate(&w.records, object, &fields, true) {
                         return err(e);
                     }
-                    let rec = new_record(s, &mut w.records, object, fields, sess.username);
+                    let rec = new_record(&mut w.records, object, fields, sess.username);
                     let id = rec["Id"].as_str().unwrap_or_default().to_string();
                     w.records.by_object.entry(object.to_string()).or_default().push(rec.clone());
-                    changes.push(Change { object: object.into(), operation: "insert".into(), old: None, new: rec, username: sess.username.into(), call_options: sess.call_options.clone() });
-                    Outcome { status: StatusCode::CREATED, body: json!({"id": id, "success": true, "errors": [], "created": true}), location: Some(format!("/services/data/{ver}/sobjects/{object}/{id}")) }
+                    changes.push(Change {
+                        object: object.into(),
+                        operation: "insert".into(),
+                        old: None,
+                        new: rec,
+                        username: sess.username.into(),
+                        call_options: sess.call_options.clone(),
+                    });
+                    Outcome {
+                        status: StatusCode::CREATED,
+                        body: json!({"id": id, "success": true, "errors": [], "created": true}),
+                        location: Some(format!("/services/data/{ver}/sobjects/{object}/{id}")),
+                    }
                 }
                 [idx] => {
                     if let Err(e) = validate(&w.records, object, &fields, false) {
@@ -572,11 +693,30 @@ fn sobject_op(s: &Shared, w: &mut World, sess: &Session, method: &Method, rest: 
                     apply(&mut list[*idx], object, fields, sess.username);
                     let new = list[*idx].clone();
                     let id = new["Id"].clone();
-                    changes.push(Change { object: object.into(), operation: "update".into(), old: Some(old), new, username: sess.username.into(), call_options: sess.call_options.clone() });
-                    Outcome { status: StatusCode::OK, body: json!({"id": id, "success": true, "errors": [], "created": false}), location: None }
+                    changes.push(Change {
+                        object: object.into(),
+                        operation: "update".into(),
+                        old: Some(old),
+                        new,
+                        username: sess.username.into(),
+                        call_options: sess.call_options.clone(),
+                    });
+                    Outcome {
+                        status: StatusCode::OK,
+                        body: json!({"id": id, "success": true, "errors": [], "created": false}),
+                        location: None,
+                    }
                 }
                 many => {
-                    let urls: Vec<String> = many.iter().map(|i| format!("/services/data/{ver}/sobjects/{object}/{}", w.records.by_object[object][*i]["Id"].as_str().unwrap_or_default())).collect();
+                    let urls: Vec<String> = many
+                        .iter()
+                        .map(|i| {
+                            format!(
+                                "/services/data/{ver}/sobjects/{object}/{}",
+                                w.records.by_object[object][*i]["Id"].as_str().unwrap_or_default()
+                            )
+                        })
+                        .collect();
                     Outcome { status: StatusCode::MULTIPLE_CHOICES, body: json!(urls), location: None }
                 }
             }
@@ -608,9 +748,21 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request<Body>) -> Response {
         Some(FaultKind::Slow(d)) => tokio::time::sleep(d).await,
         Some(kind) => {
             let (status, body) = match kind {
-                FaultKind::LockRow => sf_error(StatusCode::BAD_REQUEST, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records: 5005g00000LOCKEDAAA", Some(&[])),
-                FaultKind::RateLimited => sf_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", None),
-                _ => sf_error(StatusCode::SERVICE_UNAVAILABLE, "SERVER_UNAVAILABLE", "Server temporarily unavailable, please try again later", None),
+                FaultKind::LockRow => sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "UNABLE_TO_LOCK_ROW",
+                    "unable to obtain exclusive access to this record or 1 records: 5005g00000LOCKEDAAA",
+                    Some(&[]),
+                ),
+                FaultKind::RateLimited => {
+                    sf_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", None)
+                }
+                _ => sf_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVER_UNAVAILABLE",
+                    "Server temporarily unavailable, please try again later",
+                    None,
+                ),
             };
             log(status.as_u16());
             let mut r = (status, axum::Json(body)).into_response();
@@ -639,7 +791,14 @@ fn json_resp((status, body): (StatusCode, Value)) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn process(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes, call_options: Option<String>) -> Response {
+fn process(
+    s: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    call_options: Option<String>,
+) -> Response {
     let path = uri.path();
     if path == "/services/oauth2/token" && method == Method::POST {
         return token_endpoint(s, body);
@@ -670,7 +829,12 @@ fn process(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &B
     {
         let mut w = s.world.lock().unwrap();
         if w.api_used >= config.daily_api_limit {
-            return json_resp(sf_error(StatusCode::FORBIDDEN, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", None));
+            return json_resp(sf_error(
+                StatusCode::FORBIDDEN,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+                None,
+            ));
         }
         w.api_used += 1;
     }
@@ -679,7 +843,14 @@ fn process(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &B
     } else {
         match serde_json::from_slice(body) {
             Ok(v) => v,
-            Err(e) => return json_resp(sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", &format!("Unexpected character: {e}"), None)),
+            Err(e) => {
+                return json_resp(sf_error(
+                    StatusCode::BAD_REQUEST,
+                    "JSON_PARSER_ERROR",
+                    &format!("Unexpected character: {e}"),
+                    None,
+                ));
+            }
         }
     };
     let sess = Session { username: &username, call_options, version };
@@ -687,14 +858,20 @@ fn process(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &B
         ("GET", ["limits"]) => {
             let w = s.world.lock().unwrap();
             let max = config.daily_api_limit;
-            json_resp((StatusCode::OK, json!({
-                "DailyApiRequests": {"Max": max, "Remaining": max.saturating_sub(w.api_used)},
-                "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
-                "DataStorageMB": {"Max": 5, "Remaining": 5},
-            })))
+            json_resp((
+                StatusCode::OK,
+                json!({
+                    "DailyApiRequests": {"Max": max, "Remaining": max.saturating_sub(w.api_used)},
+                    "DailyAsyncApexExecutions": {"Max": 250000, "Remaining": 250000},
+                    "DataStorageMB": {"Max": 5, "Remaining": 5},
+                }),
+            ))
         }
         ("GET", ["sobjects"]) => {
-            let list: Vec<Value> = ["Case", "CaseComment", "Account", "Contact"].iter().map(|o| json!({"name": o, "keyPrefix": schema::key_prefix(o)})).collect();
+            let list: Vec<Value> = ["Case", "CaseComment", "Account", "Contact"]
+                .iter()
+                .map(|o| json!({"name": o, "keyPrefix": schema::key_prefix(o)}))
+                .collect();
             json_resp((StatusCode::OK, json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})))
         }
         ("POST", ["composite"]) => composite(s, &config, &sess, &body_json),
@@ -702,7 +879,7 @@ fn process(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &B
             let mut changes = Vec::new();
             let out = {
                 let mut w = s.world.lock().unwrap();
-                let out = sobject_op(s, &mut w, &sess, method, rest, uri.query(), &body_json, &mut changes);
+                let out = sobject_op(&mut w, &sess, method, rest, uri.query(), &body_json, &mut changes);
                 w.changes.extend(changes.iter().cloned());
                 out
             };
@@ -714,7 +891,11 @@ fn process(s: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body: &B
 }
 
 fn outcome_response(o: Outcome) -> Response {
-    let mut r = if o.status == StatusCode::NO_CONTENT { StatusCode::NO_CONTENT.into_response() } else { (o.status, axum::Json(o.body)).into_response() };
+    let mut r = if o.status == StatusCode::NO_CONTENT {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (o.status, axum::Json(o.body)).into_response()
+    };
     if let Some(loc) = o.location
         && let Ok(v) = HeaderValue::from_str(&loc)
     {
@@ -728,7 +909,9 @@ fn substitute(v: &Value, results: &HashMap<String, Value>) -> Result<Value, Stri
     Ok(match v {
         Value::String(s) => Value::String(substitute_str(s, results)?),
         Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, results)).collect::<Result<_, _>>()?),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| Ok((k.clone(), substitute(x, results)?))).collect::<Result<_, String>>()?),
+        Value::Object(o) => Value::Object(
+            o.iter().map(|(k, x)| Ok((k.clone(), substitute(x, results)?))).collect::<Result<_, String>>()?,
+        ),
         other => other.clone(),
     })
 }
@@ -765,7 +948,12 @@ fn substitute_str(s: &str, results: &HashMap<String, Value>) -> Result<String, S
 
 fn composite(s: &Shared, config: &SfSimConfig, sess: &Session, body: &Value) -> Response {
     let Some(subs) = body["compositeRequest"].as_array() else {
-        return json_resp(sf_error(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", "compositeRequest: the request body must contain a compositeRequest array", None));
+        return json_resp(sf_error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "compositeRequest: the request body must contain a compositeRequest array",
+            None,
+        ));
     };
     if subs.len() > 25 {
         return json_resp(sf_error(
@@ -793,17 +981,26 @@ fn composite(s: &Shared, config: &SfSimConfig, sess: &Session, body: &Value) -> 
         let sub_body = sub.get("body").cloned().unwrap_or(Value::Null);
         let outcome = match (substitute_str(url, &results), substitute(&sub_body, &results)) {
             (Ok(url), Ok(b)) => {
-                let (path, query) = url.split_once('?').map(|(p, q)| (p.to_string(), Some(q.to_string()))).unwrap_or((url.clone(), None));
+                let (path, query) = url
+                    .split_once('?')
+                    .map(|(p, q)| (p.to_string(), Some(q.to_string())))
+                    .unwrap_or((url.clone(), None));
                 let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
                 match segs.as_slice() {
-                    ["services", "data", _, "sobjects", rest @ ..] => sobject_op(s, &mut w, sess, &method, rest, query.as_deref(), &b, &mut changes),
+                    ["services", "data", _, "sobjects", rest @ ..] => {
+                        sobject_op(&mut w, sess, &method, rest, query.as_deref(), &b, &mut changes)
+                    }
                     _ => err(not_found_err()),
                 }
             }
             (Err(expr), _) | (_, Err(expr)) => err(sf_error(
                 StatusCode::BAD_REQUEST,
                 "PROCESSING_HALTED",
-                &format!("Invalid reference specified. No value for {expr} found in {}. Provided referenceId ({}) must match a referenceId in a previous subrequest in the same request.", expr.split('.').next().unwrap_or_default(), expr.split('.').next().unwrap_or_default()),
+                &format!(
+                    "Invalid reference specified. No value for {expr} found in {}. Provided referenceId ({}) must match a referenceId in a previous subrequest in the same request.",
+                    expr.split('.').next().unwrap_or_default(),
+                    expr.split('.').next().unwrap_or_default()
+                ),
                 None,
             )),
         };
@@ -857,7 +1054,9 @@ fn token_endpoint(s: &Shared, body: &Bytes) -> Response {
         return oauth_error("invalid_grant", "invalid assertion");
     };
     let config = s.config.lock().unwrap().clone();
-    let key = match public_key_pem(&config.certificate_pem).and_then(|pem| jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).ok()) {
+    let key = match public_key_pem(&config.certificate_pem)
+        .and_then(|pem| jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).ok())
+    {
         Some(k) => k,
         None => return oauth_error("invalid_grant", "invalid assertion"),
     };
@@ -875,7 +1074,9 @@ fn token_endpoint(s: &Shared, body: &Bytes) -> Response {
     }
     let aud_ok = match &claims.aud {
         Some(Value::String(a)) => a.trim_end_matches('/') == config.login_url.trim_end_matches('/'),
-        Some(Value::Array(list)) => list.iter().any(|a| a.as_str().map(|a| a.trim_end_matches('/')) == Some(config.login_url.trim_end_matches('/'))),
+        Some(Value::Array(list)) => list
+            .iter()
+            .any(|a| a.as_str().map(|a| a.trim_end_matches('/')) == Some(config.login_url.trim_end_matches('/'))),
         _ => false,
     };
     if !aud_ok {
@@ -885,7 +1086,9 @@ fn token_endpoint(s: &Shared, body: &Bytes) -> Response {
     match claims.exp {
         None => return oauth_error("invalid_grant", "invalid assertion"),
         Some(exp) if exp <= now => return oauth_error("invalid_grant", "expired authorization code"),
-        Some(exp) if exp - now > config.max_assertion_lifetime.as_secs() as i64 => return oauth_error("invalid_grant", "invalid assertion"),
+        Some(exp) if exp - now > config.max_assertion_lifetime.as_secs() as i64 => {
+            return oauth_error("invalid_grant", "invalid assertion");
+        }
         _ => {}
     }
     let Some(username) = claims.sub.filter(|u| config.usernames.contains(u)) else {
@@ -972,9 +1175,11 @@ fn notify(s: &Shared, config: &SfSimConfig, changes: &[Change]) {
         for (object, operation, list) in groups {
             let poster = TriggerPoster::new(target.secrets.clone(), &config.org_id);
             let username = list[0].username.clone();
-            let olds: Option<Vec<Value>> = if operation == "update" { Some(list.iter().filter_map(|c| c.old.clone()).collect()) } else { None };
+            let olds: Option<Vec<Value>> =
+                if operation == "update" { Some(list.iter().filter_map(|c| c.old.clone()).collect()) } else { None };
             let news: Vec<Value> = list.iter().map(|c| c.new.clone()).collect();
-            let payload = poster.payload(&object, &operation, (&user_id_for(&username), &username), olds.as_deref(), &news);
+            let payload =
+                poster.payload(&object, &operation, (&user_id_for(&username), &username), olds.as_deref(), &news);
             let url = target.url.clone();
             tokio::spawn(async move {
                 let _ = poster.post(&url, &payload).await;
@@ -984,7 +1189,7 @@ fn notify(s: &Shared, config: &SfSimConfig, changes: &[Change]) {
     if let Some((url, objects)) = &config.outbound {
         for c in changes.iter().filter(|c| objects.is_empty() || objects.contains(&c.object)) {
             let messenger = OutboundMessenger::new(&config.org_id, &s.base_url);
-            let xml = messenger.envelope(&c.object, &[c.new.clone()]);
+            let xml = messenger.envelope(&c.object, std::slice::from_ref(&c.new));
             let url = url.clone();
             tokio::spawn(async move {
                 let _ = messenger.send(&url, &xml).await;

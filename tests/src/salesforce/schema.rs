@@ -90,10 +90,30 @@ pub struct Field {
 }
 
 const fn f(name: &'static str, label: &'static str, kind: &'static str) -> Field {
-    Field { name, label, kind, length: 0, required: false, createable: true, updateable: true, picklist: &[], reference_to: None }
+    Field {
+        name,
+        label,
+        kind,
+        length: 0,
+        required: false,
+        createable: true,
+        updateable: true,
+        picklist: &[],
+        reference_to: None,
+    }
 }
 const fn ro(name: &'static str, label: &'static str, kind: &'static str) -> Field {
-    Field { name, label, kind, length: 0, required: false, createable: false, updateable: false, picklist: &[], reference_to: None }
+    Field {
+        name,
+        label,
+        kind,
+        length: 0,
+        required: false,
+        createable: false,
+        updateable: false,
+        picklist: &[],
+        reference_to: None,
+    }
 }
 
 pub const CASE_STATUS: &[&str] = &["New", "Working", "Escalated", "Closed"];
@@ -135,7 +155,12 @@ pub fn describe(object: &str) -> Option<Vec<Field>> {
             ro("ClosedDate", "Closed Date", "datetime"),
         ]),
         "CaseComment" => fields.extend([
-            Field { reference_to: Some("Case"), required: true, updateable: false, ..f("ParentId", "Parent ID", "reference") },
+            Field {
+                reference_to: Some("Case"),
+                required: true,
+                updateable: false,
+                ..f("ParentId", "Parent ID", "reference")
+            },
             Field { length: 4000, ..f("CommentBody", "Body", "textarea") },
             f("IsPublished", "Published", "boolean"),
         ]),
