@@ -106,8 +106,16 @@ impl Default for PdSimConfig {
                 PdService { id: "PSVC002".into(), name: "Billing".into(), escalation_policy_id: "PEP0002".into() },
             ],
             escalation_policies: vec![
-                PdEscalationPolicy { id: "PEP0001".into(), name: "Checkout On Call".into(), user_ids: vec!["PUSR002".into()] },
-                PdEscalationPolicy { id: "PEP0002".into(), name: "Billing On Call".into(), user_ids: vec!["PUSR001".into()] },
+                PdEscalationPolicy {
+                    id: "PEP0001".into(),
+                    name: "Checkout On Call".into(),
+                    user_ids: vec!["PUSR002".into()],
+                },
+                PdEscalationPolicy {
+                    id: "PEP0002".into(),
+                    name: "Billing On Call".into(),
+                    user_ids: vec!["PUSR001".into()],
+                },
             ],
             priorities: (1..=5).map(|n| PdPriority { id: format!("PPRI00{n}"), name: format!("P{n}") }).collect(),
             incident_workflows: vec!["PWFL001".into()],
@@ -188,7 +196,8 @@ impl PagerdutySim {
         let _ = &*openapi::SPEC; // parse the spec now, not on the first request
         let listener_port = config.port;
         // The base URL is only known after binding; bind first, then build the state.
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", listener_port)).await.expect("bind PagerDuty simulator");
+        let listener =
+            tokio::net::TcpListener::bind(("127.0.0.1", listener_port)).await.expect("bind PagerDuty simulator");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             faults: Faults::new(config.faults.clone()),
@@ -392,9 +401,9 @@ fn violation_response(v: openapi::Violation) -> Response {
     match v {
         UnknownPath => not_found(),
         MethodNotAllowed => pd_error(StatusCode::METHOD_NOT_ALLOWED, 2100, "Method Not Allowed", &[]),
-        MissingHeader(name) if name.eq_ignore_ascii_case("from") => invalid(&[
-            "You must specify a user's email address in the \"From\" header to perform this action",
-        ]),
+        MissingHeader(name) if name.eq_ignore_ascii_case("from") => {
+            invalid(&["You must specify a user's email address in the \"From\" header to perform this action"])
+        }
         MissingHeader(name) => invalid(&[&format!("The {name} header is required")]),
         BadHeader { name, value } if name.eq_ignore_ascii_case("accept") => {
             invalid(&[&format!("Accept header {value:?} is not supported; use {}", openapi::ACCEPT_V2)])
@@ -470,13 +479,14 @@ impl Ctx<'_> {
     }
 }
 
-fn from_user<'a>(config: &'a PdSimConfig, headers: &HeaderMap) -> Result<&'a PdUser, Response> {
+fn from_user<'a>(config: &'a PdSimConfig, headers: &HeaderMap) -> Option<&'a PdUser> {
     let email = headers.get("from").and_then(|v| v.to_str().ok()).unwrap_or("").trim();
-    config
-        .users
-        .iter()
-        .find(|u| u.email.eq_ignore_ascii_case(email))
-        .ok_or_else(|| invalid(&["Requester User Not Found"]))
+    config.users.iter().find(|u| u.email.eq_ignore_ascii_case(email))
+}
+
+/// The `From` header names nobody on the account.
+fn unknown_requester() -> Response {
+    invalid(&["Requester User Not Found"])
 }
 
 fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
@@ -489,9 +499,12 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
         ("POST", ["incidents"]) => create_incident(s, &ctx, &mut w, headers, &body),
         ("GET", ["incidents"]) => {
             let key = q.iter().find(|(k, _)| k == "incident_key").map(|(_, v)| v.clone());
-            let statuses: Vec<&String> = q.iter().filter(|(k, _)| k == "statuses[]" || k == "statuses").map(|(_, v)| v).collect();
-            let services: Vec<&String> = q.iter().filter(|(k, _)| k == "service_ids[]" || k == "service_ids").map(|(_, v)| v).collect();
-            let limit: usize = q.iter().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse().ok()).unwrap_or(25).min(100);
+            let statuses: Vec<&String> =
+                q.iter().filter(|(k, _)| k == "statuses[]" || k == "statuses").map(|(_, v)| v).collect();
+            let services: Vec<&String> =
+                q.iter().filter(|(k, _)| k == "service_ids[]" || k == "service_ids").map(|(_, v)| v).collect();
+            let limit: usize =
+                q.iter().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse().ok()).unwrap_or(25).min(100);
             let offset: usize = q.iter().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
             let all: Vec<Value> = w
                 .incidents
@@ -502,7 +515,10 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
                 .cloned()
                 .collect();
             let page: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
-            ok(StatusCode::OK, json!({"incidents": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(), "total": null}))
+            ok(
+                StatusCode::OK,
+                json!({"incidents": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(), "total": null}),
+            )
         }
         ("GET", ["incidents", id]) => match w.incidents.iter().find(|i| i["id"] == *id) {
             Some(i) => ok(StatusCode::OK, json!({ "incident": i })),
@@ -516,9 +532,8 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
             ok(StatusCode::OK, json!({"notes": w.notes.get(*id).cloned().unwrap_or_default()}))
         }
         ("POST", ["incidents", id, "notes"]) => {
-            let user = match from_user(config, headers) {
-                Ok(u) => u,
-                Err(r) => return r,
+            let Some(user) = from_user(config, headers) else {
+                return unknown_requester();
             };
             let Some(incident) = w.incidents.iter().find(|i| i["id"] == *id).cloned() else {
                 return not_found();
@@ -549,7 +564,12 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
                 "responder_request_targets": targets,
             });
             w.responder_requests.push(rr.clone());
-            let ev = webhook::incident_event("incident.responder.added", &incident, Some(&ctx.user_json(requester)), Utc::now());
+            let ev = webhook::incident_event(
+                "incident.responder.added",
+                &incident,
+                Some(&ctx.user_json(requester)),
+                Utc::now(),
+            );
             emit(s, &mut w, config, ev);
             ok(StatusCode::OK, json!({ "responder_request": rr }))
         }
@@ -590,7 +610,11 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
             let users: Vec<Value> = config
                 .users
                 .iter()
-                .filter(|u| query.as_ref().is_none_or(|qq| u.email.to_lowercase().contains(qq) || u.name.to_lowercase().contains(qq)))
+                .filter(|u| {
+                    query
+                        .as_ref()
+                        .is_none_or(|qq| u.email.to_lowercase().contains(qq) || u.name.to_lowercase().contains(qq))
+                })
                 .map(|u| ctx.user_json(u))
                 .collect();
             ok(StatusCode::OK, json!({"users": users, "limit": 25, "offset": 0, "more": false, "total": null}))
@@ -617,8 +641,10 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
                 let mut v = ctx.ep_ref(ep);
                 v["type"] = json!("escalation_policy");
                 v["name"] = json!(ep.name);
-                let targets: Vec<Value> = ep.user_ids.iter().filter_map(|u| ctx.user_by_id(u)).map(|u| ctx.user_ref(u)).collect();
-                v["escalation_rules"] = json!([{"id": format!("R{}", ep.id), "escalation_delay_in_minutes": 30, "targets": targets}]);
+                let targets: Vec<Value> =
+                    ep.user_ids.iter().filter_map(|u| ctx.user_by_id(u)).map(|u| ctx.user_ref(u)).collect();
+                v["escalation_rules"] =
+                    json!([{"id": format!("R{}", ep.id), "escalation_delay_in_minutes": 30, "targets": targets}]);
                 v["num_loops"] = json!(0);
                 ok(StatusCode::OK, json!({ "escalation_policy": v }))
             }
@@ -626,7 +652,10 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
         },
         ("GET", ["webhook_subscriptions"]) => {
             let subs: Vec<Value> = w.subscriptions.iter().map(hide_secret).collect();
-            ok(StatusCode::OK, json!({"webhook_subscriptions": subs, "limit": 25, "offset": 0, "more": false, "total": null}))
+            ok(
+                StatusCode::OK,
+                json!({"webhook_subscriptions": subs, "limit": 25, "offset": 0, "more": false, "total": null}),
+            )
         }
         ("POST", ["webhook_subscriptions"]) => {
             let mut sub = body["webhook_subscription"].clone();
@@ -702,17 +731,19 @@ fn is_open(i: &Value) -> bool {
 }
 
 fn create_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, body: &Value) -> Response {
-    let user = match from_user(ctx.config, headers) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(user) = from_user(ctx.config, headers) else {
+        return unknown_requester();
     };
     let inc = &body["incident"];
-    let Some(service) = inc["service"]["id"].as_str().and_then(|id| ctx.config.services.iter().find(|x| x.id == id)) else {
+    let Some(service) = inc["service"]["id"].as_str().and_then(|id| ctx.config.services.iter().find(|x| x.id == id))
+    else {
         return invalid(&["Service not found"]);
     };
     let key = inc["incident_key"].as_str().map(str::to_string);
     if let Some(k) = &key
-        && w.incidents.iter().any(|i| is_open(i) && i["incident_key"] == k.as_str() && i["service"]["id"] == service.id.as_str())
+        && w.incidents
+            .iter()
+            .any(|i| is_open(i) && i["incident_key"] == k.as_str() && i["service"]["id"] == service.id.as_str())
     {
         return invalid(&["Open incident with matching dedup key already exists on this service"]);
     }
@@ -786,9 +817,8 @@ fn create_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, bo
 }
 
 fn update_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, id: &str, body: &Value) -> Response {
-    let user = match from_user(ctx.config, headers) {
-        Ok(u) => u,
-        Err(r) => return r,
+    let Some(user) = from_user(ctx.config, headers) else {
+        return unknown_requester();
     };
     let Some(pos) = w.incidents.iter().position(|i| i["id"] == id) else {
         return not_found();

@@ -202,17 +202,16 @@ impl Spec {
         if let Some(allowed) = s.get("enum").and_then(Value::as_array)
             && !allowed.contains(v)
         {
-            let list: Vec<String> = allowed.iter().map(|a| a.as_str().map(str::to_string).unwrap_or(a.to_string())).collect();
+            let list: Vec<String> =
+                allowed.iter().map(|a| a.as_str().map(str::to_string).unwrap_or(a.to_string())).collect();
             errors.push(format!("{} must be one of: {}", name(at), list.join(", ")));
         }
         if let Some(obj) = v.as_object() {
             let props = s.get("properties").map(|p| self.resolve(p));
             for req in s.get("required").and_then(Value::as_array).into_iter().flatten() {
                 let Some(req) = req.as_str() else { continue };
-                let read_only = props
-                    .and_then(|p| p.get(req))
-                    .map(|p| self.resolve(p)["readOnly"] == true)
-                    .unwrap_or(false);
+                let read_only =
+                    props.and_then(|p| p.get(req)).map(|p| self.resolve(p)["readOnly"] == true).unwrap_or(false);
                 if !read_only && !obj.contains_key(req) {
                     errors.push(format!("{} is required", name(&join(at, req))));
                 }

@@ -175,7 +175,13 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 /// Wrap `data` into a v3 envelope.
-pub fn envelope(event_type: &str, resource_type: &str, agent: Option<Value>, data: Value, occurred_at: DateTime<Utc>) -> Value {
+pub fn envelope(
+    event_type: &str,
+    resource_type: &str,
+    agent: Option<Value>,
+    data: Value,
+    occurred_at: DateTime<Utc>,
+) -> Value {
     json!({"event": {
         "id": new_event_id(),
         "event_type": event_type,
@@ -203,12 +209,8 @@ pub fn reference(obj: &Value, kind: &str) -> Value {
 
 /// The `data` object of an `incident.*` event, built from a simulator (REST-shaped) incident.
 pub fn incident_data(incident: &Value) -> Value {
-    let assignees: Vec<Value> = incident["assignments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| reference(&a["assignee"], "user"))
-        .collect();
+    let assignees: Vec<Value> =
+        incident["assignments"].as_array().into_iter().flatten().map(|a| reference(&a["assignee"], "user")).collect();
     json!({
         "id": incident["id"],
         "type": "incident",
