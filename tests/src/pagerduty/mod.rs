@@ -401,9 +401,13 @@ fn violation_response(v: openapi::Violation) -> Response {
     match v {
         UnknownPath => not_found(),
         MethodNotAllowed => pd_error(StatusCode::METHOD_NOT_ALLOWED, 2100, "Method Not Allowed", &[]),
-        MissingHeader(name) if name.eq_ignore_ascii_case("from") => {
-            invalid(&["You must specify a user's email address in the \"From\" header to perform this action"])
-        }
+        // As PagerDuty answers (go-pagerduty#32, pdpyras#78): HTTP 400, code 2016, reason in `message`.
+        MissingHeader(name) if name.eq_ignore_ascii_case("from") => pd_error(
+            StatusCode::BAD_REQUEST,
+            2016,
+            "You must specify a user's email address in the \"From\" header to perform this action",
+            &[],
+        ),
         MissingHeader(name) => invalid(&[&format!("The {name} header is required")]),
         BadHeader { name, value } if name.eq_ignore_ascii_case("accept") => {
             invalid(&[&format!("Accept header {value:?} is not supported; use {}", openapi::ACCEPT_V2)])
@@ -486,7 +490,8 @@ fn from_user<'a>(config: &'a PdSimConfig, headers: &HeaderMap) -> Option<&'a PdU
 
 /// The `From` header names nobody on the account.
 fn unknown_requester() -> Response {
-    invalid(&["Requester User Not Found"])
+    // HTTP 400 `{"error":{"message":"Requester User Not Found","code":1008}}` (dropbox/pygerduty#64).
+    pd_error(StatusCode::BAD_REQUEST, 1008, "Requester User Not Found", &[])
 }
 
 fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
