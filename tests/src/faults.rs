@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn same_seed_gives_the_same_faults() {
-        let cfg = FaultConfig { seed: 9, server_error_rate: 0.3, drop_rate: 0.1, slow_rate: 0.2, ..FaultConfig::none() };
+        let cfg =
+            FaultConfig { seed: 9, server_error_rate: 0.3, drop_rate: 0.1, slow_rate: 0.2, ..FaultConfig::none() };
         let a = draw(&Faults::new(cfg.clone()), 200);
         let b = draw(&Faults::new(cfg.clone()), 200);
         assert_eq!(a, b);

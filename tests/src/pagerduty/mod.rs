@@ -920,12 +920,32 @@ fn update_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, id
     ok(StatusCode::OK, json!({ "incident": inc }))
 }
 
-/// Record an emitted webhook event and, if a target is configured, deliver it in the background.
+/// Record an emitted webhook event and deliver it in the background to the configured target and
+/// to every active subscription created through the API whose `events` include its type (signed with
+/// that subscription's secret), like PagerDuty does.
 fn emit(_s: &Shared, w: &mut World, config: &PdSimConfig, envelope: Value) {
     w.webhook_events.push(envelope.clone());
-    if let Some(target) = &config.webhook {
-        let sender = WebhookSender::new(&target.secrets).with_subscription(&target.subscription_id);
-        let url = target.url.clone();
+    let event_type = envelope["event"]["event_type"].as_str().unwrap_or_default().to_string();
+    let mut targets: Vec<(String, Vec<String>, String)> = Vec::new();
+    if let Some(t) = &config.webhook {
+        targets.push((t.url.clone(), t.secrets.clone(), t.subscription_id.clone()));
+    }
+    for sub in &w.subscriptions {
+        let active = sub["active"].as_bool().unwrap_or(true);
+        let wants = sub["events"].as_array().is_none_or(|e| e.is_empty() || e.iter().any(|x| x == event_type.as_str()));
+        if let (true, true, Some(url), Some(secret), Some(id)) = (
+            active,
+            wants,
+            sub["delivery_method"]["url"].as_str(),
+            sub["delivery_method"]["secret"].as_str(),
+            sub["id"].as_str(),
+        ) {
+            targets.push((url.to_string(), vec![secret.to_string()], id.to_string()));
+        }
+    }
+    for (url, secrets, subscription_id) in targets {
+        let sender = WebhookSender::new(&secrets).with_subscription(&subscription_id);
+        let envelope = envelope.clone();
         tokio::spawn(async move {
             let _ = sender.deliver(&url, &envelope).await;
         });

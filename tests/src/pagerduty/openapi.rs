@@ -259,13 +259,17 @@ mod tests {
         h
     }
 
-    const FULL: &[(&str, &str)] = &[("accept", ACCEPT_V2), ("content-type", "application/json"), ("from", "a@example.com")];
+    const FULL: &[(&str, &str)] =
+        &[("accept", ACCEPT_V2), ("content-type", "application/json"), ("from", "a@example.com")];
 
     #[test]
     fn literal_segments_win_over_parameters() {
         assert_eq!(SPEC.match_path("/incidents/count"), Some("/incidents/count"));
         assert_eq!(SPEC.match_path("/incidents/Q123"), Some("/incidents/{id}"));
-        assert_eq!(SPEC.match_path("/automation_actions/actions/P1/invocations"), Some("/automation_actions/actions/{id}/invocations"));
+        assert_eq!(
+            SPEC.match_path("/automation_actions/actions/P1/invocations"),
+            Some("/automation_actions/actions/{id}/invocations")
+        );
         assert_eq!(SPEC.match_path("/nope"), None);
     }
 
@@ -274,10 +278,16 @@ mod tests {
         let body = br#"{"incident":{"type":"incident","title":"t","service":{"id":"P","type":"service_reference"}}}"#;
         assert_eq!(SPEC.validate(&Method::POST, "/incidents", &headers(FULL), body), Ok(()));
         let no_from = headers(&FULL[..2]);
-        assert_eq!(SPEC.validate(&Method::POST, "/incidents", &no_from, body), Err(Violation::MissingHeader("From".into())));
+        assert_eq!(
+            SPEC.validate(&Method::POST, "/incidents", &no_from, body),
+            Err(Violation::MissingHeader("From".into()))
+        );
         // GET /priorities needs no From and no Content-Type.
         assert_eq!(SPEC.validate(&Method::GET, "/priorities", &headers(&FULL[..1]), b""), Ok(()));
-        assert_eq!(SPEC.validate(&Method::DELETE, "/priorities", &headers(FULL), b""), Err(Violation::MethodNotAllowed));
+        assert_eq!(
+            SPEC.validate(&Method::DELETE, "/priorities", &headers(FULL), b""),
+            Err(Violation::MethodNotAllowed)
+        );
     }
 
     #[test]
@@ -285,9 +295,20 @@ mod tests {
         let check = |body: &str| SPEC.validate(&Method::POST, "/incidents", &headers(FULL), body.as_bytes());
         let Err(Violation::InvalidBody(e)) = check(r#"{"incident":{"type":"incident","title":"t"}}"#) else { panic!() };
         assert_eq!(e, vec!["`incident.service` is required".to_string()]);
-        let Err(Violation::InvalidBody(e)) = check(r#"{"incident":{"type":"incident","title":"t","service":{"id":"P"}}}"#) else { panic!() };
+        let Err(Violation::InvalidBody(e)) =
+            check(r#"{"incident":{"type":"incident","title":"t","service":{"id":"P"}}}"#)
+        else {
+            panic!()
+        };
         assert!(e.iter().any(|m| m.contains("incident.service.type")), "{e:?}");
-        let Err(Violation::InvalidBody(e)) = check(r#"{"incident":{"type":"bogus","title":5,"service":{"id":"P","type":"service_reference"}}}"#) else { panic!() };
-        assert!(e.iter().any(|m| m.contains("incident.type")) && e.iter().any(|m| m.contains("incident.title")), "{e:?}");
+        let Err(Violation::InvalidBody(e)) =
+            check(r#"{"incident":{"type":"bogus","title":5,"service":{"id":"P","type":"service_reference"}}}"#)
+        else {
+            panic!()
+        };
+        assert!(
+            e.iter().any(|m| m.contains("incident.type")) && e.iter().any(|m| m.contains("incident.title")),
+            "{e:?}"
+        );
     }
 }

@@ -215,7 +215,14 @@ mod tests {
 
     #[test]
     fn checksum_matches_real_18_char_ids_from_the_samples() {
-        for id in ["0011w000004rocHAAQ", "001R00000066cndIAA", "0031I0000081tbPQAQ", "0031I0000081tb0QAA", "04l1I000000fztEQAQ", "04k1I000000bmsHQAQ"] {
+        for id in [
+            "0011w000004rocHAAQ",
+            "001R00000066cndIAA",
+            "0031I0000081tbPQAQ",
+            "0031I0000081tb0QAA",
+            "04l1I000000fztEQAQ",
+            "04k1I000000bmsHQAQ",
+        ] {
             assert_eq!(checksum_suffix(&id[..15]), &id[15..], "{id}");
             assert!(well_formed(id));
         }
