@@ -147,6 +147,21 @@ async fn body_violating_the_spec_is_rejected_with_specific_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // No JSON Content-Type: PagerDuty's generic answer.
+    let r = client()
+        .post(format!("{}/incidents", sim.base_url()))
+        .header("Authorization", "Token token=sim-token")
+        .header("Accept", ACCEPT)
+        .header("From", "bridge@example.com")
+        .body(r#"{"incident":{"type":"incident","title":"x","service":{"id":"PSVC001","type":"service_reference"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": {"message": "Invalid Input Provided", "code": 2001, "errors": ["params must be a Hash"]}})
+    );
     // Not JSON at all.
     let r = req(&c, reqwest::Method::POST, format!("{}/incidents", sim.base_url())).body("{nope").send().await.unwrap();
     assert_eq!(r.status(), 400);

@@ -438,6 +438,11 @@ async fn faults_are_real_error_bodies_seeded_and_reproducible() {
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (503, "SERVER_UNAVAILABLE"));
     assert!(api.req(reqwest::Method::GET, "limits").send().await.is_err());
     assert_eq!(api.send(reqwest::Method::GET, "limits", None).await.0, 200);
+    // A slow answer beyond the client's timeout is a timeout.
+    sim.fail_next(1, FaultKind::Slow(Duration::from_millis(300)));
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(50)).build().unwrap();
+    let r = impatient.get(format!("{}/limits", api.base)).bearer_auth(&api.token).send().await;
+    assert!(r.unwrap_err().is_timeout());
 
     let run = |seed| {
         let sim = &sim;

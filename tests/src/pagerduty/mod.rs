@@ -408,16 +408,14 @@ fn violation_response(v: openapi::Violation) -> Response {
             "You must specify a user's email address in the \"From\" header to perform this action",
             &[],
         ),
+        MissingHeader(name) if name.eq_ignore_ascii_case("content-type") => invalid(&["params must be a Hash"]),
         MissingHeader(name) => invalid(&[&format!("The {name} header is required")]),
         BadHeader { name, value } if name.eq_ignore_ascii_case("accept") => {
             invalid(&[&format!("Accept header {value:?} is not supported; use {}", openapi::ACCEPT_V2)])
         }
-        BadHeader { name, value } if name.eq_ignore_ascii_case("content-type") => pd_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            2001,
-            "Invalid Input Provided",
-            &[format!("Content-Type {value:?} is not supported; use application/json")],
-        ),
+        // Without a JSON Content-Type PagerDuty cannot parse the body and answers with its generic
+        // "params must be a Hash" (go-pagerduty#89).
+        BadHeader { name, .. } if name.eq_ignore_ascii_case("content-type") => invalid(&["params must be a Hash"]),
         BadHeader { name, value } => invalid(&[&format!("The {name} header value {value:?} is invalid")]),
         InvalidBody(errors) => pd_error(StatusCode::BAD_REQUEST, 2001, "Invalid Input Provided", &errors),
     }
