@@ -806,7 +806,7 @@ fn create_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, bo
         "teams": [],
         "priority": priority,
         "urgency": inc["urgency"].as_str().unwrap_or("high"),
-        "body": {"type": "incident_body", "details": inc["body"]["details"].as_str().unwrap_or("")},
+        "body": {"type": "incident_body", "details": inc["body"].get("details").cloned().unwrap_or(json!(""))},
         "conference_bridge": inc.get("conference_bridge").cloned().unwrap_or(Value::Null),
         "resolve_reason": null,
         "alert_counts": {"all": 0, "triggered": 0, "resolved": 0},
