@@ -333,6 +333,11 @@ async fn upsert_by_external_id_is_idempotent() {
     assert_eq!(b1["id"], b2["id"]);
     assert_eq!(sim.records("Case").len(), 1);
     assert_eq!(sim.records("Case")[0]["Priority"], "Low");
+    // Read back by the same external id.
+    let (s, rec) = api.send(reqwest::Method::GET, "sobjects/Case/PagerDuty_Incident_Id__c/Q1", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec["Id"], b1["id"]);
+    assert_eq!(api.send(reqwest::Method::GET, "sobjects/Case/PagerDuty_Incident_Id__c/Q2", None).await.0, 404);
     let (s, e) = api.send(reqwest::Method::PATCH, "sobjects/Case/Subject/x", Some(json!({}))).await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (404, "NOT_FOUND"));
 }

@@ -632,6 +632,37 @@ fn sobject_op(
                 }
             }
         }
+        ("GET", [field, value]) => {
+            // Read by external id.
+            let ext_ok = schema::describe(object).is_none() || field.ends_with("__c");
+            if !ext_ok {
+                return err(sf_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("Provided external ID field does not exist or is not accessible: {field}"),
+                    None,
+                ));
+            }
+            let found: Vec<&Value> = w
+                .records
+                .by_object
+                .get(object)
+                .map(|l| l.iter().filter(|r| r[*field] == *value).collect())
+                .unwrap_or_default();
+            match found.as_slice() {
+                [] => err(not_found_err()),
+                [one] => Outcome { status: StatusCode::OK, body: (*one).clone(), location: None },
+                many => {
+                    let urls: Vec<String> = many
+                        .iter()
+                        .map(|r| {
+                            format!("/services/data/{ver}/sobjects/{object}/{}", r["Id"].as_str().unwrap_or_default())
+                        })
+                        .collect();
+                    Outcome { status: StatusCode::MULTIPLE_CHOICES, body: json!(urls), location: None }
+                }
+            }
+        }
         ("PATCH", [field, value]) => {
             // Upsert by external id.
             let ext_ok = match schema::describe(object) {
