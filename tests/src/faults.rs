@@ -145,3 +145,41 @@ impl Faults {
 pub fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new("simulator fault: dropped connection"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draw(f: &Faults, n: usize) -> Vec<Option<FaultKind>> {
+        (0..n).map(|_| f.decide()).collect()
+    }
+
+    #[test]
+    fn same_seed_gives_the_same_faults() {
+        let cfg =
+            FaultConfig { seed: 9, server_error_rate: 0.3, drop_rate: 0.1, slow_rate: 0.2, ..FaultConfig::none() };
+        let a = draw(&Faults::new(cfg.clone()), 200);
+        let b = draw(&Faults::new(cfg.clone()), 200);
+        assert_eq!(a, b);
+        assert!(a.contains(&Some(FaultKind::ServerError)) && a.contains(&Some(FaultKind::Drop)) && a.contains(&None));
+        let other = draw(&Faults::new(FaultConfig { seed: 10, ..cfg }), 200);
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn no_rates_means_no_faults_and_queued_faults_come_first() {
+        let f = Faults::new(FaultConfig::none());
+        assert!(draw(&f, 50).iter().all(Option::is_none));
+        f.fail_next(2, FaultKind::LockRow);
+        assert_eq!(draw(&f, 3), vec![Some(FaultKind::LockRow), Some(FaultKind::LockRow), None]);
+    }
+
+    #[test]
+    fn set_reseeds_so_runs_are_reproducible_from_that_point() {
+        let cfg = FaultConfig { seed: 1, rate_limited_rate: 0.5, ..FaultConfig::none() };
+        let f = Faults::new(cfg.clone());
+        let first = draw(&f, 20);
+        f.set(cfg);
+        assert_eq!(draw(&f, 20), first);
+    }
+}

@@ -84,9 +84,11 @@ async fn create_without_from_header_is_rejected_like_pagerduty() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], 2001);
-    assert_eq!(body["error"]["message"], "Invalid Input Provided");
-    assert!(body["error"]["errors"][0].as_str().unwrap().contains("\"From\" header"), "{body}");
+    // Exactly PagerDuty's answer (as reported by go-pagerduty and pdpyras users).
+    assert_eq!(
+        body,
+        json!({"error": {"message": "You must specify a user's email address in the \"From\" header to perform this action", "code": 2016}})
+    );
     assert!(sim.incidents().is_empty());
     // Notes and updates need it as well (the spec marks From required there).
     let r = client()
@@ -110,7 +112,7 @@ async fn unknown_from_user_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["errors"][0], "Requester User Not Found");
+    assert_eq!(body, json!({"error": {"message": "Requester User Not Found", "code": 1008}}));
 }
 
 #[tokio::test]
@@ -145,6 +147,21 @@ async fn body_violating_the_spec_is_rejected_with_specific_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // No JSON Content-Type: PagerDuty's generic answer.
+    let r = client()
+        .post(format!("{}/incidents", sim.base_url()))
+        .header("Authorization", "Token token=sim-token")
+        .header("Accept", ACCEPT)
+        .header("From", "bridge@example.com")
+        .body(r#"{"incident":{"type":"incident","title":"x","service":{"id":"PSVC001","type":"service_reference"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": {"message": "Invalid Input Provided", "code": 2001, "errors": ["params must be a Hash"]}})
+    );
     // Not JSON at all.
     let r = req(&c, reqwest::Method::POST, format!("{}/incidents", sim.base_url())).body("{nope").send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -669,4 +686,41 @@ async fn simulator_emits_signed_webhooks_shaped_like_real_deliveries() {
         assert_eq!(keys(&ev["event"]["data"]), keys(&real["event"]["data"]), "{}", ev["event"]["event_type"]);
         assert_eq!(keys(&ev["event"]["agent"]), keys(&real["event"]["agent"]));
     }
+}
+
+#[tokio::test]
+async fn subscriptions_created_through_the_api_receive_signed_deliveries() {
+    let (url, got, _stop) = receiver(vec![]).await;
+    let sim = PagerdutySim::start(PdSimConfig::default()).await;
+    let body = json!({"webhook_subscription": {"type": "webhook_subscription", "delivery_method": {"type": "http_delivery_method", "url": url},
+        "events": ["incident.acknowledged"], "filter": {"type": "account_reference"}}});
+    let created: Value = req(&client(), reqwest::Method::POST, format!("{}/webhook_subscriptions", sim.base_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["webhook_subscription"]["delivery_method"]["secret"].as_str().unwrap().to_string();
+    let sub_id = created["webhook_subscription"]["id"].as_str().unwrap().to_string();
+    let id = create(&sim, None).await.json::<Value>().await.unwrap()["incident"]["id"].as_str().unwrap().to_string();
+    req(&client(), reqwest::Method::PUT, format!("{}/incidents/{id}", sim.base_url()))
+        .json(&json!({"incident": {"type": "incident_reference", "status": "acknowledged"}}))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "only the subscribed event type is delivered");
+    let (h, body) = &got[0];
+    assert_eq!(h["x-pagerduty-signature"].to_str().unwrap(), sign_v1(&secret, body));
+    assert_eq!(h["x-webhook-subscription"].to_str().unwrap(), sub_id);
+    assert_eq!(serde_json::from_slice::<Value>(body).unwrap()["event"]["event_type"], "incident.acknowledged");
 }

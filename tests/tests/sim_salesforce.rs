@@ -85,8 +85,12 @@ async fn starts_well_under_a_second_and_issues_a_token_for_a_valid_assertion() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["token_type"], "Bearer");
     assert_eq!(body["instance_url"], sim.base_url());
-    assert!(body["access_token"].as_str().unwrap().starts_with("00D5g000004SIMO!"));
+    assert!(body["access_token"].as_str().unwrap().starts_with("00D5g0000SIMORG!"));
     assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
+    // A client configured with the simulator as its login URL uses that as the audience.
+    let jwt =
+        assertion(test_keys().private_key_pem, "sim-consumer-key", "integration@example.com", &sim.base_url(), 180);
+    assert_eq!(token_request(&sim, &jwt).await.status(), 200);
 }
 
 #[tokio::test]
@@ -329,6 +333,11 @@ async fn upsert_by_external_id_is_idempotent() {
     assert_eq!(b1["id"], b2["id"]);
     assert_eq!(sim.records("Case").len(), 1);
     assert_eq!(sim.records("Case")[0]["Priority"], "Low");
+    // Read back by the same external id.
+    let (s, rec) = api.send(reqwest::Method::GET, "sobjects/Case/PagerDuty_Incident_Id__c/Q1", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(rec["Id"], b1["id"]);
+    assert_eq!(api.send(reqwest::Method::GET, "sobjects/Case/PagerDuty_Incident_Id__c/Q2", None).await.0, 404);
     let (s, e) = api.send(reqwest::Method::PATCH, "sobjects/Case/Subject/x", Some(json!({}))).await;
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (404, "NOT_FOUND"));
 }
@@ -434,6 +443,11 @@ async fn faults_are_real_error_bodies_seeded_and_reproducible() {
     assert_eq!((s, e[0]["errorCode"].as_str().unwrap()), (503, "SERVER_UNAVAILABLE"));
     assert!(api.req(reqwest::Method::GET, "limits").send().await.is_err());
     assert_eq!(api.send(reqwest::Method::GET, "limits", None).await.0, 200);
+    // A slow answer beyond the client's timeout is a timeout.
+    sim.fail_next(1, FaultKind::Slow(Duration::from_millis(300)));
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(50)).build().unwrap();
+    let r = impatient.get(format!("{}/limits", api.base)).bearer_auth(&api.token).send().await;
+    assert!(r.unwrap_err().is_timeout());
 
     let run = |seed| {
         let sim = &sim;
@@ -562,7 +576,7 @@ const NACK: &str = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.or
 async fn outbound_message_is_retried_until_acked_and_shaped_like_salesforce() {
     let (url, got, _stop) = receiver(vec![(500, ""), (200, NACK), (200, ACK)]).await;
     let messenger =
-        OutboundMessenger::new("00D5g000004SIMORG", "http://127.0.0.1:1").with_retry(5, Duration::from_millis(1));
+        OutboundMessenger::new("00D5g0000SIMORGEQ5", "http://127.0.0.1:1").with_retry(5, Duration::from_millis(1));
     let rec = json!({"attributes": {"type": "Case"}, "Id": "5005g00000AbCdEAAS", "Subject": "A & B <x>", "CreatedDate": "2026-11-22T10:00:00.000+0000", "IsClosed": false, "Owner": {"Name": "x"}, "Reason": null});
     let xml = messenger.envelope("Case", &[rec]);
     let report = messenger.send(&url, &xml).await;
@@ -574,7 +588,7 @@ async fn outbound_message_is_retried_until_acked_and_shaped_like_salesforce() {
     let (h, body) = &got[0];
     assert!(h["content-type"].to_str().unwrap().starts_with("text/xml"));
     let text = String::from_utf8(body.clone()).unwrap();
-    assert!(text.contains("<OrganizationId>00D5g000004SIMO</OrganizationId>"));
+    assert!(text.contains("<OrganizationId>00D5g0000SIMORG</OrganizationId>"));
     assert!(text.contains("<sf:Subject>A &amp; B &lt;x&gt;</sf:Subject>"));
     assert!(text.contains("<sf:CreatedDate>2026-11-22T10:00:00.000Z</sf:CreatedDate>"));
     assert!(!text.contains("Reason") && !text.contains("Owner"));
@@ -608,7 +622,7 @@ async fn outbound_message_is_retried_until_acked_and_shaped_like_salesforce() {
 #[tokio::test]
 async fn outbound_message_gives_up_after_bounded_attempts() {
     let (url, _got, _stop) = receiver(vec![(503, ""), (503, ""), (503, "")]).await;
-    let messenger = OutboundMessenger::new("00D5g000004SIMORG", "http://x").with_retry(3, Duration::from_millis(1));
+    let messenger = OutboundMessenger::new("00D5g0000SIMORGEQ5", "http://x").with_retry(3, Duration::from_millis(1));
     let report = messenger.send(&url, &messenger.envelope("Case", &[json!({"Id": "5005g00000AbCdEAAS"})])).await;
     assert!(!report.acked);
     assert_eq!(report.attempts.len(), 3);

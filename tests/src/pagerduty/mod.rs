@@ -401,19 +401,21 @@ fn violation_response(v: openapi::Violation) -> Response {
     match v {
         UnknownPath => not_found(),
         MethodNotAllowed => pd_error(StatusCode::METHOD_NOT_ALLOWED, 2100, "Method Not Allowed", &[]),
-        MissingHeader(name) if name.eq_ignore_ascii_case("from") => {
-            invalid(&["You must specify a user's email address in the \"From\" header to perform this action"])
-        }
+        // As PagerDuty answers (go-pagerduty#32, pdpyras#78): HTTP 400, code 2016, reason in `message`.
+        MissingHeader(name) if name.eq_ignore_ascii_case("from") => pd_error(
+            StatusCode::BAD_REQUEST,
+            2016,
+            "You must specify a user's email address in the \"From\" header to perform this action",
+            &[],
+        ),
+        MissingHeader(name) if name.eq_ignore_ascii_case("content-type") => invalid(&["params must be a Hash"]),
         MissingHeader(name) => invalid(&[&format!("The {name} header is required")]),
         BadHeader { name, value } if name.eq_ignore_ascii_case("accept") => {
             invalid(&[&format!("Accept header {value:?} is not supported; use {}", openapi::ACCEPT_V2)])
         }
-        BadHeader { name, value } if name.eq_ignore_ascii_case("content-type") => pd_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            2001,
-            "Invalid Input Provided",
-            &[format!("Content-Type {value:?} is not supported; use application/json")],
-        ),
+        // Without a JSON Content-Type PagerDuty cannot parse the body and answers with its generic
+        // "params must be a Hash" (go-pagerduty#89).
+        BadHeader { name, .. } if name.eq_ignore_ascii_case("content-type") => invalid(&["params must be a Hash"]),
         BadHeader { name, value } => invalid(&[&format!("The {name} header value {value:?} is invalid")]),
         InvalidBody(errors) => pd_error(StatusCode::BAD_REQUEST, 2001, "Invalid Input Provided", &errors),
     }
@@ -486,7 +488,8 @@ fn from_user<'a>(config: &'a PdSimConfig, headers: &HeaderMap) -> Option<&'a PdU
 
 /// The `From` header names nobody on the account.
 fn unknown_requester() -> Response {
-    invalid(&["Requester User Not Found"])
+    // HTTP 400 `{"error":{"message":"Requester User Not Found","code":1008}}` (dropbox/pygerduty#64).
+    pd_error(StatusCode::BAD_REQUEST, 1008, "Requester User Not Found", &[])
 }
 
 fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {
@@ -803,7 +806,7 @@ fn create_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, bo
         "teams": [],
         "priority": priority,
         "urgency": inc["urgency"].as_str().unwrap_or("high"),
-        "body": {"type": "incident_body", "details": inc["body"]["details"].as_str().unwrap_or("")},
+        "body": {"type": "incident_body", "details": inc["body"].get("details").cloned().unwrap_or(json!(""))},
         "conference_bridge": inc.get("conference_bridge").cloned().unwrap_or(Value::Null),
         "resolve_reason": null,
         "alert_counts": {"all": 0, "triggered": 0, "resolved": 0},
@@ -915,12 +918,32 @@ fn update_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, id
     ok(StatusCode::OK, json!({ "incident": inc }))
 }
 
-/// Record an emitted webhook event and, if a target is configured, deliver it in the background.
+/// Record an emitted webhook event and deliver it in the background to the configured target and
+/// to every active subscription created through the API whose `events` include its type (signed with
+/// that subscription's secret), like PagerDuty does.
 fn emit(_s: &Shared, w: &mut World, config: &PdSimConfig, envelope: Value) {
     w.webhook_events.push(envelope.clone());
-    if let Some(target) = &config.webhook {
-        let sender = WebhookSender::new(&target.secrets).with_subscription(&target.subscription_id);
-        let url = target.url.clone();
+    let event_type = envelope["event"]["event_type"].as_str().unwrap_or_default().to_string();
+    let mut targets: Vec<(String, Vec<String>, String)> = Vec::new();
+    if let Some(t) = &config.webhook {
+        targets.push((t.url.clone(), t.secrets.clone(), t.subscription_id.clone()));
+    }
+    for sub in &w.subscriptions {
+        let active = sub["active"].as_bool().unwrap_or(true);
+        let wants = sub["events"].as_array().is_none_or(|e| e.is_empty() || e.iter().any(|x| x == event_type.as_str()));
+        if let (true, true, Some(url), Some(secret), Some(id)) = (
+            active,
+            wants,
+            sub["delivery_method"]["url"].as_str(),
+            sub["delivery_method"]["secret"].as_str(),
+            sub["id"].as_str(),
+        ) {
+            targets.push((url.to_string(), vec![secret.to_string()], id.to_string()));
+        }
+    }
+    for (url, secrets, subscription_id) in targets {
+        let sender = WebhookSender::new(&secrets).with_subscription(&subscription_id);
+        let envelope = envelope.clone();
         tokio::spawn(async move {
             let _ = sender.deliver(&url, &envelope).await;
         });

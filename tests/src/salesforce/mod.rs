@@ -6,8 +6,8 @@
 //!
 //! Defaults ([`SfSimConfig::default`]): consumer key `sim-consumer-key`, username
 //! `integration@example.com` (user `0055g00000SIMUSRAAA`-style id), audience
-//! `https://login.salesforce.com`, certificate `tests/fixtures/salesforce/test-only-jwt-cert.pem`
-//! (private key: [`test_keys`]), org id `00D5g000004SIMORG`, token TTL 2 h, daily limit 15 000 calls.
+//! `https://login.salesforce.com` (the simulator's own base URL is accepted as `aud` too), certificate `tests/fixtures/salesforce/test-only-jwt-cert.pem`
+//! (private key: [`test_keys`]), org id `00D5g0000SIMORGEQ5`, token TTL 2 h, daily limit 15 000 calls.
 
 pub mod emit;
 pub mod schema;
@@ -91,7 +91,7 @@ impl Default for SfSimConfig {
             token_ttl: Duration::from_secs(7200),
             max_assertion_lifetime: Duration::from_secs(300),
             daily_api_limit: 15_000,
-            org_id: "00D5g000004SIMORG".into(),
+            org_id: "00D5g0000SIMORGEQ5".into(),
             faults: FaultConfig::none(),
             trigger: None,
             outbound: None,
@@ -632,6 +632,37 @@ fn sobject_op(
                 }
             }
         }
+        ("GET", [field, value]) => {
+            // Read by external id.
+            let ext_ok = schema::describe(object).is_none() || field.ends_with("__c");
+            if !ext_ok {
+                return err(sf_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("Provided external ID field does not exist or is not accessible: {field}"),
+                    None,
+                ));
+            }
+            let found: Vec<&Value> = w
+                .records
+                .by_object
+                .get(object)
+                .map(|l| l.iter().filter(|r| r[*field] == *value).collect())
+                .unwrap_or_default();
+            match found.as_slice() {
+                [] => err(not_found_err()),
+                [one] => Outcome { status: StatusCode::OK, body: (*one).clone(), location: None },
+                many => {
+                    let urls: Vec<String> = many
+                        .iter()
+                        .map(|r| {
+                            format!("/services/data/{ver}/sobjects/{object}/{}", r["Id"].as_str().unwrap_or_default())
+                        })
+                        .collect();
+                    Outcome { status: StatusCode::MULTIPLE_CHOICES, body: json!(urls), location: None }
+                }
+            }
+        }
         ("PATCH", [field, value]) => {
             // Upsert by external id.
             let ext_ok = match schema::describe(object) {
@@ -1072,11 +1103,15 @@ fn token_endpoint(s: &Shared, body: &Bytes) -> Response {
     if claims.iss.as_deref() != Some(config.consumer_key.as_str()) {
         return oauth_error("invalid_client_id", "client identifier invalid");
     }
+    // The configured login URL (`https://login.salesforce.com` by default) or the simulator's own
+    // base URL, which is what a client pointed at the simulator as its login URL puts in `aud`.
+    let accepted = |a: &str| {
+        let a = a.trim_end_matches('/');
+        a == config.login_url.trim_end_matches('/') || a == s.base_url.trim_end_matches('/')
+    };
     let aud_ok = match &claims.aud {
-        Some(Value::String(a)) => a.trim_end_matches('/') == config.login_url.trim_end_matches('/'),
-        Some(Value::Array(list)) => list
-            .iter()
-            .any(|a| a.as_str().map(|a| a.trim_end_matches('/')) == Some(config.login_url.trim_end_matches('/'))),
+        Some(Value::String(a)) => accepted(a),
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
         _ => false,
     };
     if !aud_ok {

@@ -208,3 +208,35 @@ pub fn describe_json(object: &str, api_version: &str) -> Option<Value> {
                  "rowTemplate": format!("/services/data/{api_version}/sobjects/{object}/{{ID}}")},
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_matches_real_18_char_ids_from_the_samples() {
+        for id in [
+            "0011w000004rocHAAQ",
+            "001R00000066cndIAA",
+            "0031I0000081tbPQAQ",
+            "0031I0000081tb0QAA",
+            "04l1I000000fztEQAQ",
+            "04k1I000000bmsHQAQ",
+        ] {
+            assert_eq!(checksum_suffix(&id[..15]), &id[15..], "{id}");
+            assert!(well_formed(id));
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_well_formed_unique_and_prefixed() {
+        let a = make_id("500", 1);
+        let b = make_id("500", 2);
+        assert_ne!(a, b);
+        assert!(a.starts_with("500") && well_formed(&a) && well_formed(&a[..15]));
+        assert!(!well_formed("500xyz"));
+        assert!(!well_formed(&format!("{}AAA", &a[..15])) || checksum_suffix(&a[..15]) == "AAA");
+        assert!(key_prefix("Sync_Link__c").starts_with("a0"));
+        assert_eq!(key_prefix("Sync_Link__c"), key_prefix("Sync_Link__c"));
+    }
+}
