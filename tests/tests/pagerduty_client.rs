@@ -78,12 +78,9 @@ async fn an_incident_is_created_with_the_priority_by_name_and_a_retry_returns_th
     }
 }
 
-/// The simulator validates `incident.body.details` against the `IncidentBody` schema, which says
-/// `object`; the operation's own request example and the live API use a string, which is what the
-/// client sends (and what the simulator's create handler reads). Un-ignore once the simulator
-/// accepts the string form.
+/// The `IncidentBody` schema says `details` is an object, but the operation's own request example
+/// and the live API use a string, which is what the client sends; the simulator follows the API.
 #[tokio::test]
-#[ignore = "simulator follows the IncidentBody.details schema (object); PagerDuty takes a string"]
 async fn incident_body_details_are_accepted() {
     let sim = sim().await;
     let c = client(&sim);

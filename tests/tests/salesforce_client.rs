@@ -126,8 +126,11 @@ async fn a_key_the_connected_app_does_not_know_is_an_auth_error_that_says_what_t
 async fn wrong_audience_is_refused_with_a_hint_about_the_login_url() {
     let sim = SalesforceSim::start(SfSimConfig::default()).await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // Without `with_audience` the assertion is for the simulator's URL, not login.salesforce.com.
-    let auth = Arc::new(Authenticator::new(http(), sim.base_url(), creds(test_keys().private_key_pem), clock));
+    // A sandbox audience sent to a production org: the org refuses the assertion.
+    let auth = Arc::new(
+        Authenticator::new(http(), sim.base_url(), creds(test_keys().private_key_pem), clock)
+            .with_audience("https://test.salesforce.com"),
+    );
     let client = SalesforceClient::new(http(), auth, "62.0");
     let err = client.get_record("Case", "500000000000001AAA", None).await.unwrap_err();
     assert!(matches!(err, SalesforceError::Auth { .. }), "{err:?}");
