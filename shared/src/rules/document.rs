@@ -321,6 +321,10 @@ const ACTION_NAMES: &[&str] = &[
     "add_case_comment",
 ];
 
+/// Child objects whose inserts arrive with the links of their parent (a CaseComment carries the
+/// incidents linked to its Case), so new_only rules on them may act on linked incidents.
+const LINKED_THROUGH_PARENT: &[&str] = &["CaseComment"];
+
 /// One problem in a rules document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ValidationError {
@@ -846,7 +850,11 @@ impl Loader {
         if spec.acts_on() != direction {
             let side = if spec.acts_on() == Direction::SalesforceToPagerduty { "PagerDuty" } else { "Salesforce" };
             self.err(path, name_line, format!("`{name}` acts on {side}; a {direction} rule can only act on the other side"));
-        } else if direction == Direction::SalesforceToPagerduty && applies_to == AppliesTo::NewOnly && spec.needs_link() {
+        } else if direction == Direction::SalesforceToPagerduty
+            && applies_to == AppliesTo::NewOnly
+            && spec.needs_link()
+            && !rule_object.is_some_and(|o| LINKED_THROUGH_PARENT.iter().any(|c| c.eq_ignore_ascii_case(o)))
+        {
             self.err(path, name_line, format!("`{name}` acts on a linked incident, but a new_only salesforce_to_pagerduty rule runs on record inserts, which cannot have one yet; use applies_to: all_linked"));
         } else if matches!(spec, ActionSpec::AddCaseComment { .. }) && rule_object.is_some_and(|o| o != "Case") {
             self.err(path, name_line, "`add_case_comment` acts on linked Cases; set the rule's `object: Case`");
