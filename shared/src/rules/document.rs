@@ -388,6 +388,12 @@ impl Rules {
     }
 }
 
+/// The `name` of a mapping node, if it has a usable one (for paths in error messages).
+fn peek_name(node: &Node) -> Option<String> {
+    let Kind::Map(entries) = &node.kind else { return None };
+    entries.iter().find(|(k, _)| k.key_text() == "name").and_then(|(_, v)| v.scalar_text()).filter(|n| !n.trim().is_empty())
+}
+
 #[derive(Default)]
 struct Loader {
     errors: Vec<ValidationError>,
@@ -527,10 +533,12 @@ impl Loader {
     }
 
     fn ruleset(&mut self, node: &Node, index: usize, rule_names: &mut HashSet<String>) -> Option<RuleSet> {
-        let fallback = format!("ruleset {index}");
-        let obj = self.obj(node, &fallback, &["name", "enabled", "rules"])?;
-        let name = self.req_string(&obj, "name", &fallback);
-        let path = name.as_ref().map(|n| format!("ruleset {n:?}")).unwrap_or(fallback);
+        let path = match peek_name(node) {
+            Some(n) => format!("ruleset {n:?}"),
+            None => format!("ruleset {index}"),
+        };
+        let obj = self.obj(node, &path, &["name", "enabled", "rules"])?;
+        let name = self.req_string(&obj, "name", &path);
         let enabled = self.opt_bool(&obj, "enabled", &path, true);
         let mut rules = Vec::new();
         match self.req(&obj, "rules", &path).map(|n| (n, &n.kind)) {
@@ -552,10 +560,12 @@ impl Loader {
     }
 
     fn rule(&mut self, node: &Node, index: usize, set_path: &str) -> Option<Rule> {
-        let fallback = format!("{set_path} / rule {index}");
-        let obj = self.obj(node, &fallback, &["name", "direction", "object", "match", "applies_to", "conditions", "actions"])?;
-        let name = self.req_string(&obj, "name", &fallback);
-        let path = name.as_ref().map(|n| format!("{set_path} / rule {n:?}")).unwrap_or(fallback);
+        let path = match peek_name(node) {
+            Some(n) => format!("{set_path} / rule {n:?}"),
+            None => format!("{set_path} / rule {index}"),
+        };
+        let obj = self.obj(node, &path, &["name", "direction", "object", "match", "applies_to", "conditions", "actions"])?;
+        let name = self.req_string(&obj, "name", &path);
         let direction = match self.req_string(&obj, "direction", &path).as_deref() {
             Some("salesforce_to_pagerduty") => Some(Direction::SalesforceToPagerduty),
             Some("pagerduty_to_salesforce") => Some(Direction::PagerdutyToSalesforce),

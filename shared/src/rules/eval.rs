@@ -12,7 +12,7 @@ use super::document::{
     ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule, Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
-use super::plan::{Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, Plan, PlannedAction, case_comment_bodies, truncate_chars};
+use super::plan::{Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, Plan, case_comment_bodies, truncate_chars};
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
 
@@ -125,9 +125,7 @@ impl Rules {
                 match outcome {
                     Ok(()) => {
                         ex.ran = true;
-                        for action in planned {
-                            plan.push(PlannedAction { rule: rule.name.clone(), ruleset: set.name.clone(), action });
-                        }
+                        plan.push_rule(&rule.name, &set.name, planned);
                     }
                     Err(reason) => ex.skipped = Some(reason),
                 }

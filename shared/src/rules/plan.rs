@@ -170,34 +170,40 @@ impl Plan {
         self.0.iter()
     }
 
-    /// Adds `next` unless it is already planned. Set-fields on a record already planned merge
-    /// into the first one (the later rule wins per field), so one event is one write per record.
-    /// Only the first `create_incident` per record and `create_record` per object and incident
-    /// is kept: two rules must not create two incidents for one case.
-    pub(crate) fn push(&mut self, next: PlannedAction) {
-        for existing in &mut self.0 {
-            match (&mut existing.action, &next.action) {
-                (Action::SetFields { record, fields }, Action::SetFields { record: r2, fields: f2 }) if record == r2 => {
-                    for (k, v) in f2 {
-                        fields.insert(k.clone(), v.clone());
+    /// Adds the actions one rule planned. An action identical to one an EARLIER rule planned is
+    /// dropped (within one rule, repeats are deliberate, e.g. the parts of a long comment).
+    /// Set-fields on a record already planned merge into the first one (the later rule wins per
+    /// field), so one event is one write per record. Only the first `create_incident` per record
+    /// and `create_record` per object and incident is kept: two rules must not create two
+    /// incidents for one case.
+    pub(crate) fn push_rule(&mut self, rule: &str, ruleset: &str, actions: Vec<Action>) {
+        let earlier = self.0.len();
+        'next: for action in actions {
+            for (i, existing) in self.0.iter_mut().enumerate() {
+                match (&mut existing.action, &action) {
+                    (Action::SetFields { record, fields }, Action::SetFields { record: r2, fields: f2 }) if record == r2 => {
+                        for (k, v) in f2 {
+                            fields.insert(k.clone(), v.clone());
+                        }
+                        if !existing.rule.split(", ").any(|r| r == rule) {
+                            existing.rule.push_str(", ");
+                            existing.rule.push_str(rule);
+                        }
+                        continue 'next;
                     }
-                    if !existing.rule.split(", ").any(|r| r == next.rule) {
-                        existing.rule.push_str(", ");
-                        existing.rule.push_str(&next.rule);
+                    (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) if record == r2 => {
+                        continue 'next;
                     }
-                    return;
+                    (
+                        Action::CreateRecord { object, incident_id, .. },
+                        Action::CreateRecord { object: o2, incident_id: i2, .. },
+                    ) if object == o2 && incident_id == i2 => continue 'next,
+                    (a, b) if i < earlier && a == b => continue 'next,
+                    _ => {}
                 }
-                (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) if record == r2 => return,
-                (Action::CreateRecord { object, incident_id, .. }, Action::CreateRecord { object: o2, incident_id: i2, .. })
-                    if object == o2 && incident_id == i2 =>
-                {
-                    return;
-                }
-                (a, b) if a == b => return,
-                _ => {}
             }
+            self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
         }
-        self.0.push(next);
     }
 }
 
