@@ -1,2 +1,92 @@
 //! The rule engine: rules documents, validation, pure evaluation into an action plan with an
-//! explanation. No I/O here.
+//! explanation. No I/O here (except [`cache`], which reads through a [`cache::RulesSource`]).
+//!
+//! # The rules document (YAML)
+//!
+//! ```yaml
+//! rulesets:
+//!   - name: SFDC > PD            # unique
+//!     enabled: true              # default true; a disabled ruleset is skipped as a whole
+//!     rules:
+//!       - name: sev1-case-pages  # unique across the document: it keys idempotency
+//!         direction: salesforce_to_pagerduty   # or pagerduty_to_salesforce
+//!         object: Case           # S→P: the object watched; P→S: the object acted on
+//!         match: all             # all (default) | any
+//!         applies_to: new_only   # new_only | all_linked (default)
+//!         conditions:
+//!           - field: Priority            # Salesforce field, new value (also `new.Priority`)
+//!             operator: equals
+//!             value: Sev1
+//!             case_sensitive: false      # default false
+//!         actions:
+//!           - create_incident: {service: PSVC123, urgency: high, title: {prefix: "[Sev1] ", fields: [CaseNumber, Subject]}}
+//! ```
+//!
+//! ## Condition fields
+//! - Salesforce: `Field` or `new.Field` (after the change), `old.Field` (before; S→P only),
+//!   dotted relationship paths (`Account.Name`) into nested objects. API names match
+//!   case-insensitively. In P→S rules they read the linked record of the rule's `object`: the
+//!   conditions are checked per linked record, and the rule acts on the records that match.
+//! - PagerDuty (P→S rules only): `pagerduty.event_type` (`trigger`, `acknowledge`, `resolve`,
+//!   `assign`, `escalate`, `delegate`, `custom` = any other `incident.*` type, or a raw v3 type such as
+//!   `incident.annotated`), `pagerduty.title`, `pagerduty.status`, `pagerduty.service` (id),
+//!   `pagerduty.service_name`, `pagerduty.escalation_policy` (id), `pagerduty.escalation_policy_name`,
+//!   `pagerduty.priority` (name), `pagerduty.urgency`, `pagerduty.note` (note text of `incident.annotated`).
+//!
+//! ## Operators
+//! `equals`, `not_equals`, `contains`, `not_contains`, `starts_with`, `ends_with`, `matches` (regex,
+//! compiled at load), `in` / `not_in` (`value` is a list), `is_empty` / `is_not_empty` (no value;
+//! absent, null, blank text and `[]` are empty), `greater_than` / `less_than` (numbers, or ISO
+//! dates/datetimes incl. Salesforce's `2026-11-22T10:00:00.000+0000`; a bare date is midnight UTC),
+//! `changed` / `changed_to` / `changed_from` (S→P Salesforce fields; on insert nothing has changed).
+//! Text comparisons ignore case unless `case_sensitive: true`. An absent field matches only the
+//! negative operators (`not_equals`, `not_contains`, `not_in`, `is_empty`).
+//!
+//! ## Actions
+//! An action is its name (`- acknowledge`) or a one-key mapping (`- resolve: {resolution: ...}`).
+//! - PagerDuty (S→P rules): `create_incident {service, escalation_policy?, urgency?, priority?
+//!   (name), title: {prefix?, fields: [≤3]}, body?}` (only when no incident is linked; the title is
+//!   prefix + fields joined by " - ", cut to 1024 characters), `acknowledge`, `resolve {resolution?}`,
+//!   `set_priority {priority}`, `set_urgency {urgency}`, `run_incident_workflow {workflow}`,
+//!   `run_automation_action {action}`, `reassign {users | escalation_policy}`,
+//!   `add_responders {users?, escalation_policies?, message?}`, `add_note {content}`. All but
+//!   `create_incident` act on every linked incident and so need `applies_to: all_linked`.
+//! - Salesforce (P→S rules): `set_fields {FIELD: value-or-template}` (on each linked record of the
+//!   rule's object), `create_record {object, fields, external_id_field?, link?}` (only when no
+//!   record of that object is linked; carries an external id derived from incident and rule),
+//!   `add_case_comment {body}` (linked Cases; `[PagerDuty] ` prefix, split at 4000 bytes).
+//!
+//! ## Templates
+//! `{{incident.id|number|title|status|urgency|priority|html_url|service_id|service_name|escalation_policy_name}}`,
+//! `{{event.type}}`, `{{event.occurred_at}}`, `{{note.content}}` in P→S rules; `{{record.FIELD}}`
+//! (dotted paths too), `{{record.id}}`, `{{record.object}}` in S→P rules. Unknown variables are
+//! load errors.
+//!
+//! ## Loop prevention
+//! A `CaseComment` whose body starts with `[PagerDuty]` and an incident note that starts with
+//! `[Salesforce]` were written by the bridge: no rule runs on them. Notes the bridge plans start
+//! with `[Salesforce] `, comments with `[PagerDuty] `.
+
+pub mod cache;
+mod document;
+mod eval;
+mod event;
+mod plan;
+mod template;
+mod value;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use cache::{CachedRules, RulesCache, RulesCacheError, RulesSource};
+pub use document::{
+    ActionSpec, AppliesTo, Condition, DEFAULT_EXTERNAL_ID_FIELD, Expected, Field, FieldValue, MAX_TITLE_CHARS, MAX_TITLE_FIELDS, MatchMode,
+    Operator, PdField, Rule, RuleSet, Rules, Scalar, TitleTemplate, Urgency, ValidationError, ValidationErrors,
+};
+pub use eval::{ActionNote, ConditionCheck, Evaluation, Explanation, RuleExplanation, SkipReason, event_category, external_id, incident_key};
+pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
+pub use plan::{
+    Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, MAX_CASE_COMMENT_BYTES, Plan, PlannedAction, case_comment_bodies, truncate_chars,
+};
+pub use template::Template;

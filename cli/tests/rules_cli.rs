@@ -1,0 +1,97 @@
+//! `syncctl rules check` and `syncctl rules test`, run as the real binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn syncctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_syncctl")).args(args).current_dir(repo()).output().expect("run syncctl")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const EXAMPLE: &str = "events/rules.example.yaml";
+
+#[test]
+fn check_accepts_the_example_rules() {
+    let out = syncctl(&["rules", "check", EXAMPLE]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("OK (2 ruleset(s)"), "{}", stdout(&out));
+}
+
+#[test]
+fn check_lists_every_problem_with_its_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "rulesets:\n  - name: s\n    rules:\n      - name: r\n        direction: salesforce_to_pagerduty\n        object: Case\n        conditions:\n          - {field: Subject, operator: matches, value: '(x'}\n          - {field: Status, operator: equal, value: New}\n        actions: [explode]\n",
+    )
+    .unwrap();
+    let out = syncctl(&["rules", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("3 problem(s)"), "{err}");
+    assert!(err.contains(":line 8: ruleset \"s\" / rule \"r\" / condition 1: regex"), "{err}");
+    assert!(err.contains(":line 9: ruleset \"s\" / rule \"r\" / condition 2: unknown operator `equal`"), "{err}");
+    assert!(err.contains(":line 10: ruleset \"s\" / rule \"r\" / action 1: unknown action `explode`"), "{err}");
+}
+
+#[test]
+fn check_of_a_missing_file_exits_2() {
+    let out = syncctl(&["rules", "check", "no/such/rules.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("cannot read"));
+}
+
+#[test]
+fn test_prints_plan_and_explanation_tables_for_a_sev1_case() {
+    let out = syncctl(&["rules", "test", EXAMPLE, "events/rules/case-insert-sev1.event.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Plan: 1 action(s)"), "{text}");
+    assert!(text.contains("create_incident"), "{text}");
+    assert!(text.contains("[Sev1] 00001026 - Acme Corp - Checkout fails for all EU customers"), "{text}");
+    assert!(text.contains("sev1-case-opens-high-urgency-incident"), "{text}");
+    assert!(text.contains("skipped: rule is for the other direction"), "{text}");
+}
+
+#[test]
+fn test_json_gives_plan_and_explanation_for_every_sample_event() {
+    let cases = [
+        ("case-insert-sev1", vec!["create_incident"]),
+        ("case-update-closed", vec!["resolve"]),
+        ("casecomment-insert", vec!["add_note"]),
+        ("incident-acknowledged", vec!["set_fields"]),
+        ("incident-resolved", vec!["set_fields", "add_case_comment"]),
+        ("incident-annotated", vec!["add_case_comment"]),
+    ];
+    for (name, want) in cases {
+        let event = format!("events/rules/{name}.event.json");
+        let out = syncctl(&["rules", "test", EXAMPLE, &event, "--json"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let types: Vec<&str> = v["plan"].as_array().unwrap().iter().map(|p| p["action"]["type"].as_str().unwrap()).collect();
+        assert_eq!(types, want, "{name}");
+        assert_eq!(v["explanation"]["rules"].as_array().unwrap().len(), 8, "{name}");
+    }
+}
+
+#[test]
+fn test_with_a_malformed_event_explains_the_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.event.json");
+    std::fs::write(&file, r#"{"kind": "record", "object": "Case"}"#).unwrap();
+    let out = syncctl(&["rules", "test", EXAMPLE, file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not a normalised event"), "{}", stderr(&out));
+}

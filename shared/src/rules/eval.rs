@@ -1,0 +1,625 @@
+//! Pure evaluation: event in, plan and explanation out.
+
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Direction, RecordRef};
+
+use super::document::{
+    ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule, Rules, Scalar,
+};
+use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
+use super::plan::{Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, Plan, case_comment_bodies, truncate_chars};
+use super::template::Context;
+use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
+
+/// The result of evaluating one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub plan: Plan,
+    pub explanation: Explanation,
+}
+
+/// Why each rule ran or not, and what each condition saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// One line naming the event, e.g. `Case 500... update`.
+    pub event: String,
+    pub rules: Vec<RuleExplanation>,
+}
+
+/// One rule's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleExplanation {
+    pub ruleset: String,
+    pub rule: String,
+    pub ran: bool,
+    /// Set when `ran` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipReason>,
+    pub conditions: Vec<ConditionCheck>,
+    pub actions: Vec<ActionNote>,
+}
+
+/// Why a rule did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum SkipReason {
+    RulesetDisabled,
+    /// The rule runs on the other side's events.
+    OtherDirection,
+    /// The record is of another object.
+    OtherObject { object: String },
+    /// `applies_to: new_only` and the record/incident is not new.
+    NotNew,
+    ConditionsNotMet,
+    /// The conditions held, but every action needs a link and there is none.
+    NoLink,
+    /// The conditions held, but every action was left out (see the action notes).
+    NothingToDo,
+    /// The text was written by the bridge itself; forwarding it would loop.
+    LoopPrevention { marker: String },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::RulesetDisabled => f.write_str("ruleset disabled"),
+            SkipReason::OtherDirection => f.write_str("rule is for the other direction"),
+            SkipReason::OtherObject { object } => write!(f, "rule is for {object} records"),
+            SkipReason::NotNew => f.write_str("new_only, and this is not new"),
+            SkipReason::ConditionsNotMet => f.write_str("conditions not met"),
+            SkipReason::NoLink => f.write_str("no linked incident/record to act on"),
+            SkipReason::NothingToDo => f.write_str("conditions met, but every action was left out"),
+            SkipReason::LoopPrevention { marker } => write!(f, "text starts with {marker}: written by the bridge, not forwarded"),
+        }
+    }
+}
+
+/// One condition's check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConditionCheck {
+    /// The linked record it was checked against (P→S rules with Salesforce-field conditions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
+    pub field: String,
+    pub operator: Operator,
+    /// The value(s) from the rule; absent for operators without a value.
+    pub expected: Option<Value>,
+    /// What the field held; `null` when absent. For `changed*`: `{"old": .., "new": ..}`.
+    pub saw: Value,
+    pub case_sensitive: bool,
+    pub matched: bool,
+}
+
+/// What became of one of the rule's actions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionNote {
+    pub action: &'static str,
+    /// Planned actions it produced (before de-duplication across rules).
+    pub planned: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Rules {
+    /// Evaluates `event` against every rule, in document order.
+    pub fn evaluate(&self, event: &Event) -> Evaluation {
+        let mut plan = Plan::default();
+        let mut rules = Vec::with_capacity(self.rule_count());
+        for set in &self.rulesets {
+            for rule in &set.rules {
+                let mut ex = RuleExplanation {
+                    ruleset: set.name.clone(),
+                    rule: rule.name.clone(),
+                    ran: false,
+                    skipped: None,
+                    conditions: Vec::new(),
+                    actions: Vec::new(),
+                };
+                let mut planned = Vec::new();
+                let outcome = if set.enabled { evaluate_rule(rule, event, &mut ex, &mut planned) } else { Err(SkipReason::RulesetDisabled) };
+                match outcome {
+                    Ok(()) => {
+                        ex.ran = true;
+                        plan.push_rule(&rule.name, &set.name, planned);
+                    }
+                    Err(reason) => ex.skipped = Some(reason),
+                }
+                rules.push(ex);
+            }
+        }
+        Evaluation { plan, explanation: Explanation { event: describe(event), rules } }
+    }
+}
+
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Record(r) => format!(
+            "{} {} {} ({} linked incident(s))",
+            r.object,
+            r.id,
+            if r.is_new { "insert" } else { "update" },
+            r.linked_incidents.len()
+        ),
+        Event::Incident(e) => format!("{} on incident {} ({} linked record(s))", e.event_type, e.incident.id, e.linked_records.len()),
+    }
+}
+
+fn evaluate_rule(rule: &Rule, event: &Event, ex: &mut RuleExplanation, out: &mut Vec<Action>) -> Result<(), SkipReason> {
+    match (rule.direction, event) {
+        (Direction::SalesforceToPagerduty, Event::Record(rec)) => evaluate_record_rule(rule, rec, ex, out),
+        (Direction::PagerdutyToSalesforce, Event::Incident(inc)) => evaluate_incident_rule(rule, inc, ex, out),
+        _ => Err(SkipReason::OtherDirection),
+    }
+}
+
+fn evaluate_record_rule(rule: &Rule, rec: &RecordEvent, ex: &mut RuleExplanation, out: &mut Vec<Action>) -> Result<(), SkipReason> {
+    if !rule.object.eq_ignore_ascii_case(&rec.object) {
+        return Err(SkipReason::OtherObject { object: rule.object.clone() });
+    }
+    if rule.applies_to == AppliesTo::NewOnly && !rec.is_new {
+        return Err(SkipReason::NotNew);
+    }
+    // A comment the bridge wrote from an incident note must not go back as a note.
+    if rec.object.eq_ignore_ascii_case("CaseComment")
+        && let Some(Value::String(body)) = lookup(&rec.new, &["CommentBody".to_string()])
+        && body.starts_with(CASE_COMMENT_MARKER)
+    {
+        return Err(SkipReason::LoopPrevention { marker: CASE_COMMENT_MARKER.into() });
+    }
+    let subject = Subject::Record(rec);
+    if !check_conditions(rule, &subject, None, &mut ex.conditions) {
+        return Err(SkipReason::ConditionsNotMet);
+    }
+    let ctx = Context::Record(rec);
+    for spec in &rule.actions {
+        let before = out.len();
+        let note = plan_record_action(rule, spec, rec, &ctx, out);
+        ex.actions.push(ActionNote { action: spec.name(), planned: out.len() - before, note });
+    }
+    finish(ex)
+}
+
+fn evaluate_incident_rule(rule: &Rule, inc: &IncidentEvent, ex: &mut RuleExplanation, out: &mut Vec<Action>) -> Result<(), SkipReason> {
+    if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
+        return Err(SkipReason::NotNew);
+    }
+    // A note the bridge wrote from a Case Comment must not come back as a comment.
+    if inc.note.as_deref().is_some_and(|n| n.starts_with(INCIDENT_NOTE_MARKER)) {
+        return Err(SkipReason::LoopPrevention { marker: INCIDENT_NOTE_MARKER.into() });
+    }
+    let targets: Vec<&LinkedRecord> = inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object)).collect();
+    let per_record = !targets.is_empty() && rule.conditions.iter().any(|c| matches!(c.field, Field::Salesforce { .. }));
+    // Salesforce-field conditions are checked against each linked record; the rule acts on
+    // those that match. Otherwise the conditions are checked once and it acts on all of them.
+    let matched: Vec<&LinkedRecord> = if per_record {
+        targets
+            .iter()
+            .copied()
+            .filter(|r| check_conditions(rule, &Subject::Incident(inc, Some(r)), Some(&r.id), &mut ex.conditions))
+            .collect()
+    } else if check_conditions(rule, &Subject::Incident(inc, None), None, &mut ex.conditions) {
+        targets.clone()
+    } else {
+        return Err(SkipReason::ConditionsNotMet);
+    };
+    if per_record && matched.is_empty() {
+        return Err(SkipReason::ConditionsNotMet);
+    }
+    let ctx = Context::Incident(inc);
+    for spec in &rule.actions {
+        let before = out.len();
+        let note = plan_incident_action(rule, spec, inc, &matched, &ctx, out);
+        ex.actions.push(ActionNote { action: spec.name(), planned: out.len() - before, note });
+    }
+    finish(ex)
+}
+
+/// A rule whose conditions held but planned nothing is reported as skipped, with the reason.
+fn finish(ex: &RuleExplanation) -> Result<(), SkipReason> {
+    if ex.actions.iter().any(|a| a.planned > 0) {
+        Ok(())
+    } else if ex.actions.iter().any(|a| a.note.as_deref().is_some_and(|n| n.starts_with("no linked"))) {
+        Err(SkipReason::NoLink)
+    } else {
+        Err(SkipReason::NothingToDo)
+    }
+}
+
+fn plan_record_action(rule: &Rule, spec: &ActionSpec, rec: &RecordEvent, ctx: &Context<'_>, out: &mut Vec<Action>) -> Option<String> {
+    if let ActionSpec::CreateIncident { service_id, escalation_policy_id, urgency, priority, title, body } = spec {
+        if !rec.linked_incidents.is_empty() {
+            return Some(format!("an incident is already linked ({}); not creating another", rec.linked_incidents.join(", ")));
+        }
+        let fields: Vec<String> = title
+            .fields
+            .iter()
+            .filter_map(|p| lookup(&rec.new, p).map(value_text))
+            .filter(|t| !t.trim().is_empty())
+            .collect();
+        let mut text = format!("{}{}", title.prefix, fields.join(" - "));
+        if text.trim().is_empty() {
+            text = format!("Salesforce {} {}", rec.object, rec.id);
+        }
+        out.push(Action::CreateIncident {
+            record: RecordRef { object: rec.object.clone(), id: rec.id.clone() },
+            service_id: service_id.clone(),
+            escalation_policy_id: escalation_policy_id.clone(),
+            urgency: *urgency,
+            priority: priority.clone(),
+            title: truncate_chars(&text, MAX_TITLE_CHARS).to_string(),
+            body: body.as_ref().map(|b| b.render(ctx)),
+            incident_key: incident_key(&rec.object, &rec.id, &rule.name),
+        });
+        return None;
+    }
+    if rec.linked_incidents.is_empty() {
+        return Some("no linked incident".into());
+    }
+    for incident in &rec.linked_incidents {
+        let incident_id = incident.clone();
+        out.push(match spec {
+            ActionSpec::Acknowledge => Action::Acknowledge { incident_id },
+            ActionSpec::Resolve { resolution } => Action::Resolve { incident_id, resolution: resolution.as_ref().map(|t| t.render(ctx)) },
+            ActionSpec::SetPriority { priority } => Action::SetPriority { incident_id, priority: priority.clone() },
+            ActionSpec::SetUrgency { urgency } => Action::SetUrgency { incident_id, urgency: *urgency },
+            ActionSpec::RunIncidentWorkflow { workflow_id } => Action::RunIncidentWorkflow { incident_id, workflow_id: workflow_id.clone() },
+            ActionSpec::RunAutomationAction { action_id } => Action::RunAutomationAction { incident_id, action_id: action_id.clone() },
+            ActionSpec::Reassign { user_ids, escalation_policy_id } => {
+                Action::Reassign { incident_id, user_ids: user_ids.clone(), escalation_policy_id: escalation_policy_id.clone() }
+            }
+            ActionSpec::AddResponders { user_ids, escalation_policy_ids, message } => Action::AddResponders {
+                incident_id,
+                user_ids: user_ids.clone(),
+                escalation_policy_ids: escalation_policy_ids.clone(),
+                message: message.as_ref().map(|t| t.render(ctx)),
+            },
+            ActionSpec::AddNote { content } => {
+                let text = content.render(ctx);
+                let prefix = format!("{INCIDENT_NOTE_MARKER} ");
+                let content = if text.starts_with(INCIDENT_NOTE_MARKER) { text } else { format!("{prefix}{text}") };
+                Action::AddNote { incident_id, content }
+            }
+            // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
+            _ => return Some("not a PagerDuty action".into()),
+        });
+    }
+    None
+}
+
+fn plan_incident_action(
+    rule: &Rule,
+    spec: &ActionSpec,
+    inc: &IncidentEvent,
+    matched: &[&LinkedRecord],
+    ctx: &Context<'_>,
+    out: &mut Vec<Action>,
+) -> Option<String> {
+    match spec {
+        ActionSpec::SetFields { fields } => {
+            if matched.is_empty() {
+                return Some(format!("no linked {} record", rule.object));
+            }
+            let values = render_fields(fields, ctx);
+            for r in matched {
+                out.push(Action::SetFields { record: RecordRef { object: r.object.clone(), id: r.id.clone() }, fields: values.clone() });
+            }
+            None
+        }
+        ActionSpec::AddCaseComment { body } => {
+            if matched.is_empty() {
+                return Some("no linked Case".into());
+            }
+            let text = body.render(ctx);
+            if text.trim().is_empty() {
+                return Some("comment body rendered empty; nothing to add".into());
+            }
+            for r in matched {
+                for part in case_comment_bodies(&text) {
+                    out.push(Action::AddCaseComment { case_id: r.id.clone(), body: part });
+                }
+            }
+            None
+        }
+        ActionSpec::CreateRecord { object, fields, external_id_field, link } => {
+            if let Some(existing) = inc.linked_records.iter().find(|r| r.object.eq_ignore_ascii_case(object)) {
+                return Some(format!("a {object} is already linked ({}); not creating another", existing.id));
+            }
+            let external_id = external_id(&inc.incident.id, &rule.name);
+            let mut values = render_fields(fields, ctx);
+            values.insert(external_id_field.clone(), Value::String(external_id.clone()));
+            out.push(Action::CreateRecord {
+                object: object.clone(),
+                fields: values,
+                external_id_field: external_id_field.clone(),
+                external_id,
+                link: *link,
+                incident_id: inc.incident.id.clone(),
+            });
+            None
+        }
+        _ => Some("not a Salesforce action".into()),
+    }
+}
+
+fn render_fields(fields: &[(String, FieldValue)], ctx: &Context<'_>) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                FieldValue::Literal(v) => v.clone(),
+                FieldValue::Template(t) => Value::String(t.render(ctx)),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+fn short_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// `sfdc:<object>:<record id>:<hash of rule>`: the same record and rule always give the same
+/// key, so PagerDuty de-duplicates a retried create (at most 255 characters).
+pub fn incident_key(object: &str, record_id: &str, rule: &str) -> String {
+    let key = format!("sfdc:{object}:{record_id}:{}", short_hash(rule));
+    truncate_chars(&key, 255).to_string()
+}
+
+/// `<incident id>:<hash of rule>`: the external id a created record carries.
+pub fn external_id(incident_id: &str, rule: &str) -> String {
+    format!("{incident_id}:{}", short_hash(rule))
+}
+
+/// What the conditions are checked against.
+enum Subject<'a> {
+    Record(&'a RecordEvent),
+    Incident(&'a IncidentEvent, Option<&'a LinkedRecord>),
+}
+
+/// What a field held.
+enum Seen<'a> {
+    Absent,
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+impl Seen<'_> {
+    fn text(&self) -> Option<String> {
+        match self {
+            Seen::Absent => None,
+            Seen::Text(t) => Some((*t).to_string()),
+            Seen::Json(v) => Some(value_text(v)),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        match self {
+            Seen::Absent => Value::Null,
+            Seen::Text(t) => Value::String((*t).to_string()),
+            Seen::Json(v) => (*v).clone(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Seen::Absent => true,
+            Seen::Text(t) => t.trim().is_empty(),
+            Seen::Json(Value::String(s)) => s.trim().is_empty(),
+            Seen::Json(Value::Array(a)) => a.is_empty(),
+            Seen::Json(Value::Null) => true,
+            Seen::Json(_) => false,
+        }
+    }
+}
+
+fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
+    match (field, subject) {
+        (Field::Salesforce { path, old }, Subject::Record(rec)) => {
+            let map = if *old { rec.old.as_ref() } else { Some(&rec.new) };
+            map.and_then(|m| lookup(m, path)).map_or(Seen::Absent, Seen::Json)
+        }
+        (Field::Salesforce { path, .. }, Subject::Incident(_, Some(r))) => lookup(&r.fields, path).map_or(Seen::Absent, Seen::Json),
+        (Field::Pagerduty(f), Subject::Incident(e, _)) => {
+            let i = &e.incident;
+            let text: Option<&str> = match f {
+                PdField::EventType => Some(&e.event_type),
+                PdField::Title => Some(&i.title),
+                PdField::Status => Some(&i.status),
+                PdField::Service => Some(&i.service_id),
+                PdField::ServiceName => Some(&i.service_name),
+                PdField::EscalationPolicy => Some(&i.escalation_policy_id),
+                PdField::EscalationPolicyName => Some(&i.escalation_policy_name),
+                PdField::Priority => i.priority.as_deref(),
+                PdField::Urgency => Some(&i.urgency),
+                PdField::Note => e.note.as_deref(),
+            };
+            text.map_or(Seen::Absent, Seen::Text)
+        }
+        _ => Seen::Absent,
+    }
+}
+
+/// `trigger`, `acknowledge`, ... for a v3 type; `custom` for any other `incident.*` type.
+pub fn event_category(event_type: &str) -> &'static str {
+    match event_type {
+        "incident.triggered" => "trigger",
+        "incident.acknowledged" => "acknowledge",
+        "incident.resolved" => "resolve",
+        "incident.reassigned" => "assign",
+        "incident.escalated" => "escalate",
+        "incident.delegated" => "delegate",
+        t if t.starts_with("incident.") => "custom",
+        _ => "other",
+    }
+}
+
+fn check_conditions(rule: &Rule, subject: &Subject<'_>, record: Option<&str>, log: &mut Vec<ConditionCheck>) -> bool {
+    let mut all = true;
+    let mut any = false;
+    for c in &rule.conditions {
+        let (matched, saw) = check(c, subject);
+        all &= matched;
+        any |= matched;
+        log.push(ConditionCheck {
+            record: record.map(str::to_string),
+            field: c.field_text.clone(),
+            operator: c.operator,
+            expected: expected_json(&c.expected),
+            saw,
+            case_sensitive: c.case_sensitive,
+            matched,
+        });
+    }
+    match rule.match_mode {
+        _ if rule.conditions.is_empty() => true,
+        MatchMode::All => all,
+        MatchMode::Any => any,
+    }
+}
+
+fn expected_json(e: &Expected) -> Option<Value> {
+    match e {
+        Expected::None => None,
+        Expected::One(s) => Some(Value::String(s.text.clone())),
+        Expected::List(l) => Some(Value::Array(l.iter().map(|s| Value::String(s.text.clone())).collect())),
+        Expected::Regex(r) => Some(Value::String(r.as_str().to_string())),
+    }
+}
+
+fn fold(text: &str, case_sensitive: bool) -> String {
+    if case_sensitive { text.to_string() } else { text.to_lowercase() }
+}
+
+/// Text equality; for the event type, `acknowledge` style names compare with the category and
+/// `incident.*` names with the raw type.
+fn text_eq(c: &Condition, seen: &str, expected: &Scalar) -> bool {
+    let seen = if c.field == Field::Pagerduty(PdField::EventType) && !expected.text.starts_with("incident.") {
+        event_category(seen)
+    } else {
+        seen
+    };
+    fold(seen, c.case_sensitive) == expected.folded
+}
+
+fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
+    if matches!(c.operator, Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom) {
+        return check_change(c, subject);
+    }
+    let seen = resolve(&c.field, subject);
+    let saw = seen.to_json();
+    let text = seen.text();
+    let matched = match (&c.operator, &c.expected, text.as_deref()) {
+        (Operator::IsEmpty, _, _) => seen.is_empty(),
+        (Operator::IsNotEmpty, _, _) => !seen.is_empty(),
+        (Operator::Equals, Expected::One(e), Some(t)) => text_eq(c, t, e),
+        (Operator::NotEquals, Expected::One(e), Some(t)) => !text_eq(c, t, e),
+        (Operator::NotEquals, Expected::One(_), None) => true,
+        (Operator::Contains, Expected::One(e), Some(t)) => fold(t, c.case_sensitive).contains(&e.folded),
+        (Operator::NotContains, Expected::One(e), Some(t)) => !fold(t, c.case_sensitive).contains(&e.folded),
+        (Operator::NotContains, Expected::One(_), None) => true,
+        (Operator::StartsWith, Expected::One(e), Some(t)) => fold(t, c.case_sensitive).starts_with(&e.folded),
+        (Operator::EndsWith, Expected::One(e), Some(t)) => fold(t, c.case_sensitive).ends_with(&e.folded),
+        (Operator::Matches, Expected::Regex(re), Some(t)) => re.is_match(t),
+        (Operator::In, Expected::List(l), Some(t)) => l.iter().any(|e| text_eq(c, t, e)),
+        (Operator::NotIn, Expected::List(l), Some(t)) => !l.iter().any(|e| text_eq(c, t, e)),
+        (Operator::NotIn, Expected::List(_), None) => true,
+        (Operator::GreaterThan, Expected::One(e), Some(_)) => compare(&seen, e) == Some(std::cmp::Ordering::Greater),
+        (Operator::LessThan, Expected::One(e), Some(_)) => compare(&seen, e) == Some(std::cmp::Ordering::Less),
+        _ => false,
+    };
+    (matched, saw)
+}
+
+/// Numbers compare as numbers, dates as instants; anything else does not compare.
+fn compare(seen: &Seen<'_>, expected: &Scalar) -> Option<std::cmp::Ordering> {
+    if let Some(want) = expected.number {
+        let got = match seen {
+            Seen::Json(v) => as_number(v),
+            Seen::Text(t) => parse_number(t),
+            Seen::Absent => None,
+        };
+        if let Some(got) = got {
+            return got.partial_cmp(&want);
+        }
+    }
+    let want = expected.date?;
+    let got = parse_datetime(&seen.text()?)?;
+    Some(got.cmp(&want))
+}
+
+fn check_change(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
+    let (Field::Salesforce { path, .. }, Subject::Record(rec)) = (&c.field, subject) else {
+        return (false, Value::Null);
+    };
+    let new = lookup(&rec.new, path);
+    let Some(old_map) = rec.old.as_ref() else {
+        // An insert has no old values: nothing changed.
+        return (false, serde_json::json!({"old": null, "new": new.cloned()}));
+    };
+    let old = lookup(old_map, path);
+    let saw = serde_json::json!({"old": old.cloned(), "new": new.cloned()});
+    let changed = old != new;
+    let eq = |v: Option<&Value>| match (&c.expected, v) {
+        (Expected::One(e), Some(v)) => text_eq(c, &value_text(v), e),
+        _ => false,
+    };
+    let matched = match c.operator {
+        Operator::Changed => changed,
+        Operator::ChangedTo => changed && eq(new),
+        Operator::ChangedFrom => changed && eq(old),
+        _ => false,
+    };
+    (matched, saw)
+}
+
+fn short(v: &Value, max: usize) -> String {
+    let text = match v {
+        Value::Null => "∅".to_string(),
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    if text.chars().count() > max { format!("{}…", truncate_chars(&text, max - 1)) } else { text }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Event: {}", self.event)?;
+        let w_rule = self.rules.iter().map(|r| r.rule.chars().count()).max().unwrap_or(4).clamp(4, 40);
+        let w_set = self.rules.iter().map(|r| r.ruleset.chars().count()).max().unwrap_or(7).clamp(7, 24);
+        writeln!(f, "{:<w_rule$}  {:<w_set$}  RESULT", "RULE", "RULESET")?;
+        for r in &self.rules {
+            let result = match &r.skipped {
+                None => {
+                    let n: usize = r.actions.iter().map(|a| a.planned).sum();
+                    format!("ran: {n} action(s)")
+                }
+                Some(reason) => format!("skipped: {reason}"),
+            };
+            writeln!(f, "{:<w_rule$}  {:<w_set$}  {result}", r.rule, r.ruleset)?;
+            for c in &r.conditions {
+                let expected = c.expected.as_ref().map(|e| format!(" {}", short(e, 40))).unwrap_or_default();
+                let on = c.record.as_ref().map(|r| format!(" [{r}]")).unwrap_or_default();
+                writeln!(
+                    f,
+                    "    {} {}{on} {}{expected} ({}) saw {}",
+                    if c.matched { "✓" } else { "✗" },
+                    c.field,
+                    c.operator,
+                    if c.case_sensitive { "case-sensitive" } else { "case-insensitive" },
+                    short(&c.saw, 60)
+                )?;
+            }
+            for a in &r.actions {
+                let note = a.note.as_ref().map(|n| format!(": {n}")).unwrap_or_default();
+                writeln!(f, "    → {} planned {}{note}", a.action, a.planned)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! The normalised input of the engine: what changed, and what is already linked.
+//!
+//! The handlers build these from the Apex post and the v3 webhook after they looked up links;
+//! `syncctl rules test` reads them from JSON files (`events/rules/*.event.json`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One thing that happened, on either side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A Salesforce record was inserted or updated.
+    Record(RecordEvent),
+    /// A PagerDuty incident event (Webhooks v3).
+    Incident(IncidentEvent),
+}
+
+/// A Salesforce record insert or update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordEvent {
+    /// sObject API name: `Case`, `CaseComment`, `Escalation__c`.
+    pub object: String,
+    pub id: String,
+    /// The record after the change, as Apex serialises it (relationships as nested objects).
+    pub new: Map<String, Value>,
+    /// The record before the change; `None` on insert.
+    #[serde(default)]
+    pub old: Option<Map<String, Value>>,
+    /// True on insert.
+    #[serde(default)]
+    pub is_new: bool,
+    /// Incidents linked to this record (for a CaseComment: those linked to its parent Case).
+    #[serde(default)]
+    pub linked_incidents: Vec<String>,
+}
+
+/// A PagerDuty incident event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentEvent {
+    /// The raw v3 type, e.g. `incident.acknowledged`.
+    pub event_type: String,
+    /// When PagerDuty says it happened (RFC 3339 text, kept as sent).
+    #[serde(default)]
+    pub occurred_at: String,
+    pub incident: IncidentFacts,
+    /// True for `incident.triggered`: the incident was just created.
+    #[serde(default)]
+    pub is_new: bool,
+    /// The note text of an `incident.annotated` event.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Salesforce records linked to the incident, with the fields the handler fetched.
+    #[serde(default)]
+    pub linked_records: Vec<LinkedRecord>,
+}
+
+/// What the engine may look at on a PagerDuty incident.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IncidentFacts {
+    pub id: String,
+    pub number: u64,
+    pub title: String,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub status: String,
+    /// `high` or `low`.
+    pub urgency: String,
+    /// Priority name, e.g. `P1`.
+    pub priority: Option<String>,
+    pub service_id: String,
+    pub service_name: String,
+    pub escalation_policy_id: String,
+    pub escalation_policy_name: String,
+    pub html_url: String,
+    pub incident_key: Option<String>,
+}
+
+/// A Salesforce record linked to the incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkedRecord {
+    pub object: String,
+    pub id: String,
+    #[serde(default)]
+    pub fields: Map<String, Value>,
+}

@@ -1,0 +1,299 @@
+//! The output of evaluation: planned actions with every value resolved.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::model::RecordRef;
+
+use super::document::Urgency;
+
+/// Marker that starts every Case Comment the bridge writes (loop prevention).
+pub const CASE_COMMENT_MARKER: &str = "[PagerDuty]";
+/// Marker that starts every incident note the bridge writes (loop prevention).
+pub const INCIDENT_NOTE_MARKER: &str = "[Salesforce]";
+/// Salesforce's limit on `CaseComment.CommentBody`, in bytes.
+pub const MAX_CASE_COMMENT_BYTES: usize = 4000;
+
+/// One thing to do, fully resolved (templates rendered, targets named).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// Create an incident for `record` and link them. `incident_key` is derived from the object,
+    /// record id and rule, so that a retry de-duplicates at PagerDuty instead of creating a second one.
+    CreateIncident {
+        record: RecordRef,
+        service_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        escalation_policy_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        urgency: Option<Urgency>,
+        /// Priority name; the executor resolves it to an id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
+        title: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        incident_key: String,
+    },
+    Acknowledge {
+        incident_id: String,
+    },
+    /// Resolve; with a resolution note, add it as a note first.
+    Resolve {
+        incident_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resolution: Option<String>,
+    },
+    SetPriority {
+        incident_id: String,
+        priority: String,
+    },
+    SetUrgency {
+        incident_id: String,
+        urgency: Urgency,
+    },
+    RunIncidentWorkflow {
+        incident_id: String,
+        workflow_id: String,
+    },
+    RunAutomationAction {
+        incident_id: String,
+        action_id: String,
+    },
+    Reassign {
+        incident_id: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        user_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        escalation_policy_id: Option<String>,
+    },
+    AddResponders {
+        incident_id: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        user_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        escalation_policy_ids: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Add a note; `content` already starts with [`INCIDENT_NOTE_MARKER`].
+    AddNote {
+        incident_id: String,
+        content: String,
+    },
+    /// Update fields of one record (all set-fields on it merged: one write).
+    SetFields {
+        record: RecordRef,
+        fields: Map<String, Value>,
+    },
+    /// Create a record. `fields` already contains `external_id_field: external_id`, so an upsert
+    /// on that external id makes a retry harmless. With `link`, link it to `incident_id`.
+    CreateRecord {
+        object: String,
+        fields: Map<String, Value>,
+        external_id_field: String,
+        external_id: String,
+        link: bool,
+        incident_id: String,
+    },
+    /// One Case Comment; `body` starts with [`CASE_COMMENT_MARKER`] and fits in 4000 bytes.
+    AddCaseComment {
+        case_id: String,
+        body: String,
+    },
+}
+
+impl Action {
+    /// The action's name as used in rules files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateIncident { .. } => "create_incident",
+            Action::Acknowledge { .. } => "acknowledge",
+            Action::Resolve { .. } => "resolve",
+            Action::SetPriority { .. } => "set_priority",
+            Action::SetUrgency { .. } => "set_urgency",
+            Action::RunIncidentWorkflow { .. } => "run_incident_workflow",
+            Action::RunAutomationAction { .. } => "run_automation_action",
+            Action::Reassign { .. } => "reassign",
+            Action::AddResponders { .. } => "add_responders",
+            Action::AddNote { .. } => "add_note",
+            Action::SetFields { .. } => "set_fields",
+            Action::CreateRecord { .. } => "create_record",
+            Action::AddCaseComment { .. } => "add_case_comment",
+        }
+    }
+
+    /// What the action changes: an incident id, a record, or what it will create.
+    pub fn target(&self) -> String {
+        match self {
+            Action::CreateIncident { record, .. } => format!("new incident for {} {}", record.object, record.id),
+            Action::Acknowledge { incident_id }
+            | Action::Resolve { incident_id, .. }
+            | Action::SetPriority { incident_id, .. }
+            | Action::SetUrgency { incident_id, .. }
+            | Action::RunIncidentWorkflow { incident_id, .. }
+            | Action::RunAutomationAction { incident_id, .. }
+            | Action::Reassign { incident_id, .. }
+            | Action::AddResponders { incident_id, .. }
+            | Action::AddNote { incident_id, .. } => format!("incident {incident_id}"),
+            Action::SetFields { record, .. } => format!("{} {}", record.object, record.id),
+            Action::CreateRecord { object, incident_id, .. } => format!("new {object} for incident {incident_id}"),
+            Action::AddCaseComment { case_id, .. } => format!("Case {case_id}"),
+        }
+    }
+}
+
+/// An action and the rule that asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedAction {
+    /// The rule's name; merged set-fields list every contributing rule, joined by ", ".
+    pub rule: String,
+    pub ruleset: String,
+    pub action: Action,
+}
+
+/// The ordered, de-duplicated actions for one event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Plan(pub Vec<PlannedAction>);
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, PlannedAction> {
+        self.0.iter()
+    }
+
+    /// Adds the actions one rule planned. An action identical to one an EARLIER rule planned is
+    /// dropped (within one rule, repeats are deliberate, e.g. the parts of a long comment).
+    /// Set-fields on a record already planned merge into the first one (the later rule wins per
+    /// field), so one event is one write per record. Only the first `create_incident` per record
+    /// and `create_record` per object and incident is kept: two rules must not create two
+    /// incidents for one case.
+    pub(crate) fn push_rule(&mut self, rule: &str, ruleset: &str, actions: Vec<Action>) {
+        let earlier = self.0.len();
+        'next: for action in actions {
+            for (i, existing) in self.0.iter_mut().enumerate() {
+                match (&mut existing.action, &action) {
+                    (Action::SetFields { record, fields }, Action::SetFields { record: r2, fields: f2 }) if record == r2 => {
+                        for (k, v) in f2 {
+                            fields.insert(k.clone(), v.clone());
+                        }
+                        if !existing.rule.split(", ").any(|r| r == rule) {
+                            existing.rule.push_str(", ");
+                            existing.rule.push_str(rule);
+                        }
+                        continue 'next;
+                    }
+                    (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) if record == r2 => {
+                        continue 'next;
+                    }
+                    (
+                        Action::CreateRecord { object, incident_id, .. },
+                        Action::CreateRecord { object: o2, incident_id: i2, .. },
+                    ) if object == o2 && incident_id == i2 => continue 'next,
+                    (a, b) if i < earlier && a == b => continue 'next,
+                    _ => {}
+                }
+            }
+            self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
+        }
+    }
+}
+
+impl IntoIterator for Plan {
+    type Item = PlannedAction;
+    type IntoIter = std::vec::IntoIter<PlannedAction>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return writeln!(f, "Plan: nothing to do");
+        }
+        writeln!(f, "Plan: {} action(s)", self.0.len())?;
+        for (i, p) in self.0.iter().enumerate() {
+            let detail = serde_json::to_value(&p.action).unwrap_or(Value::Null);
+            let mut detail = detail.as_object().cloned().unwrap_or_default();
+            detail.remove("type");
+            writeln!(f, "  {:>2}. {:<22} {:<40} rule {:?} (ruleset {:?})", i + 1, p.action.name(), p.action.target(), p.rule, p.ruleset)?;
+            writeln!(f, "      {}", Value::Object(detail))?;
+        }
+        Ok(())
+    }
+}
+
+/// Cuts `text` to at most `max` characters, on a character boundary.
+pub fn truncate_chars(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((byte, _)) => &text[..byte],
+        None => text,
+    }
+}
+
+/// Prefixes `body` with the Case Comment marker and splits it into comments of at most
+/// [`MAX_CASE_COMMENT_BYTES`] bytes each, on UTF-8 boundaries; every part carries the marker.
+pub fn case_comment_bodies(body: &str) -> Vec<String> {
+    let prefix = format!("{CASE_COMMENT_MARKER} ");
+    let body = body.strip_prefix(&prefix).unwrap_or(body);
+    let room = MAX_CASE_COMMENT_BYTES - prefix.len();
+    let mut parts = Vec::new();
+    let mut rest = body;
+    loop {
+        if rest.len() <= room {
+            parts.push(format!("{prefix}{rest}"));
+            break;
+        }
+        let mut cut = room;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        parts.push(format!("{prefix}{}", &rest[..cut]));
+        rest = &rest[cut..];
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_multibyte_characters_whole() {
+        let title = "é".repeat(1030);
+        let cut = truncate_chars(&title, 1024);
+        assert_eq!(cut.chars().count(), 1024);
+        assert_eq!(cut.len(), 2048);
+        assert_eq!(truncate_chars("short", 1024), "short");
+        let emoji = "🔥".repeat(2000);
+        assert_eq!(truncate_chars(&emoji, 1024).chars().count(), 1024);
+    }
+
+    #[test]
+    fn long_comments_split_on_utf8_boundaries_and_each_part_has_the_marker() {
+        let body = "ü".repeat(5000); // 10 000 bytes
+        let parts = case_comment_bodies(&body);
+        assert_eq!(parts.len(), 3);
+        for p in &parts {
+            assert!(p.len() <= MAX_CASE_COMMENT_BYTES, "{}", p.len());
+            assert!(p.starts_with("[PagerDuty] "));
+        }
+        let rejoined: String = parts.iter().map(|p| p.trim_start_matches("[PagerDuty] ")).collect();
+        assert_eq!(rejoined, body);
+    }
+
+    #[test]
+    fn short_comment_is_one_part_and_marker_is_not_doubled() {
+        assert_eq!(case_comment_bodies("hello"), vec!["[PagerDuty] hello".to_string()]);
+        assert_eq!(case_comment_bodies("[PagerDuty] hello"), vec!["[PagerDuty] hello".to_string()]);
+    }
+}

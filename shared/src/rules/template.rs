@@ -1,0 +1,166 @@
+//! `{{variable}}` templates, parsed and checked at load so that evaluation only fills them in.
+
+use crate::model::Direction;
+
+use super::event::{IncidentEvent, RecordEvent};
+use super::value::{lookup, value_text};
+
+/// A parsed template: literal text and variables.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    source: String,
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Var(Var),
+}
+
+/// The variables a template may use. `incident.*`, `event.*` and `note.*` exist in
+/// `pagerduty_to_salesforce` rules; `record.*` (any field, dotted paths allowed) in
+/// `salesforce_to_pagerduty` rules.
+#[derive(Debug, Clone, PartialEq)]
+enum Var {
+    IncidentId,
+    IncidentNumber,
+    IncidentTitle,
+    IncidentStatus,
+    IncidentUrgency,
+    IncidentPriority,
+    IncidentHtmlUrl,
+    IncidentServiceId,
+    IncidentServiceName,
+    IncidentEscalationPolicyName,
+    EventType,
+    EventOccurredAt,
+    NoteContent,
+    RecordId,
+    RecordObject,
+    RecordField(Vec<String>),
+}
+
+/// The names `{{...}}` accepts, for error messages.
+pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, event.type, event.occurred_at, note.content";
+
+/// What a template is filled from.
+pub(crate) enum Context<'a> {
+    Record(&'a RecordEvent),
+    Incident(&'a IncidentEvent),
+}
+
+impl Template {
+    /// Parses `text` for a rule of `direction`; the error says what is wrong.
+    pub(crate) fn parse(text: &str, direction: Direction) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("{{") {
+            if start > 0 {
+                parts.push(Part::Lit(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or_else(|| format!("template has an unclosed `{{{{` in {text:?}"))?;
+            let name = after[..end].trim();
+            parts.push(Part::Var(parse_var(name, direction)?));
+            rest = &after[end + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.to_string()));
+        }
+        Ok(Template { source: text.to_string(), parts })
+    }
+
+    /// The text as written in the rules file.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Fills the template. A variable with no value renders as empty text.
+    pub(crate) fn render(&self, ctx: &Context<'_>) -> String {
+        let mut out = String::with_capacity(self.source.len());
+        for part in &self.parts {
+            match part {
+                Part::Lit(text) => out.push_str(text),
+                Part::Var(var) => out.push_str(&var_value(var, ctx)),
+            }
+        }
+        out
+    }
+}
+
+fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
+    let pd = match name {
+        "incident.id" => Some(Var::IncidentId),
+        "incident.number" => Some(Var::IncidentNumber),
+        "incident.title" => Some(Var::IncidentTitle),
+        "incident.status" => Some(Var::IncidentStatus),
+        "incident.urgency" => Some(Var::IncidentUrgency),
+        "incident.priority" => Some(Var::IncidentPriority),
+        "incident.html_url" => Some(Var::IncidentHtmlUrl),
+        "incident.service_id" => Some(Var::IncidentServiceId),
+        "incident.service_name" => Some(Var::IncidentServiceName),
+        "incident.escalation_policy_name" => Some(Var::IncidentEscalationPolicyName),
+        "event.type" => Some(Var::EventType),
+        "event.occurred_at" => Some(Var::EventOccurredAt),
+        "note.content" => Some(Var::NoteContent),
+        _ => None,
+    };
+    match (direction, pd) {
+        (Direction::PagerdutyToSalesforce, Some(var)) => return Ok(var),
+        (Direction::SalesforceToPagerduty, Some(_)) => {
+            return Err(format!(
+                "template variable `{{{{{name}}}}}` exists only in pagerduty_to_salesforce rules; use `{{{{record.FIELD}}}}` here"
+            ));
+        }
+        _ => {}
+    }
+    if let Some(path) = name.strip_prefix("record.") {
+        if direction == Direction::PagerdutyToSalesforce {
+            return Err(format!(
+                "template variable `{{{{{name}}}}}` exists only in salesforce_to_pagerduty rules; use one of {INCIDENT_VARIABLES}"
+            ));
+        }
+        return Ok(match path {
+            "id" => Var::RecordId,
+            "object" => Var::RecordObject,
+            "" => return Err("template variable `{{record.}}` names no field".into()),
+            _ => Var::RecordField(path.split('.').map(str::to_string).collect()),
+        });
+    }
+    Err(match direction {
+        Direction::PagerdutyToSalesforce => format!("unknown template variable `{{{{{name}}}}}`; use one of {INCIDENT_VARIABLES}"),
+        Direction::SalesforceToPagerduty => {
+            format!("unknown template variable `{{{{{name}}}}}`; use `{{{{record.FIELD}}}}`, `{{{{record.id}}}}` or `{{{{record.object}}}}`")
+        }
+    })
+}
+
+fn var_value(var: &Var, ctx: &Context<'_>) -> String {
+    match (var, ctx) {
+        (Var::RecordId, Context::Record(r)) => r.id.clone(),
+        (Var::RecordObject, Context::Record(r)) => r.object.clone(),
+        (Var::RecordField(path), Context::Record(r)) => lookup(&r.new, path).map(value_text).unwrap_or_default(),
+        (var, Context::Incident(e)) => {
+            let i = &e.incident;
+            match var {
+                Var::IncidentId => i.id.clone(),
+                Var::IncidentNumber => i.number.to_string(),
+                Var::IncidentTitle => i.title.clone(),
+                Var::IncidentStatus => i.status.clone(),
+                Var::IncidentUrgency => i.urgency.clone(),
+                Var::IncidentPriority => i.priority.clone().unwrap_or_default(),
+                Var::IncidentHtmlUrl => i.html_url.clone(),
+                Var::IncidentServiceId => i.service_id.clone(),
+                Var::IncidentServiceName => i.service_name.clone(),
+                Var::IncidentEscalationPolicyName => i.escalation_policy_name.clone(),
+                Var::EventType => e.event_type.clone(),
+                Var::EventOccurredAt => e.occurred_at.clone(),
+                Var::NoteContent => e.note.clone().unwrap_or_default(),
+                _ => String::new(),
+            }
+        }
+        // Validation keeps record variables out of incident rules and the other way round.
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,94 @@
+//! Reading Salesforce JSON values: dotted paths, text forms, numbers and dates.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value};
+
+/// Resolves `Account.Name` into nested objects. Salesforce API names are case-insensitive, so an
+/// exact match is tried first and then a case-insensitive one. `null` counts as absent.
+pub(crate) fn lookup<'a>(record: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let mut current = record;
+    let (last, parents) = path.split_last()?;
+    for segment in parents {
+        match field(current, segment)? {
+            Value::Object(inner) => current = inner,
+            _ => return None,
+        }
+    }
+    field(current, last).filter(|v| !v.is_null())
+}
+
+fn field<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    record
+        .get(name)
+        .or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
+/// The text form of a value, as a condition compares it.
+pub(crate) fn value_text(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A number, from a JSON number or numeric text.
+pub(crate) fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => parse_number(s),
+        _ => None,
+    }
+}
+
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
+    let t = text.trim();
+    if t.is_empty() {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// ISO dates and datetimes, including Salesforce's `2026-11-22T10:00:00.000+0000`.
+/// A bare date is midnight UTC.
+pub(crate) fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    let t = text.trim();
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.to_utc());
+    }
+    if let Ok(dt) = DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(dt.to_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|n| n.and_utc());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dotted_paths_resolve_into_relationships_case_insensitively() {
+        let rec = json!({"Account": {"Name": "Acme", "Owner": {"Email": "a@b.c"}}, "Status": null});
+        let map = rec.as_object().unwrap();
+        let path = |p: &str| p.split('.').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(lookup(map, &path("Account.Name")), Some(&json!("Acme")));
+        assert_eq!(lookup(map, &path("account.owner.email")), Some(&json!("a@b.c")));
+        assert_eq!(lookup(map, &path("Status")), None);
+        assert_eq!(lookup(map, &path("Account.Name.Length")), None);
+    }
+
+    #[test]
+    fn salesforce_and_iso_dates_parse() {
+        let a = parse_datetime("2026-11-22T10:00:00.000+0000").unwrap();
+        let b = parse_datetime("2026-11-22T10:00:00Z").unwrap();
+        assert_eq!(a, b);
+        assert!(parse_datetime("2026-11-22").unwrap() < a);
+        assert!(parse_datetime("yesterday").is_none());
+    }
+}
