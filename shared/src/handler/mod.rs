@@ -3,3 +3,10 @@
 
 pub mod http;
 pub mod idempotency;
+pub mod context;
+pub mod pagerduty_exec;
+pub mod pd_to_sfdc;
+pub mod retry;
+pub mod salesforce_exec;
+pub mod settle;
+pub mod sfdc_to_pd;
