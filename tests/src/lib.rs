@@ -2,5 +2,6 @@
 //! APIs, and a harness that runs moto's server for DynamoDB, SQS and Secrets Manager.
 
 pub mod faults;
+pub mod harness;
 pub mod pagerduty;
 pub mod salesforce;

@@ -91,9 +91,8 @@ impl Context {
             retry_policy,
             breaker_policy,
         } = parts;
-        let breaker = |service: &str| {
-            Arc::new(Breaker::new(service, stores.breakers.clone(), clock.clone(), breaker_policy))
-        };
+        let breaker =
+            |service: &str| Arc::new(Breaker::new(service, stores.breakers.clone(), clock.clone(), breaker_policy));
         Self {
             idempotency: Idempotency::new(stores.idempotency.clone(), clock.clone(), idempotency_ttl),
             dispatch: Dispatch {

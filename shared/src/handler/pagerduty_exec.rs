@@ -34,7 +34,10 @@ fn urgency(u: rules::Urgency) -> Urgency {
 pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedAction]) -> Execution {
     let mut execution = Execution::default();
     for planned in plan {
-        if matches!(planned.action, Action::SetFields { .. } | Action::CreateRecord { .. } | Action::AddCaseComment { .. }) {
+        if matches!(
+            planned.action,
+            Action::SetFields { .. } | Action::CreateRecord { .. } | Action::AddCaseComment { .. }
+        ) {
             continue;
         }
         let key = action_key(planned);
@@ -88,7 +91,16 @@ pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedActi
 async fn run(ctx: &Context, action: &Action) -> Result<Option<String>, PagerdutyError> {
     let pd = &ctx.pagerduty;
     match action {
-        Action::CreateIncident { service_id, escalation_policy_id, urgency: u, priority, title, body, incident_key, .. } => {
+        Action::CreateIncident {
+            service_id,
+            escalation_policy_id,
+            urgency: u,
+            priority,
+            title,
+            body,
+            incident_key,
+            ..
+        } => {
             let created = pd
                 .create_incident(&CreateIncident {
                     title: title.clone(),
@@ -103,11 +115,17 @@ async fn run(ctx: &Context, action: &Action) -> Result<Option<String>, Pagerduty
             Ok(Some(created.id))
         }
         Action::Acknowledge { incident_id } => pd.acknowledge(incident_id).await.map(|_| None),
-        Action::Resolve { incident_id, resolution } => pd.resolve(incident_id, resolution.as_deref()).await.map(|_| None),
+        Action::Resolve { incident_id, resolution } => {
+            pd.resolve(incident_id, resolution.as_deref()).await.map(|_| None)
+        }
         Action::SetPriority { incident_id, priority } => pd.set_priority(incident_id, priority).await.map(|_| None),
         Action::SetUrgency { incident_id, urgency: u } => pd.set_urgency(incident_id, urgency(*u)).await.map(|_| None),
-        Action::RunIncidentWorkflow { incident_id, workflow_id } => pd.run_incident_workflow(incident_id, workflow_id).await,
-        Action::RunAutomationAction { incident_id, action_id } => pd.run_automation_action(incident_id, action_id).await,
+        Action::RunIncidentWorkflow { incident_id, workflow_id } => {
+            pd.run_incident_workflow(incident_id, workflow_id).await
+        }
+        Action::RunAutomationAction { incident_id, action_id } => {
+            pd.run_automation_action(incident_id, action_id).await
+        }
         Action::Reassign { incident_id, user_ids, escalation_policy_id } => {
             let to = match escalation_policy_id {
                 Some(ep) => Assignees::EscalationPolicy(ep.clone()),

@@ -60,7 +60,11 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "idempotency store unavailable: asking PagerDuty to deliver again");
-            return Reply::message(503, "unavailable", "temporarily unable to record the event; it will be redelivered");
+            return Reply::message(
+                503,
+                "unavailable",
+                "temporarily unable to record the event; it will be redelivered",
+            );
         }
     }
 
@@ -259,7 +263,6 @@ pub async fn process(
     }
     attempt
 }
-
 
 /// The top-level Salesforce fields the `pagerduty_to_salesforce` rules on `object` read, so that
 /// linked records are fetched only when a rule looks at them.

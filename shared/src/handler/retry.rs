@@ -27,7 +27,9 @@ pub async fn handle_batch(ctx: &Context, messages: Vec<Message>, deadline: Optio
         let span = tracing::info_span!("retry_message", message_id = %message.message_id);
         let _enter = span.enter();
         match handle_message(ctx, &message, deadline).await {
-            Ok(outcome) => tracing::info!(outcome = outcome.as_str(), "retry message handled"),
+            Ok(outcome) => {
+                tracing::info!(outcome = outcome.as_str(), "retry message handled");
+            }
             Err(reason) => {
                 tracing::error!(reason = %reason, "retry message not handled: SQS will deliver it again");
                 metrics::error();
@@ -76,7 +78,9 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
             let attempt = sfdc_to_pd::process(ctx, &mut envelope, &change, deadline).await;
             (attempt, (Vec::new(), vec![change.id.clone()]))
         }
-        (direction, _) => (permanent(format!("envelope direction {direction} does not match its event")), (vec![], vec![])),
+        (direction, _) => {
+            (permanent(format!("envelope direction {direction} does not match its event")), (vec![], vec![]))
+        }
     };
     let settled = ctx.dispatch.settle(envelope, attempt, subjects, started).await.map_err(|e| e.to_string())?;
     Ok(settled.outcome)

@@ -28,7 +28,13 @@ pub fn action_key(planned: &PlannedAction) -> String {
 
 /// The audit trail's record of one action.
 pub fn action_record(planned: &PlannedAction, ok: bool, detail: Option<String>) -> ActionRecord {
-    ActionRecord { action: planned.action.name().to_string(), rule: planned.rule.clone(), target: planned.action.target(), ok, detail }
+    ActionRecord {
+        action: planned.action.name().to_string(),
+        rule: planned.rule.clone(),
+        target: planned.action.target(),
+        ok,
+        detail,
+    }
 }
 
 /// What one execution did.
@@ -45,7 +51,9 @@ impl Execution {
         let api_calls = self.api_calls + prior_calls;
         match self.failure {
             None => Attempt::Applied { rules, actions: self.actions, api_calls },
-            Some((kind, reason, rule)) => Attempt::Failed { kind, reason, rule, rules, actions: self.actions, api_calls },
+            Some((kind, reason, rule)) => {
+                Attempt::Failed { kind, reason, rule, rules, actions: self.actions, api_calls }
+            }
         }
     }
 
@@ -89,7 +97,8 @@ pub async fn watch_usage(ctx: &Context) {
     if let Some(usage) = ctx.salesforce.api_usage() {
         metrics::salesforce_api_usage_percent(usage.share() * 100.0);
         if usage.share() >= API_USAGE_PAUSE_SHARE {
-            let reason = format!("API usage {}/{} is above {:.0}%", usage.used, usage.limit, API_USAGE_PAUSE_SHARE * 100.0);
+            let reason =
+                format!("API usage {}/{} is above {:.0}%", usage.used, usage.limit, API_USAGE_PAUSE_SHARE * 100.0);
             let _ = ctx.salesforce_breaker.record_failure(Signal::Exhausted(reason)).await;
         }
     }
@@ -204,7 +213,9 @@ pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedActi
                 continue;
             }
             let created = p.refs.first().and_then(|r| response.get(r)).and_then(|s| s.id()).map(str::to_string);
-            if let (Action::CreateRecord { object, link: true, incident_id, .. }, Some(id)) = (&p.planned.action, &created) {
+            if let (Action::CreateRecord { object, link: true, incident_id, .. }, Some(id)) =
+                (&p.planned.action, &created)
+            {
                 let link = Link {
                     incident_id: incident_id.clone(),
                     record: RecordRef { object: object.clone(), id: id.clone() },

@@ -192,8 +192,8 @@ impl Dispatch {
     /// Puts the envelope on the retry queue to be tried after `wait` (split into 15-minute hops).
     pub async fn enqueue(&self, envelope: &mut Envelope, wait: Duration) -> Result<(), QueueError> {
         let (now, rest) = sqs_hop(wait);
-        envelope.not_before = (!rest.is_zero())
-            .then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
+        envelope.not_before =
+            (!rest.is_zero()).then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
         self.retry.send(&envelope.to_json(), now).await?;
         metrics::retry_enqueued();
         Ok(())

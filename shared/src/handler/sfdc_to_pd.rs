@@ -46,9 +46,9 @@ pub const REPLAY_WINDOW_SECONDS: i64 = 300;
 impl Change {
     /// The idempotency key: the same change delivered twice has the same key.
     pub fn key(&self) -> String {
-        self.dedupe_key.clone().unwrap_or_else(|| {
-            format!("sf:{}:{}:{}", self.object, self.id, self.occurred_at.timestamp_millis())
-        })
+        self.dedupe_key
+            .clone()
+            .unwrap_or_else(|| format!("sf:{}:{}:{}", self.object, self.id, self.occurred_at.timestamp_millis()))
     }
 
     fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {
@@ -71,7 +71,8 @@ impl Change {
 
     /// Rebuilds a change from a queued envelope (the retry function).
     pub fn from_envelope(envelope: &Envelope) -> Option<Self> {
-        let QueuedEvent::SalesforceRecord { object, record_id, operation, new, old, changed_by } = &envelope.event else {
+        let QueuedEvent::SalesforceRecord { object, record_id, operation, new, old, changed_by } = &envelope.event
+        else {
             return None;
         };
         Some(Self {
@@ -214,7 +215,10 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
     if !message.is_from_org(&ctx.settings.org_id) {
         metrics::event_rejected("org_mismatch");
         tracing::warn!(org = %message.organization_id, "Outbound Message from an unexpected org refused");
-        return Reply::xml(403, outbound_message::fault_response_with_code("soapenv:Client", "OrganizationId is not the configured org"));
+        return Reply::xml(
+            403,
+            outbound_message::fault_response_with_code("soapenv:Client", "OrganizationId is not the configured org"),
+        );
     }
     let changes: Vec<Change> = message
         .notifications
@@ -223,7 +227,8 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
             let id = n.fields.get("Id").and_then(|v| v.as_str()).unwrap_or(&n.id).to_string();
             // Outbound Messages carry no old values; a record whose creation is its last
             // modification was just created.
-            let is_new = matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
+            let is_new =
+                matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
             Change {
                 occurred_at: change_time(&n.fields, started),
                 object: n.object,
@@ -241,7 +246,10 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
         Reply::xml(200, outbound_message::ack_response().to_string())
     } else {
         // A fault makes Salesforce deliver the message again; accepted notifications dedupe.
-        Reply::xml(500, outbound_message::fault_response("some notifications could not be accepted; Salesforce will retry"))
+        Reply::xml(
+            500,
+            outbound_message::fault_response("some notifications could not be accepted; Salesforce will retry"),
+        )
     }
 }
 
@@ -350,14 +358,16 @@ pub async fn process(
     };
     let rules = match ctx.rules.current().await {
         Ok(rules) => rules,
-        Err(err) => return Attempt::Failed {
-            kind: FailureKind::Transient,
-            reason: format!("rules unavailable: {err}"),
-            rule: None,
-            rules: vec![],
-            actions: vec![],
-            api_calls: 0,
-        },
+        Err(err) => {
+            return Attempt::Failed {
+                kind: FailureKind::Transient,
+                reason: format!("rules unavailable: {err}"),
+                rule: None,
+                rules: vec![],
+                actions: vec![],
+                api_calls: 0,
+            };
+        }
     };
     let input = Event::Record(RecordEvent {
         object: change.object.clone(),
@@ -405,4 +415,3 @@ pub async fn process(
     }
     attempt
 }
-

@@ -62,9 +62,13 @@ impl RulesSource for FileSource {
 /// Why no rules could be handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesCacheError {
-    #[error("no rules document is stored; validate one with `syncctl rules check FILE` and store it with `syncctl rules push FILE`")]
+    #[error(
+        "no rules document is stored; validate one with `syncctl rules check FILE` and store it with `syncctl rules push FILE`"
+    )]
     NoDocument,
-    #[error("the stored rules document (version {version}) is invalid and no earlier good one is loaded; fix it and push again:\n{errors}")]
+    #[error(
+        "the stored rules document (version {version}) is invalid and no earlier good one is loaded; fix it and push again:\n{errors}"
+    )]
     Invalid { version: u64, errors: ValidationErrors },
     #[error("could not read the rules: {0}")]
     Store(#[from] StoreError),

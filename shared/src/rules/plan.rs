@@ -181,7 +181,9 @@ impl Plan {
         'next: for action in actions {
             for (i, existing) in self.0.iter_mut().enumerate() {
                 match (&mut existing.action, &action) {
-                    (Action::SetFields { record, fields }, Action::SetFields { record: r2, fields: f2 }) if record == r2 => {
+                    (Action::SetFields { record, fields }, Action::SetFields { record: r2, fields: f2 })
+                        if record == r2 =>
+                    {
                         for (k, v) in f2 {
                             fields.insert(k.clone(), v.clone());
                         }
@@ -191,7 +193,9 @@ impl Plan {
                         }
                         continue 'next;
                     }
-                    (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) if record == r2 => {
+                    (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. })
+                        if record == r2 =>
+                    {
                         continue 'next;
                     }
                     (
@@ -225,7 +229,15 @@ impl std::fmt::Display for Plan {
             let detail = serde_json::to_value(&p.action).unwrap_or(Value::Null);
             let mut detail = detail.as_object().cloned().unwrap_or_default();
             detail.remove("type");
-            writeln!(f, "  {:>2}. {:<22} {:<40} rule {:?} (ruleset {:?})", i + 1, p.action.name(), p.action.target(), p.rule, p.ruleset)?;
+            writeln!(
+                f,
+                "  {:>2}. {:<22} {:<40} rule {:?} (ruleset {:?})",
+                i + 1,
+                p.action.name(),
+                p.action.target(),
+                p.rule,
+                p.ruleset
+            )?;
             writeln!(f, "      {}", Value::Object(detail))?;
         }
         Ok(())

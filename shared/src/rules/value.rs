@@ -18,9 +18,7 @@ pub(crate) fn lookup<'a>(record: &'a Map<String, Value>, path: &[String]) -> Opt
 }
 
 fn field<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    record
-        .get(name)
-        .or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    record.get(name).or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 /// The text form of a value, as a condition compares it.
