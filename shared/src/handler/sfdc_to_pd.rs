@@ -133,6 +133,17 @@ impl Summary {
     }
 }
 
+/// Routes a request of the `sfdc-to-pd` function by its path.
+pub async fn handle(ctx: &Context, path: &str, request: InboundRequest) -> Reply {
+    if path.ends_with("/salesforce/outbound-message") {
+        handle_outbound_message(ctx, request).await
+    } else if path.ends_with("/salesforce/records") {
+        handle_records(ctx, request).await
+    } else {
+        Reply::message(404, "not_found", format!("no route {path}: use /salesforce/records or /salesforce/outbound-message"))
+    }
+}
+
 /// `POST /salesforce/records`.
 pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
     let started = ctx.clock.now();

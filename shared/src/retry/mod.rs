@@ -5,3 +5,4 @@ pub mod backoff;
 pub mod breaker;
 pub mod envelope;
 pub mod queue;
+pub mod sqs;
