@@ -121,10 +121,7 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| map("GetQueueAttributes", e))?;
-        Ok(out
-            .attributes()
-            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
-            .unwrap_or_default())
+        Ok(out.attributes().map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum()).unwrap_or_default())
     }
 
     async fn purge(&self) -> Result<(), QueueError> {
