@@ -140,7 +140,11 @@ pub async fn handle(ctx: &Context, path: &str, request: InboundRequest) -> Reply
     } else if path.ends_with("/salesforce/records") {
         handle_records(ctx, request).await
     } else {
-        Reply::message(404, "not_found", format!("no route {path}: use /salesforce/records or /salesforce/outbound-message"))
+        Reply::message(
+            404,
+            "not_found",
+            format!("no route {path}: use /salesforce/records or /salesforce/outbound-message"),
+        )
     }
 }
 
