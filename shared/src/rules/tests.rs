@@ -223,9 +223,9 @@ fn explanation_records_field_operator_expected_seen_and_case_sensitivity() {
     let ev = s2p("{field: Status, operator: in, value: [Closed, Solved], case_sensitive: true}")
         .evaluate(&record(json!({"Status": "New"}), Some(json!({})), &["Q1INC"]));
     let c = first_check(&ev);
-    assert_eq!(c.field, "Status");
+    assert_eq!(&*c.field, "Status");
     assert_eq!(c.operator, Operator::In);
-    assert_eq!(c.expected, Some(json!(["Closed", "Solved"])));
+    assert_eq!(c.expected.as_deref(), Some(&json!(["Closed", "Solved"])));
     assert_eq!(c.saw, json!("New"));
     assert!(c.case_sensitive && !c.matched);
     let text = ev.explanation.to_string();
