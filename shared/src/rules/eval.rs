@@ -14,7 +14,9 @@ use super::document::{
     ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule, Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
-use super::plan::{Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, Plan, case_comment_bodies, truncate_chars};
+use super::plan::{
+    Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, INCIDENT_NOTE_PREFIX, Plan, case_comment_bodies, truncate_chars,
+};
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
 
@@ -303,8 +305,14 @@ fn plan_record_action(
             },
             ActionSpec::AddNote { content } => {
                 let text = content.render(ctx);
-                let prefix = format!("{INCIDENT_NOTE_MARKER} ");
-                let content = if text.starts_with(INCIDENT_NOTE_MARKER) { text } else { format!("{prefix}{text}") };
+                let content = if text.starts_with(INCIDENT_NOTE_MARKER) {
+                    text
+                } else {
+                    let mut with_marker = String::with_capacity(INCIDENT_NOTE_PREFIX.len() + text.len());
+                    with_marker.push_str(INCIDENT_NOTE_PREFIX);
+                    with_marker.push_str(&text);
+                    with_marker
+                };
                 Action::AddNote { incident_id, content }
             }
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
