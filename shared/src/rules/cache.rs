@@ -62,9 +62,13 @@ impl RulesSource for FileSource {
 /// Why no rules could be handed out.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesCacheError {
-    #[error("no rules document is stored; validate one with `syncctl rules check FILE` and store it with `syncctl rules push FILE`")]
+    #[error(
+        "no rules document is stored; validate one with `syncctl rules check FILE` and store it with `syncctl rules push FILE`"
+    )]
     NoDocument,
-    #[error("the stored rules document (version {version}) is invalid and no earlier good one is loaded; fix it and push again:\n{errors}")]
+    #[error(
+        "the stored rules document (version {version}) is invalid and no earlier good one is loaded; fix it and push again:\n{errors}"
+    )]
     Invalid { version: u64, errors: ValidationErrors },
     #[error("could not read the rules: {0}")]
     Store(#[from] StoreError),
@@ -204,10 +208,10 @@ mod tests {
         let (store, clock, cache) = setup();
         let at = clock.now();
         store.put_rules(GOOD_V1, "test", at).await.unwrap();
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r1");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r1");
         store.put_rules(GOOD_V2, "test", at).await.unwrap();
         clock.advance(Duration::seconds(59));
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r1");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r1");
         clock.advance(Duration::seconds(2));
         let now = cache.current().await.unwrap();
         assert_eq!(first_rule(&now), "r2");
@@ -248,9 +252,9 @@ mod tests {
         std::fs::write(&path, GOOD_V1).unwrap();
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let cache = RulesCache::from_file(&path, clock.clone(), Duration::seconds(10));
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r1");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r1");
         std::fs::write(&path, GOOD_V2).unwrap();
         clock.advance(Duration::seconds(11));
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r2");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r2");
     }
 }

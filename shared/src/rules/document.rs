@@ -90,7 +90,10 @@ pub struct Condition {
 pub enum Field {
     Pagerduty(PdField),
     /// A Salesforce field path; `old` reads the value before the update.
-    Salesforce { path: Vec<String>, old: bool },
+    Salesforce {
+        path: Vec<String>,
+        old: bool,
+    },
 }
 
 /// The PagerDuty facts a condition can read.
@@ -382,7 +385,11 @@ impl Rules {
     /// Parses and validates a rules document; on failure, returns every problem found.
     pub fn from_yaml(text: &str) -> Result<Rules, ValidationErrors> {
         let root = yaml::parse(text).map_err(|e| {
-            ValidationErrors(vec![ValidationError { path: "document".into(), line: e.line, message: format!("YAML syntax error: {}", e.message) }])
+            ValidationErrors(vec![ValidationError {
+                path: "document".into(),
+                line: e.line,
+                message: format!("YAML syntax error: {}", e.message),
+            }])
         })?;
         let mut cx = Loader::default();
         let rules = cx.document(&root);
@@ -398,7 +405,11 @@ impl Rules {
 /// The `name` of a mapping node, if it has a usable one (for paths in error messages).
 fn peek_name(node: &Node) -> Option<String> {
     let Kind::Map(entries) = &node.kind else { return None };
-    entries.iter().find(|(k, _)| k.key_text() == "name").and_then(|(_, v)| v.scalar_text()).filter(|n| !n.trim().is_empty())
+    entries
+        .iter()
+        .find(|(k, _)| k.key_text() == "name")
+        .and_then(|(_, v)| v.scalar_text())
+        .filter(|n| !n.trim().is_empty())
 }
 
 #[derive(Default)]
@@ -488,7 +499,9 @@ impl Loader {
     fn string_list(&mut self, obj: &Obj<'_>, key: &str, path: &str) -> Vec<String> {
         match obj.get(key) {
             None => Vec::new(),
-            Some(Node { kind: Kind::Seq(items), .. }) => items.iter().filter_map(|n| self.string(n, path, key)).collect(),
+            Some(Node { kind: Kind::Seq(items), .. }) => {
+                items.iter().filter_map(|n| self.string(n, path, key)).collect()
+            }
             Some(n) => {
                 self.err(path, n.line, format!("`{key}` must be a list of strings, found {}", n.type_name()));
                 Vec::new()
@@ -531,7 +544,11 @@ impl Loader {
         for (i, node) in items.iter().enumerate() {
             if let Some(set) = self.ruleset(node, i + 1, &mut rule_names) {
                 if !names.insert(set.name.clone()) {
-                    self.err(&format!("ruleset {:?}", set.name), set.line, "duplicate ruleset name; names must be unique");
+                    self.err(
+                        &format!("ruleset {:?}", set.name),
+                        set.line,
+                        "duplicate ruleset name; names must be unique",
+                    );
                 }
                 rules.rulesets.push(set);
             }
@@ -572,14 +589,19 @@ impl Loader {
             Some(n) => format!("{set_path} / rule {n:?}"),
             None => format!("{set_path} / rule {index}"),
         };
-        let obj = self.obj(node, &path, &["name", "direction", "object", "match", "applies_to", "conditions", "actions"])?;
+        let obj =
+            self.obj(node, &path, &["name", "direction", "object", "match", "applies_to", "conditions", "actions"])?;
         let name = self.req_string(&obj, "name", &path);
         let direction = match self.req_string(&obj, "direction", &path).as_deref() {
             Some("salesforce_to_pagerduty") => Some(Direction::SalesforceToPagerduty),
             Some("pagerduty_to_salesforce") => Some(Direction::PagerdutyToSalesforce),
             Some(other) => {
                 let line = obj.get("direction").map_or(node.line, |n| n.line);
-                self.err(&path, line, format!("unknown direction `{other}`; expected salesforce_to_pagerduty or pagerduty_to_salesforce"));
+                self.err(
+                    &path,
+                    line,
+                    format!("unknown direction `{other}`; expected salesforce_to_pagerduty or pagerduty_to_salesforce"),
+                );
                 None
             }
             None => None,
@@ -589,7 +611,11 @@ impl Loader {
             None | Some("all") => MatchMode::All,
             Some("any") => MatchMode::Any,
             Some(other) => {
-                self.err(&path, obj.get("match").map_or(node.line, |n| n.line), format!("unknown match mode `{other}`; expected all or any"));
+                self.err(
+                    &path,
+                    obj.get("match").map_or(node.line, |n| n.line),
+                    format!("unknown match mode `{other}`; expected all or any"),
+                );
                 MatchMode::All
             }
         };
@@ -597,7 +623,11 @@ impl Loader {
             None | Some("all_linked") => AppliesTo::AllLinked,
             Some("new_only") => AppliesTo::NewOnly,
             Some(other) => {
-                self.err(&path, obj.get("applies_to").map_or(node.line, |n| n.line), format!("unknown applies_to `{other}`; expected new_only or all_linked"));
+                self.err(
+                    &path,
+                    obj.get("applies_to").map_or(node.line, |n| n.line),
+                    format!("unknown applies_to `{other}`; expected new_only or all_linked"),
+                );
                 AppliesTo::AllLinked
             }
         };
@@ -630,7 +660,17 @@ impl Loader {
             None => {}
         }
         let name = name?;
-        Some(Rule { shared_name: name.as_str().into(), name, direction, object: object?, match_mode, applies_to, conditions, actions, line: node.line })
+        Some(Rule {
+            shared_name: name.as_str().into(),
+            name,
+            direction,
+            object: object?,
+            match_mode,
+            applies_to,
+            conditions,
+            actions,
+            line: node.line,
+        })
     }
 
     fn condition(&mut self, node: &Node, path: &str, direction: Direction) -> Option<Condition> {
@@ -672,7 +712,14 @@ impl Loader {
                         .filter_map(|n| match n.scalar_text() {
                             Some(t) => Some(Scalar::new(t, case_sensitive)),
                             None => {
-                                self.err(path, n.line, format!("`{operator}` list items must be strings or numbers, found {}", n.type_name()));
+                                self.err(
+                                    path,
+                                    n.line,
+                                    format!(
+                                        "`{operator}` list items must be strings or numbers, found {}",
+                                        n.type_name()
+                                    ),
+                                );
                                 None
                             }
                         })
@@ -689,16 +736,22 @@ impl Loader {
                 }
             },
             Operator::Matches => match value.map(|v| (v, v.scalar_text())) {
-                Some((v, Some(pattern))) => match RegexBuilder::new(&pattern).case_insensitive(!case_sensitive).size_limit(1 << 20).build() {
-                    Ok(re) => Expected::Regex(re),
-                    Err(e) => {
-                        let msg = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
-                        self.err(path, v.line, format!("regex {pattern:?} does not compile: {msg}"));
-                        Expected::None
+                Some((v, Some(pattern))) => {
+                    match RegexBuilder::new(&pattern).case_insensitive(!case_sensitive).size_limit(1 << 20).build() {
+                        Ok(re) => Expected::Regex(re),
+                        Err(e) => {
+                            let msg = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
+                            self.err(path, v.line, format!("regex {pattern:?} does not compile: {msg}"));
+                            Expected::None
+                        }
                     }
-                },
+                }
                 Some((v, None)) => {
-                    self.err(path, v.line, format!("`matches` needs a regex string as `value`, found {}", v.type_name()));
+                    self.err(
+                        path,
+                        v.line,
+                        format!("`matches` needs a regex string as `value`, found {}", v.type_name()),
+                    );
                     Expected::None
                 }
                 None => {
@@ -709,13 +762,24 @@ impl Loader {
             _ => match value.map(|v| (v, v.scalar_text())) {
                 Some((v, Some(text))) => {
                     let s = Scalar::new(text, case_sensitive);
-                    if matches!(operator, Operator::GreaterThan | Operator::LessThan) && s.number.is_none() && s.date.is_none() {
-                        self.err(path, v.line, format!("`{operator}` needs a number or an ISO date/datetime, found {:?}", s.text));
+                    if matches!(operator, Operator::GreaterThan | Operator::LessThan)
+                        && s.number.is_none()
+                        && s.date.is_none()
+                    {
+                        self.err(
+                            path,
+                            v.line,
+                            format!("`{operator}` needs a number or an ISO date/datetime, found {:?}", s.text),
+                        );
                     }
                     Expected::One(s)
                 }
                 Some((v, None)) => {
-                    self.err(path, v.line, format!("`{operator}` needs a single string or number as `value`, found {}", v.type_name()));
+                    self.err(
+                        path,
+                        v.line,
+                        format!("`{operator}` needs a single string or number as `value`, found {}", v.type_name()),
+                    );
                     Expected::None
                 }
                 None => {
@@ -727,7 +791,9 @@ impl Loader {
         let expected_json = match &expected {
             Expected::None => None,
             Expected::One(s) => Some(serde_json::Value::String(s.text.clone())),
-            Expected::List(l) => Some(serde_json::Value::Array(l.iter().map(|s| serde_json::Value::String(s.text.clone())).collect())),
+            Expected::List(l) => {
+                Some(serde_json::Value::Array(l.iter().map(|s| serde_json::Value::String(s.text.clone())).collect()))
+            }
             Expected::Regex(r) => Some(serde_json::Value::String(r.as_str().to_string())),
         }
         .map(Arc::new);
@@ -754,7 +820,11 @@ impl Loader {
                 Some((_, f)) => Some(Field::Pagerduty(*f)),
                 None => {
                     let names: Vec<String> = PD_FIELDS.iter().map(|(n, _)| format!("pagerduty.{n}")).collect();
-                    self.err(path, line, format!("unknown PagerDuty field `{text}`; expected one of: {}", names.join(", ")));
+                    self.err(
+                        path,
+                        line,
+                        format!("unknown PagerDuty field `{text}`; expected one of: {}", names.join(", ")),
+                    );
                     None
                 }
             };
@@ -769,17 +839,32 @@ impl Loader {
         }
         let segments: Vec<String> = rest.split('.').map(str::to_string).collect();
         if segments.iter().any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')) {
-            self.err(path, line, format!("field `{text}` is not a Salesforce field path (API names joined by dots, e.g. `Account.Name`)"));
+            self.err(
+                path,
+                line,
+                format!(
+                    "field `{text}` is not a Salesforce field path (API names joined by dots, e.g. `Account.Name`)"
+                ),
+            );
             return None;
         }
         Some(Field::Salesforce { path: segments, old })
     }
 
-    fn action(&mut self, node: &Node, path: &str, direction: Direction, applies_to: AppliesTo, rule_object: Option<&str>) -> Option<ActionSpec> {
+    fn action(
+        &mut self,
+        node: &Node,
+        path: &str,
+        direction: Direction,
+        applies_to: AppliesTo,
+        rule_object: Option<&str>,
+    ) -> Option<ActionSpec> {
         // `- acknowledge` or `- resolve: {resolution: ...}`: a name, or a one-key mapping.
         let (name, params, name_line) = match &node.kind {
             Kind::Str(s) => (s.clone(), None, node.line),
-            Kind::Map(entries) if entries.len() == 1 => (entries[0].0.key_text(), Some(&entries[0].1), entries[0].0.line),
+            Kind::Map(entries) if entries.len() == 1 => {
+                (entries[0].0.key_text(), Some(&entries[0].1), entries[0].0.line)
+            }
             _ => {
                 self.err(path, node.line, "an action is a name (`- acknowledge`) or a mapping with one key, the action name (`- resolve: {resolution: ...}`)");
                 return None;
@@ -799,14 +884,22 @@ impl Loader {
         let d = direction;
         let spec = match name.as_str() {
             "create_incident" => {
-                let o = self.obj(params, path, &["service", "escalation_policy", "urgency", "priority", "title", "body"])?;
+                let o =
+                    self.obj(params, path, &["service", "escalation_policy", "urgency", "priority", "title", "body"])?;
                 let service_id = self.req_string(&o, "service", path);
                 let escalation_policy_id = self.opt_string(&o, "escalation_policy", path);
                 let urgency = o.get("urgency").and_then(|n| self.urgency(n, path));
                 let priority = self.opt_string(&o, "priority", path);
                 let title = self.title(&o, path);
                 let body = self.opt_template(&o, "body", path, d);
-                ActionSpec::CreateIncident { service_id: service_id?, escalation_policy_id, urgency, priority, title: title?, body }
+                ActionSpec::CreateIncident {
+                    service_id: service_id?,
+                    escalation_policy_id,
+                    urgency,
+                    priority,
+                    title: title?,
+                    body,
+                }
             }
             "acknowledge" => {
                 self.obj(params, path, &[])?;
@@ -838,7 +931,11 @@ impl Loader {
                 let user_ids = self.string_list(&o, "users", path);
                 let escalation_policy_id = self.opt_string(&o, "escalation_policy", path);
                 if user_ids.is_empty() == escalation_policy_id.is_none() {
-                    self.err(path, o.line, "`reassign` needs either `users` (a list of user ids) or `escalation_policy`, not both");
+                    self.err(
+                        path,
+                        o.line,
+                        "`reassign` needs either `users` (a list of user ids) or `escalation_policy`, not both",
+                    );
                     return None;
                 }
                 ActionSpec::Reassign { user_ids, escalation_policy_id }
@@ -851,7 +948,11 @@ impl Loader {
                     self.err(path, o.line, "`add_responders` needs `users` and/or `escalation_policies`");
                     return None;
                 }
-                ActionSpec::AddResponders { user_ids, escalation_policy_ids, message: self.opt_template(&o, "message", path, d) }
+                ActionSpec::AddResponders {
+                    user_ids,
+                    escalation_policy_ids,
+                    message: self.opt_template(&o, "message", path, d),
+                }
             }
             "add_note" => {
                 let o = self.obj(params, path, &["content"])?;
@@ -872,7 +973,9 @@ impl Loader {
                     Some(n) => self.field_values(n, path, d).unwrap_or_default(),
                     None => Vec::new(),
                 };
-                let external_id_field = self.opt_string(&o, "external_id_field", path).unwrap_or_else(|| DEFAULT_EXTERNAL_ID_FIELD.to_string());
+                let external_id_field = self
+                    .opt_string(&o, "external_id_field", path)
+                    .unwrap_or_else(|| DEFAULT_EXTERNAL_ID_FIELD.to_string());
                 let link = self.opt_bool(&o, "link", path, true);
                 ActionSpec::CreateRecord { object: object?, fields, external_id_field, link }
             }
@@ -885,7 +988,11 @@ impl Loader {
         };
         if spec.acts_on() != direction {
             let side = if spec.acts_on() == Direction::SalesforceToPagerduty { "PagerDuty" } else { "Salesforce" };
-            self.err(path, name_line, format!("`{name}` acts on {side}; a {direction} rule can only act on the other side"));
+            self.err(
+                path,
+                name_line,
+                format!("`{name}` acts on {side}; a {direction} rule can only act on the other side"),
+            );
         } else if direction == Direction::SalesforceToPagerduty
             && applies_to == AppliesTo::NewOnly
             && spec.needs_link()
@@ -903,7 +1010,14 @@ impl Loader {
             Some("high") => Some(Urgency::High),
             Some("low") => Some(Urgency::Low),
             _ => {
-                self.err(path, node.line, format!("`urgency` must be high or low, found {}", node.scalar_text().unwrap_or_else(|| node.type_name().into())));
+                self.err(
+                    path,
+                    node.line,
+                    format!(
+                        "`urgency` must be high or low, found {}",
+                        node.scalar_text().unwrap_or_else(|| node.type_name().into())
+                    ),
+                );
                 None
             }
         }
@@ -919,19 +1033,30 @@ impl Loader {
         let mut ok = true;
         let chars = prefix.chars().count();
         if chars > MAX_TITLE_CHARS {
-            self.err(path, t.get("prefix").map_or(t.line, |n| n.line), format!("title prefix is {chars} characters; the limit is {MAX_TITLE_CHARS}"));
+            self.err(
+                path,
+                t.get("prefix").map_or(t.line, |n| n.line),
+                format!("title prefix is {chars} characters; the limit is {MAX_TITLE_CHARS}"),
+            );
             ok = false;
         }
         let fields = self.string_list(&t, "fields", path);
         if fields.len() > MAX_TITLE_FIELDS {
-            self.err(path, t.get("fields").map_or(t.line, |n| n.line), format!("title uses {} fields; the limit is {MAX_TITLE_FIELDS}", fields.len()));
+            self.err(
+                path,
+                t.get("fields").map_or(t.line, |n| n.line),
+                format!("title uses {} fields; the limit is {MAX_TITLE_FIELDS}", fields.len()),
+            );
             ok = false;
         }
         if prefix.is_empty() && fields.is_empty() {
             self.err(path, t.line, "title needs a `prefix` and/or `fields`");
             ok = false;
         }
-        ok.then(|| TitleTemplate { prefix, fields: fields.iter().map(|f| f.split('.').map(str::to_string).collect()).collect() })
+        ok.then(|| TitleTemplate {
+            prefix,
+            fields: fields.iter().map(|f| f.split('.').map(str::to_string).collect()).collect(),
+        })
     }
 
     fn field_values(&mut self, node: &Node, path: &str, d: Direction) -> Option<Vec<(String, FieldValue)>> {
@@ -953,7 +1078,11 @@ impl Loader {
                     None => continue,
                 },
                 Kind::Seq(_) | Kind::Map(_) => {
-                    self.err(path, v.line, format!("value of `{key}` must be a string, number, boolean or null, found {}", v.type_name()));
+                    self.err(
+                        path,
+                        v.line,
+                        format!("value of `{key}` must be a string, number, boolean or null, found {}", v.type_name()),
+                    );
                     continue;
                 }
                 _ => FieldValue::Literal(v.to_json()),

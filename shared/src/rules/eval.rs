@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 use crate::model::{Direction, RecordRef};
 
 use super::document::{
-    ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule, Rules, Scalar,
+    ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule,
+    Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
 use super::plan::{
@@ -58,7 +59,9 @@ pub enum SkipReason {
     /// The rule runs on the other side's events.
     OtherDirection,
     /// The record is of another object.
-    OtherObject { object: String },
+    OtherObject {
+        object: String,
+    },
     /// `applies_to: new_only` and the record/incident is not new.
     NotNew,
     ConditionsNotMet,
@@ -67,7 +70,9 @@ pub enum SkipReason {
     /// The conditions held, but every action was left out (see the action notes).
     NothingToDo,
     /// The text was written by the bridge itself; forwarding it would loop.
-    LoopPrevention { marker: String },
+    LoopPrevention {
+        marker: String,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -80,7 +85,9 @@ impl fmt::Display for SkipReason {
             SkipReason::ConditionsNotMet => f.write_str("conditions not met"),
             SkipReason::NoLink => f.write_str("no linked incident/record to act on"),
             SkipReason::NothingToDo => f.write_str("conditions met, but every action was left out"),
-            SkipReason::LoopPrevention { marker } => write!(f, "text starts with {marker}: written by the bridge, not forwarded"),
+            SkipReason::LoopPrevention { marker } => {
+                write!(f, "text starts with {marker}: written by the bridge, not forwarded")
+            }
         }
     }
 }
@@ -140,7 +147,11 @@ impl Rules {
                     actions: Vec::new(),
                 };
                 let mut planned = Vec::new();
-                let outcome = if set.enabled { evaluate_rule(rule, event, &mut ex, &mut planned) } else { Err(SkipReason::RulesetDisabled) };
+                let outcome = if set.enabled {
+                    evaluate_rule(rule, event, &mut ex, &mut planned)
+                } else {
+                    Err(SkipReason::RulesetDisabled)
+                };
                 match outcome {
                     Ok(()) => {
                         ex.ran = true;
@@ -164,11 +175,18 @@ fn describe(event: &Event) -> String {
             if r.is_new { "insert" } else { "update" },
             r.linked_incidents.len()
         ),
-        Event::Incident(e) => format!("{} on incident {} ({} linked record(s))", e.event_type, e.incident.id, e.linked_records.len()),
+        Event::Incident(e) => {
+            format!("{} on incident {} ({} linked record(s))", e.event_type, e.incident.id, e.linked_records.len())
+        }
     }
 }
 
-fn evaluate_rule(rule: &Rule, event: &Event, ex: &mut RuleExplanation, out: &mut Vec<Action>) -> Result<(), SkipReason> {
+fn evaluate_rule(
+    rule: &Rule,
+    event: &Event,
+    ex: &mut RuleExplanation,
+    out: &mut Vec<Action>,
+) -> Result<(), SkipReason> {
     match (rule.direction, event) {
         (Direction::SalesforceToPagerduty, Event::Record(rec)) => evaluate_record_rule(rule, rec, ex, out),
         (Direction::PagerdutyToSalesforce, Event::Incident(inc)) => evaluate_incident_rule(rule, inc, ex, out),
@@ -176,7 +194,12 @@ fn evaluate_rule(rule: &Rule, event: &Event, ex: &mut RuleExplanation, out: &mut
     }
 }
 
-fn evaluate_record_rule(rule: &Rule, rec: &RecordEvent, ex: &mut RuleExplanation, out: &mut Vec<Action>) -> Result<(), SkipReason> {
+fn evaluate_record_rule(
+    rule: &Rule,
+    rec: &RecordEvent,
+    ex: &mut RuleExplanation,
+    out: &mut Vec<Action>,
+) -> Result<(), SkipReason> {
     if !rule.object.eq_ignore_ascii_case(&rec.object) {
         return Err(SkipReason::OtherObject { object: rule.object.clone() });
     }
@@ -203,7 +226,12 @@ fn evaluate_record_rule(rule: &Rule, rec: &RecordEvent, ex: &mut RuleExplanation
     finish(ex)
 }
 
-fn evaluate_incident_rule(rule: &Rule, inc: &IncidentEvent, ex: &mut RuleExplanation, out: &mut Vec<Action>) -> Result<(), SkipReason> {
+fn evaluate_incident_rule(
+    rule: &Rule,
+    inc: &IncidentEvent,
+    ex: &mut RuleExplanation,
+    out: &mut Vec<Action>,
+) -> Result<(), SkipReason> {
     if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
         return Err(SkipReason::NotNew);
     }
@@ -211,7 +239,8 @@ fn evaluate_incident_rule(rule: &Rule, inc: &IncidentEvent, ex: &mut RuleExplana
     if inc.note.as_deref().is_some_and(|n| n.starts_with(INCIDENT_NOTE_MARKER)) {
         return Err(SkipReason::LoopPrevention { marker: INCIDENT_NOTE_MARKER.into() });
     }
-    let targets: Vec<&LinkedRecord> = inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object)).collect();
+    let targets: Vec<&LinkedRecord> =
+        inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object)).collect();
     let per_record = !targets.is_empty() && rule.conditions.iter().any(|c| matches!(c.field, Field::Salesforce { .. }));
     // Salesforce-field conditions are checked against each linked record; the rule acts on
     // those that match. Otherwise the conditions are checked once and it acts on all of them.
@@ -289,14 +318,22 @@ fn plan_record_action(
         let incident_id = incident.clone();
         out.push(match spec {
             ActionSpec::Acknowledge => Action::Acknowledge { incident_id },
-            ActionSpec::Resolve { resolution } => Action::Resolve { incident_id, resolution: resolution.as_ref().map(|t| t.render(ctx)) },
+            ActionSpec::Resolve { resolution } => {
+                Action::Resolve { incident_id, resolution: resolution.as_ref().map(|t| t.render(ctx)) }
+            }
             ActionSpec::SetPriority { priority } => Action::SetPriority { incident_id, priority: priority.clone() },
             ActionSpec::SetUrgency { urgency } => Action::SetUrgency { incident_id, urgency: *urgency },
-            ActionSpec::RunIncidentWorkflow { workflow_id } => Action::RunIncidentWorkflow { incident_id, workflow_id: workflow_id.clone() },
-            ActionSpec::RunAutomationAction { action_id } => Action::RunAutomationAction { incident_id, action_id: action_id.clone() },
-            ActionSpec::Reassign { user_ids, escalation_policy_id } => {
-                Action::Reassign { incident_id, user_ids: user_ids.clone(), escalation_policy_id: escalation_policy_id.clone() }
+            ActionSpec::RunIncidentWorkflow { workflow_id } => {
+                Action::RunIncidentWorkflow { incident_id, workflow_id: workflow_id.clone() }
             }
+            ActionSpec::RunAutomationAction { action_id } => {
+                Action::RunAutomationAction { incident_id, action_id: action_id.clone() }
+            }
+            ActionSpec::Reassign { user_ids, escalation_policy_id } => Action::Reassign {
+                incident_id,
+                user_ids: user_ids.clone(),
+                escalation_policy_id: escalation_policy_id.clone(),
+            },
             ActionSpec::AddResponders { user_ids, escalation_policy_ids, message } => Action::AddResponders {
                 incident_id,
                 user_ids: user_ids.clone(),
@@ -337,7 +374,10 @@ fn plan_incident_action(
             }
             let values = render_fields(fields, ctx);
             for r in matched {
-                out.push(Action::SetFields { record: RecordRef { object: r.object.clone(), id: r.id.clone() }, fields: values.clone() });
+                out.push(Action::SetFields {
+                    record: RecordRef { object: r.object.clone(), id: r.id.clone() },
+                    fields: values.clone(),
+                });
             }
             None
         }
@@ -456,7 +496,9 @@ fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
             let map = if *old { rec.old.as_ref() } else { Some(&rec.new) };
             map.and_then(|m| lookup(m, path)).map_or(Seen::Absent, Seen::Json)
         }
-        (Field::Salesforce { path, .. }, Subject::Incident(_, Some(r))) => lookup(&r.fields, path).map_or(Seen::Absent, Seen::Json),
+        (Field::Salesforce { path, .. }, Subject::Incident(_, Some(r))) => {
+            lookup(&r.fields, path).map_or(Seen::Absent, Seen::Json)
+        }
         (Field::Pagerduty(f), Subject::Incident(e, _)) => {
             let i = &e.incident;
             let text: Option<&str> = match f {
@@ -572,9 +614,13 @@ fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value, Option<Value>) {
         (Operator::NotEquals, Expected::One(e), Some(t)) => !text_eq(c, t, e),
         (Operator::NotEquals, Expected::One(_), None) => true,
         (Operator::Contains, Expected::One(e), Some(t)) => text_cmp(TextOp::Contains, t, &e.folded, c.case_sensitive),
-        (Operator::NotContains, Expected::One(e), Some(t)) => !text_cmp(TextOp::Contains, t, &e.folded, c.case_sensitive),
+        (Operator::NotContains, Expected::One(e), Some(t)) => {
+            !text_cmp(TextOp::Contains, t, &e.folded, c.case_sensitive)
+        }
         (Operator::NotContains, Expected::One(_), None) => true,
-        (Operator::StartsWith, Expected::One(e), Some(t)) => text_cmp(TextOp::StartsWith, t, &e.folded, c.case_sensitive),
+        (Operator::StartsWith, Expected::One(e), Some(t)) => {
+            text_cmp(TextOp::StartsWith, t, &e.folded, c.case_sensitive)
+        }
         (Operator::EndsWith, Expected::One(e), Some(t)) => text_cmp(TextOp::EndsWith, t, &e.folded, c.case_sensitive),
         (Operator::Matches, Expected::Regex(re), Some(t)) => re.is_match(t),
         (Operator::In, Expected::List(l), Some(t)) => l.iter().any(|e| text_eq(c, t, e)),

@@ -81,12 +81,17 @@ mod tests;
 
 pub use cache::{CachedRules, RulesCache, RulesCacheError, RulesSource};
 pub use document::{
-    ActionSpec, AppliesTo, Condition, DEFAULT_EXTERNAL_ID_FIELD, Expected, Field, FieldValue, MAX_TITLE_CHARS, MAX_TITLE_FIELDS, MatchMode,
-    Operator, PdField, Rule, RuleSet, Rules, Scalar, TitleTemplate, Urgency, ValidationError, ValidationErrors,
+    ActionSpec, AppliesTo, Condition, DEFAULT_EXTERNAL_ID_FIELD, Expected, Field, FieldValue, MAX_TITLE_CHARS,
+    MAX_TITLE_FIELDS, MatchMode, Operator, PdField, Rule, RuleSet, Rules, Scalar, TitleTemplate, Urgency,
+    ValidationError, ValidationErrors,
 };
-pub use eval::{ActionNote, ConditionCheck, Evaluation, Explanation, RuleExplanation, SkipReason, event_category, external_id, incident_key};
+pub use eval::{
+    ActionNote, ConditionCheck, Evaluation, Explanation, RuleExplanation, SkipReason, event_category, external_id,
+    incident_key,
+};
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
 pub use plan::{
-    Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, MAX_CASE_COMMENT_BYTES, Plan, PlannedAction, case_comment_bodies, truncate_chars,
+    Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, MAX_CASE_COMMENT_BYTES, Plan, PlannedAction,
+    case_comment_bodies, truncate_chars,
 };
 pub use template::Template;

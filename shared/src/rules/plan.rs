@@ -186,9 +186,10 @@ impl Plan {
             let found = self.0.iter().enumerate().position(|(i, existing)| match (&existing.action, &action) {
                 (Action::SetFields { record, .. }, Action::SetFields { record: r2, .. }) => record == r2,
                 (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) => record == r2,
-                (Action::CreateRecord { object, incident_id, .. }, Action::CreateRecord { object: o2, incident_id: i2, .. }) => {
-                    object == o2 && incident_id == i2
-                }
+                (
+                    Action::CreateRecord { object, incident_id, .. },
+                    Action::CreateRecord { object: o2, incident_id: i2, .. },
+                ) => object == o2 && incident_id == i2,
                 (a, b) => i < earlier && a == b,
             });
             let Some(index) = found else {
@@ -196,10 +197,12 @@ impl Plan {
                 continue;
             };
             let existing = &mut self.0[index];
-            if let (Action::SetFields { fields, .. }, Action::SetFields { fields: more, .. }) = (&mut existing.action, action) {
+            if let (Action::SetFields { fields, .. }, Action::SetFields { fields: more, .. }) =
+                (&mut existing.action, action)
+            {
                 fields.extend(more);
-                let named = existing.rule == rule
-                    || existing.rule.strip_suffix(rule).is_some_and(|head| head.ends_with(", "));
+                let named =
+                    existing.rule == rule || existing.rule.strip_suffix(rule).is_some_and(|head| head.ends_with(", "));
                 if !named {
                     existing.rule.push_str(", ");
                     existing.rule.push_str(rule);
@@ -227,7 +230,15 @@ impl std::fmt::Display for Plan {
             let detail = serde_json::to_value(&p.action).unwrap_or(Value::Null);
             let mut detail = detail.as_object().cloned().unwrap_or_default();
             detail.remove("type");
-            writeln!(f, "  {:>2}. {:<22} {:<40} rule {:?} (ruleset {:?})", i + 1, p.action.name(), p.action.target(), p.rule, p.ruleset)?;
+            writeln!(
+                f,
+                "  {:>2}. {:<22} {:<40} rule {:?} (ruleset {:?})",
+                i + 1,
+                p.action.name(),
+                p.action.target(),
+                p.rule,
+                p.ruleset
+            )?;
             writeln!(f, "      {}", Value::Object(detail))?;
         }
         Ok(())

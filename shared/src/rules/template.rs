@@ -129,9 +129,13 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
         });
     }
     Err(match direction {
-        Direction::PagerdutyToSalesforce => format!("unknown template variable `{{{{{name}}}}}`; use one of {INCIDENT_VARIABLES}"),
+        Direction::PagerdutyToSalesforce => {
+            format!("unknown template variable `{{{{{name}}}}}`; use one of {INCIDENT_VARIABLES}")
+        }
         Direction::SalesforceToPagerduty => {
-            format!("unknown template variable `{{{{{name}}}}}`; use `{{{{record.FIELD}}}}`, `{{{{record.id}}}}` or `{{{{record.object}}}}`")
+            format!(
+                "unknown template variable `{{{{{name}}}}}`; use `{{{{record.FIELD}}}}`, `{{{{record.id}}}}` or `{{{{record.object}}}}`"
+            )
         }
     })
 }

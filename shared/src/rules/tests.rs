@@ -180,14 +180,22 @@ fn every_pagerduty_field_and_event_type_name() {
         ("incident.priority_updated", "{field: pagerduty.event_type, operator: equals, value: custom}", true),
         ("incident.acknowledged", "{field: pagerduty.event_type, operator: equals, value: custom}", false),
         ("incident.annotated", "{field: pagerduty.event_type, operator: equals, value: incident.annotated}", true),
-        ("incident.resolved", "{field: pagerduty.event_type, operator: in, value: [acknowledge, incident.resolved]}", true),
+        (
+            "incident.resolved",
+            "{field: pagerduty.event_type, operator: in, value: [acknowledge, incident.resolved]}",
+            true,
+        ),
         ("incident.resolved", "{field: pagerduty.event_type, operator: not_in, value: [trigger, acknowledge]}", true),
         ("incident.acknowledged", "{field: pagerduty.title, operator: contains, value: latency}", true),
         ("incident.acknowledged", "{field: pagerduty.status, operator: equals, value: acknowledged}", true),
         ("incident.acknowledged", "{field: pagerduty.service, operator: equals, value: PSVC001}", true),
         ("incident.acknowledged", "{field: pagerduty.service_name, operator: starts_with, value: customer}", true),
         ("incident.acknowledged", "{field: pagerduty.escalation_policy, operator: equals, value: PEP0002}", false),
-        ("incident.acknowledged", "{field: pagerduty.escalation_policy_name, operator: matches, value: 'on-call$'}", true),
+        (
+            "incident.acknowledged",
+            "{field: pagerduty.escalation_policy_name, operator: matches, value: 'on-call$'}",
+            true,
+        ),
         ("incident.acknowledged", "{field: pagerduty.priority, operator: in, value: [P1, P2]}", true),
         ("incident.acknowledged", "{field: pagerduty.urgency, operator: equals, value: low}", false),
         ("incident.acknowledged", "{field: pagerduty.note, operator: is_empty}", true),
@@ -220,8 +228,11 @@ fn match_any_needs_one_condition_and_all_needs_every_one() {
 
 #[test]
 fn explanation_records_field_operator_expected_seen_and_case_sensitivity() {
-    let ev = s2p("{field: Status, operator: in, value: [Closed, Solved], case_sensitive: true}")
-        .evaluate(&record(json!({"Status": "New"}), Some(json!({})), &["Q1INC"]));
+    let ev = s2p("{field: Status, operator: in, value: [Closed, Solved], case_sensitive: true}").evaluate(&record(
+        json!({"Status": "New"}),
+        Some(json!({})),
+        &["Q1INC"],
+    ));
     let c = first_check(&ev);
     assert_eq!(&*c.field, "Status");
     assert_eq!(c.operator, Operator::In);
@@ -247,15 +258,22 @@ fn s2p_action(action: &str, applies_to: &str) -> Rules {
 #[test]
 fn every_pagerduty_action_targets_each_linked_incident() {
     let inc = |id: &str| id.to_string();
-    let table: Vec<(&str, Box<dyn Fn(String) -> Action>)> = vec![
+    type Expect = Box<dyn Fn(String) -> Action>;
+    let table: Vec<(&str, Expect)> = vec![
         ("acknowledge", Box::new(|incident_id| Action::Acknowledge { incident_id })),
         (
             "{resolve: {resolution: 'Case {{record.CaseNumber}} closed'}}",
             Box::new(|incident_id| Action::Resolve { incident_id, resolution: Some("Case 00001026 closed".into()) }),
         ),
         ("resolve", Box::new(|incident_id| Action::Resolve { incident_id, resolution: None })),
-        ("{set_priority: {priority: P2}}", Box::new(|incident_id| Action::SetPriority { incident_id, priority: "P2".into() })),
-        ("{set_urgency: {urgency: low}}", Box::new(|incident_id| Action::SetUrgency { incident_id, urgency: Urgency::Low })),
+        (
+            "{set_priority: {priority: P2}}",
+            Box::new(|incident_id| Action::SetPriority { incident_id, priority: "P2".into() }),
+        ),
+        (
+            "{set_urgency: {urgency: low}}",
+            Box::new(|incident_id| Action::SetUrgency { incident_id, urgency: Urgency::Low }),
+        ),
         (
             "{run_incident_workflow: {workflow: PWF1}}",
             Box::new(|incident_id| Action::RunIncidentWorkflow { incident_id, workflow_id: "PWF1".into() }),
@@ -274,7 +292,11 @@ fn every_pagerduty_action_targets_each_linked_incident() {
         ),
         (
             "{reassign: {escalation_policy: PEP9}}",
-            Box::new(|incident_id| Action::Reassign { incident_id, user_ids: vec![], escalation_policy_id: Some("PEP9".into()) }),
+            Box::new(|incident_id| Action::Reassign {
+                incident_id,
+                user_ids: vec![],
+                escalation_policy_id: Some("PEP9".into()),
+            }),
         ),
         (
             "{add_responders: {users: [PU1], escalation_policies: [PEP9], message: 'Help on {{record.CaseNumber}}'}}",
@@ -311,7 +333,8 @@ const CREATE: &str = "{create_incident: {service: PSVC1, escalation_policy: PEP1
 
 #[test]
 fn create_incident_builds_title_and_a_deterministic_incident_key() {
-    let rec = json!({"CaseNumber": "00001026", "Subject": "Checkout down", "Account": {"Name": "Acme"}, "Description": "d"});
+    let rec =
+        json!({"CaseNumber": "00001026", "Subject": "Checkout down", "Account": {"Name": "Acme"}, "Description": "d"});
     let plan = s2p_action(CREATE, "new_only").evaluate(&record(rec.clone(), None, &[])).plan;
     assert_eq!(plan.len(), 1);
     let want = Action::CreateIncident {
@@ -401,7 +424,9 @@ fn create_record_carries_an_external_id_and_links_unless_one_is_linked() {
         plan.0[0].action,
         Action::CreateRecord {
             object: "Escalation__c".into(),
-            fields: map(json!({"Name": "Checkout API latency above 2s", "Severity__c": 1, "PD_Key__c": want_id.clone()})),
+            fields: map(
+                json!({"Name": "Checkout API latency above 2s", "Severity__c": 1, "PD_Key__c": want_id.clone()})
+            ),
             external_id_field: "PD_Key__c".into(),
             external_id: want_id,
             link: true,
@@ -417,7 +442,9 @@ fn create_record_carries_an_external_id_and_links_unless_one_is_linked() {
 #[test]
 fn add_case_comment_prefixes_the_marker_and_splits_long_bodies() {
     let rules = p2s_action("{add_case_comment: {body: '{{note.content}}'}}");
-    let Event::Incident(mut inc) = incident("incident.annotated", vec![case("500A", json!({}))]) else { unreachable!() };
+    let Event::Incident(mut inc) = incident("incident.annotated", vec![case("500A", json!({}))]) else {
+        unreachable!()
+    };
     inc.note = Some("ä".repeat(4500)); // 9000 bytes
     let plan = rules.evaluate(&Event::Incident(inc)).plan;
     assert_eq!(plan.len(), 3);
@@ -476,7 +503,9 @@ fn bridge_written_comments_and_notes_are_not_forwarded() {
     assert!(matches!(ev.explanation.rules[0].skipped, Some(SkipReason::LoopPrevention { .. })));
 
     let note_rule = p2s_action("{add_case_comment: {body: '{{note.content}}'}}");
-    let Event::Incident(mut inc) = incident("incident.annotated", vec![case("500A", json!({}))]) else { unreachable!() };
+    let Event::Incident(mut inc) = incident("incident.annotated", vec![case("500A", json!({}))]) else {
+        unreachable!()
+    };
     inc.note = Some("[Salesforce] Case comment: hi".into());
     let ev = note_rule.evaluate(&Event::Incident(inc));
     assert!(ev.plan.is_empty());
@@ -549,7 +578,9 @@ fn the_example_rules_load_and_cover_the_case_flows() {
         &[],
     );
     let plan = r.evaluate(&sev1).plan;
-    assert!(matches!(&plan.0[0].action, Action::CreateIncident { urgency: Some(Urgency::High), title, .. } if title == "[Sev1] 00001026 - Acme - Checkout down"));
+    assert!(
+        matches!(&plan.0[0].action, Action::CreateIncident { urgency: Some(Urgency::High), title, .. } if title == "[Sev1] 00001026 - Acme - Checkout down")
+    );
     let ack = r.evaluate(&incident("incident.acknowledged", vec![case("500A", json!({"Status": "New"}))])).plan;
     assert!(matches!(&ack.0[0].action, Action::SetFields { fields, .. } if fields["Status"] == "Working"));
 }
@@ -731,8 +762,18 @@ fn templates_and_change_operators_are_checked_against_the_direction() {
     );
     has(&errs, 8, "ruleset \"s\" / rule \"p\" / condition 1", "compares a Salesforce record's old and new values");
     has(&errs, 9, "ruleset \"s\" / rule \"p\" / condition 2", "old values exist only");
-    has(&errs, 11, "ruleset \"s\" / rule \"p\" / action 1 (set_fields)", "unknown template variable `{{incident.url}}`");
-    has(&errs, 11, "ruleset \"s\" / rule \"p\" / action 1 (set_fields)", "`{{record.Id}}` exists only in salesforce_to_pagerduty");
+    has(
+        &errs,
+        11,
+        "ruleset \"s\" / rule \"p\" / action 1 (set_fields)",
+        "unknown template variable `{{incident.url}}`",
+    );
+    has(
+        &errs,
+        11,
+        "ruleset \"s\" / rule \"p\" / action 1 (set_fields)",
+        "`{{record.Id}}` exists only in salesforce_to_pagerduty",
+    );
 }
 
 #[test]
@@ -781,8 +822,14 @@ mod properties {
             any::<i64>().prop_map(Value::from),
             any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)),
             ".{0,12}".prop_map(Value::String),
-            prop_oneof![Just("Sev1"), Just("Closed"), Just("2026-11-22T10:00:00.000+0000"), Just("[PagerDuty] x"), Just("")]
-                .prop_map(|s| Value::String(s.into())),
+            prop_oneof![
+                Just("Sev1"),
+                Just("Closed"),
+                Just("2026-11-22T10:00:00.000+0000"),
+                Just("[PagerDuty] x"),
+                Just("")
+            ]
+            .prop_map(|s| Value::String(s.into())),
         ]
     }
 
@@ -790,7 +837,8 @@ mod properties {
         json_leaf().prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-                prop::collection::btree_map(field_name(), inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+                prop::collection::btree_map(field_name(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
     }

@@ -18,9 +18,7 @@ pub(crate) fn lookup<'a>(record: &'a Map<String, Value>, path: &[String]) -> Opt
 }
 
 fn field<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    record
-        .get(name)
-        .or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    record.get(name).or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 /// The text form of a value, as a condition compares it.
@@ -58,7 +56,11 @@ pub(crate) fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
     // Salesforce writes `+0000` (no colon); RFC 3339 parsing is much faster than a format
     // string, so put the colon in and use it.
     let b = t.as_bytes();
-    if b.len() > 16 && b.len() < 63 && matches!(b[b.len() - 5], b'+' | b'-') && b[b.len() - 4..].iter().all(u8::is_ascii_digit) {
+    if b.len() > 16
+        && b.len() < 63
+        && matches!(b[b.len() - 5], b'+' | b'-')
+        && b[b.len() - 4..].iter().all(u8::is_ascii_digit)
+    {
         let mut buf = [0u8; 64];
         let split = b.len() - 2;
         buf[..split].copy_from_slice(&b[..split]);

@@ -89,33 +89,27 @@ pub(crate) struct SyntaxError {
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::default();
-    loop {
-        let Some(next) = parser.next() else { break };
-        let (event, span) = next.map_err(|e| SyntaxError {
-            line: e.marker().line(),
-            message: e.info().to_string(),
-        })?;
+    for next in parser.by_ref() {
+        let (event, span) = next.map_err(|e| SyntaxError { line: e.marker().line(), message: e.info().to_string() })?;
         let line = span.start.line();
         match event {
             Event::StreamEnd => break,
             // Only the first document counts; a rules file has one.
-            Event::DocumentEnd => {
-                if builder.root.is_some() {
-                    break;
-                }
-            }
+            Event::DocumentEnd if builder.root.is_some() => break,
             Event::Scalar(value, style, anchor, _tag) => {
-                let kind = if style == ScalarStyle::Plain { plain_scalar(&value) } else { Kind::Str(value.into_owned()) };
+                let kind =
+                    if style == ScalarStyle::Plain { plain_scalar(&value) } else { Kind::Str(value.into_owned()) };
                 builder.push(Node { line, kind }, anchor)?;
             }
-            Event::SequenceStart(_, anchor, _) => builder.stack.push(Open { line, anchor, kind: OpenKind::Seq(Vec::new()) }),
-            Event::MappingStart(_, anchor, _) => builder.stack.push(Open {
-                line,
-                anchor,
-                kind: OpenKind::Map(Vec::new(), None),
-            }),
+            Event::SequenceStart(_, anchor, _) => {
+                builder.stack.push(Open { line, anchor, kind: OpenKind::Seq(Vec::new()) })
+            }
+            Event::MappingStart(_, anchor, _) => {
+                builder.stack.push(Open { line, anchor, kind: OpenKind::Map(Vec::new(), None) })
+            }
             Event::SequenceEnd | Event::MappingEnd => {
-                let open = builder.stack.pop().ok_or_else(|| SyntaxError { line, message: "unbalanced collection".into() })?;
+                let open =
+                    builder.stack.pop().ok_or_else(|| SyntaxError { line, message: "unbalanced collection".into() })?;
                 let kind = match open.kind {
                     OpenKind::Seq(items) => Kind::Seq(items),
                     OpenKind::Map(entries, _) => Kind::Map(entries),
@@ -123,10 +117,11 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
                 builder.push(Node { line: open.line, kind }, open.anchor)?;
             }
             Event::Alias(id) => {
-                let node = builder.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
-                    line,
-                    message: "alias to an unknown anchor".into(),
-                })?;
+                let node = builder
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .ok_or_else(|| SyntaxError { line, message: "alias to an unknown anchor".into() })?;
                 builder.push(Node { line, kind: node.kind }, 0)?;
             }
             _ => {}
