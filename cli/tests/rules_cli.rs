@@ -80,7 +80,8 @@ fn test_json_gives_plan_and_explanation_for_every_sample_event() {
         let out = syncctl(&["rules", "test", EXAMPLE, &event, "--json"]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        let types: Vec<&str> = v["plan"].as_array().unwrap().iter().map(|p| p["action"]["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> =
+            v["plan"].as_array().unwrap().iter().map(|p| p["action"]["type"].as_str().unwrap()).collect();
         assert_eq!(types, want, "{name}");
         assert_eq!(v["explanation"]["rules"].as_array().unwrap().len(), 8, "{name}");
     }

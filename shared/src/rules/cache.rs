@@ -208,10 +208,10 @@ mod tests {
         let (store, clock, cache) = setup();
         let at = clock.now();
         store.put_rules(GOOD_V1, "test", at).await.unwrap();
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r1");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r1");
         store.put_rules(GOOD_V2, "test", at).await.unwrap();
         clock.advance(Duration::seconds(59));
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r1");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r1");
         clock.advance(Duration::seconds(2));
         let now = cache.current().await.unwrap();
         assert_eq!(first_rule(&now), "r2");
@@ -252,9 +252,9 @@ mod tests {
         std::fs::write(&path, GOOD_V1).unwrap();
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let cache = RulesCache::from_file(&path, clock.clone(), Duration::seconds(10));
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r1");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r1");
         std::fs::write(&path, GOOD_V2).unwrap();
         clock.advance(Duration::seconds(11));
-        assert_eq!(first_rule(&*cache.current().await.unwrap()), "r2");
+        assert_eq!(first_rule(&cache.current().await.unwrap()), "r2");
     }
 }

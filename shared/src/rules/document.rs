@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use regex::{Regex, RegexBuilder};
 use serde::Serialize;
@@ -29,6 +30,8 @@ pub struct Rules {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub name: String,
+    /// `name`, shared into explanations without copying.
+    pub(crate) shared_name: Arc<str>,
     pub enabled: bool,
     pub rules: Vec<Rule>,
     pub line: usize,
@@ -38,6 +41,7 @@ pub struct RuleSet {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    pub(crate) shared_name: Arc<str>,
     pub direction: Direction,
     /// S→P: the object whose changes it watches. P→S: the object it acts on.
     pub object: String,
@@ -76,6 +80,9 @@ pub struct Condition {
     pub expected: Expected,
     pub case_sensitive: bool,
     pub line: usize,
+    /// `field_text` and `expected` as the explanation shows them, built once at load.
+    pub(crate) shared_field: Arc<str>,
+    pub(crate) expected_json: Option<Arc<serde_json::Value>>,
 }
 
 /// What a condition looks at.
@@ -573,7 +580,8 @@ impl Loader {
             Some((n, _)) => self.err(&path, n.line, format!("`rules` must be a list, found {}", n.type_name())),
             None => {}
         }
-        Some(RuleSet { name: name?, enabled, rules, line: node.line })
+        let name = name?;
+        Some(RuleSet { shared_name: name.as_str().into(), name, enabled, rules, line: node.line })
     }
 
     fn rule(&mut self, node: &Node, index: usize, set_path: &str) -> Option<Rule> {
@@ -651,8 +659,10 @@ impl Loader {
             Some((n, _)) => self.err(&path, n.line, format!("`actions` must be a list, found {}", n.type_name())),
             None => {}
         }
+        let name = name?;
         Some(Rule {
-            name: name?,
+            shared_name: name.as_str().into(),
+            name,
             direction,
             object: object?,
             match_mode,
@@ -778,7 +788,26 @@ impl Loader {
                 }
             },
         };
-        Some(Condition { field_text: field_text?, field: field?, operator, expected, case_sensitive, line: node.line })
+        let expected_json = match &expected {
+            Expected::None => None,
+            Expected::One(s) => Some(serde_json::Value::String(s.text.clone())),
+            Expected::List(l) => {
+                Some(serde_json::Value::Array(l.iter().map(|s| serde_json::Value::String(s.text.clone())).collect()))
+            }
+            Expected::Regex(r) => Some(serde_json::Value::String(r.as_str().to_string())),
+        }
+        .map(Arc::new);
+        let field_text = field_text?;
+        Some(Condition {
+            shared_field: field_text.as_str().into(),
+            field_text,
+            field: field?,
+            operator,
+            expected,
+            case_sensitive,
+            line: node.line,
+            expected_json,
+        })
     }
 
     fn field(&mut self, text: &str, path: &str, line: usize, direction: Direction) -> Option<Field> {

@@ -1,6 +1,8 @@
 //! Pure evaluation: event in, plan and explanation out.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -13,7 +15,9 @@ use super::document::{
     Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
-use super::plan::{Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, Plan, case_comment_bodies, truncate_chars};
+use super::plan::{
+    Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, INCIDENT_NOTE_PREFIX, Plan, case_comment_bodies, truncate_chars,
+};
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
 
@@ -35,8 +39,10 @@ pub struct Explanation {
 /// One rule's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleExplanation {
-    pub ruleset: String,
-    pub rule: String,
+    #[serde(serialize_with = "as_str")]
+    pub ruleset: Arc<str>,
+    #[serde(serialize_with = "as_str")]
+    pub rule: Arc<str>,
     pub ran: bool,
     /// Set when `ran` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,12 +98,17 @@ pub struct ConditionCheck {
     /// The linked record it was checked against (P→S rules with Salesforce-field conditions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
-    pub field: String,
+    #[serde(serialize_with = "as_str")]
+    pub field: Arc<str>,
     pub operator: Operator,
     /// The value(s) from the rule; absent for operators without a value.
-    pub expected: Option<Value>,
-    /// What the field held; `null` when absent. For `changed*`: `{"old": .., "new": ..}`.
+    #[serde(serialize_with = "as_value")]
+    pub expected: Option<Arc<Value>>,
+    /// What the field held (the new value for `changed*`); `null` when absent.
     pub saw: Value,
+    /// For `changed*`: the value before the update (`null` when absent or on insert).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saw_old: Option<Value>,
     pub case_sensitive: bool,
     pub matched: bool,
 }
@@ -109,7 +120,15 @@ pub struct ActionNote {
     /// Planned actions it produced (before de-duplication across rules).
     pub planned: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    pub note: Option<Cow<'static, str>>,
+}
+
+fn as_str<S: serde::Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v)
+}
+
+fn as_value<S: serde::Serializer>(v: &Option<Arc<Value>>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
 }
 
 impl Rules {
@@ -120,11 +139,11 @@ impl Rules {
         for set in &self.rulesets {
             for rule in &set.rules {
                 let mut ex = RuleExplanation {
-                    ruleset: set.name.clone(),
-                    rule: rule.name.clone(),
+                    ruleset: set.shared_name.clone(),
+                    rule: rule.shared_name.clone(),
                     ran: false,
                     skipped: None,
-                    conditions: Vec::new(),
+                    conditions: Vec::with_capacity(rule.conditions.len()),
                     actions: Vec::new(),
                 };
                 let mut planned = Vec::new();
@@ -265,13 +284,10 @@ fn plan_record_action(
     rec: &RecordEvent,
     ctx: &Context<'_>,
     out: &mut Vec<Action>,
-) -> Option<String> {
+) -> Option<Cow<'static, str>> {
     if let ActionSpec::CreateIncident { service_id, escalation_policy_id, urgency, priority, title, body } = spec {
         if !rec.linked_incidents.is_empty() {
-            return Some(format!(
-                "an incident is already linked ({}); not creating another",
-                rec.linked_incidents.join(", ")
-            ));
+            return Some("an incident is already linked; not creating another".into());
         }
         let fields: Vec<String> = title
             .fields
@@ -326,8 +342,14 @@ fn plan_record_action(
             },
             ActionSpec::AddNote { content } => {
                 let text = content.render(ctx);
-                let prefix = format!("{INCIDENT_NOTE_MARKER} ");
-                let content = if text.starts_with(INCIDENT_NOTE_MARKER) { text } else { format!("{prefix}{text}") };
+                let content = if text.starts_with(INCIDENT_NOTE_MARKER) {
+                    text
+                } else {
+                    let mut with_marker = String::with_capacity(INCIDENT_NOTE_PREFIX.len() + text.len());
+                    with_marker.push_str(INCIDENT_NOTE_PREFIX);
+                    with_marker.push_str(&text);
+                    with_marker
+                };
                 Action::AddNote { incident_id, content }
             }
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
@@ -344,11 +366,11 @@ fn plan_incident_action(
     matched: &[&LinkedRecord],
     ctx: &Context<'_>,
     out: &mut Vec<Action>,
-) -> Option<String> {
+) -> Option<Cow<'static, str>> {
     match spec {
         ActionSpec::SetFields { fields } => {
             if matched.is_empty() {
-                return Some(format!("no linked {} record", rule.object));
+                return Some("no linked record of the rule's object".into());
             }
             let values = render_fields(fields, ctx);
             for r in matched {
@@ -376,7 +398,7 @@ fn plan_incident_action(
         }
         ActionSpec::CreateRecord { object, fields, external_id_field, link } => {
             if let Some(existing) = inc.linked_records.iter().find(|r| r.object.eq_ignore_ascii_case(object)) {
-                return Some(format!("a {object} is already linked ({}); not creating another", existing.id));
+                return Some(format!("a {object} is already linked ({}); not creating another", existing.id).into());
             }
             let external_id = external_id(&inc.incident.id, &rule.name);
             let mut values = render_fields(fields, ctx);
@@ -439,11 +461,12 @@ enum Seen<'a> {
 }
 
 impl Seen<'_> {
-    fn text(&self) -> Option<String> {
+    fn text(&self) -> Option<Cow<'_, str>> {
         match self {
             Seen::Absent => None,
-            Seen::Text(t) => Some((*t).to_string()),
-            Seen::Json(v) => Some(value_text(v)),
+            Seen::Text(t) => Some(Cow::Borrowed(t)),
+            Seen::Json(Value::String(s)) => Some(Cow::Borrowed(s)),
+            Seen::Json(v) => Some(Cow::Owned(value_text(v))),
         }
     }
 
@@ -514,15 +537,16 @@ fn check_conditions(rule: &Rule, subject: &Subject<'_>, record: Option<&str>, lo
     let mut all = true;
     let mut any = false;
     for c in &rule.conditions {
-        let (matched, saw) = check(c, subject);
+        let (matched, saw, saw_old) = check(c, subject);
         all &= matched;
         any |= matched;
         log.push(ConditionCheck {
             record: record.map(str::to_string),
-            field: c.field_text.clone(),
+            field: c.shared_field.clone(),
             operator: c.operator,
-            expected: expected_json(&c.expected),
+            expected: c.expected_json.clone(),
             saw,
+            saw_old,
             case_sensitive: c.case_sensitive,
             matched,
         });
@@ -534,17 +558,35 @@ fn check_conditions(rule: &Rule, subject: &Subject<'_>, record: Option<&str>, lo
     }
 }
 
-fn expected_json(e: &Expected) -> Option<Value> {
-    match e {
-        Expected::None => None,
-        Expected::One(s) => Some(Value::String(s.text.clone())),
-        Expected::List(l) => Some(Value::Array(l.iter().map(|s| Value::String(s.text.clone())).collect())),
-        Expected::Regex(r) => Some(Value::String(r.as_str().to_string())),
-    }
+/// Text comparison against an expected value already folded at load. ASCII text (nearly all
+/// Salesforce picklists and ids) compares without allocating.
+#[derive(Clone, Copy)]
+enum TextOp {
+    Eq,
+    Contains,
+    StartsWith,
+    EndsWith,
 }
 
-fn fold(text: &str, case_sensitive: bool) -> String {
-    if case_sensitive { text.to_string() } else { text.to_lowercase() }
+fn text_cmp(op: TextOp, seen: &str, folded: &str, case_sensitive: bool) -> bool {
+    if case_sensitive {
+        return match op {
+            TextOp::Eq => seen == folded,
+            TextOp::Contains => seen.contains(folded),
+            TextOp::StartsWith => seen.starts_with(folded),
+            TextOp::EndsWith => seen.ends_with(folded),
+        };
+    }
+    if !seen.is_ascii() {
+        return text_cmp(op, &seen.to_lowercase(), folded, true);
+    }
+    let (s, e) = (seen.as_bytes(), folded.as_bytes());
+    match op {
+        TextOp::Eq => s.eq_ignore_ascii_case(e),
+        TextOp::StartsWith => s.len() >= e.len() && s[..e.len()].eq_ignore_ascii_case(e),
+        TextOp::EndsWith => s.len() >= e.len() && s[s.len() - e.len()..].eq_ignore_ascii_case(e),
+        TextOp::Contains => e.is_empty() || s.windows(e.len()).any(|w| w.eq_ignore_ascii_case(e)),
+    }
 }
 
 /// Text equality; for the event type, `acknowledge` style names compare with the category and
@@ -555,10 +597,10 @@ fn text_eq(c: &Condition, seen: &str, expected: &Scalar) -> bool {
     } else {
         seen
     };
-    fold(seen, c.case_sensitive) == expected.folded
+    text_cmp(TextOp::Eq, seen, &expected.folded, c.case_sensitive)
 }
 
-fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
+fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value, Option<Value>) {
     if matches!(c.operator, Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom) {
         return check_change(c, subject);
     }
@@ -571,11 +613,15 @@ fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
         (Operator::Equals, Expected::One(e), Some(t)) => text_eq(c, t, e),
         (Operator::NotEquals, Expected::One(e), Some(t)) => !text_eq(c, t, e),
         (Operator::NotEquals, Expected::One(_), None) => true,
-        (Operator::Contains, Expected::One(e), Some(t)) => fold(t, c.case_sensitive).contains(&e.folded),
-        (Operator::NotContains, Expected::One(e), Some(t)) => !fold(t, c.case_sensitive).contains(&e.folded),
+        (Operator::Contains, Expected::One(e), Some(t)) => text_cmp(TextOp::Contains, t, &e.folded, c.case_sensitive),
+        (Operator::NotContains, Expected::One(e), Some(t)) => {
+            !text_cmp(TextOp::Contains, t, &e.folded, c.case_sensitive)
+        }
         (Operator::NotContains, Expected::One(_), None) => true,
-        (Operator::StartsWith, Expected::One(e), Some(t)) => fold(t, c.case_sensitive).starts_with(&e.folded),
-        (Operator::EndsWith, Expected::One(e), Some(t)) => fold(t, c.case_sensitive).ends_with(&e.folded),
+        (Operator::StartsWith, Expected::One(e), Some(t)) => {
+            text_cmp(TextOp::StartsWith, t, &e.folded, c.case_sensitive)
+        }
+        (Operator::EndsWith, Expected::One(e), Some(t)) => text_cmp(TextOp::EndsWith, t, &e.folded, c.case_sensitive),
         (Operator::Matches, Expected::Regex(re), Some(t)) => re.is_match(t),
         (Operator::In, Expected::List(l), Some(t)) => l.iter().any(|e| text_eq(c, t, e)),
         (Operator::NotIn, Expected::List(l), Some(t)) => !l.iter().any(|e| text_eq(c, t, e)),
@@ -584,7 +630,7 @@ fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
         (Operator::LessThan, Expected::One(e), Some(_)) => compare(&seen, e) == Some(std::cmp::Ordering::Less),
         _ => false,
     };
-    (matched, saw)
+    (matched, saw, None)
 }
 
 /// Numbers compare as numbers, dates as instants; anything else does not compare.
@@ -604,17 +650,17 @@ fn compare(seen: &Seen<'_>, expected: &Scalar) -> Option<std::cmp::Ordering> {
     Some(got.cmp(&want))
 }
 
-fn check_change(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
+fn check_change(c: &Condition, subject: &Subject<'_>) -> (bool, Value, Option<Value>) {
     let (Field::Salesforce { path, .. }, Subject::Record(rec)) = (&c.field, subject) else {
-        return (false, Value::Null);
+        return (false, Value::Null, Some(Value::Null));
     };
     let new = lookup(&rec.new, path);
+    let saw = new.cloned().unwrap_or(Value::Null);
     let Some(old_map) = rec.old.as_ref() else {
         // An insert has no old values: nothing changed.
-        return (false, serde_json::json!({"old": null, "new": new.cloned()}));
+        return (false, saw, Some(Value::Null));
     };
     let old = lookup(old_map, path);
-    let saw = serde_json::json!({"old": old.cloned(), "new": new.cloned()});
     let changed = old != new;
     let eq = |v: Option<&Value>| match (&c.expected, v) {
         (Expected::One(e), Some(v)) => text_eq(c, &value_text(v), e),
@@ -626,7 +672,7 @@ fn check_change(c: &Condition, subject: &Subject<'_>) -> (bool, Value) {
         Operator::ChangedFrom => changed && eq(old),
         _ => false,
     };
-    (matched, saw)
+    (matched, saw, Some(old.cloned().unwrap_or(Value::Null)))
 }
 
 fn short(v: &Value, max: usize) -> String {
@@ -663,7 +709,10 @@ impl fmt::Display for Explanation {
                     c.field,
                     c.operator,
                     if c.case_sensitive { "case-sensitive" } else { "case-insensitive" },
-                    short(&c.saw, 60)
+                    match &c.saw_old {
+                        Some(old) => format!("{} → {}", short(old, 30), short(&c.saw, 30)),
+                        None => short(&c.saw, 60),
+                    }
                 )?;
             }
             for a in &r.actions {

@@ -11,6 +11,10 @@ use super::document::Urgency;
 pub const CASE_COMMENT_MARKER: &str = "[PagerDuty]";
 /// Marker that starts every incident note the bridge writes (loop prevention).
 pub const INCIDENT_NOTE_MARKER: &str = "[Salesforce]";
+/// [`CASE_COMMENT_MARKER`] and the space after it.
+pub(crate) const CASE_COMMENT_PREFIX: &str = "[PagerDuty] ";
+/// [`INCIDENT_NOTE_MARKER`] and the space after it.
+pub(crate) const INCIDENT_NOTE_PREFIX: &str = "[Salesforce] ";
 /// Salesforce's limit on `CaseComment.CommentBody`, in bytes.
 pub const MAX_CASE_COMMENT_BYTES: usize = 4000;
 
@@ -178,35 +182,32 @@ impl Plan {
     /// incidents for one case.
     pub(crate) fn push_rule(&mut self, rule: &str, ruleset: &str, actions: Vec<Action>) {
         let earlier = self.0.len();
-        'next: for action in actions {
-            for (i, existing) in self.0.iter_mut().enumerate() {
-                match (&mut existing.action, &action) {
-                    (Action::SetFields { record, fields }, Action::SetFields { record: r2, fields: f2 })
-                        if record == r2 =>
-                    {
-                        for (k, v) in f2 {
-                            fields.insert(k.clone(), v.clone());
-                        }
-                        if !existing.rule.split(", ").any(|r| r == rule) {
-                            existing.rule.push_str(", ");
-                            existing.rule.push_str(rule);
-                        }
-                        continue 'next;
-                    }
-                    (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. })
-                        if record == r2 =>
-                    {
-                        continue 'next;
-                    }
-                    (
-                        Action::CreateRecord { object, incident_id, .. },
-                        Action::CreateRecord { object: o2, incident_id: i2, .. },
-                    ) if object == o2 && incident_id == i2 => continue 'next,
-                    (a, b) if i < earlier && a == b => continue 'next,
-                    _ => {}
+        for action in actions {
+            let found = self.0.iter().enumerate().position(|(i, existing)| match (&existing.action, &action) {
+                (Action::SetFields { record, .. }, Action::SetFields { record: r2, .. }) => record == r2,
+                (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) => record == r2,
+                (
+                    Action::CreateRecord { object, incident_id, .. },
+                    Action::CreateRecord { object: o2, incident_id: i2, .. },
+                ) => object == o2 && incident_id == i2,
+                (a, b) => i < earlier && a == b,
+            });
+            let Some(index) = found else {
+                self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
+                continue;
+            };
+            let existing = &mut self.0[index];
+            if let (Action::SetFields { fields, .. }, Action::SetFields { fields: more, .. }) =
+                (&mut existing.action, action)
+            {
+                fields.extend(more);
+                let named =
+                    existing.rule == rule || existing.rule.strip_suffix(rule).is_some_and(|head| head.ends_with(", "));
+                if !named {
+                    existing.rule.push_str(", ");
+                    existing.rule.push_str(rule);
                 }
             }
-            self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
         }
     }
 }
@@ -255,8 +256,8 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
 /// Prefixes `body` with the Case Comment marker and splits it into comments of at most
 /// [`MAX_CASE_COMMENT_BYTES`] bytes each, on UTF-8 boundaries; every part carries the marker.
 pub fn case_comment_bodies(body: &str) -> Vec<String> {
-    let prefix = format!("{CASE_COMMENT_MARKER} ");
-    let body = body.strip_prefix(&prefix).unwrap_or(body);
+    let prefix = CASE_COMMENT_PREFIX;
+    let body = body.strip_prefix(prefix).unwrap_or(body);
     let room = MAX_CASE_COMMENT_BYTES - prefix.len();
     let mut parts = Vec::new();
     let mut rest = body;

@@ -234,9 +234,9 @@ fn explanation_records_field_operator_expected_seen_and_case_sensitivity() {
         &["Q1INC"],
     ));
     let c = first_check(&ev);
-    assert_eq!(c.field, "Status");
+    assert_eq!(&*c.field, "Status");
     assert_eq!(c.operator, Operator::In);
-    assert_eq!(c.expected, Some(json!(["Closed", "Solved"])));
+    assert_eq!(c.expected.as_deref(), Some(&json!(["Closed", "Solved"])));
     assert_eq!(c.saw, json!("New"));
     assert!(c.case_sensitive && !c.matched);
     let text = ev.explanation.to_string();
@@ -258,7 +258,8 @@ fn s2p_action(action: &str, applies_to: &str) -> Rules {
 #[test]
 fn every_pagerduty_action_targets_each_linked_incident() {
     let inc = |id: &str| id.to_string();
-    let table: Vec<(&str, Box<dyn Fn(String) -> Action>)> = vec![
+    type Expect = Box<dyn Fn(String) -> Action>;
+    let table: Vec<(&str, Expect)> = vec![
         ("acknowledge", Box::new(|incident_id| Action::Acknowledge { incident_id })),
         (
             "{resolve: {resolution: 'Case {{record.CaseNumber}} closed'}}",

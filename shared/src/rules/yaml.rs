@@ -89,18 +89,13 @@ pub(crate) struct SyntaxError {
 pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut builder = Builder::default();
-    loop {
-        let Some(next) = parser.next() else { break };
+    for next in parser.by_ref() {
         let (event, span) = next.map_err(|e| SyntaxError { line: e.marker().line(), message: e.info().to_string() })?;
         let line = span.start.line();
         match event {
             Event::StreamEnd => break,
             // Only the first document counts; a rules file has one.
-            Event::DocumentEnd => {
-                if builder.root.is_some() {
-                    break;
-                }
-            }
+            Event::DocumentEnd if builder.root.is_some() => break,
             Event::Scalar(value, style, anchor, _tag) => {
                 let kind =
                     if style == ScalarStyle::Plain { plain_scalar(&value) } else { Kind::Str(value.into_owned()) };
