@@ -17,3 +17,4 @@ pub mod salesforce;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod wiring;

@@ -3,5 +3,6 @@
 
 pub mod faults;
 pub mod harness;
+pub mod moto;
 pub mod pagerduty;
 pub mod salesforce;

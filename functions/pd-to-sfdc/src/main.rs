@@ -1,5 +1,24 @@
-//! Lambda entry point: wires configuration, clients and stores, then hands events to `shared`.
+//! `pd-to-sfdc` Lambda (`POST /pagerduty/webhook`): wires the context once, then hands every
+//! webhook delivery to `shared::handler::pd_to_sfdc`.
 
-fn main() {
-    println!("not wired yet");
+use lambda_http::{Error, Request, service_fn};
+use shared::handler::pd_to_sfdc;
+use shared::telemetry::metrics;
+use shared::{lambda, wiring};
+
+const FUNCTION: &str = "pd-to-sfdc";
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let ctx = wiring::from_environment(FUNCTION, wiring::Needs { pagerduty: false, salesforce: true }).await?;
+    let emf = metrics::init_emf(FUNCTION);
+    lambda_http::run(service_fn(|request: Request| {
+        let ctx = &ctx;
+        async move {
+            let reply = pd_to_sfdc::handle(ctx, lambda::to_inbound(&request)).await;
+            metrics::flush(emf);
+            Ok::<_, Error>(lambda::to_response(reply))
+        }
+    }))
+    .await
 }

@@ -1,5 +1,26 @@
-//! Lambda entry point: wires configuration, clients and stores, then hands events to `shared`.
+//! `retry` Lambda (SQS retry queue, `ReportBatchItemFailures`): wires the context once, then
+//! hands every batch to `shared::handler::retry`.
 
-fn main() {
-    println!("not wired yet");
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::handler::retry;
+use shared::telemetry::metrics;
+use shared::{lambda, wiring};
+
+const FUNCTION: &str = "retry";
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let ctx = wiring::from_environment(FUNCTION, wiring::Needs { pagerduty: true, salesforce: true }).await?;
+    let emf = metrics::init_emf(FUNCTION);
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let ctx = &ctx;
+        async move {
+            let deadline = lambda::deadline(&event.context);
+            let failed = retry::handle_batch(ctx, lambda::to_messages(event.payload), deadline).await;
+            metrics::flush(emf);
+            Ok::<SqsBatchResponse, Error>(lambda::batch_response(failed))
+        }
+    }))
+    .await
 }

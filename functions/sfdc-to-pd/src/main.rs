@@ -1,5 +1,25 @@
-//! Lambda entry point: wires configuration, clients and stores, then hands events to `shared`.
+//! `sfdc-to-pd` Lambda (`POST /salesforce/records`, `POST /salesforce/outbound-message`): wires
+//! the context once, then hands every request to `shared::handler::sfdc_to_pd`.
 
-fn main() {
-    println!("not wired yet");
+use lambda_http::{Error, Request, service_fn};
+use shared::handler::sfdc_to_pd;
+use shared::telemetry::metrics;
+use shared::{lambda, wiring};
+
+const FUNCTION: &str = "sfdc-to-pd";
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let ctx = wiring::from_environment(FUNCTION, wiring::Needs { pagerduty: true, salesforce: false }).await?;
+    let emf = metrics::init_emf(FUNCTION);
+    lambda_http::run(service_fn(|request: Request| {
+        let ctx = &ctx;
+        async move {
+            let path = request.uri().path().to_string();
+            let reply = sfdc_to_pd::handle(ctx, &path, lambda::to_inbound(&request)).await;
+            metrics::flush(emf);
+            Ok::<_, Error>(lambda::to_response(reply))
+        }
+    }))
+    .await
 }

@@ -1,0 +1,199 @@
+//! `syncctl doctor`: PagerDuty's "Connection OK", and every other link in the chain. Each check
+//! prints OK or what to fix; the exit code is non-zero when any fails.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use shared::clock::{Clock, SystemClock};
+use shared::config::Config;
+use shared::pagerduty::PagerdutyClient;
+use shared::retry::queue::Queue;
+use shared::retry::sqs::SqsQueue;
+use shared::rules::Rules;
+use shared::salesforce::{Authenticator, JwtCredentials};
+use shared::secrets::{CachedSecrets, SecretsManagerSource};
+use shared::store::RulesStore;
+use shared::store::dynamodb::DynamoStore;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The public URL of POST /pagerduty/webhook (stack output PagerDutyWebhookUrl): the
+    /// subscription must point there.
+    #[arg(long, env = "PAGERDUTY_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+}
+
+/// One line of the report.
+pub struct Check {
+    pub name: &'static str,
+    pub result: Result<String, String>,
+}
+
+fn print(checks: &[Check]) -> bool {
+    let mut healthy = true;
+    for check in checks {
+        match &check.result {
+            Ok(detail) => println!("OK    {:<34} {detail}", check.name),
+            Err(fix) => {
+                healthy = false;
+                println!("FAIL  {:<34} {fix}", check.name);
+            }
+        }
+    }
+    healthy
+}
+
+pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
+    let checks = diagnose(args.webhook_url.as_deref()).await;
+    Ok(if print(&checks) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Runs every check it can; a failed prerequisite fails the checks that need it.
+pub async fn diagnose(webhook_url: Option<&str>) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let config = match Config::from_env() {
+        Ok(config) => {
+            checks.push(Check { name: "configuration", result: Ok("every variable present and well formed".into()) });
+            config
+        }
+        Err(err) => {
+            checks.push(Check { name: "configuration", result: Err(err.to_string()) });
+            return checks;
+        }
+    };
+    let sdk = super::aws::sdk().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets = CachedSecrets::new(
+        Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk))),
+        clock.clone(),
+        config.secrets_max_age,
+    );
+    let http = reqwest_client();
+
+    // PagerDuty: token, From user, webhook subscription.
+    match secrets.pagerduty_token(&config.pagerduty_token_secret_id).await {
+        Err(err) => checks.push(Check { name: "PagerDuty token secret", result: Err(err.to_string()) }),
+        Ok(token) => {
+            checks.push(Check { name: "PagerDuty token secret", result: Ok("readable".into()) });
+            let pd = PagerdutyClient::new(
+                http.clone(),
+                config.pagerduty_api_base.clone(),
+                token.expose().to_string(),
+                config.pagerduty_from_email.clone(),
+            );
+            checks.push(Check {
+                name: "PagerDuty token and From user",
+                result: match pd.find_user_by_email(&config.pagerduty_from_email).await {
+                    Ok(Some(user)) => Ok(format!("token accepted; From user {} is {}", config.pagerduty_from_email, user.id)),
+                    Ok(None) => Err(format!(
+                        "token accepted, but no PagerDuty user has the email {}: create the integration user or fix PAGERDUTY_FROM_EMAIL",
+                        config.pagerduty_from_email
+                    )),
+                    Err(err) => Err(format!("{err}; create a new REST API key and store it with `{{\"token\": ...}}`")),
+                },
+            });
+            checks.push(Check {
+                name: "PagerDuty webhook subscription",
+                result: match pd.list_webhook_subscriptions().await {
+                    Err(err) => Err(err.to_string()),
+                    Ok(subs) => {
+                        let ours: Vec<_> = subs
+                            .iter()
+                            .filter(|s| match (webhook_url, s.url.as_deref()) {
+                                (Some(want), Some(url)) => url == want,
+                                (None, Some(url)) => url.ends_with("/pagerduty/webhook"),
+                                _ => false,
+                            })
+                            .collect();
+                        match ours.iter().find(|s| s.active) {
+                            Some(sub) => Ok(format!("{} is active", sub.id)),
+                            None if !ours.is_empty() => Err(format!(
+                                "subscription {} points here but is disabled (PagerDuty disables one that keeps failing): fix the cause, then enable it",
+                                ours[0].id
+                            )),
+                            None => Err("no webhook subscription points at this bridge: run `syncctl setup pagerduty-webhook --url <PagerDutyWebhookUrl>`".into()),
+                        }
+                    }
+                },
+            });
+        }
+    }
+    checks.push(Check {
+        name: "PagerDuty webhook signing secret",
+        result: secrets
+            .webhook_secrets(&config.pagerduty_webhook_secret_id)
+            .await
+            .map(|s| format!("{} secret(s) accepted", s.iter().count()))
+            .map_err(|e| e.to_string()),
+    });
+
+    // Salesforce: JWT minting.
+    let jwt = match secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await {
+        Err(err) => Err(err.to_string()),
+        Ok(json) => JwtCredentials::from_secret_json(&json).map_err(|e| e.to_string()),
+    };
+    checks.push(Check {
+        name: "Salesforce JWT login",
+        result: match jwt {
+            Err(err) => Err(err),
+            Ok(creds) => {
+                let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
+                match Authenticator::new(http.clone(), login, creds, clock.clone()).mint().await {
+                    Ok(token) => Ok(format!("token minted for {}", token.instance_url)),
+                    Err(err) => Err(err.to_string()),
+                }
+            }
+        },
+    });
+    checks.push(Check {
+        name: "Salesforce inbound signing secret",
+        result: secrets
+            .inbound_secrets(&config.salesforce_inbound_secret_id)
+            .await
+            .map(|s| format!("{} secret(s) accepted", s.iter().count()))
+            .map_err(|e| e.to_string()),
+    });
+
+    // AWS: table and rules, queues.
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+    checks.push(Check {
+        name: "DynamoDB table and rules",
+        result: match store.current_rules().await {
+            Err(err) => Err(err.to_string()),
+            Ok(None) => {
+                Err("no rules stored: validate with `syncctl rules check FILE`, then `syncctl rules push FILE`".into())
+            }
+            Ok(Some(stored)) => match Rules::from_yaml(&stored.document) {
+                Ok(rules) => Ok(format!("rules version {} is valid ({} rule(s))", stored.version, rules.rule_count())),
+                Err(errors) => Err(format!("stored rules version {} is invalid:\n{errors}", stored.version)),
+            },
+        },
+    });
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let retry = SqsQueue::new(sqs.clone(), &config.retry_queue_url);
+    checks.push(Check {
+        name: "retry queue",
+        result: retry
+            .approximate_depth()
+            .await
+            .map(|n| format!("reachable, {n} message(s) waiting"))
+            .map_err(|e| e.to_string()),
+    });
+    let dlq = SqsQueue::new(sqs, &config.dlq_url);
+    checks.push(Check {
+        name: "dead-letter queue",
+        result: match dlq.approximate_depth().await {
+            Ok(0) => Ok("reachable and empty".into()),
+            Ok(n) => {
+                Err(format!("{n} dead letter(s): inspect with `syncctl dlq list`, fix, then `syncctl dlq replay`"))
+            }
+            Err(err) => Err(err.to_string()),
+        },
+    });
+    checks
+}
+
+fn reqwest_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().expect("http client")
+}

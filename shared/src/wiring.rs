@@ -1,0 +1,104 @@
+//! Builds the run-time [`Context`] from [`Config`] and the AWS environment, once per cold start.
+//! Each function's `main.rs` calls [`from_environment`] and hands the context to its handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, RulesSource};
+use crate::handler::context::{Context, Parts, Settings};
+use crate::handler::settle::RetryPolicy;
+use crate::pagerduty::PagerdutyClient;
+use crate::retry::breaker::BreakerPolicy;
+use crate::retry::sqs::SqsQueue;
+use crate::rules::RulesCache;
+use crate::salesforce::{Authenticator, JwtCredentials, SalesforceClient, SalesforceError};
+use crate::secrets::{CachedSecrets, SecretsError, SecretsManagerSource};
+
+/// Which downstream services a function calls; the others' credentials are not read at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    pub pagerduty: bool,
+    pub salesforce: bool,
+}
+
+/// Why a function could not start. Each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot read a secret at start-up: {0}")]
+    Secret(#[from] SecretsError),
+    #[error("the Salesforce connected-app secret is unusable: {0}")]
+    Salesforce(#[from] SalesforceError),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Reads the environment, initialises logging and builds the context for `function`.
+pub async fn from_environment(function: &str, needs: Needs) -> Result<Context, WiringError> {
+    let config = Config::from_env()?;
+    crate::telemetry::init_logging(&config.log_level);
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let context = build(&config, &sdk, needs).await?;
+    tracing::info!(function, table = %config.table_name, "function initialised");
+    Ok(context)
+}
+
+/// Builds the context from an explicit configuration (tests against moto use this).
+pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -> Result<Context, WiringError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // One HTTP client per process: connection pools survive warm invocations.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let stores = crate::store::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let secrets = Arc::new(CachedSecrets::new(
+        Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(sdk))),
+        clock.clone(),
+        config.secrets_max_age,
+    ));
+    let token = if needs.pagerduty {
+        secrets.pagerduty_token(&config.pagerduty_token_secret_id).await?.expose().to_string()
+    } else {
+        String::new()
+    };
+    let pagerduty = PagerdutyClient::new(
+        http.clone(),
+        config.pagerduty_api_base.clone(),
+        token,
+        config.pagerduty_from_email.clone(),
+    );
+    let credentials = if needs.salesforce {
+        JwtCredentials::from_secret_json(&secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await?)?
+    } else {
+        JwtCredentials { consumer_key: String::new(), username: String::new(), private_key_pem: String::new() }
+    };
+    let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
+    let auth = Arc::new(Authenticator::new(http.clone(), login, credentials, clock.clone()));
+    let salesforce = SalesforceClient::new(http, auth, config.salesforce_api_version.clone());
+    let rules_age = chrono::Duration::from_std(config.rules_max_age).unwrap_or(chrono::Duration::seconds(60));
+    let rules = match &config.rules_source {
+        RulesSource::Table => RulesCache::from_store(stores.rules.clone(), clock.clone(), rules_age),
+        RulesSource::File(path) => RulesCache::from_file(path.clone(), clock.clone(), rules_age),
+    };
+    Ok(Context::new(Parts {
+        stores,
+        clock,
+        secrets,
+        rules: Arc::new(rules),
+        retry_queue: Arc::new(SqsQueue::new(sqs.clone(), config.retry_queue_url.clone())),
+        dead_letter_queue: Arc::new(SqsQueue::new(sqs, config.dlq_url.clone())),
+        pagerduty,
+        salesforce,
+        settings: Settings {
+            webhook_secret_id: config.pagerduty_webhook_secret_id.clone(),
+            inbound_secret_id: config.salesforce_inbound_secret_id.clone(),
+            org_id: config.salesforce_org_id.clone(),
+            integration_user: config.salesforce_integration_user.clone(),
+            ..Settings::default()
+        },
+        idempotency_ttl: config.idempotency_ttl,
+        retry_policy: RetryPolicy::default(),
+        breaker_policy: BreakerPolicy::default(),
+    }))
+}
