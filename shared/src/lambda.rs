@@ -38,6 +38,28 @@ pub fn to_response(reply: Reply) -> Response<Body> {
     builder.body(Body::Text(reply.body)).expect("status and header names are static and valid")
 }
 
+/// SQS records → the retry handler's messages.
+pub fn to_messages(event: aws_lambda_events::sqs::SqsEvent) -> Vec<crate::handler::retry::Message> {
+    event
+        .records
+        .into_iter()
+        .map(|record| crate::handler::retry::Message {
+            receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1),
+            message_id: record.message_id.unwrap_or_default(),
+            body: record.body.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The ids SQS must deliver again → `ReportBatchItemFailures` response.
+pub fn batch_response(failed: Vec<String>) -> aws_lambda_events::sqs::SqsBatchResponse {
+    let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+    for id in failed {
+        response.add_failure(id);
+    }
+    response
+}
+
 /// The deadline of an invocation from its context.
 pub fn deadline(context: &lambda_runtime::Context) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(context.deadline as i64)
@@ -65,6 +87,18 @@ mod tests {
         event["isBase64Encoded"] = serde_json::json!(true);
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         assert_eq!(to_inbound(&request).body, body.as_bytes());
+    }
+
+    #[test]
+    fn sqs_sample_event_becomes_messages_and_failures_become_a_batch_response() {
+        let raw = include_str!("../tests/fixtures/lambda/sqs-event.json");
+        let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(raw).unwrap();
+        let messages = to_messages(event);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].message_id, "MessageID_1");
+        assert_eq!(messages[0].receive_count, 2);
+        let response = serde_json::to_value(batch_response(vec!["MessageID_1".into()])).unwrap();
+        assert_eq!(response["batchItemFailures"][0]["itemIdentifier"], "MessageID_1");
     }
 
     #[test]

@@ -1,5 +1,12 @@
 //! The three functions' logic, free of AWS: each `main.rs` turns its Lambda event into these
 //! types, calls in here, and turns the answer back.
 
+pub mod context;
 pub mod http;
 pub mod idempotency;
+pub mod pagerduty_exec;
+pub mod pd_to_sfdc;
+pub mod retry;
+pub mod salesforce_exec;
+pub mod settle;
+pub mod sfdc_to_pd;

@@ -1,1 +1,40 @@
 //! PagerDuty: Webhooks v3 signature verification and parsing, and the REST API client.
+//!
+//! `signature`, `webhook` and `requests` are pure (bytes in, values out). `client` is the REST
+//! API v2 client used by `sfdc-to-pd` and `syncctl`; `limiter` keeps it under PagerDuty's
+//! per-key rate limit; `error` classifies failures for the retry contract.
+//!
+//! Receiving (`pd-to-sfdc`):
+//! ```no_run
+//! # fn f(body: &[u8], header: Option<&str>, current: &[u8], previous: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
+//! use shared::pagerduty::{EventData, WebhookEvent, verify};
+//! verify(body, header, &[current, previous])?; // 401 on error
+//! let event = WebhookEvent::parse(body)?; // 2xx + audit "rejected: <reason>" on error
+//! if let EventData::Incident(incident) = &event.data {
+//!     let _ = (&incident.status, incident.priority_name(), event.occurred_at);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Acting (`sfdc-to-pd`): build one [`PagerdutyClient`] per warm Lambda (its caches and limiter
+//! are shared by clones), call it, and route errors by [`PagerdutyError::kind`]:
+//! `Transient` → retry queue (after [`PagerdutyError::retry_after`]), anything else → DLQ.
+
+pub mod client;
+pub mod error;
+pub mod limiter;
+pub mod requests;
+pub mod signature;
+pub mod webhook;
+
+#[cfg(test)]
+mod client_tests;
+#[cfg(test)]
+mod spec_tests;
+
+pub use client::{ACCEPT, Incident, IncidentRef, PagerdutyClient, User, WebhookSubscription};
+pub use error::{ErrorKind, PagerdutyError};
+pub use limiter::{RateLimit, RateLimiter};
+pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};
+pub use signature::{SignatureError, sign, verify};
+pub use webhook::{EventClient, EventData, IncidentData, Reference, WebhookError, WebhookEvent};

@@ -40,10 +40,11 @@ impl Backoff {
 
 /// Splits a wait into what one SQS hop can carry now and what is left for the next hop.
 pub fn sqs_hop(wait: Duration) -> (Duration, Duration) {
-    let now = wait.min(SQS_MAX_DELAY);
-    // Whole seconds: SQS takes DelaySeconds.
-    let now = Duration::from_secs(now.as_secs());
-    (now, wait.saturating_sub(now))
+    // Whole seconds, rounded up: SQS takes DelaySeconds, and a message must never become
+    // visible before its time (it would only be sent round again).
+    let whole = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+    let now = whole.min(SQS_MAX_DELAY);
+    (now, whole.saturating_sub(now))
 }
 
 #[cfg(test)]
@@ -79,5 +80,10 @@ mod tests {
     fn long_waits_are_split_into_sqs_hops() {
         assert_eq!(sqs_hop(Duration::from_secs(30)), (Duration::from_secs(30), Duration::ZERO));
         assert_eq!(sqs_hop(Duration::from_secs(2000)), (Duration::from_secs(900), Duration::from_secs(1100)));
+        assert_eq!(
+            sqs_hop(Duration::from_millis(1300)),
+            (Duration::from_secs(2), Duration::ZERO),
+            "rounded up, one hop"
+        );
     }
 }

@@ -3,4 +3,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod dlq;
 pub mod envelope;
+pub mod queue;
+pub mod sqs;

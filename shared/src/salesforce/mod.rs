@@ -1,2 +1,101 @@
 //! Salesforce: JWT bearer auth, the REST/Composite client, and the inbound formats (Apex
 //! trigger posts and Outbound Message SOAP).
+//!
+//! - [`auth`]: the JWT bearer flow and the token cache ([`Authenticator`]).
+//! - [`client`]: [`SalesforceClient`] (sObjects, upsert, Composite, Case Comments).
+//! - [`composite`]: composite requests, their builder and per-subrequest results.
+//! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
+//! - [`trigger_post`]: the post our Apex trigger sends, and its signature / bearer verification.
+//! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
+
+pub mod auth;
+pub mod client;
+pub mod composite;
+pub mod error;
+pub mod outbound_message;
+pub mod trigger_post;
+
+#[cfg(test)]
+pub(crate) mod test_server;
+
+pub use auth::{AccessToken, Authenticator, JwtCredentials, StaticToken, TokenSource};
+pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult, is_own_case_comment};
+pub use composite::{
+    CompositeBuilder, CompositeRequest, CompositeResponse, PAGERDUTY_MARKER, Subrequest, SubrequestResult, Write,
+    case_comment_chunks, reference,
+};
+pub use error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure};
+pub use outbound_message::{Notification, OutboundMessage, OutboundMessageError};
+pub use trigger_post::{
+    InboundAuthError, Operation, RecordChange, TriggerPost, TriggerPostError, TriggerUser, verify_bearer,
+    verify_trigger_signature,
+};
+
+/// A record's fields as JSON (as Salesforce REST and Apex `JSON.serialize` write them).
+pub type Record = serde_json::Map<String, serde_json::Value>;
+
+/// The marker that starts every incident note the bridge writes into PagerDuty; Case Comments
+/// starting with it are not forwarded again.
+pub const SALESFORCE_MARKER: &str = "[Salesforce]";
+
+/// sObject and field API names: letters, digits and underscores (`Case`, `PD_Incident__c`,
+/// `ns__Thing__c`). Anything else could change the URL path, so it is refused.
+pub(crate) fn check_name(name: &str) -> Result<(), SalesforceError> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 80;
+    if ok {
+        Ok(())
+    } else {
+        Err(SalesforceError::BadInput(format!(
+            "`{name}` is not a Salesforce API name (letters, digits and underscores)"
+        )))
+    }
+}
+
+/// True for a 15- or 18-character alphanumeric Salesforce id.
+pub fn is_record_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18) && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+pub(crate) fn check_id(id: &str) -> Result<(), SalesforceError> {
+    if is_record_id(id) {
+        Ok(())
+    } else {
+        Err(SalesforceError::BadInput(format!("`{id}` is not a 15 or 18-character Salesforce record id")))
+    }
+}
+
+/// Percent-encodes one URL path segment (external id values may hold `/`, spaces, `#`...).
+pub(crate) fn encode_segment(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_ids_are_checked() {
+        assert!(check_name("PD_Incident__c").is_ok());
+        assert!(check_name("Case/x").is_err());
+        assert!(check_name("").is_err());
+        assert!(is_record_id("5005g00000AbCdE"));
+        assert!(is_record_id("5005g00000AbCdEAAS"));
+        assert!(!is_record_id("5005g00000AbCdEAA"));
+    }
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(encode_segment("a b/c#é"), "a%20b%2Fc%23%C3%A9");
+        assert_eq!(encode_segment("Q1ABC-2_x.y~"), "Q1ABC-2_x.y~");
+    }
+}

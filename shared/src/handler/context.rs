@@ -1,0 +1,116 @@
+//! Everything the three functions share at run time, built once per process (in `main`, the
+//! local demo or a test) and borrowed by every invocation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::handler::idempotency::Idempotency;
+use crate::handler::settle::Dispatch;
+use crate::pagerduty::client::PagerdutyClient;
+use crate::retry::breaker::Breaker;
+use crate::rules::cache::RulesCache;
+use crate::salesforce::client::SalesforceClient;
+use crate::secrets::CachedSecrets;
+use crate::store::Stores;
+
+/// Settings read from [`crate::config::Config`] that the handlers need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub webhook_secret_id: String,
+    pub inbound_secret_id: String,
+    pub org_id: String,
+    /// Salesforce username of the integration user: its changes are never sent back.
+    pub integration_user: String,
+    /// Do not start calling a service with less time than this left before the deadline:
+    /// queue instead (PagerDuty waits about 5 s for the answer).
+    pub min_time_left: Duration,
+    /// How many records of one Salesforce post are worked on at once.
+    pub record_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            webhook_secret_id: "pd-webhook".into(),
+            inbound_secret_id: "sf-inbound".into(),
+            org_id: String::new(),
+            integration_user: String::new(),
+            min_time_left: Duration::from_millis(1500),
+            record_concurrency: 8,
+        }
+    }
+}
+
+/// The shared run-time context.
+#[derive(Clone)]
+pub struct Context {
+    pub stores: Stores,
+    pub idempotency: Idempotency,
+    pub clock: Arc<dyn Clock>,
+    pub secrets: Arc<CachedSecrets>,
+    pub rules: Arc<RulesCache>,
+    pub dispatch: Dispatch,
+    pub pagerduty: Arc<PagerdutyClient>,
+    pub salesforce: Arc<SalesforceClient>,
+    pub pagerduty_breaker: Arc<Breaker>,
+    pub salesforce_breaker: Arc<Breaker>,
+    pub settings: Settings,
+}
+
+/// The parts a [`Context`] is built from; the rest (idempotency gate, breakers, dispatch) is
+/// derived here so that `main`, the demo and the tests wire the same way.
+pub struct Parts {
+    pub stores: Stores,
+    pub clock: Arc<dyn Clock>,
+    pub secrets: Arc<CachedSecrets>,
+    pub rules: Arc<RulesCache>,
+    pub retry_queue: Arc<dyn crate::retry::queue::Queue>,
+    pub dead_letter_queue: Arc<dyn crate::retry::queue::Queue>,
+    pub pagerduty: PagerdutyClient,
+    pub salesforce: SalesforceClient,
+    pub settings: Settings,
+    pub idempotency_ttl: Duration,
+    pub retry_policy: crate::handler::settle::RetryPolicy,
+    pub breaker_policy: crate::retry::breaker::BreakerPolicy,
+}
+
+impl Context {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            stores,
+            clock,
+            secrets,
+            rules,
+            retry_queue,
+            dead_letter_queue,
+            pagerduty,
+            salesforce,
+            settings,
+            idempotency_ttl,
+            retry_policy,
+            breaker_policy,
+        } = parts;
+        let breaker =
+            |service: &str| Arc::new(Breaker::new(service, stores.breakers.clone(), clock.clone(), breaker_policy));
+        Self {
+            idempotency: Idempotency::new(stores.idempotency.clone(), clock.clone(), idempotency_ttl),
+            dispatch: Dispatch {
+                retry: retry_queue,
+                dlq: dead_letter_queue,
+                audit: stores.audit.clone(),
+                clock: clock.clone(),
+                policy: retry_policy,
+            },
+            pagerduty_breaker: breaker("pagerduty"),
+            salesforce_breaker: breaker("salesforce"),
+            pagerduty: Arc::new(pagerduty),
+            salesforce: Arc::new(salesforce),
+            stores,
+            clock,
+            secrets,
+            rules,
+            settings,
+        }
+    }
+}

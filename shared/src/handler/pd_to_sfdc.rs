@@ -1,0 +1,333 @@
+//! `POST /pagerduty/webhook`: a signed PagerDuty Webhooks v3 delivery drives Salesforce.
+//!
+//! Verify the signature on the raw bytes → parse → de-duplicate on the event id → order per
+//! incident → evaluate the `pagerduty_to_salesforce` rules with the linked records → write
+//! everything in one Composite call → audit. Anything that cannot be finished now is queued;
+//! the answer is 2xx once the event is safe, so PagerDuty never disables the subscription.
+
+use chrono::{DateTime, Utc};
+
+use crate::handler::context::Context;
+use crate::handler::http::{InboundRequest, Reply};
+use crate::handler::idempotency::Gate;
+use crate::handler::salesforce_exec;
+use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
+use crate::model::{AuditEntry, Direction, Outcome};
+use crate::pagerduty::signature;
+use crate::pagerduty::{EventData, WebhookEvent};
+use crate::retry::breaker::Permit;
+use crate::retry::envelope::{Envelope, QueuedEvent};
+use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord, Rules};
+use crate::store::Subject;
+use crate::telemetry::metrics;
+
+/// Handles one webhook delivery.
+pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
+    let started = ctx.clock.now();
+    metrics::event_received();
+    let reply = handle_inner(ctx, &request, started).await;
+    metrics::handler_latency_ms((ctx.clock.now() - started).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    reply
+}
+
+async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime<Utc>) -> Reply {
+    if let Err(reply) = verify(ctx, request).await {
+        return reply;
+    }
+    let event = match WebhookEvent::parse(&request.body) {
+        Ok(event) => event,
+        Err(err) => return reject_malformed(ctx, request, &err.to_string()).await,
+    };
+    let span = tracing::info_span!("pagerduty_event", correlation_id = %request.correlation_id, event_id = %event.id,
+        event_type = %event.event_type, incident_id = event.incident_id().unwrap_or(""));
+    let _enter = span.enter();
+
+    let key = format!("pd:{}", event.id);
+    match ctx.idempotency.begin(&key, request.deadline).await {
+        Ok(Gate::Proceed) => {}
+        Ok(Gate::Duplicate { result }) => {
+            metrics::event_duplicate();
+            tracing::info!(first_outcome = %result, "duplicate delivery: already handled, nothing changes");
+            return Reply::json(200, &serde_json::json!({"status": "duplicate", "first_outcome": result}));
+        }
+        Ok(Gate::Busy { until }) => {
+            // Another invocation is on it. 5xx makes PagerDuty deliver again later; if that
+            // invocation dies, the lease runs out and the redelivery takes over. Nothing is lost.
+            let wait = (until - ctx.clock.now()).num_seconds().clamp(1, 60);
+            return Reply::message(503, "in_progress", "this event is being processed by another invocation")
+                .with_header("retry-after", wait.to_string());
+        }
+        Err(err) => {
+            metrics::error();
+            tracing::error!(error = %err, "idempotency store unavailable: asking PagerDuty to deliver again");
+            return Reply::message(
+                503,
+                "unavailable",
+                "temporarily unable to record the event; it will be redelivered",
+            );
+        }
+    }
+
+    let mut envelope = Envelope::new(
+        Direction::PagerdutyToSalesforce,
+        &event.id,
+        &request.correlation_id,
+        started,
+        event.occurred_at,
+        QueuedEvent::PagerdutyWebhook {
+            body: String::from_utf8_lossy(&request.body).into_owned(),
+            webhook_id: request.header("x-webhook-id").map(str::to_string),
+            subscription_id: request.header("x-webhook-subscription").map(str::to_string),
+        },
+    );
+    let attempt = process(ctx, &mut envelope, &event, request.deadline).await;
+    let subjects = subjects(ctx, &event).await;
+    match ctx.dispatch.settle(envelope, attempt, subjects, started).await {
+        Ok(settled) => {
+            if let Err(err) = ctx.idempotency.finish(&key, settled.outcome.as_str()).await {
+                // The event is applied or queued; a redelivery would be caught by the watermark
+                // and by idempotent writes. Worth a log line, not a failure.
+                tracing::warn!(error = %err, "could not mark the event complete");
+            }
+            Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
+        }
+        Err(err) => {
+            metrics::error();
+            tracing::error!(error = %err, "could not queue the event: releasing it so PagerDuty delivers it again");
+            let _ = ctx.idempotency.abandon(&key).await;
+            Reply::message(503, "unavailable", "temporarily unable to queue the event; it will be redelivered")
+        }
+    }
+}
+
+/// Checks `X-PagerDuty-Signature` against every configured secret. A mismatch re-reads the
+/// secrets once, in case they were rotated since this process cached them.
+async fn verify(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
+    let header = request.header_joined("x-pagerduty-signature");
+    for refreshed in [false, true] {
+        if refreshed {
+            ctx.secrets.invalidate(&ctx.settings.webhook_secret_id);
+        }
+        let secrets = match ctx.secrets.webhook_secrets(&ctx.settings.webhook_secret_id).await {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                metrics::error();
+                tracing::error!(error = %err, "cannot read the webhook signing secrets");
+                return Err(Reply::message(503, "unavailable", "signing secrets unavailable; deliver again later"));
+            }
+        };
+        let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
+        match signature::verify(&request.body, header.as_deref(), &keys) {
+            Ok(()) => return Ok(()),
+            Err(err) if refreshed || matches!(err, signature::SignatureError::Missing) => {
+                metrics::event_rejected("signature");
+                tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "webhook refused: bad signature");
+                return Err(Reply::message(401, "unauthorized", err.to_string()));
+            }
+            Err(_) => continue,
+        }
+    }
+    unreachable!("the loop returns on its second pass")
+}
+
+/// Signed but unreadable: keep the raw payload for review, answer 2xx (a 4xx would only make
+/// PagerDuty disable the subscription; the same bytes will never parse).
+async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
+    metrics::event_rejected("malformed");
+    tracing::warn!(correlation_id = %request.correlation_id, reason, "signed webhook could not be parsed; kept for review");
+    let mut entry = AuditEntry::new(
+        ctx.clock.now(),
+        Direction::PagerdutyToSalesforce,
+        &request.correlation_id,
+        request.header("x-webhook-id").unwrap_or("unknown"),
+        Outcome::Rejected,
+    );
+    entry.reason = Some(format!("rejected: {reason}"));
+    entry.raw_payload = Some(String::from_utf8_lossy(&request.body).into_owned());
+    if let Err(err) = ctx.stores.audit.append(&entry).await {
+        tracing::error!(error = %err, "could not keep the rejected payload");
+        return Reply::message(503, "unavailable", "could not record the rejected payload; deliver again later");
+    }
+    Reply::json(202, &serde_json::json!({"status": "rejected", "reason": reason}))
+}
+
+async fn subjects(ctx: &Context, event: &WebhookEvent) -> (Vec<String>, Vec<String>) {
+    let Some(incident) = event.incident_id() else { return (Vec::new(), Vec::new()) };
+    let records = ctx.stores.links.records_for_incident(incident).await.unwrap_or_default();
+    (vec![incident.to_string()], records.into_iter().map(|l| l.record.id).collect())
+}
+
+/// Re-reads a queued delivery (the retry function).
+pub fn parse_queued(body: &str) -> Result<WebhookEvent, String> {
+    WebhookEvent::parse(body.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// One attempt at a parsed event: used live and by the retry function.
+pub async fn process(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    event: &WebhookEvent,
+    deadline: Option<DateTime<Utc>>,
+) -> Attempt {
+    let Some(incident_id) = event.incident_id().map(str::to_string) else {
+        return Attempt::Skipped { reason: format!("{} is not about an incident", event.event_type), rules: vec![] };
+    };
+    let links = match ctx.stores.links.records_for_incident(&incident_id).await {
+        Ok(links) => links,
+        Err(err) => return store_failure(err),
+    };
+    let subject = Subject::Incident(incident_id.clone());
+    match ctx.stores.links.last_applied(&subject).await {
+        Ok(Some(last)) if last > event.occurred_at => {
+            return Attempt::Stale {
+                reason: format!("occurred at {} but {} was already applied for this incident", event.occurred_at, last),
+            };
+        }
+        Ok(_) => {}
+        Err(err) => return store_failure(err),
+    }
+    let rules = match ctx.rules.current().await {
+        Ok(rules) => rules,
+        Err(err) => {
+            return Attempt::Failed {
+                kind: FailureKind::Transient,
+                reason: format!("rules unavailable: {err}"),
+                rule: None,
+                rules: vec![],
+                actions: vec![],
+                api_calls: 0,
+            };
+        }
+    };
+
+    // Fetch the linked records' current fields only when some rule reads them.
+    let mut api_calls = 0u32;
+    let mut linked = Vec::with_capacity(links.len());
+    for link in &links {
+        let fields = fields_read(&rules.rules, &link.record.object);
+        let values = if fields.is_empty() {
+            serde_json::Map::new()
+        } else {
+            let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+            api_calls += 1;
+            metrics::api_calls("salesforce", 1);
+            match ctx.salesforce.get_record(&link.record.object, &link.record.id, Some(&fields)).await {
+                Ok(values) => values,
+                Err(err) => {
+                    salesforce_exec::report_failure(ctx, &err).await;
+                    return salesforce_exec::failure(&err, vec![], api_calls);
+                }
+            }
+        };
+        linked.push(LinkedRecord { object: link.record.object.clone(), id: link.record.id.clone(), fields: values });
+    }
+
+    let input = Event::Incident(incident_event(event, linked));
+    let evaluation = rules.rules.evaluate(&input);
+    envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+    let matched = matched_rules(&evaluation);
+    metrics::rules_matched(matched.len());
+    if evaluation.plan.is_empty() {
+        return Attempt::Skipped { reason: "no rule matched".into(), rules: matched };
+    }
+    match ctx.salesforce_breaker.permit().await {
+        Ok(Permit::Wait { until }) => {
+            return Attempt::Deferred {
+                reason: "Salesforce breaker open: queued until it recovers".into(),
+                until: Some(until),
+                actions: vec![],
+                api_calls,
+            };
+        }
+        Ok(_) => {}
+        Err(err) => return store_failure(err),
+    }
+    if let Some(deadline) = deadline {
+        let left = (deadline - ctx.clock.now()).to_std().unwrap_or_default();
+        if left < ctx.settings.min_time_left {
+            return Attempt::Deferred {
+                reason: format!("only {left:?} left before the deadline: queued"),
+                until: None,
+                actions: vec![],
+                api_calls,
+            };
+        }
+    }
+
+    let result = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0).await;
+    let attempt = result.into_attempt(matched, api_calls);
+    if matches!(attempt, Attempt::Applied { .. })
+        && let Err(err) = ctx.stores.links.advance_last_applied(&subject, event.occurred_at).await
+    {
+        tracing::warn!(error = %err, "applied, but could not move the incident's watermark");
+    }
+    attempt
+}
+
+/// The top-level Salesforce fields the `pagerduty_to_salesforce` rules on `object` read, so that
+/// linked records are fetched only when a rule looks at them.
+pub fn fields_read(rules: &Rules, object: &str) -> Vec<String> {
+    let mut fields: Vec<String> = rules
+        .rulesets
+        .iter()
+        .filter(|set| set.enabled)
+        .flat_map(|set| &set.rules)
+        .filter(|rule| rule.direction == Direction::PagerdutyToSalesforce && rule.object.eq_ignore_ascii_case(object))
+        .flat_map(|rule| &rule.conditions)
+        .filter_map(|condition| match &condition.field {
+            crate::rules::Field::Salesforce { path, .. } => path.first().cloned(),
+            crate::rules::Field::Pagerduty(_) => None,
+        })
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
+
+/// The rule engine's view of a webhook event.
+fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -> IncidentEvent {
+    let (incident, note) = match &event.data {
+        EventData::Incident(incident) => (
+            IncidentFacts {
+                id: incident.id.clone(),
+                number: incident.number.unwrap_or_default(),
+                title: incident.title.clone().unwrap_or_default(),
+                status: incident.status.clone().unwrap_or_default(),
+                urgency: incident.urgency.clone().unwrap_or_default(),
+                priority: incident.priority_name().map(str::to_string),
+                service_id: incident.service.id.clone(),
+                service_name: incident.service.summary.clone().unwrap_or_default(),
+                escalation_policy_id: incident.escalation_policy.as_ref().map(|e| e.id.clone()).unwrap_or_default(),
+                escalation_policy_name: incident
+                    .escalation_policy
+                    .as_ref()
+                    .and_then(|e| e.summary.clone())
+                    .unwrap_or_default(),
+                html_url: incident.html_url.clone().unwrap_or_default(),
+                incident_key: incident.incident_key.clone(),
+            },
+            None,
+        ),
+        EventData::IncidentNote { incident, content, .. } => (
+            IncidentFacts {
+                id: incident.id.clone(),
+                title: incident.summary.clone().unwrap_or_default(),
+                html_url: incident.html_url.clone().unwrap_or_default(),
+                ..IncidentFacts::default()
+            },
+            Some(content.clone()),
+        ),
+        EventData::Other(_) => (
+            IncidentFacts { id: event.incident_id().unwrap_or_default().to_string(), ..IncidentFacts::default() },
+            None,
+        ),
+    };
+    IncidentEvent {
+        event_type: event.event_type.clone(),
+        occurred_at: event.occurred_at.to_rfc3339(),
+        is_new: event.event_type == "incident.triggered",
+        incident,
+        note,
+        linked_records,
+    }
+}

@@ -1,0 +1,91 @@
+//! The retry function: each SQS message is one envelope. Retry only what is left, respect the
+//! per-incident/record watermark, hold messages back while a breaker is open, and report
+//! failures per message (`ReportBatchItemFailures`) so one bad message does not redeliver its
+//! batch.
+
+use chrono::{DateTime, Utc};
+
+use crate::handler::context::Context;
+use crate::handler::settle::{Attempt, FailureKind};
+use crate::handler::{pd_to_sfdc, sfdc_to_pd};
+use crate::model::{Direction, Outcome};
+use crate::retry::envelope::{Envelope, QueuedEvent};
+use crate::telemetry::metrics;
+
+/// One message of the batch.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub message_id: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+/// Handles a batch; returns the ids of the messages SQS must deliver again.
+pub async fn handle_batch(ctx: &Context, messages: Vec<Message>, deadline: Option<DateTime<Utc>>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for message in messages {
+        let span = tracing::info_span!("retry_message", message_id = %message.message_id);
+        let _enter = span.enter();
+        match handle_message(ctx, &message, deadline).await {
+            Ok(outcome) => {
+                tracing::info!(outcome = outcome.as_str(), "retry message handled");
+            }
+            Err(reason) => {
+                tracing::error!(reason = %reason, "retry message not handled: SQS will deliver it again");
+                metrics::error();
+                failed.push(message.message_id);
+            }
+        }
+    }
+    failed
+}
+
+/// `Ok`: the message may be deleted (applied, re-queued or dead-lettered). `Err`: keep it.
+async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateTime<Utc>>) -> Result<Outcome, String> {
+    let started = ctx.clock.now();
+    let mut envelope = match Envelope::from_json(&message.body) {
+        Ok(envelope) => envelope,
+        Err(err) => {
+            // Not ours, or corrupt: nothing to retry. Keep it whole in the DLQ for a person.
+            ctx.dispatch.dlq.send(&message.body, std::time::Duration::ZERO).await.map_err(|e| e.to_string())?;
+            metrics::dlq_send();
+            tracing::error!(error = %err, "unreadable retry message moved to the DLQ");
+            return Ok(Outcome::DeadLettered);
+        }
+    };
+    if let Some(not_before) = envelope.not_before
+        && not_before > started
+    {
+        // A wait longer than one SQS hop: send it on for the rest of the wait.
+        let wait = (not_before - started).to_std().unwrap_or_default();
+        ctx.dispatch.enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
+        return Ok(Outcome::Queued);
+    }
+    envelope.not_before = None;
+    let (attempt, subjects) = match (&envelope.direction, envelope.event.clone()) {
+        (Direction::PagerdutyToSalesforce, QueuedEvent::PagerdutyWebhook { body, .. }) => {
+            match pd_to_sfdc::parse_queued(&body) {
+                Ok(event) => {
+                    let incident = event.incident_id().map(str::to_string);
+                    let attempt = pd_to_sfdc::process(ctx, &mut envelope, &event, deadline).await;
+                    (attempt, (incident.into_iter().collect(), Vec::new()))
+                }
+                Err(reason) => (permanent(format!("queued webhook no longer parses: {reason}")), (vec![], vec![])),
+            }
+        }
+        (Direction::SalesforceToPagerduty, QueuedEvent::SalesforceRecord { .. }) => {
+            let change = sfdc_to_pd::Change::from_envelope(&envelope).expect("matched a record event");
+            let attempt = sfdc_to_pd::process(ctx, &mut envelope, &change, deadline).await;
+            (attempt, (Vec::new(), vec![change.id.clone()]))
+        }
+        (direction, _) => {
+            (permanent(format!("envelope direction {direction} does not match its event")), (vec![], vec![]))
+        }
+    };
+    let settled = ctx.dispatch.settle(envelope, attempt, subjects, started).await.map_err(|e| e.to_string())?;
+    Ok(settled.outcome)
+}
+
+fn permanent(reason: String) -> Attempt {
+    Attempt::Failed { kind: FailureKind::Permanent, reason, rule: None, rules: vec![], actions: vec![], api_calls: 0 }
+}

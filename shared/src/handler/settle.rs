@@ -1,0 +1,201 @@
+//! What happens to an event after one attempt: audited, queued for retry with backoff, or
+//! dead-lettered with its history. Shared by both directions and the retry function, so that
+//! "never lost, never applied twice" is decided in one place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::model::{ActionRecord, AuditEntry, Outcome};
+use crate::retry::backoff::{Backoff, sqs_hop};
+use crate::retry::envelope::{Envelope, Failure};
+use crate::retry::queue::{Queue, QueueError};
+use crate::store::AuditLog;
+use crate::telemetry::metrics;
+
+/// The names of the rules that ran for an evaluation (for the audit trail and metrics).
+pub fn matched_rules(evaluation: &crate::rules::Evaluation) -> Vec<String> {
+    evaluation.explanation.rules.iter().filter(|r| r.ran).map(|r| r.rule.clone()).collect()
+}
+
+/// An attempt that failed on the store: transient errors retry; configuration errors also retry
+/// (a fixed IAM policy or table name makes them pass) but are alarmed on.
+pub fn store_failure(err: crate::store::StoreError) -> Attempt {
+    Attempt::Failed {
+        kind: if err.is_transient() { FailureKind::Transient } else { FailureKind::Auth },
+        reason: err.to_string(),
+        rule: None,
+        rules: vec![],
+        actions: vec![],
+        api_calls: 0,
+    }
+}
+
+/// How an error should be treated, read off the error type, never off its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Try again later: 5xx, timeouts, lock contention, rate limits.
+    Transient,
+    /// Will fail the same way again until a person changes something: validation, missing fields.
+    Permanent,
+    /// Credentials or permissions: retried (a fixed secret makes them pass), and alarmed on.
+    Auth,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+            FailureKind::Auth => "auth",
+        }
+    }
+}
+
+/// The result of one attempt at an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// Every planned action succeeded (or there was nothing left to do).
+    Applied { rules: Vec<String>, actions: Vec<ActionRecord>, api_calls: u32 },
+    /// Authentic, but nothing to do.
+    Skipped { reason: String, rules: Vec<String> },
+    /// Older than what was already applied to the incident or record.
+    Stale { reason: String },
+    /// Not tried now (breaker open, too little time left): queue it without counting a failure.
+    Deferred { reason: String, until: Option<DateTime<Utc>>, actions: Vec<ActionRecord>, api_calls: u32 },
+    /// Tried and failed.
+    Failed {
+        kind: FailureKind,
+        reason: String,
+        rule: Option<String>,
+        rules: Vec<String>,
+        actions: Vec<ActionRecord>,
+        api_calls: u32,
+    },
+}
+
+/// Limits of the retry policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Failed attempts after which an event is dead-lettered.
+    pub max_attempts: u32,
+    /// An event still failing this long after it was accepted is dead-lettered.
+    pub max_age: Duration,
+    pub backoff: Backoff,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_attempts: 8, max_age: Duration::from_secs(24 * 3600), backoff: Backoff::default() }
+    }
+}
+
+/// The queues an attempt can end in.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub retry: Arc<dyn Queue>,
+    pub dlq: Arc<dyn Queue>,
+    pub audit: Arc<dyn AuditLog>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: RetryPolicy,
+}
+
+/// Where the event ended up, for the reply and the idempotency record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub outcome: Outcome,
+    pub audit: AuditEntry,
+}
+
+impl Dispatch {
+    /// Records the attempt and moves the envelope on. An `Err` means the event is NOT safe:
+    /// the caller must not acknowledge it (the sender or SQS will deliver it again).
+    pub async fn settle(
+        &self,
+        mut envelope: Envelope,
+        attempt: Attempt,
+        subjects: (Vec<String>, Vec<String>),
+        started: DateTime<Utc>,
+    ) -> Result<Settled, QueueError> {
+        let now = self.clock.now();
+        let mut entry =
+            AuditEntry::new(now, envelope.direction, &envelope.correlation_id, &envelope.event_id, Outcome::Applied);
+        (entry.incident_ids, entry.record_ids) = subjects;
+        let outcome = match attempt {
+            Attempt::Applied { rules, actions, api_calls } => {
+                entry.rules_matched = rules;
+                entry.actions = actions;
+                entry.api_calls = api_calls;
+                metrics::event_accepted();
+                Outcome::Applied
+            }
+            Attempt::Skipped { reason, rules } => {
+                entry.reason = Some(reason);
+                entry.rules_matched = rules;
+                metrics::event_skipped();
+                Outcome::Skipped
+            }
+            Attempt::Stale { reason } => {
+                entry.reason = Some(reason);
+                metrics::event_stale();
+                Outcome::Stale
+            }
+            Attempt::Deferred { reason, until, actions, api_calls } => {
+                entry.reason = Some(reason);
+                entry.actions = actions;
+                entry.api_calls = api_calls;
+                let wait = until.map(|u| (u - now).to_std().unwrap_or_default()).unwrap_or(Duration::from_secs(30));
+                self.enqueue(&mut envelope, wait).await?;
+                Outcome::Queued
+            }
+            Attempt::Failed { kind, reason, rule, rules, actions, api_calls } => {
+                entry.rules_matched = rules;
+                entry.actions = actions;
+                entry.api_calls = api_calls;
+                envelope.record_failure(Failure { at: now, kind: kind.as_str().into(), reason: reason.clone(), rule });
+                let too_old = (now - envelope.accepted_at).to_std().unwrap_or_default() >= self.policy.max_age;
+                let exhausted = envelope.attempts >= self.policy.max_attempts;
+                if kind == FailureKind::Permanent || too_old || exhausted {
+                    let why = if kind == FailureKind::Permanent {
+                        format!("permanent error: {reason}")
+                    } else if too_old {
+                        format!("still failing after the maximum age of {:?}: {reason}", self.policy.max_age)
+                    } else {
+                        format!("still failing after {} attempts: {reason}", envelope.attempts)
+                    };
+                    entry.reason = Some(why.clone());
+                    envelope.dead_letter_reason = Some(why);
+                    self.dlq.send(&envelope.to_json(), Duration::ZERO).await?;
+                    metrics::dlq_send();
+                    tracing::error!(event_id = %envelope.event_id, reason = entry.reason.as_deref().unwrap_or(""), "event dead-lettered");
+                    Outcome::DeadLettered
+                } else {
+                    entry.reason = Some(format!("{} failure, attempt {}: {reason}", kind.as_str(), envelope.attempts));
+                    let wait = self.policy.backoff.delay(envelope.attempts, &mut rand::rng());
+                    self.enqueue(&mut envelope, wait).await?;
+                    Outcome::Queued
+                }
+            }
+        };
+        entry.outcome = outcome;
+        entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
+        if let Err(err) = self.audit.append(&entry).await {
+            // The event itself is safe (applied or queued); a lost audit line must not redo it.
+            tracing::error!(error = %err, event_id = %entry.event_id, "could not write the audit entry");
+            metrics::error();
+        }
+        Ok(Settled { outcome, audit: entry })
+    }
+
+    /// Puts the envelope on the retry queue to be tried after `wait` (split into 15-minute hops).
+    pub async fn enqueue(&self, envelope: &mut Envelope, wait: Duration) -> Result<(), QueueError> {
+        let (now, rest) = sqs_hop(wait);
+        envelope.not_before =
+            (!rest.is_zero()).then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
+        self.retry.send(&envelope.to_json(), now).await?;
+        metrics::retry_enqueued();
+        Ok(())
+    }
+}

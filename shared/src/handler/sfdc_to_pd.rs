@@ -1,0 +1,432 @@
+//! `POST /salesforce/records` (our Apex trigger's post) and `POST /salesforce/outbound-message`
+//! (Outbound Message SOAP): Salesforce record changes drive PagerDuty.
+//!
+//! Authenticate → parse → for each record: de-duplicate, skip our own writes, order per record,
+//! evaluate the `salesforce_to_pagerduty` rules with the linked incidents and old values → act on
+//! PagerDuty → audit. Records that cannot be finished now are queued; the post is answered 2xx
+//! (or `<Ack>true</Ack>`) only once every record is applied or safely queued.
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::handler::context::Context;
+use crate::handler::http::{InboundRequest, Reply};
+use crate::handler::idempotency::Gate;
+use crate::handler::pagerduty_exec;
+use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
+use crate::model::{Direction, Outcome};
+use crate::retry::breaker::Permit;
+use crate::retry::envelope::{Envelope, QueuedEvent};
+use crate::rules::{Event, RecordEvent};
+use crate::salesforce::outbound_message::{self, OutboundMessage};
+use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
+use crate::store::Subject;
+use crate::telemetry::metrics;
+
+/// Comments the bridge writes into Salesforce start with this; they are not sent back.
+pub const PAGERDUTY_MARKER: &str = "[PagerDuty]";
+
+/// One record change, from either input format.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub object: String,
+    pub id: String,
+    pub is_new: bool,
+    pub new: serde_json::Map<String, serde_json::Value>,
+    pub old: Option<serde_json::Map<String, serde_json::Value>>,
+    pub changed_by: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// Set when the sender names the delivery itself (an Outbound Message notification id).
+    pub dedupe_key: Option<String>,
+}
+
+/// A signed post more than this far from now is refused (replay protection).
+pub const REPLAY_WINDOW_SECONDS: i64 = 300;
+
+impl Change {
+    /// The idempotency key: the same change delivered twice has the same key.
+    pub fn key(&self) -> String {
+        self.dedupe_key
+            .clone()
+            .unwrap_or_else(|| format!("sf:{}:{}:{}", self.object, self.id, self.occurred_at.timestamp_millis()))
+    }
+
+    fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {
+        Envelope::new(
+            Direction::SalesforceToPagerduty,
+            self.key(),
+            correlation_id,
+            accepted_at,
+            self.occurred_at,
+            QueuedEvent::SalesforceRecord {
+                object: self.object.clone(),
+                record_id: self.id.clone(),
+                operation: if self.is_new { "insert".into() } else { "update".into() },
+                new: self.new.clone(),
+                old: self.old.clone(),
+                changed_by: self.changed_by.clone(),
+            },
+        )
+    }
+
+    /// Rebuilds a change from a queued envelope (the retry function).
+    pub fn from_envelope(envelope: &Envelope) -> Option<Self> {
+        let QueuedEvent::SalesforceRecord { object, record_id, operation, new, old, changed_by } = &envelope.event
+        else {
+            return None;
+        };
+        Some(Self {
+            object: object.clone(),
+            id: record_id.clone(),
+            is_new: operation == "insert",
+            new: new.clone(),
+            old: old.clone(),
+            changed_by: changed_by.clone(),
+            occurred_at: envelope.occurred_at,
+            dedupe_key: Some(envelope.event_id.clone()),
+        })
+    }
+}
+
+/// When the change happened: `SystemModstamp`, else `LastModifiedDate`, else `fallback`.
+pub fn change_time(fields: &serde_json::Map<String, serde_json::Value>, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    ["SystemModstamp", "LastModifiedDate"]
+        .iter()
+        .filter_map(|f| fields.get(*f).and_then(|v| v.as_str()))
+        .find_map(parse_salesforce_time)
+        .unwrap_or(fallback)
+}
+
+/// Salesforce writes `2026-11-22T10:00:00.000+0000` (JSON.serialize) or RFC 3339 (SOAP).
+pub fn parse_salesforce_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.to_utc())
+}
+
+/// What happened to each record of a post.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub received: usize,
+    pub applied: usize,
+    pub skipped: usize,
+    pub duplicate: usize,
+    pub stale: usize,
+    pub queued: usize,
+    pub dead_lettered: usize,
+    /// Records that could not be made safe: the sender must deliver them again.
+    pub not_accepted: Vec<String>,
+}
+
+impl Summary {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            Outcome::Skipped => self.skipped += 1,
+            Outcome::Duplicate => self.duplicate += 1,
+            Outcome::Stale => self.stale += 1,
+            Outcome::Queued => self.queued += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Rejected => {}
+        }
+    }
+}
+
+/// Routes a request of the `sfdc-to-pd` function by its path.
+pub async fn handle(ctx: &Context, path: &str, request: InboundRequest) -> Reply {
+    if path.ends_with("/salesforce/outbound-message") {
+        handle_outbound_message(ctx, request).await
+    } else if path.ends_with("/salesforce/records") {
+        handle_records(ctx, request).await
+    } else {
+        Reply::message(
+            404,
+            "not_found",
+            format!("no route {path}: use /salesforce/records or /salesforce/outbound-message"),
+        )
+    }
+}
+
+/// `POST /salesforce/records`.
+pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
+    let started = ctx.clock.now();
+    metrics::event_received();
+    let secrets = match ctx.secrets.inbound_secrets(&ctx.settings.inbound_secret_id).await {
+        Ok(secrets) => secrets,
+        Err(err) => {
+            metrics::error();
+            tracing::error!(error = %err, "cannot read the inbound signing secrets");
+            return Reply::message(503, "unavailable", "signing secrets unavailable; send again later");
+        }
+    };
+    let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+    // The signature wins when both are present (a Named Credential may add an empty bearer).
+    let auth = if request.header("x-pdsync-signature").is_none() && request.header("authorization").is_some() {
+        trigger_post::verify_bearer(request.header("authorization"), &keys)
+    } else {
+        trigger_post::verify_trigger_signature(
+            &request.body,
+            request.header("x-pdsync-timestamp"),
+            request.header_joined("x-pdsync-signature").as_deref(),
+            &keys,
+            started,
+            REPLAY_WINDOW_SECONDS,
+        )
+    };
+    if let Err(err) = auth {
+        metrics::event_rejected(err.metric_reason());
+        tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Salesforce post refused");
+        return Reply::message(401, "unauthorized", err.to_string());
+    }
+    if request.content_type().is_some_and(|t| t != "application/json") {
+        metrics::event_rejected("content_type");
+        return Reply::message(415, "unsupported_media_type", "send the records as application/json");
+    }
+    let post = match TriggerPost::parse(&request.body) {
+        Ok(post) => post,
+        Err(err) => {
+            metrics::event_rejected("malformed");
+            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Salesforce post malformed");
+            return Reply::message(400, "bad_request", err.to_string());
+        }
+    };
+    if !ctx.settings.org_id.is_empty() && !same_org(&post.org_id, &ctx.settings.org_id) {
+        metrics::event_rejected("org_mismatch");
+        return Reply::message(403, "forbidden", format!("org {} is not the configured org", post.org_id));
+    }
+    let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
+    let changes: Vec<Change> = post
+        .records
+        .into_iter()
+        .map(|r: RecordChange| Change {
+            occurred_at: change_time(&r.new, post.sent_at),
+            object: r.object,
+            id: r.id,
+            is_new: post.operation == Operation::Insert,
+            new: r.new,
+            old: r.old,
+            changed_by: changed_by.clone(),
+            dedupe_key: None,
+        })
+        .collect();
+    let summary = accept_all(ctx, changes, &request, started).await;
+    let status = if summary.not_accepted.is_empty() { 200 } else { 503 };
+    Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
+}
+
+/// `POST /salesforce/outbound-message`.
+pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> Reply {
+    let started = ctx.clock.now();
+    metrics::event_received();
+    let message = match OutboundMessage::parse(&request.body) {
+        Ok(message) => message,
+        Err(err) => {
+            metrics::event_rejected("malformed");
+            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Outbound Message malformed");
+            return Reply::xml(400, outbound_message::fault_response_with_code("soapenv:Client", &err.to_string()));
+        }
+    };
+    if !message.is_from_org(&ctx.settings.org_id) {
+        metrics::event_rejected("org_mismatch");
+        tracing::warn!(org = %message.organization_id, "Outbound Message from an unexpected org refused");
+        return Reply::xml(
+            403,
+            outbound_message::fault_response_with_code("soapenv:Client", "OrganizationId is not the configured org"),
+        );
+    }
+    let changes: Vec<Change> = message
+        .notifications
+        .into_iter()
+        .map(|n| {
+            let id = n.fields.get("Id").and_then(|v| v.as_str()).unwrap_or(&n.id).to_string();
+            // Outbound Messages carry no old values; a record whose creation is its last
+            // modification was just created.
+            let is_new =
+                matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
+            Change {
+                occurred_at: change_time(&n.fields, started),
+                object: n.object,
+                id,
+                is_new,
+                new: n.fields,
+                old: None,
+                changed_by: None,
+                dedupe_key: Some(format!("om:{}", n.id)),
+            }
+        })
+        .collect();
+    let summary = accept_all(ctx, changes, &request, started).await;
+    if summary.not_accepted.is_empty() {
+        Reply::xml(200, outbound_message::ack_response().to_string())
+    } else {
+        // A fault makes Salesforce deliver the message again; accepted notifications dedupe.
+        Reply::xml(
+            500,
+            outbound_message::fault_response("some notifications could not be accepted; Salesforce will retry"),
+        )
+    }
+}
+
+fn same_org(a: &str, b: &str) -> bool {
+    // 15 and 18-character forms of the same id share their first 15 characters.
+    a.get(..15).is_some_and(|prefix| Some(prefix) == b.get(..15))
+}
+
+async fn accept_all(ctx: &Context, changes: Vec<Change>, request: &InboundRequest, started: DateTime<Utc>) -> Summary {
+    let mut summary = Summary { received: changes.len(), ..Summary::default() };
+    let ctx_ref = ctx;
+    let results: Vec<(String, Option<Outcome>)> = futures::stream::iter(changes)
+        .map(|change| async move {
+            let id = change.id.clone();
+            (id, accept(ctx_ref, change, request, started).await)
+        })
+        .buffer_unordered(ctx.settings.record_concurrency.max(1))
+        .collect()
+        .await;
+    for (id, outcome) in results {
+        match outcome {
+            Some(outcome) => summary.count(outcome),
+            None => summary.not_accepted.push(id),
+        }
+    }
+    summary
+}
+
+/// Accepts one change. `None`: it could not be made safe (the sender must send it again).
+async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started: DateTime<Utc>) -> Option<Outcome> {
+    let span = tracing::info_span!("salesforce_record", correlation_id = %request.correlation_id,
+        record_id = %change.id, object = %change.object);
+    let _enter = span.enter();
+    let key = change.key();
+    match ctx.idempotency.begin(&key, request.deadline).await {
+        Ok(Gate::Proceed) => {}
+        Ok(Gate::Duplicate { .. }) => {
+            metrics::event_duplicate();
+            return Some(Outcome::Duplicate);
+        }
+        Ok(Gate::Busy { .. }) => return None,
+        Err(err) => {
+            tracing::error!(error = %err, "idempotency store unavailable");
+            return None;
+        }
+    }
+    let mut envelope = change.envelope(&request.correlation_id, started);
+    let attempt = process(ctx, &mut envelope, &change, request.deadline).await;
+    let incidents = linked_incidents(ctx, &change).await.unwrap_or_default();
+    match ctx.dispatch.settle(envelope, attempt, (incidents, vec![change.id.clone()]), started).await {
+        Ok(settled) => {
+            let _ = ctx.idempotency.finish(&key, settled.outcome.as_str()).await;
+            Some(settled.outcome)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not queue the record change: the sender must send it again");
+            let _ = ctx.idempotency.abandon(&key).await;
+            None
+        }
+    }
+}
+
+/// The record whose links matter: a Case Comment acts on its Case's incidents.
+fn link_subject(change: &Change) -> (String, String) {
+    if change.object == "CaseComment"
+        && let Some(parent) = change.new.get("ParentId").and_then(|v| v.as_str())
+    {
+        return ("Case".to_string(), parent.to_string());
+    }
+    (change.object.clone(), change.id.clone())
+}
+
+async fn linked_incidents(ctx: &Context, change: &Change) -> Result<Vec<String>, crate::store::StoreError> {
+    let (_, id) = link_subject(change);
+    Ok(ctx.stores.links.incidents_for_record(&id).await?.into_iter().map(|l| l.incident_id).collect())
+}
+
+/// One attempt at a record change: used live and by the retry function.
+pub async fn process(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    change: &Change,
+    deadline: Option<DateTime<Utc>>,
+) -> Attempt {
+    if change.changed_by.as_deref().is_some_and(|u| !u.is_empty() && u == ctx.settings.integration_user) {
+        return Attempt::Skipped { reason: "changed by the integration user: not sent back".into(), rules: vec![] };
+    }
+    if change.object == "CaseComment"
+        && change.new.get("CommentBody").and_then(|v| v.as_str()).is_some_and(|b| b.starts_with(PAGERDUTY_MARKER))
+    {
+        return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
+    }
+    let subject = Subject::Record(change.id.clone());
+    match ctx.stores.links.last_applied(&subject).await {
+        Ok(Some(last)) if last > change.occurred_at => {
+            return Attempt::Stale {
+                reason: format!("modified at {} but {} was already applied for this record", change.occurred_at, last),
+            };
+        }
+        Ok(_) => {}
+        Err(err) => return store_failure(err),
+    }
+    let linked_incidents = match linked_incidents(ctx, change).await {
+        Ok(ids) => ids,
+        Err(err) => return store_failure(err),
+    };
+    let rules = match ctx.rules.current().await {
+        Ok(rules) => rules,
+        Err(err) => {
+            return Attempt::Failed {
+                kind: FailureKind::Transient,
+                reason: format!("rules unavailable: {err}"),
+                rule: None,
+                rules: vec![],
+                actions: vec![],
+                api_calls: 0,
+            };
+        }
+    };
+    let input = Event::Record(RecordEvent {
+        object: change.object.clone(),
+        id: change.id.clone(),
+        new: change.new.clone(),
+        old: change.old.clone(),
+        is_new: change.is_new,
+        linked_incidents,
+    });
+    let evaluation = rules.rules.evaluate(&input);
+    envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+    let matched = matched_rules(&evaluation);
+    metrics::rules_matched(matched.len());
+    if evaluation.plan.is_empty() {
+        return Attempt::Skipped { reason: "no rule matched".into(), rules: matched };
+    }
+    match ctx.pagerduty_breaker.permit().await {
+        Ok(Permit::Wait { until }) => {
+            return Attempt::Deferred {
+                reason: "PagerDuty breaker open: queued until it recovers".into(),
+                until: Some(until),
+                actions: vec![],
+                api_calls: 0,
+            };
+        }
+        Ok(_) => {}
+        Err(err) => return store_failure(err),
+    }
+    if let Some(deadline) = deadline {
+        let left = (deadline - ctx.clock.now()).to_std().unwrap_or_default();
+        if left < ctx.settings.min_time_left {
+            return Attempt::Deferred {
+                reason: format!("only {left:?} left before the deadline: queued"),
+                until: None,
+                actions: vec![],
+                api_calls: 0,
+            };
+        }
+    }
+    let attempt = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0).await.into_attempt(matched, 0);
+    if matches!(attempt, Attempt::Applied { .. })
+        && let Err(err) = ctx.stores.links.advance_last_applied(&subject, change.occurred_at).await
+    {
+        tracing::warn!(error = %err, "applied, but could not move the record's watermark");
+    }
+    attempt
+}

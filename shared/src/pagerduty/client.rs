@@ -1,0 +1,554 @@
+//! PagerDuty REST API v2 client: the calls `sfdc-to-pd` and `syncctl` make.
+//!
+//! Every request carries `Authorization: Token token=…`, the versioned `Accept`, `Content-Type:
+//! application/json` and `From: <integration user>` (the operations that change incidents
+//! require it; the others ignore it). Calls go through the client-side [`RateLimiter`]; a 429
+//! also holds the limiter back until PagerDuty's reset. The client does not retry by itself: a
+//! Lambda has little time, so a transient error goes back to the caller, which queues the work.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderValue, header};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::error::PagerdutyError;
+use super::limiter::{RateLimit, RateLimiter};
+use super::requests::{self, Assignees, Call, CreateIncident, PriorityChoice, SubscriptionFilter, Urgency};
+use super::webhook::Reference;
+
+/// `Accept` value selecting REST API v2.
+pub const ACCEPT: &str = "application/vnd.pagerduty+json;version=2";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a call waits for the rate limiter before giving up with a transient
+/// [`PagerdutyError::RateLimited`] (the caller then queues the work for the retry function).
+const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// The created (or already existing) incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentRef {
+    pub id: String,
+    pub html_url: Option<String>,
+    pub number: Option<u64>,
+}
+
+/// An incident as `GET /incidents/{id}` returns it (the fields we use, plus the raw JSON).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Incident {
+    pub id: String,
+    #[serde(default, alias = "number")]
+    pub incident_number: Option<u64>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub urgency: Option<String>,
+    #[serde(default)]
+    pub priority: Option<Reference>,
+    #[serde(default)]
+    pub service: Option<Reference>,
+    #[serde(default)]
+    pub escalation_policy: Option<Reference>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub incident_key: Option<String>,
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+impl Incident {
+    pub fn to_ref(&self) -> IncidentRef {
+        IncidentRef { id: self.id.clone(), html_url: self.html_url.clone(), number: self.incident_number }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.status.as_deref() != Some("resolved")
+    }
+}
+
+/// A PagerDuty user found by email.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct User {
+    pub id: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// A webhook subscription (its secret is only ever returned at creation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSubscription {
+    pub id: String,
+    pub url: Option<String>,
+    pub events: Vec<String>,
+    pub filter: Value,
+    pub active: bool,
+    pub description: Option<String>,
+}
+
+impl WebhookSubscription {
+    fn from_json(v: &Value) -> Option<Self> {
+        Some(WebhookSubscription {
+            id: v.get("id")?.as_str()?.to_string(),
+            url: v.pointer("/delivery_method/url").and_then(Value::as_str).map(str::to_string),
+            events: v
+                .get("events")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+            filter: v.get("filter").cloned().unwrap_or(Value::Null),
+            active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
+            description: v.get("description").and_then(Value::as_str).map(str::to_string),
+        })
+    }
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    token: String,
+    from_email: String,
+    timeout: Duration,
+    max_queue_wait: Duration,
+    limit: RateLimit,
+    limiter: RateLimiter,
+    calls: AtomicU64,
+    /// Priority name → id, loaded once per client (per warm Lambda).
+    priorities: Mutex<Option<HashMap<String, String>>>,
+    /// Email (lowercase) → user id.
+    users: Mutex<HashMap<String, String>>,
+}
+
+/// Cheap to clone; clones share the limiter, the caches and the call counter.
+#[derive(Clone)]
+pub struct PagerdutyClient {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PagerdutyClient {
+    // Hand-written so the token never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PagerdutyClient")
+            .field("base", &self.inner.base.as_str())
+            .field("from_email", &self.inner.from_email)
+            .field("token", &"<redacted>")
+            .field("api_calls", &self.api_calls())
+            .finish()
+    }
+}
+
+impl PagerdutyClient {
+    /// `base` is the region's API root (`https://api.pagerduty.com` or
+    /// `https://api.eu.pagerduty.com`, or a simulator); `from_email` is the integration user.
+    pub fn new(http: reqwest::Client, base: Url, token: String, from_email: String) -> Self {
+        Self::build(http, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE_WAIT)
+    }
+
+    /// The same client with another rate limit (e.g. a lower share when several deployments
+    /// use one key, or a simulator's limit in tests). A construction-time builder: the result
+    /// has fresh caches, counter and bucket.
+    pub fn with_rate_limit(self, limit: RateLimit) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.http.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            limit,
+            i.timeout,
+            i.max_queue_wait,
+        )
+    }
+
+    /// The same client with another per-request timeout (default 10 s). A construction-time
+    /// builder like [`Self::with_rate_limit`].
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.http.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            i.limit,
+            timeout,
+            i.max_queue_wait,
+        )
+    }
+
+    /// The same client with another limit on how long a call may wait for the rate limiter
+    /// (default 10 s) before failing with a transient `Throttled`. A construction-time builder.
+    pub fn with_max_queue_wait(self, max_queue_wait: Duration) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.http.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            i.limit,
+            i.timeout,
+            max_queue_wait,
+        )
+    }
+
+    fn build(
+        http: reqwest::Client,
+        base: Url,
+        token: String,
+        from_email: String,
+        limit: RateLimit,
+        timeout: Duration,
+        max_queue_wait: Duration,
+    ) -> Self {
+        PagerdutyClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                token,
+                from_email,
+                timeout,
+                max_queue_wait,
+                limit,
+                limiter: RateLimiter::new(limit),
+                calls: AtomicU64::new(0),
+                priorities: Mutex::new(None),
+                users: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// REST calls sent so far (for the `ApiCalls` metric and the audit entry).
+    pub fn api_calls(&self) -> u64 {
+        self.inner.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn from_email(&self) -> &str {
+        &self.inner.from_email
+    }
+
+    /// The HTTP request for `call`: URL, method, headers and body. No I/O.
+    pub fn to_request(&self, call: &Call) -> Result<reqwest::Request, PagerdutyError> {
+        let mut url = self.inner.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| PagerdutyError::InvalidRequest {
+                operation: call.operation,
+                reason: "the PagerDuty base URL is not an http(s) URL",
+            })?
+            .pop_if_empty()
+            .extend(&call.segments);
+        if !call.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(&call.query);
+        }
+        let mut builder = self
+            .inner
+            .http
+            .request(call.method.clone(), url)
+            .timeout(self.inner.timeout)
+            .header(header::ACCEPT, ACCEPT)
+            .header(header::CONTENT_TYPE, "application/json");
+        let mut auth = HeaderValue::from_str(&format!("Token token={}", self.inner.token)).map_err(|_| {
+            PagerdutyError::InvalidRequest {
+                operation: call.operation,
+                reason: "the PagerDuty token holds characters not allowed in a header",
+            }
+        })?;
+        auth.set_sensitive(true);
+        builder = builder.header(header::AUTHORIZATION, auth);
+        let from = HeaderValue::from_str(&self.inner.from_email).map_err(|_| PagerdutyError::InvalidRequest {
+            operation: call.operation,
+            reason: "the From email holds characters not allowed in a header",
+        })?;
+        builder = builder.header(header::FROM, from);
+        if let Some(body) = &call.body {
+            builder = builder.body(serde_json::to_vec(body).expect("JSON values serialise"));
+        }
+        builder.build().map_err(|e| PagerdutyError::transport(call.operation, e))
+    }
+
+    /// Sends `call` under the rate limit; returns the JSON answer (`Null` for an empty one).
+    async fn send(&self, call: Call) -> Result<Value, PagerdutyError> {
+        let request = self.to_request(&call)?;
+        // Over the limit for longer than we may wait (a burst, or a 429 reset): give the work
+        // back to the caller as transient rather than sleep through the Lambda's time.
+        if let Err(wait) = self.inner.limiter.acquire_within(self.inner.max_queue_wait).await {
+            return Err(PagerdutyError::Throttled { operation: call.operation, wait });
+        }
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        let response =
+            self.inner.http.execute(request).await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
+        if !status.is_success() {
+            let err = PagerdutyError::from_response(call.operation, status, &headers, &body);
+            if let Some(wait) = err.retry_after() {
+                self.inner.limiter.hold_off(wait);
+            }
+            tracing::warn!(operation = call.operation, path = %call.path(), %status, error = %err, "PagerDuty call failed");
+            return Err(err);
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| PagerdutyError::Decode { operation: call.operation, reason: e.to_string() })
+    }
+
+    /// Creates an incident. When PagerDuty answers that an open incident with the same
+    /// `incident_key` exists (a retry after a lost answer, or a concurrent delivery), returns
+    /// that incident instead, so one record never gets two incidents.
+    pub async fn create_incident(&self, req: &CreateIncident) -> Result<IncidentRef, PagerdutyError> {
+        let priority_id = match &req.priority {
+            None => None,
+            Some(PriorityChoice::Id(id)) => Some(id.clone()),
+            Some(PriorityChoice::Name(name)) => Some(self.priority_id(name).await?),
+        };
+        let call = requests::create_incident(req, priority_id.as_deref());
+        match self.send(call).await {
+            Ok(v) => incident_of("create_incident", &v).map(|i| i.to_ref()),
+            Err(e) if e.is_duplicate_incident_key() && req.incident_key.is_some() => {
+                let key = req.incident_key.as_deref().unwrap_or_default();
+                let found = self.find_incidents_by_key(key).await?;
+                let existing = found
+                    .iter()
+                    .find(|i| i.is_open() && i.service.as_ref().is_none_or(|s| s.id == req.service_id))
+                    .or_else(|| found.first());
+                match existing {
+                    Some(i) => {
+                        tracing::info!(incident = %i.id, "incident_key already open; using the existing incident");
+                        Ok(i.to_ref())
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Incidents with this `incident_key` (open ones first as PagerDuty lists them).
+    pub async fn find_incidents_by_key(&self, incident_key: &str) -> Result<Vec<Incident>, PagerdutyError> {
+        let v = self.send(requests::find_incidents_by_key(incident_key)).await?;
+        let list = v.get("incidents").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .filter_map(|raw| {
+                let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
+                i.raw = raw;
+                Some(i)
+            })
+            // PagerDuty matches the key exactly; a lenient server must not hand us another's.
+            .filter(|i| i.incident_key.as_deref().is_none_or(|k| k == incident_key))
+            .collect())
+    }
+
+    pub async fn get_incident(&self, incident_id: &str) -> Result<Incident, PagerdutyError> {
+        let v = self.send(requests::get_incident(incident_id)).await?;
+        incident_of("get_incident", &v)
+    }
+
+    pub async fn acknowledge(&self, incident_id: &str) -> Result<(), PagerdutyError> {
+        self.send(requests::acknowledge(incident_id)).await.map(drop)
+    }
+
+    /// Resolves the incident; a resolution note, when given, is added first so responders see
+    /// it on the resolved incident. Resolving an already resolved incident succeeds.
+    pub async fn resolve(&self, incident_id: &str, resolution_note: Option<&str>) -> Result<(), PagerdutyError> {
+        if let Some(note) = resolution_note.filter(|n| !n.trim().is_empty()) {
+            self.add_note(incident_id, note).await?;
+        }
+        match self.send(requests::resolve(incident_id)).await {
+            Ok(_) => Ok(()),
+            // A retry after an answer we never got: the incident is resolved, which is the goal.
+            Err(e) if e.is_already_resolved() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets the priority by name (`P1`), resolved to its id with a cached `GET /priorities`.
+    pub async fn set_priority(&self, incident_id: &str, priority_name: &str) -> Result<(), PagerdutyError> {
+        let id = self.priority_id(priority_name).await?;
+        self.send(requests::set_priority(incident_id, &id)).await.map(drop)
+    }
+
+    pub async fn set_urgency(&self, incident_id: &str, urgency: Urgency) -> Result<(), PagerdutyError> {
+        self.send(requests::set_urgency(incident_id, urgency)).await.map(drop)
+    }
+
+    /// Starts an incident workflow on the incident; returns the instance id when PagerDuty gives one.
+    pub async fn run_incident_workflow(
+        &self,
+        incident_id: &str,
+        workflow_id: &str,
+    ) -> Result<Option<String>, PagerdutyError> {
+        let v = self.send(requests::run_incident_workflow(incident_id, workflow_id)).await?;
+        Ok(v.pointer("/incident_workflow_instance/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Invokes an automation action for the incident; returns the invocation id when given.
+    pub async fn run_automation_action(
+        &self,
+        incident_id: &str,
+        action_id: &str,
+    ) -> Result<Option<String>, PagerdutyError> {
+        let v = self.send(requests::run_automation_action(incident_id, action_id)).await?;
+        Ok(v.pointer("/invocation/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    pub async fn reassign(&self, incident_id: &str, to: &Assignees) -> Result<(), PagerdutyError> {
+        if matches!(to, Assignees::Users(ids) if ids.is_empty()) {
+            return Err(PagerdutyError::InvalidRequest {
+                operation: "reassign",
+                reason: "no user to assign the incident to",
+            });
+        }
+        self.send(requests::reassign(incident_id, to)).await.map(drop)
+    }
+
+    /// Requests responders (users and/or escalation policies) on behalf of the From user.
+    pub async fn add_responders(
+        &self,
+        incident_id: &str,
+        user_ids: &[String],
+        escalation_policy_ids: &[String],
+        message: &str,
+    ) -> Result<(), PagerdutyError> {
+        if user_ids.is_empty() && escalation_policy_ids.is_empty() {
+            return Err(PagerdutyError::InvalidRequest {
+                operation: "add_responders",
+                reason: "no user or escalation policy to request",
+            });
+        }
+        let requester = self.requester_id().await?;
+        self.send(requests::add_responders(incident_id, &requester, user_ids, escalation_policy_ids, message))
+            .await
+            .map(drop)
+    }
+
+    /// Adds a note; returns its id when PagerDuty gives one.
+    pub async fn add_note(&self, incident_id: &str, content: &str) -> Result<Option<String>, PagerdutyError> {
+        let v = self.send(requests::add_note(incident_id, content)).await?;
+        Ok(v.pointer("/note/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// The user whose email is exactly `email` (case-insensitive), if any.
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, PagerdutyError> {
+        let v = self.send(requests::find_users(email)).await?;
+        let users = v.get("users").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(users
+            .into_iter()
+            .filter_map(|u| serde_json::from_value::<User>(u).ok())
+            .find(|u| u.email.eq_ignore_ascii_case(email)))
+    }
+
+    pub async fn list_webhook_subscriptions(&self) -> Result<Vec<WebhookSubscription>, PagerdutyError> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let v = self.send(requests::list_webhook_subscriptions(offset)).await?;
+            let page = v.get("webhook_subscriptions").and_then(Value::as_array).cloned().unwrap_or_default();
+            offset += page.len();
+            out.extend(page.iter().filter_map(WebhookSubscription::from_json));
+            if page.is_empty() || !v.get("more").and_then(Value::as_bool).unwrap_or(false) {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Creates an HTTP webhook subscription for the events `pd-to-sfdc` handles. Returns the
+    /// subscription and its signing secret, which PagerDuty shows only in this answer.
+    pub async fn create_webhook_subscription(
+        &self,
+        url: &str,
+        filter: &SubscriptionFilter,
+    ) -> Result<(WebhookSubscription, String), PagerdutyError> {
+        let call = requests::create_webhook_subscription(url, filter, "pd-sfdc-sync: PagerDuty to Salesforce");
+        let v = self.send(call).await?;
+        let sub = v.get("webhook_subscription");
+        let decode = |reason: &str| PagerdutyError::Decode {
+            operation: "create_webhook_subscription",
+            reason: reason.to_string(),
+        };
+        let subscription =
+            sub.and_then(WebhookSubscription::from_json).ok_or_else(|| decode("no webhook_subscription with an id"))?;
+        let secret = sub
+            .and_then(|s| s.pointer("/delivery_method/secret"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| decode("no delivery_method.secret"))?
+            .to_string();
+        Ok((subscription, secret))
+    }
+
+    /// Priority id for a name: exact match first, then case-insensitive. The list is fetched
+    /// once; an unknown name refreshes it once (a priority added since) before failing.
+    async fn priority_id(&self, name: &str) -> Result<String, PagerdutyError> {
+        let mut cache = self.inner.priorities.lock().await;
+        if let Some(id) = cache.as_ref().and_then(|m| lookup_priority(m, name)) {
+            return Ok(id);
+        }
+        let fresh = self.fetch_priorities().await?;
+        let id = lookup_priority(&fresh, name);
+        *cache = Some(fresh);
+        id.ok_or_else(|| PagerdutyError::UnknownPriority(name.to_string()))
+    }
+
+    async fn fetch_priorities(&self) -> Result<HashMap<String, String>, PagerdutyError> {
+        let mut out = HashMap::new();
+        let mut offset = 0;
+        loop {
+            let v = self.send(requests::list_priorities(offset)).await?;
+            let page = v.get("priorities").and_then(Value::as_array).cloned().unwrap_or_default();
+            offset += page.len();
+            for p in &page {
+                if let (Some(id), Some(name)) = (
+                    p.get("id").and_then(Value::as_str),
+                    p.get("name").or_else(|| p.get("summary")).and_then(Value::as_str),
+                ) {
+                    out.insert(name.to_string(), id.to_string());
+                }
+            }
+            if page.is_empty() || !v.get("more").and_then(Value::as_bool).unwrap_or(false) {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The From user's id (responder requests name their requester), cached.
+    async fn requester_id(&self) -> Result<String, PagerdutyError> {
+        let email = self.inner.from_email.to_ascii_lowercase();
+        let mut users = self.inner.users.lock().await;
+        if let Some(id) = users.get(&email) {
+            return Ok(id.clone());
+        }
+        let user = self
+            .find_user_by_email(&self.inner.from_email)
+            .await?
+            .ok_or_else(|| PagerdutyError::UnknownUser(self.inner.from_email.clone()))?;
+        users.insert(email, user.id.clone());
+        Ok(user.id)
+    }
+}
+
+fn lookup_priority(map: &HashMap<String, String>, name: &str) -> Option<String> {
+    map.get(name)
+        .cloned()
+        .or_else(|| map.iter().find(|(k, _)| k.trim().eq_ignore_ascii_case(name.trim())).map(|(_, v)| v.clone()))
+}
+
+fn incident_of(operation: &'static str, v: &Value) -> Result<Incident, PagerdutyError> {
+    let raw = v
+        .get("incident")
+        .cloned()
+        .ok_or_else(|| PagerdutyError::Decode { operation, reason: "no \"incident\" in the answer".into() })?;
+    let mut incident: Incident =
+        serde_json::from_value(raw.clone()).map_err(|e| PagerdutyError::Decode { operation, reason: e.to_string() })?;
+    incident.raw = raw;
+    Ok(incident)
+}

@@ -1,0 +1,334 @@
+//! Client behaviour over real HTTP against a scripted local server (127.0.0.1, port 0): the
+//! duplicate-key lookup, 429 handling, caches, error classification. The simulator-based
+//! end-to-end tests live in the `tests` crate.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use url::Url;
+
+use super::client::PagerdutyClient;
+use super::error::ErrorKind;
+use super::requests::{Assignees, CreateIncident, PriorityChoice, Urgency};
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+type Reply = (u16, Vec<(&'static str, String)>, String);
+type Script = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+/// Serves `script` on a fresh port until the test ends; returns the base URL and the log.
+async fn serve(script: Script) -> (Url, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let script = script.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let mut lines = head.split("\r\n");
+                let mut first = lines.next().unwrap().split(' ');
+                let (method, target) = (first.next().unwrap().to_string(), first.next().unwrap().to_string());
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect();
+                let len: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.parse().unwrap())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
+                let request = Seen { method, target, headers, body };
+                let (status, extra, text) = script(&request);
+                seen.lock().unwrap().push(request);
+                let mut out = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    text.len()
+                );
+                for (k, v) in extra {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                out.push_str(&text);
+                let _ = sock.write_all(out.as_bytes()).await;
+            });
+        }
+    });
+    (base, log)
+}
+
+fn client(base: Url) -> PagerdutyClient {
+    PagerdutyClient::new(reqwest::Client::new(), base, "u+tok".into(), "bot@example.com".into())
+}
+
+const DUPLICATE: &str = r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Open incident with matching dedup key already exists on this service"]}}"#;
+
+#[tokio::test]
+async fn a_duplicate_incident_key_returns_the_existing_open_incident() {
+    let (base, log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
+        ("POST", "/incidents") => (400, vec![], DUPLICATE.to_string()),
+        ("GET", t) if t.starts_with("/incidents?incident_key=sfdc%3ACase%3A1") => (
+            200,
+            vec![],
+            json!({"incidents": [
+                {"id": "QOLD", "status": "resolved", "incident_key": "sfdc:Case:1", "incident_number": 1,
+                 "service": {"id": "S", "type": "service_reference"}},
+                {"id": "QOPEN", "status": "triggered", "incident_key": "sfdc:Case:1", "incident_number": 2,
+                 "html_url": "https://acme.pagerduty.com/incidents/QOPEN",
+                 "service": {"id": "S", "type": "service_reference"}}
+            ], "more": false})
+            .to_string(),
+        ),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let c = client(base);
+    let got = c
+        .create_incident(&CreateIncident {
+            title: "t".into(),
+            service_id: "S".into(),
+            incident_key: Some("sfdc:Case:1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(got.id, "QOPEN");
+    assert_eq!(got.number, Some(2));
+    assert_eq!(got.html_url.as_deref(), Some("https://acme.pagerduty.com/incidents/QOPEN"));
+    assert_eq!(c.api_calls(), 2);
+    let log = log.lock().unwrap();
+    assert_eq!(log[0].body["incident"]["incident_key"], "sfdc:Case:1");
+    assert_eq!(log[0].header("from"), Some("bot@example.com"));
+    assert_eq!(log[0].header("authorization"), Some("Token token=u+tok"));
+    assert_eq!(log[0].header("accept"), Some("application/vnd.pagerduty+json;version=2"));
+}
+
+#[tokio::test]
+async fn a_created_incident_returns_its_id_number_and_link_and_a_priority_name_is_resolved_once() {
+    let (base, log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
+        ("GET", t) if t.starts_with("/priorities") => (
+            200,
+            vec![],
+            json!({"priorities": [{"id": "PP1", "name": "P1"}, {"id": "PP2", "name": "P2"}], "more": false}).to_string(),
+        ),
+        ("POST", "/incidents") => (
+            201,
+            vec![],
+            json!({"incident": {"id": "QNEW", "incident_number": 7, "html_url": "https://x/QNEW", "status": "triggered"}})
+                .to_string(),
+        ),
+        ("PUT", "/incidents/QNEW") => (200, vec![], json!({"incident": {"id": "QNEW"}}).to_string()),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let c = client(base);
+    let got = c
+        .create_incident(&CreateIncident {
+            title: "t".into(),
+            service_id: "S".into(),
+            priority: Some(PriorityChoice::Name("p1".into())),
+            urgency: Some(Urgency::High),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((got.id.as_str(), got.number), ("QNEW", Some(7)));
+    c.set_priority("QNEW", "P2").await.unwrap();
+    c.set_priority("QNEW", "P1").await.unwrap();
+    let log = log.lock().unwrap();
+    let priority_lookups = log.iter().filter(|s| s.target.starts_with("/priorities")).count();
+    assert_eq!(priority_lookups, 1);
+    assert_eq!(log[1].body["incident"]["priority"], json!({"id": "PP1", "type": "priority_reference"}));
+    assert_eq!(log[2].body["incident"]["priority"]["id"], "PP2");
+    assert_eq!(c.api_calls(), 4);
+}
+
+#[tokio::test]
+async fn an_unknown_priority_name_is_bad_input_after_one_refresh() {
+    let (base, _log) =
+        serve(Arc::new(|_: &Seen| (200, vec![], json!({"priorities": [{"id": "PP1", "name": "P1"}]}).to_string())))
+            .await;
+    let c = client(base);
+    let e = c.set_priority("Q", "P9").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadInput);
+    assert!(e.to_string().contains("P9"));
+}
+
+#[tokio::test]
+async fn a_429_is_transient_with_the_reset_and_holds_the_limiter_back() {
+    let (base, _log) = serve(Arc::new(|_: &Seen| (429, vec![("ratelimit-reset", "2".to_string())], "{}".into()))).await;
+    let c = client(base);
+    let e = c.acknowledge("Q1").await.unwrap_err();
+    assert!(e.is_transient());
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+}
+
+#[tokio::test]
+async fn server_and_auth_errors_are_classified_and_name_pagerdutys_reason() {
+    let (base, _log) = serve(Arc::new(|r: &Seen| match r.target.as_str() {
+        "/incidents/Q500" => (503, vec![], "upstream busy".into()),
+        "/incidents/Q401" => (401, vec![], r#"{"error":{"message":"Unauthorized","code":2006}}"#.into()),
+        "/incidents/Q404" => (404, vec![], r#"{"error":{"message":"Not Found","code":2100}}"#.into()),
+        _ => (
+            400,
+            vec![],
+            r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Urgency is invalid"]}}"#.into(),
+        ),
+    }))
+    .await;
+    let c = client(base);
+    assert_eq!(c.get_incident("Q500").await.unwrap_err().kind(), ErrorKind::Transient);
+    assert_eq!(c.get_incident("Q401").await.unwrap_err().kind(), ErrorKind::Auth);
+    assert_eq!(c.get_incident("Q404").await.unwrap_err().kind(), ErrorKind::Permanent);
+    let e = c.set_urgency("Q400", Urgency::Low).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::BadInput);
+    assert!(e.to_string().contains("Urgency is invalid"), "{e}");
+    assert!(!format!("{e:?}{e}").contains("u+tok"));
+}
+
+#[tokio::test]
+async fn an_unreachable_pagerduty_is_transient() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    drop(listener);
+    let e = client(base).acknowledge("Q1").await.unwrap_err();
+    assert!(e.is_transient(), "{e}");
+}
+
+#[tokio::test]
+async fn responders_are_requested_by_the_from_user_looked_up_once() {
+    let (base, log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
+        ("GET", t) if t.starts_with("/users?query=bot%40example.com") => (
+            200,
+            vec![],
+            json!({"users": [{"id": "PNOTME", "email": "bot@example.com.au"}, {"id": "PBOT", "email": "Bot@Example.com"}]})
+                .to_string(),
+        ),
+        ("POST", "/incidents/Q1/responder_requests") => (200, vec![], json!({"responder_request": {}}).to_string()),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let c = client(base);
+    let users = vec!["PU".to_string()];
+    c.add_responders("Q1", &users, &[], "help").await.unwrap();
+    c.add_responders("Q1", &[], &["PE".to_string()], "help").await.unwrap();
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1].body["requester_id"], "PBOT");
+    assert_eq!(log[1].body["message"], "help");
+    assert_eq!(
+        log[2].body["responder_request_targets"][0]["responder_request_target"]["type"],
+        "escalation_policy_reference"
+    );
+}
+
+#[tokio::test]
+async fn resolve_with_a_note_adds_the_note_then_resolves() {
+    let (base, log) = serve(Arc::new(|r: &Seen| match r.method.as_str() {
+        "POST" => (201, vec![], json!({"note": {"id": "N1"}}).to_string()),
+        _ => (200, vec![], json!({"incident": {"id": "Q1"}}).to_string()),
+    }))
+    .await;
+    let c = client(base);
+    c.resolve("Q1", Some("[Salesforce] Case closed")).await.unwrap();
+    c.reassign("Q1", &Assignees::EscalationPolicy("PEP".into())).await.unwrap();
+    let log = log.lock().unwrap();
+    assert_eq!((log[0].method.as_str(), log[0].target.as_str()), ("POST", "/incidents/Q1/notes"));
+    assert_eq!(log[0].body["note"]["content"], "[Salesforce] Case closed");
+    assert_eq!(log[1].body["incident"]["status"], "resolved");
+    assert_eq!(log[2].body["incident"]["escalation_policy"]["id"], "PEP");
+}
+
+#[tokio::test]
+async fn resolving_an_already_resolved_incident_succeeds_but_acknowledging_it_does_not() {
+    let (base, _log) = serve(Arc::new(|_: &Seen| {
+        (
+            400,
+            vec![],
+            r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Incident Already Resolved"]}}"#
+                .into(),
+        )
+    }))
+    .await;
+    let c = client(base);
+    c.resolve("Q1", None).await.unwrap();
+    assert_eq!(c.acknowledge("Q1").await.unwrap_err().kind(), ErrorKind::BadInput);
+}
+
+#[tokio::test]
+async fn a_webhook_subscription_is_created_with_its_secret_and_listed_across_pages() {
+    let (base, _log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
+        ("POST", _) => (
+            201,
+            vec![],
+            json!({"webhook_subscription": {"id": "PSUB", "active": true,
+                "delivery_method": {"type": "http_delivery_method", "url": r.body["webhook_subscription"]["delivery_method"]["url"], "secret": "s3cr3t"},
+                "events": r.body["webhook_subscription"]["events"], "filter": {"type": "account_reference"}}})
+            .to_string(),
+        ),
+        ("GET", t) if t.contains("offset=0") => (
+            200,
+            vec![],
+            json!({"webhook_subscriptions": [{"id": "A", "delivery_method": {"url": "https://a"}}], "more": true}).to_string(),
+        ),
+        ("GET", _) => (
+            200,
+            vec![],
+            json!({"webhook_subscriptions": [{"id": "B", "active": false}], "more": false}).to_string(),
+        ),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let c = client(base);
+    let (sub, secret) = c
+        .create_webhook_subscription(
+            "https://hook.example/pagerduty/webhook",
+            &super::requests::SubscriptionFilter::Account,
+        )
+        .await
+        .unwrap();
+    assert_eq!((sub.id.as_str(), secret.as_str()), ("PSUB", "s3cr3t"));
+    assert_eq!(sub.url.as_deref(), Some("https://hook.example/pagerduty/webhook"));
+    assert!(sub.events.contains(&"incident.annotated".to_string()));
+    let list = c.list_webhook_subscriptions().await.unwrap();
+    assert_eq!(list.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+    assert!(!list[1].active);
+}

@@ -1,0 +1,131 @@
+//! [`Queue`] on Amazon SQS.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use chrono::{DateTime, Utc};
+
+use super::queue::{MAX_DELAY, Queue, QueueError, ReceivedMessage};
+
+/// One SQS queue, by URL.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+fn map<E, R>(operation: &'static str, err: SdkError<E, R>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    let code = err.code().unwrap_or_default().to_string();
+    let message = format!("{code} {}", err.message().unwrap_or("(no message)")).trim().to_string();
+    let config = matches!(
+        code.as_str(),
+        "AccessDenied"
+            | "AccessDeniedException"
+            | "AWS.SimpleQueueService.NonExistentQueue"
+            | "QueueDoesNotExist"
+            | "InvalidAddress"
+            | "KmsAccessDenied"
+    );
+    if config {
+        QueueError::Config { operation, message }
+    } else {
+        let message = if message.is_empty() { format!("{err:?}") } else { message };
+        QueueError::Unavailable { operation, message }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, body: &str, delay: Duration) -> Result<String, QueueError> {
+        let delay = delay.min(MAX_DELAY).as_secs() as i32;
+        let out = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(delay)
+            .send()
+            .await
+            .map_err(|e| map("SendMessage", e))?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| map("ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| {
+                let attr = |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name)).cloned();
+                ReceivedMessage {
+                    message_id: m.message_id().unwrap_or_default().to_string(),
+                    receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
+                    body: m.body().unwrap_or_default().to_string(),
+                    receive_count: attr(MessageSystemAttributeName::ApproximateReceiveCount)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1),
+                    sent_at: attr(MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .and_then(DateTime::<Utc>::from_timestamp_millis)
+                        .unwrap_or_else(Utc::now),
+                }
+            })
+            .collect())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| map("DeleteMessage", e))?;
+        Ok(())
+    }
+
+    async fn approximate_depth(&self) -> Result<u64, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| map("GetQueueAttributes", e))?;
+        Ok(out.attributes().map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum()).unwrap_or_default())
+    }
+
+    async fn purge(&self) -> Result<(), QueueError> {
+        self.client.purge_queue().queue_url(&self.url).send().await.map_err(|e| map("PurgeQueue", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,629 @@
+//! The post our Apex trigger sends to `POST /salesforce/records`, and how it is authenticated.
+//!
+//! Body: `{"schema": 1, "org_id", "object", "operation": "insert"|"update", "user": {"id",
+//! "username"}, "sent_at", "old": null | Trigger.oldMap, "new": Trigger.newMap}` where the maps are
+//! exactly what Apex `JSON.serialize` writes: objects keyed by record Id, each record carrying
+//! `attributes` (`type`, `url`) and its fields.
+//!
+//! Authentication: `X-PDSync-Timestamp: <unix seconds>` and `X-PDSync-Signature: v1=<hex
+//! HMAC-SHA256 over "<timestamp>.<raw body>">` (several `v1=` during rotation), or
+//! `Authorization: Bearer <secret>` from a Named Credential.
+
+use chrono::{DateTime, Utc};
+use hmac::{KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+
+use super::Record;
+
+/// The only body schema this version understands.
+pub const SCHEMA_VERSION: u64 = 1;
+/// An Apex trigger fires for at most 200 records at a time.
+pub const MAX_RECORDS: usize = 200;
+/// Posts whose timestamp is further than this from now are refused (replay protection).
+pub const DEFAULT_TOLERANCE_SECONDS: i64 = 300;
+pub const TIMESTAMP_HEADER: &str = "X-PDSync-Timestamp";
+pub const SIGNATURE_HEADER: &str = "X-PDSync-Signature";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Insert,
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+        }
+    }
+}
+
+/// The Salesforce user whose change fired the trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerUser {
+    pub id: String,
+    pub username: String,
+}
+
+/// One changed record: its new values and, on update, its old ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordChange {
+    pub id: String,
+    /// sObject name, from the record's `attributes.type`.
+    pub object: String,
+    pub new: Record,
+    pub old: Option<Record>,
+}
+
+impl RecordChange {
+    /// Field names whose value differs between old and new (all of `new` on insert),
+    /// `attributes` excluded.
+    pub fn changed_fields(&self) -> Vec<&str> {
+        self.new
+            .iter()
+            .filter(|(k, _)| k.as_str() != "attributes")
+            .filter(|(k, v)| match &self.old {
+                None => true,
+                Some(old) => old.get(k.as_str()) != Some(*v),
+            })
+            .map(|(k, _)| k.as_str())
+            .collect()
+    }
+}
+
+/// A parsed, checked trigger post.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerPost {
+    pub org_id: String,
+    pub object: String,
+    pub operation: Operation,
+    pub user: TriggerUser,
+    pub sent_at: DateTime<Utc>,
+    /// In the order of the `new` map.
+    pub records: Vec<RecordChange>,
+}
+
+/// Why a trigger post body was refused. Each message names the offending part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerPostError {
+    #[error("trigger post is not valid JSON: {0}")]
+    Json(String),
+    #[error("trigger post must be a JSON object")]
+    NotAnObject,
+    #[error("trigger post field `{field}` is missing or has the wrong type (expected {expected})")]
+    Field { field: &'static str, expected: &'static str },
+    #[error(
+        "trigger post schema {found} is not supported (this bridge reads schema {SCHEMA_VERSION}); deploy the matching Apex classes"
+    )]
+    Schema { found: String },
+    #[error("trigger post operation `{0}` is not `insert` or `update`")]
+    Operation(String),
+    #[error("trigger post `sent_at` `{0}` is not a date-time")]
+    SentAt(String),
+    #[error("`{map}` must be an object keyed by record Id (Apex JSON.serialize of a Map<Id, SObject>), found {found}")]
+    MapShape { map: &'static str, found: &'static str },
+    #[error("`{map}` record `{key}` must be a JSON object")]
+    RecordNotObject { map: &'static str, key: String },
+    #[error("`{map}` key `{key}` is not a Salesforce record Id")]
+    BadKey { map: &'static str, key: String },
+    #[error("`{map}` record `{key}` carries Id `{found}`")]
+    IdMismatch { map: &'static str, key: String, found: String },
+    #[error("`{map}` record `{key}` is a `{found}` but the post is for `{expected}`")]
+    TypeMismatch { map: &'static str, key: String, expected: String, found: String },
+    #[error("`{map}` record `{key}` has no attributes.type")]
+    MissingType { map: &'static str, key: String },
+    #[error("an update post must carry `old`; it is null or missing")]
+    OldMissing,
+    #[error("an insert post must have `old` = null")]
+    OldOnInsert,
+    #[error("`old` has no record `{0}` that `new` has")]
+    OldRecordMissing(String),
+    #[error("`old` has record `{0}` that `new` does not")]
+    OldRecordExtra(String),
+    #[error("the post carries {0} records; a trigger sends at most {MAX_RECORDS}")]
+    TooManyRecords(usize),
+    #[error("the post carries no records")]
+    Empty,
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn str_field<'a>(obj: &'a serde_json::Map<String, Value>, field: &'static str) -> Result<&'a str, TriggerPostError> {
+    obj.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or(TriggerPostError::Field { field, expected: "a non-empty string" })
+}
+
+/// Parses a Salesforce or RFC 3339 date-time: `2026-11-22T10:00:00.000+0000`,
+/// `2026-11-22T10:00:00.000Z`, `2026-11-22T10:00:00Z`.
+pub fn parse_salesforce_datetime(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|d| d.to_utc())
+}
+
+/// Checks one `Map<Id, SObject>` and returns its records in order.
+fn parse_map(map_name: &'static str, value: &Value, object: &str) -> Result<Vec<(String, Record)>, TriggerPostError> {
+    let Value::Object(map) = value else {
+        return Err(TriggerPostError::MapShape { map: map_name, found: kind_of(value) });
+    };
+    // A single serialised sObject (not a map) has `attributes` at the top: name that mistake.
+    if map.contains_key("attributes") {
+        return Err(TriggerPostError::MapShape { map: map_name, found: "a single record" });
+    }
+    if map.len() > MAX_RECORDS {
+        return Err(TriggerPostError::TooManyRecords(map.len()));
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (key, record) in map {
+        if !super::is_record_id(key) {
+            return Err(TriggerPostError::BadKey { map: map_name, key: key.clone() });
+        }
+        let Value::Object(fields) = record else {
+            return Err(TriggerPostError::RecordNotObject { map: map_name, key: key.clone() });
+        };
+        let record_type = fields
+            .get("attributes")
+            .and_then(|a| a.get("type"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| TriggerPostError::MissingType { map: map_name, key: key.clone() })?;
+        if record_type != object {
+            return Err(TriggerPostError::TypeMismatch {
+                map: map_name,
+                key: key.clone(),
+                expected: object.to_string(),
+                found: record_type.to_string(),
+            });
+        }
+        if let Some(id) = fields.get("Id") {
+            let id = id.as_str().unwrap_or_default();
+            // Apex keys maps by the 18-character id; accept a 15-character prefix match too.
+            let same = id == key
+                || (id.len() == 15 && key.len() == 18 && key.starts_with(id))
+                || (key.len() == 15 && id.len() == 18 && id.starts_with(key.as_str()));
+            if !same {
+                return Err(TriggerPostError::IdMismatch { map: map_name, key: key.clone(), found: id.to_string() });
+            }
+        }
+        out.push((key.clone(), fields.clone()));
+    }
+    Ok(out)
+}
+
+impl TriggerPost {
+    /// Parses and checks a raw trigger post body.
+    pub fn parse(body: &[u8]) -> Result<Self, TriggerPostError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| TriggerPostError::Json(e.to_string()))?;
+        Self::from_value(&value)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, TriggerPostError> {
+        let Value::Object(obj) = value else {
+            return Err(TriggerPostError::NotAnObject);
+        };
+        match obj.get("schema") {
+            Some(Value::Number(n)) if n.as_u64() == Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(TriggerPostError::Schema { found: other.to_string() });
+            }
+            None => {
+                return Err(TriggerPostError::Field { field: "schema", expected: "the number 1" });
+            }
+        }
+        let org_id = str_field(obj, "org_id")?.to_string();
+        let object = str_field(obj, "object")?.to_string();
+        super::check_name(&object)
+            .map_err(|_| TriggerPostError::Field { field: "object", expected: "an sObject API name" })?;
+        let operation = match str_field(obj, "operation")? {
+            "insert" => Operation::Insert,
+            "update" => Operation::Update,
+            other => return Err(TriggerPostError::Operation(other.to_string())),
+        };
+        let user_value = obj
+            .get("user")
+            .and_then(Value::as_object)
+            .ok_or(TriggerPostError::Field { field: "user", expected: "an object with id and username" })?;
+        let user = TriggerUser {
+            id: str_field(user_value, "id")
+                .map_err(|_| TriggerPostError::Field { field: "user.id", expected: "a non-empty string" })?
+                .to_string(),
+            username: str_field(user_value, "username")
+                .map_err(|_| TriggerPostError::Field { field: "user.username", expected: "a non-empty string" })?
+                .to_string(),
+        };
+        let sent_at_text = str_field(obj, "sent_at")?;
+        let sent_at = parse_salesforce_datetime(sent_at_text)
+            .ok_or_else(|| TriggerPostError::SentAt(sent_at_text.to_string()))?;
+
+        let new = parse_map("new", obj.get("new").unwrap_or(&Value::Null), &object)?;
+        if new.is_empty() {
+            return Err(TriggerPostError::Empty);
+        }
+        let old_value = obj.get("old").unwrap_or(&Value::Null);
+        let mut old = match (operation, old_value) {
+            (Operation::Insert, Value::Null) => None,
+            (Operation::Insert, _) => return Err(TriggerPostError::OldOnInsert),
+            (Operation::Update, Value::Null) => return Err(TriggerPostError::OldMissing),
+            (Operation::Update, v) => {
+                Some(parse_map("old", v, &object)?.into_iter().collect::<std::collections::HashMap<_, _>>())
+            }
+        };
+        let mut records = Vec::with_capacity(new.len());
+        for (id, fields) in new {
+            let old_fields = match old.as_mut() {
+                None => None,
+                Some(old) => Some(old.remove(&id).ok_or_else(|| TriggerPostError::OldRecordMissing(id.clone()))?),
+            };
+            records.push(RecordChange { id, object: object.clone(), new: fields, old: old_fields });
+        }
+        if let Some(extra) = old.and_then(|o| o.into_keys().next()) {
+            return Err(TriggerPostError::OldRecordExtra(extra));
+        }
+        Ok(TriggerPost { org_id, object, operation, user, sent_at, records })
+    }
+}
+
+/// Why an inbound request was not authenticated. The message says what was wrong without
+/// revealing the expected value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InboundAuthError {
+    #[error("missing {0} header")]
+    MissingHeader(&'static str),
+    #[error("{SIGNATURE_HEADER} has no `v1=<hex>` signature")]
+    MalformedSignature,
+    #[error("{TIMESTAMP_HEADER} `{0}` is not a unix timestamp in seconds")]
+    MalformedTimestamp(String),
+    #[error("timestamp is {0} s old, more than the {1} s allowed (replayed or delayed post)")]
+    Stale(i64, i64),
+    #[error("timestamp is {0} s in the future, more than the {1} s allowed (check the clocks)")]
+    Future(i64, i64),
+    #[error("signature matches none of the configured secrets")]
+    SignatureMismatch,
+    #[error("Authorization header is not `Bearer <secret>`")]
+    MalformedBearer,
+    #[error("bearer secret matches none of the configured secrets")]
+    BearerMismatch,
+    #[error("no inbound secret is configured")]
+    NoSecrets,
+}
+
+impl InboundAuthError {
+    /// Short reason for the `EventsRejected` metric dimension.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            InboundAuthError::Stale(..) | InboundAuthError::Future(..) => "stale_timestamp",
+            _ => "signature",
+        }
+    }
+}
+
+/// The `v1=` signature our Apex sends for `body` at `timestamp`: lowercase hex HMAC-SHA256 over
+/// `"<timestamp>.<body>"`.
+pub fn sign_trigger_post(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Verifies `X-PDSync-Signature` against every secret (rotation), in constant time, after the
+/// timestamp is checked to be within `tolerance_seconds` of `now`.
+pub fn verify_trigger_signature(
+    body: &[u8],
+    timestamp_header: Option<&str>,
+    signature_header: Option<&str>,
+    secrets: &[&str],
+    now: DateTime<Utc>,
+    tolerance_seconds: i64,
+) -> Result<(), InboundAuthError> {
+    let timestamp_text = timestamp_header.map(str::trim).ok_or(InboundAuthError::MissingHeader(TIMESTAMP_HEADER))?;
+    let signature_text = signature_header.ok_or(InboundAuthError::MissingHeader(SIGNATURE_HEADER))?;
+    let timestamp: i64 = timestamp_text
+        .parse()
+        .map_err(|_| InboundAuthError::MalformedTimestamp(timestamp_text.chars().take(40).collect()))?;
+    // Saturating: a hostile timestamp like i64::MIN must be refused, not overflow.
+    let age = now.timestamp().saturating_sub(timestamp);
+    if age > tolerance_seconds {
+        return Err(InboundAuthError::Stale(age, tolerance_seconds));
+    }
+    if age.saturating_neg() > tolerance_seconds {
+        return Err(InboundAuthError::Future(age.saturating_neg(), tolerance_seconds));
+    }
+    let candidates: Vec<Vec<u8>> = signature_text
+        .split(',')
+        .filter_map(|part| part.trim().strip_prefix("v1="))
+        .filter_map(|hex_text| hex::decode(hex_text.trim()).ok())
+        .collect();
+    if candidates.is_empty() {
+        return Err(InboundAuthError::MalformedSignature);
+    }
+    let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    if secrets.is_empty() {
+        return Err(InboundAuthError::NoSecrets);
+    }
+    let mut matched = subtle::Choice::from(0u8);
+    for secret in secrets {
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+        mac.update(timestamp_text.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let expected = mac.finalize().into_bytes();
+        for candidate in &candidates {
+            // `ct_eq` on slices of different length is false, still without early exit on content.
+            matched |= expected.as_slice().ct_eq(candidate.as_slice());
+        }
+    }
+    if bool::from(matched) { Ok(()) } else { Err(InboundAuthError::SignatureMismatch) }
+}
+
+/// Verifies `Authorization: Bearer <secret>` (Named Credential alternative), in constant time.
+pub fn verify_bearer(authorization_header: Option<&str>, secrets: &[&str]) -> Result<(), InboundAuthError> {
+    let header = authorization_header.ok_or(InboundAuthError::MissingHeader("Authorization"))?;
+    let (scheme, presented) = header.trim().split_once(' ').ok_or(InboundAuthError::MalformedBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || presented.trim().is_empty() {
+        return Err(InboundAuthError::MalformedBearer);
+    }
+    let presented = presented.trim().as_bytes();
+    let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
+    if secrets.is_empty() {
+        return Err(InboundAuthError::NoSecrets);
+    }
+    // Compare digests so that the comparison time does not depend on the secret's length either.
+    let digest = |b: &[u8]| -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(b).into()
+    };
+    let presented = digest(presented);
+    let mut matched = subtle::Choice::from(0u8);
+    for secret in secrets {
+        matched |= digest(secret.as_bytes()).ct_eq(&presented);
+    }
+    if bool::from(matched) { Ok(()) } else { Err(InboundAuthError::BearerMismatch) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CASE_ID: &str = "5005g00000AbCdEAAS";
+
+    fn case(id: &str, priority: &str) -> Value {
+        json!({
+            "attributes": {"type": "Case", "url": format!("/services/data/v62.0/sobjects/Case/{id}")},
+            "Id": id,
+            "Subject": "Checkout down",
+            "Priority": priority,
+            "ClosedDate": null,
+            "CreatedDate": "2026-11-22T10:00:00.000+0000",
+            "Account": {"attributes": {"type": "Account", "url": "/services/data/v62.0/sobjects/Account/0011w000004rocHAAQ"}, "Name": "Acme"}
+        })
+    }
+
+    fn post(operation: &str, old: Value, new: Value) -> Value {
+        json!({
+            "schema": 1,
+            "org_id": "00D5g000004xxxxEAA",
+            "object": "Case",
+            "operation": operation,
+            "user": {"id": "0055g00000AbCdEAAS", "username": "agent@example.com"},
+            "sent_at": "2026-11-22T10:00:00.000Z",
+            "old": old,
+            "new": new,
+        })
+    }
+
+    #[test]
+    fn insert_post_parses_with_relationships_nulls_and_dates() {
+        let p = TriggerPost::from_value(&post("insert", Value::Null, json!({CASE_ID: case(CASE_ID, "High")}))).unwrap();
+        assert_eq!(p.operation, Operation::Insert);
+        assert_eq!(p.object, "Case");
+        assert_eq!(p.user.username, "agent@example.com");
+        assert_eq!(p.records.len(), 1);
+        let r = &p.records[0];
+        assert_eq!(r.id, CASE_ID);
+        assert!(r.old.is_none());
+        assert_eq!(r.new["Account"]["Name"], "Acme");
+        assert!(r.new["ClosedDate"].is_null());
+        assert_eq!(
+            parse_salesforce_datetime(r.new["CreatedDate"].as_str().unwrap()),
+            parse_salesforce_datetime("2026-11-22T10:00:00Z")
+        );
+    }
+
+    #[test]
+    fn update_post_pairs_old_and_new_and_lists_changed_fields() {
+        let p = TriggerPost::from_value(&post(
+            "update",
+            json!({CASE_ID: case(CASE_ID, "Low")}),
+            json!({CASE_ID: case(CASE_ID, "High")}),
+        ))
+        .unwrap();
+        let r = &p.records[0];
+        assert_eq!(r.old.as_ref().unwrap()["Priority"], "Low");
+        assert_eq!(r.changed_fields(), vec!["Priority"]);
+    }
+
+    #[test]
+    fn update_without_old_record_is_refused_naming_the_id() {
+        let other = "5005g00000ZzZzZAAS";
+        let err = TriggerPost::from_value(&post(
+            "update",
+            json!({other: case(other, "Low")}),
+            json!({CASE_ID: case(CASE_ID, "High")}),
+        ))
+        .unwrap_err();
+        assert_eq!(err, TriggerPostError::OldRecordMissing(CASE_ID.into()));
+        let err =
+            TriggerPost::from_value(&post("update", Value::Null, json!({CASE_ID: case(CASE_ID, "High")}))).unwrap_err();
+        assert_eq!(err, TriggerPostError::OldMissing);
+    }
+
+    #[test]
+    fn shape_errors_name_what_is_wrong() {
+        assert_eq!(TriggerPost::parse(b"[1]").unwrap_err(), TriggerPostError::NotAnObject);
+        assert!(matches!(TriggerPost::parse(b"{").unwrap_err(), TriggerPostError::Json(_)));
+        let mut v = post("insert", Value::Null, json!({CASE_ID: case(CASE_ID, "High")}));
+        v["schema"] = json!(2);
+        assert!(matches!(TriggerPost::from_value(&v).unwrap_err(), TriggerPostError::Schema { .. }));
+        // A single record instead of a map.
+        let v = post("insert", Value::Null, case(CASE_ID, "High"));
+        let err = TriggerPost::from_value(&v).unwrap_err();
+        assert!(err.to_string().contains("single record"), "{err}");
+        // Id key vs Id field.
+        let v = post("insert", Value::Null, json!({"5005g00000ZzZzZAAS": case(CASE_ID, "High")}));
+        assert!(matches!(TriggerPost::from_value(&v).unwrap_err(), TriggerPostError::IdMismatch { .. }));
+        // Type mismatch.
+        let mut rec = case(CASE_ID, "High");
+        rec["attributes"]["type"] = json!("Account");
+        let v = post("insert", Value::Null, json!({CASE_ID: rec}));
+        assert!(matches!(TriggerPost::from_value(&v).unwrap_err(), TriggerPostError::TypeMismatch { .. }));
+        let mut v = post("delete", Value::Null, json!({CASE_ID: case(CASE_ID, "High")}));
+        assert_eq!(TriggerPost::from_value(&v).unwrap_err(), TriggerPostError::Operation("delete".into()));
+        v["operation"] = json!("insert");
+        v["new"] = json!({});
+        assert_eq!(TriggerPost::from_value(&v).unwrap_err(), TriggerPostError::Empty);
+    }
+
+    #[test]
+    fn two_hundred_records_pass_and_two_hundred_one_are_refused() {
+        let ids: Vec<String> = (0..201).map(|i| format!("5005g00000A{i:04}AAS")).collect();
+        let map = |n: usize| {
+            let mut m = serde_json::Map::new();
+            for id in &ids[..n] {
+                m.insert(id.clone(), case(id, "High"));
+            }
+            Value::Object(m)
+        };
+        assert_eq!(TriggerPost::from_value(&post("insert", Value::Null, map(200))).unwrap().records.len(), 200);
+        assert_eq!(
+            TriggerPost::from_value(&post("insert", Value::Null, map(201))).unwrap_err(),
+            TriggerPostError::TooManyRecords(201)
+        );
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn signature_made_with_current_or_previous_secret_is_accepted() {
+        let body = br#"{"schema":1}"#;
+        let ts = now().timestamp();
+        let sig = sign_trigger_post("previous", ts, body);
+        let ts_text = ts.to_string();
+        verify_trigger_signature(body, Some(&ts_text), Some(&sig), &["current", "previous"], now(), 300).unwrap();
+        let both = format!("v1=00ff, {}", sign_trigger_post("current", ts, body));
+        verify_trigger_signature(body, Some(&ts_text), Some(&both), &["current"], now(), 300).unwrap();
+    }
+
+    #[test]
+    fn signature_matches_an_independent_hmac_vector() {
+        // `printf '%s' '1795000000.{"schema":1,"object":"Case"}' | openssl dgst -sha256 -hmac test-signing-key`,
+        // the same computation as Apex `Crypto.generateMac('hmacSHA256', ...)` + `convertToHex`.
+        let body = br#"{"schema":1,"object":"Case"}"#;
+        let expected = "v1=f69bd90c0132d0f7494234dd917f3d4541fc33e9453d3dc811975fdecbdb9635";
+        assert_eq!(sign_trigger_post("test-signing-key", 1_795_000_000, body), expected);
+        verify_trigger_signature(
+            body,
+            Some("1795000000"),
+            Some(expected),
+            &["test-signing-key"],
+            DateTime::from_timestamp(1_795_000_100, 0).unwrap(),
+            DEFAULT_TOLERANCE_SECONDS,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn tampered_body_or_wrong_secret_is_refused() {
+        let body = br#"{"schema":1}"#;
+        let ts = now().timestamp();
+        let sig = sign_trigger_post("current", ts, body);
+        let ts_text = ts.to_string();
+        assert_eq!(
+            verify_trigger_signature(b"{\"schema\":2}", Some(&ts_text), Some(&sig), &["current"], now(), 300),
+            Err(InboundAuthError::SignatureMismatch)
+        );
+        assert_eq!(
+            verify_trigger_signature(body, Some(&ts_text), Some(&sig), &["other"], now(), 300),
+            Err(InboundAuthError::SignatureMismatch)
+        );
+        assert_eq!(
+            verify_trigger_signature(body, Some(&ts_text), Some("sha256=abc"), &["current"], now(), 300),
+            Err(InboundAuthError::MalformedSignature)
+        );
+        assert_eq!(
+            verify_trigger_signature(body, None, Some(&sig), &["current"], now(), 300),
+            Err(InboundAuthError::MissingHeader(TIMESTAMP_HEADER))
+        );
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_refused_with_the_reason() {
+        let body = b"{}";
+        let old = now().timestamp() - 301;
+        let sig = sign_trigger_post("s", old, body);
+        let err = verify_trigger_signature(body, Some(&old.to_string()), Some(&sig), &["s"], now(), 300).unwrap_err();
+        assert_eq!(err, InboundAuthError::Stale(301, 300));
+        assert_eq!(err.metric_reason(), "stale_timestamp");
+        let future = now().timestamp() + 301;
+        let sig = sign_trigger_post("s", future, body);
+        let err =
+            verify_trigger_signature(body, Some(&future.to_string()), Some(&sig), &["s"], now(), 300).unwrap_err();
+        assert_eq!(err, InboundAuthError::Future(301, 300));
+        // Exactly at the edge is accepted.
+        let edge = now().timestamp() - 300;
+        let sig = sign_trigger_post("s", edge, body);
+        verify_trigger_signature(body, Some(&edge.to_string()), Some(&sig), &["s"], now(), 300).unwrap();
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        for ts in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            let err = verify_trigger_signature(b"{}", Some(&ts), Some("v1=00"), &["k"], now(), 300).unwrap_err();
+            assert_eq!(err.metric_reason(), "stale_timestamp", "{ts}: {err}");
+        }
+    }
+
+    #[test]
+    fn bearer_is_checked_against_every_secret() {
+        verify_bearer(Some("Bearer previous"), &["current", "previous"]).unwrap();
+        verify_bearer(Some("bearer current"), &["current"]).unwrap();
+        assert_eq!(verify_bearer(Some("Bearer nope"), &["current"]), Err(InboundAuthError::BearerMismatch));
+        assert_eq!(verify_bearer(Some("Basic abc"), &["current"]), Err(InboundAuthError::MalformedBearer));
+        assert_eq!(verify_bearer(None, &["current"]), Err(InboundAuthError::MissingHeader("Authorization")));
+        assert_eq!(verify_bearer(Some("Bearer x"), &[""]), Err(InboundAuthError::NoSecrets));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2000)) {
+            let _ = TriggerPost::parse(&bytes);
+        }
+
+        #[test]
+        fn signature_verification_never_panics_on_any_headers(ts in "\\PC{0,30}", sig in "\\PC{0,200}") {
+            let _ = verify_trigger_signature(b"{}", Some(&ts), Some(&sig), &["k"], now(), 300);
+            let _ = verify_bearer(Some(&sig), &["k"]);
+        }
+    }
+}

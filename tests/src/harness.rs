@@ -1,0 +1,229 @@
+//! The functions wired to the simulators and in-memory AWS parts, exactly as `main.rs` wires them
+//! to the real ones: used by the end-to-end tests and by the local demo (`make run`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use shared::clock::{Clock, ManualClock, SystemClock};
+use shared::handler::context::{Context, Parts, Settings};
+use shared::handler::http::{InboundRequest, Reply};
+use shared::handler::settle::RetryPolicy;
+use shared::handler::{pd_to_sfdc, retry, sfdc_to_pd};
+use shared::pagerduty::PagerdutyClient;
+use shared::retry::breaker::BreakerPolicy;
+use shared::retry::envelope::Envelope;
+use shared::retry::queue::{MemoryQueue, Queue};
+use shared::rules::RulesCache;
+use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient};
+use shared::secrets::{CachedSecrets, StaticSecrets};
+use shared::store::Stores;
+use shared::store::memory::MemoryStore;
+
+use crate::pagerduty::{PagerdutySim, PdSimConfig, sign_v1};
+use crate::salesforce::{SalesforceSim, SfSimConfig, sign_trigger, test_keys};
+
+/// Demo and test configuration. Not secrets of any real system.
+pub const WEBHOOK_SECRET: &str = "demo-webhook-secret-current";
+pub const WEBHOOK_SECRET_PREVIOUS: &str = "demo-webhook-secret-previous";
+pub const INBOUND_SECRET: &str = "demo-inbound-secret";
+/// The org id of the Outbound Message sample in events/.
+pub const ORG_ID: &str = "0123456789ABCDENNN";
+pub const INTEGRATION_USER: &str = "integration@example.com";
+pub const PD_FROM: &str = "bridge@example.com";
+
+const WEBHOOK_SECRET_ID: &str = "pd-webhook";
+const INBOUND_SECRET_ID: &str = "sf-inbound";
+
+/// What to start.
+pub struct HarnessConfig {
+    pub rules_yaml: String,
+    pub pagerduty: PdSimConfig,
+    pub salesforce: SfSimConfig,
+    pub retry_policy: RetryPolicy,
+    pub breaker_policy: BreakerPolicy,
+}
+
+impl HarnessConfig {
+    pub fn new(rules_yaml: impl Into<String>) -> Self {
+        Self {
+            rules_yaml: rules_yaml.into(),
+            pagerduty: PdSimConfig::default(),
+            salesforce: SfSimConfig::default(),
+            retry_policy: RetryPolicy::default(),
+            breaker_policy: BreakerPolicy { cache_for: Duration::ZERO, ..BreakerPolicy::default() },
+        }
+    }
+}
+
+/// Both simulators and the bridge's context, on in-memory stores and queues.
+pub struct Harness {
+    pub pd: PagerdutySim,
+    pub sf: SalesforceSim,
+    pub ctx: Context,
+    pub store: Arc<MemoryStore>,
+    pub retry_queue: Arc<MemoryQueue>,
+    pub dlq: Arc<MemoryQueue>,
+    /// The bridge's clock: starts at the wall clock and moves only when told (backoff, breakers).
+    pub clock: Arc<ManualClock>,
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client")
+}
+
+impl Harness {
+    pub async fn start(rules_yaml: &str) -> Self {
+        Self::with(HarnessConfig::new(rules_yaml)).await
+    }
+
+    pub async fn with(config: HarnessConfig) -> Self {
+        let pd = PagerdutySim::start(config.pagerduty).await;
+        let sf = SalesforceSim::start(config.salesforce).await;
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let store = Arc::new(MemoryStore::default());
+        let stores = Stores {
+            links: store.clone(),
+            idempotency: store.clone(),
+            audit: store.clone(),
+            rules: store.clone(),
+            breakers: store.clone(),
+        };
+        let secrets = Arc::new(StaticSecrets::new(HashMap::from([
+            (
+                WEBHOOK_SECRET_ID.to_string(),
+                serde_json::json!({"current": WEBHOOK_SECRET, "previous": WEBHOOK_SECRET_PREVIOUS}).to_string(),
+            ),
+            (INBOUND_SECRET_ID.to_string(), serde_json::json!({"current": INBOUND_SECRET}).to_string()),
+        ])));
+        // Rules come from the store, as in production after `syncctl rules push`.
+        shared::store::RulesStore::put_rules(store.as_ref(), &config.rules_yaml, "harness", clock.now())
+            .await
+            .expect("memory store");
+        let retry_queue = Arc::new(MemoryQueue::new(clock.clone()));
+        let dlq = Arc::new(MemoryQueue::new(clock.clone()));
+        let pagerduty = PagerdutyClient::new(
+            http(),
+            url::Url::parse(&pd.base_url()).expect("sim url"),
+            "sim-token".into(),
+            PD_FROM.into(),
+        );
+        let creds = JwtCredentials {
+            consumer_key: "sim-consumer-key".into(),
+            username: INTEGRATION_USER.into(),
+            private_key_pem: test_keys().private_key_pem.into(),
+        };
+        // The JWT's `exp` is checked against the wall clock by the simulator.
+        let auth = Arc::new(
+            Authenticator::new(http(), sf.base_url(), creds, Arc::new(SystemClock) as Arc<dyn Clock>)
+                .with_audience("https://login.salesforce.com"),
+        );
+        let salesforce = SalesforceClient::new(http(), auth, "62.0");
+        let ctx = Context::new(Parts {
+            stores,
+            clock: clock.clone(),
+            secrets: Arc::new(CachedSecrets::new(secrets, clock.clone(), Duration::from_secs(300))),
+            rules: Arc::new(RulesCache::from_store(store.clone(), clock.clone(), chrono::Duration::seconds(60))),
+            retry_queue: retry_queue.clone(),
+            dead_letter_queue: dlq.clone(),
+            pagerduty,
+            salesforce,
+            settings: Settings {
+                webhook_secret_id: WEBHOOK_SECRET_ID.into(),
+                inbound_secret_id: INBOUND_SECRET_ID.into(),
+                org_id: ORG_ID.into(),
+                integration_user: INTEGRATION_USER.into(),
+                ..Settings::default()
+            },
+            idempotency_ttl: Duration::from_secs(72 * 3600),
+            retry_policy: config.retry_policy,
+            breaker_policy: config.breaker_policy,
+        });
+        Self { pd, sf, ctx, store, retry_queue, dlq, clock }
+    }
+
+    /// A PagerDuty delivery of `body`, signed with the current secret.
+    pub async fn webhook(&self, body: &str, webhook_id: &str) -> Reply {
+        let headers = vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-pagerduty-signature".into(), sign_v1(WEBHOOK_SECRET, body.as_bytes())),
+            ("x-webhook-id".into(), webhook_id.into()),
+            ("x-webhook-subscription".into(), "PSUB0DEMO".into()),
+        ];
+        self.webhook_with(body, headers).await
+    }
+
+    pub async fn webhook_with(&self, body: &str, headers: Vec<(String, String)>) -> Reply {
+        pd_to_sfdc::handle(&self.ctx, self.request(body, headers)).await
+    }
+
+    /// An Apex trigger post of `payload`, signed now with the inbound secret.
+    pub async fn post_records(&self, payload: &Value) -> Reply {
+        let body = payload.to_string();
+        let ts = self.clock.now().timestamp();
+        let headers = vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-pdsync-timestamp".into(), ts.to_string()),
+            ("x-pdsync-signature".into(), sign_trigger(INBOUND_SECRET, ts, body.as_bytes())),
+        ];
+        self.post_records_with(&body, headers).await
+    }
+
+    pub async fn post_records_with(&self, body: &str, headers: Vec<(String, String)>) -> Reply {
+        sfdc_to_pd::handle_records(&self.ctx, self.request(body, headers)).await
+    }
+
+    pub async fn outbound_message(&self, xml: &str) -> Reply {
+        let headers = vec![("content-type".into(), "text/xml; charset=utf-8".into())];
+        sfdc_to_pd::handle_outbound_message(&self.ctx, self.request(xml, headers)).await
+    }
+
+    pub fn request(&self, body: &str, headers: Vec<(String, String)>) -> InboundRequest {
+        InboundRequest {
+            headers,
+            body: body.as_bytes().to_vec(),
+            correlation_id: uuid::Uuid::new_v4().to_string(),
+            deadline: Some(self.clock.now() + chrono::Duration::seconds(10)),
+        }
+    }
+
+    /// Runs the retry function over the retry queue until it is empty, moving the clock to each
+    /// message's delivery time (no real waiting). Returns how many batches ran.
+    pub async fn drain_retries(&self, max_batches: usize) -> usize {
+        let mut batches = 0;
+        while batches < max_batches {
+            let Some(next) = self.retry_queue.next_visible_at() else { break };
+            if next > self.clock.now() {
+                self.clock.set(next);
+            }
+            let received = self.retry_queue.receive(10, Duration::ZERO).await.expect("memory queue");
+            if received.is_empty() {
+                continue;
+            }
+            batches += 1;
+            let messages = received
+                .iter()
+                .map(|m| retry::Message {
+                    message_id: m.message_id.clone(),
+                    body: m.body.clone(),
+                    receive_count: m.receive_count,
+                })
+                .collect();
+            let deadline = Some(self.clock.now() + chrono::Duration::seconds(60));
+            let failed = retry::handle_batch(&self.ctx, messages, deadline).await;
+            for m in received {
+                if !failed.contains(&m.message_id) {
+                    self.retry_queue.delete(&m.receipt_handle).await.expect("memory queue");
+                }
+            }
+        }
+        batches
+    }
+
+    /// Envelopes in the DLQ.
+    pub fn dead_letters(&self) -> Vec<Envelope> {
+        self.dlq.bodies().iter().filter_map(|b| Envelope::from_json(b).ok()).collect()
+    }
+}

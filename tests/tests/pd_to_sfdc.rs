@@ -1,0 +1,321 @@
+//! PD→SFDC end to end: signed PagerDuty webhooks through the handler, against the Salesforce
+//! simulator and the in-memory stores.
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use shared::model::Outcome;
+use shared::store::{LinkStore, Subject};
+use sim::faults::{FaultConfig, FaultKind};
+use sim::harness::{Harness, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS};
+use sim::pagerduty::sign_v1;
+
+const RULES: &str = r#"
+rulesets:
+  - name: PD > SFDC
+    enabled: true
+    rules:
+      - name: trigger-opens-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        applies_to: new_only
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: trigger}
+        actions:
+          - create_record:
+              object: Case
+              fields: {Subject: "{{incident.title}}", Origin: PagerDuty, Priority: High}
+              external_id_field: PagerDuty_Incident_Key__c
+      - name: acknowledged-sets-case-working
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: acknowledge}
+        actions:
+          - set_fields: {Status: Working, PagerDuty_Status__c: "{{incident.status}}"}
+      - name: resolved-closes-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: resolve}
+        actions:
+          - set_fields: {Status: Closed, PagerDuty_Status__c: "{{incident.status}}"}
+      - name: note-becomes-comment
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}
+        actions:
+          - add_case_comment: {body: "{{note.content}}"}
+"#;
+
+fn incident(id: &str, status: &str) -> Value {
+    json!({
+        "id": id, "type": "incident", "number": 7, "status": status, "title": format!("Checkout down ({id})"),
+        "urgency": "high", "html_url": format!("https://demo.pagerduty.com/incidents/{id}"),
+        "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
+        "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference", "summary": "Support"},
+        "assignees": [], "teams": [], "priority": null
+    })
+}
+
+fn delivery(event_id: &str, event_type: &str, at: chrono::DateTime<Utc>, data: Value) -> String {
+    json!({"event": {"id": event_id, "event_type": event_type, "resource_type": "incident",
+        "occurred_at": at.to_rfc3339(), "agent": null, "client": null, "data": data}})
+    .to_string()
+}
+
+fn status(reply: &shared::handler::http::Reply) -> String {
+    serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn case_of(h: &Harness, incident_id: &str) -> Value {
+    let links = h.store.records_for_incident(incident_id).await.unwrap();
+    assert_eq!(links.len(), 1, "one Case linked to {incident_id}");
+    h.sf.record("Case", &links[0].record.id).expect("the linked Case exists in Salesforce")
+}
+
+#[tokio::test]
+async fn trigger_creates_a_case_and_links_it() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now();
+    let reply = h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC1", "triggered")), "w1").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(status(&reply), "applied");
+    let case = case_of(&h, "PINC1").await;
+    assert_eq!(case["Subject"], "Checkout down (PINC1)");
+    assert_eq!(case["Origin"], "PagerDuty");
+    let writes = h.sf.requests().iter().filter(|r| r.method != "GET" && r.path.contains("/services/data/")).count();
+    assert_eq!(writes, 1, "one Composite call for the event");
+}
+
+#[tokio::test]
+async fn acknowledge_then_note_then_resolve_drive_the_case() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now();
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC2", "triggered")), "w1").await;
+    let ack = h
+        .webhook(
+            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(60), incident("PINC2", "acknowledged")),
+            "w2",
+        )
+        .await;
+    assert_eq!(status(&ack), "applied", "{}", ack.body);
+    assert_eq!(case_of(&h, "PINC2").await["Status"], "Working");
+
+    let note = json!({"id": "PNOTE1", "type": "incident_note", "content": "Rolled back the deploy", "trimmed": false,
+        "incident": {"id": "PINC2", "type": "incident_reference", "summary": "Checkout down"}});
+    let reply = h.webhook(&delivery("E3", "incident.annotated", t0 + Duration::seconds(90), note), "w3").await;
+    assert_eq!(status(&reply), "applied", "{}", reply.body);
+    let case_id = case_of(&h, "PINC2").await["Id"].as_str().unwrap().to_string();
+    let comments: Vec<Value> =
+        h.sf.records("CaseComment").into_iter().filter(|c| c["ParentId"] == case_id.as_str()).collect();
+    assert_eq!(comments.len(), 1);
+    assert_eq!(comments[0]["CommentBody"], "[PagerDuty] Rolled back the deploy", "marked so it is not echoed back");
+
+    h.webhook(&delivery("E4", "incident.resolved", t0 + Duration::seconds(600), incident("PINC2", "resolved")), "w4")
+        .await;
+    assert_eq!(case_of(&h, "PINC2").await["Status"], "Closed");
+    let tagged =
+        h.sf.requests()
+            .iter()
+            .filter(|r| r.method != "GET")
+            .all(|r| !r.path.contains("/composite") || r.call_options.as_deref() == Some("client=pd-sfdc-sync"));
+    assert!(tagged, "every write carries Sforce-Call-Options for loop prevention");
+}
+
+#[tokio::test]
+async fn redelivery_changes_nothing() {
+    let h = Harness::start(RULES).await;
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident("PINC3", "triggered"));
+    assert_eq!(status(&h.webhook(&body, "w1").await), "applied");
+    let calls = h.sf.requests().len();
+    let again = h.webhook(&body, "w1").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(status(&again), "duplicate");
+    assert_eq!(h.sf.requests().len(), calls, "no Salesforce call for a redelivery");
+    assert_eq!(h.sf.records("Case").len(), 1);
+}
+
+#[tokio::test]
+async fn resolve_arriving_before_acknowledge_leaves_the_case_closed() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now();
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC4", "triggered")), "w1").await;
+    h.webhook(&delivery("E3", "incident.resolved", t0 + Duration::seconds(300), incident("PINC4", "resolved")), "w3")
+        .await;
+    let late = h
+        .webhook(
+            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(60), incident("PINC4", "acknowledged")),
+            "w2",
+        )
+        .await;
+    assert_eq!(late.status, 200);
+    assert_eq!(status(&late), "stale");
+    assert_eq!(case_of(&h, "PINC4").await["Status"], "Closed");
+    let audit = h.store.audit_entries();
+    assert!(audit.iter().any(|e| e.event_id == "E2" && e.outcome == Outcome::Stale), "the stale event is audited");
+}
+
+#[tokio::test]
+async fn bad_signature_is_refused_and_nothing_happens() {
+    let h = Harness::start(RULES).await;
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident("PINC5", "triggered"));
+    let forged = vec![("x-pagerduty-signature".to_string(), sign_v1("not-the-secret", body.as_bytes()))];
+    let reply = h.webhook_with(&body, forged).await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.body.contains("signature"), "{}", reply.body);
+    let missing = h.webhook_with(&body, vec![]).await;
+    assert_eq!(missing.status, 401);
+    assert!(h.sf.requests().is_empty() && h.store.audit_len() == 0 && h.store.all_links().is_empty());
+}
+
+#[tokio::test]
+async fn the_previous_secret_still_verifies_during_rotation() {
+    let h = Harness::start(RULES).await;
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident("PINC6", "triggered"));
+    let header =
+        format!("{},{}", sign_v1("a-newer-secret", body.as_bytes()), sign_v1(WEBHOOK_SECRET_PREVIOUS, body.as_bytes()));
+    let reply = h.webhook_with(&body, vec![("x-pagerduty-signature".into(), header)]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let _ = WEBHOOK_SECRET;
+}
+
+#[tokio::test]
+async fn ping_and_unknown_types_are_acknowledged_and_audited() {
+    let h = Harness::start(RULES).await;
+    let ping = json!({"event": {"id": "P1", "event_type": "pagey.ping", "resource_type": "pagey", "occurred_at": Utc::now().to_rfc3339(),
+        "agent": null, "client": null, "data": {"message": "Hello from your friend Pagey!", "type": "ping"}}}).to_string();
+    assert_eq!(h.webhook(&ping, "wp").await.status, 200);
+    let unknown = delivery(
+        "U1",
+        "incident.workflow.completed",
+        Utc::now(),
+        json!({"id": "PWFI1", "type": "incident_workflow_instance", "incident": {"id": "PINC7", "type": "incident_reference"}}),
+    );
+    assert_eq!(h.webhook(&unknown, "wu").await.status, 200);
+    let outcomes: Vec<Outcome> = h.store.audit_entries().iter().map(|e| e.outcome).collect();
+    assert_eq!(outcomes, vec![Outcome::Skipped, Outcome::Skipped]);
+}
+
+#[tokio::test]
+async fn malformed_but_signed_body_is_kept_for_review_with_2xx() {
+    let h = Harness::start(RULES).await;
+    let body = r#"{"event": {"id": 42, "event_type": "#;
+    let reply = h.webhook(body, "wm").await;
+    assert!((200..300).contains(&reply.status), "never 4xx for an authentic delivery: {}", reply.status);
+    let audit = h.store.audit_entries();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].outcome, Outcome::Rejected);
+    assert_eq!(audit[0].raw_payload.as_deref(), Some(body));
+    assert!(audit[0].reason.as_deref().unwrap().starts_with("rejected: "));
+}
+
+#[tokio::test]
+async fn transient_salesforce_failure_is_queued_then_applied_once() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now();
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC8", "triggered")), "w1").await;
+    h.sf.fail_next(2, FaultKind::LockRow);
+    let reply = h
+        .webhook(
+            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(5), incident("PINC8", "acknowledged")),
+            "w2",
+        )
+        .await;
+    assert_eq!(reply.status, 200, "accepted: PagerDuty must not retry");
+    assert_eq!(status(&reply), "queued");
+    assert_eq!(h.retry_queue.len(), 1);
+    h.drain_retries(10).await;
+    assert_eq!(case_of(&h, "PINC8").await["Status"], "Working");
+    assert!(h.retry_queue.is_empty() && h.dlq.is_empty());
+    let applied =
+        h.store.audit_entries().iter().filter(|e| e.event_id == "E2" && e.outcome == Outcome::Applied).count();
+    assert_eq!(applied, 1, "applied exactly once");
+}
+
+#[tokio::test]
+async fn permanent_salesforce_error_goes_to_the_dlq_with_the_rule_and_error() {
+    let bad_rules = RULES.replace("Status: Working", "Status: NotAPicklistValue");
+    let h = Harness::start(&bad_rules).await;
+    let t0 = Utc::now();
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC9", "triggered")), "w1").await;
+    let reply = h
+        .webhook(
+            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(5), incident("PINC9", "acknowledged")),
+            "w2",
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(status(&reply), "dead_lettered", "{}", reply.body);
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 1);
+    let failure = dead[0].last_failure().expect("history kept");
+    assert_eq!(failure.rule.as_deref(), Some("acknowledged-sets-case-working"));
+    assert!(failure.reason.contains("PICKLIST") || failure.reason.contains("picklist"), "{}", failure.reason);
+    assert!(dead[0].dead_letter_reason.as_deref().unwrap().starts_with("permanent error"));
+}
+
+#[tokio::test]
+async fn duplicate_storm_applies_each_event_once() {
+    let h = std::sync::Arc::new(Harness::start(RULES).await);
+    let t0 = Utc::now();
+    let mut bodies = Vec::new();
+    for i in 0..200 {
+        bodies.push(delivery(&format!("S{i}"), "incident.triggered", t0, incident(&format!("PSTORM{i}"), "triggered")));
+    }
+    let mut tasks = Vec::new();
+    for round in 0..3 {
+        for (i, body) in bodies.iter().enumerate() {
+            let h = h.clone();
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move { (round, i, h.webhook(&body, &format!("ws{i}")).await.status) }));
+        }
+    }
+    let mut busy = Vec::new();
+    for task in tasks {
+        let (_, i, code) = task.await.unwrap();
+        assert!(code == 200 || code == 503, "status {code}");
+        if code == 503 {
+            busy.push(i);
+        }
+    }
+    // PagerDuty redelivers what got 503 (another invocation held it); redeliveries are duplicates.
+    for i in busy {
+        assert_eq!(h.webhook(&bodies[i], &format!("ws{i}")).await.status, 200);
+    }
+    assert_eq!(h.sf.records("Case").len(), 200, "exactly 200 sets of effects");
+    assert_eq!(h.store.all_links().len(), 200);
+    let applied = h.store.audit_entries().iter().filter(|e| e.outcome == Outcome::Applied).count();
+    assert_eq!(applied, 200);
+}
+
+#[tokio::test]
+async fn salesforce_failing_30_percent_of_calls_still_applies_everything() {
+    let h = Harness::start(RULES).await;
+    h.sf.set_faults(FaultConfig { seed: 7, server_error_rate: 0.15, lock_row_rate: 0.15, ..FaultConfig::none() });
+    let t0 = Utc::now();
+    for i in 0..40 {
+        h.webhook(
+            &delivery(&format!("F{i}"), "incident.triggered", t0, incident(&format!("PF{i}"), "triggered")),
+            &format!("wf{i}"),
+        )
+        .await;
+    }
+    // The breaker may open during a storm: move past its pause and let the retry function drain.
+    for _ in 0..20 {
+        if h.retry_queue.is_empty() {
+            break;
+        }
+        h.clock.advance(Duration::seconds(61));
+        h.drain_retries(200).await;
+    }
+    assert!(h.dlq.is_empty(), "nothing dead-lettered: {:?}", h.dead_letters().first().map(|e| e.history.clone()));
+    assert_eq!(h.sf.records("Case").len(), 40, "every event applied, none twice");
+    for i in 0..40 {
+        assert_eq!(h.store.records_for_incident(&format!("PF{i}")).await.unwrap().len(), 1);
+    }
+    assert!(h.store.last_applied(&Subject::Incident("PF0".into())).await.unwrap().is_some());
+}
