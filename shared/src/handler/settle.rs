@@ -17,7 +17,7 @@ use crate::telemetry::metrics;
 
 /// The names of the rules that ran for an evaluation (for the audit trail and metrics).
 pub fn matched_rules(evaluation: &crate::rules::Evaluation) -> Vec<String> {
-    evaluation.explanation.rules.iter().filter(|r| r.ran).map(|r| r.rule.clone()).collect()
+    evaluation.explanation.rules.iter().filter(|r| r.ran).map(|r| r.rule.to_string()).collect()
 }
 
 /// An attempt that failed on the store: transient errors retry; configuration errors also retry
