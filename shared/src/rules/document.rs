@@ -30,6 +30,8 @@ pub struct Rules {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub name: String,
+    /// `name`, shared into explanations without copying.
+    pub(crate) shared_name: Arc<str>,
     pub enabled: bool,
     pub rules: Vec<Rule>,
     pub line: usize,
@@ -39,6 +41,7 @@ pub struct RuleSet {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
+    pub(crate) shared_name: Arc<str>,
     pub direction: Direction,
     /// S→P: the object whose changes it watches. P→S: the object it acts on.
     pub object: String,
@@ -578,7 +581,7 @@ impl Loader {
             None => {}
         }
         let name = name?;
-        Some(RuleSet { name, enabled, rules, line: node.line })
+        Some(RuleSet { shared_name: name.as_str().into(), name, enabled, rules, line: node.line })
     }
 
     fn rule(&mut self, node: &Node, index: usize, set_path: &str) -> Option<Rule> {
@@ -657,7 +660,17 @@ impl Loader {
             None => {}
         }
         let name = name?;
-        Some(Rule { name, direction, object: object?, match_mode, applies_to, conditions, actions, line: node.line })
+        Some(Rule {
+            shared_name: name.as_str().into(),
+            name,
+            direction,
+            object: object?,
+            match_mode,
+            applies_to,
+            conditions,
+            actions,
+            line: node.line,
+        })
     }
 
     fn condition(&mut self, node: &Node, path: &str, direction: Direction) -> Option<Condition> {

@@ -39,8 +39,10 @@ pub struct Explanation {
 /// One rule's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RuleExplanation {
-    pub ruleset: String,
-    pub rule: String,
+    #[serde(serialize_with = "as_str")]
+    pub ruleset: Arc<str>,
+    #[serde(serialize_with = "as_str")]
+    pub rule: Arc<str>,
     pub ran: bool,
     /// Set when `ran` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,8 +139,8 @@ impl Rules {
         for set in &self.rulesets {
             for rule in &set.rules {
                 let mut ex = RuleExplanation {
-                    ruleset: set.name.clone(),
-                    rule: rule.name.clone(),
+                    ruleset: set.shared_name.clone(),
+                    rule: rule.shared_name.clone(),
                     ran: false,
                     skipped: None,
                     conditions: Vec::with_capacity(rule.conditions.len()),
