@@ -40,13 +40,15 @@ async fn start() -> String {
         "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & child=$!; \
          while kill -0 {parent} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null"
     );
-    std::process::Command::new("sh")
+    let mut watchdog = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg(binary())
         .stdin(std::process::Stdio::null())
         .spawn()
         .expect("start moto_server");
+    // Reap the watchdog when it ends (it ends when the test process or moto does).
+    std::thread::spawn(move || watchdog.wait());
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..300 {
