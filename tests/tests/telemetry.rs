@@ -1,0 +1,143 @@
+//! Logs and metrics of real handler runs: secrets never reach a log line, and the metrics are
+//! valid CloudWatch Embedded Metric Format with the names the alarms and dashboard use.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use sim::harness::{Harness, INBOUND_SECRET, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS};
+use sim::pagerduty::sign_v1;
+use sim::salesforce::test_keys;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+const RULES: &str = r#"
+rulesets:
+  - name: both
+    enabled: true
+    rules:
+      - name: trigger-opens-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        applies_to: new_only
+        conditions: [{field: pagerduty.event_type, operator: equals, value: trigger}]
+        actions:
+          - create_record: {object: Case, fields: {Subject: "{{incident.title}}"}, external_id_field: PagerDuty_Incident_Key__c}
+      - name: sev1-pages
+        direction: salesforce_to_pagerduty
+        object: Case
+        applies_to: new_only
+        conditions: [{field: Priority, operator: equals, value: Sev1}]
+        actions:
+          - create_incident: {service: PSVC001, title: {prefix: "Case ", fields: [Subject]}}
+"#;
+
+fn trigger(id: &str) -> String {
+    json!({"event": {"id": format!("E-{id}"), "event_type": "incident.triggered", "resource_type": "incident",
+        "occurred_at": Utc::now().to_rfc3339(), "agent": null, "client": null,
+        "data": {"id": id, "type": "incident", "number": 1, "status": "triggered", "title": "t", "urgency": "high",
+            "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer"}}}})
+    .to_string()
+}
+
+/// One test: the subscriber and the EMF collector are process-wide.
+#[tokio::test]
+async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
+    let logs = Captured::default();
+    shared::telemetry::init_logging_to("trace", logs.clone());
+    let emf = shared::telemetry::metrics::init_emf("pd-to-sfdc").expect("collector");
+
+    let h = Harness::start(RULES).await;
+    // Happy paths, both directions (the Salesforce JWT flow and the PagerDuty token are used).
+    assert_eq!(h.webhook(&trigger("PT1"), "w1").await.status, 200);
+    let case = json!({"attributes": {"type": "Case", "url": "/x"}, "Id": "5005g00000TELE1AAA", "Subject": "s", "Priority": "Sev1",
+        "SystemModstamp": "2026-11-22T10:00:00.000+0000"});
+    let post = json!({"schema": 1, "org_id": sim::harness::ORG_ID, "object": "Case", "operation": "insert",
+        "user": {"id": "005", "username": "agent@example.com"}, "sent_at": Utc::now().to_rfc3339(), "old": null,
+        "new": {"5005g00000TELE1AAA": case}});
+    assert_eq!(h.post_records(&post).await.status, 200);
+    // Failure paths: bad signatures, expired Salesforce token re-minted, a Salesforce outage.
+    let body = trigger("PT2");
+    let forged = vec![("x-pagerduty-signature".to_string(), sign_v1("forged", body.as_bytes()))];
+    assert_eq!(h.webhook_with(&body, forged).await.status, 401);
+    let bearer = vec![("authorization".to_string(), "Bearer wrong-bearer".to_string())];
+    assert_eq!(h.post_records_with(&post.to_string(), bearer).await.status, 401);
+    h.sf.expire_all_tokens();
+    assert_eq!(h.webhook(&trigger("PT3"), "w3").await.status, 200);
+    h.sf.set_faults(sim::faults::FaultConfig { seed: 1, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
+    assert_eq!(h.webhook(&trigger("PT4"), "w4").await.status, 200);
+
+    let mut metrics = Vec::new();
+    emf.flush(&mut metrics).unwrap();
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().count() > 10, "the handlers logged");
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
+    }
+    let key_body: String = test_keys().private_key_pem.lines().filter(|l| !l.starts_with("-----")).take(2).collect();
+    for secret in [
+        WEBHOOK_SECRET,
+        WEBHOOK_SECRET_PREVIOUS,
+        INBOUND_SECRET,
+        "sim-token",
+        key_body.as_str(),
+        "BEGIN PRIVATE KEY",
+        "eyJ",
+    ] {
+        assert!(!text.contains(secret), "a secret ({secret:.12}...) reached the logs");
+    }
+    assert!(text.contains("correlation_id"), "event lines carry the correlation id");
+
+    let metrics = String::from_utf8(metrics).unwrap();
+    let mut names = std::collections::HashSet::new();
+    for doc in metrics.lines() {
+        let v: Value = serde_json::from_str(doc).expect("EMF documents are JSON");
+        let aws = &v["_aws"];
+        assert!(aws["Timestamp"].as_i64().is_some(), "{doc}");
+        for directive in aws["CloudWatchMetrics"].as_array().expect("CloudWatchMetrics") {
+            assert_eq!(directive["Namespace"], "PdSfdcSync");
+            for set in directive["Dimensions"].as_array().expect("Dimensions") {
+                for dim in set.as_array().expect("dimension set") {
+                    assert!(v[dim.as_str().unwrap()].is_string(), "dimension {dim} has a value: {doc}");
+                }
+            }
+            for metric in directive["Metrics"].as_array().expect("Metrics") {
+                let name = metric["Name"].as_str().expect("Name");
+                assert!(v[name].is_number() || v[name].is_array(), "metric {name} has a value: {doc}");
+                names.insert(name.to_string());
+            }
+        }
+        assert_eq!(v["Function"], "pd-to-sfdc");
+    }
+    for expected in [
+        "EventsReceived",
+        "EventsAccepted",
+        "EventsRejected",
+        "ActionsSucceeded",
+        "ApiCalls",
+        "HandlerLatency",
+        "Retries",
+    ] {
+        assert!(names.contains(expected), "metric {expected} missing from {names:?}");
+    }
+}
