@@ -113,7 +113,13 @@ impl Breaker {
 
     /// May the caller call the service now?
     pub async fn permit(&self) -> Result<Permit, StoreError> {
-        let Some(record) = self.read(false).await? else { return Ok(Permit::Call) };
+        let record = self.read(false).await?;
+        // Reported on every check, so the "open for N minutes" alarm sees a steady signal.
+        crate::telemetry::metrics::breaker_state(
+            &self.service,
+            record.as_ref().is_some_and(|r| r.state != BreakerState::Closed),
+        );
+        let Some(record) = record else { return Ok(Permit::Call) };
         let now = self.clock.now();
         match record.state {
             BreakerState::Closed => Ok(Permit::Call),
