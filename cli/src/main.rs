@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod commands;
+use syncctl::commands;
 
 #[derive(Debug, Parser)]
 #[command(name = "syncctl", version, about = "Operate pd-sfdc-sync: rules, dead letters, health checks, audit")]

@@ -30,7 +30,7 @@ pub struct Check {
     pub result: Result<String, String>,
 }
 
-fn print(checks: &[Check]) -> bool {
+pub fn print(checks: &[Check]) -> bool {
     let mut healthy = true;
     for check in checks {
         match &check.result {
@@ -45,27 +45,24 @@ fn print(checks: &[Check]) -> bool {
 }
 
 pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
-    let checks = diagnose(args.webhook_url.as_deref()).await;
+    let checks = match Config::from_env() {
+        Ok(config) => {
+            let mut checks =
+                vec![Check { name: "configuration", result: Ok("every variable present and well formed".into()) }];
+            checks.extend(diagnose(&config, &super::aws::sdk().await, args.webhook_url.as_deref()).await);
+            checks
+        }
+        Err(err) => vec![Check { name: "configuration", result: Err(err.to_string()) }],
+    };
     Ok(if print(&checks) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Runs every check it can; a failed prerequisite fails the checks that need it.
-pub async fn diagnose(webhook_url: Option<&str>) -> Vec<Check> {
+pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
-    let config = match Config::from_env() {
-        Ok(config) => {
-            checks.push(Check { name: "configuration", result: Ok("every variable present and well formed".into()) });
-            config
-        }
-        Err(err) => {
-            checks.push(Check { name: "configuration", result: Err(err.to_string()) });
-            return checks;
-        }
-    };
-    let sdk = super::aws::sdk().await;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets = CachedSecrets::new(
-        Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&sdk))),
+        Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(sdk))),
         clock.clone(),
         config.secrets_max_age,
     );
@@ -156,7 +153,7 @@ pub async fn diagnose(webhook_url: Option<&str>) -> Vec<Check> {
     });
 
     // AWS: table and rules, queues.
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     checks.push(Check {
         name: "DynamoDB table and rules",
         result: match store.current_rules().await {
@@ -170,7 +167,7 @@ pub async fn diagnose(webhook_url: Option<&str>) -> Vec<Check> {
             },
         },
     });
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
     let retry = SqsQueue::new(sqs.clone(), &config.retry_queue_url);
     checks.push(Check {
         name: "retry queue",

@@ -30,8 +30,33 @@ pub enum SetupCommand {
 pub async fn run(cmd: SetupCommand) -> Result<ExitCode, String> {
     let SetupCommand::PagerdutyWebhook { url, service, team } = cmd;
     let config = Config::from_env().map_err(|e| e.to_string())?;
-    let sdk = super::aws::sdk().await;
-    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    let filter = match (service, team) {
+        (Some(id), _) => SubscriptionFilter::Service(id),
+        (_, Some(id)) => SubscriptionFilter::Team(id),
+        _ => SubscriptionFilter::Account,
+    };
+    let (subscription_id, rotated) = pagerduty_webhook(&config, &super::aws::sdk().await, &url, &filter).await?;
+    println!("created webhook subscription {subscription_id} for {url}");
+    println!(
+        "stored its signing secret in {}{}",
+        config.pagerduty_webhook_secret_id,
+        if rotated {
+            " (the previous secret is kept as \"previous\" until you remove the old subscription)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Creates the subscription and stores its secret. Returns its id and whether an older secret was kept.
+pub async fn pagerduty_webhook(
+    config: &Config,
+    sdk: &aws_config::SdkConfig,
+    url: &str,
+    filter: &SubscriptionFilter,
+) -> Result<(String, bool), String> {
+    let sm = aws_sdk_secretsmanager::Client::new(sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
     let token = secrets.pagerduty_token(&config.pagerduty_token_secret_id).await.map_err(|e| e.to_string())?;
@@ -43,24 +68,9 @@ pub async fn run(cmd: SetupCommand) -> Result<ExitCode, String> {
         token.expose().to_string(),
         config.pagerduty_from_email.clone(),
     );
-    let filter = match (service, team) {
-        (Some(id), _) => SubscriptionFilter::Service(id),
-        (_, Some(id)) => SubscriptionFilter::Team(id),
-        _ => SubscriptionFilter::Account,
-    };
-    let (subscription, secret) = pd.create_webhook_subscription(&url, &filter).await.map_err(|e| e.to_string())?;
+    let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
     let rotated = rotate(&sm, &config.pagerduty_webhook_secret_id, &secret).await?;
-    println!("created webhook subscription {} for {url}", subscription.id);
-    println!(
-        "stored its signing secret in {}{}",
-        config.pagerduty_webhook_secret_id,
-        if rotated {
-            " (the previous secret is kept as \"previous\" until you remove the old subscription)"
-        } else {
-            ""
-        }
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok((subscription.id, rotated))
 }
 
 /// Writes `{"current": new, "previous": old current}`. Returns whether an old secret was kept.

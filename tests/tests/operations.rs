@@ -1,0 +1,137 @@
+//! `syncctl doctor` and `syncctl setup` against the simulators and moto: each failure is reported
+//! with a line that says what to fix; setup stores the signing secret and rotates it.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use shared::config::Config;
+use shared::store::RulesStore;
+use shared::store::dynamodb::DynamoStore;
+use sim::moto;
+use sim::pagerduty::{PagerdutySim, PdSimConfig};
+use sim::salesforce::{SalesforceSim, SfSimConfig, test_keys};
+use syncctl::commands::doctor::{Check, diagnose};
+use syncctl::commands::setup::pagerduty_webhook;
+
+const WEBHOOK_URL: &str = "https://abc123.execute-api.us-east-1.amazonaws.com/pagerduty/webhook";
+
+struct World {
+    pd: PagerdutySim,
+    _sf: SalesforceSim,
+    config: Config,
+    sdk: aws_config::SdkConfig,
+    secrets: aws_sdk_secretsmanager::Client,
+}
+
+async fn world(jwt_key: &str) -> World {
+    let pd = PagerdutySim::start(PdSimConfig::default()).await;
+    let sf = SalesforceSim::start(SfSimConfig::default()).await;
+    let sdk = moto::sdk_config().await;
+    let (dynamo, table) = moto::table().await;
+    DynamoStore::new(dynamo, &table)
+        .put_rules(include_str!("../../events/rules.example.yaml"), "test", chrono::Utc::now())
+        .await
+        .unwrap();
+    let (_, retry, dlq) = moto::queues(5).await;
+    let (secrets, token) = moto::secret(r#"{"token": "sim-token"}"#).await;
+    let (_, webhook) = moto::secret(r#"{"current": "REPLACE_BY_SYNCCTL_SETUP", "previous": null}"#).await;
+    let jwt =
+        json!({"consumer_key": "sim-consumer-key", "username": "integration@example.com", "private_key_pem": jwt_key});
+    let (_, jwt) = moto::secret(&jwt.to_string()).await;
+    let (_, inbound) = moto::secret(r#"{"current": "inbound-key"}"#).await;
+    let vars: HashMap<String, String> = [
+        ("TABLE_NAME", table),
+        ("RETRY_QUEUE_URL", retry),
+        ("DLQ_URL", dlq),
+        ("PAGERDUTY_API_BASE", pd.base_url()),
+        ("PAGERDUTY_FROM_EMAIL", "bridge@example.com".into()),
+        ("PAGERDUTY_TOKEN_SECRET_ID", token),
+        ("PAGERDUTY_WEBHOOK_SECRET_ID", webhook),
+        ("SALESFORCE_LOGIN_URL", sf.base_url()),
+        ("SALESFORCE_JWT_SECRET_ID", jwt),
+        ("SALESFORCE_INBOUND_SECRET_ID", inbound),
+        ("SALESFORCE_ORG_ID", "00D5g0000SIMORGEQ5".into()),
+        ("SALESFORCE_INTEGRATION_USER", "integration@example.com".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    World { pd, _sf: sf, config: Config::from_map(&vars).unwrap(), sdk, secrets }
+}
+
+fn failures(checks: &[Check]) -> Vec<(&'static str, String)> {
+    checks.iter().filter_map(|c| c.result.as_ref().err().map(|e| (c.name, e.clone()))).collect()
+}
+
+#[tokio::test]
+async fn setup_stores_the_secret_and_a_second_setup_rotates_it_then_doctor_is_happy() {
+    let w = world(test_keys().private_key_pem).await;
+    let (first, rotated) =
+        pagerduty_webhook(&w.config, &w.sdk, WEBHOOK_URL, &shared::pagerduty::SubscriptionFilter::Account)
+            .await
+            .unwrap();
+    assert!(!rotated, "the placeholder is not kept as a previous secret");
+    let stored = |w: &World| {
+        let client = w.secrets.clone();
+        let id = w.config.pagerduty_webhook_secret_id.clone();
+        async move {
+            let text =
+                client.get_secret_value().secret_id(id).send().await.unwrap().secret_string().unwrap().to_string();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    let after_first = stored(&w).await;
+    assert!(after_first["current"].as_str().unwrap().len() > 8);
+    let (second, rotated) =
+        pagerduty_webhook(&w.config, &w.sdk, WEBHOOK_URL, &shared::pagerduty::SubscriptionFilter::Account)
+            .await
+            .unwrap();
+    assert!(rotated);
+    assert_ne!(first, second);
+    let after_second = stored(&w).await;
+    assert_eq!(after_second["previous"], after_first["current"], "the previous secret is kept for the change-over");
+    assert_ne!(after_second["current"], after_first["current"]);
+
+    let checks = diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await;
+    assert!(failures(&checks).is_empty(), "{:?}", failures(&checks));
+    assert_eq!(checks.len(), 9);
+}
+
+#[tokio::test]
+async fn doctor_reports_a_bad_token_and_a_bad_jwt_key() {
+    let mut w = world(test_keys().other_private_key_pem).await;
+    let (client, bad_token) = moto::secret(r#"{"token": "not-a-valid-token"}"#).await;
+    drop(client);
+    w.config.pagerduty_token_secret_id = bad_token;
+    let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
+    let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
+    assert!(names.contains(&"PagerDuty token and From user"), "{found:?}");
+    assert!(names.contains(&"Salesforce JWT login"), "{found:?}");
+    let jwt = &found.iter().find(|(n, _)| *n == "Salesforce JWT login").unwrap().1;
+    assert!(jwt.contains("invalid_grant"), "{jwt}");
+    assert!(!jwt.contains("PRIVATE KEY"), "{jwt}");
+}
+
+#[tokio::test]
+async fn doctor_reports_a_disabled_subscription_and_a_missing_table() {
+    let mut w = world(test_keys().private_key_pem).await;
+    let (id, _) = pagerduty_webhook(&w.config, &w.sdk, WEBHOOK_URL, &shared::pagerduty::SubscriptionFilter::Account)
+        .await
+        .unwrap();
+    let disabled = reqwest::Client::new()
+        .put(format!("{}/webhook_subscriptions/{id}", w.pd.base_url()))
+        .header("Authorization", "Token token=sim-token")
+        .header("Accept", "application/vnd.pagerduty+json;version=2")
+        .header("Content-Type", "application/json")
+        .json(&json!({"webhook_subscription": {"active": false}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(disabled.status().is_success(), "{}", disabled.text().await.unwrap());
+    w.config.table_name = "no-such-table".into();
+    let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
+    let subscription = &found.iter().find(|(n, _)| *n == "PagerDuty webhook subscription").expect("reported").1;
+    assert!(subscription.contains("disabled"), "{subscription}");
+    let table = &found.iter().find(|(n, _)| *n == "DynamoDB table and rules").expect("reported").1;
+    assert!(table.contains("no-such-table"), "{table}");
+}
