@@ -10,3 +10,4 @@ pub mod retry;
 pub mod salesforce_exec;
 pub mod settle;
 pub mod sfdc_to_pd;
+pub mod steps;

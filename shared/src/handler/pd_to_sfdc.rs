@@ -11,11 +11,11 @@ use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::salesforce_exec;
-use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
+use crate::handler::settle::{Attempt, store_failure};
+use crate::handler::steps;
 use crate::model::{AuditEntry, Direction, Outcome};
 use crate::pagerduty::signature;
 use crate::pagerduty::{EventData, WebhookEvent};
-use crate::retry::breaker::Permit;
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord, Rules};
 use crate::store::Subject;
@@ -177,27 +177,12 @@ pub async fn process(
         Err(err) => return store_failure(err),
     };
     let subject = Subject::Incident(incident_id.clone());
-    match ctx.stores.links.last_applied(&subject).await {
-        Ok(Some(last)) if last > event.occurred_at => {
-            return Attempt::Stale {
-                reason: format!("occurred at {} but {} was already applied for this incident", event.occurred_at, last),
-            };
-        }
-        Ok(_) => {}
-        Err(err) => return store_failure(err),
+    if let Some(stale) = steps::refuse_stale(ctx, &subject, event.occurred_at).await {
+        return stale;
     }
-    let rules = match ctx.rules.current().await {
+    let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,
-        Err(err) => {
-            return Attempt::Failed {
-                kind: FailureKind::Transient,
-                reason: format!("rules unavailable: {err}"),
-                rule: None,
-                rules: vec![],
-                actions: vec![],
-                api_calls: 0,
-            };
-        }
+        Err(attempt) => return attempt,
     };
 
     // Fetch the linked records' current fields only when some rule reads them.
@@ -223,44 +208,16 @@ pub async fn process(
     }
 
     let input = Event::Incident(incident_event(event, linked));
-    let evaluation = rules.rules.evaluate(&input);
-    envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
-    let matched = matched_rules(&evaluation);
-    metrics::rules_matched(matched.len());
-    if evaluation.plan.is_empty() {
-        return Attempt::Skipped { reason: "no rule matched".into(), rules: matched };
+    let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
+        Ok(planned) => planned,
+        Err(attempt) => return attempt,
+    };
+    if let Some(deferred) = steps::hold_back(ctx, &ctx.salesforce_breaker, deadline, api_calls).await {
+        return deferred;
     }
-    match ctx.salesforce_breaker.permit().await {
-        Ok(Permit::Wait { until }) => {
-            return Attempt::Deferred {
-                reason: "Salesforce breaker open: queued until it recovers".into(),
-                until: Some(until),
-                actions: vec![],
-                api_calls,
-            };
-        }
-        Ok(_) => {}
-        Err(err) => return store_failure(err),
-    }
-    if let Some(deadline) = deadline {
-        let left = (deadline - ctx.clock.now()).to_std().unwrap_or_default();
-        if left < ctx.settings.min_time_left {
-            return Attempt::Deferred {
-                reason: format!("only {left:?} left before the deadline: queued"),
-                until: None,
-                actions: vec![],
-                api_calls,
-            };
-        }
-    }
-
     let result = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0).await;
     let attempt = result.into_attempt(matched, api_calls);
-    if matches!(attempt, Attempt::Applied { .. })
-        && let Err(err) = ctx.stores.links.advance_last_applied(&subject, event.occurred_at).await
-    {
-        tracing::warn!(error = %err, "applied, but could not move the incident's watermark");
-    }
+    steps::mark_applied(ctx, &attempt, &subject, event.occurred_at).await;
     attempt
 }
 

@@ -13,9 +13,9 @@ use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
-use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
+use crate::handler::settle::{Attempt, store_failure};
+use crate::handler::steps;
 use crate::model::{Direction, Outcome};
-use crate::retry::breaker::Permit;
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::outbound_message::{self, OutboundMessage};
@@ -358,31 +358,16 @@ pub async fn process(
         return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
     }
     let subject = Subject::Record(change.id.clone());
-    match ctx.stores.links.last_applied(&subject).await {
-        Ok(Some(last)) if last > change.occurred_at => {
-            return Attempt::Stale {
-                reason: format!("modified at {} but {} was already applied for this record", change.occurred_at, last),
-            };
-        }
-        Ok(_) => {}
-        Err(err) => return store_failure(err),
+    if let Some(stale) = steps::refuse_stale(ctx, &subject, change.occurred_at).await {
+        return stale;
     }
     let linked_incidents = match linked_incidents(ctx, change).await {
         Ok(ids) => ids,
         Err(err) => return store_failure(err),
     };
-    let rules = match ctx.rules.current().await {
+    let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,
-        Err(err) => {
-            return Attempt::Failed {
-                kind: FailureKind::Transient,
-                reason: format!("rules unavailable: {err}"),
-                rule: None,
-                rules: vec![],
-                actions: vec![],
-                api_calls: 0,
-            };
-        }
+        Err(attempt) => return attempt,
     };
     let input = Event::Record(RecordEvent {
         object: change.object.clone(),
@@ -392,41 +377,14 @@ pub async fn process(
         is_new: change.is_new,
         linked_incidents,
     });
-    let evaluation = rules.rules.evaluate(&input);
-    envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
-    let matched = matched_rules(&evaluation);
-    metrics::rules_matched(matched.len());
-    if evaluation.plan.is_empty() {
-        return Attempt::Skipped { reason: "no rule matched".into(), rules: matched };
-    }
-    match ctx.pagerduty_breaker.permit().await {
-        Ok(Permit::Wait { until }) => {
-            return Attempt::Deferred {
-                reason: "PagerDuty breaker open: queued until it recovers".into(),
-                until: Some(until),
-                actions: vec![],
-                api_calls: 0,
-            };
-        }
-        Ok(_) => {}
-        Err(err) => return store_failure(err),
-    }
-    if let Some(deadline) = deadline {
-        let left = (deadline - ctx.clock.now()).to_std().unwrap_or_default();
-        if left < ctx.settings.min_time_left {
-            return Attempt::Deferred {
-                reason: format!("only {left:?} left before the deadline: queued"),
-                until: None,
-                actions: vec![],
-                api_calls: 0,
-            };
-        }
+    let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
+        Ok(planned) => planned,
+        Err(attempt) => return attempt,
+    };
+    if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
+        return deferred;
     }
     let attempt = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0).await.into_attempt(matched, 0);
-    if matches!(attempt, Attempt::Applied { .. })
-        && let Err(err) = ctx.stores.links.advance_last_applied(&subject, change.occurred_at).await
-    {
-        tracing::warn!(error = %err, "applied, but could not move the record's watermark");
-    }
+    steps::mark_applied(ctx, &attempt, &subject, change.occurred_at).await;
     attempt
 }

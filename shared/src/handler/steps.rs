@@ -1,0 +1,87 @@
+//! The steps both directions take between "accepted" and "act": refuse stale events, load the
+//! rules, plan, and make sure the service may be called now.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::handler::context::Context;
+use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
+use crate::retry::breaker::{Breaker, Permit};
+use crate::retry::envelope::Envelope;
+use crate::rules::{CachedRules, Evaluation, Event};
+use crate::store::Subject;
+use crate::telemetry::metrics;
+
+/// `Some(Stale)` when something newer than `occurred_at` was already applied to the subject.
+pub async fn refuse_stale(ctx: &Context, subject: &Subject, occurred_at: DateTime<Utc>) -> Option<Attempt> {
+    match ctx.stores.links.last_applied(subject).await {
+        Ok(Some(last)) if last > occurred_at => Some(Attempt::Stale {
+            reason: format!("happened at {occurred_at} but {last} was already applied for {}", subject.key()),
+        }),
+        Ok(_) => None,
+        Err(err) => Some(store_failure(err)),
+    }
+}
+
+/// The current rules (cached), or the attempt that says why there are none.
+pub async fn rules(ctx: &Context) -> Result<Arc<CachedRules>, Attempt> {
+    ctx.rules.current().await.map_err(|err| Attempt::Failed {
+        kind: if err.is_transient() { FailureKind::Transient } else { FailureKind::Permanent },
+        reason: format!("rules unavailable: {err}"),
+        rule: None,
+        rules: vec![],
+        actions: vec![],
+        api_calls: 0,
+    })
+}
+
+/// Evaluates, records the plan in the envelope, and skips when nothing is to be done.
+pub fn plan(rules: &CachedRules, input: &Event, envelope: &mut Envelope) -> Result<(Evaluation, Vec<String>), Attempt> {
+    let evaluation = rules.rules.evaluate(input);
+    envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+    let matched = matched_rules(&evaluation);
+    metrics::rules_matched(matched.len());
+    if evaluation.plan.is_empty() {
+        return Err(Attempt::Skipped { reason: "no rule matched".into(), rules: matched });
+    }
+    Ok((evaluation, matched))
+}
+
+/// `Some(Deferred)` when the service must not be called now: its breaker is open, or too little
+/// time is left before the function's deadline.
+pub async fn hold_back(
+    ctx: &Context,
+    breaker: &Breaker,
+    deadline: Option<DateTime<Utc>>,
+    api_calls: u32,
+) -> Option<Attempt> {
+    match breaker.permit().await {
+        Ok(Permit::Wait { until }) => {
+            return Some(Attempt::Deferred {
+                reason: format!("{} breaker open: queued until it recovers", breaker.service()),
+                until: Some(until),
+                actions: vec![],
+                api_calls,
+            });
+        }
+        Ok(Permit::Call | Permit::Probe) => {}
+        Err(err) => return Some(store_failure(err)),
+    }
+    let left = (deadline? - ctx.clock.now()).to_std().unwrap_or_default();
+    (left < ctx.settings.min_time_left).then(|| Attempt::Deferred {
+        reason: format!("only {left:?} left before the deadline: queued"),
+        until: None,
+        actions: vec![],
+        api_calls,
+    })
+}
+
+/// After an applied attempt, moves the subject's watermark to the event's time.
+pub async fn mark_applied(ctx: &Context, attempt: &Attempt, subject: &Subject, occurred_at: DateTime<Utc>) {
+    if matches!(attempt, Attempt::Applied { .. })
+        && let Err(err) = ctx.stores.links.advance_last_applied(subject, occurred_at).await
+    {
+        tracing::warn!(error = %err, subject = %subject.key(), "applied, but could not move the watermark");
+    }
+}
