@@ -227,3 +227,29 @@ impl Harness {
         self.dlq.bodies().iter().filter_map(|b| Envelope::from_json(b).ok()).collect()
     }
 }
+
+/// A PagerDuty incident as Webhooks v3 puts it in `event.data`, on the demo service.
+pub fn incident_data(id: &str, status: &str) -> Value {
+    serde_json::json!({
+        "id": id, "type": "incident", "number": 7, "status": status, "title": format!("Checkout down ({id})"),
+        "urgency": "high", "html_url": format!("https://demo.pagerduty.com/incidents/{id}"),
+        "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
+        "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference", "summary": "Support"},
+        "assignees": [], "teams": [], "priority": null
+    })
+}
+
+/// A Webhooks v3 delivery body.
+pub fn delivery(event_id: &str, event_type: &str, at: chrono::DateTime<Utc>, data: Value) -> String {
+    serde_json::json!({"event": {"id": event_id, "event_type": event_type, "resource_type": "incident",
+        "occurred_at": at.to_rfc3339(), "agent": null, "client": null, "data": data}})
+    .to_string()
+}
+
+/// The `status` word of a JSON reply (`applied`, `queued`, `duplicate`, ...).
+pub fn outcome(reply: &Reply) -> String {
+    serde_json::from_str::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use shared::model::Outcome;
 use shared::store::{LinkStore, Subject};
 use sim::faults::{FaultConfig, FaultKind};
-use sim::harness::{Harness, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS};
+use sim::harness::{Harness, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data, outcome};
 use sim::pagerduty::sign_v1;
 
 const RULES: &str = r#"
@@ -48,29 +48,6 @@ rulesets:
           - add_case_comment: {body: "{{note.content}}"}
 "#;
 
-fn incident(id: &str, status: &str) -> Value {
-    json!({
-        "id": id, "type": "incident", "number": 7, "status": status, "title": format!("Checkout down ({id})"),
-        "urgency": "high", "html_url": format!("https://demo.pagerduty.com/incidents/{id}"),
-        "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
-        "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference", "summary": "Support"},
-        "assignees": [], "teams": [], "priority": null
-    })
-}
-
-fn delivery(event_id: &str, event_type: &str, at: chrono::DateTime<Utc>, data: Value) -> String {
-    json!({"event": {"id": event_id, "event_type": event_type, "resource_type": "incident",
-        "occurred_at": at.to_rfc3339(), "agent": null, "client": null, "data": data}})
-    .to_string()
-}
-
-fn status(reply: &shared::handler::http::Reply) -> String {
-    serde_json::from_str::<Value>(&reply.body)
-        .ok()
-        .and_then(|v| v["status"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 async fn case_of(h: &Harness, incident_id: &str) -> Value {
     let links = h.store.records_for_incident(incident_id).await.unwrap();
     assert_eq!(links.len(), 1, "one Case linked to {incident_id}");
@@ -81,9 +58,9 @@ async fn case_of(h: &Harness, incident_id: &str) -> Value {
 async fn trigger_creates_a_case_and_links_it() {
     let h = Harness::start(RULES).await;
     let t0 = Utc::now();
-    let reply = h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC1", "triggered")), "w1").await;
+    let reply = h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PINC1", "triggered")), "w1").await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(status(&reply), "applied");
+    assert_eq!(outcome(&reply), "applied");
     let case = case_of(&h, "PINC1").await;
     assert_eq!(case["Subject"], "Checkout down (PINC1)");
     assert_eq!(case["Origin"], "PagerDuty");
@@ -95,28 +72,36 @@ async fn trigger_creates_a_case_and_links_it() {
 async fn acknowledge_then_note_then_resolve_drive_the_case() {
     let h = Harness::start(RULES).await;
     let t0 = Utc::now();
-    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC2", "triggered")), "w1").await;
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PINC2", "triggered")), "w1").await;
     let ack = h
         .webhook(
-            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(60), incident("PINC2", "acknowledged")),
+            &delivery(
+                "E2",
+                "incident.acknowledged",
+                t0 + Duration::seconds(60),
+                incident_data("PINC2", "acknowledged"),
+            ),
             "w2",
         )
         .await;
-    assert_eq!(status(&ack), "applied", "{}", ack.body);
+    assert_eq!(outcome(&ack), "applied", "{}", ack.body);
     assert_eq!(case_of(&h, "PINC2").await["Status"], "Working");
 
     let note = json!({"id": "PNOTE1", "type": "incident_note", "content": "Rolled back the deploy", "trimmed": false,
         "incident": {"id": "PINC2", "type": "incident_reference", "summary": "Checkout down"}});
     let reply = h.webhook(&delivery("E3", "incident.annotated", t0 + Duration::seconds(90), note), "w3").await;
-    assert_eq!(status(&reply), "applied", "{}", reply.body);
+    assert_eq!(outcome(&reply), "applied", "{}", reply.body);
     let case_id = case_of(&h, "PINC2").await["Id"].as_str().unwrap().to_string();
     let comments: Vec<Value> =
         h.sf.records("CaseComment").into_iter().filter(|c| c["ParentId"] == case_id.as_str()).collect();
     assert_eq!(comments.len(), 1);
     assert_eq!(comments[0]["CommentBody"], "[PagerDuty] Rolled back the deploy", "marked so it is not echoed back");
 
-    h.webhook(&delivery("E4", "incident.resolved", t0 + Duration::seconds(600), incident("PINC2", "resolved")), "w4")
-        .await;
+    h.webhook(
+        &delivery("E4", "incident.resolved", t0 + Duration::seconds(600), incident_data("PINC2", "resolved")),
+        "w4",
+    )
+    .await;
     assert_eq!(case_of(&h, "PINC2").await["Status"], "Closed");
     let tagged =
         h.sf.requests()
@@ -129,12 +114,12 @@ async fn acknowledge_then_note_then_resolve_drive_the_case() {
 #[tokio::test]
 async fn redelivery_changes_nothing() {
     let h = Harness::start(RULES).await;
-    let body = delivery("E1", "incident.triggered", Utc::now(), incident("PINC3", "triggered"));
-    assert_eq!(status(&h.webhook(&body, "w1").await), "applied");
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident_data("PINC3", "triggered"));
+    assert_eq!(outcome(&h.webhook(&body, "w1").await), "applied");
     let calls = h.sf.requests().len();
     let again = h.webhook(&body, "w1").await;
     assert_eq!(again.status, 200);
-    assert_eq!(status(&again), "duplicate");
+    assert_eq!(outcome(&again), "duplicate");
     assert_eq!(h.sf.requests().len(), calls, "no Salesforce call for a redelivery");
     assert_eq!(h.sf.records("Case").len(), 1);
 }
@@ -143,17 +128,25 @@ async fn redelivery_changes_nothing() {
 async fn resolve_arriving_before_acknowledge_leaves_the_case_closed() {
     let h = Harness::start(RULES).await;
     let t0 = Utc::now();
-    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC4", "triggered")), "w1").await;
-    h.webhook(&delivery("E3", "incident.resolved", t0 + Duration::seconds(300), incident("PINC4", "resolved")), "w3")
-        .await;
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PINC4", "triggered")), "w1").await;
+    h.webhook(
+        &delivery("E3", "incident.resolved", t0 + Duration::seconds(300), incident_data("PINC4", "resolved")),
+        "w3",
+    )
+    .await;
     let late = h
         .webhook(
-            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(60), incident("PINC4", "acknowledged")),
+            &delivery(
+                "E2",
+                "incident.acknowledged",
+                t0 + Duration::seconds(60),
+                incident_data("PINC4", "acknowledged"),
+            ),
             "w2",
         )
         .await;
     assert_eq!(late.status, 200);
-    assert_eq!(status(&late), "stale");
+    assert_eq!(outcome(&late), "stale");
     assert_eq!(case_of(&h, "PINC4").await["Status"], "Closed");
     let audit = h.store.audit_entries();
     assert!(audit.iter().any(|e| e.event_id == "E2" && e.outcome == Outcome::Stale), "the stale event is audited");
@@ -162,7 +155,7 @@ async fn resolve_arriving_before_acknowledge_leaves_the_case_closed() {
 #[tokio::test]
 async fn bad_signature_is_refused_and_nothing_happens() {
     let h = Harness::start(RULES).await;
-    let body = delivery("E1", "incident.triggered", Utc::now(), incident("PINC5", "triggered"));
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident_data("PINC5", "triggered"));
     let forged = vec![("x-pagerduty-signature".to_string(), sign_v1("not-the-secret", body.as_bytes()))];
     let reply = h.webhook_with(&body, forged).await;
     assert_eq!(reply.status, 401);
@@ -175,7 +168,7 @@ async fn bad_signature_is_refused_and_nothing_happens() {
 #[tokio::test]
 async fn the_previous_secret_still_verifies_during_rotation() {
     let h = Harness::start(RULES).await;
-    let body = delivery("E1", "incident.triggered", Utc::now(), incident("PINC6", "triggered"));
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident_data("PINC6", "triggered"));
     let header =
         format!("{},{}", sign_v1("a-newer-secret", body.as_bytes()), sign_v1(WEBHOOK_SECRET_PREVIOUS, body.as_bytes()));
     let reply = h.webhook_with(&body, vec![("x-pagerduty-signature".into(), header)]).await;
@@ -217,16 +210,16 @@ async fn malformed_but_signed_body_is_kept_for_review_with_2xx() {
 async fn transient_salesforce_failure_is_queued_then_applied_once() {
     let h = Harness::start(RULES).await;
     let t0 = Utc::now();
-    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC8", "triggered")), "w1").await;
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PINC8", "triggered")), "w1").await;
     h.sf.fail_next(2, FaultKind::LockRow);
     let reply = h
         .webhook(
-            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(5), incident("PINC8", "acknowledged")),
+            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(5), incident_data("PINC8", "acknowledged")),
             "w2",
         )
         .await;
     assert_eq!(reply.status, 200, "accepted: PagerDuty must not retry");
-    assert_eq!(status(&reply), "queued");
+    assert_eq!(outcome(&reply), "queued");
     assert_eq!(h.retry_queue.len(), 1);
     h.drain_retries(10).await;
     assert_eq!(case_of(&h, "PINC8").await["Status"], "Working");
@@ -241,15 +234,15 @@ async fn permanent_salesforce_error_goes_to_the_dlq_with_the_rule_and_error() {
     let bad_rules = RULES.replace("Status: Working", "Status: NotAPicklistValue");
     let h = Harness::start(&bad_rules).await;
     let t0 = Utc::now();
-    h.webhook(&delivery("E1", "incident.triggered", t0, incident("PINC9", "triggered")), "w1").await;
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PINC9", "triggered")), "w1").await;
     let reply = h
         .webhook(
-            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(5), incident("PINC9", "acknowledged")),
+            &delivery("E2", "incident.acknowledged", t0 + Duration::seconds(5), incident_data("PINC9", "acknowledged")),
             "w2",
         )
         .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(status(&reply), "dead_lettered", "{}", reply.body);
+    assert_eq!(outcome(&reply), "dead_lettered", "{}", reply.body);
     let dead = h.dead_letters();
     assert_eq!(dead.len(), 1);
     let failure = dead[0].last_failure().expect("history kept");
@@ -264,7 +257,12 @@ async fn duplicate_storm_applies_each_event_once() {
     let t0 = Utc::now();
     let mut bodies = Vec::new();
     for i in 0..200 {
-        bodies.push(delivery(&format!("S{i}"), "incident.triggered", t0, incident(&format!("PSTORM{i}"), "triggered")));
+        bodies.push(delivery(
+            &format!("S{i}"),
+            "incident.triggered",
+            t0,
+            incident_data(&format!("PSTORM{i}"), "triggered"),
+        ));
     }
     let mut tasks = Vec::new();
     for round in 0..3 {
@@ -299,7 +297,7 @@ async fn salesforce_failing_30_percent_of_calls_still_applies_everything() {
     let t0 = Utc::now();
     for i in 0..40 {
         h.webhook(
-            &delivery(&format!("F{i}"), "incident.triggered", t0, incident(&format!("PF{i}"), "triggered")),
+            &delivery(&format!("F{i}"), "incident.triggered", t0, incident_data(&format!("PF{i}"), "triggered")),
             &format!("wf{i}"),
         )
         .await;

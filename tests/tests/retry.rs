@@ -4,13 +4,12 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use serde_json::{Value, json};
 use shared::clock::Clock;
 use shared::model::Outcome;
 use shared::retry::dlq;
 use shared::store::{BreakerState, BreakerStore, RulesStore};
 use sim::faults::{FaultConfig, FaultKind};
-use sim::harness::Harness;
+use sim::harness::{Harness, delivery, incident_data, outcome};
 
 const RULES: &str = r#"
 rulesets:
@@ -35,27 +34,14 @@ fn rules(priority: &str) -> String {
 }
 
 fn trigger(id: &str, at: chrono::DateTime<Utc>) -> String {
-    json!({"event": {"id": format!("E-{id}"), "event_type": "incident.triggered", "resource_type": "incident",
-        "occurred_at": at.to_rfc3339(), "agent": null, "client": null,
-        "data": {"id": id, "type": "incident", "number": 1, "status": "triggered", "title": format!("Incident {id}"),
-            "urgency": "high", "html_url": format!("https://demo.pagerduty.com/incidents/{id}"),
-            "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
-            "assignees": [], "teams": [], "priority": null}}})
-    .to_string()
-}
-
-fn status(reply: &shared::handler::http::Reply) -> String {
-    serde_json::from_str::<Value>(&reply.body)
-        .ok()
-        .and_then(|v| v["status"].as_str().map(str::to_string))
-        .unwrap_or_default()
+    delivery(&format!("E-{id}"), "incident.triggered", at, incident_data(id, "triggered"))
 }
 
 #[tokio::test]
 async fn a_message_that_fails_twice_then_succeeds_is_applied_once() {
     let h = Harness::start(&rules("High")).await;
     h.sf.fail_next(2, FaultKind::ServerError);
-    assert_eq!(status(&h.webhook(&trigger("PR1", Utc::now()), "w").await), "queued");
+    assert_eq!(outcome(&h.webhook(&trigger("PR1", Utc::now()), "w").await), "queued");
     h.drain_retries(20).await;
     assert_eq!(h.sf.records("Case").len(), 1);
     let outcomes: Vec<Outcome> = h.store.audit_entries().iter().map(|e| e.outcome).collect();
@@ -127,7 +113,7 @@ async fn a_five_minute_salesforce_outage_opens_the_breaker_queues_and_drains_aft
 #[tokio::test]
 async fn replay_from_the_dlq_after_fixing_a_rule_applies_the_event_exactly_once() {
     let h = Harness::start(&rules("NotAPicklistValue")).await;
-    assert_eq!(status(&h.webhook(&trigger("PD1", Utc::now()), "w").await), "dead_lettered");
+    assert_eq!(outcome(&h.webhook(&trigger("PD1", Utc::now()), "w").await), "dead_lettered");
     assert_eq!(h.dlq.len(), 1);
     assert!(h.sf.records("Case").is_empty());
 

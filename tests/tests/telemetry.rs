@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use sim::harness::{Harness, INBOUND_SECRET, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS};
+use sim::harness::{Harness, INBOUND_SECRET, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data};
 use sim::pagerduty::sign_v1;
 use sim::salesforce::test_keys;
 
@@ -52,11 +52,7 @@ rulesets:
 "#;
 
 fn trigger(id: &str) -> String {
-    json!({"event": {"id": format!("E-{id}"), "event_type": "incident.triggered", "resource_type": "incident",
-        "occurred_at": Utc::now().to_rfc3339(), "agent": null, "client": null,
-        "data": {"id": id, "type": "incident", "number": 1, "status": "triggered", "title": "t", "urgency": "high",
-            "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer"}}}})
-    .to_string()
+    delivery(&format!("E-{id}"), "incident.triggered", Utc::now(), incident_data(id, "triggered"))
 }
 
 /// One test: the subscriber and the EMF collector are process-wide.
