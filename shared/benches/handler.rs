@@ -1,0 +1,170 @@
+//! Handler overhead per event, excluding the network: what each function does between receiving
+//! the bytes and sending its one API request. Target (issue 6): under 100 µs per event.
+//!
+//! pd-to-sfdc: verify the signature, parse the delivery, claim and complete the idempotency key
+//! (in memory), evaluate 100 rules, build the Composite request.
+//! sfdc-to-pd: verify the HMAC over timestamp and body, parse the trigger post, claim and complete,
+//! evaluate 100 rules, build the PagerDuty request.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
+use shared::clock::SystemClock;
+use shared::handler::idempotency::{Gate, Idempotency};
+use shared::pagerduty::{CreateIncident, EventData, PagerdutyClient, WebhookEvent, requests, sign, verify};
+use shared::rules::{Action, Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent, Rules};
+use shared::salesforce::composite::{CompositeBuilder, Write};
+use shared::salesforce::trigger_post::{TriggerPost, sign_trigger_post, verify_trigger_signature};
+use shared::store::memory::MemoryStore;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::hundred_rules;
+
+const SECRET: &str = "bench-webhook-secret";
+
+fn rules() -> Rules {
+    // The example rules (one realistic deployment) plus 100 of mixed conditions.
+    let mut doc = hundred_rules();
+    doc.push_str(
+        "  - name: pd-to-sfdc\n    rules:\n      - {name: ack, direction: pagerduty_to_salesforce, object: Case, conditions: [{field: pagerduty.event_type, operator: equals, value: acknowledge}], actions: [{set_fields: {Status: Working, PagerDuty_Status__c: '{{incident.status}}'}}]}\n",
+    );
+    Rules::from_yaml(&doc).expect("bench rules are valid")
+}
+
+fn webhook_body(i: u64) -> String {
+    json!({"event": {"id": format!("01BENCH{i:020}"), "event_type": "incident.acknowledged", "resource_type": "incident",
+        "occurred_at": "2026-11-22T10:01:00.000Z", "agent": {"id": "PUSR001", "type": "user_reference", "summary": "On Call"},
+        "client": null, "data": {"id": "Q1BENCHINC", "type": "incident", "number": 101, "status": "acknowledged",
+        "title": "Checkout API latency above 2s", "urgency": "high", "html_url": "https://demo.pagerduty.com/incidents/Q1BENCHINC",
+        "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
+        "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference", "summary": "Support"},
+        "assignees": [{"id": "PUSR002", "type": "user_reference"}], "teams": [], "priority": {"id": "PPRI001", "type": "priority_reference", "summary": "P1"}}}})
+    .to_string()
+}
+
+fn trigger_body(i: u64) -> String {
+    let id = format!("5005g{i:010}AAA");
+    json!({"schema": 1, "org_id": "00D5g0000SIMORGEQ5", "object": "Case", "operation": "update",
+        "user": {"id": "0055g00000AGENTAAA", "username": "agent@example.com"}, "sent_at": "2026-11-22T10:00:00.000Z",
+        "old": {id.clone(): {"attributes": {"type": "Case", "url": format!("/services/data/v62.0/sobjects/Case/{id}")}, "Id": id, "CaseNumber": "00001026",
+            "Subject": "Checkout down for EU", "Priority": "Sev1", "Status": "Working", "Amount": 42, "Account": {"Name": "Acme Corp"}}},
+        "new": {id.clone(): {"attributes": {"type": "Case", "url": format!("/services/data/v62.0/sobjects/Case/{id}")}, "Id": id, "CaseNumber": "00001026",
+            "Subject": "Checkout down for EU", "Priority": "Sev1", "Status": "Closed", "Amount": 42, "Account": {"Name": "Acme Corp"},
+            "CreatedDate": "2026-11-22T10:00:00.000+0000", "SystemModstamp": "2026-11-22T10:05:00.000+0000"}}})
+    .to_string()
+}
+
+fn incident_input(event: &WebhookEvent) -> Event {
+    let EventData::Incident(incident) = &event.data else { unreachable!("bench delivery is an incident") };
+    Event::Incident(IncidentEvent {
+        event_type: event.event_type.clone(),
+        occurred_at: event.occurred_at.to_rfc3339(),
+        incident: IncidentFacts {
+            id: incident.id.clone(),
+            number: incident.number.unwrap_or_default(),
+            title: incident.title.clone().unwrap_or_default(),
+            status: incident.status.clone().unwrap_or_default(),
+            urgency: incident.urgency.clone().unwrap_or_default(),
+            priority: incident.priority_name().map(str::to_string),
+            service_id: incident.service.id.clone(),
+            service_name: incident.service.summary.clone().unwrap_or_default(),
+            escalation_policy_id: String::new(),
+            escalation_policy_name: String::new(),
+            html_url: incident.html_url.clone().unwrap_or_default(),
+            incident_key: None,
+        },
+        is_new: false,
+        note: None,
+        linked_records: vec![LinkedRecord {
+            object: "Case".into(),
+            id: "5005g00000DEMO1AAA".into(),
+            fields: json!({"Status": "New"}).as_object().unwrap().clone(),
+        }],
+    })
+}
+
+fn pd_to_sfdc(c: &mut Criterion) {
+    let rules = rules();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let gate = Idempotency::new(Arc::new(MemoryStore::default()), Arc::new(SystemClock), Duration::from_secs(3600));
+    let bodies: Vec<(String, String)> =
+        (0..10_000).map(webhook_body).map(|b| (sign(b.as_bytes(), SECRET.as_bytes()), b)).collect();
+    let mut i = 0usize;
+    c.bench_function("pd-to-sfdc overhead per event", |b| {
+        b.iter(|| {
+            let (header, body) = &bodies[i % bodies.len()];
+            i += 1;
+            verify(body.as_bytes(), Some(header), &[SECRET.as_bytes()]).expect("signed");
+            let event = WebhookEvent::parse(body.as_bytes()).expect("parses");
+            let key = format!("pd:{}:{i}", event.id);
+            assert_eq!(runtime.block_on(gate.begin(&key, None)).unwrap(), Gate::Proceed);
+            let evaluation = rules.evaluate(&incident_input(&event));
+            let mut builder = CompositeBuilder::new("62.0", false);
+            for (n, planned) in evaluation.plan.iter().enumerate() {
+                if let Action::SetFields { record, fields } = &planned.action {
+                    let write =
+                        Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() };
+                    builder.push(&format!("a{n}"), write).unwrap();
+                }
+            }
+            let request = builder.build().unwrap();
+            let body = serde_json::to_vec(&request).unwrap();
+            runtime.block_on(gate.finish(&key, "applied")).unwrap();
+            black_box(body)
+        })
+    });
+}
+
+fn sfdc_to_pd(c: &mut Criterion) {
+    let rules = rules();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let gate = Idempotency::new(Arc::new(MemoryStore::default()), Arc::new(SystemClock), Duration::from_secs(3600));
+    let pd = PagerdutyClient::new(
+        reqwest::Client::new(),
+        url::Url::parse("https://api.pagerduty.com").unwrap(),
+        "bench-token".into(),
+        "bridge@example.com".into(),
+    );
+    let now = Utc::now();
+    let ts = now.timestamp();
+    let posts: Vec<(String, String)> =
+        (0..10_000).map(trigger_body).map(|b| (sign_trigger_post(SECRET, ts, b.as_bytes()), b)).collect();
+    let mut i = 0usize;
+    c.bench_function("sfdc-to-pd overhead per record", |b| {
+        b.iter(|| {
+            let (signature, body) = &posts[i % posts.len()];
+            i += 1;
+            verify_trigger_signature(body.as_bytes(), Some(&ts.to_string()), Some(signature), &[SECRET], now, 300)
+                .expect("signed");
+            let post = TriggerPost::parse(body.as_bytes()).expect("parses");
+            let record = &post.records[0];
+            let key = format!("sf:{}:{i}", record.id);
+            assert_eq!(runtime.block_on(gate.begin(&key, None)).unwrap(), Gate::Proceed);
+            let evaluation = rules.evaluate(&Event::Record(RecordEvent {
+                object: record.object.clone(),
+                id: record.id.clone(),
+                new: record.new.clone(),
+                old: record.old.clone(),
+                is_new: false,
+                linked_incidents: vec!["Q1BENCHINC".into()],
+            }));
+            let create = CreateIncident {
+                title: evaluation.plan.iter().count().to_string(),
+                service_id: "PSVC001".into(),
+                incident_key: Some(key.clone()),
+                ..CreateIncident::default()
+            };
+            let request = pd.to_request(&requests::create_incident(&create, None)).unwrap();
+            runtime.block_on(gate.finish(&key, "applied")).unwrap();
+            black_box(request)
+        })
+    });
+}
+
+criterion_group!(benches, pd_to_sfdc, sfdc_to_pd);
+criterion_main!(benches);
