@@ -52,8 +52,9 @@ build: $(STAMP) ## Build the three functions for Lambda (arm64, release) with ca
 		--package sfdc-to-pd --package pd-to-sfdc --package retry
 
 .PHONY: bench
-bench: ## Benchmarks (criterion); results under target/criterion and target/bench
-	$(CARGO) bench --locked -p pd-sfdc-shared
+bench: ## Benchmarks (criterion): one table, also written to target/bench/report.json
+	$(CARGO) bench --locked -p pd-sfdc-shared -- --warm-up-time 1 --measurement-time 3
+	python3 tools/bench_report.py
 
 .PHONY: deploy
 deploy: build ## Deploy with AWS SAM (asks for parameters the first time)
