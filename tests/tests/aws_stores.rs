@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use shared::clock::ManualClock;
-use shared::retry::queue::Queue;
+use shared::retry::queue::{Queue, QueueError};
 use shared::retry::sqs::SqsQueue;
 use shared::secrets::{CachedSecrets, SecretsError, SecretsManagerSource};
 use shared::store::dynamodb::DynamoStore;
@@ -67,6 +67,70 @@ async fn secret_errors_name_the_secret_and_key_never_the_value() {
     assert!(!err.contains("do-not-print-me"), "{err}");
     let missing = secrets.pagerduty_token("no-such-secret").await.unwrap_err();
     assert!(matches!(missing, SecretsError::NotFound { .. }), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_cached_secret_survives_its_deletion_until_invalidated() {
+    // After a signature failure the caller invalidates: the next read must go back to Secrets
+    // Manager even within max age, and a secret gone from Secrets Manager is then NotFound.
+    let (client, id) = moto::secret(r#"{"current":"old-signing","previous":null}"#).await;
+    let secrets = CachedSecrets::new(
+        Arc::new(SecretsManagerSource::new(client.clone())),
+        Arc::new(ManualClock::new(Utc::now())),
+        Duration::from_secs(300),
+    );
+    assert_eq!(secrets.webhook_secrets(&id).await.unwrap().current.expose(), "old-signing");
+    client
+        .put_secret_value()
+        .secret_id(&id)
+        .secret_string(r#"{"current":"new-signing","previous":"old-signing"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(secrets.webhook_secrets(&id).await.unwrap().current.expose(), "old-signing", "still cached");
+    secrets.invalidate(&id);
+    let rotated: Vec<String> =
+        secrets.webhook_secrets(&id).await.unwrap().iter().map(|s| s.expose().to_string()).collect();
+    assert_eq!(rotated, vec!["new-signing", "old-signing"], "re-read at once after invalidate");
+    client.delete_secret().secret_id(&id).force_delete_without_recovery(true).send().await.unwrap();
+    assert_eq!(secrets.webhook_secrets(&id).await.unwrap().current.expose(), "new-signing", "no call while warm");
+    secrets.invalidate(&id);
+    let gone = secrets.webhook_secrets(&id).await.unwrap_err();
+    assert!(matches!(gone, SecretsError::NotFound { .. }), "{gone:?}");
+    assert!(!gone.is_transient());
+}
+
+#[tokio::test]
+async fn a_secret_that_is_not_json_is_malformed_and_not_echoed() {
+    let (client, id) = moto::secret("plain-text-token-value").await;
+    let secrets = CachedSecrets::new(
+        Arc::new(SecretsManagerSource::new(client)),
+        Arc::new(ManualClock::new(Utc::now())),
+        Duration::from_secs(300),
+    );
+    let err = secrets.pagerduty_token(&id).await.unwrap_err();
+    assert!(matches!(err, SecretsError::Malformed { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&id) && text.contains("JSON"), "{text}");
+    assert!(!text.contains("plain-text-token-value"), "{text}");
+}
+
+#[tokio::test]
+async fn an_sqs_delay_beyond_fifteen_minutes_is_capped_not_refused() {
+    let (client, retry_url, _) = moto::queues(5).await;
+    let queue = SqsQueue::new(client, retry_url);
+    queue.send("much-later", Duration::from_secs(3_600)).await.expect("capped at 900 s, which SQS accepts");
+    assert_eq!(queue.approximate_depth().await.unwrap(), 1);
+    assert!(queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "still delayed");
+}
+
+#[tokio::test]
+async fn a_missing_queue_is_a_configuration_error() {
+    let (client, retry_url, _) = moto::queues(5).await;
+    let missing = retry_url.rsplit_once('/').map(|(base, _)| format!("{base}/no-such-queue")).unwrap();
+    let err = SqsQueue::new(client, missing).send("x", Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, QueueError::Config { operation: "SendMessage", .. }), "{err:?}");
+    assert!(!err.is_transient());
 }
 
 #[tokio::test]
