@@ -253,3 +253,53 @@ pub fn outcome(reply: &Reply) -> String {
         .and_then(|v| v["status"].as_str().map(str::to_string))
         .unwrap_or_default()
 }
+
+impl Harness {
+    /// Serves the two HTTP functions on a local port, as API Gateway would, so the simulators can
+    /// deliver to them (webhooks, trigger posts). Returns the base URL.
+    pub async fn serve(&self) -> String {
+        use axum::body::Bytes;
+        use axum::extract::State;
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::response::IntoResponse;
+
+        async fn to_inbound(ctx: &Context, headers: &HeaderMap, body: Bytes) -> InboundRequest {
+            InboundRequest {
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                    .collect(),
+                body: body.to_vec(),
+                correlation_id: uuid::Uuid::new_v4().to_string(),
+                deadline: Some(ctx.clock.now() + chrono::Duration::seconds(10)),
+            }
+        }
+        fn reply(r: Reply) -> axum::response::Response {
+            let mut response =
+                (StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), r.body).into_response();
+            response.headers_mut().insert("content-type", r.content_type.parse().expect("static content type"));
+            response
+        }
+        async fn webhook(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+            let request = to_inbound(&ctx, &headers, body).await;
+            reply(pd_to_sfdc::handle(&ctx, request).await)
+        }
+        async fn records(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+            let request = to_inbound(&ctx, &headers, body).await;
+            reply(sfdc_to_pd::handle_records(&ctx, request).await)
+        }
+        async fn outbound(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+            let request = to_inbound(&ctx, &headers, body).await;
+            reply(sfdc_to_pd::handle_outbound_message(&ctx, request).await)
+        }
+        let app = axum::Router::new()
+            .route("/pagerduty/webhook", axum::routing::post(webhook))
+            .route("/salesforce/records", axum::routing::post(records))
+            .route("/salesforce/outbound-message", axum::routing::post(outbound))
+            .with_state(self.ctx.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+}

@@ -176,6 +176,16 @@ pub async fn process(
         Ok(links) => links,
         Err(err) => return store_failure(err),
     };
+    if links.is_empty() && created_by_us(event) {
+        // We created this incident from a Salesforce record a moment ago and its link is not
+        // written yet: acting now would treat it as a stranger (and create a second record).
+        return Attempt::Deferred {
+            reason: "incident created by the bridge, its link is not visible yet".into(),
+            until: Some(ctx.clock.now() + chrono::Duration::seconds(5)),
+            actions: vec![],
+            api_calls: 0,
+        };
+    }
     let subject = Subject::Incident(incident_id.clone());
     if let Some(stale) = steps::refuse_stale(ctx, &subject, event.occurred_at).await {
         return stale;
@@ -219,6 +229,12 @@ pub async fn process(
     let attempt = result.into_attempt(matched, api_calls);
     steps::mark_applied(ctx, &attempt, &subject, event.occurred_at).await;
     attempt
+}
+
+/// True for incidents the bridge opened from a Salesforce record (their `incident_key` is ours).
+fn created_by_us(event: &WebhookEvent) -> bool {
+    matches!(&event.data, EventData::Incident(incident)
+        if incident.incident_key.as_deref().is_some_and(|k| k.starts_with(crate::rules::INCIDENT_KEY_PREFIX)))
 }
 
 /// The top-level Salesforce fields the `pagerduty_to_salesforce` rules on `object` read, so that

@@ -438,9 +438,12 @@ fn short_hash(text: &str) -> String {
 /// `sfdc:<object>:<record id>:<hash of rule>`: the same record and rule always give the same
 /// key, so PagerDuty de-duplicates a retried create (at most 255 characters).
 pub fn incident_key(object: &str, record_id: &str, rule: &str) -> String {
-    let key = format!("sfdc:{object}:{record_id}:{}", short_hash(rule));
+    let key = format!("{INCIDENT_KEY_PREFIX}{object}:{record_id}:{}", short_hash(rule));
     truncate_chars(&key, 255).to_string()
 }
+
+/// Every incident key the bridge derives starts with this (it tells our incidents from others').
+pub const INCIDENT_KEY_PREFIX: &str = "sfdc:";
 
 /// `<incident id>:<hash of rule>`: the external id a created record carries.
 pub fn external_id(incident_id: &str, rule: &str) -> String {

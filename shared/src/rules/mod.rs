@@ -86,8 +86,8 @@ pub use document::{
     ValidationError, ValidationErrors,
 };
 pub use eval::{
-    ActionNote, ConditionCheck, Evaluation, Explanation, RuleExplanation, SkipReason, event_category, external_id,
-    incident_key,
+    ActionNote, ConditionCheck, Evaluation, Explanation, INCIDENT_KEY_PREFIX, RuleExplanation, SkipReason,
+    event_category, external_id, incident_key,
 };
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
 pub use plan::{
