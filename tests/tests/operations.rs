@@ -94,7 +94,8 @@ async fn setup_stores_the_secret_and_a_second_setup_rotates_it_then_doctor_is_ha
 
     let checks = diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await;
     assert!(failures(&checks).is_empty(), "{:?}", failures(&checks));
-    assert_eq!(checks.len(), 9);
+    assert_eq!(checks.len(), 10);
+    assert!(checks.iter().any(|c| c.name == "Salesforce API usage"));
 }
 
 #[tokio::test]
@@ -107,6 +108,7 @@ async fn doctor_reports_a_bad_token_and_a_bad_jwt_key() {
     let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
     assert!(names.contains(&"PagerDuty token and From user"), "{found:?}");
     assert!(names.contains(&"Salesforce JWT login"), "{found:?}");
+    assert!(!names.contains(&"Salesforce API usage"), "no usage check without a token");
     let jwt = &found.iter().find(|(n, _)| *n == "Salesforce JWT login").unwrap().1;
     assert!(jwt.contains("invalid_grant"), "{jwt}");
     assert!(!jwt.contains("PRIVATE KEY"), "{jwt}");

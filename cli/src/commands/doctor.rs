@@ -130,19 +130,26 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         Err(err) => Err(err.to_string()),
         Ok(json) => JwtCredentials::from_secret_json(&json).map_err(|e| e.to_string()),
     };
-    checks.push(Check {
-        name: "Salesforce JWT login",
-        result: match jwt {
-            Err(err) => Err(err),
-            Ok(creds) => {
-                let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
-                match Authenticator::new(http.clone(), login, creds, clock.clone()).mint().await {
-                    Ok(token) => Ok(format!("token minted for {}", token.instance_url)),
-                    Err(err) => Err(err.to_string()),
-                }
-            }
-        },
-    });
+    let token = match jwt {
+        Err(err) => Err(err),
+        Ok(creds) => {
+            let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
+            Authenticator::new(http.clone(), login, creds, clock.clone()).mint().await.map_err(|e| e.to_string())
+        }
+    };
+    match token {
+        Ok(token) => {
+            checks.push(Check {
+                name: "Salesforce JWT login",
+                result: Ok(format!("token minted for {}", token.instance_url)),
+            });
+            checks.push(Check {
+                name: "Salesforce API usage",
+                result: api_usage(&http, &token, &config.salesforce_api_version).await,
+            });
+        }
+        Err(err) => checks.push(Check { name: "Salesforce JWT login", result: Err(err) }),
+    }
     checks.push(Check {
         name: "Salesforce inbound signing secret",
         result: secrets
@@ -189,6 +196,36 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         },
     });
     checks
+}
+
+/// Share of the org's daily API requests used, from `GET limits`; above 80% is a failure (at 90%
+/// the bridge pauses and queues).
+async fn api_usage(
+    http: &reqwest::Client,
+    token: &shared::salesforce::AccessToken,
+    version: &str,
+) -> Result<String, String> {
+    let url = format!("{}/services/data/v{version}/limits", token.instance_url);
+    let response = http.get(url).bearer_auth(token.secret()).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "GET limits answered {}: the integration user needs the API Enabled permission",
+            response.status()
+        ));
+    }
+    let limits: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    let max = limits["DailyApiRequests"]["Max"].as_f64().unwrap_or(0.0);
+    let remaining = limits["DailyApiRequests"]["Remaining"].as_f64().unwrap_or(0.0);
+    if max <= 0.0 {
+        return Err("the org reports no daily API limit".into());
+    }
+    let share = (max - remaining) / max * 100.0;
+    let text = format!("{share:.0}% of {max:.0} daily requests used");
+    if share > 80.0 {
+        Err(format!("{text}: the bridge pauses at 90%; find the heavy consumer or raise the limit"))
+    } else {
+        Ok(text)
+    }
 }
 
 fn reqwest_client() -> reqwest::Client {
