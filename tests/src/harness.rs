@@ -44,6 +44,8 @@ pub struct HarnessConfig {
     pub salesforce: SfSimConfig,
     pub retry_policy: RetryPolicy,
     pub breaker_policy: BreakerPolicy,
+    /// Keep links, idempotency, audit, rules and breakers in DynamoDB on moto instead of memory.
+    pub dynamodb: bool,
 }
 
 impl HarnessConfig {
@@ -54,6 +56,7 @@ impl HarnessConfig {
             salesforce: SfSimConfig::default(),
             retry_policy: RetryPolicy::default(),
             breaker_policy: BreakerPolicy { cache_for: Duration::ZERO, ..BreakerPolicy::default() },
+            dynamodb: false,
         }
     }
 }
@@ -63,6 +66,9 @@ pub struct Harness {
     pub pd: PagerdutySim,
     pub sf: SalesforceSim,
     pub ctx: Context,
+    /// The stores the context uses (memory, or DynamoDB on moto).
+    pub stores: Stores,
+    /// The in-memory store (when `dynamodb` is off), for inspection helpers.
     pub store: Arc<MemoryStore>,
     pub retry_queue: Arc<MemoryQueue>,
     pub dlq: Arc<MemoryQueue>,
@@ -84,12 +90,17 @@ impl Harness {
         let sf = SalesforceSim::start(config.salesforce).await;
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let store = Arc::new(MemoryStore::default());
-        let stores = Stores {
-            links: store.clone(),
-            idempotency: store.clone(),
-            audit: store.clone(),
-            rules: store.clone(),
-            breakers: store.clone(),
+        let stores = if config.dynamodb {
+            let (client, table) = crate::moto::table().await;
+            shared::store::dynamodb::stores(client, &table)
+        } else {
+            Stores {
+                links: store.clone(),
+                idempotency: store.clone(),
+                audit: store.clone(),
+                rules: store.clone(),
+                breakers: store.clone(),
+            }
         };
         let secrets = Arc::new(StaticSecrets::new(HashMap::from([
             (
@@ -99,9 +110,7 @@ impl Harness {
             (INBOUND_SECRET_ID.to_string(), serde_json::json!({"current": INBOUND_SECRET}).to_string()),
         ])));
         // Rules come from the store, as in production after `syncctl rules push`.
-        shared::store::RulesStore::put_rules(store.as_ref(), &config.rules_yaml, "harness", clock.now())
-            .await
-            .expect("memory store");
+        stores.rules.put_rules(&config.rules_yaml, "harness", clock.now()).await.expect("memory store");
         let retry_queue = Arc::new(MemoryQueue::new(clock.clone()));
         let dlq = Arc::new(MemoryQueue::new(clock.clone()));
         let pagerduty = PagerdutyClient::new(
@@ -122,10 +131,10 @@ impl Harness {
         );
         let salesforce = SalesforceClient::new(http(), auth, "62.0");
         let ctx = Context::new(Parts {
-            stores,
+            stores: stores.clone(),
             clock: clock.clone(),
             secrets: Arc::new(CachedSecrets::new(secrets, clock.clone(), Duration::from_secs(300))),
-            rules: Arc::new(RulesCache::from_store(store.clone(), clock.clone(), chrono::Duration::seconds(60))),
+            rules: Arc::new(RulesCache::from_store(stores.rules.clone(), clock.clone(), chrono::Duration::seconds(60))),
             retry_queue: retry_queue.clone(),
             dead_letter_queue: dlq.clone(),
             pagerduty,
@@ -141,7 +150,7 @@ impl Harness {
             retry_policy: config.retry_policy,
             breaker_policy: config.breaker_policy,
         });
-        Self { pd, sf, ctx, store, retry_queue, dlq, clock }
+        Self { pd, sf, ctx, stores, store, retry_queue, dlq, clock }
     }
 
     /// A PagerDuty delivery of `body`, signed with the current secret.

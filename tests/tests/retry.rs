@@ -7,9 +7,9 @@ use chrono::{Duration, Utc};
 use shared::clock::Clock;
 use shared::model::Outcome;
 use shared::retry::dlq;
-use shared::store::{BreakerState, BreakerStore, RulesStore};
+use shared::store::BreakerState;
 use sim::faults::{FaultConfig, FaultKind};
-use sim::harness::{Harness, delivery, incident_data, outcome};
+use sim::harness::{Harness, HarnessConfig, delivery, incident_data, outcome};
 
 const RULES: &str = r#"
 rulesets:
@@ -51,10 +51,20 @@ async fn a_message_that_fails_twice_then_succeeds_is_applied_once() {
 
 #[tokio::test]
 async fn one_thousand_events_through_a_salesforce_failing_30_percent_are_all_applied_once() {
-    let h = Harness::start(&rules("High")).await;
+    events_through_faults(false, 1000).await;
+}
+
+#[tokio::test]
+async fn two_hundred_events_with_links_idempotency_and_breakers_in_dynamodb() {
+    // Fewer events: every one costs several DynamoDB calls to moto's Python server.
+    events_through_faults(true, 200).await;
+}
+
+async fn events_through_faults(dynamodb: bool, n: usize) {
+    let h = harness(&rules("High"), dynamodb).await;
     h.sf.set_faults(FaultConfig { seed: 30, server_error_rate: 0.2, lock_row_rate: 0.1, ..FaultConfig::none() });
     let t0 = Utc::now();
-    for i in 0..1000 {
+    for i in 0..n {
         let reply = h.webhook(&trigger(&format!("PK{i}"), t0), &format!("w{i}")).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
@@ -68,25 +78,40 @@ async fn one_thousand_events_through_a_salesforce_failing_30_percent_are_all_app
     let keys: std::collections::HashSet<String> =
         cases.iter().map(|c| c["PagerDuty_Incident_Key__c"].as_str().unwrap_or_default().to_string()).collect();
     println!(
-        "1000 events, 30% Salesforce faults: {} cases, {} distinct, DLQ {}, {rounds} drain rounds",
+        "{n} events (DynamoDB: {dynamodb}), 30% Salesforce faults: {} cases, {} distinct, DLQ {}, {rounds} drain rounds",
         cases.len(),
         keys.len(),
         h.dlq.len()
     );
-    assert_eq!(cases.len(), 1000, "1,000 applied");
-    assert_eq!(keys.len(), 1000, "0 duplicated");
+    assert_eq!(cases.len(), n, "every event applied");
+    assert_eq!(keys.len(), n, "0 duplicated");
     assert!(h.dlq.is_empty(), "0 in the DLQ");
+}
+
+async fn harness(rules_yaml: &str, dynamodb: bool) -> Harness {
+    let mut config = HarnessConfig::new(rules_yaml);
+    config.dynamodb = dynamodb;
+    Harness::with(config).await
 }
 
 #[tokio::test]
 async fn a_five_minute_salesforce_outage_opens_the_breaker_queues_and_drains_after() {
-    let h = Harness::start(&rules("High")).await;
+    five_minute_outage(false).await;
+}
+
+#[tokio::test]
+async fn a_five_minute_salesforce_outage_with_the_breaker_in_dynamodb() {
+    five_minute_outage(true).await;
+}
+
+async fn five_minute_outage(dynamodb: bool) {
+    let h = harness(&rules("High"), dynamodb).await;
     h.sf.set_faults(FaultConfig { seed: 5, server_error_rate: 1.0, ..FaultConfig::none() });
     let t0 = Utc::now();
     for i in 0..30 {
         h.webhook(&trigger(&format!("PO{i}"), t0), &format!("w{i}")).await;
     }
-    let breaker = h.store.get_breaker("salesforce").await.unwrap().expect("breaker written");
+    let breaker = h.stores.breakers.get_breaker("salesforce").await.unwrap().expect("breaker written");
     assert_eq!(breaker.state, BreakerState::Open, "a run of 5xx opens the breaker");
     let calls_when_opened = h.sf.requests().len();
     assert!(calls_when_opened <= 6, "once open, events queue instead of calling ({calls_when_opened} calls)");
@@ -107,18 +132,27 @@ async fn a_five_minute_salesforce_outage_opens_the_breaker_queues_and_drains_aft
     }
     assert_eq!(h.sf.records("Case").len(), 30, "nothing lost");
     assert!(h.dlq.is_empty());
-    assert_eq!(h.store.get_breaker("salesforce").await.unwrap().unwrap().state, BreakerState::Closed);
+    assert_eq!(h.stores.breakers.get_breaker("salesforce").await.unwrap().unwrap().state, BreakerState::Closed);
 }
 
 #[tokio::test]
 async fn replay_from_the_dlq_after_fixing_a_rule_applies_the_event_exactly_once() {
-    let h = Harness::start(&rules("NotAPicklistValue")).await;
+    replay_after_fix(false).await;
+}
+
+#[tokio::test]
+async fn replay_after_a_rule_fix_with_rules_and_idempotency_in_dynamodb() {
+    replay_after_fix(true).await;
+}
+
+async fn replay_after_fix(dynamodb: bool) {
+    let h = harness(&rules("NotAPicklistValue"), dynamodb).await;
     assert_eq!(outcome(&h.webhook(&trigger("PD1", Utc::now()), "w").await), "dead_lettered");
     assert_eq!(h.dlq.len(), 1);
     assert!(h.sf.records("Case").is_empty());
 
     // The operator fixes the rule and pushes it; the functions pick it up within a minute.
-    h.store.put_rules(&rules("High"), "operator", h.clock.now()).await.unwrap();
+    h.stores.rules.put_rules(&rules("High"), "operator", h.clock.now()).await.unwrap();
     h.clock.advance(Duration::seconds(61));
     let report = dlq::replay(h.dlq.as_ref(), h.retry_queue.as_ref(), &[], 100, |_, _| {}).await.unwrap();
     assert_eq!(report.replayed.len(), 1);
