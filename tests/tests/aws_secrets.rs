@@ -79,3 +79,12 @@ async fn the_salesforce_secret_comes_back_as_raw_json() {
     let secrets = cache(client, Arc::new(ManualClock::new(Utc::now())));
     assert_eq!(secrets.salesforce_jwt(&id).await.unwrap(), json);
 }
+
+#[tokio::test]
+async fn a_secret_scheduled_for_deletion_is_not_retried() {
+    let (client, id) = moto::secret(r#"{"token":"t"}"#).await;
+    client.delete_secret().secret_id(&id).send().await.unwrap();
+    let err = SecretsManagerSource::new(client).fetch(&id).await.unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains(&id), "{err}");
+}
