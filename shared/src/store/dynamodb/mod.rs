@@ -569,3 +569,51 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         message: format!("table {name} is not ACTIVE after 60 s"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+
+    use super::*;
+
+    fn store() -> DynamoStore {
+        let conf = aws_sdk_dynamodb::Config::builder().behavior_version_latest().build();
+        DynamoStore::new(Client::from_conf(conf), "links-table")
+    }
+
+    /// A service error as the SDK hands it over (the raw response plays no part in the mapping).
+    fn service(code: &str) -> SdkError<GetItemError, ()> {
+        let meta = ErrorMetadata::builder().code(code).message("from the service").build();
+        SdkError::service_error(GetItemError::generic(meta), ())
+    }
+
+    #[test]
+    fn throttling_is_throttled_and_transient() {
+        for code in ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"] {
+            let err = store().error("GetItem", service(code));
+            assert!(matches!(err, StoreError::Throttled { operation: "GetItem", .. }), "{code}: {err:?}");
+            assert!(err.is_transient());
+        }
+    }
+
+    #[test]
+    fn server_errors_and_timeouts_are_unavailable_and_transient() {
+        let err = store().error("GetItem", service("InternalServerError"));
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        let timeout: SdkError<GetItemError, ()> = SdkError::timeout_error("read timed out");
+        let err = store().error("Query", timeout);
+        assert!(matches!(err, StoreError::Unavailable { operation: "Query", .. }), "{err:?}");
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn access_denied_and_missing_table_are_config_errors_naming_the_table() {
+        for code in ["AccessDeniedException", "ResourceNotFoundException"] {
+            let err = store().error("GetItem", service(code));
+            assert!(matches!(err, StoreError::Config { .. }), "{code}: {err:?}");
+            assert!(err.to_string().contains("links-table"), "{err}");
+            assert!(!err.is_transient());
+        }
+    }
+}
