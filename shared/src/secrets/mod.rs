@@ -111,7 +111,11 @@ impl SecretSource for SecretsManagerSource {
                 reason: "it has no SecretString (binary secrets are not supported)".into(),
             }),
             Err(err) => Err(match err.code() {
-                Some("ResourceNotFoundException") => SecretsError::NotFound { id: id.to_string() },
+                // A secret scheduled for deletion answers InvalidRequestException and a malformed
+                // id InvalidParameterException: retrying fixes neither, the id must be fixed.
+                Some("ResourceNotFoundException" | "InvalidRequestException" | "InvalidParameterException") => {
+                    SecretsError::NotFound { id: id.to_string() }
+                }
                 Some("AccessDeniedException") | Some("UnrecognizedClientException") => {
                     SecretsError::AccessDenied { id: id.to_string() }
                 }

@@ -405,23 +405,31 @@ impl AuditLog for DynamoStore {
     }
 
     async fn recent(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        // Day partitions are read newest first: from tomorrow (writers' clocks may run ahead of ours)
+        // back to `since`'s day, but never further back than the TTL keeps anything, so a `since`
+        // of years ago costs at most ~90 queries, not thousands.
+        let today = Utc::now().date_naive();
+        let newest = today.succ_opt().unwrap_or(today).max(since.date_naive());
+        let oldest = since.date_naive().max(today - chrono::Days::new(AUDIT_RETENTION_DAYS as u64 + 1));
         let mut entries = Vec::new();
-        let mut day = Utc::now().date_naive();
-        let first = since.date_naive();
-        while day >= first && entries.len() < limit {
+        let mut day = newest;
+        'days: while day >= oldest && entries.len() < limit {
             let items = self.query_partition(&format!("AUDIT#DAY#{day}"), "", true, Some(limit as i32)).await?;
             for item in &items {
                 let entry = audit_from(item)?;
-                if entry.at >= since && entries.len() < limit {
-                    entries.push(entry);
+                if entry.at < since {
+                    break 'days; // newest first: everything after this one is older still
                 }
+                if entries.len() == limit {
+                    break 'days;
+                }
+                entries.push(entry);
             }
-            day = day.pred_opt().unwrap_or(first);
-            if day == first && items.is_empty() {
-                break;
+            match day.pred_opt() {
+                Some(previous) => day = previous,
+                None => break,
             }
         }
-        entries.sort_by_key(|e| std::cmp::Reverse(e.at));
         Ok(entries)
     }
 }
@@ -548,5 +556,64 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         .send()
         .await
         .map_err(|e| store.error("UpdateTimeToLive", e))?;
-    Ok(())
+    // Real DynamoDB takes seconds to make a table ACTIVE (moto does it at once); poll briefly.
+    for _ in 0..120 {
+        let out = client.describe_table().table_name(name).send().await.map_err(|e| store.error("DescribeTable", e))?;
+        if out.table().and_then(|t| t.table_status()) == Some(&aws_sdk_dynamodb::types::TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(StoreError::Unavailable {
+        operation: "DescribeTable",
+        message: format!("table {name} is not ACTIVE after 60 s"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+
+    use super::*;
+
+    fn store() -> DynamoStore {
+        let conf = aws_sdk_dynamodb::Config::builder().behavior_version_latest().build();
+        DynamoStore::new(Client::from_conf(conf), "links-table")
+    }
+
+    /// A service error as the SDK hands it over (the raw response plays no part in the mapping).
+    fn service(code: &str) -> SdkError<GetItemError, ()> {
+        let meta = ErrorMetadata::builder().code(code).message("from the service").build();
+        SdkError::service_error(GetItemError::generic(meta), ())
+    }
+
+    #[test]
+    fn throttling_is_throttled_and_transient() {
+        for code in ["ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"] {
+            let err = store().error("GetItem", service(code));
+            assert!(matches!(err, StoreError::Throttled { operation: "GetItem", .. }), "{code}: {err:?}");
+            assert!(err.is_transient());
+        }
+    }
+
+    #[test]
+    fn server_errors_and_timeouts_are_unavailable_and_transient() {
+        let err = store().error("GetItem", service("InternalServerError"));
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        let timeout: SdkError<GetItemError, ()> = SdkError::timeout_error("read timed out");
+        let err = store().error("Query", timeout);
+        assert!(matches!(err, StoreError::Unavailable { operation: "Query", .. }), "{err:?}");
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn access_denied_and_missing_table_are_config_errors_naming_the_table() {
+        for code in ["AccessDeniedException", "ResourceNotFoundException"] {
+            let err = store().error("GetItem", service(code));
+            assert!(matches!(err, StoreError::Config { .. }), "{code}: {err:?}");
+            assert!(err.to_string().contains("links-table"), "{err}");
+            assert!(!err.is_transient());
+        }
+    }
 }
