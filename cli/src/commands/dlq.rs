@@ -83,9 +83,31 @@ pub async fn run(cmd: DlqCommand, stack: &Stack) -> Result<ExitCode, String> {
                 let letters = dlq::list(&queue, max).await.map_err(|e| e.to_string())?;
                 let chosen: Vec<&DeadLetter> =
                     letters.iter().filter(|l| all || ids.iter().any(|id| id == l.id())).collect();
-                println!("would replay {} dead letter(s) (the current rules decide what happens):", chosen.len());
+                let store = stack.store().await?;
+                let rules =
+                    match shared::store::RulesStore::current_rules(store.as_ref()).await.map_err(|e| e.to_string())? {
+                        Some(stored) => shared::rules::Rules::from_yaml(&stored.document)
+                            .map_err(|e| format!("the stored rules are invalid:\n{e}"))?,
+                        None => return Err("no rules stored: `syncctl rules push FILE` first".into()),
+                    };
+                println!("would replay {} dead letter(s); with the current rules:", chosen.len());
                 for letter in chosen {
                     println!("{}", line(letter));
+                    let Some(envelope) = &letter.envelope else { continue };
+                    match shared::handler::preview::preview(envelope, &rules, store.as_ref()).await {
+                        Ok(evaluation) if evaluation.plan.is_empty() => println!("    no rule would act on it now"),
+                        Ok(evaluation) => {
+                            for planned in evaluation.plan.iter() {
+                                println!(
+                                    "    would {} on {} (rule {})",
+                                    planned.action.name(),
+                                    planned.action.target(),
+                                    planned.rule
+                                );
+                            }
+                        }
+                        Err(err) => println!("    cannot preview: {err}"),
+                    }
                 }
                 return Ok(ExitCode::SUCCESS);
             }

@@ -258,7 +258,7 @@ pub fn fields_read(rules: &Rules, object: &str) -> Vec<String> {
 }
 
 /// The rule engine's view of a webhook event.
-fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -> IncidentEvent {
+pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -> IncidentEvent {
     let (incident, note) = match &event.data {
         EventData::Incident(incident) => (
             IncidentFacts {

@@ -30,9 +30,17 @@ impl DeadLetter {
     }
 }
 
-/// Reads up to `max` dead letters. They stay in the queue (SQS hides them for its visibility
-/// timeout while they are looked at).
+/// Reads up to `max` dead letters. They stay in the queue, visible again as soon as they are read.
 pub async fn list(dlq: &dyn Queue, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    let letters = read(dlq, max).await?;
+    for letter in &letters {
+        dlq.release(&letter.message.receipt_handle).await?;
+    }
+    Ok(letters)
+}
+
+/// Receives up to `max` dead letters and keeps them hidden (the caller deletes or releases them).
+async fn read(dlq: &dyn Queue, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
     let mut letters: Vec<DeadLetter> = Vec::new();
     while letters.len() < max {
         let batch = dlq.receive((max - letters.len()).min(10), Duration::from_secs(1)).await?;
@@ -69,7 +77,7 @@ pub async fn replay(
     max: usize,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<ReplayReport, QueueError> {
-    let letters = list(dlq, max).await?;
+    let letters = read(dlq, max).await?;
     let chosen: Vec<&DeadLetter> = letters
         .iter()
         .filter(|l| ids.is_empty() || ids.iter().any(|id| id == l.id() || id == &l.message.message_id))
@@ -82,6 +90,9 @@ pub async fn replay(
             .collect(),
         ..ReplayReport::default()
     };
+    for letter in letters.iter().filter(|l| !chosen.iter().any(|c| c.message.message_id == l.message.message_id)) {
+        dlq.release(&letter.message.receipt_handle).await?;
+    }
     let total = chosen.len();
     for (done, letter) in chosen.into_iter().enumerate() {
         match &letter.envelope {
@@ -96,7 +107,10 @@ pub async fn replay(
                 dlq.delete(&letter.message.receipt_handle).await?;
                 report.replayed.push(envelope.id);
             }
-            None => report.skipped_unreadable.push(letter.message.message_id.clone()),
+            None => {
+                dlq.release(&letter.message.receipt_handle).await?;
+                report.skipped_unreadable.push(letter.message.message_id.clone());
+            }
         }
         progress(done + 1, total);
     }
@@ -154,7 +168,7 @@ mod tests {
         let letters = list(&dlq, 100).await.unwrap();
         assert_eq!(letters.len(), 3);
         assert_eq!(letters[0].reason(), "permanent error: INVALID_FIELD");
-        clock.advance(chrono::Duration::seconds(31));
+        assert_eq!(list(&dlq, 100).await.unwrap().len(), 3, "listing leaves them visible");
         let mut seen = Vec::new();
         let report = replay(&dlq, &retry, &["B".into(), "nope".into()], 100, |d, t| seen.push((d, t))).await.unwrap();
         assert_eq!(report.replayed, vec!["B".to_string()]);

@@ -45,6 +45,8 @@ pub trait Queue: Send + Sync {
     /// Takes up to `max` visible messages, waiting up to `wait` for one.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError>;
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
+    /// Makes a received message visible again at once (it was only looked at).
+    async fn release(&self, receipt_handle: &str) -> Result<(), QueueError>;
     async fn approximate_depth(&self) -> Result<u64, QueueError>;
     async fn purge(&self) -> Result<(), QueueError>;
 }
@@ -141,6 +143,14 @@ impl Queue for MemoryQueue {
 
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
         self.lock().retain(|m| m.receipt.as_deref() != Some(receipt_handle));
+        Ok(())
+    }
+
+    async fn release(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        let now = self.clock.now();
+        for stored in self.lock().iter_mut().filter(|m| m.receipt.as_deref() == Some(receipt_handle)) {
+            stored.visible_at = now;
+        }
         Ok(())
     }
 

@@ -110,6 +110,18 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn release(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .map_err(|e| map("ChangeMessageVisibility", e))?;
+        Ok(())
+    }
+
     async fn approximate_depth(&self) -> Result<u64, QueueError> {
         let out = self
             .client
