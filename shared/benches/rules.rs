@@ -63,6 +63,9 @@ fn bench(c: &mut Criterion) {
     let incident = incident_event();
     c.bench_function("evaluate_record_event_100_rules", |b| b.iter(|| rules.evaluate(black_box(&record))));
     c.bench_function("evaluate_incident_event_100_rules", |b| b.iter(|| rules.evaluate(black_box(&incident))));
+    // The handlers' path: the same plan without recording every condition's values.
+    c.bench_function("plan_record_event_100_rules", |b| b.iter(|| rules.plan(black_box(&record))));
+    c.bench_function("plan_incident_event_100_rules", |b| b.iter(|| rules.plan(black_box(&incident))));
     let text = hundred_rules();
     c.bench_function("load_100_rules", |b| b.iter(|| Rules::from_yaml(black_box(&text)).unwrap()));
 }

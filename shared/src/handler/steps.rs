@@ -38,7 +38,7 @@ pub async fn rules(ctx: &Context) -> Result<Arc<CachedRules>, Attempt> {
 
 /// Evaluates, records the plan in the envelope, and skips when nothing is to be done.
 pub fn plan(rules: &CachedRules, input: &Event, envelope: &mut Envelope) -> Result<(Evaluation, Vec<String>), Attempt> {
-    let evaluation = rules.rules.evaluate(input);
+    let evaluation = rules.rules.plan(input);
     envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
     let matched = matched_rules(&evaluation);
     metrics::rules_matched(matched.len());

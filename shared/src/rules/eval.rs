@@ -132,8 +132,18 @@ fn as_value<S: serde::Serializer>(v: &Option<Arc<Value>>, s: S) -> Result<S::Ok,
 }
 
 impl Rules {
-    /// Evaluates `event` against every rule, in document order.
+    /// Evaluates `event` against every rule, in document order, explaining every decision.
     pub fn evaluate(&self, event: &Event) -> Evaluation {
+        self.run(event, true)
+    }
+
+    /// The same plan as [`Rules::evaluate`], with the rules that ran and why others were skipped,
+    /// but without recording each condition's values: what the handlers need on every event.
+    pub fn plan(&self, event: &Event) -> Evaluation {
+        self.run(event, false)
+    }
+
+    fn run(&self, event: &Event, explain: bool) -> Evaluation {
         let mut plan = Plan::default();
         let mut rules = Vec::with_capacity(self.rule_count());
         for set in &self.rulesets {
@@ -143,12 +153,12 @@ impl Rules {
                     rule: rule.shared_name.clone(),
                     ran: false,
                     skipped: None,
-                    conditions: Vec::with_capacity(rule.conditions.len()),
+                    conditions: if explain { Vec::with_capacity(rule.conditions.len()) } else { Vec::new() },
                     actions: Vec::new(),
                 };
                 let mut planned = Vec::new();
                 let outcome = if set.enabled {
-                    evaluate_rule(rule, event, &mut ex, &mut planned)
+                    evaluate_rule(rule, event, &mut ex, &mut planned, explain)
                 } else {
                     Err(SkipReason::RulesetDisabled)
                 };
@@ -162,7 +172,8 @@ impl Rules {
                 rules.push(ex);
             }
         }
-        Evaluation { plan, explanation: Explanation { event: describe(event), rules } }
+        let event = if explain { describe(event) } else { String::new() };
+        Evaluation { plan, explanation: Explanation { event, rules } }
     }
 }
 
@@ -186,10 +197,11 @@ fn evaluate_rule(
     event: &Event,
     ex: &mut RuleExplanation,
     out: &mut Vec<Action>,
+    explain: bool,
 ) -> Result<(), SkipReason> {
     match (rule.direction, event) {
-        (Direction::SalesforceToPagerduty, Event::Record(rec)) => evaluate_record_rule(rule, rec, ex, out),
-        (Direction::PagerdutyToSalesforce, Event::Incident(inc)) => evaluate_incident_rule(rule, inc, ex, out),
+        (Direction::SalesforceToPagerduty, Event::Record(rec)) => evaluate_record_rule(rule, rec, ex, out, explain),
+        (Direction::PagerdutyToSalesforce, Event::Incident(inc)) => evaluate_incident_rule(rule, inc, ex, out, explain),
         _ => Err(SkipReason::OtherDirection),
     }
 }
@@ -199,6 +211,7 @@ fn evaluate_record_rule(
     rec: &RecordEvent,
     ex: &mut RuleExplanation,
     out: &mut Vec<Action>,
+    explain: bool,
 ) -> Result<(), SkipReason> {
     if !rule.object.eq_ignore_ascii_case(&rec.object) {
         return Err(SkipReason::OtherObject { object: rule.object.clone() });
@@ -214,7 +227,7 @@ fn evaluate_record_rule(
         return Err(SkipReason::LoopPrevention { marker: CASE_COMMENT_MARKER.into() });
     }
     let subject = Subject::Record(rec);
-    if !check_conditions(rule, &subject, None, &mut ex.conditions) {
+    if !check_conditions(rule, &subject, None, explain.then_some(&mut ex.conditions)) {
         return Err(SkipReason::ConditionsNotMet);
     }
     let ctx = Context::Record(rec);
@@ -231,6 +244,7 @@ fn evaluate_incident_rule(
     inc: &IncidentEvent,
     ex: &mut RuleExplanation,
     out: &mut Vec<Action>,
+    explain: bool,
 ) -> Result<(), SkipReason> {
     if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
         return Err(SkipReason::NotNew);
@@ -248,9 +262,16 @@ fn evaluate_incident_rule(
         targets
             .iter()
             .copied()
-            .filter(|r| check_conditions(rule, &Subject::Incident(inc, Some(r)), Some(&r.id), &mut ex.conditions))
+            .filter(|r| {
+                check_conditions(
+                    rule,
+                    &Subject::Incident(inc, Some(r)),
+                    Some(&r.id),
+                    explain.then_some(&mut ex.conditions),
+                )
+            })
             .collect()
-    } else if check_conditions(rule, &Subject::Incident(inc, None), None, &mut ex.conditions) {
+    } else if check_conditions(rule, &Subject::Incident(inc, None), None, explain.then_some(&mut ex.conditions)) {
         targets.clone()
     } else {
         return Err(SkipReason::ConditionsNotMet);
@@ -536,13 +557,20 @@ pub fn event_category(event_type: &str) -> &'static str {
     }
 }
 
-fn check_conditions(rule: &Rule, subject: &Subject<'_>, record: Option<&str>, log: &mut Vec<ConditionCheck>) -> bool {
+/// `log`: where to explain each condition (`None` on the handlers' fast path).
+fn check_conditions(
+    rule: &Rule,
+    subject: &Subject<'_>,
+    record: Option<&str>,
+    mut log: Option<&mut Vec<ConditionCheck>>,
+) -> bool {
     let mut all = true;
     let mut any = false;
     for c in &rule.conditions {
-        let (matched, saw, saw_old) = check(c, subject);
+        let (matched, saw, saw_old) = check(c, subject, log.is_some());
         all &= matched;
         any |= matched;
+        let Some(log) = log.as_deref_mut() else { continue };
         log.push(ConditionCheck {
             record: record.map(str::to_string),
             field: c.shared_field.clone(),
@@ -603,12 +631,13 @@ fn text_eq(c: &Condition, seen: &str, expected: &Scalar) -> bool {
     text_cmp(TextOp::Eq, seen, &expected.folded, c.case_sensitive)
 }
 
-fn check(c: &Condition, subject: &Subject<'_>) -> (bool, Value, Option<Value>) {
+/// Whether the condition holds, and (when `explain`) the values it saw.
+fn check(c: &Condition, subject: &Subject<'_>, explain: bool) -> (bool, Value, Option<Value>) {
     if matches!(c.operator, Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom) {
-        return check_change(c, subject);
+        return check_change(c, subject, explain);
     }
     let seen = resolve(&c.field, subject);
-    let saw = seen.to_json();
+    let saw = if explain { seen.to_json() } else { Value::Null };
     let text = seen.text();
     let matched = match (&c.operator, &c.expected, text.as_deref()) {
         (Operator::IsEmpty, _, _) => seen.is_empty(),
@@ -653,12 +682,12 @@ fn compare(seen: &Seen<'_>, expected: &Scalar) -> Option<std::cmp::Ordering> {
     Some(got.cmp(&want))
 }
 
-fn check_change(c: &Condition, subject: &Subject<'_>) -> (bool, Value, Option<Value>) {
+fn check_change(c: &Condition, subject: &Subject<'_>, explain: bool) -> (bool, Value, Option<Value>) {
     let (Field::Salesforce { path, .. }, Subject::Record(rec)) = (&c.field, subject) else {
         return (false, Value::Null, Some(Value::Null));
     };
     let new = lookup(&rec.new, path);
-    let saw = new.cloned().unwrap_or(Value::Null);
+    let saw = if explain { new.cloned().unwrap_or(Value::Null) } else { Value::Null };
     let Some(old_map) = rec.old.as_ref() else {
         // An insert has no old values: nothing changed.
         return (false, saw, Some(Value::Null));
@@ -675,7 +704,7 @@ fn check_change(c: &Condition, subject: &Subject<'_>) -> (bool, Value, Option<Va
         Operator::ChangedFrom => changed && eq(old),
         _ => false,
     };
-    (matched, saw, Some(old.cloned().unwrap_or(Value::Null)))
+    (matched, saw, Some(if explain { old.cloned().unwrap_or(Value::Null) } else { Value::Null }))
 }
 
 fn short(v: &Value, max: usize) -> String {

@@ -924,6 +924,11 @@ mod properties {
                 let b = r.evaluate(&ev);
                 prop_assert_eq!(&a, &b);
                 prop_assert_eq!(a.explanation.rules.len(), r.rule_count());
+                // The handlers' fast path plans exactly the same, with the same rules run or skipped.
+                let fast = r.plan(&ev);
+                prop_assert_eq!(&fast.plan, &a.plan);
+                let decisions = |e: &Evaluation| e.explanation.rules.iter().map(|x| (x.ran, x.skipped.clone())).collect::<Vec<_>>();
+                prop_assert_eq!(decisions(&fast), decisions(&a));
                 let _ = a.explanation.to_string();
                 let _ = a.plan.to_string();
                 for p in a.plan.iter() {
