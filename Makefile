@@ -53,7 +53,7 @@ build: $(STAMP) ## Build the three functions for Lambda (arm64, release) with ca
 
 .PHONY: bench
 bench: ## Benchmarks (criterion): one table, also written to target/bench/report.json
-	$(CARGO) bench --locked -p pd-sfdc-shared -- --warm-up-time 1 --measurement-time 3
+	$(CARGO) bench --locked -p pd-sfdc-shared --bench rules --bench handler -- --warm-up-time 1 --measurement-time 3
 	python3 tools/bench_report.py
 
 .PHONY: deploy
