@@ -570,7 +570,14 @@ fn check_conditions(
         let (matched, saw, saw_old) = check(c, subject, log.is_some());
         all &= matched;
         any |= matched;
-        let Some(log) = log.as_deref_mut() else { continue };
+        let Some(log) = log.as_deref_mut() else {
+            // Nothing to explain: stop as soon as the outcome is decided.
+            match rule.match_mode {
+                MatchMode::All if !all => return false,
+                MatchMode::Any if any => return true,
+                _ => continue,
+            }
+        };
         log.push(ConditionCheck {
             record: record.map(str::to_string),
             field: c.shared_field.clone(),
