@@ -16,7 +16,8 @@ use super::document::{
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
 use super::plan::{
-    Action, CASE_COMMENT_MARKER, INCIDENT_NOTE_MARKER, INCIDENT_NOTE_PREFIX, Plan, case_comment_bodies, truncate_chars,
+    Action, CASE_COMMENT_MARKER, CASE_COMMENT_PREFIX, INCIDENT_NOTE_MARKER, INCIDENT_NOTE_PREFIX,
+    MAX_CASE_COMMENT_BYTES, Plan, Planned, RecordKey, case_comment_bodies, truncate_chars,
 };
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
@@ -146,6 +147,8 @@ impl Rules {
     fn run(&self, event: &Event, explain: bool) -> Evaluation {
         let mut plan = Plan::default();
         let mut rules = Vec::with_capacity(self.rule_count());
+        // Reused by every rule: one allocation per event, not one per rule.
+        let mut planned = Vec::new();
         for set in &self.rulesets {
             for rule in &set.rules {
                 let mut ex = RuleExplanation {
@@ -156,7 +159,6 @@ impl Rules {
                     conditions: if explain { Vec::with_capacity(rule.conditions.len()) } else { Vec::new() },
                     actions: Vec::new(),
                 };
-                let mut planned = Vec::new();
                 let outcome = if set.enabled {
                     evaluate_rule(rule, event, &mut ex, &mut planned, explain)
                 } else {
@@ -165,9 +167,12 @@ impl Rules {
                 match outcome {
                     Ok(()) => {
                         ex.ran = true;
-                        plan.push_rule(&rule.name, &set.name, planned);
+                        plan.push_rule(&rule.name, &set.name, planned.drain(..));
                     }
-                    Err(reason) => ex.skipped = Some(reason),
+                    Err(reason) => {
+                        planned.clear();
+                        ex.skipped = Some(reason);
+                    }
                 }
                 rules.push(ex);
             }
@@ -192,11 +197,11 @@ fn describe(event: &Event) -> String {
     }
 }
 
-fn evaluate_rule(
-    rule: &Rule,
-    event: &Event,
+fn evaluate_rule<'e>(
+    rule: &'e Rule,
+    event: &'e Event,
     ex: &mut RuleExplanation,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Planned<'e>>,
     explain: bool,
 ) -> Result<(), SkipReason> {
     match (rule.direction, event) {
@@ -206,11 +211,11 @@ fn evaluate_rule(
     }
 }
 
-fn evaluate_record_rule(
-    rule: &Rule,
-    rec: &RecordEvent,
+fn evaluate_record_rule<'e>(
+    rule: &'e Rule,
+    rec: &'e RecordEvent,
     ex: &mut RuleExplanation,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Planned<'e>>,
     explain: bool,
 ) -> Result<(), SkipReason> {
     if !rule.object.eq_ignore_ascii_case(&rec.object) {
@@ -239,11 +244,11 @@ fn evaluate_record_rule(
     finish(ex)
 }
 
-fn evaluate_incident_rule(
-    rule: &Rule,
-    inc: &IncidentEvent,
+fn evaluate_incident_rule<'e>(
+    rule: &'e Rule,
+    inc: &'e IncidentEvent,
     ex: &mut RuleExplanation,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Planned<'e>>,
     explain: bool,
 ) -> Result<(), SkipReason> {
     if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
@@ -253,15 +258,13 @@ fn evaluate_incident_rule(
     if inc.note.as_deref().is_some_and(|n| n.starts_with(INCIDENT_NOTE_MARKER)) {
         return Err(SkipReason::LoopPrevention { marker: INCIDENT_NOTE_MARKER.into() });
     }
-    let targets: Vec<&LinkedRecord> =
-        inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object)).collect();
-    let per_record = !targets.is_empty() && rule.conditions.iter().any(|c| matches!(c.field, Field::Salesforce { .. }));
+    let targets = inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object));
+    let per_record =
+        targets.clone().next().is_some() && rule.conditions.iter().any(|c| matches!(c.field, Field::Salesforce { .. }));
     // Salesforce-field conditions are checked against each linked record; the rule acts on
     // those that match. Otherwise the conditions are checked once and it acts on all of them.
     let matched: Vec<&LinkedRecord> = if per_record {
         targets
-            .iter()
-            .copied()
             .filter(|r| {
                 check_conditions(
                     rule,
@@ -272,7 +275,7 @@ fn evaluate_incident_rule(
             })
             .collect()
     } else if check_conditions(rule, &Subject::Incident(inc, None), None, explain.then_some(&mut ex.conditions)) {
-        targets.clone()
+        targets.collect()
     } else {
         return Err(SkipReason::ConditionsNotMet);
     };
@@ -299,12 +302,12 @@ fn finish(ex: &RuleExplanation) -> Result<(), SkipReason> {
     }
 }
 
-fn plan_record_action(
-    rule: &Rule,
-    spec: &ActionSpec,
-    rec: &RecordEvent,
+fn plan_record_action<'e>(
+    rule: &'e Rule,
+    spec: &'e ActionSpec,
+    rec: &'e RecordEvent,
     ctx: &Context<'_>,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Planned<'e>>,
 ) -> Option<Cow<'static, str>> {
     if let ActionSpec::CreateIncident { service_id, escalation_policy_id, urgency, priority, title, body } = spec {
         if !rec.linked_incidents.is_empty() {
@@ -320,7 +323,7 @@ fn plan_record_action(
         if text.trim().is_empty() {
             text = format!("Salesforce {} {}", rec.object, rec.id);
         }
-        out.push(Action::CreateIncident {
+        out.push(Planned::Action(Action::CreateIncident {
             record: RecordRef { object: rec.object.clone(), id: rec.id.clone() },
             service_id: service_id.clone(),
             escalation_policy_id: escalation_policy_id.clone(),
@@ -329,7 +332,7 @@ fn plan_record_action(
             title: truncate_chars(&text, MAX_TITLE_CHARS).to_string(),
             body: body.as_ref().map(|b| b.render(ctx)),
             incident_key: incident_key(&rec.object, &rec.id, &rule.name),
-        });
+        }));
         return None;
     }
     if rec.linked_incidents.is_empty() {
@@ -337,7 +340,7 @@ fn plan_record_action(
     }
     for incident in &rec.linked_incidents {
         let incident_id = incident.clone();
-        out.push(match spec {
+        out.push(Planned::Action(match spec {
             ActionSpec::Acknowledge => Action::Acknowledge { incident_id },
             ActionSpec::Resolve { resolution } => {
                 Action::Resolve { incident_id, resolution: resolution.as_ref().map(|t| t.render(ctx)) }
@@ -375,30 +378,36 @@ fn plan_record_action(
             }
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
             _ => return Some("not a PagerDuty action".into()),
-        });
+        }));
     }
     None
 }
 
-fn plan_incident_action(
-    rule: &Rule,
-    spec: &ActionSpec,
-    inc: &IncidentEvent,
-    matched: &[&LinkedRecord],
+fn plan_incident_action<'e>(
+    rule: &'e Rule,
+    spec: &'e ActionSpec,
+    inc: &'e IncidentEvent,
+    matched: &[&'e LinkedRecord],
     ctx: &Context<'_>,
-    out: &mut Vec<Action>,
+    out: &mut Vec<Planned<'e>>,
 ) -> Option<Cow<'static, str>> {
     match spec {
         ActionSpec::SetFields { fields } => {
             if matched.is_empty() {
                 return Some("no linked record of the rule's object".into());
             }
-            let values = render_fields(fields, ctx);
             for r in matched {
-                out.push(Action::SetFields {
-                    record: RecordRef { object: r.object.clone(), id: r.id.clone() },
-                    fields: values.clone(),
-                });
+                let fields = fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let value = match v {
+                            FieldValue::Literal(v) => Cow::Borrowed(v),
+                            FieldValue::Template(t) => Cow::Owned(Value::String(t.render(ctx))),
+                        };
+                        (k.as_str(), value)
+                    })
+                    .collect();
+                out.push(Planned::SetFields { record: RecordKey { object: &r.object, id: &r.id }, fields });
             }
             None
         }
@@ -406,15 +415,24 @@ fn plan_incident_action(
             if matched.is_empty() {
                 return Some("no linked Case".into());
             }
-            let text = body.render(ctx);
+            // Rendered after the marker: a short comment (nearly all) is then ready as it is.
+            let mut marked = String::with_capacity(CASE_COMMENT_PREFIX.len() + body.source().len() + 32);
+            marked.push_str(CASE_COMMENT_PREFIX);
+            body.render_into(ctx, &mut marked);
+            let text = &marked[CASE_COMMENT_PREFIX.len()..];
             if text.trim().is_empty() {
                 return Some("comment body rendered empty; nothing to add".into());
             }
-            for r in matched {
-                for part in case_comment_bodies(&text) {
-                    out.push(Action::AddCaseComment { case_id: r.id.clone(), body: part });
-                }
+            let parts = if marked.len() <= MAX_CASE_COMMENT_BYTES && !text.starts_with(CASE_COMMENT_PREFIX) {
+                vec![marked]
+            } else {
+                case_comment_bodies(text)
+            };
+            let (first, last) = matched.split_at(matched.len() - 1);
+            for r in first {
+                out.extend(parts.iter().map(|part| Planned::CaseComment { case_id: &r.id, body: part.clone() }));
             }
+            out.extend(parts.into_iter().map(|body| Planned::CaseComment { case_id: &last[0].id, body }));
             None
         }
         ActionSpec::CreateRecord { object, fields, external_id_field, link } => {
@@ -424,14 +442,14 @@ fn plan_incident_action(
             let external_id = external_id(&inc.incident.id, &rule.name);
             let mut values = render_fields(fields, ctx);
             values.insert(external_id_field.clone(), Value::String(external_id.clone()));
-            out.push(Action::CreateRecord {
+            out.push(Planned::Action(Action::CreateRecord {
                 object: object.clone(),
                 fields: values,
                 external_id_field: external_id_field.clone(),
                 external_id,
                 link: *link,
                 incident_id: inc.incident.id.clone(),
-            });
+            }));
             None
         }
         _ => Some("not a Salesforce action".into()),
@@ -623,8 +641,18 @@ fn text_cmp(op: TextOp, seen: &str, folded: &str, case_sensitive: bool) -> bool 
         TextOp::Eq => s.eq_ignore_ascii_case(e),
         TextOp::StartsWith => s.len() >= e.len() && s[..e.len()].eq_ignore_ascii_case(e),
         TextOp::EndsWith => s.len() >= e.len() && s[s.len() - e.len()..].eq_ignore_ascii_case(e),
-        TextOp::Contains => e.is_empty() || s.windows(e.len()).any(|w| w.eq_ignore_ascii_case(e)),
+        TextOp::Contains => contains_ignore_ascii_case(s, e),
     }
+}
+
+/// `folded` is lower case already: only the places where its first byte appears are compared.
+fn contains_ignore_ascii_case(seen: &[u8], folded: &[u8]) -> bool {
+    let Some((&first, rest)) = folded.split_first() else { return true };
+    if seen.len() < folded.len() {
+        return false;
+    }
+    (0..=seen.len() - folded.len())
+        .any(|i| seen[i].to_ascii_lowercase() == first && seen[i + 1..i + folded.len()].eq_ignore_ascii_case(rest))
 }
 
 /// Text equality; for the event type, `acknowledge` style names compare with the category and
@@ -760,5 +788,22 @@ impl fmt::Display for Explanation {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn case_insensitive_contains_agrees_with_lowercasing_both(seen in "[a-zA-Z ]{0,24}", needle in "[a-zA-Z ]{0,4}") {
+            let folded = needle.to_lowercase();
+            prop_assert_eq!(
+                text_cmp(TextOp::Contains, &seen, &folded, false),
+                seen.to_lowercase().contains(&folded)
+            );
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The output of evaluation: planned actions with every value resolved.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -180,36 +182,91 @@ impl Plan {
     /// field), so one event is one write per record. Only the first `create_incident` per record
     /// and `create_record` per object and incident is kept: two rules must not create two
     /// incidents for one case.
-    pub(crate) fn push_rule(&mut self, rule: &str, ruleset: &str, actions: Vec<Action>) {
+    pub(crate) fn push_rule<'a>(&mut self, rule: &str, ruleset: &str, actions: impl IntoIterator<Item = Planned<'a>>) {
         let earlier = self.0.len();
-        for action in actions {
-            let found = self.0.iter().enumerate().position(|(i, existing)| match (&existing.action, &action) {
-                (Action::SetFields { record, .. }, Action::SetFields { record: r2, .. }) => record == r2,
-                (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) => record == r2,
-                (
-                    Action::CreateRecord { object, incident_id, .. },
-                    Action::CreateRecord { object: o2, incident_id: i2, .. },
-                ) => object == o2 && incident_id == i2,
-                (a, b) => i < earlier && a == b,
-            });
-            let Some(index) = found else {
-                self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
-                continue;
-            };
-            let existing = &mut self.0[index];
-            if let (Action::SetFields { fields, .. }, Action::SetFields { fields: more, .. }) =
-                (&mut existing.action, action)
-            {
-                fields.extend(more);
-                let named =
-                    existing.rule == rule || existing.rule.strip_suffix(rule).is_some_and(|head| head.ends_with(", "));
-                if !named {
-                    existing.rule.push_str(", ");
-                    existing.rule.push_str(rule);
+        for planned in actions {
+            match planned {
+                Planned::SetFields { record, fields } => self.merge_set_fields(rule, ruleset, record, fields),
+                Planned::CaseComment { case_id, body } => {
+                    let repeated = self.0[..earlier].iter().any(|p| {
+                        matches!(&p.action, Action::AddCaseComment { case_id: c, body: b } if c == case_id && *b == body)
+                    });
+                    if !repeated {
+                        let action = Action::AddCaseComment { case_id: case_id.to_string(), body };
+                        self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
+                    }
                 }
+                Planned::Action(action) => self.push_action(rule, ruleset, earlier, action),
             }
         }
     }
+
+    fn push_action(&mut self, rule: &str, ruleset: &str, earlier: usize, action: Action) {
+        let found = self.0.iter().enumerate().any(|(i, existing)| match (&existing.action, &action) {
+            (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) => record == r2,
+            (
+                Action::CreateRecord { object, incident_id, .. },
+                Action::CreateRecord { object: o2, incident_id: i2, .. },
+            ) => object == o2 && incident_id == i2,
+            (a, b) => i < earlier && a == b,
+        });
+        if !found {
+            self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
+        }
+    }
+
+    /// Set-fields are merged as they come, without building a map per rule: a large document has
+    /// many rules writing to the one linked record.
+    fn merge_set_fields(
+        &mut self,
+        rule: &str,
+        ruleset: &str,
+        record: RecordKey<'_>,
+        fields: Vec<(&str, Cow<'_, Value>)>,
+    ) {
+        let existing = self.0.iter_mut().find(|p| {
+            matches!(&p.action, Action::SetFields { record: r, .. } if r.object == record.object && r.id == record.id)
+        });
+        let Some(existing) = existing else {
+            let fields = fields.into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect();
+            let record = RecordRef { object: record.object.to_string(), id: record.id.to_string() };
+            let action = Action::SetFields { record, fields };
+            self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
+            return;
+        };
+        if let Action::SetFields { fields: merged, .. } = &mut existing.action {
+            for (name, value) in fields {
+                match merged.get_mut(name) {
+                    Some(slot) if *slot == *value => {}
+                    Some(slot) => *slot = value.into_owned(),
+                    None => {
+                        merged.insert(name.to_string(), value.into_owned());
+                    }
+                }
+            }
+        }
+        let named = existing.rule == rule || existing.rule.strip_suffix(rule).is_some_and(|head| head.ends_with(", "));
+        if !named {
+            existing.rule.push_str(", ");
+            existing.rule.push_str(rule);
+        }
+    }
+}
+
+/// The record a set-fields action writes to, borrowed from the event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordKey<'a> {
+    pub object: &'a str,
+    pub id: &'a str,
+}
+
+/// What one rule planned, before it joins the plan. Set-fields and Case Comments stay borrowed
+/// from the rule and the event until the merge knows they are new: most of them are not.
+#[derive(Debug)]
+pub(crate) enum Planned<'a> {
+    Action(Action),
+    SetFields { record: RecordKey<'a>, fields: Vec<(&'a str, Cow<'a, Value>)> },
+    CaseComment { case_id: &'a str, body: String },
 }
 
 impl IntoIterator for Plan {

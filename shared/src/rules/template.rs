@@ -3,7 +3,7 @@
 use crate::model::Direction;
 
 use super::event::{IncidentEvent, RecordEvent};
-use super::value::{lookup, value_text};
+use super::value::{lookup, push_value_text};
 
 /// A parsed template: literal text and variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,13 +79,18 @@ impl Template {
     /// Fills the template. A variable with no value renders as empty text.
     pub(crate) fn render(&self, ctx: &Context<'_>) -> String {
         let mut out = String::with_capacity(self.source.len());
+        self.render_into(ctx, &mut out);
+        out
+    }
+
+    /// Appends the filled template to `out`: values are copied once, straight from the event.
+    pub(crate) fn render_into(&self, ctx: &Context<'_>, out: &mut String) {
         for part in &self.parts {
             match part {
                 Part::Lit(text) => out.push_str(text),
-                Part::Var(var) => out.push_str(&var_value(var, ctx)),
+                Part::Var(var) => write_var(var, ctx, out),
             }
         }
-        out
     }
 }
 
@@ -140,31 +145,40 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
     })
 }
 
-fn var_value(var: &Var, ctx: &Context<'_>) -> String {
+fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
     match (var, ctx) {
-        (Var::RecordId, Context::Record(r)) => r.id.clone(),
-        (Var::RecordObject, Context::Record(r)) => r.object.clone(),
-        (Var::RecordField(path), Context::Record(r)) => lookup(&r.new, path).map(value_text).unwrap_or_default(),
-        (var, Context::Incident(e)) => {
-            let i = &e.incident;
-            match var {
-                Var::IncidentId => i.id.clone(),
-                Var::IncidentNumber => i.number.to_string(),
-                Var::IncidentTitle => i.title.clone(),
-                Var::IncidentStatus => i.status.clone(),
-                Var::IncidentUrgency => i.urgency.clone(),
-                Var::IncidentPriority => i.priority.clone().unwrap_or_default(),
-                Var::IncidentHtmlUrl => i.html_url.clone(),
-                Var::IncidentServiceId => i.service_id.clone(),
-                Var::IncidentServiceName => i.service_name.clone(),
-                Var::IncidentEscalationPolicyName => i.escalation_policy_name.clone(),
-                Var::EventType => e.event_type.clone(),
-                Var::EventOccurredAt => e.occurred_at.clone(),
-                Var::NoteContent => e.note.clone().unwrap_or_default(),
-                _ => String::new(),
+        (Var::RecordId, Context::Record(r)) => out.push_str(&r.id),
+        (Var::RecordObject, Context::Record(r)) => out.push_str(&r.object),
+        (Var::RecordField(path), Context::Record(r)) => {
+            if let Some(value) = lookup(&r.new, path) {
+                push_value_text(value, out);
             }
         }
+        (var, Context::Incident(e)) => {
+            let i = &e.incident;
+            let text: &str = match var {
+                Var::IncidentNumber => {
+                    use std::fmt::Write;
+                    let _ = write!(out, "{}", i.number);
+                    return;
+                }
+                Var::IncidentId => &i.id,
+                Var::IncidentTitle => &i.title,
+                Var::IncidentStatus => &i.status,
+                Var::IncidentUrgency => &i.urgency,
+                Var::IncidentPriority => i.priority.as_deref().unwrap_or_default(),
+                Var::IncidentHtmlUrl => &i.html_url,
+                Var::IncidentServiceId => &i.service_id,
+                Var::IncidentServiceName => &i.service_name,
+                Var::IncidentEscalationPolicyName => &i.escalation_policy_name,
+                Var::EventType => &e.event_type,
+                Var::EventOccurredAt => &e.occurred_at,
+                Var::NoteContent => e.note.as_deref().unwrap_or_default(),
+                _ => "",
+            };
+            out.push_str(text);
+        }
         // Validation keeps record variables out of incident rules and the other way round.
-        _ => String::new(),
+        _ => {}
     }
 }

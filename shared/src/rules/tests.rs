@@ -550,6 +550,35 @@ fn set_fields_on_one_record_merge_and_the_later_rule_wins() {
 }
 
 #[test]
+fn identical_case_comments_from_several_rules_are_added_once_per_linked_case() {
+    let doc = "rulesets:
+  - name: s
+    rules:
+      - {name: a, direction: pagerduty_to_salesforce, object: Case, actions: [{add_case_comment: {body: '{{incident.title}}'}}]}
+      - {name: b, direction: pagerduty_to_salesforce, object: Case, actions: [{add_case_comment: {body: '{{incident.title}}'}}]}
+      - {name: c, direction: pagerduty_to_salesforce, object: Case, actions: [{add_case_comment: {body: 'Owner: {{incident.escalation_policy_name}}'}}]}
+";
+    let linked = vec![case("500A", json!({})), case("500B", json!({}))];
+    let plan = rules(doc).plan(&incident("incident.acknowledged", linked)).plan;
+    let comments: Vec<(&str, &str, &str)> = plan
+        .iter()
+        .map(|p| match &p.action {
+            Action::AddCaseComment { case_id, body } => (p.rule.as_str(), case_id.as_str(), body.as_str()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        comments,
+        vec![
+            ("a", "500A", "[PagerDuty] Checkout API latency above 2s"),
+            ("a", "500B", "[PagerDuty] Checkout API latency above 2s"),
+            ("c", "500A", "[PagerDuty] Owner: Support On-Call"),
+            ("c", "500B", "[PagerDuty] Owner: Support On-Call"),
+        ]
+    );
+}
+
+#[test]
 fn identical_actions_from_several_rules_are_planned_once_in_order() {
     let doc = "rulesets:
   - name: s

@@ -18,18 +18,36 @@ pub(crate) fn lookup<'a>(record: &'a Map<String, Value>, path: &[String]) -> Opt
 }
 
 fn field<'a>(record: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    record.get(name).or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    // A record of a few dozen fields is found faster by comparing names than by hashing one
+    // (the map hashes with SipHash); a large one is looked up by hash.
+    let exact = if record.len() <= 32 {
+        record.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v)
+    } else {
+        record.get(name)
+    };
+    exact.or_else(|| record.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 /// The text form of a value, as a condition compares it.
 pub(crate) fn value_text(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    }
+    let mut text = String::new();
+    push_value_text(value, &mut text);
+    text
+}
+
+/// Appends the text form of a value (as [`value_text`] gives it) to `out`.
+pub(crate) fn push_value_text(value: &Value, out: &mut String) {
+    use std::fmt::Write;
+    let _ = match value {
+        Value::Null => Ok(()),
+        Value::String(s) => {
+            out.push_str(s);
+            Ok(())
+        }
+        Value::Bool(b) => write!(out, "{b}"),
+        Value::Number(n) => write!(out, "{n}"),
+        other => write!(out, "{other}"),
+    };
 }
 
 /// A number, from a JSON number or numeric text.
@@ -98,6 +116,18 @@ mod tests {
         assert_eq!(lookup(map, &path("account.owner.email")), Some(&json!("a@b.c")));
         assert_eq!(lookup(map, &path("Status")), None);
         assert_eq!(lookup(map, &path("Account.Name.Length")), None);
+    }
+
+    #[test]
+    fn wide_records_are_looked_up_by_hash_and_still_case_insensitively() {
+        let mut rec = Map::new();
+        for i in 0..100 {
+            rec.insert(format!("Field{i}__c"), json!(i));
+        }
+        let path = |p: &str| vec![p.to_string()];
+        assert_eq!(lookup(&rec, &path("Field42__c")), Some(&json!(42)));
+        assert_eq!(lookup(&rec, &path("field99__C")), Some(&json!(99)));
+        assert_eq!(lookup(&rec, &path("Field100__c")), None);
     }
 
     #[test]
