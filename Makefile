@@ -52,9 +52,13 @@ build: $(STAMP) ## Build the three functions for Lambda (arm64, release) with ca
 		--package sfdc-to-pd --package pd-to-sfdc --package retry
 
 .PHONY: bench
-bench: ## Benchmarks (criterion): one table, also written to target/bench/report.json
+bench: $(STAMP) ## Benchmarks (criterion, end to end, cold start, Python baseline): one table, also in target/bench/report.json
+	rm -f target/bench/*.json  # a producer that did not run shows as "not run", not as an old result
 	$(CARGO) bench --locked -p pd-sfdc-shared --bench rules --bench handler -- --warm-up-time 1 --measurement-time 3
-	python3 tools/bench_report.py
+	$(CARGO) run --release --locked -p pd-sfdc-tests --bin bench_e2e -- --events 10000 --latency-ms 20 --out-dir target/bench
+	bash tools/bench_coldstart.sh
+	$(PY) tools/baseline/pd_to_sfdc.py --out target/bench/baseline.json
+	$(PY) tools/bench_report.py
 
 .PHONY: deploy
 deploy: build ## Deploy with AWS SAM (asks for parameters the first time)

@@ -15,36 +15,19 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use shared::clock::SystemClock;
 use shared::handler::idempotency::{Gate, Idempotency};
-use shared::pagerduty::{CreateIncident, EventData, PagerdutyClient, WebhookEvent, requests, sign, verify};
-use shared::rules::{Action, Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent, Rules};
-use shared::salesforce::composite::{CompositeBuilder, Write};
+use shared::pagerduty::{CreateIncident, PagerdutyClient, WebhookEvent, requests, sign, verify};
+use shared::rules::{Event, RecordEvent, Rules};
 use shared::salesforce::trigger_post::{TriggerPost, sign_trigger_post, verify_trigger_signature};
 use shared::store::memory::MemoryStore;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::hundred_rules;
-
-const SECRET: &str = "bench-webhook-secret";
+#[path = "support/pd_to_sfdc.rs"]
+mod webhook;
+use webhook::{SECRET, composite_body, handler_rules, incident_input, webhook_body};
 
 fn rules() -> Rules {
-    // The example rules (one realistic deployment) plus 100 of mixed conditions.
-    let mut doc = hundred_rules();
-    doc.push_str(
-        "  - name: pd-to-sfdc\n    rules:\n      - {name: ack, direction: pagerduty_to_salesforce, object: Case, conditions: [{field: pagerduty.event_type, operator: equals, value: acknowledge}], actions: [{set_fields: {Status: Working, PagerDuty_Status__c: '{{incident.status}}'}}]}\n",
-    );
-    Rules::from_yaml(&doc).expect("bench rules are valid")
-}
-
-fn webhook_body(i: u64) -> String {
-    json!({"event": {"id": format!("01BENCH{i:020}"), "event_type": "incident.acknowledged", "resource_type": "incident",
-        "occurred_at": "2026-11-22T10:01:00.000Z", "agent": {"id": "PUSR001", "type": "user_reference", "summary": "On Call"},
-        "client": null, "data": {"id": "Q1BENCHINC", "type": "incident", "number": 101, "status": "acknowledged",
-        "title": "Checkout API latency above 2s", "urgency": "high", "html_url": "https://demo.pagerduty.com/incidents/Q1BENCHINC",
-        "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
-        "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference", "summary": "Support"},
-        "assignees": [{"id": "PUSR002", "type": "user_reference"}], "teams": [], "priority": {"id": "PPRI001", "type": "priority_reference", "summary": "P1"}}}})
-    .to_string()
+    Rules::from_yaml(&handler_rules()).expect("bench rules are valid")
 }
 
 fn trigger_body(i: u64) -> String {
@@ -57,35 +40,6 @@ fn trigger_body(i: u64) -> String {
             "Subject": "Checkout down for EU", "Priority": "Sev1", "Status": "Closed", "Amount": 42, "Account": {"Name": "Acme Corp"},
             "CreatedDate": "2026-11-22T10:00:00.000+0000", "SystemModstamp": "2026-11-22T10:05:00.000+0000"}}})
     .to_string()
-}
-
-fn incident_input(event: &WebhookEvent) -> Event {
-    let EventData::Incident(incident) = &event.data else { unreachable!("bench delivery is an incident") };
-    Event::Incident(IncidentEvent {
-        event_type: event.event_type.clone(),
-        occurred_at: event.occurred_at.to_rfc3339(),
-        incident: IncidentFacts {
-            id: incident.id.clone(),
-            number: incident.number.unwrap_or_default(),
-            title: incident.title.clone().unwrap_or_default(),
-            status: incident.status.clone().unwrap_or_default(),
-            urgency: incident.urgency.clone().unwrap_or_default(),
-            priority: incident.priority_name().map(str::to_string),
-            service_id: incident.service.id.clone(),
-            service_name: incident.service.summary.clone().unwrap_or_default(),
-            escalation_policy_id: String::new(),
-            escalation_policy_name: String::new(),
-            html_url: incident.html_url.clone().unwrap_or_default(),
-            incident_key: None,
-        },
-        is_new: false,
-        note: None,
-        linked_records: vec![LinkedRecord {
-            object: "Case".into(),
-            id: "5005g00000DEMO1AAA".into(),
-            fields: json!({"Status": "New"}).as_object().unwrap().clone(),
-        }],
-    })
 }
 
 fn pd_to_sfdc(c: &mut Criterion) {
@@ -104,16 +58,7 @@ fn pd_to_sfdc(c: &mut Criterion) {
             let key = format!("pd:{}:{i}", event.id);
             assert_eq!(runtime.block_on(gate.begin(&key, None)).unwrap(), Gate::Proceed);
             let evaluation = rules.evaluate(&incident_input(&event));
-            let mut builder = CompositeBuilder::new("62.0", false);
-            for (n, planned) in evaluation.plan.iter().enumerate() {
-                if let Action::SetFields { record, fields } = &planned.action {
-                    let write =
-                        Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() };
-                    builder.push(&format!("a{n}"), write).unwrap();
-                }
-            }
-            let request = builder.build().unwrap();
-            let body = serde_json::to_vec(&request).unwrap();
+            let body = composite_body(&evaluation);
             runtime.block_on(gate.finish(&key, "applied")).unwrap();
             black_box(body)
         })

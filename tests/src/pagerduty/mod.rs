@@ -264,6 +264,10 @@ impl PagerdutySim {
     pub fn webhook_events(&self) -> Vec<Value> {
         self.shared.world.lock().unwrap().webhook_events.clone()
     }
+    /// How many webhook envelopes the simulator emitted (cheap enough to poll).
+    pub fn webhook_event_count(&self) -> usize {
+        self.shared.world.lock().unwrap().webhook_events.len()
+    }
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.world.lock().unwrap().requests.clone()
     }

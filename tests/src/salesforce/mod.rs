@@ -304,6 +304,10 @@ impl SalesforceSim {
     pub fn changes(&self) -> Vec<Change> {
         self.shared.world.lock().unwrap().changes.clone()
     }
+    /// How many changes were committed (cheap enough to poll).
+    pub fn change_count(&self) -> usize {
+        self.shared.world.lock().unwrap().changes.len()
+    }
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.world.lock().unwrap().requests.clone()
     }

@@ -1,0 +1,73 @@
+//! The pd-to-sfdc bench's inputs and its pure part (plan to Composite body), shared with the
+//! fixture test that exports them for the Python baseline (`tools/baseline/pd_to_sfdc.py`).
+
+use serde_json::json;
+use shared::pagerduty::{EventData, WebhookEvent};
+use shared::rules::{Action, Evaluation, Event, IncidentEvent, IncidentFacts, LinkedRecord};
+use shared::salesforce::composite::{CompositeBuilder, Write};
+
+use crate::support::hundred_rules;
+
+pub const SECRET: &str = "bench-webhook-secret";
+
+/// The handler benches' rules: the 100 mixed rules plus one realistic acknowledge rule.
+pub fn handler_rules() -> String {
+    let mut doc = hundred_rules();
+    doc.push_str(
+        "  - name: pd-to-sfdc\n    rules:\n      - {name: ack, direction: pagerduty_to_salesforce, object: Case, conditions: [{field: pagerduty.event_type, operator: equals, value: acknowledge}], actions: [{set_fields: {Status: Working, PagerDuty_Status__c: '{{incident.status}}'}}]}\n",
+    );
+    doc
+}
+
+pub fn webhook_body(i: u64) -> String {
+    json!({"event": {"id": format!("01BENCH{i:020}"), "event_type": "incident.acknowledged", "resource_type": "incident",
+        "occurred_at": "2026-11-22T10:01:00.000Z", "agent": {"id": "PUSR001", "type": "user_reference", "summary": "On Call"},
+        "client": null, "data": {"id": "Q1BENCHINC", "type": "incident", "number": 101, "status": "acknowledged",
+        "title": "Checkout API latency above 2s", "urgency": "high", "html_url": "https://demo.pagerduty.com/incidents/Q1BENCHINC",
+        "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer Support"},
+        "escalation_policy": {"id": "PEP0001", "type": "escalation_policy_reference", "summary": "Support"},
+        "assignees": [{"id": "PUSR002", "type": "user_reference"}], "teams": [], "priority": {"id": "PPRI001", "type": "priority_reference", "summary": "P1"}}}})
+    .to_string()
+}
+
+/// The engine's input for a delivery, with the one Case the handler would have looked up.
+pub fn incident_input(event: &WebhookEvent) -> Event {
+    let EventData::Incident(incident) = &event.data else { unreachable!("bench delivery is an incident") };
+    Event::Incident(IncidentEvent {
+        event_type: event.event_type.clone(),
+        occurred_at: event.occurred_at.to_rfc3339(),
+        incident: IncidentFacts {
+            id: incident.id.clone(),
+            number: incident.number.unwrap_or_default(),
+            title: incident.title.clone().unwrap_or_default(),
+            status: incident.status.clone().unwrap_or_default(),
+            urgency: incident.urgency.clone().unwrap_or_default(),
+            priority: incident.priority_name().map(str::to_string),
+            service_id: incident.service.id.clone(),
+            service_name: incident.service.summary.clone().unwrap_or_default(),
+            escalation_policy_id: String::new(),
+            escalation_policy_name: String::new(),
+            html_url: incident.html_url.clone().unwrap_or_default(),
+            incident_key: None,
+        },
+        is_new: false,
+        note: None,
+        linked_records: vec![LinkedRecord {
+            object: "Case".into(),
+            id: "5005g00000DEMO1AAA".into(),
+            fields: json!({"Status": "New"}).as_object().unwrap().clone(),
+        }],
+    })
+}
+
+/// The Composite request body for the plan's record updates.
+pub fn composite_body(evaluation: &Evaluation) -> Vec<u8> {
+    let mut builder = CompositeBuilder::new("62.0", false);
+    for (n, planned) in evaluation.plan.iter().enumerate() {
+        if let Action::SetFields { record, fields } = &planned.action {
+            let write = Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() };
+            builder.push(&format!("a{n}"), write).unwrap();
+        }
+    }
+    serde_json::to_vec(&builder.build().unwrap()).unwrap()
+}
