@@ -35,11 +35,48 @@ pub enum WiringError {
     Http(#[from] reqwest::Error),
 }
 
+/// Time limits of every AWS SDK call (DynamoDB, SQS, Secrets Manager). Without them a hung
+/// connection holds the invocation until Lambda kills it, and PagerDuty (which waits about 5 s for
+/// the webhook's answer) counts a failed delivery. The SDK's own retries (standard mode, 3
+/// attempts) stay as they are: each attempt is cut at `attempt`, the whole call at `operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl AwsTimeouts {
+    /// These services answer in milliseconds; a second means the attempt is lost. Three attempts
+    /// with the SDK's backoff fit in the operation limit and leave time to queue or answer 503.
+    pub const PRODUCTION: AwsTimeouts = AwsTimeouts {
+        connect: Duration::from_secs(1),
+        attempt: Duration::from_secs(1),
+        operation: Duration::from_secs(3),
+    };
+
+    pub fn config(&self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+
+    /// `sdk` with these timeouts (tests against moto build their clients this way).
+    pub fn apply(&self, sdk: &aws_config::SdkConfig) -> aws_config::SdkConfig {
+        sdk.to_builder().timeout_config(self.config()).build()
+    }
+}
+
 /// Reads the environment, initialises logging and builds the context for `function`.
 pub async fn from_environment(function: &str, needs: Needs) -> Result<Context, WiringError> {
     let config = Config::from_env()?;
     crate::telemetry::init_logging(&config.log_level);
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(AwsTimeouts::PRODUCTION.config())
+        .load()
+        .await;
     let context = build(&config, &sdk, needs).await?;
     tracing::info!(function, table = %config.table_name, "function initialised");
     Ok(context)

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,11 +17,13 @@ use shared::pagerduty::PagerdutyClient;
 use shared::retry::breaker::BreakerPolicy;
 use shared::retry::envelope::Envelope;
 use shared::retry::queue::{MemoryQueue, Queue};
+use shared::retry::sqs::SqsQueue;
 use shared::rules::RulesCache;
 use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient};
-use shared::secrets::{CachedSecrets, StaticSecrets};
+use shared::secrets::{CachedSecrets, SecretSource, SecretsManagerSource, StaticSecrets};
 use shared::store::Stores;
 use shared::store::memory::MemoryStore;
+use shared::wiring::AwsTimeouts;
 
 use crate::pagerduty::{PagerdutySim, PdSimConfig, sign_v1};
 use crate::salesforce::{SalesforceSim, SfSimConfig, sign_trigger, test_keys};
@@ -46,6 +49,19 @@ pub struct HarnessConfig {
     pub breaker_policy: BreakerPolicy,
     /// Keep links, idempotency, audit, rules and breakers in DynamoDB on moto instead of memory.
     pub dynamodb: bool,
+    /// Retry queue and DLQ on SQS on moto (redrive as in template.yaml) instead of memory.
+    pub sqs: bool,
+    /// Signing secrets from Secrets Manager on moto instead of memory.
+    pub secrets_manager: bool,
+    /// Where the bridge's AWS clients send their calls (a fault proxy in front of moto); moto itself
+    /// when `None`. Tables, queues and secrets are created on moto directly.
+    pub aws_endpoint: Option<String>,
+    /// The AWS SDK clients' timeouts (production's by default).
+    pub aws_timeouts: AwsTimeouts,
+    /// Timeout of each call to PagerDuty and Salesforce.
+    pub http_timeout: Duration,
+    /// How long signing secrets are reused before they are read again.
+    pub secrets_max_age: Duration,
 }
 
 impl HarnessConfig {
@@ -57,9 +73,24 @@ impl HarnessConfig {
             retry_policy: RetryPolicy::default(),
             breaker_policy: BreakerPolicy { cache_for: Duration::ZERO, ..BreakerPolicy::default() },
             dynamodb: false,
+            sqs: false,
+            secrets_manager: false,
+            aws_endpoint: None,
+            aws_timeouts: AwsTimeouts::PRODUCTION,
+            http_timeout: Duration::from_secs(5),
+            secrets_max_age: Duration::from_secs(300),
         }
     }
 }
+
+/// The retry queue and DLQ on SQS (when `HarnessConfig::sqs`).
+pub struct SqsQueues {
+    pub retry: Arc<SqsQueue>,
+    pub dlq: Arc<SqsQueue>,
+}
+
+/// SQS receives before redrive to the DLQ (template.yaml's `RetryMaxReceiveCount` default).
+const MAX_RECEIVE_COUNT: u32 = 20;
 
 /// Both simulators and the bridge's context, on in-memory stores and queues.
 pub struct Harness {
@@ -70,14 +101,18 @@ pub struct Harness {
     pub stores: Stores,
     /// The in-memory store (when `dynamodb` is off), for inspection helpers.
     pub store: Arc<MemoryStore>,
+    /// The in-memory retry queue and DLQ (unused when `sqs` is on: see `sqs`).
     pub retry_queue: Arc<MemoryQueue>,
     pub dlq: Arc<MemoryQueue>,
+    pub sqs: Option<SqsQueues>,
+    /// Retry-queue messages the retry function has handled so far.
+    pub retries_handled: AtomicUsize,
     /// The bridge's clock: starts at the wall clock and moves only when told (backoff, breakers).
     pub clock: Arc<ManualClock>,
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client")
+fn http(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder().timeout(timeout).build().expect("http client")
 }
 
 impl Harness {
@@ -90,9 +125,15 @@ impl Harness {
         let sf = SalesforceSim::start(config.salesforce).await;
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let store = Arc::new(MemoryStore::default());
-        let stores = if config.dynamodb {
-            let (client, table) = crate::moto::table().await;
-            shared::store::dynamodb::stores(client, &table)
+        let aws = config.dynamodb || config.sqs || config.secrets_manager;
+        let sdk = if aws {
+            Some(crate::moto::bridge_sdk_config(config.aws_endpoint.as_deref(), config.aws_timeouts).await)
+        } else {
+            None
+        };
+        let stores = if let Some(sdk) = sdk.as_ref().filter(|_| config.dynamodb) {
+            let (_, table) = crate::moto::table().await;
+            shared::store::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &table)
         } else {
             Stores {
                 links: store.clone(),
@@ -102,23 +143,52 @@ impl Harness {
                 breakers: store.clone(),
             }
         };
-        let secrets = Arc::new(StaticSecrets::new(HashMap::from([
-            (
-                WEBHOOK_SECRET_ID.to_string(),
-                serde_json::json!({"current": WEBHOOK_SECRET, "previous": WEBHOOK_SECRET_PREVIOUS}).to_string(),
-            ),
-            (INBOUND_SECRET_ID.to_string(), serde_json::json!({"current": INBOUND_SECRET}).to_string()),
-        ])));
+        let webhook_secret =
+            serde_json::json!({"current": WEBHOOK_SECRET, "previous": WEBHOOK_SECRET_PREVIOUS}).to_string();
+        let inbound_secret = serde_json::json!({"current": INBOUND_SECRET}).to_string();
+        let (secrets, webhook_secret_id, inbound_secret_id): (Arc<dyn SecretSource>, String, String) =
+            match sdk.as_ref().filter(|_| config.secrets_manager) {
+                Some(sdk) => {
+                    let (_, webhook) = crate::moto::secret(&webhook_secret).await;
+                    let (_, inbound) = crate::moto::secret(&inbound_secret).await;
+                    let client = aws_sdk_secretsmanager::Client::new(sdk);
+                    (Arc::new(SecretsManagerSource::new(client)), webhook, inbound)
+                }
+                None => (
+                    Arc::new(StaticSecrets::new(HashMap::from([
+                        (WEBHOOK_SECRET_ID.to_string(), webhook_secret),
+                        (INBOUND_SECRET_ID.to_string(), inbound_secret),
+                    ]))),
+                    WEBHOOK_SECRET_ID.to_string(),
+                    INBOUND_SECRET_ID.to_string(),
+                ),
+            };
         // Rules come from the store, as in production after `syncctl rules push`.
         stores.rules.put_rules(&config.rules_yaml, "harness", clock.now()).await.expect("memory store");
         let retry_queue = Arc::new(MemoryQueue::new(clock.clone()));
         let dlq = Arc::new(MemoryQueue::new(clock.clone()));
+        let sqs = match sdk.as_ref().filter(|_| config.sqs) {
+            Some(sdk) => {
+                let (_, retry_url, dlq_url) = crate::moto::queues(MAX_RECEIVE_COUNT).await;
+                let client = aws_sdk_sqs::Client::new(sdk);
+                Some(SqsQueues {
+                    retry: Arc::new(SqsQueue::new(client.clone(), retry_url)),
+                    dlq: Arc::new(SqsQueue::new(client, dlq_url)),
+                })
+            }
+            None => None,
+        };
+        let (retry_target, dlq_target): (Arc<dyn Queue>, Arc<dyn Queue>) = match &sqs {
+            Some(q) => (q.retry.clone(), q.dlq.clone()),
+            None => (retry_queue.clone(), dlq.clone()),
+        };
         let pagerduty = PagerdutyClient::new(
-            http(),
+            http(config.http_timeout),
             url::Url::parse(&pd.base_url()).expect("sim url"),
             "sim-token".into(),
             PD_FROM.into(),
-        );
+        )
+        .with_timeout(config.http_timeout);
         let creds = JwtCredentials {
             consumer_key: "sim-consumer-key".into(),
             username: INTEGRATION_USER.into(),
@@ -126,22 +196,27 @@ impl Harness {
         };
         // The JWT's `exp` is checked against the wall clock by the simulator.
         let auth = Arc::new(
-            Authenticator::new(http(), sf.base_url(), creds, Arc::new(SystemClock) as Arc<dyn Clock>)
-                .with_audience("https://login.salesforce.com"),
+            Authenticator::new(
+                http(config.http_timeout),
+                sf.base_url(),
+                creds,
+                Arc::new(SystemClock) as Arc<dyn Clock>,
+            )
+            .with_audience("https://login.salesforce.com"),
         );
-        let salesforce = SalesforceClient::new(http(), auth, "62.0");
+        let salesforce = SalesforceClient::new(http(config.http_timeout), auth, "62.0");
         let ctx = Context::new(Parts {
             stores: stores.clone(),
             clock: clock.clone(),
-            secrets: Arc::new(CachedSecrets::new(secrets, clock.clone(), Duration::from_secs(300))),
+            secrets: Arc::new(CachedSecrets::new(secrets, clock.clone(), config.secrets_max_age)),
             rules: Arc::new(RulesCache::from_store(stores.rules.clone(), clock.clone(), chrono::Duration::seconds(60))),
-            retry_queue: retry_queue.clone(),
-            dead_letter_queue: dlq.clone(),
+            retry_queue: retry_target,
+            dead_letter_queue: dlq_target,
             pagerduty,
             salesforce,
             settings: Settings {
-                webhook_secret_id: WEBHOOK_SECRET_ID.into(),
-                inbound_secret_id: INBOUND_SECRET_ID.into(),
+                webhook_secret_id,
+                inbound_secret_id,
                 org_id: ORG_ID.into(),
                 integration_user: INTEGRATION_USER.into(),
                 ..Settings::default()
@@ -150,7 +225,7 @@ impl Harness {
             retry_policy: config.retry_policy,
             breaker_policy: config.breaker_policy,
         });
-        Self { pd, sf, ctx, stores, store, retry_queue, dlq, clock }
+        Self { pd, sf, ctx, stores, store, retry_queue, dlq, sqs, retries_handled: AtomicUsize::new(0), clock }
     }
 
     /// A PagerDuty delivery of `body`, signed with the current secret.
@@ -199,11 +274,23 @@ impl Harness {
     }
 
     /// Runs the retry function over the retry queue until it is empty, moving the clock to each
-    /// message's delivery time (no real waiting). Returns how many batches ran.
+    /// message's delivery time (no real waiting on the memory queue). Returns how many batches ran.
     pub async fn drain_retries(&self, max_batches: usize) -> usize {
+        self.drain_retries_until(None, max_batches).await
+    }
+
+    /// As [`Self::drain_retries`], leaving on the memory queue what is due after `until` (a fault
+    /// that lasts until then). SQS keeps real time: `until` does not apply to it.
+    pub async fn drain_retries_until(&self, until: Option<chrono::DateTime<Utc>>, max_batches: usize) -> usize {
+        if let Some(sqs) = &self.sqs {
+            return self.drain_sqs(sqs, max_batches).await;
+        }
         let mut batches = 0;
         while batches < max_batches {
             let Some(next) = self.retry_queue.next_visible_at() else { break };
+            if until.is_some_and(|until| next > until) {
+                break;
+            }
             if next > self.clock.now() {
                 self.clock.set(next);
             }
@@ -212,28 +299,77 @@ impl Harness {
                 continue;
             }
             batches += 1;
-            let messages = received
-                .iter()
-                .map(|m| retry::Message {
-                    message_id: m.message_id.clone(),
-                    body: m.body.clone(),
-                    receive_count: m.receive_count,
-                })
-                .collect();
-            let deadline = Some(self.clock.now() + chrono::Duration::seconds(60));
-            let failed = retry::handle_batch(&self.ctx, messages, deadline).await;
-            for m in received {
-                if !failed.contains(&m.message_id) {
-                    self.retry_queue.delete(&m.receipt_handle).await.expect("memory queue");
-                }
-            }
+            self.run_batch(self.retry_queue.as_ref(), received).await;
         }
         batches
     }
 
-    /// Envelopes in the DLQ.
+    /// As the SQS event source does: receive a batch, hand it to the retry function, delete what it
+    /// did not report as failed. SQS keeps real time (delays, the 1 s visibility timeout), so this
+    /// waits for invisible messages, up to 30 s in all. A failed receive or delete is what SQS does
+    /// under faults: the message comes back later.
+    async fn drain_sqs(&self, sqs: &SqsQueues, max_batches: usize) -> usize {
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut batches = 0;
+        while batches < max_batches && tokio::time::Instant::now() < give_up {
+            let received = sqs.retry.receive(10, Duration::ZERO).await.unwrap_or_default();
+            if received.is_empty() {
+                if sqs.retry.approximate_depth().await.unwrap_or(1) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            batches += 1;
+            self.run_batch(sqs.retry.as_ref(), received).await;
+        }
+        batches
+    }
+
+    async fn run_batch(&self, queue: &dyn Queue, received: Vec<shared::retry::queue::ReceivedMessage>) {
+        self.retries_handled.fetch_add(received.len(), Ordering::Relaxed);
+        let messages = received
+            .iter()
+            .map(|m| retry::Message {
+                message_id: m.message_id.clone(),
+                body: m.body.clone(),
+                receive_count: m.receive_count,
+            })
+            .collect();
+        let deadline = Some(self.clock.now() + chrono::Duration::seconds(60));
+        let failed = retry::handle_batch(&self.ctx, messages, deadline).await;
+        for m in received {
+            if !failed.contains(&m.message_id) {
+                // A lost delete redelivers the message, as SQS would.
+                let _ = queue.delete(&m.receipt_handle).await;
+            }
+        }
+    }
+
+    /// Messages still on the retry queue (visible, delayed or in flight).
+    pub async fn retry_depth(&self) -> u64 {
+        match &self.sqs {
+            Some(sqs) => sqs.retry.approximate_depth().await.unwrap_or(u64::MAX),
+            None => self.retry_queue.len() as u64,
+        }
+    }
+
+    /// Envelopes in the memory DLQ.
     pub fn dead_letters(&self) -> Vec<Envelope> {
         self.dlq.bodies().iter().filter_map(|b| Envelope::from_json(b).ok()).collect()
+    }
+
+    /// Bodies in the DLQ, memory or SQS (SQS: received once each, so call it at the end).
+    pub async fn dead_letter_bodies(&self) -> Vec<String> {
+        let Some(sqs) = &self.sqs else { return self.dlq.bodies() };
+        let mut bodies = Vec::new();
+        loop {
+            let got = sqs.dlq.receive(10, Duration::ZERO).await.expect("moto DLQ");
+            if got.is_empty() {
+                return bodies;
+            }
+            bodies.extend(got.into_iter().map(|m| m.body));
+        }
     }
 }
 

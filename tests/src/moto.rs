@@ -76,6 +76,19 @@ pub async fn sdk_config() -> SdkConfig {
         .await
 }
 
+/// The SDK configuration the bridge's own clients get in the harness: `endpoint` (a fault proxy)
+/// or moto, production's timeouts or `timeouts`, and the SDK's standard retries as production has
+/// them (3 attempts), with the first backoff shortened from 1 s so that faults cost little time.
+pub async fn bridge_sdk_config(endpoint: Option<&str>, timeouts: shared::wiring::AwsTimeouts) -> SdkConfig {
+    let endpoint = match endpoint {
+        Some(endpoint) => endpoint.to_string(),
+        None => url().await,
+    };
+    let sdk = sdk_config().await.to_builder().endpoint_url(endpoint).build();
+    let retries = aws_config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(20));
+    timeouts.apply(&sdk).to_builder().retry_config(retries).build()
+}
+
 /// A fresh name for a table, queue or secret.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

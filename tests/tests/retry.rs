@@ -50,6 +50,20 @@ async fn a_message_that_fails_twice_then_succeeds_is_applied_once() {
 }
 
 #[tokio::test]
+async fn a_retry_message_delivered_twice_is_applied_once() {
+    let h = Harness::start(&rules("High")).await;
+    h.sf.fail_next(1, FaultKind::ServerError);
+    assert_eq!(outcome(&h.webhook(&trigger("PT1", Utc::now()), "w").await), "queued");
+    // SQS delivers at least once, and a send whose answer was lost is sent again: two copies.
+    let copy = h.retry_queue.bodies()[0].clone();
+    shared::retry::queue::Queue::send(h.retry_queue.as_ref(), &copy, StdDuration::ZERO).await.unwrap();
+    h.drain_retries(20).await;
+    let applied = h.store.audit_entries().iter().filter(|e| e.outcome == Outcome::Applied).count();
+    assert_eq!(applied, 1, "the second copy is dropped, not applied again");
+    assert!(h.retry_queue.is_empty() && h.dlq.is_empty());
+}
+
+#[tokio::test]
 async fn one_thousand_events_through_a_salesforce_failing_30_percent_are_all_applied_once() {
     events_through_faults(false, 1000).await;
 }

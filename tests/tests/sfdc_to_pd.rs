@@ -5,6 +5,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Map, Value, json};
 use shared::clock::Clock;
 use shared::model::Outcome;
+use shared::retry::envelope::Envelope;
 use shared::store::LinkStore;
 use sim::faults::FaultConfig;
 use sim::harness::{Harness, INBOUND_SECRET, INTEGRATION_USER, ORG_ID};
@@ -259,6 +260,23 @@ async fn a_pagerduty_outage_queues_everything_and_applies_it_after_recovery() {
     }
     assert_eq!(h.pd.incidents().len(), 20, "everything applied after recovery");
     assert!(h.dlq.is_empty() && h.retry_queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_429_reset_holds_the_record_back_without_spending_its_attempts() {
+    let h = Harness::start(RULES).await;
+    // One 429 with a 60 s reset: our limiter then refuses every call until the reset (real time).
+    h.pd.fail_next(1, sim::faults::FaultKind::RateLimited);
+    let reply = h
+        .post_records(&post("Case", "insert", vec![case(CASE, "00001026", "Sev1", "New", Utc::now())], None, AGENT))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    // The retry function meets the running reset again and again (only simulated time passes).
+    h.drain_retries(20).await;
+    assert!(h.dlq.is_empty(), "calls that were never sent must not use up the event's attempts");
+    let queued = Envelope::from_json(&h.retry_queue.bodies()[0]).unwrap();
+    assert_eq!(queued.attempts, 1, "only the call PagerDuty refused counts");
+    assert!(h.pd.incidents().is_empty());
 }
 
 #[tokio::test]

@@ -59,6 +59,11 @@ pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedActi
                 let reason = err.to_string();
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
                 execution.failure = Some((failure_kind(err.kind()), reason, Some(planned.rule.clone())));
+                if let PagerdutyError::Throttled { wait, .. } = err {
+                    // Held back by our limiter (a 429's reset still running): counting it as a
+                    // failed attempt would dead-letter events PagerDuty never saw.
+                    execution.held_until = Some(ctx.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                }
                 return execution;
             }
         };

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
+use crate::handler::idempotency::Gate;
 use crate::handler::settle::{Attempt, FailureKind};
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
 use crate::model::{Direction, Outcome};
@@ -43,7 +44,7 @@ pub async fn handle_batch(ctx: &Context, messages: Vec<Message>, deadline: Optio
 /// `Ok`: the message may be deleted (applied, re-queued or dead-lettered). `Err`: keep it.
 async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateTime<Utc>>) -> Result<Outcome, String> {
     let started = ctx.clock.now();
-    let mut envelope = match Envelope::from_json(&message.body) {
+    let envelope = match Envelope::from_json(&message.body) {
         Ok(envelope) => envelope,
         Err(err) => {
             // Not ours, or corrupt: nothing to retry. Keep it whole in the DLQ for a person.
@@ -53,6 +54,36 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
             return Ok(Outcome::DeadLettered);
         }
     };
+    // One copy of each send is handled: the others (SQS's duplicates, a send repeated after a
+    // lost answer, a redelivery after a lost delete) would apply the same step again.
+    let hop_key = format!("retry:{}:{}:{}", envelope.id, envelope.hop, envelope.replays);
+    match ctx.idempotency.begin(&hop_key, deadline).await {
+        Ok(Gate::Proceed) => {}
+        Ok(Gate::Duplicate { .. }) => {
+            tracing::info!(envelope = %envelope.id, "copy of a retry message already handled: dropped");
+            return Ok(Outcome::Duplicate);
+        }
+        Ok(Gate::Busy { .. }) => return Err("another invocation is handling a copy of this message".into()),
+        Err(err) => return Err(format!("idempotency store unavailable: {err}")),
+    }
+    let result = handle_envelope(ctx, envelope, started, deadline).await;
+    match &result {
+        Ok(outcome) => {
+            let _ = ctx.idempotency.finish(&hop_key, outcome.as_str()).await;
+        }
+        Err(_) => {
+            let _ = ctx.idempotency.abandon(&hop_key).await;
+        }
+    }
+    result
+}
+
+async fn handle_envelope(
+    ctx: &Context,
+    mut envelope: Envelope,
+    started: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Outcome, String> {
     if let Some(not_before) = envelope.not_before
         && not_before > started
     {

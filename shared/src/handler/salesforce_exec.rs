@@ -44,6 +44,9 @@ pub struct Execution {
     pub api_calls: u32,
     /// The first failure: kind, reason, rule.
     pub failure: Option<(FailureKind, String, Option<String>)>,
+    /// Set when the failure is our own rate limiter holding the call back until a reset: nothing
+    /// was sent, so the event waits for the reset without spending one of its attempts.
+    pub held_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Execution {
@@ -51,6 +54,9 @@ impl Execution {
         let api_calls = self.api_calls + prior_calls;
         match self.failure {
             None => Attempt::Applied { rules, actions: self.actions, api_calls },
+            Some((_, reason, _)) if self.held_until.is_some() => {
+                Attempt::Deferred { reason, until: self.held_until, actions: self.actions, api_calls }
+            }
             Some((kind, reason, rule)) => {
                 Attempt::Failed { kind, reason, rule, rules, actions: self.actions, api_calls }
             }

@@ -191,6 +191,7 @@ impl Dispatch {
 
     /// Puts the envelope on the retry queue to be tried after `wait` (split into 15-minute hops).
     pub async fn enqueue(&self, envelope: &mut Envelope, wait: Duration) -> Result<(), QueueError> {
+        envelope.hop = uuid::Uuid::new_v4().to_string();
         let (now, rest) = sqs_hop(wait);
         envelope.not_before =
             (!rest.is_zero()).then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());

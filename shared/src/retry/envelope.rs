@@ -90,6 +90,10 @@ pub struct Envelope {
     /// How many times an operator replayed it from the DLQ.
     #[serde(default)]
     pub replays: u32,
+    /// Names this trip through the retry queue (new at every send). Copies of one send share it:
+    /// SQS delivers at least once, and a send whose answer was lost is sent again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hop: String,
 }
 
 /// Why an envelope could not be read.
@@ -130,6 +134,7 @@ impl Envelope {
             not_before: None,
             dead_letter_reason: None,
             replays: 0,
+            hop: String::new(),
         }
     }
 
