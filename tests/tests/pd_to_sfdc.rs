@@ -3,7 +3,9 @@
 
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
-use shared::model::Outcome;
+use shared::model::{Direction, Outcome};
+use shared::retry::envelope::{Envelope, QueuedEvent};
+use shared::retry::queue::Queue;
 use shared::store::{LinkStore, Subject};
 use sim::faults::{FaultConfig, FaultKind};
 use sim::harness::{Harness, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data, outcome};
@@ -316,4 +318,57 @@ async fn salesforce_failing_30_percent_of_calls_still_applies_everything() {
         assert_eq!(h.store.records_for_incident(&format!("PF{i}")).await.unwrap().len(), 1);
     }
     assert!(h.store.last_applied(&Subject::Incident("PF0".into())).await.unwrap().is_some());
+}
+
+/// A Sev1 incident with its Case, and the note event that must become exactly one Case Comment.
+async fn incident_with_case_and_note(h: &Harness, incident: &str) -> String {
+    let t0 = Utc::now();
+    let trigger = delivery(&format!("T-{incident}"), "incident.triggered", t0, incident_data(incident, "triggered"));
+    assert_eq!(outcome(&h.webhook(&trigger, "wt").await), "applied");
+    let note = json!({"id": "PNOTE9", "type": "incident_note", "content": "Failing over to us-west-2", "trimmed": false,
+        "incident": {"id": incident, "type": "incident_reference", "summary": "Checkout down"}});
+    delivery(&format!("N-{incident}"), "incident.annotated", t0 + Duration::seconds(30), note)
+}
+
+/// What a SendMessage whose answer was lost leaves behind: the envelope, as the webhook handler
+/// builds it, is on the retry queue, yet the delivery answered 5xx and released the event (its
+/// gate is free), so PagerDuty delivers it again.
+async fn stored_but_released(h: &Harness, event_id: &str, body: &str) {
+    let at = Utc::now();
+    let mut envelope = Envelope::new(
+        Direction::PagerdutyToSalesforce,
+        event_id,
+        "corr-lost-send",
+        at,
+        at,
+        QueuedEvent::PagerdutyWebhook { body: body.into(), webhook_id: Some("wn".into()), subscription_id: None },
+    );
+    envelope.gate_key = format!("pd:{event_id}");
+    Queue::send(h.retry_queue.as_ref(), &envelope.to_json(), std::time::Duration::ZERO).await.unwrap();
+}
+
+fn comments(h: &Harness) -> usize {
+    h.sf.records("CaseComment").len()
+}
+
+#[tokio::test]
+async fn a_stray_envelope_stands_down_when_the_redelivery_applied_the_note() {
+    let h = Harness::start(RULES).await;
+    let note = incident_with_case_and_note(&h, "PSTRAY1").await;
+    stored_but_released(&h, "N-PSTRAY1", &note).await;
+    assert_eq!(outcome(&h.webhook(&note, "wn").await), "applied", "PagerDuty's redelivery applies the note");
+    h.drain_retries(20).await;
+    assert_eq!(comments(&h), 1, "the stored envelope does not add the comment again");
+    assert!(h.retry_queue.is_empty() && h.dlq.is_empty());
+}
+
+#[tokio::test]
+async fn an_envelope_that_finds_its_event_released_applies_it_and_the_redelivery_is_a_duplicate() {
+    let h = Harness::start(RULES).await;
+    let note = incident_with_case_and_note(&h, "PSTRAY2").await;
+    stored_but_released(&h, "N-PSTRAY2", &note).await;
+    h.drain_retries(20).await;
+    assert_eq!(comments(&h), 1, "the envelope applied the note");
+    assert_eq!(outcome(&h.webhook(&note, "wn").await), "duplicate", "the redelivery changes nothing");
+    assert_eq!(comments(&h), 1);
 }

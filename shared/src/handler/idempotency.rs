@@ -61,6 +61,32 @@ impl Idempotency {
     }
 }
 
+/// The result a gate records for an event that lives on in a queue (queued, dead-lettered): it
+/// names the envelope, so that a stray second envelope for the same event can tell it is not the
+/// owner (see `handler::retry`).
+pub fn owned_result(outcome: &str, envelope_id: &str) -> String {
+    format!("{outcome} by envelope {envelope_id}")
+}
+
+/// The envelope a recorded result names, if any.
+pub fn owner(result: &str) -> Option<&str> {
+    result.split_once(" by envelope ").map(|(_, id)| id)
+}
+
+/// The outcome part of a recorded result.
+pub fn outcome_of(result: &str) -> &str {
+    result.split_once(" by envelope ").map_or(result, |(outcome, _)| outcome)
+}
+
+/// What the gate records once an event is settled.
+pub fn settled_result(outcome: crate::model::Outcome, envelope_id: &str) -> String {
+    use crate::model::Outcome;
+    match outcome {
+        Outcome::Queued | Outcome::DeadLettered => owned_result(outcome.as_str(), envelope_id),
+        other => other.as_str().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
-use crate::handler::idempotency::Gate;
+use crate::handler::idempotency::{Gate, outcome_of, settled_result};
 use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, store_failure};
 use crate::handler::steps;
@@ -47,8 +47,9 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { result }) => {
             metrics::event_duplicate();
-            tracing::info!(first_outcome = %result, "duplicate delivery: already handled, nothing changes");
-            return Reply::json(200, &serde_json::json!({"status": "duplicate", "first_outcome": result}));
+            let first = outcome_of(&result);
+            tracing::info!(first_outcome = %first, "duplicate delivery: already handled, nothing changes");
+            return Reply::json(200, &serde_json::json!({"status": "duplicate", "first_outcome": first}));
         }
         Ok(Gate::Busy { until }) => {
             // Another invocation is on it. 5xx makes PagerDuty deliver again later; if that
@@ -80,11 +81,13 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
             subscription_id: request.header("x-webhook-subscription").map(str::to_string),
         },
     );
+    envelope.gate_key = key.clone();
+    let envelope_id = envelope.id.clone();
     let attempt = process(ctx, &mut envelope, &event, request.deadline).await;
     let subjects = subjects(ctx, &event).await;
     match ctx.dispatch.settle(envelope, attempt, subjects, started).await {
         Ok(settled) => {
-            if let Err(err) = ctx.idempotency.finish(&key, settled.outcome.as_str()).await {
+            if let Err(err) = ctx.idempotency.finish(&key, &settled_result(settled.outcome, &envelope_id)).await {
                 // The event is applied or queued; a redelivery would be caught by the watermark
                 // and by idempotent writes. Worth a log line, not a failure.
                 tracing::warn!(error = %err, "could not mark the event complete");

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
-use crate::handler::idempotency::Gate;
+use crate::handler::idempotency::{Gate, outcome_of, owner, settled_result};
 use crate::handler::settle::{Attempt, FailureKind};
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
 use crate::model::{Direction, Outcome};
@@ -66,16 +66,59 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
         Ok(Gate::Busy { .. }) => return Err("another invocation is handling a copy of this message".into()),
         Err(err) => return Err(format!("idempotency store unavailable: {err}")),
     }
-    let result = handle_envelope(ctx, envelope, started, deadline).await;
-    match &result {
-        Ok(outcome) => {
-            let _ = ctx.idempotency.finish(&hop_key, outcome.as_str()).await;
+    let result = match owns_event(ctx, &envelope, deadline).await {
+        Ok(Ownership::Stray { first }) => {
+            metrics::event_duplicate();
+            tracing::warn!(envelope = %envelope.id, event_id = %envelope.event_id, first_outcome = %first,
+                "another delivery of this event settled it: this envelope is a stray copy and is dropped");
+            Ok(Outcome::Duplicate)
         }
-        Err(_) => {
-            let _ = ctx.idempotency.abandon(&hop_key).await;
+        Ok(Ownership::Owner) => handle_envelope(ctx, envelope, started, deadline).await,
+        Ok(Ownership::Taken { gate_key }) => {
+            let id = envelope.id.clone();
+            let result = handle_envelope(ctx, envelope, started, deadline).await;
+            let _ = match &result {
+                Ok(outcome) => ctx.idempotency.finish(&gate_key, &settled_result(*outcome, &id)).await,
+                Err(_) => ctx.idempotency.abandon(&gate_key).await,
+            };
+            result
         }
-    }
+        Err(err) => Err(err),
+    };
+    let _ = match &result {
+        Ok(outcome) => ctx.idempotency.finish(&hop_key, outcome.as_str()).await,
+        Err(_) => ctx.idempotency.abandon(&hop_key).await,
+    };
     result
+}
+
+/// Whether this envelope may act for its event.
+enum Ownership {
+    /// The gate names this envelope (or the envelope predates gate keys).
+    Owner,
+    /// The gate was free: the delivery that sent this envelope released it (it could not tell
+    /// whether the send went through). This envelope holds it now; the sender's redelivery will
+    /// find the event handled.
+    Taken { gate_key: String },
+    /// The gate names another envelope or a delivery that settled the event itself.
+    Stray { first: String },
+}
+
+/// A delivery whose send to the retry queue timed out answers 5xx and releases the event's gate
+/// so that the sender delivers again, yet the message may have been stored. The gate decides
+/// which of the two copies acts: without this check both would, and a Case Comment or an
+/// incident note would be written twice.
+async fn owns_event(ctx: &Context, envelope: &Envelope, deadline: Option<DateTime<Utc>>) -> Result<Ownership, String> {
+    if envelope.gate_key.is_empty() {
+        return Ok(Ownership::Owner);
+    }
+    match ctx.idempotency.begin(&envelope.gate_key, deadline).await {
+        Ok(Gate::Proceed) => Ok(Ownership::Taken { gate_key: envelope.gate_key.clone() }),
+        Ok(Gate::Duplicate { result }) if owner(&result) == Some(envelope.id.as_str()) => Ok(Ownership::Owner),
+        Ok(Gate::Duplicate { result }) => Ok(Ownership::Stray { first: outcome_of(&result).to_string() }),
+        Ok(Gate::Busy { .. }) => Err("a delivery of this event is being handled now; trying again later".into()),
+        Err(err) => Err(format!("idempotency store unavailable: {err}")),
+    }
 }
 
 async fn handle_envelope(

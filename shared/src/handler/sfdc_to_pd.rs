@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
-use crate::handler::idempotency::Gate;
+use crate::handler::idempotency::{Gate, settled_result};
 use crate::handler::pagerduty_exec;
 use crate::handler::settle::{Attempt, store_failure};
 use crate::handler::steps;
@@ -312,11 +312,13 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
         }
     }
     let mut envelope = change.envelope(&request.correlation_id, started);
+    envelope.gate_key = key.clone();
+    let envelope_id = envelope.id.clone();
     let attempt = process(ctx, &mut envelope, &change, request.deadline).await;
     let incidents = linked_incidents(ctx, &change).await.unwrap_or_default();
     match ctx.dispatch.settle(envelope, attempt, (incidents, vec![change.id.clone()]), started).await {
         Ok(settled) => {
-            let _ = ctx.idempotency.finish(&key, settled.outcome.as_str()).await;
+            let _ = ctx.idempotency.finish(&key, &settled_result(settled.outcome, &envelope_id)).await;
             Some(settled.outcome)
         }
         Err(err) => {

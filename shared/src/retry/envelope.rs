@@ -94,6 +94,10 @@ pub struct Envelope {
     /// SQS delivers at least once, and a send whose answer was lost is sent again.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hop: String,
+    /// The idempotency key the event was accepted under (`pd:<event id>`, a record change's key).
+    /// The retry function checks that this envelope still owns it: empty in older envelopes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub gate_key: String,
 }
 
 /// Why an envelope could not be read.
@@ -135,6 +139,7 @@ impl Envelope {
             dead_letter_reason: None,
             replays: 0,
             hop: String::new(),
+            gate_key: String::new(),
         }
     }
 
