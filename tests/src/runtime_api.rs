@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -48,6 +49,8 @@ pub enum Outcome {
 struct Shared {
     pending: Mutex<mpsc::UnboundedReceiver<Invocation>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    // When the function first asked for work: the end of its init phase.
+    first_next: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The running emulator.
@@ -55,6 +58,7 @@ pub struct RuntimeApi {
     addr: SocketAddr,
     invocations: mpsc::UnboundedSender<Invocation>,
     outcomes: Mutex<mpsc::UnboundedReceiver<Outcome>>,
+    shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -62,19 +66,23 @@ impl RuntimeApi {
     pub async fn start() -> Self {
         let (invocations, pending) = mpsc::unbounded_channel();
         let (outcome_tx, outcomes) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { pending: Mutex::new(pending), outcomes: outcome_tx });
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(pending),
+            outcomes: outcome_tx,
+            first_next: std::sync::Mutex::new(None),
+        });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
             .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(shared);
+            .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind runtime API");
         let addr = listener.local_addr().expect("runtime API addr");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, invocations, outcomes: Mutex::new(outcomes), server }
+        Self { addr, invocations, outcomes: Mutex::new(outcomes), shared, server }
     }
 
     /// The value for `AWS_LAMBDA_RUNTIME_API` (host:port, no scheme, as Lambda sets it).
@@ -85,6 +93,11 @@ impl RuntimeApi {
     /// Queues an event; the next `GET .../invocation/next` receives it.
     pub fn invoke(&self, invocation: Invocation) {
         let _ = self.invocations.send(invocation);
+    }
+
+    /// When the function first called `GET .../invocation/next` (its init phase ended).
+    pub fn first_next_at(&self) -> Option<Instant> {
+        *self.shared.first_next.lock().expect("first_next lock")
     }
 
     /// The next response, error or init error the function posts.
@@ -101,6 +114,7 @@ impl Drop for RuntimeApi {
 
 // Long-polls like the real API: blocks until an event is queued.
 async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    shared.first_next.lock().expect("first_next lock").get_or_insert_with(Instant::now);
     let invocation = shared.pending.lock().await.recv().await;
     let Some(inv) = invocation else {
         return (StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), String::new());
