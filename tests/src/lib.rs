@@ -6,4 +6,5 @@ pub mod faults;
 pub mod harness;
 pub mod moto;
 pub mod pagerduty;
+pub mod runtime_api;
 pub mod salesforce;
