@@ -46,6 +46,8 @@ pub struct HarnessConfig {
     pub breaker_policy: BreakerPolicy,
     /// Keep links, idempotency, audit, rules and breakers in DynamoDB on moto instead of memory.
     pub dynamodb: bool,
+    /// Count every store call as the DynamoDB requests and units it costs (see `counting_store`).
+    pub count_store: bool,
 }
 
 impl HarnessConfig {
@@ -57,6 +59,7 @@ impl HarnessConfig {
             retry_policy: RetryPolicy::default(),
             breaker_policy: BreakerPolicy { cache_for: Duration::ZERO, ..BreakerPolicy::default() },
             dynamodb: false,
+            count_store: false,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Harness {
     pub dlq: Arc<MemoryQueue>,
     /// The bridge's clock: starts at the wall clock and moves only when told (backoff, breakers).
     pub clock: Arc<ManualClock>,
+    /// Store call counts, when `count_store` is on.
+    pub store_counter: Option<Arc<crate::counting_store::Counter>>,
 }
 
 fn http() -> reqwest::Client {
@@ -101,6 +106,12 @@ impl Harness {
                 rules: store.clone(),
                 breakers: store.clone(),
             }
+        };
+        let (stores, store_counter) = if config.count_store {
+            let (stores, counter) = crate::counting_store::counting(stores);
+            (stores, Some(counter))
+        } else {
+            (stores, None)
         };
         let secrets = Arc::new(StaticSecrets::new(HashMap::from([
             (
@@ -150,7 +161,7 @@ impl Harness {
             retry_policy: config.retry_policy,
             breaker_policy: config.breaker_policy,
         });
-        Self { pd, sf, ctx, stores, store, retry_queue, dlq, clock }
+        Self { pd, sf, ctx, stores, store, retry_queue, dlq, clock, store_counter }
     }
 
     /// A PagerDuty delivery of `body`, signed with the current secret.
