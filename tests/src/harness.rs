@@ -62,6 +62,8 @@ pub struct HarnessConfig {
     pub http_timeout: Duration,
     /// How long signing secrets are reused before they are read again.
     pub secrets_max_age: Duration,
+    /// Count every store call as the DynamoDB requests and units it costs (see `counting_store`).
+    pub count_store: bool,
 }
 
 impl HarnessConfig {
@@ -79,6 +81,7 @@ impl HarnessConfig {
             aws_timeouts: AwsTimeouts::PRODUCTION,
             http_timeout: Duration::from_secs(5),
             secrets_max_age: Duration::from_secs(300),
+            count_store: false,
         }
     }
 }
@@ -109,6 +112,8 @@ pub struct Harness {
     pub retries_handled: AtomicUsize,
     /// The bridge's clock: starts at the wall clock and moves only when told (backoff, breakers).
     pub clock: Arc<ManualClock>,
+    /// Store call counts, when `count_store` is on.
+    pub store_counter: Option<Arc<crate::counting_store::Counter>>,
 }
 
 fn http(timeout: Duration) -> reqwest::Client {
@@ -142,6 +147,12 @@ impl Harness {
                 rules: store.clone(),
                 breakers: store.clone(),
             }
+        };
+        let (stores, store_counter) = if config.count_store {
+            let (stores, counter) = crate::counting_store::counting(stores);
+            (stores, Some(counter))
+        } else {
+            (stores, None)
         };
         let webhook_secret =
             serde_json::json!({"current": WEBHOOK_SECRET, "previous": WEBHOOK_SECRET_PREVIOUS}).to_string();
@@ -225,7 +236,19 @@ impl Harness {
             retry_policy: config.retry_policy,
             breaker_policy: config.breaker_policy,
         });
-        Self { pd, sf, ctx, stores, store, retry_queue, dlq, sqs, retries_handled: AtomicUsize::new(0), clock }
+        Self {
+            pd,
+            sf,
+            ctx,
+            stores,
+            store,
+            retry_queue,
+            dlq,
+            sqs,
+            retries_handled: AtomicUsize::new(0),
+            clock,
+            store_counter,
+        }
     }
 
     /// A PagerDuty delivery of `body`, signed with the current secret.
