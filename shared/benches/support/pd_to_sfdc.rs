@@ -2,8 +2,8 @@
 //! fixture test that exports them for the Python baseline (`tools/baseline/pd_to_sfdc.py`).
 
 use serde_json::json;
-use shared::pagerduty::{EventData, WebhookEvent};
-use shared::rules::{Action, Evaluation, Event, IncidentEvent, IncidentFacts, LinkedRecord};
+use shared::pagerduty::WebhookEvent;
+use shared::rules::{Action, Evaluation, Event, LinkedRecord};
 use shared::salesforce::composite::{CompositeBuilder, Write};
 
 use crate::support::hundred_rules;
@@ -30,34 +30,15 @@ pub fn webhook_body(i: u64) -> String {
     .to_string()
 }
 
-/// The engine's input for a delivery, with the one Case the handler would have looked up.
+/// The engine's input for a delivery (as the handler builds it), with the one Case the handler
+/// would have looked up.
 pub fn incident_input(event: &WebhookEvent) -> Event {
-    let EventData::Incident(incident) = &event.data else { unreachable!("bench delivery is an incident") };
-    Event::Incident(IncidentEvent {
-        event_type: event.event_type.clone(),
-        occurred_at: event.occurred_at.to_rfc3339(),
-        incident: IncidentFacts {
-            id: incident.id.clone(),
-            number: incident.number.unwrap_or_default(),
-            title: incident.title.clone().unwrap_or_default(),
-            status: incident.status.clone().unwrap_or_default(),
-            urgency: incident.urgency.clone().unwrap_or_default(),
-            priority: incident.priority_name().map(str::to_string),
-            service_id: incident.service.id.clone(),
-            service_name: incident.service.summary.clone().unwrap_or_default(),
-            escalation_policy_id: String::new(),
-            escalation_policy_name: String::new(),
-            html_url: incident.html_url.clone().unwrap_or_default(),
-            incident_key: None,
-        },
-        is_new: false,
-        note: None,
-        linked_records: vec![LinkedRecord {
-            object: "Case".into(),
-            id: "5005g00000DEMO1AAA".into(),
-            fields: json!({"Status": "New"}).as_object().unwrap().clone(),
-        }],
-    })
+    let case = LinkedRecord {
+        object: "Case".into(),
+        id: "5005g00000DEMO1AAA".into(),
+        fields: json!({"Status": "New"}).as_object().unwrap().clone(),
+    };
+    Event::Incident(shared::handler::pd_to_sfdc::incident_event(event, vec![case]))
 }
 
 /// The Composite request body for the plan's record updates.
