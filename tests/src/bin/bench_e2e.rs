@@ -66,24 +66,36 @@ fn incident_events(i: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn pd_to_sfdc(h: &Harness, events: usize) -> Run {
-    let incidents = events.div_ceil(3);
+/// Runs `lifecycles` lifecycles, `IN_FLIGHT` at a time; each sends its steps in order and
+/// times every one (latencies in ms, the first `events` of them kept).
+async fn run<F, Fut>(lifecycles: usize, events: usize, lifecycle: F) -> Run
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Vec<f64>>,
+{
     let start = Instant::now();
-    let latencies: Vec<Vec<f64>> = futures::stream::iter(0..incidents)
-        .map(|i| async move {
-            let mut out = Vec::new();
-            for (body, wh) in incident_events(i) {
-                let t = Instant::now();
-                let reply = h.webhook(&body, &wh).await;
-                assert!(reply.status < 500, "{}", reply.body);
-                out.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            out
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
+    let latencies: Vec<Vec<f64>> =
+        futures::stream::iter(0..lifecycles).map(lifecycle).buffer_unordered(IN_FLIGHT).collect().await;
     Run { latencies_ms: latencies.into_iter().flatten().take(events).collect(), wall: start.elapsed() }
+}
+
+/// How long one request took, in ms; a 5xx stops the bench (it would measure a failure).
+async fn timed(request: impl std::future::Future<Output = shared::handler::http::Reply>) -> f64 {
+    let t = Instant::now();
+    let reply = request.await;
+    assert!(reply.status < 500, "{}", reply.body);
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+async fn pd_to_sfdc(h: &Harness, events: usize) -> Run {
+    run(events.div_ceil(3), events, |i| async move {
+        let mut out = Vec::new();
+        for (body, wh) in incident_events(i) {
+            out.push(timed(h.webhook(&body, &wh)).await);
+        }
+        out
+    })
+    .await
 }
 
 fn case_post(i: usize, operation: &str, status: &str, old: Option<Value>) -> (Value, Value) {
@@ -102,25 +114,16 @@ fn case_post(i: usize, operation: &str, status: &str, old: Option<Value>) -> (Va
 }
 
 async fn sfdc_to_pd(h: &Harness, events: usize) -> Run {
-    let cases = events.div_ceil(2);
-    let start = Instant::now();
-    let latencies: Vec<Vec<f64>> = futures::stream::iter(0..cases)
-        .map(|i| async move {
-            let (insert, open) = case_post(i, "insert", "New", None);
-            let (update, _) = case_post(i, "update", "Closed", Some(open));
-            let mut out = Vec::new();
-            for post in [insert, update] {
-                let t = Instant::now();
-                let reply = h.post_records(&post).await;
-                assert!(reply.status < 500, "{}", reply.body);
-                out.push(t.elapsed().as_secs_f64() * 1e3);
-            }
-            out
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    Run { latencies_ms: latencies.into_iter().flatten().take(events).collect(), wall: start.elapsed() }
+    run(events.div_ceil(2), events, |i| async move {
+        let (insert, open) = case_post(i, "insert", "New", None);
+        let (update, _) = case_post(i, "update", "Closed", Some(open));
+        let mut out = Vec::new();
+        for post in [insert, update] {
+            out.push(timed(h.post_records(&post)).await);
+        }
+        out
+    })
+    .await
 }
 
 fn row(section: &str, name: String, value: f64, unit: &str, target: Option<f64>, better: &str, note: &str) -> Value {
