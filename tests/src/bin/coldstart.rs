@@ -174,6 +174,10 @@ async fn cold_start(args: &Args, world: &World, function: &str, sample: &str, lo
     let rss = peak_rss_kib(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    // Each run starts from an empty table and fresh simulators, so one first event may open at
+    // most one incident: a second POST (answered "matching dedup key") would be a double create.
+    let creates = pd.requests().iter().filter(|r| r.method == "POST" && r.path == "/incidents").count();
+    assert!(creates <= 1, "{function}: {creates} POST /incidents for one first event; see {}", log.display());
     match outcome {
         Ok(Some(Outcome::Response { .. })) => (elapsed, init, rss),
         other => panic!("{function}: no response to the first event ({other:?}); see {}", log.display()),
