@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::model::{AuditEntry, Link};
 use shared::store::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, IdempotencyStore, LinkStore, RulesStore, StoreError, StoredRules,
-    Stores, Subject,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore, StoreError,
+    StoredRules, Stores, Subject, SubjectState,
 };
 
 /// What one trait method cost, summed over calls.
@@ -105,6 +105,16 @@ impl LinkStore for Counting {
         self.counter.add("links.advance_last_applied (conditional UpdateItem)", 1, 0, 1);
         self.inner.links.advance_last_applied(subject, at).await
     }
+    async fn put_link_advancing(&self, link: &Link, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        // One TransactWriteItems: two link Puts and the watermark Update, 2 WRU each.
+        self.counter.add("links.put_link_advancing (TransactWriteItems x3)", 1, 0, 6);
+        self.inner.links.put_link_advancing(link, subject, at).await
+    }
+    async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
+        // One Query of the subject's partition: links and watermark, a few hundred bytes (1 RRU).
+        self.counter.add("links.subject_state (Query)", 1, 1, 0);
+        self.inner.links.subject_state(subject).await
+    }
 }
 
 #[async_trait]
@@ -135,6 +145,11 @@ impl AuditLog for Counting {
     async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.counter.add("audit.append (BatchWriteItem)", 1, 0, audit_items(entry));
         self.inner.audit.append(entry).await
+    }
+    async fn append_completing(&self, entry: &AuditEntry, completed: &[Completion]) -> Result<(), StoreError> {
+        let items = audit_items(entry) + completed.len() as u64;
+        self.counter.add("audit.append_completing (BatchWriteItem)", items.div_ceil(25), 0, items);
+        self.inner.audit.append_completing(entry, completed).await
     }
     async fn for_subject(&self, subject: &Subject, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.counter.add("audit.for_subject (Query)", 1, 1, 0);

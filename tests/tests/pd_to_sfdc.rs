@@ -113,6 +113,48 @@ async fn acknowledge_then_note_then_resolve_drive_the_case() {
     assert!(tagged, "every write carries Sforce-Call-Options for loop prevention");
 }
 
+/// Salesforce REST calls since the last look (the JWT login is not an API call).
+fn api_calls_since(h: &Harness, seen: &mut usize) -> Vec<String> {
+    let requests = h.sf.requests();
+    let calls = requests[*seen..]
+        .iter()
+        .filter(|r| r.path.contains("/services/data/"))
+        .map(|r| format!("{} {}", r.method, r.path.split('?').next().unwrap_or_default()))
+        .collect();
+    *seen = requests.len();
+    calls
+}
+
+#[tokio::test]
+async fn a_linked_case_is_read_only_when_a_rule_reading_it_can_match_the_event() {
+    // In the example rules only `acknowledged-sets-case-working` reads the Case (Status).
+    let h = Harness::start(include_str!("../../events/rules.example.yaml")).await;
+    let t0 = Utc::now();
+    let mut seen = 0;
+    let at = |s: i64| t0 + Duration::seconds(s);
+    let trigger = delivery("E1", "incident.triggered", at(0), incident_data("PINC9", "triggered"));
+    assert_eq!(outcome(&h.webhook(&trigger, "w1").await), "applied");
+    assert_eq!(api_calls_since(&h, &mut seen).len(), 1, "trigger: one Composite call creates the Case");
+
+    let ack = delivery("E2", "incident.acknowledged", at(60), incident_data("PINC9", "acknowledged"));
+    assert_eq!(outcome(&h.webhook(&ack, "w2").await), "applied");
+    let calls = api_calls_since(&h, &mut seen);
+    assert_eq!(calls.len(), 2, "acknowledge: the Status condition needs the Case, then one write: {calls:?}");
+    assert!(calls[0].starts_with("GET ") && calls[0].contains("/sobjects/Case/"), "{calls:?}");
+
+    let note = json!({"id": "PNOTE9", "type": "incident_note", "content": "Rolled back", "trimmed": false,
+        "incident": {"id": "PINC9", "type": "incident_reference", "summary": "Checkout down"}});
+    assert_eq!(outcome(&h.webhook(&delivery("E3", "incident.annotated", at(90), note), "w3").await), "applied");
+    let calls = api_calls_since(&h, &mut seen);
+    assert_eq!(calls.len(), 1, "note: no rule that reads the Case can match, so no read: {calls:?}");
+
+    let resolve = delivery("E4", "incident.resolved", at(600), incident_data("PINC9", "resolved"));
+    assert_eq!(outcome(&h.webhook(&resolve, "w4").await), "applied");
+    let calls = api_calls_since(&h, &mut seen);
+    assert_eq!(calls.len(), 1, "resolve: one write, no read: {calls:?}");
+    assert_eq!(case_of(&h, "PINC9").await["Status"], "Closed");
+}
+
 #[tokio::test]
 async fn redelivery_changes_nothing() {
     let h = Harness::start(RULES).await;

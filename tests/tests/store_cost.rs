@@ -1,59 +1,100 @@
-//! Pins what the counting store records for one webhook and one trigger post, so the economy
-//! figures of `bench_e2e` cannot drift silently when a handler adds or drops a store call.
+//! Pins what the counting store records per event, so the economy figures of `bench_e2e` cannot
+//! drift silently when a handler adds or drops a store call. The target is at most 4 DynamoDB
+//! requests per event once a function is warm (rules and breaker state cached, as in production).
 
-use chrono::Utc;
-use serde_json::json;
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use shared::retry::breaker::BreakerPolicy;
 use sim::counting_store::OpCount;
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data};
 
 const RULES: &str = include_str!("../../events/rules.example.yaml");
 
+/// The harness with the production breaker cache (the default harness reads breakers every time).
 async fn counted() -> Harness {
     let mut config = HarnessConfig::new(RULES);
     config.count_store = true;
+    config.breaker_policy = BreakerPolicy::default();
     let h = Harness::with(config).await;
     h.store_counter.as_ref().expect("count_store is on").reset();
     h
 }
 
-fn summary(h: &Harness) -> (OpCount, Vec<String>) {
+/// What the store did since the last call, and the operations by name.
+fn take(h: &Harness) -> (OpCount, Vec<String>) {
     let counter = h.store_counter.as_ref().expect("count_store is on");
     let ops = counter.snapshot().iter().map(|(op, c)| format!("{op}={}", c.calls)).collect();
-    (counter.total(), ops)
+    let total = counter.total();
+    counter.reset();
+    (total, ops)
 }
 
-#[tokio::test]
-async fn a_trigger_webhook_costs_these_dynamodb_operations() {
-    let h = counted().await;
-    let body = delivery("EVT1", "incident.triggered", Utc::now(), incident_data("PINC1", "triggered"));
-    let reply = h.webhook(&body, "WH1").await;
+async fn webhook(h: &Harness, id: &str, kind: &str, incident: &str, status: &str, at: chrono::DateTime<Utc>) {
+    let body = delivery(id, kind, at, incident_data(incident, status));
+    let reply = h.webhook(&body, &format!("WH-{id}")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let (total, ops) = summary(&h);
-    // A cold rules cache (1 Query) and the harness's uncached breakers (2 GetItem) are included.
-    assert_eq!(total, OpCount { calls: 11, requests: 11, read_units: 6, write_units: 10 }, "{ops:?}");
-    assert!(ops.contains(&"links.records_for_incident (Query)=2".to_string()), "{ops:?}");
-    assert!(ops.contains(&"links.put_link (TransactWriteItems x2)=1".to_string()), "{ops:?}");
 }
 
-#[tokio::test]
-async fn a_case_insert_post_costs_these_dynamodb_operations() {
-    let h = counted().await;
-    let now = Utc::now();
-    let stamp = now.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+fn case_post(id: &str, operation: &str, status: &str, at: chrono::DateTime<Utc>) -> Value {
+    let stamp = at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
     let case = json!({
-        "attributes": {"type": "Case"}, "Id": "5005g00000CASE1AAA", "CaseNumber": "00001026",
-        "Subject": "Checkout fails", "Priority": "Sev1", "Status": "New",
+        "attributes": {"type": "Case"}, "Id": id, "CaseNumber": "00001026",
+        "Subject": "Checkout fails", "Priority": "Sev1", "Status": status,
         "Account": {"attributes": {"type": "Account"}, "Name": "Acme Corp"},
         "LastModifiedDate": stamp, "SystemModstamp": stamp,
     });
-    let post = json!({"schema": 1, "org_id": ORG_ID, "object": "Case", "operation": "insert",
-        "user": {"id": "0055g00000AGENTAAA", "username": "agent@example.com"}, "sent_at": now.to_rfc3339(),
-        "old": null, "new": {"5005g00000CASE1AAA": case}});
-    let reply = h.post_records(&post).await;
+    let old = (operation == "update")
+        .then(|| json!({id: {"attributes": {"type": "Case"}, "Id": id, "Status": "New", "Priority": "Sev1"}}));
+    json!({"schema": 1, "org_id": ORG_ID, "object": "Case", "operation": operation,
+        "user": {"id": "0055g00000AGENTAAA", "username": "agent@example.com"}, "sent_at": at.to_rfc3339(),
+        "old": old, "new": {id: case}})
+}
+
+#[tokio::test]
+async fn a_pagerduty_incident_costs_at_most_four_dynamodb_requests_per_event() {
+    let h = counted().await;
+    let t0 = Utc::now();
+    webhook(&h, "EVT1", "incident.triggered", "PINC1", "triggered", t0).await;
+    let (cold, ops) = take(&h);
+    // The first event also reads the rules (1 Query) and the breaker state (1 GetItem, then cached).
+    assert_eq!(cold, OpCount { calls: 6, requests: 6, read_units: 3, write_units: 11 }, "{ops:?}");
+
+    webhook(&h, "EVT2", "incident.triggered", "PINC2", "triggered", t0).await;
+    let (trigger, ops) = take(&h);
+    // Claim, one Query (links and watermark), the new Case's link with the watermark, and one
+    // batch of the audit entry with the completed idempotency key.
+    assert_eq!(trigger, OpCount { calls: 4, requests: 4, read_units: 1, write_units: 11 }, "{ops:?}");
+    assert!(ops.contains(&"links.put_link_advancing (TransactWriteItems x3)=1".to_string()), "{ops:?}");
+    assert!(ops.contains(&"links.subject_state (Query)=1".to_string()), "{ops:?}");
+
+    webhook(&h, "EVT3", "incident.acknowledged", "PINC2", "acknowledged", t0 + Duration::seconds(1)).await;
+    let (ack, ops) = take(&h);
+    // The Case already exists: the watermark moves on its own (conditional UpdateItem).
+    assert_eq!(ack, OpCount { calls: 4, requests: 4, read_units: 1, write_units: 6 }, "{ops:?}");
+    assert!(ops.contains(&"links.advance_last_applied (conditional UpdateItem)=1".to_string()), "{ops:?}");
+
+    webhook(&h, "EVT3", "incident.acknowledged", "PINC2", "acknowledged", t0 + Duration::seconds(1)).await;
+    let (duplicate, ops) = take(&h);
+    assert_eq!(duplicate, OpCount { calls: 1, requests: 1, read_units: 0, write_units: 1 }, "a duplicate: {ops:?}");
+}
+
+#[tokio::test]
+async fn a_case_costs_at_most_four_dynamodb_requests_per_change() {
+    let h = counted().await;
+    let t0 = Utc::now();
+    let reply = h.post_records(&case_post("5005g00000CASE0AAA", "insert", "New", t0)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let (total, ops) = summary(&h);
-    // A cold rules cache (1 Query) and the harness's uncached breakers (2 GetItem) are included.
-    assert_eq!(total, OpCount { calls: 11, requests: 11, read_units: 6, write_units: 10 }, "{ops:?}");
-    assert!(ops.contains(&"links.incidents_for_record (Query)=2".to_string()), "{ops:?}");
-    assert!(ops.contains(&"links.put_link (TransactWriteItems x2)=1".to_string()), "{ops:?}");
+    let (cold, ops) = take(&h);
+    assert_eq!(cold, OpCount { calls: 6, requests: 6, read_units: 3, write_units: 11 }, "{ops:?}");
+
+    let reply = h.post_records(&case_post("5005g00000CASE1AAA", "insert", "New", t0)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (insert, ops) = take(&h);
+    assert_eq!(insert, OpCount { calls: 4, requests: 4, read_units: 1, write_units: 11 }, "{ops:?}");
+    assert!(ops.contains(&"links.put_link_advancing (TransactWriteItems x3)=1".to_string()), "{ops:?}");
+
+    let reply = h.post_records(&case_post("5005g00000CASE1AAA", "update", "Closed", t0 + Duration::seconds(1))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let (update, ops) = take(&h);
+    assert_eq!(update, OpCount { calls: 4, requests: 4, read_units: 1, write_units: 6 }, "{ops:?}");
 }

@@ -93,15 +93,17 @@ impl Context {
         } = parts;
         let breaker =
             |service: &str| Arc::new(Breaker::new(service, stores.breakers.clone(), clock.clone(), breaker_policy));
+        let idempotency = Idempotency::new(stores.idempotency.clone(), clock.clone(), idempotency_ttl);
         Self {
-            idempotency: Idempotency::new(stores.idempotency.clone(), clock.clone(), idempotency_ttl),
             dispatch: Dispatch {
                 retry: retry_queue,
                 dlq: dead_letter_queue,
                 audit: stores.audit.clone(),
                 clock: clock.clone(),
                 policy: retry_policy,
+                idempotency: idempotency.clone(),
             },
+            idempotency,
             pagerduty_breaker: breaker("pagerduty"),
             salesforce_breaker: breaker("salesforce"),
             pagerduty: Arc::new(pagerduty),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::store::{Claim, IdempotencyStore, StoreError};
+use crate::store::{Claim, Completion, IdempotencyStore, StoreError};
 
 /// What to do with an event after asking the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,12 @@ impl Idempotency {
     /// Marks the event done with its outcome (applied, queued, dead-lettered...).
     pub async fn finish(&self, key: &str, result: &str) -> Result<(), StoreError> {
         self.store.complete(key, result, self.expiry(self.clock.now())).await
+    }
+
+    /// What `finish` writes, for a caller that writes it together with other items
+    /// ([`crate::store::AuditLog::append_completing`]).
+    pub fn completion(&self, key: &str, result: &str) -> Completion {
+        Completion { key: key.to_string(), result: result.to_string(), expires_at: self.expiry(self.clock.now()) }
     }
 
     /// Lets a retry claim the key again (the event was not taken over by the queue).

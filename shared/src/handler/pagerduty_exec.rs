@@ -4,7 +4,7 @@
 //! one. Each created incident is linked to its record.
 
 use crate::handler::context::Context;
-use crate::handler::salesforce_exec::{Execution, action_key, action_record};
+use crate::handler::salesforce_exec::{Execution, Watermark, action_key, action_record, link_created};
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
 use crate::pagerduty::{Assignees, CreateIncident, ErrorKind, PagerdutyError, PriorityChoice, Urgency};
@@ -31,7 +31,12 @@ fn urgency(u: rules::Urgency) -> Urgency {
 
 /// Runs what is left of `plan`'s PagerDuty actions. Stops at the first failure: later actions
 /// may depend on it (an acknowledge after a create), and the retry resumes there.
-pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedAction]) -> Execution {
+pub async fn execute(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    plan: &[PlannedAction],
+    watermark: Watermark<'_>,
+) -> Execution {
     let mut execution = Execution::default();
     for planned in plan {
         if matches!(
@@ -74,7 +79,7 @@ pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedActi
                 created_at: ctx.clock.now(),
                 created_by_rule: Some(planned.rule.clone()),
             };
-            if let Err(err) = ctx.stores.links.put_link(&link).await {
+            if let Err(err) = link_created(ctx, &mut execution, link, watermark).await {
                 // Not marked done: the retry finds the same incident by its incident_key and links it.
                 let reason = format!("created incident {incident_id} but could not link it: {err}");
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));

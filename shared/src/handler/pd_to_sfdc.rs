@@ -9,15 +9,15 @@ use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
-use crate::handler::idempotency::{Gate, outcome_of, settled_result};
-use crate::handler::salesforce_exec;
-use crate::handler::settle::{Attempt, store_failure};
+use crate::handler::idempotency::{Gate, outcome_of};
+use crate::handler::salesforce_exec::{self, Watermark};
+use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
 use crate::model::{AuditEntry, Direction, Outcome};
 use crate::pagerduty::signature;
 use crate::pagerduty::{EventData, WebhookEvent};
 use crate::retry::envelope::{Envelope, QueuedEvent};
-use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord, Rules};
+use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
 use crate::store::Subject;
 use crate::telemetry::metrics;
 
@@ -82,18 +82,9 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         },
     );
     envelope.gate_key = key.clone();
-    let envelope_id = envelope.id.clone();
-    let attempt = process(ctx, &mut envelope, &event, request.deadline).await;
-    let subjects = subjects(ctx, &event).await;
-    match ctx.dispatch.settle(envelope, attempt, subjects, started).await {
-        Ok(settled) => {
-            if let Err(err) = ctx.idempotency.finish(&key, &settled_result(settled.outcome, &envelope_id)).await {
-                // The event is applied or queued; a redelivery would be caught by the watermark
-                // and by idempotent writes. Worth a log line, not a failure.
-                tracing::warn!(error = %err, "could not mark the event complete");
-            }
-            Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
-        }
+    let (attempt, subjects) = process(ctx, &mut envelope, &event, request.deadline).await;
+    match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
+        Ok(settled) => Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id})),
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "could not queue the event: releasing it so PagerDuty delivers it again");
@@ -154,31 +145,44 @@ async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str)
     Reply::json(202, &serde_json::json!({"status": "rejected", "reason": reason}))
 }
 
-async fn subjects(ctx: &Context, event: &WebhookEvent) -> (Vec<String>, Vec<String>) {
-    let Some(incident) = event.incident_id() else { return (Vec::new(), Vec::new()) };
-    let records = ctx.stores.links.records_for_incident(incident).await.unwrap_or_default();
-    (vec![incident.to_string()], records.into_iter().map(|l| l.record.id).collect())
-}
-
 /// Re-reads a queued delivery (the retry function).
 pub fn parse_queued(body: &str) -> Result<WebhookEvent, String> {
     WebhookEvent::parse(body.as_bytes()).map_err(|e| e.to_string())
 }
 
-/// One attempt at a parsed event: used live and by the retry function.
+/// One attempt at a parsed event, and the incident and records it was about: used live and by
+/// the retry function.
 pub async fn process(
     ctx: &Context,
     envelope: &mut Envelope,
     event: &WebhookEvent,
     deadline: Option<DateTime<Utc>>,
-) -> Attempt {
+) -> (Attempt, Subjects) {
     let Some(incident_id) = event.incident_id().map(str::to_string) else {
-        return Attempt::Skipped { reason: format!("{} is not about an incident", event.event_type), rules: vec![] };
+        let skipped =
+            Attempt::Skipped { reason: format!("{} is not about an incident", event.event_type), rules: vec![] };
+        return (skipped, Subjects::default());
     };
-    let links = match ctx.stores.links.records_for_incident(&incident_id).await {
-        Ok(links) => links,
-        Err(err) => return store_failure(err),
+    let mut subjects = Subjects::new(vec![incident_id.clone()], vec![]);
+    let attempt = attempt(ctx, envelope, event, &incident_id, deadline, &mut subjects).await;
+    (attempt, subjects)
+}
+
+async fn attempt(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    event: &WebhookEvent,
+    incident_id: &str,
+    deadline: Option<DateTime<Utc>>,
+    subjects: &mut Subjects,
+) -> Attempt {
+    let subject = Subject::Incident(incident_id.to_string());
+    let state = match steps::subject_state(ctx, &subject).await {
+        Ok(state) => state,
+        Err(attempt) => return attempt,
     };
+    let links = state.links;
+    subjects.add_links(&links);
     if links.is_empty() && created_by_us(event) {
         // We created this incident from a Salesforce record a moment ago and its link is not
         // written yet: acting now would treat it as a stranger (and create a second record).
@@ -189,8 +193,7 @@ pub async fn process(
             api_calls: 0,
         };
     }
-    let subject = Subject::Incident(incident_id.clone());
-    if let Some(stale) = steps::refuse_stale(ctx, &subject, event.occurred_at).await {
+    if let Some(stale) = steps::refuse_stale(&subject, event.occurred_at, state.last_applied) {
         return stale;
     }
     let rules = match steps::rules(ctx).await {
@@ -198,11 +201,11 @@ pub async fn process(
         Err(attempt) => return attempt,
     };
 
-    // Fetch the linked records' current fields only when some rule reads them.
+    // Read a linked record's current fields only when a rule that reads them can still match.
+    let mut incident = incident_event(event, Vec::with_capacity(links.len()));
     let mut api_calls = 0u32;
-    let mut linked = Vec::with_capacity(links.len());
     for link in &links {
-        let fields = fields_read(&rules.rules, &link.record.object);
+        let fields = rules.rules.record_fields_needed(&incident, &link.record.object);
         let values = if fields.is_empty() {
             serde_json::Map::new()
         } else {
@@ -217,10 +220,14 @@ pub async fn process(
                 }
             }
         };
-        linked.push(LinkedRecord { object: link.record.object.clone(), id: link.record.id.clone(), fields: values });
+        incident.linked_records.push(LinkedRecord {
+            object: link.record.object.clone(),
+            id: link.record.id.clone(),
+            fields: values,
+        });
     }
 
-    let input = Event::Incident(incident_event(event, linked));
+    let input = Event::Incident(incident);
     let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
@@ -228,9 +235,12 @@ pub async fn process(
     if let Some(deferred) = steps::hold_back(ctx, &ctx.salesforce_breaker, deadline, api_calls).await {
         return deferred;
     }
-    let result = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0).await;
-    let attempt = result.into_attempt(matched, api_calls);
-    steps::mark_applied(ctx, &attempt, &subject, event.occurred_at).await;
+    let watermark = Watermark { subject: &subject, at: event.occurred_at };
+    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    subjects.add_links(&execution.linked);
+    let moved = execution.watermark_done;
+    let attempt = execution.into_attempt(matched, api_calls);
+    steps::mark_applied(ctx, &attempt, moved, watermark).await;
     attempt
 }
 
@@ -238,26 +248,6 @@ pub async fn process(
 fn created_by_us(event: &WebhookEvent) -> bool {
     matches!(&event.data, EventData::Incident(incident)
         if incident.incident_key.as_deref().is_some_and(|k| k.starts_with(crate::rules::INCIDENT_KEY_PREFIX)))
-}
-
-/// The top-level Salesforce fields the `pagerduty_to_salesforce` rules on `object` read, so that
-/// linked records are fetched only when a rule looks at them.
-pub fn fields_read(rules: &Rules, object: &str) -> Vec<String> {
-    let mut fields: Vec<String> = rules
-        .rulesets
-        .iter()
-        .filter(|set| set.enabled)
-        .flat_map(|set| &set.rules)
-        .filter(|rule| rule.direction == Direction::PagerdutyToSalesforce && rule.object.eq_ignore_ascii_case(object))
-        .flat_map(|rule| &rule.conditions)
-        .filter_map(|condition| match &condition.field {
-            crate::rules::Field::Salesforce { path, .. } => path.first().cloned(),
-            crate::rules::Field::Pagerduty(_) => None,
-        })
-        .collect();
-    fields.sort();
-    fields.dedup();
-    fields
 }
 
 /// The rule engine's view of a webhook event.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
 use crate::handler::idempotency::{Gate, outcome_of, owner, settled_result};
-use crate::handler::settle::{Attempt, FailureKind};
+use crate::handler::settle::{Attempt, FailureKind, Subjects};
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
@@ -66,29 +66,27 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
         Ok(Gate::Busy { .. }) => return Err("another invocation is handling a copy of this message".into()),
         Err(err) => return Err(format!("idempotency store unavailable: {err}")),
     }
+    let mut keys = vec![hop_key];
     let result = match owns_event(ctx, &envelope, deadline).await {
         Ok(Ownership::Stray { first }) => {
             metrics::event_duplicate();
             tracing::warn!(envelope = %envelope.id, event_id = %envelope.event_id, first_outcome = %first,
                 "another delivery of this event settled it: this envelope is a stray copy and is dropped");
-            Ok(Outcome::Duplicate)
+            let _ = ctx.idempotency.finish(&keys[0], Outcome::Duplicate.as_str()).await;
+            return Ok(Outcome::Duplicate);
         }
-        Ok(Ownership::Owner) => handle_envelope(ctx, envelope, started, deadline).await,
+        Ok(Ownership::Owner) => handle_envelope(ctx, envelope, started, deadline, &keys).await,
         Ok(Ownership::Taken { gate_key }) => {
-            let id = envelope.id.clone();
-            let result = handle_envelope(ctx, envelope, started, deadline).await;
-            let _ = match &result {
-                Ok(outcome) => ctx.idempotency.finish(&gate_key, &settled_result(*outcome, &id)).await,
-                Err(_) => ctx.idempotency.abandon(&gate_key).await,
-            };
-            result
+            keys.push(gate_key);
+            handle_envelope(ctx, envelope, started, deadline, &keys).await
         }
         Err(err) => Err(err),
     };
-    let _ = match &result {
-        Ok(outcome) => ctx.idempotency.finish(&hop_key, outcome.as_str()).await,
-        Err(_) => ctx.idempotency.abandon(&hop_key).await,
-    };
+    if result.is_err() {
+        for key in &keys {
+            let _ = ctx.idempotency.abandon(key).await;
+        }
+    }
     result
 }
 
@@ -121,42 +119,45 @@ async fn owns_event(ctx: &Context, envelope: &Envelope, deadline: Option<DateTim
     }
 }
 
+/// Retries the envelope. On `Ok` the message's `keys` (its copy's, and the event's when this
+/// envelope took the event over) are complete; on `Err` the caller releases them.
 async fn handle_envelope(
     ctx: &Context,
     mut envelope: Envelope,
     started: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
+    keys: &[String],
 ) -> Result<Outcome, String> {
     if let Some(not_before) = envelope.not_before
         && not_before > started
     {
         // A wait longer than one SQS hop: send it on for the rest of the wait.
         let wait = (not_before - started).to_std().unwrap_or_default();
+        let id = envelope.id.clone();
         ctx.dispatch.enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
+        for key in keys {
+            let _ = ctx.idempotency.finish(key, &settled_result(Outcome::Queued, &id)).await;
+        }
         return Ok(Outcome::Queued);
     }
     envelope.not_before = None;
     let (attempt, subjects) = match (&envelope.direction, envelope.event.clone()) {
         (Direction::PagerdutyToSalesforce, QueuedEvent::PagerdutyWebhook { body, .. }) => {
             match pd_to_sfdc::parse_queued(&body) {
-                Ok(event) => {
-                    let incident = event.incident_id().map(str::to_string);
-                    let attempt = pd_to_sfdc::process(ctx, &mut envelope, &event, deadline).await;
-                    (attempt, (incident.into_iter().collect(), Vec::new()))
-                }
-                Err(reason) => (permanent(format!("queued webhook no longer parses: {reason}")), (vec![], vec![])),
+                Ok(event) => pd_to_sfdc::process(ctx, &mut envelope, &event, deadline).await,
+                Err(reason) => (permanent(format!("queued webhook no longer parses: {reason}")), Subjects::default()),
             }
         }
         (Direction::SalesforceToPagerduty, QueuedEvent::SalesforceRecord { .. }) => {
             let change = sfdc_to_pd::Change::from_envelope(&envelope).expect("matched a record event");
-            let attempt = sfdc_to_pd::process(ctx, &mut envelope, &change, deadline).await;
-            (attempt, (Vec::new(), vec![change.id.clone()]))
+            sfdc_to_pd::process(ctx, &mut envelope, &change, deadline).await
         }
         (direction, _) => {
-            (permanent(format!("envelope direction {direction} does not match its event")), (vec![], vec![]))
+            (permanent(format!("envelope direction {direction} does not match its event")), Subjects::default())
         }
     };
-    let settled = ctx.dispatch.settle(envelope, attempt, subjects, started).await.map_err(|e| e.to_string())?;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let settled = ctx.dispatch.settle(envelope, attempt, subjects, started, &keys).await.map_err(|e| e.to_string())?;
     Ok(settled.outcome)
 }
 

@@ -47,6 +47,35 @@ pub struct Execution {
     /// Set when the failure is our own rate limiter holding the call back until a reset: nothing
     /// was sent, so the event waits for the reset without spending one of its attempts.
     pub held_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Links written for records or incidents this execution created (their ids join the audit entry's subjects).
+    pub linked: Vec<Link>,
+    /// The event's watermark was written with its first link (see [`link_created`]).
+    pub watermark_done: bool,
+}
+
+/// The incident or record an event is about, and when the event happened: its watermark.
+#[derive(Debug, Clone, Copy)]
+pub struct Watermark<'a> {
+    pub subject: &'a crate::store::Subject,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Writes the link of something this execution created. The first one also moves the event's
+/// watermark in the same store request (a created link is the event's last write but the audit).
+pub async fn link_created(
+    ctx: &Context,
+    execution: &mut Execution,
+    link: Link,
+    watermark: Watermark<'_>,
+) -> Result<(), crate::store::StoreError> {
+    if execution.watermark_done {
+        ctx.stores.links.put_link(&link).await?;
+    } else {
+        ctx.stores.links.put_link_advancing(&link, watermark.subject, watermark.at).await?;
+        execution.watermark_done = true;
+    }
+    execution.linked.push(link);
+    Ok(())
 }
 
 impl Execution {
@@ -140,7 +169,12 @@ struct Pending<'a> {
 }
 
 /// Runs what is left of `plan`'s Salesforce actions.
-pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedAction]) -> Execution {
+pub async fn execute(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    plan: &[PlannedAction],
+    watermark: Watermark<'_>,
+) -> Execution {
     let mut execution = Execution::default();
     let version = ctx.salesforce.api_version().to_string();
     // Composite caps a request at 25 subrequests: fill a batch, then start another.
@@ -228,7 +262,7 @@ pub async fn execute(ctx: &Context, envelope: &mut Envelope, plan: &[PlannedActi
                     created_at: ctx.clock.now(),
                     created_by_rule: Some(p.planned.rule.clone()),
                 };
-                if let Err(err) = ctx.stores.links.put_link(&link).await {
+                if let Err(err) = link_created(ctx, &mut execution, link, watermark).await {
                     // Not marked done: the retry upserts the same record (same external id) and links it.
                     let reason = format!("created {object} {id} but could not link it: {err}");
                     execution.actions.push(action_record(p.planned, false, Some(reason.clone())));

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::handler::idempotency::{Idempotency, settled_result};
 use crate::model::{ActionRecord, AuditEntry, Outcome};
 use crate::retry::backoff::{Backoff, sqs_hop};
 use crate::retry::envelope::{Envelope, Failure};
@@ -92,6 +93,31 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The incidents and records an attempt was about: the audit entry is filed under each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subjects {
+    pub incidents: Vec<String>,
+    pub records: Vec<String>,
+}
+
+impl Subjects {
+    pub fn new(incidents: Vec<String>, records: Vec<String>) -> Self {
+        Self { incidents, records }
+    }
+
+    /// Adds the two ends of links the attempt created.
+    pub fn add_links(&mut self, links: &[crate::model::Link]) {
+        for link in links {
+            if !self.incidents.contains(&link.incident_id) {
+                self.incidents.push(link.incident_id.clone());
+            }
+            if !self.records.contains(&link.record.id) {
+                self.records.push(link.record.id.clone());
+            }
+        }
+    }
+}
+
 /// The queues an attempt can end in.
 #[derive(Clone)]
 pub struct Dispatch {
@@ -100,6 +126,8 @@ pub struct Dispatch {
     pub audit: Arc<dyn AuditLog>,
     pub clock: Arc<dyn Clock>,
     pub policy: RetryPolicy,
+    /// Marks the event's idempotency keys complete in the same write as its audit entry.
+    pub idempotency: Idempotency,
 }
 
 /// Where the event ended up, for the reply and the idempotency record.
@@ -110,19 +138,22 @@ pub struct Settled {
 }
 
 impl Dispatch {
-    /// Records the attempt and moves the envelope on. An `Err` means the event is NOT safe:
-    /// the caller must not acknowledge it (the sender or SQS will deliver it again).
+    /// Records the attempt, moves the envelope on, and marks `keys` (the event's idempotency
+    /// keys) complete with where it ended up. An `Err` means the event is NOT safe: the caller
+    /// must not acknowledge it and must release `keys` (the sender or SQS will deliver it again).
     pub async fn settle(
         &self,
         mut envelope: Envelope,
         attempt: Attempt,
-        subjects: (Vec<String>, Vec<String>),
+        subjects: Subjects,
         started: DateTime<Utc>,
+        keys: &[&str],
     ) -> Result<Settled, QueueError> {
         let now = self.clock.now();
+        let envelope_id = envelope.id.clone();
         let mut entry =
             AuditEntry::new(now, envelope.direction, &envelope.correlation_id, &envelope.event_id, Outcome::Applied);
-        (entry.incident_ids, entry.record_ids) = subjects;
+        (entry.incident_ids, entry.record_ids) = (subjects.incidents, subjects.records);
         let outcome = match attempt {
             Attempt::Applied { rules, actions, api_calls } => {
                 entry.rules_matched = rules;
@@ -181,10 +212,19 @@ impl Dispatch {
         };
         entry.outcome = outcome;
         entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
-        if let Err(err) = self.audit.append(&entry).await {
+        let result = settled_result(outcome, &envelope_id);
+        let mut completed: Vec<_> = keys.iter().map(|key| self.idempotency.completion(key, &result)).collect();
+        completed.dedup_by(|a, b| a.key == b.key);
+        if let Err(err) = self.audit.append_completing(&entry, &completed).await {
             // The event itself is safe (applied or queued); a lost audit line must not redo it.
             tracing::error!(error = %err, event_id = %entry.event_id, "could not write the audit entry");
             metrics::error();
+            for c in &completed {
+                if let Err(err) = self.idempotency.finish(&c.key, &c.result).await {
+                    // A redelivery is caught by the watermark and by idempotent writes.
+                    tracing::warn!(error = %err, key = %c.key, "could not mark the event complete");
+                }
+            }
         }
         Ok(Settled { outcome, audit: entry })
     }

@@ -11,16 +11,17 @@ use futures::StreamExt;
 
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
-use crate::handler::idempotency::{Gate, settled_result};
+use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
-use crate::handler::settle::{Attempt, store_failure};
+use crate::handler::salesforce_exec::Watermark;
+use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::outbound_message::{self, OutboundMessage};
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
-use crate::store::Subject;
+use crate::store::{StoreError, Subject, SubjectState};
 use crate::telemetry::metrics;
 
 /// Comments the bridge writes into Salesforce start with this; they are not sent back.
@@ -313,14 +314,9 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
     }
     let mut envelope = change.envelope(&request.correlation_id, started);
     envelope.gate_key = key.clone();
-    let envelope_id = envelope.id.clone();
-    let attempt = process(ctx, &mut envelope, &change, request.deadline).await;
-    let incidents = linked_incidents(ctx, &change).await.unwrap_or_default();
-    match ctx.dispatch.settle(envelope, attempt, (incidents, vec![change.id.clone()]), started).await {
-        Ok(settled) => {
-            let _ = ctx.idempotency.finish(&key, &settled_result(settled.outcome, &envelope_id)).await;
-            Some(settled.outcome)
-        }
+    let (attempt, subjects) = process(ctx, &mut envelope, &change, request.deadline).await;
+    match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
+        Ok(settled) => Some(settled.outcome),
         Err(err) => {
             tracing::error!(error = %err, "could not queue the record change: the sender must send it again");
             let _ = ctx.idempotency.abandon(&key).await;
@@ -339,17 +335,38 @@ fn link_subject(change: &Change) -> (String, String) {
     (change.object.clone(), change.id.clone())
 }
 
-async fn linked_incidents(ctx: &Context, change: &Change) -> Result<Vec<String>, crate::store::StoreError> {
-    let (_, id) = link_subject(change);
-    Ok(ctx.stores.links.incidents_for_record(&id).await?.into_iter().map(|l| l.incident_id).collect())
+/// The change's links (its Case's, for a Case Comment) and its own watermark: one store read,
+/// two for a Case Comment (its links live under its Case).
+async fn subject_state(ctx: &Context, change: &Change, subject: &Subject) -> Result<SubjectState, StoreError> {
+    let (_, linked_id) = link_subject(change);
+    if linked_id == change.id {
+        return ctx.stores.links.subject_state(subject).await;
+    }
+    Ok(SubjectState {
+        links: ctx.stores.links.incidents_for_record(&linked_id).await?,
+        last_applied: ctx.stores.links.last_applied(subject).await?,
+    })
 }
 
-/// One attempt at a record change: used live and by the retry function.
+/// One attempt at a record change, and the record and incidents it was about: used live and
+/// by the retry function.
 pub async fn process(
     ctx: &Context,
     envelope: &mut Envelope,
     change: &Change,
     deadline: Option<DateTime<Utc>>,
+) -> (Attempt, Subjects) {
+    let mut subjects = Subjects::new(vec![], vec![change.id.clone()]);
+    let attempt = attempt(ctx, envelope, change, deadline, &mut subjects).await;
+    (attempt, subjects)
+}
+
+async fn attempt(
+    ctx: &Context,
+    envelope: &mut Envelope,
+    change: &Change,
+    deadline: Option<DateTime<Utc>>,
+    subjects: &mut Subjects,
 ) -> Attempt {
     if change.changed_by.as_deref().is_some_and(|u| !u.is_empty() && u == ctx.settings.integration_user) {
         return Attempt::Skipped { reason: "changed by the integration user: not sent back".into(), rules: vec![] };
@@ -360,13 +377,14 @@ pub async fn process(
         return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
     }
     let subject = Subject::Record(change.id.clone());
-    if let Some(stale) = steps::refuse_stale(ctx, &subject, change.occurred_at).await {
-        return stale;
-    }
-    let linked_incidents = match linked_incidents(ctx, change).await {
-        Ok(ids) => ids,
+    let state = match subject_state(ctx, change, &subject).await {
+        Ok(state) => state,
         Err(err) => return store_failure(err),
     };
+    subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
+    if let Some(stale) = steps::refuse_stale(&subject, change.occurred_at, state.last_applied) {
+        return stale;
+    }
     let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
@@ -377,7 +395,7 @@ pub async fn process(
         new: change.new.clone(),
         old: change.old.clone(),
         is_new: change.is_new,
-        linked_incidents,
+        linked_incidents: subjects.incidents.clone(),
     });
     let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
         Ok(planned) => planned,
@@ -386,7 +404,11 @@ pub async fn process(
     if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
         return deferred;
     }
-    let attempt = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0).await.into_attempt(matched, 0);
-    steps::mark_applied(ctx, &attempt, &subject, change.occurred_at).await;
+    let watermark = Watermark { subject: &subject, at: change.occurred_at };
+    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    subjects.add_links(&execution.linked);
+    let moved = execution.watermark_done;
+    let attempt = execution.into_attempt(matched, 0);
+    steps::mark_applied(ctx, &attempt, moved, watermark).await;
     attempt
 }

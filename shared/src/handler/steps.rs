@@ -6,22 +6,25 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
+use crate::handler::salesforce_exec::Watermark;
 use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
 use crate::retry::breaker::{Breaker, Permit};
 use crate::retry::envelope::Envelope;
 use crate::rules::{CachedRules, Evaluation, Event};
-use crate::store::Subject;
+use crate::store::{Subject, SubjectState};
 use crate::telemetry::metrics;
 
+/// The subject's links and watermark (one store read), or the attempt that says why not.
+pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectState, Attempt> {
+    ctx.stores.links.subject_state(subject).await.map_err(store_failure)
+}
+
 /// `Some(Stale)` when something newer than `occurred_at` was already applied to the subject.
-pub async fn refuse_stale(ctx: &Context, subject: &Subject, occurred_at: DateTime<Utc>) -> Option<Attempt> {
-    match ctx.stores.links.last_applied(subject).await {
-        Ok(Some(last)) if last > occurred_at => Some(Attempt::Stale {
-            reason: format!("happened at {occurred_at} but {last} was already applied for {}", subject.key()),
-        }),
-        Ok(_) => None,
-        Err(err) => Some(store_failure(err)),
-    }
+pub fn refuse_stale(subject: &Subject, occurred_at: DateTime<Utc>, last: Option<DateTime<Utc>>) -> Option<Attempt> {
+    let last = last.filter(|last| *last > occurred_at)?;
+    Some(Attempt::Stale {
+        reason: format!("happened at {occurred_at} but {last} was already applied for {}", subject.key()),
+    })
 }
 
 /// The current rules (cached), or the attempt that says why there are none.
@@ -77,11 +80,13 @@ pub async fn hold_back(
     })
 }
 
-/// After an applied attempt, moves the subject's watermark to the event's time.
-pub async fn mark_applied(ctx: &Context, attempt: &Attempt, subject: &Subject, occurred_at: DateTime<Utc>) {
+/// After an applied attempt, moves the subject's watermark to the event's time (unless the
+/// execution already did, with the link it created).
+pub async fn mark_applied(ctx: &Context, attempt: &Attempt, execution_moved_it: bool, watermark: Watermark<'_>) {
     if matches!(attempt, Attempt::Applied { .. })
-        && let Err(err) = ctx.stores.links.advance_last_applied(subject, occurred_at).await
+        && !execution_moved_it
+        && let Err(err) = ctx.stores.links.advance_last_applied(watermark.subject, watermark.at).await
     {
-        tracing::warn!(error = %err, subject = %subject.key(), "applied, but could not move the watermark");
+        tracing::warn!(error = %err, subject = %watermark.subject.key(), "applied, but could not move the watermark");
     }
 }

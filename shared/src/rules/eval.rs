@@ -182,6 +182,52 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// The top-level fields of linked `object` records that deciding `inc` can need: those read
+    /// by the Salesforce-field conditions of enabled `pagerduty_to_salesforce` rules on `object`
+    /// whose PagerDuty-side facts leave the outcome open. The handler reads a linked record only
+    /// when this is not empty, so an event that such conditions cannot decide costs no Salesforce
+    /// call (templates of these rules never read record fields).
+    pub fn record_fields_needed(&self, inc: &IncidentEvent, object: &str) -> Vec<String> {
+        let mut fields: Vec<String> = Vec::new();
+        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
+        for rule in
+            rules.filter(|r| r.direction == Direction::PagerdutyToSalesforce && r.object.eq_ignore_ascii_case(object))
+        {
+            let reads = rule.conditions.iter().filter_map(|c| match &c.field {
+                Field::Salesforce { path, .. } => path.first(),
+                Field::Pagerduty(_) => None,
+            });
+            if reads.clone().next().is_some() && outcome_open(rule, inc) {
+                fields.extend(reads.cloned());
+            }
+        }
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+}
+
+/// False when the incident's facts alone decide the rule: it is skipped before its conditions
+/// (new objects only, loop marker), or one PagerDuty condition settles it (a failing one for
+/// `all`, a holding one for `any`). The same checks as [`evaluate_incident_rule`].
+fn outcome_open(rule: &Rule, inc: &IncidentEvent) -> bool {
+    if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
+        return false;
+    }
+    if inc.note.as_deref().is_some_and(|n| n.starts_with(INCIDENT_NOTE_MARKER)) {
+        return false;
+    }
+    let subject = Subject::Incident(inc, None);
+    !rule.conditions.iter().filter(|c| matches!(c.field, Field::Pagerduty(_))).any(|c| {
+        let (matched, _, _) = check(c, &subject, false);
+        match rule.match_mode {
+            MatchMode::All => !matched,
+            MatchMode::Any => matched,
+        }
+    })
+}
+
 fn describe(event: &Event) -> String {
     match event {
         Event::Record(r) => format!(

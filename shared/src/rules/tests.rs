@@ -933,6 +933,37 @@ mod properties {
         prop_oneof![record, incident]
     }
 
+    /// Incident events with linked Cases whose fields are the ones the rules test, with the
+    /// values that decide them (the general generator rarely hits `Status: Closed`).
+    fn case_event() -> impl Strategy<Value = Event> {
+        let pick = |values: &'static [&'static str]| prop::option::of(prop::sample::select(values));
+        let case = (pick(&["Closed", "New", "Working"]), pick(&["Sev1", "High"])).prop_map(|(status, priority)| {
+            let mut fields = serde_json::Map::new();
+            status.map(|s| fields.insert("Status".into(), Value::from(s)));
+            priority.map(|p| fields.insert("Priority".into(), Value::from(p)));
+            LinkedRecord { object: "Case".into(), id: "500C".into(), fields }
+        });
+        const TYPES: &[&str] =
+            &["incident.triggered", "incident.acknowledged", "incident.resolved", "incident.annotated"];
+        (
+            prop::sample::select(TYPES),
+            pick(&["P1", "P2"]),
+            any::<bool>(),
+            prop::option::of(prop_oneof![Just("Rolled back".to_string()), Just("[Salesforce] x".to_string())]),
+            prop::collection::vec(case, 0..3),
+        )
+            .prop_map(|(event_type, priority, is_new, note, linked_records)| {
+                Event::Incident(IncidentEvent {
+                    event_type: event_type.to_string(),
+                    occurred_at: "2026-11-22T10:00:00Z".into(),
+                    incident: IncidentFacts { priority: priority.map(str::to_string), ..facts() },
+                    is_new,
+                    note,
+                    linked_records,
+                })
+            })
+    }
+
     const MIXED: &str = "rulesets:
   - name: mixed
     rules:
@@ -940,6 +971,7 @@ mod properties {
       - {name: b, direction: salesforce_to_pagerduty, object: Case, conditions: [{field: Status, operator: changed}, {field: Priority, operator: changed_from, value: Sev2}, {field: Amount, operator: less_than, value: 5}], actions: [{set_urgency: {urgency: low}}]}
       - {name: c, direction: pagerduty_to_salesforce, object: Case, conditions: [{field: pagerduty.event_type, operator: in, value: [custom, trigger]}, {field: Status, operator: not_in, value: [Closed]}], actions: [{set_fields: {Status: '{{incident.status}}'}}, {add_case_comment: {body: '{{note.content}} {{incident.title}}'}}]}
       - {name: d, direction: pagerduty_to_salesforce, object: Case, conditions: [{field: pagerduty.note, operator: is_not_empty}], actions: [{create_record: {object: Task, fields: {Subject: '{{incident.title}}'}}}]}
+      - {name: e, direction: pagerduty_to_salesforce, object: Case, match: any, conditions: [{field: pagerduty.priority, operator: is_empty}, {field: Status, operator: equals, value: Closed}], actions: [{set_fields: {Priority: High}}]}
 ";
 
     proptest! {
@@ -968,6 +1000,21 @@ mod properties {
                         prop_assert!(body.len() <= MAX_CASE_COMMENT_BYTES);
                     }
                 }
+            }
+        }
+
+        #[test]
+        fn reading_only_the_fields_rules_can_need_plans_the_same(ev in prop_oneof![event(), case_event()]) {
+            let Event::Incident(full) = &ev else { return Ok(()) };
+            for doc in [EXAMPLE, MIXED] {
+                let r = Rules::from_yaml(doc).unwrap();
+                // What the handler fetches: nothing, or only the fields some open rule reads.
+                let mut fetched = full.clone();
+                for record in &mut fetched.linked_records {
+                    let needed = r.record_fields_needed(full, &record.object);
+                    record.fields.retain(|name, _| needed.iter().any(|n| n.eq_ignore_ascii_case(name)));
+                }
+                prop_assert_eq!(r.plan(&Event::Incident(fetched)).plan, r.plan(&ev).plan);
             }
         }
 

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, IdempotencyStore, LinkStore, RulesStore, Subject,
+    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore,
+    Subject, SubjectState,
 };
 use crate::model::{AuditEntry, Direction, Link, Outcome, RecordRef};
 
@@ -31,12 +32,15 @@ pub async fn run_all(
 ) {
     links_are_found_from_both_sides(links.as_ref()).await;
     stale_watermark_is_refused(links.as_ref()).await;
+    subject_state_is_links_and_watermark_together(links.as_ref()).await;
+    a_link_is_written_with_the_watermark_or_without_a_stale_one(links.as_ref()).await;
     first_claim_wins_and_duplicates_see_the_result(idem.as_ref()).await;
     expired_in_progress_can_be_taken_over(idem.as_ref()).await;
     released_key_can_be_claimed_again(idem.as_ref()).await;
     expired_completed_record_is_claimable(idem.as_ref()).await;
     concurrent_claims_have_exactly_one_winner(idem.clone(), 50).await;
     audit_entries_are_found_by_subject_newest_first(audit.as_ref()).await;
+    an_audit_entry_can_complete_idempotency_keys(audit.as_ref(), idem.as_ref()).await;
     rules_versions_increase(rules.as_ref()).await;
     breaker_compare_and_set(breakers.as_ref()).await;
 }
@@ -84,6 +88,64 @@ pub async fn stale_watermark_is_refused(store: &dyn LinkStore) {
     assert_eq!(store.last_applied(&subject).await.expect("last_applied"), Some(at + Duration::seconds(10)));
     let other = Subject::Record(fresh("500WM"));
     assert!(store.advance_last_applied(&other, at).await.expect("watermarks are per subject"));
+}
+
+pub async fn subject_state_is_links_and_watermark_together(store: &dyn LinkStore) {
+    let incident = fresh("PSTATE");
+    let case_a = fresh("500SA");
+    let case_b = fresh("500SB");
+    let at = t0();
+    let nothing = store.subject_state(&Subject::Incident(incident.clone())).await.expect("subject_state");
+    assert_eq!(nothing, SubjectState::default(), "a subject never seen has no links and no watermark");
+    for (i, id) in [&case_b, &case_a].into_iter().enumerate() {
+        let link = Link {
+            incident_id: incident.clone(),
+            record: RecordRef { object: "Case".into(), id: id.clone() },
+            created_at: at + Duration::seconds(i as i64),
+            created_by_rule: None,
+        };
+        store.put_link(&link).await.expect("put_link");
+    }
+    let subject = Subject::Incident(incident.clone());
+    store.advance_last_applied(&subject, at + Duration::seconds(7)).await.expect("advance");
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!(state.links, store.records_for_incident(&incident).await.expect("records"), "the same links");
+    assert_eq!(
+        state.links.iter().map(|l| l.record.id.clone()).collect::<Vec<_>>(),
+        vec![case_b.clone(), case_a.clone()],
+        "oldest link first"
+    );
+    assert_eq!(state.last_applied, Some(at + Duration::seconds(7)), "and the watermark");
+    let record = store.subject_state(&Subject::Record(case_a.clone())).await.expect("subject_state");
+    assert_eq!(record.links.len(), 1, "a record's state has its incident");
+    assert_eq!(record.links[0].incident_id, incident);
+    assert_eq!(record.last_applied, None, "watermarks are per subject");
+}
+
+pub async fn a_link_is_written_with_the_watermark_or_without_a_stale_one(store: &dyn LinkStore) {
+    let at = t0();
+    let link = |incident: &str| Link {
+        incident_id: incident.to_string(),
+        record: RecordRef { object: "Case".into(), id: fresh("500LW") },
+        created_at: at,
+        created_by_rule: Some("sev1".into()),
+    };
+    let first = link(&fresh("PLW"));
+    let subject = Subject::Incident(first.incident_id.clone());
+    assert!(store.put_link_advancing(&first, &subject, at).await.expect("put_link_advancing"), "watermark moved");
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!((state.links, state.last_applied), (vec![first.clone()], Some(at)), "link and watermark written");
+
+    let late = link(&fresh("PLW"));
+    let subject = Subject::Incident(late.incident_id.clone());
+    store.advance_last_applied(&subject, at + Duration::seconds(60)).await.expect("advance");
+    assert!(
+        !store.put_link_advancing(&late, &subject, at).await.expect("put_link_advancing"),
+        "a later watermark stays"
+    );
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!(state.links, vec![late], "the link is written all the same");
+    assert_eq!(state.last_applied, Some(at + Duration::seconds(60)));
 }
 
 pub async fn first_claim_wins_and_duplicates_see_the_result(store: &dyn IdempotencyStore) {
@@ -196,6 +258,33 @@ pub async fn audit_entries_are_found_by_subject_newest_first(store: &dyn AuditLo
     assert_eq!(limited.len(), 1, "limit is honoured");
     let recent = store.recent(at, 1000).await.expect("recent");
     assert!(recent.iter().any(|e| e.id == first.id) && recent.iter().any(|e| e.id == second.id));
+}
+
+pub async fn an_audit_entry_can_complete_idempotency_keys(audit: &dyn AuditLog, idem: &dyn IdempotencyStore) {
+    let (event, copy) = (fresh("evt-"), fresh("copy-"));
+    let now = t0();
+    let ttl = now + Duration::hours(24);
+    for key in [&event, &copy] {
+        assert_eq!(idem.claim(key, now, now + Duration::seconds(30), ttl).await.expect("claim"), Claim::Acquired);
+    }
+    let incident = fresh("PDONE");
+    let mut entry = AuditEntry::new(now, Direction::SalesforceToPagerduty, "req-9", &event, Outcome::Queued);
+    entry.incident_ids = vec![incident.clone()];
+    let completed = [&event, &copy].map(|key| Completion {
+        key: key.clone(),
+        result: "queued by envelope E1".into(),
+        expires_at: ttl,
+    });
+    audit.append_completing(&entry, &completed).await.expect("append_completing");
+    let found = audit.for_subject(&Subject::Incident(incident), 10).await.expect("for_subject");
+    assert_eq!(found, vec![entry], "the entry is written");
+    for key in [&event, &copy] {
+        assert_eq!(
+            idem.claim(key, now, now + Duration::seconds(30), ttl).await.expect("claim"),
+            Claim::Completed { result: "queued by envelope E1".into() },
+            "every key is completed with its result"
+        );
+    }
 }
 
 pub async fn rules_versions_increase(store: &dyn RulesStore) {

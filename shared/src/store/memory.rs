@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, IdempotencyStore, LinkStore, RulesStore, StoreError, StoredRules,
-    Subject,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore, StoreError,
+    StoredRules, Subject, SubjectState,
 };
 use crate::model::{AuditEntry, Link};
 
@@ -26,7 +26,12 @@ struct IdemRecord {
 
 #[derive(Default)]
 struct Inner {
+    /// Every link once, in the order written.
     links: Vec<Link>,
+    /// Positions in `links` by incident id and by record id: a lookup must not scan every link
+    /// (the end-to-end bench keeps tens of thousands).
+    by_incident: HashMap<String, Vec<usize>>,
+    by_record: HashMap<String, Vec<usize>>,
     watermarks: HashMap<Subject, DateTime<Utc>>,
     idempotency: HashMap<String, IdemRecord>,
     audit: Vec<AuditEntry>,
@@ -64,27 +69,47 @@ impl MemoryStore {
     }
 }
 
+impl Inner {
+    fn linked(&self, index: &HashMap<String, Vec<usize>>, id: &str) -> Vec<Link> {
+        let mut found: Vec<Link> = index.get(id).into_iter().flatten().map(|&i| self.links[i].clone()).collect();
+        found.sort_by_key(|l| l.created_at);
+        found
+    }
+
+    fn complete(&mut self, key: &str, result: &str, expires_at: DateTime<Utc>) {
+        self.idempotency.insert(
+            key.to_string(),
+            IdemRecord { state: IdemState::Completed { result: result.to_string() }, expires_at },
+        );
+    }
+}
+
 #[async_trait]
 impl LinkStore for MemoryStore {
     async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let exists = inner.links.iter().any(|l| l.incident_id == link.incident_id && l.record.id == link.record.id);
+        let inner = &mut *inner;
+        let exists = inner
+            .by_incident
+            .get(&link.incident_id)
+            .is_some_and(|ids| ids.iter().any(|&i| inner.links[i].record.id == link.record.id));
         if !exists {
+            let at = inner.links.len();
             inner.links.push(link.clone());
+            inner.by_incident.entry(link.incident_id.clone()).or_default().push(at);
+            inner.by_record.entry(link.record.id.clone()).or_default().push(at);
         }
         Ok(())
     }
 
     async fn records_for_incident(&self, incident_id: &str) -> Result<Vec<Link>, StoreError> {
-        let mut found: Vec<Link> = self.lock().links.iter().filter(|l| l.incident_id == incident_id).cloned().collect();
-        found.sort_by_key(|l| l.created_at);
-        Ok(found)
+        let inner = self.lock();
+        Ok(inner.linked(&inner.by_incident, incident_id))
     }
 
     async fn incidents_for_record(&self, record_id: &str) -> Result<Vec<Link>, StoreError> {
-        let mut found: Vec<Link> = self.lock().links.iter().filter(|l| l.record.id == record_id).cloned().collect();
-        found.sort_by_key(|l| l.created_at);
-        Ok(found)
+        let inner = self.lock();
+        Ok(inner.linked(&inner.by_record, record_id))
     }
 
     async fn last_applied(&self, subject: &Subject) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -100,6 +125,15 @@ impl LinkStore for MemoryStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
+        let inner = self.lock();
+        let links = match subject {
+            Subject::Incident(id) => inner.linked(&inner.by_incident, id),
+            Subject::Record(id) => inner.linked(&inner.by_record, id),
+        };
+        Ok(SubjectState { links, last_applied: inner.watermarks.get(subject).copied() })
     }
 }
 
@@ -128,10 +162,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.lock().idempotency.insert(
-            key.to_string(),
-            IdemRecord { state: IdemState::Completed { result: result.to_string() }, expires_at },
-        );
+        self.lock().complete(key, result, expires_at);
         Ok(())
     }
 
@@ -148,6 +179,15 @@ impl IdempotencyStore for MemoryStore {
 impl AuditLog for MemoryStore {
     async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         self.lock().audit.push(entry.clone());
+        Ok(())
+    }
+
+    async fn append_completing(&self, entry: &AuditEntry, completed: &[Completion]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.audit.push(entry.clone());
+        for c in completed {
+            inner.complete(&c.key, &c.result, c.expires_at);
+        }
         Ok(())
     }
 

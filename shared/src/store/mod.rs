@@ -74,6 +74,41 @@ pub trait LinkStore: Send + Sync {
     /// Returns `false`, changing nothing, when `at` is older than the stored time (a stale event).
     /// An equal time is accepted: two different events may share a timestamp.
     async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Writes the link (as [`LinkStore::put_link`]) and moves `subject`'s watermark to `at` (as
+    /// [`LinkStore::advance_last_applied`]), in one request where the store can: an event that
+    /// creates the other side ends by linking it. The link is written even when the watermark
+    /// holds a later time; the answer says whether the watermark moved.
+    async fn put_link_advancing(&self, link: &Link, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.put_link(link).await?;
+        self.advance_last_applied(subject, at).await
+    }
+    /// The subject's links (as [`LinkStore::records_for_incident`] or
+    /// [`LinkStore::incidents_for_record`]) and its watermark (as [`LinkStore::last_applied`]):
+    /// every event needs both before it acts, and the DynamoDB store reads them in one Query.
+    async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
+        let links = match subject {
+            Subject::Incident(id) => self.records_for_incident(id).await?,
+            Subject::Record(id) => self.incidents_for_record(id).await?,
+        };
+        Ok(SubjectState { links, last_applied: self.last_applied(subject).await? })
+    }
+}
+
+/// What an event needs to know about its incident or record before it acts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectState {
+    /// Links to the other side, oldest first.
+    pub links: Vec<Link>,
+    /// The `occurred_at` of the newest event applied to the subject.
+    pub last_applied: Option<DateTime<Utc>>,
+}
+
+/// An idempotency key to mark COMPLETED, with the result later duplicates are handed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub key: String,
+    pub result: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The answer to an idempotency claim.
@@ -110,6 +145,11 @@ pub trait IdempotencyStore: Send + Sync {
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Appends `entry` and marks every key of `completed` COMPLETED (as
+    /// [`IdempotencyStore::complete`] does): an event's last writes, in one request where the
+    /// store allows it. On `Err` the caller cannot tell which writes landed; completing a key
+    /// again is harmless.
+    async fn append_completing(&self, entry: &AuditEntry, completed: &[Completion]) -> Result<(), StoreError>;
     /// Entries that name the subject, newest first, at most `limit`.
     async fn for_subject(&self, subject: &Subject, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
     /// Entries at or after `since`, newest first, at most `limit` (rejected payloads have no subject).

@@ -24,16 +24,17 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
+    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
 
 use self::item::{Item, corrupt, from_millis, get_opt_s, get_s, millis, n, s};
 use super::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, IdempotencyStore, LinkStore, RulesStore, StoreError, StoredRules,
-    Stores, Subject,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore, StoreError,
+    StoredRules, Stores, Subject, SubjectState,
 };
 use crate::model::{AuditEntry, Link, RecordRef};
 
@@ -152,9 +153,9 @@ fn link_from(item: &Item, incident_side: bool) -> Result<Link, StoreError> {
     })
 }
 
-#[async_trait]
-impl LinkStore for DynamoStore {
-    async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
+impl DynamoStore {
+    /// The link's two items (one per side), for a transaction.
+    fn link_puts(&self, link: &Link) -> Result<[TransactWriteItem; 2], StoreError> {
         let put = |pk: String, sk: String| -> Result<TransactWriteItem, StoreError> {
             let mut item = Item::new();
             item.insert("pk".into(), s(pk));
@@ -173,14 +174,52 @@ impl LinkStore for DynamoStore {
         };
         let inc = format!("INC#{}", link.incident_id);
         let rec = format!("REC#{}", link.record.id);
+        Ok([put(inc.clone(), rec.clone())?, put(rec, inc)?])
+    }
+}
+
+#[async_trait]
+impl LinkStore for DynamoStore {
+    async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
         self.client
             .transact_write_items()
-            .transact_items(put(inc.clone(), rec.clone())?)
-            .transact_items(put(rec, inc)?)
+            .set_transact_items(Some(self.link_puts(link)?.to_vec()))
             .send()
             .await
             .map_err(|e| self.error("TransactWriteItems", e))?;
         Ok(())
+    }
+
+    /// One transaction: both link items and the conditional watermark update. When only the
+    /// watermark's condition fails (a later event was applied meanwhile), the link is written alone.
+    async fn put_link_advancing(&self, link: &Link, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(subject_pk(subject)))
+            .key("sk", s("WATERMARK"))
+            .update_expression("SET last_applied = :at")
+            .condition_expression("attribute_not_exists(last_applied) OR last_applied <= :at")
+            .expression_attribute_values(":at", n(millis(at)))
+            .build()
+            .map_err(|e| StoreError::Config { operation: "TransactWriteItems", message: e.to_string() })?;
+        let mut items = self.link_puts(link)?.to_vec();
+        items.push(TransactWriteItem::builder().update(update).build());
+        let err = match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => return Ok(true),
+            Err(err) => err,
+        };
+        let watermark_only = match err.as_service_error() {
+            Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                let codes: Vec<&str> = e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+                codes.len() == 3 && codes[..2].iter().all(|c| *c == "None") && codes[2] == "ConditionalCheckFailed"
+            }
+            _ => false,
+        };
+        if !watermark_only {
+            return Err(self.error("TransactWriteItems", err));
+        }
+        self.put_link(link).await?;
+        Ok(false)
     }
 
     async fn records_for_incident(&self, incident_id: &str) -> Result<Vec<Link>, StoreError> {
@@ -229,6 +268,25 @@ impl LinkStore for DynamoStore {
             Err(err) => Err(self.error("UpdateItem", err)),
         }
     }
+
+    /// One Query of the subject's partition: its link items and its `WATERMARK` item.
+    async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
+        let (links_prefix, incident_side) = match subject {
+            Subject::Incident(_) => ("REC#", true),
+            Subject::Record(_) => ("INC#", false),
+        };
+        let mut state = SubjectState::default();
+        for item in self.query_partition(&subject_pk(subject), "", false, None).await? {
+            let sk = get_s(&item, "sk")?;
+            if sk == "WATERMARK" {
+                state.last_applied = Some(from_millis(&item, "last_applied")?);
+            } else if sk.starts_with(links_prefix) {
+                state.links.push(link_from(&item, incident_side)?);
+            }
+        }
+        state.links.sort_by_key(|l| l.created_at);
+        Ok(state)
+    }
 }
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
@@ -236,6 +294,17 @@ const COMPLETED: &str = "COMPLETED";
 
 fn idem_key(key: &str) -> String {
     format!("IDEM#{key}")
+}
+
+/// The COMPLETED idempotency item (written alone, or in an event's last batch).
+fn completed_item(key: &str, result: &str, expires_at: DateTime<Utc>) -> Item {
+    Item::from([
+        ("pk".to_string(), s(idem_key(key))),
+        ("sk".to_string(), s("IDEM")),
+        ("status".to_string(), s(COMPLETED)),
+        ("result".to_string(), s(result)),
+        ("expires_at".to_string(), n(expires_at.timestamp())),
+    ])
 }
 
 #[async_trait]
@@ -306,11 +375,7 @@ impl IdempotencyStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(idem_key(key)))
-            .item("sk", s("IDEM"))
-            .item("status", s(COMPLETED))
-            .item("result", s(result))
-            .item("expires_at", n(expires_at.timestamp()))
+            .set_item(Some(completed_item(key, result, expires_at)))
             .send()
             .await
             .map_err(|e| self.error("PutItem", e))?;
@@ -354,25 +419,32 @@ fn audit_from(item: &Item) -> Result<AuditEntry, StoreError> {
     serde_json::from_str(get_s(item, "entry")?).map_err(|e| corrupt(item, format!("entry is not an audit entry: {e}")))
 }
 
-#[async_trait]
-impl AuditLog for DynamoStore {
-    async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let json = serde_json::to_string(entry).expect("audit entries serialise");
-        let expires = (entry.at + Duration::days(AUDIT_RETENTION_DAYS)).timestamp();
-        let requests: Vec<WriteRequest> = audit_partitions(entry)
+fn audit_items(entry: &AuditEntry) -> Vec<Item> {
+    let json = serde_json::to_string(entry).expect("audit entries serialise");
+    let expires = (entry.at + Duration::days(AUDIT_RETENTION_DAYS)).timestamp();
+    audit_partitions(entry)
+        .into_iter()
+        .map(|pk| {
+            Item::from([
+                ("pk".to_string(), s(pk)),
+                ("sk".to_string(), s(audit_sk(entry))),
+                ("entry".to_string(), s(&json)),
+                ("expires_at".to_string(), n(expires)),
+            ])
+        })
+        .collect()
+}
+
+impl DynamoStore {
+    /// Puts `items` with BatchWriteItem (25 per request), re-sending what DynamoDB leaves unprocessed.
+    async fn put_all(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let requests: Vec<WriteRequest> = items
             .into_iter()
-            .map(|pk| {
-                let put = PutRequest::builder()
-                    .item("pk", s(pk))
-                    .item("sk", s(audit_sk(entry)))
-                    .item("entry", s(&json))
-                    .item("expires_at", n(expires))
-                    .build()
-                    .expect("item is set");
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().expect("item is set");
                 WriteRequest::builder().put_request(put).build()
             })
             .collect();
-        // BatchWriteItem takes 25 requests; an entry names few subjects, but stay within it.
         for chunk in requests.chunks(25) {
             let mut pending = chunk.to_vec();
             for _ in 0..5 {
@@ -391,11 +463,26 @@ impl AuditLog for DynamoStore {
             if !pending.is_empty() {
                 return Err(StoreError::Throttled {
                     operation: "BatchWriteItem",
-                    message: format!("{} audit item(s) left unprocessed", pending.len()),
+                    message: format!("{} item(s) left unprocessed", pending.len()),
                 });
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoStore {
+    async fn append(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.put_all(audit_items(entry)).await
+    }
+
+    /// The audit items and the COMPLETED idempotency items in one BatchWriteItem (an entry names
+    /// few subjects, so they fit in one).
+    async fn append_completing(&self, entry: &AuditEntry, completed: &[Completion]) -> Result<(), StoreError> {
+        let mut items = audit_items(entry);
+        items.extend(completed.iter().map(|c| completed_item(&c.key, &c.result, c.expires_at)));
+        self.put_all(items).await
     }
 
     async fn for_subject(&self, subject: &Subject, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
