@@ -15,11 +15,24 @@ use crate::rules::RulesCache;
 use crate::salesforce::{Authenticator, JwtCredentials, SalesforceClient, SalesforceError};
 use crate::secrets::{CachedSecrets, SecretsError, SecretsManagerSource};
 
-/// Which downstream services a function calls; the others' credentials are not read at start.
+/// Which downstream services a function calls (the others' credentials are not read at start),
+/// and whose signatures it checks.
 #[derive(Debug, Clone, Copy)]
 pub struct Needs {
     pub pagerduty: bool,
     pub salesforce: bool,
+    pub verifies: Inbound,
+}
+
+/// The signed requests a function receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// PagerDuty Webhooks v3 (`X-PagerDuty-Signature`).
+    PagerdutyWebhooks,
+    /// Our Apex trigger's posts (and Outbound Messages).
+    SalesforcePosts,
+    /// SQS messages: nothing to verify.
+    Queue,
 }
 
 /// Why a function could not start. Each says what to fix.
@@ -78,8 +91,38 @@ pub async fn from_environment(function: &str, needs: Needs) -> Result<Context, W
         .load()
         .await;
     let context = build(&config, &sdk, needs).await?;
+    warm_up(&context, needs).await;
     tracing::info!(function, table = %config.table_name, "function initialised");
     Ok(context)
+}
+
+/// Reads at start, at the same time, what the first invocation would otherwise read one after
+/// another: the rules, the signing secrets and a Salesforce session. This also opens the
+/// connections. A failure is only logged: the invocation reads again and handles it as usual.
+async fn warm_up(ctx: &Context, needs: Needs) {
+    let rules = async {
+        if let Err(err) = ctx.rules.current().await {
+            tracing::warn!(error = %err, "rules not loaded at start; the first event will try again");
+        }
+    };
+    let signing = async {
+        let read = match needs.verifies {
+            Inbound::PagerdutyWebhooks => ctx.secrets.webhook_secrets(&ctx.settings.webhook_secret_id).await,
+            Inbound::SalesforcePosts => ctx.secrets.inbound_secrets(&ctx.settings.inbound_secret_id).await,
+            Inbound::Queue => return,
+        };
+        if let Err(err) = read {
+            tracing::warn!(error = %err, "signing secrets not read at start; the first request will try again");
+        }
+    };
+    let session = async {
+        if needs.salesforce
+            && let Err(err) = ctx.salesforce.connect().await
+        {
+            tracing::warn!(error = %err, "no Salesforce session at start; the first call will log in");
+        }
+    };
+    tokio::join!(rules, signing, session);
 }
 
 /// Builds the context from an explicit configuration (tests against moto use this).
@@ -94,21 +137,31 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
         clock.clone(),
         config.secrets_max_age,
     ));
-    let token = if needs.pagerduty {
-        secrets.pagerduty_token(&config.pagerduty_token_secret_id).await?.expose().to_string()
-    } else {
-        String::new()
-    };
+    // The two credentials are independent: read them at the same time.
+    let (token, jwt) = tokio::join!(
+        async {
+            match needs.pagerduty {
+                true => secrets.pagerduty_token(&config.pagerduty_token_secret_id).await.map(Some),
+                false => Ok(None),
+            }
+        },
+        async {
+            match needs.salesforce {
+                true => secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await.map(Some),
+                false => Ok(None),
+            }
+        },
+    );
+    let token = token?.map(|t| t.expose().to_string()).unwrap_or_default();
     let pagerduty = PagerdutyClient::new(
         http.clone(),
         config.pagerduty_api_base.clone(),
         token,
         config.pagerduty_from_email.clone(),
     );
-    let credentials = if needs.salesforce {
-        JwtCredentials::from_secret_json(&secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await?)?
-    } else {
-        JwtCredentials { consumer_key: String::new(), username: String::new(), private_key_pem: String::new() }
+    let credentials = match jwt? {
+        Some(secret) => JwtCredentials::from_secret_json(&secret)?,
+        None => JwtCredentials { consumer_key: String::new(), username: String::new(), private_key_pem: String::new() },
     };
     let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
     let auth = Arc::new(Authenticator::new(http.clone(), login, credentials, clock.clone()));

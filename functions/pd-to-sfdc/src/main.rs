@@ -10,7 +10,11 @@ const FUNCTION: &str = "pd-to-sfdc";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(FUNCTION, wiring::Needs { pagerduty: false, salesforce: true }).await?;
+    let ctx = wiring::from_environment(
+        FUNCTION,
+        wiring::Needs { pagerduty: false, salesforce: true, verifies: wiring::Inbound::PagerdutyWebhooks },
+    )
+    .await?;
     let emf = metrics::init_emf(FUNCTION);
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;

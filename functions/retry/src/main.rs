@@ -11,7 +11,11 @@ const FUNCTION: &str = "retry";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(FUNCTION, wiring::Needs { pagerduty: true, salesforce: true }).await?;
+    let ctx = wiring::from_environment(
+        FUNCTION,
+        wiring::Needs { pagerduty: true, salesforce: true, verifies: wiring::Inbound::Queue },
+    )
+    .await?;
     let emf = metrics::init_emf(FUNCTION);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let ctx = &ctx;

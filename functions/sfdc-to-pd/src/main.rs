@@ -10,7 +10,11 @@ const FUNCTION: &str = "sfdc-to-pd";
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(FUNCTION, wiring::Needs { pagerduty: true, salesforce: false }).await?;
+    let ctx = wiring::from_environment(
+        FUNCTION,
+        wiring::Needs { pagerduty: true, salesforce: false, verifies: wiring::Inbound::SalesforcePosts },
+    )
+    .await?;
     let emf = metrics::init_emf(FUNCTION);
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;

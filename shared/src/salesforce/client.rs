@@ -98,6 +98,11 @@ impl SalesforceClient {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// Logs in now (JWT bearer) unless a session is cached, so that the first call does not.
+    pub async fn connect(&self) -> Result<(), SalesforceError> {
+        self.auth.token().await.map(drop)
+    }
+
     /// A composite builder for this client's API version.
     pub fn composite_builder(&self, all_or_none: bool) -> CompositeBuilder {
         CompositeBuilder::new(&self.api_version, all_or_none)
