@@ -98,3 +98,25 @@ async fn a_case_costs_at_most_four_dynamodb_requests_per_change() {
     let (update, ops) = take(&h);
     assert_eq!(update, OpCount { calls: 4, requests: 4, read_units: 1, write_units: 6 }, "{ops:?}");
 }
+
+#[tokio::test]
+async fn a_retried_event_costs_three_more_requests_than_a_live_one() {
+    let h = counted().await;
+    let t0 = Utc::now();
+    webhook(&h, "EVT1", "incident.triggered", "PINC1", "triggered", t0).await;
+    h.sf.fail_next(1, sim::faults::FaultKind::LockRow);
+    let body = delivery("EVT2", "incident.resolved", t0 + Duration::seconds(1), incident_data("PINC1", "resolved"));
+    let reply = h.webhook(&body, "WH-EVT2").await;
+    assert_eq!(sim::harness::outcome(&reply), "queued", "{}", reply.body);
+    take(&h);
+
+    assert_eq!(h.drain_retries(5).await, 1);
+    let (retry, ops) = take(&h);
+    // The live path's 4, plus the claim on this copy of the message, the check that the event's
+    // key names this envelope (a conditional put that fails and returns the old item), and the
+    // Salesforce breaker's failure count set back to 0 (read fresh, then written) by the success.
+    assert_eq!(retry.requests, 7, "{ops:?}");
+    assert!(ops.contains(&"idempotency.claim (conditional PutItem)=2".to_string()), "{ops:?}");
+    assert!(ops.contains(&"breakers.put_breaker (conditional PutItem)=1".to_string()), "{ops:?}");
+    assert_eq!(sim::harness::outcome(&h.webhook(&body, "WH-EVT2").await), "duplicate");
+}
