@@ -122,8 +122,14 @@ async fn warm_up(ctx: &Context, needs: Needs) {
             tracing::warn!(error = %err, "no Salesforce session at start; the first call will log in");
         }
     };
-    tokio::join!(rules, signing, session);
+    // Lambda allows 10 s of init; a service that hangs must not spend them.
+    if tokio::time::timeout(WARM_UP_LIMIT, async { tokio::join!(rules, signing, session) }).await.is_err() {
+        tracing::warn!(limit = ?WARM_UP_LIMIT, "warm-up cut short; the first invocation reads what is missing");
+    }
 }
+
+/// How long the start-up reads may take before the function starts without them.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
 
 /// Builds the context from an explicit configuration (tests against moto use this).
 pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -> Result<Context, WiringError> {
