@@ -6,7 +6,10 @@ Sources: the criterion results (target/criterion, or $CARGO_TARGET_DIR/criterion
 target/bench/*.json but report.json, each `{"source": ..., "rows": [{"section", "name", "value",
 "unit", "target", "better", "note"}]}` (coldstart.json, e2e.json, economy.json, baseline.json).
 A producer whose file is missing is listed as "not run". The last section puts the Rust
-pd-to-sfdc handler next to the Python baseline doing the same work.
+pd-to-sfdc handler next to the Python baseline doing the same work. A row may carry a `price`
+({"usd", "unit", "source"}: an AWS price the cost model used) or `prices` (the keys of the prices a
+cost row was computed from); both are kept in report.json, and every price is printed with its unit
+and source under the table.
 
     tools/bench_report.py [--root DIR] [--criterion DIR]  # DIR holds target/ (default: this repository)
     tools/bench_report.py --self-test     # checks this script on fake results in a temp dir
@@ -72,7 +75,8 @@ def producer_rows(bench_dir):
                 rows.append({"section": row["section"], "name": row["name"], "value": row.get("value"),
                              "unit": row.get("unit", ""), "target": row.get("target"),
                              "better": row.get("better", "lower"), "note": row.get("note", ""),
-                             "source": doc.get("source", stem)})
+                             "source": doc.get("source", stem),
+                             **{k: row[k] for k in ("price", "prices") if k in row}})
         except (ValueError, KeyError, TypeError) as e:
             rows.append({**not_run(section, path.name, path), "note": f"unreadable: {e!r}"})
     return rows
@@ -99,7 +103,17 @@ def verdict(row):
 def number(value):
     if value is None:
         return "not run"
+    if value != 0 and abs(value) < 0.01:
+        return f"{value:.6g}"  # prices per unit, fractions of a cent
+    if abs(value) < 1:
+        return f"{value:.3g}"  # 0.625 USD per 1M WRU, not 0.62
     return f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def price_lines(rows):
+    """One line per AWS price a row carries: value, unit and source."""
+    return [f"  {r['name']}: {r['price']['usd']:g} {r['price']['unit']} -- {r['price']['source']}"
+            for r in rows if isinstance(r.get("price"), dict)]
 
 
 def report(root, criterion, out=sys.stdout):
@@ -118,6 +132,11 @@ def report(root, criterion, out=sys.stdout):
             target = "-" if r["target"] is None else number(r["target"])
             print(f"  {r['name']:<{width}}  {number(r['value']):>10} {r['unit']:<4}  {target:>8}  {r['verdict']:<7}  "
                   f"{r['note']}", file=out)
+    prices = price_lines(rows)
+    if prices:
+        print("\nPrices used by the cost rows (USD, us-east-1):", file=out)
+        for line in prices:
+            print(line, file=out)
     bench_dir.mkdir(parents=True, exist_ok=True)
     (bench_dir / "report.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     print(f"\nwritten to {bench_dir / 'report.json'}", file=out)
@@ -171,6 +190,25 @@ def self_test():
         ratio = report(root, root / "target" / "criterion", out=io.StringIO())[-1]
         if ratio["value"] is not None or "not run" not in ratio["note"]:
             sys.exit(f"self-test failed: ratio without a baseline: {ratio}")
+        price = {"usd": 0.0000133334, "unit": "USD per GB-second", "source": "https://example.com/lambda"}
+        (bench / "economy.json").write_text(json.dumps({"source": "economy", "rows": [
+            {"section": "Cost per million events", "name": "retry: total", "value": 1.23, "unit": "USD",
+             "target": None, "better": "lower", "note": "fake", "prices": ["lambda_arm64_gb_s"]},
+            {"section": "AWS prices used", "name": "lambda_arm64_gb_s", "value": 0.0000133334, "unit": "USD",
+             "target": None, "better": "lower", "note": "fake", "price": price}]}))
+        text = io.StringIO()
+        by_name = {r["name"]: r for r in report(root, root / "target" / "criterion", out=text)}
+        printed = text.getvalue()
+        checks = [
+            (by_name["lambda_arm64_gb_s"]["price"], price),
+            (by_name["retry: total"]["prices"], ["lambda_arm64_gb_s"]),
+            ("1.33334e-05" in printed and "https://example.com/lambda" in printed, True),
+            ("USD per GB-second" in printed, True),
+        ]
+        failed = [(i, got, want) for i, (got, want) in enumerate(checks) if got != want]
+        if failed:
+            print(printed)
+            sys.exit(f"self-test failed (price check index, got, wanted): {failed}")
     print("bench_report self-test ok")
 
 

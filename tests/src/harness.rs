@@ -14,6 +14,7 @@ use shared::handler::http::{InboundRequest, Reply};
 use shared::handler::settle::RetryPolicy;
 use shared::handler::{pd_to_sfdc, retry, sfdc_to_pd};
 use shared::pagerduty::PagerdutyClient;
+use shared::pagerduty::limiter::RateLimit as ClientRateLimit;
 use shared::retry::breaker::BreakerPolicy;
 use shared::retry::envelope::Envelope;
 use shared::retry::queue::{MemoryQueue, Queue};
@@ -64,6 +65,10 @@ pub struct HarnessConfig {
     pub secrets_max_age: Duration,
     /// Count every store call as the DynamoDB requests and units it costs (see `counting_store`).
     pub count_store: bool,
+    /// The bridge's own client-side limit on PagerDuty REST calls: production's
+    /// (`RateLimit::PAGERDUTY_REST`, 960 per minute) unless a bench lifts it to measure the
+    /// function rather than the limit. The simulator's limit is `pagerduty.rate_limit`.
+    pub pagerduty_client_limit: ClientRateLimit,
 }
 
 impl HarnessConfig {
@@ -82,6 +87,7 @@ impl HarnessConfig {
             http_timeout: Duration::from_secs(5),
             secrets_max_age: Duration::from_secs(300),
             count_store: false,
+            pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
         }
     }
 }
@@ -199,7 +205,8 @@ impl Harness {
             "sim-token".into(),
             PD_FROM.into(),
         )
-        .with_timeout(config.http_timeout);
+        .with_timeout(config.http_timeout)
+        .with_rate_limit(config.pagerduty_client_limit);
         let creds = JwtCredentials {
             consumer_key: "sim-consumer-key".into(),
             username: INTEGRATION_USER.into(),

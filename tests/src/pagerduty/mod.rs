@@ -151,6 +151,11 @@ impl LoggedRequest {
 #[derive(Default)]
 struct World {
     incidents: Vec<Value>,
+    /// Incident id -> its index in `incidents` (incidents are never removed).
+    incident_index: HashMap<String, usize>,
+    /// `incident_key` -> indexes in `incidents`, oldest first: lookups by id or dedup key stay
+    /// O(1) however many incidents a long run creates, instead of a scan of every incident.
+    incidents_by_key: HashMap<String, Vec<usize>>,
     next_number: u64,
     next_id: u64,
     notes: HashMap<String, Vec<Value>>,
@@ -161,6 +166,32 @@ struct World {
     webhook_events: Vec<Value>,
     requests: Vec<LoggedRequest>,
     windows: HashMap<String, (Instant, u32)>,
+}
+
+impl World {
+    fn incident_pos(&self, id: &str) -> Option<usize> {
+        self.incident_index.get(id).copied()
+    }
+
+    fn incident(&self, id: &str) -> Option<&Value> {
+        self.incident_pos(id).map(|i| &self.incidents[i])
+    }
+
+    /// Incidents with `incident_key`, oldest first.
+    fn incidents_with_key<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.incidents_by_key.get(key).into_iter().flatten().map(|i| &self.incidents[*i])
+    }
+
+    fn push_incident(&mut self, incident: Value) {
+        let pos = self.incidents.len();
+        if let Some(id) = incident["id"].as_str() {
+            self.incident_index.insert(id.to_string(), pos);
+        }
+        if let Some(key) = incident["incident_key"].as_str() {
+            self.incidents_by_key.entry(key.to_string()).or_default().push(pos);
+        }
+        self.incidents.push(incident);
+    }
 }
 
 struct Shared {
@@ -243,7 +274,7 @@ impl PagerdutySim {
         self.shared.world.lock().unwrap().incidents.clone()
     }
     pub fn incident(&self, id: &str) -> Option<Value> {
-        self.shared.world.lock().unwrap().incidents.iter().find(|i| i["id"] == id).cloned()
+        self.shared.world.lock().unwrap().incident(id).cloned()
     }
     pub fn notes(&self, incident_id: &str) -> Vec<Value> {
         self.shared.world.lock().unwrap().notes.get(incident_id).cloned().unwrap_or_default()
@@ -513,10 +544,11 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
             let limit: usize =
                 q.iter().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse().ok()).unwrap_or(25).min(100);
             let offset: usize = q.iter().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
-            let all: Vec<Value> = w
-                .incidents
-                .iter()
-                .filter(|i| key.as_ref().is_none_or(|k| i["incident_key"] == **k))
+            let candidates: Box<dyn Iterator<Item = &Value>> = match &key {
+                Some(k) => Box::new(w.incidents_with_key(k)),
+                None => Box::new(w.incidents.iter()),
+            };
+            let all: Vec<Value> = candidates
                 .filter(|i| statuses.is_empty() || statuses.iter().any(|st| i["status"] == st.as_str()))
                 .filter(|i| services.is_empty() || services.iter().any(|sv| i["service"]["id"] == sv.as_str()))
                 .cloned()
@@ -527,13 +559,13 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
                 json!({"incidents": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(), "total": null}),
             )
         }
-        ("GET", ["incidents", id]) => match w.incidents.iter().find(|i| i["id"] == *id) {
+        ("GET", ["incidents", id]) => match w.incident(id) {
             Some(i) => ok(StatusCode::OK, json!({ "incident": i })),
             None => not_found(),
         },
         ("PUT", ["incidents", id]) => update_incident(s, &ctx, &mut w, headers, id, &body),
         ("GET", ["incidents", id, "notes"]) => {
-            if !w.incidents.iter().any(|i| i["id"] == *id) {
+            if w.incident(id).is_none() {
                 return not_found();
             }
             ok(StatusCode::OK, json!({"notes": w.notes.get(*id).cloned().unwrap_or_default()}))
@@ -542,7 +574,7 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
             let Some(user) = from_user(config, headers) else {
                 return unknown_requester();
             };
-            let Some(incident) = w.incidents.iter().find(|i| i["id"] == *id).cloned() else {
+            let Some(incident) = w.incident(id).cloned() else {
                 return not_found();
             };
             let nid = next_id(&mut w, 'N');
@@ -556,7 +588,7 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
             ok(StatusCode::CREATED, json!({ "note": note }))
         }
         ("POST", ["incidents", id, "responder_requests"]) => {
-            let Some(incident) = w.incidents.iter().find(|i| i["id"] == *id).cloned() else {
+            let Some(incident) = w.incident(id).cloned() else {
                 return not_found();
             };
             let Some(requester) = body["requester_id"].as_str().and_then(|r| ctx.user_by_id(r)) else {
@@ -585,7 +617,7 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
                 return not_found();
             }
             let inc_id = body["incident_workflow_instance"]["incident"]["id"].as_str().unwrap_or_default().to_string();
-            if !w.incidents.iter().any(|i| i["id"] == inc_id.as_str()) {
+            if w.incident(&inc_id).is_none() {
                 return invalid(&["Incident not found"]);
             }
             let iid = next_id(&mut w, 'W');
@@ -599,7 +631,7 @@ fn route(s: &Shared, config: &PdSimConfig, method: &Method, uri: &Uri, headers: 
                 return not_found();
             }
             let inc_id = body["invocation"]["metadata"]["incident_id"].as_str().unwrap_or_default().to_string();
-            if !w.incidents.iter().any(|i| i["id"] == inc_id.as_str()) {
+            if w.incident(&inc_id).is_none() {
                 return invalid(&["Incident not found"]);
             }
             let iid = next_id(&mut w, 'V');
@@ -748,9 +780,7 @@ fn create_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, bo
     };
     let key = inc["incident_key"].as_str().map(str::to_string);
     if let Some(k) = &key
-        && w.incidents
-            .iter()
-            .any(|i| is_open(i) && i["incident_key"] == k.as_str() && i["service"]["id"] == service.id.as_str())
+        && w.incidents_with_key(k).any(|i| is_open(i) && i["service"]["id"] == service.id.as_str())
     {
         return invalid(&["Open incident with matching dedup key already exists on this service"]);
     }
@@ -817,7 +847,7 @@ fn create_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, bo
         "is_mergeable": true,
         "incident_type": {"name": "incident_default"},
     });
-    w.incidents.push(incident.clone());
+    w.push_incident(incident.clone());
     let ev = webhook::incident_event("incident.triggered", &incident, Some(&ctx.user_json(user)), Utc::now());
     emit(s, w, ctx.config, ev);
     ok(StatusCode::CREATED, json!({ "incident": incident }))
@@ -827,7 +857,7 @@ fn update_incident(s: &Shared, ctx: &Ctx, w: &mut World, headers: &HeaderMap, id
     let Some(user) = from_user(ctx.config, headers) else {
         return unknown_requester();
     };
-    let Some(pos) = w.incidents.iter().position(|i| i["id"] == id) else {
+    let Some(pos) = w.incident_pos(id) else {
         return not_found();
     };
     let upd = &body["incident"];

@@ -137,11 +137,165 @@ struct Token {
     expires: Instant,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Records {
     by_object: HashMap<String, Vec<Value>>,
+    /// Positions in `by_object` by id and by external-id value: a lookup costs the same with 10
+    /// records or 10,000 (a scan of every record per lookup made long runs quadratic).
+    index: HashMap<String, ObjectIndex>,
     counter: u64,
     case_number: u64,
+    /// While a Composite request runs: how to undo each of its writes, in order, so an
+    /// `allOrNone` failure rolls back only what it wrote (cloning every record of the org per
+    /// Composite request made the simulator quadratic in the number of records).
+    journal: Option<Vec<Undo>>,
+}
+
+/// One object's lookups.
+#[derive(Default)]
+struct ObjectIndex {
+    /// 15-character id -> position.
+    by_id15: HashMap<String, usize>,
+    /// (field, value) of every string-valued field ending in `__c` -> positions, ascending.
+    by_ext: HashMap<(String, String), Vec<usize>>,
+}
+
+/// The string-valued custom fields of `rec` (what external-id lookups look at).
+fn ext_values(rec: &Value) -> impl Iterator<Item = (&String, &str)> {
+    rec.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.ends_with("__c"))
+        .filter_map(|(k, v)| v.as_str().map(|s| (k, s)))
+}
+
+impl ObjectIndex {
+    fn add(&mut self, rec: &Value, pos: usize) {
+        if let Some(id) = rec["Id"].as_str() {
+            self.by_id15.insert(schema::id15(id).to_string(), pos);
+        }
+        for (field, value) in ext_values(rec) {
+            let list = self.by_ext.entry((field.clone(), value.to_string())).or_default();
+            let at = list.partition_point(|p| *p < pos);
+            list.insert(at, pos);
+        }
+    }
+
+    /// Forgets `rec`'s external-id values at `pos` (its id does not change on update).
+    fn remove_ext(&mut self, rec: &Value, pos: usize) {
+        for (field, value) in ext_values(rec) {
+            let key = (field.clone(), value.to_string());
+            if let Some(list) = self.by_ext.get_mut(&key) {
+                list.retain(|p| *p != pos);
+                if list.is_empty() {
+                    self.by_ext.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn build(records: &[Value]) -> Self {
+        let mut index = ObjectIndex::default();
+        for (pos, rec) in records.iter().enumerate() {
+            index.add(rec, pos);
+        }
+        index
+    }
+}
+
+/// The inverse of one write to [`Records`].
+enum Undo {
+    /// A record was pushed at the end of `object`'s list.
+    Inserted { object: String },
+    /// The record at `idx` was `old` before.
+    Updated { object: String, idx: usize, old: Value },
+    /// `rec` was removed from `idx`.
+    Deleted { object: String, idx: usize, rec: Value },
+}
+
+impl Records {
+    /// Position of `object`'s record with this 15- or 18-character id.
+    fn find(&self, object: &str, id: &str) -> Option<usize> {
+        self.index.get(object)?.by_id15.get(schema::id15(id)).copied()
+    }
+
+    /// Positions of `object`'s records whose `field` is the string `value`, ascending.
+    fn matching(&self, object: &str, field: &str, value: &str) -> Vec<usize> {
+        if field.ends_with("__c") {
+            let key = (field.to_string(), value.to_string());
+            return self.index.get(object).and_then(|i| i.by_ext.get(&key)).cloned().unwrap_or_default();
+        }
+        // Standard fields (custom objects without describe metadata, or `Id`): not indexed.
+        let list = self.by_object.get(object).map(Vec::as_slice).unwrap_or_default();
+        list.iter().enumerate().filter(|(_, r)| r[field] == value).map(|(i, _)| i).collect()
+    }
+
+    /// Adds `rec` at the end of `object`'s records.
+    fn push(&mut self, object: &str, rec: Value) {
+        let list = self.by_object.entry(object.to_string()).or_default();
+        let pos = list.len();
+        self.index.entry(object.to_string()).or_default().add(&rec, pos);
+        list.push(rec);
+        self.note(|| Undo::Inserted { object: object.into() });
+    }
+
+    /// Changes the record at `idx` with `change`; returns it before and after.
+    fn update_at(&mut self, object: &str, idx: usize, change: impl FnOnce(&mut Value)) -> (Value, Value) {
+        let list = self.by_object.get_mut(object).expect("a record found by the caller");
+        let old = list[idx].clone();
+        change(&mut list[idx]);
+        let new = list[idx].clone();
+        let index = self.index.entry(object.to_string()).or_default();
+        index.remove_ext(&old, idx);
+        index.add(&new, idx);
+        self.note(|| Undo::Updated { object: object.into(), idx, old: old.clone() });
+        (old, new)
+    }
+
+    /// Removes the record at `idx` (the positions after it move: the object is indexed again).
+    fn remove_at(&mut self, object: &str, idx: usize) {
+        let list = self.by_object.get_mut(object).expect("a record found by the caller");
+        let rec = list.remove(idx);
+        self.index.insert(object.to_string(), ObjectIndex::build(list));
+        self.note(|| Undo::Deleted { object: object.into(), idx, rec });
+    }
+
+    fn note(&mut self, undo: impl FnOnce() -> Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(undo());
+        }
+    }
+
+    /// Starts journaling writes; returns what `rollback` needs besides the journal.
+    fn begin(&mut self) -> (u64, u64) {
+        self.journal = Some(Vec::new());
+        (self.counter, self.case_number)
+    }
+
+    /// Stops journaling; with `rollback`, undoes every journaled write (newest first) and restores
+    /// the id and case-number counters saved by `begin`, as if the writes never happened.
+    fn end(&mut self, saved: (u64, u64), rollback: bool) {
+        let journal = self.journal.take().unwrap_or_default();
+        if !rollback {
+            return;
+        }
+        for undo in journal.into_iter().rev() {
+            match undo {
+                Undo::Inserted { object } => {
+                    self.by_object.get_mut(&object).and_then(Vec::pop);
+                }
+                Undo::Updated { object, idx, old } => {
+                    if let Some(slot) = self.by_object.get_mut(&object).and_then(|l| l.get_mut(idx)) {
+                        *slot = old;
+                    }
+                }
+                Undo::Deleted { object, idx, rec } => self.by_object.entry(object).or_default().insert(idx, rec),
+            }
+        }
+        (self.counter, self.case_number) = saved;
+        // Rare (a failed allOrNone request): index everything again rather than undo the index.
+        self.index = self.by_object.iter().map(|(o, list)| (o.clone(), ObjectIndex::build(list))).collect();
+    }
 }
 
 #[derive(Default)]
@@ -259,7 +413,7 @@ impl SalesforceSim {
     }
     pub fn record(&self, object: &str, id: &str) -> Option<Value> {
         let w = self.shared.world.lock().unwrap();
-        find(&w.records, object, id).map(|i| w.records.by_object[object][i].clone())
+        w.records.find(object, id).map(|i| w.records.by_object[object][i].clone())
     }
     pub fn records(&self, object: &str) -> Vec<Value> {
         self.shared.world.lock().unwrap().records.by_object.get(object).cloned().unwrap_or_default()
@@ -274,7 +428,7 @@ impl SalesforceSim {
             "integration@example.com",
         );
         let id = rec["Id"].as_str().unwrap_or_default().to_string();
-        w.records.by_object.entry(object.to_string()).or_default().push(rec);
+        w.records.push(object, rec);
         id
     }
     /// Change a record as a user in the org would (no API call counted). Returns (old, new) and
@@ -282,11 +436,11 @@ impl SalesforceSim {
     pub fn update_record(&self, object: &str, id: &str, fields: Value, username: &str) -> Option<(Value, Value)> {
         let config = self.config();
         let mut w = self.shared.world.lock().unwrap();
-        let idx = find(&w.records, object, id)?;
+        let idx = w.records.find(object, id)?;
         let old = w.records.by_object[object][idx].clone();
         let mut new = old.clone();
         apply(&mut new, object, fields.as_object().cloned().unwrap_or_default(), username);
-        w.records.by_object.get_mut(object)?[idx] = new.clone();
+        w.records.update_at(object, idx, |rec| *rec = new.clone());
         let change = Change {
             object: object.into(),
             operation: "update".into(),
@@ -333,8 +487,7 @@ fn issue(s: &Shared, username: &str, ttl: Duration) -> String {
 }
 
 fn find(r: &Records, object: &str, id: &str) -> Option<usize> {
-    let want = schema::id15(id);
-    r.by_object.get(object)?.iter().position(|rec| rec["Id"].as_str().map(schema::id15) == Some(want))
+    r.find(object, id)
 }
 
 fn attributes(object: &str, id: &str) -> Value {
@@ -562,7 +715,7 @@ fn sobject_op(
             }
             let rec = new_record(&mut w.records, object, fields, sess.username);
             let id = rec["Id"].as_str().unwrap_or_default().to_string();
-            w.records.by_object.entry(object.to_string()).or_default().push(rec.clone());
+            w.records.push(object, rec.clone());
             changes.push(Change {
                 object: object.into(),
                 operation: "insert".into(),
@@ -616,10 +769,7 @@ fn sobject_op(
                     if let Err(e) = validate(&w.records, object, &fields, false) {
                         return err(e);
                     }
-                    let list = w.records.by_object.get_mut(object).expect("found above");
-                    let old = list[idx].clone();
-                    apply(&mut list[idx], object, fields, sess.username);
-                    let new = list[idx].clone();
+                    let (old, new) = w.records.update_at(object, idx, |rec| apply(rec, object, fields, sess.username));
                     changes.push(Change {
                         object: object.into(),
                         operation: "update".into(),
@@ -631,7 +781,7 @@ fn sobject_op(
                     Outcome { status: StatusCode::NO_CONTENT, body: Value::Null, location: None }
                 }
                 _ => {
-                    w.records.by_object.get_mut(object).expect("found above").remove(idx);
+                    w.records.remove_at(object, idx);
                     Outcome { status: StatusCode::NO_CONTENT, body: Value::Null, location: None }
                 }
             }
@@ -647,12 +797,8 @@ fn sobject_op(
                     None,
                 ));
             }
-            let found: Vec<&Value> = w
-                .records
-                .by_object
-                .get(object)
-                .map(|l| l.iter().filter(|r| r[*field] == *value).collect())
-                .unwrap_or_default();
+            let found: Vec<&Value> =
+                w.records.matching(object, field, value).into_iter().map(|i| &w.records.by_object[object][i]).collect();
             match found.as_slice() {
                 [] => err(not_found_err()),
                 [one] => Outcome { status: StatusCode::OK, body: (*one).clone(), location: None },
@@ -690,12 +836,7 @@ fn sobject_op(
                     Some(&[field]),
                 ));
             }
-            let matches: Vec<usize> = w
-                .records
-                .by_object
-                .get(object)
-                .map(|l| l.iter().enumerate().filter(|(_, r)| r[*field] == *value).map(|(i, _)| i).collect())
-                .unwrap_or_default();
+            let matches: Vec<usize> = w.records.matching(object, field, value);
             match matches.as_slice() {
                 [] => {
                     fields.insert(field.to_string(), json!(value));
@@ -704,7 +845,7 @@ fn sobject_op(
                     }
                     let rec = new_record(&mut w.records, object, fields, sess.username);
                     let id = rec["Id"].as_str().unwrap_or_default().to_string();
-                    w.records.by_object.entry(object.to_string()).or_default().push(rec.clone());
+                    w.records.push(object, rec.clone());
                     changes.push(Change {
                         object: object.into(),
                         operation: "insert".into(),
@@ -723,10 +864,7 @@ fn sobject_op(
                     if let Err(e) = validate(&w.records, object, &fields, false) {
                         return err(e);
                     }
-                    let list = w.records.by_object.get_mut(object).expect("matched");
-                    let old = list[*idx].clone();
-                    apply(&mut list[*idx], object, fields, sess.username);
-                    let new = list[*idx].clone();
+                    let (old, new) = w.records.update_at(object, *idx, |rec| apply(rec, object, fields, sess.username));
                     let id = new["Id"].clone();
                     changes.push(Change {
                         object: object.into(),
@@ -1000,7 +1138,7 @@ fn composite(s: &Shared, config: &SfSimConfig, sess: &Session, body: &Value) -> 
     }
     let all_or_none = body["allOrNone"] == true;
     let mut w = s.world.lock().unwrap();
-    let snapshot = w.records.clone();
+    let saved = w.records.begin();
     let mut results: HashMap<String, Value> = HashMap::new();
     let mut responses: Vec<Value> = Vec::new();
     let mut changes = Vec::new();
@@ -1049,9 +1187,9 @@ fn composite(s: &Shared, config: &SfSimConfig, sess: &Session, body: &Value) -> 
         }
         responses.push(json!({"body": outcome.body, "httpHeaders": headers, "httpStatusCode": outcome.status.as_u16(), "referenceId": ref_id}));
     }
+    w.records.end(saved, failed && all_or_none);
     if failed && all_or_none {
-        // Roll back: restore the records and mark every subrequest that had succeeded as halted.
-        w.records = snapshot;
+        // Rolled back: mark every subrequest that had succeeded as halted.
         changes.clear();
         for r in responses.iter_mut() {
             let code = r["httpStatusCode"].as_u64().unwrap_or(0);
