@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::model::{AuditEntry, Link};
 use shared::store::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore, StoreError,
-    StoredRules, Stores, Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent, RulesStore,
+    StoreError, StoredRules, Stores, Subject, SubjectState,
 };
 
 /// What one trait method cost, summed over calls.
@@ -114,6 +114,14 @@ impl LinkStore for Counting {
         // One Query of the subject's partition: links and watermark, a few hundred bytes (1 RRU).
         self.counter.add("links.subject_state (Query)", 1, 1, 0);
         self.inner.links.subject_state(subject).await
+    }
+    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.counter.add("links.add_pending (UpdateItem)", 1, 0, 1);
+        self.inner.links.add_pending(subject, event).await
+    }
+    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.counter.add("links.remove_pending (UpdateItem)", 1, 0, 1);
+        self.inner.links.remove_pending(subject, event).await
     }
 }
 

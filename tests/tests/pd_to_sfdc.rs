@@ -156,6 +156,33 @@ async fn a_linked_case_is_read_only_when_a_rule_reading_it_can_match_the_event()
 }
 
 #[tokio::test]
+async fn an_acknowledge_and_a_resolve_that_arrive_while_the_trigger_is_queued_wait_for_it() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now();
+    h.sf.fail_next(1, FaultKind::ServerError);
+    let trigger = delivery("E1", "incident.triggered", t0, incident_data("PINC7", "triggered"));
+    assert_eq!(outcome(&h.webhook(&trigger, "w1").await), "queued", "Salesforce failed: the trigger is queued");
+    // Without a Case yet, these would find nothing to act on and be lost.
+    let ack =
+        delivery("E2", "incident.acknowledged", t0 + Duration::seconds(60), incident_data("PINC7", "acknowledged"));
+    let reply = h.webhook(&ack, "w2").await;
+    assert_eq!(outcome(&reply), "queued", "the acknowledge waits behind the trigger: {}", reply.body);
+    let resolve = delivery("E3", "incident.resolved", t0 + Duration::seconds(600), incident_data("PINC7", "resolved"));
+    assert_eq!(outcome(&h.webhook(&resolve, "w3").await), "queued");
+    assert!(h.sf.records("Case").is_empty());
+
+    h.drain_retries(50).await;
+    let case = case_of(&h, "PINC7").await;
+    assert_eq!(case["Status"], "Closed", "trigger, acknowledge and resolve applied in order: {case}");
+    let applied: Vec<String> =
+        h.store.audit_entries().iter().filter(|e| e.outcome == Outcome::Applied).map(|e| e.event_id.clone()).collect();
+    assert_eq!(applied, vec!["E1", "E2", "E3"], "each applied once, in order");
+    assert!(h.dead_letters().is_empty());
+    let state = h.store.subject_state(&Subject::Incident("PINC7".into())).await.unwrap();
+    assert!(state.pending.is_empty(), "nothing left waiting: {:?}", state.pending);
+}
+
+#[tokio::test]
 async fn redelivery_changes_nothing() {
     let h = Harness::start(RULES).await;
     let body = delivery("E1", "incident.triggered", Utc::now(), incident_data("PINC3", "triggered"));

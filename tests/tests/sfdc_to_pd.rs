@@ -7,7 +7,7 @@ use shared::clock::Clock;
 use shared::model::Outcome;
 use shared::retry::envelope::Envelope;
 use shared::store::LinkStore;
-use sim::faults::FaultConfig;
+use sim::faults::{FaultConfig, FaultKind};
 use sim::harness::{Harness, INBOUND_SECRET, INTEGRATION_USER, ORG_ID};
 use sim::salesforce::sign_trigger;
 
@@ -230,6 +230,36 @@ async fn a_200_record_burst_creates_200_incidents_under_the_rate_limit() {
         h.pd.incidents().iter().map(|i| i["incident_key"].to_string()).collect();
     assert_eq!(keys.len(), 200);
     assert!(h.pd.requests().iter().all(|r| r.status != 429), "the client-side limiter kept us under PagerDuty's limit");
+}
+
+#[tokio::test]
+async fn a_comment_and_a_close_that_arrive_while_the_case_insert_is_queued_wait_for_it() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now();
+    h.pd.fail_next(1, FaultKind::ServerError);
+    let open = case(CASE, "00001026", "Sev1", "New", t0);
+    let reply = h.post_records(&post("Case", "insert", vec![open.clone()], None, AGENT)).await;
+    assert_eq!(serde_json::from_str::<Value>(&reply.body).unwrap()["queued"], 1, "{}", reply.body);
+    // Without an incident yet, these would find nothing to act on and be lost.
+    let stamp = (t0 + Duration::seconds(30)).format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let comment = json!({"attributes": {"type": "CaseComment", "url": "/x"}, "Id": "00a5g00000COM01AAA",
+        "ParentId": CASE, "CommentBody": "Customer confirms the impact", "SystemModstamp": stamp});
+    let reply = h.post_records(&post("CaseComment", "insert", vec![comment], None, AGENT)).await;
+    assert_eq!(serde_json::from_str::<Value>(&reply.body).unwrap()["queued"], 1, "the comment waits: {}", reply.body);
+    let closed = case(CASE, "00001026", "Sev1", "Closed", t0 + Duration::seconds(60));
+    let reply = h.post_records(&post("Case", "update", vec![closed], Some(vec![open]), AGENT)).await;
+    assert_eq!(serde_json::from_str::<Value>(&reply.body).unwrap()["queued"], 1, "the close waits: {}", reply.body);
+
+    h.drain_retries(50).await;
+    let incident = linked_incident(&h, CASE).await;
+    assert_eq!(incident["status"], "resolved", "insert, comment and close applied in order");
+    let notes: Vec<String> =
+        h.pd.notes(incident["id"].as_str().unwrap())
+            .iter()
+            .map(|n| n["content"].as_str().unwrap().to_string())
+            .collect();
+    assert!(notes.contains(&"[Salesforce] Customer confirms the impact".to_string()), "{notes:?}");
+    assert!(h.dlq.is_empty() && h.retry_queue.is_empty());
 }
 
 #[tokio::test]

@@ -102,6 +102,7 @@ impl Context {
                 clock: clock.clone(),
                 policy: retry_policy,
                 idempotency: idempotency.clone(),
+                links: stores.links.clone(),
             },
             idempotency,
             pagerduty_breaker: breaker("pagerduty"),

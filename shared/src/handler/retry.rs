@@ -73,6 +73,7 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
             tracing::warn!(envelope = %envelope.id, event_id = %envelope.event_id, first_outcome = %first,
                 "another delivery of this event settled it: this envelope is a stray copy and is dropped");
             let _ = ctx.idempotency.finish(&keys[0], Outcome::Duplicate.as_str()).await;
+            ctx.dispatch.unlist(&envelope).await;
             return Ok(Outcome::Duplicate);
         }
         Ok(Ownership::Owner) => handle_envelope(ctx, envelope, started, deadline, &keys).await,

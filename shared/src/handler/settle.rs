@@ -13,7 +13,7 @@ use crate::model::{ActionRecord, AuditEntry, Outcome};
 use crate::retry::backoff::{Backoff, sqs_hop};
 use crate::retry::envelope::{Envelope, Failure};
 use crate::retry::queue::{Queue, QueueError};
-use crate::store::AuditLog;
+use crate::store::{AuditLog, LinkStore, PendingEvent, Subject};
 use crate::telemetry::metrics;
 
 /// The names of the rules that ran for an evaluation (for the audit trail and metrics).
@@ -98,11 +98,16 @@ impl Default for RetryPolicy {
 pub struct Subjects {
     pub incidents: Vec<String>,
     pub records: Vec<String>,
+    /// The subject whose order the event keeps: while it waits in the retry queue, later events
+    /// of that subject wait behind it (see [`crate::handler::steps::wait_behind`]).
+    pub order: Option<Subject>,
+    /// The subject's pending set already lists this event (a copy of it was queued before).
+    pub listed: bool,
 }
 
 impl Subjects {
     pub fn new(incidents: Vec<String>, records: Vec<String>) -> Self {
-        Self { incidents, records }
+        Self { incidents, records, order: None, listed: false }
     }
 
     /// Adds the two ends of links the attempt created.
@@ -128,6 +133,8 @@ pub struct Dispatch {
     pub policy: RetryPolicy,
     /// Marks the event's idempotency keys complete in the same write as its audit entry.
     pub idempotency: Idempotency,
+    /// Lists queued events in their subject's pending set.
+    pub links: Arc<dyn LinkStore>,
 }
 
 /// Where the event ended up, for the reply and the idempotency record.
@@ -153,6 +160,10 @@ impl Dispatch {
         let envelope_id = envelope.id.clone();
         let mut entry =
             AuditEntry::new(now, envelope.direction, &envelope.correlation_id, &envelope.event_id, Outcome::Applied);
+        if subjects.listed && envelope.waits_in.is_none() {
+            envelope.waits_in = subjects.order.clone();
+        }
+        let order = subjects.order;
         (entry.incident_ids, entry.record_ids) = (subjects.incidents, subjects.records);
         let outcome = match attempt {
             Attempt::Applied { rules, actions, api_calls } => {
@@ -178,7 +189,7 @@ impl Dispatch {
                 entry.actions = actions;
                 entry.api_calls = api_calls;
                 let wait = until.map(|u| (u - now).to_std().unwrap_or_default()).unwrap_or(Duration::from_secs(30));
-                self.enqueue(&mut envelope, wait).await?;
+                self.queue_in_order(&mut envelope, order.as_ref(), wait).await?;
                 Outcome::Queued
             }
             Attempt::Failed { kind, reason, rule, rules, actions, api_calls } => {
@@ -205,11 +216,14 @@ impl Dispatch {
                 } else {
                     entry.reason = Some(format!("{} failure, attempt {}: {reason}", kind.as_str(), envelope.attempts));
                     let wait = self.policy.backoff.delay(envelope.attempts, &mut rand::rng());
-                    self.enqueue(&mut envelope, wait).await?;
+                    self.queue_in_order(&mut envelope, order.as_ref(), wait).await?;
                     Outcome::Queued
                 }
             }
         };
+        if outcome != Outcome::Queued {
+            self.unlist(&envelope).await;
+        }
         entry.outcome = outcome;
         entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
         let result = settled_result(outcome, &envelope_id);
@@ -229,6 +243,42 @@ impl Dispatch {
         Ok(Settled { outcome, audit: entry })
     }
 
+    /// Queues the envelope, listed first in its subject's pending set so that later events of the
+    /// subject wait behind it. A failed listing costs the order, never the event: it is queued
+    /// all the same.
+    async fn queue_in_order(
+        &self,
+        envelope: &mut Envelope,
+        order: Option<&Subject>,
+        wait: Duration,
+    ) -> Result<(), QueueError> {
+        if envelope.waits_in.is_none()
+            && let Some(subject) = order
+        {
+            match self.links.add_pending(subject, &pending_event(envelope)).await {
+                Ok(()) => envelope.waits_in = Some(subject.clone()),
+                Err(err) => tracing::warn!(error = %err, subject = %subject.key(),
+                    "could not list the queued event: later events of its subject will not wait for it"),
+            }
+        }
+        let sent = self.enqueue(envelope, wait).await;
+        if sent.is_err() {
+            // The sender delivers the event again; do not hold its subject up meanwhile.
+            self.unlist(envelope).await;
+        }
+        sent
+    }
+
+    /// Takes the envelope's event out of its subject's pending set (it left the retry queue).
+    pub async fn unlist(&self, envelope: &Envelope) {
+        if let Some(subject) = &envelope.waits_in
+            && let Err(err) = self.links.remove_pending(subject, &pending_event(envelope)).await
+        {
+            tracing::warn!(error = %err, subject = %subject.key(),
+                "could not take the event out of its subject's pending set; it expires there after a day");
+        }
+    }
+
     /// Puts the envelope on the retry queue to be tried after `wait` (split into 15-minute hops).
     pub async fn enqueue(&self, envelope: &mut Envelope, wait: Duration) -> Result<(), QueueError> {
         envelope.hop = uuid::Uuid::new_v4().to_string();
@@ -239,4 +289,9 @@ impl Dispatch {
         metrics::retry_enqueued();
         Ok(())
     }
+}
+
+/// The envelope's entry in its subject's pending set.
+pub fn pending_event(envelope: &Envelope) -> PendingEvent {
+    PendingEvent { occurred_at: envelope.occurred_at, event_id: envelope.event_id.clone() }
 }

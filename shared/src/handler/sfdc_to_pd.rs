@@ -14,7 +14,7 @@ use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
 use crate::handler::salesforce_exec::Watermark;
-use crate::handler::settle::{Attempt, Subjects, store_failure};
+use crate::handler::settle::{self, Attempt, Subjects, store_failure};
 use crate::handler::steps;
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
@@ -335,17 +335,21 @@ fn link_subject(change: &Change) -> (String, String) {
     (change.object.clone(), change.id.clone())
 }
 
-/// The change's links (its Case's, for a Case Comment) and its own watermark: one store read,
-/// two for a Case Comment (its links live under its Case).
+/// The subject whose order the change keeps: the record, or a Case Comment's Case (a comment
+/// waits for the Case insert that opens its incident).
+fn order_subject(change: &Change) -> Subject {
+    Subject::Record(link_subject(change).1)
+}
+
+/// The change's links and pending events (its Case's, for a Case Comment) and its own
+/// watermark: one store read, two for a Case Comment (its watermark is its own).
 async fn subject_state(ctx: &Context, change: &Change, subject: &Subject) -> Result<SubjectState, StoreError> {
-    let (_, linked_id) = link_subject(change);
-    if linked_id == change.id {
+    let order = order_subject(change);
+    if &order == subject {
         return ctx.stores.links.subject_state(subject).await;
     }
-    Ok(SubjectState {
-        links: ctx.stores.links.incidents_for_record(&linked_id).await?,
-        last_applied: ctx.stores.links.last_applied(subject).await?,
-    })
+    let parent = ctx.stores.links.subject_state(&order).await?;
+    Ok(SubjectState { last_applied: ctx.stores.links.last_applied(subject).await?, ..parent })
 }
 
 /// One attempt at a record change, and the record and incidents it was about: used live and
@@ -382,8 +386,15 @@ async fn attempt(
         Err(err) => return store_failure(err),
     };
     subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
+    let order = order_subject(change);
+    let this = settle::pending_event(envelope);
+    subjects.listed = state.pending.contains(&this);
+    subjects.order = Some(order.clone());
     if let Some(stale) = steps::refuse_stale(&subject, change.occurred_at, state.last_applied) {
         return stale;
+    }
+    if let Some(wait) = steps::wait_behind(ctx, &order, &this, &state.pending) {
+        return wait;
     }
     let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,

@@ -11,7 +11,7 @@ use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure}
 use crate::retry::breaker::{Breaker, Permit};
 use crate::retry::envelope::Envelope;
 use crate::rules::{CachedRules, Evaluation, Event};
-use crate::store::{Subject, SubjectState};
+use crate::store::{PendingEvent, Subject, SubjectState};
 use crate::telemetry::metrics;
 
 /// The subject's links and watermark (one store read), or the attempt that says why not.
@@ -24,6 +24,23 @@ pub fn refuse_stale(subject: &Subject, occurred_at: DateTime<Utc>, last: Option<
     let last = last.filter(|last| *last > occurred_at)?;
     Some(Attempt::Stale {
         reason: format!("happened at {occurred_at} but {last} was already applied for {}", subject.key()),
+    })
+}
+
+/// `Some(Deferred)` while an earlier event of `order` waits in the retry queue. Acting now would
+/// apply this one first, and an event that needs what the earlier one makes (an acknowledge
+/// needs the Case the trigger opens) would find nothing to act on and be lost. Entries older than
+/// twice the retry policy's maximum age are ignored: a lost one must not hold a subject up for good.
+pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending: &[PendingEvent]) -> Option<Attempt> {
+    let max_age = chrono::Duration::from_std(ctx.dispatch.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
+    let horizon = ctx.clock.now() - max_age;
+    let earlier = pending.iter().filter(|p| p.event_id != this.event_id && *p < this && p.occurred_at > horizon);
+    let count = earlier.count();
+    (count > 0).then(|| Attempt::Deferred {
+        reason: format!("waiting behind {count} earlier event(s) of {} in the retry queue", order.key()),
+        until: Some(ctx.clock.now() + chrono::Duration::seconds(20)),
+        actions: vec![],
+        api_calls: 0,
     })
 }
 

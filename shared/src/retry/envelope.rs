@@ -98,6 +98,10 @@ pub struct Envelope {
     /// The retry function checks that this envelope still owns it: empty in older envelopes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub gate_key: String,
+    /// The subject whose pending set lists this event while it is in the retry queue (later
+    /// events of the subject wait behind it); `None` when it is not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waits_in: Option<crate::store::Subject>,
 }
 
 /// Why an envelope could not be read.
@@ -139,6 +143,7 @@ impl Envelope {
             dead_letter_reason: None,
             replays: 0,
             hop: String::new(),
+            waits_in: None,
             gate_key: String::new(),
         }
     }

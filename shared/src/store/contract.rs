@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore,
-    Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent,
+    RulesStore, Subject, SubjectState,
 };
 use crate::model::{AuditEntry, Direction, Link, Outcome, RecordRef};
 
@@ -34,6 +34,7 @@ pub async fn run_all(
     stale_watermark_is_refused(links.as_ref()).await;
     subject_state_is_links_and_watermark_together(links.as_ref()).await;
     a_link_is_written_with_the_watermark_or_without_a_stale_one(links.as_ref()).await;
+    queued_events_are_listed_oldest_first_until_they_leave(links.as_ref()).await;
     first_claim_wins_and_duplicates_see_the_result(idem.as_ref()).await;
     expired_in_progress_can_be_taken_over(idem.as_ref()).await;
     released_key_can_be_claimed_again(idem.as_ref()).await;
@@ -146,6 +147,30 @@ pub async fn a_link_is_written_with_the_watermark_or_without_a_stale_one(store: 
     let state = store.subject_state(&subject).await.expect("subject_state");
     assert_eq!(state.links, vec![late], "the link is written all the same");
     assert_eq!(state.last_applied, Some(at + Duration::seconds(60)));
+}
+
+pub async fn queued_events_are_listed_oldest_first_until_they_leave(store: &dyn LinkStore) {
+    let subject = Subject::Incident(fresh("PPEND"));
+    let at = t0();
+    let event = |secs: i64, id: &str| PendingEvent { occurred_at: at + Duration::seconds(secs), event_id: id.into() };
+    let (ack, trigger, note) = (event(60, "E2#x"), event(0, "E1"), event(90, "E3"));
+    for e in [&ack, &trigger, &note, &ack] {
+        store.add_pending(&subject, e).await.expect("add_pending");
+    }
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!(state.pending, vec![trigger.clone(), ack.clone(), note.clone()], "once each, oldest first");
+    assert_eq!(state.last_applied, None, "listing an event is not applying it");
+    assert_eq!(store.last_applied(&subject).await.expect("last_applied"), None);
+    store.advance_last_applied(&subject, at).await.expect("advance");
+    store.remove_pending(&subject, &trigger).await.expect("remove_pending");
+    store.remove_pending(&subject, &trigger).await.expect("removing again is harmless");
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!((state.pending, state.last_applied), (vec![ack.clone(), note.clone()], Some(at)), "the watermark stays");
+    for e in [&ack, &note] {
+        store.remove_pending(&subject, e).await.expect("remove_pending");
+    }
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert!(state.pending.is_empty(), "{:?}", state.pending);
 }
 
 pub async fn first_claim_wins_and_duplicates_see_the_result(store: &dyn IdempotencyStore) {

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore, StoreError,
-    StoredRules, Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent, RulesStore,
+    StoreError, StoredRules, Subject, SubjectState,
 };
 use crate::model::{AuditEntry, Link};
 
@@ -33,6 +33,7 @@ struct Inner {
     by_incident: HashMap<String, Vec<usize>>,
     by_record: HashMap<String, Vec<usize>>,
     watermarks: HashMap<Subject, DateTime<Utc>>,
+    pending: HashMap<Subject, std::collections::BTreeSet<PendingEvent>>,
     idempotency: HashMap<String, IdemRecord>,
     audit: Vec<AuditEntry>,
     rules: Vec<StoredRules>,
@@ -133,7 +134,24 @@ impl LinkStore for MemoryStore {
             Subject::Incident(id) => inner.linked(&inner.by_incident, id),
             Subject::Record(id) => inner.linked(&inner.by_record, id),
         };
-        Ok(SubjectState { links, last_applied: inner.watermarks.get(subject).copied() })
+        let pending = inner.pending.get(subject).map(|p| p.iter().cloned().collect()).unwrap_or_default();
+        Ok(SubjectState { links, last_applied: inner.watermarks.get(subject).copied(), pending })
+    }
+
+    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.lock().pending.entry(subject.clone()).or_default().insert(event.clone());
+        Ok(())
+    }
+
+    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if let Some(set) = inner.pending.get_mut(subject) {
+            set.remove(event);
+            if set.is_empty() {
+                inner.pending.remove(subject);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -83,15 +83,22 @@ pub trait LinkStore: Send + Sync {
         self.advance_last_applied(subject, at).await
     }
     /// The subject's links (as [`LinkStore::records_for_incident`] or
-    /// [`LinkStore::incidents_for_record`]) and its watermark (as [`LinkStore::last_applied`]):
-    /// every event needs both before it acts, and the DynamoDB store reads them in one Query.
-    async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
-        let links = match subject {
-            Subject::Incident(id) => self.records_for_incident(id).await?,
-            Subject::Record(id) => self.incidents_for_record(id).await?,
-        };
-        Ok(SubjectState { links, last_applied: self.last_applied(subject).await? })
-    }
+    /// [`LinkStore::incidents_for_record`]), its watermark (as [`LinkStore::last_applied`]) and
+    /// its events waiting in the retry queue: every event needs them before it acts, and the
+    /// DynamoDB store reads them in one Query.
+    async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError>;
+    /// Notes that `event` of the subject waits in the retry queue, so that later events of the
+    /// subject wait behind it. Noting it again changes nothing.
+    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError>;
+    /// The event left the retry queue (applied, skipped, stale or dead-lettered).
+    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError>;
+}
+
+/// An event of a subject that waits in the retry queue. Ordered by time, then id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PendingEvent {
+    pub occurred_at: DateTime<Utc>,
+    pub event_id: String,
 }
 
 /// What an event needs to know about its incident or record before it acts.
@@ -101,6 +108,8 @@ pub struct SubjectState {
     pub links: Vec<Link>,
     /// The `occurred_at` of the newest event applied to the subject.
     pub last_applied: Option<DateTime<Utc>>,
+    /// Its events waiting in the retry queue, oldest first.
+    pub pending: Vec<PendingEvent>,
 }
 
 /// An idempotency key to mark COMPLETED, with the result later duplicates are handed.

@@ -6,7 +6,7 @@
 //! | --- | --- | --- | --- |
 //! | link, incident side | `INC#<incident>` | `REC#<record>` | `object`, `created_at` (ms), `rule` |
 //! | link, record side | `REC#<record>` | `INC#<incident>` | same; both written in one transaction |
-//! | watermark | `INC#<incident>` or `REC#<record>` | `WATERMARK` | `last_applied` (ms) |
+//! | watermark | `INC#<incident>` or `REC#<record>` | `WATERMARK` | `last_applied` (ms), `pending` (string set of `<ms>#<event id>`: its events in the retry queue) |
 //! | idempotency | `IDEM#<key>` | `IDEM` | `status` (IN_PROGRESS/COMPLETED), `in_progress_until` (ms), `result`, `expires_at` (s, TTL) |
 //! | audit, per subject | `AUDIT#INC#<id>` / `AUDIT#REC#<id>` | `<rfc3339 ms>#<entry id>` | `entry` (JSON), `expires_at` |
 //! | audit, per day | `AUDIT#DAY#<yyyy-mm-dd>` | same | same |
@@ -26,15 +26,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, Put, PutRequest, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, PutRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
 
 use self::item::{Item, corrupt, from_millis, get_opt_s, get_s, millis, n, s};
 use super::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, RulesStore, StoreError,
-    StoredRules, Stores, Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent, RulesStore,
+    StoreError, StoredRules, Stores, Subject, SubjectState,
 };
 use crate::model::{AuditEntry, Link, RecordRef};
 
@@ -247,7 +248,11 @@ impl LinkStore for DynamoStore {
             .send()
             .await
             .map_err(|e| self.error("GetItem", e))?;
-        out.item.map(|item| from_millis(&item, "last_applied")).transpose()
+        // The item may hold only the pending set.
+        out.item
+            .filter(|item| item.contains_key("last_applied"))
+            .map(|item| from_millis(&item, "last_applied"))
+            .transpose()
     }
 
     async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -269,6 +274,14 @@ impl LinkStore for DynamoStore {
         }
     }
 
+    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.update_pending(subject, event, "ADD pending :e").await
+    }
+
+    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.update_pending(subject, event, "DELETE pending :e").await
+    }
+
     /// One Query of the subject's partition: its link items and its `WATERMARK` item.
     async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
         let (links_prefix, incident_side) = match subject {
@@ -279,13 +292,50 @@ impl LinkStore for DynamoStore {
         for item in self.query_partition(&subject_pk(subject), "", false, None).await? {
             let sk = get_s(&item, "sk")?;
             if sk == "WATERMARK" {
-                state.last_applied = Some(from_millis(&item, "last_applied")?);
+                if item.contains_key("last_applied") {
+                    state.last_applied = Some(from_millis(&item, "last_applied")?);
+                }
+                if let Some(set) = item.get("pending") {
+                    let entries = set.as_ss().map_err(|_| corrupt(&item, "pending is not a string set".into()))?;
+                    state.pending = entries.iter().map(|e| pending_from(&item, e)).collect::<Result<_, _>>()?;
+                    state.pending.sort();
+                }
             } else if sk.starts_with(links_prefix) {
                 state.links.push(link_from(&item, incident_side)?);
             }
         }
         state.links.sort_by_key(|l| l.created_at);
         Ok(state)
+    }
+}
+
+/// A pending event as a string-set element: `<13-digit ms>#<event id>`, so that the set sorts by time.
+fn pending_entry(event: &PendingEvent) -> String {
+    format!("{:013}#{}", millis(event.occurred_at), event.event_id)
+}
+
+fn pending_from(item: &Item, entry: &str) -> Result<PendingEvent, StoreError> {
+    let bad = || corrupt(item, format!("pending entry {entry:?} is not <ms>#<event id>"));
+    let (ms, id) = entry.split_once('#').ok_or_else(bad)?;
+    let occurred_at = DateTime::from_timestamp_millis(ms.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok(PendingEvent { occurred_at, event_id: id.to_string() })
+}
+
+impl DynamoStore {
+    /// ADD or DELETE one element of the `WATERMARK` item's `pending` set (the item is created if
+    /// need be; DynamoDB drops a set that becomes empty).
+    async fn update_pending(&self, subject: &Subject, event: &PendingEvent, update: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(subject_pk(subject)))
+            .key("sk", s("WATERMARK"))
+            .update_expression(update)
+            .expression_attribute_values(":e", AttributeValue::Ss(vec![pending_entry(event)]))
+            .send()
+            .await
+            .map_err(|e| self.error("UpdateItem", e))?;
+        Ok(())
     }
 }
 
