@@ -100,7 +100,7 @@ async fn a_case_costs_at_most_four_dynamodb_requests_per_change() {
 }
 
 #[tokio::test]
-async fn a_retried_event_costs_three_more_requests_than_a_live_one() {
+async fn a_retried_event_costs_four_more_requests_than_a_live_one() {
     let h = counted().await;
     let t0 = Utc::now();
     webhook(&h, "EVT1", "incident.triggered", "PINC1", "triggered", t0).await;
@@ -113,9 +113,11 @@ async fn a_retried_event_costs_three_more_requests_than_a_live_one() {
     assert_eq!(h.drain_retries(5).await, 1);
     let (retry, ops) = take(&h);
     // The live path's 4, plus the claim on this copy of the message, the check that the event's
-    // key names this envelope (a conditional put that fails and returns the old item), and the
-    // Salesforce breaker's failure count set back to 0 (read fresh, then written) by the success.
-    assert_eq!(retry.requests, 7, "{ops:?}");
+    // key names this envelope (a conditional put that fails and returns the old item), taking the
+    // event out of its incident's pending set, and the Salesforce breaker's failure count set back
+    // to 0 (read fresh, then written) by the success.
+    assert_eq!(retry.requests, 8, "{ops:?}");
+    assert!(ops.contains(&"links.remove_pending (UpdateItem)=1".to_string()), "{ops:?}");
     assert!(ops.contains(&"idempotency.claim (conditional PutItem)=2".to_string()), "{ops:?}");
     assert!(ops.contains(&"breakers.put_breaker (conditional PutItem)=1".to_string()), "{ops:?}");
     assert_eq!(sim::harness::outcome(&h.webhook(&body, "WH-EVT2").await), "duplicate");

@@ -204,17 +204,21 @@ struct RetryStats {
     sf_before_drain: usize,
 }
 
-/// The retry function end to end: `events` pd-to-sfdc webhooks (incident.triggered, one incident
-/// each) arrive while Salesforce answers every call with a 500, so the function defers them to the
+/// The retry function end to end: `events` pd-to-sfdc webhooks (trigger, acknowledge and resolve
+/// of `events / 3` incidents) arrive while Salesforce answers every call with a 500, so the function defers them to the
 /// retry queue (the first few after a failed call, the rest because the breaker opened). Salesforce then recovers (back to the fixed latency) and the retry function drains the
 /// queue as the SQS event source would: `IN_FLIGHT` concurrent invocations of up to `RETRY_BATCH`
 /// messages each, timing every message. The bridge's clock jumps over the backoff delays (the
 /// memory queue is on that clock); only the drain is timed.
 async fn retry_drain(h: &Harness, events: usize, latency_ms: u64) -> (Run, RetryStats) {
     h.sf.set_faults(FaultConfig { seed: 7, server_error_rate: 1.0, ..FaultConfig::none() });
-    let deferred = run(events, events, |i| async move {
-        let (body, wh) = incident_events(i).swap_remove(0);
-        vec![timed(h.webhook(&body, &wh)).await]
+    // Whole lifecycles: the acknowledge and the resolve of an incident wait behind its trigger.
+    let deferred = run(events.div_ceil(3), events, |i| async move {
+        let mut replies = Vec::new();
+        for (body, wh) in incident_events(i) {
+            replies.push(timed(h.webhook(&body, &wh)).await);
+        }
+        replies
     })
     .await;
     let queued = h.retry_queue.len();
@@ -464,7 +468,7 @@ async fn main() {
         let unit = if name == "retry" { "messages/s" } else { "events/s" };
         let note = match (&retry_run, name) {
             (Some(r), _) => format!(
-                "{note}; {} incident.triggered webhooks deferred while Salesforce answered 500, {} messages \
+                "{note}; {} webhooks (trigger, acknowledge, resolve) deferred while Salesforce answered 500, {} messages \
                  drained in batches of {RETRY_BATCH} ({} put back, {} dead-lettered, {} left, {} rounds of \
                  simulated time); {ORG_LIMIT_NOTE}",
                 args.events,
