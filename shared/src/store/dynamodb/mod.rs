@@ -139,6 +139,10 @@ fn subject_pk(subject: &Subject) -> String {
     }
 }
 
+/// A watermark moves forward only; an equal time is accepted (two events may share it).
+const ADVANCE: &str = "SET last_applied = :at";
+const ADVANCE_IF: &str = "attribute_not_exists(last_applied) OR last_applied <= :at";
+
 fn link_from(item: &Item, incident_side: bool) -> Result<Link, StoreError> {
     let pk = get_s(item, "pk")?;
     let sk = get_s(item, "sk")?;
@@ -198,8 +202,8 @@ impl LinkStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(subject_pk(subject)))
             .key("sk", s("WATERMARK"))
-            .update_expression("SET last_applied = :at")
-            .condition_expression("attribute_not_exists(last_applied) OR last_applied <= :at")
+            .update_expression(ADVANCE)
+            .condition_expression(ADVANCE_IF)
             .expression_attribute_values(":at", n(millis(at)))
             .build()
             .map_err(|e| StoreError::Config { operation: "TransactWriteItems", message: e.to_string() })?;
@@ -262,8 +266,8 @@ impl LinkStore for DynamoStore {
             .table_name(&self.table)
             .key("pk", s(subject_pk(subject)))
             .key("sk", s("WATERMARK"))
-            .update_expression("SET last_applied = :at")
-            .condition_expression("attribute_not_exists(last_applied) OR last_applied <= :at")
+            .update_expression(ADVANCE)
+            .condition_expression(ADVANCE_IF)
             .expression_attribute_values(":at", n(millis(at)))
             .send()
             .await;
