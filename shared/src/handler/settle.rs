@@ -252,18 +252,20 @@ impl Dispatch {
         order: Option<&Subject>,
         wait: Duration,
     ) -> Result<(), QueueError> {
+        let mut listed_now = false;
         if envelope.waits_in.is_none()
             && let Some(subject) = order
         {
             match self.links.add_pending(subject, &pending_event(envelope)).await {
-                Ok(()) => envelope.waits_in = Some(subject.clone()),
+                Ok(()) => (envelope.waits_in, listed_now) = (Some(subject.clone()), true),
                 Err(err) => tracing::warn!(error = %err, subject = %subject.key(),
                     "could not list the queued event: later events of its subject will not wait for it"),
             }
         }
         let sent = self.enqueue(envelope, wait).await;
-        if sent.is_err() {
-            // The sender delivers the event again; do not hold its subject up meanwhile.
+        if sent.is_err() && listed_now {
+            // The sender delivers the event again (and lists it again if it is queued again): do
+            // not hold its subject up meanwhile. A retried envelope stays listed: SQS keeps it.
             self.unlist(envelope).await;
         }
         sent
@@ -275,7 +277,7 @@ impl Dispatch {
             && let Err(err) = self.links.remove_pending(subject, &pending_event(envelope)).await
         {
             tracing::warn!(error = %err, subject = %subject.key(),
-                "could not take the event out of its subject's pending set; it expires there after a day");
+                "could not take the event out of its subject's pending set; later events ignore it after two days");
         }
     }
 
