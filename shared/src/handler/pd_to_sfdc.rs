@@ -11,7 +11,7 @@ use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::{Gate, outcome_of};
 use crate::handler::salesforce_exec::{self, Watermark};
-use crate::handler::settle::{self, Attempt, Subjects};
+use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
 use crate::model::{AuditEntry, Direction, Outcome};
 use crate::pagerduty::signature;
@@ -183,9 +183,7 @@ async fn attempt(
     };
     let links = state.links;
     subjects.add_links(&links);
-    let this = settle::pending_event(envelope);
-    subjects.order = Some(subject.clone());
-    subjects.listed = state.pending.contains(&this);
+    let this = steps::note_order(envelope, subjects, &subject, &state.pending);
     if links.is_empty() && created_by_us(event) {
         // We created this incident from a Salesforce record a moment ago and its link is not
         // written yet: acting now would treat it as a stranger (and create a second record).

@@ -101,13 +101,11 @@ pub struct Subjects {
     /// The subject whose order the event keeps: while it waits in the retry queue, later events
     /// of that subject wait behind it (see [`crate::handler::steps::wait_behind`]).
     pub order: Option<Subject>,
-    /// The subject's pending set already lists this event (a copy of it was queued before).
-    pub listed: bool,
 }
 
 impl Subjects {
     pub fn new(incidents: Vec<String>, records: Vec<String>) -> Self {
-        Self { incidents, records, order: None, listed: false }
+        Self { incidents, records, order: None }
     }
 
     /// Adds the two ends of links the attempt created.
@@ -160,9 +158,6 @@ impl Dispatch {
         let envelope_id = envelope.id.clone();
         let mut entry =
             AuditEntry::new(now, envelope.direction, &envelope.correlation_id, &envelope.event_id, Outcome::Applied);
-        if subjects.listed && envelope.waits_in.is_none() {
-            envelope.waits_in = subjects.order.clone();
-        }
         let order = subjects.order;
         (entry.incident_ids, entry.record_ids) = (subjects.incidents, subjects.records);
         let outcome = match attempt {

@@ -14,7 +14,7 @@ use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
 use crate::handler::salesforce_exec::Watermark;
-use crate::handler::settle::{self, Attempt, Subjects, store_failure};
+use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
@@ -387,9 +387,7 @@ async fn attempt(
     };
     subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
     let order = order_subject(change);
-    let this = settle::pending_event(envelope);
-    subjects.listed = state.pending.contains(&this);
-    subjects.order = Some(order.clone());
+    let this = steps::note_order(envelope, subjects, &order, &state.pending);
     if let Some(stale) = steps::refuse_stale(&subject, change.occurred_at, state.last_applied) {
         return stale;
     }

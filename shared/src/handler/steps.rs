@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
 use crate::handler::salesforce_exec::Watermark;
-use crate::handler::settle::{Attempt, FailureKind, matched_rules, store_failure};
+use crate::handler::settle::{Attempt, FailureKind, Subjects, matched_rules, store_failure};
 use crate::retry::breaker::{Breaker, Permit};
 use crate::retry::envelope::Envelope;
 use crate::rules::{CachedRules, Evaluation, Event};
@@ -25,6 +25,23 @@ pub fn refuse_stale(subject: &Subject, occurred_at: DateTime<Utc>, last: Option<
     Some(Attempt::Stale {
         reason: format!("happened at {occurred_at} but {last} was already applied for {}", subject.key()),
     })
+}
+
+/// Records `order`, the subject whose order the event keeps, and returns the event's entry in
+/// its pending set. When the set already lists the event (a copy of it was queued before), the
+/// envelope says so, so that the event leaves the set when it settles.
+pub fn note_order(
+    envelope: &mut Envelope,
+    subjects: &mut Subjects,
+    order: &Subject,
+    pending: &[PendingEvent],
+) -> PendingEvent {
+    let this = crate::handler::settle::pending_event(envelope);
+    if envelope.waits_in.is_none() && pending.contains(&this) {
+        envelope.waits_in = Some(order.clone());
+    }
+    subjects.order = Some(order.clone());
+    this
 }
 
 /// `Some(Deferred)` while an earlier event of `order` waits in the retry queue. Acting now would
