@@ -12,6 +12,8 @@
 //! - [`FaultKind::Slow`]: the request is held, then still forwarded: the service did the work but
 //!   the answer comes after the client gave up (the hard case for exactly-once).
 //! - [`FaultKind::Drop`]: the connection is closed before the request reaches the service.
+//! - [`FaultKind::LoseAnswer`]: the service does the work, then the connection is closed without
+//!   its answer (an SQS send that stored the message, a DynamoDB write that landed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,6 +200,10 @@ async fn forward(State(s): State<Arc<Shared>>, method: Method, uri: Uri, headers
         Some(FaultKind::ServerError | FaultKind::LockRow) => error_response(s.service, s.service.server_error()),
         Some(FaultKind::RateLimited) => error_response(s.service, s.service.throttling()),
         Some(FaultKind::Drop) => drop_connection(),
+        Some(FaultKind::LoseAnswer) => {
+            relay(&s, method, &uri, &headers, body).await;
+            drop_connection()
+        }
         Some(FaultKind::Slow(delay)) => {
             // Spawned so that the service still gets the request after the client hung up.
             let s = s.clone();

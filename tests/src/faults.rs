@@ -25,6 +25,9 @@ pub enum FaultKind {
     Slow(Duration),
     /// Close the connection without writing any response.
     Drop,
+    /// Do the work (commit it), then close the connection without an answer: the caller cannot
+    /// tell that the request succeeded (a lost answer, the hard case for exactly-once).
+    LoseAnswer,
 }
 
 /// Rates are probabilities in `0.0..=1.0`, drawn independently in the order
@@ -38,6 +41,8 @@ pub struct FaultConfig {
     pub slow_rate: f64,
     pub slow_delay: Duration,
     pub drop_rate: f64,
+    /// [`FaultKind::LoseAnswer`]: the request is carried out and its answer lost.
+    pub lose_answer_rate: f64,
 }
 
 impl Default for FaultConfig {
@@ -51,6 +56,7 @@ impl Default for FaultConfig {
             slow_rate: 0.0,
             slow_delay: Duration::from_millis(200),
             drop_rate: 0.0,
+            lose_answer_rate: 0.0,
         }
     }
 }
@@ -116,12 +122,15 @@ impl Faults {
             && c.rate_limited_rate <= 0.0
             && c.lock_row_rate <= 0.0
             && c.slow_rate <= 0.0
+            && c.lose_answer_rate <= 0.0
         {
             return None;
         }
         // Always draw the same number of values per request so that changing one rate does not shift
         // the sequence of the others.
         let draws: [f64; 5] = std::array::from_fn(|_| inner.rng.random::<f64>());
+        // Drawn only when asked for, so that the seeds of configurations without it keep their sequence.
+        let lose = if c.lose_answer_rate > 0.0 { inner.rng.random::<f64>() } else { 1.0 };
         if draws[0] < c.drop_rate {
             Some(FaultKind::Drop)
         } else if draws[1] < c.server_error_rate {
@@ -132,6 +141,8 @@ impl Faults {
             Some(FaultKind::LockRow)
         } else if draws[4] < c.slow_rate {
             Some(FaultKind::Slow(c.slow_delay))
+        } else if lose < c.lose_answer_rate {
+            Some(FaultKind::LoseAnswer)
         } else {
             None
         }

@@ -129,6 +129,44 @@ impl Action {
         }
     }
 
+    /// Whether the action sets state (the newest event wins) or adds something (once each,
+    /// whatever the order events arrive in).
+    pub fn effect(&self) -> Effect {
+        match self {
+            Action::Acknowledge { .. }
+            | Action::Resolve { .. }
+            | Action::SetPriority { .. }
+            | Action::SetUrgency { .. }
+            | Action::Reassign { .. }
+            | Action::SetFields { .. } => Effect::State,
+            Action::CreateIncident { .. }
+            | Action::CreateRecord { .. }
+            | Action::AddNote { .. }
+            | Action::AddCaseComment { .. }
+            | Action::AddResponders { .. }
+            | Action::RunIncidentWorkflow { .. }
+            | Action::RunAutomationAction { .. } => Effect::Additive,
+        }
+    }
+
+    /// The pieces of state a state action sets, as marks (`incident:<id>:status`,
+    /// `record:<id>:<Field>`): an event older than a mark's time must not set that piece again.
+    /// Acknowledge and resolve share `status`: a late acknowledge must not undo a newer resolve.
+    /// Additive actions set no marks.
+    pub fn state_marks(&self) -> Vec<String> {
+        let incident = |id: &str, what: &str| vec![format!("incident:{id}:{what}")];
+        match self {
+            Action::Acknowledge { incident_id } | Action::Resolve { incident_id, .. } => {
+                incident(incident_id, "status")
+            }
+            Action::SetPriority { incident_id, .. } => incident(incident_id, "priority"),
+            Action::SetUrgency { incident_id, .. } => incident(incident_id, "urgency"),
+            Action::Reassign { incident_id, .. } => incident(incident_id, "assignment"),
+            Action::SetFields { record, fields } => fields.keys().map(|f| field_mark(&record.id, f)).collect(),
+            _ => vec![],
+        }
+    }
+
     /// What the action changes: an incident id, a record, or what it will create.
     pub fn target(&self) -> String {
         match self {
@@ -147,6 +185,20 @@ impl Action {
             Action::AddCaseComment { case_id, .. } => format!("Case {case_id}"),
         }
     }
+}
+
+/// The two kinds of effect an action has (see [`Action::effect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Sets a value: only the newest event's value may stand.
+    State,
+    /// Adds something: happens exactly once, even when its event arrives late.
+    Additive,
+}
+
+/// The mark of one field of a record (see [`Action::state_marks`]).
+pub fn field_mark(record_id: &str, field: &str) -> String {
+    format!("record:{record_id}:{field}")
 }
 
 /// An action and the rule that asked for it.

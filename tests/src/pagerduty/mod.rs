@@ -351,6 +351,11 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request<Body>) -> Response {
     };
     let mut slow = None;
     match s.faults.decide() {
+        Some(FaultKind::LoseAnswer) => {
+            let resp = process(&s, &method, &uri, &headers, &body);
+            log(&s, resp.status().as_u16());
+            drop_connection()
+        }
         Some(FaultKind::Drop) => {
             log(&s, 0);
             drop_connection()

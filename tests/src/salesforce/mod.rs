@@ -918,6 +918,11 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request<Body>) -> Response {
             log(0);
             drop_connection()
         }
+        Some(FaultKind::LoseAnswer) => {
+            let resp = process(&s, &parts.method, &parts.uri, &parts.headers, &body, call_options.clone());
+            log(resp.status().as_u16());
+            drop_connection()
+        }
         Some(FaultKind::Slow(d)) => tokio::time::sleep(d).await,
         Some(kind) => {
             let (status, body) = match kind {
