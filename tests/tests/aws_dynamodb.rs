@@ -27,6 +27,15 @@ async fn fifty_tasks_claiming_one_key_have_exactly_one_winner() {
 }
 
 #[tokio::test]
+async fn twenty_tasks_leasing_one_subject_have_exactly_one_winner() {
+    let (client, table) = moto::table().await;
+    for _ in 0..3 {
+        contract::concurrent_leases_have_exactly_one_winner(Arc::new(DynamoStore::new(client.clone(), &table)), 20)
+            .await;
+    }
+}
+
+#[tokio::test]
 async fn stores_share_one_table_for_every_trait() {
     let (client, table) = moto::table().await;
     let stores = dynamodb::stores(client, &table);
@@ -126,6 +135,6 @@ async fn an_unreachable_endpoint_is_transient() {
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
-    let err = store.last_applied(&Subject::Incident("P".into())).await.unwrap_err();
+    let err = store.subject_state(&Subject::Incident("P".into())).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }

@@ -68,12 +68,9 @@ pub async fn link_created(
     link: Link,
     watermark: Watermark<'_>,
 ) -> Result<(), crate::store::StoreError> {
-    if execution.watermark_done {
-        ctx.stores.links.put_link(&link).await?;
-    } else {
-        ctx.stores.links.put_link_advancing(&link, watermark.subject, watermark.at).await?;
-        execution.watermark_done = true;
-    }
+    // The event's marks are written with its lease given back, once it settles.
+    let _ = watermark;
+    ctx.stores.links.put_link(&link).await?;
     execution.linked.push(link);
     Ok(())
 }

@@ -14,14 +14,14 @@ use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
 use crate::handler::salesforce_exec::Watermark;
-use crate::handler::settle::{Attempt, Subjects, store_failure};
+use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::outbound_message::{self, OutboundMessage};
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
-use crate::store::{StoreError, Subject, SubjectState};
+use crate::store::Subject;
 use crate::telemetry::metrics;
 
 /// Comments the bridge writes into Salesforce start with this; they are not sent back.
@@ -341,17 +341,6 @@ fn order_subject(change: &Change) -> Subject {
     Subject::Record(link_subject(change).1)
 }
 
-/// The change's links and pending events (its Case's, for a Case Comment) and its own
-/// watermark: one store read, two for a Case Comment (its watermark is its own).
-async fn subject_state(ctx: &Context, change: &Change, subject: &Subject) -> Result<SubjectState, StoreError> {
-    let order = order_subject(change);
-    if &order == subject {
-        return ctx.stores.links.subject_state(subject).await;
-    }
-    let parent = ctx.stores.links.subject_state(&order).await?;
-    Ok(SubjectState { last_applied: ctx.stores.links.last_applied(subject).await?, ..parent })
-}
-
 /// One attempt at a record change, and the record and incidents it was about: used live and
 /// by the retry function.
 pub async fn process(
@@ -380,17 +369,18 @@ async fn attempt(
     {
         return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
     }
-    let subject = Subject::Record(change.id.clone());
-    let state = match subject_state(ctx, change, &subject).await {
+    // A Case Comment keeps its Case's order and acts on its Case's incidents.
+    let order = order_subject(change);
+    subjects.opening = change.is_new && order == Subject::Record(change.id.clone());
+    if let Err(held) = steps::take_subject(ctx, envelope, subjects, &order, deadline).await {
+        return held;
+    }
+    let state = match steps::subject_state(ctx, &order).await {
         Ok(state) => state,
-        Err(err) => return store_failure(err),
+        Err(attempt) => return attempt,
     };
     subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
-    let order = order_subject(change);
-    let this = steps::note_order(envelope, subjects, &order, &state.pending);
-    if let Some(stale) = steps::refuse_stale(&subject, change.occurred_at, state.last_applied) {
-        return stale;
-    }
+    let this = steps::note_order(envelope, &order, &state);
     if let Some(wait) = steps::wait_behind(ctx, &order, &this, &state.pending) {
         return wait;
     }
@@ -406,18 +396,16 @@ async fn attempt(
         is_new: change.is_new,
         linked_incidents: subjects.incidents.clone(),
     });
-    let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
+    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, envelope, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
     if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
         return deferred;
     }
-    let watermark = Watermark { subject: &subject, at: change.occurred_at };
+    let watermark = Watermark { subject: &order, at: change.occurred_at };
     let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
     subjects.add_links(&execution.linked);
-    let moved = execution.watermark_done;
-    let attempt = execution.into_attempt(matched, 0);
-    steps::mark_applied(ctx, &attempt, moved, watermark).await;
-    attempt
+    subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
+    execution.into_attempt(matched, 0)
 }
