@@ -85,11 +85,19 @@ pub struct RetryPolicy {
     /// An event still failing this long after it was accepted is dead-lettered.
     pub max_age: Duration,
     pub backoff: Backoff,
+    /// How long a deferred event waits before it looks again: behind another event of its
+    /// subject (running or queued), or for its subject's opening event. Not a failure: no backoff.
+    pub wait_step: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 8, max_age: Duration::from_secs(24 * 3600), backoff: Backoff::default() }
+        Self {
+            max_attempts: 8,
+            max_age: Duration::from_secs(24 * 3600),
+            backoff: Backoff::default(),
+            wait_step: Duration::from_secs(15),
+        }
     }
 }
 
@@ -286,7 +294,7 @@ impl Dispatch {
                 progress: Some(Progress::Keep { event_id: envelope.event_id.clone(), done: envelope.done.clone() }),
                 ..on_subject.update.clone()
             };
-            match self.links.update_subject(subject, on_subject.holder.as_deref(), &update).await {
+            match self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
                 Ok(()) if list.is_some() => (envelope.waits_in, listed_now) = (Some(subject.clone()), true),
                 Ok(()) => {}
                 Err(err) => tracing::warn!(error = %err, subject = %subject.key(),
@@ -312,9 +320,26 @@ impl Dispatch {
             progress: Some(Progress::Clear { event_id: envelope.event_id.clone() }),
             ..on_subject.update.clone()
         };
-        if let Err(err) = self.links.update_subject(subject, on_subject.holder.as_deref(), &update).await {
+        if let Err(err) = self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
             tracing::warn!(error = %err, subject = %subject.key(),
                 "could not record the settled event on its subject; its lease runs out by itself and later events ignore its pending entry after two days");
+        }
+    }
+
+    /// Writes to the subject, once more after a failure: a lease left behind holds the subject's
+    /// other events up until it runs out.
+    async fn update_subject(
+        &self,
+        subject: &Subject,
+        holder: Option<&str>,
+        update: &SubjectUpdate,
+    ) -> Result<(), crate::store::StoreError> {
+        match self.links.update_subject(subject, holder, update).await {
+            Err(err) if err.is_transient() => {
+                tracing::warn!(error = %err, subject = %subject.key(), "writing the subject failed: once more");
+                self.links.update_subject(subject, holder, update).await
+            }
+            result => result,
         }
     }
 

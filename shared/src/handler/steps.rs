@@ -19,6 +19,10 @@ pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectSt
     ctx.stores.links.subject_state(subject).await.map_err(store_failure)
 }
 
+fn wait_step(ctx: &Context) -> chrono::Duration {
+    chrono::Duration::from_std(ctx.dispatch.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
+}
+
 /// Who holds a subject's lease: the envelope and its trip through the queue (copies of one send
 /// are told apart by the retry function's gate, not here).
 pub fn lease_holder(envelope: &Envelope) -> String {
@@ -81,7 +85,7 @@ pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending:
     let count = earlier.count();
     (count > 0).then(|| Attempt::Deferred {
         reason: format!("waiting behind {count} earlier event(s) of {} in the retry queue", order.key()),
-        until: Some(ctx.clock.now() + chrono::Duration::seconds(20)),
+        until: Some(ctx.clock.now() + wait_step(ctx)),
         actions: vec![],
         api_calls: 0,
     })
@@ -107,7 +111,7 @@ pub fn wait_for_opening(
     let waits = needs_link && !opening && !state.opened && state.links.is_empty() && waited < OPENING_WAIT;
     waits.then(|| Attempt::Deferred {
         reason: "nothing is linked yet and the subject's opening event has not been seen: waiting for it".into(),
-        until: Some(ctx.clock.now() + chrono::Duration::seconds(15)),
+        until: Some(ctx.clock.now() + wait_step(ctx)),
         actions: vec![],
         api_calls: 0,
     })
