@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::{Gate, outcome_of};
+use crate::handler::echo;
 use crate::handler::salesforce_exec::{self, Watermark};
 use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
@@ -184,6 +185,9 @@ async fn attempt(
     let links = state.links;
     subjects.add_links(&links);
     let this = steps::note_order(envelope, subjects, &subject, &state.pending);
+    if let Some(echo) = echo::pagerduty_echo(ctx, event).await {
+        return echo;
+    }
     if links.is_empty() && created_by_us(event) {
         // We created this incident from a Salesforce record a moment ago and its link is not
         // written yet: acting now would treat it as a stranger (and create a second record).

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::handler::context::Context;
+use crate::handler::echo;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
@@ -374,8 +375,8 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    if change.changed_by.as_deref().is_some_and(|u| !u.is_empty() && u == ctx.settings.integration_user) {
-        return Attempt::Skipped { reason: "changed by the integration user: not sent back".into(), rules: vec![] };
+    if let Some(echo) = echo::salesforce_echo(ctx, change) {
+        return echo;
     }
     if change.object == "CaseComment"
         && change.new.get("CommentBody").and_then(|v| v.as_str()).is_some_and(|b| b.starts_with(PAGERDUTY_MARKER))

@@ -438,6 +438,16 @@ impl PagerdutyClient {
         Ok(v.pointer("/note/id").and_then(Value::as_str).map(str::to_string))
     }
 
+    /// The id of the user the bridge acts as (the `From` email), looked up once and cached;
+    /// `None` when no PagerDuty user has that email.
+    pub async fn own_user_id(&self) -> Result<Option<String>, PagerdutyError> {
+        match self.requester_id().await {
+            Ok(id) => Ok(Some(id)),
+            Err(PagerdutyError::UnknownUser(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// The user whose email is exactly `email` (case-insensitive), if any.
     pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>, PagerdutyError> {
         let v = self.send(requests::find_users(email)).await?;
