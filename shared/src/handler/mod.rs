@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod echo;
+pub mod full_note;
 pub mod http;
 pub mod idempotency;
 pub mod pagerduty_exec;

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::{Gate, outcome_of};
-use crate::handler::echo;
+use crate::handler::{echo, full_note};
 use crate::handler::salesforce_exec::{self, Watermark};
 use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
@@ -204,6 +204,11 @@ async fn attempt(
     if let Some(wait) = steps::wait_behind(ctx, &subject, &this, &state.pending) {
         return wait;
     }
+    let full = match full_note::with_full_note(ctx, event).await {
+        Ok(full) => full,
+        Err(attempt) => return attempt,
+    };
+    let event = full.as_ref();
     let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
