@@ -26,7 +26,7 @@ ORG_ID = "0123456789ABCDENNN"  # the org id of the Outbound Message sample
 SUBSCRIPTION_ID = "PSUB0DEMO"
 SERVICE = {"id": "PSVC001", "summary": "Customer Support", "type": "service_reference"}
 EP = {"id": "PEP0001", "summary": "Support On-Call", "type": "escalation_policy_reference"}
-AGENT = {"id": "PUSR001", "summary": "Demo Responder", "type": "user_reference"}
+AGENT = {"id": "PUSR002", "summary": "Demo Responder", "type": "user_reference"}  # not the bridge (PUSR001)
 T0 = 1795341600  # 2026-11-22T10:00:00Z
 
 
