@@ -58,8 +58,11 @@ async fn bridge_user_id(ctx: &Context) -> Result<Option<String>, Attempt> {
     match ctx.pagerduty.own_user_id().await {
         Ok(Some(id)) => Ok(Some(id)),
         Ok(None) => {
-            tracing::warn!(from = ctx.pagerduty.from_email(), "no PagerDuty user has the From email: \
-                the bridge's own changes are recognised by their markers only");
+            tracing::warn!(
+                from = ctx.pagerduty.from_email(),
+                "no PagerDuty user has the From email: \
+                the bridge's own changes are recognised by their markers only"
+            );
             Ok(None)
         }
         Err(err) if matches!(err.kind(), ErrorKind::Transient | ErrorKind::Auth) => Err(Attempt::Failed {

@@ -50,9 +50,9 @@ impl Change {
     /// The idempotency key: the same change delivered twice has the same key, two changes of one
     /// record (even within one second) have different ones ([`trigger_post::change_key`]).
     pub fn key(&self) -> String {
-        self.dedupe_key.clone().unwrap_or_else(|| {
-            trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new)
-        })
+        self.dedupe_key
+            .clone()
+            .unwrap_or_else(|| trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new))
     }
 
     fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {

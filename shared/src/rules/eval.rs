@@ -391,7 +391,11 @@ fn plan_record_action<'e>(
             // The resolution note comes back as an `incident.annotated` webhook like any note.
             ActionSpec::Resolve { resolution } => Action::Resolve {
                 incident_id,
-                resolution: resolution.as_ref().map(|t| t.render(ctx)).filter(|t| !t.trim().is_empty()).map(marked_note),
+                resolution: resolution
+                    .as_ref()
+                    .map(|t| t.render(ctx))
+                    .filter(|t| !t.trim().is_empty())
+                    .map(marked_note),
             },
             ActionSpec::SetPriority { priority } => Action::SetPriority { incident_id, priority: priority.clone() },
             ActionSpec::SetUrgency { urgency } => Action::SetUrgency { incident_id, urgency: *urgency },
@@ -412,7 +416,9 @@ fn plan_record_action<'e>(
                 escalation_policy_ids: escalation_policy_ids.clone(),
                 message: message.as_ref().map(|t| t.render(ctx)),
             },
-            ActionSpec::AddNote { content } => Action::AddNote { incident_id, content: marked_note(content.render(ctx)) },
+            ActionSpec::AddNote { content } => {
+                Action::AddNote { incident_id, content: marked_note(content.render(ctx)) }
+            }
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
             _ => return Some("not a PagerDuty action".into()),
         }));

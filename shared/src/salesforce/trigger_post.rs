@@ -112,7 +112,6 @@ pub fn change_key(object: &str, id: &str, change_id: Option<&str>, old: Option<&
         return format!("sf:{object}:{id}:{change_id}");
     }
     use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
     let mut bytes = Vec::with_capacity(1024);
     match old {
         Some(old) => canonical_object(old, &mut bytes),
@@ -120,8 +119,7 @@ pub fn change_key(object: &str, id: &str, change_id: Option<&str>, old: Option<&
     }
     bytes.push(b'\n');
     canonical_object(new, &mut bytes);
-    hasher.update(&bytes);
-    format!("sf:{object}:{id}:values:{}", hex::encode(&hasher.finalize()[..8]))
+    format!("sf:{object}:{id}:values:{}", hex::encode(&sha2::Sha256::digest(&bytes)[..8]))
 }
 
 /// JSON with every object's keys sorted, so that the hash does not depend on field order.
