@@ -191,6 +191,8 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
             inbound_secret_id: config.salesforce_inbound_secret_id.clone(),
             org_id: config.salesforce_org_id.clone(),
             integration_user: config.salesforce_integration_user.clone(),
+            integration_user_id: config.salesforce_integration_user_id.clone(),
+            pagerduty_user_id: config.pagerduty_user_id.clone(),
             ..Settings::default()
         },
         idempotency_ttl: config.idempotency_ttl,

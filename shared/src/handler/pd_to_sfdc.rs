@@ -13,6 +13,7 @@ use crate::handler::idempotency::{Gate, outcome_of};
 use crate::handler::salesforce_exec::{self, Watermark};
 use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
+use crate::handler::{echo, full_note};
 use crate::model::{AuditEntry, Direction, Outcome};
 use crate::pagerduty::signature;
 use crate::pagerduty::{EventData, WebhookEvent};
@@ -188,6 +189,9 @@ async fn attempt(
     let links = &state.links;
     subjects.add_links(links);
     let this = steps::note_order(envelope, &subject, &state);
+    if let Some(echo) = echo::pagerduty_echo(ctx, event).await {
+        return echo;
+    }
     if links.is_empty() && created_by_us(event) {
         // We created this incident from a Salesforce record a moment ago and its link is not
         // written yet: acting now would treat it as a stranger (and create a second record).
@@ -201,6 +205,11 @@ async fn attempt(
     if let Some(wait) = steps::wait_behind(ctx, &subject, &this, &state.pending) {
         return wait;
     }
+    let full = match full_note::with_full_note(ctx, event).await {
+        Ok(full) => full,
+        Err(attempt) => return attempt,
+    };
+    let event = full.as_ref();
     let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::handler::context::Context;
+use crate::handler::echo;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
@@ -37,7 +38,8 @@ pub struct Change {
     pub old: Option<serde_json::Map<String, serde_json::Value>>,
     pub changed_by: Option<String>,
     pub occurred_at: DateTime<Utc>,
-    /// Set when the sender names the delivery itself (an Outbound Message notification id).
+    /// Set when the sender names the change itself: the Apex trigger's change id, an Outbound
+    /// Message notification id, a queued envelope's event id.
     pub dedupe_key: Option<String>,
 }
 
@@ -45,11 +47,12 @@ pub struct Change {
 pub const REPLAY_WINDOW_SECONDS: i64 = 300;
 
 impl Change {
-    /// The idempotency key: the same change delivered twice has the same key.
+    /// The idempotency key: the same change delivered twice has the same key, two changes of one
+    /// record (even within one second) have different ones ([`trigger_post::change_key`]).
     pub fn key(&self) -> String {
         self.dedupe_key
             .clone()
-            .unwrap_or_else(|| format!("sf:{}:{}:{}", self.object, self.id, self.occurred_at.timestamp_millis()))
+            .unwrap_or_else(|| trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new))
     }
 
     fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {
@@ -202,13 +205,13 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
         .into_iter()
         .map(|r: RecordChange| Change {
             occurred_at: change_time(&r.new, post.sent_at),
+            dedupe_key: Some(r.key()),
             object: r.object,
             id: r.id,
             is_new: post.operation == Operation::Insert,
             new: r.new,
             old: r.old,
             changed_by: changed_by.clone(),
-            dedupe_key: None,
         })
         .collect();
     let summary = accept_all(ctx, changes, &request, started).await;
@@ -361,8 +364,8 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    if change.changed_by.as_deref().is_some_and(|u| !u.is_empty() && u == ctx.settings.integration_user) {
-        return Attempt::Skipped { reason: "changed by the integration user: not sent back".into(), rules: vec![] };
+    if let Some(echo) = echo::salesforce_echo(ctx, change) {
+        return echo;
     }
     if change.object == "CaseComment"
         && change.new.get("CommentBody").and_then(|v| v.as_str()).is_some_and(|b| b.starts_with(PAGERDUTY_MARKER))

@@ -84,6 +84,14 @@ pub struct User {
     pub name: Option<String>,
 }
 
+/// An incident note as `GET /incidents/{id}/notes` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Note {
+    pub id: String,
+    #[serde(default)]
+    pub content: String,
+}
+
 /// A webhook subscription (its secret is only ever returned at creation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSubscription {
@@ -436,6 +444,23 @@ impl PagerdutyClient {
     pub async fn add_note(&self, incident_id: &str, content: &str) -> Result<Option<String>, PagerdutyError> {
         let v = self.send(requests::add_note(incident_id, content)).await?;
         Ok(v.pointer("/note/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Every note of the incident, oldest first (a webhook carries a long note's content cut).
+    pub async fn list_notes(&self, incident_id: &str) -> Result<Vec<Note>, PagerdutyError> {
+        let v = self.send(requests::list_notes(incident_id)).await?;
+        let notes = v.get("notes").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(notes.into_iter().filter_map(|n| serde_json::from_value(n).ok()).collect())
+    }
+
+    /// The id of the user the bridge acts as (the `From` email), looked up once and cached;
+    /// `None` when no PagerDuty user has that email.
+    pub async fn own_user_id(&self) -> Result<Option<String>, PagerdutyError> {
+        match self.requester_id().await {
+            Ok(id) => Ok(Some(id)),
+            Err(PagerdutyError::UnknownUser(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// The user whose email is exactly `email` (case-insensitive), if any.

@@ -220,6 +220,11 @@ pub fn add_note(incident_id: &str, content: &str) -> Call {
         .body(json!({"note": {"content": content}}))
 }
 
+/// `GET /incidents/{id}/notes`: every note of the incident (the endpoint does not paginate).
+pub fn list_notes(incident_id: &str) -> Call {
+    Call::new("list_notes", Method::GET, &["incidents", incident_id, "notes"])
+}
+
 /// `POST /incident_workflows/{id}/instances`.
 pub fn run_incident_workflow(incident_id: &str, workflow_id: &str) -> Call {
     Call::new("run_incident_workflow", Method::POST, &["incident_workflows", workflow_id, "instances"])
