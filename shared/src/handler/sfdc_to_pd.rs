@@ -414,7 +414,7 @@ async fn attempt(
         return deferred;
     }
     let watermark = Watermark { subject: &subject, at: change.occurred_at };
-    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark, deadline).await;
     subjects.add_links(&execution.linked);
     let moved = execution.watermark_done;
     let attempt = execution.into_attempt(matched, 0);
