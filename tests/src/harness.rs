@@ -222,7 +222,8 @@ impl Harness {
             )
             .with_audience("https://login.salesforce.com"),
         );
-        let salesforce = SalesforceClient::new(http(config.http_timeout), auth, "62.0");
+        let salesforce =
+            SalesforceClient::new(http(config.http_timeout), auth, "62.0").with_timeout(config.http_timeout);
         let ctx = Context::new(Parts {
             stores: stores.clone(),
             clock: clock.clone(),

@@ -250,7 +250,7 @@ async fn attempt(
         return deferred;
     }
     let watermark = Watermark { subject: &subject, at: event.occurred_at };
-    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, watermark, deadline).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
     execution.into_attempt(matched, api_calls)

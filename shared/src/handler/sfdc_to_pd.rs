@@ -407,7 +407,7 @@ async fn attempt(
         return deferred;
     }
     let watermark = Watermark { subject: &order, at: change.occurred_at };
-    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark, deadline).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
     execution.into_attempt(matched, 0)

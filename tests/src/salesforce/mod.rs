@@ -11,6 +11,7 @@
 
 pub mod emit;
 pub mod schema;
+mod soql;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -1059,6 +1060,14 @@ fn process(
             json_resp((StatusCode::OK, json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})))
         }
         ("POST", ["composite"]) => composite(s, &config, &sess, &body_json),
+        ("GET", ["query"]) => {
+            let q = uri.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "q"));
+            let Some((_, q)) = q else {
+                return json_resp(sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "no query given (q=...)", None));
+            };
+            let w = s.world.lock().unwrap();
+            json_resp(soql::run(&w.records, version, &q).unwrap_or_else(|e| e))
+        }
         (_, ["sobjects", rest @ ..]) => {
             let mut changes = Vec::new();
             let out = {
