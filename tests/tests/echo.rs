@@ -154,7 +154,12 @@ async fn the_resolution_note_the_bridge_writes_is_marked_and_never_becomes_a_cas
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved");
     let notes: Vec<Value> = h.pd.notes(&incident);
     assert_eq!(notes.len(), 1);
-    assert_eq!(notes[0]["content"], "[Salesforce] Case 00001026 closed in Salesforce", "marked like every note");
+    let content = notes[0]["content"].as_str().unwrap_or_default();
+    assert!(
+        content.starts_with("[Salesforce] Case 00001026 closed in Salesforce"),
+        "marked like every note: {content}"
+    );
+    assert!(content.contains("ref:"), "and it carries its reference: {content}");
 
     // PagerDuty sends the note back as incident.annotated, with the bridge as its agent.
     let echo = emitted(&h, "incident.annotated", &incident);

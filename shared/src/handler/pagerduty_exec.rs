@@ -24,7 +24,7 @@
 
 use crate::handler::context::Context;
 use crate::handler::salesforce_exec::{
-    Execution, Watermark, action_key, action_record, call_deadline, carries_reference, clear_uncertain, is_uncertain,
+    Execution, action_key, action_record, call_deadline, carries_reference, clear_uncertain, is_uncertain,
     link_created, mark_uncertain, needs_look, reference, with_reference,
 };
 use crate::handler::settle::FailureKind;
@@ -76,7 +76,6 @@ pub async fn execute(
     ctx: &Context,
     envelope: &mut Envelope,
     plan: &[PlannedAction],
-    watermark: Watermark<'_>,
     deadline: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
@@ -142,7 +141,7 @@ pub async fn execute(
                 created_at: ctx.clock.now(),
                 created_by_rule: Some(planned.rule.clone()),
             };
-            if let Err(err) = link_created(ctx, &mut execution, link, watermark).await {
+            if let Err(err) = link_created(ctx, &mut execution, link).await {
                 // Not marked done: the retry finds the same incident by its incident_key and links it.
                 let reason = format!("created incident {incident_id} but could not link it: {err}");
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::{Gate, outcome_of};
-use crate::handler::salesforce_exec::{self, Watermark};
+use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
 use crate::handler::{echo, full_note};
@@ -249,8 +249,7 @@ async fn attempt(
     if let Some(deferred) = steps::hold_back(ctx, &ctx.salesforce_breaker, deadline, api_calls).await {
         return deferred;
     }
-    let watermark = Watermark { subject: &subject, at: event.occurred_at };
-    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, watermark, deadline).await;
+    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, deadline).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
     execution.into_attempt(matched, api_calls)

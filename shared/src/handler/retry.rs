@@ -1,5 +1,5 @@
 //! The retry function: each SQS message is one envelope. Retry only what is left, respect the
-//! per-incident/record watermark, hold messages back while a breaker is open, and report
+//! per-incident/record order, hold messages back while a breaker is open, and report
 //! failures per message (`ReportBatchItemFailures`) so one bad message does not redeliver its
 //! batch.
 

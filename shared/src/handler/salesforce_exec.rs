@@ -132,29 +132,17 @@ pub struct Execution {
     pub held_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Links written for records or incidents this execution created (their ids join the audit entry's subjects).
     pub linked: Vec<Link>,
-    /// The event's watermark was written with its first link (see [`link_created`]).
-    pub watermark_done: bool,
     /// Set when a call was not started for lack of time: what is left is queued, not failed.
     pub deferred: Option<String>,
 }
 
-/// The incident or record an event is about, and when the event happened: its watermark.
-#[derive(Debug, Clone, Copy)]
-pub struct Watermark<'a> {
-    pub subject: &'a crate::store::Subject,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Writes the link of something this execution created. The first one also moves the event's
-/// watermark in the same store request (a created link is the event's last write but the audit).
+/// Writes the link of something this execution created, at once: an event of the other side
+/// that arrives next must find it.
 pub async fn link_created(
     ctx: &Context,
     execution: &mut Execution,
     link: Link,
-    watermark: Watermark<'_>,
 ) -> Result<(), crate::store::StoreError> {
-    // The event's marks are written with its lease given back, once it settles.
-    let _ = watermark;
     ctx.stores.links.put_link(&link).await?;
     execution.linked.push(link);
     Ok(())
@@ -350,7 +338,6 @@ pub async fn execute(
     ctx: &Context,
     envelope: &mut Envelope,
     plan: &[PlannedAction],
-    watermark: Watermark<'_>,
     deadline: Option<DateTime<Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
@@ -511,7 +498,7 @@ pub async fn execute(
                     created_at: ctx.clock.now(),
                     created_by_rule: Some(p.planned.rule.clone()),
                 };
-                if let Err(err) = link_created(ctx, &mut execution, link, watermark).await {
+                if let Err(err) = link_created(ctx, &mut execution, link).await {
                     // Not marked done: the retry upserts the same record (same external id) and links it.
                     let reason = format!("created {object} {id} but could not link it: {err}");
                     execution.actions.push(action_record(p.planned, false, Some(reason.clone())));

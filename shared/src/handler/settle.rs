@@ -238,6 +238,8 @@ impl Dispatch {
             self.settle_subject(&envelope, &on_subject).await;
         }
         entry.outcome = outcome;
+        tracing::info!(event_id = %entry.event_id, outcome = outcome.as_str(), reason = entry.reason.as_deref().unwrap_or(""),
+            attempts = envelope.attempts, "event settled");
         entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
         let result = settled_result(outcome, &envelope.id);
         let mut completed: Vec<_> = keys.iter().map(|key| self.idempotency.completion(key, &result)).collect();
@@ -248,7 +250,7 @@ impl Dispatch {
             metrics::error();
             for c in &completed {
                 if let Err(err) = self.idempotency.finish(&c.key, &c.result).await {
-                    // A redelivery is caught by the watermark and by idempotent writes.
+                    // A redelivery is caught by the marks, the progress on its subject and idempotent writes.
                     tracing::warn!(error = %err, key = %c.key, "could not mark the event complete");
                 }
             }
@@ -397,8 +399,10 @@ impl SubjectWrite {
 
 /// The envelope's entry in its subject's pending set.
 pub fn pending_event(envelope: &Envelope) -> PendingEvent {
+    use chrono::SubsecRound;
     PendingEvent {
-        occurred_at: envelope.occurred_at,
+        // As the stores keep it (milliseconds), so that an entry read back equals the one written.
+        occurred_at: envelope.occurred_at.trunc_subsecs(3),
         event_id: envelope.event_id.clone(),
         envelope_id: envelope.id.clone(),
     }

@@ -14,7 +14,6 @@ use crate::handler::echo;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
-use crate::handler::salesforce_exec::Watermark;
 use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
 use crate::model::{Direction, Outcome};
@@ -406,8 +405,7 @@ async fn attempt(
     if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
         return deferred;
     }
-    let watermark = Watermark { subject: &order, at: change.occurred_at };
-    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark, deadline).await;
+    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, deadline).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
     execution.into_attempt(matched, 0)

@@ -14,7 +14,7 @@ use crate::rules::{CachedRules, Evaluation, Event, SkipReason};
 use crate::store::{Lease, PendingEvent, Subject, SubjectState};
 use crate::telemetry::metrics;
 
-/// The subject's links and watermark (one store read), or the attempt that says why not.
+/// The subject's links, marks and pending events (one store read), or the attempt that says why not.
 pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectState, Attempt> {
     ctx.stores.links.subject_state(subject).await.map_err(store_failure)
 }
@@ -81,10 +81,18 @@ pub fn note_order(envelope: &mut Envelope, order: &Subject, state: &SubjectState
 pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending: &[PendingEvent]) -> Option<Attempt> {
     let max_age = chrono::Duration::from_std(ctx.dispatch.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
     let horizon = ctx.clock.now() - max_age;
-    let earlier = pending.iter().filter(|p| p.event_id != this.event_id && *p < this && p.occurred_at > horizon);
-    let count = earlier.count();
-    (count > 0).then(|| Attempt::Deferred {
-        reason: format!("waiting behind {count} earlier event(s) of {} in the retry queue", order.key()),
+    let earlier: Vec<&str> = pending
+        .iter()
+        .filter(|p| p.event_id != this.event_id && *p < this && p.occurred_at > horizon)
+        .map(|p| p.event_id.as_str())
+        .collect();
+    (!earlier.is_empty()).then(|| Attempt::Deferred {
+        reason: format!(
+            "waiting behind {} earlier event(s) of {} in the retry queue ({})",
+            earlier.len(),
+            order.key(),
+            earlier.join(", ")
+        ),
         until: Some(ctx.clock.now() + wait_step(ctx)),
         actions: vec![],
         api_calls: 0,

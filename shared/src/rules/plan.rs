@@ -241,11 +241,9 @@ impl Plan {
                         continue;
                     }
                 }
-                action if action.effect() == Effect::State => {
-                    if action.state_marks().iter().any(|m| newer(m)) {
-                        dropped += 1;
-                        continue;
-                    }
+                action if action.effect() == Effect::State && action.state_marks().iter().any(|m| newer(m)) => {
+                    dropped += 1;
+                    continue;
                 }
                 _ => {}
             }
