@@ -139,6 +139,9 @@ struct Wiring {
     dead_letter_queue: Arc<dyn Queue>,
     pagerduty_url: String,
     salesforce_url: String,
+    /// One HTTP connection pool for every instance's clients: building a reqwest client costs
+    /// about 70 ms in a debug build (TLS roots), and the pool is invisible to the bridge's logic.
+    http: reqwest::Client,
     http_timeout: Duration,
     pagerduty_client_limit: ClientRateLimit,
     settings: Settings,
@@ -147,14 +150,14 @@ struct Wiring {
 }
 
 impl Wiring {
-    /// A new function instance, as Lambda starts one: its own HTTP clients, PagerDuty rate
-    /// limiter and caches, Salesforce session, rules cache, secrets cache and breaker caches, over
-    /// the shared stores, queues and clock. `retry_queue` replaces the shared retry queue (a fault
+    /// A new function instance, as Lambda starts one: its own PagerDuty and Salesforce clients
+    /// (rate limiter, caches, session), rules cache, secrets cache and breaker caches, over the
+    /// shared stores, queues, clock and HTTP connection pool. `retry_queue` replaces the shared retry queue (a fault
     /// injector in front of it, for example).
     fn context(&self, retry_queue: Option<Arc<dyn Queue>>) -> Context {
         let clock = self.clock.clone();
         let pagerduty = PagerdutyClient::new(
-            http(self.http_timeout),
+            self.http.clone(),
             url::Url::parse(&self.pagerduty_url).expect("sim url"),
             "sim-token".into(),
             PD_FROM.into(),
@@ -169,14 +172,14 @@ impl Wiring {
         // The JWT's `exp` is checked against the wall clock by the simulator.
         let auth = Arc::new(
             Authenticator::new(
-                http(self.http_timeout),
+                self.http.clone(),
                 self.salesforce_url.clone(),
                 creds,
                 Arc::new(SystemClock) as Arc<dyn Clock>,
             )
             .with_audience("https://login.salesforce.com"),
         );
-        let salesforce = SalesforceClient::new(http(self.http_timeout), auth, "62.0");
+        let salesforce = SalesforceClient::new(self.http.clone(), auth, "62.0");
         Context::new(Parts {
             stores: self.stores.clone(),
             clock: clock.clone(),
@@ -284,6 +287,7 @@ impl Harness {
             dead_letter_queue: dlq_target,
             pagerduty_url: pd.base_url(),
             salesforce_url: sf.base_url(),
+            http: http(config.http_timeout),
             http_timeout: config.http_timeout,
             pagerduty_client_limit: config.pagerduty_client_limit,
             settings: Settings {

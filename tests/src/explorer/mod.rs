@@ -234,10 +234,20 @@ impl Totals {
 pub async fn explore(seed: u64, knobs: &Knobs) -> Report {
     let started = Instant::now();
     let mut world = world::World::start(seed, RULES, knobs.timing, knobs.instances).await;
+    let t_start = started.elapsed();
     let mut schedule = schedule::Schedule::draw(&mut world, knobs.subjects);
     schedule.run(&mut world).await;
+    let t_run = started.elapsed();
     let unsettled = schedule.settle(&mut world).await;
+    let t_settle = started.elapsed();
     let verdict = oracle::judge(&world, unsettled);
+    world.log.push(format!(
+        "(real time: start {:.2} s, schedule {:.2} s, settle {:.2} s, oracle {:.2} s)",
+        t_start.as_secs_f64(),
+        (t_run - t_start).as_secs_f64(),
+        (t_settle - t_run).as_secs_f64(),
+        (started.elapsed() - t_settle).as_secs_f64()
+    ));
     let audit = world
         .h
         .store
