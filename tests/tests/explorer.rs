@@ -15,7 +15,7 @@
 use sim::explorer::{Knobs, Totals, explore_many};
 
 /// Seeds CI runs (about a minute and a half in a debug build on the 2-core machine).
-const CI_SEEDS: std::ops::Range<u64> = 1..41;
+const CI_SEEDS: std::ops::Range<u64> = 1..121;
 /// The soak starts past the CI seeds so that it explores new schedules.
 const SOAK_FIRST_SEED: u64 = 1_000;
 

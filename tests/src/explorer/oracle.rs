@@ -23,6 +23,8 @@
 //!   agent closed unless on-call resolved (the resolve sets it unconditionally).
 //! - **No echo**: a comment, note, Case or incident that no person's act explains came from the
 //!   bridge's own writes coming back (or from nowhere, which is as bad).
+//! - **Every change people made is accepted** at last: a sender that gave up on one (PagerDuty
+//!   after a 4xx, the Queueable after its fifth failure) lost it.
 //! - **The DLQ** holds only what a permanent error put there; the explorer injects none, so any
 //!   dead letter is unexpected.
 //!
@@ -37,7 +39,7 @@ use serde_json::Value;
 use shared::retry::envelope::Envelope;
 use shared::rules::{external_id, incident_key};
 
-use super::world::{BRIDGE_USER_ID, WEBHOOK_NOTE_LIMIT, World, external_id_of};
+use super::world::{Author, BRIDGE_USER_ID, SendState, WEBHOOK_NOTE_LIMIT, World, external_id_of};
 use super::{CASE_FOR_INCIDENT_RULE, Did, INCIDENT_FOR_CASE_RULE};
 
 /// What was wrong, one line each.
@@ -286,6 +288,32 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
 
         // ---- state ----
         judge_pair_state(world, pair, &mut v);
+    }
+
+    // Comments and notes the bridge wrote where no pair explains them (a Case without an
+    // incident, an incident without a Case) are echoes too.
+    let paired_cases: Vec<&str> = pairs.iter().map(|p| id15(&p.case)).collect();
+    for c in &comments {
+        let parent = text(&c["ParentId"]);
+        if !paired_cases.contains(&id15(&parent)) && !people_comments.contains(&text(&c["Id"]).as_str()) {
+            v.echoed.push(format!("comment on Case {parent}, which has no incident: {:?}", c["CommentBody"]));
+        }
+    }
+    for i in &incidents {
+        let id = text(&i["id"]);
+        if pairs.iter().any(|p| p.incident == id) {
+            continue;
+        }
+        for note in world.h.pd.notes(&id).iter().filter(|n| n["user"]["id"] == BRIDGE_USER_ID) {
+            v.echoed.push(format!("note on incident {id}, which has no Case: {:?}", note["content"]));
+        }
+    }
+
+    // ---- every change people made was accepted by the bridge at last ----
+    for d in &world.deliveries {
+        if let (Author::People, SendState::GaveUp(why)) = (d.author, &d.state) {
+            v.lost.push(format!("the sender gave up on #{} {}: {why}", d.id, d.label));
+        }
     }
 
     // ---- the DLQ ----

@@ -597,11 +597,15 @@ impl Schedule {
             let what = envelope.map(|e| format!("event {} ({} attempts)", e.event_id, e.attempts)).unwrap_or(body);
             unsettled.push(format!("still on the retry queue: {what}"));
         }
-        for d in &world.deliveries {
-            if let SendState::GaveUp(why) = &d.state {
-                world.log.push(format!("    (sender gave up on #{} {}: {why})", d.id, d.label));
-            }
-        }
+        let gave_up: Vec<String> = world
+            .deliveries
+            .iter()
+            .filter_map(|d| match &d.state {
+                SendState::GaveUp(why) => Some(format!("    (the sender gave up on #{} {}: {why})", d.id, d.label)),
+                _ => None,
+            })
+            .collect();
+        world.log.extend(gave_up);
         unsettled
     }
 }
