@@ -37,7 +37,7 @@ fn verdict(totals: &Totals) {
         totals.violations(),
         0,
         "the explorer found counter-examples (seeds and schedules above): {}",
-        totals.table()
+        totals.summary()
     );
 }
 

@@ -28,7 +28,9 @@ use chrono::{DateTime, Utc};
 use rand::RngExt;
 use rand::rngs::StdRng;
 
-pub use oracle::Verdict;
+use std::collections::BTreeMap;
+
+pub use oracle::{Kind, Verdict, Violation};
 
 /// The rules the explorer runs: the example rules and two rules whose state effects take turns.
 pub const RULES: &str = include_str!("rules.yaml");
@@ -180,53 +182,70 @@ impl Report {
 #[derive(Debug, Default)]
 pub struct Totals {
     pub schedules: usize,
-    pub lost: usize,
-    pub duplicated: usize,
-    pub misordered: usize,
-    pub echoed: usize,
-    pub unexpected_dlq: usize,
-    pub unsettled: usize,
+    pub by_kind: BTreeMap<Kind, usize>,
+    /// (kind, what) -> (violations, schedules with one, the first such seed).
+    pub by_what: BTreeMap<(Kind, &'static str), (usize, usize, u64)>,
     pub failing_seeds: Vec<u64>,
     pub elapsed: Duration,
 }
 
 impl Totals {
     pub fn add(&mut self, report: &Report) {
-        let v = &report.verdict;
         self.schedules += 1;
-        self.lost += v.lost.len();
-        self.duplicated += v.duplicated.len();
-        self.misordered += v.misordered.len();
-        self.echoed += v.echoed.len();
-        self.unexpected_dlq += v.dead_letters.len();
-        self.unsettled += v.unsettled.len();
+        let mut seen = Vec::new();
+        for v in &report.verdict.violations {
+            *self.by_kind.entry(v.kind).or_default() += 1;
+            let entry = self.by_what.entry((v.kind, v.what)).or_insert((0, 0, report.seed));
+            entry.0 += 1;
+            if !seen.contains(&(v.kind, v.what)) {
+                seen.push((v.kind, v.what));
+                entry.1 += 1;
+            }
+        }
         if report.violations() > 0 {
             self.failing_seeds.push(report.seed);
         }
     }
 
     pub fn violations(&self) -> usize {
-        self.lost + self.duplicated + self.misordered + self.echoed + self.unexpected_dlq + self.unsettled
+        self.by_kind.values().sum()
     }
 
-    pub fn table(&self) -> String {
+    pub fn of(&self, kind: Kind) -> usize {
+        self.by_kind.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// One line of counts.
+    pub fn summary(&self) -> String {
+        let counts: Vec<String> = Kind::ALL.iter().map(|k| format!("{} {}", k.name(), self.of(*k))).collect();
         format!(
-            "schedules explored {}, failing {} | lost {} | duplicated {} | misordered {} | echoed {} | unexpected DLQ {} | unsettled {} | {:.1} s{}",
+            "schedules explored {}, failing {} | {} | {:.1} s",
             self.schedules,
             self.failing_seeds.len(),
-            self.lost,
-            self.duplicated,
-            self.misordered,
-            self.echoed,
-            self.unexpected_dlq,
-            self.unsettled,
-            self.elapsed.as_secs_f64(),
-            if self.failing_seeds.is_empty() {
-                String::new()
-            } else {
-                format!("\nfailing seeds: {:?}", self.failing_seeds)
-            }
+            counts.join(" | "),
+            self.elapsed.as_secs_f64()
         )
+    }
+
+    /// The counts, each kind broken down by what it is about (with a seed that shows it), and
+    /// the failing seeds.
+    pub fn table(&self) -> String {
+        let mut out = self.summary();
+        for ((kind, what), (n, schedules, seed)) in &self.by_what {
+            out.push_str(&format!(
+                "\n  {:<15} {:<40} {:>6} in {:>5} schedule(s), e.g. EXPLORER_SEED={seed}",
+                kind.name(),
+                what,
+                n,
+                schedules
+            ));
+        }
+        if !self.failing_seeds.is_empty() {
+            let mut seeds = self.failing_seeds.clone();
+            seeds.sort_unstable();
+            out.push_str(&format!("\nfailing seeds: {seeds:?}"));
+        }
+        out
     }
 }
 
@@ -293,7 +312,8 @@ pub async fn explore_many(seeds: impl IntoIterator<Item = u64>, knobs: &Knobs, j
         }
         totals.add(&report);
         if totals.schedules.is_multiple_of(50) {
-            println!("... {}", totals.table());
+            totals.elapsed = started.elapsed();
+            println!("... {}", totals.summary());
         }
     }
     totals.elapsed = started.elapsed();

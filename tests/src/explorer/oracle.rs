@@ -42,52 +42,69 @@ use shared::rules::{external_id, incident_key};
 use super::world::{Author, BRIDGE_USER_ID, SendState, WEBHOOK_NOTE_LIMIT, World, external_id_of};
 use super::{CASE_FOR_INCIDENT_RULE, Did, INCIDENT_FOR_CASE_RULE};
 
-/// What was wrong, one line each.
+/// The kinds of violation the explorer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Lost,
+    Duplicated,
+    Misordered,
+    Echoed,
+    UnexpectedDlq,
+    Unsettled,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] =
+        [Kind::Lost, Kind::Duplicated, Kind::Misordered, Kind::Echoed, Kind::UnexpectedDlq, Kind::Unsettled];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Lost => "lost",
+            Kind::Duplicated => "duplicated",
+            Kind::Misordered => "misordered",
+            Kind::Echoed => "echoed",
+            Kind::UnexpectedDlq => "unexpected DLQ",
+            Kind::Unsettled => "unsettled",
+        }
+    }
+}
+
+/// One thing wrong: its kind, what it is about (a short fixed phrase, for counting), the detail.
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub kind: Kind,
+    pub what: &'static str,
+    pub detail: String,
+}
+
+/// Everything wrong with one schedule.
 #[derive(Debug, Default)]
 pub struct Verdict {
-    pub lost: Vec<String>,
-    pub duplicated: Vec<String>,
-    pub misordered: Vec<String>,
-    pub echoed: Vec<String>,
-    pub dead_letters: Vec<String>,
-    pub unsettled: Vec<String>,
+    pub violations: Vec<Violation>,
 }
 
 impl Verdict {
+    fn push(&mut self, kind: Kind, what: &'static str, detail: String) {
+        self.violations.push(Violation { kind, what, detail });
+    }
+
     pub fn count(&self) -> usize {
-        self.lost.len()
-            + self.duplicated.len()
-            + self.misordered.len()
-            + self.echoed.len()
-            + self.dead_letters.len()
-            + self.unsettled.len()
+        self.violations.len()
+    }
+
+    pub fn of(&self, kind: Kind) -> usize {
+        self.violations.iter().filter(|v| v.kind == kind).count()
     }
 
     pub fn summary(&self) -> String {
         if self.count() == 0 {
             return "ok".into();
         }
-        format!(
-            "{} lost, {} duplicated, {} misordered, {} echoed, {} unexpected DLQ, {} unsettled",
-            self.lost.len(),
-            self.duplicated.len(),
-            self.misordered.len(),
-            self.echoed.len(),
-            self.dead_letters.len(),
-            self.unsettled.len()
-        )
+        Kind::ALL.iter().map(|k| format!("{} {}", self.of(*k), k.name())).collect::<Vec<_>>().join(", ")
     }
 
     pub fn lines(&self) -> Vec<String> {
-        let kinds = [
-            ("lost", &self.lost),
-            ("duplicated", &self.duplicated),
-            ("misordered", &self.misordered),
-            ("echoed", &self.echoed),
-            ("unexpected DLQ", &self.dead_letters),
-            ("unsettled", &self.unsettled),
-        ];
-        kinds.iter().flat_map(|(kind, lines)| lines.iter().map(move |l| format!("{kind}: {l}"))).collect()
+        self.violations.iter().map(|v| format!("{} ({}): {}", v.kind.name(), v.what, v.detail)).collect()
     }
 }
 
@@ -138,7 +155,10 @@ fn text(v: &Value) -> String {
 }
 
 pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
-    let mut v = Verdict { unsettled, ..Verdict::default() };
+    let mut v = Verdict::default();
+    for line in unsettled {
+        v.push(Kind::Unsettled, "never settled", line);
+    }
     let cases = world.h.sf.records("Case");
     let comments = world.h.sf.records("CaseComment");
     let incidents = world.h.pd.incidents();
@@ -156,9 +176,17 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
                 let found: Vec<String> =
                     cases.iter().filter(|c| external_id_of(c) == ext).map(|c| text(&c["Id"])).collect();
                 match found.len() {
-                    0 => v.lost.push(format!("incident {incident} (on-call) never got its Case")),
+                    0 => v.push(
+                        Kind::Lost,
+                        "Case for an incident",
+                        format!("incident {incident} (on-call) never got its Case"),
+                    ),
                     1 => {}
-                    n => v.duplicated.push(format!("incident {incident} has {n} Cases: {found:?}")),
+                    n => v.push(
+                        Kind::Duplicated,
+                        "Cases for an incident",
+                        format!("incident {incident} has {n} Cases: {found:?}"),
+                    ),
                 }
                 explained_cases.extend(found.iter().cloned());
                 if let Some(case) = found.first() {
@@ -172,10 +200,20 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
                     incidents.iter().filter(|i| i["incident_key"] == key.as_str()).map(|i| text(&i["id"])).collect();
                 explained_incidents.extend(found.iter().cloned());
                 match (sev1, found.len()) {
-                    (true, 0) => v.lost.push(format!("Sev1 Case {case} never got its incident")),
+                    (true, 0) => {
+                        v.push(Kind::Lost, "incident for a Case", format!("Sev1 Case {case} never got its incident"))
+                    }
                     (true, 1) | (false, 0) => {}
-                    (true, n) => v.duplicated.push(format!("Case {case} has {n} incidents: {found:?}")),
-                    (false, _) => v.echoed.push(format!("Case {case} is not Sev1 but got incident(s) {found:?}")),
+                    (true, n) => v.push(
+                        Kind::Duplicated,
+                        "incidents for a Case",
+                        format!("Case {case} has {n} incidents: {found:?}"),
+                    ),
+                    (false, _) => v.push(
+                        Kind::Echoed,
+                        "incident for a Case no rule pages for",
+                        format!("Case {case} is not Sev1 but got incident(s) {found:?}"),
+                    ),
                 }
                 if *sev1 && let Some(incident) = found.first() {
                     pairs.push(Pair { incident: incident.clone(), case: case.clone(), incident_from_case: true });
@@ -187,17 +225,21 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
     for c in &cases {
         let id = text(&c["Id"]);
         if !explained_cases.contains(&id) {
-            v.echoed.push(format!(
-                "Case {id} ({}) that no rule opens (external id {:?})",
-                c["Subject"],
-                external_id_of(c)
-            ));
+            v.push(
+                Kind::Echoed,
+                "Case nobody asked for",
+                format!("Case {id} ({}) that no rule opens (external id {:?})", c["Subject"], external_id_of(c)),
+            );
         }
     }
     for i in &incidents {
         let id = text(&i["id"]);
         if !explained_incidents.contains(&id) {
-            v.echoed.push(format!("incident {id} ({:?}) that no rule opens", i["title"]));
+            v.push(
+                Kind::Echoed,
+                "incident nobody asked for",
+                format!("incident {id} ({:?}) that no rule opens", i["title"]),
+            );
         }
     }
 
@@ -219,9 +261,17 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
             {
                 let expected = format!("[Salesforce] Case comment: {body}");
                 match bridge_notes.remove(&expected).unwrap_or(0) {
-                    0 => v.lost.push(format!("comment {comment} on Case {case} never became a note on {inc}")),
+                    0 => v.push(
+                        Kind::Lost,
+                        "Case Comment -> note",
+                        format!("comment {comment} on Case {case} never became a note on {inc}"),
+                    ),
                     1 => {}
-                    n => v.duplicated.push(format!("comment {comment} on Case {case} is {n} notes on {inc}")),
+                    n => v.push(
+                        Kind::Duplicated,
+                        "Case Comment -> notes",
+                        format!("comment {comment} on Case {case} is {n} notes on {inc}"),
+                    ),
                 }
             }
         }
@@ -231,11 +281,15 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         for note in resolution_notes {
             let n = bridge_notes.remove(&note).unwrap_or(0);
             if n > closes {
-                v.duplicated.push(format!("resolution note {note:?} {n} times on {inc} ({closes} close(s))"));
+                v.push(
+                    Kind::Duplicated,
+                    "resolution note",
+                    format!("resolution note {note:?} {n} times on {inc} ({closes} close(s))"),
+                );
             }
         }
         for (note, n) in bridge_notes {
-            v.echoed.push(format!("{n} note(s) on {inc} that no person's act explains: {note:?}"));
+            v.push(Kind::Echoed, "note nobody asked for", format!("{n} note(s) on {inc}: {note:?}"));
         }
 
         // Comments the bridge wrote on the Case.
@@ -254,13 +308,13 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
                 let trimmed = format!("[PagerDuty] {cut}");
                 match bridge_comments.remove(&expected).unwrap_or(0) {
                     0 if content.chars().count() > WEBHOOK_NOTE_LIMIT && bridge_comments.remove(&trimmed).is_some() => {
-                        v.lost.push(format!(
+                        v.push(Kind::Lost, "trimmed note -> cut Case Comment", format!(
                             "note on {inc} became a comment on Case {case} cut to the {WEBHOOK_NOTE_LIMIT} characters of its trimmed webhook"
                         ))
                     }
-                    0 => v.lost.push(format!("note {content:?} on {inc} never became a comment on Case {case}")),
+                    0 => v.push(Kind::Lost, "note -> Case Comment", format!("note {content:?} on {inc} never became a comment on Case {case}")),
                     1 => {}
-                    n => v.duplicated.push(format!("note {content:?} on {inc} is {n} comments on Case {case}")),
+                    n => v.push(Kind::Duplicated, "note -> Case Comments", format!("note {content:?} on {inc} is {n} comments on Case {case}")),
                 }
             }
         }
@@ -276,14 +330,24 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         }
         match (resolves, resolved_seen) {
             (r, s) if r == s => {}
-            (1, 0) => v.lost.push(format!("on-call's resolve of {inc} never became a comment on Case {case}")),
-            (0, s) => v.echoed.push(format!(
-                "{s} \"was resolved\" comment(s) on Case {case}: the bridge's own resolve of {inc} came back"
-            )),
-            (r, s) => v.duplicated.push(format!("{r} resolve(s) of {inc} are {s} comments on Case {case}")),
+            (1, 0) => v.push(
+                Kind::Lost,
+                "resolve -> Case Comment",
+                format!("on-call's resolve of {inc} never became a comment on Case {case}"),
+            ),
+            (0, s) => v.push(
+                Kind::Echoed,
+                "the bridge's resolve -> Case Comment",
+                format!("{s} \"was resolved\" comment(s) on Case {case}: the bridge's own resolve of {inc} came back"),
+            ),
+            (r, s) => v.push(
+                Kind::Duplicated,
+                "resolve -> Case Comments",
+                format!("{r} resolve(s) of {inc} are {s} comments on Case {case}"),
+            ),
         }
         for (body, n) in bridge_comments {
-            v.echoed.push(format!("{n} comment(s) on Case {case} that no person's act explains: {body:?}"));
+            v.push(Kind::Echoed, "Case Comment nobody asked for", format!("{n} comment(s) on Case {case}: {body:?}"));
         }
 
         // ---- state ----
@@ -296,7 +360,11 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
     for c in &comments {
         let parent = text(&c["ParentId"]);
         if !paired_cases.contains(&id15(&parent)) && !people_comments.contains(&text(&c["Id"]).as_str()) {
-            v.echoed.push(format!("comment on Case {parent}, which has no incident: {:?}", c["CommentBody"]));
+            v.push(
+                Kind::Echoed,
+                "Case Comment nobody asked for",
+                format!("comment on Case {parent}, which has no incident: {:?}", c["CommentBody"]),
+            );
         }
     }
     for i in &incidents {
@@ -305,14 +373,18 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
             continue;
         }
         for note in world.h.pd.notes(&id).iter().filter(|n| n["user"]["id"] == BRIDGE_USER_ID) {
-            v.echoed.push(format!("note on incident {id}, which has no Case: {:?}", note["content"]));
+            v.push(
+                Kind::Echoed,
+                "note nobody asked for",
+                format!("note on incident {id}, which has no Case: {:?}", note["content"]),
+            );
         }
     }
 
     // ---- every change people made was accepted by the bridge at last ----
     for d in &world.deliveries {
         if let (Author::People, SendState::GaveUp(why)) = (d.author, &d.state) {
-            v.lost.push(format!("the sender gave up on #{} {}: {why}", d.id, d.label));
+            v.push(Kind::Lost, "sender gave up", format!("the sender gave up on #{} {}: {why}", d.id, d.label));
         }
     }
 
@@ -327,7 +399,7 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
             ),
             Err(_) => format!("unreadable dead letter: {body}"),
         };
-        v.dead_letters.push(line);
+        v.push(Kind::UnexpectedDlq, "dead letter", line);
     }
     v
 }
@@ -344,7 +416,7 @@ fn judge_pair_state(world: &World, pair: &Pair, v: &mut Verdict) {
     // The incident's status: the bridge resolves it when its Case is closed.
     let status = text(&incident["status"]);
     if closed_by_agent && status != "resolved" {
-        v.lost.push(format!("Case {case} was closed but incident {inc} is {status}"));
+        v.push(Kind::Lost, "incident status", format!("Case {case} was closed but incident {inc} is {status}"));
     }
 
     // Urgency and priority follow the newest of the Case's Priority changes.
@@ -377,19 +449,26 @@ fn judge_pair_state(world: &World, pair: &Pair, v: &mut Verdict) {
     }
     // An incident on-call opened keeps what it was opened with until a Case change says otherwise.
     let actual_priority = text(&incident["priority"]["summary"]);
-    for (what, events, actual, initial) in
-        [("urgency", &urgency, text(&incident["urgency"]), "low"), ("priority", &priority, actual_priority, "")]
-    {
+    for (what, label, events, actual, initial) in [
+        ("urgency", "incident urgency", &urgency, text(&incident["urgency"]), "low"),
+        ("priority", "incident priority", &priority, actual_priority, ""),
+    ] {
         if events.is_empty() && !pair.incident_from_case {
             if actual != initial {
-                v.echoed.push(format!("incident {inc}'s {what} is {actual:?} but no Case change asked for it"));
+                v.push(
+                    Kind::Echoed,
+                    "incident state nobody asked for",
+                    format!("incident {inc}'s {what} is {actual:?} but no Case change asked for it"),
+                );
             }
             continue;
         }
         match judge_state(events, &actual) {
             Judged::Ok => {}
-            Judged::Misordered(why) => v.misordered.push(format!("incident {inc}'s {what} (Case {case}) is {why}")),
-            Judged::Lost(why) => v.lost.push(format!("incident {inc}'s {what} (Case {case}) is {why}")),
+            Judged::Misordered(why) => {
+                v.push(Kind::Misordered, label, format!("incident {inc}'s {what} (Case {case}) is {why}"))
+            }
+            Judged::Lost(why) => v.push(Kind::Lost, label, format!("incident {inc}'s {what} (Case {case}) is {why}")),
         }
     }
 
@@ -405,7 +484,8 @@ fn judge_pair_state(world: &World, pair: &Pair, v: &mut Verdict) {
     if case_status != expected {
         let line =
             format!("Case {case}'s Status is {case_status:?} where incident {inc}'s events make it {expected:?}");
-        if expected == "Closed" && case_status == "Working" { v.misordered.push(line) } else { v.lost.push(line) }
+        let kind = if expected == "Closed" && case_status == "Working" { Kind::Misordered } else { Kind::Lost };
+        v.push(kind, "Case Status", line);
     }
 
     // PagerDuty_Status__c: what the newest of acknowledge and resolve wrote.
@@ -424,7 +504,8 @@ fn judge_pair_state(world: &World, pair: &Pair, v: &mut Verdict) {
     {
         let line =
             format!("Case {case}'s PagerDuty_Status__c is {pd_status:?} where {inc}'s events make it {expected:?}");
-        if expected == "resolved" && pd_status == "acknowledged" { v.misordered.push(line) } else { v.lost.push(line) }
+        let kind = if expected == "resolved" && pd_status == "acknowledged" { Kind::Misordered } else { Kind::Lost };
+        v.push(kind, "Case PagerDuty_Status__c", line);
     }
 
     // The newest reassignment's escalation policy.
@@ -438,7 +519,13 @@ fn judge_pair_state(world: &World, pair: &Pair, v: &mut Verdict) {
     let actual = text(&record["PagerDuty_Escalation_Policy__c"]);
     match judge_state(&reassigned, &actual) {
         Judged::Ok => {}
-        Judged::Misordered(why) => v.misordered.push(format!("Case {case}'s escalation policy ({inc}) is {why}")),
-        Judged::Lost(why) => v.lost.push(format!("Case {case}'s escalation policy ({inc}) is {why}")),
+        Judged::Misordered(why) => v.push(
+            Kind::Misordered,
+            "Case escalation policy",
+            format!("Case {case}'s escalation policy ({inc}) is {why}"),
+        ),
+        Judged::Lost(why) => {
+            v.push(Kind::Lost, "Case escalation policy", format!("Case {case}'s escalation policy ({inc}) is {why}"))
+        }
     }
 }

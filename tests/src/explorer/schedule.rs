@@ -125,6 +125,8 @@ pub struct Schedule {
 const MAX_STEPS: usize = 300;
 /// Settle rounds at most; a schedule that needs more is reported as unsettled.
 const SETTLE_ROUNDS: usize = 400;
+/// Settle rounds without progress before time starts to pass faster.
+const STALL_ROUNDS: u32 = 10;
 
 fn pick<T: Copy>(world: &mut World, items: &[T]) -> T {
     items[world.rng.random_range(0..items.len())]
@@ -554,7 +556,20 @@ impl Schedule {
         world.faults_off();
         // (A slow simulator call whose caller gave up never lands: the simulator's handler is
         // dropped with the connection, as the probe in the explorer's notes showed.)
+        // Rounds that changed nothing: past a few, time passes faster and faster (up to hours),
+        // so that whatever the bridge bounds in time (deferrals, leases, retry ages) runs out.
+        let mut stalled = 0u32;
+        let mut last = world.progress();
         for _ in 0..SETTLE_ROUNDS {
+            let now = world.progress();
+            if now == last {
+                stalled += 1;
+            } else {
+                (stalled, last) = (0, now);
+            }
+            if stalled > STALL_ROUNDS {
+                world.advance(Span::minutes(1 << (stalled - STALL_ROUNDS).min(10)));
+            }
             let ready = self.ready(world);
             if !ready.is_empty() {
                 self.people_step(world, &ready).await;

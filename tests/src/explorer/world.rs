@@ -853,6 +853,16 @@ impl World {
         };
     }
 
+    /// What has happened so far, to tell a round that changed something from one that did not:
+    /// deliveries made and finished, events settled other than by queueing, dead letters,
+    /// messages queued.
+    pub fn progress(&self) -> (usize, usize, usize, usize, usize) {
+        let finished = self.deliveries.iter().filter(|d| !matches!(d.state, SendState::Pending { .. })).count();
+        let settled =
+            self.h.store.audit_entries().iter().filter(|e| e.outcome != shared::model::Outcome::Queued).count();
+        (self.deliveries.len(), finished, settled, self.h.dlq.len(), self.h.retry_queue.len())
+    }
+
     /// Takes up to 10 visible messages off the retry queue, as the SQS event source does.
     pub async fn receive(&self) -> Vec<ReceivedMessage> {
         self.h.retry_queue.receive(10, Duration::ZERO).await.expect("memory queue")
