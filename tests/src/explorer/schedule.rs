@@ -560,6 +560,9 @@ impl Schedule {
         // so that whatever the bridge bounds in time (deferrals, leases, retry ages) runs out.
         let mut stalled = 0u32;
         let mut last = world.progress();
+        // Not past 36 hours, though: the bridge bounds deferrals and retries by 24 hours, and
+        // past its 72-hour idempotency window a redelivery would rightly count as new.
+        let hurry_until = world.now() + Span::hours(36);
         for _ in 0..SETTLE_ROUNDS {
             let now = world.progress();
             if now == last {
@@ -567,7 +570,7 @@ impl Schedule {
             } else {
                 (stalled, last) = (0, now);
             }
-            if stalled > STALL_ROUNDS {
+            if stalled > STALL_ROUNDS && world.now() < hurry_until {
                 world.advance(Span::minutes(1 << (stalled - STALL_ROUNDS).min(10)));
             }
             let ready = self.ready(world);
