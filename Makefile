@@ -63,6 +63,13 @@ bench: $(STAMP) ## Benchmarks (criterion, end to end, cold start, Python baselin
 	$(PY) tools/baseline/pd_to_sfdc.py --out target/bench/baseline.json
 	$(PY) tools/bench_report.py
 
+# Schedules `make soak` explores (from the environment or `make soak SCHEDULES=N`).
+SCHEDULES ?= 1000
+
+.PHONY: soak
+soak: ## Schedule explorer: SCHEDULES random schedules (default 1000, release build); prints the counts and failing seeds
+	EXPLORER_SCHEDULES=$(SCHEDULES) $(CARGO) test --release --locked -p pd-sfdc-tests --test explorer -- --ignored --exact soak --nocapture
+
 .PHONY: deploy
 deploy: build ## Deploy with AWS SAM (asks for parameters the first time)
 	sam build

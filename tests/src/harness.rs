@@ -69,6 +69,9 @@ pub struct HarnessConfig {
     /// (`RateLimit::PAGERDUTY_REST`, 960 per minute) unless a bench lifts it to measure the
     /// function rather than the limit. The simulator's limit is `pagerduty.rate_limit`.
     pub pagerduty_client_limit: ClientRateLimit,
+    /// The handlers queue an event instead of calling a service with less time than this left
+    /// before their deadline (production's `Settings::min_time_left` unless a test scales time).
+    pub min_time_left: Duration,
 }
 
 impl HarnessConfig {
@@ -88,6 +91,7 @@ impl HarnessConfig {
             secrets_max_age: Duration::from_secs(300),
             count_store: false,
             pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
+            min_time_left: Settings::default().min_time_left,
         }
     }
 }
@@ -120,6 +124,81 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     /// Store call counts, when `count_store` is on.
     pub store_counter: Option<Arc<crate::counting_store::Counter>>,
+    /// What [`Harness::instance`] builds another function instance from.
+    wiring: Wiring,
+}
+
+/// Everything a function instance is built from that instances share (stores, queues, clock,
+/// secrets source, simulators' URLs) or copy (settings, timeouts, policies).
+struct Wiring {
+    stores: Stores,
+    clock: Arc<ManualClock>,
+    secrets: Arc<dyn SecretSource>,
+    secrets_max_age: Duration,
+    retry_queue: Arc<dyn Queue>,
+    dead_letter_queue: Arc<dyn Queue>,
+    pagerduty_url: String,
+    salesforce_url: String,
+    /// One HTTP connection pool for every instance's clients: building a reqwest client costs
+    /// about 70 ms in a debug build (TLS roots), and the pool is invisible to the bridge's logic.
+    http: reqwest::Client,
+    http_timeout: Duration,
+    pagerduty_client_limit: ClientRateLimit,
+    settings: Settings,
+    retry_policy: RetryPolicy,
+    breaker_policy: BreakerPolicy,
+}
+
+impl Wiring {
+    /// A new function instance, as Lambda starts one: its own PagerDuty and Salesforce clients
+    /// (rate limiter, caches, session), rules cache, secrets cache and breaker caches, over the
+    /// shared stores, queues, clock and HTTP connection pool. `retry_queue` replaces the shared retry queue (a fault
+    /// injector in front of it, for example).
+    fn context(&self, retry_queue: Option<Arc<dyn Queue>>) -> Context {
+        let clock = self.clock.clone();
+        let pagerduty = PagerdutyClient::new(
+            self.http.clone(),
+            url::Url::parse(&self.pagerduty_url).expect("sim url"),
+            "sim-token".into(),
+            PD_FROM.into(),
+        )
+        .with_timeout(self.http_timeout)
+        .with_rate_limit(self.pagerduty_client_limit);
+        let creds = JwtCredentials {
+            consumer_key: "sim-consumer-key".into(),
+            username: INTEGRATION_USER.into(),
+            private_key_pem: test_keys().private_key_pem.into(),
+        };
+        // The JWT's `exp` is checked against the wall clock by the simulator.
+        let auth = Arc::new(
+            Authenticator::new(
+                self.http.clone(),
+                self.salesforce_url.clone(),
+                creds,
+                Arc::new(SystemClock) as Arc<dyn Clock>,
+            )
+            .with_audience("https://login.salesforce.com"),
+        );
+        let salesforce = SalesforceClient::new(self.http.clone(), auth, "62.0").with_timeout(self.http_timeout);
+        Context::new(Parts {
+            stores: self.stores.clone(),
+            clock: clock.clone(),
+            secrets: Arc::new(CachedSecrets::new(self.secrets.clone(), clock.clone(), self.secrets_max_age)),
+            rules: Arc::new(RulesCache::from_store(
+                self.stores.rules.clone(),
+                clock.clone(),
+                chrono::Duration::seconds(60),
+            )),
+            retry_queue: retry_queue.unwrap_or_else(|| self.retry_queue.clone()),
+            dead_letter_queue: self.dead_letter_queue.clone(),
+            pagerduty,
+            salesforce,
+            settings: self.settings.clone(),
+            idempotency_ttl: Duration::from_secs(72 * 3600),
+            retry_policy: self.retry_policy,
+            breaker_policy: self.breaker_policy,
+        })
+    }
 }
 
 fn http(timeout: Duration) -> reqwest::Client {
@@ -199,51 +278,30 @@ impl Harness {
             Some(q) => (q.retry.clone(), q.dlq.clone()),
             None => (retry_queue.clone(), dlq.clone()),
         };
-        let pagerduty = PagerdutyClient::new(
-            http(config.http_timeout),
-            url::Url::parse(&pd.base_url()).expect("sim url"),
-            "sim-token".into(),
-            PD_FROM.into(),
-        )
-        .with_timeout(config.http_timeout)
-        .with_rate_limit(config.pagerduty_client_limit);
-        let creds = JwtCredentials {
-            consumer_key: "sim-consumer-key".into(),
-            username: INTEGRATION_USER.into(),
-            private_key_pem: test_keys().private_key_pem.into(),
-        };
-        // The JWT's `exp` is checked against the wall clock by the simulator.
-        let auth = Arc::new(
-            Authenticator::new(
-                http(config.http_timeout),
-                sf.base_url(),
-                creds,
-                Arc::new(SystemClock) as Arc<dyn Clock>,
-            )
-            .with_audience("https://login.salesforce.com"),
-        );
-        let salesforce =
-            SalesforceClient::new(http(config.http_timeout), auth, "62.0").with_timeout(config.http_timeout);
-        let ctx = Context::new(Parts {
+        let wiring = Wiring {
             stores: stores.clone(),
             clock: clock.clone(),
-            secrets: Arc::new(CachedSecrets::new(secrets, clock.clone(), config.secrets_max_age)),
-            rules: Arc::new(RulesCache::from_store(stores.rules.clone(), clock.clone(), chrono::Duration::seconds(60))),
+            secrets,
+            secrets_max_age: config.secrets_max_age,
             retry_queue: retry_target,
             dead_letter_queue: dlq_target,
-            pagerduty,
-            salesforce,
+            pagerduty_url: pd.base_url(),
+            salesforce_url: sf.base_url(),
+            http: http(config.http_timeout),
+            http_timeout: config.http_timeout,
+            pagerduty_client_limit: config.pagerduty_client_limit,
             settings: Settings {
                 webhook_secret_id,
                 inbound_secret_id,
                 org_id: ORG_ID.into(),
                 integration_user: INTEGRATION_USER.into(),
+                min_time_left: config.min_time_left,
                 ..Settings::default()
             },
-            idempotency_ttl: Duration::from_secs(72 * 3600),
             retry_policy: config.retry_policy,
             breaker_policy: config.breaker_policy,
-        });
+        };
+        let ctx = wiring.context(None);
         Self {
             pd,
             sf,
@@ -256,7 +314,21 @@ impl Harness {
             retries_handled: AtomicUsize::new(0),
             clock,
             store_counter,
+            wiring,
         }
+    }
+
+    /// Another instance of the functions, as Lambda runs several at once: its own clients and
+    /// caches (rules, secrets, breakers, Salesforce session, PagerDuty rate limiter) over the same
+    /// stores, queues, clock and simulators as [`Harness::ctx`].
+    pub fn instance(&self) -> Context {
+        self.wiring.context(None)
+    }
+
+    /// [`Harness::instance`] sending to `retry_queue` instead of the shared retry queue (for
+    /// example a fault injector in front of [`Harness::retry_queue`]).
+    pub fn instance_with_retry_queue(&self, retry_queue: Arc<dyn Queue>) -> Context {
+        self.wiring.context(Some(retry_queue))
     }
 
     /// A PagerDuty delivery of `body`, signed with the current secret.

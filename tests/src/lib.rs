@@ -2,6 +2,7 @@
 //! APIs, and a harness that runs moto's server for DynamoDB, SQS and Secrets Manager.
 
 pub mod counting_store;
+pub mod explorer;
 pub mod fault_proxy;
 pub mod faults;
 pub mod harness;

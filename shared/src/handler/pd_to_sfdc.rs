@@ -190,6 +190,9 @@ async fn attempt(
     subjects.add_links(links);
     let this = steps::note_order(envelope, &subject, &state);
     if let Some(echo) = echo::pagerduty_echo(ctx, event).await {
+        // The bridge's own trigger does not open the incident: the event that created it does,
+        // with its link, and that one may still be running or queued (its answer lost).
+        subjects.opening = false;
         return echo;
     }
     if links.is_empty() && created_by_us(event) {

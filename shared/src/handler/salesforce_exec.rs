@@ -57,6 +57,14 @@ pub fn with_reference(text: &str, reference: &str) -> String {
     format!("{text}\n\n{reference}")
 }
 
+/// `text` without the reference line [`with_reference`] (or a Case Comment part's) put at its end.
+pub fn without_reference(text: &str) -> &str {
+    match text.rsplit_once("\n\nref:") {
+        Some((body, token)) if !token.contains(char::is_whitespace) => body,
+        _ => text,
+    }
+}
+
 /// True when `text` carries `token` (a reference, or a part's reference) as a word of its own.
 pub fn carries_reference(text: &str, token: &str) -> bool {
     text.split_whitespace().any(|word| word == token)

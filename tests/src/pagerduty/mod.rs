@@ -257,6 +257,10 @@ impl PagerdutySim {
     pub fn fail_next(&self, n: usize, kind: FaultKind) {
         self.shared.faults.fail_next(n, kind);
     }
+    /// Forgets faults queued by `fail_next` that no request has met yet.
+    pub fn clear_queued_faults(&self) {
+        self.shared.faults.clear_queued();
+    }
     pub fn set_rate_limit(&self, rate_limit: RateLimit) {
         self.shared.config.lock().unwrap().rate_limit = rate_limit;
         self.shared.world.lock().unwrap().windows.clear();

@@ -387,6 +387,10 @@ impl SalesforceSim {
     pub fn fail_next(&self, n: usize, kind: FaultKind) {
         self.shared.faults.fail_next(n, kind);
     }
+    /// Forgets faults queued by `fail_next` that no request has met yet.
+    pub fn clear_queued_faults(&self) {
+        self.shared.faults.clear_queued();
+    }
     /// Every token issued so far becomes invalid (`INVALID_SESSION_ID`).
     pub fn expire_all_tokens(&self) {
         let past = Instant::now();
