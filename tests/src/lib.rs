@@ -5,6 +5,7 @@ pub mod counting_store;
 pub mod explorer;
 pub mod fault_proxy;
 pub mod faults;
+pub mod fixtures;
 pub mod harness;
 pub mod moto;
 pub mod pagerduty;

@@ -11,46 +11,10 @@ use shared::handler::settle::RetryPolicy;
 use shared::model::Outcome;
 use shared::store::{LinkStore, PendingChange, PendingEvent, Subject, SubjectUpdate};
 use sim::faults::FaultKind;
+use sim::fixtures::{PD_CASE_RULES, case_of};
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data, outcome};
 
-const PD_RULES: &str = r#"
-rulesets:
-  - name: PD > SFDC
-    enabled: true
-    rules:
-      - name: trigger-opens-case
-        direction: pagerduty_to_salesforce
-        object: Case
-        applies_to: new_only
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: trigger}
-        actions:
-          - create_record:
-              object: Case
-              fields: {Subject: "{{incident.title}}", Origin: PagerDuty, Priority: High}
-              external_id_field: PagerDuty_Incident_Key__c
-      - name: acknowledged-sets-case-working
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: acknowledge}
-        actions:
-          - set_fields: {Status: Working, PagerDuty_Status__c: "{{incident.status}}"}
-      - name: resolved-closes-case
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: resolve}
-        actions:
-          - set_fields: {Status: Closed, PagerDuty_Status__c: "{{incident.status}}"}
-      - name: note-becomes-comment
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}
-        actions:
-          - add_case_comment: {body: "{{note.content}}"}
-"#;
+const PD_RULES: &str = PD_CASE_RULES;
 
 const SF_RULES: &str = r#"
 rulesets:
@@ -84,11 +48,6 @@ rulesets:
           - resolve: {}
 "#;
 
-async fn case_of(h: &Harness, incident_id: &str) -> Value {
-    let links = h.store.records_for_incident(incident_id).await.unwrap();
-    assert_eq!(links.len(), 1, "one Case linked to {incident_id}: {links:?}");
-    h.sf.record("Case", &links[0].record.id).expect("the linked Case exists in Salesforce")
-}
 
 fn note_data(incident: &str, note_id: &str, content: &str) -> Value {
     json!({"id": note_id, "type": "incident_note", "content": content, "trimmed": false,
@@ -250,4 +209,42 @@ async fn a_deferral_that_never_clears_ends_in_the_dlq_at_the_maximum_age() {
     let reason = dead[0].dead_letter_reason.clone().unwrap_or_default();
     assert!(reason.contains("still deferred after the maximum age"), "{reason}");
     assert!(h.clock.now() - t0 < Duration::seconds(900), "at the maximum age, not twice it");
+}
+
+#[tokio::test]
+async fn a_requeue_whose_send_stored_the_message_and_answered_an_error_writes_the_comment_once() {
+    use shared::handler::retry;
+    use shared::retry::queue::Queue;
+    use sim::explorer::flaky_queue::{FlakyQueue, SendFaults};
+    use std::sync::Arc;
+
+    let h = Harness::start(PD_RULES).await;
+    let t0 = Utc::now();
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PHOP", "triggered")), "w1").await;
+    h.sf.fail_next(1, FaultKind::ServerError);
+    let note = delivery("E2", "incident.annotated", t0 + Duration::seconds(30), note_data("PHOP", "PN1", "Rolled back"));
+    assert_eq!(outcome(&h.webhook(&note, "w2").await), "queued");
+
+    // The retry function meets Salesforce failing again, and its sends to the retry queue store
+    // the message and answer an error: the message it handles comes back, and copies of its
+    // next trip are in the queue too.
+    let flaky = Arc::new(FlakyQueue::new(h.retry_queue.clone(), 7));
+    flaky.set(SendFaults { stored_then_error: 1.0, refused: 0.0 });
+    let unlucky = h.instance_with_retry_queue(flaky.clone());
+    h.sf.fail_next(1, FaultKind::ServerError);
+    h.clock.set(h.retry_queue.next_visible_at().expect("the note is queued"));
+    let received = h.retry_queue.receive(10, StdDuration::ZERO).await.unwrap();
+    let messages = received
+        .iter()
+        .map(|m| retry::Message { message_id: m.message_id.clone(), body: m.body.clone(), receive_count: 1 })
+        .collect();
+    let failed = retry::handle_batch(&unlucky, messages, Some(h.clock.now() + Duration::seconds(60))).await;
+    assert_eq!(failed.len(), 1, "the send failed: SQS must deliver the message again");
+    assert!(flaky.injected().0 > 0, "a send stored its message and answered an error");
+
+    h.drain_retries(50).await;
+    let case = case_of(&h, "PHOP").await;
+    let comments = comments_on(&h, case["Id"].as_str().unwrap());
+    assert_eq!(comments.len(), 1, "two trips of one envelope, one comment: {comments:?}");
+    assert!(h.dead_letters().is_empty());
 }

@@ -8,53 +8,12 @@ use shared::retry::envelope::{Envelope, QueuedEvent};
 use shared::retry::queue::Queue;
 use shared::store::{LinkStore, Subject};
 use sim::faults::{FaultConfig, FaultKind};
+use sim::fixtures::{PD_CASE_RULES, case_of};
 use sim::harness::{Harness, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data, outcome};
 use sim::pagerduty::sign_v1;
 
-const RULES: &str = r#"
-rulesets:
-  - name: PD > SFDC
-    enabled: true
-    rules:
-      - name: trigger-opens-case
-        direction: pagerduty_to_salesforce
-        object: Case
-        applies_to: new_only
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: trigger}
-        actions:
-          - create_record:
-              object: Case
-              fields: {Subject: "{{incident.title}}", Origin: PagerDuty, Priority: High}
-              external_id_field: PagerDuty_Incident_Key__c
-      - name: acknowledged-sets-case-working
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: acknowledge}
-        actions:
-          - set_fields: {Status: Working, PagerDuty_Status__c: "{{incident.status}}"}
-      - name: resolved-closes-case
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: resolve}
-        actions:
-          - set_fields: {Status: Closed, PagerDuty_Status__c: "{{incident.status}}"}
-      - name: note-becomes-comment
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}
-        actions:
-          - add_case_comment: {body: "{{note.content}}"}
-"#;
+const RULES: &str = PD_CASE_RULES;
 
-async fn case_of(h: &Harness, incident_id: &str) -> Value {
-    let links = h.store.records_for_incident(incident_id).await.unwrap();
-    assert_eq!(links.len(), 1, "one Case linked to {incident_id}");
-    h.sf.record("Case", &links[0].record.id).expect("the linked Case exists in Salesforce")
-}
 
 #[tokio::test]
 async fn trigger_creates_a_case_and_links_it() {
