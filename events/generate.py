@@ -26,7 +26,7 @@ ORG_ID = "0123456789ABCDENNN"  # the org id of the Outbound Message sample
 SUBSCRIPTION_ID = "PSUB0DEMO"
 SERVICE = {"id": "PSVC001", "summary": "Customer Support", "type": "service_reference"}
 EP = {"id": "PEP0001", "summary": "Support On-Call", "type": "escalation_policy_reference"}
-AGENT = {"id": "PUSR001", "summary": "Demo Responder", "type": "user_reference"}
+AGENT = {"id": "PUSR002", "summary": "Demo Responder", "type": "user_reference"}  # not the bridge (PUSR001)
 T0 = 1795341600  # 2026-11-22T10:00:00Z
 
 
@@ -226,7 +226,15 @@ def case(rid, number, subject, priority, status, modified, **extra):
     return record
 
 
-def post(obj, operation, new, old=None, user=USER):
+def change_id(request_id, record_id, old_record):
+    """PdSyncTriggerHandler.changeId: the name the Apex gives each change (the bridge's key)."""
+    old = json.dumps(old_record, separators=(",", ":")) if old_record is not None else "null"
+    return hashlib.sha256(f"{request_id}|{record_id}|{old}".encode()).hexdigest()[:40]
+
+
+def post(obj, operation, new, old=None, user=USER, request_id=None):
+    olds = {r["Id"]: r for r in old} if old is not None else None
+    request_id = request_id or f"demo-{obj}-{operation}-{new[0]['Id']}-{new[0].get('SystemModstamp', '')}"
     return {
         "schema": 1,
         "org_id": ORG_ID,
@@ -234,8 +242,9 @@ def post(obj, operation, new, old=None, user=USER):
         "operation": operation,
         "user": user,
         "sent_at": iso(T0),
-        "old": {r["Id"]: r for r in old} if old is not None else None,
+        "old": olds,
         "new": {r["Id"]: r for r in new},
+        "change_ids": {r["Id"]: change_id(request_id, r["Id"], (olds or {}).get(r["Id"])) for r in new},
     }
 
 
@@ -319,9 +328,10 @@ def retry_events(pd, sf):
                         "subscription_id": SUBSCRIPTION_ID},
               "attempts": 1, "history": [{"at": iso(T0 + 61), "kind": "transient",
                                           "reason": "Salesforce UNABLE_TO_LOCK_ROW", "rule": "pd-ack-sets-case-working"}]}
-    sf_case = json.loads(sf["case-insert-sev1"]["body"])["new"][CASE_1]
+    sf_post = json.loads(sf["case-insert-sev1"]["body"])
+    sf_case = sf_post["new"][CASE_1]
     sf_env = {"version": 1, "id": "env-demo-sf-1", "direction": "salesforce_to_pagerduty",
-              "event_id": f"sf:Case:{CASE_1}:{sf_case['SystemModstamp']}", "correlation_id": "demo-corr-2",
+              "event_id": f"sf:Case:{CASE_1}:{sf_post['change_ids'][CASE_1]}", "correlation_id": "demo-corr-2",
               "accepted_at": iso(T0 + 1), "occurred_at": iso(T0),
               "event": {"kind": "salesforce_record", "object": "Case", "record_id": CASE_1,
                         "operation": "insert", "new": sf_case, "changed_by": USER["username"]},

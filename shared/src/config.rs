@@ -55,6 +55,8 @@ pub struct Config {
     pub pagerduty_api_base: Url,
     /// Email of the PagerDuty user the bridge acts as (`From` header), `PAGERDUTY_FROM_EMAIL`.
     pub pagerduty_from_email: String,
+    /// Id of that PagerDuty user (`PAGERDUTY_USER_ID`, optional: looked up by email when empty).
+    pub pagerduty_user_id: String,
     /// Secret holding the PagerDuty REST API token (`PAGERDUTY_TOKEN_SECRET_ID`).
     pub pagerduty_token_secret_id: String,
     /// Secret holding the webhook signing secrets (`PAGERDUTY_WEBHOOK_SECRET_ID`).
@@ -71,6 +73,9 @@ pub struct Config {
     pub salesforce_org_id: String,
     /// Salesforce username of the integration user; its changes are not sent back (`SALESFORCE_INTEGRATION_USER`).
     pub salesforce_integration_user: String,
+    /// Salesforce id of that user (`SALESFORCE_INTEGRATION_USER_ID`, optional): changes whose
+    /// `LastModifiedById` it is are not sent back either (Outbound Messages name no user).
+    pub salesforce_integration_user_id: String,
     /// `error`, `warn`, `info`, `debug` or `trace` (`LOG_LEVEL`).
     pub log_level: String,
     /// Where rules come from (`RULES_SOURCE`: `table` or a file path).
@@ -91,6 +96,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("PAGERDUTY_REGION", "us or eu (default us)"),
     ("PAGERDUTY_API_BASE", "overrides the region's base URL (simulators)"),
     ("PAGERDUTY_FROM_EMAIL", "email of the PagerDuty integration user"),
+    ("PAGERDUTY_USER_ID", "id of that PagerDuty user (optional; looked up by email when empty)"),
     ("PAGERDUTY_TOKEN_SECRET_ID", "Secrets Manager id of the PagerDuty API token"),
     ("PAGERDUTY_WEBHOOK_SECRET_ID", "Secrets Manager id of the webhook signing secrets"),
     ("SALESFORCE_LOGIN_URL", "https://login.salesforce.com or https://test.salesforce.com"),
@@ -99,6 +105,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SALESFORCE_INBOUND_SECRET_ID", "Secrets Manager id of the Apex trigger's signing key"),
     ("SALESFORCE_ORG_ID", "org id Outbound Messages must carry"),
     ("SALESFORCE_INTEGRATION_USER", "Salesforce username the bridge writes as"),
+    ("SALESFORCE_INTEGRATION_USER_ID", "Salesforce id of that user (optional)"),
     ("LOG_LEVEL", "error|warn|info|debug|trace (default info)"),
     ("RULES_SOURCE", "table (default) or a path to a rules YAML file"),
     ("SECRETS_MAX_AGE_SECONDS", "secret cache age, default 300"),
@@ -203,6 +210,7 @@ impl Config {
             dlq_url: required("DLQ_URL", "the URL of the dead-letter SQS queue")?,
             pagerduty_api_base,
             pagerduty_from_email,
+            pagerduty_user_id: get("PAGERDUTY_USER_ID").unwrap_or_default().to_string(),
             pagerduty_token_secret_id: required(
                 "PAGERDUTY_TOKEN_SECRET_ID",
                 "the secret holding the PagerDuty API token",
@@ -223,6 +231,7 @@ impl Config {
                 "SALESFORCE_INTEGRATION_USER",
                 "the Salesforce username the bridge writes as",
             )?,
+            salesforce_integration_user_id: get("SALESFORCE_INTEGRATION_USER_ID").unwrap_or_default().to_string(),
             log_level,
             rules_source,
             secrets_max_age: seconds("SECRETS_MAX_AGE_SECONDS", 300, "a whole number of seconds")?,

@@ -82,6 +82,15 @@ impl AwsTimeouts {
     }
 }
 
+/// Timeout of each call to PagerDuty and Salesforce. The HTTP functions run for at most 10 s
+/// (template.yaml): the executors start no call with less than this plus
+/// [`crate::handler::salesforce_exec::SETTLE_MARGIN`] left, so a slow call ends (or is given up)
+/// while there is still time to queue what is left. 5 s leaves room for a read and the event's
+/// write; a call given up is an outcome unknown, looked for before it is sent again.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection not made by then is given up (nothing was sent over it: not an unknown outcome).
+pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Reads the environment, initialises logging and builds the context for `function`.
 pub async fn from_environment(function: &str, needs: Needs) -> Result<Context, WiringError> {
     let config = Config::from_env()?;
@@ -135,7 +144,7 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
 pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -> Result<Context, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // One HTTP client per process: connection pools survive warm invocations.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).connect_timeout(HTTP_CONNECT_TIMEOUT).build()?;
     let stores = crate::store::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let secrets = Arc::new(CachedSecrets::new(
@@ -164,14 +173,16 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
         config.pagerduty_api_base.clone(),
         token,
         config.pagerduty_from_email.clone(),
-    );
+    )
+    .with_timeout(HTTP_TIMEOUT);
     let credentials = match jwt? {
         Some(secret) => JwtCredentials::from_secret_json(&secret)?,
         None => JwtCredentials { consumer_key: String::new(), username: String::new(), private_key_pem: String::new() },
     };
     let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
     let auth = Arc::new(Authenticator::new(http.clone(), login, credentials, clock.clone()));
-    let salesforce = SalesforceClient::new(http, auth, config.salesforce_api_version.clone());
+    let salesforce =
+        SalesforceClient::new(http, auth, config.salesforce_api_version.clone()).with_timeout(HTTP_TIMEOUT);
     let rules_age = chrono::Duration::from_std(config.rules_max_age).unwrap_or(chrono::Duration::seconds(60));
     let rules = match &config.rules_source {
         RulesSource::Table => RulesCache::from_store(stores.rules.clone(), clock.clone(), rules_age),
@@ -191,6 +202,8 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
             inbound_secret_id: config.salesforce_inbound_secret_id.clone(),
             org_id: config.salesforce_org_id.clone(),
             integration_user: config.salesforce_integration_user.clone(),
+            integration_user_id: config.salesforce_integration_user_id.clone(),
+            pagerduty_user_id: config.pagerduty_user_id.clone(),
             ..Settings::default()
         },
         idempotency_ttl: config.idempotency_ttl,

@@ -27,6 +27,33 @@ async fn fifty_tasks_claiming_one_key_have_exactly_one_winner() {
 }
 
 #[tokio::test]
+async fn twenty_tasks_leasing_one_subject_have_exactly_one_winner() {
+    let (client, table) = moto::table().await;
+    for _ in 0..3 {
+        contract::concurrent_leases_have_exactly_one_winner(Arc::new(DynamoStore::new(client.clone(), &table)), 20)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_queued_envelope_finds_its_own_pending_entry_whatever_the_precision_of_its_time() {
+    use shared::handler::settle::pending_event;
+    use shared::model::Direction;
+    use shared::retry::envelope::{Envelope, QueuedEvent};
+    use shared::store::{LinkStore, Subject};
+    let (client, table) = moto::table().await;
+    let store = DynamoStore::new(client, table);
+    // PagerDuty's occurred_at carries microseconds; the store keeps milliseconds.
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-02T14:43:16.123456Z").unwrap().to_utc();
+    let event = QueuedEvent::PagerdutyWebhook { body: "{}".into(), webhook_id: None, subscription_id: None };
+    let envelope = Envelope::new(Direction::PagerdutyToSalesforce, "E1", "c", at, at, event);
+    let subject = Subject::Incident("QPREC".into());
+    store.add_pending(&subject, &pending_event(&envelope)).await.unwrap();
+    let state = store.subject_state(&subject).await.unwrap();
+    assert!(state.pending.contains(&pending_event(&envelope)), "{:?}", state.pending);
+}
+
+#[tokio::test]
 async fn stores_share_one_table_for_every_trait() {
     let (client, table) = moto::table().await;
     let stores = dynamodb::stores(client, &table);
@@ -126,6 +153,6 @@ async fn an_unreachable_endpoint_is_transient() {
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
         .build();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "t");
-    let err = store.last_applied(&Subject::Incident("P".into())).await.unwrap_err();
+    let err = store.subject_state(&Subject::Incident("P".into())).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }

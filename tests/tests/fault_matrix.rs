@@ -178,6 +178,7 @@ impl Cell {
                 // SQS delays are real time: retry at once instead of after a backoff.
                 config.retry_policy = RetryPolicy {
                     backoff: Backoff { base: Duration::ZERO, cap: Duration::ZERO },
+                    wait_step: Duration::from_millis(200),
                     ..RetryPolicy::default()
                 };
                 // Every request reads the signing secrets, so that their faults are met.
@@ -418,6 +419,9 @@ fn applications(h: &Harness, check: &Check) -> (usize, bool) {
 }
 
 async fn run_cell(dependency: Dependency, fault: Fault, seed: u64) -> Row {
+    if std::env::var("MATRIX_LOG").is_ok() {
+        shared::telemetry::init_logging("info");
+    }
     let mut cell = Cell::start(dependency, fault, seed).await;
     let subjects = if matches!(dependency, Dependency::Aws(_)) { AWS_SUBJECTS } else { SAAS_SUBJECTS };
     let tag = format!("{seed:03}");

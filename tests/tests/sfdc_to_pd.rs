@@ -147,7 +147,8 @@ async fn case_comment_becomes_a_note_unless_it_came_from_pagerduty() {
     let notes: Vec<String> =
         h.pd.notes(incident["id"].as_str().unwrap())
             .iter()
-            .map(|n| n["content"].as_str().unwrap().to_string())
+            // Without the reference line every note the bridge writes ends with.
+            .map(|n| n["content"].as_str().unwrap().split("\n\nref:").next().unwrap().to_string())
             .collect();
     assert_eq!(notes, vec!["[Salesforce] Customer confirms the fix".to_string()], "our own comment is not echoed back");
 }
@@ -256,7 +257,8 @@ async fn a_comment_and_a_close_that_arrive_while_the_case_insert_is_queued_wait_
     let notes: Vec<String> =
         h.pd.notes(incident["id"].as_str().unwrap())
             .iter()
-            .map(|n| n["content"].as_str().unwrap().to_string())
+            // Without the reference line every note the bridge writes ends with.
+            .map(|n| n["content"].as_str().unwrap().split("\n\nref:").next().unwrap().to_string())
             .collect();
     assert!(notes.contains(&"[Salesforce] Customer confirms the impact".to_string()), "{notes:?}");
     assert!(h.dlq.is_empty() && h.retry_queue.is_empty());

@@ -12,7 +12,9 @@ const FUNCTION: &str = "pd-to-sfdc";
 async fn main() -> Result<(), Error> {
     let ctx = wiring::from_environment(
         FUNCTION,
-        wiring::Needs { pagerduty: false, salesforce: true, verifies: wiring::Inbound::PagerdutyWebhooks },
+        // PagerDuty too: the bridge's own user (webhooks it caused are skipped) and the full text
+        // of notes a webhook carries trimmed.
+        wiring::Needs { pagerduty: true, salesforce: true, verifies: wiring::Inbound::PagerdutyWebhooks },
     )
     .await?;
     let emf = metrics::init_emf(FUNCTION);

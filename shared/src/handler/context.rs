@@ -22,6 +22,12 @@ pub struct Settings {
     pub org_id: String,
     /// Salesforce username of the integration user: its changes are never sent back.
     pub integration_user: String,
+    /// Salesforce id of the integration user (optional): a change whose `LastModifiedById` is this
+    /// user is the bridge's own, also when the post names no user (Outbound Messages).
+    pub integration_user_id: String,
+    /// PagerDuty id of the user the bridge acts as (optional): a webhook whose agent is this user
+    /// is the bridge's own change. Empty: looked up once by the `From` email.
+    pub pagerduty_user_id: String,
     /// Do not start calling a service with less time than this left before the deadline:
     /// queue instead (PagerDuty waits about 5 s for the answer).
     pub min_time_left: Duration,
@@ -36,6 +42,8 @@ impl Default for Settings {
             inbound_secret_id: "sf-inbound".into(),
             org_id: String::new(),
             integration_user: String::new(),
+            integration_user_id: String::new(),
+            pagerduty_user_id: String::new(),
             min_time_left: Duration::from_millis(1500),
             record_concurrency: 8,
         }

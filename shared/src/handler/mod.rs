@@ -2,6 +2,8 @@
 //! types, calls in here, and turns the answer back.
 
 pub mod context;
+pub mod echo;
+pub mod full_note;
 pub mod http;
 pub mod idempotency;
 pub mod pagerduty_exec;

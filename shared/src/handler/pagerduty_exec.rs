@@ -2,12 +2,36 @@
 //! Incident creation carries an `incident_key` derived from the record and rule, and the client
 //! resolves a duplicate-key answer to the existing incident, so a retry never creates a second
 //! one. Each created incident is linked to its record.
+//!
+//! A lost answer is neither lost nor repeated. A write whose outcome is unknown (see
+//! [`PagerdutyError::outcome_unknown`]) is marked *uncertain* in the envelope when it is additive;
+//! before it is sent again the executor looks for it:
+//! - a note (and the note of a resolve) carries a reference (`ref:<12 hex>`, derived from the
+//!   event and the action): `GET /incidents/{id}/notes` finds it;
+//! - a responder request carries it in its message: the incident's `responder_requests` list it
+//!   when the account has that feature; without it, it cannot be checked;
+//! - an incident is found by its `incident_key`, resolved or not;
+//! - an automation action's invocations for the incident are listed: none means it did not run;
+//!   one or more cannot be told apart from someone else's;
+//! - an incident workflow's runs cannot be listed at all.
+//!
+//! What cannot be checked is not sent again blindly: it is accepted as done without proof, kept
+//! in the envelope's `uncertain` list and audited as "outcome unknown". A state write (status,
+//! priority, urgency, assignment) is simply sent again.
+//!
+//! No call is started whose timeout would run past the invocation's deadline less the margin to
+//! settle: the client refuses it unsent, and what is left is queued with what succeeded marked done.
 
 use crate::handler::context::Context;
-use crate::handler::salesforce_exec::{Execution, Watermark, action_key, action_record, link_created};
+use crate::handler::salesforce_exec::{
+    Execution, action_key, action_record, call_deadline, carries_reference, clear_uncertain, is_uncertain,
+    link_created, mark_uncertain, needs_look, reference, with_reference,
+};
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
-use crate::pagerduty::{Assignees, CreateIncident, ErrorKind, PagerdutyError, PriorityChoice, Urgency};
+use crate::pagerduty::{
+    Assignees, CreateIncident, ErrorKind, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency,
+};
 use crate::retry::breaker::Signal;
 use crate::retry::envelope::Envelope;
 use crate::rules::{self, Action, PlannedAction};
@@ -29,15 +53,36 @@ fn urgency(u: rules::Urgency) -> Urgency {
     }
 }
 
+/// What became of one action.
+enum Ran {
+    /// Sent and answered; the id it created, if any.
+    Sent(Option<String>),
+    /// Written by an earlier attempt whose answer was lost: found, not sent again.
+    Found { id: Option<String>, detail: String },
+    /// Its outcome is unknown and cannot be checked: not sent again.
+    Unchecked(String),
+}
+
+/// What looking for an uncertain write found.
+enum Look {
+    Found(Option<String>),
+    Missing,
+    CannotTell(String),
+}
+
 /// Runs what is left of `plan`'s PagerDuty actions. Stops at the first failure: later actions
 /// may depend on it (an acknowledge after a create), and the retry resumes there.
 pub async fn execute(
     ctx: &Context,
     envelope: &mut Envelope,
     plan: &[PlannedAction],
-    watermark: Watermark<'_>,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
+    let pd = match call_deadline(ctx, deadline) {
+        Some(until) => ctx.pagerduty.until(until),
+        None => (*ctx.pagerduty).clone(),
+    };
     for planned in plan {
         if matches!(
             planned.action,
@@ -49,16 +94,24 @@ pub async fn execute(
         if envelope.is_done(&key) {
             continue;
         }
-        let before = ctx.pagerduty.api_calls();
-        let result = run(ctx, &planned.action).await;
-        let calls = ctx.pagerduty.api_calls().saturating_sub(before) as u32;
+        let before = pd.api_calls();
+        let result = step(&pd, envelope, planned, &key).await;
+        let calls = pd.api_calls().saturating_sub(before) as u32;
         execution.api_calls += calls;
         metrics::api_calls("pagerduty", u64::from(calls));
-        let created = match result {
-            Ok(created) => created,
+        let ran = match result {
+            Ok(ran) => ran,
+            Err(err @ PagerdutyError::NoTimeLeft { .. }) => {
+                // Not sent: the rest waits for the retry, no attempt spent.
+                execution.deferred = Some(err.to_string());
+                return execution;
+            }
             Err(err) => {
+                if err.outcome_unknown() && needs_look(&planned.action) {
+                    mark_uncertain(envelope, &key);
+                }
                 metrics::action(planned.action.name(), false);
-                if err.is_transient() && !matches!(err, PagerdutyError::Throttled { .. }) {
+                if err.is_transient() && !err.not_sent() {
                     let _ = ctx.pagerduty_breaker.record_failure(Signal::Transient(err.to_string())).await;
                 }
                 let reason = err.to_string();
@@ -72,6 +125,15 @@ pub async fn execute(
                 return execution;
             }
         };
+        let (created, detail, verified) = match ran {
+            Ran::Sent(created) => (created.clone(), created, true),
+            Ran::Found { id, detail } => (id, Some(detail), true),
+            Ran::Unchecked(why) => {
+                tracing::warn!(action = planned.action.name(), rule = %planned.rule, reason = %why,
+                    "outcome of an action unknown after a lost answer: not sent again");
+                (None, Some(format!("outcome unknown after a lost answer; not sent again: {why}")), false)
+            }
+        };
         if let (Action::CreateIncident { record, .. }, Some(incident_id)) = (&planned.action, &created) {
             let link = Link {
                 incident_id: incident_id.clone(),
@@ -79,7 +141,7 @@ pub async fn execute(
                 created_at: ctx.clock.now(),
                 created_by_rule: Some(planned.rule.clone()),
             };
-            if let Err(err) = link_created(ctx, &mut execution, link, watermark).await {
+            if let Err(err) = link_created(ctx, &mut execution, link).await {
                 // Not marked done: the retry finds the same incident by its incident_key and links it.
                 let reason = format!("created incident {incident_id} but could not link it: {err}");
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
@@ -87,9 +149,10 @@ pub async fn execute(
                 return execution;
             }
         }
+        // Accepted without proof stays listed as uncertain (the audit and the DLQ show it).
         envelope.mark_done(key);
-        metrics::action(planned.action.name(), true);
-        execution.actions.push(action_record(planned, true, created));
+        metrics::action(planned.action.name(), verified);
+        execution.actions.push(action_record(planned, verified, detail));
     }
     if execution.api_calls > 0 {
         let _ = ctx.pagerduty_breaker.record_success().await;
@@ -97,9 +160,113 @@ pub async fn execute(
     execution
 }
 
+/// One action, looking first when an earlier attempt's outcome is unknown.
+async fn step(
+    pd: &PagerdutyClient,
+    envelope: &mut Envelope,
+    planned: &PlannedAction,
+    key: &str,
+) -> Result<Ran, PagerdutyError> {
+    let reference = reference(&envelope.event_id, key);
+    if let Action::Resolve { incident_id, resolution: Some(note) } = &planned.action
+        && !note.trim().is_empty()
+    {
+        // The note is added first, as its own step: once written it is not written again when
+        // the resolve itself has to be retried. The resolve is a state write, safe to repeat.
+        let note_key = format!("{key}#note");
+        if !envelope.is_done(&note_key) {
+            let found = is_uncertain(envelope, &note_key) && note_found(pd, incident_id, &reference).await?.is_some();
+            if !found {
+                clear_uncertain(envelope, &note_key);
+                if let Err(err) = pd.add_note(incident_id, &with_reference(note, &reference)).await {
+                    if err.outcome_unknown() {
+                        mark_uncertain(envelope, &note_key);
+                    }
+                    return Err(err);
+                }
+            }
+            clear_uncertain(envelope, &note_key);
+            envelope.mark_done(note_key);
+        }
+        pd.resolve(incident_id, None).await?;
+        return Ok(Ran::Sent(None));
+    }
+    if is_uncertain(envelope, key) {
+        match look(pd, &planned.action, &reference).await? {
+            Look::Found(id) => {
+                clear_uncertain(envelope, key);
+                let detail = format!(
+                    "found{}: an earlier attempt did it and its answer was lost; not sent again",
+                    id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default()
+                );
+                return Ok(Ran::Found { id, detail });
+            }
+            Look::CannotTell(why) => return Ok(Ran::Unchecked(why)),
+            Look::Missing => clear_uncertain(envelope, key),
+        }
+    }
+    run(pd, &planned.action, &reference).await.map(Ran::Sent)
+}
+
+/// The id of the incident's note that carries `reference`, if one does.
+async fn note_found(
+    pd: &PagerdutyClient,
+    incident_id: &str,
+    reference: &str,
+) -> Result<Option<String>, PagerdutyError> {
+    let notes = pd.list_notes(incident_id).await?;
+    Ok(notes.iter().find(|n| carries_reference(&n.content, reference)).map(|n| n.id.clone()))
+}
+
+/// Whether an additive write whose answer was lost happened.
+async fn look(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<Look, PagerdutyError> {
+    Ok(match action {
+        Action::AddNote { incident_id, .. } => match note_found(pd, incident_id, reference).await? {
+            Some(id) => Look::Found(Some(id)),
+            None => Look::Missing,
+        },
+        Action::CreateIncident { incident_key, .. } => {
+            // Resolved or not: a resolved one would not stop PagerDuty from opening a second.
+            match pd.find_incidents_by_key(incident_key).await?.first() {
+                Some(incident) => Look::Found(Some(incident.id.clone())),
+                None => Look::Missing,
+            }
+        }
+        Action::AddResponders { incident_id, .. } => {
+            let incident = pd.get_incident(incident_id).await?;
+            match incident.raw.get("responder_requests").and_then(|r| r.as_array()) {
+                Some(requests) => {
+                    let ours = requests.iter().any(|r| {
+                        r.get("message").and_then(|m| m.as_str()).is_some_and(|m| carries_reference(m, reference))
+                    });
+                    if ours { Look::Found(None) } else { Look::Missing }
+                }
+                None => Look::CannotTell(
+                    "PagerDuty does not list this incident's responder requests (only accounts with the responder requests feature get them)".into(),
+                ),
+            }
+        }
+        Action::RunAutomationAction { incident_id, action_id } => {
+            match pd.list_automation_invocations(incident_id, action_id).await {
+                Ok(list) if list.is_empty() => Look::Missing,
+                Ok(list) => Look::CannotTell(format!(
+                    "PagerDuty lists {} invocation(s) of action {action_id} for the incident and cannot say whether one is this event's",
+                    list.len()
+                )),
+                Err(err) if err.is_transient() => return Err(err),
+                Err(err) => Look::CannotTell(format!("its invocations could not be listed: {err}")),
+            }
+        }
+        Action::RunIncidentWorkflow { workflow_id, .. } => Look::CannotTell(format!(
+            "PagerDuty's API lists no runs of incident workflow {workflow_id}, so whether it ran cannot be checked"
+        )),
+        // State writes are never marked uncertain: they are sent again.
+        _ => Look::Missing,
+    })
+}
+
 /// One action; `Ok(Some(id))` names what it created.
-async fn run(ctx: &Context, action: &Action) -> Result<Option<String>, PagerdutyError> {
-    let pd = &ctx.pagerduty;
+async fn run(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<Option<String>, PagerdutyError> {
     match action {
         Action::CreateIncident {
             service_id,
@@ -143,16 +310,13 @@ async fn run(ctx: &Context, action: &Action) -> Result<Option<String>, Pagerduty
             };
             pd.reassign(incident_id, &to).await.map(|_| None)
         }
-        Action::AddResponders { incident_id, user_ids, escalation_policy_ids, message } => pd
-            .add_responders(
-                incident_id,
-                user_ids,
-                escalation_policy_ids,
-                message.as_deref().unwrap_or("Your help is requested (from Salesforce)"),
-            )
-            .await
-            .map(|_| None),
-        Action::AddNote { incident_id, content } => pd.add_note(incident_id, content).await,
+        Action::AddResponders { incident_id, user_ids, escalation_policy_ids, message } => {
+            let message = message.as_deref().unwrap_or("Your help is requested (from Salesforce)");
+            pd.add_responders(incident_id, user_ids, escalation_policy_ids, &with_reference(message, reference))
+                .await
+                .map(|_| None)
+        }
+        Action::AddNote { incident_id, content } => pd.add_note(incident_id, &with_reference(content, reference)).await,
         Action::SetFields { .. } | Action::CreateRecord { .. } | Action::AddCaseComment { .. } => Ok(None),
     }
 }

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use crate::handler::context::Context;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::{Gate, outcome_of};
-use crate::handler::salesforce_exec::{self, Watermark};
+use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
+use crate::handler::{echo, full_note};
 use crate::model::{AuditEntry, Direction, Outcome};
 use crate::pagerduty::signature;
 use crate::pagerduty::{EventData, WebhookEvent};
@@ -177,13 +178,20 @@ async fn attempt(
     subjects: &mut Subjects,
 ) -> Attempt {
     let subject = Subject::Incident(incident_id.to_string());
+    subjects.opening = event.event_type == "incident.triggered";
+    if let Err(held) = steps::take_subject(ctx, envelope, subjects, &subject, deadline).await {
+        return held;
+    }
     let state = match steps::subject_state(ctx, &subject).await {
         Ok(state) => state,
         Err(attempt) => return attempt,
     };
-    let links = state.links;
-    subjects.add_links(&links);
-    let this = steps::note_order(envelope, subjects, &subject, &state.pending);
+    let links = &state.links;
+    subjects.add_links(links);
+    let this = steps::note_order(envelope, &subject, &state);
+    if let Some(echo) = echo::pagerduty_echo(ctx, event).await {
+        return echo;
+    }
     if links.is_empty() && created_by_us(event) {
         // We created this incident from a Salesforce record a moment ago and its link is not
         // written yet: acting now would treat it as a stranger (and create a second record).
@@ -194,12 +202,14 @@ async fn attempt(
             api_calls: 0,
         };
     }
-    if let Some(stale) = steps::refuse_stale(&subject, event.occurred_at, state.last_applied) {
-        return stale;
-    }
     if let Some(wait) = steps::wait_behind(ctx, &subject, &this, &state.pending) {
         return wait;
     }
+    let full = match full_note::with_full_note(ctx, event).await {
+        Ok(full) => full,
+        Err(attempt) => return attempt,
+    };
+    let event = full.as_ref();
     let rules = match steps::rules(ctx).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
@@ -208,7 +218,7 @@ async fn attempt(
     // Read a linked record's current fields only when a rule that reads them can still match.
     let mut incident = incident_event(event, Vec::with_capacity(links.len()));
     let mut api_calls = 0u32;
-    for link in &links {
+    for link in links {
         let fields = rules.rules.record_fields_needed(&incident, &link.record.object);
         let values = if fields.is_empty() {
             serde_json::Map::new()
@@ -232,20 +242,17 @@ async fn attempt(
     }
 
     let input = Event::Incident(incident);
-    let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
+    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, envelope, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
     if let Some(deferred) = steps::hold_back(ctx, &ctx.salesforce_breaker, deadline, api_calls).await {
         return deferred;
     }
-    let watermark = Watermark { subject: &subject, at: event.occurred_at };
-    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, deadline).await;
     subjects.add_links(&execution.linked);
-    let moved = execution.watermark_done;
-    let attempt = execution.into_attempt(matched, api_calls);
-    steps::mark_applied(ctx, &attempt, moved, watermark).await;
-    attempt
+    subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
+    execution.into_attempt(matched, api_calls)
 }
 
 /// True for incidents the bridge opened from a Salesforce record (their `incident_key` is ours).

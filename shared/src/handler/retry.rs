@@ -1,5 +1,5 @@
 //! The retry function: each SQS message is one envelope. Retry only what is left, respect the
-//! per-incident/record watermark, hold messages back while a breaker is open, and report
+//! per-incident/record order, hold messages back while a breaker is open, and report
 //! failures per message (`ReportBatchItemFailures`) so one bad message does not redeliver its
 //! batch.
 
@@ -76,7 +76,14 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
             ctx.dispatch.unlist(&envelope).await;
             return Ok(Outcome::Duplicate);
         }
-        Ok(Ownership::Owner) => handle_envelope(ctx, envelope, started, deadline, &keys).await,
+        Ok(Ownership::Owner) => {
+            // The event's key records where this envelope ends, as it does for a live delivery:
+            // a copy of an earlier trip then finds it settled and stands down.
+            if !envelope.gate_key.is_empty() {
+                keys.push(envelope.gate_key.clone());
+            }
+            handle_envelope(ctx, envelope, started, deadline, &keys).await
+        }
         Ok(Ownership::Taken { gate_key }) => {
             keys.push(gate_key);
             handle_envelope(ctx, envelope, started, deadline, &keys).await

@@ -3,21 +3,104 @@
 //! external id so a retry never creates a second record, created records linked to the
 //! incident, and each succeeded action remembered in the envelope so a retry does only what is
 //! left (`allOrNone: false`: one failed write does not undo the others).
+//!
+//! A lost answer is neither lost nor repeated: when a Composite request's outcome is unknown
+//! (timeout or connection closed after sending, a 5xx, an unreadable answer), its additive writes
+//! are marked *uncertain* in the envelope. Every Case Comment carries a reference derived from
+//! the event and the action (`ref:<12 hex>`, one token per part); before an uncertain comment is
+//! sent again, one SOQL query per Case looks for it and only the missing parts are written.
+//! Upserts and field updates are safe to repeat and are simply sent again.
+//!
+//! No call is started whose timeout would run past the invocation's deadline less
+//! [`SETTLE_MARGIN`]: what is left is returned as a deferral, with what succeeded marked done.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::handler::context::Context;
 use crate::handler::settle::{Attempt, FailureKind};
 use crate::model::{ActionRecord, Link, RecordRef};
 use crate::retry::breaker::Signal;
 use crate::retry::envelope::Envelope;
-use crate::rules::{Action, PlannedAction};
-use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
-use crate::salesforce::{ErrorKind, SalesforceError};
+use crate::rules::{Action, Effect, PlannedAction};
+use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write, case_comment_parts, part_reference};
+use crate::salesforce::{ErrorKind, SalesforceError, is_record_id};
 use crate::telemetry::metrics;
 
 /// Share of the org's daily API limit above which the breaker opens (pause before it runs dry).
 pub const API_USAGE_PAUSE_SHARE: f64 = 0.9;
+
+/// Time kept after the last outbound call's timeout for the event to settle (audit entry,
+/// retry-queue send, store writes: each cut at the AWS clients' timeouts) before the function is
+/// stopped.
+pub const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Newest Case Comments read when looking for one whose answer was lost (they are looked for
+/// within the retry policy's hours, so a Case would need this many newer comments to hide one).
+const COMMENTS_LOOKED_AT: usize = 200;
+
+/// The reference a text the bridge writes carries (`ref:` and 12 hex digits), derived from the
+/// event and the action: the same action of the same event (a retry, a DLQ replay) has the same
+/// one, another event's has another.
+pub fn reference(event_id: &str, action_key: &str) -> String {
+    let digest = Sha256::digest(format!("{event_id}\n{action_key}").as_bytes());
+    format!("ref:{}", &hex::encode(digest)[..12])
+}
+
+/// `text` with its reference on a last line of its own.
+pub fn with_reference(text: &str, reference: &str) -> String {
+    format!("{text}\n\n{reference}")
+}
+
+/// True when `text` carries `token` (a reference, or a part's reference) as a word of its own.
+pub fn carries_reference(text: &str, token: &str) -> bool {
+    text.split_whitespace().any(|word| word == token)
+}
+
+/// Additive actions that sending again could repeat: after a lost answer they are marked
+/// uncertain and looked for before being sent again. An upsert on an external id is not: sending
+/// it again is how it is checked.
+pub fn needs_look(action: &Action) -> bool {
+    action.effect() == Effect::Additive && !matches!(action, Action::CreateRecord { .. })
+}
+
+pub fn is_uncertain(envelope: &Envelope, key: &str) -> bool {
+    envelope.uncertain.iter().any(|k| k == key)
+}
+
+pub fn mark_uncertain(envelope: &mut Envelope, key: &str) {
+    if !is_uncertain(envelope, key) {
+        envelope.uncertain.push(key.to_string());
+    }
+}
+
+pub fn clear_uncertain(envelope: &mut Envelope, key: &str) {
+    envelope.uncertain.retain(|k| k != key);
+}
+
+/// When the last outbound call must be answered: the invocation's deadline less
+/// [`SETTLE_MARGIN`], on the monotonic clock (`None`: no deadline).
+pub fn call_deadline(ctx: &Context, deadline: Option<DateTime<Utc>>) -> Option<Instant> {
+    let left = (deadline? - ctx.clock.now()).to_std().unwrap_or_default();
+    Some(Instant::now() + left.saturating_sub(SETTLE_MARGIN))
+}
+
+/// True when a call with this timeout, started now, is answered (or given up) by `until`.
+pub fn time_for_call(until: Option<Instant>, timeout: Duration) -> bool {
+    until.is_none_or(|until| Instant::now() + timeout <= until)
+}
+
+/// The deferral's reason when no call may start any more.
+pub fn out_of_time(service: &str, timeout: Duration) -> String {
+    format!(
+        "too little time left before the deadline for another {service} call ({timeout:?} timeout, {SETTLE_MARGIN:?} to settle): the rest is queued"
+    )
+}
 
 /// A stable key for a planned action: the same action planned again has the same key.
 pub fn action_key(planned: &PlannedAction) -> String {
@@ -49,31 +132,18 @@ pub struct Execution {
     pub held_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Links written for records or incidents this execution created (their ids join the audit entry's subjects).
     pub linked: Vec<Link>,
-    /// The event's watermark was written with its first link (see [`link_created`]).
-    pub watermark_done: bool,
+    /// Set when a call was not started for lack of time: what is left is queued, not failed.
+    pub deferred: Option<String>,
 }
 
-/// The incident or record an event is about, and when the event happened: its watermark.
-#[derive(Debug, Clone, Copy)]
-pub struct Watermark<'a> {
-    pub subject: &'a crate::store::Subject,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-/// Writes the link of something this execution created. The first one also moves the event's
-/// watermark in the same store request (a created link is the event's last write but the audit).
+/// Writes the link of something this execution created, at once: an event of the other side
+/// that arrives next must find it.
 pub async fn link_created(
     ctx: &Context,
     execution: &mut Execution,
     link: Link,
-    watermark: Watermark<'_>,
 ) -> Result<(), crate::store::StoreError> {
-    if execution.watermark_done {
-        ctx.stores.links.put_link(&link).await?;
-    } else {
-        ctx.stores.links.put_link_advancing(&link, watermark.subject, watermark.at).await?;
-        execution.watermark_done = true;
-    }
+    ctx.stores.links.put_link(&link).await?;
     execution.linked.push(link);
     Ok(())
 }
@@ -82,6 +152,12 @@ impl Execution {
     pub fn into_attempt(self, rules: Vec<String>, prior_calls: u32) -> Attempt {
         let api_calls = self.api_calls + prior_calls;
         match self.failure {
+            None if self.deferred.is_some() => Attempt::Deferred {
+                reason: self.deferred.unwrap_or_default(),
+                until: None,
+                actions: self.actions,
+                api_calls,
+            },
             None => Attempt::Applied { rules, actions: self.actions, api_calls },
             Some((_, reason, _)) if self.held_until.is_some() => {
                 Attempt::Deferred { reason, until: self.held_until, actions: self.actions, api_calls }
@@ -127,16 +203,52 @@ pub async fn report_failure(ctx: &Context, err: &SalesforceError) {
     }
 }
 
-/// Watches the org's API usage after a call: above the pause share the breaker opens.
-pub async fn watch_usage(ctx: &Context) {
-    if let Some(usage) = ctx.salesforce.api_usage() {
-        metrics::salesforce_api_usage_percent(usage.share() * 100.0);
-        if usage.share() >= API_USAGE_PAUSE_SHARE {
-            let reason =
-                format!("API usage {}/{} is above {:.0}%", usage.used, usage.limit, API_USAGE_PAUSE_SHARE * 100.0);
-            let _ = ctx.salesforce_breaker.record_failure(Signal::Exhausted(reason)).await;
-        }
+/// Watches the org's API usage after a call: above the pause share the breaker opens. Returns
+/// true when the usage is above the share: the call's success must then not close the breaker
+/// again (the pause holds until a half-open probe sees the usage below the share).
+pub async fn watch_usage(ctx: &Context) -> bool {
+    let Some(usage) = ctx.salesforce.api_usage() else { return false };
+    metrics::salesforce_api_usage_percent(usage.share() * 100.0);
+    if usage.share() < API_USAGE_PAUSE_SHARE {
+        return false;
     }
+    let reason = format!("API usage {}/{} is above {:.0}%", usage.used, usage.limit, API_USAGE_PAUSE_SHARE * 100.0);
+    let _ = ctx.salesforce_breaker.record_failure(Signal::Exhausted(reason)).await;
+    true
+}
+
+/// The bodies of the newest Case Comments on `case_id` (one SOQL query, one API call).
+async fn case_comments(
+    ctx: &Context,
+    execution: &mut Execution,
+    case_id: &str,
+) -> Result<Vec<String>, SalesforceError> {
+    let soql = format!(
+        "SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{case_id}' ORDER BY CreatedDate DESC LIMIT {COMMENTS_LOOKED_AT}"
+    );
+    let result = ctx.salesforce.query(&soql).await;
+    execution.api_calls += 1;
+    metrics::api_calls("salesforce", 1);
+    let over_share = watch_usage(ctx).await;
+    let result = result?;
+    if !over_share {
+        // It may be the half-open probe, and the only call when every comment is found.
+        let _ = ctx.salesforce_breaker.record_success().await;
+    }
+    Ok(result.records.iter().filter_map(|r| r.get("CommentBody").and_then(Value::as_str).map(str::to_string)).collect())
+}
+
+/// The Composite reference id of part `part` of action `index`.
+fn subrequest_id(index: usize, part: usize) -> String {
+    if part == 0 { format!("a{index}") } else { format!("a{index}_{}", part + 1) }
+}
+
+fn case_comment_write(case_id: &str, body: String) -> Write {
+    let mut fields = Map::new();
+    fields.insert("ParentId".into(), Value::String(case_id.to_string()));
+    fields.insert("CommentBody".into(), Value::String(body));
+    fields.insert("IsPublished".into(), Value::Bool(false));
+    Write::Create { object: "CaseComment".into(), fields }
 }
 
 fn write_for(action: &Action) -> Option<Write> {
@@ -166,17 +278,105 @@ struct Pending<'a> {
     key: String,
     planned: &'a PlannedAction,
     refs: Vec<String>,
+    /// Some parts of this comment were already found written: only the others are sent.
+    partial: bool,
 }
 
-/// Runs what is left of `plan`'s Salesforce actions.
+/// What a Case Comment action still has to write.
+enum CommentParts {
+    /// Every part is there (an earlier attempt wrote it and its answer was lost).
+    Found(String),
+    /// Could not be looked for: not sent again now.
+    Unchecked(String),
+    /// These parts (all, or those not found); `partial` when others were found.
+    Write { writes: Vec<(String, Write)>, partial: bool },
+}
+
+/// The parts of a Case Comment action still to write: all of them, or, after a lost answer,
+/// those its reference tokens were not found for.
+fn comment_parts(
+    envelope: &mut Envelope,
+    key: &str,
+    index: usize,
+    case_id: &str,
+    body: &str,
+    present: &HashMap<String, Result<Vec<String>, String>>,
+) -> CommentParts {
+    let reference = reference(&envelope.event_id, key);
+    let parts = case_comment_parts(body, &reference);
+    let total = parts.len();
+    let looked = if is_uncertain(envelope, key) {
+        match present.get(case_id) {
+            Some(Ok(bodies)) => Some(bodies),
+            Some(Err(reason)) => return CommentParts::Unchecked(reason.clone()),
+            None => return CommentParts::Unchecked(format!("Case {case_id} could not be looked at")),
+        }
+    } else {
+        None
+    };
+    let mut writes = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        let token = part_reference(&reference, i, total);
+        if looked.is_some_and(|bodies| bodies.iter().any(|b| carries_reference(b, &token))) {
+            continue;
+        }
+        writes.push((subrequest_id(index, i), case_comment_write(case_id, part)));
+    }
+    // Looked for: what is missing is known to be missing.
+    clear_uncertain(envelope, key);
+    if writes.is_empty() {
+        return CommentParts::Found(format!(
+            "found by its reference {reference}: an earlier attempt wrote it and its answer was lost; not written again"
+        ));
+    }
+    CommentParts::Write { partial: writes.len() < total, writes }
+}
+
+/// Runs what is left of `plan`'s Salesforce actions. No call starts whose timeout would run
+/// past `deadline` less [`SETTLE_MARGIN`].
 pub async fn execute(
     ctx: &Context,
     envelope: &mut Envelope,
     plan: &[PlannedAction],
-    watermark: Watermark<'_>,
+    deadline: Option<DateTime<Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
+    let until = call_deadline(ctx, deadline);
+    let timeout = ctx.salesforce.timeout();
     let version = ctx.salesforce.api_version().to_string();
+
+    // Case Comments whose answer was lost: look for them first, one query per Case.
+    let mut cases: Vec<&str> = plan
+        .iter()
+        .filter_map(|p| match &p.action {
+            Action::AddCaseComment { case_id, .. } => {
+                let key = action_key(p);
+                (is_uncertain(envelope, &key) && !envelope.is_done(&key)).then_some(case_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    cases.sort_unstable();
+    cases.dedup();
+    let mut present: HashMap<String, Result<Vec<String>, String>> = HashMap::new();
+    for case_id in cases {
+        if !is_record_id(case_id) {
+            present.insert(case_id.to_string(), Err(format!("{case_id} is not a record id to query")));
+            continue;
+        }
+        if !time_for_call(until, timeout) {
+            execution.deferred = Some(out_of_time("Salesforce", timeout));
+            return execution;
+        }
+        let looked = case_comments(ctx, &mut execution, case_id).await;
+        if let Err(err) = &looked {
+            report_failure(ctx, err).await;
+            let reason = format!("could not look for the comments an earlier attempt may have written: {err}");
+            execution.failure.get_or_insert((failure_kind(err.kind()), reason, None));
+        }
+        present.insert(case_id.to_string(), looked.map_err(|e| e.to_string()));
+    }
+
     // Composite caps a request at 25 subrequests: fill a batch, then start another.
     let mut batches: Vec<(CompositeBuilder, Vec<Pending<'_>>)> = Vec::new();
     for (index, planned) in plan.iter().enumerate() {
@@ -185,21 +385,41 @@ pub async fn execute(
         if envelope.is_done(&key) {
             continue;
         }
-        let mut trial = CompositeBuilder::new(&version, false);
-        let needed = match trial.push("probe", write.clone()) {
-            Ok(refs) => refs.len(),
-            Err(err) => {
-                execution.actions.push(action_record(planned, false, Some(err.to_string())));
-                execution.fail(failure_kind(err.kind()), err.to_string(), &planned.rule);
-                continue;
+        let (writes, partial) = match &planned.action {
+            Action::AddCaseComment { case_id, body } => {
+                match comment_parts(envelope, &key, index, case_id, body, &present) {
+                    CommentParts::Write { writes, partial } => (writes, partial),
+                    CommentParts::Found(detail) => {
+                        envelope.mark_done(key);
+                        metrics::action(planned.action.name(), true);
+                        execution.actions.push(action_record(planned, true, Some(detail)));
+                        continue;
+                    }
+                    CommentParts::Unchecked(reason) => {
+                        let reason = format!("outcome unknown and not looked for yet, not sent again: {reason}");
+                        execution.actions.push(action_record(planned, false, Some(reason.clone())));
+                        execution.fail(FailureKind::Transient, reason, &planned.rule);
+                        continue;
+                    }
+                }
             }
+            _ => (vec![(subrequest_id(index, 0), write)], false),
         };
-        if batches.last().is_none_or(|(builder, _)| builder.len() + needed > MAX_SUBREQUESTS) {
+        let mut trial = CompositeBuilder::new(&version, false);
+        if let Err(err) = writes.iter().try_for_each(|(r, w)| trial.push(r, w.clone()).map(drop)) {
+            execution.actions.push(action_record(planned, false, Some(err.to_string())));
+            execution.fail(failure_kind(err.kind()), err.to_string(), &planned.rule);
+            continue;
+        }
+        if batches.last().is_none_or(|(builder, _)| builder.len() + trial.len() > MAX_SUBREQUESTS) {
             batches.push((CompositeBuilder::new(&version, false), Vec::new()));
         }
         let (builder, pending) = batches.last_mut().expect("just ensured");
-        let refs = builder.push(&format!("a{index}"), write).expect("checked on a trial builder");
-        pending.push(Pending { key, planned, refs });
+        let mut refs = Vec::new();
+        for (reference_id, write) in writes {
+            refs.extend(builder.push(&reference_id, write).expect("checked on a trial builder"));
+        }
+        pending.push(Pending { key, planned, refs, partial });
     }
 
     for (builder, pending) in batches {
@@ -214,15 +434,24 @@ pub async fn execute(
                 continue;
             }
         };
+        if !time_for_call(until, timeout) {
+            execution.deferred = Some(out_of_time("Salesforce", timeout));
+            break;
+        }
         let response = ctx.salesforce.composite(&request).await;
         execution.api_calls += 1;
         metrics::api_calls("salesforce", 1);
-        watch_usage(ctx).await;
+        let over_share = watch_usage(ctx).await;
         let response = match response {
             Ok(response) => response,
             Err(err) => {
                 report_failure(ctx, &err).await;
+                // A lost answer to the whole request: each of its writes may have happened.
+                let unknown = err.outcome_unknown();
                 for p in &pending {
+                    if (unknown || p.partial) && needs_look(&p.planned.action) {
+                        mark_uncertain(envelope, &p.key);
+                    }
                     metrics::action(p.planned.action.name(), false);
                     execution.actions.push(action_record(p.planned, false, Some(err.to_string())));
                 }
@@ -243,6 +472,13 @@ pub async fn execute(
                 }),
             });
             if let Some(failure) = failure {
+                // A part written while another failed, or a part without an answer: look before
+                // sending it again, so that the written parts are not written twice.
+                let partly =
+                    p.partial || p.refs.iter().any(|r| response.get(r).is_none_or(|result| result.is_success()));
+                if partly && needs_look(&p.planned.action) {
+                    mark_uncertain(envelope, &p.key);
+                }
                 metrics::action(p.planned.action.name(), false);
                 let reason = failure.to_string();
                 if failure.kind == ErrorKind::Transient {
@@ -262,7 +498,7 @@ pub async fn execute(
                     created_at: ctx.clock.now(),
                     created_by_rule: Some(p.planned.rule.clone()),
                 };
-                if let Err(err) = link_created(ctx, &mut execution, link, watermark).await {
+                if let Err(err) = link_created(ctx, &mut execution, link).await {
                     // Not marked done: the retry upserts the same record (same external id) and links it.
                     let reason = format!("created {object} {id} but could not link it: {err}");
                     execution.actions.push(action_record(p.planned, false, Some(reason.clone())));
@@ -278,6 +514,8 @@ pub async fn execute(
             Some(reason) => {
                 let _ = ctx.salesforce_breaker.record_failure(Signal::Transient(reason)).await;
             }
+            // Above the usage share the pause must hold: this success does not close it.
+            None if over_share => {}
             None => {
                 let _ = ctx.salesforce_breaker.record_success().await;
             }

@@ -13,7 +13,7 @@ use crate::model::{ActionRecord, AuditEntry, Outcome};
 use crate::retry::backoff::{Backoff, sqs_hop};
 use crate::retry::envelope::{Envelope, Failure};
 use crate::retry::queue::{Queue, QueueError};
-use crate::store::{AuditLog, LinkStore, PendingEvent, Subject};
+use crate::store::{AuditLog, LinkStore, PendingChange, PendingEvent, Progress, Subject, SubjectUpdate};
 use crate::telemetry::metrics;
 
 /// The names of the rules that ran for an evaluation (for the audit trail and metrics).
@@ -85,11 +85,19 @@ pub struct RetryPolicy {
     /// An event still failing this long after it was accepted is dead-lettered.
     pub max_age: Duration,
     pub backoff: Backoff,
+    /// How long a deferred event waits before it looks again: behind another event of its
+    /// subject (running or queued), or for its subject's opening event. Not a failure: no backoff.
+    pub wait_step: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 8, max_age: Duration::from_secs(24 * 3600), backoff: Backoff::default() }
+        Self {
+            max_attempts: 8,
+            max_age: Duration::from_secs(24 * 3600),
+            backoff: Backoff::default(),
+            wait_step: Duration::from_secs(15),
+        }
     }
 }
 
@@ -101,11 +109,18 @@ pub struct Subjects {
     /// The subject whose order the event keeps: while it waits in the retry queue, later events
     /// of that subject wait behind it (see [`crate::handler::steps::wait_behind`]).
     pub order: Option<Subject>,
+    /// The lease this attempt holds on `order` (see [`crate::handler::steps::take_subject`]):
+    /// given back when the event settles.
+    pub holder: Option<String>,
+    /// The pieces of state the event set (see [`crate::rules::Action::state_marks`]).
+    pub marks: Vec<String>,
+    /// The event opens its subject (incident.triggered, record insert).
+    pub opening: bool,
 }
 
 impl Subjects {
     pub fn new(incidents: Vec<String>, records: Vec<String>) -> Self {
-        Self { incidents, records, order: None }
+        Self { incidents, records, ..Self::default() }
     }
 
     /// Adds the two ends of links the attempt created.
@@ -155,10 +170,9 @@ impl Dispatch {
         keys: &[&str],
     ) -> Result<Settled, QueueError> {
         let now = self.clock.now();
-        let envelope_id = envelope.id.clone();
         let mut entry =
             AuditEntry::new(now, envelope.direction, &envelope.correlation_id, &envelope.event_id, Outcome::Applied);
-        let order = subjects.order;
+        let on_subject = SubjectWrite::of(&subjects, &envelope);
         (entry.incident_ids, entry.record_ids) = (subjects.incidents, subjects.records);
         let outcome = match attempt {
             Attempt::Applied { rules, actions, api_calls } => {
@@ -180,19 +194,27 @@ impl Dispatch {
                 Outcome::Stale
             }
             Attempt::Deferred { reason, until, actions, api_calls } => {
-                entry.reason = Some(reason);
                 entry.actions = actions;
                 entry.api_calls = api_calls;
-                let wait = until.map(|u| (u - now).to_std().unwrap_or_default()).unwrap_or(Duration::from_secs(30));
-                self.queue_in_order(&mut envelope, order.as_ref(), wait).await?;
-                Outcome::Queued
+                if self.too_old(&envelope, now) {
+                    // A deferral that never clears (a lease or an entry that is never given back)
+                    // must not hold the event, and the events behind it, for ever.
+                    let why = format!("still deferred after the maximum age of {:?}: {reason}", self.policy.max_age);
+                    self.dead_letter(&mut envelope, &mut entry, why).await?;
+                    Outcome::DeadLettered
+                } else {
+                    entry.reason = Some(reason);
+                    let wait = until.map(|u| (u - now).to_std().unwrap_or_default()).unwrap_or(Duration::from_secs(30));
+                    self.queue_in_order(&mut envelope, &on_subject, wait).await?;
+                    Outcome::Queued
+                }
             }
             Attempt::Failed { kind, reason, rule, rules, actions, api_calls } => {
                 entry.rules_matched = rules;
                 entry.actions = actions;
                 entry.api_calls = api_calls;
                 envelope.record_failure(Failure { at: now, kind: kind.as_str().into(), reason: reason.clone(), rule });
-                let too_old = (now - envelope.accepted_at).to_std().unwrap_or_default() >= self.policy.max_age;
+                let too_old = self.too_old(&envelope, now);
                 let exhausted = envelope.attempts >= self.policy.max_attempts;
                 if kind == FailureKind::Permanent || too_old || exhausted {
                     let why = if kind == FailureKind::Permanent {
@@ -202,26 +224,24 @@ impl Dispatch {
                     } else {
                         format!("still failing after {} attempts: {reason}", envelope.attempts)
                     };
-                    entry.reason = Some(why.clone());
-                    envelope.dead_letter_reason = Some(why);
-                    self.dlq.send(&envelope.to_json(), Duration::ZERO).await?;
-                    metrics::dlq_send();
-                    tracing::error!(event_id = %envelope.event_id, reason = entry.reason.as_deref().unwrap_or(""), "event dead-lettered");
+                    self.dead_letter(&mut envelope, &mut entry, why).await?;
                     Outcome::DeadLettered
                 } else {
                     entry.reason = Some(format!("{} failure, attempt {}: {reason}", kind.as_str(), envelope.attempts));
                     let wait = self.policy.backoff.delay(envelope.attempts, &mut rand::rng());
-                    self.queue_in_order(&mut envelope, order.as_ref(), wait).await?;
+                    self.queue_in_order(&mut envelope, &on_subject, wait).await?;
                     Outcome::Queued
                 }
             }
         };
         if outcome != Outcome::Queued {
-            self.unlist(&envelope).await;
+            self.settle_subject(&envelope, &on_subject).await;
         }
         entry.outcome = outcome;
+        tracing::info!(event_id = %entry.event_id, outcome = outcome.as_str(), reason = entry.reason.as_deref().unwrap_or(""),
+            attempts = envelope.attempts, "event settled");
         entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
-        let result = settled_result(outcome, &envelope_id);
+        let result = settled_result(outcome, &envelope.id);
         let mut completed: Vec<_> = keys.iter().map(|key| self.idempotency.completion(key, &result)).collect();
         completed.dedup_by(|a, b| a.key == b.key);
         if let Err(err) = self.audit.append_completing(&entry, &completed).await {
@@ -230,7 +250,7 @@ impl Dispatch {
             metrics::error();
             for c in &completed {
                 if let Err(err) = self.idempotency.finish(&c.key, &c.result).await {
-                    // A redelivery is caught by the watermark and by idempotent writes.
+                    // A redelivery is caught by the marks, the progress on its subject and idempotent writes.
                     tracing::warn!(error = %err, key = %c.key, "could not mark the event complete");
                 }
             }
@@ -238,21 +258,47 @@ impl Dispatch {
         Ok(Settled { outcome, audit: entry })
     }
 
-    /// Queues the envelope, listed first in its subject's pending set so that later events of the
-    /// subject wait behind it. A failed listing costs the order, never the event: it is queued
-    /// all the same.
+    fn too_old(&self, envelope: &Envelope, now: DateTime<Utc>) -> bool {
+        (now - envelope.accepted_at).to_std().unwrap_or_default() >= self.policy.max_age
+    }
+
+    /// Sends the envelope to the DLQ with `why`, recorded in it and in the audit entry.
+    async fn dead_letter(
+        &self,
+        envelope: &mut Envelope,
+        entry: &mut AuditEntry,
+        why: String,
+    ) -> Result<(), QueueError> {
+        entry.reason = Some(why.clone());
+        envelope.dead_letter_reason = Some(why);
+        self.dlq.send(&envelope.to_json(), Duration::ZERO).await?;
+        metrics::dlq_send();
+        tracing::error!(event_id = %envelope.event_id, reason = entry.reason.as_deref().unwrap_or(""),
+            "event dead-lettered: the events of its subject behind it go on without it");
+        Ok(())
+    }
+
+    /// Queues the envelope. Its subject is written first, in one request: the event listed in
+    /// the pending set (so that later events of the subject wait behind it), what it did so far
+    /// (so that any later delivery of it does only what is left), and the lease given back. A
+    /// failed listing costs the order, never the event: it is queued all the same.
     async fn queue_in_order(
         &self,
         envelope: &mut Envelope,
-        order: Option<&Subject>,
+        on_subject: &SubjectWrite,
         wait: Duration,
     ) -> Result<(), QueueError> {
         let mut listed_now = false;
-        if envelope.waits_in.is_none()
-            && let Some(subject) = order
-        {
-            match self.links.add_pending(subject, &pending_event(envelope)).await {
-                Ok(()) => (envelope.waits_in, listed_now) = (Some(subject.clone()), true),
+        if let Some(subject) = &on_subject.subject {
+            let list = envelope.waits_in.is_none().then(|| PendingChange::List(pending_event(envelope)));
+            let update = SubjectUpdate {
+                pending: list.clone(),
+                progress: Some(Progress::Keep { event_id: envelope.event_id.clone(), done: envelope.done.clone() }),
+                ..on_subject.update.clone()
+            };
+            match self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
+                Ok(()) if list.is_some() => (envelope.waits_in, listed_now) = (Some(subject.clone()), true),
+                Ok(()) => {}
                 Err(err) => tracing::warn!(error = %err, subject = %subject.key(),
                     "could not list the queued event: later events of its subject will not wait for it"),
             }
@@ -266,7 +312,40 @@ impl Dispatch {
         sent
     }
 
-    /// Takes the envelope's event out of its subject's pending set (it left the retry queue).
+    /// Writes what a settled event did to its subject and gives the lease back: its marks,
+    /// whether it opened the subject, its entry out of the pending set, its progress forgotten.
+    async fn settle_subject(&self, envelope: &Envelope, on_subject: &SubjectWrite) {
+        let Some(subject) = on_subject.subject.as_ref().or(envelope.waits_in.as_ref()) else { return };
+        let update = SubjectUpdate {
+            opened: on_subject.opening,
+            pending: envelope.waits_in.as_ref().map(|_| PendingChange::Unlist(pending_event(envelope))),
+            progress: Some(Progress::Clear { event_id: envelope.event_id.clone() }),
+            ..on_subject.update.clone()
+        };
+        if let Err(err) = self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
+            tracing::warn!(error = %err, subject = %subject.key(),
+                "could not record the settled event on its subject; its lease runs out by itself and later events ignore its pending entry after two days");
+        }
+    }
+
+    /// Writes to the subject, once more after a failure: a lease left behind holds the subject's
+    /// other events up until it runs out.
+    async fn update_subject(
+        &self,
+        subject: &Subject,
+        holder: Option<&str>,
+        update: &SubjectUpdate,
+    ) -> Result<(), crate::store::StoreError> {
+        match self.links.update_subject(subject, holder, update).await {
+            Err(err) if err.is_transient() => {
+                tracing::warn!(error = %err, subject = %subject.key(), "writing the subject failed: once more");
+                self.links.update_subject(subject, holder, update).await
+            }
+            result => result,
+        }
+    }
+
+    /// Takes the envelope's entry out of its subject's pending set (it left the retry queue).
     pub async fn unlist(&self, envelope: &Envelope) {
         if let Some(subject) = &envelope.waits_in
             && let Err(err) = self.links.remove_pending(subject, &pending_event(envelope)).await
@@ -277,18 +356,54 @@ impl Dispatch {
     }
 
     /// Puts the envelope on the retry queue to be tried after `wait` (split into 15-minute hops).
+    /// A failed send is tried once more with the same hop: when the first one stored the message
+    /// and lost the answer, the retry function handles one of the two copies.
     pub async fn enqueue(&self, envelope: &mut Envelope, wait: Duration) -> Result<(), QueueError> {
         envelope.hop = uuid::Uuid::new_v4().to_string();
         let (now, rest) = sqs_hop(wait);
         envelope.not_before =
             (!rest.is_zero()).then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
-        self.retry.send(&envelope.to_json(), now).await?;
+        let body = envelope.to_json();
+        if let Err(err) = self.retry.send(&body, now).await {
+            tracing::warn!(error = %err, envelope = %envelope.id, "retry-queue send failed: sending the same hop again");
+            self.retry.send(&body, now).await?;
+        }
         metrics::retry_enqueued();
         Ok(())
     }
 }
 
+/// What settling writes on the event's subject, gathered from the attempt.
+#[derive(Debug, Clone, Default)]
+struct SubjectWrite {
+    subject: Option<Subject>,
+    holder: Option<String>,
+    opening: bool,
+    update: SubjectUpdate,
+}
+
+impl SubjectWrite {
+    fn of(subjects: &Subjects, envelope: &Envelope) -> Self {
+        Self {
+            subject: subjects.order.clone(),
+            holder: subjects.holder.clone(),
+            opening: subjects.opening,
+            update: SubjectUpdate {
+                marks: subjects.marks.clone(),
+                at: Some(envelope.occurred_at),
+                ..SubjectUpdate::default()
+            },
+        }
+    }
+}
+
 /// The envelope's entry in its subject's pending set.
 pub fn pending_event(envelope: &Envelope) -> PendingEvent {
-    PendingEvent { occurred_at: envelope.occurred_at, event_id: envelope.event_id.clone() }
+    use chrono::SubsecRound;
+    PendingEvent {
+        // As the stores keep it (milliseconds), so that an entry read back equals the one written.
+        occurred_at: envelope.occurred_at.trunc_subsecs(3),
+        event_id: envelope.event_id.clone(),
+        envelope_id: envelope.id.clone(),
+    }
 }

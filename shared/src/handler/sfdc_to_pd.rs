@@ -10,18 +10,18 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
 use crate::handler::context::Context;
+use crate::handler::echo;
 use crate::handler::http::{InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
-use crate::handler::salesforce_exec::Watermark;
-use crate::handler::settle::{Attempt, Subjects, store_failure};
+use crate::handler::settle::{Attempt, Subjects};
 use crate::handler::steps;
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::outbound_message::{self, OutboundMessage};
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
-use crate::store::{StoreError, Subject, SubjectState};
+use crate::store::Subject;
 use crate::telemetry::metrics;
 
 /// Comments the bridge writes into Salesforce start with this; they are not sent back.
@@ -37,7 +37,8 @@ pub struct Change {
     pub old: Option<serde_json::Map<String, serde_json::Value>>,
     pub changed_by: Option<String>,
     pub occurred_at: DateTime<Utc>,
-    /// Set when the sender names the delivery itself (an Outbound Message notification id).
+    /// Set when the sender names the change itself: the Apex trigger's change id, an Outbound
+    /// Message notification id, a queued envelope's event id.
     pub dedupe_key: Option<String>,
 }
 
@@ -45,11 +46,12 @@ pub struct Change {
 pub const REPLAY_WINDOW_SECONDS: i64 = 300;
 
 impl Change {
-    /// The idempotency key: the same change delivered twice has the same key.
+    /// The idempotency key: the same change delivered twice has the same key, two changes of one
+    /// record (even within one second) have different ones ([`trigger_post::change_key`]).
     pub fn key(&self) -> String {
         self.dedupe_key
             .clone()
-            .unwrap_or_else(|| format!("sf:{}:{}:{}", self.object, self.id, self.occurred_at.timestamp_millis()))
+            .unwrap_or_else(|| trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new))
     }
 
     fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {
@@ -202,13 +204,13 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
         .into_iter()
         .map(|r: RecordChange| Change {
             occurred_at: change_time(&r.new, post.sent_at),
+            dedupe_key: Some(r.key()),
             object: r.object,
             id: r.id,
             is_new: post.operation == Operation::Insert,
             new: r.new,
             old: r.old,
             changed_by: changed_by.clone(),
-            dedupe_key: None,
         })
         .collect();
     let summary = accept_all(ctx, changes, &request, started).await;
@@ -341,17 +343,6 @@ fn order_subject(change: &Change) -> Subject {
     Subject::Record(link_subject(change).1)
 }
 
-/// The change's links and pending events (its Case's, for a Case Comment) and its own
-/// watermark: one store read, two for a Case Comment (its watermark is its own).
-async fn subject_state(ctx: &Context, change: &Change, subject: &Subject) -> Result<SubjectState, StoreError> {
-    let order = order_subject(change);
-    if &order == subject {
-        return ctx.stores.links.subject_state(subject).await;
-    }
-    let parent = ctx.stores.links.subject_state(&order).await?;
-    Ok(SubjectState { last_applied: ctx.stores.links.last_applied(subject).await?, ..parent })
-}
-
 /// One attempt at a record change, and the record and incidents it was about: used live and
 /// by the retry function.
 pub async fn process(
@@ -372,25 +363,26 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    if change.changed_by.as_deref().is_some_and(|u| !u.is_empty() && u == ctx.settings.integration_user) {
-        return Attempt::Skipped { reason: "changed by the integration user: not sent back".into(), rules: vec![] };
+    if let Some(echo) = echo::salesforce_echo(ctx, change) {
+        return echo;
     }
     if change.object == "CaseComment"
         && change.new.get("CommentBody").and_then(|v| v.as_str()).is_some_and(|b| b.starts_with(PAGERDUTY_MARKER))
     {
         return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
     }
-    let subject = Subject::Record(change.id.clone());
-    let state = match subject_state(ctx, change, &subject).await {
+    // A Case Comment keeps its Case's order and acts on its Case's incidents.
+    let order = order_subject(change);
+    subjects.opening = change.is_new && order == Subject::Record(change.id.clone());
+    if let Err(held) = steps::take_subject(ctx, envelope, subjects, &order, deadline).await {
+        return held;
+    }
+    let state = match steps::subject_state(ctx, &order).await {
         Ok(state) => state,
-        Err(err) => return store_failure(err),
+        Err(attempt) => return attempt,
     };
     subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
-    let order = order_subject(change);
-    let this = steps::note_order(envelope, subjects, &order, &state.pending);
-    if let Some(stale) = steps::refuse_stale(&subject, change.occurred_at, state.last_applied) {
-        return stale;
-    }
+    let this = steps::note_order(envelope, &order, &state);
     if let Some(wait) = steps::wait_behind(ctx, &order, &this, &state.pending) {
         return wait;
     }
@@ -406,18 +398,15 @@ async fn attempt(
         is_new: change.is_new,
         linked_incidents: subjects.incidents.clone(),
     });
-    let (evaluation, matched) = match steps::plan(&rules, &input, envelope) {
+    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, envelope, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
     if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
         return deferred;
     }
-    let watermark = Watermark { subject: &subject, at: change.occurred_at };
-    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, watermark).await;
+    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, deadline).await;
     subjects.add_links(&execution.linked);
-    let moved = execution.watermark_done;
-    let attempt = execution.into_attempt(matched, 0);
-    steps::mark_applied(ctx, &attempt, moved, watermark).await;
-    attempt
+    subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
+    execution.into_attempt(matched, 0)
 }

@@ -1,46 +1,76 @@
-//! The steps both directions take between "accepted" and "act": refuse stale events, load the
-//! rules, plan, and make sure the service may be called now.
+//! The steps both directions take between "accepted" and "act": take the subject, wait behind
+//! earlier events, load the rules, plan without what newer events overtook, and make sure the
+//! service may be called now.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
-use crate::handler::salesforce_exec::Watermark;
 use crate::handler::settle::{Attempt, FailureKind, Subjects, matched_rules, store_failure};
 use crate::retry::breaker::{Breaker, Permit};
 use crate::retry::envelope::Envelope;
-use crate::rules::{CachedRules, Evaluation, Event};
-use crate::store::{PendingEvent, Subject, SubjectState};
+use crate::rules::{CachedRules, Evaluation, Event, SkipReason};
+use crate::store::{Lease, PendingEvent, Subject, SubjectState};
 use crate::telemetry::metrics;
 
-/// The subject's links and watermark (one store read), or the attempt that says why not.
+/// The subject's links, marks and pending events (one store read), or the attempt that says why not.
 pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectState, Attempt> {
     ctx.stores.links.subject_state(subject).await.map_err(store_failure)
 }
 
-/// `Some(Stale)` when something newer than `occurred_at` was already applied to the subject.
-pub fn refuse_stale(subject: &Subject, occurred_at: DateTime<Utc>, last: Option<DateTime<Utc>>) -> Option<Attempt> {
-    let last = last.filter(|last| *last > occurred_at)?;
-    Some(Attempt::Stale {
-        reason: format!("happened at {occurred_at} but {last} was already applied for {}", subject.key()),
-    })
+fn wait_step(ctx: &Context) -> chrono::Duration {
+    chrono::Duration::from_std(ctx.dispatch.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
 }
 
-/// Records `order`, the subject whose order the event keeps, and returns the event's entry in
-/// its pending set. When the set already lists the event (a copy of it was queued before), the
-/// envelope says so, so that the event leaves the set when it settles.
-pub fn note_order(
-    envelope: &mut Envelope,
+/// Who holds a subject's lease: the envelope and its trip through the queue (copies of one send
+/// are told apart by the retry function's gate, not here).
+pub fn lease_holder(envelope: &Envelope) -> String {
+    format!("{}@{}", envelope.id, envelope.hop)
+}
+
+/// Takes `order` for this envelope until the deadline, so that two events of one subject never act
+/// at the same time (Lambda runs deliveries of one incident in parallel). `Err(Deferred)` while
+/// another event holds it: this one is queued behind it.
+pub async fn take_subject(
+    ctx: &Context,
+    envelope: &Envelope,
     subjects: &mut Subjects,
     order: &Subject,
-    pending: &[PendingEvent],
-) -> PendingEvent {
-    let this = crate::handler::settle::pending_event(envelope);
-    if envelope.waits_in.is_none() && pending.contains(&this) {
-        envelope.waits_in = Some(order.clone());
-    }
+    deadline: Option<DateTime<Utc>>,
+) -> Result<(), Attempt> {
+    let now = ctx.clock.now();
+    let until = deadline.unwrap_or(now + chrono::Duration::seconds(30));
+    let holder = lease_holder(envelope);
     subjects.order = Some(order.clone());
+    match ctx.stores.links.lease(order, &holder, now, until).await.map_err(store_failure)? {
+        Lease::Acquired => {
+            subjects.holder = Some(holder);
+            Ok(())
+        }
+        Lease::Held { until } => Err(Attempt::Deferred {
+            reason: format!("another event of {} is being applied now: queued behind it", order.key()),
+            until: Some(
+                until.unwrap_or(now).clamp(now + chrono::Duration::seconds(1), now + chrono::Duration::seconds(10)),
+            ),
+            actions: vec![],
+            api_calls: 0,
+        }),
+    }
+}
+
+/// Notes whether the subject's pending set lists this envelope (a copy of it was queued before,
+/// and the listing went through), so that it is listed when queued again and leaves the set
+/// when it settles; takes over the progress the event's earlier deliveries left on the subject.
+/// Returns the envelope's entry.
+pub fn note_order(envelope: &mut Envelope, order: &Subject, state: &SubjectState) -> PendingEvent {
+    let this = crate::handler::settle::pending_event(envelope);
+    envelope.waits_in = state.pending.contains(&this).then(|| order.clone());
+    if let Some(done) = state.progress.get(&envelope.event_id) {
+        for key in done {
+            envelope.mark_done(key.clone());
+        }
+    }
     this
 }
 
@@ -51,11 +81,45 @@ pub fn note_order(
 pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending: &[PendingEvent]) -> Option<Attempt> {
     let max_age = chrono::Duration::from_std(ctx.dispatch.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
     let horizon = ctx.clock.now() - max_age;
-    let earlier = pending.iter().filter(|p| p.event_id != this.event_id && *p < this && p.occurred_at > horizon);
-    let count = earlier.count();
-    (count > 0).then(|| Attempt::Deferred {
-        reason: format!("waiting behind {count} earlier event(s) of {} in the retry queue", order.key()),
-        until: Some(ctx.clock.now() + chrono::Duration::seconds(20)),
+    let earlier: Vec<&str> = pending
+        .iter()
+        .filter(|p| p.event_id != this.event_id && *p < this && p.occurred_at > horizon)
+        .map(|p| p.event_id.as_str())
+        .collect();
+    (!earlier.is_empty()).then(|| Attempt::Deferred {
+        reason: format!(
+            "waiting behind {} earlier event(s) of {} in the retry queue ({})",
+            earlier.len(),
+            order.key(),
+            earlier.join(", ")
+        ),
+        until: Some(ctx.clock.now() + wait_step(ctx)),
+        actions: vec![],
+        api_calls: 0,
+    })
+}
+
+/// How long an event that finds nothing linked waits for its subject's opening event (the
+/// trigger that opens the Case, the Case insert that opens the incident) before it is taken
+/// as it is. Senders deliver out of order; the opening event may be queued or still running.
+pub const OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// `Some(Deferred)` when a rule would act but nothing is linked yet (`evaluation`'s rules say
+/// so) and the subject's opening event has not settled: the event waits for it, up to
+/// [`OPENING_WAIT`]. Events no rule would act on, linked or not, are skipped at once.
+pub fn wait_for_opening(
+    ctx: &Context,
+    envelope: &Envelope,
+    state: &SubjectState,
+    opening: bool,
+    evaluation: &Evaluation,
+) -> Option<Attempt> {
+    let needs_link = evaluation.explanation.rules.iter().any(|r| r.skipped == Some(SkipReason::NoLink));
+    let waited = (ctx.clock.now() - envelope.accepted_at).to_std().unwrap_or_default();
+    let waits = needs_link && !opening && !state.opened && state.links.is_empty() && waited < OPENING_WAIT;
+    waits.then(|| Attempt::Deferred {
+        reason: "nothing is linked yet and the subject's opening event has not been seen: waiting for it".into(),
+        until: Some(ctx.clock.now() + wait_step(ctx)),
         actions: vec![],
         api_calls: 0,
     })
@@ -73,16 +137,49 @@ pub async fn rules(ctx: &Context) -> Result<Arc<CachedRules>, Attempt> {
     })
 }
 
-/// Evaluates, records the plan in the envelope, and skips when nothing is to be done.
-pub fn plan(rules: &CachedRules, input: &Event, envelope: &mut Envelope) -> Result<(Evaluation, Vec<String>), Attempt> {
-    let evaluation = rules.rules.plan(input);
+/// Evaluates and drops the state actions a newer event already overtook (see
+/// [`crate::rules::Plan::without_older_state`]); records the plan in the envelope. `Err` when
+/// nothing is left to do: stale when a newer event overtook everything, otherwise skipped, or
+/// deferred while the subject's opening event may still bring something to act on.
+pub fn plan(
+    ctx: &Context,
+    rules: &CachedRules,
+    input: &Event,
+    envelope: &mut Envelope,
+    state: &SubjectState,
+    opening: bool,
+) -> Result<(Evaluation, Vec<String>), Attempt> {
+    let mut evaluation = rules.rules.plan(input);
+    let (plan, overtaken) =
+        std::mem::take(&mut evaluation.plan).without_older_state(&state.marks, envelope.occurred_at);
+    evaluation.plan = plan;
     envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
     let matched = matched_rules(&evaluation);
     metrics::rules_matched(matched.len());
-    if evaluation.plan.is_empty() {
-        return Err(Attempt::Skipped { reason: "no rule matched".into(), rules: matched });
+    if !evaluation.plan.is_empty() {
+        return Ok((evaluation, matched));
     }
-    Ok((evaluation, matched))
+    if overtaken > 0 {
+        let newest = state.last_applied().map(|t| t.to_rfc3339()).unwrap_or_default();
+        return Err(Attempt::Stale {
+            reason: format!(
+                "happened at {} but newer events (up to {newest}) already set what it would set",
+                envelope.occurred_at.to_rfc3339()
+            ),
+        });
+    }
+    if let Some(wait) = wait_for_opening(ctx, envelope, state, opening, &evaluation) {
+        return Err(wait);
+    }
+    Err(Attempt::Skipped { reason: "no rule matched".into(), rules: matched })
+}
+
+/// The marks of the plan's state actions that are done: what the event set, to write on its subject.
+pub fn marks_done(plan: &[crate::rules::PlannedAction], envelope: &Envelope) -> Vec<String> {
+    plan.iter()
+        .filter(|p| envelope.is_done(&crate::handler::salesforce_exec::action_key(p)))
+        .flat_map(|p| p.action.state_marks())
+        .collect()
 }
 
 /// `Some(Deferred)` when the service must not be called now: its breaker is open, or too little
@@ -112,15 +209,4 @@ pub async fn hold_back(
         actions: vec![],
         api_calls,
     })
-}
-
-/// After an applied attempt, moves the subject's watermark to the event's time (unless the
-/// execution already did, with the link it created).
-pub async fn mark_applied(ctx: &Context, attempt: &Attempt, execution_moved_it: bool, watermark: Watermark<'_>) {
-    if matches!(attempt, Attempt::Applied { .. })
-        && !execution_moved_it
-        && let Err(err) = ctx.stores.links.advance_last_applied(watermark.subject, watermark.at).await
-    {
-        tracing::warn!(error = %err, subject = %watermark.subject.key(), "applied, but could not move the watermark");
-    }
 }

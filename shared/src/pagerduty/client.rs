@@ -25,7 +25,9 @@ use super::webhook::Reference;
 
 /// `Accept` value selecting REST API v2.
 pub const ACCEPT: &str = "application/vnd.pagerduty+json;version=2";
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one request may take by default: short enough that a call started well before the
+/// function's deadline ends before it (see [`PagerdutyClient::until`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a call waits for the rate limiter before giving up with a transient
 /// [`PagerdutyError::RateLimited`] (the caller then queues the work for the retry function).
 const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_secs(10);
@@ -84,6 +86,14 @@ pub struct User {
     pub name: Option<String>,
 }
 
+/// An incident note as `GET /incidents/{id}/notes` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Note {
+    pub id: String,
+    #[serde(default)]
+    pub content: String,
+}
+
 /// A webhook subscription (its secret is only ever returned at creation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSubscription {
@@ -132,6 +142,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct PagerdutyClient {
     inner: Arc<Inner>,
+    /// No request is started whose timeout would run past this (see [`Self::until`]).
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl fmt::Debug for PagerdutyClient {
@@ -222,6 +234,29 @@ impl PagerdutyClient {
                 priorities: Mutex::new(None),
                 users: Mutex::new(HashMap::new()),
             }),
+            deadline: None,
+        }
+    }
+
+    /// A clone that starts no request whose timeout would run past `deadline`: such a call
+    /// fails with [`PagerdutyError::NoTimeLeft`] without being sent. An invocation passes its own
+    /// deadline (less the time it needs to settle), so that no call outlives the function.
+    pub fn until(&self, deadline: tokio::time::Instant) -> Self {
+        PagerdutyClient { inner: self.inner.clone(), deadline: Some(deadline) }
+    }
+
+    /// The longest one request may take.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The request must be answered by the deadline: `Err` when its timeout would run past it.
+    fn time_for_request(&self, operation: &'static str) -> Result<(), PagerdutyError> {
+        match self.deadline {
+            Some(deadline) if tokio::time::Instant::now() + self.inner.timeout > deadline => {
+                Err(PagerdutyError::NoTimeLeft { operation })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -273,14 +308,27 @@ impl PagerdutyClient {
         builder.build().map_err(|e| PagerdutyError::transport(call.operation, e))
     }
 
-    /// Sends `call` under the rate limit; returns the JSON answer (`Null` for an empty one).
+    /// Sends `call` under the rate limit; returns the JSON answer (`Null` for an empty one). A
+    /// write whose failure leaves its outcome unknown comes back as [`PagerdutyError::Uncertain`].
     async fn send(&self, call: Call) -> Result<Value, PagerdutyError> {
+        let write = call.method != http::Method::GET;
+        self.send_once(call).await.map_err(|e| e.of_write(write))
+    }
+
+    async fn send_once(&self, call: Call) -> Result<Value, PagerdutyError> {
         let request = self.to_request(&call)?;
+        self.time_for_request(call.operation)?;
         // Over the limit for longer than we may wait (a burst, or a 429 reset): give the work
         // back to the caller as transient rather than sleep through the Lambda's time.
-        if let Err(wait) = self.inner.limiter.acquire_within(self.inner.max_queue_wait).await {
+        let mut max_wait = self.inner.max_queue_wait;
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            max_wait = max_wait.min(left.saturating_sub(self.inner.timeout));
+        }
+        if let Err(wait) = self.inner.limiter.acquire_within(max_wait).await {
             return Err(PagerdutyError::Throttled { operation: call.operation, wait });
         }
+        self.time_for_request(call.operation)?;
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
         let response =
             self.inner.http.execute(request).await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
@@ -436,6 +484,34 @@ impl PagerdutyClient {
     pub async fn add_note(&self, incident_id: &str, content: &str) -> Result<Option<String>, PagerdutyError> {
         let v = self.send(requests::add_note(incident_id, content)).await?;
         Ok(v.pointer("/note/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Every note of the incident, oldest first (a webhook carries a long note's content cut).
+    pub async fn list_notes(&self, incident_id: &str) -> Result<Vec<Note>, PagerdutyError> {
+        let v = self.send(requests::list_notes(incident_id)).await?;
+        let notes = v.get("notes").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(notes.into_iter().filter_map(|n| serde_json::from_value(n).ok()).collect())
+    }
+
+    /// The id of the user the bridge acts as (the `From` email), looked up once and cached;
+    /// `None` when no PagerDuty user has that email.
+    pub async fn own_user_id(&self) -> Result<Option<String>, PagerdutyError> {
+        match self.requester_id().await {
+            Ok(id) => Ok(Some(id)),
+            Err(PagerdutyError::UnknownUser(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The invocations of automation action `action_id` for the incident
+    /// (`GET /automation_actions/invocations?incident_id=&action_id=`).
+    pub async fn list_automation_invocations(
+        &self,
+        incident_id: &str,
+        action_id: &str,
+    ) -> Result<Vec<Value>, PagerdutyError> {
+        let v = self.send(requests::list_automation_invocations(incident_id, action_id)).await?;
+        Ok(v.get("invocations").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
     /// The user whose email is exactly `email` (case-insensitive), if any.

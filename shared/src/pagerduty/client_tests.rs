@@ -234,6 +234,42 @@ async fn an_unreachable_pagerduty_is_transient() {
 }
 
 #[tokio::test]
+async fn the_bridges_own_user_is_looked_up_once_and_an_unknown_email_is_none() {
+    let (base, log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
+        ("GET", t) if t.starts_with("/users?query=bot%40example.com") => {
+            (200, vec![], json!({"users": [{"id": "PBOT", "email": "bot@example.com"}]}).to_string())
+        }
+        ("GET", t) if t.starts_with("/users?query=") => (200, vec![], json!({"users": []}).to_string()),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let c = client(base.clone());
+    assert_eq!(c.own_user_id().await.unwrap().as_deref(), Some("PBOT"));
+    assert_eq!(c.own_user_id().await.unwrap().as_deref(), Some("PBOT"));
+    assert_eq!(log.lock().unwrap().len(), 1, "cached for the process");
+    let nobody = PagerdutyClient::new(reqwest::Client::new(), base, "t".into(), "nobody@example.com".into());
+    assert_eq!(nobody.own_user_id().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_incidents_notes_are_listed_in_full() {
+    let (base, _) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
+        ("GET", "/incidents/Q1/notes") => (
+            200,
+            vec![],
+            json!({"notes": [{"id": "PN1", "content": "short", "user": {"id": "PU", "type": "user_reference"}},
+                             {"id": "PN2", "content": "x".repeat(70_000)}]})
+            .to_string(),
+        ),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let notes = client(base).list_notes("Q1").await.unwrap();
+    assert_eq!(notes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), vec!["PN1", "PN2"]);
+    assert_eq!(notes[1].content.len(), 70_000);
+}
+
+#[tokio::test]
 async fn responders_are_requested_by_the_from_user_looked_up_once() {
     let (base, log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {
         ("GET", t) if t.starts_with("/users?query=bot%40example.com") => (

@@ -47,7 +47,13 @@ pub enum PagerdutyError {
     #[error("PagerDuty answered {status} to {operation}: {}{}", describe(message, *code, errors), hint(*status))]
     Api { operation: &'static str, status: StatusCode, code: Option<i64>, message: String, errors: Vec<String> },
     #[error("could not reach PagerDuty for {operation}{}: {reason}", if *timeout { " (timed out)" } else { "" })]
-    Transport { operation: &'static str, reason: String, timeout: bool },
+    Transport {
+        operation: &'static str,
+        reason: String,
+        timeout: bool,
+        /// The connection could not be made: nothing was sent.
+        connect: bool,
+    },
     #[error("PagerDuty's answer to {operation} is not what the API documents: {reason}")]
     Decode { operation: &'static str, reason: String },
     #[error(
@@ -58,6 +64,15 @@ pub enum PagerdutyError {
     UnknownUser(String),
     #[error("invalid request for {operation}: {reason}")]
     InvalidRequest { operation: &'static str, reason: &'static str },
+    /// Not sent: its timeout would have run past the caller's deadline (see
+    /// [`super::PagerdutyClient::until`]).
+    #[error("PagerDuty call {operation} not sent: too little time is left before the deadline to wait for its answer")]
+    NoTimeLeft { operation: &'static str },
+    /// A write was sent and no answer says whether PagerDuty carried it out (a timeout or a
+    /// connection closed after sending, a 5xx, a 2xx we cannot read): it may have happened. A
+    /// caller must look before sending it again (see [`PagerdutyError::outcome_unknown`]).
+    #[error("PagerDuty may have carried out {operation} (outcome unknown): {cause}")]
+    Uncertain { operation: &'static str, cause: Box<PagerdutyError> },
 }
 
 fn describe(message: &str, code: Option<i64>, errors: &[String]) -> String {
@@ -100,6 +115,35 @@ impl PagerdutyError {
             },
             PagerdutyError::UnknownPriority(_) | PagerdutyError::UnknownUser(_) => ErrorKind::BadInput,
             PagerdutyError::InvalidRequest { .. } => ErrorKind::BadInput,
+            PagerdutyError::NoTimeLeft { .. } => ErrorKind::Transient,
+            PagerdutyError::Uncertain { cause, .. } => cause.kind(),
+        }
+    }
+
+    /// True when the call was a write that may have been carried out: sending it again could do
+    /// it twice. False when it certainly was not (never sent, or refused with an answer).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, PagerdutyError::Uncertain { .. })
+    }
+
+    /// True when nothing was sent (our rate limiter or the deadline held the call back).
+    pub fn not_sent(&self) -> bool {
+        matches!(self, PagerdutyError::Throttled { .. } | PagerdutyError::NoTimeLeft { .. })
+    }
+
+    /// Marks the failure of a write (`write`: any method but GET) whose outcome it leaves
+    /// unknown as [`PagerdutyError::Uncertain`]: no answer after the connection was made, a 5xx,
+    /// or a 2xx that cannot be read. A 4xx (429 included) is an answer: the write was refused.
+    pub(crate) fn of_write(self, write: bool) -> Self {
+        let unknown = match &self {
+            PagerdutyError::Transport { operation, connect, .. } => (!connect).then_some(*operation),
+            PagerdutyError::Api { operation, status, .. } => status.is_server_error().then_some(*operation),
+            PagerdutyError::Decode { operation, .. } => Some(*operation),
+            _ => None,
+        };
+        match unknown {
+            Some(operation) if write => PagerdutyError::Uncertain { operation, cause: Box::new(self) },
+            _ => self,
         }
     }
 
@@ -112,6 +156,7 @@ impl PagerdutyError {
         match self {
             PagerdutyError::RateLimited { retry_after, .. } => *retry_after,
             PagerdutyError::Throttled { wait, .. } => Some(*wait),
+            PagerdutyError::Uncertain { cause, .. } => cause.retry_after(),
             _ => None,
         }
     }
@@ -121,6 +166,7 @@ impl PagerdutyError {
         match self {
             PagerdutyError::Api { status, .. } => Some(*status),
             PagerdutyError::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            PagerdutyError::Uncertain { cause, .. } => cause.status(),
             _ => None,
         }
     }
@@ -156,6 +202,7 @@ impl PagerdutyError {
         PagerdutyError::Transport {
             operation,
             timeout: e.is_timeout(),
+            connect: e.is_connect(),
             // Without the URL: it is ours and already in `operation`; keeps logs short.
             reason: e.without_url().to_string(),
         }
@@ -231,6 +278,33 @@ mod tests {
         assert!(throttled.is_transient());
         assert_eq!(throttled.retry_after(), Some(Duration::from_millis(59_100)));
         assert!(throttled.to_string().contains("60s"), "{throttled}");
+    }
+
+    #[test]
+    fn only_writes_without_an_answer_leave_the_outcome_unknown() {
+        let lost = || PagerdutyError::Transport {
+            operation: "add_note",
+            reason: "closed".into(),
+            timeout: false,
+            connect: false,
+        };
+        assert!(lost().of_write(true).outcome_unknown());
+        assert!(lost().of_write(true).is_transient(), "retried, after a look");
+        assert!(!lost().of_write(false).outcome_unknown(), "a read changes nothing");
+        let refused = PagerdutyError::Transport {
+            operation: "add_note",
+            reason: "refused".into(),
+            timeout: false,
+            connect: true,
+        };
+        assert!(!refused.of_write(true).outcome_unknown(), "never reached PagerDuty");
+        assert!(api(502, "").of_write(true).outcome_unknown());
+        assert!(api(502, "").of_write(true).to_string().contains("outcome unknown"));
+        assert!(!api(429, "").of_write(true).outcome_unknown(), "refused with an answer");
+        assert!(!api(400, "").of_write(true).outcome_unknown());
+        let throttled = PagerdutyError::Throttled { operation: "add_note", wait: Duration::from_secs(1) };
+        assert!(throttled.not_sent() && !throttled.of_write(true).outcome_unknown());
+        assert!(PagerdutyError::NoTimeLeft { operation: "add_note" }.not_sent());
     }
 
     #[test]

@@ -32,7 +32,7 @@ mod client_tests;
 #[cfg(test)]
 mod spec_tests;
 
-pub use client::{ACCEPT, Incident, IncidentRef, PagerdutyClient, User, WebhookSubscription};
+pub use client::{ACCEPT, Incident, IncidentRef, Note, PagerdutyClient, User, WebhookSubscription};
 pub use error::{ErrorKind, PagerdutyError};
 pub use limiter::{RateLimit, RateLimiter};
 pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};

@@ -220,6 +220,18 @@ pub fn add_note(incident_id: &str, content: &str) -> Call {
         .body(json!({"note": {"content": content}}))
 }
 
+/// `GET /incidents/{id}/notes`: every note of the incident (the endpoint does not paginate).
+pub fn list_notes(incident_id: &str) -> Call {
+    Call::new("list_notes", Method::GET, &["incidents", incident_id, "notes"])
+}
+
+/// `GET /automation_actions/invocations?incident_id=...&action_id=...`.
+pub fn list_automation_invocations(incident_id: &str, action_id: &str) -> Call {
+    Call::new("list_automation_invocations", Method::GET, &["automation_actions", "invocations"])
+        .query("incident_id", incident_id)
+        .query("action_id", action_id)
+}
+
 /// `POST /incident_workflows/{id}/instances`.
 pub fn run_incident_workflow(incident_id: &str, workflow_id: &str) -> Call {
     Call::new("run_incident_workflow", Method::POST, &["incident_workflows", workflow_id, "instances"])

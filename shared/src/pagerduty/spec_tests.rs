@@ -239,6 +239,7 @@ fn every_call() -> Vec<Call> {
         requests::reassign("Q1", &Assignees::Users(users.clone())),
         requests::reassign("Q1", &Assignees::EscalationPolicy("PEP".into())),
         requests::add_note("Q1", "[Salesforce] hello"),
+        requests::list_notes("Q1"),
         requests::run_incident_workflow("Q1", "PWF"),
         requests::run_automation_action("Q1", "01DA2MLYN0J5EFC1LKWXUKDDKT"),
         requests::add_responders("Q1", "PREQ", &users, &eps, "Please help"),

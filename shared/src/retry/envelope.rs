@@ -102,6 +102,11 @@ pub struct Envelope {
     /// events of the subject wait behind it); `None` when it is not listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waits_in: Option<crate::store::Subject>,
+    /// Keys of additive actions whose outcome is unknown (sent, and the answer lost): before one
+    /// is sent again the executor looks whether it happened. A key also in `done` was accepted
+    /// without proof: the service offers no way to look, and sending it again could repeat it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uncertain: Vec<String>,
 }
 
 /// Why an envelope could not be read.
@@ -145,6 +150,7 @@ impl Envelope {
             hop: String::new(),
             waits_in: None,
             gate_key: String::new(),
+            uncertain: Vec::new(),
         }
     }
 

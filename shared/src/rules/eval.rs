@@ -388,9 +388,15 @@ fn plan_record_action<'e>(
         let incident_id = incident.clone();
         out.push(Planned::Action(match spec {
             ActionSpec::Acknowledge => Action::Acknowledge { incident_id },
-            ActionSpec::Resolve { resolution } => {
-                Action::Resolve { incident_id, resolution: resolution.as_ref().map(|t| t.render(ctx)) }
-            }
+            // The resolution note comes back as an `incident.annotated` webhook like any note.
+            ActionSpec::Resolve { resolution } => Action::Resolve {
+                incident_id,
+                resolution: resolution
+                    .as_ref()
+                    .map(|t| t.render(ctx))
+                    .filter(|t| !t.trim().is_empty())
+                    .map(marked_note),
+            },
             ActionSpec::SetPriority { priority } => Action::SetPriority { incident_id, priority: priority.clone() },
             ActionSpec::SetUrgency { urgency } => Action::SetUrgency { incident_id, urgency: *urgency },
             ActionSpec::RunIncidentWorkflow { workflow_id } => {
@@ -411,22 +417,25 @@ fn plan_record_action<'e>(
                 message: message.as_ref().map(|t| t.render(ctx)),
             },
             ActionSpec::AddNote { content } => {
-                let text = content.render(ctx);
-                let content = if text.starts_with(INCIDENT_NOTE_MARKER) {
-                    text
-                } else {
-                    let mut with_marker = String::with_capacity(INCIDENT_NOTE_PREFIX.len() + text.len());
-                    with_marker.push_str(INCIDENT_NOTE_PREFIX);
-                    with_marker.push_str(&text);
-                    with_marker
-                };
-                Action::AddNote { incident_id, content }
+                Action::AddNote { incident_id, content: marked_note(content.render(ctx)) }
             }
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
             _ => return Some("not a PagerDuty action".into()),
         }));
     }
     None
+}
+
+/// An incident note as the bridge writes it (an added note or a resolution note): starting with
+/// [`INCIDENT_NOTE_MARKER`], once, so that it is never forwarded back as a Case Comment.
+fn marked_note(text: String) -> String {
+    if text.starts_with(INCIDENT_NOTE_MARKER) {
+        return text;
+    }
+    let mut with_marker = String::with_capacity(INCIDENT_NOTE_PREFIX.len() + text.len());
+    with_marker.push_str(INCIDENT_NOTE_PREFIX);
+    with_marker.push_str(&text);
+    with_marker
 }
 
 fn plan_incident_action<'e>(

@@ -1,6 +1,9 @@
 //! The output of evaluation: planned actions with every value resolved.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -218,6 +221,35 @@ pub struct Plan(pub Vec<PlannedAction>);
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// What an event that happened at `at` may still do, given when each piece of state was last
+    /// set (`marks`, see [`Action::state_marks`]): a state action whose piece a newer event set is
+    /// dropped (a set-fields keeps its other fields); additive actions always stay. Returns the
+    /// plan and how many pieces of state were dropped.
+    pub fn without_older_state(self, marks: &BTreeMap<String, DateTime<Utc>>, at: DateTime<Utc>) -> (Plan, usize) {
+        let newer = |mark: &str| marks.get(mark).is_some_and(|set_at| *set_at > at);
+        let mut dropped = 0;
+        let mut kept = Vec::with_capacity(self.0.len());
+        for mut planned in self.0 {
+            match &mut planned.action {
+                Action::SetFields { record, fields } => {
+                    let before = fields.len();
+                    fields.retain(|field, _| !newer(&field_mark(&record.id, field)));
+                    dropped += before - fields.len();
+                    if fields.is_empty() {
+                        continue;
+                    }
+                }
+                action if action.effect() == Effect::State && action.state_marks().iter().any(|m| newer(m)) => {
+                    dropped += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            kept.push(planned);
+        }
+        (Plan(kept), dropped)
     }
 
     pub fn len(&self) -> usize {

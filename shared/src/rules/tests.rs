@@ -263,7 +263,10 @@ fn every_pagerduty_action_targets_each_linked_incident() {
         ("acknowledge", Box::new(|incident_id| Action::Acknowledge { incident_id })),
         (
             "{resolve: {resolution: 'Case {{record.CaseNumber}} closed'}}",
-            Box::new(|incident_id| Action::Resolve { incident_id, resolution: Some("Case 00001026 closed".into()) }),
+            Box::new(|incident_id| Action::Resolve {
+                incident_id,
+                resolution: Some("[Salesforce] Case 00001026 closed".into()),
+            }),
         ),
         ("resolve", Box::new(|incident_id| Action::Resolve { incident_id, resolution: None })),
         (
@@ -319,6 +322,20 @@ fn every_pagerduty_action_targets_each_linked_incident() {
         assert_eq!(got, vec![want(inc("QA")), want(inc("QB"))], "{action}");
         assert!(plan.iter().all(|p| p.rule == "r" && p.ruleset == "s"));
     }
+}
+
+#[test]
+fn a_resolution_note_carries_the_marker_like_every_note_the_bridge_writes() {
+    let ev = record(json!({"CaseNumber": "00001026"}), Some(json!({})), &["QA"]);
+    let resolution = |template: &str| {
+        let plan = s2p_action(&format!("{{resolve: {{resolution: '{template}'}}}}"), "all_linked").evaluate(&ev).plan;
+        let Action::Resolve { resolution, .. } = &plan.iter().next().unwrap().action else { panic!() };
+        resolution.clone()
+    };
+    // It comes back as an incident.annotated webhook: the marker keeps it from becoming a comment.
+    assert_eq!(resolution("Case {{record.CaseNumber}} closed").as_deref(), Some("[Salesforce] Case 00001026 closed"));
+    assert_eq!(resolution("[Salesforce] already marked").as_deref(), Some("[Salesforce] already marked"));
+    assert_eq!(resolution("{{record.Missing}}"), None, "a note rendered empty is not written");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Map, Value};
@@ -40,6 +41,20 @@ impl ApiUsage {
     }
 }
 
+/// How long one request may take by default (see [`SalesforceClient::with_timeout`]): short
+/// enough that a call started well before the function's deadline ends before it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The answer to a SOQL query (`GET query?q=...`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResult {
+    pub total_size: u64,
+    /// False when more records are left at `next_records_url`.
+    pub done: bool,
+    pub records: Vec<Record>,
+    pub next_records_url: Option<String>,
+}
+
 /// The answer to an upsert by external id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpsertResult {
@@ -53,6 +68,7 @@ pub struct SalesforceClient {
     http: reqwest::Client,
     auth: Arc<dyn TokenSource>,
     api_version: String,
+    timeout: Duration,
     usage: Mutex<Option<ApiUsage>>,
     calls: AtomicU64,
 }
@@ -79,9 +95,22 @@ impl SalesforceClient {
             http,
             auth,
             api_version: api_version.into().trim_start_matches('v').to_string(),
+            timeout: DEFAULT_TIMEOUT,
             usage: Mutex::new(None),
             calls: AtomicU64::new(0),
         }
+    }
+
+    /// The same client with another per-request timeout (default [`DEFAULT_TIMEOUT`]). Callers
+    /// read it back ([`Self::timeout`]) to know whether a call can end before their deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The longest one request may take (the token mint before it not included).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn api_version(&self) -> &str {
@@ -123,6 +152,7 @@ impl SalesforceClient {
         let mut request = self
             .http
             .request(method.clone(), &url)
+            .timeout(self.timeout)
             .bearer_auth(token.secret())
             .header("Sforce-Call-Options", CALL_OPTIONS)
             .header(reqwest::header::ACCEPT, "application/json");
@@ -163,9 +193,12 @@ impl SalesforceClient {
     }
 
     /// Sends one request; when the session is refused (401 / `INVALID_SESSION_ID`) mints a new
-    /// token once and tries again, then gives up with [`SalesforceError::Auth`].
+    /// token once and tries again, then gives up with [`SalesforceError::Auth`]. A write whose
+    /// failure leaves its outcome unknown comes back as [`SalesforceError::Uncertain`].
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer, SalesforceError> {
+        // No token, no request: what fails here (and in the refresh below) was never sent.
         let token = self.auth.token().await?;
+        let written = |e: SalesforceError| e.of_write(method.as_str(), path);
         match self.attempt(&token, &method, path, body).await {
             Err(err) if err.is_expired_session() => {
                 tracing::info!(path, "Salesforce session refused; minting a new token once");
@@ -176,11 +209,30 @@ impl SalesforceClient {
                     {
                         Err(auth_error_from_session(&errors))
                     }
-                    other => other,
+                    other => other.map_err(written),
                 }
             }
-            other => other,
+            other => other.map_err(written),
         }
+    }
+
+    /// `GET query?q=...`: runs a SOQL query (one API call). Records beyond the first batch
+    /// (`done: false`) are left at `next_records_url`; a `LIMIT` below 2000 keeps them in one.
+    pub async fn query(&self, soql: &str) -> Result<QueryResult, SalesforceError> {
+        let encoded: String = url::form_urlencoded::byte_serialize(soql.as_bytes()).collect();
+        let path = format!("{}?q={encoded}", self.data_path("query"));
+        let answer = self.send(Method::GET, &path, None).await?;
+        let value = Self::parse_json(&path, &answer.body)?;
+        let records = match value.get("records") {
+            Some(Value::Array(list)) => list.iter().filter_map(|r| r.as_object().cloned()).collect(),
+            _ => return Err(SalesforceError::Unexpected { path, message: "query answer without records".into() }),
+        };
+        Ok(QueryResult {
+            total_size: value.get("totalSize").and_then(Value::as_u64).unwrap_or_default(),
+            done: value.get("done").and_then(Value::as_bool).unwrap_or(true),
+            records,
+            next_records_url: value.get("nextRecordsUrl").and_then(Value::as_str).map(str::to_string),
+        })
     }
 
     fn parse_json(path: &str, body: &str) -> Result<Value, SalesforceError> {
@@ -222,12 +274,12 @@ impl SalesforceClient {
         check_name(object)?;
         let path = self.data_path(&format!("sobjects/{object}"));
         let answer = self.send(Method::POST, &path, Some(&Value::Object(fields.clone()))).await?;
-        let value = Self::parse_json(&path, &answer.body)?;
-        value
-            .get("id")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| SalesforceError::Unexpected { path, message: "create answer without an id".into() })
+        // Answered 2xx but unreadable: created, or not; the caller cannot know which.
+        let value = Self::parse_json(&path, &answer.body).map_err(|e| e.of_write("POST", &path))?;
+        value.get("id").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
+            SalesforceError::Unexpected { path: path.clone(), message: "create answer without an id".into() }
+                .of_write("POST", &path)
+        })
     }
 
     /// `PATCH sobjects/{object}/{ext_field}/{ext_value}`: creates the record (201) or updates the one
@@ -278,9 +330,12 @@ impl SalesforceClient {
         let body = serde_json::to_value(request)
             .map_err(|e| SalesforceError::BadInput(format!("composite request is not serialisable: {e}")))?;
         let answer = self.send(Method::POST, &path, Some(&body)).await?;
-        serde_json::from_str(&answer.body).map_err(|e| SalesforceError::Unexpected {
-            path,
-            message: format!("composite answer without compositeResponse ({e})"),
+        serde_json::from_str(&answer.body).map_err(|e| {
+            SalesforceError::Unexpected {
+                path: path.clone(),
+                message: format!("composite answer without compositeResponse ({e})"),
+            }
+            .of_write("POST", &path)
         })
     }
 

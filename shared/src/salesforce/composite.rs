@@ -318,10 +318,30 @@ fn check_id_or_reference(id: &str) -> Result<(), SalesforceError> {
 /// line break or a space near the end), each starting with `[PagerDuty]` so that no part of it is
 /// forwarded back to PagerDuty. A body already starting with the marker is not marked twice.
 pub fn case_comment_chunks(text: &str) -> Vec<String> {
+    split_comment(text, 0, |_, _| String::new())
+}
+
+/// The room a part's reference takes: `"\n\nref:" + 12 hex + "-" + the part number`.
+const REFERENCE_ROOM: usize = 24;
+
+/// As [`case_comment_chunks`], each part ending with its own reference token (see
+/// [`part_reference`]) on a line of its own, so that a later attempt can tell which parts of a
+/// comment whose answer was lost were written. `reference` is `ref:` and 12 hex digits.
+pub fn case_comment_parts(text: &str, reference: &str) -> Vec<String> {
+    split_comment(text, REFERENCE_ROOM, |i, total| format!("\n\n{}", part_reference(reference, i, total)))
+}
+
+/// The token part `index` (from 0) of `total` carries: the reference itself for a single part,
+/// `ref:<hex>-<n>` for the n-th of several.
+pub fn part_reference(reference: &str, index: usize, total: usize) -> String {
+    if total == 1 { reference.to_string() } else { format!("{reference}-{}", index + 1) }
+}
+
+fn split_comment(text: &str, suffix_room: usize, suffix: impl Fn(usize, usize) -> String) -> Vec<String> {
     let text = text.strip_prefix(PAGERDUTY_MARKER).map(str::trim_start).unwrap_or(text);
     // Room for "[PagerDuty] (999/999) ".
     const PREFIX_ROOM: usize = 32;
-    let budget = CASE_COMMENT_MAX_BYTES - PREFIX_ROOM;
+    let budget = CASE_COMMENT_MAX_BYTES - PREFIX_ROOM - suffix_room;
     let mut parts: Vec<&str> = Vec::new();
     let mut rest = text;
     while rest.len() > budget {
@@ -345,10 +365,11 @@ pub fn case_comment_chunks(text: &str) -> Vec<String> {
         .into_iter()
         .enumerate()
         .map(|(i, part)| {
+            let end = suffix(i, total);
             if total == 1 {
-                format!("{PAGERDUTY_MARKER} {part}")
+                format!("{PAGERDUTY_MARKER} {part}{end}")
             } else {
-                format!("{PAGERDUTY_MARKER} ({}/{total}) {part}", i + 1)
+                format!("{PAGERDUTY_MARKER} ({}/{total}) {part}{end}", i + 1)
             }
         })
         .collect()
@@ -504,6 +525,20 @@ mod tests {
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].reference_id, "note");
         assert_eq!(resp.failure_kind(), Some(ErrorKind::Transient));
+    }
+
+    #[test]
+    fn every_part_of_a_referenced_comment_carries_its_own_token_and_fits() {
+        let one = case_comment_parts("Rolled back", "ref:0123456789ab");
+        assert_eq!(one, vec!["[PagerDuty] Rolled back\n\nref:0123456789ab".to_string()]);
+        let text = "€".repeat(2000); // 6000 bytes
+        let parts = case_comment_parts(&text, "ref:0123456789ab");
+        assert_eq!(parts.len(), 2);
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= CASE_COMMENT_MAX_BYTES, "{}", p.len());
+            assert!(p.starts_with(&format!("[PagerDuty] ({}/2) ", i + 1)), "the marker stays first");
+            assert!(p.ends_with(&format!("\n\nref:0123456789ab-{}", i + 1)), "{}", &p[p.len() - 30..]);
+        }
     }
 
     proptest::proptest! {

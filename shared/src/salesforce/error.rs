@@ -175,6 +175,11 @@ pub enum SalesforceError {
     /// The caller asked for something we refuse to send.
     #[error("refused before sending to Salesforce: {0}")]
     BadInput(String),
+    /// A write was sent and no answer says whether Salesforce carried it out (a timeout or a
+    /// connection closed after sending, a 5xx, an answer we cannot read): it may have happened.
+    /// A caller must look before sending it again (see [`SalesforceError::outcome_unknown`]).
+    #[error("Salesforce may have carried out {method} {path} (outcome unknown): {cause}")]
+    Uncertain { method: String, path: String, cause: Box<SalesforceError> },
 }
 
 /// The session was refused again right after a fresh token was minted.
@@ -222,6 +227,41 @@ impl SalesforceError {
             // A garbled answer is most often a proxy or maintenance page: try again.
             SalesforceError::Unexpected { .. } => ErrorKind::Transient,
             SalesforceError::BadInput(_) => ErrorKind::BadInput,
+            SalesforceError::Uncertain { cause, .. } => cause.kind(),
+        }
+    }
+
+    /// True when the request was a write that may have been carried out: sending it again could
+    /// do it twice. False when it was certainly not (never sent, or refused with an answer).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, SalesforceError::Uncertain { .. })
+    }
+
+    /// Whether this failure of a request that was (or was being) sent leaves its outcome unknown:
+    /// no answer after the connection was made, a 5xx without an explicit refusal, or a garbled
+    /// answer. A refused connection, an error array that refuses the request (a lock, the daily
+    /// limit, validation) and anything raised before sending leave no doubt.
+    fn leaves_outcome_unknown(&self) -> bool {
+        match self {
+            SalesforceError::Transport { what, .. } => *what != "connection",
+            SalesforceError::Api { status, errors, .. } => {
+                *status >= 500
+                    && !errors
+                        .iter()
+                        .any(|e| matches!(e.error_code.as_str(), "UNABLE_TO_LOCK_ROW" | "REQUEST_LIMIT_EXCEEDED"))
+            }
+            SalesforceError::Unexpected { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Marks the failure of a write (`method` other than GET) whose outcome it leaves unknown as
+    /// [`SalesforceError::Uncertain`]; anything else is returned as it is.
+    pub(crate) fn of_write(self, method: &str, path: &str) -> Self {
+        if method != "GET" && self.leaves_outcome_unknown() {
+            SalesforceError::Uncertain { method: method.to_string(), path: path.to_string(), cause: Box::new(self) }
+        } else {
+            self
         }
     }
 
@@ -236,6 +276,7 @@ impl SalesforceError {
             SalesforceError::Composite { failed, .. } => {
                 failed.iter().flat_map(|f| f.errors.iter().map(|e| e.error_code.as_str())).collect()
             }
+            SalesforceError::Uncertain { cause, .. } => cause.error_codes(),
             _ => Vec::new(),
         }
     }
@@ -251,10 +292,11 @@ impl SalesforceError {
     }
 
     pub(crate) fn from_reqwest(err: &reqwest::Error) -> Self {
-        let what = if err.is_timeout() {
-            "timeout"
-        } else if err.is_connect() {
+        // A connect error first: a connect timeout is both, and nothing was sent over it.
+        let what = if err.is_connect() {
             "connection"
+        } else if err.is_timeout() {
+            "timeout"
         } else if err.is_body() || err.is_decode() {
             "body"
         } else {
@@ -333,6 +375,23 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].error_code, "invalid_grant");
         assert_eq!(errors[0].message, "expired access/refresh token");
+    }
+
+    #[test]
+    fn only_writes_without_an_answer_leave_the_outcome_unknown() {
+        let timeout = || SalesforceError::Transport { what: "timeout", message: "t".into() };
+        assert!(timeout().of_write("POST", "/x").outcome_unknown());
+        assert!(timeout().of_write("POST", "/x").is_transient(), "still retried, after a look");
+        assert!(!timeout().of_write("GET", "/x").outcome_unknown(), "a read changes nothing");
+        let refused = SalesforceError::Transport { what: "connection", message: "refused".into() };
+        assert!(!refused.of_write("POST", "/x").outcome_unknown(), "never reached Salesforce");
+        assert!(api(503, "").of_write("PATCH", "/x").outcome_unknown());
+        let lock = r#"[{"message":"locked","errorCode":"UNABLE_TO_LOCK_ROW","fields":[]}]"#;
+        assert!(!api(500, lock).of_write("PATCH", "/x").outcome_unknown(), "an explicit refusal");
+        assert!(!api(400, "").of_write("POST", "/x").outcome_unknown());
+        let garbled = SalesforceError::Unexpected { path: "/x".into(), message: "not JSON".into() };
+        let err = garbled.of_write("POST", "/x");
+        assert!(err.outcome_unknown() && err.to_string().contains("outcome unknown"), "{err}");
     }
 
     #[test]

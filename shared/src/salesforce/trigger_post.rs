@@ -1,9 +1,14 @@
 //! The post our Apex trigger sends to `POST /salesforce/records`, and how it is authenticated.
 //!
 //! Body: `{"schema": 1, "org_id", "object", "operation": "insert"|"update", "user": {"id",
-//! "username"}, "sent_at", "old": null | Trigger.oldMap, "new": Trigger.newMap}` where the maps are
-//! exactly what Apex `JSON.serialize` writes: objects keyed by record Id, each record carrying
-//! `attributes` (`type`, `url`) and its fields.
+//! "username"}, "sent_at", "old": null | Trigger.oldMap, "new": Trigger.newMap, "change_ids"?:
+//! {<record Id>: <change id>}}` where the maps are exactly what Apex `JSON.serialize` writes:
+//! objects keyed by record Id, each record carrying `attributes` (`type`, `url`) and its fields.
+//!
+//! `change_ids` (sent by the current Apex, absent from older versions) names each change: the
+//! same change posted again (the callout job's retry) carries the same id, and two changes of one
+//! record never share one, even within the second `SystemModstamp` is precise to. Without it a
+//! change is named by a hash of its old and new values ([`change_key`]).
 //!
 //! Authentication: `X-PDSync-Timestamp: <unix seconds>` and `X-PDSync-Signature: v1=<hex
 //! HMAC-SHA256 over "<timestamp>.<raw body>">` (several `v1=` during rotation), or
@@ -19,6 +24,8 @@ use super::Record;
 
 /// The only body schema this version understands.
 pub const SCHEMA_VERSION: u64 = 1;
+/// The longest change id accepted in `change_ids` (the Apex sends 40 characters).
+pub const MAX_CHANGE_ID_CHARS: usize = 100;
 /// An Apex trigger fires for at most 200 records at a time.
 pub const MAX_RECORDS: usize = 200;
 /// Posts whose timestamp is further than this from now are refused (replay protection).
@@ -57,9 +64,16 @@ pub struct RecordChange {
     pub object: String,
     pub new: Record,
     pub old: Option<Record>,
+    /// The trigger's name for this change (`change_ids`), when the Apex sends one.
+    pub change_id: Option<String>,
 }
 
 impl RecordChange {
+    /// The idempotency key of this change (see [`change_key`]).
+    pub fn key(&self) -> String {
+        change_key(&self.object, &self.id, self.change_id.as_deref(), self.old.as_ref(), &self.new)
+    }
+
     /// Field names whose value differs between old and new (all of `new` on insert),
     /// `attributes` excluded.
     pub fn changed_fields(&self) -> Vec<&str> {
@@ -85,6 +99,84 @@ pub struct TriggerPost {
     pub sent_at: DateTime<Utc>,
     /// In the order of the `new` map.
     pub records: Vec<RecordChange>,
+}
+
+/// The idempotency key of one record change: `sf:<object>:<id>:<change id>` when the trigger named
+/// the change, else `sf:<object>:<id>:values:<hash>` where the hash (SHA-256, first 64 bits) covers
+/// the old and new values, keys sorted. The same change delivered again gets the same key; two
+/// changes of one record get different ones even when their `SystemModstamp`s are equal (whole
+/// seconds in a real org), since each starts from different old values or ends at different new
+/// ones.
+pub fn change_key(object: &str, id: &str, change_id: Option<&str>, old: Option<&Record>, new: &Record) -> String {
+    if let Some(change_id) = change_id {
+        return format!("sf:{object}:{id}:{change_id}");
+    }
+    use sha2::Digest;
+    let mut bytes = Vec::with_capacity(1024);
+    match old {
+        Some(old) => canonical_object(old, &mut bytes),
+        None => bytes.extend_from_slice(b"null"),
+    }
+    bytes.push(b'\n');
+    canonical_object(new, &mut bytes);
+    format!("sf:{object}:{id}:values:{}", hex::encode(&sha2::Sha256::digest(&bytes)[..8]))
+}
+
+/// JSON with every object's keys sorted, so that the hash does not depend on field order.
+fn canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => canonical_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend_from_slice(&serde_json::to_vec(scalar).expect("JSON scalars serialise")),
+    }
+}
+
+fn canonical_object(map: &serde_json::Map<String, Value>, out: &mut Vec<u8>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&serde_json::to_vec(key).expect("strings serialise"));
+        out.push(b':');
+        canonical(value, out);
+    }
+    out.push(b'}');
+}
+
+/// `change_ids`: absent or null, or an object of record Id → change id. A record it does not
+/// name is keyed on its values; names of records the post does not carry are ignored.
+fn parse_change_ids(value: Option<&Value>) -> Result<std::collections::HashMap<String, String>, TriggerPostError> {
+    let invalid = TriggerPostError::Field {
+        field: "change_ids",
+        expected: "an object of record Id to change id (non-empty strings of at most 100 characters)",
+    };
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Default::default()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(invalid),
+    };
+    map.iter()
+        .map(|(record, change)| match change.as_str() {
+            Some(c)
+                if !c.is_empty() && c.chars().count() <= MAX_CHANGE_ID_CHARS && !c.chars().any(char::is_control) =>
+            {
+                Ok((record.clone(), c.to_string()))
+            }
+            _ => Err(invalid.clone()),
+        })
+        .collect()
 }
 
 /// Why a trigger post body was refused. Each message names the offending part.
@@ -263,13 +355,15 @@ impl TriggerPost {
                 Some(parse_map("old", v, &object)?.into_iter().collect::<std::collections::HashMap<_, _>>())
             }
         };
+        let mut change_ids = parse_change_ids(obj.get("change_ids"))?;
         let mut records = Vec::with_capacity(new.len());
         for (id, fields) in new {
             let old_fields = match old.as_mut() {
                 None => None,
                 Some(old) => Some(old.remove(&id).ok_or_else(|| TriggerPostError::OldRecordMissing(id.clone()))?),
             };
-            records.push(RecordChange { id, object: object.clone(), new: fields, old: old_fields });
+            let change_id = change_ids.remove(&id);
+            records.push(RecordChange { id, object: object.clone(), new: fields, old: old_fields, change_id });
         }
         if let Some(extra) = old.and_then(|o| o.into_keys().next()) {
             return Err(TriggerPostError::OldRecordExtra(extra));
@@ -475,6 +569,48 @@ mod tests {
         let err =
             TriggerPost::from_value(&post("update", Value::Null, json!({CASE_ID: case(CASE_ID, "High")}))).unwrap_err();
         assert_eq!(err, TriggerPostError::OldMissing);
+    }
+
+    #[test]
+    fn the_change_id_apex_sends_names_the_change() {
+        let mut v = post("update", json!({CASE_ID: case(CASE_ID, "Low")}), json!({CASE_ID: case(CASE_ID, "High")}));
+        v["change_ids"] = json!({CASE_ID: "0f3c9a2e:1", "5005g00000ZzZzZAAS": "not in this post"});
+        let p = TriggerPost::from_value(&v).unwrap();
+        assert_eq!(p.records[0].change_id.as_deref(), Some("0f3c9a2e:1"));
+        assert_eq!(p.records[0].key(), format!("sf:Case:{CASE_ID}:0f3c9a2e:1"));
+        for bad in [json!("x"), json!({CASE_ID: 7}), json!({CASE_ID: ""}), json!({CASE_ID: "a".repeat(101)})] {
+            v["change_ids"] = bad.clone();
+            let err = TriggerPost::from_value(&v).unwrap_err();
+            assert!(err.to_string().contains("change_ids"), "{bad}: {err}");
+        }
+        v["change_ids"] = Value::Null;
+        assert_eq!(TriggerPost::from_value(&v).unwrap().records[0].change_id, None, "older Apex sends none");
+    }
+
+    #[test]
+    fn without_a_change_id_the_key_is_a_hash_of_the_old_and_new_values() {
+        let key = |old: Value, new: Value| {
+            let p = TriggerPost::from_value(&post("update", json!({CASE_ID: old}), json!({CASE_ID: new}))).unwrap();
+            p.records[0].key()
+        };
+        let (low, high) = (case(CASE_ID, "Low"), case(CASE_ID, "High"));
+        let first = key(low.clone(), high.clone());
+        assert!(first.starts_with(&format!("sf:Case:{CASE_ID}:values:")), "{first}");
+        assert_eq!(first, key(low.clone(), high.clone()), "the same change delivered again");
+        // Field order does not matter (the hash sorts keys, also inside relationships).
+        let mut reordered = serde_json::Map::new();
+        for (k, v) in high.as_object().unwrap().iter().rev() {
+            reordered.insert(k.clone(), v.clone());
+        }
+        assert_eq!(first, key(low.clone(), Value::Object(reordered)));
+        // Two changes within one second (same stamps) still differ by their values.
+        let mut closed = high.clone();
+        closed["ClosedDate"] = json!("2026-11-22T10:00:00.000+0000");
+        assert_ne!(first, key(high.clone(), closed));
+        assert_ne!(first, key(high.clone(), low.clone()));
+        assert_ne!(first, key(case(CASE_ID, "Medium"), high));
+        let insert = TriggerPost::from_value(&post("insert", Value::Null, json!({CASE_ID: low}))).unwrap();
+        assert_ne!(insert.records[0].key(), first);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use super::{
-    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent,
-    RulesStore, Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerState, BreakerStore, Claim, Completion, IdempotencyStore, Lease, LinkStore,
+    PendingEvent, Progress, RulesStore, Subject, SubjectState, SubjectUpdate,
 };
 use crate::model::{AuditEntry, Direction, Link, Outcome, RecordRef};
 
@@ -31,9 +31,10 @@ pub async fn run_all(
     breakers: Arc<dyn BreakerStore>,
 ) {
     links_are_found_from_both_sides(links.as_ref()).await;
-    stale_watermark_is_refused(links.as_ref()).await;
-    subject_state_is_links_and_watermark_together(links.as_ref()).await;
-    a_link_is_written_with_the_watermark_or_without_a_stale_one(links.as_ref()).await;
+    a_subject_is_leased_to_one_holder_at_a_time(links.as_ref()).await;
+    concurrent_leases_have_exactly_one_winner(links.clone(), 20).await;
+    a_settled_event_leaves_its_marks_and_progress_on_its_subject(links.as_ref()).await;
+    subject_state_is_links_marks_and_pending_together(links.as_ref()).await;
     queued_events_are_listed_oldest_first_until_they_leave(links.as_ref()).await;
     first_claim_wins_and_duplicates_see_the_result(idem.as_ref()).await;
     expired_in_progress_can_be_taken_over(idem.as_ref()).await;
@@ -75,29 +76,107 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     assert!(store.records_for_incident(&fresh("PNONE")).await.expect("query").is_empty());
 }
 
-pub async fn stale_watermark_is_refused(store: &dyn LinkStore) {
-    let subject = Subject::Incident(fresh("PWM"));
-    let at = t0();
-    assert_eq!(store.last_applied(&subject).await.expect("last_applied"), None);
-    assert!(store.advance_last_applied(&subject, at).await.expect("advance"));
-    assert!(store.advance_last_applied(&subject, at).await.expect("advance"), "an equal time is accepted");
-    assert!(store.advance_last_applied(&subject, at + Duration::seconds(10)).await.expect("advance"));
-    assert!(
-        !store.advance_last_applied(&subject, at + Duration::seconds(5)).await.expect("advance"),
-        "an older event must be refused"
+pub async fn a_subject_is_leased_to_one_holder_at_a_time(store: &dyn LinkStore) {
+    let subject = Subject::Incident(fresh("PLEASE"));
+    let now = t0();
+    let until = now + Duration::seconds(10);
+    assert_eq!(store.lease(&subject, "A", now, until).await.expect("lease"), Lease::Acquired);
+    assert_eq!(
+        store.lease(&subject, "A", now, until).await.expect("lease"),
+        Lease::Acquired,
+        "its holder may take it again"
     );
-    assert_eq!(store.last_applied(&subject).await.expect("last_applied"), Some(at + Duration::seconds(10)));
-    let other = Subject::Record(fresh("500WM"));
-    assert!(store.advance_last_applied(&other, at).await.expect("watermarks are per subject"));
+    match store.lease(&subject, "B", now, now + Duration::seconds(30)).await.expect("lease") {
+        Lease::Held { until: Some(held) } => assert_eq!(held, until, "the answer says until when"),
+        Lease::Held { until: None } => {}
+        Lease::Acquired => panic!("a held subject must not be leased to another holder"),
+    }
+    let other = Subject::Record(fresh("500LEASE"));
+    assert_eq!(store.lease(&other, "B", now, until).await.expect("lease"), Lease::Acquired, "leases are per subject");
+    store.update_subject(&subject, Some("B"), &SubjectUpdate::default()).await.expect("update");
+    assert!(
+        matches!(store.lease(&subject, "C", now, until).await.expect("lease"), Lease::Held { .. }),
+        "only the holder gives a lease back"
+    );
+    store.update_subject(&subject, Some("A"), &SubjectUpdate::default()).await.expect("update");
+    assert_eq!(store.lease(&subject, "C", now, until).await.expect("lease"), Lease::Acquired, "given back: free");
+    let later = until + Duration::seconds(1);
+    assert_eq!(
+        store.lease(&subject, "D", later, later + Duration::seconds(10)).await.expect("lease"),
+        Lease::Acquired,
+        "a holder that ran out of time (it died) loses the subject"
+    );
 }
 
-pub async fn subject_state_is_links_and_watermark_together(store: &dyn LinkStore) {
+pub async fn concurrent_leases_have_exactly_one_winner(store: Arc<dyn LinkStore>, tasks: usize) {
+    let subject = Subject::Record(fresh("500RACE"));
+    let now = t0();
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let (store, subject) = (store.clone(), subject.clone());
+            tokio::spawn(async move {
+                store.lease(&subject, &format!("holder-{i}"), now, now + Duration::seconds(10)).await.expect("lease")
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    for handle in handles {
+        if handle.await.expect("task") == Lease::Acquired {
+            acquired += 1;
+        }
+    }
+    assert_eq!(acquired, 1, "two events of one subject must never hold it at once");
+}
+
+pub async fn a_settled_event_leaves_its_marks_and_progress_on_its_subject(store: &dyn LinkStore) {
+    let subject = Subject::Incident(fresh("PMARK"));
+    let at = t0();
+    let nothing = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!(nothing, SubjectState::default(), "a subject never seen has nothing");
+    store.lease(&subject, "A", at, at + Duration::seconds(10)).await.expect("lease");
+    let marks = vec!["incident:P1:status".to_string(), "record:500:Status".to_string()];
+    let keep = SubjectUpdate {
+        marks: marks.clone(),
+        at: Some(at),
+        progress: Some(Progress::Keep { event_id: "E1".into(), done: vec!["a1".into(), "a2".into()] }),
+        ..SubjectUpdate::default()
+    };
+    store.update_subject(&subject, None, &keep).await.expect("update");
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!(state.marks.keys().cloned().collect::<Vec<_>>(), marks);
+    assert!(state.marks.values().all(|t| *t == at));
+    assert_eq!(state.last_applied(), Some(at));
+    let mut done = state.progress.get("E1").cloned().unwrap_or_default();
+    done.sort();
+    assert_eq!(done, vec!["a1".to_string(), "a2".to_string()], "an unfinished event's progress is kept");
+    assert!(!state.opened);
+    assert!(
+        matches!(store.lease(&subject, "B", at, at + Duration::seconds(10)).await.expect("lease"), Lease::Held { .. }),
+        "an update without the holder keeps the lease"
+    );
+    let settled = SubjectUpdate {
+        marks: vec!["incident:P1:status".into()],
+        at: Some(at + Duration::seconds(5)),
+        opened: true,
+        progress: Some(Progress::Clear { event_id: "E1".into() }),
+        ..SubjectUpdate::default()
+    };
+    store.update_subject(&subject, Some("A"), &settled).await.expect("update");
+    let state = store.subject_state(&subject).await.expect("subject_state");
+    assert_eq!(state.marks.get("incident:P1:status"), Some(&(at + Duration::seconds(5))), "a mark moves forward");
+    assert_eq!(state.marks.get("record:500:Status"), Some(&at), "the others stay");
+    assert!(state.opened, "the opening event settled");
+    assert!(state.progress.is_empty(), "a settled event's progress is forgotten");
+    assert_eq!(store.lease(&subject, "B", at, at + Duration::seconds(10)).await.expect("lease"), Lease::Acquired);
+    let other = store.subject_state(&Subject::Record(fresh("500MARK"))).await.expect("subject_state");
+    assert!(other.marks.is_empty() && !other.opened, "marks are per subject");
+}
+
+pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkStore) {
     let incident = fresh("PSTATE");
     let case_a = fresh("500SA");
     let case_b = fresh("500SB");
     let at = t0();
-    let nothing = store.subject_state(&Subject::Incident(incident.clone())).await.expect("subject_state");
-    assert_eq!(nothing, SubjectState::default(), "a subject never seen has no links and no watermark");
     for (i, id) in [&case_b, &case_a].into_iter().enumerate() {
         let link = Link {
             incident_id: incident.clone(),
@@ -108,7 +187,12 @@ pub async fn subject_state_is_links_and_watermark_together(store: &dyn LinkStore
         store.put_link(&link).await.expect("put_link");
     }
     let subject = Subject::Incident(incident.clone());
-    store.advance_last_applied(&subject, at + Duration::seconds(7)).await.expect("advance");
+    let update = SubjectUpdate {
+        marks: vec!["incident:x:status".into()],
+        at: Some(at + Duration::seconds(7)),
+        ..SubjectUpdate::default()
+    };
+    store.update_subject(&subject, None, &update).await.expect("update");
     let state = store.subject_state(&subject).await.expect("subject_state");
     assert_eq!(state.links, store.records_for_incident(&incident).await.expect("records"), "the same links");
     assert_eq!(
@@ -116,56 +200,38 @@ pub async fn subject_state_is_links_and_watermark_together(store: &dyn LinkStore
         vec![case_b.clone(), case_a.clone()],
         "oldest link first"
     );
-    assert_eq!(state.last_applied, Some(at + Duration::seconds(7)), "and the watermark");
+    assert_eq!(state.last_applied(), Some(at + Duration::seconds(7)), "and the marks");
     let record = store.subject_state(&Subject::Record(case_a.clone())).await.expect("subject_state");
     assert_eq!(record.links.len(), 1, "a record's state has its incident");
     assert_eq!(record.links[0].incident_id, incident);
-    assert_eq!(record.last_applied, None, "watermarks are per subject");
-}
-
-pub async fn a_link_is_written_with_the_watermark_or_without_a_stale_one(store: &dyn LinkStore) {
-    let at = t0();
-    let link = |incident: &str| Link {
-        incident_id: incident.to_string(),
-        record: RecordRef { object: "Case".into(), id: fresh("500LW") },
-        created_at: at,
-        created_by_rule: Some("sev1".into()),
-    };
-    let first = link(&fresh("PLW"));
-    let subject = Subject::Incident(first.incident_id.clone());
-    assert!(store.put_link_advancing(&first, &subject, at).await.expect("put_link_advancing"), "watermark moved");
-    let state = store.subject_state(&subject).await.expect("subject_state");
-    assert_eq!((state.links, state.last_applied), (vec![first.clone()], Some(at)), "link and watermark written");
-
-    let late = link(&fresh("PLW"));
-    let subject = Subject::Incident(late.incident_id.clone());
-    store.advance_last_applied(&subject, at + Duration::seconds(60)).await.expect("advance");
-    assert!(
-        !store.put_link_advancing(&late, &subject, at).await.expect("put_link_advancing"),
-        "a later watermark stays"
-    );
-    let state = store.subject_state(&subject).await.expect("subject_state");
-    assert_eq!(state.links, vec![late], "the link is written all the same");
-    assert_eq!(state.last_applied, Some(at + Duration::seconds(60)));
+    assert_eq!(record.last_applied(), None, "marks are per subject");
 }
 
 pub async fn queued_events_are_listed_oldest_first_until_they_leave(store: &dyn LinkStore) {
     let subject = Subject::Incident(fresh("PPEND"));
     let at = t0();
-    let event = |secs: i64, id: &str| PendingEvent { occurred_at: at + Duration::seconds(secs), event_id: id.into() };
-    let (ack, trigger, note) = (event(60, "E2#x"), event(0, "E1"), event(90, "E3"));
-    for e in [&ack, &trigger, &note, &ack] {
+    let event = |secs: i64, id: &str, envelope: &str| PendingEvent {
+        occurred_at: at + Duration::seconds(secs),
+        event_id: id.into(),
+        envelope_id: envelope.into(),
+    };
+    let (ack, trigger, note) = (event(60, "E2#x", "env-2"), event(0, "E1", "env-1"), event(90, "E3", "env-3"));
+    let copy = event(60, "E2#x", "env-2b");
+    for e in [&ack, &trigger, &note, &ack, &copy] {
         store.add_pending(&subject, e).await.expect("add_pending");
     }
     let state = store.subject_state(&subject).await.expect("subject_state");
-    assert_eq!(state.pending, vec![trigger.clone(), ack.clone(), note.clone()], "once each, oldest first");
-    assert_eq!(state.last_applied, None, "listing an event is not applying it");
-    assert_eq!(store.last_applied(&subject).await.expect("last_applied"), None);
-    store.advance_last_applied(&subject, at).await.expect("advance");
+    assert_eq!(
+        state.pending,
+        vec![trigger.clone(), ack.clone(), copy.clone(), note.clone()],
+        "once each per envelope, oldest first"
+    );
+    assert_eq!(state.last_applied(), None, "listing an event is not applying it");
     store.remove_pending(&subject, &trigger).await.expect("remove_pending");
     store.remove_pending(&subject, &trigger).await.expect("removing again is harmless");
+    store.remove_pending(&subject, &copy).await.expect("remove_pending");
     let state = store.subject_state(&subject).await.expect("subject_state");
-    assert_eq!((state.pending, state.last_applied), (vec![ack.clone(), note.clone()], Some(at)), "the watermark stays");
+    assert_eq!(state.pending, vec![ack.clone(), note.clone()], "a copy's entry leaves alone: not the other envelope's");
     for e in [&ack, &note] {
         store.remove_pending(&subject, e).await.expect("remove_pending");
     }

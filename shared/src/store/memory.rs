@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent, RulesStore,
-    StoreError, StoredRules, Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, Lease, LinkStore, PendingChange,
+    PendingEvent, Progress, RulesStore, StoreError, StoredRules, Subject, SubjectState, SubjectUpdate,
 };
 use crate::model::{AuditEntry, Link};
 
@@ -24,6 +24,16 @@ struct IdemRecord {
     expires_at: DateTime<Utc>,
 }
 
+/// A subject's item: what the DynamoDB store keeps on its `WATERMARK` item.
+#[derive(Debug, Default)]
+struct SubjectItem {
+    marks: std::collections::BTreeMap<String, DateTime<Utc>>,
+    opened: bool,
+    pending: std::collections::BTreeSet<PendingEvent>,
+    lease: Option<(String, DateTime<Utc>)>,
+    progress: std::collections::BTreeMap<String, Vec<String>>,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Every link once, in the order written.
@@ -32,8 +42,7 @@ struct Inner {
     /// (the end-to-end bench keeps tens of thousands).
     by_incident: HashMap<String, Vec<usize>>,
     by_record: HashMap<String, Vec<usize>>,
-    watermarks: HashMap<Subject, DateTime<Utc>>,
-    pending: HashMap<Subject, std::collections::BTreeSet<PendingEvent>>,
+    subjects: HashMap<Subject, SubjectItem>,
     idempotency: HashMap<String, IdemRecord>,
     audit: Vec<AuditEntry>,
     rules: Vec<StoredRules>,
@@ -113,19 +122,64 @@ impl LinkStore for MemoryStore {
         Ok(inner.linked(&inner.by_record, record_id))
     }
 
-    async fn last_applied(&self, subject: &Subject) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(self.lock().watermarks.get(subject).copied())
-    }
-
-    async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn lease(
+        &self,
+        subject: &Subject,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
         let mut inner = self.lock();
-        match inner.watermarks.get(subject) {
-            Some(current) if *current > at => Ok(false),
+        let item = inner.subjects.entry(subject.clone()).or_default();
+        match &item.lease {
+            Some((other, other_until)) if other != holder && *other_until >= now => {
+                Ok(Lease::Held { until: Some(*other_until) })
+            }
             _ => {
-                inner.watermarks.insert(subject.clone(), at);
-                Ok(true)
+                item.lease = Some((holder.to_string(), until));
+                Ok(Lease::Acquired)
             }
         }
+    }
+
+    async fn update_subject(
+        &self,
+        subject: &Subject,
+        holder: Option<&str>,
+        update: &SubjectUpdate,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let item = inner.subjects.entry(subject.clone()).or_default();
+        if let Some(at) = update.at {
+            for mark in &update.marks {
+                item.marks.insert(mark.clone(), at);
+            }
+        }
+        match &update.progress {
+            Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
+                item.progress.insert(event_id.clone(), done.clone());
+            }
+            Some(Progress::Keep { event_id, .. } | Progress::Clear { event_id }) => {
+                item.progress.remove(event_id);
+            }
+            None => {}
+        }
+        item.opened |= update.opened;
+        match &update.pending {
+            Some(PendingChange::List(event)) => {
+                item.pending.insert(event.clone());
+            }
+            Some(PendingChange::Unlist(event)) => {
+                item.pending.remove(event);
+            }
+            None => {}
+        }
+        if let Some(holder) = holder
+            && item.lease.as_ref().is_some_and(|(h, _)| h == holder)
+        {
+            item.lease = None;
+        }
+        Ok(())
     }
 
     async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError> {
@@ -134,24 +188,14 @@ impl LinkStore for MemoryStore {
             Subject::Incident(id) => inner.linked(&inner.by_incident, id),
             Subject::Record(id) => inner.linked(&inner.by_record, id),
         };
-        let pending = inner.pending.get(subject).map(|p| p.iter().cloned().collect()).unwrap_or_default();
-        Ok(SubjectState { links, last_applied: inner.watermarks.get(subject).copied(), pending })
-    }
-
-    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
-        self.lock().pending.entry(subject.clone()).or_default().insert(event.clone());
-        Ok(())
-    }
-
-    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        if let Some(set) = inner.pending.get_mut(subject) {
-            set.remove(event);
-            if set.is_empty() {
-                inner.pending.remove(subject);
-            }
+        let mut state = SubjectState { links, ..SubjectState::default() };
+        if let Some(item) = inner.subjects.get(subject) {
+            state.marks = item.marks.clone();
+            state.opened = item.opened;
+            state.pending = item.pending.iter().cloned().collect();
+            state.progress = item.progress.clone();
         }
-        Ok(())
+        Ok(state)
     }
 }
 

@@ -58,8 +58,9 @@ impl Subject {
     }
 }
 
-/// PagerDuty incident ↔ Salesforce record links, and the per-subject "last applied" time
-/// that keeps a late event from overwriting newer state.
+/// PagerDuty incident ↔ Salesforce record links, and the per-subject item that keeps events of
+/// one incident or record in order: who is acting on it now (a lease), when each piece of its
+/// state was last set (marks), and its events waiting in the retry queue.
 #[async_trait]
 pub trait LinkStore: Send + Sync {
     /// Writes the link so that it is found from both sides. Writing it again changes nothing.
@@ -68,37 +69,101 @@ pub trait LinkStore: Send + Sync {
     async fn records_for_incident(&self, incident_id: &str) -> Result<Vec<Link>, StoreError>;
     /// Every incident linked to the record, oldest link first.
     async fn incidents_for_record(&self, record_id: &str) -> Result<Vec<Link>, StoreError>;
-    /// The `occurred_at` of the newest event applied to the subject.
-    async fn last_applied(&self, subject: &Subject) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Moves the subject's watermark to `at` unless it already holds a later time.
-    /// Returns `false`, changing nothing, when `at` is older than the stored time (a stale event).
-    /// An equal time is accepted: two different events may share a timestamp.
-    async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError>;
-    /// Writes the link (as [`LinkStore::put_link`]) and moves `subject`'s watermark to `at` (as
-    /// [`LinkStore::advance_last_applied`]), in one request where the store can: an event that
-    /// creates the other side ends by linking it. The link is written even when the watermark
-    /// holds a later time; the answer says whether the watermark moved.
-    async fn put_link_advancing(&self, link: &Link, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.put_link(link).await?;
-        self.advance_last_applied(subject, at).await
-    }
+    /// Takes the subject for `holder` until `until`, so that two events of one subject never act
+    /// at the same time. Granted when nobody holds it, when the holder's time ran out (it died),
+    /// or when `holder` holds it already.
+    async fn lease(
+        &self,
+        subject: &Subject,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError>;
+    /// Writes what a settled event did to the subject and, when `holder` is given, gives its
+    /// lease back, in one request: marks, `opened`, a pending entry added or removed, the event's
+    /// progress. The lease is given back only by its holder; the rest is written in any case.
+    async fn update_subject(
+        &self,
+        subject: &Subject,
+        holder: Option<&str>,
+        update: &SubjectUpdate,
+    ) -> Result<(), StoreError>;
     /// The subject's links (as [`LinkStore::records_for_incident`] or
-    /// [`LinkStore::incidents_for_record`]), its watermark (as [`LinkStore::last_applied`]) and
-    /// its events waiting in the retry queue: every event needs them before it acts, and the
-    /// DynamoDB store reads them in one Query.
+    /// [`LinkStore::incidents_for_record`]), its marks, whether it opened, and its events waiting
+    /// in the retry queue: every event needs them before it acts, and the DynamoDB store reads
+    /// them in one Query.
     async fn subject_state(&self, subject: &Subject) -> Result<SubjectState, StoreError>;
     /// Notes that `event` of the subject waits in the retry queue, so that later events of the
     /// subject wait behind it. Noting it again changes nothing.
-    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError>;
+    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.update_subject(
+            subject,
+            None,
+            &SubjectUpdate { pending: Some(PendingChange::List(event.clone())), ..SubjectUpdate::default() },
+        )
+        .await
+    }
     /// The event left the retry queue (applied, skipped, stale or dead-lettered).
-    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError>;
+    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
+        self.update_subject(
+            subject,
+            None,
+            &SubjectUpdate { pending: Some(PendingChange::Unlist(event.clone())), ..SubjectUpdate::default() },
+        )
+        .await
+    }
 }
 
-/// An event of a subject that waits in the retry queue. Ordered by time, then id.
+/// The answer to [`LinkStore::lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the subject until its `until`.
+    Acquired,
+    /// Another event holds it, until `until` when the store can tell.
+    Held { until: Option<DateTime<Utc>> },
+}
+
+/// What a settled event writes to its subject's item (see [`LinkStore::update_subject`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubjectUpdate {
+    /// Marks the event set (see `rules::Action::state_marks`), each set to `at`. The caller holds
+    /// the lease and passes only marks that hold no later time (marks move forward only).
+    pub marks: Vec<String>,
+    pub at: Option<DateTime<Utc>>,
+    /// The subject's opening event (incident.triggered, record insert) has settled.
+    pub opened: bool,
+    pub pending: Option<PendingChange>,
+    /// The actions an event in flight has done so far, kept on the subject so that any later
+    /// delivery or copy of the event does only what is left, even when the message that carried
+    /// the progress is lost.
+    pub progress: Option<Progress>,
+}
+
+/// A change to an event's progress on its subject.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// The event is not finished: these action keys are done.
+    Keep { event_id: String, done: Vec<String> },
+    /// The event settled for good: forget its progress.
+    Clear { event_id: String },
+}
+
+/// A change to the subject's pending set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingChange {
+    /// The event waits in the retry queue now.
+    List(PendingEvent),
+    /// It left the retry queue.
+    Unlist(PendingEvent),
+}
+
+/// An event of a subject that waits in the retry queue, one entry per envelope (a stray copy
+/// must not take a live envelope's entry away). Ordered by time, then event id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PendingEvent {
     pub occurred_at: DateTime<Utc>,
     pub event_id: String,
+    pub envelope_id: String,
 }
 
 /// What an event needs to know about its incident or record before it acts.
@@ -106,10 +171,21 @@ pub struct PendingEvent {
 pub struct SubjectState {
     /// Links to the other side, oldest first.
     pub links: Vec<Link>,
-    /// The `occurred_at` of the newest event applied to the subject.
-    pub last_applied: Option<DateTime<Utc>>,
+    /// When each piece of state was last set: the `occurred_at` of the newest event that set it.
+    pub marks: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// The subject's opening event has settled: a later event that finds no link need not wait for it.
+    pub opened: bool,
     /// Its events waiting in the retry queue, oldest first.
     pub pending: Vec<PendingEvent>,
+    /// What each unfinished event has done so far, by event id (see [`SubjectUpdate::progress`]).
+    pub progress: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl SubjectState {
+    /// The newest time any piece of state was set (for display).
+    pub fn last_applied(&self) -> Option<DateTime<Utc>> {
+        self.marks.values().max().copied()
+    }
 }
 
 /// An idempotency key to mark COMPLETED, with the result later duplicates are handed.

@@ -238,8 +238,40 @@ pub fn incident_event(event_type: &str, incident: &Value, agent: Option<&Value>,
     envelope(event_type, "incident", agent.map(|a| reference(a, "user")), incident_data(incident), at)
 }
 
-/// An `incident.annotated` envelope: data is the note.
+/// PagerDuty guarantees v3 payloads up to about 55 KB and cuts larger ones: a long note's content
+/// is cut to fit and the note data says `"trimmed": true` (`/work/shared/specs/pagerduty-webhooks-v3.md`).
+/// The REST API (`GET /incidents/{id}/notes`) keeps the whole note.
+pub const WEBHOOK_PAYLOAD_BYTES: usize = 55_000;
+
+/// An `incident.annotated` envelope: data is the note, its content cut as PagerDuty does so that
+/// the delivery fits in [`WEBHOOK_PAYLOAD_BYTES`].
 pub fn note_event(incident: &Value, note: &Value, agent: Option<&Value>, at: DateTime<Utc>) -> Value {
+    let mut content = note["content"].as_str().unwrap_or_default();
+    let mut trimmed = false;
+    loop {
+        let envelope = note_envelope(incident, note, content, trimmed, agent, at);
+        let size = serde_json::to_vec(&envelope).expect("JSON").len();
+        if size <= WEBHOOK_PAYLOAD_BYTES {
+            return envelope;
+        }
+        // Escapes make the JSON at least as long as the text: cutting the excess is enough.
+        let mut keep = content.len().saturating_sub(size - WEBHOOK_PAYLOAD_BYTES);
+        while !content.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        content = &content[..keep];
+        trimmed = true;
+    }
+}
+
+fn note_envelope(
+    incident: &Value,
+    note: &Value,
+    content: &str,
+    trimmed: bool,
+    agent: Option<&Value>,
+    at: DateTime<Utc>,
+) -> Value {
     let data = json!({
         "incident": {
             "html_url": incident["html_url"],
@@ -249,8 +281,8 @@ pub fn note_event(incident: &Value, note: &Value, agent: Option<&Value>, at: Dat
             "type": "incident_reference",
         },
         "id": note["id"],
-        "content": note["content"],
-        "trimmed": false,
+        "content": content,
+        "trimmed": trimmed,
         "type": "incident_note",
     });
     envelope("incident.annotated", "incident", agent.map(|a| reference(a, "user")), data, at)

@@ -28,6 +28,17 @@ pub fn sign_trigger(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// `PdSyncTriggerHandler.changeId`: lowercase hex SHA-256 of `<request id>|<record Id>|<old
+/// record JSON or null>`, first 40 characters. A workflow field update that fires the trigger again
+/// in the same transaction carries the same old values (Salesforce passes the values from before
+/// the original update), so it is the same change; a second update in the transaction is not.
+pub fn change_id(request_id: &str, record_id: &str, old: &Value) -> String {
+    use sha2::Digest;
+    let old = if old.is_null() { "null".to_string() } else { old.to_string() };
+    let digest = Sha256::digest(format!("{request_id}|{record_id}|{old}").as_bytes());
+    hex::encode(digest)[..40].to_string()
+}
+
 /// Builds and posts the Apex trigger payload.
 pub struct TriggerPoster {
     client: reqwest::Client,
@@ -45,7 +56,9 @@ impl TriggerPoster {
     }
 
     /// The body: `old` is null for inserts; maps are keyed by record Id, records keep `attributes`
-    /// first, exactly as `JSON.serialize(Trigger.oldMap/newMap)` writes them.
+    /// first, exactly as `JSON.serialize(Trigger.oldMap/newMap)` writes them. `change_ids` names
+    /// each change as `PdSyncTriggerHandler.changeId` does: a hash of the transaction's request id,
+    /// the record Id and its old values (each post is one transaction here).
     pub fn payload(
         &self,
         object: &str,
@@ -63,6 +76,13 @@ impl TriggerPoster {
             }
             Value::Object(m)
         };
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        let old_of = |id: &str| olds.into_iter().flatten().find(|r| r["Id"] == id).cloned().unwrap_or(Value::Null);
+        let change_ids: Map<String, Value> = news
+            .iter()
+            .filter_map(|r| r["Id"].as_str())
+            .map(|id| (id.to_string(), Value::String(change_id(&request_id, id, &old_of(id)))))
+            .collect();
         json!({
             "schema": 1,
             "org_id": self.org_id,
@@ -72,6 +92,7 @@ impl TriggerPoster {
             "sent_at": Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
             "old": olds.map(to_map).unwrap_or(Value::Null),
             "new": to_map(news),
+            "change_ids": change_ids,
         })
     }
 

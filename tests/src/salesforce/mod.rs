@@ -11,6 +11,7 @@
 
 pub mod emit;
 pub mod schema;
+mod soql;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -339,6 +340,12 @@ pub fn sf_datetime(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
+/// A record's own stamps (`CreatedDate`, `LastModifiedDate`, `SystemModstamp`): whole seconds, as
+/// a real org writes them (`...:00.000+0000`), so two changes within a second share a stamp.
+pub fn sf_stamp(t: chrono::DateTime<Utc>) -> String {
+    sf_datetime(chrono::SubsecRound::trunc_subsecs(t, 0))
+}
+
 fn user_id_for(username: &str) -> String {
     let n = username.bytes().fold(11u64, |a, b| a.wrapping_mul(131).wrapping_add(b as u64)) % 1_000_000;
     schema::make_id("005", n)
@@ -501,7 +508,7 @@ fn attributes(object: &str, id: &str) -> Value {
 fn new_record(r: &mut Records, object: &str, fields: Map<String, Value>, username: &str) -> Value {
     r.counter += 1;
     let id = schema::make_id(&schema::key_prefix(object), r.counter);
-    let now = sf_datetime(Utc::now());
+    let now = sf_stamp(Utc::now());
     let uid = user_id_for(username);
     let mut rec = Map::new();
     rec.insert("attributes".into(), attributes(object, &id));
@@ -539,7 +546,7 @@ fn apply(rec: &mut Value, object: &str, fields: Map<String, Value>, username: &s
         }
         rec["IsClosed"] = json!(closed);
     }
-    let now = sf_datetime(Utc::now());
+    let now = sf_stamp(Utc::now());
     rec["LastModifiedDate"] = json!(now);
     rec["SystemModstamp"] = json!(now);
     rec["LastModifiedById"] = json!(user_id_for(username));
@@ -1057,6 +1064,14 @@ fn process(
             json_resp((StatusCode::OK, json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})))
         }
         ("POST", ["composite"]) => composite(s, &config, &sess, &body_json),
+        ("GET", ["query"]) => {
+            let q = uri.query().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "q"));
+            let Some((_, q)) = q else {
+                return json_resp(sf_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", "no query given (q=...)", None));
+            };
+            let w = s.world.lock().unwrap();
+            json_resp(soql::run(&w.records, version, &q).unwrap_or_else(|e| e))
+        }
         (_, ["sobjects", rest @ ..]) => {
             let mut changes = Vec::new();
             let out = {

@@ -6,7 +6,7 @@
 //! | --- | --- | --- | --- |
 //! | link, incident side | `INC#<incident>` | `REC#<record>` | `object`, `created_at` (ms), `rule` |
 //! | link, record side | `REC#<record>` | `INC#<incident>` | same; both written in one transaction |
-//! | watermark | `INC#<incident>` or `REC#<record>` | `WATERMARK` | `last_applied` (ms), `pending` (string set of `<ms>#<event id>`: its events in the retry queue) |
+//! | subject | `INC#<incident>` or `REC#<record>` | `WATERMARK` | `m:<mark>` (ms: when each piece of state was last set), `opened`, `lease_holder` + `lease_until` (ms), `pending` (string set of `<ms>#<envelope id>#<event id>`: its events in the retry queue) |
 //! | idempotency | `IDEM#<key>` | `IDEM` | `status` (IN_PROGRESS/COMPLETED), `in_progress_until` (ms), `result`, `expires_at` (s, TTL) |
 //! | audit, per subject | `AUDIT#INC#<id>` / `AUDIT#REC#<id>` | `<rfc3339 ms>#<entry id>` | `entry` (JSON), `expires_at` |
 //! | audit, per day | `AUDIT#DAY#<yyyy-mm-dd>` | same | same |
@@ -15,7 +15,8 @@
 //!
 //! Conditional writes give the atomicity the traits promise: idempotency claims follow AWS Lambda
 //! Powertools (conditional put; a failed condition returns the old item to tell COMPLETED from
-//! IN_PROGRESS), watermarks only move forward, rules versions and breakers are compare-and-set.
+//! IN_PROGRESS), a subject's lease is taken only when free or expired, rules versions and breakers
+//! are compare-and-set.
 
 mod item;
 
@@ -24,18 +25,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put, PutRequest,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
-    WriteRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
 
 use self::item::{Item, corrupt, from_millis, get_opt_s, get_s, millis, n, s};
 use super::{
-    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, LinkStore, PendingEvent, RulesStore,
-    StoreError, StoredRules, Stores, Subject, SubjectState,
+    AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, Lease, LinkStore, PendingChange,
+    PendingEvent, Progress, RulesStore, StoreError, StoredRules, Stores, Subject, SubjectState, SubjectUpdate,
 };
 use crate::model::{AuditEntry, Link, RecordRef};
 
@@ -139,9 +138,52 @@ fn subject_pk(subject: &Subject) -> String {
     }
 }
 
-/// A watermark moves forward only; an equal time is accepted (two events may share it).
-const ADVANCE: &str = "SET last_applied = :at";
-const ADVANCE_IF: &str = "attribute_not_exists(last_applied) OR last_applied <= :at";
+/// The sort key of a subject's item.
+const SUBJECT_SK: &str = "WATERMARK";
+/// A mark's attribute: `m:<mark>`, one top-level number each (a map would need to exist first).
+const MARK_PREFIX: &str = "m:";
+/// An unfinished event's progress: `d:<event id>`, a string set of done action keys.
+const PROGRESS_PREFIX: &str = "d:";
+/// Free, expired, or ours already.
+const LEASE_FREE: &str = "attribute_not_exists(lease_until) OR lease_until < :now OR lease_holder = :h";
+
+/// An update expression of a subject's item, built clause by clause (each attribute once).
+#[derive(Debug, Clone, Default)]
+struct SubjectExpression {
+    sets: Vec<String>,
+    removes: Vec<String>,
+    /// ADD and DELETE clauses.
+    others: Vec<String>,
+    names: std::collections::HashMap<String, String>,
+    values: std::collections::HashMap<String, AttributeValue>,
+}
+
+impl SubjectExpression {
+    fn name(&mut self, name: String) -> String {
+        let placeholder = format!("#n{}", self.names.len());
+        self.names.insert(placeholder.clone(), name);
+        placeholder
+    }
+
+    fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    /// The expression, or `None` when there is nothing to write.
+    fn text(&self) -> Option<String> {
+        let mut clauses = Vec::new();
+        if !self.sets.is_empty() {
+            clauses.push(format!("SET {}", self.sets.join(", ")));
+        }
+        if !self.removes.is_empty() {
+            clauses.push(format!("REMOVE {}", self.removes.join(", ")));
+        }
+        clauses.extend(self.others.iter().cloned());
+        (!clauses.is_empty()).then(|| clauses.join(" "))
+    }
+}
 
 fn link_from(item: &Item, incident_side: bool) -> Result<Link, StoreError> {
     let pk = get_s(item, "pk")?;
@@ -195,38 +237,6 @@ impl LinkStore for DynamoStore {
         Ok(())
     }
 
-    /// One transaction: both link items and the conditional watermark update. When only the
-    /// watermark's condition fails (a later event was applied meanwhile), the link is written alone.
-    async fn put_link_advancing(&self, link: &Link, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s("WATERMARK"))
-            .update_expression(ADVANCE)
-            .condition_expression(ADVANCE_IF)
-            .expression_attribute_values(":at", n(millis(at)))
-            .build()
-            .map_err(|e| StoreError::Config { operation: "TransactWriteItems", message: e.to_string() })?;
-        let mut items = self.link_puts(link)?.to_vec();
-        items.push(TransactWriteItem::builder().update(update).build());
-        let err = match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => return Ok(true),
-            Err(err) => err,
-        };
-        let watermark_only = match err.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-                let codes: Vec<&str> = e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
-                codes.len() == 3 && codes[..2].iter().all(|c| *c == "None") && codes[2] == "ConditionalCheckFailed"
-            }
-            _ => false,
-        };
-        if !watermark_only {
-            return Err(self.error("TransactWriteItems", err));
-        }
-        self.put_link(link).await?;
-        Ok(false)
-    }
-
     async fn records_for_incident(&self, incident_id: &str) -> Result<Vec<Link>, StoreError> {
         let items = self.query_partition(&format!("INC#{incident_id}"), "REC#", false, None).await?;
         let mut links = items.iter().map(|i| link_from(i, true)).collect::<Result<Vec<_>, _>>()?;
@@ -241,49 +251,121 @@ impl LinkStore for DynamoStore {
         Ok(links)
     }
 
-    async fn last_applied(&self, subject: &Subject) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s("WATERMARK"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error("GetItem", e))?;
-        // The item may hold only the pending set.
-        out.item
-            .filter(|item| item.contains_key("last_applied"))
-            .map(|item| from_millis(&item, "last_applied"))
-            .transpose()
-    }
-
-    async fn advance_last_applied(&self, subject: &Subject, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn lease(
+        &self,
+        subject: &Subject,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Lease, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(subject_pk(subject)))
-            .key("sk", s("WATERMARK"))
-            .update_expression(ADVANCE)
-            .condition_expression(ADVANCE_IF)
-            .expression_attribute_values(":at", n(millis(at)))
+            .key("sk", s(SUBJECT_SK))
+            .update_expression("SET lease_holder = :h, lease_until = :u")
+            .condition_expression(LEASE_FREE)
+            .expression_attribute_values(":h", s(holder))
+            .expression_attribute_values(":u", n(millis(until)))
+            .expression_attribute_values(":now", n(millis(now)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(err) if Self::is_condition_failure(&err) => Ok(false),
+            Ok(_) => Ok(Lease::Acquired),
+            Err(err) if Self::is_condition_failure(&err) => {
+                let until = err
+                    .as_service_error()
+                    .and_then(|e| match e {
+                        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+                            c,
+                        ) => c.item(),
+                        _ => None,
+                    })
+                    .and_then(|item| from_millis(item, "lease_until").ok());
+                Ok(Lease::Held { until })
+            }
             Err(err) => Err(self.error("UpdateItem", err)),
         }
     }
 
-    async fn add_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
-        self.update_pending(subject, event, "ADD pending :e").await
-    }
-
-    async fn remove_pending(&self, subject: &Subject, event: &PendingEvent) -> Result<(), StoreError> {
-        self.update_pending(subject, event, "DELETE pending :e").await
+    /// One UpdateItem; the lease is given back under the condition that `holder` still holds it,
+    /// and when it does not, the rest is written without that part.
+    async fn update_subject(
+        &self,
+        subject: &Subject,
+        holder: Option<&str>,
+        update: &SubjectUpdate,
+    ) -> Result<(), StoreError> {
+        let mut expression = SubjectExpression::default();
+        if let Some(at) = update.at.filter(|_| !update.marks.is_empty()) {
+            let value = expression.value(n(millis(at)));
+            for mark in &update.marks {
+                let name = expression.name(format!("{MARK_PREFIX}{mark}"));
+                expression.sets.push(format!("{name} = {value}"));
+            }
+        }
+        if update.opened {
+            let value = expression.value(AttributeValue::Bool(true));
+            expression.sets.push(format!("opened = {value}"));
+        }
+        match &update.progress {
+            Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
+                let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
+                let value = expression.value(AttributeValue::Ss(done.clone()));
+                expression.sets.push(format!("{name} = {value}"));
+            }
+            Some(Progress::Keep { event_id, .. } | Progress::Clear { event_id }) => {
+                let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
+                expression.removes.push(name);
+            }
+            None => {}
+        }
+        match &update.pending {
+            Some(PendingChange::List(event)) => {
+                let value = expression.value(AttributeValue::Ss(vec![pending_entry(event)]));
+                expression.others.push(format!("ADD pending {value}"));
+            }
+            Some(PendingChange::Unlist(event)) => {
+                // The entry as this build writes it, and as builds before per-envelope entries did.
+                let value =
+                    expression.value(AttributeValue::Ss(vec![pending_entry(event), legacy_pending_entry(event)]));
+                expression.others.push(format!("DELETE pending {value}"));
+            }
+            None => {}
+        }
+        for releasing in [holder.is_some(), false] {
+            let mut expression = expression.clone();
+            let mut condition = None;
+            if releasing {
+                expression.removes.extend(["lease_holder".to_string(), "lease_until".to_string()]);
+                let value = expression.value(s(holder.unwrap_or_default()));
+                condition = Some(format!("lease_holder = {value}"));
+            }
+            let Some(text) = expression.text() else { return Ok(()) };
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(subject_pk(subject)))
+                .key("sk", s(SUBJECT_SK))
+                .update_expression(text)
+                .set_condition_expression(condition)
+                .set_expression_attribute_names((!expression.names.is_empty()).then_some(expression.names))
+                .set_expression_attribute_values((!expression.values.is_empty()).then_some(expression.values))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                // Not the holder (its lease ran out and was taken): write the rest alone.
+                Err(err) if releasing && Self::is_condition_failure(&err) => {
+                    tracing::warn!(subject = %subject.key(), "the subject's lease was no longer held when given back");
+                }
+                Err(err) => return Err(self.error("UpdateItem", err)),
+            }
+        }
+        Ok(())
     }
 
     /// One Query of the subject's partition: its link items and its `WATERMARK` item.
@@ -295,9 +377,18 @@ impl LinkStore for DynamoStore {
         let mut state = SubjectState::default();
         for item in self.query_partition(&subject_pk(subject), "", false, None).await? {
             let sk = get_s(&item, "sk")?;
-            if sk == "WATERMARK" {
-                if item.contains_key("last_applied") {
-                    state.last_applied = Some(from_millis(&item, "last_applied")?);
+            if sk == SUBJECT_SK {
+                for name in item.keys() {
+                    if let Some(mark) = name.strip_prefix(MARK_PREFIX) {
+                        state.marks.insert(mark.to_string(), from_millis(&item, name)?);
+                    }
+                }
+                state.opened = matches!(item.get("opened"), Some(AttributeValue::Bool(true)));
+                for (name, value) in &item {
+                    if let Some(event_id) = name.strip_prefix(PROGRESS_PREFIX) {
+                        let done = value.as_ss().map_err(|_| corrupt(&item, format!("{name} is not a string set")))?;
+                        state.progress.insert(event_id.to_string(), done.clone());
+                    }
                 }
                 if let Some(set) = item.get("pending") {
                     let entries = set.as_ss().map_err(|_| corrupt(&item, "pending is not a string set".into()))?;
@@ -313,34 +404,24 @@ impl LinkStore for DynamoStore {
     }
 }
 
-/// A pending event as a string-set element: `<13-digit ms>#<event id>`, so that the set sorts by time.
+/// A pending event as a string-set element: `<13-digit ms>#<envelope id>#<event id>`, so that the
+/// set sorts by time and two envelopes of one event are two entries.
 fn pending_entry(event: &PendingEvent) -> String {
+    format!("{:013}#{}#{}", millis(event.occurred_at), event.envelope_id, event.event_id)
+}
+
+/// The entry of builds before per-envelope entries: `<13-digit ms>#<event id>`.
+fn legacy_pending_entry(event: &PendingEvent) -> String {
     format!("{:013}#{}", millis(event.occurred_at), event.event_id)
 }
 
 fn pending_from(item: &Item, entry: &str) -> Result<PendingEvent, StoreError> {
-    let bad = || corrupt(item, format!("pending entry {entry:?} is not <ms>#<event id>"));
-    let (ms, id) = entry.split_once('#').ok_or_else(bad)?;
+    let bad = || corrupt(item, format!("pending entry {entry:?} is not <ms>#<envelope id>#<event id>"));
+    let (ms, rest) = entry.split_once('#').ok_or_else(bad)?;
     let occurred_at = DateTime::from_timestamp_millis(ms.parse().map_err(|_| bad())?).ok_or_else(bad)?;
-    Ok(PendingEvent { occurred_at, event_id: id.to_string() })
-}
-
-impl DynamoStore {
-    /// ADD or DELETE one element of the `WATERMARK` item's `pending` set (the item is created if
-    /// need be; DynamoDB drops a set that becomes empty).
-    async fn update_pending(&self, subject: &Subject, event: &PendingEvent, update: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(subject_pk(subject)))
-            .key("sk", s("WATERMARK"))
-            .update_expression(update)
-            .expression_attribute_values(":e", AttributeValue::Ss(vec![pending_entry(event)]))
-            .send()
-            .await
-            .map_err(|e| self.error("UpdateItem", e))?;
-        Ok(())
-    }
+    // Envelope ids and event ids hold no `#`; a legacy entry has no envelope id.
+    let (envelope_id, event_id) = rest.split_once('#').unwrap_or(("", rest));
+    Ok(PendingEvent { occurred_at, event_id: event_id.to_string(), envelope_id: envelope_id.to_string() })
 }
 
 const IN_PROGRESS: &str = "IN_PROGRESS";

@@ -1,0 +1,137 @@
+//! Echo recognition: the bridge's own changes come back to it (its PagerDuty writes as webhooks,
+//! its Salesforce writes as trigger posts and Outbound Messages) and must not re-enter the rules.
+//!
+//! They are recognised by who acted:
+//! - PagerDuty: a webhook whose `event.agent` is the user the bridge acts as (the `From` email of
+//!   its client; its id configured, or looked up once per process and cached by the client).
+//! - Salesforce: a change made by the integration user, by username (the trigger post's user) or
+//!   by the record's `LastModifiedById` (when the integration user's id is configured; Outbound
+//!   Messages name no user).
+//!
+//! The markers on every text the bridge writes (`[PagerDuty]` Case Comments, `[Salesforce]` notes,
+//! resolution notes included) stay as the second line of defence, in the rules
+//! ([`crate::rules::SkipReason::LoopPrevention`]), and `Sforce-Call-Options` names the bridge's
+//! Salesforce writes.
+//!
+//! The bridge's own `create_incident` comes back as `incident.triggered` with the bridge as its
+//! agent: it is skipped here, before `pd_to_sfdc`'s wait for the incident's link, so it can never
+//! open a second record; an event of a bridge-made incident by someone else still waits for the link.
+
+use serde_json::Value;
+
+use crate::handler::context::Context;
+use crate::handler::pagerduty_exec::failure_kind;
+use crate::handler::settle::Attempt;
+use crate::handler::sfdc_to_pd::Change;
+use crate::pagerduty::{ErrorKind, Reference, WebhookEvent};
+
+/// What every echo's audit reason says (with who acted).
+pub const MADE_BY_THE_BRIDGE: &str = "made by the bridge";
+
+/// `Some(Skipped)` when the webhook's agent is the PagerDuty user the bridge acts as; `Some(Failed)`
+/// (transient or auth) when that user cannot be looked up now: acting without knowing could echo.
+/// `None`: someone else acted (or nobody: integrations, PagerDuty itself).
+pub async fn pagerduty_echo(ctx: &Context, event: &WebhookEvent) -> Option<Attempt> {
+    let agent = event.agent.as_ref().filter(|a| is_user(a))?;
+    let own = match bridge_user_id(ctx).await {
+        Ok(Some(id)) => id,
+        Ok(None) => return None,
+        Err(attempt) => return Some(attempt),
+    };
+    (agent.id == own).then(|| Attempt::Skipped {
+        reason: format!("{MADE_BY_THE_BRIDGE} (PagerDuty user {own}): not sent back"),
+        rules: vec![],
+    })
+}
+
+/// A user reference (`user_reference`; some payloads leave the type out). Services, integrations
+/// and bot users are never the bridge.
+fn is_user(agent: &Reference) -> bool {
+    matches!(agent.kind.as_deref(), None | Some("user_reference") | Some("user"))
+}
+
+/// The configured id, else the client's cached lookup of its `From` email.
+async fn bridge_user_id(ctx: &Context) -> Result<Option<String>, Attempt> {
+    if !ctx.settings.pagerduty_user_id.is_empty() {
+        return Ok(Some(ctx.settings.pagerduty_user_id.clone()));
+    }
+    match ctx.pagerduty.own_user_id().await {
+        Ok(Some(id)) => Ok(Some(id)),
+        Ok(None) => {
+            tracing::warn!(
+                from = ctx.pagerduty.from_email(),
+                "no PagerDuty user has the From email: \
+                the bridge's own changes are recognised by their markers only"
+            );
+            Ok(None)
+        }
+        Err(err) if matches!(err.kind(), ErrorKind::Transient | ErrorKind::Auth) => Err(Attempt::Failed {
+            kind: failure_kind(err.kind()),
+            reason: format!("cannot tell whether the bridge made this change: looking up its PagerDuty user: {err}"),
+            rule: None,
+            rules: vec![],
+            actions: vec![],
+            api_calls: 0,
+        }),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot look up the bridge's PagerDuty user: \
+                its own changes are recognised by their markers only");
+            Ok(None)
+        }
+    }
+}
+
+/// `Some(Skipped)` when the integration user made the change: by the post's username (any case,
+/// as the Apex compares it) or by the record's `LastModifiedById`.
+pub fn salesforce_echo(ctx: &Context, change: &Change) -> Option<Attempt> {
+    let settings = &ctx.settings;
+    let by_name = change
+        .changed_by
+        .as_deref()
+        .is_some_and(|u| !u.is_empty() && u.eq_ignore_ascii_case(&settings.integration_user));
+    let last_modified_by = change.new.get("LastModifiedById").and_then(Value::as_str);
+    let by_id = !settings.integration_user_id.is_empty()
+        && last_modified_by.is_some_and(|id| same_record_id(id, &settings.integration_user_id));
+    let reason = if by_name {
+        "changed by the integration user: not sent back".to_string()
+    } else if by_id {
+        format!("last modified by the integration user ({}): not sent back", settings.integration_user_id)
+    } else {
+        return None;
+    };
+    Some(Attempt::Skipped { reason, rules: vec![] })
+}
+
+/// The 15 and 18-character forms of one Salesforce id share their first 15 characters (case
+/// matters in them).
+fn same_record_id(a: &str, b: &str) -> bool {
+    a.len() >= 15 && b.len() >= 15 && a.get(..15) == b.get(..15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salesforce_ids_compare_in_either_length() {
+        assert!(same_record_id("0055g00000BRIDGEAAA", "0055g00000BRIDGE"));
+        assert!(same_record_id("0055g00000BRIDGE", "0055g00000BRIDGEAAA"));
+        assert!(!same_record_id("0055g00000bridgeAAA", "0055g00000BRIDGEAAA"), "15-character ids are case-sensitive");
+        assert!(!same_record_id("005", "005"));
+    }
+
+    #[test]
+    fn only_user_agents_can_be_the_bridge() {
+        let agent = |kind: Option<&str>| Reference {
+            id: "PUSR001".into(),
+            kind: kind.map(str::to_string),
+            summary: None,
+            html_url: None,
+            self_url: None,
+        };
+        assert!(is_user(&agent(Some("user_reference"))));
+        assert!(is_user(&agent(None)));
+        assert!(!is_user(&agent(Some("service_reference"))));
+        assert!(!is_user(&agent(Some("bot_user_reference"))));
+    }
+}

@@ -1,0 +1,460 @@
+//! A lost answer is neither lost nor repeated (issue 15, defects 6 and 7).
+//!
+//! The simulators' `LoseAnswer` fault carries a request out and then closes the connection
+//! without the answer: the bridge cannot tell that the write happened. Before it writes again it
+//! must look (a Case Comment or note carries a reference derived from the event and the action),
+//! and where PagerDuty offers nothing to look at it must not write again blindly. No call may
+//! start when its timeout would outlive the function, and the "API usage above 90 %" pause holds
+//! until a probe sees the usage below the share.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value, json};
+use shared::clock::Clock;
+use shared::handler::http::InboundRequest;
+use shared::handler::{pd_to_sfdc, sfdc_to_pd};
+use shared::store::{BreakerState, LinkStore};
+use sim::faults::FaultKind;
+use sim::harness::{Harness, INBOUND_SECRET, ORG_ID, WEBHOOK_SECRET, delivery, incident_data, outcome};
+use sim::pagerduty::sign_v1;
+use sim::salesforce::sign_trigger;
+
+const PD_TO_SF: &str = r#"
+rulesets:
+  - name: PD > SFDC
+    enabled: true
+    rules:
+      - name: trigger-opens-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        applies_to: new_only
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: trigger}
+        actions:
+          - create_record:
+              object: Case
+              fields: {Subject: "{{incident.title}}", Origin: PagerDuty, Priority: High}
+              external_id_field: PagerDuty_Incident_Key__c
+      - name: resolved-closes-case-with-comment
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: resolve}
+        actions:
+          - set_fields: {Status: Closed}
+          - add_case_comment: {body: "Incident resolved in PagerDuty"}
+      - name: note-becomes-comment
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}
+        actions:
+          - add_case_comment: {body: "{{note.content}}"}
+"#;
+
+const SF_TO_PD: &str = r#"
+rulesets:
+  - name: SFDC > PD
+    enabled: true
+    rules:
+      - name: sev1-case-opens-incident
+        direction: salesforce_to_pagerduty
+        object: Case
+        applies_to: new_only
+        conditions:
+          - {field: Priority, operator: in, value: [Sev1]}
+        actions:
+          - create_incident: {service: PSVC001, urgency: low, title: {prefix: "Case ", fields: [CaseNumber]}}
+      - name: escalation-raises-urgency-and-priority
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Status, operator: changed_to, value: Escalated}
+        actions:
+          - set_urgency: {urgency: high}
+          - set_priority: {priority: P1}
+      - name: case-closed-resolves
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Status, operator: changed_to, value: Closed}
+        actions:
+          - resolve: {resolution: "[Salesforce] Case {{record.CaseNumber}} closed"}
+      - name: comment-becomes-note
+        direction: salesforce_to_pagerduty
+        object: CaseComment
+        applies_to: new_only
+        conditions:
+          - {field: CommentBody, operator: is_not_empty}
+        actions:
+          - add_note: {content: "{{record.CommentBody}}"}
+      - name: help-requested
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Type, operator: changed_to, value: Electrical}
+        actions:
+          - add_responders: {users: [PUSR002], message: "Help on {{record.CaseNumber}}"}
+      - name: workflow-on-mechanical
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Type, operator: changed_to, value: Mechanical}
+        actions:
+          - run_incident_workflow: {workflow: PWFL001}
+      - name: automation-on-structural
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Type, operator: changed_to, value: Structural}
+        actions:
+          - run_automation_action: {action: PACT001}
+"#;
+
+const AGENT: &str = "agent@example.com";
+const CASE: &str = "5005g00000CASE1AAA";
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+fn case(status: &str, kind: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "attributes": {"type": "Case", "url": format!("/services/data/v62.0/sobjects/Case/{CASE}")},
+        "Id": CASE, "CaseNumber": "00001026", "Subject": "Checkout fails", "Priority": "Sev1",
+        "Status": status, "Type": kind, "LastModifiedDate": stamp(at), "SystemModstamp": stamp(at),
+    })
+}
+
+fn post(object: &str, operation: &str, new: Value, old: Option<Value>) -> Value {
+    let by_id = |r: Value| -> Map<String, Value> { [(r["Id"].as_str().unwrap().to_string(), r)].into_iter().collect() };
+    json!({
+        "schema": 1, "org_id": ORG_ID, "object": object, "operation": operation,
+        "user": {"id": "0055g00000AGENTAAA", "username": AGENT}, "sent_at": Utc::now().to_rfc3339(),
+        "old": old.map(by_id), "new": by_id(new),
+    })
+}
+
+fn queued(reply: &shared::handler::http::Reply) -> bool {
+    outcome(reply) == "queued" || serde_json::from_str::<Value>(&reply.body).is_ok_and(|v| v["queued"] == 1)
+}
+
+/// The keys the queued envelope marks uncertain (read as JSON: the field is new).
+fn uncertain_in_queue(h: &Harness) -> Vec<String> {
+    h.retry_queue
+        .bodies()
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .flat_map(|v| v["uncertain"].as_array().cloned().unwrap_or_default())
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect()
+}
+
+/// A Case linked to an incident, opened through the PD → SFDC handler.
+async fn pd_incident_with_case(h: &Harness, incident: &str, t0: DateTime<Utc>) -> String {
+    let reply = h.webhook(&delivery("E1", "incident.triggered", t0, incident_data(incident, "triggered")), "w1").await;
+    assert_eq!(outcome(&reply), "applied", "{}", reply.body);
+    let links = h.store.records_for_incident(incident).await.unwrap();
+    links[0].record.id.clone()
+}
+
+fn comments_on(h: &Harness, case_id: &str, text: &str) -> Vec<String> {
+    h.sf.records("CaseComment")
+        .into_iter()
+        .filter(|c| c["ParentId"] == case_id)
+        .filter_map(|c| c["CommentBody"].as_str().map(str::to_string))
+        .filter(|b| b.contains(text))
+        .collect()
+}
+
+/// An incident opened through the SFDC → PD handler for [`CASE`].
+async fn sf_case_with_incident(h: &Harness, t0: DateTime<Utc>) -> String {
+    let reply = h.post_records(&post("Case", "insert", case("New", "Other", t0), None)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let links = h.store.incidents_for_record(CASE).await.unwrap();
+    assert_eq!(links.len(), 1, "{}", reply.body);
+    links[0].incident_id.clone()
+}
+
+fn notes_with(h: &Harness, incident: &str, text: &str) -> usize {
+    h.pd.notes(incident).iter().filter(|n| n["content"].as_str().is_some_and(|c| c.contains(text))).count()
+}
+
+/// The API calls of each attempt after the first (the audit entries of the retries).
+fn retry_api_calls(h: &Harness) -> Vec<u32> {
+    let entries = h.store.audit_entries();
+    let last = entries.last().map(|e| e.event_id.clone()).unwrap_or_default();
+    entries.iter().filter(|e| e.event_id == last).skip(1).map(|e| e.api_calls).collect()
+}
+
+async fn drain(h: &Harness) {
+    for _ in 0..10 {
+        if h.retry_queue.is_empty() {
+            break;
+        }
+        h.clock.advance(Duration::seconds(120));
+        h.drain_retries(20).await;
+    }
+    assert!(h.retry_queue.is_empty(), "the retry queue drains");
+    assert!(h.dlq.is_empty(), "nothing dead-lettered: {:?}", h.dead_letters());
+}
+
+#[tokio::test]
+async fn a_case_comment_whose_answer_was_lost_is_written_once() {
+    let h = Harness::start(PD_TO_SF).await;
+    let t0 = Utc::now();
+    let case_id = pd_incident_with_case(&h, "PLOST1", t0).await;
+    let note = json!({"id": "PNOTE1", "type": "incident_note", "content": "Rolled back the deploy", "trimmed": false,
+        "incident": {"id": "PLOST1", "type": "incident_reference", "summary": "Checkout down"}});
+    h.sf.fail_next(1, FaultKind::LoseAnswer);
+    let reply = h.webhook(&delivery("E2", "incident.annotated", t0 + Duration::seconds(30), note), "w2").await;
+    assert!(queued(&reply), "the outcome is unknown: queued, {}", reply.body);
+    assert_eq!(comments_on(&h, &case_id, "Rolled back the deploy").len(), 1, "Salesforce did write it");
+    assert_eq!(uncertain_in_queue(&h).len(), 1, "the comment is marked uncertain, not failed");
+
+    drain(&h).await;
+    let comments = comments_on(&h, &case_id, "Rolled back the deploy");
+    assert_eq!(comments.len(), 1, "found by its reference, not written again: {comments:?}");
+    assert!(comments[0].starts_with("[PagerDuty] "), "still marked for loop prevention: {}", comments[0]);
+    assert!(comments[0].contains("ref:"), "carries the reference it was found by: {}", comments[0]);
+    let queries = h.sf.requests().iter().filter(|r| r.path.ends_with("/query")).count();
+    assert_eq!(queries, 1, "one SOQL query to look for it");
+    assert_eq!(retry_api_calls(&h), vec![1], "the retry costs the query and nothing else");
+}
+
+#[tokio::test]
+async fn a_composite_whose_answer_was_lost_makes_every_write_uncertain_and_repeats_none() {
+    let h = Harness::start(PD_TO_SF).await;
+    let t0 = Utc::now();
+    let case_id = pd_incident_with_case(&h, "PLOST2", t0).await;
+    h.sf.fail_next(1, FaultKind::LoseAnswer);
+    let resolved = delivery("E2", "incident.resolved", t0 + Duration::seconds(60), incident_data("PLOST2", "resolved"));
+    let reply = h.webhook(&resolved, "w2").await;
+    assert!(queued(&reply), "{}", reply.body);
+    let uncertain = uncertain_in_queue(&h);
+    assert!(
+        uncertain.iter().any(|k| k.starts_with("add_case_comment:")),
+        "the comment of the lost Composite is uncertain, not failed: {uncertain:?}"
+    );
+
+    drain(&h).await;
+    assert_eq!(h.sf.record("Case", &case_id).unwrap()["Status"], "Closed");
+    assert_eq!(comments_on(&h, &case_id, "Incident resolved in PagerDuty").len(), 1, "the comment is not repeated");
+    assert_eq!(retry_api_calls(&h), vec![2], "the query, then the Composite with the field update alone");
+}
+
+#[tokio::test]
+async fn an_incident_note_whose_answer_was_lost_is_written_once() {
+    let h = Harness::start(SF_TO_PD).await;
+    let t0 = Utc::now();
+    let incident = sf_case_with_incident(&h, t0).await;
+    let comment = json!({"attributes": {"type": "CaseComment", "url": "/x"}, "Id": "00a5g00000COM01AAA",
+        "ParentId": CASE, "CommentBody": "Customer confirms the impact", "SystemModstamp": stamp(t0)});
+    h.pd.fail_next(1, FaultKind::LoseAnswer);
+    let reply = h.post_records(&post("CaseComment", "insert", comment, None)).await;
+    assert!(queued(&reply), "{}", reply.body);
+    assert_eq!(notes_with(&h, &incident, "Customer confirms the impact"), 1, "PagerDuty did write it");
+
+    drain(&h).await;
+    assert_eq!(
+        notes_with(&h, &incident, "Customer confirms the impact"),
+        1,
+        "found by its reference, not written again"
+    );
+    assert!(h.pd.notes(&incident)[0]["content"].as_str().unwrap().contains("ref:"));
+}
+
+#[tokio::test]
+async fn a_resolution_note_whose_answer_was_lost_is_written_once() {
+    let h = Harness::start(SF_TO_PD).await;
+    let t0 = Utc::now();
+    let incident = sf_case_with_incident(&h, t0).await;
+    h.pd.fail_next(1, FaultKind::LoseAnswer);
+    let closed =
+        post("Case", "update", case("Closed", "Other", t0 + Duration::seconds(60)), Some(case("New", "Other", t0)));
+    let reply = h.post_records(&closed).await;
+    assert!(queued(&reply), "{}", reply.body);
+
+    drain(&h).await;
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved");
+    assert_eq!(notes_with(&h, &incident, "closed"), 1, "the resolution note is not repeated");
+    assert_eq!(retry_api_calls(&h), vec![2], "a read of the notes, then the resolve alone");
+}
+
+/// Runs a Case change whose PagerDuty write (after `reads` reads) loses its answer, then drains
+/// the retries.
+async fn lose_the_answer_to(h: &Harness, kind: &str, reads: usize) {
+    let t0 = Utc::now();
+    sf_case_with_incident(h, t0).await;
+    // A zero delay answers normally: it lets the reads through.
+    h.pd.fail_next(reads, FaultKind::Slow(std::time::Duration::ZERO));
+    h.pd.fail_next(1, FaultKind::LoseAnswer);
+    let change = post("Case", "update", case("New", kind, t0 + Duration::seconds(60)), Some(case("New", "Other", t0)));
+    let reply = h.post_records(&change).await;
+    assert!(queued(&reply), "{}", reply.body);
+    drain(h).await;
+}
+
+/// The audit says the action's outcome is unknown and that it was not sent again.
+fn audited_as_uncertain(h: &Harness, action: &str) -> bool {
+    h.store
+        .audit_entries()
+        .iter()
+        .flat_map(|e| e.actions.clone())
+        .any(|a| a.action == action && !a.ok && a.detail.as_deref().is_some_and(|d| d.contains("outcome unknown")))
+}
+
+#[tokio::test]
+async fn responders_whose_answer_was_lost_are_not_requested_twice() {
+    let h = Harness::start(SF_TO_PD).await;
+    // The requester's user id is read first (then cached).
+    lose_the_answer_to(&h, "Electrical", 1).await;
+    assert_eq!(h.pd.responder_requests().len(), 1, "not requested again blindly");
+    assert!(audited_as_uncertain(&h, "add_responders"), "{:?}", h.store.audit_entries());
+    assert_eq!(retry_api_calls(&h), vec![1], "one read of the incident, whose responder requests are not listed");
+}
+
+#[tokio::test]
+async fn a_workflow_run_whose_answer_was_lost_is_not_run_again() {
+    let h = Harness::start(SF_TO_PD).await;
+    lose_the_answer_to(&h, "Mechanical", 0).await;
+    assert_eq!(h.pd.workflow_instances().len(), 1, "PagerDuty offers no way to check: not run again");
+    assert!(audited_as_uncertain(&h, "run_incident_workflow"), "{:?}", h.store.audit_entries());
+    assert_eq!(retry_api_calls(&h), vec![0], "nothing to read");
+}
+
+#[tokio::test]
+async fn an_automation_action_whose_answer_was_lost_is_not_run_again() {
+    let h = Harness::start(SF_TO_PD).await;
+    lose_the_answer_to(&h, "Structural", 0).await;
+    assert_eq!(h.pd.automation_invocations().len(), 1, "not invoked again blindly");
+    assert!(audited_as_uncertain(&h, "run_automation_action"), "{:?}", h.store.audit_entries());
+    assert_eq!(retry_api_calls(&h), vec![1], "one list of the invocations (the simulator does not serve it)");
+}
+
+fn signed_webhook(h: &Harness, body: &str, deadline: DateTime<Utc>) -> InboundRequest {
+    let mut request = h.request(
+        body,
+        vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-pagerduty-signature".into(), sign_v1(WEBHOOK_SECRET, body.as_bytes())),
+        ],
+    );
+    request.deadline = Some(deadline);
+    request
+}
+
+fn signed_post(h: &Harness, payload: &Value, deadline: DateTime<Utc>) -> InboundRequest {
+    let body = payload.to_string();
+    let ts = h.clock.now().timestamp();
+    let mut request = h.request(
+        &body,
+        vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-pdsync-timestamp".into(), ts.to_string()),
+            ("x-pdsync-signature".into(), sign_trigger(INBOUND_SECRET, ts, body.as_bytes())),
+        ],
+    );
+    request.deadline = Some(deadline);
+    request
+}
+
+#[tokio::test]
+async fn a_salesforce_call_that_could_outlive_the_function_is_not_started() {
+    // The harness's HTTP timeout is 5 s: with 4 s left a call could still be running when the
+    // function is stopped, and what it did would be forgotten with it.
+    let h = Harness::start(PD_TO_SF).await;
+    let body = delivery("E1", "incident.triggered", Utc::now(), incident_data("PLATE1", "triggered"));
+    let request = signed_webhook(&h, &body, h.clock.now() + Duration::seconds(4));
+    let reply = pd_to_sfdc::handle(&h.ctx, request).await;
+    assert_eq!(outcome(&reply), "queued", "{}", reply.body);
+    assert!(h.sf.records("Case").is_empty());
+    let composites = h.sf.requests().iter().filter(|r| r.path.ends_with("/composite")).count();
+    assert_eq!(composites, 0, "no call started that could outlive the function");
+
+    drain(&h).await;
+    assert_eq!(h.sf.records("Case").len(), 1, "the retry applies it");
+}
+
+#[tokio::test]
+async fn a_pagerduty_action_left_without_time_is_queued_with_what_was_done() {
+    let h = Harness::start(SF_TO_PD).await;
+    let t0 = Utc::now();
+    let incident = sf_case_with_incident(&h, t0).await;
+    h.ctx.pagerduty.set_priority(&incident, "P3").await.unwrap(); // caches the priorities
+    h.pd.clear_requests();
+    // 7.5 s left: the first call (5 s timeout + the margin to settle) may start; it takes 1 s,
+    // after which the second one could outlive the function.
+    h.pd.fail_next(1, FaultKind::Slow(std::time::Duration::from_secs(1)));
+    let escalated =
+        post("Case", "update", case("Escalated", "Other", t0 + Duration::seconds(60)), Some(case("New", "Other", t0)));
+    let reply =
+        sfdc_to_pd::handle_records(&h.ctx, signed_post(&h, &escalated, h.clock.now() + Duration::milliseconds(7500)))
+            .await;
+    assert!(queued(&reply), "{}", reply.body);
+    assert_eq!(h.pd.incident(&incident).unwrap()["urgency"], "high", "the first action was done");
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P3", "the second was not started");
+    let queued = serde_json::from_str::<Value>(&h.retry_queue.bodies()[0]).unwrap();
+    assert_eq!(queued["done"].as_array().map(Vec::len), Some(1), "what succeeded is marked done: {queued}");
+    assert_eq!(queued["attempts"], 0, "a deferral, not a failed attempt");
+
+    drain(&h).await;
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P1");
+    let urgency_writes =
+        h.pd.requests()
+            .iter()
+            .filter(|r| r.method == "PUT" && r.json().is_some_and(|b| b["incident"]["urgency"].is_string()))
+            .count();
+    assert_eq!(urgency_writes, 1, "the done action is not repeated");
+}
+
+#[tokio::test]
+async fn api_usage_above_90_percent_pauses_salesforce_until_a_probe_sees_it_below() {
+    let h = Harness::start(PD_TO_SF).await;
+    let (_, limit) = h.sf.api_usage();
+    h.sf.set_api_used(limit * 95 / 100);
+    let t0 = Utc::now();
+    let first = h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PUSE1", "triggered")), "w1").await;
+    assert_eq!(outcome(&first), "applied", "{}", first.body);
+    let breaker = h.stores.breakers.get_breaker("salesforce").await.unwrap().expect("a breaker record");
+    assert_eq!(breaker.state, BreakerState::Open, "the call that saw 95 % usage must not close it again");
+
+    let calls = h.sf.requests().len();
+    let second = h.webhook(&delivery("E2", "incident.triggered", t0, incident_data("PUSE2", "triggered")), "w2").await;
+    assert_eq!(outcome(&second), "queued", "paused: {}", second.body);
+    assert_eq!(h.sf.requests().len(), calls, "no call while paused");
+
+    // The probe after the pause still sees 95 %: the pause goes on.
+    h.clock.advance(Duration::seconds(61));
+    h.drain_retries_until(Some(h.clock.now()), 5).await;
+    let breaker = h.stores.breakers.get_breaker("salesforce").await.unwrap().unwrap();
+    assert_eq!(breaker.state, BreakerState::Open, "a probe above the share opens it again");
+    let third = h.webhook(&delivery("E3", "incident.triggered", t0, incident_data("PUSE3", "triggered")), "w3").await;
+    assert_eq!(outcome(&third), "queued", "still paused: {}", third.body);
+
+    // Usage drops (the rolling 24 h window moved on): the next probe closes it and the queue drains.
+    h.sf.set_api_used(limit / 10);
+    drain(&h).await;
+    let breaker = h.stores.breakers.get_breaker("salesforce").await.unwrap().unwrap();
+    assert_eq!(breaker.state, BreakerState::Closed, "a probe below the share closes it");
+    assert_eq!(h.sf.records("Case").len(), 3);
+}
+
+#[tokio::test]
+async fn the_query_that_looks_for_comments_is_answered_like_salesforce_and_counted() {
+    let h = Harness::start(PD_TO_SF).await;
+    let case_id = h.sf.insert_record("Case", json!({"Subject": "Down"}));
+    for body in ["first", "second"] {
+        h.sf.insert_record("CaseComment", json!({"ParentId": case_id, "CommentBody": body}));
+    }
+    let (used, _) = h.sf.api_usage();
+    let soql = format!("SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{case_id}' LIMIT 200");
+    let result = h.ctx.salesforce.query(&soql).await.unwrap();
+    assert_eq!((result.total_size, result.done), (2, true));
+    let bodies: Vec<&str> = result.records.iter().filter_map(|r| r["CommentBody"].as_str()).collect();
+    assert_eq!(bodies, vec!["first", "second"]);
+    assert_eq!(result.records[0]["attributes"]["type"], "CaseComment");
+    assert!(h.sf.api_usage().0 > used, "counted against the daily API limit");
+    let err = h.ctx.salesforce.query("SELECT Id FROM CaseComment WHERE ParentId LIKE '500%'").await.unwrap_err();
+    assert_eq!(err.error_codes(), vec!["MALFORMED_QUERY"], "{err}");
+    assert!(!err.is_transient());
+}
