@@ -154,6 +154,14 @@ fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
 
+/// A note's or comment's text without the reference the bridge may append to find it again
+/// after a lost answer (`\n\nref:<12 hex>`, `-<part>` on a split comment).
+fn without_reference(body: &str) -> String {
+    static REFERENCE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\n\nref:[0-9a-f]{12}(-[0-9]+)?$").expect("regex"));
+    REFERENCE.replace(body, "").into_owned()
+}
+
 pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
     let mut v = Verdict::default();
     for line in unsettled {
@@ -253,7 +261,7 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         // Notes the bridge wrote on the incident.
         let mut bridge_notes: HashMap<String, usize> = HashMap::new();
         for note in world.h.pd.notes(inc).iter().filter(|n| n["user"]["id"] == BRIDGE_USER_ID) {
-            *bridge_notes.entry(text(&note["content"])).or_default() += 1;
+            *bridge_notes.entry(without_reference(&text(&note["content"]))).or_default() += 1;
         }
         for d in did {
             if let Did::Commented { case: c, body, comment, .. } = d
@@ -296,7 +304,7 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         let mut bridge_comments: HashMap<String, usize> = HashMap::new();
         for c in comments.iter().filter(|c| id15(&text(&c["ParentId"])) == id15(case)) {
             if !people_comments.contains(&text(&c["Id"]).as_str()) {
-                *bridge_comments.entry(text(&c["CommentBody"])).or_default() += 1;
+                *bridge_comments.entry(without_reference(&text(&c["CommentBody"]))).or_default() += 1;
             }
         }
         for d in did {

@@ -63,8 +63,16 @@ pub enum Author {
 pub enum Payload {
     /// A Webhooks v3 delivery; every attempt has the same `X-Webhook-Id`.
     Webhook { body: String, webhook_id: String },
-    /// An Apex trigger post: one trigger invocation's records; re-signed on every attempt.
-    Post { object: String, operation: String, username: String, olds: Option<Vec<Value>>, news: Vec<Value> },
+    /// An Apex trigger post: one trigger invocation's records, and the name the trigger gives
+    /// each change (`change_ids`, fixed at trigger time); signed again on every attempt.
+    Post {
+        object: String,
+        operation: String,
+        username: String,
+        olds: Option<Vec<Value>>,
+        news: Vec<Value>,
+        change_ids: Value,
+    },
 }
 
 /// Where a delivery stands with its sender.
@@ -493,8 +501,14 @@ impl World {
     fn post_people(&mut self, object: &str, operation: &str, olds: Option<Vec<Value>>, news: Vec<Value>, label: &str) {
         let subject = news.iter().filter_map(|r| r["ParentId"].as_str().or(r["Id"].as_str())).collect::<Vec<_>>();
         let subject = subject.join("+");
-        let payload =
-            Payload::Post { object: object.into(), operation: operation.into(), username: AGENT.into(), olds, news };
+        let payload = Payload::Post {
+            object: object.into(),
+            operation: operation.into(),
+            username: AGENT.into(),
+            change_ids: change_ids(olds.as_deref(), &news),
+            olds,
+            news,
+        };
         let stamp = self.sf_now();
         let id = self.add_delivery(Author::People, payload, subject, format!("post: {label} @{}", &stamp[11..19]));
         self.note(format!("    -> delivery #{id} (Apex post)"));
@@ -574,12 +588,15 @@ impl World {
             self.stamps.insert(id.clone(), stamp.clone());
             let subject = new["ParentId"].as_str().unwrap_or(&id).to_string();
             let label = format!("post: {} {} {id} by the bridge @{}", change.object, change.operation, &stamp[11..19]);
+            let news = vec![new];
+            let change_ids = change_ids(olds.as_deref(), &news);
             let payload = Payload::Post {
                 object: change.object.clone(),
                 operation: change.operation.clone(),
                 username: INTEGRATION_USER.into(),
                 olds,
-                news: vec![new],
+                news,
+                change_ids,
             };
             let n = self.add_delivery(Author::Bridge, payload, subject, label.clone());
             self.note(format!("    -> delivery #{n} ({label})"));
@@ -643,7 +660,7 @@ impl World {
                 ];
                 (InboundRequest { headers, body: body.clone().into_bytes(), correlation_id, deadline }, true)
             }
-            Payload::Post { object, operation, username, olds, news } => {
+            Payload::Post { object, operation, username, olds, news, change_ids } => {
                 let to_map = |records: &[Value]| {
                     let map: Map<String, Value> =
                         records.iter().map(|r| (r["Id"].as_str().unwrap_or_default().to_string(), r.clone())).collect();
@@ -656,6 +673,7 @@ impl World {
                     "sent_at": now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
                     "old": olds.as_deref().map(to_map).unwrap_or(Value::Null),
                     "new": to_map(news),
+                    "change_ids": change_ids,
                 })
                 .to_string();
                 let ts = now.timestamp();
@@ -872,6 +890,21 @@ impl World {
     pub fn dead_letters(&self) -> Vec<String> {
         self.h.dlq.bodies()
     }
+}
+
+/// `change_ids` as `PdSyncTriggerHandler` names one transaction's changes: each record's hash of
+/// the transaction's request id, its Id and its old values.
+fn change_ids(olds: Option<&[Value]>, news: &[Value]) -> Value {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let ids: Map<String, Value> = news
+        .iter()
+        .filter_map(|r| r["Id"].as_str())
+        .map(|id| {
+            let old = olds.into_iter().flatten().find(|o| o["Id"] == id).cloned().unwrap_or(Value::Null);
+            (id.to_string(), json!(crate::salesforce::emit::change_id(&request_id, id, &old)))
+        })
+        .collect();
+    Value::Object(ids)
 }
 
 /// What a reply says was done: a webhook's `status`; the non-zero counts of a post's summary.
