@@ -44,7 +44,9 @@ pub const SERVICE_ID: &str = "PSVC001";
 pub const SERVICE_NAME: &str = "Customer Support";
 /// Escalation policies an incident can be reassigned between (the simulator's defaults).
 pub const POLICIES: [(&str, &str); 2] = [("PEP0001", "Checkout On Call"), ("PEP0002", "Billing On Call")];
-/// PagerDuty trims a long note's content in the webhook and says so (`trimmed: true`).
+/// PagerDuty cuts a long note's content in the webhook and says so (`trimmed: true`); the REST
+/// API keeps it whole. The simulator cuts only past 55 KB of payload; the explorer cuts notes
+/// longer than this many characters, so that a schedule of small notes meets trimmed ones.
 pub const WEBHOOK_NOTE_LIMIT: usize = 500;
 /// The Apex Queueable gives up on a post after this many attempts (`PdSyncCallout.MAX_ATTEMPTS`).
 const APEX_MAX_ATTEMPTS: u32 = 5;
@@ -190,6 +192,10 @@ impl FaultProfile {
         )
     }
 }
+
+/// One invocation of a wave, done: the line for the schedule, and for a sender's attempt the
+/// delivery and what the sender saw.
+type Attempted = (String, Option<(usize, Answer)>);
 
 /// What a sender saw of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -735,7 +741,7 @@ impl World {
         }
         let clock = self.clock();
         let ticker = tokio::spawn(run_clock(clock.clone()));
-        let mut tasks: Vec<JoinHandle<(String, Option<(usize, Answer)>)>> = Vec::new();
+        let mut tasks: Vec<JoinHandle<Attempted>> = Vec::new();
         let mut lingering: Vec<JoinHandle<()>> = Vec::new();
         let mut lines = Vec::new();
         for invocation in invocations {
