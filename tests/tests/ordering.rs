@@ -48,7 +48,6 @@ rulesets:
           - resolve: {}
 "#;
 
-
 fn note_data(incident: &str, note_id: &str, content: &str) -> Value {
     json!({"id": note_id, "type": "incident_note", "content": content, "trimmed": false,
         "incident": {"id": incident, "type": "incident_reference", "html_url": format!("https://demo.pagerduty.com/incidents/{incident}")}})
@@ -222,7 +221,8 @@ async fn a_requeue_whose_send_stored_the_message_and_answered_an_error_writes_th
     let t0 = Utc::now();
     h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PHOP", "triggered")), "w1").await;
     h.sf.fail_next(1, FaultKind::ServerError);
-    let note = delivery("E2", "incident.annotated", t0 + Duration::seconds(30), note_data("PHOP", "PN1", "Rolled back"));
+    let note =
+        delivery("E2", "incident.annotated", t0 + Duration::seconds(30), note_data("PHOP", "PN1", "Rolled back"));
     assert_eq!(outcome(&h.webhook(&note, "w2").await), "queued");
 
     // The retry function meets Salesforce failing again, and its sends to the retry queue store

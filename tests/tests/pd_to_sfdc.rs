@@ -14,7 +14,6 @@ use sim::pagerduty::sign_v1;
 
 const RULES: &str = PD_CASE_RULES;
 
-
 #[tokio::test]
 async fn trigger_creates_a_case_and_links_it() {
     let h = Harness::start(RULES).await;

@@ -44,7 +44,9 @@ pub const SERVICE_ID: &str = "PSVC001";
 pub const SERVICE_NAME: &str = "Customer Support";
 /// Escalation policies an incident can be reassigned between (the simulator's defaults).
 pub const POLICIES: [(&str, &str); 2] = [("PEP0001", "Checkout On Call"), ("PEP0002", "Billing On Call")];
-/// PagerDuty trims a long note's content in the webhook and says so (`trimmed: true`).
+/// PagerDuty cuts a long note's content in the webhook and says so (`trimmed: true`); the REST
+/// API keeps it whole. The simulator cuts only past 55 KB of payload; the explorer cuts notes
+/// longer than this many characters, so that a schedule of small notes meets trimmed ones.
 pub const WEBHOOK_NOTE_LIMIT: usize = 500;
 /// The Apex Queueable gives up on a post after this many attempts (`PdSyncCallout.MAX_ATTEMPTS`).
 const APEX_MAX_ATTEMPTS: u32 = 5;
@@ -63,8 +65,16 @@ pub enum Author {
 pub enum Payload {
     /// A Webhooks v3 delivery; every attempt has the same `X-Webhook-Id`.
     Webhook { body: String, webhook_id: String },
-    /// An Apex trigger post: one trigger invocation's records; re-signed on every attempt.
-    Post { object: String, operation: String, username: String, olds: Option<Vec<Value>>, news: Vec<Value> },
+    /// An Apex trigger post: one trigger invocation's records, and the name the trigger gives
+    /// each change (`change_ids`, fixed at trigger time); signed again on every attempt.
+    Post {
+        object: String,
+        operation: String,
+        username: String,
+        olds: Option<Vec<Value>>,
+        news: Vec<Value>,
+        change_ids: Value,
+    },
 }
 
 /// Where a delivery stands with its sender.
@@ -182,6 +192,10 @@ impl FaultProfile {
         )
     }
 }
+
+/// One invocation of a wave, done: the line for the schedule, and for a sender's attempt the
+/// delivery and what the sender saw.
+type Attempted = (String, Option<(usize, Answer)>);
 
 /// What a sender saw of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -493,8 +507,14 @@ impl World {
     fn post_people(&mut self, object: &str, operation: &str, olds: Option<Vec<Value>>, news: Vec<Value>, label: &str) {
         let subject = news.iter().filter_map(|r| r["ParentId"].as_str().or(r["Id"].as_str())).collect::<Vec<_>>();
         let subject = subject.join("+");
-        let payload =
-            Payload::Post { object: object.into(), operation: operation.into(), username: AGENT.into(), olds, news };
+        let payload = Payload::Post {
+            object: object.into(),
+            operation: operation.into(),
+            username: AGENT.into(),
+            change_ids: change_ids(olds.as_deref(), &news),
+            olds,
+            news,
+        };
         let stamp = self.sf_now();
         let id = self.add_delivery(Author::People, payload, subject, format!("post: {label} @{}", &stamp[11..19]));
         self.note(format!("    -> delivery #{id} (Apex post)"));
@@ -574,12 +594,15 @@ impl World {
             self.stamps.insert(id.clone(), stamp.clone());
             let subject = new["ParentId"].as_str().unwrap_or(&id).to_string();
             let label = format!("post: {} {} {id} by the bridge @{}", change.object, change.operation, &stamp[11..19]);
+            let news = vec![new];
+            let change_ids = change_ids(olds.as_deref(), &news);
             let payload = Payload::Post {
                 object: change.object.clone(),
                 operation: change.operation.clone(),
                 username: INTEGRATION_USER.into(),
                 olds,
-                news: vec![new],
+                news,
+                change_ids,
             };
             let n = self.add_delivery(Author::Bridge, payload, subject, label.clone());
             self.note(format!("    -> delivery #{n} ({label})"));
@@ -643,7 +666,7 @@ impl World {
                 ];
                 (InboundRequest { headers, body: body.clone().into_bytes(), correlation_id, deadline }, true)
             }
-            Payload::Post { object, operation, username, olds, news } => {
+            Payload::Post { object, operation, username, olds, news, change_ids } => {
                 let to_map = |records: &[Value]| {
                     let map: Map<String, Value> =
                         records.iter().map(|r| (r["Id"].as_str().unwrap_or_default().to_string(), r.clone())).collect();
@@ -656,6 +679,7 @@ impl World {
                     "sent_at": now.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
                     "old": olds.as_deref().map(to_map).unwrap_or(Value::Null),
                     "new": to_map(news),
+                    "change_ids": change_ids,
                 })
                 .to_string();
                 let ts = now.timestamp();
@@ -717,7 +741,7 @@ impl World {
         }
         let clock = self.clock();
         let ticker = tokio::spawn(run_clock(clock.clone()));
-        let mut tasks: Vec<JoinHandle<(String, Option<(usize, Answer)>)>> = Vec::new();
+        let mut tasks: Vec<JoinHandle<Attempted>> = Vec::new();
         let mut lingering: Vec<JoinHandle<()>> = Vec::new();
         let mut lines = Vec::new();
         for invocation in invocations {
@@ -872,6 +896,21 @@ impl World {
     pub fn dead_letters(&self) -> Vec<String> {
         self.h.dlq.bodies()
     }
+}
+
+/// `change_ids` as `PdSyncTriggerHandler` names one transaction's changes: each record's hash of
+/// the transaction's request id, its Id and its old values.
+fn change_ids(olds: Option<&[Value]>, news: &[Value]) -> Value {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let ids: Map<String, Value> = news
+        .iter()
+        .filter_map(|r| r["Id"].as_str())
+        .map(|id| {
+            let old = olds.into_iter().flatten().find(|o| o["Id"] == id).cloned().unwrap_or(Value::Null);
+            (id.to_string(), json!(crate::salesforce::emit::change_id(&request_id, id, &old)))
+        })
+        .collect();
+    Value::Object(ids)
 }
 
 /// What a reply says was done: a webhook's `status`; the non-zero counts of a post's summary.
