@@ -4,6 +4,7 @@
 //! never written as the cut text.
 
 use serde_json::{Value, json};
+use shared::handler::salesforce_exec::without_reference;
 use sim::faults::FaultKind;
 use sim::harness::{Harness, outcome};
 use sim::pagerduty::webhook::WEBHOOK_PAYLOAD_BYTES;
@@ -68,8 +69,12 @@ fn long_note() -> String {
     (0..900).map(line).collect()
 }
 
+/// The Case Comments' bodies, each without the reference line the bridge ends it with.
 fn comments(h: &Harness) -> Vec<String> {
-    h.sf.records("CaseComment").iter().filter_map(|c| c["CommentBody"].as_str().map(str::to_string)).collect()
+    h.sf.records("CaseComment")
+        .iter()
+        .filter_map(|c| c["CommentBody"].as_str().map(|b| without_reference(b).to_string()))
+        .collect()
 }
 
 /// The text of the Case Comments, each part's `[PagerDuty] ` and `(i/n) ` taken off, in order,

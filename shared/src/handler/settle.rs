@@ -293,7 +293,10 @@ impl Dispatch {
             let list = envelope.waits_in.is_none().then(|| PendingChange::List(pending_event(envelope)));
             let update = SubjectUpdate {
                 pending: list.clone(),
-                progress: Some(Progress::Keep { event_id: envelope.event_id.clone(), done: envelope.done.clone() }),
+                progress: Some(Progress::Keep {
+                    event_id: envelope.event_id.clone(),
+                    done: crate::handler::steps::progress(envelope),
+                }),
                 ..on_subject.update.clone()
             };
             match self.update_subject(subject, on_subject.holder.as_deref(), &update).await {

@@ -66,12 +66,28 @@ pub async fn take_subject(
 pub fn note_order(envelope: &mut Envelope, order: &Subject, state: &SubjectState) -> PendingEvent {
     let this = crate::handler::settle::pending_event(envelope);
     envelope.waits_in = state.pending.contains(&this).then(|| order.clone());
-    if let Some(done) = state.progress.get(&envelope.event_id) {
-        for key in done {
-            envelope.mark_done(key.clone());
+    if let Some(keys) = state.progress.get(&envelope.event_id) {
+        for key in keys {
+            match key.strip_prefix(UNCERTAIN) {
+                Some(key) if !envelope.is_done(key) => crate::handler::salesforce_exec::mark_uncertain(envelope, key),
+                Some(_) => {}
+                None => envelope.mark_done(key.clone()),
+            }
         }
     }
     this
+}
+
+/// Marks, in an event's progress on its subject, an action whose answer was lost (action keys
+/// never start with it): a later delivery looks for it before sending it again.
+const UNCERTAIN: char = '?';
+
+/// The event's progress as its subject keeps it: the actions done, and those whose outcome is
+/// unknown (see [`note_order`]). The message that carries the envelope may be lost or outrun by
+/// an older copy; the subject's item is not.
+pub fn progress(envelope: &Envelope) -> Vec<String> {
+    let uncertain = envelope.uncertain.iter().filter(|k| !envelope.is_done(k)).map(|k| format!("{UNCERTAIN}{k}"));
+    envelope.done.iter().cloned().chain(uncertain).collect()
 }
 
 /// `Some(Deferred)` while an earlier event of `order` waits in the retry queue. Acting now would
