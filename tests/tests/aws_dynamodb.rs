@@ -27,15 +27,6 @@ async fn fifty_tasks_claiming_one_key_have_exactly_one_winner() {
 }
 
 #[tokio::test]
-async fn twenty_tasks_leasing_one_subject_have_exactly_one_winner() {
-    let (client, table) = moto::table().await;
-    for _ in 0..3 {
-        contract::concurrent_leases_have_exactly_one_winner(Arc::new(DynamoStore::new(client.clone(), &table)), 20)
-            .await;
-    }
-}
-
-#[tokio::test]
 async fn a_queued_envelope_finds_its_own_pending_entry_whatever_the_precision_of_its_time() {
     use shared::handler::settle::pending_event;
     use shared::model::Direction;

@@ -32,7 +32,6 @@ pub async fn run_all(
 ) {
     links_are_found_from_both_sides(links.as_ref()).await;
     a_subject_is_leased_to_one_holder_at_a_time(links.as_ref()).await;
-    concurrent_leases_have_exactly_one_winner(links.clone(), 20).await;
     a_settled_event_leaves_its_marks_and_progress_on_its_subject(links.as_ref()).await;
     subject_state_is_links_marks_and_pending_together(links.as_ref()).await;
     queued_events_are_listed_oldest_first_until_they_leave(links.as_ref()).await;
@@ -108,6 +107,8 @@ pub async fn a_subject_is_leased_to_one_holder_at_a_time(store: &dyn LinkStore) 
     );
 }
 
+/// Run on the memory store: moto's UpdateItem is not atomic under concurrent requests (two of
+/// twenty conditional updates both succeeded there), while DynamoDB's conditional writes are.
 pub async fn concurrent_leases_have_exactly_one_winner(store: Arc<dyn LinkStore>, tasks: usize) {
     let subject = Subject::Record(fresh("500RACE"));
     let now = t0();

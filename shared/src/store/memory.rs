@@ -324,4 +324,11 @@ mod tests {
         let store = std::sync::Arc::new(MemoryStore::default());
         contract::run_all(store.clone(), store.clone(), store.clone(), store.clone(), store).await;
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn twenty_tasks_leasing_one_subject_have_exactly_one_winner() {
+        for _ in 0..3 {
+            contract::concurrent_leases_have_exactly_one_winner(std::sync::Arc::new(MemoryStore::default()), 20).await;
+        }
+    }
 }
