@@ -133,9 +133,12 @@ pub fn wait_for_opening(
     let needs_link = evaluation.explanation.rules.iter().any(|r| r.skipped == Some(SkipReason::NoLink));
     let waited = (ctx.clock.now() - envelope.accepted_at).to_std().unwrap_or_default();
     let waits = needs_link && !opening && !state.opened && state.links.is_empty() && waited < OPENING_WAIT;
+    // Each wait as long as all the waits before it (15 s, 30 s, 1 min, ...): a record that existed
+    // before the bridge, whose insert never comes, costs a handful of trips, not one every step.
+    let next = wait_step(ctx).max(chrono::Duration::from_std(waited).unwrap_or_default());
     waits.then(|| Attempt::Deferred {
         reason: "nothing is linked yet and the subject's opening event has not been seen: waiting for it".into(),
-        until: Some(ctx.clock.now() + wait_step(ctx)),
+        until: Some(ctx.clock.now() + next),
         actions: vec![],
         api_calls: 0,
     })

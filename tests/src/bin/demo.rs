@@ -125,6 +125,9 @@ async fn main() -> Result<(), String> {
         };
         println!("{:<48} {:>6}  {}", name, reply.status, summary(&reply));
     }
+    if std::env::var("DEMO_LOG").is_ok() {
+        shared::telemetry::init_logging("info");
+    }
     let batches = h.drain_retries(1000).await;
     println!();
     println!(
