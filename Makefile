@@ -33,6 +33,14 @@ lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint on the
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	cfn-lint template.yaml
+	$(MAKE) --no-print-directory deps
+
+.PHONY: deps
+deps: ## Check the dependency tree holds one TLS stack (no hyper 0.14, rustls < 0.23, ring or sct)
+	@legacy="$$($(CARGO) tree --workspace --locked -e normal,build --prefix none --format '{p}' \
+		| awk '$$1 == "ring" || $$1 == "sct" || ($$1 == "hyper" && $$2 ~ /^v0\./) || ($$1 == "rustls" && $$2 ~ /^v0\.(1|2[0-2])\./) { print $$1, $$2 }' | sort -u)"; \
+	if [ -n "$$legacy" ]; then echo "a second TLS stack is linked:"; echo "$$legacy"; exit 1; fi; \
+	echo "deps: one TLS stack (rustls 0.23 on aws-lc-rs)"
 
 .PHONY: test
 test: $(STAMP) lint ## Install what is needed, lint, and run every test (unit, moto, simulators)
