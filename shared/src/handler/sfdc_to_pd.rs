@@ -155,27 +155,31 @@ pub async fn handle(ctx: &Context, path: &str, request: InboundRequest) -> Reply
 pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
     let started = ctx.clock.now();
     metrics::event_received();
-    let secrets = match ctx.secrets.inbound_secrets(&ctx.settings.inbound_secret_id).await {
-        Ok(secrets) => secrets,
+    // A mismatch may re-read the secrets (a rotation), at most once per interval: see verify_signed.
+    let check = |secrets: &crate::secrets::SigningSecrets| {
+        let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+        // The signature wins when both are present (a Named Credential may add an empty bearer).
+        if request.header("x-pdsync-signature").is_none() && request.header("authorization").is_some() {
+            trigger_post::verify_bearer(request.header("authorization"), &keys)
+        } else {
+            trigger_post::verify_trigger_signature(
+                &request.body,
+                request.header("x-pdsync-timestamp"),
+                request.header_joined("x-pdsync-signature").as_deref(),
+                &keys,
+                started,
+                REPLAY_WINDOW_SECONDS,
+            )
+        }
+    };
+    let rotation = trigger_post::InboundAuthError::rotation_may_explain;
+    let auth = match ctx.secrets.verify_signed(&ctx.settings.inbound_secret_id, check, rotation).await {
+        Ok(auth) => auth,
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "cannot read the inbound signing secrets");
             return Reply::message(503, "unavailable", "signing secrets unavailable; send again later");
         }
-    };
-    let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-    // The signature wins when both are present (a Named Credential may add an empty bearer).
-    let auth = if request.header("x-pdsync-signature").is_none() && request.header("authorization").is_some() {
-        trigger_post::verify_bearer(request.header("authorization"), &keys)
-    } else {
-        trigger_post::verify_trigger_signature(
-            &request.body,
-            request.header("x-pdsync-timestamp"),
-            request.header_joined("x-pdsync-signature").as_deref(),
-            &keys,
-            started,
-            REPLAY_WINDOW_SECONDS,
-        )
     };
     if let Err(err) = auth {
         metrics::event_rejected(err.metric_reason());

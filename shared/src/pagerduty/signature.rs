@@ -36,6 +36,14 @@ pub enum SignatureError {
     EmptyBody,
 }
 
+impl SignatureError {
+    /// No signature matches a cached secret: the secret may have been rotated since it was read
+    /// (a missing or malformed header, or an empty body, cannot be explained so).
+    pub fn rotation_may_explain(&self) -> bool {
+        *self == SignatureError::Mismatch
+    }
+}
+
 /// Verifies `header` (the raw `X-PagerDuty-Signature` value) against `body` with each secret.
 ///
 /// Unknown schemes (`v2=...`) and malformed `v1=` values next to a well-formed `v1=` value are
