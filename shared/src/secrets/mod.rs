@@ -373,11 +373,14 @@ mod tests {
         source.inner.set("wh", r#"{"current":"old"}"#);
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        secrets.get("wh").await.unwrap();
         clock.advance(chrono::Duration::seconds(31));
         let malformed = |_: &SigningSecrets| Err::<(), _>("malformed header");
         let verdict = secrets.verify_signed("wh", malformed, |e| *e != "malformed header").await.unwrap();
         assert_eq!(verdict, Err("malformed header"));
-        assert_eq!(source.reads(), 1);
+        assert_eq!(source.reads(), 1, "a re-read was due, but a malformed header is no reason");
+        secrets.verify_signed("wh", matches_key("forged"), |_| true).await.unwrap().unwrap_err();
+        assert_eq!(source.reads(), 2, "a mismatch is");
     }
 
     #[tokio::test]
