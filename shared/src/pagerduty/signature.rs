@@ -8,6 +8,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -49,7 +50,7 @@ impl SignatureError {
 /// Unknown schemes (`v2=...`) and malformed `v1=` values next to a well-formed `v1=` value are
 /// ignored, so a future PagerDuty scheme or one damaged value does not hide a good signature; a
 /// header with no well-formed `v1=` value at all is malformed. Comparisons are constant-time
-/// (`Mac::verify_slice`).
+/// (`subtle`).
 pub fn verify(body: &[u8], header: Option<&str>, secrets: &[&[u8]]) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     if header.trim().is_empty() {
@@ -63,17 +64,19 @@ pub fn verify(body: &[u8], header: Option<&str>, secrets: &[&[u8]]) -> Result<()
     if body.is_empty() {
         return Err(SignatureError::EmptyBody);
     }
-    // Check every pair without returning early so the time taken does not depend on which
-    // pair matched.
-    let mut matched = false;
+    // One MAC of the body per secret (a header with many values must not multiply the hashing),
+    // compared in constant time with every signature, without returning early so the time
+    // taken does not depend on which pair matched.
+    let mut matched = subtle::Choice::from(0u8);
     for secret in secrets {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        mac.update(body);
+        let expected = mac.finalize().into_bytes();
         for signature in &signatures {
-            let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
-            mac.update(body);
-            matched |= mac.verify_slice(signature).is_ok();
+            matched |= expected.as_slice().ct_eq(signature.as_slice());
         }
     }
-    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if bool::from(matched) { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// The header value PagerDuty would send for `body` signed with `secret`: `v1=<lowercase hex>`.
@@ -94,9 +97,13 @@ fn parse_header(header: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
         let Some(hex_mac) = part.strip_prefix(SCHEME) else {
             continue;
         };
-        match hex::decode(hex_mac) {
-            Ok(mac) if hex_mac.len() == HEX_MAC_LEN => out.push(mac),
-            _ => skipped_v1 = true,
+        // Length first: an oversized value is not worth decoding.
+        if hex_mac.len() == HEX_MAC_LEN
+            && let Ok(mac) = hex::decode(hex_mac)
+        {
+            out.push(mac);
+        } else {
+            skipped_v1 = true;
         }
     }
     match (out.is_empty(), skipped_v1) {
