@@ -61,8 +61,12 @@ pub struct Config {
     pub pagerduty_token_secret_id: String,
     /// Secret holding the webhook signing secrets (`PAGERDUTY_WEBHOOK_SECRET_ID`).
     pub pagerduty_webhook_secret_id: String,
-    /// `https://login.salesforce.com` or `https://test.salesforce.com` (`SALESFORCE_LOGIN_URL`).
+    /// `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain or Experience
+    /// Cloud site URL: where tokens are requested (`SALESFORCE_LOGIN_URL`).
     pub salesforce_login_url: Url,
+    /// The JWT `aud` when the one derived from the login URL is wrong (`SALESFORCE_JWT_AUDIENCE`,
+    /// optional): see [`Config::salesforce_audience`].
+    pub salesforce_jwt_audience: Option<Url>,
     /// REST API version without the `v`, e.g. `62.0` (`SALESFORCE_API_VERSION`).
     pub salesforce_api_version: String,
     /// Secret holding the connected app's consumer key, username and private key (`SALESFORCE_JWT_SECRET_ID`).
@@ -103,6 +107,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("PAGERDUTY_TOKEN_SECRET_ID", "Secrets Manager id of the PagerDuty API token"),
     ("PAGERDUTY_WEBHOOK_SECRET_ID", "Secrets Manager id of the webhook signing secrets"),
     ("SALESFORCE_LOGIN_URL", "https://login.salesforce.com or https://test.salesforce.com"),
+    ("SALESFORCE_JWT_AUDIENCE", "JWT audience override (optional; derived from the login URL when empty)"),
     ("SALESFORCE_API_VERSION", "e.g. 62.0"),
     ("SALESFORCE_JWT_SECRET_ID", "Secrets Manager id of the connected app key"),
     ("SALESFORCE_INBOUND_SECRET_ID", "Secrets Manager id of the Apex trigger's signing key"),
@@ -182,6 +187,11 @@ impl Config {
         let login = required("SALESFORCE_LOGIN_URL", "https://login.salesforce.com or https://test.salesforce.com")?;
         let salesforce_login_url =
             url("SALESFORCE_LOGIN_URL", &login, "an http(s) URL such as https://login.salesforce.com")?;
+        let salesforce_jwt_audience = get("SALESFORCE_JWT_AUDIENCE")
+            .map(|aud| {
+                url("SALESFORCE_JWT_AUDIENCE", aud, "empty, or an http(s) URL such as https://test.salesforce.com")
+            })
+            .transpose()?;
 
         let api_version = get("SALESFORCE_API_VERSION").unwrap_or("62.0").trim_start_matches(['v', 'V']).to_string();
         let valid_version = api_version.split_once('.').is_some_and(|(a, b)| {
@@ -227,6 +237,7 @@ impl Config {
                 "the secret holding the webhook signing secrets",
             )?,
             salesforce_login_url,
+            salesforce_jwt_audience,
             salesforce_api_version: api_version,
             salesforce_jwt_secret_id: required("SALESFORCE_JWT_SECRET_ID", "the secret holding the connected app key")?,
             salesforce_inbound_secret_id: required(
@@ -259,6 +270,17 @@ impl Config {
             rules_max_age: seconds("RULES_MAX_AGE_SECONDS", 60, "a whole number of seconds")?,
             idempotency_ttl: Duration::from_secs(idempotency_hours * 3600),
         })
+    }
+}
+
+impl Config {
+    /// The JWT `aud` of the Salesforce assertion: the override, or the one Salesforce expects for
+    /// the login URL (`https://login.salesforce.com` also when the login URL is a My Domain).
+    pub fn salesforce_audience(&self) -> String {
+        match &self.salesforce_jwt_audience {
+            Some(audience) => audience.as_str().trim_end_matches('/').to_string(),
+            None => crate::salesforce::auth::audience_for(&self.salesforce_login_url),
+        }
     }
 }
 
@@ -319,6 +341,7 @@ mod tests {
             ("LOG_LEVEL", "loud"),
             ("SALESFORCE_API_VERSION", "sixty-two"),
             ("SALESFORCE_LOGIN_URL", "login.salesforce.com"),
+            ("SALESFORCE_JWT_AUDIENCE", "test.salesforce.com"),
             ("SECRETS_MAX_AGE_SECONDS", "-1"),
             ("PAGERDUTY_FROM_EMAIL", "not-an-email"),
             ("SALESFORCE_ORG_ID", "00D000000000001AAA"),
@@ -329,5 +352,16 @@ mod tests {
             let err = Config::from_map(&env).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_jwt_audience_is_derived_from_the_login_url_unless_overridden() {
+        let mut env = complete_env();
+        env.insert("SALESFORCE_LOGIN_URL".into(), "https://acme--uat.sandbox.my.salesforce.com".into());
+        assert_eq!(Config::from_map(&env).unwrap().salesforce_audience(), "https://test.salesforce.com");
+        env.insert("SALESFORCE_JWT_AUDIENCE".into(), " ".into());
+        assert_eq!(Config::from_map(&env).unwrap().salesforce_audience(), "https://test.salesforce.com", "empty");
+        env.insert("SALESFORCE_JWT_AUDIENCE".into(), "https://community.acme.com/support/".into());
+        assert_eq!(Config::from_map(&env).unwrap().salesforce_audience(), "https://community.acme.com/support");
     }
 }

@@ -180,7 +180,9 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
         None => JwtCredentials { consumer_key: String::new(), username: String::new(), private_key_pem: String::new() },
     };
     let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
-    let auth = Arc::new(Authenticator::new(http.clone(), login, credentials, clock.clone()));
+    let auth = Arc::new(
+        Authenticator::new(http.clone(), login, credentials, clock.clone()).with_audience(config.salesforce_audience()),
+    );
     let salesforce =
         SalesforceClient::new(http, auth, config.salesforce_api_version.clone()).with_timeout(HTTP_TIMEOUT);
     let rules_age = chrono::Duration::from_std(config.rules_max_age).unwrap_or(chrono::Duration::seconds(60));

@@ -137,6 +137,49 @@ async fn wrong_audience_is_refused_with_a_hint_about_the_login_url() {
     assert!(err.to_string().contains("SALESFORCE_LOGIN_URL"), "{err}");
 }
 
+/// A client whose `host` resolves to the simulator, as an org's My Domain resolves to Salesforce,
+/// and the login URL on that host.
+fn posting_to(sim: &SalesforceSim, host: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder().resolve(host, sim.addr()).timeout(Duration::from_secs(5)).build().unwrap();
+    (http, format!("http://{host}:{}", sim.addr().port()))
+}
+
+#[tokio::test]
+async fn a_token_requested_from_a_my_domain_is_signed_for_login_salesforce_com() {
+    let sim = SalesforceSim::start(SfSimConfig::default()).await;
+    let (http, my_domain) = posting_to(&sim, "acme.my.salesforce.com");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let auth = Arc::new(Authenticator::new(http.clone(), my_domain, creds(test_keys().private_key_pem), clock));
+    let client = SalesforceClient::new(http, auth.clone(), "62.0");
+    client.create_record("Case", &fields(json!({"Subject": "Checkout down"}))).await.unwrap();
+    assert_eq!(auth.mints(), 1);
+    assert!(sim.requests().iter().any(|r| r.path == "/services/oauth2/token"), "the token came from the My Domain");
+}
+
+#[tokio::test]
+async fn a_token_requested_from_a_sandbox_my_domain_is_signed_for_test_salesforce_com() {
+    let sandbox = SfSimConfig { login_url: "https://test.salesforce.com".into(), ..SfSimConfig::default() };
+    let sim = SalesforceSim::start(sandbox).await;
+    let (http, my_domain) = posting_to(&sim, "acme--uat.sandbox.my.salesforce.com");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let auth = Authenticator::new(http, my_domain, creds(test_keys().private_key_pem), clock);
+    auth.mint().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_an_assertion_for_the_host_it_was_posted_to() {
+    let sim = SalesforceSim::start(SfSimConfig::default()).await;
+    // What a client that signs for its login URL sends (the simulator's own address here).
+    let assertion =
+        shared::salesforce::auth::build_assertion(&creds(test_keys().private_key_pem), &sim.base_url(), &SystemClock)
+            .unwrap();
+    let grant = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
+    let answer = http().post(format!("{}/services/oauth2/token", sim.base_url())).form(&grant).send().await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body, json!({"error": "invalid_grant", "error_description": "audience is invalid"}));
+}
+
 #[tokio::test]
 async fn upsert_creates_once_then_updates_the_same_record() {
     let (sim, _auth, client) = setup().await;

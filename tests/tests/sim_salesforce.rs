@@ -87,10 +87,13 @@ async fn starts_well_under_a_second_and_issues_a_token_for_a_valid_assertion() {
     assert_eq!(body["instance_url"], sim.base_url());
     assert!(body["access_token"].as_str().unwrap().starts_with("00D5g0000SIMORG!"));
     assert!(t.elapsed() < Duration::from_secs(1), "took {:?}", t.elapsed());
-    // A client configured with the simulator as its login URL uses that as the audience.
+    // The host the token is requested from is no audience (as in Salesforce, where a My Domain
+    // client still signs for https://login.salesforce.com).
     let jwt =
         assertion(test_keys().private_key_pem, "sim-consumer-key", "integration@example.com", &sim.base_url(), 180);
-    assert_eq!(token_request(&sim, &jwt).await.status(), 200);
+    let r = token_request(&sim, &jwt).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error_description"], "audience is invalid");
 }
 
 #[tokio::test]

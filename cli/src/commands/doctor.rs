@@ -134,7 +134,11 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         Err(err) => Err(err),
         Ok(creds) => {
             let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
-            Authenticator::new(http.clone(), login, creds, clock.clone()).mint().await.map_err(|e| e.to_string())
+            Authenticator::new(http.clone(), login, creds, clock.clone())
+                .with_audience(config.salesforce_audience())
+                .mint()
+                .await
+                .map_err(|e| e.to_string())
         }
     };
     match token {

@@ -15,10 +15,11 @@ use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
 use crate::handler::{echo, full_note};
 use crate::model::{AuditEntry, Direction, Outcome};
-use crate::pagerduty::signature;
+use crate::pagerduty::signature::{self, SignatureError};
 use crate::pagerduty::{EventData, WebhookEvent};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
+use crate::secrets::SigningSecrets;
 use crate::store::Subject;
 use crate::telemetry::metrics;
 
@@ -122,34 +123,29 @@ fn envelope_of(request: &InboundRequest, event: &WebhookEvent, started: DateTime
     )
 }
 
-/// Checks `X-PagerDuty-Signature` against every configured secret. A mismatch re-reads the
-/// secrets once, in case they were rotated since this process cached them.
+/// Checks `X-PagerDuty-Signature` against every configured secret. A mismatch may re-read the
+/// secrets, in case they were rotated since this process cached them (at most once per
+/// `MISMATCH_REREAD_INTERVAL`: forged requests must not cost a Secrets Manager read each).
 async fn verify(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
     let header = request.header_joined("x-pagerduty-signature");
-    for refreshed in [false, true] {
-        if refreshed {
-            ctx.secrets.invalidate(&ctx.settings.webhook_secret_id);
-        }
-        let secrets = match ctx.secrets.webhook_secrets(&ctx.settings.webhook_secret_id).await {
-            Ok(secrets) => secrets,
-            Err(err) => {
-                metrics::error();
-                tracing::error!(error = %err, "cannot read the webhook signing secrets");
-                return Err(Reply::message(503, "unavailable", "signing secrets unavailable; deliver again later"));
-            }
-        };
+    let check = |secrets: &SigningSecrets| {
         let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
-        match signature::verify(&request.body, header.as_deref(), &keys) {
-            Ok(()) => return Ok(()),
-            Err(err) if refreshed || matches!(err, signature::SignatureError::Missing) => {
-                metrics::event_rejected("signature");
-                tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "webhook refused: bad signature");
-                return Err(Reply::message(401, "unauthorized", err.to_string()));
-            }
-            Err(_) => continue,
+        signature::verify(&request.body, header.as_deref(), &keys)
+    };
+    let rotation = SignatureError::rotation_may_explain;
+    match ctx.secrets.verify_signed(&ctx.settings.webhook_secret_id, check, rotation).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => {
+            metrics::event_rejected("signature");
+            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "webhook refused: bad signature");
+            Err(Reply::message(401, "unauthorized", err.to_string()))
+        }
+        Err(err) => {
+            metrics::error();
+            tracing::error!(error = %err, "cannot read the webhook signing secrets");
+            Err(Reply::message(503, "unavailable", "signing secrets unavailable; deliver again later"))
         }
     }
-    unreachable!("the loop returns on its second pass")
 }
 
 /// Signed but unreadable: keep the raw payload for review, answer 2xx (a 4xx would only make

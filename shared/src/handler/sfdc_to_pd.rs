@@ -159,27 +159,31 @@ pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
 pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
     let started = ctx.clock.now();
     metrics::event_received();
-    let secrets = match ctx.secrets.inbound_secrets(&ctx.settings.inbound_secret_id).await {
-        Ok(secrets) => secrets,
+    // A mismatch may re-read the secrets (a rotation), at most once per interval: see verify_signed.
+    let check = |secrets: &crate::secrets::SigningSecrets| {
+        let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+        // The signature wins when both are present (a Named Credential may add an empty bearer).
+        if request.header("x-pdsync-signature").is_none() && request.header("authorization").is_some() {
+            trigger_post::verify_bearer(request.header("authorization"), &keys)
+        } else {
+            trigger_post::verify_trigger_signature(
+                &request.body,
+                request.header("x-pdsync-timestamp"),
+                request.header_joined("x-pdsync-signature").as_deref(),
+                &keys,
+                started,
+                REPLAY_WINDOW_SECONDS,
+            )
+        }
+    };
+    let rotation = trigger_post::InboundAuthError::rotation_may_explain;
+    let auth = match ctx.secrets.verify_signed(&ctx.settings.inbound_secret_id, check, rotation).await {
+        Ok(auth) => auth,
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "cannot read the inbound signing secrets");
             return Reply::message(503, "unavailable", "signing secrets unavailable; send again later");
         }
-    };
-    let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-    // The signature wins when both are present (a Named Credential may add an empty bearer).
-    let auth = if request.header("x-pdsync-signature").is_none() && request.header("authorization").is_some() {
-        trigger_post::verify_bearer(request.header("authorization"), &keys)
-    } else {
-        trigger_post::verify_trigger_signature(
-            &request.body,
-            request.header("x-pdsync-timestamp"),
-            request.header_joined("x-pdsync-signature").as_deref(),
-            &keys,
-            started,
-            REPLAY_WINDOW_SECONDS,
-        )
     };
     if let Err(err) = auth {
         metrics::event_rejected(err.metric_reason());
@@ -317,21 +321,25 @@ async fn authenticate_outbound_message(ctx: &Context, request: &InboundRequest) 
             "Outbound Messages are off: deploy with OutboundMessages=Enabled and use the SalesforceOutboundMessageUrl output as the endpoint URL",
         ));
     };
-    let secrets = match ctx.secrets.inbound_secrets(secret_id).await {
-        Ok(secrets) => secrets,
+    let presented = request.query_param("token");
+    let check = |secrets: &crate::secrets::SigningSecrets| {
+        let tokens: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+        trigger_post::verify_url_token(presented.as_deref(), &tokens)
+    };
+    let rotation = trigger_post::InboundAuthError::rotation_may_explain;
+    match ctx.secrets.verify_signed(secret_id, check, rotation).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => {
+            metrics::event_rejected("token");
+            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Outbound Message refused");
+            Err(fault(401, &err.to_string()))
+        }
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "cannot read the Outbound Message tokens");
-            return Err(Reply::xml(500, outbound_message::fault_response("tokens unavailable; Salesforce will retry")));
+            Err(Reply::xml(500, outbound_message::fault_response("tokens unavailable; Salesforce will retry")))
         }
-    };
-    let tokens: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-    let presented = request.query_param("token");
-    trigger_post::verify_url_token(presented.as_deref(), &tokens).map_err(|err| {
-        metrics::event_rejected("token");
-        tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Outbound Message refused");
-        fault(401, &err.to_string())
-    })
+    }
 }
 
 async fn accept_all(ctx: &Context, changes: Vec<Change>, request: &InboundRequest, started: DateTime<Utc>) -> Summary {

@@ -8,6 +8,7 @@
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -32,13 +33,24 @@ pub enum SignatureError {
     Mismatch,
     #[error("no webhook signing secret is configured; set the webhook secret in Secrets Manager")]
     NoSecret,
+    #[error("the request body is empty: PagerDuty never sends (or signs) an empty webhook delivery")]
+    EmptyBody,
+}
+
+impl SignatureError {
+    /// No signature matches a cached secret: the secret may have been rotated since it was read
+    /// (a missing or malformed header, or an empty body, cannot be explained so).
+    pub fn rotation_may_explain(&self) -> bool {
+        *self == SignatureError::Mismatch
+    }
 }
 
 /// Verifies `header` (the raw `X-PagerDuty-Signature` value) against `body` with each secret.
 ///
-/// Unknown schemes (`v2=...`) next to a `v1=` value are ignored, so a future PagerDuty scheme
-/// does not break us; a header with no `v1=` value at all is malformed. Comparisons are
-/// constant-time (`Mac::verify_slice`).
+/// Unknown schemes (`v2=...`) and malformed `v1=` values next to a well-formed `v1=` value are
+/// ignored, so a future PagerDuty scheme or one damaged value does not hide a good signature; a
+/// header with no well-formed `v1=` value at all is malformed. Comparisons are constant-time
+/// (`subtle`).
 pub fn verify(body: &[u8], header: Option<&str>, secrets: &[&[u8]]) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
     if header.trim().is_empty() {
@@ -50,19 +62,21 @@ pub fn verify(body: &[u8], header: Option<&str>, secrets: &[&[u8]]) -> Result<()
     let signatures = parse_header(header)?;
     // PagerDuty never signs an empty delivery; refusing it early mirrors go-pagerduty.
     if body.is_empty() {
-        return Err(SignatureError::Malformed("the request body is empty"));
+        return Err(SignatureError::EmptyBody);
     }
-    // Check every pair without returning early so the time taken does not depend on which
-    // pair matched.
-    let mut matched = false;
+    // One MAC of the body per secret (a header with many values must not multiply the hashing),
+    // compared in constant time with every signature, without returning early so the time
+    // taken does not depend on which pair matched.
+    let mut matched = subtle::Choice::from(0u8);
     for secret in secrets {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+        mac.update(body);
+        let expected = mac.finalize().into_bytes();
         for signature in &signatures {
-            let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
-            mac.update(body);
-            matched |= mac.verify_slice(signature).is_ok();
+            matched |= expected.as_slice().ct_eq(signature.as_slice());
         }
     }
-    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+    if bool::from(matched) { Ok(()) } else { Err(SignatureError::Mismatch) }
 }
 
 /// The header value PagerDuty would send for `body` signed with `secret`: `v1=<lowercase hex>`.
@@ -74,23 +88,29 @@ pub fn sign(body: &[u8], secret: &[u8]) -> String {
 }
 
 /// Splits the header into decoded `v1` MACs. Whitespace (including the line breaks shown in
-/// PagerDuty's docs) around each value is tolerated.
+/// PagerDuty's docs) around each value is tolerated; a `v1=` value that is not 64 hex characters
+/// is skipped (it cannot match, and refusing the header for it would hide a good one beside it).
 fn parse_header(header: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
     let mut out = Vec::new();
+    let mut skipped_v1 = false;
     for part in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some(hex_mac) = part.strip_prefix(SCHEME) else {
             continue;
         };
-        if hex_mac.len() != HEX_MAC_LEN {
-            return Err(SignatureError::Malformed("a v1 signature is not 64 hex characters"));
+        // Length first: an oversized value is not worth decoding.
+        if hex_mac.len() == HEX_MAC_LEN
+            && let Ok(mac) = hex::decode(hex_mac)
+        {
+            out.push(mac);
+        } else {
+            skipped_v1 = true;
         }
-        let mac = hex::decode(hex_mac).map_err(|_| SignatureError::Malformed("a v1 signature is not valid hex"))?;
-        out.push(mac);
     }
-    if out.is_empty() {
-        return Err(SignatureError::Malformed("it holds no v1= signature"));
+    match (out.is_empty(), skipped_v1) {
+        (false, _) => Ok(out),
+        (true, true) => Err(SignatureError::Malformed("no v1 signature is 64 hex characters")),
+        (true, false) => Err(SignatureError::Malformed("it holds no v1= signature")),
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -255,6 +275,38 @@ mod tests {
                 "{garbage:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_malformed_v1_value_beside_a_matching_one_is_skipped() {
+        let (body, secret, good) = aldaviva();
+        let too_long = format!("{good}00");
+        let not_hex = good.replace('3', "g");
+        for bad in ["v1=", "v1=zz", "v1=3e3032b45bbe1801", &too_long, &not_hex] {
+            for header in [format!("{bad},{good}"), format!("{good}, {bad}")] {
+                assert_eq!(verify(&body, Some(&header), &[&secret]), Ok(()), "{header:?}");
+            }
+        }
+        // A malformed value next to a well-formed one that does not match is a plain mismatch.
+        let other = sign(&body, b"some-other-secret");
+        assert_eq!(verify(&body, Some(&format!("v1=zz,{other}")), &[&secret]), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn a_header_whose_v1_values_are_all_malformed_is_malformed() {
+        let (body, secret, _) = aldaviva();
+        let err = verify(&body, Some("v1=zz, v1=abc, v2=deadbeef"), &[&secret]).unwrap_err();
+        assert_eq!(err, SignatureError::Malformed("no v1 signature is 64 hex characters"));
+    }
+
+    #[test]
+    fn a_signed_empty_body_is_refused_as_an_empty_body_not_a_bad_header() {
+        let (_, secret, _) = aldaviva();
+        let header = sign(b"", &secret);
+        let err = verify(b"", Some(&header), &[&secret]).unwrap_err();
+        assert_eq!(err, SignatureError::EmptyBody);
+        let text = err.to_string();
+        assert!(text.contains("body is empty") && !text.contains("header"), "{text}");
     }
 
     #[test]

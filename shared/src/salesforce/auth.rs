@@ -111,27 +111,60 @@ struct Claims<'a> {
     exp: i64,
 }
 
-/// Builds the signed RS256 assertion: `iss` = consumer key, `sub` = username, `aud` = login URL,
+/// Builds the signed RS256 assertion: `iss` = consumer key, `sub` = username, `aud` = `audience`,
 /// `exp` = now + 3 minutes (the maximum Salesforce accepts).
-pub fn build_assertion(creds: &JwtCredentials, login_url: &str, clock: &dyn Clock) -> Result<String, SalesforceError> {
+pub fn build_assertion(creds: &JwtCredentials, audience: &str, clock: &dyn Clock) -> Result<String, SalesforceError> {
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(creds.private_key_pem.as_bytes()).map_err(|e| {
         SalesforceError::Credentials(format!("private_key_pem is not an RSA private key in PEM format ({e})"))
     })?;
     let claims = Claims {
         iss: &creds.consumer_key,
         sub: &creds.username,
-        aud: login_url.trim_end_matches('/'),
+        aud: audience.trim_end_matches('/'),
         exp: (clock.now() + Duration::minutes(3)).timestamp(),
     };
     jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &claims, &key)
         .map_err(|e| SalesforceError::Credentials(format!("could not sign the JWT assertion ({e})")))
 }
 
+/// The JWT `aud` of production orgs, also when the token is requested from a My Domain host.
+pub const PRODUCTION_AUDIENCE: &str = "https://login.salesforce.com";
+/// The JWT `aud` of sandboxes (and scratch orgs), whatever host the token is requested from.
+pub const SANDBOX_AUDIENCE: &str = "https://test.salesforce.com";
+
+/// The JWT `aud` Salesforce expects for tokens requested from `login_url`: not the URL itself
+/// but the authorization server it belongs to. Production (`login.salesforce.com`, a My Domain
+/// such as `acme.my.salesforce.com`) → [`PRODUCTION_AUDIENCE`]; a sandbox (`test.salesforce.com`,
+/// `acme--uat.sandbox.my.salesforce.com`, the older `acme--uat.my.salesforce.com` and
+/// `cs42.salesforce.com` forms, scratch orgs) → [`SANDBOX_AUDIENCE`]; an Experience Cloud site
+/// (`*.my.site.com`, `*.force.com`) → the site URL, path included. Any other host (a simulator,
+/// a site on a custom domain) → production: set `SALESFORCE_JWT_AUDIENCE` when that is wrong.
+pub fn audience_for(login_url: &url::Url) -> String {
+    let host = login_url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let under = |domain: &str| host.ends_with(domain);
+    let site = under(".my.site.com") || (under(".force.com") && !under(".lightning.force.com"));
+    if site {
+        return login_url.as_str().trim_end_matches('/').to_string();
+    }
+    let salesforce = host == "salesforce.com" || under(".salesforce.com") || under(".lightning.force.com");
+    // `cs42`, `cs1`...: the instance labels of sandboxes before enhanced domains.
+    let legacy_sandbox_instance =
+        |label: &str| label.strip_prefix("cs").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let sandbox = host == "test.salesforce.com"
+        || under(".sandbox.my.salesforce.com")
+        || under(".scratch.my.salesforce.com")
+        || under(".sandbox.lightning.force.com")
+        || host.split('.').next().is_some_and(|org| org.contains("--"))
+        || host.split('.').any(legacy_sandbox_instance);
+    if salesforce && sandbox { SANDBOX_AUDIENCE } else { PRODUCTION_AUDIENCE }.to_string()
+}
+
 /// What to fix for a given `invalid_grant` description.
 pub fn auth_hint(description: &str) -> &'static str {
     let d = description.to_ascii_lowercase();
     if d.contains("audience") {
-        "Set SALESFORCE_LOGIN_URL to https://login.salesforce.com for production or https://test.salesforce.com for a sandbox (or the org's My Domain URL)."
+        "The JWT audience must be https://login.salesforce.com for production or https://test.salesforce.com for a sandbox (an Experience Cloud site: its URL): check SALESFORCE_LOGIN_URL, or set SALESFORCE_JWT_AUDIENCE."
     } else if d.contains("approved") || d.contains("pre-authorized") || d.contains("preauthorized") {
         "In the connected app, set 'Permitted Users' to 'Admin approved users are pre-authorized' and add the integration user's profile or permission set."
     } else if d.contains("signature") || d.contains("certificate") || d.contains("jwt") {
@@ -159,7 +192,7 @@ struct TokenResponse {
 pub struct Authenticator {
     http: reqwest::Client,
     login_url: String,
-    /// The JWT `aud`; the login URL unless set with [`Authenticator::with_audience`].
+    /// The JWT `aud`: [`audience_for`] the login URL unless set with [`Authenticator::with_audience`].
     audience: String,
     creds: JwtCredentials,
     clock: Arc<dyn Clock>,
@@ -185,9 +218,11 @@ impl Authenticator {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let login_url = login_url.into().trim_end_matches('/').to_string();
+        // A login URL that does not parse fails at the token request; its audience does not matter.
+        let audience = url::Url::parse(&login_url).map_or_else(|_| login_url.clone(), |url| audience_for(&url));
         Self {
             http,
-            audience: login_url.clone(),
+            audience,
             login_url,
             creds,
             clock,
@@ -196,9 +231,8 @@ impl Authenticator {
         }
     }
 
-    /// Posts to `login_url` (e.g. the org's My Domain URL) but signs the assertion for another
-    /// audience: Salesforce expects `https://login.salesforce.com` (production) or
-    /// `https://test.salesforce.com` (sandbox) whatever host the token is requested from.
+    /// Signs the assertion for `audience` instead of the one derived from the login URL (an
+    /// Experience Cloud site on a custom domain, a login host [`audience_for`] does not know).
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = audience.into().trim_end_matches('/').to_string();
         self
@@ -313,6 +347,40 @@ mod tests {
         assert_eq!(claims["sub"], "integration@example.com");
         assert_eq!(claims["aud"], "https://login.salesforce.com");
         assert_eq!(claims["exp"], start.timestamp() + 180);
+    }
+
+    #[test]
+    fn the_audience_is_the_authorization_server_not_the_host_posted_to() {
+        let (prod, sandbox) = (PRODUCTION_AUDIENCE, SANDBOX_AUDIENCE);
+        for (login_url, expected) in [
+            ("https://login.salesforce.com", prod),
+            ("https://login.salesforce.com/", prod),
+            ("https://test.salesforce.com", sandbox),
+            // My Domain, production and its Developer Edition / Trailhead forms.
+            ("https://acme.my.salesforce.com", prod),
+            ("https://ACME.My.Salesforce.com/", prod),
+            ("https://acme-dev-ed.develop.my.salesforce.com", prod),
+            ("https://acme.lightning.force.com", prod),
+            // My Domain sandboxes: enhanced domains, the older `--` form, scratch orgs.
+            ("https://acme--uat.sandbox.my.salesforce.com", sandbox),
+            ("https://acme--uat.my.salesforce.com", sandbox),
+            ("https://acme--uat.sandbox.lightning.force.com", sandbox),
+            ("https://power-fun-1234-dev-ed.scratch.my.salesforce.com", sandbox),
+            // Sandbox instances before enhanced domains.
+            ("https://cs42.salesforce.com", sandbox),
+            ("https://acme--uat.cs42.my.salesforce.com", sandbox),
+            // Experience Cloud sites sign for themselves.
+            ("https://acme.my.site.com/customers", "https://acme.my.site.com/customers"),
+            ("https://acme--uat.sandbox.my.site.com/partners/", "https://acme--uat.sandbox.my.site.com/partners"),
+            ("https://acme.force.com/customers", "https://acme.force.com/customers"),
+            ("https://acme.secure.force.com", "https://acme.secure.force.com"),
+            // Not Salesforce (the simulator): production, as the flow's default.
+            ("http://127.0.0.1:8080", prod),
+            ("https://cs42.example.com", prod),
+        ] {
+            let url = url::Url::parse(login_url).unwrap();
+            assert_eq!(audience_for(&url), expected, "{login_url}");
+        }
     }
 
     #[test]

@@ -409,6 +409,12 @@ impl InboundAuthError {
             _ => "signature",
         }
     }
+
+    /// A signature or bearer that matches no cached secret: the secret may have been rotated
+    /// since it was read (a missing, malformed or stale header cannot be explained so).
+    pub fn rotation_may_explain(&self) -> bool {
+        matches!(self, InboundAuthError::SignatureMismatch | InboundAuthError::BearerMismatch | InboundAuthError::TokenMismatch)
+    }
 }
 
 /// The `v1=` signature our Apex sends for `body` at `timestamp`: lowercase hex HMAC-SHA256 over

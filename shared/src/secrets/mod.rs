@@ -130,7 +130,7 @@ impl SecretSource for SecretsManagerSource {
 }
 
 /// Signing secrets during rotation: a signature made with either is accepted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningSecrets {
     pub current: Secret,
     pub previous: Option<Secret>,
@@ -143,40 +143,101 @@ impl SigningSecrets {
     }
 }
 
+/// Shortest time between two reads of a secret that a signature mismatch forces. A rotation is
+/// picked up within it, and a flood of forged requests costs at most one GetSecretValue per
+/// interval instead of one each (which would get the genuine reads throttled).
+pub const MISMATCH_REREAD_INTERVAL: Duration = Duration::from_secs(30);
+
+/// One secret's cached value and when it was last read (or a read was tried).
+#[derive(Default)]
+struct Slot {
+    value: Option<(DateTime<Utc>, Secret)>,
+    tried_at: Option<DateTime<Utc>>,
+}
+
 /// A cache in front of a [`SecretSource`]: warm invocations do not ask again until `max_age`.
+/// One read per secret at a time: concurrent callers wait for it and share its value.
 pub struct CachedSecrets {
     source: Arc<dyn SecretSource>,
     clock: Arc<dyn Clock>,
     max_age: Duration,
-    cache: Mutex<HashMap<String, (DateTime<Utc>, Secret)>>,
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 impl CachedSecrets {
     pub fn new(source: Arc<dyn SecretSource>, clock: Arc<dyn Clock>, max_age: Duration) -> Self {
-        Self { source, clock, max_age, cache: Mutex::new(HashMap::new()) }
+        Self { source, clock, max_age, slots: Mutex::new(HashMap::new()) }
+    }
+
+    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).entry(id.to_string()).or_default().clone()
     }
 
     /// The raw secret string.
     pub async fn get(&self, id: &str) -> Result<Secret, SecretsError> {
+        let slot = self.slot(id);
+        // Held across the read, so that concurrent callers share it.
+        let mut slot = slot.lock().await;
         let now = self.clock.now();
-        let max_age = chrono::Duration::from_std(self.max_age).unwrap_or(chrono::Duration::MAX);
-        if let Some((at, value)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(id)
-            && now - *at < max_age
-        {
-            return Ok(value.clone());
+        match &slot.value {
+            Some((at, value)) if now - *at < chrono_duration(self.max_age) => Ok(value.clone()),
+            _ => self.read(id, &mut slot, now).await,
         }
+    }
+
+    /// The raw secret string read again after a signature its cached value does not verify (a
+    /// rotation since the read would explain it), unless it was read, or a read was tried, less
+    /// than [`MISMATCH_REREAD_INTERVAL`] ago: then the cached value, which callers that waited
+    /// for a concurrent re-read get too.
+    pub async fn reread_after_mismatch(&self, id: &str) -> Result<Secret, SecretsError> {
+        let slot = self.slot(id);
+        let mut slot = slot.lock().await;
+        let now = self.clock.now();
+        match (&slot.value, slot.tried_at) {
+            (Some((_, value)), Some(tried)) if now - tried < chrono_duration(MISMATCH_REREAD_INTERVAL) => {
+                Ok(value.clone())
+            }
+            _ => self.read(id, &mut slot, now).await,
+        }
+    }
+
+    async fn read(&self, id: &str, slot: &mut Slot, now: DateTime<Utc>) -> Result<Secret, SecretsError> {
+        // A failed read counts too: an outage must not turn each forged request into a call.
+        slot.tried_at = Some(now);
         let value = Secret::new(self.source.fetch(id).await?);
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), (now, value.clone()));
+        slot.value = Some((now, value.clone()));
         Ok(value)
     }
 
-    /// Forgets a cached secret (after an auth failure that a rotation may explain).
-    pub fn invalidate(&self, id: &str) {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    /// Runs `check` with the signing secrets `id`. When it fails with an error that
+    /// `rotation_may_explain` (a mismatch, not a missing or malformed header), the secrets are
+    /// read again ([`Self::reread_after_mismatch`]) and, if they changed, checked once more.
+    /// The outer error: the secrets could not be read.
+    pub async fn verify_signed<E>(
+        &self,
+        id: &str,
+        check: impl Fn(&SigningSecrets) -> Result<(), E>,
+        rotation_may_explain: impl Fn(&E) -> bool,
+    ) -> Result<Result<(), E>, SecretsError> {
+        let secrets = self.signing(id).await?;
+        match check(&secrets) {
+            Err(err) if rotation_may_explain(&err) => {
+                let reread = Self::signing_of(&self.reread_after_mismatch(id).await?, id)?;
+                if reread == secrets { Ok(Err(err)) } else { Ok(check(&reread)) }
+            }
+            verdict => Ok(verdict),
+        }
     }
 
     async fn json(&self, id: &str) -> Result<serde_json::Map<String, serde_json::Value>, SecretsError> {
-        let raw = self.get(id).await?;
+        Self::json_of(&self.get(id).await?, id)
+    }
+
+    fn json_of(raw: &Secret, id: &str) -> Result<serde_json::Map<String, serde_json::Value>, SecretsError> {
         match serde_json::from_str::<serde_json::Value>(raw.expose()) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
             _ => Err(SecretsError::Malformed { id: id.to_string(), reason: "expected a JSON object".into() }),
@@ -196,7 +257,11 @@ impl CachedSecrets {
     }
 
     async fn signing(&self, id: &str) -> Result<SigningSecrets, SecretsError> {
-        let map = self.json(id).await?;
+        Self::signing_of(&self.get(id).await?, id)
+    }
+
+    fn signing_of(raw: &Secret, id: &str) -> Result<SigningSecrets, SecretsError> {
+        let map = Self::json_of(raw, id)?;
         let current = Self::text(&map, id, "current")?;
         let previous = Self::text(&map, id, "previous").ok();
         Ok(SigningSecrets { current, previous })
@@ -238,6 +303,100 @@ mod tests {
         assert_eq!(secrets.pagerduty_token("pd").await.unwrap().expose(), "first", "cached");
         clock.advance(chrono::Duration::seconds(301));
         assert_eq!(secrets.pagerduty_token("pd").await.unwrap().expose(), "second", "refreshed after max age");
+    }
+
+    /// Counts the reads that reach the source.
+    #[derive(Default)]
+    struct Counting {
+        inner: StaticSecrets,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SecretSource for Counting {
+        async fn fetch(&self, id: &str) -> Result<String, SecretsError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Lets concurrent callers pile up behind the read.
+            tokio::task::yield_now().await;
+            self.inner.fetch(id).await
+        }
+    }
+
+    impl Counting {
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn matches_key(key: &'static str) -> impl Fn(&SigningSecrets) -> Result<(), &'static str> {
+        move |secrets| if secrets.iter().any(|s| s.expose() == key) { Ok(()) } else { Err("mismatch") }
+    }
+
+    #[tokio::test]
+    async fn a_mismatch_rereads_the_secret_at_most_once_per_interval() {
+        let source = Arc::new(Counting::default());
+        source.inner.set("wh", r#"{"current":"old"}"#);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        for _ in 0..100 {
+            assert_eq!(secrets.verify_signed("wh", matches_key("forged"), |_| true).await.unwrap(), Err("mismatch"));
+        }
+        assert_eq!(source.reads(), 1, "the first read only: the secret is younger than the interval");
+        source.inner.set("wh", r#"{"current":"new","previous":"old"}"#);
+        clock.advance(chrono::Duration::from_std(MISMATCH_REREAD_INTERVAL).unwrap());
+        assert_eq!(secrets.verify_signed("wh", matches_key("new"), |_| true).await.unwrap(), Ok(()));
+        assert_eq!(source.reads(), 2, "one re-read once the interval is over");
+        for _ in 0..100 {
+            assert_eq!(secrets.verify_signed("wh", matches_key("forged"), |_| true).await.unwrap(), Err("mismatch"));
+        }
+        assert_eq!(source.reads(), 2);
+    }
+
+    #[tokio::test]
+    async fn concurrent_mismatches_share_one_reread_and_its_value() {
+        let source = Arc::new(Counting::default());
+        source.inner.set("wh", r#"{"current":"old"}"#);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        secrets.get("wh").await.unwrap();
+        source.inner.set("wh", r#"{"current":"new"}"#);
+        clock.advance(chrono::Duration::seconds(31));
+        let checks = (0..50).map(|_| secrets.verify_signed("wh", matches_key("new"), |_| true));
+        let verdicts = futures::future::join_all(checks).await;
+        assert!(verdicts.iter().all(|v| matches!(v, Ok(Ok(())))), "every caller sees the rotated secret");
+        assert_eq!(source.reads(), 2, "the first read and one shared re-read");
+    }
+
+    #[tokio::test]
+    async fn an_error_no_rotation_explains_does_not_reread() {
+        let source = Arc::new(Counting::default());
+        source.inner.set("wh", r#"{"current":"old"}"#);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        secrets.get("wh").await.unwrap();
+        clock.advance(chrono::Duration::seconds(31));
+        let malformed = |_: &SigningSecrets| Err::<(), _>("malformed header");
+        let verdict = secrets.verify_signed("wh", malformed, |e| *e != "malformed header").await.unwrap();
+        assert_eq!(verdict, Err("malformed header"));
+        assert_eq!(source.reads(), 1, "a re-read was due, but a malformed header is no reason");
+        secrets.verify_signed("wh", matches_key("forged"), |_| true).await.unwrap().unwrap_err();
+        assert_eq!(source.reads(), 2, "a mismatch is");
+    }
+
+    #[tokio::test]
+    async fn a_failed_reread_also_waits_out_the_interval() {
+        let source = Arc::new(Counting::default());
+        source.inner.set("wh", r#"{"current":"old"}"#);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        secrets.get("wh").await.unwrap();
+        clock.advance(chrono::Duration::seconds(31));
+        source.inner.0.lock().unwrap().clear();
+        assert!(secrets.verify_signed("wh", matches_key("forged"), |_| true).await.is_err(), "the re-read failed");
+        for _ in 0..10 {
+            assert_eq!(secrets.verify_signed("wh", matches_key("forged"), |_| true).await.unwrap(), Err("mismatch"));
+        }
+        assert_eq!(source.reads(), 2, "no read per request while the source fails");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //!
 //! Defaults ([`SfSimConfig::default`]): consumer key `sim-consumer-key`, username
 //! `integration@example.com` (user `0055g00000SIMUSRAAA`-style id), audience
-//! `https://login.salesforce.com` (the simulator's own base URL is accepted as `aud` too), certificate `tests/fixtures/salesforce/test-only-jwt-cert.pem`
+//! `https://login.salesforce.com` (only: as Salesforce, not the host posted to), certificate `tests/fixtures/salesforce/test-only-jwt-cert.pem`
 //! (private key: [`test_keys`]), org id `00D5g0000SIMORGEQ5`, token TTL 2 h, daily limit 15 000 calls.
 
 pub mod emit;
@@ -66,7 +66,8 @@ pub struct SfSimConfig {
     pub consumer_key: String,
     /// Usernames allowed to get tokens (pre-authorized for the connected app).
     pub usernames: Vec<String>,
-    /// Expected `aud` of assertions.
+    /// Expected `aud` of assertions: `https://login.salesforce.com` (a production org, the
+    /// default), `https://test.salesforce.com` (a sandbox) or a site URL.
     pub login_url: String,
     /// PEM of the X.509 certificate (or bare public key) of the connected app.
     pub certificate_pem: String,
@@ -1269,12 +1270,9 @@ fn token_endpoint(s: &Shared, body: &Bytes) -> Response {
     if claims.iss.as_deref() != Some(config.consumer_key.as_str()) {
         return oauth_error("invalid_client_id", "client identifier invalid");
     }
-    // The configured login URL (`https://login.salesforce.com` by default) or the simulator's own
-    // base URL, which is what a client pointed at the simulator as its login URL puts in `aud`.
-    let accepted = |a: &str| {
-        let a = a.trim_end_matches('/');
-        a == config.login_url.trim_end_matches('/') || a == s.base_url.trim_end_matches('/')
-    };
+    // As Salesforce: the org's login host (`https://login.salesforce.com` by default), not the
+    // URL the token was requested from (a My Domain, the simulator's own address).
+    let accepted = |a: &str| a.trim_end_matches('/') == config.login_url.trim_end_matches('/');
     let aud_ok = match &claims.aud {
         Some(Value::String(a)) => accepted(a),
         Some(Value::Array(list)) => list.iter().any(|a| a.as_str().is_some_and(accepted)),
