@@ -466,7 +466,10 @@ mod tests {
     #[test]
     fn ids_that_cannot_be_pagerduty_ids_are_refused() {
         let at = "2026-11-22T10:00:00Z";
-        let incident = |id: &str| json!({"type": "incident", "id": id, "status": "triggered"});
+        let incident = |id: &str| {
+            json!({"type": "incident", "id": id, "number": 1, "status": "triggered", "title": "t", "urgency": "high",
+                "service": {"id": "PSVC001", "type": "service_reference", "summary": "Customer"}})
+        };
         let long = "E".repeat(3000);
         for (event_id, incident_id, field) in [
             (long.as_str(), "PINC001", "id"),
