@@ -22,7 +22,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 WEBHOOK_SECRET = "demo-webhook-secret-current"
 WEBHOOK_SECRET_PREVIOUS = "demo-webhook-secret-previous"
 INBOUND_SECRET = "demo-inbound-secret"
-ORG_ID = "0123456789ABCDENNN"  # the org id of the Outbound Message sample
+OUTBOUND_MESSAGE_TOKEN = "demo-outbound-message-token-0123456789abcdef"  # the endpoint URL's ?token=
+ORG_ID = "00D5g0000SIMORGEQ5"  # the demo org (the Outbound Message sample's made-up id is replaced by it)
+SAMPLE_ORG_ID = "0123456789ABCDE"  # the 15 characters of the sample's made-up org id
 SUBSCRIPTION_ID = "PSUB0DEMO"
 SERVICE = {"id": "PSVC001", "summary": "Customer Support", "type": "service_reference"}
 EP = {"id": "PEP0001", "summary": "Support On-Call", "type": "escalation_policy_reference"}
@@ -38,7 +40,7 @@ def sf_time(ts):
     return time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(ts))
 
 
-def apigw(route, body, headers):
+def apigw(route, body, headers, query=""):
     """An API Gateway HTTP API payload v2.0 request, as the Lambda receives it."""
     method, path = route.split(" ", 1)
     all_headers = {
@@ -54,7 +56,7 @@ def apigw(route, body, headers):
         "version": "2.0",
         "routeKey": route,
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": all_headers,
         "requestContext": {
             "accountId": "123456789012",
@@ -292,13 +294,17 @@ def sf_events():
     samples = HERE.parent.parent / "shared/samples/salesforce-outbound-message"
     soap_path = samples / "aspnet-webhooks-request-lead-3notifications.xml"
     soap = soap_path.read_text(encoding="utf-8-sig") if soap_path.exists() else None
+    if soap is not None:
+        # An org id is checked exactly (its 18-character suffix too): speak as the demo org.
+        soap = soap.replace(SAMPLE_ORG_ID + "NNN", ORG_ID).replace(SAMPLE_ORG_ID, ORG_ID[:15])
     if soap is None:
         soap = (HERE / "sfdc-to-pd" / "outbound-message.xml").read_text()
     else:
         (HERE / "sfdc-to-pd").mkdir(exist_ok=True)
         (HERE / "sfdc-to-pd" / "outbound-message.xml").write_text(soap)
     events["outbound-message"] = apigw("POST /salesforce/outbound-message", soap, {
-        "content-type": "text/xml; charset=utf-8", "soapaction": '""', "user-agent": "Salesforce Outbound Notification"})
+        "content-type": "text/xml; charset=utf-8", "soapaction": '""', "user-agent": "Salesforce Outbound Notification"},
+        query=f"token={OUTBOUND_MESSAGE_TOKEN}")
     return events
 
 

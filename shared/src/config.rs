@@ -69,8 +69,11 @@ pub struct Config {
     pub salesforce_jwt_secret_id: String,
     /// Secret holding the shared key the Apex trigger signs posts with (`SALESFORCE_INBOUND_SECRET_ID`).
     pub salesforce_inbound_secret_id: String,
-    /// The 15 or 18-character org id Outbound Messages must come from (`SALESFORCE_ORG_ID`).
+    /// The 15 or 18-character org id every Salesforce post must come from (`SALESFORCE_ORG_ID`).
     pub salesforce_org_id: String,
+    /// Secret holding the tokens Outbound Message endpoint URLs carry
+    /// (`SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID`); empty: the Outbound Message route is off.
+    pub salesforce_outbound_message_secret_id: String,
     /// Salesforce username of the integration user; its changes are not sent back (`SALESFORCE_INTEGRATION_USER`).
     pub salesforce_integration_user: String,
     /// Salesforce id of that user (`SALESFORCE_INTEGRATION_USER_ID`, optional): changes whose
@@ -103,7 +106,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("SALESFORCE_API_VERSION", "e.g. 62.0"),
     ("SALESFORCE_JWT_SECRET_ID", "Secrets Manager id of the connected app key"),
     ("SALESFORCE_INBOUND_SECRET_ID", "Secrets Manager id of the Apex trigger's signing key"),
-    ("SALESFORCE_ORG_ID", "org id Outbound Messages must carry"),
+    ("SALESFORCE_ORG_ID", "the org id every Salesforce post must carry (15 or 18 characters)"),
+    (
+        "SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID",
+        "Secrets Manager id of the Outbound Message URL tokens (empty: route off)",
+    ),
     ("SALESFORCE_INTEGRATION_USER", "Salesforce username the bridge writes as"),
     ("SALESFORCE_INTEGRATION_USER_ID", "Salesforce id of that user (optional)"),
     ("LOG_LEVEL", "error|warn|info|debug|trace (default info)"),
@@ -226,7 +233,21 @@ impl Config {
                 "SALESFORCE_INBOUND_SECRET_ID",
                 "the secret holding the Apex trigger's signing key",
             )?,
-            salesforce_org_id: required("SALESFORCE_ORG_ID", "the 15 or 18-character Salesforce org id")?,
+            salesforce_org_id: {
+                let id = required("SALESFORCE_ORG_ID", "the 15 or 18-character Salesforce org id")?;
+                // A typo here would refuse every post; say so at start, not per request.
+                if !crate::salesforce::id::same_org(&id, &id) {
+                    return Err(ConfigError::Invalid {
+                        name: "SALESFORCE_ORG_ID",
+                        value: id,
+                        hint: "an org id: 00D and 12 more letters or digits, optionally its 3-character suffix (Setup > Company Information)",
+                    });
+                }
+                id
+            },
+            salesforce_outbound_message_secret_id: get("SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID")
+                .unwrap_or_default()
+                .to_string(),
             salesforce_integration_user: required(
                 "SALESFORCE_INTEGRATION_USER",
                 "the Salesforce username the bridge writes as",
@@ -256,7 +277,7 @@ mod tests {
             ("SALESFORCE_LOGIN_URL", "https://login.salesforce.com"),
             ("SALESFORCE_JWT_SECRET_ID", "sf-jwt"),
             ("SALESFORCE_INBOUND_SECRET_ID", "sf-inbound"),
-            ("SALESFORCE_ORG_ID", "00D000000000001AAA"),
+            ("SALESFORCE_ORG_ID", "00D000000000001EAA"),
             ("SALESFORCE_INTEGRATION_USER", "bridge@example.com.prod"),
         ]
         .into_iter()
@@ -300,6 +321,8 @@ mod tests {
             ("SALESFORCE_LOGIN_URL", "login.salesforce.com"),
             ("SECRETS_MAX_AGE_SECONDS", "-1"),
             ("PAGERDUTY_FROM_EMAIL", "not-an-email"),
+            ("SALESFORCE_ORG_ID", "00D000000000001AAA"),
+            ("SALESFORCE_ORG_ID", "001000000000001"),
         ] {
             let mut env = complete_env();
             env.insert(name.into(), bad.into());

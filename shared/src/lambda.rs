@@ -26,7 +26,31 @@ pub fn to_inbound(request: &Request) -> InboundRequest {
     let context = request.lambda_context_ref();
     let correlation_id = context.map(|c| c.request_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let deadline = context.and_then(|c| DateTime::<Utc>::from_timestamp_millis(c.deadline as i64));
-    InboundRequest { headers, body, correlation_id, deadline }
+    InboundRequest {
+        method: request.method().as_str().to_string(),
+        path: route_path(request),
+        query: request.uri().query().unwrap_or_default().to_string(),
+        headers,
+        body,
+        correlation_id,
+        deadline,
+    }
+}
+
+/// The request's path without the stage: a named stage (not `$default`) prefixes the raw path
+/// with `/<stage>`.
+fn route_path(request: &Request) -> String {
+    let path = request.uri().path();
+    let stage = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    match stage.filter(|s| s != "$default") {
+        Some(stage) => {
+            path.strip_prefix(&format!("/{stage}")).filter(|p| p.starts_with('/')).unwrap_or(path).to_string()
+        }
+        None => path.to_string(),
+    }
 }
 
 /// [`Reply`] → API Gateway response.
@@ -76,6 +100,33 @@ mod tests {
         let inbound = to_inbound(&request);
         assert_eq!(inbound.header("Header1"), Some("value1"));
         assert_eq!(inbound.body, b"Hello from Lambda");
+        assert_eq!(inbound.method, "POST");
+        assert_eq!(inbound.path, "/my/path");
+        assert_eq!(inbound.query_param("parameter1").as_deref(), Some("value1"));
+    }
+
+    #[test]
+    fn a_named_stage_is_not_part_of_the_route() {
+        let raw = include_str!("../tests/fixtures/lambda/apigw-v2-request.json");
+        let mut event: serde_json::Value = serde_json::from_str(raw).unwrap();
+        event["rawPath"] = serde_json::json!("/prod/my/path");
+        event["requestContext"]["stage"] = serde_json::json!("prod");
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert_eq!(to_inbound(&request).path, "/my/path");
+    }
+
+    #[test]
+    fn every_sample_event_names_its_route() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+        for (file, route) in [
+            ("pd-to-sfdc/incident-triggered.json", "/pagerduty/webhook"),
+            ("sfdc-to-pd/case-insert-sev1.json", "/salesforce/records"),
+            ("sfdc-to-pd/outbound-message.json", "/salesforce/outbound-message"),
+        ] {
+            let raw = std::fs::read_to_string(dir.join(file)).unwrap();
+            let inbound = to_inbound(&lambda_http::request::from_str(&raw).unwrap());
+            assert_eq!((inbound.method.as_str(), inbound.path.as_str()), ("POST", route), "{file}");
+        }
     }
 
     #[test]

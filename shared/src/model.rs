@@ -154,4 +154,68 @@ impl AuditEntry {
             raw_payload: None,
         }
     }
+
+    /// Keeps `body` for review, cut to [`MAX_KEPT_PAYLOAD`] bytes (an item holds at most 400 KB)
+    /// with a line saying how much was cut.
+    pub fn keep_payload(&mut self, body: &[u8]) {
+        let text = String::from_utf8_lossy(body);
+        self.raw_payload = Some(if text.len() <= MAX_KEPT_PAYLOAD {
+            text.into_owned()
+        } else {
+            let mut end = MAX_KEPT_PAYLOAD;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}\n[cut: {} of {} bytes kept]", &text[..end], end, text.len())
+        });
+    }
+}
+
+/// How much of a rejected payload the audit trail keeps.
+pub const MAX_KEPT_PAYLOAD: usize = 64 * 1024;
+
+/// The longest identifier kept as it is in a store key (DynamoDB refuses partition keys over
+/// 2,048 bytes and sort keys over 1,024); longer ones are replaced by their hash.
+pub const MAX_KEY_TEXT: usize = 200;
+
+/// `text` when it is short enough to be part of a store key, else `sha256:<64 hex>` of it: the
+/// same text always gives the same key, so de-duplication still works, and no sender can make
+/// a key the store refuses (which would fail the event forever).
+pub fn bounded_key(text: &str) -> String {
+    if text.len() <= MAX_KEY_TEXT {
+        text.to_string()
+    } else {
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(text.as_bytes())))
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn long_identifiers_become_their_hash_and_short_ones_stay() {
+        assert_eq!(bounded_key("pd:01GI0KPHX6I892N2PFKDLH25XK"), "pd:01GI0KPHX6I892N2PFKDLH25XK");
+        let long = format!("pd:{}", "x".repeat(3000));
+        let key = bounded_key(&long);
+        assert!(key.starts_with("sha256:") && key.len() == 71, "{key}");
+        assert_eq!(key, bounded_key(&long), "the same text, the same key");
+        assert_ne!(key, bounded_key(&format!("pd:{}", "x".repeat(3001))));
+    }
+
+    #[test]
+    fn kept_payloads_are_cut_on_a_character_boundary() {
+        let mut entry = AuditEntry::new(Utc::now(), Direction::PagerdutyToSalesforce, "c", "e", Outcome::Rejected);
+        entry.keep_payload("é".repeat(40_000).as_bytes());
+        let kept = entry.raw_payload.unwrap();
+        assert!(
+            kept.len() < MAX_KEPT_PAYLOAD + 100 && kept.ends_with("of 80000 bytes kept]"),
+            "{}",
+            &kept[kept.len() - 40..]
+        );
+        entry = AuditEntry::new(Utc::now(), Direction::PagerdutyToSalesforce, "c", "e", Outcome::Rejected);
+        entry.keep_payload(b"{}");
+        assert_eq!(entry.raw_payload.as_deref(), Some("{}"));
+    }
 }

@@ -201,6 +201,8 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
             webhook_secret_id: config.pagerduty_webhook_secret_id.clone(),
             inbound_secret_id: config.salesforce_inbound_secret_id.clone(),
             org_id: config.salesforce_org_id.clone(),
+            outbound_message_secret_id: Some(config.salesforce_outbound_message_secret_id.clone())
+                .filter(|id| !id.is_empty()),
             integration_user: config.salesforce_integration_user.clone(),
             integration_user_id: config.salesforce_integration_user_id.clone(),
             pagerduty_user_id: config.pagerduty_user_id.clone(),

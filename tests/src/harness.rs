@@ -33,13 +33,16 @@ use crate::salesforce::{SalesforceSim, SfSimConfig, sign_trigger, test_keys};
 pub const WEBHOOK_SECRET: &str = "demo-webhook-secret-current";
 pub const WEBHOOK_SECRET_PREVIOUS: &str = "demo-webhook-secret-previous";
 pub const INBOUND_SECRET: &str = "demo-inbound-secret";
+/// The token the Outbound Message endpoint URL carries (`?token=`).
+pub const OUTBOUND_MESSAGE_TOKEN: &str = "demo-outbound-message-token-0123456789abcdef";
 /// The org id of the Outbound Message sample in events/.
-pub const ORG_ID: &str = "0123456789ABCDENNN";
+pub const ORG_ID: &str = "00D5g0000SIMORGEQ5";
 pub const INTEGRATION_USER: &str = "integration@example.com";
 pub const PD_FROM: &str = "bridge@example.com";
 
 const WEBHOOK_SECRET_ID: &str = "pd-webhook";
 const INBOUND_SECRET_ID: &str = "sf-inbound";
+const OUTBOUND_MESSAGE_SECRET_ID: &str = "sf-outbound-message";
 
 /// What to start.
 pub struct HarnessConfig {
@@ -242,23 +245,31 @@ impl Harness {
         let webhook_secret =
             serde_json::json!({"current": WEBHOOK_SECRET, "previous": WEBHOOK_SECRET_PREVIOUS}).to_string();
         let inbound_secret = serde_json::json!({"current": INBOUND_SECRET}).to_string();
-        let (secrets, webhook_secret_id, inbound_secret_id): (Arc<dyn SecretSource>, String, String) =
-            match sdk.as_ref().filter(|_| config.secrets_manager) {
-                Some(sdk) => {
-                    let (_, webhook) = crate::moto::secret(&webhook_secret).await;
-                    let (_, inbound) = crate::moto::secret(&inbound_secret).await;
-                    let client = aws_sdk_secretsmanager::Client::new(sdk);
-                    (Arc::new(SecretsManagerSource::new(client)), webhook, inbound)
-                }
-                None => (
-                    Arc::new(StaticSecrets::new(HashMap::from([
-                        (WEBHOOK_SECRET_ID.to_string(), webhook_secret),
-                        (INBOUND_SECRET_ID.to_string(), inbound_secret),
-                    ]))),
-                    WEBHOOK_SECRET_ID.to_string(),
-                    INBOUND_SECRET_ID.to_string(),
-                ),
-            };
+        let outbound_message_secret = serde_json::json!({"current": OUTBOUND_MESSAGE_TOKEN}).to_string();
+        let (secrets, webhook_secret_id, inbound_secret_id, outbound_message_secret_id): (
+            Arc<dyn SecretSource>,
+            String,
+            String,
+            String,
+        ) = match sdk.as_ref().filter(|_| config.secrets_manager) {
+            Some(sdk) => {
+                let (_, webhook) = crate::moto::secret(&webhook_secret).await;
+                let (_, inbound) = crate::moto::secret(&inbound_secret).await;
+                let (_, outbound) = crate::moto::secret(&outbound_message_secret).await;
+                let client = aws_sdk_secretsmanager::Client::new(sdk);
+                (Arc::new(SecretsManagerSource::new(client)), webhook, inbound, outbound)
+            }
+            None => (
+                Arc::new(StaticSecrets::new(HashMap::from([
+                    (WEBHOOK_SECRET_ID.to_string(), webhook_secret),
+                    (INBOUND_SECRET_ID.to_string(), inbound_secret),
+                    (OUTBOUND_MESSAGE_SECRET_ID.to_string(), outbound_message_secret),
+                ]))),
+                WEBHOOK_SECRET_ID.to_string(),
+                INBOUND_SECRET_ID.to_string(),
+                OUTBOUND_MESSAGE_SECRET_ID.to_string(),
+            ),
+        };
         // Rules come from the store, as in production after `syncctl rules push`.
         stores.rules.put_rules(&config.rules_yaml, "harness", clock.now()).await.expect("memory store");
         let retry_queue = Arc::new(MemoryQueue::new(clock.clone()));
@@ -294,6 +305,7 @@ impl Harness {
                 webhook_secret_id,
                 inbound_secret_id,
                 org_id: ORG_ID.into(),
+                outbound_message_secret_id: Some(outbound_message_secret_id),
                 integration_user: INTEGRATION_USER.into(),
                 min_time_left: config.min_time_left,
                 ..Settings::default()
@@ -343,7 +355,7 @@ impl Harness {
     }
 
     pub async fn webhook_with(&self, body: &str, headers: Vec<(String, String)>) -> Reply {
-        pd_to_sfdc::handle(&self.ctx, self.request(body, headers)).await
+        pd_to_sfdc::handle(&self.ctx, self.request(pd_to_sfdc::WEBHOOK_ROUTE, body, headers)).await
     }
 
     /// An Apex trigger post of `payload`, signed now with the inbound secret.
@@ -359,20 +371,27 @@ impl Harness {
     }
 
     pub async fn post_records_with(&self, body: &str, headers: Vec<(String, String)>) -> Reply {
-        sfdc_to_pd::handle_records(&self.ctx, self.request(body, headers)).await
+        sfdc_to_pd::handle(&self.ctx, self.request(sfdc_to_pd::RECORDS_ROUTE, body, headers)).await
     }
 
+    /// An Outbound Message of `xml` to the endpoint URL the stack gives (with its token).
     pub async fn outbound_message(&self, xml: &str) -> Reply {
-        let headers = vec![("content-type".into(), "text/xml; charset=utf-8".into())];
-        sfdc_to_pd::handle_outbound_message(&self.ctx, self.request(xml, headers)).await
+        self.outbound_message_with(xml, &format!("token={OUTBOUND_MESSAGE_TOKEN}")).await
     }
 
-    pub fn request(&self, body: &str, headers: Vec<(String, String)>) -> InboundRequest {
+    pub async fn outbound_message_with(&self, xml: &str, query: &str) -> Reply {
+        let headers = vec![("content-type".into(), "text/xml; charset=utf-8".into())];
+        let mut request = self.request(sfdc_to_pd::OUTBOUND_MESSAGE_ROUTE, xml, headers);
+        request.query = query.to_string();
+        sfdc_to_pd::handle(&self.ctx, request).await
+    }
+
+    /// A `POST` of `body` to `path`, due in 10 s.
+    pub fn request(&self, path: &str, body: &str, headers: Vec<(String, String)>) -> InboundRequest {
         InboundRequest {
-            headers,
-            body: body.as_bytes().to_vec(),
             correlation_id: uuid::Uuid::new_v4().to_string(),
             deadline: Some(self.clock.now() + chrono::Duration::seconds(10)),
+            ..InboundRequest::post(path, headers, body.as_bytes())
         }
     }
 
@@ -518,8 +537,30 @@ impl Harness {
         use axum::http::{HeaderMap, StatusCode};
         use axum::response::IntoResponse;
 
-        async fn to_inbound(ctx: &Context, headers: &HeaderMap, body: Bytes) -> InboundRequest {
-            InboundRequest {
+        fn reply(r: Reply) -> axum::response::Response {
+            let mut response =
+                (StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), r.body).into_response();
+            response.headers_mut().insert("content-type", r.content_type.parse().expect("static content type"));
+            for (name, value) in r.headers {
+                if let Ok(value) = value.parse() {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            response
+        }
+        // Every request reaches the functions, whatever its method and path, as it would if API
+        // Gateway routed more than it does: the functions refuse what is not theirs.
+        async fn any(
+            State(ctx): State<Context>,
+            method: axum::http::Method,
+            uri: axum::http::Uri,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> axum::response::Response {
+            let request = InboundRequest {
+                method: method.as_str().to_string(),
+                path: uri.path().to_string(),
+                query: uri.query().unwrap_or_default().to_string(),
                 headers: headers
                     .iter()
                     .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
@@ -527,31 +568,14 @@ impl Harness {
                 body: body.to_vec(),
                 correlation_id: uuid::Uuid::new_v4().to_string(),
                 deadline: Some(ctx.clock.now() + chrono::Duration::seconds(10)),
-            }
+            };
+            reply(if request.path == pd_to_sfdc::WEBHOOK_ROUTE {
+                pd_to_sfdc::handle(&ctx, request).await
+            } else {
+                sfdc_to_pd::handle(&ctx, request).await
+            })
         }
-        fn reply(r: Reply) -> axum::response::Response {
-            let mut response =
-                (StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), r.body).into_response();
-            response.headers_mut().insert("content-type", r.content_type.parse().expect("static content type"));
-            response
-        }
-        async fn webhook(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
-            let request = to_inbound(&ctx, &headers, body).await;
-            reply(pd_to_sfdc::handle(&ctx, request).await)
-        }
-        async fn records(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
-            let request = to_inbound(&ctx, &headers, body).await;
-            reply(sfdc_to_pd::handle_records(&ctx, request).await)
-        }
-        async fn outbound(State(ctx): State<Context>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
-            let request = to_inbound(&ctx, &headers, body).await;
-            reply(sfdc_to_pd::handle_outbound_message(&ctx, request).await)
-        }
-        let app = axum::Router::new()
-            .route("/pagerduty/webhook", axum::routing::post(webhook))
-            .route("/salesforce/records", axum::routing::post(records))
-            .route("/salesforce/outbound-message", axum::routing::post(outbound))
-            .with_state(self.ctx.clone());
+        let app = axum::Router::new().fallback(any).with_state(self.ctx.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });

@@ -333,6 +333,7 @@ async fn an_automation_action_whose_answer_was_lost_is_not_run_again() {
 
 fn signed_webhook(h: &Harness, body: &str, deadline: DateTime<Utc>) -> InboundRequest {
     let mut request = h.request(
+        pd_to_sfdc::WEBHOOK_ROUTE,
         body,
         vec![
             ("content-type".into(), "application/json".into()),
@@ -347,6 +348,7 @@ fn signed_post(h: &Harness, payload: &Value, deadline: DateTime<Utc>) -> Inbound
     let body = payload.to_string();
     let ts = h.clock.now().timestamp();
     let mut request = h.request(
+        sfdc_to_pd::RECORDS_ROUTE,
         &body,
         vec![
             ("content-type".into(), "application/json".into()),
@@ -388,8 +390,7 @@ async fn a_pagerduty_action_left_without_time_is_queued_with_what_was_done() {
     let escalated =
         post("Case", "update", case("Escalated", "Other", t0 + Duration::seconds(60)), Some(case("New", "Other", t0)));
     let reply =
-        sfdc_to_pd::handle_records(&h.ctx, signed_post(&h, &escalated, h.clock.now() + Duration::milliseconds(7500)))
-            .await;
+        sfdc_to_pd::handle(&h.ctx, signed_post(&h, &escalated, h.clock.now() + Duration::milliseconds(7500))).await;
     assert!(queued(&reply), "{}", reply.body);
     assert_eq!(h.pd.incident(&incident).unwrap()["urgency"], "high", "the first action was done");
     assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P3", "the second was not started");

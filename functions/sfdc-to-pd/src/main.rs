@@ -19,8 +19,7 @@ async fn main() -> Result<(), Error> {
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;
         async move {
-            let path = request.uri().path().to_string();
-            let reply = sfdc_to_pd::handle(ctx, &path, lambda::to_inbound(&request)).await;
+            let reply = sfdc_to_pd::handle(ctx, lambda::to_inbound(&request)).await;
             metrics::flush(emf);
             Ok::<_, Error>(lambda::to_response(reply))
         }

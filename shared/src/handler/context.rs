@@ -20,6 +20,9 @@ pub struct Settings {
     pub webhook_secret_id: String,
     pub inbound_secret_id: String,
     pub org_id: String,
+    /// The secret holding the tokens Outbound Message endpoint URLs carry; `None`: the route
+    /// is off (every request refused).
+    pub outbound_message_secret_id: Option<String>,
     /// Salesforce username of the integration user: its changes are never sent back.
     pub integration_user: String,
     /// Salesforce id of the integration user (optional): a change whose `LastModifiedById` is this
@@ -41,6 +44,7 @@ impl Default for Settings {
             webhook_secret_id: "pd-webhook".into(),
             inbound_secret_id: "sf-inbound".into(),
             org_id: String::new(),
+            outbound_message_secret_id: None,
             integration_user: String::new(),
             integration_user_id: String::new(),
             pagerduty_user_id: String::new(),

@@ -91,7 +91,7 @@ pub fn salesforce_echo(ctx: &Context, change: &Change) -> Option<Attempt> {
         .is_some_and(|u| !u.is_empty() && u.eq_ignore_ascii_case(&settings.integration_user));
     let last_modified_by = change.new.get("LastModifiedById").and_then(Value::as_str);
     let by_id = !settings.integration_user_id.is_empty()
-        && last_modified_by.is_some_and(|id| same_record_id(id, &settings.integration_user_id));
+        && last_modified_by.is_some_and(|id| crate::salesforce::id::same_id(id, &settings.integration_user_id));
     let reason = if by_name {
         "changed by the integration user: not sent back".to_string()
     } else if by_id {
@@ -102,23 +102,9 @@ pub fn salesforce_echo(ctx: &Context, change: &Change) -> Option<Attempt> {
     Some(Attempt::Skipped { reason, rules: vec![] })
 }
 
-/// The 15 and 18-character forms of one Salesforce id share their first 15 characters (case
-/// matters in them).
-fn same_record_id(a: &str, b: &str) -> bool {
-    a.len() >= 15 && b.len() >= 15 && a.get(..15) == b.get(..15)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn salesforce_ids_compare_in_either_length() {
-        assert!(same_record_id("0055g00000BRIDGEAAA", "0055g00000BRIDGE"));
-        assert!(same_record_id("0055g00000BRIDGE", "0055g00000BRIDGEAAA"));
-        assert!(!same_record_id("0055g00000bridgeAAA", "0055g00000BRIDGEAAA"), "15-character ids are case-sensitive");
-        assert!(!same_record_id("005", "005"));
-    }
 
     #[test]
     fn only_user_agents_can_be_the_bridge() {

@@ -8,10 +8,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
-use crate::handler::http::{InboundRequest, Reply};
+use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::{Gate, outcome_of};
 use crate::handler::salesforce_exec;
-use crate::handler::settle::{Attempt, Subjects};
+use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
 use crate::handler::{echo, full_note};
 use crate::model::{AuditEntry, Direction, Outcome};
@@ -22,8 +22,16 @@ use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
 use crate::store::Subject;
 use crate::telemetry::metrics;
 
-/// Handles one webhook delivery.
+/// The route of the `pd-to-sfdc` function.
+pub const WEBHOOK_ROUTE: &str = "/pagerduty/webhook";
+
+/// Handles one webhook delivery: a `POST` to [`WEBHOOK_ROUTE`], anything else refused before
+/// anything is read or written.
 pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
+    if let Err(refused) = http::route(&request, &[WEBHOOK_ROUTE]) {
+        metrics::event_rejected("route");
+        return refused;
+    }
     let started = ctx.clock.now();
     metrics::event_received();
     let reply = handle_inner(ctx, &request, started).await;
@@ -43,7 +51,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         event_type = %event.event_type, incident_id = event.incident_id().unwrap_or(""));
     let _enter = span.enter();
 
-    let key = format!("pd:{}", event.id);
+    let key = crate::model::bounded_key(&format!("pd:{}", event.id));
     match ctx.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { result }) => {
@@ -59,6 +67,20 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
             return Reply::message(503, "in_progress", "this event is being processed by another invocation")
                 .with_header("retry-after", wait.to_string());
         }
+        Err(err) if err.is_permanent() => {
+            // Delivering it again would fail the same way, and PagerDuty would in the end
+            // disable the subscription: the event fails alone, dead-lettered with its payload.
+            let envelope = envelope_of(request, &event, started);
+            return match ctx.dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await {
+                Ok(settled) => {
+                    Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "could not dead-letter the event: PagerDuty delivers it again");
+                    Reply::message(503, "unavailable", "temporarily unable to queue the event; it will be redelivered")
+                }
+            };
+        }
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "idempotency store unavailable: asking PagerDuty to deliver again");
@@ -70,18 +92,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         }
     }
 
-    let mut envelope = Envelope::new(
-        Direction::PagerdutyToSalesforce,
-        &event.id,
-        &request.correlation_id,
-        started,
-        event.occurred_at,
-        QueuedEvent::PagerdutyWebhook {
-            body: String::from_utf8_lossy(&request.body).into_owned(),
-            webhook_id: request.header("x-webhook-id").map(str::to_string),
-            subscription_id: request.header("x-webhook-subscription").map(str::to_string),
-        },
-    );
+    let mut envelope = envelope_of(request, &event, started);
     envelope.gate_key = key.clone();
     let (attempt, subjects) = process(ctx, &mut envelope, &event, request.deadline).await;
     match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
@@ -93,6 +104,22 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
             Reply::message(503, "unavailable", "temporarily unable to queue the event; it will be redelivered")
         }
     }
+}
+
+/// The delivery as the retry queue and the DLQ keep it.
+fn envelope_of(request: &InboundRequest, event: &WebhookEvent, started: DateTime<Utc>) -> Envelope {
+    Envelope::new(
+        Direction::PagerdutyToSalesforce,
+        &event.id,
+        &request.correlation_id,
+        started,
+        event.occurred_at,
+        QueuedEvent::PagerdutyWebhook {
+            body: String::from_utf8_lossy(&request.body).into_owned(),
+            webhook_id: request.header("x-webhook-id").map(crate::model::bounded_key),
+            subscription_id: request.header("x-webhook-subscription").map(crate::model::bounded_key),
+        },
+    )
 }
 
 /// Checks `X-PagerDuty-Signature` against every configured secret. A mismatch re-reads the
@@ -134,11 +161,11 @@ async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str)
         ctx.clock.now(),
         Direction::PagerdutyToSalesforce,
         &request.correlation_id,
-        request.header("x-webhook-id").unwrap_or("unknown"),
+        crate::model::bounded_key(request.header("x-webhook-id").unwrap_or("unknown")),
         Outcome::Rejected,
     );
     entry.reason = Some(format!("rejected: {reason}"));
-    entry.raw_payload = Some(String::from_utf8_lossy(&request.body).into_owned());
+    entry.keep_payload(&request.body);
     if let Err(err) = ctx.stores.audit.append(&entry).await {
         tracing::error!(error = %err, "could not keep the rejected payload");
         return Reply::message(503, "unavailable", "could not record the rejected payload; deliver again later");

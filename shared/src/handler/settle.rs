@@ -22,10 +22,17 @@ pub fn matched_rules(evaluation: &crate::rules::Evaluation) -> Vec<String> {
 }
 
 /// An attempt that failed on the store: transient errors retry; configuration errors also retry
-/// (a fixed IAM policy or table name makes them pass) but are alarmed on.
+/// (a fixed IAM policy or table name makes them pass) but are alarmed on; an item the store
+/// refuses fails the event for good.
 pub fn store_failure(err: crate::store::StoreError) -> Attempt {
     Attempt::Failed {
-        kind: if err.is_transient() { FailureKind::Transient } else { FailureKind::Auth },
+        kind: if err.is_transient() {
+            FailureKind::Transient
+        } else if err.is_permanent() {
+            FailureKind::Permanent
+        } else {
+            FailureKind::Auth
+        },
         reason: err.to_string(),
         rule: None,
         rules: vec![],

@@ -11,14 +11,15 @@ use futures::StreamExt;
 
 use crate::handler::context::Context;
 use crate::handler::echo;
-use crate::handler::http::{InboundRequest, Reply};
+use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
-use crate::handler::settle::{Attempt, Subjects};
+use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
-use crate::model::{Direction, Outcome};
+use crate::model::{AuditEntry, Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
+use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
 use crate::store::Subject;
@@ -49,9 +50,10 @@ impl Change {
     /// The idempotency key: the same change delivered twice has the same key, two changes of one
     /// record (even within one second) have different ones ([`trigger_post::change_key`]).
     pub fn key(&self) -> String {
-        self.dedupe_key
-            .clone()
-            .unwrap_or_else(|| trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new))
+        match &self.dedupe_key {
+            Some(key) => crate::model::bounded_key(key),
+            None => trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new),
+        }
     }
 
     fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {
@@ -136,18 +138,20 @@ impl Summary {
     }
 }
 
-/// Routes a request of the `sfdc-to-pd` function by its path.
-pub async fn handle(ctx: &Context, path: &str, request: InboundRequest) -> Reply {
-    if path.ends_with("/salesforce/outbound-message") {
-        handle_outbound_message(ctx, request).await
-    } else if path.ends_with("/salesforce/records") {
-        handle_records(ctx, request).await
-    } else {
-        Reply::message(
-            404,
-            "not_found",
-            format!("no route {path}: use /salesforce/records or /salesforce/outbound-message"),
-        )
+/// The routes of the `sfdc-to-pd` function.
+pub const RECORDS_ROUTE: &str = "/salesforce/records";
+pub const OUTBOUND_MESSAGE_ROUTE: &str = "/salesforce/outbound-message";
+
+/// Routes a request of the `sfdc-to-pd` function: a `POST` to one of its two paths, or refused
+/// before anything is read or written.
+pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
+    match http::route(&request, &[RECORDS_ROUTE, OUTBOUND_MESSAGE_ROUTE]) {
+        Ok(OUTBOUND_MESSAGE_ROUTE) => handle_outbound_message(ctx, request).await,
+        Ok(_) => handle_records(ctx, request).await,
+        Err(refused) => {
+            metrics::event_rejected("route");
+            refused
+        }
     }
 }
 
@@ -194,7 +198,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             return Reply::message(400, "bad_request", err.to_string());
         }
     };
-    if !ctx.settings.org_id.is_empty() && !same_org(&post.org_id, &ctx.settings.org_id) {
+    if !crate::salesforce::id::same_org(&post.org_id, &ctx.settings.org_id) {
         metrics::event_rejected("org_mismatch");
         return Reply::message(403, "forbidden", format!("org {} is not the configured org", post.org_id));
     }
@@ -218,17 +222,16 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
     Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
 }
 
-/// `POST /salesforce/outbound-message`.
+/// `POST /salesforce/outbound-message?token=...`.
 pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> Reply {
     let started = ctx.clock.now();
     metrics::event_received();
+    if let Err(refused) = authenticate_outbound_message(ctx, &request).await {
+        return refused;
+    }
     let message = match OutboundMessage::parse(&request.body) {
         Ok(message) => message,
-        Err(err) => {
-            metrics::event_rejected("malformed");
-            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Outbound Message malformed");
-            return Reply::xml(400, outbound_message::fault_response_with_code("soapenv:Client", &err.to_string()));
-        }
+        Err(err) => return reject_outbound_message(ctx, &request, &err.to_string()).await,
     };
     if !message.is_from_org(&ctx.settings.org_id) {
         metrics::event_rejected("org_mismatch");
@@ -238,11 +241,15 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
             outbound_message::fault_response_with_code("soapenv:Client", "OrganizationId is not the configured org"),
         );
     }
+    if let Some(bad) = message.notifications.iter().find(|n| !n.record_id().is_some_and(is_record_id)) {
+        let reason = format!("notification {} names no Salesforce record id", crate::model::bounded_key(&bad.id));
+        return reject_outbound_message(ctx, &request, &reason).await;
+    }
     let changes: Vec<Change> = message
         .notifications
         .into_iter()
         .map(|n| {
-            let id = n.fields.get("Id").and_then(|v| v.as_str()).unwrap_or(&n.id).to_string();
+            let id = n.record_id().unwrap_or_default().to_string();
             // Outbound Messages carry no old values; a record whose creation is its last
             // modification was just created.
             let is_new =
@@ -255,7 +262,7 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
                 new: n.fields,
                 old: None,
                 changed_by: None,
-                dedupe_key: Some(format!("om:{}", n.id)),
+                dedupe_key: Some(crate::model::bounded_key(&format!("om:{}", n.id))),
             }
         })
         .collect();
@@ -271,9 +278,60 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
     }
 }
 
-fn same_org(a: &str, b: &str) -> bool {
-    // 15 and 18-character forms of the same id share their first 15 characters.
-    a.get(..15).is_some_and(|prefix| Some(prefix) == b.get(..15))
+/// Authentic but unusable: the same bytes will never parse, and a fault would only make
+/// Salesforce send them again for 24 hours. Keep the payload for review and acknowledge it.
+async fn reject_outbound_message(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
+    metrics::event_rejected("malformed");
+    tracing::warn!(correlation_id = %request.correlation_id, reason, "Outbound Message unusable; kept for review");
+    let mut entry = AuditEntry::new(
+        ctx.clock.now(),
+        Direction::SalesforceToPagerduty,
+        &request.correlation_id,
+        "outbound-message",
+        Outcome::Rejected,
+    );
+    entry.reason = Some(format!("rejected: {reason}"));
+    entry.keep_payload(&request.body);
+    if let Err(err) = ctx.stores.audit.append(&entry).await {
+        tracing::error!(error = %err, "could not keep the rejected Outbound Message");
+        return Reply::xml(
+            500,
+            outbound_message::fault_response("could not record the message; Salesforce will retry"),
+        );
+    }
+    Reply::xml(200, outbound_message::ack_response().to_string())
+}
+
+/// An Outbound Message proves nothing by itself (its OrganizationId is no secret: it is in every
+/// Web-to-Case form), so the route is off unless a token secret is configured, and then the
+/// endpoint URL must carry one of its tokens.
+async fn authenticate_outbound_message(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
+    let fault = |status: u16, reason: &str| {
+        Reply::xml(status, outbound_message::fault_response_with_code("soapenv:Client", reason))
+    };
+    let Some(secret_id) = &ctx.settings.outbound_message_secret_id else {
+        metrics::event_rejected("route_off");
+        tracing::warn!(correlation_id = %request.correlation_id, "Outbound Message refused: the route is off");
+        return Err(fault(
+            404,
+            "Outbound Messages are off: deploy with OutboundMessages=Enabled and use the SalesforceOutboundMessageUrl output as the endpoint URL",
+        ));
+    };
+    let secrets = match ctx.secrets.inbound_secrets(secret_id).await {
+        Ok(secrets) => secrets,
+        Err(err) => {
+            metrics::error();
+            tracing::error!(error = %err, "cannot read the Outbound Message tokens");
+            return Err(Reply::xml(500, outbound_message::fault_response("tokens unavailable; Salesforce will retry")));
+        }
+    };
+    let tokens: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+    let presented = request.query_param("token");
+    trigger_post::verify_url_token(presented.as_deref(), &tokens).map_err(|err| {
+        metrics::event_rejected("token");
+        tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Outbound Message refused");
+        fault(401, &err.to_string())
+    })
 }
 
 async fn accept_all(ctx: &Context, changes: Vec<Change>, request: &InboundRequest, started: DateTime<Utc>) -> Summary {
@@ -302,6 +360,7 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
         record_id = %change.id, object = %change.object);
     let _enter = span.enter();
     let key = change.key();
+    let mut envelope = change.envelope(&request.correlation_id, started);
     match ctx.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => {
@@ -309,12 +368,16 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
             return Some(Outcome::Duplicate);
         }
         Ok(Gate::Busy { .. }) => return None,
+        Err(err) if err.is_permanent() => {
+            // Sending it again would fail the same way for 24 hours: it fails alone, dead-lettered.
+            let settled = ctx.dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await;
+            return settled.map(|s| s.outcome).ok();
+        }
         Err(err) => {
             tracing::error!(error = %err, "idempotency store unavailable");
             return None;
         }
     }
-    let mut envelope = change.envelope(&request.correlation_id, started);
     envelope.gate_key = key.clone();
     let (attempt, subjects) = process(ctx, &mut envelope, &change, request.deadline).await;
     match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {

@@ -122,6 +122,17 @@ pub enum WebhookError {
     MissingField(&'static str),
     #[error("the event's occurred_at {0:?} is not an RFC 3339 timestamp")]
     BadTimestamp(String),
+    #[error("the event's {0} is not a PagerDuty id (1 to {MAX_ID_LEN} letters, digits, `-` or `_`)")]
+    BadId(&'static str),
+}
+
+/// PagerDuty ids are short (`PGR0VU2`, `01GI0KPHX6I892N2PFKDLH25XK`, a UUID); anything longer
+/// is not one, and could not be a store key either.
+pub const MAX_ID_LEN: usize = 64;
+
+/// True for text that can be a PagerDuty object or event id.
+pub fn is_pagerduty_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl WebhookEvent {
@@ -155,7 +166,15 @@ impl WebhookEvent {
         let agent = event.remove("agent").and_then(|v| serde_json::from_value(v).ok());
         let client = event.remove("client").and_then(|v| serde_json::from_value(v).ok());
         let data = parse_data(event.remove("data").unwrap_or(Value::Null));
-        Ok(WebhookEvent { id, event_type, resource_type, occurred_at, agent, client, data })
+        let parsed = WebhookEvent { id, event_type, resource_type, occurred_at, agent, client, data };
+        // The ids become store keys and API paths: refuse what cannot be one, once, here.
+        if !is_pagerduty_id(&parsed.id) {
+            return Err(WebhookError::BadId("id"));
+        }
+        if parsed.incident_id().is_some_and(|id| !is_pagerduty_id(id)) {
+            return Err(WebhookError::BadId("incident id"));
+        }
+        Ok(parsed)
     }
 
     /// The incident this event concerns: the incident itself, or the `incident` reference of a
@@ -442,5 +461,25 @@ mod tests {
             WebhookEvent::parse(&bad_time).unwrap_err().to_string(),
             "the event's occurred_at \"soon\" is not an RFC 3339 timestamp"
         );
+    }
+
+    #[test]
+    fn ids_that_cannot_be_pagerduty_ids_are_refused() {
+        let at = "2026-11-22T10:00:00Z";
+        let incident = |id: &str| json!({"type": "incident", "id": id, "status": "triggered"});
+        let long = "E".repeat(3000);
+        for (event_id, incident_id, field) in [
+            (long.as_str(), "PINC001", "id"),
+            ("E 1", "PINC001", "id"),
+            ("01GI0KPHX6I892N2PFKDLH25XK", long.as_str(), "incident id"),
+            ("01GI0KPHX6I892N2PFKDLH25XK", "P/../admin", "incident id"),
+        ] {
+            let body = envelope(json!({"id": event_id, "event_type": "incident.triggered", "occurred_at": at,
+                "data": incident(incident_id)}));
+            assert_eq!(WebhookEvent::parse(&body), Err(WebhookError::BadId(field)), "{field}");
+        }
+        let uuid = envelope(json!({"id": "5ac64822-4adc-4fda-ade0-410becf0de4f", "event_type": "incident.triggered",
+            "occurred_at": at, "data": incident("Q2B8ZJ5ATDCLB0")}));
+        assert!(WebhookEvent::parse(&uuid).is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //! - [`auth`]: the JWT bearer flow and the token cache ([`Authenticator`]).
 //! - [`client`]: [`SalesforceClient`] (sObjects, upsert, Composite, Case Comments).
 //! - [`composite`]: composite requests, their builder and per-subrequest results.
+//! - [`id`]: 15/18-character ids, their checksum, and how two ids (or orgs) compare.
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
 //! - [`trigger_post`]: the post our Apex trigger sends, and its signature / bearer verification.
 //! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod client;
 pub mod composite;
 pub mod error;
+pub mod id;
 pub mod outbound_message;
 pub mod trigger_post;
 
@@ -53,10 +55,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), SalesforceError> {
     }
 }
 
-/// True for a 15- or 18-character alphanumeric Salesforce id.
-pub fn is_record_id(id: &str) -> bool {
-    (id.len() == 15 || id.len() == 18) && id.chars().all(|c| c.is_ascii_alphanumeric())
-}
+pub use id::is_record_id;
 
 pub(crate) fn check_id(id: &str) -> Result<(), SalesforceError> {
     if is_record_id(id) {

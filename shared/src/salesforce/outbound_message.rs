@@ -270,13 +270,10 @@ impl OutboundMessage {
         })
     }
 
-    /// True when the message comes from `org_id`; 15 and 18-character forms of the same id match.
+    /// True when the message comes from `org_id`: the same org in either id form, never a
+    /// look-alike ([`super::id::same_org`]).
     pub fn is_from_org(&self, org_id: &str) -> bool {
-        let a = self.organization_id.as_str();
-        let b = org_id.trim();
-        // `get` rather than slicing: a hostile id with multi-byte characters must not panic.
-        let prefix_match = matches!((a.get(..15), b.get(..15)), (Some(x), Some(y)) if x == y);
-        !a.is_empty() && (a == b || prefix_match)
+        super::id::same_org(&self.organization_id, org_id)
     }
 }
 
@@ -374,8 +371,14 @@ mod tests {
         assert_eq!(m.notifications[2].fields["FirstName"], "Nora");
         assert_eq!(m.notifications[0].fields["IsConverted"], "false");
         assert_eq!(m.notifications[0].fields.len(), 28);
-        assert!(m.is_from_org("0123456789ABCDENNN"));
-        assert!(m.is_from_org("0123456789ABCDE"));
+        // The sample's made-up org id (no `00D`, a suffix that is no checksum) is no org's.
+        assert!(!m.is_from_org("0123456789ABCDENNN"));
+        assert!(!m.is_from_org("0123456789ABCDE"));
+        let mut m = m;
+        m.organization_id = "00DD0000000FJXTMA4".into();
+        assert!(m.is_from_org("00DD0000000FJXT"));
+        assert!(m.is_from_org("00DD0000000FJXTMA4"));
+        assert!(!m.is_from_org("00DD0000000FJXt"));
         assert!(!m.is_from_org("00D000000000001"));
         assert!(!m.is_from_org("0123456789ABCD\u{e9}"));
     }

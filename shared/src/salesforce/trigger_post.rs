@@ -284,11 +284,8 @@ fn parse_map(map_name: &'static str, value: &Value, object: &str) -> Result<Vec<
         }
         if let Some(id) = fields.get("Id") {
             let id = id.as_str().unwrap_or_default();
-            // Apex keys maps by the 18-character id; accept a 15-character prefix match too.
-            let same = id == key
-                || (id.len() == 15 && key.len() == 18 && key.starts_with(id))
-                || (key.len() == 15 && id.len() == 18 && id.starts_with(key.as_str()));
-            if !same {
+            // Apex keys maps by the 18-character id; the record may carry either form.
+            if !super::id::same_id(id, key) {
                 return Err(TriggerPostError::IdMismatch { map: map_name, key: key.clone(), found: id.to_string() });
             }
         }
@@ -394,6 +391,14 @@ pub enum InboundAuthError {
     BearerMismatch,
     #[error("no inbound secret is configured")]
     NoSecrets,
+    #[error(
+        "the endpoint URL carries no `token` query parameter: set the Outbound Message's Endpoint URL to the stack's SalesforceOutboundMessageUrl output"
+    )]
+    MissingToken,
+    #[error(
+        "the endpoint URL's token matches none of the configured ones: copy the current SalesforceOutboundMessageUrl output into the Outbound Message"
+    )]
+    TokenMismatch,
 }
 
 impl InboundAuthError {
@@ -475,22 +480,32 @@ pub fn verify_bearer(authorization_header: Option<&str>, secrets: &[&str]) -> Re
     if !scheme.eq_ignore_ascii_case("bearer") || presented.trim().is_empty() {
         return Err(InboundAuthError::MalformedBearer);
     }
-    let presented = presented.trim().as_bytes();
+    if matches_a_secret(presented.trim(), secrets)? { Ok(()) } else { Err(InboundAuthError::BearerMismatch) }
+}
+
+/// Verifies the `token` an Outbound Message's endpoint URL carries, in constant time.
+pub fn verify_url_token(token: Option<&str>, secrets: &[&str]) -> Result<(), InboundAuthError> {
+    let token = token.filter(|t| !t.is_empty()).ok_or(InboundAuthError::MissingToken)?;
+    if matches_a_secret(token, secrets)? { Ok(()) } else { Err(InboundAuthError::TokenMismatch) }
+}
+
+/// True when `presented` equals one of `secrets` (empty ones never match). Compares digests,
+/// so that the time taken depends neither on where they differ nor on the secrets' lengths.
+fn matches_a_secret(presented: &str, secrets: &[&str]) -> Result<bool, InboundAuthError> {
     let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
     if secrets.is_empty() {
         return Err(InboundAuthError::NoSecrets);
     }
-    // Compare digests so that the comparison time does not depend on the secret's length either.
     let digest = |b: &[u8]| -> [u8; 32] {
         use sha2::Digest;
         sha2::Sha256::digest(b).into()
     };
-    let presented = digest(presented);
+    let presented = digest(presented.as_bytes());
     let mut matched = subtle::Choice::from(0u8);
     for secret in secrets {
         matched |= digest(secret.as_bytes()).ct_eq(&presented);
     }
-    if bool::from(matched) { Ok(()) } else { Err(InboundAuthError::BearerMismatch) }
+    Ok(bool::from(matched))
 }
 
 #[cfg(test)]

@@ -31,12 +31,22 @@ pub enum StoreError {
         "store access denied or misconfigured during {operation}: {message}; check TABLE_NAME and the function's IAM policy"
     )]
     Config { operation: &'static str, message: String },
+    #[error(
+        "the store refused this event's item during {operation}: {message}; it will never be stored, so the event is dead-lettered"
+    )]
+    Refused { operation: &'static str, message: String },
 }
 
 impl StoreError {
     /// True when trying again later can succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable { .. } | StoreError::Throttled { .. })
+    }
+
+    /// True when this one event can never be stored (a key or an item the store refuses), while
+    /// other events can: the event fails for good, not the store.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, StoreError::Refused { .. })
     }
 }
 

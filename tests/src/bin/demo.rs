@@ -118,9 +118,9 @@ async fn main() -> Result<(), String> {
             "/pagerduty/webhook" => pd_to_sfdc::handle(&h.ctx, inbound).await,
             "/salesforce/records" => {
                 fresh_signature(&mut inbound, name, h.clock.now().timestamp());
-                sfdc_to_pd::handle_records(&h.ctx, inbound).await
+                sfdc_to_pd::handle(&h.ctx, inbound).await
             }
-            "/salesforce/outbound-message" => sfdc_to_pd::handle_outbound_message(&h.ctx, inbound).await,
+            "/salesforce/outbound-message" => sfdc_to_pd::handle(&h.ctx, inbound).await,
             other => return Err(format!("{name}: unknown route {other}")),
         };
         println!("{:<48} {:>6}  {}", name, reply.status, summary(&reply));

@@ -670,7 +670,14 @@ impl World {
                     ("x-webhook-id".into(), webhook_id.clone()),
                     ("x-webhook-subscription".into(), "PSUBEXPLORER".into()),
                 ];
-                (InboundRequest { headers, body: body.clone().into_bytes(), correlation_id, deadline }, true)
+                (
+                    InboundRequest {
+                        correlation_id,
+                        deadline,
+                        ..InboundRequest::post(pd_to_sfdc::WEBHOOK_ROUTE, headers, body.clone())
+                    },
+                    true,
+                )
             }
             Payload::Post { object, operation, username, olds, news, change_ids } => {
                 let to_map = |records: &[Value]| {
@@ -694,7 +701,14 @@ impl World {
                     ("x-pdsync-timestamp".into(), ts.to_string()),
                     ("x-pdsync-signature".into(), sign_trigger(INBOUND_SECRET, ts, body.as_bytes())),
                 ];
-                (InboundRequest { headers, body: body.into_bytes(), correlation_id, deadline }, false)
+                (
+                    InboundRequest {
+                        correlation_id,
+                        deadline,
+                        ..InboundRequest::post(sfdc_to_pd::RECORDS_ROUTE, headers, body)
+                    },
+                    false,
+                )
             }
         }
     }
@@ -773,7 +787,7 @@ impl World {
                             if webhook {
                                 pd_to_sfdc::handle(&ctx, request).await
                             } else {
-                                sfdc_to_pd::handle_records(&ctx, request).await
+                                sfdc_to_pd::handle(&ctx, request).await
                             }
                         };
                         let answer = match tokio::time::timeout(function_timeout, work).await {

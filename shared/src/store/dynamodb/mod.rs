@@ -85,10 +85,12 @@ impl DynamoStore {
             "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
                 StoreError::Throttled { operation, message }
             }
-            "ResourceNotFoundException"
-            | "AccessDeniedException"
-            | "UnrecognizedClientException"
-            | "ValidationException" => StoreError::Config { operation, message },
+            "ResourceNotFoundException" | "AccessDeniedException" | "UnrecognizedClientException" => {
+                StoreError::Config { operation, message }
+            }
+            // A key over its size limit, an item over 400 KB, a string set with an empty string:
+            // the request, not the table, is wrong, and sending it again changes nothing.
+            "ValidationException" => StoreError::Refused { operation, message },
             _ => StoreError::Unavailable { operation, message },
         }
     }
@@ -428,7 +430,8 @@ const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
 
 fn idem_key(key: &str) -> String {
-    format!("IDEM#{key}")
+    // Callers bound their keys already; this keeps any other caller from making a key DynamoDB refuses.
+    format!("IDEM#{}", crate::model::bounded_key(key))
 }
 
 /// The COMPLETED idempotency item (written alone, or in an event's last batch).
@@ -827,6 +830,14 @@ mod tests {
         let err = store().error("Query", timeout);
         assert!(matches!(err, StoreError::Unavailable { operation: "Query", .. }), "{err:?}");
         assert!(err.is_transient());
+    }
+
+    #[test]
+    fn a_request_dynamodb_refuses_is_a_permanent_error_of_that_event() {
+        let err = store().error("PutItem", service("ValidationException"));
+        assert!(matches!(err, StoreError::Refused { operation: "PutItem", .. }), "{err:?}");
+        assert!(err.is_permanent() && !err.is_transient());
+        assert!(err.to_string().contains("dead-lettered"), "{err}");
     }
 
     #[test]

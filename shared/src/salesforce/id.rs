@@ -1,0 +1,105 @@
+//! Salesforce ids: 15 case-sensitive characters, or 18 — the same 15 followed by a 3-character
+//! checksum of their letter case (so the id survives case-insensitive tools). One id has both
+//! forms; two ids are the same only when their 15 characters are equal, never by a prefix.
+
+/// The alphabet of the 18-character suffix: one character per 5 characters of the id, naming
+/// which of them are upper case.
+const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+
+/// True for a 15- or 18-character alphanumeric Salesforce id (the shape only).
+pub fn is_record_id(id: &str) -> bool {
+    (id.len() == 15 || id.len() == 18) && id.bytes().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The 3 suffix characters Salesforce appends to `id15` to make its 18-character form.
+pub fn checksum(id15: &str) -> Option<[u8; 3]> {
+    let bytes = id15.as_bytes();
+    if bytes.len() != 15 || !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let mut out = [0u8; 3];
+    for (chunk, slot) in bytes.chunks(5).zip(out.iter_mut()) {
+        let bits =
+            chunk.iter().enumerate().filter(|(_, c)| c.is_ascii_uppercase()).fold(0usize, |acc, (i, _)| acc | 1 << i);
+        *slot = SUFFIX_ALPHABET[bits];
+    }
+    Some(out)
+}
+
+/// The 18-character form of a 15- or 18-character id, `None` when `id` is neither or its suffix
+/// is not the checksum of its first 15 characters.
+pub fn to_18(id: &str) -> Option<String> {
+    let sum = checksum(id.get(..15)?)?;
+    match id.len() {
+        15 => Some(format!("{id}{}", std::str::from_utf8(&sum).expect("ASCII"))),
+        18 if id.as_bytes()[15..].eq_ignore_ascii_case(&sum) => {
+            Some(format!("{}{}", &id[..15], std::str::from_utf8(&sum).expect("ASCII")))
+        }
+        _ => None,
+    }
+}
+
+/// The same record, either form: both ids well-shaped and their 15 characters equal (case
+/// matters). Ids inside a signed post come from Salesforce itself, so their suffix is not
+/// re-checked here; [`same_org`] checks it.
+pub fn same_id(a: &str, b: &str) -> bool {
+    is_record_id(a) && is_record_id(b) && a[..15] == b[..15]
+}
+
+/// `presented` is the org `configured` names: both valid org ids (`00D` prefix, an 18-character
+/// form's suffix checked), equal on their 15 characters. Look-alikes (the right 15 characters
+/// followed by anything, a wrong suffix, another length) are not.
+pub fn same_org(presented: &str, configured: &str) -> bool {
+    match (to_18(presented), to_18(configured.trim())) {
+        (Some(a), Some(b)) => a.starts_with("00D") && a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Real ids in both forms (Salesforce documentation and the captured samples).
+    const PAIRS: &[(&str, &str)] = &[
+        ("00D000000000062", "00D000000000062EAA"),
+        ("001A0000006Vm9r", "001A0000006Vm9rIAC"),
+        ("003D000000QnHOz", "003D000000QnHOzIAN"),
+        ("00DD0000000FJXT", "00DD0000000FJXTMA4"),
+    ];
+
+    #[test]
+    fn the_18_character_form_is_the_15_and_their_checksum() {
+        for (id15, id18) in PAIRS {
+            assert_eq!(to_18(id15).as_deref(), Some(*id18), "{id15}");
+            assert_eq!(to_18(id18).as_deref(), Some(*id18), "{id18}");
+            assert!(to_18(&id18.to_ascii_lowercase()[..15]).is_some());
+        }
+        assert_eq!(to_18("00D000000000062EAB"), None, "a wrong suffix");
+        assert_eq!(to_18("00D00000000006"), None, "14 characters");
+        assert_eq!(to_18("00D000000000062\u{e9}AA"), None, "non-ASCII");
+    }
+
+    #[test]
+    fn orgs_are_equal_in_either_form_and_never_by_prefix() {
+        assert!(same_org("00D000000000062", "00D000000000062EAA"));
+        assert!(same_org("00D000000000062EAA", "00D000000000062"));
+        assert!(same_org("00D000000000062eaa", "00D000000000062"), "the suffix is case-insensitive");
+        assert!(!same_org("00D000000000062NNN", "00D000000000062"), "our 15 characters and a made-up suffix");
+        assert!(!same_org("00D000000000062EAA-anything", "00D000000000062"), "our 18 characters and more");
+        assert!(!same_org("00d000000000062", "00D000000000062"), "the 15 characters are case-sensitive");
+        assert!(!same_org("001A0000006Vm9r", "001A0000006Vm9r"), "not an org id");
+        assert!(!same_org("", "00D000000000062"));
+        assert!(!same_org("00D000000000062", ""));
+    }
+
+    #[test]
+    fn records_compare_on_their_15_characters() {
+        assert!(same_id("0055g0000BRIDGEAQ5", "0055g0000BRIDGE"));
+        assert!(same_id("0055g0000BRIDGE", "0055g0000BRIDGEAQ5"));
+        assert!(!same_id("0055g0000bridgeAAA", "0055g0000BRIDGEAQ5"), "15-character ids are case-sensitive");
+        assert!(!same_id("0055g0000BRIDGEAQ5X", "0055g0000BRIDGE"), "19 characters");
+        assert!(!same_id("0055g0000BRIDGEX", "0055g0000BRIDGE"), "16 characters: not our id and more");
+        assert!(!same_id("005", "005"));
+    }
+}
