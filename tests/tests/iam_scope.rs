@@ -24,7 +24,9 @@ use shared::retry::queue::Queue;
 use shared::retry::sqs::SqsQueue;
 use shared::store::Subject;
 use sim::faults::FaultKind;
-use sim::harness::{Harness, HarnessConfig, INBOUND_SECRET, ORG_ID, WEBHOOK_SECRET, delivery, incident_data};
+use sim::harness::{
+    Harness, HarnessConfig, INBOUND_SECRET, ORG_ID, OUTBOUND_MESSAGE_TOKEN, WEBHOOK_SECRET, delivery, incident_data,
+};
 use sim::pagerduty::sign_v1;
 use sim::salesforce::sign_trigger;
 
@@ -153,10 +155,18 @@ fn template() -> Value {
 fn strings(value: &Value) -> Vec<String> {
     match value {
         Value::String(s) => vec![s.clone()],
+        // `!If [Condition, A, B]` in a list reads `[Condition, A, B]`: either branch may be
+        // granted (`AWS::NoValue` grants nothing).
+        Value::Array(items) if items.len() == 3 && items[0].as_str().is_some_and(|c| CONDITIONS.contains(&c)) => {
+            items[1..].iter().flat_map(strings).filter(|s| s != "AWS::NoValue").collect()
+        }
         Value::Array(items) => items.iter().flat_map(strings).collect(),
         other => panic!("expected a string or a list of strings, found {other}"),
     }
 }
+
+/// The template's conditions an `!If` in a statement may name.
+const CONDITIONS: [&str; 1] = ["OutboundMessagesEnabled"];
 
 fn statement(value: &Value) -> Statement {
     let sid = value["Sid"].as_str().unwrap_or("(no Sid)").to_string();
@@ -461,7 +471,7 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
             ("x-webhook-id".to_string(), id.to_string()),
             ("x-webhook-subscription".to_string(), "PSUB0DEMO".to_string()),
         ];
-        let request = h.request(&body, headers);
+        let request = h.request(handler::pd_to_sfdc::WEBHOOK_ROUTE, &body, headers);
         let ctx = &pd_to_sfdc;
         async move { handler::pd_to_sfdc::handle(ctx, request).await.status }
     };
@@ -473,9 +483,9 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
             ("x-pdsync-timestamp".to_string(), ts.to_string()),
             ("x-pdsync-signature".to_string(), sign_trigger(INBOUND_SECRET, ts, body.as_bytes())),
         ];
-        let request = h.request(&body, headers);
+        let request = h.request(handler::sfdc_to_pd::RECORDS_ROUTE, &body, headers);
         let ctx = &sfdc_to_pd;
-        async move { handler::sfdc_to_pd::handle_records(ctx, request).await.status }
+        async move { handler::sfdc_to_pd::handle(ctx, request).await.status }
     };
 
     // sfdc-to-pd: a Case insert opens an incident; one meets a PagerDuty error and is queued; one
@@ -543,6 +553,14 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     proxy.act_as("RetryFunction");
     h.drain_retries(20).await;
     assert_eq!(h.sf.records("Case").len(), 3, "the replayed trigger opened its Case");
+
+    // sfdc-to-pd: an Outbound Message (its route reads the token secret).
+    proxy.act_as("SfdcToPdFunction");
+    let headers = vec![("content-type".to_string(), "text/xml; charset=utf-8".to_string())];
+    let xml = include_str!("../../events/sfdc-to-pd/outbound-message.xml");
+    let mut request = h.request(handler::sfdc_to_pd::OUTBOUND_MESSAGE_ROUTE, xml, headers);
+    request.query = format!("token={OUTBOUND_MESSAGE_TOKEN}");
+    assert_eq!(handler::sfdc_to_pd::handle(&sfdc_to_pd, request).await.status, 200);
     proxy.act_as(TEST);
     (h, proxy.checks())
 }
@@ -557,6 +575,9 @@ fn resource_name(h: &Harness, check: &Check) -> String {
         Some("secretsmanager") if check.resource == h.ctx.settings.webhook_secret_id => "PagerDutyWebhookSecret".into(),
         Some("secretsmanager") if check.resource == h.ctx.settings.inbound_secret_id => {
             "SalesforceInboundSecret".into()
+        }
+        Some("secretsmanager") if h.ctx.settings.outbound_message_secret_id.as_deref() == Some(&check.resource) => {
+            "SalesforceOutboundMessageSecret".into()
         }
         _ => format!("unknown:{}", check.resource),
     }
