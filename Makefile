@@ -7,7 +7,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.installed
 CARGO     ?= cargo
-# moto_server, cfn-lint and cargo-lambda come from the venv.
+# moto_server, cfn-lint, sam and cargo-lambda come from the venv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MOTO_SERVER := $(CURDIR)/$(VENV)/bin/moto_server
 
@@ -22,17 +22,19 @@ $(STAMP): requirements-dev.txt
 	touch $@
 
 .PHONY: tools
-tools: $(STAMP) ## Install the pinned Python tools (moto, cfn-lint, cargo-lambda) into .venv
+tools: $(STAMP) ## Install the pinned Python tools (moto, cfn-lint, SAM CLI, cargo-lambda) into .venv
 
 .PHONY: fmt
 fmt: ## Format the Rust code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint on the template
+lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	cfn-lint template.yaml
+	@# SAM's own check (transform, then cfn-lint): offline, with no AWS credentials; it only needs a region.
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 sam validate --lint --template-file template.yaml
 	$(MAKE) --no-print-directory deps
 
 .PHONY: deps
