@@ -410,10 +410,13 @@ impl InboundAuthError {
         }
     }
 
-    /// A signature or bearer that matches no cached secret: the secret may have been rotated
+    /// A signature, bearer or URL token that matches no cached secret: the secret may have been rotated
     /// since it was read (a missing, malformed or stale header cannot be explained so).
     pub fn rotation_may_explain(&self) -> bool {
-        matches!(self, InboundAuthError::SignatureMismatch | InboundAuthError::BearerMismatch | InboundAuthError::TokenMismatch)
+        matches!(
+            self,
+            InboundAuthError::SignatureMismatch | InboundAuthError::BearerMismatch | InboundAuthError::TokenMismatch
+        )
     }
 }
 
