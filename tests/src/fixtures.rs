@@ -6,6 +6,22 @@ use shared::store::LinkStore;
 
 use crate::harness::Harness;
 
+/// Salesforce → PagerDuty: a new Sev1 Case opens a high-urgency incident titled by its Subject.
+pub const SEV1_CASE_OPENS_INCIDENT: &str = r#"
+rulesets:
+  - name: SFDC > PD
+    enabled: true
+    rules:
+      - name: sev1-case-opens-incident
+        direction: salesforce_to_pagerduty
+        object: Case
+        applies_to: new_only
+        conditions:
+          - {field: Priority, operator: equals, value: Sev1}
+        actions:
+          - create_incident: {service: PSVC001, urgency: high, title: {fields: [Subject]}}
+"#;
+
 /// PagerDuty → Salesforce rules for a Case: a trigger opens it, an acknowledge sets it Working, a
 /// resolve closes it, a note becomes a Case Comment.
 pub const PD_CASE_RULES: &str = r#"

@@ -9,20 +9,8 @@ use sim::harness::{Harness, HarnessConfig, OUTBOUND_MESSAGE_TOKEN, WEBHOOK_SECRE
 use sim::pagerduty::sign_v1;
 use sim::salesforce::OutboundMessenger;
 
-const RULES: &str = r#"
-rulesets:
-  - name: SFDC > PD
-    enabled: true
-    rules:
-      - name: sev1-case-opens-incident
-        direction: salesforce_to_pagerduty
-        object: Case
-        applies_to: new_only
-        conditions:
-          - {field: Priority, operator: equals, value: Sev1}
-        actions:
-          - create_incident: {service: PSVC001, urgency: high, title: {fields: [Subject]}}
-"#;
+/// A new Sev1 Case opens an incident: any request let through would act.
+const RULES: &str = sim::fixtures::SEV1_CASE_OPENS_INCIDENT;
 
 /// Our org (the harness's), and ids that look like it.
 const ORG_15: &str = "00D5g0000SIMORG";

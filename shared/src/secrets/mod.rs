@@ -328,16 +328,22 @@ mod tests {
         }
     }
 
+    /// Signing secrets `wh` (current: "old") behind a counting source and a manual clock.
+    fn cached_old_secret() -> (Arc<Counting>, Arc<ManualClock>, CachedSecrets) {
+        let source = Arc::new(Counting::default());
+        source.inner.set("wh", r#"{"current":"old"}"#);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        (source, clock, secrets)
+    }
+
     fn matches_key(key: &'static str) -> impl Fn(&SigningSecrets) -> Result<(), &'static str> {
         move |secrets| if secrets.iter().any(|s| s.expose() == key) { Ok(()) } else { Err("mismatch") }
     }
 
     #[tokio::test]
     async fn a_mismatch_rereads_the_secret_at_most_once_per_interval() {
-        let source = Arc::new(Counting::default());
-        source.inner.set("wh", r#"{"current":"old"}"#);
-        let clock = Arc::new(ManualClock::new(Utc::now()));
-        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        let (source, clock, secrets) = cached_old_secret();
         for _ in 0..100 {
             assert_eq!(secrets.verify_signed("wh", matches_key("forged"), |_| true).await.unwrap(), Err("mismatch"));
         }
@@ -354,10 +360,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_mismatches_share_one_reread_and_its_value() {
-        let source = Arc::new(Counting::default());
-        source.inner.set("wh", r#"{"current":"old"}"#);
-        let clock = Arc::new(ManualClock::new(Utc::now()));
-        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        let (source, clock, secrets) = cached_old_secret();
         secrets.get("wh").await.unwrap();
         source.inner.set("wh", r#"{"current":"new"}"#);
         clock.advance(chrono::Duration::seconds(31));
@@ -369,10 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_no_rotation_explains_does_not_reread() {
-        let source = Arc::new(Counting::default());
-        source.inner.set("wh", r#"{"current":"old"}"#);
-        let clock = Arc::new(ManualClock::new(Utc::now()));
-        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        let (source, clock, secrets) = cached_old_secret();
         secrets.get("wh").await.unwrap();
         clock.advance(chrono::Duration::seconds(31));
         let malformed = |_: &SigningSecrets| Err::<(), _>("malformed header");
@@ -385,10 +385,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_reread_also_waits_out_the_interval() {
-        let source = Arc::new(Counting::default());
-        source.inner.set("wh", r#"{"current":"old"}"#);
-        let clock = Arc::new(ManualClock::new(Utc::now()));
-        let secrets = CachedSecrets::new(source.clone(), clock.clone(), Duration::from_secs(300));
+        let (source, clock, secrets) = cached_old_secret();
         secrets.get("wh").await.unwrap();
         clock.advance(chrono::Duration::seconds(31));
         source.inner.0.lock().unwrap().clear();
