@@ -37,14 +37,22 @@ pub fn to_inbound(request: &Request) -> InboundRequest {
     }
 }
 
-/// The request's path without the stage: a named stage (not `$default`) prefixes the raw path
-/// with `/<stage>`.
+/// The route's path: the one API Gateway matched (`routeKey` `POST /salesforce/records`), which
+/// holds neither a named stage nor a custom domain's mapping key; without one (`$default`, local
+/// tools), the raw path without a named stage's `/<stage>` prefix.
 fn route_path(request: &Request) -> String {
     let path = request.uri().path();
-    let stage = match request.request_context_ref() {
-        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
-        _ => None,
+    let (stage, route_key) = match request.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) => {
+            (context.stage.clone(), context.route_key.clone())
+        }
+        _ => (None, None),
     };
+    if let Some((_, matched)) = route_key.as_deref().and_then(|k| k.split_once(' '))
+        && matched.starts_with('/')
+    {
+        return matched.to_string();
+    }
     match stage.filter(|s| s != "$default") {
         Some(stage) => {
             path.strip_prefix(&format!("/{stage}")).filter(|p| p.starts_with('/')).unwrap_or(path).to_string()
@@ -113,6 +121,17 @@ mod tests {
         event["requestContext"]["stage"] = serde_json::json!("prod");
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         assert_eq!(to_inbound(&request).path, "/my/path");
+    }
+
+    #[test]
+    fn the_route_api_gateway_matched_is_the_path_behind_a_custom_domains_mapping_key() {
+        let raw = include_str!("../tests/fixtures/lambda/apigw-v2-request.json");
+        let mut event: serde_json::Value = serde_json::from_str(raw).unwrap();
+        event["rawPath"] = serde_json::json!("/sync/salesforce/records");
+        event["routeKey"] = serde_json::json!("POST /salesforce/records");
+        event["requestContext"]["routeKey"] = serde_json::json!("POST /salesforce/records");
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        assert_eq!(to_inbound(&request).path, "/salesforce/records");
     }
 
     #[test]

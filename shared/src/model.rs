@@ -171,8 +171,23 @@ impl AuditEntry {
     }
 }
 
-/// How much of a rejected payload the audit trail keeps.
-pub const MAX_KEPT_PAYLOAD: usize = 64 * 1024;
+/// How much of a rejected payload the audit trail keeps (JSON escapes can make it up to six
+/// times larger in the item, which holds at most 400 KB).
+pub const MAX_KEPT_PAYLOAD: usize = 32 * 1024;
+/// How much of a reason the audit trail keeps (parser errors can quote the input).
+pub const MAX_REASON: usize = 1024;
+
+/// `text` cut to `max` bytes on a character boundary, with `…` when cut.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
 
 /// The longest identifier kept as it is in a store key (DynamoDB refuses partition keys over
 /// 2,048 bytes and sort keys over 1,024); longer ones are replaced by their hash.

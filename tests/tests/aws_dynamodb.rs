@@ -126,6 +126,26 @@ async fn recent_audit_reads_across_day_partitions_newest_first() {
 }
 
 #[tokio::test]
+async fn a_key_too_long_for_dynamodb_is_refused_for_good_not_retried() {
+    let (client, table) = moto::table().await;
+    let store = DynamoStore::new(client, table);
+    let link = Link {
+        incident_id: "Q".repeat(3000),
+        record: RecordRef { object: "Case".into(), id: "5005g00000LONG1AAA".into() },
+        created_at: Utc::now(),
+        created_by_rule: None,
+    };
+    let err = store.put_link(&link).await.unwrap_err();
+    assert!(matches!(err, StoreError::Refused { .. }), "{err:?}");
+    assert!(err.is_permanent(), "this event's item can never be stored");
+    // The idempotency key of such an event is bounded, so its gate still works.
+    let key = format!("pd:{}", "E".repeat(3000));
+    let now = Utc::now();
+    let first = store.claim(&key, now, now + Duration::seconds(10), now + Duration::hours(1)).await.unwrap();
+    assert_eq!(first, shared::store::Claim::Acquired);
+}
+
+#[tokio::test]
 async fn a_missing_table_is_a_configuration_error_naming_the_table() {
     let sdk = moto::sdk_config().await;
     let store = DynamoStore::from_conf(&sdk, "no-such-table");

@@ -127,6 +127,18 @@ const NOT_DRIVEN: &[(&str, &str, &str, &str)] = &[
     ),
     (
         OPERATOR,
+        "secretsmanager:GetSecretValue",
+        "SalesforceOutboundMessageSecret",
+        "the operator reads the token to build the Outbound Message endpoint URL (README, Security)",
+    ),
+    (
+        OPERATOR,
+        "secretsmanager:PutSecretValue",
+        "SalesforceOutboundMessageSecret",
+        "the operator rotates the Outbound Message token (README, Security)",
+    ),
+    (
+        OPERATOR,
         "cloudformation:DescribeStacks",
         "AWS::StackId",
         "the operator reads the stack outputs (aws cloudformation describe-stacks)",

@@ -158,3 +158,55 @@ async fn identifiers_too_long_for_a_key_never_make_an_event_fail_forever() {
         "and the webhook is refused the same way again"
     );
 }
+
+/// An idempotency store that refuses every claim as DynamoDB refuses an oversized key.
+struct RefusingClaims;
+
+#[async_trait::async_trait]
+impl shared::store::IdempotencyStore for RefusingClaims {
+    async fn claim(
+        &self,
+        _: &str,
+        _: chrono::DateTime<Utc>,
+        _: chrono::DateTime<Utc>,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<shared::store::Claim, shared::store::StoreError> {
+        Err(shared::store::StoreError::Refused {
+            operation: "PutItem",
+            message: "ValidationException: Size of hashkey has exceeded the maximum size limit of 2048 bytes".into(),
+        })
+    }
+    async fn complete(&self, _: &str, _: &str, _: chrono::DateTime<Utc>) -> Result<(), shared::store::StoreError> {
+        unreachable!("a refused claim completes nothing")
+    }
+    async fn release(&self, _: &str) -> Result<(), shared::store::StoreError> {
+        unreachable!("a refused claim releases nothing")
+    }
+}
+
+/// Whatever still makes the store refuse an event's key, the event fails alone: dead-lettered
+/// with its payload and the reason, and acknowledged (not "deliver again" for ever).
+#[tokio::test]
+async fn an_event_whose_key_the_store_refuses_is_dead_lettered_and_acknowledged() {
+    let mut h = Harness::start(RULES).await;
+    h.ctx.idempotency = shared::handler::idempotency::Idempotency::new(
+        std::sync::Arc::new(RefusingClaims),
+        h.ctx.clock.clone(),
+        std::time::Duration::from_secs(3600),
+    );
+    let webhook = sim::harness::delivery(
+        "01SECURITYREFUSED000000001",
+        "incident.triggered",
+        Utc::now(),
+        sim::harness::incident_data("QSECREFUSED1", "triggered"),
+    );
+    let reply = h.webhook(&webhook, "w-refused").await;
+    assert_eq!((reply.status, outcome(&reply)), (200, "dead_lettered".to_string()), "{}", reply.body);
+    let reply = h.outbound_message(&outbound_message(ORG_15, "04l5g0000000005AAA", "5005g00000SECR5AAA")).await;
+    assert!(acked(&reply), "{}", reply.body);
+    let dead = h.dead_letters();
+    assert_eq!(dead.len(), 2, "both events are in the DLQ");
+    assert!(dead.iter().all(|e| e.dead_letter_reason.as_deref().is_some_and(|r| r.contains("refused"))), "{dead:?}");
+    assert_eq!(h.store.audit_entries().iter().filter(|e| e.outcome == Outcome::DeadLettered).count(), 2);
+    assert!(h.pd.incidents().is_empty(), "nothing was acted on");
+}

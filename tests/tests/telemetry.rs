@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use sim::harness::{Harness, INBOUND_SECRET, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data};
+use sim::harness::{
+    Harness, INBOUND_SECRET, OUTBOUND_MESSAGE_TOKEN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data,
+};
 use sim::pagerduty::sign_v1;
 use sim::salesforce::test_keys;
 
@@ -82,6 +84,15 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
     h.sf.set_faults(sim::faults::FaultConfig { seed: 1, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
     assert_eq!(h.webhook(&trigger("PT4"), "w4").await.status, 200);
 
+    // An Outbound Message carries its token in the URL; at trace, lambda_runtime logs every raw
+    // invocation (headers, query, body) as this line: the filter keeps it out whatever LOG_LEVEL says.
+    let xml = sim::salesforce::OutboundMessenger::new(sim::harness::ORG_ID, "https://example.my.salesforce.com")
+        .envelope("Case", &[json!({"Id": "5005g00000TELE2AAA", "Subject": "s"})]);
+    assert_eq!(h.outbound_message(&xml).await.status, 200);
+    let raw = format!(r#"{{"rawQueryString":"token={OUTBOUND_MESSAGE_TOKEN}"}}"#);
+    tracing::trace!(target: "lambda_runtime::layers::api_response", body = %raw, "raw JSON event received from Lambda");
+    tracing::trace!(target: "lambda_http::request", body = %raw, "request");
+
     let mut metrics = Vec::new();
     emf.flush(&mut metrics).unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -95,6 +106,7 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
         WEBHOOK_SECRET,
         WEBHOOK_SECRET_PREVIOUS,
         INBOUND_SECRET,
+        OUTBOUND_MESSAGE_TOKEN,
         "sim-token",
         key_body.as_str(),
         "BEGIN PRIVATE KEY",

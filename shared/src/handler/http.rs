@@ -62,14 +62,10 @@ fn percent_decode(text: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
+            b'%' if i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("two ASCII hex digits");
+                out.push(u8::from_str_radix(hex, 16).expect("two hex digits"));
+                i += 2;
             }
             b => out.push(b),
         }
@@ -176,7 +172,7 @@ mod tests {
         assert_eq!(request.query_param("a").as_deref(), Some("1"));
         assert_eq!(request.query_param("flag").as_deref(), Some(""));
         assert_eq!(request.query_param("missing"), None);
-        let odd = InboundRequest { query: "token=%zz%4".into(), ..Default::default() };
-        assert_eq!(odd.query_param("token").as_deref(), Some("%zz%4"));
+        let odd = InboundRequest { query: "token=%zz%+1%4".into(), ..Default::default() };
+        assert_eq!(odd.query_param("token").as_deref(), Some("%zz% 1%4"));
     }
 }

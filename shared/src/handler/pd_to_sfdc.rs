@@ -160,11 +160,16 @@ async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str)
         crate::model::bounded_key(request.header("x-webhook-id").unwrap_or("unknown")),
         Outcome::Rejected,
     );
-    entry.reason = Some(format!("rejected: {reason}"));
+    entry.reason = Some(format!("rejected: {}", crate::model::cut(reason, crate::model::MAX_REASON)));
     entry.keep_payload(&request.body);
     if let Err(err) = ctx.stores.audit.append(&entry).await {
-        tracing::error!(error = %err, "could not keep the rejected payload");
-        return Reply::message(503, "unavailable", "could not record the rejected payload; deliver again later");
+        if !err.is_permanent() {
+            tracing::error!(error = %err, "could not keep the rejected payload");
+            return Reply::message(503, "unavailable", "could not record the rejected payload; deliver again later");
+        }
+        // The same bytes would be refused again: only the log keeps it.
+        metrics::error();
+        tracing::error!(error = %err, "the store refused the rejected payload; acknowledged all the same");
     }
     Reply::json(202, &serde_json::json!({"status": "rejected", "reason": reason}))
 }

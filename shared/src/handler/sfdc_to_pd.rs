@@ -204,7 +204,11 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
     };
     if !crate::salesforce::id::same_org(&post.org_id, &ctx.settings.org_id) {
         metrics::event_rejected("org_mismatch");
-        return Reply::message(403, "forbidden", format!("org {} is not the configured org", post.org_id));
+        return Reply::message(
+            403,
+            "forbidden",
+            format!("org {} is not the configured org", crate::model::cut(&post.org_id, 40)),
+        );
     }
     let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
     let changes: Vec<Change> = post
@@ -294,14 +298,17 @@ async fn reject_outbound_message(ctx: &Context, request: &InboundRequest, reason
         "outbound-message",
         Outcome::Rejected,
     );
-    entry.reason = Some(format!("rejected: {reason}"));
+    entry.reason = Some(format!("rejected: {}", crate::model::cut(reason, crate::model::MAX_REASON)));
     entry.keep_payload(&request.body);
     if let Err(err) = ctx.stores.audit.append(&entry).await {
-        tracing::error!(error = %err, "could not keep the rejected Outbound Message");
-        return Reply::xml(
-            500,
-            outbound_message::fault_response("could not record the message; Salesforce will retry"),
-        );
+        if !err.is_permanent() {
+            tracing::error!(error = %err, "could not keep the rejected Outbound Message");
+            let fault = outbound_message::fault_response("could not record the message; Salesforce will retry");
+            return Reply::xml(500, fault);
+        }
+        // The same bytes would be refused again: only the log keeps it.
+        metrics::error();
+        tracing::error!(error = %err, "the store refused the rejected Outbound Message; acknowledged all the same");
     }
     Reply::xml(200, outbound_message::ack_response().to_string())
 }

@@ -20,8 +20,12 @@ pub fn init_logging_to<W>(level: &str, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(format!("{level},aws_config=warn,aws_smithy_runtime=warn,hyper=warn,h2=warn"))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // lambda_runtime logs each raw invocation (headers, query, body: signatures, bearer secrets,
+    // the Outbound Message token) at trace: never below info, whatever LOG_LEVEL says.
+    let filter = EnvFilter::try_new(format!(
+        "{level},aws_config=warn,aws_smithy_runtime=warn,hyper=warn,h2=warn,lambda_runtime=info,lambda_http=info"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

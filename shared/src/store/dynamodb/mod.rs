@@ -88,9 +88,11 @@ impl DynamoStore {
             "ResourceNotFoundException" | "AccessDeniedException" | "UnrecognizedClientException" => {
                 StoreError::Config { operation, message }
             }
-            // A key over its size limit, an item over 400 KB, a string set with an empty string:
-            // the request, not the table, is wrong, and sending it again changes nothing.
-            "ValidationException" => StoreError::Refused { operation, message },
+            // A key or an item over its size limit: this event's request, not the table, is
+            // wrong, and sending it again changes nothing. Any other validation error (a key
+            // schema that is not ours, an expression) is the deployment's: retried and alarmed.
+            "ValidationException" if is_size_limit(&detail) => StoreError::Refused { operation, message },
+            "ValidationException" => StoreError::Config { operation, message },
             _ => StoreError::Unavailable { operation, message },
         }
     }
@@ -131,6 +133,14 @@ impl DynamoStore {
             }
         }
     }
+}
+
+/// DynamoDB's answers for a key over 2,048 (partition) or 1,024 (sort) bytes and an item over
+/// 400 KB: "Size of hashkey has exceeded the maximum size limit", "Hash primary key values must
+/// be under 2048 bytes", "Item size has exceeded the maximum allowed size", ...
+fn is_size_limit(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
+    (detail.contains("size") && detail.contains("exceeded")) || detail.contains("must be under")
 }
 
 fn subject_pk(subject: &Subject) -> String {
@@ -809,7 +819,11 @@ mod tests {
 
     /// A service error as the SDK hands it over (the raw response plays no part in the mapping).
     fn service(code: &str) -> SdkError<GetItemError, ()> {
-        let meta = ErrorMetadata::builder().code(code).message("from the service").build();
+        service_with(code, "from the service")
+    }
+
+    fn service_with(code: &str, message: &str) -> SdkError<GetItemError, ()> {
+        let meta = ErrorMetadata::builder().code(code).message(message).build();
         SdkError::service_error(GetItemError::generic(meta), ())
     }
 
@@ -833,11 +847,22 @@ mod tests {
     }
 
     #[test]
-    fn a_request_dynamodb_refuses_is_a_permanent_error_of_that_event() {
-        let err = store().error("PutItem", service("ValidationException"));
-        assert!(matches!(err, StoreError::Refused { operation: "PutItem", .. }), "{err:?}");
-        assert!(err.is_permanent() && !err.is_transient());
-        assert!(err.to_string().contains("dead-lettered"), "{err}");
+    fn a_key_or_item_over_its_size_limit_is_a_permanent_error_of_that_event() {
+        for detail in [
+            "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of 2048 bytes",
+            "Hash primary key values must be under 2048 bytes",
+            "Item size has exceeded the maximum allowed size",
+        ] {
+            let err = store().error("PutItem", service_with("ValidationException", detail));
+            assert!(matches!(err, StoreError::Refused { operation: "PutItem", .. }), "{detail}: {err:?}");
+            assert!(err.is_permanent() && !err.is_transient());
+            assert!(err.to_string().contains("dead-lettered"), "{err}");
+        }
+        // A table with another key schema refuses every event: the deployment is wrong, not the event.
+        let schema = "The provided key element does not match the schema";
+        let err = store().error("PutItem", service_with("ValidationException", schema));
+        assert!(matches!(err, StoreError::Config { .. }), "{err:?}");
+        assert!(!err.is_permanent());
     }
 
     #[test]
