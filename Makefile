@@ -29,12 +29,14 @@ fmt: ## Format the Rust code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template
+lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template, samconfig/docs vs template
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	cfn-lint template.yaml
 	@# SAM's own check (transform, then cfn-lint): offline, with no AWS credentials; it only needs a region.
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 sam validate --lint --template-file template.yaml
+	@# samconfig.toml's parameter_overrides and the outputs the docs name, against the template.
+	$(PY) tools/check_deploy_config.py
 	$(MAKE) --no-print-directory deps
 
 .PHONY: deps
