@@ -92,7 +92,7 @@ invoke-local: ## sam local invoke each function with a sample event (needs Docke
 	@if ! docker info >/dev/null 2>&1; then echo "invoke-local needs a running Docker engine"; exit 1; fi
 	sam build
 	sam local invoke PdToSfdcFunction --event events/pd-to-sfdc/incident-triggered.json
-	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert.json
+	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert-sev1.json
 	sam local invoke RetryFunction --event events/retry/sqs-batch.json
 
 .PHONY: clean
