@@ -29,12 +29,14 @@ fmt: ## Format the Rust code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template
+lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template, samconfig/docs vs template
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	cfn-lint template.yaml
 	@# SAM's own check (transform, then cfn-lint): offline, with no AWS credentials; it only needs a region.
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0 sam validate --lint --template-file template.yaml
+	@# samconfig.toml's parameter_overrides and the outputs the docs name, against the template.
+	$(PY) tools/check_deploy_config.py
 	$(MAKE) --no-print-directory deps
 
 .PHONY: deps
@@ -90,7 +92,7 @@ invoke-local: ## sam local invoke each function with a sample event (needs Docke
 	@if ! docker info >/dev/null 2>&1; then echo "invoke-local needs a running Docker engine"; exit 1; fi
 	sam build
 	sam local invoke PdToSfdcFunction --event events/pd-to-sfdc/incident-triggered.json
-	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert.json
+	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert-sev1.json
 	sam local invoke RetryFunction --event events/retry/sqs-batch.json
 
 .PHONY: clean

@@ -6,7 +6,8 @@ payload, and SQS events for the retry function. Run it again after changing a pa
 
 The requests are signed with the demo secrets below, which `make run` configures. Salesforce posts
 carry a timestamp (replay protection refuses one more than 5 minutes old); the demo re-signs them
-with the current time before replaying, and `syncctl sign-event` does the same for sam local invoke.
+with the current time before replaying; for sam local invoke or cargo lambda invoke, run this
+script again (it signs them with the current time). syncctl has no command for it.
 """
 import base64
 import copy
