@@ -14,7 +14,7 @@ use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
 use crate::handler::{echo, full_note};
-use crate::model::{AuditEntry, Direction, Outcome};
+use crate::model::Direction;
 use crate::pagerduty::signature::{self, SignatureError};
 use crate::pagerduty::{EventData, WebhookEvent};
 use crate::retry::envelope::{Envelope, QueuedEvent};
@@ -151,27 +151,14 @@ async fn verify(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
 /// Signed but unreadable: keep the raw payload for review, answer 2xx (a 4xx would only make
 /// PagerDuty disable the subscription; the same bytes will never parse).
 async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
-    metrics::event_rejected("malformed");
-    tracing::warn!(correlation_id = %request.correlation_id, reason, "signed webhook could not be parsed; kept for review");
-    let mut entry = AuditEntry::new(
-        ctx.clock.now(),
-        Direction::PagerdutyToSalesforce,
-        &request.correlation_id,
-        crate::model::bounded_key(request.header("x-webhook-id").unwrap_or("unknown")),
-        Outcome::Rejected,
-    );
-    entry.reason = Some(format!("rejected: {}", crate::model::cut(reason, crate::model::MAX_REASON)));
-    entry.keep_payload(&request.body);
-    if let Err(err) = ctx.stores.audit.append(&entry).await {
-        if !err.is_permanent() {
-            tracing::error!(error = %err, "could not keep the rejected payload");
-            return Reply::message(503, "unavailable", "could not record the rejected payload; deliver again later");
-        }
-        // The same bytes would be refused again: only the log keeps it.
-        metrics::error();
-        tracing::error!(error = %err, "the store refused the rejected payload; acknowledged all the same");
+    let webhook_id = request.header("x-webhook-id").unwrap_or("unknown");
+    match steps::keep_rejected(ctx, Direction::PagerdutyToSalesforce, request, webhook_id, reason).await {
+        Ok(()) => Reply::json(
+            202,
+            &serde_json::json!({"status": "rejected", "reason": crate::model::cut(reason, crate::model::MAX_REASON)}),
+        ),
+        Err(_) => Reply::message(503, "unavailable", "could not record the rejected payload; deliver again later"),
     }
-    Reply::json(202, &serde_json::json!({"status": "rejected", "reason": reason}))
 }
 
 /// Re-reads a queued delivery (the retry function).

@@ -16,7 +16,7 @@ use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
 use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps;
-use crate::model::{AuditEntry, Direction, Outcome};
+use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::is_record_id;
@@ -289,28 +289,12 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
 /// Authentic but unusable: the same bytes will never parse, and a fault would only make
 /// Salesforce send them again for 24 hours. Keep the payload for review and acknowledge it.
 async fn reject_outbound_message(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
-    metrics::event_rejected("malformed");
-    tracing::warn!(correlation_id = %request.correlation_id, reason, "Outbound Message unusable; kept for review");
-    let mut entry = AuditEntry::new(
-        ctx.clock.now(),
-        Direction::SalesforceToPagerduty,
-        &request.correlation_id,
-        "outbound-message",
-        Outcome::Rejected,
-    );
-    entry.reason = Some(format!("rejected: {}", crate::model::cut(reason, crate::model::MAX_REASON)));
-    entry.keep_payload(&request.body);
-    if let Err(err) = ctx.stores.audit.append(&entry).await {
-        if !err.is_permanent() {
-            tracing::error!(error = %err, "could not keep the rejected Outbound Message");
-            let fault = outbound_message::fault_response("could not record the message; Salesforce will retry");
-            return Reply::xml(500, fault);
+    match steps::keep_rejected(ctx, Direction::SalesforceToPagerduty, request, "outbound-message", reason).await {
+        Ok(()) => Reply::xml(200, outbound_message::ack_response().to_string()),
+        Err(_) => {
+            Reply::xml(500, outbound_message::fault_response("could not record the message; Salesforce will retry"))
         }
-        // The same bytes would be refused again: only the log keeps it.
-        metrics::error();
-        tracing::error!(error = %err, "the store refused the rejected Outbound Message; acknowledged all the same");
     }
-    Reply::xml(200, outbound_message::ack_response().to_string())
 }
 
 /// An Outbound Message proves nothing by itself (its OrganizationId is no secret: it is in every

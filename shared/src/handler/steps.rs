@@ -229,3 +229,35 @@ pub async fn hold_back(
         api_calls,
     })
 }
+
+/// Keeps an authentic payload that can never be used in the audit trail, for review (its first
+/// [`crate::model::MAX_KEPT_PAYLOAD`] bytes, the reason cut to [`crate::model::MAX_REASON`]).
+/// `Err`: the store is unavailable and the sender must deliver it again. An entry the store
+/// refuses for good is only logged: the same bytes would be refused again.
+pub async fn keep_rejected(
+    ctx: &Context,
+    direction: crate::model::Direction,
+    request: &crate::handler::http::InboundRequest,
+    event_id: &str,
+    reason: &str,
+) -> Result<(), crate::store::StoreError> {
+    use crate::model::{AuditEntry, MAX_REASON, Outcome, bounded_key, cut};
+    metrics::event_rejected("malformed");
+    tracing::warn!(correlation_id = %request.correlation_id, reason, "authentic payload unusable; kept for review");
+    let mut entry =
+        AuditEntry::new(ctx.clock.now(), direction, &request.correlation_id, bounded_key(event_id), Outcome::Rejected);
+    entry.reason = Some(format!("rejected: {}", cut(reason, MAX_REASON)));
+    entry.keep_payload(&request.body);
+    match ctx.stores.audit.append(&entry).await {
+        Err(err) if err.is_permanent() => {
+            metrics::error();
+            tracing::error!(error = %err, "the store refused the rejected payload; acknowledged all the same");
+            Ok(())
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not keep the rejected payload");
+            Err(err)
+        }
+        Ok(()) => Ok(()),
+    }
+}
