@@ -40,11 +40,17 @@ lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sa
 	$(MAKE) --no-print-directory deps
 
 .PHONY: deps
-deps: ## Check the dependency tree holds one TLS stack (no hyper 0.14, rustls < 0.23, ring or sct)
+deps: ## Check the dependency tree: one TLS stack (no hyper 0.14, rustls < 0.23, ring or sct), and an AWS-free core
 	@legacy="$$($(CARGO) tree --workspace --locked -e normal,build --prefix none --format '{p}' \
 		| awk '$$1 == "ring" || $$1 == "sct" || ($$1 == "hyper" && $$2 ~ /^v0\./) || ($$1 == "rustls" && $$2 ~ /^v0\.(1|2[0-2])\./) { print $$1, $$2 }' | sort -u)"; \
 	if [ -n "$$legacy" ]; then echo "a second TLS stack is linked:"; echo "$$legacy"; exit 1; fi; \
 	echo "deps: one TLS stack (rustls 0.23 on aws-lc-rs)"
+	@# The core (shared/) is AWS-free and does no I/O of its own: no AWS SDK, Lambda runtime, HTTP
+	@# client or server, log subscriber or EMF exporter. Those live in adapters/ (docs/architecture.md).
+	@impure="$$($(CARGO) tree -p pd-sfdc-shared --locked -e normal --prefix none --format '{p}' \
+		| awk '$$1 ~ /^aws-(config|sdk-|smithy-|types)/ || $$1 ~ /^lambda_/ || $$1 == "aws_lambda_events" || $$1 == "reqwest" || $$1 == "hyper" || $$1 == "tracing-subscriber" || $$1 == "metrics_cloudwatch_embedded" { print $$1, $$2 }' | sort -u)"; \
+	if [ -n "$$impure" ]; then echo "the core (pd-sfdc-shared) links an adapter's dependency:"; echo "$$impure"; exit 1; fi; \
+	echo "deps: the core links no AWS SDK, Lambda runtime, HTTP stack or exporter"
 
 .PHONY: test
 test: $(STAMP) lint ## Install what is needed, lint, and run every test (unit, moto, simulators)

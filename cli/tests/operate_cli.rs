@@ -4,13 +4,13 @@
 use std::process::Command;
 use std::time::Duration;
 
+use adapters::dynamodb::DynamoStore;
+use adapters::sqs::SqsQueue;
 use chrono::Utc;
 use shared::model::{AuditEntry, Direction, Outcome};
 use shared::retry::envelope::{Envelope, Failure, QueuedEvent};
 use shared::retry::queue::Queue;
-use shared::retry::sqs::SqsQueue;
 use shared::store::AuditLog;
-use shared::store::dynamodb::DynamoStore;
 use sim::moto;
 
 struct Stack {

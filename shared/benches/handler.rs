@@ -70,7 +70,7 @@ fn sfdc_to_pd(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let gate = Idempotency::new(Arc::new(MemoryStore::default()), Arc::new(SystemClock), Duration::from_secs(3600));
     let pd = PagerdutyClient::new(
-        reqwest::Client::new(),
+        Arc::new(NoNetwork),
         url::Url::parse("https://api.pagerduty.com").unwrap(),
         "bench-token".into(),
         "bridge@example.com".into(),
@@ -113,3 +113,17 @@ fn sfdc_to_pd(c: &mut Criterion) {
 
 criterion_group!(benches, pd_to_sfdc, sfdc_to_pd);
 criterion_main!(benches);
+
+/// The bench builds PagerDuty requests and never sends one.
+struct NoNetwork;
+
+#[async_trait::async_trait]
+impl shared::transport::Transport for NoNetwork {
+    async fn send(
+        &self,
+        _request: shared::transport::Request,
+        _timeout: std::time::Duration,
+    ) -> Result<shared::transport::Response, shared::transport::TransportError> {
+        Err(shared::transport::TransportError::new(shared::transport::Failure::Connect, "the bench sends nothing"))
+    }
+}

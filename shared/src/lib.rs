@@ -1,14 +1,15 @@
-//! The domain of pd-sfdc-sync, shared by the three Lambda functions and `syncctl`.
+//! The AWS-free core of pd-sfdc-sync, shared by the three Lambda functions and `syncctl`.
 //!
-//! Pure core, effects at the edge: [`rules`] takes values and returns a plan; the
-//! [`pagerduty`] and [`salesforce`] clients execute it; [`store`] and [`secrets`] are
-//! traits with a DynamoDB/Secrets Manager implementation and an in-memory one. No AWS
-//! type appears in a public signature outside `store::dynamodb` and `secrets::aws`.
+//! Pure core, effects behind ports: [`rules`] takes values and returns a plan; [`handler`] is
+//! the pipeline each direction and the retry path run; the [`pagerduty`] and [`salesforce`]
+//! clients build requests and read answers over the [`transport::Transport`] port; [`store`],
+//! [`retry::queue`] and [`secrets`] are ports with an in-memory implementation here. No AWS SDK,
+//! Lambda runtime or HTTP client crate is linked (`make deps` checks): their adapters live in
+//! the `adapters` crate beside this one.
 
 pub mod clock;
 pub mod config;
 pub mod handler;
-pub mod lambda;
 pub mod model;
 pub mod pagerduty;
 pub mod retry;
@@ -17,4 +18,4 @@ pub mod salesforce;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
-pub mod wiring;
+pub mod transport;

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use adapters::secrets_manager::SecretsManagerSource;
+use adapters::sqs::SqsQueue;
+use adapters::wiring::AwsTimeouts;
 use chrono::Utc;
 use serde_json::Value;
 use shared::clock::{Clock, ManualClock, SystemClock};
@@ -18,13 +21,11 @@ use shared::pagerduty::limiter::RateLimit as ClientRateLimit;
 use shared::retry::breaker::BreakerPolicy;
 use shared::retry::envelope::Envelope;
 use shared::retry::queue::{MemoryQueue, Queue};
-use shared::retry::sqs::SqsQueue;
 use shared::rules::RulesCache;
 use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient};
-use shared::secrets::{CachedSecrets, SecretSource, SecretsManagerSource, StaticSecrets};
+use shared::secrets::{CachedSecrets, SecretSource, StaticSecrets};
 use shared::store::Stores;
 use shared::store::memory::MemoryStore;
-use shared::wiring::AwsTimeouts;
 
 use crate::pagerduty::{PagerdutySim, PdSimConfig, sign_v1};
 use crate::salesforce::{SalesforceSim, SfSimConfig, sign_trigger, test_keys};
@@ -142,9 +143,10 @@ struct Wiring {
     dead_letter_queue: Arc<dyn Queue>,
     pagerduty_url: String,
     salesforce_url: String,
-    /// One HTTP connection pool for every instance's clients: building a reqwest client costs
-    /// about 70 ms in a debug build (TLS roots), and the pool is invisible to the bridge's logic.
-    http: reqwest::Client,
+    /// One HTTP transport (connection pool) for every instance's clients: building a reqwest
+    /// client costs about 70 ms in a debug build (TLS roots), and the pool is invisible to the
+    /// bridge's logic.
+    http: Arc<dyn shared::transport::Transport>,
     http_timeout: Duration,
     pagerduty_client_limit: ClientRateLimit,
     settings: Settings,
@@ -180,7 +182,8 @@ impl Wiring {
                 creds,
                 Arc::new(SystemClock) as Arc<dyn Clock>,
             )
-            .with_audience("https://login.salesforce.com"),
+            .with_audience("https://login.salesforce.com")
+            .with_timeout(self.http_timeout),
         );
         let salesforce = SalesforceClient::new(self.http.clone(), auth, "62.0").with_timeout(self.http_timeout);
         Context::new(Parts {
@@ -204,8 +207,8 @@ impl Wiring {
     }
 }
 
-fn http(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder().timeout(timeout).build().expect("http client")
+fn http() -> Arc<dyn shared::transport::Transport> {
+    Arc::new(adapters::http::ReqwestTransport::new().expect("http client"))
 }
 
 impl Harness {
@@ -226,7 +229,7 @@ impl Harness {
         };
         let stores = if let Some(sdk) = sdk.as_ref().filter(|_| config.dynamodb) {
             let (_, table) = crate::moto::table().await;
-            shared::store::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &table)
+            adapters::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &table)
         } else {
             Stores {
                 links: store.clone(),
@@ -298,7 +301,7 @@ impl Harness {
             dead_letter_queue: dlq_target,
             pagerduty_url: pd.base_url(),
             salesforce_url: sf.base_url(),
-            http: http(config.http_timeout),
+            http: http(),
             http_timeout: config.http_timeout,
             pagerduty_client_limit: config.pagerduty_client_limit,
             settings: Settings {

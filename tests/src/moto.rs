@@ -79,7 +79,7 @@ pub async fn sdk_config() -> SdkConfig {
 /// The SDK configuration the bridge's own clients get in the harness: `endpoint` (a fault proxy)
 /// or moto, production's timeouts or `timeouts`, and the SDK's standard retries as production has
 /// them (3 attempts), with the first backoff shortened from 1 s so that faults cost little time.
-pub async fn bridge_sdk_config(endpoint: Option<&str>, timeouts: shared::wiring::AwsTimeouts) -> SdkConfig {
+pub async fn bridge_sdk_config(endpoint: Option<&str>, timeouts: adapters::wiring::AwsTimeouts) -> SdkConfig {
     let endpoint = match endpoint {
         Some(endpoint) => endpoint.to_string(),
         None => url().await,
@@ -98,7 +98,7 @@ pub fn unique(prefix: &str) -> String {
 pub async fn table() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&sdk_config().await);
     let name = unique("pd-sfdc-sync");
-    shared::store::dynamodb::create_table(&client, &name).await.expect("create table in moto");
+    adapters::dynamodb::create_table(&client, &name).await.expect("create table in moto");
     (client, name)
 }
 

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use adapters::dynamodb::{self, DynamoStore};
 use chrono::{Duration, Utc};
 use shared::model::{AuditEntry, Direction, Link, Outcome, RecordRef};
-use shared::store::dynamodb::{self, DynamoStore};
 use shared::store::{AuditLog, IdempotencyStore, LinkStore, StoreError, Subject, contract};
 use sim::moto;
 

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::secrets_manager::SecretsManagerSource;
 use chrono::Utc;
 use serde_json::json;
 use shared::clock::{Clock, ManualClock};
-use shared::secrets::{CachedSecrets, MISMATCH_REREAD_INTERVAL, SecretSource, SecretsError, SecretsManagerSource};
+use shared::secrets::{CachedSecrets, MISMATCH_REREAD_INTERVAL, SecretSource, SecretsError};
 use sim::fault_proxy::{AwsService, FaultProxy};
 use sim::fixtures::PD_CASE_RULES;
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data};

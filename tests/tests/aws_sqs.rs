@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use adapters::sqs::SqsQueue;
 use shared::retry::queue::Queue;
-use shared::retry::sqs::SqsQueue;
 use sim::moto;
 
 #[tokio::test]

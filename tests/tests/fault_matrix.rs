@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use adapters::wiring::AwsTimeouts;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::clock::Clock;
@@ -23,7 +24,6 @@ use shared::handler::settle::RetryPolicy;
 use shared::model::Outcome;
 use shared::retry::backoff::Backoff;
 use shared::retry::envelope::Envelope;
-use shared::wiring::AwsTimeouts;
 use sim::fault_proxy::{AwsService, FaultProxy};
 use sim::faults::{FaultConfig, FaultKind};
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data};
@@ -420,7 +420,7 @@ fn applications(h: &Harness, check: &Check) -> (usize, bool) {
 
 async fn run_cell(dependency: Dependency, fault: Fault, seed: u64) -> Row {
     if std::env::var("MATRIX_LOG").is_ok() {
-        shared::telemetry::init_logging("info");
+        adapters::telemetry::init_logging("info");
     }
     let mut cell = Cell::start(dependency, fault, seed).await;
     let subjects = if matches!(dependency, Dependency::Aws(_)) { AWS_SUBJECTS } else { SAAS_SUBJECTS };

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use adapters::sqs::SqsQueue;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -21,7 +22,6 @@ use shared::handler;
 use shared::handler::settle::RetryPolicy;
 use shared::retry::backoff::Backoff;
 use shared::retry::queue::Queue;
-use shared::retry::sqs::SqsQueue;
 use shared::store::Subject;
 use sim::faults::FaultKind;
 use sim::harness::{

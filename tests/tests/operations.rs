@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
+use adapters::dynamodb::DynamoStore;
 use serde_json::json;
 use shared::config::Config;
 use shared::store::RulesStore;
-use shared::store::dynamodb::DynamoStore;
 use sim::moto;
 use sim::pagerduty::{PagerdutySim, PdSimConfig};
 use sim::salesforce::{SalesforceSim, SfSimConfig, test_keys};

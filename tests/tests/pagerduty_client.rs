@@ -1,7 +1,10 @@
 //! `shared::pagerduty::PagerdutyClient` against the PagerDuty simulator, which validates every
 //! request against the OpenAPI document and keeps incidents like PagerDuty does.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use adapters::http::ReqwestTransport;
 
 use serde_json::Value;
 use shared::pagerduty::{
@@ -17,7 +20,7 @@ async fn sim() -> PagerdutySim {
 
 fn client(sim: &PagerdutySim) -> PagerdutyClient {
     PagerdutyClient::new(
-        reqwest::Client::new(),
+        Arc::new(ReqwestTransport::new().expect("client")),
         Url::parse(&sim.base_url()).unwrap(),
         "sim-token".into(),
         "bridge@example.com".into(),
@@ -140,7 +143,7 @@ async fn a_webhook_subscription_is_created_with_its_secret_and_listed() {
 async fn a_wrong_token_is_an_auth_error_and_server_faults_are_transient() {
     let sim = sim().await;
     let bad = PagerdutyClient::new(
-        reqwest::Client::new(),
+        Arc::new(ReqwestTransport::new().expect("client")),
         Url::parse(&sim.base_url()).unwrap(),
         "wrong".into(),
         "bridge@example.com".into(),

@@ -5,19 +5,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::http::ReqwestTransport;
 use serde_json::{Map, Value, json};
 use shared::clock::{Clock, SystemClock};
 use shared::salesforce::{
     Authenticator, ErrorKind, JwtCredentials, OutboundMessage, SalesforceClient, SalesforceError, TriggerPost, Write,
     reference, verify_trigger_signature,
 };
+use shared::transport::Transport;
 use sim::faults::FaultKind;
 use sim::salesforce::{OutboundMessenger, SalesforceSim, SfSimConfig, TriggerPoster, test_keys};
 
 const CASE_NUMBER_FIELD: &str = "PD_Incident_Id__c";
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()
+fn http() -> Arc<dyn Transport> {
+    Arc::new(ReqwestTransport::with_client(reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap()))
 }
 
 fn creds(private_key_pem: &str) -> JwtCredentials {
@@ -139,8 +141,9 @@ async fn wrong_audience_is_refused_with_a_hint_about_the_login_url() {
 
 /// A client whose `host` resolves to the simulator, as an org's My Domain resolves to Salesforce,
 /// and the login URL on that host.
-fn posting_to(sim: &SalesforceSim, host: &str) -> (reqwest::Client, String) {
-    let http = reqwest::Client::builder().resolve(host, sim.addr()).timeout(Duration::from_secs(5)).build().unwrap();
+fn posting_to(sim: &SalesforceSim, host: &str) -> (Arc<dyn Transport>, String) {
+    let client = reqwest::Client::builder().resolve(host, sim.addr()).timeout(Duration::from_secs(5)).build().unwrap();
+    let http: Arc<dyn Transport> = Arc::new(ReqwestTransport::with_client(client));
     (http, format!("http://{host}:{}", sim.addr().port()))
 }
 
@@ -174,7 +177,12 @@ async fn the_token_endpoint_refuses_an_assertion_for_the_host_it_was_posted_to()
         shared::salesforce::auth::build_assertion(&creds(test_keys().private_key_pem), &sim.base_url(), &SystemClock)
             .unwrap();
     let grant = [("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())];
-    let answer = http().post(format!("{}/services/oauth2/token", sim.base_url())).form(&grant).send().await.unwrap();
+    let answer = reqwest::Client::new()
+        .post(format!("{}/services/oauth2/token", sim.base_url()))
+        .form(&grant)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 400);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body, json!({"error": "invalid_grant", "error_description": "audience is invalid"}));

@@ -61,8 +61,8 @@ fn trigger(id: &str) -> String {
 #[tokio::test]
 async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
     let logs = Captured::default();
-    shared::telemetry::init_logging_to("trace", logs.clone());
-    let emf = shared::telemetry::metrics::init_emf("pd-to-sfdc").expect("collector");
+    adapters::telemetry::init_logging_to("trace", logs.clone());
+    let emf = adapters::telemetry::init_emf("pd-to-sfdc").expect("collector");
 
     let h = Harness::start(RULES).await;
     // Happy paths, both directions (the Salesforce JWT flow and the PagerDuty token are used).

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use adapters::dynamodb::DynamoStore;
+use adapters::sqs::SqsQueue;
 use clap::Args;
-use shared::retry::sqs::SqsQueue;
-use shared::store::dynamodb::DynamoStore;
 
 /// The stack's resources.
 #[derive(Debug, Clone, Args)]

@@ -4,17 +4,20 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use adapters::dynamodb::DynamoStore;
+use adapters::http::ReqwestTransport;
+use adapters::secrets_manager::SecretsManagerSource;
+use adapters::sqs::SqsQueue;
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::pagerduty::PagerdutyClient;
 use shared::retry::queue::Queue;
-use shared::retry::sqs::SqsQueue;
 use shared::rules::Rules;
 use shared::salesforce::{Authenticator, JwtCredentials};
-use shared::secrets::{CachedSecrets, SecretsManagerSource};
+use shared::secrets::CachedSecrets;
 use shared::store::RulesStore;
-use shared::store::dynamodb::DynamoStore;
+use shared::transport::Transport;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -67,6 +70,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         config.secrets_max_age,
     );
     let http = reqwest_client();
+    let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::with_client(http.clone()));
 
     // PagerDuty: token, From user, webhook subscription.
     match secrets.pagerduty_token(&config.pagerduty_token_secret_id).await {
@@ -74,7 +78,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         Ok(token) => {
             checks.push(Check { name: "PagerDuty token secret", result: Ok("readable".into()) });
             let pd = PagerdutyClient::new(
-                http.clone(),
+                transport.clone(),
                 config.pagerduty_api_base.clone(),
                 token.expose().to_string(),
                 config.pagerduty_from_email.clone(),
@@ -134,7 +138,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         Err(err) => Err(err),
         Ok(creds) => {
             let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
-            Authenticator::new(http.clone(), login, creds, clock.clone())
+            Authenticator::new(transport.clone(), login, creds, clock.clone())
                 .with_audience(config.salesforce_audience())
                 .mint()
                 .await

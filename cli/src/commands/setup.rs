@@ -5,11 +5,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use adapters::http::ReqwestTransport;
+use adapters::secrets_manager::SecretsManagerSource;
 use clap::Subcommand;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::pagerduty::{PagerdutyClient, SubscriptionFilter};
-use shared::secrets::{CachedSecrets, SecretsManagerSource};
+use shared::secrets::CachedSecrets;
 
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
@@ -60,10 +62,9 @@ pub async fn pagerduty_webhook(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
     let token = secrets.pagerduty_token(&config.pagerduty_token_secret_id).await.map_err(|e| e.to_string())?;
-    let http =
-        reqwest::Client::builder().timeout(std::time::Duration::from_secs(15)).build().map_err(|e| e.to_string())?;
+    let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
     let pd = PagerdutyClient::new(
-        http,
+        Arc::new(http),
         config.pagerduty_api_base.clone(),
         token.expose().to_string(),
         config.pagerduty_from_email.clone(),

@@ -1,10 +1,9 @@
 //! `pd-to-sfdc` Lambda (`POST /pagerduty/webhook`): wires the context once, then hands every
 //! webhook delivery to `shared::handler::pd_to_sfdc`.
 
+use adapters::{lambda, telemetry, wiring};
 use lambda_http::{Error, Request, service_fn};
 use shared::handler::pd_to_sfdc;
-use shared::telemetry::metrics;
-use shared::{lambda, wiring};
 
 const FUNCTION: &str = "pd-to-sfdc";
 
@@ -17,12 +16,12 @@ async fn main() -> Result<(), Error> {
         wiring::Needs { pagerduty: true, salesforce: true, verifies: wiring::Inbound::PagerdutyWebhooks },
     )
     .await?;
-    let emf = metrics::init_emf(FUNCTION);
+    let emf = telemetry::init_emf(FUNCTION);
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;
         async move {
             let reply = pd_to_sfdc::handle(ctx, lambda::to_inbound(&request)).await;
-            metrics::flush(emf);
+            telemetry::flush(emf);
             Ok::<_, Error>(lambda::to_response(reply))
         }
     }))

@@ -1,11 +1,10 @@
 //! `retry` Lambda (SQS retry queue, `ReportBatchItemFailures`): wires the context once, then
 //! hands every batch to `shared::handler::retry`.
 
+use adapters::{lambda, telemetry, wiring};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::handler::retry;
-use shared::telemetry::metrics;
-use shared::{lambda, wiring};
 
 const FUNCTION: &str = "retry";
 
@@ -16,13 +15,13 @@ async fn main() -> Result<(), Error> {
         wiring::Needs { pagerduty: true, salesforce: true, verifies: wiring::Inbound::Queue },
     )
     .await?;
-    let emf = metrics::init_emf(FUNCTION);
+    let emf = telemetry::init_emf(FUNCTION);
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let ctx = &ctx;
         async move {
             let deadline = lambda::deadline(&event.context);
             let failed = retry::handle_batch(ctx, lambda::to_messages(event.payload), deadline).await;
-            metrics::flush(emf);
+            telemetry::flush(emf);
             Ok::<SqsBatchResponse, Error>(lambda::batch_response(failed))
         }
     }))

@@ -1,10 +1,9 @@
 //! `sfdc-to-pd` Lambda (`POST /salesforce/records`, `POST /salesforce/outbound-message`): wires
 //! the context once, then hands every request to `shared::handler::sfdc_to_pd`.
 
+use adapters::{lambda, telemetry, wiring};
 use lambda_http::{Error, Request, service_fn};
 use shared::handler::sfdc_to_pd;
-use shared::telemetry::metrics;
-use shared::{lambda, wiring};
 
 const FUNCTION: &str = "sfdc-to-pd";
 
@@ -15,12 +14,12 @@ async fn main() -> Result<(), Error> {
         wiring::Needs { pagerduty: true, salesforce: false, verifies: wiring::Inbound::SalesforcePosts },
     )
     .await?;
-    let emf = metrics::init_emf(FUNCTION);
+    let emf = telemetry::init_emf(FUNCTION);
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;
         async move {
             let reply = sfdc_to_pd::handle(ctx, lambda::to_inbound(&request)).await;
-            metrics::flush(emf);
+            telemetry::flush(emf);
             Ok::<_, Error>(lambda::to_response(reply))
         }
     }))

@@ -22,6 +22,7 @@ use super::error::PagerdutyError;
 use super::limiter::{RateLimit, RateLimiter};
 use super::requests::{self, Assignees, Call, CreateIncident, PriorityChoice, SubscriptionFilter, Urgency};
 use super::webhook::Reference;
+use crate::transport::{Request, Transport};
 
 /// `Accept` value selecting REST API v2.
 pub const ACCEPT: &str = "application/vnd.pagerduty+json;version=2";
@@ -123,7 +124,7 @@ impl WebhookSubscription {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     base: Url,
     token: String,
     from_email: String,
@@ -161,8 +162,8 @@ impl fmt::Debug for PagerdutyClient {
 impl PagerdutyClient {
     /// `base` is the region's API root (`https://api.pagerduty.com` or
     /// `https://api.eu.pagerduty.com`, or a simulator); `from_email` is the integration user.
-    pub fn new(http: reqwest::Client, base: Url, token: String, from_email: String) -> Self {
-        Self::build(http, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE_WAIT)
+    pub fn new(transport: Arc<dyn Transport>, base: Url, token: String, from_email: String) -> Self {
+        Self::build(transport, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE_WAIT)
     }
 
     /// The same client with another rate limit (e.g. a lower share when several deployments
@@ -171,7 +172,7 @@ impl PagerdutyClient {
     pub fn with_rate_limit(self, limit: RateLimit) -> Self {
         let i = &self.inner;
         Self::build(
-            i.http.clone(),
+            i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
             i.from_email.clone(),
@@ -186,7 +187,7 @@ impl PagerdutyClient {
     pub fn with_timeout(self, timeout: Duration) -> Self {
         let i = &self.inner;
         Self::build(
-            i.http.clone(),
+            i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
             i.from_email.clone(),
@@ -201,7 +202,7 @@ impl PagerdutyClient {
     pub fn with_max_queue_wait(self, max_queue_wait: Duration) -> Self {
         let i = &self.inner;
         Self::build(
-            i.http.clone(),
+            i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
             i.from_email.clone(),
@@ -212,7 +213,7 @@ impl PagerdutyClient {
     }
 
     fn build(
-        http: reqwest::Client,
+        transport: Arc<dyn Transport>,
         base: Url,
         token: String,
         from_email: String,
@@ -222,7 +223,7 @@ impl PagerdutyClient {
     ) -> Self {
         PagerdutyClient {
             inner: Arc::new(Inner {
-                http,
+                transport,
                 base,
                 token,
                 from_email,
@@ -270,42 +271,31 @@ impl PagerdutyClient {
     }
 
     /// The HTTP request for `call`: URL, method, headers and body. No I/O.
-    pub fn to_request(&self, call: &Call) -> Result<reqwest::Request, PagerdutyError> {
+    pub fn to_request(&self, call: &Call) -> Result<Request, PagerdutyError> {
+        let invalid = |reason| PagerdutyError::InvalidRequest { operation: call.operation, reason };
         let mut url = self.inner.base.clone();
         url.path_segments_mut()
-            .map_err(|_| PagerdutyError::InvalidRequest {
-                operation: call.operation,
-                reason: "the PagerDuty base URL is not an http(s) URL",
-            })?
+            .map_err(|_| invalid("the PagerDuty base URL is not an http(s) URL"))?
             .pop_if_empty()
             .extend(&call.segments);
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
         }
-        let mut builder = self
-            .inner
-            .http
-            .request(call.method.clone(), url)
-            .timeout(self.inner.timeout)
-            .header(header::ACCEPT, ACCEPT)
-            .header(header::CONTENT_TYPE, "application/json");
-        let mut auth = HeaderValue::from_str(&format!("Token token={}", self.inner.token)).map_err(|_| {
-            PagerdutyError::InvalidRequest {
-                operation: call.operation,
-                reason: "the PagerDuty token holds characters not allowed in a header",
-            }
-        })?;
+        let mut auth = HeaderValue::from_str(&format!("Token token={}", self.inner.token))
+            .map_err(|_| invalid("the PagerDuty token holds characters not allowed in a header"))?;
         auth.set_sensitive(true);
-        builder = builder.header(header::AUTHORIZATION, auth);
-        let from = HeaderValue::from_str(&self.inner.from_email).map_err(|_| PagerdutyError::InvalidRequest {
-            operation: call.operation,
-            reason: "the From email holds characters not allowed in a header",
-        })?;
-        builder = builder.header(header::FROM, from);
-        if let Some(body) = &call.body {
-            builder = builder.body(serde_json::to_vec(body).expect("JSON values serialise"));
-        }
-        builder.build().map_err(|e| PagerdutyError::transport(call.operation, e))
+        let from = HeaderValue::from_str(&self.inner.from_email)
+            .map_err(|_| invalid("the From email holds characters not allowed in a header"))?;
+        let body = call.body.as_ref().map(|b| serde_json::to_vec(b).expect("JSON values serialise"));
+        http::Request::builder()
+            .method(call.method.clone())
+            .uri(url.as_str())
+            .header(header::ACCEPT, ACCEPT)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, auth)
+            .header(header::FROM, from)
+            .body(body.unwrap_or_default())
+            .map_err(|_| invalid("the request URL is not a valid URI"))
     }
 
     /// Sends `call` under the rate limit; returns the JSON answer (`Null` for an empty one). A
@@ -330,11 +320,15 @@ impl PagerdutyClient {
         }
         self.time_for_request(call.operation)?;
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
-        let response =
-            self.inner.http.execute(request).await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
+        let response = self
+            .inner
+            .transport
+            .send(request, self.inner.timeout)
+            .await
+            .map_err(|e| PagerdutyError::transport(call.operation, e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| PagerdutyError::transport(call.operation, e))?;
+        let body = response.into_body();
         if !status.is_success() {
             let err = PagerdutyError::from_response(call.operation, status, &headers, &body);
             if let Some(wait) = err.retry_after() {

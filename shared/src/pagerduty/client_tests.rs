@@ -1,18 +1,18 @@
-//! Client behaviour over real HTTP against a scripted local server (127.0.0.1, port 0): the
-//! duplicate-key lookup, 429 handling, caches, error classification. The simulator-based
-//! end-to-end tests live in the `tests` crate.
+//! Client behaviour against scripted answers at the transport port: the duplicate-key lookup,
+//! 429 handling, caches, error classification. Real HTTP (the reqwest adapter) is exercised
+//! end to end against the simulators in the `tests` crate.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use url::Url;
 
 use super::client::PagerdutyClient;
 use super::error::ErrorKind;
 use super::requests::{Assignees, CreateIncident, PriorityChoice, Urgency};
+use crate::transport::testing::Scripted;
+use crate::transport::{Failure, Transport, TransportError};
 
 #[derive(Debug, Clone)]
 struct Seen {
@@ -31,72 +31,35 @@ impl Seen {
 type Reply = (u16, Vec<(&'static str, String)>, String);
 type Script = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
 
-/// Serves `script` on a fresh port until the test ends; returns the base URL and the log.
-async fn serve(script: Script) -> (Url, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let seen = log.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
-            let script = script.clone();
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let head_end = loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-                let mut lines = head.split("\r\n");
-                let mut first = lines.next().unwrap().split(' ');
-                let (method, target) = (first.next().unwrap().to_string(), first.next().unwrap().to_string());
-                let headers: Vec<(String, String)> = lines
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                    .collect();
-                let len: usize = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .map(|(_, v)| v.parse().unwrap())
-                    .unwrap_or(0);
-                while buf.len() < head_end + len {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-                let request = Seen { method, target, headers, body };
-                let (status, extra, text) = script(&request);
-                seen.lock().unwrap().push(request);
-                let mut out = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                    text.len()
-                );
-                for (k, v) in extra {
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                out.push_str(&text);
-                let _ = sock.write_all(out.as_bytes()).await;
-            });
-        }
-    });
-    (base, log)
+/// Where a test's client sends: a base URL and the transport that answers there.
+#[derive(Clone)]
+struct Server {
+    base: Url,
+    transport: Arc<dyn Transport>,
 }
 
-fn client(base: Url) -> PagerdutyClient {
-    PagerdutyClient::new(reqwest::Client::new(), base, "u+tok".into(), "bot@example.com".into())
+/// Answers every request with `script`; returns the server and the log of what it was asked.
+async fn serve(script: Script) -> (Server, Arc<Mutex<Vec<Seen>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let transport = Scripted::new(move |request| {
+        let request = Seen {
+            method: request.method.clone(),
+            target: request.target.clone(),
+            headers: request.headers.clone(),
+            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
+        };
+        let (status, extra, text) = script(&request);
+        seen.lock().unwrap().push(request);
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        headers.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        Ok((status, headers, text))
+    });
+    (Server { base: Url::parse("http://pagerduty.test").unwrap(), transport }, log)
+}
+
+fn client(server: Server) -> PagerdutyClient {
+    PagerdutyClient::new(server.transport, server.base, "u+tok".into(), "bot@example.com".into())
 }
 
 const DUPLICATE: &str = r#"{"error":{"message":"Invalid Input Provided","code":2001,"errors":["Open incident with matching dedup key already exists on this service"]}}"#;
@@ -226,10 +189,9 @@ async fn server_and_auth_errors_are_classified_and_name_pagerdutys_reason() {
 
 #[tokio::test]
 async fn an_unreachable_pagerduty_is_transient() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
-    drop(listener);
-    let e = client(base).acknowledge("Q1").await.unwrap_err();
+    let refused = Scripted::new(|_| Err(TransportError::new(Failure::Connect, "connection refused")));
+    let server = Server { base: Url::parse("http://pagerduty.test").unwrap(), transport: refused };
+    let e = client(server).acknowledge("Q1").await.unwrap_err();
     assert!(e.is_transient(), "{e}");
 }
 
@@ -247,7 +209,7 @@ async fn the_bridges_own_user_is_looked_up_once_and_an_unknown_email_is_none() {
     assert_eq!(c.own_user_id().await.unwrap().as_deref(), Some("PBOT"));
     assert_eq!(c.own_user_id().await.unwrap().as_deref(), Some("PBOT"));
     assert_eq!(log.lock().unwrap().len(), 1, "cached for the process");
-    let nobody = PagerdutyClient::new(reqwest::Client::new(), base, "t".into(), "nobody@example.com".into());
+    let nobody = PagerdutyClient::new(base.transport, base.base, "t".into(), "nobody@example.com".into());
     assert_eq!(nobody.own_user_id().await.unwrap(), None);
 }
 

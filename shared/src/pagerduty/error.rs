@@ -198,14 +198,8 @@ impl PagerdutyError {
         PagerdutyError::Api { operation, status, code, message, errors }
     }
 
-    pub(crate) fn transport(operation: &'static str, e: reqwest::Error) -> Self {
-        PagerdutyError::Transport {
-            operation,
-            timeout: e.is_timeout(),
-            connect: e.is_connect(),
-            // Without the URL: it is ours and already in `operation`; keeps logs short.
-            reason: e.without_url().to_string(),
-        }
+    pub(crate) fn transport(operation: &'static str, e: crate::transport::TransportError) -> Self {
+        PagerdutyError::Transport { operation, timeout: e.timed_out, connect: e.nothing_sent(), reason: e.message }
     }
 
     /// True when PagerDuty refused an incident because an open one has the same incident_key.

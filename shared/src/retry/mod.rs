@@ -6,4 +6,3 @@ pub mod breaker;
 pub mod dlq;
 pub mod envelope;
 pub mod queue;
-pub mod sqs;

@@ -13,6 +13,11 @@ use tokio::sync::Mutex;
 
 use super::error::{SalesforceError, parse_error_body};
 use crate::clock::Clock;
+use crate::transport::Transport;
+
+/// How long the token exchange may take by default: as long as any other call
+/// ([`super::client::DEFAULT_TIMEOUT`]).
+const MINT_TIMEOUT: std::time::Duration = super::client::DEFAULT_TIMEOUT;
 
 /// The Salesforce JWT secret (`{"consumer_key", "username", "private_key_pem"}`).
 #[derive(Clone, Deserialize)]
@@ -190,12 +195,13 @@ struct TokenResponse {
 ///
 /// Build it once per process (outside the handler) so that warm invocations reuse the token.
 pub struct Authenticator {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     login_url: String,
     /// The JWT `aud`: [`audience_for`] the login URL unless set with [`Authenticator::with_audience`].
     audience: String,
     creds: JwtCredentials,
     clock: Arc<dyn Clock>,
+    timeout: std::time::Duration,
     cached: Mutex<Option<AccessToken>>,
     generation: std::sync::atomic::AtomicU64,
 }
@@ -212,7 +218,7 @@ impl std::fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(
-        http: reqwest::Client,
+        transport: Arc<dyn Transport>,
         login_url: impl Into<String>,
         creds: JwtCredentials,
         clock: Arc<dyn Clock>,
@@ -221,11 +227,12 @@ impl Authenticator {
         // A login URL that does not parse fails at the token request; its audience does not matter.
         let audience = url::Url::parse(&login_url).map_or_else(|_| login_url.clone(), |url| audience_for(&url));
         Self {
-            http,
+            transport,
             audience,
             login_url,
             creds,
             clock,
+            timeout: MINT_TIMEOUT,
             cached: Mutex::new(None),
             generation: std::sync::atomic::AtomicU64::new(0),
         }
@@ -238,19 +245,31 @@ impl Authenticator {
         self
     }
 
+    /// The same authenticator with another limit on the token exchange (default 5 s).
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The JWT bearer exchange, uncached.
     pub async fn mint(&self) -> Result<AccessToken, SalesforceError> {
         let assertion = build_assertion(&self.creds, &self.audience, self.clock.as_ref())?;
         let url = format!("{}/services/oauth2/token", self.login_url);
-        let response = self
-            .http
-            .post(&url)
-            .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])
-            .send()
-            .await
-            .map_err(|e| SalesforceError::from_reqwest(&e))?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+            .append_pair("assertion", &assertion)
+            .finish();
+        let request = http::Request::post(&url)
+            .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(http::header::ACCEPT, "application/json")
+            .body(form.into_bytes())
+            .map_err(|e| SalesforceError::Auth {
+                hint: "SALESFORCE_LOGIN_URL must be an https URL such as https://login.salesforce.com".into(),
+                message: format!("the login URL `{}` does not make a request URL ({e})", self.login_url),
+            })?;
+        let response = self.transport.send(request, self.timeout).await.map_err(SalesforceError::from_transport)?;
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| SalesforceError::from_reqwest(&e))?;
+        let body = String::from_utf8_lossy(response.body()).into_owned();
         if !(200..300).contains(&status) {
             if status >= 500 {
                 return Err(SalesforceError::Api {
@@ -419,7 +438,7 @@ mod tests {
     mod against_a_server {
         use super::*;
         use crate::salesforce::SalesforceClient;
-        use crate::salesforce::test_server::{Canned, TestServer};
+        use crate::salesforce::canned::{Canned, CannedOrg};
 
         fn token_json(url: &str, token: &str) -> String {
             serde_json::json!({
@@ -436,11 +455,11 @@ mod tests {
 
         async fn setup(
             responses: impl FnOnce(&str) -> Vec<Canned>,
-        ) -> (TestServer, Arc<Authenticator>, SalesforceClient) {
-            let server = TestServer::start_fn(responses).await;
+        ) -> (CannedOrg, Arc<Authenticator>, SalesforceClient) {
+            let server = CannedOrg::start_fn(responses).await;
             let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(chrono::Utc::now()));
-            let auth = Arc::new(Authenticator::new(reqwest::Client::new(), server.url(), creds(), clock));
-            let client = SalesforceClient::new(reqwest::Client::new(), auth.clone(), "62.0");
+            let auth = Arc::new(Authenticator::new(server.transport(), server.url(), creds(), clock));
+            let client = SalesforceClient::new(server.transport(), auth.clone(), "62.0");
             (server, auth, client)
         }
 

@@ -6,13 +6,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::Method;
+use http::Method;
 use serde_json::{Map, Value};
 
 use super::auth::{AccessToken, TokenSource};
 use super::composite::{CompositeBuilder, CompositeRequest, CompositeResponse, PAGERDUTY_MARKER, Write};
 use super::error::{SalesforceError, auth_error_from_session, parse_error_body};
 use super::{Record, check_id, check_name, encode_segment};
+use crate::transport::Transport;
 
 /// Sent on every request: Salesforce records it with the change, so that our own writes can be
 /// recognised and not sent back (loop prevention contract).
@@ -65,7 +66,7 @@ pub struct UpsertResult {
 
 /// A Salesforce REST client for one org. Cheap to share (`Arc`); build it once per process.
 pub struct SalesforceClient {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     auth: Arc<dyn TokenSource>,
     api_version: String,
     timeout: Duration,
@@ -90,9 +91,9 @@ struct Answer {
 
 impl SalesforceClient {
     /// `api_version` like `62.0` (a leading `v` is accepted).
-    pub fn new(http: reqwest::Client, auth: Arc<dyn TokenSource>, api_version: impl Into<String>) -> Self {
+    pub fn new(transport: Arc<dyn Transport>, auth: Arc<dyn TokenSource>, api_version: impl Into<String>) -> Self {
         Self {
-            http,
+            transport,
             auth,
             api_version: api_version.into().trim_start_matches('v').to_string(),
             timeout: DEFAULT_TIMEOUT,
@@ -149,25 +150,31 @@ impl SalesforceClient {
         body: Option<&Value>,
     ) -> Result<Answer, SalesforceError> {
         let url = format!("{}{path}", token.instance_url);
-        let mut request = self
-            .http
-            .request(method.clone(), &url)
-            .timeout(self.timeout)
-            .bearer_auth(token.secret())
+        let invalid = |message: String| SalesforceError::Unexpected { path: path.to_string(), message };
+        let mut bearer = http::HeaderValue::from_str(&format!("Bearer {}", token.secret()))
+            .map_err(|_| invalid("the access token holds characters not allowed in a header".into()))?;
+        bearer.set_sensitive(true);
+        let mut request = http::Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header(http::header::AUTHORIZATION, bearer)
             .header("Sforce-Call-Options", CALL_OPTIONS)
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header(http::header::ACCEPT, "application/json");
+        let mut bytes = Vec::new();
         if let Some(body) = body {
-            request = request.json(body);
+            request = request.header(http::header::CONTENT_TYPE, "application/json");
+            bytes = serde_json::to_vec(body).expect("JSON values serialise");
         }
+        let request = request.body(bytes).map_err(|e| invalid(format!("not a valid request URL ({e})")))?;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| SalesforceError::from_reqwest(&e))?;
+        let response = self.transport.send(request, self.timeout).await.map_err(SalesforceError::from_transport)?;
         if let Some(usage) =
             response.headers().get("sforce-limit-info").and_then(|v| v.to_str().ok()).and_then(ApiUsage::parse)
         {
             *self.usage.lock().expect("usage lock") = Some(usage);
         }
         let status = response.status().as_u16();
-        let body = response.text().await.map_err(|e| SalesforceError::from_reqwest(&e))?;
+        let body = String::from_utf8_lossy(response.body()).into_owned();
         Ok(Answer { status, body })
     }
 
@@ -388,12 +395,12 @@ fn check_field_path(field: &str) -> Result<(), SalesforceError> {
 mod tests {
     use super::*;
     use crate::salesforce::auth::StaticToken;
-    use crate::salesforce::test_server::{Canned, TestServer};
+    use crate::salesforce::canned::{Canned, CannedOrg};
     use serde_json::json;
 
-    fn client(server: &TestServer) -> SalesforceClient {
+    fn client(server: &CannedOrg) -> SalesforceClient {
         SalesforceClient::new(
-            reqwest::Client::new(),
+            server.transport(),
             Arc::new(StaticToken(AccessToken::new("tok-123", server.url()))),
             "v62.0",
         )
@@ -410,7 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_request_carries_the_call_option_and_bearer_and_usage_is_recorded() {
-        let server = TestServer::start(vec![
+        let server = CannedOrg::start(vec![
             Canned::new(200, r#"{"attributes":{"type":"Case"},"Id":"5005g00000AbCdEAAS","Subject":"Down"}"#)
                 .header("Sforce-Limit-Info", "api-usage=40/100"),
         ])
@@ -432,7 +439,7 @@ mod tests {
 
     #[tokio::test]
     async fn upsert_reports_created_and_updated() {
-        let server = TestServer::start(vec![
+        let server = CannedOrg::start(vec![
             Canned::new(201, r#"{"id":"500A","success":true,"errors":[],"created":true}"#),
             Canned::new(200, r#"{"id":"500A","success":true,"errors":[],"created":false}"#),
             Canned::new(204, ""),
@@ -455,7 +462,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_keep_the_salesforce_error_array() {
-        let server = TestServer::start(vec![Canned::new(
+        let server = CannedOrg::start(vec![Canned::new(
             400,
             r#"[{"fields":["LastName"],"message":"Required fields are missing: [LastName]","errorCode":"REQUIRED_FIELD_MISSING"}]"#,
         )])
@@ -475,7 +482,7 @@ mod tests {
 
     #[tokio::test]
     async fn composite_is_one_call_and_reports_each_subrequest() {
-        let server = TestServer::start(vec![Canned::new(
+        let server = CannedOrg::start(vec![Canned::new(
             200,
             &json!({"compositeResponse": [
                 {"body": {"id": "500A", "success": true, "errors": []}, "httpHeaders": {}, "httpStatusCode": 201, "referenceId": "c"},
@@ -500,7 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_multi_part_comment_is_one_composite_call() {
-        let server = TestServer::start(vec![Canned::new(
+        let server = CannedOrg::start(vec![Canned::new(
             200,
             &json!({"compositeResponse": [
                 {"body": {"id": "00a1", "success": true, "errors": []}, "httpHeaders": {}, "httpStatusCode": 201, "referenceId": "comment"},
@@ -517,13 +524,13 @@ mod tests {
 
     #[tokio::test]
     async fn server_unavailable_is_transient_and_connection_refused_is_transient() {
-        let server = TestServer::start(vec![Canned::new(503, "")]).await;
+        let server = CannedOrg::start(vec![Canned::new(503, "")]).await;
         let c = client(&server);
         let err = c.update_record("Case", "5005g00000AbCdEAAS", &Map::new()).await.unwrap_err();
         assert!(err.is_transient(), "{err}");
 
         let dead = SalesforceClient::new(
-            reqwest::Client::new(),
+            crate::salesforce::canned::unreachable(),
             Arc::new(StaticToken(AccessToken::new("t", "http://127.0.0.1:9"))),
             "62.0",
         );
@@ -533,7 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn ids_and_names_that_could_change_the_path_are_refused_before_sending() {
-        let server = TestServer::start(vec![]).await;
+        let server = CannedOrg::start(vec![]).await;
         let c = client(&server);
         assert!(c.get_record("Case", "../../x", None).await.is_err());
         assert!(c.get_record("Case?x=1", "5005g00000AbCdEAAS", None).await.is_err());

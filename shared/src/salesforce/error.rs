@@ -291,19 +291,15 @@ impl SalesforceError {
         }
     }
 
-    pub(crate) fn from_reqwest(err: &reqwest::Error) -> Self {
-        // A connect error first: a connect timeout is both, and nothing was sent over it.
-        let what = if err.is_connect() {
-            "connection"
-        } else if err.is_timeout() {
-            "timeout"
-        } else if err.is_body() || err.is_decode() {
-            "body"
-        } else {
-            "request"
+    pub(crate) fn from_transport(err: crate::transport::TransportError) -> Self {
+        use crate::transport::Failure;
+        let what = match err.failure {
+            Failure::Connect => "connection",
+            Failure::Timeout => "timeout",
+            Failure::Body => "body",
+            Failure::Other => "request",
         };
-        // reqwest's Display does not include headers or bodies, so no token can leak here.
-        SalesforceError::Transport { what, message: err.to_string() }
+        SalesforceError::Transport { what, message: err.message }
     }
 }
 

@@ -18,7 +18,7 @@ pub mod outbound_message;
 pub mod trigger_post;
 
 #[cfg(test)]
-pub(crate) mod test_server;
+pub(crate) mod canned;
 
 pub use auth::{AccessToken, Authenticator, JwtCredentials, StaticToken, TokenSource};
 pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult, is_own_case_comment};

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AuditEntry, Link};
 
 pub mod contract;
-pub mod dynamodb;
 pub mod memory;
 
 /// Why a store call failed. Read [`StoreError::is_transient`] to decide retry vs. DLQ.

@@ -1,6 +1,6 @@
 //! Metric names and helpers. Domain code records through the `metrics` facade; each function's
-//! `main` installs the EMF collector ([`init_emf`]) and flushes it after every invocation, so
-//! metrics reach CloudWatch through the log stream with no API call and no latency.
+//! `main` installs the EMF collector (`adapters::telemetry::init_emf`) and flushes it after every
+//! invocation, so metrics reach CloudWatch through the log stream with no API call and no latency.
 //!
 //! Names and dimensions are fixed here (and in `template.yaml`'s alarms and dashboard).
 
@@ -24,24 +24,6 @@ pub const BREAKER_OPEN: &str = "BreakerOpen";
 pub const HANDLER_LATENCY: &str = "HandlerLatency";
 pub const SALESFORCE_API_USAGE: &str = "SalesforceApiUsagePercent";
 pub const ERRORS: &str = "Errors";
-
-/// Installs the EMF collector with the `Function` dimension. Returns the collector to flush.
-pub fn init_emf(function: &str) -> Option<&'static metrics_cloudwatch_embedded::Collector> {
-    metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace(NAMESPACE)
-        .with_dimension("Function", function.to_string())
-        .init()
-        .ok()
-}
-
-/// Writes the metrics gathered during one invocation as one EMF document to stdout.
-pub fn flush(collector: Option<&'static metrics_cloudwatch_embedded::Collector>) {
-    if let Some(collector) = collector
-        && let Err(err) = collector.flush(std::io::stdout())
-    {
-        tracing::warn!(error = %err, "could not write EMF metrics");
-    }
-}
 
 pub fn event_received() {
     counter!(EVENTS_RECEIVED).increment(1);

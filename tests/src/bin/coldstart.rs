@@ -83,7 +83,7 @@ async fn world(events: &Path) -> World {
 /// open incident with the same dedup key).
 async fn fresh_table(world: &World) -> String {
     let (client, table) = sim::moto::table().await;
-    let stores = shared::store::dynamodb::stores(client, &table);
+    let stores = adapters::dynamodb::stores(client, &table);
     stores.rules.put_rules(&world.rules, "coldstart", chrono::Utc::now()).await.expect("put rules in moto");
     table
 }

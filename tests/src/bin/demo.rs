@@ -111,7 +111,7 @@ async fn main() -> Result<(), String> {
     for name in ORDER {
         let path = args.events.join(format!("{name}.json"));
         let request = load(&path)?;
-        let mut inbound = shared::lambda::to_inbound(&request);
+        let mut inbound = adapters::lambda::to_inbound(&request);
         inbound.deadline = Some(h.clock.now() + chrono::Duration::seconds(10));
         let route = request.uri().path().to_string();
         let reply = match route.as_str() {
@@ -126,7 +126,7 @@ async fn main() -> Result<(), String> {
         println!("{:<48} {:>6}  {}", name, reply.status, summary(&reply));
     }
     if std::env::var("DEMO_LOG").is_ok() {
-        shared::telemetry::init_logging("info");
+        adapters::telemetry::init_logging("info");
     }
     let batches = h.drain_retries(1000).await;
     println!();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
-use crate::store::StoreError;
+use shared::store::StoreError;
 
 pub type Item = HashMap<String, AttributeValue>;
 

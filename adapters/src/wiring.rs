@@ -4,16 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, RulesSource};
-use crate::handler::context::{Context, Parts, Settings};
-use crate::handler::settle::RetryPolicy;
-use crate::pagerduty::PagerdutyClient;
-use crate::retry::breaker::BreakerPolicy;
-use crate::retry::sqs::SqsQueue;
-use crate::rules::RulesCache;
-use crate::salesforce::{Authenticator, JwtCredentials, SalesforceClient, SalesforceError};
-use crate::secrets::{CachedSecrets, SecretsError, SecretsManagerSource};
+use shared::clock::{Clock, SystemClock};
+use shared::config::{Config, ConfigError, RulesSource};
+use shared::handler::context::{Context, Parts, Settings};
+use shared::handler::settle::RetryPolicy;
+use shared::pagerduty::PagerdutyClient;
+use shared::retry::breaker::BreakerPolicy;
+use shared::rules::RulesCache;
+use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient, SalesforceError};
+use shared::secrets::{CachedSecrets, SecretsError};
+use shared::transport::Transport;
+
+use crate::http::{HTTP_TIMEOUT, ReqwestTransport};
+use crate::secrets_manager::SecretsManagerSource;
+use crate::sqs::SqsQueue;
 
 /// Which downstream services a function calls (the others' credentials are not read at start),
 /// and whose signatures it checks.
@@ -82,15 +86,6 @@ impl AwsTimeouts {
     }
 }
 
-/// Timeout of each call to PagerDuty and Salesforce. The HTTP functions run for at most 10 s
-/// (template.yaml): the executors start no call with less than this plus
-/// [`crate::handler::salesforce_exec::SETTLE_MARGIN`] left, so a slow call ends (or is given up)
-/// while there is still time to queue what is left. 5 s leaves room for a read and the event's
-/// write; a call given up is an outcome unknown, looked for before it is sent again.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection not made by then is given up (nothing was sent over it: not an unknown outcome).
-pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Reads the environment, initialises logging and builds the context for `function`.
 pub async fn from_environment(function: &str, needs: Needs) -> Result<Context, WiringError> {
     let config = Config::from_env()?;
@@ -144,8 +139,8 @@ const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
 pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -> Result<Context, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // One HTTP client per process: connection pools survive warm invocations.
-    let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).connect_timeout(HTTP_CONNECT_TIMEOUT).build()?;
-    let stores = crate::store::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let http: Arc<dyn Transport> = Arc::new(ReqwestTransport::new()?);
+    let stores = crate::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let secrets = Arc::new(CachedSecrets::new(
         Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(sdk))),
@@ -181,7 +176,9 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
     };
     let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
     let auth = Arc::new(
-        Authenticator::new(http.clone(), login, credentials, clock.clone()).with_audience(config.salesforce_audience()),
+        Authenticator::new(http.clone(), login, credentials, clock.clone())
+            .with_audience(config.salesforce_audience())
+            .with_timeout(HTTP_TIMEOUT),
     );
     let salesforce =
         SalesforceClient::new(http, auth, config.salesforce_api_version.clone()).with_timeout(HTTP_TIMEOUT);

@@ -32,11 +32,11 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Duration, Utc};
 
 use self::item::{Item, corrupt, from_millis, get_opt_s, get_s, millis, n, s};
-use super::{
+use shared::model::{AuditEntry, Link, RecordRef};
+use shared::store::{
     AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, Lease, LinkStore, PendingChange,
     PendingEvent, Progress, RulesStore, StoreError, StoredRules, Stores, Subject, SubjectState, SubjectUpdate,
 };
-use crate::model::{AuditEntry, Link, RecordRef};
 
 /// Audit entries are kept this long.
 const AUDIT_RETENTION_DAYS: i64 = 90;
@@ -441,7 +441,7 @@ const COMPLETED: &str = "COMPLETED";
 
 fn idem_key(key: &str) -> String {
     // Callers bound their keys already; this keeps any other caller from making a key DynamoDB refuses.
-    format!("IDEM#{}", crate::model::bounded_key(key))
+    format!("IDEM#{}", shared::model::bounded_key(key))
 }
 
 /// The COMPLETED idempotency item (written alone, or in an event's last batch).

@@ -8,7 +8,7 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use chrono::{DateTime, Utc};
 
-use super::queue::{MAX_DELAY, Queue, QueueError, ReceivedMessage};
+use shared::retry::queue::{MAX_DELAY, Queue, QueueError, ReceivedMessage};
 
 /// One SQS queue, by URL.
 #[derive(Clone, Debug)]

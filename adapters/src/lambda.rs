@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::handler::http::{InboundRequest, Reply};
+use shared::handler::http::{InboundRequest, Reply};
 
 /// API Gateway HTTP API request → [`InboundRequest`]. lambda_http has already base64-decoded a
 /// binary body; the bytes are kept exactly as they arrived, for signature checks.
@@ -71,11 +71,11 @@ pub fn to_response(reply: Reply) -> Response<Body> {
 }
 
 /// SQS records → the retry handler's messages.
-pub fn to_messages(event: aws_lambda_events::sqs::SqsEvent) -> Vec<crate::handler::retry::Message> {
+pub fn to_messages(event: aws_lambda_events::sqs::SqsEvent) -> Vec<shared::handler::retry::Message> {
     event
         .records
         .into_iter()
-        .map(|record| crate::handler::retry::Message {
+        .map(|record| shared::handler::retry::Message {
             receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1),
             message_id: record.message_id.unwrap_or_default(),
             body: record.body.unwrap_or_default(),
