@@ -1308,53 +1308,13 @@ fn token_endpoint(s: &Shared, body: &Bytes) -> Response {
 }
 
 /// The public key PEM of a certificate PEM (or the PEM itself if it already is a public key).
-/// Parses just enough DER to pull out the SubjectPublicKeyInfo.
 fn public_key_pem(pem: &str) -> Option<String> {
+    use x509_cert::der::{DecodePem, EncodePem, pem::LineEnding};
     if pem.contains("BEGIN PUBLIC KEY") || pem.contains("BEGIN RSA PUBLIC KEY") {
         return Some(pem.to_string());
     }
-    use base64::Engine;
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
-    let spki = spki_from_cert(&der)?;
-    let body = base64::engine::general_purpose::STANDARD.encode(spki);
-    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-    Some(format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n")))
-}
-
-/// Read one DER TLV at `pos`: (tag, header length, content length).
-fn tlv(der: &[u8], pos: usize) -> Option<(u8, usize, usize)> {
-    let tag = *der.get(pos)?;
-    let first = *der.get(pos + 1)? as usize;
-    if first < 0x80 {
-        return Some((tag, 2, first));
-    }
-    let n = first & 0x7f;
-    let mut len = 0usize;
-    for i in 0..n {
-        len = (len << 8) | *der.get(pos + 2 + i)? as usize;
-    }
-    Some((tag, 2 + n, len))
-}
-
-/// Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version?, serial, sigAlg, issuer,
-/// validity, subject, subjectPublicKeyInfo, ... }, ... }
-fn spki_from_cert(der: &[u8]) -> Option<Vec<u8>> {
-    let (_, h, _) = tlv(der, 0)?;
-    let tbs = h;
-    let (_, th, _) = tlv(der, tbs)?;
-    let mut pos = tbs + th;
-    let (tag, hh, len) = tlv(der, pos)?;
-    if tag == 0xa0 {
-        pos += hh + len; // explicit version
-    }
-    for _ in 0..5 {
-        // serial, signature algorithm, issuer, validity, subject
-        let (_, hh, len) = tlv(der, pos)?;
-        pos += hh + len;
-    }
-    let (_, hh, len) = tlv(der, pos)?;
-    der.get(pos..pos + hh + len).map(<[u8]>::to_vec)
+    let cert = x509_cert::Certificate::from_pem(pem.trim()).ok()?;
+    cert.tbs_certificate().subject_public_key_info().to_pem(LineEnding::LF).ok()
 }
 
 /// Send trigger posts and outbound messages for committed changes, in the background.
@@ -1394,5 +1354,17 @@ fn notify(s: &Shared, config: &SfSimConfig, changes: &[Change]) {
                 let _ = messenger.send(&url, &xml).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_yields_the_committed_public_key() {
+        let keys = test_keys();
+        let from_cert = public_key_pem(keys.certificate_pem).expect("the test certificate parses");
+        assert_eq!(from_cert.trim(), keys.public_key_pem.trim());
     }
 }
