@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use crate::faults::{FaultConfig, FaultKind, Faults, drop_connection};
-use crate::pagerduty::spawn_server;
+use crate::server::spawn_server;
 pub use emit::{OutboundMessenger, OutboundReport, TriggerPoster, TriggerTarget, sign_trigger};
 
 /// Test-only key material committed under `tests/fixtures/salesforce/` (never use it anywhere else).
