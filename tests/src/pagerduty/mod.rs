@@ -305,3 +305,6 @@ fn json_of(body: &Bytes) -> Value {
 fn query_params(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -51,3 +51,11 @@ pub(super) fn outcome_response(o: Outcome) -> Response {
     }
     r
 }
+
+/// axum's `get` also answers HEAD; the simulator has never modelled HEAD, which stays `NOT_FOUND`.
+pub(super) async fn no_head(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.method() == axum::http::Method::HEAD {
+        return json_resp(not_found_err());
+    }
+    next.run(req).await
+}

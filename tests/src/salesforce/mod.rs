@@ -321,6 +321,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::not_found)
         // The last layer added runs first.
+        .layer(from_fn(errors::no_head))
         .layer(from_fn(body::parse))
         .layer(from_fn_with_state(shared.clone(), limits::count))
         .layer(from_fn_with_state(shared.clone(), auth::session))
