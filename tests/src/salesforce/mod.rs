@@ -329,3 +329,6 @@ fn router(shared: Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), faults::inject))
         .with_state(shared)
 }
+
+#[cfg(test)]
+mod tests;
