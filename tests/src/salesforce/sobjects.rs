@@ -47,7 +47,8 @@ fn on_records(s: &Shared, object: &str, op: impl FnOnce(&mut World, &mut Vec<Cha
     outcome_response(out)
 }
 
-type Ctx = (State<Arc<Shared>>, Extension<Session>, Params);
+/// What every sObject endpoint reads: the simulator, the caller's session, the path parameters.
+type Call = (State<Arc<Shared>>, Extension<Session>, Params);
 
 pub(super) async fn list_objects() -> Response {
     let list: Vec<Value> = ["Case", "CaseComment", "Account", "Contact"]
@@ -57,49 +58,49 @@ pub(super) async fn list_objects() -> Response {
     json_resp((StatusCode::OK, json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": list})))
 }
 
-pub(super) async fn describe_endpoint((State(s), Extension(sess), p): Ctx) -> Response {
+pub(super) async fn describe_endpoint((State(s), Extension(sess), p): Call) -> Response {
     on_records(&s, p.get("object"), |_, _| describe(&sess, p.get("object")))
 }
 
 /// `describe` is no record id: PATCH and DELETE on it fail as on any malformed id.
-pub(super) async fn describe_is_not_an_id((State(s), _, p): Ctx) -> Response {
+pub(super) async fn describe_is_not_an_id((State(s), _, p): Call) -> Response {
     let object = p.get("object");
     on_records(&s, object, |w, _| locate(w, object, "describe").err().unwrap_or_else(|| err(not_found_err())))
 }
 
 pub(super) async fn create_endpoint(
-    (State(s), Extension(sess), p): Ctx,
+    (State(s), Extension(sess), p): Call,
     Extension(JsonBody(body)): Extension<JsonBody>,
 ) -> Response {
     let object = p.get("object");
     on_records(&s, object, |w, changes| create(w, &sess, object, &body, changes))
 }
 
-pub(super) async fn read_endpoint((State(s), _, p): Ctx, RawQuery(q): RawQuery) -> Response {
+pub(super) async fn read_endpoint((State(s), _, p): Call, RawQuery(q): RawQuery) -> Response {
     let object = p.get("object");
     on_records(&s, object, |w, _| read(w, object, p.get("id"), q.as_deref()))
 }
 
 pub(super) async fn update_endpoint(
-    (State(s), Extension(sess), p): Ctx,
+    (State(s), Extension(sess), p): Call,
     Extension(JsonBody(body)): Extension<JsonBody>,
 ) -> Response {
     let object = p.get("object");
     on_records(&s, object, |w, changes| update(w, &sess, object, p.get("id"), &body, changes))
 }
 
-pub(super) async fn delete_endpoint((State(s), _, p): Ctx) -> Response {
+pub(super) async fn delete_endpoint((State(s), _, p): Call) -> Response {
     let object = p.get("object");
     on_records(&s, object, |w, _| delete(w, object, p.get("id")))
 }
 
-pub(super) async fn read_by_external_id_endpoint((State(s), Extension(sess), p): Ctx) -> Response {
+pub(super) async fn read_by_external_id_endpoint((State(s), Extension(sess), p): Call) -> Response {
     let object = p.get("object");
     on_records(&s, object, |w, _| read_by_external_id(w, &sess, object, p.get("field"), p.get("value")))
 }
 
 pub(super) async fn upsert_endpoint(
-    (State(s), Extension(sess), p): Ctx,
+    (State(s), Extension(sess), p): Call,
     Extension(JsonBody(body)): Extension<JsonBody>,
 ) -> Response {
     let object = p.get("object");
