@@ -11,3 +11,4 @@ pub mod moto;
 pub mod pagerduty;
 pub mod runtime_api;
 pub mod salesforce;
+mod server;

@@ -1,7 +1,8 @@
 //! A PagerDuty Webhooks v3 sender: builds deliveries shaped like the real ones (see
 //! `/work/shared/samples/pagerduty-webhooks-v3/`), signs them, and delivers them with PagerDuty's
 //! retry behaviour (retry on timeout, 5xx and 429; drop on other 4xx). HMAC is computed here with
-//! `hmac`/`sha2`, independently of the product's verifier, so a shared bug cannot hide.
+//! `hmac`/`sha2`, independently of the product's verifier, so a shared bug cannot hide. [`emit`] is
+//! how the simulator sends one on every change it makes, the bridge's own changes included.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -286,4 +287,36 @@ fn note_envelope(
         "type": "incident_note",
     });
     envelope("incident.annotated", "incident", agent.map(|a| reference(a, "user")), data, at)
+}
+
+/// Record an emitted webhook event and deliver it in the background to the configured target and
+/// to every active subscription created through the API whose `events` include its type (signed with
+/// that subscription's secret), like PagerDuty does.
+pub(super) fn emit(w: &mut super::state::World, config: &super::PdSimConfig, envelope: Value) {
+    w.webhook_events.push(envelope.clone());
+    let event_type = envelope["event"]["event_type"].as_str().unwrap_or_default().to_string();
+    let mut targets: Vec<(String, Vec<String>, String)> = Vec::new();
+    if let Some(t) = &config.webhook {
+        targets.push((t.url.clone(), t.secrets.clone(), t.subscription_id.clone()));
+    }
+    for sub in &w.subscriptions {
+        let active = sub["active"].as_bool().unwrap_or(true);
+        let wants = sub["events"].as_array().is_none_or(|e| e.is_empty() || e.iter().any(|x| x == event_type.as_str()));
+        if let (true, true, Some(url), Some(secret), Some(id)) = (
+            active,
+            wants,
+            sub["delivery_method"]["url"].as_str(),
+            sub["delivery_method"]["secret"].as_str(),
+            sub["id"].as_str(),
+        ) {
+            targets.push((url.to_string(), vec![secret.to_string()], id.to_string()));
+        }
+    }
+    for (url, secrets, subscription_id) in targets {
+        let sender = WebhookSender::new(&secrets).with_subscription(&subscription_id);
+        let envelope = envelope.clone();
+        tokio::spawn(async move {
+            let _ = sender.deliver(&url, &envelope).await;
+        });
+    }
 }

@@ -1,6 +1,7 @@
 //! What the simulated org sends to the bridge: Apex trigger posts (our own contract, see the helper
 //! brief) and workflow Outbound Messages (SOAP 1.1, shaped like
-//! `/work/shared/samples/salesforce-outbound-message/*request*.xml`).
+//! `/work/shared/samples/salesforce-outbound-message/*request*.xml`). [`notify`] sends both for the
+//! changes the simulator commits.
 
 use std::time::Duration;
 
@@ -271,4 +272,49 @@ fn soap_value(s: &str) -> String {
 pub fn is_ack(xml: &str) -> bool {
     let compact: String = xml.split_whitespace().collect();
     compact.contains(">true</Ack>") && (compact.contains("<Ack>") || compact.contains(":Ack>"))
+}
+
+/// Send trigger posts and outbound messages for committed changes, in the background.
+pub(super) fn notify(s: &super::state::Shared, config: &super::SfSimConfig, changes: &[super::Change]) {
+    if changes.is_empty() {
+        return;
+    }
+    if let Some(target) = &config.trigger {
+        // One trigger invocation per object and operation, like Apex batches of up to 200.
+        let mut groups: Vec<(String, String, Vec<super::Change>)> = Vec::new();
+        for c in changes.iter().filter(|c| target.objects.is_empty() || target.objects.contains(&c.object)) {
+            match groups.iter_mut().find(|g| g.0 == c.object && g.1 == c.operation) {
+                Some(g) => g.2.push(c.clone()),
+                None => groups.push((c.object.clone(), c.operation.clone(), vec![c.clone()])),
+            }
+        }
+        for (object, operation, list) in groups {
+            let poster = TriggerPoster::new(target.secrets.clone(), &config.org_id);
+            let username = list[0].username.clone();
+            let olds: Option<Vec<Value>> =
+                if operation == "update" { Some(list.iter().filter_map(|c| c.old.clone()).collect()) } else { None };
+            let news: Vec<Value> = list.iter().map(|c| c.new.clone()).collect();
+            let payload = poster.payload(
+                &object,
+                &operation,
+                (&super::state::user_id_for(&username), &username),
+                olds.as_deref(),
+                &news,
+            );
+            let url = target.url.clone();
+            tokio::spawn(async move {
+                let _ = poster.post(&url, &payload).await;
+            });
+        }
+    }
+    if let Some((url, objects)) = &config.outbound {
+        for c in changes.iter().filter(|c| objects.is_empty() || objects.contains(&c.object)) {
+            let messenger = OutboundMessenger::new(&config.org_id, &s.base_url);
+            let xml = messenger.envelope(&c.object, std::slice::from_ref(&c.new));
+            let url = url.clone();
+            tokio::spawn(async move {
+                let _ = messenger.send(&url, &xml).await;
+            });
+        }
+    }
 }

@@ -1,0 +1,315 @@
+//! The rules document's data model: rulesets, rules, conditions and actions as compiled by the
+//! loader ([`super::load`]), with the limits they are checked against.
+
+use std::fmt;
+use std::sync::Arc;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::model::Direction;
+
+use crate::rules::template::Template;
+use crate::rules::value::{parse_datetime, parse_number};
+
+/// PagerDuty's limit on incident titles, in characters.
+pub const MAX_TITLE_CHARS: usize = 1024;
+/// How many record fields a title template may use (as in PagerDuty's own package).
+pub const MAX_TITLE_FIELDS: usize = 3;
+/// Field that `create_record` fills with its idempotency key unless the rule names another.
+pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "PagerDuty_Incident_Key__c";
+
+/// A validated, compiled rules document. Build it with [`Rules::from_yaml`].
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub rulesets: Vec<RuleSet>,
+}
+
+/// A named group of rules that can be switched off as a whole.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub name: String,
+    /// `name`, shared into explanations without copying.
+    pub(crate) shared_name: Arc<str>,
+    pub enabled: bool,
+    pub rules: Vec<Rule>,
+    pub line: usize,
+}
+
+/// One rule: when it runs, what it checks, what it does.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub(crate) shared_name: Arc<str>,
+    pub direction: Direction,
+    /// S→P: the object whose changes it watches. P→S: the object it acts on.
+    pub object: String,
+    pub match_mode: MatchMode,
+    pub applies_to: AppliesTo,
+    pub conditions: Vec<Condition>,
+    pub actions: Vec<ActionSpec>,
+    pub line: usize,
+}
+
+/// Whether all or any conditions must hold. No conditions always match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMode {
+    All,
+    Any,
+}
+
+/// Which events a rule acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppliesTo {
+    /// S→P: record inserts only. P→S: `incident.triggered` only.
+    NewOnly,
+    /// Every matching event, acting on existing links too.
+    AllLinked,
+}
+
+/// One compiled condition.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// The field as written, e.g. `pagerduty.status` or `old.Status`.
+    pub field_text: String,
+    pub field: Field,
+    pub operator: Operator,
+    pub expected: Expected,
+    pub case_sensitive: bool,
+    pub line: usize,
+    /// `field_text` and `expected` as the explanation shows them, built once at load.
+    pub(crate) shared_field: Arc<str>,
+    pub(crate) expected_json: Option<Arc<serde_json::Value>>,
+}
+
+/// What a condition looks at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Pagerduty(PdField),
+    /// A Salesforce field path; `old` reads the value before the update.
+    Salesforce {
+        path: Vec<String>,
+        old: bool,
+    },
+}
+
+/// The PagerDuty facts a condition can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PdField {
+    EventType,
+    Title,
+    Status,
+    Service,
+    ServiceName,
+    EscalationPolicy,
+    EscalationPolicyName,
+    Priority,
+    Urgency,
+    Note,
+}
+
+pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
+    ("event_type", PdField::EventType),
+    ("title", PdField::Title),
+    ("status", PdField::Status),
+    ("service", PdField::Service),
+    ("service_name", PdField::ServiceName),
+    ("escalation_policy", PdField::EscalationPolicy),
+    ("escalation_policy_name", PdField::EscalationPolicyName),
+    ("priority", PdField::Priority),
+    ("urgency", PdField::Urgency),
+    ("note", PdField::Note),
+];
+
+/// Condition operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operator {
+    Equals,
+    NotEquals,
+    Contains,
+    NotContains,
+    StartsWith,
+    EndsWith,
+    Matches,
+    In,
+    NotIn,
+    IsEmpty,
+    IsNotEmpty,
+    GreaterThan,
+    LessThan,
+    Changed,
+    ChangedTo,
+    ChangedFrom,
+}
+
+pub(super) const OPERATORS: &[(&str, Operator)] = &[
+    ("equals", Operator::Equals),
+    ("not_equals", Operator::NotEquals),
+    ("contains", Operator::Contains),
+    ("not_contains", Operator::NotContains),
+    ("starts_with", Operator::StartsWith),
+    ("ends_with", Operator::EndsWith),
+    ("matches", Operator::Matches),
+    ("in", Operator::In),
+    ("not_in", Operator::NotIn),
+    ("is_empty", Operator::IsEmpty),
+    ("is_not_empty", Operator::IsNotEmpty),
+    ("greater_than", Operator::GreaterThan),
+    ("less_than", Operator::LessThan),
+    ("changed", Operator::Changed),
+    ("changed_to", Operator::ChangedTo),
+    ("changed_from", Operator::ChangedFrom),
+];
+
+impl Operator {
+    pub fn as_str(self) -> &'static str {
+        OPERATORS.iter().find(|(_, op)| *op == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+}
+
+impl fmt::Display for Operator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The compiled right-hand side of a condition.
+#[derive(Debug, Clone)]
+pub enum Expected {
+    None,
+    One(Scalar),
+    List(Vec<Scalar>),
+    Regex(Regex),
+}
+
+/// A literal to compare with, pre-folded for case-insensitive comparison and pre-parsed for
+/// greater/less than.
+#[derive(Debug, Clone)]
+pub struct Scalar {
+    pub text: String,
+    pub(crate) folded: String,
+    pub(crate) number: Option<f64>,
+    pub(crate) date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Scalar {
+    pub(super) fn new(text: String, case_sensitive: bool) -> Self {
+        let folded = if case_sensitive { text.clone() } else { text.to_lowercase() };
+        let number = parse_number(&text);
+        let date = parse_datetime(&text);
+        Scalar { text, folded, number, date }
+    }
+}
+
+/// Urgency of a PagerDuty incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    High,
+    Low,
+}
+
+/// `prefix` + up to three record fields joined by " - ".
+#[derive(Debug, Clone)]
+pub struct TitleTemplate {
+    pub prefix: String,
+    pub fields: Vec<Vec<String>>,
+}
+
+/// A field value to write: literal JSON or a template rendered to text.
+#[derive(Debug, Clone)]
+pub enum FieldValue {
+    Literal(serde_json::Value),
+    Template(Template),
+}
+
+/// An action as written in the rules file (compiled).
+#[derive(Debug, Clone)]
+pub enum ActionSpec {
+    CreateIncident {
+        service_id: String,
+        escalation_policy_id: Option<String>,
+        urgency: Option<Urgency>,
+        priority: Option<String>,
+        title: TitleTemplate,
+        body: Option<Template>,
+    },
+    Acknowledge,
+    Resolve {
+        resolution: Option<Template>,
+    },
+    SetPriority {
+        priority: String,
+    },
+    SetUrgency {
+        urgency: Urgency,
+    },
+    RunIncidentWorkflow {
+        workflow_id: String,
+    },
+    RunAutomationAction {
+        action_id: String,
+    },
+    Reassign {
+        user_ids: Vec<String>,
+        escalation_policy_id: Option<String>,
+    },
+    AddResponders {
+        user_ids: Vec<String>,
+        escalation_policy_ids: Vec<String>,
+        message: Option<Template>,
+    },
+    AddNote {
+        content: Template,
+    },
+    SetFields {
+        fields: Vec<(String, FieldValue)>,
+    },
+    CreateRecord {
+        object: String,
+        fields: Vec<(String, FieldValue)>,
+        external_id_field: String,
+        link: bool,
+    },
+    AddCaseComment {
+        body: Template,
+    },
+}
+
+impl ActionSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionSpec::CreateIncident { .. } => "create_incident",
+            ActionSpec::Acknowledge => "acknowledge",
+            ActionSpec::Resolve { .. } => "resolve",
+            ActionSpec::SetPriority { .. } => "set_priority",
+            ActionSpec::SetUrgency { .. } => "set_urgency",
+            ActionSpec::RunIncidentWorkflow { .. } => "run_incident_workflow",
+            ActionSpec::RunAutomationAction { .. } => "run_automation_action",
+            ActionSpec::Reassign { .. } => "reassign",
+            ActionSpec::AddResponders { .. } => "add_responders",
+            ActionSpec::AddNote { .. } => "add_note",
+            ActionSpec::SetFields { .. } => "set_fields",
+            ActionSpec::CreateRecord { .. } => "create_record",
+            ActionSpec::AddCaseComment { .. } => "add_case_comment",
+        }
+    }
+
+    /// The side the action changes.
+    pub fn acts_on(&self) -> Direction {
+        match self {
+            ActionSpec::SetFields { .. } | ActionSpec::CreateRecord { .. } | ActionSpec::AddCaseComment { .. } => {
+                Direction::PagerdutyToSalesforce
+            }
+            _ => Direction::SalesforceToPagerduty,
+        }
+    }
+
+    /// Whether the action works on something already linked.
+    pub fn needs_link(&self) -> bool {
+        !matches!(self, ActionSpec::CreateIncident { .. } | ActionSpec::CreateRecord { .. })
+    }
+}
