@@ -86,7 +86,7 @@ SCHEDULES ?= 1000
 
 .PHONY: soak
 soak: ## Schedule explorer: SCHEDULES random schedules (default 1000, release build); prints the counts and failing seeds
-	EXPLORER_SCHEDULES=$(SCHEDULES) $(CARGO) test --release --locked -p pd-sfdc-tests --test explorer -- --ignored --exact soak --nocapture
+	EXPLORER_SCHEDULES=$(SCHEDULES) $(CARGO) test --release --locked -p pd-sfdc-tests --test integration -- --ignored --exact explorer::soak --nocapture
 
 .PHONY: deploy
 deploy: build ## Deploy with AWS SAM (asks for parameters the first time)

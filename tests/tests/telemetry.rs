@@ -1,5 +1,10 @@
 //! Logs and metrics of real handler runs: secrets never reach a log line, and the metrics are
 //! valid CloudWatch Embedded Metric Format with the names the alarms and dashboard use.
+//!
+//! A test binary of its own, not a module of `integration`: it installs the process-wide tracing
+//! subscriber (at trace, into a buffer it reads back) and the process-wide EMF recorder, and both
+//! can be installed once a process. Among the other tests it would capture their logs and metrics
+//! too (and slow them all with trace-level logging), and they would race its assertions.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -18,7 +18,7 @@ use sim::pagerduty::sign_v1;
 use sim::salesforce::sign_trigger;
 
 /// The example rules: a Case insert opens an incident, a webhook writes to the Case...
-const RULES: &str = include_str!("../../events/rules.example.yaml");
+const RULES: &str = include_str!("../../../events/rules.example.yaml");
 
 struct Request {
     name: String,

@@ -146,7 +146,7 @@ impl People<'_> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_mixed_changes_on_both_sides_produce_no_echo() {
     let started = Instant::now();
-    let mut config = HarnessConfig::new(include_str!("../../events/rules.example.yaml"));
+    let mut config = HarnessConfig::new(include_str!("../../../events/rules.example.yaml"));
     config.salesforce.org_id = ORG_ID.into();
     config.pagerduty.tokens.push(ONCALL_TOKEN.into());
     // The retry drain moves the shared clock while deliveries run (5 s for a link not visible

@@ -88,7 +88,7 @@ fn api_calls_since(h: &Harness, seen: &mut usize) -> Vec<String> {
 #[tokio::test]
 async fn a_linked_case_is_read_only_when_a_rule_reading_it_can_match_the_event() {
     // In the example rules only `acknowledged-sets-case-working` reads the Case (Status).
-    let h = Harness::start(include_str!("../../events/rules.example.yaml")).await;
+    let h = Harness::start(include_str!("../../../events/rules.example.yaml")).await;
     let t0 = Utc::now();
     let mut seen = 0;
     let at = |s: i64| t0 + Duration::seconds(s);

@@ -9,30 +9,8 @@ use sim::faults::FaultKind;
 use sim::harness::{Harness, outcome};
 use sim::pagerduty::webhook::WEBHOOK_PAYLOAD_BYTES;
 
-const RULES: &str = r#"
-rulesets:
-  - name: PD > SFDC
-    enabled: true
-    rules:
-      - name: trigger-opens-case
-        direction: pagerduty_to_salesforce
-        object: Case
-        applies_to: new_only
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: trigger}
-        actions:
-          - create_record:
-              object: Case
-              fields: {Subject: "{{incident.title}}", Origin: PagerDuty}
-              external_id_field: PagerDuty_Incident_Key__c
-      - name: note-becomes-comment
-        direction: pagerduty_to_salesforce
-        object: Case
-        conditions:
-          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}
-        actions:
-          - add_case_comment: {body: "{{note.content}}"}
-"#;
+/// A trigger opens a Case, a note becomes a Case Comment (and the rest of a Case's life).
+const RULES: &str = sim::fixtures::PD_CASE_RULES;
 
 /// On-call works in PagerDuty (their own `From`); returns PagerDuty's answer.
 async fn oncall(h: &Harness, path: &str, body: Value) -> Value {

@@ -10,34 +10,7 @@ use serde_json::{Map, Value, json};
 use shared::store::LinkStore;
 use sim::harness::{Harness, ORG_ID};
 
-const RULES: &str = r#"
-rulesets:
-  - name: SFDC > PD
-    enabled: true
-    rules:
-      - name: sev1-case-opens-incident
-        direction: salesforce_to_pagerduty
-        object: Case
-        applies_to: new_only
-        conditions:
-          - {field: Priority, operator: in, value: [Sev1]}
-        actions:
-          - create_incident: {service: PSVC001, urgency: high, title: {fields: [Subject]}}
-      - name: sev2-sets-p2
-        direction: salesforce_to_pagerduty
-        object: Case
-        conditions:
-          - {field: Priority, operator: changed_to, value: Sev2}
-        actions:
-          - set_priority: {priority: P2}
-      - name: closed-resolves
-        direction: salesforce_to_pagerduty
-        object: Case
-        conditions:
-          - {field: Status, operator: changed_to, value: Closed}
-        actions:
-          - resolve
-"#;
+const RULES: &str = sim::fixtures::SFDC_CASE_RULES;
 
 const CASE: &str = "5005g00000SAME1AAA";
 const AGENT: &str = "agent@example.com";

@@ -5,7 +5,8 @@
 //! effect, unexpected dead letter or unsettled event is a counter-example: its seed and schedule
 //! are printed.
 //!
-//! - CI: `cargo test -p pd-sfdc-tests --test explorer -- --nocapture` runs a fixed set of seeds.
+//! - CI: `cargo test -p pd-sfdc-tests --test integration explorer:: -- --nocapture` runs a fixed
+//!   set of seeds.
 //! - Replay: `EXPLORER_SEED=17` (or `17,40`) runs only those, `EXPLORER_REPEAT=5` each 5 times.
 //! - Soak: `make soak SCHEDULES=1000` (release build), the `soak` test below.
 //! - Knobs: `EXPLORER_INSTANCES` (per function, 3), `EXPLORER_SUBJECTS` (up to this many incidents

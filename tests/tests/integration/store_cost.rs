@@ -10,7 +10,7 @@ use shared::retry::breaker::BreakerPolicy;
 use sim::counting_store::OpCount;
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data};
 
-const RULES: &str = include_str!("../../events/rules.example.yaml");
+const RULES: &str = include_str!("../../../events/rules.example.yaml");
 
 /// The harness with the production breaker cache (the default harness reads breakers every time).
 async fn counted() -> Harness {

@@ -1,7 +1,8 @@
 //! Fault matrix (issue 10): for each external dependency (PagerDuty, Salesforce, DynamoDB, SQS,
 //! Secrets Manager) and each fault (5xx, 429, timeout, connection reset), a run of mixed events
 //! ends with every event applied exactly once or in the DLQ with its reason: nothing lost, nothing
-//! applied twice. Each cell prints its counts (`cargo test --test fault_matrix -- --nocapture`).
+//! applied twice. Each cell prints its counts
+//! (`cargo test -p pd-sfdc-tests --test integration fault_matrix:: -- --nocapture`).
 //!
 //! A cell runs two phases (incidents and Cases are created, then changed), each as production
 //! sees it: the fault is injected at 30% (seeded) while the senders deliver and the retry function
@@ -28,7 +29,7 @@ use sim::fault_proxy::{AwsService, FaultProxy};
 use sim::faults::{FaultConfig, FaultKind};
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data};
 
-const RULES: &str = include_str!("../../events/rules.example.yaml");
+const RULES: &str = include_str!("../../../events/rules.example.yaml");
 const FAULT_RATE: f64 = 0.3;
 /// Incidents (PagerDuty side) and Cases (Salesforce side) per cell; each gets two events.
 const SAAS_SUBJECTS: usize = 6;

@@ -569,7 +569,7 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     // sfdc-to-pd: an Outbound Message (its route reads the token secret).
     proxy.act_as("SfdcToPdFunction");
     let headers = vec![("content-type".to_string(), "text/xml; charset=utf-8".to_string())];
-    let xml = include_str!("../../events/sfdc-to-pd/outbound-message.xml");
+    let xml = include_str!("../../../events/sfdc-to-pd/outbound-message.xml");
     let mut request = h.request(handler::sfdc_to_pd::OUTBOUND_MESSAGE_ROUTE, xml, headers);
     request.query = format!("token={OUTBOUND_MESSAGE_TOKEN}");
     assert_eq!(handler::sfdc_to_pd::handle(&sfdc_to_pd, request).await.status, 200);

@@ -314,7 +314,7 @@ async fn a_429_reset_holds_the_record_back_without_spending_its_attempts() {
 #[tokio::test]
 async fn outbound_message_is_acknowledged_once_accepted() {
     let h = Harness::start(RULES).await;
-    let xml = include_str!("../../events/sfdc-to-pd/outbound-message.xml");
+    let xml = include_str!("../../../events/sfdc-to-pd/outbound-message.xml");
     let reply = h.outbound_message(xml).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.body.contains("<Ack>true</Ack>"));

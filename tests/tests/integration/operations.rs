@@ -29,7 +29,7 @@ async fn world(jwt_key: &str) -> World {
     let sdk = moto::sdk_config().await;
     let (dynamo, table) = moto::table().await;
     DynamoStore::new(dynamo, &table)
-        .put_rules(include_str!("../../events/rules.example.yaml"), "test", chrono::Utc::now())
+        .put_rules(include_str!("../../../events/rules.example.yaml"), "test", chrono::Utc::now())
         .await
         .unwrap();
     let (_, retry, dlq) = moto::queues(5).await;

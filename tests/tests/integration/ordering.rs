@@ -11,42 +11,12 @@ use shared::handler::settle::RetryPolicy;
 use shared::model::Outcome;
 use shared::store::{LinkStore, PendingChange, PendingEvent, Subject, SubjectUpdate};
 use sim::faults::FaultKind;
-use sim::fixtures::{PD_CASE_RULES, case_of};
+use sim::fixtures::{PD_CASE_RULES, SFDC_CASE_RULES, case_of};
 use sim::harness::{Harness, HarnessConfig, ORG_ID, delivery, incident_data, outcome};
 
 const PD_RULES: &str = PD_CASE_RULES;
 
-const SF_RULES: &str = r#"
-rulesets:
-  - name: SFDC > PD
-    enabled: true
-    rules:
-      - name: sev1-case-opens-incident
-        direction: salesforce_to_pagerduty
-        object: Case
-        applies_to: new_only
-        conditions:
-          - {field: Priority, operator: in, value: [Sev1]}
-        actions:
-          - create_incident:
-              service: PSVC001
-              urgency: high
-              title: {prefix: "[Sev1] ", fields: [CaseNumber, Subject]}
-      - name: priority-change-sets-incident-priority
-        direction: salesforce_to_pagerduty
-        object: Case
-        conditions:
-          - {field: Priority, operator: changed_to, value: Sev2}
-        actions:
-          - set_priority: {priority: P2}
-      - name: case-closed-resolves
-        direction: salesforce_to_pagerduty
-        object: Case
-        conditions:
-          - {field: Status, operator: changed_to, value: Closed}
-        actions:
-          - resolve: {}
-"#;
+const SF_RULES: &str = SFDC_CASE_RULES;
 
 fn note_data(incident: &str, note_id: &str, content: &str) -> Value {
     json!({"id": note_id, "type": "incident_note", "content": content, "trimmed": false,
