@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod handler;
 pub mod lambda;
+pub mod loop_guard;
 pub mod model;
 pub mod pagerduty;
 pub mod retry;

@@ -25,9 +25,6 @@ use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost
 use crate::store::Subject;
 use crate::telemetry::metrics;
 
-/// Comments the bridge writes into Salesforce start with this; they are not sent back.
-pub const PAGERDUTY_MARKER: &str = "[PagerDuty]";
-
 /// One record change, from either input format.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -427,11 +424,6 @@ async fn attempt(
 ) -> Attempt {
     if let Some(echo) = echo::salesforce_echo(ctx, change) {
         return echo;
-    }
-    if change.object == "CaseComment"
-        && change.new.get("CommentBody").and_then(|v| v.as_str()).is_some_and(|b| b.starts_with(PAGERDUTY_MARKER))
-    {
-        return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
     }
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
     let order = order_subject(change);

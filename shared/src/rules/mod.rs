@@ -91,7 +91,6 @@ pub use eval::{
 };
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
 pub use plan::{
-    Action, CASE_COMMENT_MARKER, Effect, INCIDENT_NOTE_MARKER, MAX_CASE_COMMENT_BYTES, Plan, PlannedAction,
-    case_comment_bodies, field_mark, truncate_chars,
+    Action, Effect, MAX_CASE_COMMENT_BYTES, Plan, PlannedAction, case_comment_bodies, field_mark, truncate_chars,
 };
 pub use template::Template;

@@ -12,14 +12,6 @@ use crate::model::RecordRef;
 
 use super::document::Urgency;
 
-/// Marker that starts every Case Comment the bridge writes (loop prevention).
-pub const CASE_COMMENT_MARKER: &str = "[PagerDuty]";
-/// Marker that starts every incident note the bridge writes (loop prevention).
-pub const INCIDENT_NOTE_MARKER: &str = "[Salesforce]";
-/// [`CASE_COMMENT_MARKER`] and the space after it.
-pub(crate) const CASE_COMMENT_PREFIX: &str = "[PagerDuty] ";
-/// [`INCIDENT_NOTE_MARKER`] and the space after it.
-pub(crate) const INCIDENT_NOTE_PREFIX: &str = "[Salesforce] ";
 /// Salesforce's limit on `CaseComment.CommentBody`, in bytes.
 pub const MAX_CASE_COMMENT_BYTES: usize = 4000;
 
@@ -85,7 +77,7 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
-    /// Add a note; `content` already starts with [`INCIDENT_NOTE_MARKER`].
+    /// Add a note; `content` already starts with [`crate::loop_guard::SALESFORCE_MARKER`].
     AddNote {
         incident_id: String,
         content: String,
@@ -105,7 +97,7 @@ pub enum Action {
         link: bool,
         incident_id: String,
     },
-    /// One Case Comment; `body` starts with [`CASE_COMMENT_MARKER`] and fits in 4000 bytes.
+    /// One Case Comment; `body` starts with [`crate::loop_guard::PAGERDUTY_MARKER`] and fits in 4000 bytes.
     AddCaseComment {
         case_id: String,
         body: String,
@@ -397,7 +389,7 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
 /// Prefixes `body` with the Case Comment marker and splits it into comments of at most
 /// [`MAX_CASE_COMMENT_BYTES`] bytes each, on UTF-8 boundaries; every part carries the marker.
 pub fn case_comment_bodies(body: &str) -> Vec<String> {
-    let prefix = CASE_COMMENT_PREFIX;
+    let prefix = crate::loop_guard::PAGERDUTY_PREFIX;
     let body = body.strip_prefix(prefix).unwrap_or(body);
     let room = MAX_CASE_COMMENT_BYTES - prefix.len();
     let mut parts = Vec::new();

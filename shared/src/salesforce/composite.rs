@@ -7,13 +7,12 @@ use serde_json::{Map, Value};
 
 use super::error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure, classify};
 use super::{Record, check_id, check_name, encode_segment};
+use crate::loop_guard::PAGERDUTY_MARKER;
 
 /// Salesforce refuses a composite request with more subrequests than this.
 pub const MAX_SUBREQUESTS: usize = 25;
 /// `CaseComment.CommentBody` holds at most this many bytes.
 pub const CASE_COMMENT_MAX_BYTES: usize = 4000;
-/// Every Case Comment the bridge writes starts with this marker (loop prevention contract).
-pub const PAGERDUTY_MARKER: &str = "[PagerDuty]";
 
 /// One subrequest of a composite request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

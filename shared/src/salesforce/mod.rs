@@ -21,10 +21,10 @@ pub mod trigger_post;
 pub(crate) mod test_server;
 
 pub use auth::{AccessToken, Authenticator, JwtCredentials, StaticToken, TokenSource};
-pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult, is_own_case_comment};
+pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult};
 pub use composite::{
-    CompositeBuilder, CompositeRequest, CompositeResponse, PAGERDUTY_MARKER, Subrequest, SubrequestResult, Write,
-    case_comment_chunks, reference,
+    CompositeBuilder, CompositeRequest, CompositeResponse, Subrequest, SubrequestResult, Write, case_comment_chunks,
+    reference,
 };
 pub use error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure};
 pub use outbound_message::{Notification, OutboundMessage, OutboundMessageError};
@@ -35,10 +35,6 @@ pub use trigger_post::{
 
 /// A record's fields as JSON (as Salesforce REST and Apex `JSON.serialize` write them).
 pub type Record = serde_json::Map<String, serde_json::Value>;
-
-/// The marker that starts every incident note the bridge writes into PagerDuty; Case Comments
-/// starting with it are not forwarded again.
-pub const SALESFORCE_MARKER: &str = "[Salesforce]";
 
 /// sObject and field API names: letters, digits and underscores (`Case`, `PD_Incident__c`,
 /// `ns__Thing__c`). Anything else could change the URL path, so it is refused.
