@@ -10,13 +10,14 @@ use sha2::{Digest, Sha256};
 
 use crate::loop_guard::{self, marked_note};
 use crate::model::{Direction, RecordRef};
+use crate::salesforce::case_comment;
 
 use super::document::{
     ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule,
     Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
-use super::plan::{Action, MAX_CASE_COMMENT_BYTES, Plan, Planned, RecordKey, case_comment_bodies, truncate_chars};
+use super::plan::{Action, Plan, Planned, RecordKey, truncate_chars};
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
 
@@ -464,11 +465,7 @@ fn plan_incident_action<'e>(
             if text.trim().is_empty() {
                 return Some("comment body rendered empty; nothing to add".into());
             }
-            let parts = if marked.len() <= MAX_CASE_COMMENT_BYTES && !text.starts_with(loop_guard::PAGERDUTY_PREFIX) {
-                vec![marked]
-            } else {
-                case_comment_bodies(text)
-            };
+            let parts = case_comment::planned_parts(marked);
             let (first, last) = matched.split_at(matched.len() - 1);
             for r in first {
                 out.extend(parts.iter().map(|part| Planned::CaseComment { case_id: &r.id, body: part.clone() }));

@@ -3,6 +3,7 @@
 //!
 //! - [`auth`]: the JWT bearer flow and the token cache ([`Authenticator`]).
 //! - [`client`]: [`SalesforceClient`] (sObjects, upsert, Composite, Case Comments).
+//! - [`case_comment`]: the one Case Comment splitter (4,000 bytes, marked and numbered parts).
 //! - [`composite`]: composite requests, their builder and per-subrequest results.
 //! - [`id`]: 15/18-character ids, their checksum, and how two ids (or orgs) compare.
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
@@ -10,6 +11,7 @@
 //! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
 
 pub mod auth;
+pub mod case_comment;
 pub mod client;
 pub mod composite;
 pub mod error;
@@ -23,8 +25,7 @@ pub(crate) mod test_server;
 pub use auth::{AccessToken, Authenticator, JwtCredentials, StaticToken, TokenSource};
 pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult};
 pub use composite::{
-    CompositeBuilder, CompositeRequest, CompositeResponse, Subrequest, SubrequestResult, Write, case_comment_chunks,
-    reference,
+    CompositeBuilder, CompositeRequest, CompositeResponse, Subrequest, SubrequestResult, Write, reference,
 };
 pub use error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure};
 pub use outbound_message::{Notification, OutboundMessage, OutboundMessageError};
