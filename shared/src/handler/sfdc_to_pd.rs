@@ -21,6 +21,7 @@ use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
+use crate::salesforce::time::parse_datetime;
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
 use crate::store::Subject;
 use crate::telemetry::metrics;
@@ -95,16 +96,8 @@ pub fn change_time(fields: &serde_json::Map<String, serde_json::Value>, fallback
     ["SystemModstamp", "LastModifiedDate"]
         .iter()
         .filter_map(|f| fields.get(*f).and_then(|v| v.as_str()))
-        .find_map(parse_salesforce_time)
+        .find_map(parse_datetime)
         .unwrap_or(fallback)
-}
-
-/// Salesforce writes `2026-11-22T10:00:00.000+0000` (JSON.serialize) or RFC 3339 (SOAP).
-pub fn parse_salesforce_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|t| t.to_utc())
 }
 
 /// What happened to each record of a post.

@@ -7,6 +7,7 @@
 //! - [`composite`]: composite requests, their builder and per-subrequest results.
 //! - [`id`]: 15/18-character ids, their checksum, and how two ids (or orgs) compare.
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
+//! - [`time`]: the one date-time parser, for every form Salesforce writes.
 //! - [`trigger_post`]: the post our Apex trigger sends, and its signature / bearer verification.
 //! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
 
@@ -17,6 +18,7 @@ pub mod composite;
 pub mod error;
 pub mod id;
 pub mod outbound_message;
+pub mod time;
 pub mod trigger_post;
 
 #[cfg(test)]
