@@ -10,6 +10,7 @@
 pub mod clock;
 pub mod config;
 pub mod handler;
+pub mod loop_guard;
 pub mod model;
 pub mod pagerduty;
 pub mod retry;

@@ -8,10 +8,11 @@
 //!   by the record's `LastModifiedById` (when the integration user's id is configured; Outbound
 //!   Messages name no user).
 //!
-//! The markers on every text the bridge writes (`[PagerDuty]` Case Comments, `[Salesforce]` notes,
-//! resolution notes included) stay as the second line of defence, in the rules
-//! ([`crate::rules::SkipReason::LoopPrevention`]), and `Sforce-Call-Options` names the bridge's
-//! Salesforce writes.
+//! The checks themselves (who acted, the markers) are [`crate::loop_guard`]'s; this module applies
+//! them to a handler's context. The markers on every text the bridge writes (`[PagerDuty]` Case
+//! Comments, `[Salesforce]` notes, resolution notes included) stay as the second line of defence,
+//! here for a Case Comment change and in the rules ([`crate::rules::SkipReason::LoopPrevention`]),
+//! and `Sforce-Call-Options` names the bridge's Salesforce writes.
 //!
 //! The bridge's own `create_incident` comes back as `incident.triggered` with the bridge as its
 //! agent: it is skipped here, before `pd_to_sfdc`'s wait for the incident's link, so it can never
@@ -23,7 +24,8 @@ use crate::handler::context::Context;
 use crate::handler::pagerduty_exec::failure_kind;
 use crate::handler::settle::Attempt;
 use crate::handler::sfdc_to_pd::Change;
-use crate::pagerduty::{ErrorKind, Reference, WebhookEvent};
+use crate::loop_guard::{self, IntegrationUser};
+use crate::pagerduty::{ErrorKind, WebhookEvent};
 
 /// What every echo's audit reason says (with who acted).
 pub const MADE_BY_THE_BRIDGE: &str = "made by the bridge";
@@ -32,22 +34,16 @@ pub const MADE_BY_THE_BRIDGE: &str = "made by the bridge";
 /// (transient or auth) when that user cannot be looked up now: acting without knowing could echo.
 /// `None`: someone else acted (or nobody: integrations, PagerDuty itself).
 pub async fn pagerduty_echo(ctx: &Context, event: &WebhookEvent) -> Option<Attempt> {
-    let agent = event.agent.as_ref().filter(|a| is_user(a))?;
+    let agent = event.agent.as_ref().filter(|a| loop_guard::is_user(a))?;
     let own = match bridge_user_id(ctx).await {
         Ok(Some(id)) => id,
         Ok(None) => return None,
         Err(attempt) => return Some(attempt),
     };
-    (agent.id == own).then(|| Attempt::Skipped {
+    loop_guard::is_bridge_agent(agent, &own).then(|| Attempt::Skipped {
         reason: format!("{MADE_BY_THE_BRIDGE} (PagerDuty user {own}): not sent back"),
         rules: vec![],
     })
-}
-
-/// A user reference (`user_reference`; some payloads leave the type out). Services, integrations
-/// and bot users are never the bridge.
-fn is_user(agent: &Reference) -> bool {
-    matches!(agent.kind.as_deref(), None | Some("user_reference") | Some("user"))
 }
 
 /// The configured id, else the client's cached lookup of its `From` email.
@@ -81,43 +77,25 @@ async fn bridge_user_id(ctx: &Context) -> Result<Option<String>, Attempt> {
     }
 }
 
-/// `Some(Skipped)` when the integration user made the change: by the post's username (any case,
-/// as the Apex compares it) or by the record's `LastModifiedById`.
+/// `Some(Skipped)` when the integration user made the change (by the post's username or the
+/// record's `LastModifiedById`), or when it is a Case Comment the bridge wrote (its marker).
 pub fn salesforce_echo(ctx: &Context, change: &Change) -> Option<Attempt> {
     let settings = &ctx.settings;
-    let by_name = change
-        .changed_by
-        .as_deref()
-        .is_some_and(|u| !u.is_empty() && u.eq_ignore_ascii_case(&settings.integration_user));
-    let last_modified_by = change.new.get("LastModifiedById").and_then(Value::as_str);
-    let by_id = !settings.integration_user_id.is_empty()
-        && last_modified_by.is_some_and(|id| crate::salesforce::id::same_id(id, &settings.integration_user_id));
-    let reason = if by_name {
-        "changed by the integration user: not sent back".to_string()
-    } else if by_id {
-        format!("last modified by the integration user ({}): not sent back", settings.integration_user_id)
-    } else {
-        return None;
+    let by = loop_guard::integration_user_change(
+        change.changed_by.as_deref(),
+        change.new.get("LastModifiedById").and_then(Value::as_str),
+        &settings.integration_user,
+        &settings.integration_user_id,
+    );
+    let reason = match by {
+        Some(IntegrationUser::ByName) => "changed by the integration user: not sent back".to_string(),
+        Some(IntegrationUser::ById) => {
+            format!("last modified by the integration user ({}): not sent back", settings.integration_user_id)
+        }
+        None if loop_guard::is_own_comment_change(&change.object, &change.new) => {
+            "comment came from PagerDuty: not sent back".to_string()
+        }
+        None => return None,
     };
     Some(Attempt::Skipped { reason, rules: vec![] })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_user_agents_can_be_the_bridge() {
-        let agent = |kind: Option<&str>| Reference {
-            id: "PUSR001".into(),
-            kind: kind.map(str::to_string),
-            summary: None,
-            html_url: None,
-            self_url: None,
-        };
-        assert!(is_user(&agent(Some("user_reference"))));
-        assert!(is_user(&agent(None)));
-        assert!(!is_user(&agent(Some("service_reference"))));
-        assert!(!is_user(&agent(Some("bot_user_reference"))));
-    }
 }

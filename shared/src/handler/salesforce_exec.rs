@@ -28,7 +28,8 @@ use crate::model::{ActionRecord, Link, RecordRef};
 use crate::retry::breaker::Signal;
 use crate::retry::envelope::Envelope;
 use crate::rules::{Action, Effect, PlannedAction};
-use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write, case_comment_parts, part_reference};
+use crate::salesforce::case_comment::{part_reference, referenced_parts};
+use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
 use crate::salesforce::{ErrorKind, SalesforceError, is_record_id};
 use crate::telemetry::metrics;
 
@@ -311,7 +312,7 @@ fn comment_parts(
     present: &HashMap<String, Result<Vec<String>, String>>,
 ) -> CommentParts {
     let reference = reference(&envelope.event_id, key);
-    let parts = case_comment_parts(body, &reference);
+    let parts = referenced_parts(body, &reference);
     let total = parts.len();
     let looked = if is_uncertain(envelope, key) {
         match present.get(case_id) {

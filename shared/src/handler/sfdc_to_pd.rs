@@ -21,12 +21,10 @@ use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
+use crate::salesforce::time::parse_datetime;
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
 use crate::store::Subject;
 use crate::telemetry::metrics;
-
-/// Comments the bridge writes into Salesforce start with this; they are not sent back.
-pub const PAGERDUTY_MARKER: &str = "[PagerDuty]";
 
 /// One record change, from either input format.
 #[derive(Debug, Clone)]
@@ -98,16 +96,8 @@ pub fn change_time(fields: &serde_json::Map<String, serde_json::Value>, fallback
     ["SystemModstamp", "LastModifiedDate"]
         .iter()
         .filter_map(|f| fields.get(*f).and_then(|v| v.as_str()))
-        .find_map(parse_salesforce_time)
+        .find_map(parse_datetime)
         .unwrap_or(fallback)
-}
-
-/// Salesforce writes `2026-11-22T10:00:00.000+0000` (JSON.serialize) or RFC 3339 (SOAP).
-pub fn parse_salesforce_time(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|t| t.to_utc())
 }
 
 /// What happened to each record of a post.
@@ -427,11 +417,6 @@ async fn attempt(
 ) -> Attempt {
     if let Some(echo) = echo::salesforce_echo(ctx, change) {
         return echo;
-    }
-    if change.object == "CaseComment"
-        && change.new.get("CommentBody").and_then(|v| v.as_str()).is_some_and(|b| b.starts_with(PAGERDUTY_MARKER))
-    {
-        return Attempt::Skipped { reason: "comment came from PagerDuty: not sent back".into(), rules: vec![] };
     }
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
     let order = order_subject(change);

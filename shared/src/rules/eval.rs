@@ -8,17 +8,16 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::loop_guard::{self, marked_note};
 use crate::model::{Direction, RecordRef};
+use crate::salesforce::case_comment;
 
 use super::document::{
     ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule,
     Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
-use super::plan::{
-    Action, CASE_COMMENT_MARKER, CASE_COMMENT_PREFIX, INCIDENT_NOTE_MARKER, INCIDENT_NOTE_PREFIX,
-    MAX_CASE_COMMENT_BYTES, Plan, Planned, RecordKey, case_comment_bodies, truncate_chars,
-};
+use super::plan::{Action, Plan, Planned, RecordKey, truncate_chars};
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
 
@@ -215,7 +214,7 @@ fn outcome_open(rule: &Rule, inc: &IncidentEvent) -> bool {
     if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
         return false;
     }
-    if inc.note.as_deref().is_some_and(|n| n.starts_with(INCIDENT_NOTE_MARKER)) {
+    if inc.note.as_deref().is_some_and(loop_guard::is_own_note) {
         return false;
     }
     let subject = Subject::Incident(inc, None);
@@ -273,9 +272,9 @@ fn evaluate_record_rule<'e>(
     // A comment the bridge wrote from an incident note must not go back as a note.
     if rec.object.eq_ignore_ascii_case("CaseComment")
         && let Some(Value::String(body)) = lookup(&rec.new, &["CommentBody".to_string()])
-        && body.starts_with(CASE_COMMENT_MARKER)
+        && loop_guard::is_own_case_comment(body)
     {
-        return Err(SkipReason::LoopPrevention { marker: CASE_COMMENT_MARKER.into() });
+        return Err(SkipReason::LoopPrevention { marker: loop_guard::PAGERDUTY_MARKER.into() });
     }
     let subject = Subject::Record(rec);
     if !check_conditions(rule, &subject, None, explain.then_some(&mut ex.conditions)) {
@@ -301,8 +300,8 @@ fn evaluate_incident_rule<'e>(
         return Err(SkipReason::NotNew);
     }
     // A note the bridge wrote from a Case Comment must not come back as a comment.
-    if inc.note.as_deref().is_some_and(|n| n.starts_with(INCIDENT_NOTE_MARKER)) {
-        return Err(SkipReason::LoopPrevention { marker: INCIDENT_NOTE_MARKER.into() });
+    if inc.note.as_deref().is_some_and(loop_guard::is_own_note) {
+        return Err(SkipReason::LoopPrevention { marker: loop_guard::SALESFORCE_MARKER.into() });
     }
     let targets = inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object));
     let per_record =
@@ -426,18 +425,6 @@ fn plan_record_action<'e>(
     None
 }
 
-/// An incident note as the bridge writes it (an added note or a resolution note): starting with
-/// [`INCIDENT_NOTE_MARKER`], once, so that it is never forwarded back as a Case Comment.
-fn marked_note(text: String) -> String {
-    if text.starts_with(INCIDENT_NOTE_MARKER) {
-        return text;
-    }
-    let mut with_marker = String::with_capacity(INCIDENT_NOTE_PREFIX.len() + text.len());
-    with_marker.push_str(INCIDENT_NOTE_PREFIX);
-    with_marker.push_str(&text);
-    with_marker
-}
-
 fn plan_incident_action<'e>(
     rule: &'e Rule,
     spec: &'e ActionSpec,
@@ -471,18 +458,14 @@ fn plan_incident_action<'e>(
                 return Some("no linked Case".into());
             }
             // Rendered after the marker: a short comment (nearly all) is then ready as it is.
-            let mut marked = String::with_capacity(CASE_COMMENT_PREFIX.len() + body.source().len() + 32);
-            marked.push_str(CASE_COMMENT_PREFIX);
+            let mut marked = String::with_capacity(loop_guard::PAGERDUTY_PREFIX.len() + body.source().len() + 32);
+            marked.push_str(loop_guard::PAGERDUTY_PREFIX);
             body.render_into(ctx, &mut marked);
-            let text = &marked[CASE_COMMENT_PREFIX.len()..];
+            let text = &marked[loop_guard::PAGERDUTY_PREFIX.len()..];
             if text.trim().is_empty() {
                 return Some("comment body rendered empty; nothing to add".into());
             }
-            let parts = if marked.len() <= MAX_CASE_COMMENT_BYTES && !text.starts_with(CASE_COMMENT_PREFIX) {
-                vec![marked]
-            } else {
-                case_comment_bodies(text)
-            };
+            let parts = case_comment::planned_parts(marked);
             let (first, last) = matched.split_at(matched.len() - 1);
             for r in first {
                 out.extend(parts.iter().map(|part| Planned::CaseComment { case_id: &r.id, body: part.clone() }));

@@ -90,8 +90,5 @@ pub use eval::{
     event_category, external_id, incident_key,
 };
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
-pub use plan::{
-    Action, CASE_COMMENT_MARKER, Effect, INCIDENT_NOTE_MARKER, MAX_CASE_COMMENT_BYTES, Plan, PlannedAction,
-    case_comment_bodies, field_mark, truncate_chars,
-};
+pub use plan::{Action, Effect, Plan, PlannedAction, field_mark, truncate_chars};
 pub use template::Template;

@@ -12,17 +12,6 @@ use crate::model::RecordRef;
 
 use super::document::Urgency;
 
-/// Marker that starts every Case Comment the bridge writes (loop prevention).
-pub const CASE_COMMENT_MARKER: &str = "[PagerDuty]";
-/// Marker that starts every incident note the bridge writes (loop prevention).
-pub const INCIDENT_NOTE_MARKER: &str = "[Salesforce]";
-/// [`CASE_COMMENT_MARKER`] and the space after it.
-pub(crate) const CASE_COMMENT_PREFIX: &str = "[PagerDuty] ";
-/// [`INCIDENT_NOTE_MARKER`] and the space after it.
-pub(crate) const INCIDENT_NOTE_PREFIX: &str = "[Salesforce] ";
-/// Salesforce's limit on `CaseComment.CommentBody`, in bytes.
-pub const MAX_CASE_COMMENT_BYTES: usize = 4000;
-
 /// One thing to do, fully resolved (templates rendered, targets named).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -85,7 +74,7 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
-    /// Add a note; `content` already starts with [`INCIDENT_NOTE_MARKER`].
+    /// Add a note; `content` already starts with [`crate::loop_guard::SALESFORCE_MARKER`].
     AddNote {
         incident_id: String,
         content: String,
@@ -105,7 +94,8 @@ pub enum Action {
         link: bool,
         incident_id: String,
     },
-    /// One Case Comment; `body` starts with [`CASE_COMMENT_MARKER`] and fits in 4000 bytes.
+    /// One Case Comment; `body` starts with [`crate::loop_guard::PAGERDUTY_MARKER`] and fits in 4000 bytes
+    /// (see [`crate::salesforce::case_comment::planned_parts`]).
     AddCaseComment {
         case_id: String,
         body: String,
@@ -394,29 +384,6 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
     }
 }
 
-/// Prefixes `body` with the Case Comment marker and splits it into comments of at most
-/// [`MAX_CASE_COMMENT_BYTES`] bytes each, on UTF-8 boundaries; every part carries the marker.
-pub fn case_comment_bodies(body: &str) -> Vec<String> {
-    let prefix = CASE_COMMENT_PREFIX;
-    let body = body.strip_prefix(prefix).unwrap_or(body);
-    let room = MAX_CASE_COMMENT_BYTES - prefix.len();
-    let mut parts = Vec::new();
-    let mut rest = body;
-    loop {
-        if rest.len() <= room {
-            parts.push(format!("{prefix}{rest}"));
-            break;
-        }
-        let mut cut = room;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        parts.push(format!("{prefix}{}", &rest[..cut]));
-        rest = &rest[cut..];
-    }
-    parts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,24 +397,5 @@ mod tests {
         assert_eq!(truncate_chars("short", 1024), "short");
         let emoji = "🔥".repeat(2000);
         assert_eq!(truncate_chars(&emoji, 1024).chars().count(), 1024);
-    }
-
-    #[test]
-    fn long_comments_split_on_utf8_boundaries_and_each_part_has_the_marker() {
-        let body = "ü".repeat(5000); // 10 000 bytes
-        let parts = case_comment_bodies(&body);
-        assert_eq!(parts.len(), 3);
-        for p in &parts {
-            assert!(p.len() <= MAX_CASE_COMMENT_BYTES, "{}", p.len());
-            assert!(p.starts_with("[PagerDuty] "));
-        }
-        let rejoined: String = parts.iter().map(|p| p.trim_start_matches("[PagerDuty] ")).collect();
-        assert_eq!(rejoined, body);
-    }
-
-    #[test]
-    fn short_comment_is_one_part_and_marker_is_not_doubled() {
-        assert_eq!(case_comment_bodies("hello"), vec!["[PagerDuty] hello".to_string()]);
-        assert_eq!(case_comment_bodies("[PagerDuty] hello"), vec!["[PagerDuty] hello".to_string()]);
     }
 }

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::model::RecordRef;
+use crate::salesforce::case_comment::MAX_BYTES as MAX_CASE_COMMENT_BYTES;
 
 const EXAMPLE: &str = include_str!("../../../events/rules.example.yaml");
 

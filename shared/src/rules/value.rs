@@ -1,6 +1,5 @@
 //! Reading Salesforce JSON values: dotted paths, text forms, numbers and dates.
 
-use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value};
 
 /// Resolves `Account.Name` into nested objects. Salesforce API names are case-insensitive, so an
@@ -67,40 +66,9 @@ pub(crate) fn parse_number(text: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-/// ISO dates and datetimes, including Salesforce's `2026-11-22T10:00:00.000+0000`.
-/// A bare date is midnight UTC.
-pub(crate) fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
-    let t = text.trim();
-    // Salesforce writes `+0000` (no colon); RFC 3339 parsing is much faster than a format
-    // string, so put the colon in and use it.
-    let b = t.as_bytes();
-    if b.len() > 16
-        && b.len() < 63
-        && matches!(b[b.len() - 5], b'+' | b'-')
-        && b[b.len() - 4..].iter().all(u8::is_ascii_digit)
-    {
-        let mut buf = [0u8; 64];
-        let split = b.len() - 2;
-        buf[..split].copy_from_slice(&b[..split]);
-        buf[split] = b':';
-        buf[split + 1..=b.len()].copy_from_slice(&b[split..]);
-        if let Ok(dt) = std::str::from_utf8(&buf[..=b.len()]).map(DateTime::parse_from_rfc3339)
-            && let Ok(dt) = dt
-        {
-            return Some(dt.to_utc());
-        }
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
-        return Some(dt.to_utc());
-    }
-    if let Ok(dt) = DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%z") {
-        return Some(dt.to_utc());
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|n| n.and_utc());
-    }
-    None
-}
+/// Dates and date-times are read by the one Salesforce parser (named here for the rules'
+/// modules that import it from `value`).
+pub(crate) use crate::salesforce::time::parse_datetime;
 
 #[cfg(test)]
 mod tests {
@@ -128,14 +96,5 @@ mod tests {
         assert_eq!(lookup(&rec, &path("Field42__c")), Some(&json!(42)));
         assert_eq!(lookup(&rec, &path("field99__C")), Some(&json!(99)));
         assert_eq!(lookup(&rec, &path("Field100__c")), None);
-    }
-
-    #[test]
-    fn salesforce_and_iso_dates_parse() {
-        let a = parse_datetime("2026-11-22T10:00:00.000+0000").unwrap();
-        let b = parse_datetime("2026-11-22T10:00:00Z").unwrap();
-        assert_eq!(a, b);
-        assert!(parse_datetime("2026-11-22").unwrap() < a);
-        assert!(parse_datetime("yesterday").is_none());
     }
 }

@@ -10,7 +10,7 @@ use http::Method;
 use serde_json::{Map, Value};
 
 use super::auth::{AccessToken, TokenSource};
-use super::composite::{CompositeBuilder, CompositeRequest, CompositeResponse, PAGERDUTY_MARKER, Write};
+use super::composite::{CompositeBuilder, CompositeRequest, CompositeResponse, Write};
 use super::error::{SalesforceError, auth_error_from_session, parse_error_body};
 use super::{Record, check_id, check_name, encode_segment};
 use crate::transport::Transport;
@@ -378,11 +378,6 @@ impl SalesforceClient {
     }
 }
 
-/// True when a comment or note was written by the bridge itself (loop prevention).
-pub fn is_own_case_comment(body: &str) -> bool {
-    body.trim_start().starts_with(PAGERDUTY_MARKER)
-}
-
 fn check_field_path(field: &str) -> Result<(), SalesforceError> {
     // Relationship paths like Account.Name are allowed in `fields`.
     for part in field.split('.') {
@@ -545,11 +540,5 @@ mod tests {
         assert!(c.get_record("Case", "../../x", None).await.is_err());
         assert!(c.get_record("Case?x=1", "5005g00000AbCdEAAS", None).await.is_err());
         assert_eq!(c.api_calls(), 0);
-    }
-
-    #[test]
-    fn own_comments_are_recognised() {
-        assert!(is_own_case_comment("[PagerDuty] note"));
-        assert!(!is_own_case_comment("customer says [PagerDuty]"));
     }
 }

@@ -5,15 +5,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::case_comment;
 use super::error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure, classify};
 use super::{Record, check_id, check_name, encode_segment};
 
 /// Salesforce refuses a composite request with more subrequests than this.
 pub const MAX_SUBREQUESTS: usize = 25;
-/// `CaseComment.CommentBody` holds at most this many bytes.
-pub const CASE_COMMENT_MAX_BYTES: usize = 4000;
-/// Every Case Comment the bridge writes starts with this marker (loop prevention contract).
-pub const PAGERDUTY_MARKER: &str = "[PagerDuty]";
 
 /// One subrequest of a composite request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,7 +270,7 @@ impl CompositeBuilder {
             }
             Write::AddCaseComment { case_id, body, published } => {
                 check_id_or_reference(&case_id)?;
-                for (i, chunk) in case_comment_chunks(&body).into_iter().enumerate() {
+                for (i, chunk) in case_comment::chunks(&body).into_iter().enumerate() {
                     let reference = if i == 0 { reference_id.to_string() } else { format!("{reference_id}_{}", i + 1) };
                     let mut fields = Map::new();
                     fields.insert("ParentId".into(), Value::String(case_id.clone()));
@@ -312,67 +309,6 @@ impl CompositeBuilder {
 
 fn check_id_or_reference(id: &str) -> Result<(), SalesforceError> {
     if id.starts_with("@{") && id.ends_with(".id}") { check_reference_id(&id[2..id.len() - 4]) } else { check_id(id) }
-}
-
-/// Splits a Case Comment into bodies of at most 4000 bytes, on UTF-8 boundaries (preferring a
-/// line break or a space near the end), each starting with `[PagerDuty]` so that no part of it is
-/// forwarded back to PagerDuty. A body already starting with the marker is not marked twice.
-pub fn case_comment_chunks(text: &str) -> Vec<String> {
-    split_comment(text, 0, |_, _| String::new())
-}
-
-/// The room a part's reference takes: `"\n\nref:" + 12 hex + "-" + the part number`.
-const REFERENCE_ROOM: usize = 24;
-
-/// As [`case_comment_chunks`], each part ending with its own reference token (see
-/// [`part_reference`]) on a line of its own, so that a later attempt can tell which parts of a
-/// comment whose answer was lost were written. `reference` is `ref:` and 12 hex digits.
-pub fn case_comment_parts(text: &str, reference: &str) -> Vec<String> {
-    split_comment(text, REFERENCE_ROOM, |i, total| format!("\n\n{}", part_reference(reference, i, total)))
-}
-
-/// The token part `index` (from 0) of `total` carries: the reference itself for a single part,
-/// `ref:<hex>-<n>` for the n-th of several.
-pub fn part_reference(reference: &str, index: usize, total: usize) -> String {
-    if total == 1 { reference.to_string() } else { format!("{reference}-{}", index + 1) }
-}
-
-fn split_comment(text: &str, suffix_room: usize, suffix: impl Fn(usize, usize) -> String) -> Vec<String> {
-    let text = text.strip_prefix(PAGERDUTY_MARKER).map(str::trim_start).unwrap_or(text);
-    // Room for "[PagerDuty] (999/999) ".
-    const PREFIX_ROOM: usize = 32;
-    let budget = CASE_COMMENT_MAX_BYTES - PREFIX_ROOM - suffix_room;
-    let mut parts: Vec<&str> = Vec::new();
-    let mut rest = text;
-    while rest.len() > budget {
-        let mut cut = budget;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        // Prefer a natural break in the last fifth of the chunk.
-        let window = &rest[..cut];
-        if let Some(pos) = window.rfind(['\n', ' '])
-            && pos >= budget * 4 / 5
-        {
-            cut = pos + 1;
-        }
-        parts.push(&rest[..cut]);
-        rest = &rest[cut..];
-    }
-    parts.push(rest);
-    let total = parts.len();
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(i, part)| {
-            let end = suffix(i, total);
-            if total == 1 {
-                format!("{PAGERDUTY_MARKER} {part}{end}")
-            } else {
-                format!("{PAGERDUTY_MARKER} ({}/{total}) {part}{end}", i + 1)
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -451,30 +387,6 @@ mod tests {
     }
 
     #[test]
-    fn long_comments_split_under_4000_bytes_on_char_boundaries_and_all_carry_the_marker() {
-        // 3-byte characters so that a naive byte cut would land inside one.
-        let text = "€".repeat(3000);
-        let chunks = case_comment_chunks(&text);
-        assert_eq!(chunks.len(), 3);
-        let mut rebuilt = String::new();
-        for (i, c) in chunks.iter().enumerate() {
-            assert!(c.len() <= CASE_COMMENT_MAX_BYTES, "{}", c.len());
-            let prefix = format!("[PagerDuty] ({}/3) ", i + 1);
-            assert!(c.starts_with(&prefix));
-            rebuilt.push_str(&c[prefix.len()..]);
-        }
-        assert_eq!(rebuilt, text);
-    }
-
-    #[test]
-    fn comment_exactly_at_the_budget_is_one_chunk_and_marker_is_not_doubled() {
-        let chunks = case_comment_chunks("[PagerDuty] already marked");
-        assert_eq!(chunks, vec!["[PagerDuty] already marked".to_string()]);
-        let text = "a".repeat(CASE_COMMENT_MAX_BYTES - 32);
-        assert_eq!(case_comment_chunks(&text).len(), 1);
-    }
-
-    #[test]
     fn long_comment_is_several_subrequests_in_one_request() {
         let mut b = CompositeBuilder::new("62.0", false);
         let refs = b
@@ -525,43 +437,5 @@ mod tests {
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].reference_id, "note");
         assert_eq!(resp.failure_kind(), Some(ErrorKind::Transient));
-    }
-
-    #[test]
-    fn every_part_of_a_referenced_comment_carries_its_own_token_and_fits() {
-        let one = case_comment_parts("Rolled back", "ref:0123456789ab");
-        assert_eq!(one, vec!["[PagerDuty] Rolled back\n\nref:0123456789ab".to_string()]);
-        let text = "€".repeat(2000); // 6000 bytes
-        let parts = case_comment_parts(&text, "ref:0123456789ab");
-        assert_eq!(parts.len(), 2);
-        for (i, p) in parts.iter().enumerate() {
-            assert!(p.len() <= CASE_COMMENT_MAX_BYTES, "{}", p.len());
-            assert!(p.starts_with(&format!("[PagerDuty] ({}/2) ", i + 1)), "the marker stays first");
-            assert!(p.ends_with(&format!("\n\nref:0123456789ab-{}", i + 1)), "{}", &p[p.len() - 30..]);
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn any_comment_splits_into_marked_parts_that_fit_and_reassemble(text in "\\PC{0,9000}") {
-            let chunks = case_comment_chunks(&text);
-            let mut rebuilt = String::new();
-            let total = chunks.len();
-            for (i, c) in chunks.iter().enumerate() {
-                proptest::prop_assert!(c.len() <= CASE_COMMENT_MAX_BYTES);
-                let prefix = if total == 1 {
-                    format!("{PAGERDUTY_MARKER} ")
-                } else {
-                    format!("{PAGERDUTY_MARKER} ({}/{total}) ", i + 1)
-                };
-                proptest::prop_assert!(c.starts_with(&prefix));
-                rebuilt.push_str(&c[prefix.len()..]);
-            }
-            let expected = text
-                .strip_prefix(PAGERDUTY_MARKER)
-                .map(str::trim_start)
-                .unwrap_or(&text);
-            proptest::prop_assert_eq!(rebuilt, expected);
-        }
     }
 }

@@ -3,28 +3,31 @@
 //!
 //! - [`auth`]: the JWT bearer flow and the token cache ([`Authenticator`]).
 //! - [`client`]: [`SalesforceClient`] (sObjects, upsert, Composite, Case Comments).
+//! - [`case_comment`]: the one Case Comment splitter (4,000 bytes, marked and numbered parts).
 //! - [`composite`]: composite requests, their builder and per-subrequest results.
 //! - [`id`]: 15/18-character ids, their checksum, and how two ids (or orgs) compare.
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
+//! - [`time`]: the one date-time parser, for every form Salesforce writes.
 //! - [`trigger_post`]: the post our Apex trigger sends, and its signature / bearer verification.
 //! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
 
 pub mod auth;
+pub mod case_comment;
 pub mod client;
 pub mod composite;
 pub mod error;
 pub mod id;
 pub mod outbound_message;
+pub mod time;
 pub mod trigger_post;
 
 #[cfg(test)]
 pub(crate) mod canned;
 
 pub use auth::{AccessToken, Authenticator, JwtCredentials, StaticToken, TokenSource};
-pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult, is_own_case_comment};
+pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult};
 pub use composite::{
-    CompositeBuilder, CompositeRequest, CompositeResponse, PAGERDUTY_MARKER, Subrequest, SubrequestResult, Write,
-    case_comment_chunks, reference,
+    CompositeBuilder, CompositeRequest, CompositeResponse, Subrequest, SubrequestResult, Write, reference,
 };
 pub use error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure};
 pub use outbound_message::{Notification, OutboundMessage, OutboundMessageError};
@@ -35,10 +38,6 @@ pub use trigger_post::{
 
 /// A record's fields as JSON (as Salesforce REST and Apex `JSON.serialize` write them).
 pub type Record = serde_json::Map<String, serde_json::Value>;
-
-/// The marker that starts every incident note the bridge writes into PagerDuty; Case Comments
-/// starting with it are not forwarded again.
-pub const SALESFORCE_MARKER: &str = "[Salesforce]";
 
 /// sObject and field API names: letters, digits and underscores (`Case`, `PD_Incident__c`,
 /// `ns__Thing__c`). Anything else could change the URL path, so it is refused.

@@ -21,6 +21,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use super::Record;
+use super::time::parse_datetime;
 
 /// The only body schema this version understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -240,15 +241,6 @@ fn str_field<'a>(obj: &'a serde_json::Map<String, Value>, field: &'static str) -
         .ok_or(TriggerPostError::Field { field, expected: "a non-empty string" })
 }
 
-/// Parses a Salesforce or RFC 3339 date-time: `2026-11-22T10:00:00.000+0000`,
-/// `2026-11-22T10:00:00.000Z`, `2026-11-22T10:00:00Z`.
-pub fn parse_salesforce_datetime(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
-        .ok()
-        .map(|d| d.to_utc())
-}
-
 /// Checks one `Map<Id, SObject>` and returns its records in order.
 fn parse_map(map_name: &'static str, value: &Value, object: &str) -> Result<Vec<(String, Record)>, TriggerPostError> {
     let Value::Object(map) = value else {
@@ -336,8 +328,7 @@ impl TriggerPost {
                 .to_string(),
         };
         let sent_at_text = str_field(obj, "sent_at")?;
-        let sent_at = parse_salesforce_datetime(sent_at_text)
-            .ok_or_else(|| TriggerPostError::SentAt(sent_at_text.to_string()))?;
+        let sent_at = parse_datetime(sent_at_text).ok_or_else(|| TriggerPostError::SentAt(sent_at_text.to_string()))?;
 
         let new = parse_map("new", obj.get("new").unwrap_or(&Value::Null), &object)?;
         if new.is_empty() {
@@ -561,10 +552,7 @@ mod tests {
         assert!(r.old.is_none());
         assert_eq!(r.new["Account"]["Name"], "Acme");
         assert!(r.new["ClosedDate"].is_null());
-        assert_eq!(
-            parse_salesforce_datetime(r.new["CreatedDate"].as_str().unwrap()),
-            parse_salesforce_datetime("2026-11-22T10:00:00Z")
-        );
+        assert_eq!(parse_datetime(r.new["CreatedDate"].as_str().unwrap()), parse_datetime("2026-11-22T10:00:00Z"));
     }
 
     #[test]
