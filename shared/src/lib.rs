@@ -7,6 +7,7 @@
 //! Lambda runtime or HTTP client crate is linked (`make deps` checks): their adapters live in
 //! the `adapters` crate beside this one.
 
+pub mod class;
 pub mod clock;
 pub mod config;
 pub mod handler;

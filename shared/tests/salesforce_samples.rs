@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use shared::class::{Class, Classify};
 use shared::salesforce::composite::{CompositeResponse, SubrequestResult};
-use shared::salesforce::error::{ErrorKind, SalesforceError, classify, parse_error_body};
+use shared::salesforce::error::{SalesforceError, classify, parse_error_body};
 use shared::salesforce::outbound_message::{self, OutboundMessage};
 use shared::salesforce::trigger_post::{Operation, TriggerPost};
 
@@ -27,18 +28,18 @@ fn api_error(status: u16, body: &str) -> SalesforceError {
 }
 
 /// What each REST error sample must be classified as, with the status it is observed with.
-const REST_ERRORS: &[(&str, u16, &str, ErrorKind)] = &[
-    ("airbyte-REQUEST_LIMIT_EXCEEDED.json", 403, "REQUEST_LIMIT_EXCEEDED", ErrorKind::Transient),
-    ("braven-UNABLE_TO_LOCK_ROW.json", 500, "UNABLE_TO_LOCK_ROW", ErrorKind::Transient),
-    ("docs-errorcodes-MALFORMED_ID.json", 400, "MALFORMED_ID", ErrorKind::Permanent),
-    ("docs-errorcodes-NOT_FOUND.json", 404, "NOT_FOUND", ErrorKind::Permanent),
-    ("palominolabs-INVALID_QUERY_LOCATOR.json", 400, "INVALID_QUERY_LOCATOR", ErrorKind::Permanent),
-    ("palominolabs-NOT_FOUND-delete-bad-id.json", 404, "NOT_FOUND", ErrorKind::Permanent),
-    ("palominolabs-REQUIRED_FIELD_MISSING.json", 400, "REQUIRED_FIELD_MISSING", ErrorKind::Permanent),
-    ("restforce-expired_session_response.json", 401, "INVALID_SESSION_ID", ErrorKind::Auth),
-    ("restforce-write_error_response.json", 400, "INVALID_FIELD", ErrorKind::Permanent),
-    ("restforce-auth_error_response.json", 400, "invalid_grant", ErrorKind::Auth),
-    ("restforce-refresh_error_response.json", 400, "invalid_grant", ErrorKind::Auth),
+const REST_ERRORS: &[(&str, u16, &str, Class)] = &[
+    ("airbyte-REQUEST_LIMIT_EXCEEDED.json", 403, "REQUEST_LIMIT_EXCEEDED", Class::Transient),
+    ("braven-UNABLE_TO_LOCK_ROW.json", 500, "UNABLE_TO_LOCK_ROW", Class::Transient),
+    ("docs-errorcodes-MALFORMED_ID.json", 400, "MALFORMED_ID", Class::Permanent),
+    ("docs-errorcodes-NOT_FOUND.json", 404, "NOT_FOUND", Class::Permanent),
+    ("palominolabs-INVALID_QUERY_LOCATOR.json", 400, "INVALID_QUERY_LOCATOR", Class::Permanent),
+    ("palominolabs-NOT_FOUND-delete-bad-id.json", 404, "NOT_FOUND", Class::Permanent),
+    ("palominolabs-REQUIRED_FIELD_MISSING.json", 400, "REQUIRED_FIELD_MISSING", Class::Permanent),
+    ("restforce-expired_session_response.json", 401, "INVALID_SESSION_ID", Class::Auth),
+    ("restforce-write_error_response.json", 400, "INVALID_FIELD", Class::Permanent),
+    ("restforce-auth_error_response.json", 400, "invalid_grant", Class::Auth),
+    ("restforce-refresh_error_response.json", 400, "invalid_grant", Class::Auth),
 ];
 
 #[test]
@@ -47,7 +48,7 @@ fn every_rest_error_sample_keeps_its_code_and_is_classified() {
         let body = read(file);
         let err = api_error(*status, &body);
         assert_eq!(err.error_codes(), vec![*code], "{file}");
-        assert_eq!(err.kind(), *kind, "{file}");
+        assert_eq!(err.class(), *kind, "{file}");
         assert!(err.to_string().contains(code), "{file}: {err}");
     }
 }
@@ -79,7 +80,7 @@ fn composite_all_or_none_halt_names_the_cause_and_the_halted_subrequest() {
     assert_eq!(failures[0].errors[0].error_code, "DUPLICATES_DETECTED");
     assert_eq!(failures[1].errors[0].error_code, "PROCESSING_HALTED");
     // The duplicate will be refused again: the whole request goes to the DLQ, not the retry queue.
-    assert_eq!(resp.failure_kind(), Some(ErrorKind::Permanent));
+    assert_eq!(resp.failure_kind(), Some(Class::Permanent));
 }
 
 #[test]
@@ -91,8 +92,8 @@ fn composite_subrequest_error_sample_is_a_permanent_failure_on_email() {
     assert_eq!(failure.http_status, 400);
     assert_eq!(failure.errors[0].error_code, "INVALID_EMAIL_ADDRESS");
     assert_eq!(failure.errors[0].fields, vec!["Email"]);
-    assert_eq!(failure.kind, ErrorKind::Permanent);
-    assert_eq!(classify(400, &failure.errors), ErrorKind::Permanent);
+    assert_eq!(failure.kind, Class::Permanent);
+    assert_eq!(classify(400, &failure.errors), Class::Permanent);
 }
 
 #[test]

@@ -20,12 +20,14 @@
 
 use serde_json::Value;
 
+use crate::class::Class;
+use crate::class::Classify;
 use crate::handler::context::Context;
-use crate::handler::pagerduty_exec::failure_kind;
 use crate::handler::settle::Attempt;
+use crate::handler::settle::FailureKind;
 use crate::handler::sfdc_to_pd::Change;
 use crate::loop_guard::{self, IntegrationUser};
-use crate::pagerduty::{ErrorKind, WebhookEvent};
+use crate::pagerduty::WebhookEvent;
 
 /// What every echo's audit reason says (with who acted).
 pub const MADE_BY_THE_BRIDGE: &str = "made by the bridge";
@@ -61,8 +63,8 @@ async fn bridge_user_id(ctx: &Context) -> Result<Option<String>, Attempt> {
             );
             Ok(None)
         }
-        Err(err) if matches!(err.kind(), ErrorKind::Transient | ErrorKind::Auth) => Err(Attempt::Failed {
-            kind: failure_kind(err.kind()),
+        Err(err) if matches!(err.class(), Class::Transient | Class::Auth) => Err(Attempt::Failed {
+            kind: FailureKind::from(err.class()),
             reason: format!("cannot tell whether the bridge made this change: looking up its PagerDuty user: {err}"),
             rule: None,
             rules: vec![],

@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 
+use crate::class::{Class, Classify};
 use crate::handler::context::Context;
 use crate::handler::settle::{Attempt, FailureKind};
-use crate::pagerduty::{ErrorKind, EventData, WebhookEvent};
+use crate::pagerduty::{EventData, WebhookEvent};
 use crate::telemetry::metrics;
 
 /// The event with its note's full content: read from `GET /incidents/{id}/notes` (found by the
@@ -26,7 +27,7 @@ pub async fn with_full_note<'e>(ctx: &Context, event: &'e WebhookEvent) -> Resul
         api_calls: 0,
     };
     let notes = ctx.pagerduty.list_notes(&incident.id).await.map_err(|err| {
-        let kind = if err.kind() == ErrorKind::Auth { FailureKind::Auth } else { FailureKind::Transient };
+        let kind = if err.class() == Class::Auth { FailureKind::Auth } else { FailureKind::Transient };
         failed(kind, format!("the webhook carries note {id} trimmed; reading it in full: {err}"))
     })?;
     let Some(note) = notes.into_iter().find(|n| !id.is_empty() && n.id == *id) else {

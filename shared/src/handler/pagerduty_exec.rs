@@ -22,6 +22,7 @@
 //! No call is started whose timeout would run past the invocation's deadline less the margin to
 //! settle: the client refuses it unsent, and what is left is queued with what succeeded marked done.
 
+use crate::class::Classify;
 use crate::handler::context::Context;
 use crate::handler::salesforce_exec::{
     Execution, action_key, action_record, call_deadline, carries_reference, clear_uncertain, is_uncertain,
@@ -29,22 +30,11 @@ use crate::handler::salesforce_exec::{
 };
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
-use crate::pagerduty::{
-    Assignees, CreateIncident, ErrorKind, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency,
-};
+use crate::pagerduty::{Assignees, CreateIncident, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency};
 use crate::retry::breaker::Signal;
 use crate::retry::envelope::Envelope;
 use crate::rules::{self, Action, PlannedAction};
 use crate::telemetry::metrics;
-
-/// How the retry machinery treats a PagerDuty error kind.
-pub fn failure_kind(kind: ErrorKind) -> FailureKind {
-    match kind {
-        ErrorKind::Transient => FailureKind::Transient,
-        ErrorKind::Auth => FailureKind::Auth,
-        ErrorKind::Permanent | ErrorKind::BadInput => FailureKind::Permanent,
-    }
-}
 
 fn urgency(u: rules::Urgency) -> Urgency {
     match u {
@@ -116,7 +106,7 @@ pub async fn execute(
                 }
                 let reason = err.to_string();
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
-                execution.failure = Some((failure_kind(err.kind()), reason, Some(planned.rule.clone())));
+                execution.failure = Some((FailureKind::from(err.class()), reason, Some(planned.rule.clone())));
                 if let PagerdutyError::Throttled { wait, .. } = err {
                     // Held back by our limiter (a 429's reset still running): counting it as a
                     // failed attempt would dead-letter events PagerDuty never saw.

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
+use crate::class::{Class, Classify};
 use crate::handler::context::Context;
 use crate::handler::settle::{Attempt, FailureKind};
 use crate::model::{ActionRecord, Link, RecordRef};
@@ -30,7 +31,7 @@ use crate::retry::envelope::Envelope;
 use crate::rules::{Action, Effect, PlannedAction};
 use crate::salesforce::case_comment::{part_reference, referenced_parts};
 use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
-use crate::salesforce::{ErrorKind, SalesforceError, is_record_id};
+use crate::salesforce::{SalesforceError, is_record_id};
 use crate::telemetry::metrics;
 
 /// Share of the org's daily API limit above which the breaker opens (pause before it runs dry).
@@ -182,19 +183,10 @@ impl Execution {
     }
 }
 
-/// How the retry machinery treats a Salesforce error kind.
-pub fn failure_kind(kind: ErrorKind) -> FailureKind {
-    match kind {
-        ErrorKind::Transient => FailureKind::Transient,
-        ErrorKind::Auth => FailureKind::Auth,
-        ErrorKind::Permanent | ErrorKind::BadInput => FailureKind::Permanent,
-    }
-}
-
 /// Maps a client error outside the writes (e.g. reading linked records) to an attempt.
 pub fn failure(err: &SalesforceError, rules: Vec<String>, api_calls: u32) -> Attempt {
     Attempt::Failed {
-        kind: failure_kind(err.kind()),
+        kind: FailureKind::from(err.class()),
         reason: err.to_string(),
         rule: None,
         rules,
@@ -381,7 +373,7 @@ pub async fn execute(
         if let Err(err) = &looked {
             report_failure(ctx, err).await;
             let reason = format!("could not look for the comments an earlier attempt may have written: {err}");
-            execution.failure.get_or_insert((failure_kind(err.kind()), reason, None));
+            execution.failure.get_or_insert((FailureKind::from(err.class()), reason, None));
         }
         present.insert(case_id.to_string(), looked.map_err(|e| e.to_string()));
     }
@@ -417,7 +409,7 @@ pub async fn execute(
         let mut trial = CompositeBuilder::new(&version, false);
         if let Err(err) = writes.iter().try_for_each(|(r, w)| trial.push(r, w.clone()).map(drop)) {
             execution.actions.push(action_record(planned, false, Some(err.to_string())));
-            execution.fail(failure_kind(err.kind()), err.to_string(), &planned.rule);
+            execution.fail(FailureKind::from(err.class()), err.to_string(), &planned.rule);
             continue;
         }
         if batches.last().is_none_or(|(builder, _)| builder.len() + trial.len() > MAX_SUBREQUESTS) {
@@ -439,7 +431,7 @@ pub async fn execute(
                     execution.actions.push(action_record(p.planned, false, Some(err.to_string())));
                 }
                 let rule = pending.first().map(|p| p.planned.rule.clone()).unwrap_or_default();
-                execution.fail(failure_kind(err.kind()), err.to_string(), &rule);
+                execution.fail(FailureKind::from(err.class()), err.to_string(), &rule);
                 continue;
             }
         };
@@ -465,7 +457,7 @@ pub async fn execute(
                     execution.actions.push(action_record(p.planned, false, Some(err.to_string())));
                 }
                 let rule = pending.first().map(|p| p.planned.rule.clone()).unwrap_or_default();
-                execution.fail(failure_kind(err.kind()), err.to_string(), &rule);
+                execution.fail(FailureKind::from(err.class()), err.to_string(), &rule);
                 continue;
             }
         };
@@ -477,7 +469,7 @@ pub async fn execute(
                     reference_id: r.clone(),
                     http_status: 0,
                     errors: vec![],
-                    kind: ErrorKind::Transient,
+                    kind: Class::Transient,
                 }),
             });
             if let Some(failure) = failure {
@@ -490,11 +482,11 @@ pub async fn execute(
                 }
                 metrics::action(p.planned.action.name(), false);
                 let reason = failure.to_string();
-                if failure.kind == ErrorKind::Transient {
+                if failure.kind == Class::Transient {
                     transient_failure = Some(reason.clone());
                 }
                 execution.actions.push(action_record(p.planned, false, Some(reason.clone())));
-                execution.fail(failure_kind(failure.kind), reason, &p.planned.rule);
+                execution.fail(FailureKind::from(failure.kind), reason, &p.planned.rule);
                 continue;
             }
             let created = p.refs.first().and_then(|r| response.get(r)).and_then(|s| s.id()).map(str::to_string);

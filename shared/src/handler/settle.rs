@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::class::Class;
 use crate::clock::Clock;
 use crate::handler::idempotency::{Idempotency, settled_result};
 use crate::model::{ActionRecord, AuditEntry, Outcome};
@@ -50,6 +51,18 @@ pub enum FailureKind {
     Permanent,
     /// Credentials or permissions: retried (a fixed secret makes them pass), and alarmed on.
     Auth,
+}
+
+/// The one place a failure's class becomes a retry decision: content the other side refused
+/// will be refused again, so it is dead-lettered like any permanent failure.
+impl From<Class> for FailureKind {
+    fn from(class: Class) -> Self {
+        match class {
+            Class::Transient => FailureKind::Transient,
+            Class::Auth => FailureKind::Auth,
+            Class::Permanent | Class::BadInput => FailureKind::Permanent,
+        }
+    }
 }
 
 impl FailureKind {

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::client::PagerdutyClient;
-use super::error::ErrorKind;
 use super::requests::{Assignees, CreateIncident, PriorityChoice, Urgency};
+use crate::class::{Class, Classify};
 use crate::transport::testing::Scripted;
 use crate::transport::{Failure, Transport, TransportError};
 
@@ -151,7 +151,7 @@ async fn an_unknown_priority_name_is_bad_input_after_one_refresh() {
             .await;
     let c = client(base);
     let e = c.set_priority("Q", "P9").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::BadInput);
+    assert_eq!(e.class(), Class::BadInput);
     assert!(e.to_string().contains("P9"));
 }
 
@@ -178,11 +178,11 @@ async fn server_and_auth_errors_are_classified_and_name_pagerdutys_reason() {
     }))
     .await;
     let c = client(base);
-    assert_eq!(c.get_incident("Q500").await.unwrap_err().kind(), ErrorKind::Transient);
-    assert_eq!(c.get_incident("Q401").await.unwrap_err().kind(), ErrorKind::Auth);
-    assert_eq!(c.get_incident("Q404").await.unwrap_err().kind(), ErrorKind::Permanent);
+    assert_eq!(c.get_incident("Q500").await.unwrap_err().class(), Class::Transient);
+    assert_eq!(c.get_incident("Q401").await.unwrap_err().class(), Class::Auth);
+    assert_eq!(c.get_incident("Q404").await.unwrap_err().class(), Class::Permanent);
     let e = c.set_urgency("Q400", Urgency::Low).await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::BadInput);
+    assert_eq!(e.class(), Class::BadInput);
     assert!(e.to_string().contains("Urgency is invalid"), "{e}");
     assert!(!format!("{e:?}{e}").contains("u+tok"));
 }
@@ -288,7 +288,7 @@ async fn resolving_an_already_resolved_incident_succeeds_but_acknowledging_it_do
     .await;
     let c = client(base);
     c.resolve("Q1", None).await.unwrap();
-    assert_eq!(c.acknowledge("Q1").await.unwrap_err().kind(), ErrorKind::BadInput);
+    assert_eq!(c.acknowledge("Q1").await.unwrap_err().class(), Class::BadInput);
 }
 
 #[tokio::test]

@@ -1,34 +1,10 @@
 //! Errors of the PagerDuty REST client, classified for the retry contract: transient failures
 //! go to the retry queue, the rest to the DLQ with PagerDuty's own explanation.
 
+use crate::class::{Class, Classify};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
-
-/// What the caller should do with a failed call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Try again later: 5xx, 429, timeouts, connection failures.
-    Transient,
-    /// Will fail the same way again: 404, conflicts, unexpected answers.
-    Permanent,
-    /// The token is wrong, revoked, read-only or lacks a permission: fix the configuration.
-    Auth,
-    /// PagerDuty refused the request's content (400): fix the rule or the data.
-    BadInput,
-}
-
-impl ErrorKind {
-    /// The name used in retry envelopes (`Failure::kind`) and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Transient => "transient",
-            ErrorKind::Permanent => "permanent",
-            ErrorKind::Auth => "auth",
-            ErrorKind::BadInput => "bad_input",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PagerdutyError {
@@ -99,27 +75,6 @@ fn hint(status: StatusCode) -> &'static str {
 }
 
 impl PagerdutyError {
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            PagerdutyError::RateLimited { .. } | PagerdutyError::Throttled { .. } => ErrorKind::Transient,
-            PagerdutyError::Transport { .. } => ErrorKind::Transient,
-            // A 2xx we cannot read may be a cut-off answer; the operations are safe to repeat
-            // (creation is de-duplicated by incident_key).
-            PagerdutyError::Decode { .. } => ErrorKind::Transient,
-            PagerdutyError::Api { status, .. } => match status.as_u16() {
-                401 | 403 => ErrorKind::Auth,
-                400 | 422 => ErrorKind::BadInput,
-                408 | 429 => ErrorKind::Transient,
-                s if s >= 500 => ErrorKind::Transient,
-                _ => ErrorKind::Permanent,
-            },
-            PagerdutyError::UnknownPriority(_) | PagerdutyError::UnknownUser(_) => ErrorKind::BadInput,
-            PagerdutyError::InvalidRequest { .. } => ErrorKind::BadInput,
-            PagerdutyError::NoTimeLeft { .. } => ErrorKind::Transient,
-            PagerdutyError::Uncertain { cause, .. } => cause.kind(),
-        }
-    }
-
     /// True when the call was a write that may have been carried out: sending it again could do
     /// it twice. False when it certainly was not (never sent, or refused with an answer).
     pub fn outcome_unknown(&self) -> bool {
@@ -148,7 +103,7 @@ impl PagerdutyError {
     }
 
     pub fn is_transient(&self) -> bool {
-        self.kind() == ErrorKind::Transient
+        self.class() == Class::Transient
     }
 
     /// How long to wait before trying again: PagerDuty's 429 reset, or our limiter's wait.
@@ -240,6 +195,30 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
+/// The class decides retry and DLQ (`handler::settle::FailureKind`).
+impl Classify for PagerdutyError {
+    fn class(&self) -> Class {
+        match self {
+            PagerdutyError::RateLimited { .. } | PagerdutyError::Throttled { .. } => Class::Transient,
+            PagerdutyError::Transport { .. } => Class::Transient,
+            // A 2xx we cannot read may be a cut-off answer; the operations are safe to repeat
+            // (creation is de-duplicated by incident_key).
+            PagerdutyError::Decode { .. } => Class::Transient,
+            PagerdutyError::Api { status, .. } => match status.as_u16() {
+                401 | 403 => Class::Auth,
+                400 | 422 => Class::BadInput,
+                408 | 429 => Class::Transient,
+                s if s >= 500 => Class::Transient,
+                _ => Class::Permanent,
+            },
+            PagerdutyError::UnknownPriority(_) | PagerdutyError::UnknownUser(_) => Class::BadInput,
+            PagerdutyError::InvalidRequest { .. } => Class::BadInput,
+            PagerdutyError::NoTimeLeft { .. } => Class::Transient,
+            PagerdutyError::Uncertain { cause, .. } => cause.class(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,18 +235,18 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_for_the_retry_contract() {
-        assert_eq!(api(500, "").kind(), ErrorKind::Transient);
-        assert_eq!(api(503, "<html>").kind(), ErrorKind::Transient);
-        assert_eq!(api(408, "").kind(), ErrorKind::Transient);
-        assert_eq!(api(429, "").kind(), ErrorKind::Transient);
-        assert_eq!(api(401, "").kind(), ErrorKind::Auth);
-        assert_eq!(api(403, "").kind(), ErrorKind::Auth);
-        assert_eq!(api(400, "").kind(), ErrorKind::BadInput);
-        assert_eq!(api(404, "").kind(), ErrorKind::Permanent);
-        assert_eq!(api(409, "").kind(), ErrorKind::Permanent);
+        assert_eq!(api(500, "").class(), Class::Transient);
+        assert_eq!(api(503, "<html>").class(), Class::Transient);
+        assert_eq!(api(408, "").class(), Class::Transient);
+        assert_eq!(api(429, "").class(), Class::Transient);
+        assert_eq!(api(401, "").class(), Class::Auth);
+        assert_eq!(api(403, "").class(), Class::Auth);
+        assert_eq!(api(400, "").class(), Class::BadInput);
+        assert_eq!(api(404, "").class(), Class::Permanent);
+        assert_eq!(api(409, "").class(), Class::Permanent);
         assert!(api(502, "").is_transient());
         assert!(!api(400, "").is_transient());
-        assert!(PagerdutyError::UnknownPriority("P9".into()).kind() == ErrorKind::BadInput);
+        assert!(PagerdutyError::UnknownPriority("P9".into()).class() == Class::BadInput);
         let throttled = PagerdutyError::Throttled { operation: "acknowledge", wait: Duration::from_millis(59_100) };
         assert!(throttled.is_transient());
         assert_eq!(throttled.retry_after(), Some(Duration::from_millis(59_100)));
@@ -367,6 +346,6 @@ mod tests {
         );
         assert!(e.is_already_resolved());
         assert!(!api(400, r#"{"error":{"message":"Invalid Input Provided"}}"#).is_already_resolved());
-        assert_eq!(ErrorKind::BadInput.as_str(), "bad_input");
+        assert_eq!(Class::BadInput.as_str(), "bad_input");
     }
 }

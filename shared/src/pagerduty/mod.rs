@@ -33,7 +33,7 @@ mod client_tests;
 mod spec_tests;
 
 pub use client::{ACCEPT, Incident, IncidentRef, Note, PagerdutyClient, User, WebhookSubscription};
-pub use error::{ErrorKind, PagerdutyError};
+pub use error::PagerdutyError;
 pub use limiter::{RateLimit, RateLimiter};
 pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};
 pub use signature::{SignatureError, sign, verify};

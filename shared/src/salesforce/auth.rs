@@ -336,6 +336,7 @@ impl TokenSource for Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::class::Classify;
     use crate::clock::ManualClock;
     use base64::Engine;
 
@@ -512,7 +513,7 @@ mod tests {
             })
             .await;
             let err = client.get_record("Case", "5005g00000AbCdEAAS", None).await.unwrap_err();
-            assert_eq!(err.kind(), crate::salesforce::ErrorKind::Auth);
+            assert_eq!(err.class(), crate::class::Class::Auth);
             assert!(matches!(err, SalesforceError::Auth { .. }), "{err:?}");
             assert_eq!(auth.mints(), 2);
             assert!(!err.to_string().contains("tok-"), "{err}");
@@ -531,7 +532,7 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains("invalid_grant"), "{text}");
             assert!(text.contains("pre-authorized"), "{text}");
-            assert_eq!(err.kind(), crate::salesforce::ErrorKind::Auth);
+            assert_eq!(err.class(), crate::class::Class::Auth);
             assert_eq!(client.api_calls(), 0);
         }
     }

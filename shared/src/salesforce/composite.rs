@@ -2,11 +2,12 @@
 //! with `@{referenceId.id}`, and a per-subrequest reading of the answer so that a caller knows
 //! exactly what is done and what is left to retry.
 
+use crate::class::{Class, Classify};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::case_comment;
-use super::error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure, classify};
+use super::error::{ApiError, SalesforceError, SubrequestFailure, classify};
 use super::{Record, check_id, check_name, encode_segment};
 
 /// Salesforce refuses a composite request with more subrequests than this.
@@ -186,11 +187,11 @@ impl CompositeResponse {
     }
 
     /// Kind of the overall outcome, `None` when everything succeeded.
-    pub fn failure_kind(&self) -> Option<ErrorKind> {
+    pub fn failure_kind(&self) -> Option<Class> {
         if self.all_succeeded() {
             None
         } else {
-            Some(SalesforceError::Composite { succeeded: Vec::new(), failed: self.failures() }.kind())
+            Some(SalesforceError::Composite { succeeded: Vec::new(), failed: self.failures() }.class())
         }
     }
 }
@@ -364,7 +365,7 @@ mod tests {
             b.push(&format!("c{i}"), Write::Create { object: "Task".into(), fields: Map::new() }).unwrap();
         }
         let err = b.build().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::BadInput);
+        assert_eq!(err.class(), Class::BadInput);
         assert!(err.to_string().contains("26"), "{err}");
     }
 
@@ -413,12 +414,12 @@ mod tests {
         assert_eq!(failures.len(), 2);
         assert_eq!(failures[0].reference_id, "collection1");
         assert_eq!(failures[0].errors[0].error_code, "DUPLICATES_DETECTED");
-        assert_eq!(failures[0].kind, ErrorKind::Permanent);
+        assert_eq!(failures[0].kind, Class::Permanent);
         assert_eq!(failures[1].reference_id, "newContact");
         assert_eq!(failures[1].errors[0].error_code, "PROCESSING_HALTED");
-        assert_eq!(failures[1].kind, ErrorKind::Transient);
+        assert_eq!(failures[1].kind, Class::Transient);
         let err = resp.into_result().unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Permanent);
+        assert_eq!(err.class(), Class::Permanent);
         assert!(err.to_string().contains("DUPLICATES_DETECTED"));
     }
 
@@ -436,6 +437,6 @@ mod tests {
         let failures = resp.failures();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].reference_id, "note");
-        assert_eq!(resp.failure_kind(), Some(ErrorKind::Transient));
+        assert_eq!(resp.failure_kind(), Some(Class::Transient));
     }
 }

@@ -1,22 +1,9 @@
 //! Salesforce errors, classified once so that callers decide retry vs. DLQ by asking the error
-//! (`kind()` / `is_transient()`), never by matching strings.
+//! (`Classify::class()` / `is_transient()`), never by matching strings.
 
+use crate::class::{Class, Classify};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-/// How a caller should react to a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
-    /// Try again later (retry queue): lock contention, limits, outages, timeouts.
-    Transient,
-    /// Will fail the same way every time (DLQ): validation, unknown fields, missing records.
-    Permanent,
-    /// Credentials or connected-app setup are wrong; a person must fix them.
-    Auth,
-    /// Our own input was refused before anything was sent (e.g. too many subrequests).
-    BadInput,
-}
 
 /// One entry of a Salesforce error array: `[{"message", "errorCode", "fields"}]`.
 ///
@@ -52,44 +39,44 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 /// Classifies one Salesforce `errorCode` on its own (without the HTTP status).
-pub fn classify_code(code: &str) -> ErrorKind {
+pub fn classify_code(code: &str) -> Class {
     if TRANSIENT_CODES.contains(&code) {
-        ErrorKind::Transient
+        Class::Transient
     } else if matches!(
         code,
         "INVALID_SESSION_ID" | "INVALID_AUTH_HEADER" | "invalid_grant" | "invalid_client" | "invalid_client_id"
     ) {
-        ErrorKind::Auth
+        Class::Auth
     } else {
-        ErrorKind::Permanent
+        Class::Permanent
     }
 }
 
 /// Classifies an HTTP answer from its status and its error array.
-pub fn classify(status: u16, errors: &[ApiError]) -> ErrorKind {
+pub fn classify(status: u16, errors: &[ApiError]) -> Class {
     // A known code wins over the status: UNABLE_TO_LOCK_ROW is observed with 400 and 500,
     // REQUEST_LIMIT_EXCEEDED with 403.
     let mut kinds = errors.iter().map(|e| classify_code(&e.error_code));
     let codes_kind = if errors.iter().any(|e| e.error_code == "PROCESSING_HALTED") {
         // Halted subrequests say nothing about themselves; retrying them is safe.
-        Some(ErrorKind::Transient)
+        Some(Class::Transient)
     } else if errors.is_empty() {
         None
-    } else if kinds.any(|k| k == ErrorKind::Auth) {
-        Some(ErrorKind::Auth)
-    } else if errors.iter().all(|e| classify_code(&e.error_code) == ErrorKind::Transient) {
-        Some(ErrorKind::Transient)
+    } else if kinds.any(|k| k == Class::Auth) {
+        Some(Class::Auth)
+    } else if errors.iter().all(|e| classify_code(&e.error_code) == Class::Transient) {
+        Some(Class::Transient)
     } else {
-        Some(ErrorKind::Permanent)
+        Some(Class::Permanent)
     };
     match (status, codes_kind) {
-        (_, Some(ErrorKind::Transient)) => ErrorKind::Transient,
-        (_, Some(ErrorKind::Auth)) => ErrorKind::Auth,
-        (401, _) => ErrorKind::Auth,
-        (408 | 429, _) => ErrorKind::Transient,
-        (500..=599, _) => ErrorKind::Transient,
+        (_, Some(Class::Transient)) => Class::Transient,
+        (_, Some(Class::Auth)) => Class::Auth,
+        (401, _) => Class::Auth,
+        (408 | 429, _) => Class::Transient,
+        (500..=599, _) => Class::Transient,
         (_, Some(kind)) => kind,
-        _ => ErrorKind::Permanent,
+        _ => Class::Permanent,
     }
 }
 
@@ -127,7 +114,7 @@ pub struct SubrequestFailure {
     pub reference_id: String,
     pub http_status: u16,
     pub errors: Vec<ApiError>,
-    pub kind: ErrorKind,
+    pub kind: Class,
 }
 
 impl std::fmt::Display for SubrequestFailure {
@@ -205,32 +192,6 @@ fn join_failures(failed: &[SubrequestFailure]) -> String {
 }
 
 impl SalesforceError {
-    /// How a caller should react.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            SalesforceError::Auth { .. } | SalesforceError::Credentials(_) => ErrorKind::Auth,
-            SalesforceError::Api { status, errors, .. } => classify(*status, errors),
-            SalesforceError::Composite { failed, .. } => {
-                // The worst failure decides: one permanent failure means a retry cannot finish the job.
-                let kinds: Vec<ErrorKind> = failed.iter().map(|f| f.kind).collect();
-                if kinds.contains(&ErrorKind::Auth) {
-                    ErrorKind::Auth
-                } else if kinds.contains(&ErrorKind::Permanent) {
-                    ErrorKind::Permanent
-                } else if kinds.contains(&ErrorKind::BadInput) {
-                    ErrorKind::BadInput
-                } else {
-                    ErrorKind::Transient
-                }
-            }
-            SalesforceError::Transport { .. } => ErrorKind::Transient,
-            // A garbled answer is most often a proxy or maintenance page: try again.
-            SalesforceError::Unexpected { .. } => ErrorKind::Transient,
-            SalesforceError::BadInput(_) => ErrorKind::BadInput,
-            SalesforceError::Uncertain { cause, .. } => cause.kind(),
-        }
-    }
-
     /// True when the request was a write that may have been carried out: sending it again could
     /// do it twice. False when it was certainly not (never sent, or refused with an answer).
     pub fn outcome_unknown(&self) -> bool {
@@ -266,7 +227,7 @@ impl SalesforceError {
     }
 
     pub fn is_transient(&self) -> bool {
-        self.kind() == ErrorKind::Transient
+        self.class() == Class::Transient
     }
 
     /// The Salesforce error codes carried, for audit entries and metrics.
@@ -303,6 +264,34 @@ impl SalesforceError {
     }
 }
 
+/// The class decides retry and DLQ (`handler::settle::FailureKind`).
+impl Classify for SalesforceError {
+    fn class(&self) -> Class {
+        match self {
+            SalesforceError::Auth { .. } | SalesforceError::Credentials(_) => Class::Auth,
+            SalesforceError::Api { status, errors, .. } => classify(*status, errors),
+            SalesforceError::Composite { failed, .. } => {
+                // The worst failure decides: one permanent failure means a retry cannot finish the job.
+                let kinds: Vec<Class> = failed.iter().map(|f| f.kind).collect();
+                if kinds.contains(&Class::Auth) {
+                    Class::Auth
+                } else if kinds.contains(&Class::Permanent) {
+                    Class::Permanent
+                } else if kinds.contains(&Class::BadInput) {
+                    Class::BadInput
+                } else {
+                    Class::Transient
+                }
+            }
+            SalesforceError::Transport { .. } => Class::Transient,
+            // A garbled answer is most often a proxy or maintenance page: try again.
+            SalesforceError::Unexpected { .. } => Class::Transient,
+            SalesforceError::BadInput(_) => Class::BadInput,
+            SalesforceError::Uncertain { cause, .. } => cause.class(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +310,7 @@ mod tests {
     #[test]
     fn request_limit_exceeded_403_is_transient() {
         let body = r#"[{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}]"#;
-        assert_eq!(api(403, body).kind(), ErrorKind::Transient);
+        assert_eq!(api(403, body).class(), Class::Transient);
     }
 
     #[test]
@@ -337,7 +326,7 @@ mod tests {
             "SOMETHING_NEW",
         ] {
             let body = format!(r#"[{{"errorCode":"{code}","message":"m"}}]"#);
-            assert_eq!(api(400, &body).kind(), ErrorKind::Permanent, "{code}");
+            assert_eq!(api(400, &body).class(), Class::Permanent, "{code}");
         }
     }
 
@@ -351,7 +340,7 @@ mod tests {
     fn invalid_session_is_auth() {
         let body = r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#;
         let err = api(401, body);
-        assert_eq!(err.kind(), ErrorKind::Auth);
+        assert_eq!(err.class(), Class::Auth);
         assert!(err.is_expired_session());
     }
 
@@ -395,10 +384,10 @@ mod tests {
         let failure = |kind| SubrequestFailure { reference_id: "r".into(), http_status: 400, errors: vec![], kind };
         let err = SalesforceError::Composite {
             succeeded: vec!["a".into()],
-            failed: vec![failure(ErrorKind::Transient), failure(ErrorKind::Permanent)],
+            failed: vec![failure(Class::Transient), failure(Class::Permanent)],
         };
-        assert_eq!(err.kind(), ErrorKind::Permanent);
-        let err = SalesforceError::Composite { succeeded: vec![], failed: vec![failure(ErrorKind::Transient)] };
+        assert_eq!(err.class(), Class::Permanent);
+        let err = SalesforceError::Composite { succeeded: vec![], failed: vec![failure(Class::Transient)] };
         assert!(err.is_transient());
     }
 }

@@ -29,7 +29,7 @@ pub use client::{ApiUsage, CALL_OPTIONS, SalesforceClient, UpsertResult};
 pub use composite::{
     CompositeBuilder, CompositeRequest, CompositeResponse, Subrequest, SubrequestResult, Write, reference,
 };
-pub use error::{ApiError, ErrorKind, SalesforceError, SubrequestFailure};
+pub use error::{ApiError, SalesforceError, SubrequestFailure};
 pub use outbound_message::{Notification, OutboundMessage, OutboundMessageError};
 pub use trigger_post::{
     InboundAuthError, Operation, RecordChange, TriggerPost, TriggerPostError, TriggerUser, verify_bearer,

@@ -7,8 +7,9 @@ use std::time::Duration;
 use adapters::http::ReqwestTransport;
 
 use serde_json::Value;
+use shared::class::{Class, Classify};
 use shared::pagerduty::{
-    Assignees, CreateIncident, ErrorKind, PagerdutyClient, PriorityChoice, RateLimit, SubscriptionFilter, Urgency,
+    Assignees, CreateIncident, PagerdutyClient, PriorityChoice, RateLimit, SubscriptionFilter, Urgency,
 };
 use sim::faults::FaultKind;
 use sim::pagerduty::{PagerdutySim, PdSimConfig};
@@ -148,7 +149,7 @@ async fn a_wrong_token_is_an_auth_error_and_server_faults_are_transient() {
         "wrong".into(),
         "bridge@example.com".into(),
     );
-    assert_eq!(bad.acknowledge("Q").await.unwrap_err().kind(), ErrorKind::Auth);
+    assert_eq!(bad.acknowledge("Q").await.unwrap_err().class(), Class::Auth);
     let c = client(&sim);
     sim.fail_next(1, FaultKind::ServerError);
     assert!(c.create_incident(&case_incident("k-fault")).await.unwrap_err().is_transient());
@@ -162,7 +163,7 @@ async fn a_wrong_token_is_an_auth_error_and_server_faults_are_transient() {
     assert!(e.is_transient() && e.retry_after().unwrap() > Duration::from_secs(50), "{e}");
     assert_eq!(sim.requests().len(), seen);
     let e = client(&sim).get_incident("QNOPE").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Permanent, "{e}");
+    assert_eq!(e.class(), Class::Permanent, "{e}");
 }
 
 #[tokio::test]

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use adapters::http::ReqwestTransport;
 use serde_json::{Map, Value, json};
+use shared::class::{Class, Classify};
 use shared::clock::{Clock, SystemClock};
 use shared::salesforce::{
-    Authenticator, ErrorKind, JwtCredentials, OutboundMessage, SalesforceClient, SalesforceError, TriggerPost, Write,
-    reference, verify_trigger_signature,
+    Authenticator, JwtCredentials, OutboundMessage, SalesforceClient, SalesforceError, TriggerPost, Write, reference,
+    verify_trigger_signature,
 };
 use shared::transport::Transport;
 use sim::faults::FaultKind;
@@ -118,7 +119,7 @@ async fn a_key_the_connected_app_does_not_know_is_an_auth_error_that_says_what_t
     let auth = authenticator(&sim, test_keys().other_private_key_pem);
     let client = SalesforceClient::new(http(), auth, "62.0");
     let err = client.get_record("Case", "500000000000001AAA", None).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert_eq!(err.class(), Class::Auth);
     let text = err.to_string();
     assert!(text.contains("invalid_grant"), "{text}");
     assert!(!text.contains("PRIVATE KEY"), "{text}");
@@ -207,7 +208,7 @@ async fn upsert_creates_once_then_updates_the_same_record() {
 async fn missing_required_field_is_permanent_with_the_field_named() {
     let (_sim, _auth, client) = setup().await;
     let err = client.create_record("Case", &fields(json!({"Priority": "High"}))).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(err.class(), Class::Permanent);
     assert_eq!(err.error_codes(), vec!["REQUIRED_FIELD_MISSING"]);
     assert!(err.to_string().contains("Subject"), "{err}");
 }
@@ -264,7 +265,7 @@ async fn composite_failures_are_reported_per_subrequest() {
     assert_eq!(failures[0].reference_id, "bad");
     assert_eq!(failures[0].errors[0].error_code, "REQUIRED_FIELD_MISSING");
     let err = response.into_result().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Permanent);
+    assert_eq!(err.class(), Class::Permanent);
     assert_eq!(sim.record("Case", &existing).unwrap()["Priority"], "High");
 }
 
