@@ -58,13 +58,13 @@ async fn an_operator_pushes_rules_inspects_previews_and_replays_a_dead_letter_an
         Utc::now(),
         QueuedEvent::PagerdutyWebhook { body: body.to_string(), webhook_id: None, subscription_id: None },
     );
-    envelope.record_failure(Failure {
+    envelope.trip.record_failure(Failure {
         at: Utc::now(),
         kind: "permanent".into(),
         reason: "INVALID_FIELD: Status".into(),
         rule: Some("r".into()),
     });
-    envelope.dead_letter_reason = Some("permanent error: INVALID_FIELD: Status".into());
+    envelope.trip.dead_letter_reason = Some("permanent error: INVALID_FIELD: Status".into());
     let store = DynamoStore::new(dynamo, &table);
     shared::store::LinkStore::put_link(
         &store,
@@ -81,7 +81,7 @@ async fn an_operator_pushes_rules_inspects_previews_and_replays_a_dead_letter_an
     dead.send(&envelope.to_json(), Duration::ZERO).await.unwrap();
 
     let (ok, out) = syncctl(&stack, &["dlq", "list"]);
-    assert!(ok && out.contains(&envelope.id) && out.contains("INVALID_FIELD"), "{out}");
+    assert!(ok && out.contains(envelope.id()) && out.contains("INVALID_FIELD"), "{out}");
 
     let (ok, out) = syncctl(&stack, &["dlq", "replay", "--all", "--dry-run"]);
     assert!(ok, "{out}");
@@ -90,11 +90,11 @@ async fn an_operator_pushes_rules_inspects_previews_and_replays_a_dead_letter_an
         "the preview shows what the rules would do now: {out}"
     );
 
-    let (ok, out) = syncctl(&stack, &["dlq", "replay", &envelope.id]);
+    let (ok, out) = syncctl(&stack, &["dlq", "replay", envelope.id()]);
     assert!(ok && out.contains("replayed 1"), "{out}");
     let moved = SqsQueue::new(sqs, &retry).receive(10, Duration::from_secs(1)).await.unwrap();
     let replayed = Envelope::from_json(&moved[0].body).unwrap();
-    assert_eq!((replayed.id.as_str(), replayed.replays, replayed.history.len()), (envelope.id.as_str(), 1, 1));
+    assert_eq!((replayed.id(), replayed.trip.replays, replayed.trip.history.len()), (envelope.id(), 1, 1));
 
     let mut entry =
         AuditEntry::new(Utc::now(), Direction::PagerdutyToSalesforce, "corr", "E-DLQ", Outcome::DeadLettered);

@@ -14,7 +14,8 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use shared::clock::SystemClock;
-use shared::handler::idempotency::{Gate, Idempotency};
+use shared::handler::idempotency::{Gate, Idempotency, Settlement};
+use shared::model::Outcome;
 use shared::pagerduty::{CreateIncident, PagerdutyClient, WebhookEvent, requests, sign, verify};
 use shared::rules::{Event, RecordEvent, Rules};
 use shared::salesforce::trigger_post::{TriggerPost, sign_trigger_post, verify_trigger_signature};
@@ -59,7 +60,7 @@ fn pd_to_sfdc(c: &mut Criterion) {
             assert_eq!(runtime.block_on(gate.begin(&key, None)).unwrap(), Gate::Proceed);
             let evaluation = rules.evaluate(&incident_input(&event));
             let body = composite_body(&evaluation);
-            runtime.block_on(gate.finish(&key, "applied")).unwrap();
+            runtime.block_on(gate.finish(&key, &Settlement::plain(Outcome::Applied))).unwrap();
             black_box(body)
         })
     });
@@ -105,7 +106,7 @@ fn sfdc_to_pd(c: &mut Criterion) {
                 ..CreateIncident::default()
             };
             let request = pd.to_request(&requests::create_incident(&create, None)).unwrap();
-            runtime.block_on(gate.finish(&key, "applied")).unwrap();
+            runtime.block_on(gate.finish(&key, &Settlement::plain(Outcome::Applied))).unwrap();
             black_box(request)
         })
     });

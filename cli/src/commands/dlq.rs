@@ -43,10 +43,10 @@ fn line(letter: &DeadLetter) -> String {
     match &letter.envelope {
         Some(e) => format!(
             "{:<38} {:<24} {:<28} attempts {:<2} {}",
-            e.id,
-            e.direction,
-            e.event_id,
-            e.history.len(),
+            e.id(),
+            e.accepted.direction,
+            e.accepted.event_id,
+            e.trip.history.len(),
             letter.reason()
         ),
         None => format!("{:<38} (unreadable message, kept whole)", letter.message.message_id),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
+use crate::model::Outcome;
 use crate::store::{Claim, Completion, IdempotencyStore, StoreError};
 
 /// What to do with an event after asking the gate.
@@ -13,8 +14,8 @@ use crate::store::{Claim, Completion, IdempotencyStore, StoreError};
 pub enum Gate {
     /// First time: process it, then `finish` (or `abandon` on a failure that loses nothing).
     Proceed,
-    /// Already processed; `result` is what the first run recorded.
-    Duplicate { result: String },
+    /// Already processed; `first` is how the first run settled it.
+    Duplicate { first: Settlement },
     /// Another invocation holds it until `until`: ask the sender to come back later.
     Busy { until: DateTime<Utc> },
 }
@@ -45,20 +46,20 @@ impl Idempotency {
         let lease = deadline.unwrap_or(now + chrono::Duration::from_std(DEFAULT_LEASE).expect("small"));
         Ok(match self.store.claim(key, now, lease, self.expiry(now)).await? {
             Claim::Acquired => Gate::Proceed,
-            Claim::Completed { result } => Gate::Duplicate { result },
+            Claim::Completed { result } => Gate::Duplicate { first: Settlement::from_record(&result) },
             Claim::InProgress { until } => Gate::Busy { until },
         })
     }
 
-    /// Marks the event done with its outcome (applied, queued, dead-lettered...).
-    pub async fn finish(&self, key: &str, result: &str) -> Result<(), StoreError> {
-        self.store.complete(key, result, self.expiry(self.clock.now())).await
+    /// Marks the event done with how it settled (applied, queued, dead-lettered...).
+    pub async fn finish(&self, key: &str, settled: &Settlement) -> Result<(), StoreError> {
+        self.store.complete(key, &settled.to_record(), self.expiry(self.clock.now())).await
     }
 
     /// What `finish` writes, for a caller that writes it together with other items
     /// ([`crate::store::AuditLog::append_completing`]).
-    pub fn completion(&self, key: &str, result: &str) -> Completion {
-        Completion { key: key.to_string(), result: result.to_string(), expires_at: self.expiry(self.clock.now()) }
+    pub fn completion(&self, key: &str, settled: &Settlement) -> Completion {
+        Completion { key: key.to_string(), result: settled.to_record(), expires_at: self.expiry(self.clock.now()) }
     }
 
     /// Lets a retry claim the key again (the event was not taken over by the queue).
@@ -67,29 +68,51 @@ impl Idempotency {
     }
 }
 
-/// The result a gate records for an event that lives on in a queue (queued, dead-lettered): it
-/// names the envelope, so that a stray second envelope for the same event can tell it is not the
-/// owner (see `handler::retry`).
-pub fn owned_result(outcome: &str, envelope_id: &str) -> String {
-    format!("{outcome} by envelope {envelope_id}")
+/// How an event settled, as its gate records it: the outcome and, while the event lives on in
+/// a queue (queued, dead-lettered), the envelope that owns it, so that a stray second envelope
+/// for the same event can tell it is not the owner (see `handler::retry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// An [`Outcome`]'s name (kept as text: a record written by another build may name one this
+    /// build does not know).
+    pub outcome: String,
+    pub owner: Option<String>,
 }
 
-/// The envelope a recorded result names, if any.
-pub fn owner(result: &str) -> Option<&str> {
-    result.split_once(" by envelope ").map(|(_, id)| id)
-}
+/// Joins the outcome and the owner in the stored text; unchanged since the first release, so
+/// records written by older builds read the same.
+const OWNED_BY: &str = " by envelope ";
 
-/// The outcome part of a recorded result.
-pub fn outcome_of(result: &str) -> &str {
-    result.split_once(" by envelope ").map_or(result, |(outcome, _)| outcome)
-}
+impl Settlement {
+    /// How an event that ended in `outcome` is recorded, its envelope being `envelope_id`.
+    pub fn of(outcome: Outcome, envelope_id: &str) -> Self {
+        let owned = matches!(outcome, Outcome::Queued | Outcome::DeadLettered);
+        Self { outcome: outcome.as_str().to_string(), owner: owned.then(|| envelope_id.to_string()) }
+    }
 
-/// What the gate records once an event is settled.
-pub fn settled_result(outcome: crate::model::Outcome, envelope_id: &str) -> String {
-    use crate::model::Outcome;
-    match outcome {
-        Outcome::Queued | Outcome::DeadLettered => owned_result(outcome.as_str(), envelope_id),
-        other => other.as_str().to_string(),
+    /// An outcome no envelope lives on from (applied, skipped, duplicate...).
+    pub fn plain(outcome: Outcome) -> Self {
+        Self { outcome: outcome.as_str().to_string(), owner: None }
+    }
+
+    pub fn is_owned_by(&self, envelope_id: &str) -> bool {
+        self.owner.as_deref() == Some(envelope_id)
+    }
+
+    /// The text the idempotency store keeps.
+    pub fn to_record(&self) -> String {
+        match &self.owner {
+            Some(owner) => format!("{}{OWNED_BY}{owner}", self.outcome),
+            None => self.outcome.clone(),
+        }
+    }
+
+    /// Reads what [`Settlement::to_record`] wrote: the one place the stored text is taken apart.
+    pub fn from_record(text: &str) -> Self {
+        match text.split_once(OWNED_BY) {
+            Some((outcome, owner)) => Self { outcome: outcome.to_string(), owner: Some(owner.to_string()) },
+            None => Self { outcome: text.to_string(), owner: None },
+        }
     }
 }
 
@@ -105,8 +128,11 @@ mod tests {
         let gate = Idempotency::new(Arc::new(MemoryStore::default()), clock.clone(), Duration::from_secs(3600));
         assert_eq!(gate.begin("pd:1", None).await.unwrap(), Gate::Proceed);
         assert!(matches!(gate.begin("pd:1", None).await.unwrap(), Gate::Busy { .. }));
-        gate.finish("pd:1", "applied").await.unwrap();
-        assert_eq!(gate.begin("pd:1", None).await.unwrap(), Gate::Duplicate { result: "applied".into() });
+        gate.finish("pd:1", &Settlement::plain(Outcome::Applied)).await.unwrap();
+        assert_eq!(
+            gate.begin("pd:1", None).await.unwrap(),
+            Gate::Duplicate { first: Settlement::plain(Outcome::Applied) }
+        );
         clock.advance(chrono::Duration::hours(2));
         assert_eq!(gate.begin("pd:1", None).await.unwrap(), Gate::Proceed, "past the TTL it is new again");
     }
@@ -118,5 +144,22 @@ mod tests {
         assert_eq!(gate.begin("sf:1", None).await.unwrap(), Gate::Proceed);
         gate.abandon("sf:1").await.unwrap();
         assert_eq!(gate.begin("sf:1", None).await.unwrap(), Gate::Proceed);
+    }
+
+    #[test]
+    fn a_settlement_reads_back_as_written_and_as_older_builds_wrote_it() {
+        let queued = Settlement::of(Outcome::Queued, "env-1");
+        assert_eq!(queued.to_record(), "queued by envelope env-1", "the stored form older builds read");
+        assert_eq!(Settlement::from_record(&queued.to_record()), queued);
+        assert!(queued.is_owned_by("env-1") && !queued.is_owned_by("env-2"));
+        let applied = Settlement::of(Outcome::Applied, "env-1");
+        assert_eq!(
+            (applied.to_record().as_str(), applied.owner),
+            ("applied", None),
+            "an applied event lives on nowhere"
+        );
+        let dead = Settlement::from_record("dead_lettered by envelope e-9");
+        assert_eq!((dead.outcome.as_str(), dead.owner.as_deref()), ("dead_lettered", Some("e-9")));
+        assert_eq!(Settlement::from_record("some_future_outcome").outcome, "some_future_outcome");
     }
 }

@@ -25,14 +25,14 @@
 use crate::class::Classify;
 use crate::handler::context::Context;
 use crate::handler::salesforce_exec::{
-    Execution, action_key, action_record, call_deadline, carries_reference, clear_uncertain, is_uncertain,
-    link_created, mark_uncertain, needs_look, reference, with_reference,
+    Execution, action_key, action_record, call_deadline, carries_reference, link_created, needs_look, reference,
+    with_reference,
 };
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
 use crate::pagerduty::{Assignees, CreateIncident, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency};
 use crate::retry::breaker::Signal;
-use crate::retry::envelope::Envelope;
+use crate::retry::envelope::Progress;
 use crate::rules::{self, Action, PlannedAction};
 use crate::telemetry::metrics;
 
@@ -64,7 +64,8 @@ enum Look {
 /// may depend on it (an acknowledge after a create), and the retry resumes there.
 pub async fn execute(
     ctx: &Context,
-    envelope: &mut Envelope,
+    event_id: &str,
+    progress: &mut Progress,
     plan: &[PlannedAction],
     deadline: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Execution {
@@ -81,11 +82,11 @@ pub async fn execute(
             continue;
         }
         let key = action_key(planned);
-        if envelope.is_done(&key) {
+        if progress.is_done(&key) {
             continue;
         }
         let before = pd.api_calls();
-        let result = step(&pd, envelope, planned, &key).await;
+        let result = step(&pd, event_id, progress, planned, &key).await;
         let calls = pd.api_calls().saturating_sub(before) as u32;
         execution.api_calls += calls;
         metrics::api_calls("pagerduty", u64::from(calls));
@@ -98,7 +99,7 @@ pub async fn execute(
             }
             Err(err) => {
                 if err.outcome_unknown() && needs_look(&planned.action) {
-                    mark_uncertain(envelope, &key);
+                    progress.mark_uncertain(&key);
                 }
                 metrics::action(planned.action.name(), false);
                 if err.is_transient() && !err.not_sent() {
@@ -140,7 +141,7 @@ pub async fn execute(
             }
         }
         // Accepted without proof stays listed as uncertain (the audit and the DLQ show it).
-        envelope.mark_done(key);
+        progress.mark_done(key);
         metrics::action(planned.action.name(), verified);
         execution.actions.push(action_record(planned, verified, detail));
     }
@@ -153,38 +154,39 @@ pub async fn execute(
 /// One action, looking first when an earlier attempt's outcome is unknown.
 async fn step(
     pd: &PagerdutyClient,
-    envelope: &mut Envelope,
+    event_id: &str,
+    progress: &mut Progress,
     planned: &PlannedAction,
     key: &str,
 ) -> Result<Ran, PagerdutyError> {
-    let reference = reference(&envelope.event_id, key);
+    let reference = reference(event_id, key);
     if let Action::Resolve { incident_id, resolution: Some(note) } = &planned.action
         && !note.trim().is_empty()
     {
         // The note is added first, as its own step: once written it is not written again when
         // the resolve itself has to be retried. The resolve is a state write, safe to repeat.
         let note_key = format!("{key}#note");
-        if !envelope.is_done(&note_key) {
-            let found = is_uncertain(envelope, &note_key) && note_found(pd, incident_id, &reference).await?.is_some();
+        if !progress.is_done(&note_key) {
+            let found = progress.is_uncertain(&note_key) && note_found(pd, incident_id, &reference).await?.is_some();
             if !found {
-                clear_uncertain(envelope, &note_key);
+                progress.clear_uncertain(&note_key);
                 if let Err(err) = pd.add_note(incident_id, &with_reference(note, &reference)).await {
                     if err.outcome_unknown() {
-                        mark_uncertain(envelope, &note_key);
+                        progress.mark_uncertain(&note_key);
                     }
                     return Err(err);
                 }
             }
-            clear_uncertain(envelope, &note_key);
-            envelope.mark_done(note_key);
+            progress.clear_uncertain(&note_key);
+            progress.mark_done(note_key);
         }
         pd.resolve(incident_id, None).await?;
         return Ok(Ran::Sent(None));
     }
-    if is_uncertain(envelope, key) {
+    if progress.is_uncertain(key) {
         match look(pd, &planned.action, &reference).await? {
             Look::Found(id) => {
-                clear_uncertain(envelope, key);
+                progress.clear_uncertain(key);
                 let detail = format!(
                     "found{}: an earlier attempt did it and its answer was lost; not sent again",
                     id.as_deref().map(|id| format!(" ({id})")).unwrap_or_default()
@@ -192,7 +194,7 @@ async fn step(
                 return Ok(Ran::Found { id, detail });
             }
             Look::CannotTell(why) => return Ok(Ran::Unchecked(why)),
-            Look::Missing => clear_uncertain(envelope, key),
+            Look::Missing => progress.clear_uncertain(key),
         }
     }
     run(pd, &planned.action, &reference).await.map(Ran::Sent)

@@ -9,15 +9,15 @@ use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
 use crate::handler::http::{self, InboundRequest, Reply};
-use crate::handler::idempotency::{Gate, outcome_of};
+use crate::handler::idempotency::Gate;
 use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, Subjects, store_failure};
-use crate::handler::steps;
+use crate::handler::steps::{self, Work};
 use crate::handler::{echo, full_note};
 use crate::model::Direction;
 use crate::pagerduty::signature::{self, SignatureError};
 use crate::pagerduty::{EventData, WebhookEvent};
-use crate::retry::envelope::{Envelope, QueuedEvent};
+use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
 use crate::secrets::SigningSecrets;
 use crate::store::Subject;
@@ -55,9 +55,9 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
     let key = crate::model::bounded_key(&format!("pd:{}", event.id));
     match ctx.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}
-        Ok(Gate::Duplicate { result }) => {
+        Ok(Gate::Duplicate { first }) => {
             metrics::event_duplicate();
-            let first = outcome_of(&result);
+            let first = first.outcome;
             tracing::info!(first_outcome = %first, "duplicate delivery: already handled, nothing changes");
             return Reply::json(200, &serde_json::json!({"status": "duplicate", "first_outcome": first}));
         }
@@ -71,7 +71,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         Err(err) if err.is_permanent() => {
             // Delivering it again would fail the same way, and PagerDuty would in the end
             // disable the subscription: the event fails alone, dead-lettered with its payload.
-            let envelope = envelope_of(request, &event, started);
+            let envelope = Envelope::of(accepted(request, &event, started), Progress::default(), Default::default());
             return match ctx.dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await {
                 Ok(settled) => {
                     Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
@@ -93,9 +93,11 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         }
     }
 
-    let mut envelope = envelope_of(request, &event, started);
-    envelope.gate_key = key.clone();
-    let (attempt, subjects) = process(ctx, &mut envelope, &event, request.deadline).await;
+    let accepted = Accepted { gate_key: key.clone(), ..accepted(request, &event, started) };
+    let mut progress = Progress::default();
+    let (attempt, subjects) =
+        process(ctx, Work { accepted: &accepted, progress: &mut progress, hop: "" }, &event, request.deadline).await;
+    let envelope = Envelope::of(accepted, progress, Default::default());
     match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id})),
         Err(err) => {
@@ -108,8 +110,8 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
 }
 
 /// The delivery as the retry queue and the DLQ keep it.
-fn envelope_of(request: &InboundRequest, event: &WebhookEvent, started: DateTime<Utc>) -> Envelope {
-    Envelope::new(
+fn accepted(request: &InboundRequest, event: &WebhookEvent, started: DateTime<Utc>) -> Accepted {
+    Accepted::new(
         Direction::PagerdutyToSalesforce,
         &event.id,
         &request.correlation_id,
@@ -170,7 +172,7 @@ pub fn parse_queued(body: &str) -> Result<WebhookEvent, String> {
 /// the retry function.
 pub async fn process(
     ctx: &Context,
-    envelope: &mut Envelope,
+    work: Work<'_>,
     event: &WebhookEvent,
     deadline: Option<DateTime<Utc>>,
 ) -> (Attempt, Subjects) {
@@ -180,13 +182,13 @@ pub async fn process(
         return (skipped, Subjects::default());
     };
     let mut subjects = Subjects::new(vec![incident_id.clone()], vec![]);
-    let attempt = attempt(ctx, envelope, event, &incident_id, deadline, &mut subjects).await;
+    let attempt = attempt(ctx, work, event, &incident_id, deadline, &mut subjects).await;
     (attempt, subjects)
 }
 
 async fn attempt(
     ctx: &Context,
-    envelope: &mut Envelope,
+    Work { accepted, progress, hop }: Work<'_>,
     event: &WebhookEvent,
     incident_id: &str,
     deadline: Option<DateTime<Utc>>,
@@ -194,7 +196,7 @@ async fn attempt(
 ) -> Attempt {
     let subject = Subject::Incident(incident_id.to_string());
     subjects.opening = event.event_type == "incident.triggered";
-    if let Err(held) = steps::take_subject(ctx, envelope, subjects, &subject, deadline).await {
+    if let Err(held) = steps::take_subject(ctx, accepted.lease_holder(hop), subjects, &subject, deadline).await {
         return held;
     }
     let state = match steps::subject_state(ctx, &subject).await {
@@ -203,7 +205,7 @@ async fn attempt(
     };
     let links = &state.links;
     subjects.add_links(links);
-    let this = steps::note_order(envelope, &subject, &state);
+    let this = steps::note_order(accepted, progress, &subject, &state);
     if let Some(echo) = echo::pagerduty_echo(ctx, event).await {
         // The bridge's own trigger does not open the incident: the event that created it does,
         // with its link, and that one may still be running or queued (its answer lost).
@@ -260,16 +262,16 @@ async fn attempt(
     }
 
     let input = Event::Incident(incident);
-    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, envelope, &state, subjects.opening) {
+    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
     if let Some(deferred) = steps::hold_back(ctx, &ctx.salesforce_breaker, deadline, api_calls).await {
         return deferred;
     }
-    let execution = salesforce_exec::execute(ctx, envelope, &evaluation.plan.0, deadline).await;
+    let execution = salesforce_exec::execute(ctx, &accepted.event_id, progress, &evaluation.plan.0, deadline).await;
     subjects.add_links(&execution.linked);
-    subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
+    subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, api_calls)
 }
 

@@ -9,7 +9,7 @@ use crate::store::LinkStore;
 /// Evaluates `rules` on the envelope's event, with the links as they are now. Linked records'
 /// field values are not fetched (no Salesforce call): conditions on them see empty values.
 pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) -> Result<Evaluation, String> {
-    let input = match &envelope.event {
+    let input = match &envelope.accepted.event {
         QueuedEvent::PagerdutyWebhook { body, .. } => {
             let event = pd_to_sfdc::parse_queued(body)?;
             let incident = event.incident_id().unwrap_or_default().to_string();
@@ -23,7 +23,7 @@ pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) 
             Event::Incident(pd_to_sfdc::incident_event(&event, linked))
         }
         QueuedEvent::SalesforceRecord { .. } => {
-            let change = sfdc_to_pd::Change::from_envelope(envelope).ok_or("not a record event")?;
+            let change = sfdc_to_pd::Change::from_accepted(&envelope.accepted).ok_or("not a record event")?;
             let parent = match change.new.get("ParentId").and_then(|v| v.as_str()) {
                 Some(parent) if change.object == "CaseComment" => parent.to_string(),
                 _ => change.id.clone(),

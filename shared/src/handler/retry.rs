@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
-use crate::handler::idempotency::{Gate, outcome_of, owner, settled_result};
+use crate::handler::idempotency::{Gate, Settlement};
 use crate::handler::settle::{Attempt, FailureKind, Subjects};
+use crate::handler::steps::Work;
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
@@ -56,11 +57,11 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
     };
     // One copy of each send is handled: the others (SQS's duplicates, a send repeated after a
     // lost answer, a redelivery after a lost delete) would apply the same step again.
-    let hop_key = format!("retry:{}:{}:{}", envelope.id, envelope.hop, envelope.replays);
+    let hop_key = format!("retry:{}:{}:{}", envelope.id(), envelope.trip.hop, envelope.trip.replays);
     match ctx.idempotency.begin(&hop_key, deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => {
-            tracing::info!(envelope = %envelope.id, "copy of a retry message already handled: dropped");
+            tracing::info!(envelope = %envelope.id(), "copy of a retry message already handled: dropped");
             return Ok(Outcome::Duplicate);
         }
         Ok(Gate::Busy { .. }) => return Err("another invocation is handling a copy of this message".into()),
@@ -70,17 +71,17 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
     let result = match owns_event(ctx, &envelope, deadline).await {
         Ok(Ownership::Stray { first }) => {
             metrics::event_duplicate();
-            tracing::warn!(envelope = %envelope.id, event_id = %envelope.event_id, first_outcome = %first,
+            tracing::warn!(envelope = %envelope.id(), event_id = %envelope.accepted.event_id, first_outcome = %first,
                 "another delivery of this event settled it: this envelope is a stray copy and is dropped");
-            let _ = ctx.idempotency.finish(&keys[0], Outcome::Duplicate.as_str()).await;
+            let _ = ctx.idempotency.finish(&keys[0], &Settlement::plain(Outcome::Duplicate)).await;
             ctx.dispatch.unlist(&envelope).await;
             return Ok(Outcome::Duplicate);
         }
         Ok(Ownership::Owner) => {
             // The event's key records where this envelope ends, as it does for a live delivery:
             // a copy of an earlier trip then finds it settled and stands down.
-            if !envelope.gate_key.is_empty() {
-                keys.push(envelope.gate_key.clone());
+            if !envelope.accepted.gate_key.is_empty() {
+                keys.push(envelope.accepted.gate_key.clone());
             }
             handle_envelope(ctx, envelope, started, deadline, &keys).await
         }
@@ -115,13 +116,14 @@ enum Ownership {
 /// which of the two copies acts: without this check both would, and a Case Comment or an
 /// incident note would be written twice.
 async fn owns_event(ctx: &Context, envelope: &Envelope, deadline: Option<DateTime<Utc>>) -> Result<Ownership, String> {
-    if envelope.gate_key.is_empty() {
+    let gate_key = &envelope.accepted.gate_key;
+    if gate_key.is_empty() {
         return Ok(Ownership::Owner);
     }
-    match ctx.idempotency.begin(&envelope.gate_key, deadline).await {
-        Ok(Gate::Proceed) => Ok(Ownership::Taken { gate_key: envelope.gate_key.clone() }),
-        Ok(Gate::Duplicate { result }) if owner(&result) == Some(envelope.id.as_str()) => Ok(Ownership::Owner),
-        Ok(Gate::Duplicate { result }) => Ok(Ownership::Stray { first: outcome_of(&result).to_string() }),
+    match ctx.idempotency.begin(gate_key, deadline).await {
+        Ok(Gate::Proceed) => Ok(Ownership::Taken { gate_key: gate_key.clone() }),
+        Ok(Gate::Duplicate { first }) if first.is_owned_by(envelope.id()) => Ok(Ownership::Owner),
+        Ok(Gate::Duplicate { first }) => Ok(Ownership::Stray { first: first.outcome }),
         Ok(Gate::Busy { .. }) => Err("a delivery of this event is being handled now; trying again later".into()),
         Err(err) => Err(format!("idempotency store unavailable: {err}")),
     }
@@ -136,29 +138,31 @@ async fn handle_envelope(
     deadline: Option<DateTime<Utc>>,
     keys: &[String],
 ) -> Result<Outcome, String> {
-    if let Some(not_before) = envelope.not_before
+    if let Some(not_before) = envelope.trip.not_before
         && not_before > started
     {
         // A wait longer than one SQS hop: send it on for the rest of the wait.
         let wait = (not_before - started).to_std().unwrap_or_default();
-        let id = envelope.id.clone();
+        let id = envelope.id().to_string();
         ctx.dispatch.enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
         for key in keys {
-            let _ = ctx.idempotency.finish(key, &settled_result(Outcome::Queued, &id)).await;
+            let _ = ctx.idempotency.finish(key, &Settlement::of(Outcome::Queued, &id)).await;
         }
         return Ok(Outcome::Queued);
     }
-    envelope.not_before = None;
-    let (attempt, subjects) = match (&envelope.direction, envelope.event.clone()) {
+    envelope.trip.not_before = None;
+    let Envelope { accepted, progress, trip, .. } = &mut envelope;
+    let work = Work { accepted, progress, hop: &trip.hop };
+    let (attempt, subjects) = match (&accepted.direction, &accepted.event) {
         (Direction::PagerdutyToSalesforce, QueuedEvent::PagerdutyWebhook { body, .. }) => {
-            match pd_to_sfdc::parse_queued(&body) {
-                Ok(event) => pd_to_sfdc::process(ctx, &mut envelope, &event, deadline).await,
+            match pd_to_sfdc::parse_queued(body) {
+                Ok(event) => pd_to_sfdc::process(ctx, work, &event, deadline).await,
                 Err(reason) => (permanent(format!("queued webhook no longer parses: {reason}")), Subjects::default()),
             }
         }
         (Direction::SalesforceToPagerduty, QueuedEvent::SalesforceRecord { .. }) => {
-            let change = sfdc_to_pd::Change::from_envelope(&envelope).expect("matched a record event");
-            sfdc_to_pd::process(ctx, &mut envelope, &change, deadline).await
+            let change = sfdc_to_pd::Change::from_accepted(accepted).expect("matched a record event");
+            sfdc_to_pd::process(ctx, work, &change, deadline).await
         }
         (direction, _) => {
             (permanent(format!("envelope direction {direction} does not match its event")), Subjects::default())

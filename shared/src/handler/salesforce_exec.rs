@@ -27,7 +27,7 @@ use crate::handler::context::Context;
 use crate::handler::settle::{Attempt, FailureKind};
 use crate::model::{ActionRecord, Link, RecordRef};
 use crate::retry::breaker::Signal;
-use crate::retry::envelope::Envelope;
+use crate::retry::envelope::Progress;
 use crate::rules::{Action, Effect, PlannedAction};
 use crate::salesforce::case_comment::{part_reference, referenced_parts};
 use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
@@ -77,20 +77,6 @@ pub fn carries_reference(text: &str, token: &str) -> bool {
 /// it again is how it is checked.
 pub fn needs_look(action: &Action) -> bool {
     action.effect() == Effect::Additive && !matches!(action, Action::CreateRecord { .. })
-}
-
-pub fn is_uncertain(envelope: &Envelope, key: &str) -> bool {
-    envelope.uncertain.iter().any(|k| k == key)
-}
-
-pub fn mark_uncertain(envelope: &mut Envelope, key: &str) {
-    if !is_uncertain(envelope, key) {
-        envelope.uncertain.push(key.to_string());
-    }
-}
-
-pub fn clear_uncertain(envelope: &mut Envelope, key: &str) {
-    envelope.uncertain.retain(|k| k != key);
 }
 
 /// When the last outbound call must be answered: the invocation's deadline less
@@ -296,17 +282,18 @@ enum CommentParts {
 /// The parts of a Case Comment action still to write: all of them, or, after a lost answer,
 /// those its reference tokens were not found for.
 fn comment_parts(
-    envelope: &mut Envelope,
+    event_id: &str,
+    progress: &mut Progress,
     key: &str,
     index: usize,
     case_id: &str,
     body: &str,
     present: &HashMap<String, Result<Vec<String>, String>>,
 ) -> CommentParts {
-    let reference = reference(&envelope.event_id, key);
+    let reference = reference(event_id, key);
     let parts = referenced_parts(body, &reference);
     let total = parts.len();
-    let looked = if is_uncertain(envelope, key) {
+    let looked = if progress.is_uncertain(key) {
         match present.get(case_id) {
             Some(Ok(bodies)) => Some(bodies),
             Some(Err(reason)) => return CommentParts::Unchecked(reason.clone()),
@@ -324,7 +311,7 @@ fn comment_parts(
         writes.push((subrequest_id(index, i), case_comment_write(case_id, part)));
     }
     // Looked for: what is missing is known to be missing.
-    clear_uncertain(envelope, key);
+    progress.clear_uncertain(key);
     if writes.is_empty() {
         return CommentParts::Found(format!(
             "found by its reference {reference}: an earlier attempt wrote it and its answer was lost; not written again"
@@ -337,7 +324,8 @@ fn comment_parts(
 /// past `deadline` less [`SETTLE_MARGIN`].
 pub async fn execute(
     ctx: &Context,
-    envelope: &mut Envelope,
+    event_id: &str,
+    progress: &mut Progress,
     plan: &[PlannedAction],
     deadline: Option<DateTime<Utc>>,
 ) -> Execution {
@@ -352,7 +340,7 @@ pub async fn execute(
         .filter_map(|p| match &p.action {
             Action::AddCaseComment { case_id, .. } => {
                 let key = action_key(p);
-                (is_uncertain(envelope, &key) && !envelope.is_done(&key)).then_some(case_id.as_str())
+                (progress.is_uncertain(&key) && !progress.is_done(&key)).then_some(case_id.as_str())
             }
             _ => None,
         })
@@ -383,15 +371,15 @@ pub async fn execute(
     for (index, planned) in plan.iter().enumerate() {
         let Some(write) = write_for(&planned.action) else { continue };
         let key = action_key(planned);
-        if envelope.is_done(&key) {
+        if progress.is_done(&key) {
             continue;
         }
         let (writes, partial) = match &planned.action {
             Action::AddCaseComment { case_id, body } => {
-                match comment_parts(envelope, &key, index, case_id, body, &present) {
+                match comment_parts(event_id, progress, &key, index, case_id, body, &present) {
                     CommentParts::Write { writes, partial } => (writes, partial),
                     CommentParts::Found(detail) => {
-                        envelope.mark_done(key);
+                        progress.mark_done(key);
                         metrics::action(planned.action.name(), true);
                         execution.actions.push(action_record(planned, true, Some(detail)));
                         continue;
@@ -451,7 +439,7 @@ pub async fn execute(
                 let unknown = err.outcome_unknown();
                 for p in &pending {
                     if (unknown || p.partial) && needs_look(&p.planned.action) {
-                        mark_uncertain(envelope, &p.key);
+                        progress.mark_uncertain(&p.key);
                     }
                     metrics::action(p.planned.action.name(), false);
                     execution.actions.push(action_record(p.planned, false, Some(err.to_string())));
@@ -478,7 +466,7 @@ pub async fn execute(
                 let partly =
                     p.partial || p.refs.iter().any(|r| response.get(r).is_none_or(|result| result.is_success()));
                 if partly && needs_look(&p.planned.action) {
-                    mark_uncertain(envelope, &p.key);
+                    progress.mark_uncertain(&p.key);
                 }
                 metrics::action(p.planned.action.name(), false);
                 let reason = failure.to_string();
@@ -507,7 +495,7 @@ pub async fn execute(
                     continue;
                 }
             }
-            envelope.mark_done(p.key);
+            progress.mark_done(p.key);
             metrics::action(p.planned.action.name(), true);
             execution.actions.push(action_record(p.planned, true, created));
         }

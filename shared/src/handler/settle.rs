@@ -9,10 +9,10 @@ use chrono::{DateTime, Utc};
 
 use crate::class::Class;
 use crate::clock::Clock;
-use crate::handler::idempotency::{Idempotency, settled_result};
+use crate::handler::idempotency::{Idempotency, Settlement};
 use crate::model::{ActionRecord, AuditEntry, Outcome};
 use crate::retry::backoff::{Backoff, sqs_hop};
-use crate::retry::envelope::{Envelope, Failure};
+use crate::retry::envelope::{Accepted, Envelope, Failure};
 use crate::retry::queue::{Queue, QueueError};
 use crate::store::{AuditLog, LinkStore, PendingChange, PendingEvent, Progress, Subject, SubjectUpdate};
 use crate::telemetry::metrics;
@@ -190,8 +190,13 @@ impl Dispatch {
         keys: &[&str],
     ) -> Result<Settled, QueueError> {
         let now = self.clock.now();
-        let mut entry =
-            AuditEntry::new(now, envelope.direction, &envelope.correlation_id, &envelope.event_id, Outcome::Applied);
+        let mut entry = AuditEntry::new(
+            now,
+            envelope.accepted.direction,
+            &envelope.accepted.correlation_id,
+            &envelope.accepted.event_id,
+            Outcome::Applied,
+        );
         let on_subject = SubjectWrite::of(&subjects, &envelope);
         (entry.incident_ids, entry.record_ids) = (subjects.incidents, subjects.records);
         let outcome = match attempt {
@@ -233,22 +238,28 @@ impl Dispatch {
                 entry.rules_matched = rules;
                 entry.actions = actions;
                 entry.api_calls = api_calls;
-                envelope.record_failure(Failure { at: now, kind: kind.as_str().into(), reason: reason.clone(), rule });
+                envelope.trip.record_failure(Failure {
+                    at: now,
+                    kind: kind.as_str().into(),
+                    reason: reason.clone(),
+                    rule,
+                });
                 let too_old = self.too_old(&envelope, now);
-                let exhausted = envelope.attempts >= self.policy.max_attempts;
+                let exhausted = envelope.trip.attempts >= self.policy.max_attempts;
                 if kind == FailureKind::Permanent || too_old || exhausted {
                     let why = if kind == FailureKind::Permanent {
                         format!("permanent error: {reason}")
                     } else if too_old {
                         format!("still failing after the maximum age of {:?}: {reason}", self.policy.max_age)
                     } else {
-                        format!("still failing after {} attempts: {reason}", envelope.attempts)
+                        format!("still failing after {} attempts: {reason}", envelope.trip.attempts)
                     };
                     self.dead_letter(&mut envelope, &mut entry, why).await?;
                     Outcome::DeadLettered
                 } else {
-                    entry.reason = Some(format!("{} failure, attempt {}: {reason}", kind.as_str(), envelope.attempts));
-                    let wait = self.policy.backoff.delay(envelope.attempts, &mut rand::rng());
+                    entry.reason =
+                        Some(format!("{} failure, attempt {}: {reason}", kind.as_str(), envelope.trip.attempts));
+                    let wait = self.policy.backoff.delay(envelope.trip.attempts, &mut rand::rng());
                     self.queue_in_order(&mut envelope, &on_subject, wait).await?;
                     Outcome::Queued
                 }
@@ -259,9 +270,9 @@ impl Dispatch {
         }
         entry.outcome = outcome;
         tracing::info!(event_id = %entry.event_id, outcome = outcome.as_str(), reason = entry.reason.as_deref().unwrap_or(""),
-            attempts = envelope.attempts, "event settled");
+            attempts = envelope.trip.attempts, "event settled");
         entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
-        let result = settled_result(outcome, &envelope.id);
+        let result = Settlement::of(outcome, &envelope.accepted.id);
         let mut completed: Vec<_> = keys.iter().map(|key| self.idempotency.completion(key, &result)).collect();
         completed.dedup_by(|a, b| a.key == b.key);
         if let Err(err) = self.audit.append_completing(&entry, &completed).await {
@@ -269,7 +280,7 @@ impl Dispatch {
             tracing::error!(error = %err, event_id = %entry.event_id, "could not write the audit entry");
             metrics::error();
             for c in &completed {
-                if let Err(err) = self.idempotency.finish(&c.key, &c.result).await {
+                if let Err(err) = self.idempotency.finish(&c.key, &result).await {
                     // A redelivery is caught by the marks, the progress on its subject and idempotent writes.
                     tracing::warn!(error = %err, key = %c.key, "could not mark the event complete");
                 }
@@ -279,7 +290,7 @@ impl Dispatch {
     }
 
     fn too_old(&self, envelope: &Envelope, now: DateTime<Utc>) -> bool {
-        (now - envelope.accepted_at).to_std().unwrap_or_default() >= self.policy.max_age
+        (now - envelope.accepted.accepted_at).to_std().unwrap_or_default() >= self.policy.max_age
     }
 
     /// Sends the envelope to the DLQ with `why`, recorded in it and in the audit entry.
@@ -290,10 +301,10 @@ impl Dispatch {
         why: String,
     ) -> Result<(), QueueError> {
         entry.reason = Some(why.clone());
-        envelope.dead_letter_reason = Some(why);
+        envelope.trip.dead_letter_reason = Some(why);
         self.dlq.send(&envelope.to_json(), Duration::ZERO).await?;
         metrics::dlq_send();
-        tracing::error!(event_id = %envelope.event_id, reason = entry.reason.as_deref().unwrap_or(""),
+        tracing::error!(event_id = %envelope.accepted.event_id, reason = entry.reason.as_deref().unwrap_or(""),
             "event dead-lettered: the events of its subject behind it go on without it");
         Ok(())
     }
@@ -310,17 +321,18 @@ impl Dispatch {
     ) -> Result<(), QueueError> {
         let mut listed_now = false;
         if let Some(subject) = &on_subject.subject {
-            let list = envelope.waits_in.is_none().then(|| PendingChange::List(pending_event(envelope)));
+            let list =
+                envelope.progress.waits_in.is_none().then(|| PendingChange::List(pending_event(&envelope.accepted)));
             let update = SubjectUpdate {
                 pending: list.clone(),
                 progress: Some(Progress::Keep {
-                    event_id: envelope.event_id.clone(),
-                    done: crate::handler::steps::progress(envelope),
+                    event_id: envelope.accepted.event_id.clone(),
+                    done: crate::handler::steps::progress_keys(&envelope.progress),
                 }),
                 ..on_subject.update.clone()
             };
             match self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
-                Ok(()) if list.is_some() => (envelope.waits_in, listed_now) = (Some(subject.clone()), true),
+                Ok(()) if list.is_some() => (envelope.progress.waits_in, listed_now) = (Some(subject.clone()), true),
                 Ok(()) => {}
                 Err(err) => tracing::warn!(error = %err, subject = %subject.key(),
                     "could not list the queued event: later events of its subject will not wait for it"),
@@ -338,11 +350,15 @@ impl Dispatch {
     /// Writes what a settled event did to its subject and gives the lease back: its marks,
     /// whether it opened the subject, its entry out of the pending set, its progress forgotten.
     async fn settle_subject(&self, envelope: &Envelope, on_subject: &SubjectWrite) {
-        let Some(subject) = on_subject.subject.as_ref().or(envelope.waits_in.as_ref()) else { return };
+        let Some(subject) = on_subject.subject.as_ref().or(envelope.progress.waits_in.as_ref()) else { return };
         let update = SubjectUpdate {
             opened: on_subject.opening,
-            pending: envelope.waits_in.as_ref().map(|_| PendingChange::Unlist(pending_event(envelope))),
-            progress: Some(Progress::Clear { event_id: envelope.event_id.clone() }),
+            pending: envelope
+                .progress
+                .waits_in
+                .as_ref()
+                .map(|_| PendingChange::Unlist(pending_event(&envelope.accepted))),
+            progress: Some(Progress::Clear { event_id: envelope.accepted.event_id.clone() }),
             ..on_subject.update.clone()
         };
         if let Err(err) = self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
@@ -370,8 +386,8 @@ impl Dispatch {
 
     /// Takes the envelope's entry out of its subject's pending set (it left the retry queue).
     pub async fn unlist(&self, envelope: &Envelope) {
-        if let Some(subject) = &envelope.waits_in
-            && let Err(err) = self.links.remove_pending(subject, &pending_event(envelope)).await
+        if let Some(subject) = &envelope.progress.waits_in
+            && let Err(err) = self.links.remove_pending(subject, &pending_event(&envelope.accepted)).await
         {
             tracing::warn!(error = %err, subject = %subject.key(),
                 "could not take the event out of its subject's pending set; later events ignore it after two days");
@@ -382,13 +398,13 @@ impl Dispatch {
     /// A failed send is tried once more with the same hop: when the first one stored the message
     /// and lost the answer, the retry function handles one of the two copies.
     pub async fn enqueue(&self, envelope: &mut Envelope, wait: Duration) -> Result<(), QueueError> {
-        envelope.hop = uuid::Uuid::new_v4().to_string();
+        envelope.trip.hop = uuid::Uuid::new_v4().to_string();
         let (now, rest) = sqs_hop(wait);
-        envelope.not_before =
+        envelope.trip.not_before =
             (!rest.is_zero()).then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
         let body = envelope.to_json();
         if let Err(err) = self.retry.send(&body, now).await {
-            tracing::warn!(error = %err, envelope = %envelope.id, "retry-queue send failed: sending the same hop again");
+            tracing::warn!(error = %err, envelope = %envelope.accepted.id, "retry-queue send failed: sending the same hop again");
             self.retry.send(&body, now).await?;
         }
         metrics::retry_enqueued();
@@ -413,20 +429,20 @@ impl SubjectWrite {
             opening: subjects.opening,
             update: SubjectUpdate {
                 marks: subjects.marks.clone(),
-                at: Some(envelope.occurred_at),
+                at: Some(envelope.accepted.occurred_at),
                 ..SubjectUpdate::default()
             },
         }
     }
 }
 
-/// The envelope's entry in its subject's pending set.
-pub fn pending_event(envelope: &Envelope) -> PendingEvent {
+/// The event's entry in its subject's pending set.
+pub fn pending_event(accepted: &Accepted) -> PendingEvent {
     use chrono::SubsecRound;
     PendingEvent {
         // As the stores keep it (milliseconds), so that an entry read back equals the one written.
-        occurred_at: envelope.occurred_at.trunc_subsecs(3),
-        event_id: envelope.event_id.clone(),
-        envelope_id: envelope.id.clone(),
+        occurred_at: accepted.occurred_at.trunc_subsecs(3),
+        event_id: accepted.event_id.clone(),
+        envelope_id: accepted.id.clone(),
     }
 }

@@ -15,9 +15,9 @@ use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
 use crate::handler::settle::{Attempt, Subjects, store_failure};
-use crate::handler::steps;
+use crate::handler::steps::{self, Work};
 use crate::model::{Direction, Outcome};
-use crate::retry::envelope::{Envelope, QueuedEvent};
+use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
@@ -54,8 +54,8 @@ impl Change {
         }
     }
 
-    fn envelope(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Envelope {
-        Envelope::new(
+    fn accepted(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Accepted {
+        Accepted::new(
             Direction::SalesforceToPagerduty,
             self.key(),
             correlation_id,
@@ -72,9 +72,9 @@ impl Change {
         )
     }
 
-    /// Rebuilds a change from a queued envelope (the retry function).
-    pub fn from_envelope(envelope: &Envelope) -> Option<Self> {
-        let QueuedEvent::SalesforceRecord { object, record_id, operation, new, old, changed_by } = &envelope.event
+    /// Rebuilds a change from a queued event (the retry function).
+    pub fn from_accepted(accepted: &Accepted) -> Option<Self> {
+        let QueuedEvent::SalesforceRecord { object, record_id, operation, new, old, changed_by } = &accepted.event
         else {
             return None;
         };
@@ -85,8 +85,8 @@ impl Change {
             new: new.clone(),
             old: old.clone(),
             changed_by: changed_by.clone(),
-            occurred_at: envelope.occurred_at,
-            dedupe_key: Some(envelope.event_id.clone()),
+            occurred_at: accepted.occurred_at,
+            dedupe_key: Some(accepted.event_id.clone()),
         })
     }
 }
@@ -349,7 +349,7 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
         record_id = %change.id, object = %change.object);
     let _enter = span.enter();
     let key = change.key();
-    let mut envelope = change.envelope(&request.correlation_id, started);
+    let accepted = change.accepted(&request.correlation_id, started);
     match ctx.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => {
@@ -359,6 +359,7 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
         Ok(Gate::Busy { .. }) => return None,
         Err(err) if err.is_permanent() => {
             // Sending it again would fail the same way for 24 hours: it fails alone, dead-lettered.
+            let envelope = Envelope::of(accepted, Progress::default(), Default::default());
             let settled = ctx.dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await;
             return settled.map(|s| s.outcome).ok();
         }
@@ -367,8 +368,11 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
             return None;
         }
     }
-    envelope.gate_key = key.clone();
-    let (attempt, subjects) = process(ctx, &mut envelope, &change, request.deadline).await;
+    let accepted = Accepted { gate_key: key.clone(), ..accepted };
+    let mut progress = Progress::default();
+    let (attempt, subjects) =
+        process(ctx, Work { accepted: &accepted, progress: &mut progress, hop: "" }, &change, request.deadline).await;
+    let envelope = Envelope::of(accepted, progress, Default::default());
     match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Some(settled.outcome),
         Err(err) => {
@@ -399,18 +403,18 @@ fn order_subject(change: &Change) -> Subject {
 /// by the retry function.
 pub async fn process(
     ctx: &Context,
-    envelope: &mut Envelope,
+    work: Work<'_>,
     change: &Change,
     deadline: Option<DateTime<Utc>>,
 ) -> (Attempt, Subjects) {
     let mut subjects = Subjects::new(vec![], vec![change.id.clone()]);
-    let attempt = attempt(ctx, envelope, change, deadline, &mut subjects).await;
+    let attempt = attempt(ctx, work, change, deadline, &mut subjects).await;
     (attempt, subjects)
 }
 
 async fn attempt(
     ctx: &Context,
-    envelope: &mut Envelope,
+    Work { accepted, progress, hop }: Work<'_>,
     change: &Change,
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
@@ -421,7 +425,7 @@ async fn attempt(
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
     let order = order_subject(change);
     subjects.opening = change.is_new && order == Subject::Record(change.id.clone());
-    if let Err(held) = steps::take_subject(ctx, envelope, subjects, &order, deadline).await {
+    if let Err(held) = steps::take_subject(ctx, accepted.lease_holder(hop), subjects, &order, deadline).await {
         return held;
     }
     let state = match steps::subject_state(ctx, &order).await {
@@ -429,7 +433,7 @@ async fn attempt(
         Err(attempt) => return attempt,
     };
     subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
-    let this = steps::note_order(envelope, &order, &state);
+    let this = steps::note_order(accepted, progress, &order, &state);
     if let Some(wait) = steps::wait_behind(ctx, &order, &this, &state.pending) {
         return wait;
     }
@@ -445,15 +449,15 @@ async fn attempt(
         is_new: change.is_new,
         linked_incidents: subjects.incidents.clone(),
     });
-    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, envelope, &state, subjects.opening) {
+    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
     if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
         return deferred;
     }
-    let execution = pagerduty_exec::execute(ctx, envelope, &evaluation.plan.0, deadline).await;
+    let execution = pagerduty_exec::execute(ctx, &accepted.event_id, progress, &evaluation.plan.0, deadline).await;
     subjects.add_links(&execution.linked);
-    subjects.marks = steps::marks_done(&evaluation.plan.0, envelope);
+    subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)
 }

@@ -9,10 +9,20 @@ use chrono::{DateTime, Utc};
 use crate::handler::context::Context;
 use crate::handler::settle::{Attempt, FailureKind, Subjects, matched_rules, store_failure};
 use crate::retry::breaker::{Breaker, Permit};
-use crate::retry::envelope::Envelope;
+use crate::retry::envelope::{Accepted, Progress};
 use crate::rules::{CachedRules, Evaluation, Event, SkipReason};
 use crate::store::{Lease, PendingEvent, Subject, SubjectState};
 use crate::telemetry::metrics;
+
+/// The event one attempt works on: what arrived, which it only reads, and what attempts did so
+/// far, the one thing it writes. The envelope is assembled from them when the attempt settles.
+pub struct Work<'a> {
+    pub accepted: &'a Accepted,
+    pub progress: &'a mut Progress,
+    /// The trip through the retry queue (empty for a live delivery): with the envelope id it
+    /// names who holds the subject (see [`Accepted::lease_holder`]).
+    pub hop: &'a str,
+}
 
 /// The subject's links, marks and pending events (one store read), or the attempt that says why not.
 pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectState, Attempt> {
@@ -23,25 +33,18 @@ fn wait_step(ctx: &Context) -> chrono::Duration {
     chrono::Duration::from_std(ctx.dispatch.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
 }
 
-/// Who holds a subject's lease: the envelope and its trip through the queue (copies of one send
-/// are told apart by the retry function's gate, not here).
-pub fn lease_holder(envelope: &Envelope) -> String {
-    format!("{}@{}", envelope.id, envelope.hop)
-}
-
-/// Takes `order` for this envelope until the deadline, so that two events of one subject never act
+/// Takes `order` for `holder` ([`Accepted::lease_holder`]) until the deadline, so that two events of one subject never act
 /// at the same time (Lambda runs deliveries of one incident in parallel). `Err(Deferred)` while
 /// another event holds it: this one is queued behind it.
 pub async fn take_subject(
     ctx: &Context,
-    envelope: &Envelope,
+    holder: String,
     subjects: &mut Subjects,
     order: &Subject,
     deadline: Option<DateTime<Utc>>,
 ) -> Result<(), Attempt> {
     let now = ctx.clock.now();
     let until = deadline.unwrap_or(now + chrono::Duration::seconds(30));
-    let holder = lease_holder(envelope);
     subjects.order = Some(order.clone());
     match ctx.stores.links.lease(order, &holder, now, until).await.map_err(store_failure)? {
         Lease::Acquired => {
@@ -59,19 +62,19 @@ pub async fn take_subject(
     }
 }
 
-/// Notes whether the subject's pending set lists this envelope (a copy of it was queued before,
+/// Notes whether the subject's pending set lists this event (a copy of it was queued before,
 /// and the listing went through), so that it is listed when queued again and leaves the set
 /// when it settles; takes over the progress the event's earlier deliveries left on the subject.
-/// Returns the envelope's entry.
-pub fn note_order(envelope: &mut Envelope, order: &Subject, state: &SubjectState) -> PendingEvent {
-    let this = crate::handler::settle::pending_event(envelope);
-    envelope.waits_in = state.pending.contains(&this).then(|| order.clone());
-    if let Some(keys) = state.progress.get(&envelope.event_id) {
+/// Returns the event's entry.
+pub fn note_order(accepted: &Accepted, progress: &mut Progress, order: &Subject, state: &SubjectState) -> PendingEvent {
+    let this = crate::handler::settle::pending_event(accepted);
+    progress.waits_in = state.pending.contains(&this).then(|| order.clone());
+    if let Some(keys) = state.progress.get(&accepted.event_id) {
         for key in keys {
             match key.strip_prefix(UNCERTAIN) {
-                Some(key) if !envelope.is_done(key) => crate::handler::salesforce_exec::mark_uncertain(envelope, key),
+                Some(key) if !progress.is_done(key) => progress.mark_uncertain(key),
                 Some(_) => {}
-                None => envelope.mark_done(key.clone()),
+                None => progress.mark_done(key.clone()),
             }
         }
     }
@@ -85,9 +88,9 @@ const UNCERTAIN: char = '?';
 /// The event's progress as its subject keeps it: the actions done, and those whose outcome is
 /// unknown (see [`note_order`]). The message that carries the envelope may be lost or outrun by
 /// an older copy; the subject's item is not.
-pub fn progress(envelope: &Envelope) -> Vec<String> {
-    let uncertain = envelope.uncertain.iter().filter(|k| !envelope.is_done(k)).map(|k| format!("{UNCERTAIN}{k}"));
-    envelope.done.iter().cloned().chain(uncertain).collect()
+pub fn progress_keys(progress: &Progress) -> Vec<String> {
+    let uncertain = progress.uncertain.iter().filter(|k| !progress.is_done(k)).map(|k| format!("{UNCERTAIN}{k}"));
+    progress.done.iter().cloned().chain(uncertain).collect()
 }
 
 /// `Some(Deferred)` while an earlier event of `order` waits in the retry queue. Acting now would
@@ -125,13 +128,13 @@ pub const OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(10 
 /// [`OPENING_WAIT`]. Events no rule would act on, linked or not, are skipped at once.
 pub fn wait_for_opening(
     ctx: &Context,
-    envelope: &Envelope,
+    accepted: &Accepted,
     state: &SubjectState,
     opening: bool,
     evaluation: &Evaluation,
 ) -> Option<Attempt> {
     let needs_link = evaluation.explanation.rules.iter().any(|r| r.skipped == Some(SkipReason::NoLink));
-    let waited = (ctx.clock.now() - envelope.accepted_at).to_std().unwrap_or_default();
+    let waited = (ctx.clock.now() - accepted.accepted_at).to_std().unwrap_or_default();
     let waits = needs_link && !opening && !state.opened && state.links.is_empty() && waited < OPENING_WAIT;
     // Each wait as long as all the waits before it (15 s, 30 s, 1 min, ...): a record that existed
     // before the bridge, whose insert never comes, costs a handful of trips, not one every step.
@@ -157,22 +160,23 @@ pub async fn rules(ctx: &Context) -> Result<Arc<CachedRules>, Attempt> {
 }
 
 /// Evaluates and drops the state actions a newer event already overtook (see
-/// [`crate::rules::Plan::without_older_state`]); records the plan in the envelope. `Err` when
+/// [`crate::rules::Plan::without_older_state`]); records the plan in the event's progress. `Err` when
 /// nothing is left to do: stale when a newer event overtook everything, otherwise skipped, or
 /// deferred while the subject's opening event may still bring something to act on.
 pub fn plan(
     ctx: &Context,
     rules: &CachedRules,
     input: &Event,
-    envelope: &mut Envelope,
+    accepted: &Accepted,
+    progress: &mut Progress,
     state: &SubjectState,
     opening: bool,
 ) -> Result<(Evaluation, Vec<String>), Attempt> {
     let mut evaluation = rules.rules.plan(input);
     let (plan, overtaken) =
-        std::mem::take(&mut evaluation.plan).without_older_state(&state.marks, envelope.occurred_at);
+        std::mem::take(&mut evaluation.plan).without_older_state(&state.marks, accepted.occurred_at);
     evaluation.plan = plan;
-    envelope.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
+    progress.plan = evaluation.plan.iter().filter_map(|p| serde_json::to_value(p).ok()).collect();
     let matched = matched_rules(&evaluation);
     metrics::rules_matched(matched.len());
     if !evaluation.plan.is_empty() {
@@ -183,20 +187,20 @@ pub fn plan(
         return Err(Attempt::Stale {
             reason: format!(
                 "happened at {} but newer events (up to {newest}) already set what it would set",
-                envelope.occurred_at.to_rfc3339()
+                accepted.occurred_at.to_rfc3339()
             ),
         });
     }
-    if let Some(wait) = wait_for_opening(ctx, envelope, state, opening, &evaluation) {
+    if let Some(wait) = wait_for_opening(ctx, accepted, state, opening, &evaluation) {
         return Err(wait);
     }
     Err(Attempt::Skipped { reason: "no rule matched".into(), rules: matched })
 }
 
 /// The marks of the plan's state actions that are done: what the event set, to write on its subject.
-pub fn marks_done(plan: &[crate::rules::PlannedAction], envelope: &Envelope) -> Vec<String> {
+pub fn marks_done(plan: &[crate::rules::PlannedAction], progress: &Progress) -> Vec<String> {
     plan.iter()
-        .filter(|p| envelope.is_done(&crate::handler::salesforce_exec::action_key(p)))
+        .filter(|p| progress.is_done(&crate::handler::salesforce_exec::action_key(p)))
         .flat_map(|p| p.action.state_marks())
         .collect()
 }

@@ -17,14 +17,17 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// The id an operator names it by: the envelope id, or the SQS message id.
     pub fn id(&self) -> &str {
-        self.envelope.as_ref().map_or(&self.message.message_id, |e| &e.id)
+        self.envelope.as_ref().map_or(&self.message.message_id, |e| e.id())
     }
 
     pub fn reason(&self) -> String {
         match &self.envelope {
-            Some(e) => {
-                e.dead_letter_reason.clone().or_else(|| e.last_failure().map(|f| f.reason.clone())).unwrap_or_default()
-            }
+            Some(e) => e
+                .trip
+                .dead_letter_reason
+                .clone()
+                .or_else(|| e.trip.last_failure().map(|f| f.reason.clone()))
+                .unwrap_or_default(),
             None => "not an envelope: kept as received".into(),
         }
     }
@@ -98,14 +101,14 @@ pub async fn replay(
         match &letter.envelope {
             Some(envelope) => {
                 let mut envelope = envelope.clone();
-                envelope.attempts = 0;
-                envelope.replays += 1;
-                envelope.dead_letter_reason = None;
-                envelope.not_before = None;
-                envelope.plan.clear();
+                envelope.trip.attempts = 0;
+                envelope.trip.replays += 1;
+                envelope.trip.dead_letter_reason = None;
+                envelope.trip.not_before = None;
+                envelope.progress.plan.clear();
                 retry.send(&envelope.to_json(), Duration::ZERO).await?;
                 dlq.delete(&letter.message.receipt_handle).await?;
-                report.replayed.push(envelope.id);
+                report.replayed.push(envelope.accepted.id);
             }
             None => {
                 dlq.release(&letter.message.receipt_handle).await?;
@@ -145,15 +148,15 @@ mod tests {
                 changed_by: None,
             },
         );
-        e.id = id.into();
-        e.record_failure(Failure {
+        e.accepted.id = id.into();
+        e.trip.record_failure(Failure {
             at: Utc::now(),
             kind: "permanent".into(),
             reason: "INVALID_FIELD".into(),
             rule: Some("r".into()),
         });
-        e.dead_letter_reason = Some("permanent error: INVALID_FIELD".into());
-        e.plan = vec![serde_json::json!({"old": "plan"})];
+        e.trip.dead_letter_reason = Some("permanent error: INVALID_FIELD".into());
+        e.progress.plan = vec![serde_json::json!({"old": "plan"})];
         e.to_json()
     }
 
@@ -176,7 +179,7 @@ mod tests {
         assert_eq!(seen, vec![(1, 1)]);
         assert_eq!(dlq.len(), 2, "A and the unreadable message stay");
         let replayed = Envelope::from_json(&retry.bodies()[0]).unwrap();
-        assert_eq!((replayed.attempts, replayed.replays, replayed.history.len()), (0, 1, 1));
-        assert!(replayed.plan.is_empty() && replayed.dead_letter_reason.is_none());
+        assert_eq!((replayed.trip.attempts, replayed.trip.replays, replayed.trip.history.len()), (0, 1, 1));
+        assert!(replayed.progress.plan.is_empty() && replayed.trip.dead_letter_reason.is_none());
     }
 }

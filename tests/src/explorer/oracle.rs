@@ -394,9 +394,9 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         let line = match Envelope::from_json(&body) {
             Ok(e) => format!(
                 "event {} dead-lettered after {} attempt(s): {}",
-                e.event_id,
-                e.attempts,
-                e.dead_letter_reason.unwrap_or_default()
+                e.accepted.event_id,
+                e.trip.attempts,
+                e.trip.dead_letter_reason.unwrap_or_default()
             ),
             Err(_) => format!("unreadable dead letter: {body}"),
         };

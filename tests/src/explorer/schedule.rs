@@ -612,7 +612,9 @@ impl Schedule {
         }
         for body in world.h.retry_queue.bodies() {
             let envelope = shared::retry::envelope::Envelope::from_json(&body).ok();
-            let what = envelope.map(|e| format!("event {} ({} attempts)", e.event_id, e.attempts)).unwrap_or(body);
+            let what = envelope
+                .map(|e| format!("event {} ({} attempts)", e.accepted.event_id, e.trip.attempts))
+                .unwrap_or(body);
             unsettled.push(format!("still on the retry queue: {what}"));
         }
         let gave_up: Vec<String> = world

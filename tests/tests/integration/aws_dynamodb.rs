@@ -39,9 +39,9 @@ async fn a_queued_envelope_finds_its_own_pending_entry_whatever_the_precision_of
     let event = QueuedEvent::PagerdutyWebhook { body: "{}".into(), webhook_id: None, subscription_id: None };
     let envelope = Envelope::new(Direction::PagerdutyToSalesforce, "E1", "c", at, at, event);
     let subject = Subject::Incident("QPREC".into());
-    store.add_pending(&subject, &pending_event(&envelope)).await.unwrap();
+    store.add_pending(&subject, &pending_event(&envelope.accepted)).await.unwrap();
     let state = store.subject_state(&subject).await.unwrap();
-    assert!(state.pending.contains(&pending_event(&envelope)), "{:?}", state.pending);
+    assert!(state.pending.contains(&pending_event(&envelope.accepted)), "{:?}", state.pending);
 }
 
 #[tokio::test]

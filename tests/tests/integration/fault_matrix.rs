@@ -436,7 +436,7 @@ async fn run_cell(dependency: Dependency, fault: Fault, seed: u64) -> Row {
         .await
         .iter()
         .filter_map(|b| Envelope::from_json(b).ok())
-        .map(|e| (e.event_id.clone(), e))
+        .map(|e| (e.accepted.event_id.clone(), e))
         .collect();
     let events: Vec<&Event> = opening.iter().chain(&changing).collect();
     let what = format!("{} x {}", dependency.name(), fault.name());
@@ -448,20 +448,23 @@ async fn run_cell(dependency: Dependency, fault: Fault, seed: u64) -> Row {
             (2.., _) => panic!("{what}: {} applied {times} times", event.id()),
             (1, None) => row.applied += 1,
             (0, Some(envelope)) => {
-                let reason =
-                    envelope.dead_letter_reason.clone().or_else(|| envelope.history.last().map(|f| f.reason.clone()));
+                let reason = envelope
+                    .trip
+                    .dead_letter_reason
+                    .clone()
+                    .or_else(|| envelope.trip.history.last().map(|f| f.reason.clone()));
                 assert!(reason.is_some_and(|r| !r.is_empty()), "{what}: {} dead-lettered without a reason", event.id());
                 row.dead_lettered += 1;
                 println!(
                     "{what}: {} dead-lettered: {}",
                     event.id(),
-                    envelope.dead_letter_reason.as_deref().unwrap_or("redriven by SQS")
+                    envelope.trip.dead_letter_reason.as_deref().unwrap_or("redriven by SQS")
                 );
             }
             (0, None) if moot => row.moot += 1,
             (0, None) => panic!("{what}: {} lost: neither applied nor in the DLQ", event.id()),
             (_, Some(envelope)) => {
-                panic!("{what}: {} applied AND dead-lettered: {:?}", event.id(), envelope.dead_letter_reason)
+                panic!("{what}: {} applied AND dead-lettered: {:?}", event.id(), envelope.trip.dead_letter_reason)
             }
         }
     }

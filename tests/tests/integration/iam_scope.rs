@@ -551,9 +551,10 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     for envelope in letters.iter().filter_map(|l| l.envelope.as_ref()) {
         shared::handler::preview::preview(envelope, &rules, h.stores.links.as_ref()).await.expect("preview");
     }
-    let piam3 = letters.iter().filter_map(|l| l.envelope.as_ref()).find(|e| e.event_id == "E-PIAM3").expect("PIAM3");
+    let piam3 =
+        letters.iter().filter_map(|l| l.envelope.as_ref()).find(|e| e.accepted.event_id == "E-PIAM3").expect("PIAM3");
     let report =
-        shared::retry::dlq::replay(&dlq, &retry, std::slice::from_ref(&piam3.id), 10, |_, _| {}).await.expect("replay");
+        shared::retry::dlq::replay(&dlq, &retry, &[piam3.id().to_string()], 10, |_, _| {}).await.expect("replay");
     assert_eq!(report.replayed.len(), 1);
     retry.approximate_depth().await.expect("doctor: retry queue");
     dlq.approximate_depth().await.expect("doctor: DLQ");

@@ -175,7 +175,7 @@ async fn a_deferral_that_never_clears_ends_in_the_dlq_at_the_maximum_age() {
     assert_eq!(h.retry_queue.len(), 0, "nothing waits for ever");
     let dead = h.dead_letters();
     assert_eq!(dead.len(), 1, "the acknowledge ends in the DLQ");
-    let reason = dead[0].dead_letter_reason.clone().unwrap_or_default();
+    let reason = dead[0].trip.dead_letter_reason.clone().unwrap_or_default();
     assert!(reason.contains("still deferred after the maximum age"), "{reason}");
     assert!(h.clock.now() - t0 < Duration::seconds(900), "at the maximum age, not twice it");
 }

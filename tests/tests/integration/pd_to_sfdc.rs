@@ -276,10 +276,10 @@ async fn permanent_salesforce_error_goes_to_the_dlq_with_the_rule_and_error() {
     assert_eq!(outcome(&reply), "dead_lettered", "{}", reply.body);
     let dead = h.dead_letters();
     assert_eq!(dead.len(), 1);
-    let failure = dead[0].last_failure().expect("history kept");
+    let failure = dead[0].trip.last_failure().expect("history kept");
     assert_eq!(failure.rule.as_deref(), Some("acknowledged-sets-case-working"));
     assert!(failure.reason.contains("PICKLIST") || failure.reason.contains("picklist"), "{}", failure.reason);
-    assert!(dead[0].dead_letter_reason.as_deref().unwrap().starts_with("permanent error"));
+    assert!(dead[0].trip.dead_letter_reason.as_deref().unwrap().starts_with("permanent error"));
 }
 
 #[tokio::test]
@@ -341,7 +341,7 @@ async fn salesforce_failing_30_percent_of_calls_still_applies_everything() {
         h.clock.advance(Duration::seconds(61));
         h.drain_retries(200).await;
     }
-    assert!(h.dlq.is_empty(), "nothing dead-lettered: {:?}", h.dead_letters().first().map(|e| e.history.clone()));
+    assert!(h.dlq.is_empty(), "nothing dead-lettered: {:?}", h.dead_letters().first().map(|e| e.trip.history.clone()));
     assert_eq!(h.sf.records("Case").len(), 40, "every event applied, none twice");
     for i in 0..40 {
         assert_eq!(h.store.records_for_incident(&format!("PF{i}")).await.unwrap().len(), 1);
@@ -375,7 +375,7 @@ async fn stored_but_released(h: &Harness, event_id: &str, body: &str) {
         at,
         QueuedEvent::PagerdutyWebhook { body: body.into(), webhook_id: Some("wn".into()), subscription_id: None },
     );
-    envelope.gate_key = format!("pd:{event_id}");
+    envelope.accepted.gate_key = format!("pd:{event_id}");
     Queue::send(h.retry_queue.as_ref(), &envelope.to_json(), std::time::Duration::ZERO).await.unwrap();
 }
 

@@ -206,7 +206,10 @@ async fn an_event_whose_key_the_store_refuses_is_dead_lettered_and_acknowledged(
     assert!(acked(&reply), "{}", reply.body);
     let dead = h.dead_letters();
     assert_eq!(dead.len(), 2, "both events are in the DLQ");
-    assert!(dead.iter().all(|e| e.dead_letter_reason.as_deref().is_some_and(|r| r.contains("refused"))), "{dead:?}");
+    assert!(
+        dead.iter().all(|e| e.trip.dead_letter_reason.as_deref().is_some_and(|r| r.contains("refused"))),
+        "{dead:?}"
+    );
     assert_eq!(h.store.audit_entries().iter().filter(|e| e.outcome == Outcome::DeadLettered).count(), 2);
     assert!(h.pd.incidents().is_empty(), "nothing was acted on");
 }

@@ -307,7 +307,7 @@ async fn a_429_reset_holds_the_record_back_without_spending_its_attempts() {
     h.drain_retries(20).await;
     assert!(h.dlq.is_empty(), "calls that were never sent must not use up the event's attempts");
     let queued = Envelope::from_json(&h.retry_queue.bodies()[0]).unwrap();
-    assert_eq!(queued.attempts, 1, "only the call PagerDuty refused counts");
+    assert_eq!(queued.trip.attempts, 1, "only the call PagerDuty refused counts");
     assert!(h.pd.incidents().is_empty());
 }
 
