@@ -67,6 +67,7 @@
 //! `[Salesforce]` were written by the bridge: no rule runs on them. Notes the bridge plans start
 //! with `[Salesforce] `, comments with `[PagerDuty] `.
 
+mod action;
 pub mod cache;
 mod document;
 mod eval;
@@ -79,6 +80,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use action::{ActionKind, Effect, Side};
 pub use cache::{CachedRules, RulesCache, RulesCacheError, RulesSource};
 pub use document::{
     ActionSpec, AppliesTo, Condition, DEFAULT_EXTERNAL_ID_FIELD, Expected, Field, FieldValue, MAX_TITLE_CHARS,
@@ -90,5 +92,8 @@ pub use eval::{
     event_category, external_id, incident_key,
 };
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
-pub use plan::{Action, Effect, Plan, PlannedAction, field_mark, truncate_chars};
+pub use plan::{
+    Action, BySide, PagerdutyAction, Plan, PlannedAction, SalesforceAction, SideStep, by_side, field_mark,
+    truncate_chars,
+};
 pub use template::Template;
