@@ -420,8 +420,12 @@ fn plan_record_action<'e>(
             ActionSpec::AddNote { content } => {
                 PagerdutyAction::AddNote { incident_id, content: marked_note(content.render(ctx)) }
             }
+            // Planned above, before the loop over linked incidents.
+            ActionSpec::CreateIncident { .. } => continue,
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
-            _ => return Some("not a PagerDuty action".into()),
+            ActionSpec::SetFields { .. } | ActionSpec::CreateRecord { .. } | ActionSpec::AddCaseComment { .. } => {
+                return Some("not a PagerDuty action".into());
+            }
         };
         out.push(Planned::Action(action.into()));
     }
@@ -493,7 +497,17 @@ fn plan_incident_action<'e>(
             })));
             None
         }
-        _ => Some("not a Salesforce action".into()),
+        // Validation keeps PagerDuty actions out of pagerduty_to_salesforce rules.
+        ActionSpec::CreateIncident { .. }
+        | ActionSpec::Acknowledge
+        | ActionSpec::Resolve { .. }
+        | ActionSpec::SetPriority { .. }
+        | ActionSpec::SetUrgency { .. }
+        | ActionSpec::RunIncidentWorkflow { .. }
+        | ActionSpec::RunAutomationAction { .. }
+        | ActionSpec::Reassign { .. }
+        | ActionSpec::AddResponders { .. }
+        | ActionSpec::AddNote { .. } => Some("not a Salesforce action".into()),
     }
 }
 

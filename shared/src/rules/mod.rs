@@ -44,6 +44,8 @@
 //!
 //! ## Actions
 //! An action is its name (`- acknowledge`) or a one-key mapping (`- resolve: {resolution: ...}`).
+//! The names, and the side each acts on, come from one table, [`ActionKind`]; a test checks these
+//! lists and the README's against it.
 //! - PagerDuty (S→P rules): `create_incident {service, escalation_policy?, urgency?, priority?
 //!   (name), title: {prefix?, fields: [≤3]}, body?}` (only when no incident is linked; the title is
 //!   prefix + fields joined by " - ", cut to 1024 characters), `acknowledge`, `resolve {resolution?}`,
