@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use shared::pagerduty::WebhookEvent;
-use shared::rules::{Action, Evaluation, Event, LinkedRecord};
+use shared::rules::{Action, Evaluation, Event, LinkedRecord, SalesforceAction};
 use shared::salesforce::composite::{CompositeBuilder, Write};
 
 use crate::support::hundred_rules;
@@ -45,7 +45,7 @@ pub fn incident_input(event: &WebhookEvent) -> Event {
 pub fn composite_body(evaluation: &Evaluation) -> Vec<u8> {
     let mut builder = CompositeBuilder::new("62.0", false);
     for (n, planned) in evaluation.plan.iter().enumerate() {
-        if let Action::SetFields { record, fields } = &planned.action {
+        if let Action::Salesforce(SalesforceAction::SetFields { record, fields }) = &planned.action {
             let write = Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() };
             builder.push(&format!("a{n}"), write).unwrap();
         }

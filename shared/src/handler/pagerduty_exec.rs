@@ -33,7 +33,7 @@ use crate::model::Link;
 use crate::pagerduty::{Assignees, CreateIncident, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency};
 use crate::retry::breaker::Signal;
 use crate::retry::envelope::Progress;
-use crate::rules::{self, Action, PlannedAction};
+use crate::rules::{self, PagerdutyAction, PlannedAction, by_side};
 use crate::telemetry::metrics;
 
 fn urgency(u: rules::Urgency) -> Urgency {
@@ -74,19 +74,14 @@ pub async fn execute(
         Some(until) => ctx.pagerduty.until(until),
         None => (*ctx.pagerduty).clone(),
     };
-    for planned in plan {
-        if matches!(
-            planned.action,
-            Action::SetFields { .. } | Action::CreateRecord { .. } | Action::AddCaseComment { .. }
-        ) {
-            continue;
-        }
+    for step in by_side(plan).pagerduty {
+        let (planned, action) = (step.planned, step.action);
         let key = action_key(planned);
         if progress.is_done(&key) {
             continue;
         }
         let before = pd.api_calls();
-        let result = step(&pd, event_id, progress, planned, &key).await;
+        let result = attempt(&pd, event_id, progress, action, &key).await;
         let calls = pd.api_calls().saturating_sub(before) as u32;
         execution.api_calls += calls;
         metrics::api_calls("pagerduty", u64::from(calls));
@@ -125,7 +120,7 @@ pub async fn execute(
                 (None, Some(format!("outcome unknown after a lost answer; not sent again: {why}")), false)
             }
         };
-        if let (Action::CreateIncident { record, .. }, Some(incident_id)) = (&planned.action, &created) {
+        if let (PagerdutyAction::CreateIncident { record, .. }, Some(incident_id)) = (action, &created) {
             let link = Link {
                 incident_id: incident_id.clone(),
                 record: record.clone(),
@@ -152,15 +147,15 @@ pub async fn execute(
 }
 
 /// One action, looking first when an earlier attempt's outcome is unknown.
-async fn step(
+async fn attempt(
     pd: &PagerdutyClient,
     event_id: &str,
     progress: &mut Progress,
-    planned: &PlannedAction,
+    action: &PagerdutyAction,
     key: &str,
 ) -> Result<Ran, PagerdutyError> {
     let reference = reference(event_id, key);
-    if let Action::Resolve { incident_id, resolution: Some(note) } = &planned.action
+    if let PagerdutyAction::Resolve { incident_id, resolution: Some(note) } = action
         && !note.trim().is_empty()
     {
         // The note is added first, as its own step: once written it is not written again when
@@ -184,7 +179,7 @@ async fn step(
         return Ok(Ran::Sent(None));
     }
     if progress.is_uncertain(key) {
-        match look(pd, &planned.action, &reference).await? {
+        match look(pd, action, &reference).await? {
             Look::Found(id) => {
                 progress.clear_uncertain(key);
                 let detail = format!(
@@ -197,7 +192,7 @@ async fn step(
             Look::Missing => progress.clear_uncertain(key),
         }
     }
-    run(pd, &planned.action, &reference).await.map(Ran::Sent)
+    run(pd, action, &reference).await.map(Ran::Sent)
 }
 
 /// The id of the incident's note that carries `reference`, if one does.
@@ -211,20 +206,20 @@ async fn note_found(
 }
 
 /// Whether an additive write whose answer was lost happened.
-async fn look(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<Look, PagerdutyError> {
+async fn look(pd: &PagerdutyClient, action: &PagerdutyAction, reference: &str) -> Result<Look, PagerdutyError> {
     Ok(match action {
-        Action::AddNote { incident_id, .. } => match note_found(pd, incident_id, reference).await? {
+        PagerdutyAction::AddNote { incident_id, .. } => match note_found(pd, incident_id, reference).await? {
             Some(id) => Look::Found(Some(id)),
             None => Look::Missing,
         },
-        Action::CreateIncident { incident_key, .. } => {
+        PagerdutyAction::CreateIncident { incident_key, .. } => {
             // Resolved or not: a resolved one would not stop PagerDuty from opening a second.
             match pd.find_incidents_by_key(incident_key).await?.first() {
                 Some(incident) => Look::Found(Some(incident.id.clone())),
                 None => Look::Missing,
             }
         }
-        Action::AddResponders { incident_id, .. } => {
+        PagerdutyAction::AddResponders { incident_id, .. } => {
             let incident = pd.get_incident(incident_id).await?;
             match incident.raw.get("responder_requests").and_then(|r| r.as_array()) {
                 Some(requests) => {
@@ -238,7 +233,7 @@ async fn look(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<
                 ),
             }
         }
-        Action::RunAutomationAction { incident_id, action_id } => {
+        PagerdutyAction::RunAutomationAction { incident_id, action_id } => {
             match pd.list_automation_invocations(incident_id, action_id).await {
                 Ok(list) if list.is_empty() => Look::Missing,
                 Ok(list) => Look::CannotTell(format!(
@@ -249,18 +244,26 @@ async fn look(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<
                 Err(err) => Look::CannotTell(format!("its invocations could not be listed: {err}")),
             }
         }
-        Action::RunIncidentWorkflow { workflow_id, .. } => Look::CannotTell(format!(
+        PagerdutyAction::RunIncidentWorkflow { workflow_id, .. } => Look::CannotTell(format!(
             "PagerDuty's API lists no runs of incident workflow {workflow_id}, so whether it ran cannot be checked"
         )),
         // State writes are never marked uncertain: they are sent again.
-        _ => Look::Missing,
+        PagerdutyAction::Acknowledge { .. }
+        | PagerdutyAction::Resolve { .. }
+        | PagerdutyAction::SetPriority { .. }
+        | PagerdutyAction::SetUrgency { .. }
+        | PagerdutyAction::Reassign { .. } => Look::Missing,
     })
 }
 
 /// One action; `Ok(Some(id))` names what it created.
-async fn run(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<Option<String>, PagerdutyError> {
+async fn run(
+    pd: &PagerdutyClient,
+    action: &PagerdutyAction,
+    reference: &str,
+) -> Result<Option<String>, PagerdutyError> {
     match action {
-        Action::CreateIncident {
+        PagerdutyAction::CreateIncident {
             service_id,
             escalation_policy_id,
             urgency: u,
@@ -283,32 +286,37 @@ async fn run(pd: &PagerdutyClient, action: &Action, reference: &str) -> Result<O
                 .await?;
             Ok(Some(created.id))
         }
-        Action::Acknowledge { incident_id } => pd.acknowledge(incident_id).await.map(|_| None),
-        Action::Resolve { incident_id, resolution } => {
+        PagerdutyAction::Acknowledge { incident_id } => pd.acknowledge(incident_id).await.map(|_| None),
+        PagerdutyAction::Resolve { incident_id, resolution } => {
             pd.resolve(incident_id, resolution.as_deref()).await.map(|_| None)
         }
-        Action::SetPriority { incident_id, priority } => pd.set_priority(incident_id, priority).await.map(|_| None),
-        Action::SetUrgency { incident_id, urgency: u } => pd.set_urgency(incident_id, urgency(*u)).await.map(|_| None),
-        Action::RunIncidentWorkflow { incident_id, workflow_id } => {
+        PagerdutyAction::SetPriority { incident_id, priority } => {
+            pd.set_priority(incident_id, priority).await.map(|_| None)
+        }
+        PagerdutyAction::SetUrgency { incident_id, urgency: u } => {
+            pd.set_urgency(incident_id, urgency(*u)).await.map(|_| None)
+        }
+        PagerdutyAction::RunIncidentWorkflow { incident_id, workflow_id } => {
             pd.run_incident_workflow(incident_id, workflow_id).await
         }
-        Action::RunAutomationAction { incident_id, action_id } => {
+        PagerdutyAction::RunAutomationAction { incident_id, action_id } => {
             pd.run_automation_action(incident_id, action_id).await
         }
-        Action::Reassign { incident_id, user_ids, escalation_policy_id } => {
+        PagerdutyAction::Reassign { incident_id, user_ids, escalation_policy_id } => {
             let to = match escalation_policy_id {
                 Some(ep) => Assignees::EscalationPolicy(ep.clone()),
                 None => Assignees::Users(user_ids.clone()),
             };
             pd.reassign(incident_id, &to).await.map(|_| None)
         }
-        Action::AddResponders { incident_id, user_ids, escalation_policy_ids, message } => {
+        PagerdutyAction::AddResponders { incident_id, user_ids, escalation_policy_ids, message } => {
             let message = message.as_deref().unwrap_or("Your help is requested (from Salesforce)");
             pd.add_responders(incident_id, user_ids, escalation_policy_ids, &with_reference(message, reference))
                 .await
                 .map(|_| None)
         }
-        Action::AddNote { incident_id, content } => pd.add_note(incident_id, &with_reference(content, reference)).await,
-        Action::SetFields { .. } | Action::CreateRecord { .. } | Action::AddCaseComment { .. } => Ok(None),
+        PagerdutyAction::AddNote { incident_id, content } => {
+            pd.add_note(incident_id, &with_reference(content, reference)).await
+        }
     }
 }

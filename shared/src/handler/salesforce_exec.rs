@@ -28,7 +28,7 @@ use crate::handler::settle::{Attempt, FailureKind};
 use crate::model::{ActionRecord, Link, RecordRef};
 use crate::retry::breaker::Signal;
 use crate::retry::envelope::Progress;
-use crate::rules::{Action, Effect, PlannedAction};
+use crate::rules::{Action, Effect, PlannedAction, SalesforceAction, by_side};
 use crate::salesforce::case_comment::{part_reference, referenced_parts};
 use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
 use crate::salesforce::{SalesforceError, is_record_id};
@@ -76,7 +76,7 @@ pub fn carries_reference(text: &str, token: &str) -> bool {
 /// uncertain and looked for before being sent again. An upsert on an external id is not: sending
 /// it again is how it is checked.
 pub fn needs_look(action: &Action) -> bool {
-    action.effect() == Effect::Additive && !matches!(action, Action::CreateRecord { .. })
+    action.effect() == Effect::Additive && !matches!(action, Action::Salesforce(SalesforceAction::CreateRecord { .. }))
 }
 
 /// When the last outbound call must be answered: the invocation's deadline less
@@ -238,27 +238,22 @@ fn case_comment_write(case_id: &str, body: String) -> Write {
     Write::Create { object: "CaseComment".into(), fields }
 }
 
-fn write_for(action: &Action) -> Option<Write> {
-    Some(match action {
-        Action::SetFields { record, fields } => {
-            Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() }
-        }
-        Action::CreateRecord { object, fields, external_id_field, external_id, .. } => {
-            // The external id travels in the URL; Salesforce refuses it again in the body.
-            let mut fields = fields.clone();
-            fields.remove(external_id_field);
-            Write::Upsert {
-                object: object.clone(),
-                ext_field: external_id_field.clone(),
-                ext_value: external_id.clone(),
-                fields,
-            }
-        }
-        Action::AddCaseComment { case_id, body } => {
-            Write::AddCaseComment { case_id: case_id.clone(), body: body.clone(), published: false }
-        }
-        _ => return None,
-    })
+/// The write of a set-fields action.
+fn update(record: &RecordRef, fields: &Map<String, Value>) -> Write {
+    Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() }
+}
+
+/// The write of a create-record action: an upsert on its external id.
+fn upsert(object: &str, fields: &Map<String, Value>, external_id_field: &str, external_id: &str) -> Write {
+    // The external id travels in the URL; Salesforce refuses it again in the body.
+    let mut fields = fields.clone();
+    fields.remove(external_id_field);
+    Write::Upsert {
+        object: object.to_string(),
+        ext_field: external_id_field.to_string(),
+        ext_value: external_id.to_string(),
+        fields,
+    }
 }
 
 struct Pending<'a> {
@@ -334,15 +329,16 @@ pub async fn execute(
     let timeout = ctx.salesforce.timeout();
     let version = ctx.salesforce.api_version().to_string();
 
+    let steps = by_side(plan).salesforce;
     // Case Comments whose answer was lost: look for them first, one query per Case.
-    let mut cases: Vec<&str> = plan
+    let mut cases: Vec<&str> = steps
         .iter()
-        .filter_map(|p| match &p.action {
-            Action::AddCaseComment { case_id, .. } => {
-                let key = action_key(p);
+        .filter_map(|step| match step.action {
+            SalesforceAction::AddCaseComment { case_id, .. } => {
+                let key = action_key(step.planned);
                 (progress.is_uncertain(&key) && !progress.is_done(&key)).then_some(case_id.as_str())
             }
-            _ => None,
+            SalesforceAction::SetFields { .. } | SalesforceAction::CreateRecord { .. } => None,
         })
         .collect();
     cases.sort_unstable();
@@ -368,14 +364,21 @@ pub async fn execute(
 
     // Composite caps a request at 25 subrequests: fill a batch, then start another.
     let mut batches: Vec<(CompositeBuilder, Vec<Pending<'_>>)> = Vec::new();
-    for (index, planned) in plan.iter().enumerate() {
-        let Some(write) = write_for(&planned.action) else { continue };
+    for step in steps {
+        let (index, planned) = (step.index, step.planned);
         let key = action_key(planned);
         if progress.is_done(&key) {
             continue;
         }
-        let (writes, partial) = match &planned.action {
-            Action::AddCaseComment { case_id, body } => {
+        let (writes, partial) = match step.action {
+            SalesforceAction::SetFields { record, fields } => {
+                (vec![(subrequest_id(index, 0), update(record, fields))], false)
+            }
+            SalesforceAction::CreateRecord { object, fields, external_id_field, external_id, .. } => {
+                let write = upsert(object, fields, external_id_field, external_id);
+                (vec![(subrequest_id(index, 0), write)], false)
+            }
+            SalesforceAction::AddCaseComment { case_id, body } => {
                 match comment_parts(event_id, progress, &key, index, case_id, body, &present) {
                     CommentParts::Write { writes, partial } => (writes, partial),
                     CommentParts::Found(detail) => {
@@ -392,7 +395,6 @@ pub async fn execute(
                     }
                 }
             }
-            _ => (vec![(subrequest_id(index, 0), write)], false),
         };
         let mut trial = CompositeBuilder::new(&version, false);
         if let Err(err) = writes.iter().try_for_each(|(r, w)| trial.push(r, w.clone()).map(drop)) {
@@ -478,8 +480,10 @@ pub async fn execute(
                 continue;
             }
             let created = p.refs.first().and_then(|r| response.get(r)).and_then(|s| s.id()).map(str::to_string);
-            if let (Action::CreateRecord { object, link: true, incident_id, .. }, Some(id)) =
-                (&p.planned.action, &created)
+            if let (
+                Action::Salesforce(SalesforceAction::CreateRecord { object, link: true, incident_id, .. }),
+                Some(id),
+            ) = (&p.planned.action, &created)
             {
                 let link = Link {
                     incident_id: incident_id.clone(),

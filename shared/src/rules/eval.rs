@@ -17,7 +17,7 @@ use super::document::{
     Rules, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
-use super::plan::{Action, Plan, Planned, RecordKey, truncate_chars};
+use super::plan::{Action, PagerdutyAction, Plan, Planned, RecordKey, SalesforceAction, truncate_chars};
 use super::template::Context;
 use super::value::{as_number, lookup, parse_datetime, parse_number, value_text};
 
@@ -368,7 +368,7 @@ fn plan_record_action<'e>(
         if text.trim().is_empty() {
             text = format!("Salesforce {} {}", rec.object, rec.id);
         }
-        out.push(Planned::Action(Action::CreateIncident {
+        out.push(Planned::Action(Action::Pagerduty(PagerdutyAction::CreateIncident {
             record: RecordRef { object: rec.object.clone(), id: rec.id.clone() },
             service_id: service_id.clone(),
             escalation_policy_id: escalation_policy_id.clone(),
@@ -377,7 +377,7 @@ fn plan_record_action<'e>(
             title: truncate_chars(&text, MAX_TITLE_CHARS).to_string(),
             body: body.as_ref().map(|b| b.render(ctx)),
             incident_key: incident_key(&rec.object, &rec.id, &rule.name),
-        }));
+        })));
         return None;
     }
     if rec.linked_incidents.is_empty() {
@@ -385,10 +385,10 @@ fn plan_record_action<'e>(
     }
     for incident in &rec.linked_incidents {
         let incident_id = incident.clone();
-        out.push(Planned::Action(match spec {
-            ActionSpec::Acknowledge => Action::Acknowledge { incident_id },
+        let action = match spec {
+            ActionSpec::Acknowledge => PagerdutyAction::Acknowledge { incident_id },
             // The resolution note comes back as an `incident.annotated` webhook like any note.
-            ActionSpec::Resolve { resolution } => Action::Resolve {
+            ActionSpec::Resolve { resolution } => PagerdutyAction::Resolve {
                 incident_id,
                 resolution: resolution
                     .as_ref()
@@ -396,31 +396,38 @@ fn plan_record_action<'e>(
                     .filter(|t| !t.trim().is_empty())
                     .map(marked_note),
             },
-            ActionSpec::SetPriority { priority } => Action::SetPriority { incident_id, priority: priority.clone() },
-            ActionSpec::SetUrgency { urgency } => Action::SetUrgency { incident_id, urgency: *urgency },
+            ActionSpec::SetPriority { priority } => {
+                PagerdutyAction::SetPriority { incident_id, priority: priority.clone() }
+            }
+            ActionSpec::SetUrgency { urgency } => PagerdutyAction::SetUrgency { incident_id, urgency: *urgency },
             ActionSpec::RunIncidentWorkflow { workflow_id } => {
-                Action::RunIncidentWorkflow { incident_id, workflow_id: workflow_id.clone() }
+                PagerdutyAction::RunIncidentWorkflow { incident_id, workflow_id: workflow_id.clone() }
             }
             ActionSpec::RunAutomationAction { action_id } => {
-                Action::RunAutomationAction { incident_id, action_id: action_id.clone() }
+                PagerdutyAction::RunAutomationAction { incident_id, action_id: action_id.clone() }
             }
-            ActionSpec::Reassign { user_ids, escalation_policy_id } => Action::Reassign {
+            ActionSpec::Reassign { user_ids, escalation_policy_id } => PagerdutyAction::Reassign {
                 incident_id,
                 user_ids: user_ids.clone(),
                 escalation_policy_id: escalation_policy_id.clone(),
             },
-            ActionSpec::AddResponders { user_ids, escalation_policy_ids, message } => Action::AddResponders {
+            ActionSpec::AddResponders { user_ids, escalation_policy_ids, message } => PagerdutyAction::AddResponders {
                 incident_id,
                 user_ids: user_ids.clone(),
                 escalation_policy_ids: escalation_policy_ids.clone(),
                 message: message.as_ref().map(|t| t.render(ctx)),
             },
             ActionSpec::AddNote { content } => {
-                Action::AddNote { incident_id, content: marked_note(content.render(ctx)) }
+                PagerdutyAction::AddNote { incident_id, content: marked_note(content.render(ctx)) }
             }
+            // Planned above, before the loop over linked incidents.
+            ActionSpec::CreateIncident { .. } => continue,
             // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
-            _ => return Some("not a PagerDuty action".into()),
-        }));
+            ActionSpec::SetFields { .. } | ActionSpec::CreateRecord { .. } | ActionSpec::AddCaseComment { .. } => {
+                return Some("not a PagerDuty action".into());
+            }
+        };
+        out.push(Planned::Action(action.into()));
     }
     None
 }
@@ -480,17 +487,27 @@ fn plan_incident_action<'e>(
             let external_id = external_id(&inc.incident.id, &rule.name);
             let mut values = render_fields(fields, ctx);
             values.insert(external_id_field.clone(), Value::String(external_id.clone()));
-            out.push(Planned::Action(Action::CreateRecord {
+            out.push(Planned::Action(Action::Salesforce(SalesforceAction::CreateRecord {
                 object: object.clone(),
                 fields: values,
                 external_id_field: external_id_field.clone(),
                 external_id,
                 link: *link,
                 incident_id: inc.incident.id.clone(),
-            }));
+            })));
             None
         }
-        _ => Some("not a Salesforce action".into()),
+        // Validation keeps PagerDuty actions out of pagerduty_to_salesforce rules.
+        ActionSpec::CreateIncident { .. }
+        | ActionSpec::Acknowledge
+        | ActionSpec::Resolve { .. }
+        | ActionSpec::SetPriority { .. }
+        | ActionSpec::SetUrgency { .. }
+        | ActionSpec::RunIncidentWorkflow { .. }
+        | ActionSpec::RunAutomationAction { .. }
+        | ActionSpec::Reassign { .. }
+        | ActionSpec::AddResponders { .. }
+        | ActionSpec::AddNote { .. } => Some("not a Salesforce action".into()),
     }
 }
 

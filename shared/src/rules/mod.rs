@@ -44,6 +44,8 @@
 //!
 //! ## Actions
 //! An action is its name (`- acknowledge`) or a one-key mapping (`- resolve: {resolution: ...}`).
+//! The names, and the side each acts on, come from one table, [`ActionKind`]; a test checks these
+//! lists and the README's against it.
 //! - PagerDuty (S→P rules): `create_incident {service, escalation_policy?, urgency?, priority?
 //!   (name), title: {prefix?, fields: [≤3]}, body?}` (only when no incident is linked; the title is
 //!   prefix + fields joined by " - ", cut to 1024 characters), `acknowledge`, `resolve {resolution?}`,
@@ -67,6 +69,7 @@
 //! `[Salesforce]` were written by the bridge: no rule runs on them. Notes the bridge plans start
 //! with `[Salesforce] `, comments with `[PagerDuty] `.
 
+mod action;
 pub mod cache;
 mod document;
 mod eval;
@@ -79,6 +82,7 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use action::{ActionKind, Effect, Side};
 pub use cache::{CachedRules, RulesCache, RulesCacheError, RulesSource};
 pub use document::{
     ActionSpec, AppliesTo, Condition, DEFAULT_EXTERNAL_ID_FIELD, Expected, Field, FieldValue, MAX_TITLE_CHARS,
@@ -90,5 +94,8 @@ pub use eval::{
     event_category, external_id, incident_key,
 };
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
-pub use plan::{Action, Effect, Plan, PlannedAction, field_mark, truncate_chars};
+pub use plan::{
+    Action, BySide, PagerdutyAction, Plan, PlannedAction, SalesforceAction, SideStep, by_side, field_mark,
+    truncate_chars,
+};
 pub use template::Template;

@@ -10,12 +10,26 @@ use serde_json::{Map, Value};
 
 use crate::model::RecordRef;
 
+use super::action::{ActionKind, Effect, Side};
 use super::document::Urgency;
 
-/// One thing to do, fully resolved (templates rendered, targets named).
+/// One thing to do, fully resolved (templates rendered, targets named), split by the system it
+/// acts on so that each executor handles exactly its own side's actions.
+///
+/// Serialised as the side's action alone (`{"type":"create_incident",...}`): plans sit in retry
+/// envelopes across a deploy and in audit entries, so the form predates the split and must not
+/// change. Deserialising reads `type` first and picks the side from [`ActionKind`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Action {
+    Pagerduty(PagerdutyAction),
+    Salesforce(SalesforceAction),
+}
+
+/// An action on PagerDuty (planned by salesforce_to_pagerduty rules).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Action {
+pub enum PagerdutyAction {
     /// Create an incident for `record` and link them. `incident_key` is derived from the object,
     /// record id and rule, so that a retry de-duplicates at PagerDuty instead of creating a second one.
     CreateIncident {
@@ -79,11 +93,14 @@ pub enum Action {
         incident_id: String,
         content: String,
     },
+}
+
+/// An action on Salesforce (planned by pagerduty_to_salesforce rules).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SalesforceAction {
     /// Update fields of one record (all set-fields on it merged: one write).
-    SetFields {
-        record: RecordRef,
-        fields: Map<String, Value>,
-    },
+    SetFields { record: RecordRef, fields: Map<String, Value> },
     /// Create a record. `fields` already contains `external_id_field: external_id`, so an upsert
     /// on that external id makes a retry harmless. With `link`, link it to `incident_id`.
     CreateRecord {
@@ -96,50 +113,137 @@ pub enum Action {
     },
     /// One Case Comment; `body` starts with [`crate::loop_guard::PAGERDUTY_MARKER`] and fits in 4000 bytes
     /// (see [`crate::salesforce::case_comment::planned_parts`]).
-    AddCaseComment {
-        case_id: String,
-        body: String,
-    },
+    AddCaseComment { case_id: String, body: String },
+}
+
+impl From<PagerdutyAction> for Action {
+    fn from(action: PagerdutyAction) -> Self {
+        Action::Pagerduty(action)
+    }
+}
+
+impl From<SalesforceAction> for Action {
+    fn from(action: SalesforceAction) -> Self {
+        Action::Salesforce(action)
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    /// Untagged deserialisation would try each side in turn and, for an unknown `type` or a bad
+    /// field, say only that nothing matched: reading `type` first names the problem.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = Value::deserialize(deserializer)?;
+        let tag = value.get("type").ok_or_else(|| D::Error::missing_field("type"))?;
+        let name = tag.as_str().ok_or_else(|| D::Error::custom(format!("action `type` is not text: {tag}")))?;
+        let kind = ActionKind::from_name(name).ok_or_else(|| {
+            D::Error::custom(format!("unknown action type `{name}`; known: {}", ActionKind::known_names()))
+        })?;
+        match kind.side() {
+            Side::Pagerduty => serde_json::from_value(value).map(Action::Pagerduty),
+            Side::Salesforce => serde_json::from_value(value).map(Action::Salesforce),
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
+impl PagerdutyAction {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            PagerdutyAction::CreateIncident { .. } => ActionKind::CreateIncident,
+            PagerdutyAction::Acknowledge { .. } => ActionKind::Acknowledge,
+            PagerdutyAction::Resolve { .. } => ActionKind::Resolve,
+            PagerdutyAction::SetPriority { .. } => ActionKind::SetPriority,
+            PagerdutyAction::SetUrgency { .. } => ActionKind::SetUrgency,
+            PagerdutyAction::RunIncidentWorkflow { .. } => ActionKind::RunIncidentWorkflow,
+            PagerdutyAction::RunAutomationAction { .. } => ActionKind::RunAutomationAction,
+            PagerdutyAction::Reassign { .. } => ActionKind::Reassign,
+            PagerdutyAction::AddResponders { .. } => ActionKind::AddResponders,
+            PagerdutyAction::AddNote { .. } => ActionKind::AddNote,
+        }
+    }
+
+    fn state_marks(&self) -> Vec<String> {
+        let incident = |id: &str, what: &str| vec![format!("incident:{id}:{what}")];
+        match self {
+            PagerdutyAction::Acknowledge { incident_id } | PagerdutyAction::Resolve { incident_id, .. } => {
+                incident(incident_id, "status")
+            }
+            PagerdutyAction::SetPriority { incident_id, .. } => incident(incident_id, "priority"),
+            PagerdutyAction::SetUrgency { incident_id, .. } => incident(incident_id, "urgency"),
+            PagerdutyAction::Reassign { incident_id, .. } => incident(incident_id, "assignment"),
+            PagerdutyAction::CreateIncident { .. }
+            | PagerdutyAction::RunIncidentWorkflow { .. }
+            | PagerdutyAction::RunAutomationAction { .. }
+            | PagerdutyAction::AddResponders { .. }
+            | PagerdutyAction::AddNote { .. } => vec![],
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            PagerdutyAction::CreateIncident { record, .. } => {
+                format!("new incident for {} {}", record.object, record.id)
+            }
+            PagerdutyAction::Acknowledge { incident_id }
+            | PagerdutyAction::Resolve { incident_id, .. }
+            | PagerdutyAction::SetPriority { incident_id, .. }
+            | PagerdutyAction::SetUrgency { incident_id, .. }
+            | PagerdutyAction::RunIncidentWorkflow { incident_id, .. }
+            | PagerdutyAction::RunAutomationAction { incident_id, .. }
+            | PagerdutyAction::Reassign { incident_id, .. }
+            | PagerdutyAction::AddResponders { incident_id, .. }
+            | PagerdutyAction::AddNote { incident_id, .. } => format!("incident {incident_id}"),
+        }
+    }
+}
+
+impl SalesforceAction {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            SalesforceAction::SetFields { .. } => ActionKind::SetFields,
+            SalesforceAction::CreateRecord { .. } => ActionKind::CreateRecord,
+            SalesforceAction::AddCaseComment { .. } => ActionKind::AddCaseComment,
+        }
+    }
+
+    fn state_marks(&self) -> Vec<String> {
+        match self {
+            SalesforceAction::SetFields { record, fields } => {
+                fields.keys().map(|f| field_mark(&record.id, f)).collect()
+            }
+            SalesforceAction::CreateRecord { .. } | SalesforceAction::AddCaseComment { .. } => vec![],
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            SalesforceAction::SetFields { record, .. } => format!("{} {}", record.object, record.id),
+            SalesforceAction::CreateRecord { object, incident_id, .. } => {
+                format!("new {object} for incident {incident_id}")
+            }
+            SalesforceAction::AddCaseComment { case_id, .. } => format!("Case {case_id}"),
+        }
+    }
 }
 
 impl Action {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Pagerduty(action) => action.kind(),
+            Action::Salesforce(action) => action.kind(),
+        }
+    }
+
     /// The action's name as used in rules files.
     pub fn name(&self) -> &'static str {
-        match self {
-            Action::CreateIncident { .. } => "create_incident",
-            Action::Acknowledge { .. } => "acknowledge",
-            Action::Resolve { .. } => "resolve",
-            Action::SetPriority { .. } => "set_priority",
-            Action::SetUrgency { .. } => "set_urgency",
-            Action::RunIncidentWorkflow { .. } => "run_incident_workflow",
-            Action::RunAutomationAction { .. } => "run_automation_action",
-            Action::Reassign { .. } => "reassign",
-            Action::AddResponders { .. } => "add_responders",
-            Action::AddNote { .. } => "add_note",
-            Action::SetFields { .. } => "set_fields",
-            Action::CreateRecord { .. } => "create_record",
-            Action::AddCaseComment { .. } => "add_case_comment",
-        }
+        self.kind().name()
     }
 
     /// Whether the action sets state (the newest event wins) or adds something (once each,
     /// whatever the order events arrive in).
     pub fn effect(&self) -> Effect {
-        match self {
-            Action::Acknowledge { .. }
-            | Action::Resolve { .. }
-            | Action::SetPriority { .. }
-            | Action::SetUrgency { .. }
-            | Action::Reassign { .. }
-            | Action::SetFields { .. } => Effect::State,
-            Action::CreateIncident { .. }
-            | Action::CreateRecord { .. }
-            | Action::AddNote { .. }
-            | Action::AddCaseComment { .. }
-            | Action::AddResponders { .. }
-            | Action::RunIncidentWorkflow { .. }
-            | Action::RunAutomationAction { .. } => Effect::Additive,
-        }
+        self.kind().effect()
     }
 
     /// The pieces of state a state action sets, as marks (`incident:<id>:status`,
@@ -147,46 +251,19 @@ impl Action {
     /// Acknowledge and resolve share `status`: a late acknowledge must not undo a newer resolve.
     /// Additive actions set no marks.
     pub fn state_marks(&self) -> Vec<String> {
-        let incident = |id: &str, what: &str| vec![format!("incident:{id}:{what}")];
         match self {
-            Action::Acknowledge { incident_id } | Action::Resolve { incident_id, .. } => {
-                incident(incident_id, "status")
-            }
-            Action::SetPriority { incident_id, .. } => incident(incident_id, "priority"),
-            Action::SetUrgency { incident_id, .. } => incident(incident_id, "urgency"),
-            Action::Reassign { incident_id, .. } => incident(incident_id, "assignment"),
-            Action::SetFields { record, fields } => fields.keys().map(|f| field_mark(&record.id, f)).collect(),
-            _ => vec![],
+            Action::Pagerduty(action) => action.state_marks(),
+            Action::Salesforce(action) => action.state_marks(),
         }
     }
 
     /// What the action changes: an incident id, a record, or what it will create.
     pub fn target(&self) -> String {
         match self {
-            Action::CreateIncident { record, .. } => format!("new incident for {} {}", record.object, record.id),
-            Action::Acknowledge { incident_id }
-            | Action::Resolve { incident_id, .. }
-            | Action::SetPriority { incident_id, .. }
-            | Action::SetUrgency { incident_id, .. }
-            | Action::RunIncidentWorkflow { incident_id, .. }
-            | Action::RunAutomationAction { incident_id, .. }
-            | Action::Reassign { incident_id, .. }
-            | Action::AddResponders { incident_id, .. }
-            | Action::AddNote { incident_id, .. } => format!("incident {incident_id}"),
-            Action::SetFields { record, .. } => format!("{} {}", record.object, record.id),
-            Action::CreateRecord { object, incident_id, .. } => format!("new {object} for incident {incident_id}"),
-            Action::AddCaseComment { case_id, .. } => format!("Case {case_id}"),
+            Action::Pagerduty(action) => action.target(),
+            Action::Salesforce(action) => action.target(),
         }
     }
-}
-
-/// The two kinds of effect an action has (see [`Action::effect`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
-    /// Sets a value: only the newest event's value may stand.
-    State,
-    /// Adds something: happens exactly once, even when its event arrives late.
-    Additive,
 }
 
 /// The mark of one field of a record (see [`Action::state_marks`]).
@@ -201,6 +278,33 @@ pub struct PlannedAction {
     pub rule: String,
     pub ruleset: String,
     pub action: Action,
+}
+
+/// One planned action of one side, with its place in the plan.
+#[derive(Debug, Clone, Copy)]
+pub struct SideStep<'a, A> {
+    pub index: usize,
+    pub planned: &'a PlannedAction,
+    pub action: &'a A,
+}
+
+/// A plan's actions split by the system they act on, each list in plan order.
+#[derive(Debug, Default)]
+pub struct BySide<'a> {
+    pub pagerduty: Vec<SideStep<'a, PagerdutyAction>>,
+    pub salesforce: Vec<SideStep<'a, SalesforceAction>>,
+}
+
+/// Splits `plan` by side: the one place an [`Action`] is routed to the executor of its system.
+pub fn by_side(plan: &[PlannedAction]) -> BySide<'_> {
+    let mut sides = BySide::default();
+    for (index, planned) in plan.iter().enumerate() {
+        match &planned.action {
+            Action::Pagerduty(action) => sides.pagerduty.push(SideStep { index, planned, action }),
+            Action::Salesforce(action) => sides.salesforce.push(SideStep { index, planned, action }),
+        }
+    }
+    sides
 }
 
 /// The ordered, de-duplicated actions for one event.
@@ -223,7 +327,7 @@ impl Plan {
         let mut kept = Vec::with_capacity(self.0.len());
         for mut planned in self.0 {
             match &mut planned.action {
-                Action::SetFields { record, fields } => {
+                Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
                     let before = fields.len();
                     fields.retain(|field, _| !newer(&field_mark(&record.id, field)));
                     dropped += before - fields.len();
@@ -263,10 +367,10 @@ impl Plan {
                 Planned::SetFields { record, fields } => self.merge_set_fields(rule, ruleset, record, fields),
                 Planned::CaseComment { case_id, body } => {
                     let repeated = self.0[..earlier].iter().any(|p| {
-                        matches!(&p.action, Action::AddCaseComment { case_id: c, body: b } if c == case_id && *b == body)
+                        matches!(&p.action, Action::Salesforce(SalesforceAction::AddCaseComment { case_id: c, body: b }) if c == case_id && *b == body)
                     });
                     if !repeated {
-                        let action = Action::AddCaseComment { case_id: case_id.to_string(), body };
+                        let action = SalesforceAction::AddCaseComment { case_id: case_id.to_string(), body }.into();
                         self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
                     }
                 }
@@ -277,10 +381,13 @@ impl Plan {
 
     fn push_action(&mut self, rule: &str, ruleset: &str, earlier: usize, action: Action) {
         let found = self.0.iter().enumerate().any(|(i, existing)| match (&existing.action, &action) {
-            (Action::CreateIncident { record, .. }, Action::CreateIncident { record: r2, .. }) => record == r2,
             (
-                Action::CreateRecord { object, incident_id, .. },
-                Action::CreateRecord { object: o2, incident_id: i2, .. },
+                Action::Pagerduty(PagerdutyAction::CreateIncident { record, .. }),
+                Action::Pagerduty(PagerdutyAction::CreateIncident { record: r2, .. }),
+            ) => record == r2,
+            (
+                Action::Salesforce(SalesforceAction::CreateRecord { object, incident_id, .. }),
+                Action::Salesforce(SalesforceAction::CreateRecord { object: o2, incident_id: i2, .. }),
             ) => object == o2 && incident_id == i2,
             (a, b) => i < earlier && a == b,
         });
@@ -299,16 +406,16 @@ impl Plan {
         fields: Vec<(&str, Cow<'_, Value>)>,
     ) {
         let existing = self.0.iter_mut().find(|p| {
-            matches!(&p.action, Action::SetFields { record: r, .. } if r.object == record.object && r.id == record.id)
+            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == record.object && r.id == record.id)
         });
         let Some(existing) = existing else {
             let fields = fields.into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect();
             let record = RecordRef { object: record.object.to_string(), id: record.id.to_string() };
-            let action = Action::SetFields { record, fields };
+            let action = SalesforceAction::SetFields { record, fields }.into();
             self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
             return;
         };
-        if let Action::SetFields { fields: merged, .. } = &mut existing.action {
+        if let Action::Salesforce(SalesforceAction::SetFields { fields: merged, .. }) = &mut existing.action {
             for (name, value) in fields {
                 match merged.get_mut(name) {
                     Some(slot) if *slot == *value => {}
@@ -385,8 +492,72 @@ pub fn truncate_chars(text: &str, max: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Actions as the single enum before the split by side serialised them, every action at
+    /// least once (optional fields both present and absent): retry envelopes and audit entries
+    /// written by the previous release hold exactly these.
+    pub(crate) const OLD_FORM: &[&str] = &[
+        r#"{"type":"create_incident","record":{"object":"Case","id":"500A"},"service_id":"PSVC1","escalation_policy_id":"PEP1","urgency":"high","priority":"P1","title":"[Sev1] 1026","body":"Case 1026","incident_key":"sfdc:Case:500A:r"}"#,
+        r#"{"type":"create_incident","record":{"object":"Case","id":"500A"},"service_id":"PSVC1","title":"Case 1026","incident_key":"sfdc:Case:500A:r"}"#,
+        r#"{"type":"acknowledge","incident_id":"Q1"}"#,
+        r#"{"type":"resolve","incident_id":"Q1","resolution":"[Salesforce] fixed"}"#,
+        r#"{"type":"resolve","incident_id":"Q1"}"#,
+        r#"{"type":"set_priority","incident_id":"Q1","priority":"P2"}"#,
+        r#"{"type":"set_urgency","incident_id":"Q1","urgency":"low"}"#,
+        r#"{"type":"run_incident_workflow","incident_id":"Q1","workflow_id":"PWF1"}"#,
+        r#"{"type":"run_automation_action","incident_id":"Q1","action_id":"PAA1"}"#,
+        r#"{"type":"reassign","incident_id":"Q1","user_ids":["PU1","PU2"]}"#,
+        r#"{"type":"reassign","incident_id":"Q1","escalation_policy_id":"PEP2"}"#,
+        r#"{"type":"add_responders","incident_id":"Q1","user_ids":["PU1"],"escalation_policy_ids":["PEP1"],"message":"help"}"#,
+        r#"{"type":"add_responders","incident_id":"Q1","escalation_policy_ids":["PEP1"]}"#,
+        r#"{"type":"add_note","incident_id":"Q1","content":"[Salesforce] Status is Working"}"#,
+        r#"{"type":"set_fields","record":{"object":"Case","id":"500A"},"fields":{"Status":"Working","Count__c":3,"Note__c":null}}"#,
+        r#"{"type":"create_record","object":"Escalation__c","fields":{"Name":"x","PD_Key__c":"pd:Q1:r"},"external_id_field":"PD_Key__c","external_id":"pd:Q1:r","link":true,"incident_id":"Q1"}"#,
+        r#"{"type":"add_case_comment","case_id":"500A","body":"[PagerDuty] resolved"}"#,
+    ];
+
+    fn tag(json: &str) -> String {
+        serde_json::from_str::<Value>(json).unwrap()["type"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn the_serialised_form_predates_the_split_by_side() {
+        for json in OLD_FORM {
+            let action: Action = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(serde_json::to_string(&action).unwrap(), *json, "re-serialised");
+            assert_eq!(action.name(), tag(json), "{json}");
+            let on = match &action {
+                Action::Pagerduty(_) => Side::Pagerduty,
+                Action::Salesforce(_) => Side::Salesforce,
+            };
+            assert_eq!(on, action.kind().side(), "{json}: the variant's side and the table's");
+        }
+        // A whole plan, as a retry envelope holds it.
+        let plan = format!(
+            r#"[{{"rule":"a","ruleset":"s","action":{}}},{{"rule":"b","ruleset":"s","action":{}}}]"#,
+            OLD_FORM[2],
+            OLD_FORM[OLD_FORM.len() - 1]
+        );
+        let parsed: Plan = serde_json::from_str(&plan).unwrap();
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), plan);
+    }
+
+    #[test]
+    fn an_action_that_does_not_read_says_why() {
+        let err = |json: &str| serde_json::from_str::<Action>(json).unwrap_err().to_string();
+        let unknown = err(r#"{"type":"page_everyone","incident_id":"Q1"}"#);
+        assert!(
+            unknown.starts_with("unknown action type `page_everyone`; known: create_incident, acknowledge"),
+            "{unknown}"
+        );
+        assert!(err(r#"{"incident_id":"Q1"}"#).contains("missing field `type`"));
+        assert!(err(r#"{"type":3}"#).contains("action `type` is not text"));
+        // A known type with a missing field names the field, on either side.
+        assert!(err(r#"{"type":"acknowledge"}"#).contains("missing field `incident_id`"));
+        assert!(err(r#"{"type":"set_fields","incident_id":"Q1"}"#).contains("missing field `record`"));
+    }
 
     #[test]
     fn truncation_keeps_multibyte_characters_whole() {

@@ -259,36 +259,36 @@ fn s2p_action(action: &str, applies_to: &str) -> Rules {
 #[test]
 fn every_pagerduty_action_targets_each_linked_incident() {
     let inc = |id: &str| id.to_string();
-    type Expect = Box<dyn Fn(String) -> Action>;
+    type Expect = Box<dyn Fn(String) -> PagerdutyAction>;
     let table: Vec<(&str, Expect)> = vec![
-        ("acknowledge", Box::new(|incident_id| Action::Acknowledge { incident_id })),
+        ("acknowledge", Box::new(|incident_id| PagerdutyAction::Acknowledge { incident_id })),
         (
             "{resolve: {resolution: 'Case {{record.CaseNumber}} closed'}}",
-            Box::new(|incident_id| Action::Resolve {
+            Box::new(|incident_id| PagerdutyAction::Resolve {
                 incident_id,
                 resolution: Some("[Salesforce] Case 00001026 closed".into()),
             }),
         ),
-        ("resolve", Box::new(|incident_id| Action::Resolve { incident_id, resolution: None })),
+        ("resolve", Box::new(|incident_id| PagerdutyAction::Resolve { incident_id, resolution: None })),
         (
             "{set_priority: {priority: P2}}",
-            Box::new(|incident_id| Action::SetPriority { incident_id, priority: "P2".into() }),
+            Box::new(|incident_id| PagerdutyAction::SetPriority { incident_id, priority: "P2".into() }),
         ),
         (
             "{set_urgency: {urgency: low}}",
-            Box::new(|incident_id| Action::SetUrgency { incident_id, urgency: Urgency::Low }),
+            Box::new(|incident_id| PagerdutyAction::SetUrgency { incident_id, urgency: Urgency::Low }),
         ),
         (
             "{run_incident_workflow: {workflow: PWF1}}",
-            Box::new(|incident_id| Action::RunIncidentWorkflow { incident_id, workflow_id: "PWF1".into() }),
+            Box::new(|incident_id| PagerdutyAction::RunIncidentWorkflow { incident_id, workflow_id: "PWF1".into() }),
         ),
         (
             "{run_automation_action: {action: PAA1}}",
-            Box::new(|incident_id| Action::RunAutomationAction { incident_id, action_id: "PAA1".into() }),
+            Box::new(|incident_id| PagerdutyAction::RunAutomationAction { incident_id, action_id: "PAA1".into() }),
         ),
         (
             "{reassign: {users: [PU1, PU2]}}",
-            Box::new(|incident_id| Action::Reassign {
+            Box::new(|incident_id| PagerdutyAction::Reassign {
                 incident_id,
                 user_ids: vec!["PU1".into(), "PU2".into()],
                 escalation_policy_id: None,
@@ -296,7 +296,7 @@ fn every_pagerduty_action_targets_each_linked_incident() {
         ),
         (
             "{reassign: {escalation_policy: PEP9}}",
-            Box::new(|incident_id| Action::Reassign {
+            Box::new(|incident_id| PagerdutyAction::Reassign {
                 incident_id,
                 user_ids: vec![],
                 escalation_policy_id: Some("PEP9".into()),
@@ -304,7 +304,7 @@ fn every_pagerduty_action_targets_each_linked_incident() {
         ),
         (
             "{add_responders: {users: [PU1], escalation_policies: [PEP9], message: 'Help on {{record.CaseNumber}}'}}",
-            Box::new(|incident_id| Action::AddResponders {
+            Box::new(|incident_id| PagerdutyAction::AddResponders {
                 incident_id,
                 user_ids: vec!["PU1".into()],
                 escalation_policy_ids: vec!["PEP9".into()],
@@ -313,14 +313,17 @@ fn every_pagerduty_action_targets_each_linked_incident() {
         ),
         (
             "{add_note: {content: 'Status is {{record.Status}}'}}",
-            Box::new(|incident_id| Action::AddNote { incident_id, content: "[Salesforce] Status is Working".into() }),
+            Box::new(|incident_id| PagerdutyAction::AddNote {
+                incident_id,
+                content: "[Salesforce] Status is Working".into(),
+            }),
         ),
     ];
     let ev = record(json!({"CaseNumber": "00001026", "Status": "Working"}), Some(json!({})), &["QA", "QB"]);
     for (action, want) in table {
         let plan = s2p_action(action, "all_linked").evaluate(&ev).plan;
         let got: Vec<Action> = plan.iter().map(|p| p.action.clone()).collect();
-        assert_eq!(got, vec![want(inc("QA")), want(inc("QB"))], "{action}");
+        assert_eq!(got, vec![want(inc("QA")).into(), want(inc("QB")).into()], "{action}");
         assert!(plan.iter().all(|p| p.rule == "r" && p.ruleset == "s"));
     }
 }
@@ -330,7 +333,9 @@ fn a_resolution_note_carries_the_marker_like_every_note_the_bridge_writes() {
     let ev = record(json!({"CaseNumber": "00001026"}), Some(json!({})), &["QA"]);
     let resolution = |template: &str| {
         let plan = s2p_action(&format!("{{resolve: {{resolution: '{template}'}}}}"), "all_linked").evaluate(&ev).plan;
-        let Action::Resolve { resolution, .. } = &plan.iter().next().unwrap().action else { panic!() };
+        let Action::Pagerduty(PagerdutyAction::Resolve { resolution, .. }) = &plan.iter().next().unwrap().action else {
+            panic!()
+        };
         resolution.clone()
     };
     // It comes back as an incident.annotated webhook: the marker keeps it from becoming a comment.
@@ -355,7 +360,7 @@ fn create_incident_builds_title_and_a_deterministic_incident_key() {
         json!({"CaseNumber": "00001026", "Subject": "Checkout down", "Account": {"Name": "Acme"}, "Description": "d"});
     let plan = s2p_action(CREATE, "new_only").evaluate(&record(rec.clone(), None, &[])).plan;
     assert_eq!(plan.len(), 1);
-    let want = Action::CreateIncident {
+    let want = PagerdutyAction::CreateIncident {
         record: RecordRef { object: "Case".into(), id: "5005g00000DEMO1AAA".into() },
         service_id: "PSVC1".into(),
         escalation_policy_id: Some("PEP1".into()),
@@ -365,7 +370,7 @@ fn create_incident_builds_title_and_a_deterministic_incident_key() {
         body: Some("Case 00001026: d".into()),
         incident_key: incident_key("Case", "5005g00000DEMO1AAA", "r"),
     };
-    assert_eq!(plan.0[0].action, want);
+    assert_eq!(plan.0[0].action, Action::from(want));
     let again = s2p_action(CREATE, "new_only").evaluate(&record(rec, None, &[])).plan;
     assert_eq!(plan, again, "a retry plans the same incident_key");
     assert_ne!(incident_key("Case", "5005g00000DEMO1AAA", "r"), incident_key("Case", "5005g00000DEMO1AAA", "other"));
@@ -385,7 +390,7 @@ fn incident_title_is_cut_to_1024_characters_on_a_character_boundary() {
     let prefix = "é".repeat(1000);
     let yaml = format!("{{create_incident: {{service: P1, title: {{prefix: '{prefix}', fields: [Subject]}}}}}}");
     let plan = s2p_action(&yaml, "new_only").evaluate(&record(json!({"Subject": "🔥".repeat(100)}), None, &[])).plan;
-    let Action::CreateIncident { title, .. } = &plan.0[0].action else { panic!("create") };
+    let Action::Pagerduty(PagerdutyAction::CreateIncident { title, .. }) = &plan.0[0].action else { panic!("create") };
     assert_eq!(title.chars().count(), MAX_TITLE_CHARS);
     assert!(title.starts_with(&prefix) && title.ends_with('🔥'));
 }
@@ -395,7 +400,7 @@ fn empty_title_fields_fall_back_to_the_record() {
     let plan = s2p_action("{create_incident: {service: P1, title: {fields: [Subject]}}}", "new_only")
         .evaluate(&record(json!({"Subject": null}), None, &[]))
         .plan;
-    let Action::CreateIncident { title, .. } = &plan.0[0].action else { panic!("create") };
+    let Action::Pagerduty(PagerdutyAction::CreateIncident { title, .. }) = &plan.0[0].action else { panic!("create") };
     assert_eq!(title, "Salesforce Case 5005g00000DEMO1AAA");
 }
 
@@ -417,7 +422,9 @@ fn set_fields_renders_templates_on_each_linked_record_of_the_object() {
     ];
     let plan = rules.evaluate(&incident("incident.acknowledged", linked)).plan;
     assert_eq!(plan.len(), 2, "only the Cases");
-    let Action::SetFields { record, fields } = &plan.0[1].action else { panic!("set_fields") };
+    let Action::Salesforce(SalesforceAction::SetFields { record, fields }) = &plan.0[1].action else {
+        panic!("set_fields")
+    };
     assert_eq!(record, &RecordRef { object: "Case".into(), id: "500B".into() });
     assert_eq!(
         Value::Object(fields.clone()),
@@ -440,7 +447,7 @@ fn create_record_carries_an_external_id_and_links_unless_one_is_linked() {
     let want_id = external_id("Q1INC", "r");
     assert_eq!(
         plan.0[0].action,
-        Action::CreateRecord {
+        Action::from(SalesforceAction::CreateRecord {
             object: "Escalation__c".into(),
             fields: map(
                 json!({"Name": "Checkout API latency above 2s", "Severity__c": 1, "PD_Key__c": want_id.clone()})
@@ -449,7 +456,7 @@ fn create_record_carries_an_external_id_and_links_unless_one_is_linked() {
             external_id: want_id,
             link: true,
             incident_id: "Q1INC".into(),
-        }
+        })
     );
     let linked = vec![LinkedRecord { object: "Escalation__c".into(), id: "a01".into(), fields: Default::default() }];
     let ev = rules.evaluate(&incident("incident.triggered", linked));
@@ -467,7 +474,9 @@ fn add_case_comment_prefixes_the_marker_and_splits_long_bodies() {
     let plan = rules.evaluate(&Event::Incident(inc)).plan;
     assert_eq!(plan.len(), 3);
     for p in plan.iter() {
-        let Action::AddCaseComment { case_id, body } = &p.action else { panic!("comment") };
+        let Action::Salesforce(SalesforceAction::AddCaseComment { case_id, body }) = &p.action else {
+            panic!("comment")
+        };
         assert_eq!(case_id, "500A");
         assert!(body.starts_with("[PagerDuty] ") && body.len() <= MAX_CASE_COMMENT_BYTES);
     }
@@ -563,7 +572,9 @@ fn set_fields_on_one_record_merge_and_the_later_rule_wins() {
     let plan = rules(doc).evaluate(&incident("incident.acknowledged", vec![case("500A", json!({}))])).plan;
     assert_eq!(plan.len(), 1, "one write per record");
     assert_eq!(plan.0[0].rule, "first, second");
-    let Action::SetFields { fields, .. } = &plan.0[0].action else { panic!("set_fields") };
+    let Action::Salesforce(SalesforceAction::SetFields { fields, .. }) = &plan.0[0].action else {
+        panic!("set_fields")
+    };
     assert_eq!(Value::Object(fields.clone()), json!({"Status": "Escalated", "A": "1", "B": "2"}));
 }
 
@@ -581,7 +592,9 @@ fn identical_case_comments_from_several_rules_are_added_once_per_linked_case() {
     let comments: Vec<(&str, &str, &str)> = plan
         .iter()
         .map(|p| match &p.action {
-            Action::AddCaseComment { case_id, body } => (p.rule.as_str(), case_id.as_str(), body.as_str()),
+            Action::Salesforce(SalesforceAction::AddCaseComment { case_id, body }) => {
+                (p.rule.as_str(), case_id.as_str(), body.as_str())
+            }
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -626,10 +639,12 @@ fn the_example_rules_load_and_cover_the_case_flows() {
     );
     let plan = r.evaluate(&sev1).plan;
     assert!(
-        matches!(&plan.0[0].action, Action::CreateIncident { urgency: Some(Urgency::High), title, .. } if title == "[Sev1] 00001026 - Acme - Checkout down")
+        matches!(&plan.0[0].action, Action::Pagerduty(PagerdutyAction::CreateIncident { urgency: Some(Urgency::High), title, .. }) if title == "[Sev1] 00001026 - Acme - Checkout down")
     );
     let ack = r.evaluate(&incident("incident.acknowledged", vec![case("500A", json!({"Status": "New"}))])).plan;
-    assert!(matches!(&ack.0[0].action, Action::SetFields { fields, .. } if fields["Status"] == "Working"));
+    assert!(
+        matches!(&ack.0[0].action, Action::Salesforce(SalesforceAction::SetFields { fields, .. }) if fields["Status"] == "Working")
+    );
 }
 
 // ---- validation ----------------------------------------------------------------------------
@@ -1011,10 +1026,10 @@ mod properties {
                 let _ = a.explanation.to_string();
                 let _ = a.plan.to_string();
                 for p in a.plan.iter() {
-                    if let Action::CreateIncident { title, .. } = &p.action {
+                    if let Action::Pagerduty(PagerdutyAction::CreateIncident { title, .. }) = &p.action {
                         prop_assert!(title.chars().count() <= MAX_TITLE_CHARS);
                     }
-                    if let Action::AddCaseComment { body, .. } = &p.action {
+                    if let Action::Salesforce(SalesforceAction::AddCaseComment { body, .. }) = &p.action {
                         prop_assert!(body.len() <= MAX_CASE_COMMENT_BYTES);
                     }
                 }

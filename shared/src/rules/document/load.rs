@@ -10,26 +10,11 @@ use serde::Serialize;
 
 use crate::model::Direction;
 
+use crate::rules::action::ActionKind;
 use crate::rules::template::Template;
 use crate::rules::yaml::{self, Kind, Node};
 
 use super::types::*;
-
-const ACTION_NAMES: &[&str] = &[
-    "create_incident",
-    "acknowledge",
-    "resolve",
-    "set_priority",
-    "set_urgency",
-    "run_incident_workflow",
-    "run_automation_action",
-    "reassign",
-    "add_responders",
-    "add_note",
-    "set_fields",
-    "create_record",
-    "add_case_comment",
-];
 
 /// Child objects whose inserts arrive with the links of their parent (a CaseComment carries the
 /// incidents linked to its Case), so new_only rules on them may act on linked incidents.
@@ -570,10 +555,14 @@ impl Loader {
                 return None;
             }
         };
-        if !ACTION_NAMES.contains(&name.as_str()) {
-            self.err(path, name_line, format!("unknown action `{name}`; expected one of: {}", ACTION_NAMES.join(", ")));
+        let Some(kind) = ActionKind::from_name(&name) else {
+            self.err(
+                path,
+                name_line,
+                format!("unknown action `{name}`; expected one of: {}", ActionKind::known_names()),
+            );
             return None;
-        }
+        };
         let path = format!("{path} ({name})");
         let path = path.as_str();
         let empty = Node { line: name_line, kind: Kind::Map(Vec::new()) };
@@ -582,8 +571,8 @@ impl Loader {
             Some(p) => p,
         };
         let d = direction;
-        let spec = match name.as_str() {
-            "create_incident" => {
+        let spec = match kind {
+            ActionKind::CreateIncident => {
                 let o =
                     self.obj(params, path, &["service", "escalation_policy", "urgency", "priority", "title", "body"])?;
                 let service_id = self.req_string(&o, "service", path);
@@ -601,32 +590,32 @@ impl Loader {
                     body,
                 }
             }
-            "acknowledge" => {
+            ActionKind::Acknowledge => {
                 self.obj(params, path, &[])?;
                 ActionSpec::Acknowledge
             }
-            "resolve" => {
+            ActionKind::Resolve => {
                 let o = self.obj(params, path, &["resolution"])?;
                 ActionSpec::Resolve { resolution: self.opt_template(&o, "resolution", path, d) }
             }
-            "set_priority" => {
+            ActionKind::SetPriority => {
                 let o = self.obj(params, path, &["priority"])?;
                 ActionSpec::SetPriority { priority: self.req_string(&o, "priority", path)? }
             }
-            "set_urgency" => {
+            ActionKind::SetUrgency => {
                 let o = self.obj(params, path, &["urgency"])?;
                 let n = self.req(&o, "urgency", path)?;
                 ActionSpec::SetUrgency { urgency: self.urgency(n, path)? }
             }
-            "run_incident_workflow" => {
+            ActionKind::RunIncidentWorkflow => {
                 let o = self.obj(params, path, &["workflow"])?;
                 ActionSpec::RunIncidentWorkflow { workflow_id: self.req_string(&o, "workflow", path)? }
             }
-            "run_automation_action" => {
+            ActionKind::RunAutomationAction => {
                 let o = self.obj(params, path, &["action"])?;
                 ActionSpec::RunAutomationAction { action_id: self.req_string(&o, "action", path)? }
             }
-            "reassign" => {
+            ActionKind::Reassign => {
                 let o = self.obj(params, path, &["users", "escalation_policy"])?;
                 let user_ids = self.string_list(&o, "users", path);
                 let escalation_policy_id = self.opt_string(&o, "escalation_policy", path);
@@ -640,7 +629,7 @@ impl Loader {
                 }
                 ActionSpec::Reassign { user_ids, escalation_policy_id }
             }
-            "add_responders" => {
+            ActionKind::AddResponders => {
                 let o = self.obj(params, path, &["users", "escalation_policies", "message"])?;
                 let user_ids = self.string_list(&o, "users", path);
                 let escalation_policy_ids = self.string_list(&o, "escalation_policies", path);
@@ -654,19 +643,19 @@ impl Loader {
                     message: self.opt_template(&o, "message", path, d),
                 }
             }
-            "add_note" => {
+            ActionKind::AddNote => {
                 let o = self.obj(params, path, &["content"])?;
                 let n = self.req(&o, "content", path)?;
                 ActionSpec::AddNote { content: self.template(n, path, "content", d)? }
             }
-            "set_fields" => {
+            ActionKind::SetFields => {
                 let fields = self.field_values(params, path, d)?;
                 if fields.is_empty() {
                     self.err(path, params.line, "`set_fields` needs at least one `FIELD: value`");
                 }
                 ActionSpec::SetFields { fields }
             }
-            "create_record" => {
+            ActionKind::CreateRecord => {
                 let o = self.obj(params, path, &["object", "fields", "external_id_field", "link"])?;
                 let object = self.req_string(&o, "object", path);
                 let fields = match self.req(&o, "fields", path) {
@@ -679,19 +668,18 @@ impl Loader {
                 let link = self.opt_bool(&o, "link", path, true);
                 ActionSpec::CreateRecord { object: object?, fields, external_id_field, link }
             }
-            "add_case_comment" => {
+            ActionKind::AddCaseComment => {
                 let o = self.obj(params, path, &["body"])?;
                 let n = self.req(&o, "body", path)?;
                 ActionSpec::AddCaseComment { body: self.template(n, path, "body", d)? }
             }
-            _ => return None,
         };
-        if spec.acts_on() != direction {
-            let side = if spec.acts_on() == Direction::SalesforceToPagerduty { "PagerDuty" } else { "Salesforce" };
+        let side = kind.side();
+        if side.planned_by() != direction {
             self.err(
                 path,
                 name_line,
-                format!("`{name}` acts on {side}; a {direction} rule can only act on the other side"),
+                format!("`{name}` acts on {}; a {direction} rule can only act on the other side", side.label()),
             );
         } else if direction == Direction::SalesforceToPagerduty
             && applies_to == AppliesTo::NewOnly

@@ -8,7 +8,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use crate::model::Direction;
-
+use crate::rules::action::ActionKind;
 use crate::rules::template::Template;
 use crate::rules::value::{parse_datetime, parse_number};
 
@@ -280,32 +280,26 @@ pub enum ActionSpec {
 }
 
 impl ActionSpec {
-    pub fn name(&self) -> &'static str {
+    pub fn kind(&self) -> ActionKind {
         match self {
-            ActionSpec::CreateIncident { .. } => "create_incident",
-            ActionSpec::Acknowledge => "acknowledge",
-            ActionSpec::Resolve { .. } => "resolve",
-            ActionSpec::SetPriority { .. } => "set_priority",
-            ActionSpec::SetUrgency { .. } => "set_urgency",
-            ActionSpec::RunIncidentWorkflow { .. } => "run_incident_workflow",
-            ActionSpec::RunAutomationAction { .. } => "run_automation_action",
-            ActionSpec::Reassign { .. } => "reassign",
-            ActionSpec::AddResponders { .. } => "add_responders",
-            ActionSpec::AddNote { .. } => "add_note",
-            ActionSpec::SetFields { .. } => "set_fields",
-            ActionSpec::CreateRecord { .. } => "create_record",
-            ActionSpec::AddCaseComment { .. } => "add_case_comment",
+            ActionSpec::CreateIncident { .. } => ActionKind::CreateIncident,
+            ActionSpec::Acknowledge => ActionKind::Acknowledge,
+            ActionSpec::Resolve { .. } => ActionKind::Resolve,
+            ActionSpec::SetPriority { .. } => ActionKind::SetPriority,
+            ActionSpec::SetUrgency { .. } => ActionKind::SetUrgency,
+            ActionSpec::RunIncidentWorkflow { .. } => ActionKind::RunIncidentWorkflow,
+            ActionSpec::RunAutomationAction { .. } => ActionKind::RunAutomationAction,
+            ActionSpec::Reassign { .. } => ActionKind::Reassign,
+            ActionSpec::AddResponders { .. } => ActionKind::AddResponders,
+            ActionSpec::AddNote { .. } => ActionKind::AddNote,
+            ActionSpec::SetFields { .. } => ActionKind::SetFields,
+            ActionSpec::CreateRecord { .. } => ActionKind::CreateRecord,
+            ActionSpec::AddCaseComment { .. } => ActionKind::AddCaseComment,
         }
     }
 
-    /// The side the action changes.
-    pub fn acts_on(&self) -> Direction {
-        match self {
-            ActionSpec::SetFields { .. } | ActionSpec::CreateRecord { .. } | ActionSpec::AddCaseComment { .. } => {
-                Direction::PagerdutyToSalesforce
-            }
-            _ => Direction::SalesforceToPagerduty,
-        }
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// Whether the action works on something already linked.
