@@ -53,8 +53,12 @@ deps: ## Check the dependency tree: one TLS stack (no hyper 0.14, rustls < 0.23,
 	echo "deps: the core links no AWS SDK, Lambda runtime, HTTP stack or exporter"
 
 .PHONY: test
-test: $(STAMP) lint ## Install what is needed, lint, and run every test (unit, moto, simulators)
+test: $(STAMP) lint stack ## Install what is needed, lint, deploy to moto, and run every test (unit, moto, simulators)
 	$(CARGO) test --workspace --locked --no-fail-fast
+
+.PHONY: stack
+stack: $(STAMP) ## Translate template.yaml (aws-sam-translator), create the stack in moto's CloudFormation, check what it made
+	$(PY) tools/check_stack.py
 
 .PHONY: run
 run: ## Local demo: functions on in-memory stores against the simulators, replaying events/
