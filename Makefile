@@ -68,8 +68,23 @@ run: ## Local demo: functions on in-memory stores against the simulators, replay
 simulators: ## Start the PagerDuty and Salesforce simulators on local ports
 	$(CARGO) run --locked -p pd-sfdc-tests --bin simulators
 
+# The Rust target of `--arm64`. cargo-lambda (and so `sam build`) would run `rustup target add` by
+# itself when it is missing, a download in the middle of a build: check it first and say how.
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+
+.PHONY: lambda-target
+lambda-target: ## Check that the Rust target make build needs (aarch64-unknown-linux-gnu) is installed; say how if not
+	@if ! command -v rustup >/dev/null 2>&1; then \
+		echo "make build needs rustup with the $(LAMBDA_TARGET) target (https://rustup.rs, then: rustup target add $(LAMBDA_TARGET))"; exit 1; \
+	elif ! rustup target list --installed | grep -qx '$(LAMBDA_TARGET)'; then \
+		echo "make build needs the Rust target $(LAMBDA_TARGET) (a download from static.rust-lang.org): run"; \
+		echo "  rustup target add $(LAMBDA_TARGET)"; exit 1; \
+	fi
+
+# Release profile: fat LTO, one codegen unit (Cargo.toml). Cold, that is the long part of a
+# build on two cores (README, Deploy); warm, only the changed crates and the link are redone.
 .PHONY: build
-build: $(STAMP) ## Build the three functions for Lambda (arm64, release) with cargo-lambda
+build: $(STAMP) lambda-target ## Build the three functions for Lambda (arm64, release) with cargo-lambda
 	cargo lambda build --release --arm64 --locked \
 		--package sfdc-to-pd --package pd-to-sfdc --package retry
 
@@ -98,7 +113,7 @@ deploy: build ## Deploy with AWS SAM (asks for parameters the first time)
 	sam deploy --guided
 
 .PHONY: invoke-local
-invoke-local: ## sam local invoke each function with a sample event (needs Docker and the SAM CLI)
+invoke-local: lambda-target ## sam local invoke each function with a sample event (needs Docker and the SAM CLI)
 	@if ! docker info >/dev/null 2>&1; then echo "invoke-local needs a running Docker engine"; exit 1; fi
 	sam build
 	sam local invoke PdToSfdcFunction --event events/pd-to-sfdc/incident-triggered.json
