@@ -61,8 +61,21 @@ stack: $(STAMP) ## Translate template.yaml (aws-sam-translator), create the stac
 	$(PY) tools/check_stack.py
 
 .PHONY: run
-run: ## Local demo: functions on in-memory stores against the simulators, replaying events/
+run: ## Local demo: functions on in-memory stores against the simulators, replaying events/ (HTTP and retry samples)
 	$(CARGO) run --locked -p pd-sfdc-tests --bin demo -- --events events
+
+# The no-Docker loop (README, Make targets): moto, the simulators and `cargo lambda watch`.
+.PHONY: watch
+watch: $(STAMP) ## Local loop without Docker: cargo lambda watch, the functions pointed at moto and the simulators (target/watch.env)
+	$(PY) tools/watch.py
+
+# A Salesforce sample's signature is only good for 5 minutes: sign it now (events/generate.py --resign).
+.PHONY: invoke-watch
+invoke-watch: $(STAMP) ## Send EVENT=events/<function>/<sample>.json to `make watch` (Salesforce samples signed at send time)
+	@test -n "$(EVENT)" || { echo "usage: make invoke-watch EVENT=events/sfdc-to-pd/case-insert-sev1.json"; exit 1; }
+	@mkdir -p target
+	python3 events/generate.py --resign $(EVENT) > target/watch-event.json
+	cargo lambda invoke $(notdir $(patsubst %/,%,$(dir $(EVENT)))) --data-file target/watch-event.json
 
 .PHONY: simulators
 simulators: ## Start the PagerDuty and Salesforce simulators on local ports
@@ -116,8 +129,10 @@ deploy: build ## Deploy with AWS SAM (asks for parameters the first time)
 invoke-local: lambda-target ## sam local invoke each function with a sample event (needs Docker and the SAM CLI)
 	@if ! docker info >/dev/null 2>&1; then echo "invoke-local needs a running Docker engine"; exit 1; fi
 	sam build
+	@mkdir -p target
+	python3 events/generate.py --resign events/sfdc-to-pd/case-insert-sev1.json > target/invoke-local-event.json
 	sam local invoke PdToSfdcFunction --event events/pd-to-sfdc/incident-triggered.json
-	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert-sev1.json
+	sam local invoke SfdcToPdFunction --event target/invoke-local-event.json
 	sam local invoke RetryFunction --event events/retry/sqs-batch.json
 
 .PHONY: clean

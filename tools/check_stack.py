@@ -112,17 +112,24 @@ def moto_binary():
     return "moto_server"
 
 
+def supervised(argv, out=os.devnull):
+    """Starts argv under the watchdog tests/src/moto.rs uses: a shell that kills it (SIGKILL
+    after SIGTERM: moto's threads can outlive its main thread) once this process is gone, however
+    this process ends. Its output goes to `out`."""
+    script = (f'"$0" "$@" >"{out}" 2>&1 & child=$!; '
+              f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; "
+              "kill $child 2>/dev/null; sleep 2; kill -9 $child 2>/dev/null")
+    subprocess.Popen(["sh", "-c", script, *argv], stdin=subprocess.DEVNULL)
+
+
 def start_moto():
-    """moto's server on a free port, under the same watchdog as tests/src/moto.rs: it is killed
-    once this process is gone, however this process ends."""
+    """moto's server on a free port (or MOTO_URL), until this process ends."""
     if os.environ.get("MOTO_URL"):
         return os.environ["MOTO_URL"]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    script = (f'"$0" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & child=$!; '
-              f"while kill -0 {os.getpid()} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 1; done; kill $child 2>/dev/null")
-    subprocess.Popen(["sh", "-c", script, moto_binary()], stdin=subprocess.DEVNULL)
+    supervised([moto_binary(), "-H", "127.0.0.1", "-p", str(port)])
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -131,6 +138,22 @@ def start_moto():
         except OSError:
             time.sleep(0.1)
     sys.exit(f"moto_server did not answer on {url} within 30 s")
+
+
+def aws(url):
+    """A boto3 client factory for moto at url."""
+    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    return lambda service: session.client(service, endpoint_url=url)
+
+
+def upload_artifact(clients):
+    """The stub zip on moto's S3; returns (bytes, key)."""
+    zip_bytes = artifact()
+    key = f"functions/{hashlib.sha256(zip_bytes).hexdigest()}.zip"
+    s3 = clients("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=zip_bytes)
+    return zip_bytes, key
 
 
 # ---------- translate and deploy ----------
@@ -162,12 +185,12 @@ def translate(template_path, key):
     return transform(sam, {}, NoManagedPolicies())
 
 
-def deploy(clients, cfn_template):
+def deploy(clients, cfn_template, parameters=PARAMETERS):
     cfn = clients("cloudformation")
     cfn.create_stack(
         StackName=STACK,
         TemplateBody=json.dumps(cfn_template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
         Capabilities=["CAPABILITY_IAM"],
     )
     for _ in range(300):
@@ -190,15 +213,8 @@ def config_variables():
 
 def check(template_path):
     failures = Failures()
-    url = start_moto()
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
-    clients = lambda service: session.client(service, endpoint_url=url)  # noqa: E731
-
-    zip_bytes = artifact()
-    key = f"functions/{hashlib.sha256(zip_bytes).hexdigest()}.zip"
-    s3 = clients("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key=key, Body=zip_bytes)
+    clients = aws(start_moto())
+    zip_bytes, key = upload_artifact(clients)
 
     sam = yaml_parse(Path(template_path).read_text())
     cfn_template = translate(template_path, key)
