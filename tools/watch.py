@@ -72,6 +72,8 @@ def setup(moto_url, sims):
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
                 for r in clients("cloudformation").list_stack_resources(StackName=stack.STACK)["StackResourceSummaries"]
                 if r["LogicalResourceId"]}
+    # `make invoke-watch` is the retry queue's poller here, not moto's stub function.
+    stack.disable_event_sources(clients("lambda"), physical["RetryFunction"])
     # The environment the template gives the functions (all three share it but one variable).
     env = dict(clients("lambda").get_function(FunctionName=physical["SfdcToPdFunction"])["Configuration"]["Environment"]["Variables"])
 
