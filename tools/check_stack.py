@@ -20,7 +20,7 @@ instead, and each such gap is listed in MOTO_GAPS with a probe that confirms mot
   variables and the secret ARN outputs) come back empty. The generated secrets
   (GenerateSecretString) are checked on the template only.
 - AWS::ApiGatewayV2::Api/Stage are not implemented: the HTTP API, its routes and the URL outputs.
-- AWS::CloudWatch::Alarm is not implemented.
+- AWS::CloudWatch::Alarm and AWS::SNS::Subscription are not implemented.
 - The function's Architectures, LoggingConfig and TracingConfig, the role's ManagedPolicyArns,
   the table's TimeToLiveSpecification and the DLQ's RedriveAllowPolicy are ignored.
 Beyond these, no stand-in here evaluates IAM policies (moto accepts any call; iam_scope in the
