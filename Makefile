@@ -53,19 +53,51 @@ deps: ## Check the dependency tree: one TLS stack (no hyper 0.14, rustls < 0.23,
 	echo "deps: the core links no AWS SDK, Lambda runtime, HTTP stack or exporter"
 
 .PHONY: test
-test: $(STAMP) lint ## Install what is needed, lint, and run every test (unit, moto, simulators)
+test: $(STAMP) lint stack ## Install what is needed, lint, deploy to moto, and run every test (unit, moto, simulators)
 	$(CARGO) test --workspace --locked --no-fail-fast
 
+.PHONY: stack
+stack: $(STAMP) ## Translate template.yaml (aws-sam-translator), create the stack in moto's CloudFormation, check what it made
+	$(PY) tools/check_stack.py
+
 .PHONY: run
-run: ## Local demo: functions on in-memory stores against the simulators, replaying events/
+run: ## Local demo: functions on in-memory stores against the simulators, replaying events/ (HTTP and retry samples)
 	$(CARGO) run --locked -p pd-sfdc-tests --bin demo -- --events events
+
+# The no-Docker loop (README, Make targets): moto, the simulators and `cargo lambda watch`.
+.PHONY: watch
+watch: $(STAMP) ## Local loop without Docker: cargo lambda watch, the functions pointed at moto and the simulators (target/watch.env)
+	$(PY) tools/watch.py
+
+# A Salesforce sample's signature is only good for 5 minutes: sign it now (events/generate.py --resign).
+.PHONY: invoke-watch
+invoke-watch: $(STAMP) ## Send EVENT=events/<function>/<sample>.json to `make watch` (Salesforce samples signed at send time)
+	@test -n "$(EVENT)" || { echo "usage: make invoke-watch EVENT=events/sfdc-to-pd/case-insert-sev1.json"; exit 1; }
+	@mkdir -p target
+	python3 events/generate.py --resign $(EVENT) > target/watch-event.json
+	cargo lambda invoke $(notdir $(patsubst %/,%,$(dir $(EVENT)))) --data-file target/watch-event.json
 
 .PHONY: simulators
 simulators: ## Start the PagerDuty and Salesforce simulators on local ports
 	$(CARGO) run --locked -p pd-sfdc-tests --bin simulators
 
+# The Rust target of `--arm64`. cargo-lambda (and so `sam build`) would run `rustup target add` by
+# itself when it is missing, a download in the middle of a build: check it first and say how.
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+
+.PHONY: lambda-target
+lambda-target: ## Check that the Rust target make build needs (aarch64-unknown-linux-gnu) is installed; say how if not
+	@if ! command -v rustup >/dev/null 2>&1; then \
+		echo "make build needs rustup with the $(LAMBDA_TARGET) target (https://rustup.rs, then: rustup target add $(LAMBDA_TARGET))"; exit 1; \
+	elif ! rustup target list --installed | grep -qx '$(LAMBDA_TARGET)'; then \
+		echo "make build needs the Rust target $(LAMBDA_TARGET) (a download from static.rust-lang.org): run"; \
+		echo "  rustup target add $(LAMBDA_TARGET)"; exit 1; \
+	fi
+
+# Release profile: fat LTO, one codegen unit (Cargo.toml). Cold, that is the long part of a
+# build on two cores (README, Deploy); warm, only the changed crates and the link are redone.
 .PHONY: build
-build: $(STAMP) ## Build the three functions for Lambda (arm64, release) with cargo-lambda
+build: $(STAMP) lambda-target ## Build the three functions for Lambda (arm64, release) with cargo-lambda
 	cargo lambda build --release --arm64 --locked \
 		--package sfdc-to-pd --package pd-to-sfdc --package retry
 
@@ -94,11 +126,13 @@ deploy: build ## Deploy with AWS SAM (asks for parameters the first time)
 	sam deploy --guided
 
 .PHONY: invoke-local
-invoke-local: ## sam local invoke each function with a sample event (needs Docker and the SAM CLI)
+invoke-local: lambda-target ## sam local invoke each function with a sample event (needs Docker and the SAM CLI)
 	@if ! docker info >/dev/null 2>&1; then echo "invoke-local needs a running Docker engine"; exit 1; fi
 	sam build
+	@mkdir -p target
+	python3 events/generate.py --resign events/sfdc-to-pd/case-insert-sev1.json > target/invoke-local-event.json
 	sam local invoke PdToSfdcFunction --event events/pd-to-sfdc/incident-triggered.json
-	sam local invoke SfdcToPdFunction --event events/sfdc-to-pd/case-insert-sev1.json
+	sam local invoke SfdcToPdFunction --event target/invoke-local-event.json
 	sam local invoke RetryFunction --event events/retry/sqs-batch.json
 
 .PHONY: clean

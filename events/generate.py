@@ -6,8 +6,9 @@ payload, and SQS events for the retry function. Run it again after changing a pa
 
 The requests are signed with the demo secrets below, which `make run` configures. Salesforce posts
 carry a timestamp (replay protection refuses one more than 5 minutes old); the demo re-signs them
-with the current time before replaying; for sam local invoke or cargo lambda invoke, run this
-script again (it signs them with the current time). syncctl has no command for it.
+with the current time before replaying, and so does `make invoke-watch` (this script's --resign,
+which prints one sample signed now). For sam local invoke, run this script again (it signs them
+with the current time).
 """
 import base64
 import copy
@@ -15,6 +16,7 @@ import hashlib
 import hmac
 import json
 import pathlib
+import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -251,11 +253,15 @@ def post(obj, operation, new, old=None, user=USER, request_id=None):
     }
 
 
+def sf_signature(secret, ts, body):
+    """The Apex trigger's X-PdSync-Signature over `<timestamp>.<body>`."""
+    return "v1=" + hmac.new(secret.encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
+
+
 def sf_request(payload, secret=INBOUND_SECRET, ts=None, body=None, signature=None):
     body = body if body is not None else json.dumps(payload, separators=(",", ":"))
     ts = str(int(time.time()) if ts is None else ts)
-    sig = signature if signature is not None else "v1=" + hmac.new(
-        secret.encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
+    sig = signature if signature is not None else sf_signature(secret, ts, body)
     headers = {"content-type": "application/json", "user-agent": "SFDC-Callout/62.0",
                "x-pdsync-timestamp": ts, "x-pdsync-signature": sig}
     return apigw("POST /salesforce/records", body, headers)
@@ -350,7 +356,28 @@ def retry_events(pd, sf):
     }
 
 
+def resign(event, name, now=None):
+    """A sample as sent now: a Salesforce post the demo secret signed gets the current timestamp
+    and its signature (the bridge refuses one more than 5 minutes old). Anything else is left as it
+    is: a forged signature stays forged and stale-timestamp(.json) stays stale, as the demo's
+    re-signing does (tests/src/bin/demo.rs)."""
+    headers = event.get("headers") or {}
+    ts, sig = headers.get("x-pdsync-timestamp"), headers.get("x-pdsync-signature")
+    if ts is None or sig != sf_signature(INBOUND_SECRET, ts, event.get("body") or "") or name.endswith("stale-timestamp"):
+        return event
+    now = str(int(time.time()) if now is None else now)
+    event = copy.deepcopy(event)
+    event["headers"]["x-pdsync-timestamp"] = now
+    event["headers"]["x-pdsync-signature"] = sf_signature(INBOUND_SECRET, now, event["body"])
+    return event
+
+
 def main():
+    if sys.argv[1:2] == ["--resign"]:
+        # events/generate.py --resign FILE: the sample on stdout, signed now (make invoke-watch).
+        path = pathlib.Path(sys.argv[2])
+        print(json.dumps(resign(json.loads(path.read_text()), path.stem)))
+        return
     pd = pd_events()
     sf = sf_events()
     groups = {"pd-to-sfdc": pd, "sfdc-to-pd": sf, "retry": retry_events(pd, sf)}

@@ -1,7 +1,8 @@
 //! `make run`: the local demo. The three functions' handlers run on in-memory stores and queues
 //! against the PagerDuty and Salesforce simulators, and every sample request in `events/` is
-//! replayed through them, in a story order; then the retry function drains the queue and the
-//! resulting state of both simulated systems is printed.
+//! replayed through them, in a story order; then the retry function gets the SQS samples of
+//! `events/retry/`, drains the queue, and the resulting state of both simulated systems is printed,
+//! with commands that still work once the demo has exited.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,6 @@ use serde_json::Value;
 use shared::clock::Clock;
 use shared::handler::http::{InboundRequest, Reply};
 use shared::handler::{pd_to_sfdc, sfdc_to_pd};
-use shared::store::LinkStore;
 use sim::harness::{Harness, INBOUND_SECRET};
 use sim::salesforce::sign_trigger;
 
@@ -55,6 +55,9 @@ const ORDER: &[&str] = &[
     "pd-to-sfdc/missing-signature",
     "pd-to-sfdc/malformed-but-signed",
 ];
+
+/// The retry function's samples (events/retry/), replayed after the story.
+const RETRY_SAMPLES: &[&str] = &["retry/sqs-batch", "retry/sqs-poison-message"];
 
 fn load(path: &Path) -> Result<lambda_http::Request, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -125,6 +128,29 @@ async fn main() -> Result<(), String> {
         };
         println!("{:<48} {:>6}  {}", name, reply.status, summary(&reply));
     }
+    // The retry function's samples, as the SQS event source would deliver them: their envelopes
+    // (the acknowledged incident, the Sev1 Case) were applied above, and the poison message is
+    // not an envelope at all.
+    println!();
+    println!("{:<48} {:>6}  result", "retry sample", "failed");
+    for name in RETRY_SAMPLES {
+        let path = args.events.join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let event: lambda_http::aws_lambda_events::sqs::SqsEvent =
+            serde_json::from_str(&text).map_err(|e| format!("{}: not an SQS event: {e}", path.display()))?;
+        let messages = adapters::lambda::to_messages(event);
+        let (count, dead_before) = (messages.len(), h.dlq.len());
+        let deadline = Some(h.clock.now() + chrono::Duration::seconds(60));
+        let failed = shared::handler::retry::handle_batch(&h.ctx, messages, deadline).await;
+        println!(
+            "{:<48} {:>6}  {} message(s), {} dead-lettered, {} to deliver again",
+            name,
+            failed.len(),
+            count,
+            h.dlq.len() - dead_before,
+            failed.len()
+        );
+    }
     if std::env::var("DEMO_LOG").is_ok() {
         adapters::telemetry::init_logging("info");
     }
@@ -169,13 +195,20 @@ async fn main() -> Result<(), String> {
     for (outcome, n) in counts {
         println!("  {outcome:<14} {n}");
     }
-    if let Some(link) = links.first() {
-        let trail = h.store.records_for_incident(&link.incident_id).await.map_err(|e| e.to_string())?;
-        println!(
-            "(`syncctl audit --incident {}` shows what happened to it; {} linked record(s))",
-            link.incident_id,
-            trail.len()
-        );
+    // The stores and simulators above are in memory and end with this process: the hints name
+    // what can be run afterwards.
+    println!();
+    println!("Next (the state above is gone once this exits):");
+    for (command, what) in [
+        ("DEMO_LOG=1 make run", "this demo again, with the retry function's logs"),
+        ("make watch", "the real function binaries (cargo lambda watch) on moto and the simulators"),
+        ("make invoke-watch EVENT=events/sfdc-to-pd/case-insert-sev1.json", "one sample to them, signed now"),
+        (
+            "cargo run -q -p syncctl -- rules test events/rules.example.yaml events/rules/case-insert-sev1.event.json",
+            "what the rules decide for one event, and why",
+        ),
+    ] {
+        println!("  {command}\n      {what}");
     }
     Ok(())
 }
