@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the Salesforce source (salesforce/), no org needed: `make salesforce-check`.
-#   1. `sf project convert source` converts force-app to Metadata API format;
+#   1. `sf project convert source` converts force-app to Metadata API format, and every
+#      -meta.xml is well-formed XML;
 #   2. every .cls and .trigger (and a trigger rendered from templates/) parses as Apex;
 #   3. PMD's Apex rules find nothing of priority 1 or 2.
 # The tools are pinned in package.json / package-lock.json here and installed once into
@@ -38,6 +39,20 @@ echo "== sf project convert source ($(sf --version 2>/dev/null | head -n1 | cut 
 (cd "$sf_dir" && sf project convert source --source-dir force-app --output-dir "$work/mdapi" 2>&1 \
     | grep -v -e 'spawn sf ENOENT' -e 'node --trace-warnings')
 test -f "$work/mdapi/package.xml"
+# convert copies XML as it is: a file that is not well-formed only fails at deploy time.
+python3 - "$sf_dir/force-app" <<'PY'
+import pathlib, sys, xml.etree.ElementTree as ET
+bad = 0
+files = sorted(pathlib.Path(sys.argv[1]).rglob("*-meta.xml"))
+for f in files:
+    try:
+        ET.parse(f)
+    except ET.ParseError as e:
+        bad += 1
+        print(f"{f}: not well-formed XML: {e}", file=sys.stderr)
+print(f"metadata XML: {len(files) - bad} well-formed, {bad} not")
+sys.exit(1 if bad else 0)
+PY
 
 echo "== apex parse (prettier-plugin-apex $(version prettier-plugin-apex version))"
 mapfile -t apex < <(find "$sf_dir/force-app" -name '*.cls' -o -name '*.trigger' | sort)
