@@ -29,7 +29,7 @@ fmt: ## Format the Rust code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template, samconfig/docs vs template
+lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sam validate --lint on the template, samconfig/docs vs template, salesforce-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	cfn-lint template.yaml
@@ -38,6 +38,11 @@ lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sa
 	@# samconfig.toml's parameter_overrides and the outputs the docs name, against the template.
 	$(PY) tools/check_deploy_config.py
 	$(MAKE) --no-print-directory deps
+	$(MAKE) --no-print-directory salesforce-check
+
+.PHONY: salesforce-check
+salesforce-check: ## Salesforce source offline: sf project convert source, every .cls/.trigger parses, PMD Apex rules P1-2 (pinned tools in .tools/)
+	bash tools/salesforce-check/check.sh
 
 .PHONY: deps
 deps: ## Check the dependency tree: one TLS stack (no hyper 0.14, rustls < 0.23, ring or sct), and an AWS-free core
@@ -138,4 +143,4 @@ invoke-local: lambda-target ## sam local invoke each function with a sample even
 .PHONY: clean
 clean: ## Remove build outputs and the venv
 	$(CARGO) clean
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) .aws-sam .tools

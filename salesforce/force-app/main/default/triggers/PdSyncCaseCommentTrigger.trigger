@@ -3,5 +3,5 @@
  * bridge wrote itself ("[PagerDuty] ...") are skipped by PdSyncTriggerHandler.
  */
 trigger PdSyncCaseCommentTrigger on CaseComment(after insert, after update) {
-    PdSyncTriggerHandler.handle(Trigger.isInsert, Trigger.oldMap, Trigger.newMap);
+    PdSyncTriggerHandler.handle(Trigger.operationType, Trigger.oldMap, Trigger.newMap);
 }

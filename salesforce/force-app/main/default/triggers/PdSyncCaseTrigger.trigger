@@ -2,5 +2,5 @@
  * Sends Case changes to pd-sfdc-sync. No logic here: see PdSyncTriggerHandler.
  */
 trigger PdSyncCaseTrigger on Case(after insert, after update) {
-    PdSyncTriggerHandler.handle(Trigger.isInsert, Trigger.oldMap, Trigger.newMap);
+    PdSyncTriggerHandler.handle(Trigger.operationType, Trigger.oldMap, Trigger.newMap);
 }
