@@ -1,6 +1,9 @@
 //! `syncctl setup pagerduty-webhook --url URL [--service ID | --team ID]`: creates the Webhooks v3
 //! subscription and stores its signing secret, keeping the previous one so that deliveries
-//! signed with either verify during the change-over.
+//! signed with either verify during the change-over. `syncctl setup salesforce`: see
+//! [`salesforce`].
+
+pub mod salesforce;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,10 +30,160 @@ pub enum SetupCommand {
         #[arg(long)]
         team: Option<String>,
     },
+    /// The Salesforce app of the JWT bearer flow (key pair, certificate, settings), the proof that
+    /// it works (--check), and the Apex side (--apex-url).
+    Salesforce {
+        /// The External Client App's consumer key (generates and stores a new key pair with --username).
+        #[arg(long, requires = "username")]
+        consumer_key: Option<String>,
+        /// The integration user's Salesforce username (stack parameter SalesforceIntegrationUser).
+        #[arg(long, requires = "consumer_key")]
+        username: Option<String>,
+        /// Where to write the certificate to upload to the app.
+        #[arg(long, default_value = "pd-sfdc-sync-jwt.crt")]
+        certificate: std::path::PathBuf,
+        /// Replace a key the secret already holds (the app's certificate must be replaced too).
+        #[arg(long)]
+        rotate: bool,
+        /// Mint a token and read the integration user: "Connection OK" or what to fix.
+        #[arg(long)]
+        check: bool,
+        /// The stack's ApiBaseUrl output: prints the Named Credential settings for the Apex side.
+        #[arg(long)]
+        apex_url: Option<String>,
+        /// With --apex-url: a new inbound signing key (the old one stays valid as "previous").
+        #[arg(long, requires = "apex_url")]
+        rotate_signing_key: bool,
+    },
 }
 
 pub async fn run(cmd: SetupCommand) -> Result<ExitCode, String> {
-    let SetupCommand::PagerdutyWebhook { url, service, team } = cmd;
+    match cmd {
+        SetupCommand::PagerdutyWebhook { url, service, team } => run_pagerduty_webhook(url, service, team).await,
+        SetupCommand::Salesforce {
+            consumer_key,
+            username,
+            certificate,
+            rotate,
+            check,
+            apex_url,
+            rotate_signing_key,
+        } => {
+            let config = Config::from_env().map_err(|e| e.to_string())?;
+            let sm = aws_sdk_secretsmanager::Client::new(&super::aws::sdk().await);
+            let mut did = false;
+            if let (Some(consumer_key), Some(username)) = (consumer_key, username) {
+                salesforce_keys(&config, &sm, consumer_key, username, &certificate, rotate).await?;
+                did = true;
+            }
+            if let Some(url) = apex_url {
+                salesforce_apex(&config, &sm, &url, rotate_signing_key).await?;
+                did = true;
+            }
+            if check {
+                salesforce_check(&config, &sm).await?;
+                did = true;
+            }
+            if !did {
+                return Err(
+                    "say what to set up: --consumer-key and --username (the JWT key pair), --check, or --apex-url"
+                        .into(),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn salesforce_keys(
+    config: &Config,
+    sm: &aws_sdk_secretsmanager::Client,
+    consumer_key: String,
+    username: String,
+    certificate: &std::path::Path,
+    rotate: bool,
+) -> Result<(), String> {
+    let pair = salesforce::generate(chrono::Utc::now(), salesforce::CERTIFICATE_DAYS)?;
+    let credentials = shared::salesforce::JwtCredentials {
+        consumer_key,
+        username: username.clone(),
+        private_key_pem: pair.private_key_pem,
+    };
+    // The certificate first: a key stored without its certificate written would be a key no one can upload.
+    std::fs::write(certificate, &pair.certificate_pem)
+        .map_err(|e| format!("could not write the certificate to {}: {e}", certificate.display()))?;
+    salesforce::store_credentials(sm, &config.salesforce_jwt_secret_id, &credentials, rotate).await?;
+    println!("stored a new private key in {}", config.salesforce_jwt_secret_id);
+    println!("wrote the certificate to upload: {}", certificate.display());
+    println!();
+    println!("{}", salesforce::app_settings(&username, certificate));
+    Ok(())
+}
+
+async fn salesforce_check(config: &Config, sm: &aws_sdk_secretsmanager::Client) -> Result<(), String> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
+    let text = secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await.map_err(|e| e.to_string())?;
+    let credentials = shared::salesforce::JwtCredentials::from_secret_json(&text).map_err(|e| e.to_string())?;
+    let found = salesforce::check(config, credentials).await?;
+    println!(
+        "Connection OK: {} as {} (user {}, org {})",
+        found.instance_url, found.username, found.user_id, found.org_id
+    );
+    if config.salesforce_integration_user_id.is_empty() {
+        println!(
+            "  set the stack parameter SalesforceIntegrationUserId={} so Outbound Messages from this user are recognised too",
+            found.user_id
+        );
+    }
+    Ok(())
+}
+
+async fn salesforce_apex(
+    config: &Config,
+    sm: &aws_sdk_secretsmanager::Client,
+    api_base_url: &str,
+    rotate_signing_key: bool,
+) -> Result<(), String> {
+    let base = url::Url::parse(api_base_url)
+        .ok()
+        .filter(|u| u.scheme() == "https" || u.host_str() == Some("localhost") || u.host_str() == Some("127.0.0.1"))
+        .ok_or(format!("{api_base_url} is not an https URL: give the stack's ApiBaseUrl output"))?;
+    let base = base.as_str().trim_end_matches('/');
+    if base.ends_with("/salesforce/records") {
+        return Err(format!(
+            "{api_base_url} is a route URL; the Named Credential takes the base (ApiBaseUrl): the Apex appends /salesforce/records"
+        ));
+    }
+    println!("Named Credential PdSync (Setup -> Named Credentials):");
+    println!("  URL                      {base}");
+    println!("  External Credential      PdSync (no authentication: posts are signed with the Signing Key)");
+    println!("  Generate Authorization Header  off");
+    let id = &config.salesforce_inbound_secret_id;
+    let key = if rotate_signing_key {
+        let key = salesforce::new_signing_key();
+        let kept = rotate(sm, id, &key).await?;
+        println!(
+            "stored a new inbound signing key in {id}{}",
+            if kept { " (the old one stays valid as \"previous\")" } else { "" }
+        );
+        key
+    } else {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let secrets =
+            CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
+        let signing = secrets.inbound_secrets(id).await.map_err(|e| e.to_string())?;
+        signing.current.expose().to_string()
+    };
+    println!("Custom Metadata PdSync Setting -> Default (Setup -> Custom Metadata Types):");
+    println!("  Enabled                  checked");
+    println!("  Integration Username     {}", config.salesforce_integration_user);
+    println!("  Signing Key              {key}");
+    println!("(the Signing Key is a secret: paste it, do not keep this output)");
+    Ok(())
+}
+
+async fn run_pagerduty_webhook(url: String, service: Option<String>, team: Option<String>) -> Result<ExitCode, String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let filter = match (service, team) {
         (Some(id), _) => SubscriptionFilter::Service(id),

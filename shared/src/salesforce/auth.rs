@@ -60,11 +60,26 @@ pub struct AccessToken {
     pub instance_url: String,
     /// Bumped on every mint, so that concurrent callers re-mint once, not once each.
     pub generation: u64,
+    /// The identity URL the token answer names (`.../id/<org id>/<user id>`), when it names one.
+    pub identity: Option<String>,
 }
 
 impl AccessToken {
     pub fn new(token: impl Into<String>, instance_url: impl Into<String>) -> Self {
-        Self { token: token.into(), instance_url: instance_url.into().trim_end_matches('/').to_string(), generation: 0 }
+        Self {
+            token: token.into(),
+            instance_url: instance_url.into().trim_end_matches('/').to_string(),
+            generation: 0,
+            identity: None,
+        }
+    }
+
+    /// The org and the user the token is for, read off [`AccessToken::identity`].
+    pub fn org_and_user(&self) -> Option<(&str, &str)> {
+        let mut parts = self.identity.as_deref()?.trim_end_matches('/').rsplit('/');
+        let user = parts.next()?;
+        let org = parts.next()?;
+        (parts.next() == Some("id")).then_some((org, user))
     }
 
     /// The bearer token, for the `Authorization` header only.
@@ -189,6 +204,9 @@ pub fn auth_hint(description: &str) -> &'static str {
 struct TokenResponse {
     access_token: String,
     instance_url: String,
+    /// The identity URL, `https://login.salesforce.com/id/<org id>/<user id>`.
+    #[serde(default)]
+    id: Option<String>,
 }
 
 /// Mints tokens with the JWT bearer flow and caches the latest one.
@@ -297,6 +315,7 @@ impl Authenticator {
         let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let mut token = AccessToken::new(parsed.access_token, parsed.instance_url);
         token.generation = generation;
+        token.identity = parsed.id;
         Ok(token)
     }
 

@@ -207,6 +207,10 @@ impl SalesforceSim {
             t.expires = past;
         }
     }
+    /// Uploads `pem` as the app's certificate (Setup → the External Client App → JWT Bearer Flow).
+    pub fn set_certificate(&self, pem: &str) {
+        self.shared.config.lock().unwrap().certificate_pem = pem.into();
+    }
     pub fn set_token_ttl(&self, ttl: Duration) {
         self.shared.config.lock().unwrap().token_ttl = ttl;
     }

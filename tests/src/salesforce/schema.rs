@@ -175,6 +175,12 @@ pub fn describe(object: &str) -> Option<Vec<Field>> {
             Field { length: 80, ..f("Email", "Email", "email") },
             Field { reference_to: Some("Account"), ..f("AccountId", "Account ID", "reference") },
         ]),
+        // Enough of a user for `syncctl setup salesforce --check` to read the integration user.
+        "User" => fields.extend([
+            Field { length: 80, required: true, ..f("Username", "Username", "string") },
+            Field { length: 121, ..f("Name", "Full Name", "string") },
+            f("IsActive", "Active", "boolean"),
+        ]),
         _ => return None,
     }
     Some(fields)
