@@ -5,12 +5,12 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use adapters::http::ReqwestTransport;
+use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
 use adapters::secrets_manager::SecretsManagerSource;
 use clap::Subcommand;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::pagerduty::{PagerdutyClient, SubscriptionFilter};
+use shared::pagerduty::SubscriptionFilter;
 use shared::secrets::CachedSecrets;
 
 #[derive(Debug, Subcommand)]
@@ -41,7 +41,7 @@ pub async fn run(cmd: SetupCommand) -> Result<ExitCode, String> {
     println!("created webhook subscription {subscription_id} for {url}");
     println!(
         "stored its signing secret in {}{}",
-        config.pagerduty_webhook_secret_id,
+        config.pagerduty.webhook_secret_id,
         if rotated {
             " (the previous secret is kept as \"previous\" until you remove the old subscription)"
         } else {
@@ -60,17 +60,12 @@ pub async fn pagerduty_webhook(
 ) -> Result<(String, bool), String> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
-    let token = secrets.pagerduty_token(&config.pagerduty_token_secret_id).await.map_err(|e| e.to_string())?;
+    let secrets =
+        Arc::new(CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age));
     let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
-    let pd = PagerdutyClient::new(
-        Arc::new(http),
-        config.pagerduty_api_base.clone(),
-        token.expose().to_string(),
-        config.pagerduty_from_email.clone(),
-    );
+    let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
-    let rotated = rotate(&sm, &config.pagerduty_webhook_secret_id, &secret).await?;
+    let rotated = rotate(&sm, &config.pagerduty.webhook_secret_id, &secret).await?;
     Ok((subscription.id, rotated))
 }
 
