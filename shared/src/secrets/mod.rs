@@ -1,6 +1,6 @@
-//! Secrets: a source trait, a cache with a max age, and typed accessors for the formats the
-//! stack stores. Secret values never reach a log line or an error message: [`Secret`] prints
-//! `[redacted]`.
+//! Secrets: a source trait, a cache with a max age, typed accessors for the formats the stack
+//! stores, and the [`Credential`] the PagerDuty and Salesforce clients read through the cache.
+//! Secret values never reach a log line or an error message: [`Secret`] prints `[redacted]`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
