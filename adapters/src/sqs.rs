@@ -10,6 +10,21 @@ use chrono::{DateTime, Utc};
 
 use shared::retry::queue::{MAX_DELAY, Queue, QueueError, ReceivedMessage};
 
+/// The retry queue and the dead-letter queue of one deployment.
+pub struct Queues {
+    pub retry: SqsQueue,
+    pub dead_letter: SqsQueue,
+}
+
+/// The queues `config` names, over one SQS client of `sdk`.
+pub fn queues(config: &shared::config::QueueConfig, sdk: &aws_config::SdkConfig) -> Queues {
+    let client = Client::new(sdk);
+    Queues {
+        retry: SqsQueue::new(client.clone(), &config.retry_queue_url),
+        dead_letter: SqsQueue::new(client, &config.dlq_url),
+    }
+}
+
 /// One SQS queue, by URL.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {

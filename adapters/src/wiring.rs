@@ -8,24 +8,24 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, ConfigError, RulesSource};
 use shared::handler::context::{Context, Parts, Settings};
 use shared::handler::settle::RetryPolicy;
-use shared::pagerduty::PagerdutyClient;
 use shared::retry::breaker::BreakerPolicy;
 use shared::rules::RulesCache;
-use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient, SalesforceError};
-use shared::secrets::{CachedSecrets, SecretsError};
+use shared::secrets::CachedSecrets;
 use shared::transport::Transport;
 
 use crate::http::{HTTP_TIMEOUT, ReqwestTransport};
 use crate::secrets_manager::SecretsManagerSource;
-use crate::sqs::SqsQueue;
 
-/// Which downstream services a function calls (the others' credentials are not read at start),
-/// and whose signatures it checks.
-#[derive(Debug, Clone, Copy)]
-pub struct Needs {
-    pub pagerduty: bool,
-    pub salesforce: bool,
-    pub verifies: Inbound,
+/// The three functions. What each reads at start follows from what it is ([`Function::warm_up`]);
+/// every other credential is read by its client when first needed, or never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `sfdc-to-pd`: signed posts from the org (Apex trigger, Outbound Messages) into PagerDuty.
+    SalesforceChanges,
+    /// `pd-to-sfdc`: signed PagerDuty webhooks into Salesforce.
+    PagerdutyWebhooks,
+    /// `retry`: the retry queue, both directions.
+    Retries,
 }
 
 /// The signed requests a function receives.
@@ -35,8 +35,42 @@ pub enum Inbound {
     PagerdutyWebhooks,
     /// Our Apex trigger's posts (and Outbound Messages).
     SalesforcePosts,
-    /// SQS messages: nothing to verify.
-    Queue,
+}
+
+/// What a function reads at start so that its first invocation does not wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUp {
+    /// The signing secrets of what it verifies (SQS messages carry none).
+    pub signing: Option<Inbound>,
+    /// The PagerDuty token: every function calls PagerDuty (`pd-to-sfdc` to know the bridge's
+    /// own user and to fetch the full text of notes a webhook carries trimmed).
+    pub pagerduty_token: bool,
+    /// A Salesforce session (key and login): only the functions that call Salesforce. The
+    /// others are not allowed to read its key (template.yaml).
+    pub salesforce_session: bool,
+}
+
+impl Function {
+    /// The name in logs and metrics (and of the function's crate).
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::SalesforceChanges => "sfdc-to-pd",
+            Function::PagerdutyWebhooks => "pd-to-sfdc",
+            Function::Retries => "retry",
+        }
+    }
+
+    pub fn warm_up(self) -> WarmUp {
+        match self {
+            Function::SalesforceChanges => {
+                WarmUp { signing: Some(Inbound::SalesforcePosts), pagerduty_token: true, salesforce_session: false }
+            }
+            Function::PagerdutyWebhooks => {
+                WarmUp { signing: Some(Inbound::PagerdutyWebhooks), pagerduty_token: true, salesforce_session: true }
+            }
+            Function::Retries => WarmUp { signing: None, pagerduty_token: true, salesforce_session: true },
+        }
+    }
 }
 
 /// Why a function could not start. Each says what to fix.
@@ -44,10 +78,6 @@ pub enum Inbound {
 pub enum WiringError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot read a secret at start-up: {0}")]
-    Secret(#[from] SecretsError),
-    #[error("the Salesforce connected-app secret is unusable: {0}")]
-    Salesforce(#[from] SalesforceError),
     #[error("cannot build the HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -87,47 +117,56 @@ impl AwsTimeouts {
 }
 
 /// Reads the environment, initialises logging and builds the context for `function`.
-pub async fn from_environment(function: &str, needs: Needs) -> Result<Context, WiringError> {
+pub async fn from_environment(function: Function) -> Result<Context, WiringError> {
     let config = Config::from_env()?;
     crate::telemetry::init_logging(&config.log_level);
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(AwsTimeouts::PRODUCTION.config())
         .load()
         .await;
-    let context = build(&config, &sdk, needs).await?;
-    warm_up(&context, needs).await;
-    tracing::info!(function, table = %config.table_name, "function initialised");
+    let context = build(&config, &sdk)?;
+    warm_up(&context, &config, function.warm_up()).await;
+    tracing::info!(function = function.name(), table = %config.store.table_name, "function initialised");
     Ok(context)
 }
 
 /// Reads at start, at the same time, what the first invocation would otherwise read one after
-/// another: the rules, the signing secrets and a Salesforce session. This also opens the
-/// connections. A failure is only logged: the invocation reads again and handles it as usual.
-async fn warm_up(ctx: &Context, needs: Needs) {
+/// another: the rules, the signing secrets, the PagerDuty token and a Salesforce session. This
+/// also opens the connections. A failure is only logged: the invocation reads again, and a
+/// credential that still cannot be read fails its call, retried or dead-lettered by its class.
+async fn warm_up(ctx: &Context, config: &Config, plan: WarmUp) {
     let rules = async {
         if let Err(err) = ctx.rules.current().await {
             tracing::warn!(error = %err, "rules not loaded at start; the first event will try again");
         }
     };
     let signing = async {
-        let read = match needs.verifies {
-            Inbound::PagerdutyWebhooks => ctx.secrets.webhook_secrets(&ctx.settings.webhook_secret_id).await,
-            Inbound::SalesforcePosts => ctx.secrets.inbound_secrets(&ctx.settings.inbound_secret_id).await,
-            Inbound::Queue => return,
+        let read = match plan.signing {
+            Some(Inbound::PagerdutyWebhooks) => ctx.secrets.webhook_secrets(&ctx.settings.webhook_secret_id).await,
+            Some(Inbound::SalesforcePosts) => ctx.secrets.inbound_secrets(&ctx.settings.inbound_secret_id).await,
+            None => return,
         };
         if let Err(err) = read {
             tracing::warn!(error = %err, "signing secrets not read at start; the first request will try again");
         }
     };
+    let token = async {
+        // Into the cache the client reads through.
+        if plan.pagerduty_token
+            && let Err(err) = ctx.secrets.pagerduty_token(&config.pagerduty.token_secret_id).await
+        {
+            tracing::warn!(error = %err, "PagerDuty token not read at start; the first call will try again");
+        }
+    };
     let session = async {
-        if needs.salesforce
+        if plan.salesforce_session
             && let Err(err) = ctx.salesforce.connect().await
         {
             tracing::warn!(error = %err, "no Salesforce session at start; the first call will log in");
         }
     };
     // Lambda allows 10 s of init; a service that hangs must not spend them.
-    if tokio::time::timeout(WARM_UP_LIMIT, async { tokio::join!(rules, signing, session) }).await.is_err() {
+    if tokio::time::timeout(WARM_UP_LIMIT, async { tokio::join!(rules, signing, token, session) }).await.is_err() {
         tracing::warn!(limit = ?WARM_UP_LIMIT, "warm-up cut short; the first invocation reads what is missing");
     }
 }
@@ -135,53 +174,22 @@ async fn warm_up(ctx: &Context, needs: Needs) {
 /// How long the start-up reads may take before the function starts without them.
 const WARM_UP_LIMIT: Duration = Duration::from_secs(2);
 
-/// Builds the context from an explicit configuration (tests against moto use this).
-pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -> Result<Context, WiringError> {
+/// Builds the context from an explicit configuration (tests against moto use this). Reads
+/// nothing: each subsystem's config builds its client or adapter, and the clients read their
+/// credentials when they need them.
+pub fn build(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Context, WiringError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // One HTTP client per process: connection pools survive warm invocations.
     let http: Arc<dyn Transport> = Arc::new(ReqwestTransport::new()?);
-    let stores = crate::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let stores = crate::dynamodb::stores_of(&config.store, sdk);
+    let queues = crate::sqs::queues(&config.queues, sdk);
     let secrets = Arc::new(CachedSecrets::new(
         Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(sdk))),
         clock.clone(),
         config.secrets_max_age,
     ));
-    // The two credentials are independent: read them at the same time.
-    let (token, jwt) = tokio::join!(
-        async {
-            match needs.pagerduty {
-                true => secrets.pagerduty_token(&config.pagerduty_token_secret_id).await.map(Some),
-                false => Ok(None),
-            }
-        },
-        async {
-            match needs.salesforce {
-                true => secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await.map(Some),
-                false => Ok(None),
-            }
-        },
-    );
-    let token = token?.map(|t| t.expose().to_string()).unwrap_or_default();
-    let pagerduty = PagerdutyClient::new(
-        http.clone(),
-        config.pagerduty_api_base.clone(),
-        token,
-        config.pagerduty_from_email.clone(),
-    )
-    .with_timeout(HTTP_TIMEOUT);
-    let credentials = match jwt? {
-        Some(secret) => JwtCredentials::from_secret_json(&secret)?,
-        None => JwtCredentials { consumer_key: String::new(), username: String::new(), private_key_pem: String::new() },
-    };
-    let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
-    let auth = Arc::new(
-        Authenticator::new(http.clone(), login, credentials, clock.clone())
-            .with_audience(config.salesforce_audience())
-            .with_timeout(HTTP_TIMEOUT),
-    );
-    let salesforce =
-        SalesforceClient::new(http, auth, config.salesforce_api_version.clone()).with_timeout(HTTP_TIMEOUT);
+    let pagerduty = config.pagerduty.client(http.clone(), secrets.clone(), HTTP_TIMEOUT);
+    let salesforce = config.salesforce.client(http, secrets.clone(), clock.clone(), HTTP_TIMEOUT);
     let rules_age = chrono::Duration::from_std(config.rules_max_age).unwrap_or(chrono::Duration::seconds(60));
     let rules = match &config.rules_source {
         RulesSource::Table => RulesCache::from_store(stores.rules.clone(), clock.clone(), rules_age),
@@ -192,23 +200,53 @@ pub async fn build(config: &Config, sdk: &aws_config::SdkConfig, needs: Needs) -
         clock,
         secrets,
         rules: Arc::new(rules),
-        retry_queue: Arc::new(SqsQueue::new(sqs.clone(), config.retry_queue_url.clone())),
-        dead_letter_queue: Arc::new(SqsQueue::new(sqs, config.dlq_url.clone())),
+        retry_queue: Arc::new(queues.retry),
+        dead_letter_queue: Arc::new(queues.dead_letter),
         pagerduty,
         salesforce,
-        settings: Settings {
-            webhook_secret_id: config.pagerduty_webhook_secret_id.clone(),
-            inbound_secret_id: config.salesforce_inbound_secret_id.clone(),
-            org_id: config.salesforce_org_id.clone(),
-            outbound_message_secret_id: Some(config.salesforce_outbound_message_secret_id.clone())
-                .filter(|id| !id.is_empty()),
-            integration_user: config.salesforce_integration_user.clone(),
-            integration_user_id: config.salesforce_integration_user_id.clone(),
-            pagerduty_user_id: config.pagerduty_user_id.clone(),
-            ..Settings::default()
-        },
-        idempotency_ttl: config.idempotency_ttl,
+        settings: settings(config),
+        idempotency_ttl: config.store.idempotency_ttl,
         retry_policy: RetryPolicy::default(),
         breaker_policy: BreakerPolicy::default(),
     }))
+}
+
+/// What the handlers read of the PagerDuty and Salesforce configs.
+fn settings(config: &Config) -> Settings {
+    let (pagerduty, salesforce) = (&config.pagerduty, &config.salesforce);
+    Settings {
+        webhook_secret_id: pagerduty.webhook_secret_id.clone(),
+        inbound_secret_id: salesforce.inbound_secret_id.clone(),
+        org_id: salesforce.org_id.clone(),
+        outbound_message_secret_id: Some(salesforce.outbound_message_secret_id.clone()).filter(|id| !id.is_empty()),
+        integration_user: salesforce.integration_user.clone(),
+        integration_user_id: salesforce.integration_user_id.clone(),
+        pagerduty_user_id: pagerduty.user_id.clone(),
+        ..Settings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_functions_that_call_salesforce_log_in_at_start() {
+        // sfdc-to-pd may not read the Salesforce key (template.yaml): it never logs in.
+        assert!(!Function::SalesforceChanges.warm_up().salesforce_session);
+        assert!(Function::PagerdutyWebhooks.warm_up().salesforce_session);
+        assert!(Function::Retries.warm_up().salesforce_session);
+        for function in [Function::SalesforceChanges, Function::PagerdutyWebhooks, Function::Retries] {
+            assert!(function.warm_up().pagerduty_token, "{function:?} calls PagerDuty");
+        }
+    }
+
+    #[test]
+    fn each_function_verifies_what_it_receives() {
+        assert_eq!(Function::SalesforceChanges.warm_up().signing, Some(Inbound::SalesforcePosts));
+        assert_eq!(Function::PagerdutyWebhooks.warm_up().signing, Some(Inbound::PagerdutyWebhooks));
+        assert_eq!(Function::Retries.warm_up().signing, None, "SQS messages are not signed");
+        let names = [Function::SalesforceChanges, Function::PagerdutyWebhooks, Function::Retries].map(Function::name);
+        assert_eq!(names, ["sfdc-to-pd", "pd-to-sfdc", "retry"]);
+    }
 }

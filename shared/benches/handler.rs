@@ -19,6 +19,7 @@ use shared::model::Outcome;
 use shared::pagerduty::{CreateIncident, PagerdutyClient, WebhookEvent, requests, sign, verify};
 use shared::rules::{Event, RecordEvent, Rules};
 use shared::salesforce::trigger_post::{TriggerPost, sign_trigger_post, verify_trigger_signature};
+use shared::secrets::Secret;
 use shared::store::memory::MemoryStore;
 
 #[path = "support/mod.rs"]
@@ -76,6 +77,7 @@ fn sfdc_to_pd(c: &mut Criterion) {
         "bench-token".into(),
         "bridge@example.com".into(),
     );
+    let token = Secret::new("bench-token");
     let now = Utc::now();
     let ts = now.timestamp();
     let posts: Vec<(String, String)> =
@@ -105,7 +107,7 @@ fn sfdc_to_pd(c: &mut Criterion) {
                 incident_key: Some(key.clone()),
                 ..CreateIncident::default()
             };
-            let request = pd.to_request(&requests::create_incident(&create, None)).unwrap();
+            let request = pd.to_request(&requests::create_incident(&create, None), &token).unwrap();
             runtime.block_on(gate.finish(&key, &Settlement::plain(Outcome::Applied))).unwrap();
             black_box(request)
         })

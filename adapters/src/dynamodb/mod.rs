@@ -48,6 +48,11 @@ pub struct DynamoStore {
     table: String,
 }
 
+/// The stores `config` names, over a DynamoDB client of `sdk`.
+pub fn stores_of(config: &shared::config::StoreConfig, sdk: &aws_config::SdkConfig) -> Stores {
+    stores(Client::new(sdk), &config.table_name)
+}
+
 /// All five stores on one table.
 pub fn stores(client: Client, table: &str) -> Stores {
     let store = Arc::new(DynamoStore::new(client, table));

@@ -5,17 +5,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use adapters::dynamodb::DynamoStore;
-use adapters::http::ReqwestTransport;
+use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
 use adapters::secrets_manager::SecretsManagerSource;
 use adapters::sqs::SqsQueue;
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::pagerduty::PagerdutyClient;
 use shared::retry::queue::Queue;
 use shared::rules::Rules;
-use shared::salesforce::{Authenticator, JwtCredentials};
-use shared::secrets::CachedSecrets;
+use shared::salesforce::JwtCredentials;
+use shared::secrets::{CachedSecrets, Credential};
 use shared::store::RulesStore;
 use shared::transport::Transport;
 
@@ -64,32 +63,29 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
 pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = CachedSecrets::new(
+    let secrets = Arc::new(CachedSecrets::new(
         Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(sdk))),
         clock.clone(),
         config.secrets_max_age,
-    );
+    ));
+    let (pagerduty, salesforce) = (&config.pagerduty, &config.salesforce);
     let http = reqwest_client();
     let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::with_client(http.clone()));
 
     // PagerDuty: token, From user, webhook subscription.
-    match secrets.pagerduty_token(&config.pagerduty_token_secret_id).await {
+    match secrets.pagerduty_token(&pagerduty.token_secret_id).await {
         Err(err) => checks.push(Check { name: "PagerDuty token secret", result: Err(err.to_string()) }),
-        Ok(token) => {
+        Ok(_) => {
             checks.push(Check { name: "PagerDuty token secret", result: Ok("readable".into()) });
-            let pd = PagerdutyClient::new(
-                transport.clone(),
-                config.pagerduty_api_base.clone(),
-                token.expose().to_string(),
-                config.pagerduty_from_email.clone(),
-            );
+            // The client the functions use, reading the token just read (now in the cache).
+            let pd = pagerduty.client(transport.clone(), secrets.clone(), HTTP_TIMEOUT);
             checks.push(Check {
                 name: "PagerDuty token and From user",
-                result: match pd.find_user_by_email(&config.pagerduty_from_email).await {
-                    Ok(Some(user)) => Ok(format!("token accepted; From user {} is {}", config.pagerduty_from_email, user.id)),
+                result: match pd.find_user_by_email(&pagerduty.from_email).await {
+                    Ok(Some(user)) => Ok(format!("token accepted; From user {} is {}", pagerduty.from_email, user.id)),
                     Ok(None) => Err(format!(
                         "token accepted, but no PagerDuty user has the email {}: create the integration user or fix PAGERDUTY_FROM_EMAIL",
-                        config.pagerduty_from_email
+                        pagerduty.from_email
                     )),
                     Err(err) => Err(format!("{err}; create a new REST API key and store it with `{{\"token\": ...}}`")),
                 },
@@ -123,27 +119,24 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
     checks.push(Check {
         name: "PagerDuty webhook signing secret",
         result: secrets
-            .webhook_secrets(&config.pagerduty_webhook_secret_id)
+            .webhook_secrets(&pagerduty.webhook_secret_id)
             .await
             .map(|s| format!("{} secret(s) accepted", s.iter().count()))
             .map_err(|e| e.to_string()),
     });
 
     // Salesforce: JWT minting.
-    let jwt = match secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await {
+    let jwt = match secrets.salesforce_jwt(&salesforce.jwt_secret_id).await {
         Err(err) => Err(err.to_string()),
         Ok(json) => JwtCredentials::from_secret_json(&json).map_err(|e| e.to_string()),
     };
     let token = match jwt {
         Err(err) => Err(err),
-        Ok(creds) => {
-            let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
-            Authenticator::new(transport.clone(), login, creds, clock.clone())
-                .with_audience(config.salesforce_audience())
-                .mint()
-                .await
-                .map_err(|e| e.to_string())
-        }
+        Ok(creds) => salesforce
+            .authenticator(transport.clone(), Credential::Fixed(creds), clock.clone(), HTTP_TIMEOUT)
+            .mint()
+            .await
+            .map_err(|e| e.to_string()),
     };
     match token {
         Ok(token) => {
@@ -153,7 +146,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
             });
             checks.push(Check {
                 name: "Salesforce API usage",
-                result: api_usage(&http, &token, &config.salesforce_api_version).await,
+                result: api_usage(&http, &token, &salesforce.api_version).await,
             });
         }
         Err(err) => checks.push(Check { name: "Salesforce JWT login", result: Err(err) }),
@@ -161,14 +154,14 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
     checks.push(Check {
         name: "Salesforce inbound signing secret",
         result: secrets
-            .inbound_secrets(&config.salesforce_inbound_secret_id)
+            .inbound_secrets(&salesforce.inbound_secret_id)
             .await
             .map(|s| format!("{} secret(s) accepted", s.iter().count()))
             .map_err(|e| e.to_string()),
     });
 
     // AWS: table and rules, queues.
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.store.table_name);
     checks.push(Check {
         name: "DynamoDB table and rules",
         result: match store.current_rules().await {
@@ -183,7 +176,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         },
     });
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let retry = SqsQueue::new(sqs.clone(), &config.retry_queue_url);
+    let retry = SqsQueue::new(sqs.clone(), &config.queues.retry_queue_url);
     checks.push(Check {
         name: "retry queue",
         result: retry
@@ -192,7 +185,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
             .map(|n| format!("reachable, {n} message(s) waiting"))
             .map_err(|e| e.to_string()),
     });
-    let dlq = SqsQueue::new(sqs, &config.dlq_url);
+    let dlq = SqsQueue::new(sqs, &config.queues.dlq_url);
     checks.push(Check {
         name: "dead-letter queue",
         result: match dlq.approximate_depth().await {

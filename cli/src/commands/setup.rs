@@ -8,12 +8,12 @@ pub mod salesforce;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use adapters::http::ReqwestTransport;
+use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
 use adapters::secrets_manager::SecretsManagerSource;
 use clap::Subcommand;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::pagerduty::{PagerdutyClient, SubscriptionFilter};
+use shared::pagerduty::SubscriptionFilter;
 use shared::secrets::CachedSecrets;
 
 #[derive(Debug, Subcommand)]
@@ -112,8 +112,8 @@ async fn salesforce_keys(
     // The certificate first: a key stored without its certificate written would be a key no one can upload.
     std::fs::write(certificate, &pair.certificate_pem)
         .map_err(|e| format!("could not write the certificate to {}: {e}", certificate.display()))?;
-    salesforce::store_credentials(sm, &config.salesforce_jwt_secret_id, &credentials, rotate).await?;
-    println!("stored a new private key in {}", config.salesforce_jwt_secret_id);
+    salesforce::store_credentials(sm, &config.salesforce.jwt_secret_id, &credentials, rotate).await?;
+    println!("stored a new private key in {}", config.salesforce.jwt_secret_id);
     println!("wrote the certificate to upload: {}", certificate.display());
     println!();
     println!("{}", salesforce::app_settings(&username, certificate));
@@ -123,14 +123,14 @@ async fn salesforce_keys(
 async fn salesforce_check(config: &Config, sm: &aws_sdk_secretsmanager::Client) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
-    let text = secrets.salesforce_jwt(&config.salesforce_jwt_secret_id).await.map_err(|e| e.to_string())?;
+    let text = secrets.salesforce_jwt(&config.salesforce.jwt_secret_id).await.map_err(|e| e.to_string())?;
     let credentials = shared::salesforce::JwtCredentials::from_secret_json(&text).map_err(|e| e.to_string())?;
     let found = salesforce::check(config, credentials).await?;
     println!(
         "Connection OK: {} as {} (user {}, org {})",
         found.instance_url, found.username, found.user_id, found.org_id
     );
-    if config.salesforce_integration_user_id.is_empty() {
+    if config.salesforce.integration_user_id.is_empty() {
         println!(
             "  set the stack parameter SalesforceIntegrationUserId={} so Outbound Messages from this user are recognised too",
             found.user_id
@@ -159,7 +159,7 @@ async fn salesforce_apex(
     println!("  URL                      {base}");
     println!("  External Credential      PdSync (no authentication: posts are signed with the Signing Key)");
     println!("  Generate Authorization Header  off");
-    let id = &config.salesforce_inbound_secret_id;
+    let id = &config.salesforce.inbound_secret_id;
     let key = if rotate_signing_key {
         let key = salesforce::new_signing_key();
         let kept = rotate(sm, id, &key).await?;
@@ -177,7 +177,7 @@ async fn salesforce_apex(
     };
     println!("Custom Metadata PdSync Setting -> Default (Setup -> Custom Metadata Types):");
     println!("  Enabled                  checked");
-    println!("  Integration Username     {}", config.salesforce_integration_user);
+    println!("  Integration Username     {}", config.salesforce.integration_user);
     println!("  Signing Key              {key}");
     println!("(the Signing Key is a secret: paste it, do not keep this output)");
     Ok(())
@@ -194,7 +194,7 @@ async fn run_pagerduty_webhook(url: String, service: Option<String>, team: Optio
     println!("created webhook subscription {subscription_id} for {url}");
     println!(
         "stored its signing secret in {}{}",
-        config.pagerduty_webhook_secret_id,
+        config.pagerduty.webhook_secret_id,
         if rotated {
             " (the previous secret is kept as \"previous\" until you remove the old subscription)"
         } else {
@@ -213,17 +213,12 @@ pub async fn pagerduty_webhook(
 ) -> Result<(String, bool), String> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
-    let token = secrets.pagerduty_token(&config.pagerduty_token_secret_id).await.map_err(|e| e.to_string())?;
+    let secrets =
+        Arc::new(CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age));
     let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
-    let pd = PagerdutyClient::new(
-        Arc::new(http),
-        config.pagerduty_api_base.clone(),
-        token.expose().to_string(),
-        config.pagerduty_from_email.clone(),
-    );
+    let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
-    let rotated = rotate(&sm, &config.pagerduty_webhook_secret_id, &secret).await?;
+    let rotated = rotate(&sm, &config.pagerduty.webhook_secret_id, &secret).await?;
     Ok((subscription.id, rotated))
 }
 

@@ -5,18 +5,12 @@ use adapters::{lambda, telemetry, wiring};
 use lambda_http::{Error, Request, service_fn};
 use shared::handler::pd_to_sfdc;
 
-const FUNCTION: &str = "pd-to-sfdc";
+const FUNCTION: wiring::Function = wiring::Function::PagerdutyWebhooks;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(
-        FUNCTION,
-        // PagerDuty too: the bridge's own user (webhooks it caused are skipped) and the full text
-        // of notes a webhook carries trimmed.
-        wiring::Needs { pagerduty: true, salesforce: true, verifies: wiring::Inbound::PagerdutyWebhooks },
-    )
-    .await?;
-    let emf = telemetry::init_emf(FUNCTION);
+    let ctx = wiring::from_environment(FUNCTION).await?;
+    let emf = telemetry::init_emf(FUNCTION.name());
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;
         async move {

@@ -6,16 +6,12 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::handler::retry;
 
-const FUNCTION: &str = "retry";
+const FUNCTION: wiring::Function = wiring::Function::Retries;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(
-        FUNCTION,
-        wiring::Needs { pagerduty: true, salesforce: true, verifies: wiring::Inbound::Queue },
-    )
-    .await?;
-    let emf = telemetry::init_emf(FUNCTION);
+    let ctx = wiring::from_environment(FUNCTION).await?;
+    let emf = telemetry::init_emf(FUNCTION.name());
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let ctx = &ctx;
         async move {

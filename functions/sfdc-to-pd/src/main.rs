@@ -5,16 +5,12 @@ use adapters::{lambda, telemetry, wiring};
 use lambda_http::{Error, Request, service_fn};
 use shared::handler::sfdc_to_pd;
 
-const FUNCTION: &str = "sfdc-to-pd";
+const FUNCTION: wiring::Function = wiring::Function::SalesforceChanges;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(
-        FUNCTION,
-        wiring::Needs { pagerduty: true, salesforce: false, verifies: wiring::Inbound::SalesforcePosts },
-    )
-    .await?;
-    let emf = telemetry::init_emf(FUNCTION);
+    let ctx = wiring::from_environment(FUNCTION).await?;
+    let emf = telemetry::init_emf(FUNCTION.name());
     lambda_http::run(service_fn(|request: Request| {
         let ctx = &ctx;
         async move {

@@ -181,8 +181,12 @@ pub fn failure(err: &SalesforceError, rules: Vec<String>, api_calls: u32) -> Att
     }
 }
 
-/// Tells the breaker about a failed call: exhaustion opens it at once, other transient errors count.
+/// Tells the breaker about a failed call: exhaustion opens it at once, other transient errors
+/// count. A key that could not be read was never sent: Secrets Manager's outage is not Salesforce's.
 pub async fn report_failure(ctx: &Context, err: &SalesforceError) {
+    if matches!(err, SalesforceError::Secret(_)) {
+        return;
+    }
     if err.error_codes().contains(&"REQUEST_LIMIT_EXCEEDED") {
         let _ = ctx.salesforce_breaker.record_failure(Signal::Exhausted(err.to_string())).await;
     } else if err.is_transient() {

@@ -22,6 +22,7 @@ use super::error::PagerdutyError;
 use super::limiter::{RateLimit, RateLimiter};
 use super::requests::{self, Assignees, Call, CreateIncident, PriorityChoice, SubscriptionFilter, Urgency};
 use super::webhook::Reference;
+use crate::secrets::{Credential, Secret};
 use crate::transport::{Request, Transport};
 
 /// `Accept` value selecting REST API v2.
@@ -126,7 +127,8 @@ impl WebhookSubscription {
 struct Inner {
     transport: Arc<dyn Transport>,
     base: Url,
-    token: String,
+    /// Read on every call (see [`Credential`]): a rotated token is used once the cache ages.
+    token: Credential<Secret>,
     from_email: String,
     timeout: Duration,
     max_queue_wait: Duration,
@@ -153,7 +155,7 @@ impl fmt::Debug for PagerdutyClient {
         f.debug_struct("PagerdutyClient")
             .field("base", &self.inner.base.as_str())
             .field("from_email", &self.inner.from_email)
-            .field("token", &"<redacted>")
+            .field("token", &self.inner.token)
             .field("api_calls", &self.api_calls())
             .finish()
     }
@@ -162,7 +164,21 @@ impl fmt::Debug for PagerdutyClient {
 impl PagerdutyClient {
     /// `base` is the region's API root (`https://api.pagerduty.com` or
     /// `https://api.eu.pagerduty.com`, or a simulator); `from_email` is the integration user.
+    /// `token` is fixed for the client's life (tests, simulators, an operator command); the
+    /// functions read theirs from a secret ([`Self::with_credential`]).
     pub fn new(transport: Arc<dyn Transport>, base: Url, token: String, from_email: String) -> Self {
+        Self::with_credential(transport, base, Credential::Fixed(Secret::new(token)), from_email)
+    }
+
+    /// A client that reads its token from `token` when a call needs it
+    /// (`config::PagerdutyConfig::client` builds one from a secret). A token that cannot be read
+    /// fails the call with [`PagerdutyError::Credential`], before anything is sent.
+    pub fn with_credential(
+        transport: Arc<dyn Transport>,
+        base: Url,
+        token: Credential<Secret>,
+        from_email: String,
+    ) -> Self {
         Self::build(transport, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE_WAIT)
     }
 
@@ -215,7 +231,7 @@ impl PagerdutyClient {
     fn build(
         transport: Arc<dyn Transport>,
         base: Url,
-        token: String,
+        token: Credential<Secret>,
         from_email: String,
         limit: RateLimit,
         timeout: Duration,
@@ -270,8 +286,8 @@ impl PagerdutyClient {
         &self.inner.from_email
     }
 
-    /// The HTTP request for `call`: URL, method, headers and body. No I/O.
-    pub fn to_request(&self, call: &Call) -> Result<Request, PagerdutyError> {
+    /// The HTTP request for `call`, authorised with `token`: URL, method, headers and body. No I/O.
+    pub fn to_request(&self, call: &Call, token: &Secret) -> Result<Request, PagerdutyError> {
         let invalid = |reason| PagerdutyError::InvalidRequest { operation: call.operation, reason };
         let mut url = self.inner.base.clone();
         url.path_segments_mut()
@@ -281,7 +297,7 @@ impl PagerdutyClient {
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
         }
-        let mut auth = HeaderValue::from_str(&format!("Token token={}", self.inner.token))
+        let mut auth = HeaderValue::from_str(&format!("Token token={}", token.expose()))
             .map_err(|_| invalid("the PagerDuty token holds characters not allowed in a header"))?;
         auth.set_sensitive(true);
         let from = HeaderValue::from_str(&self.inner.from_email)
@@ -306,7 +322,13 @@ impl PagerdutyClient {
     }
 
     async fn send_once(&self, call: Call) -> Result<Value, PagerdutyError> {
-        let request = self.to_request(&call)?;
+        let token = self
+            .inner
+            .token
+            .get()
+            .await
+            .map_err(|source| PagerdutyError::Credential { operation: call.operation, source })?;
+        let request = self.to_request(&call, &token)?;
         self.time_for_request(call.operation)?;
         // Over the limit for longer than we may wait (a burst, or a 429 reset): give the work
         // back to the caller as transient rather than sleep through the Lambda's time.

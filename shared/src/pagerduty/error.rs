@@ -2,6 +2,7 @@
 //! go to the retry queue, the rest to the DLQ with PagerDuty's own explanation.
 
 use crate::class::{Class, Classify};
+use crate::secrets::SecretsError;
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
@@ -38,6 +39,9 @@ pub enum PagerdutyError {
     UnknownPriority(String),
     #[error("PagerDuty has no user with the email {0:?}; the From user (PD_FROM_EMAIL) must be a user of the account")]
     UnknownUser(String),
+    /// The API token could not be read from its secret; nothing was sent.
+    #[error("PagerDuty call {operation} not sent: the API token could not be read: {source}")]
+    Credential { operation: &'static str, source: SecretsError },
     #[error("invalid request for {operation}: {reason}")]
     InvalidRequest { operation: &'static str, reason: &'static str },
     /// Not sent: its timeout would have run past the caller's deadline (see
@@ -81,9 +85,13 @@ impl PagerdutyError {
         matches!(self, PagerdutyError::Uncertain { .. })
     }
 
-    /// True when nothing was sent (our rate limiter or the deadline held the call back).
+    /// True when nothing was sent (our rate limiter, the deadline or an unreadable token held the
+    /// call back): PagerDuty did not fail, so its breaker is not told.
     pub fn not_sent(&self) -> bool {
-        matches!(self, PagerdutyError::Throttled { .. } | PagerdutyError::NoTimeLeft { .. })
+        matches!(
+            self,
+            PagerdutyError::Throttled { .. } | PagerdutyError::NoTimeLeft { .. } | PagerdutyError::Credential { .. }
+        )
     }
 
     /// Marks the failure of a write (`write`: any method but GET) whose outcome it leaves
@@ -214,6 +222,7 @@ impl Classify for PagerdutyError {
             PagerdutyError::UnknownPriority(_) | PagerdutyError::UnknownUser(_) => Class::BadInput,
             PagerdutyError::InvalidRequest { .. } => Class::BadInput,
             PagerdutyError::NoTimeLeft { .. } => Class::Transient,
+            PagerdutyError::Credential { source, .. } => source.class(),
             PagerdutyError::Uncertain { cause, .. } => cause.class(),
         }
     }

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 
 use super::error::{SalesforceError, parse_error_body};
 use crate::clock::Clock;
+use crate::secrets::{Credential, Secret, SecretsError};
 use crate::transport::Transport;
 
 /// How long the token exchange may take by default: as long as any other call
@@ -33,11 +34,18 @@ pub struct JwtCredentials {
 impl JwtCredentials {
     /// Parses the Secrets Manager SecretString.
     pub fn from_secret_json(text: &str) -> Result<Self, SalesforceError> {
+        Self::parse(text).map_err(SalesforceError::Credentials)
+    }
+
+    /// The credentials in the text of secret `id` (a [`crate::secrets::credential::Parse`]).
+    pub fn from_secret(raw: &Secret, id: &str) -> Result<Self, SecretsError> {
+        Self::parse(raw.expose()).map_err(|reason| SecretsError::Malformed { id: id.to_string(), reason })
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| {
             // serde's message names the missing field, never the value.
-            SalesforceError::Credentials(format!(
-                "the secret must be JSON {{\"consumer_key\", \"username\", \"private_key_pem\"}}: {e}"
-            ))
+            format!("the secret must be JSON {{\"consumer_key\", \"username\", \"private_key_pem\"}}: {e}")
         })
     }
 }
@@ -217,7 +225,8 @@ pub struct Authenticator {
     login_url: String,
     /// The JWT `aud`: [`audience_for`] the login URL unless set with [`Authenticator::with_audience`].
     audience: String,
-    creds: JwtCredentials,
+    /// Read at each mint (see [`Credential`]): a rotated key signs the next session.
+    creds: Credential<JwtCredentials>,
     clock: Arc<dyn Clock>,
     timeout: std::time::Duration,
     cached: Mutex<Option<AccessToken>>,
@@ -235,10 +244,24 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
+    /// An authenticator with credentials fixed for its life (tests, simulators, `syncctl`); the
+    /// functions read theirs from a secret ([`Self::with_credential`]).
     pub fn new(
         transport: Arc<dyn Transport>,
         login_url: impl Into<String>,
         creds: JwtCredentials,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::with_credential(transport, login_url, Credential::Fixed(creds), clock)
+    }
+
+    /// An authenticator that reads `creds` each time it mints a token
+    /// (`config::SalesforceConfig::client` builds one from a secret). Credentials that cannot be
+    /// read fail the mint with [`SalesforceError::Secret`], before anything is sent.
+    pub fn with_credential(
+        transport: Arc<dyn Transport>,
+        login_url: impl Into<String>,
+        creds: Credential<JwtCredentials>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         let login_url = login_url.into().trim_end_matches('/').to_string();
@@ -271,7 +294,8 @@ impl Authenticator {
 
     /// The JWT bearer exchange, uncached.
     pub async fn mint(&self) -> Result<AccessToken, SalesforceError> {
-        let assertion = build_assertion(&self.creds, &self.audience, self.clock.as_ref())?;
+        let creds = self.creds.get().await.map_err(SalesforceError::Secret)?;
+        let assertion = build_assertion(&creds, &self.audience, self.clock.as_ref())?;
         let url = format!("{}/services/oauth2/token", self.login_url);
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")

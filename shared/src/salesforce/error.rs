@@ -141,6 +141,9 @@ pub enum SalesforceError {
     /// The JWT secret is unusable (bad PEM, missing field) before anything was sent.
     #[error("Salesforce credentials are unusable: {0}. Fix the Salesforce JWT secret in Secrets Manager")]
     Credentials(String),
+    /// The JWT secret could not be read from Secrets Manager; nothing was sent.
+    #[error("Salesforce login not attempted: the connected-app secret could not be read: {0}")]
+    Secret(#[source] crate::secrets::SecretsError),
     /// Salesforce answered with an error array.
     #[error("Salesforce {method} {path} failed with HTTP {status}: {}", join_errors(.errors))]
     Api {
@@ -287,6 +290,7 @@ impl Classify for SalesforceError {
             // A garbled answer is most often a proxy or maintenance page: try again.
             SalesforceError::Unexpected { .. } => Class::Transient,
             SalesforceError::BadInput(_) => Class::BadInput,
+            SalesforceError::Secret(err) => err.class(),
             SalesforceError::Uncertain { cause, .. } => cause.class(),
         }
     }

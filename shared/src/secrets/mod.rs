@@ -1,6 +1,6 @@
-//! Secrets: a source trait, a cache with a max age, and typed accessors for the formats the
-//! stack stores. Secret values never reach a log line or an error message: [`Secret`] prints
-//! `[redacted]`.
+//! Secrets: a source trait, a cache with a max age, typed accessors for the formats the stack
+//! stores, and the [`Credential`] the PagerDuty and Salesforce clients read through the cache.
+//! Secret values never reach a log line or an error message: [`Secret`] prints `[redacted]`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::class::{Class, Classify};
 use crate::clock::Clock;
+
+pub mod credential;
+
+pub use credential::Credential;
 
 /// A secret value. Debug and Display never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -53,7 +58,20 @@ pub enum SecretsError {
 
 impl SecretsError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, SecretsError::Unavailable { .. })
+        self.class() == Class::Transient
+    }
+}
+
+/// A client that cannot read its credential fails with this class: an outage of the source is
+/// retried; a missing, forbidden or malformed secret waits for a person to fix it.
+impl Classify for SecretsError {
+    fn class(&self) -> Class {
+        match self {
+            SecretsError::Unavailable { .. } => Class::Transient,
+            SecretsError::NotFound { .. } | SecretsError::AccessDenied { .. } | SecretsError::Malformed { .. } => {
+                Class::Auth
+            }
+        }
     }
 }
 
@@ -193,10 +211,6 @@ impl CachedSecrets {
         }
     }
 
-    async fn json(&self, id: &str) -> Result<serde_json::Map<String, serde_json::Value>, SecretsError> {
-        Self::json_of(&self.get(id).await?, id)
-    }
-
     fn json_of(raw: &Secret, id: &str) -> Result<serde_json::Map<String, serde_json::Value>, SecretsError> {
         match serde_json::from_str::<serde_json::Value>(raw.expose()) {
             Ok(serde_json::Value::Object(map)) => Ok(map),
@@ -213,7 +227,12 @@ impl CachedSecrets {
 
     /// `{"token": "..."}`.
     pub async fn pagerduty_token(&self, id: &str) -> Result<Secret, SecretsError> {
-        Self::text(&self.json(id).await?, id, "token")
+        Self::pagerduty_token_of(&self.get(id).await?, id)
+    }
+
+    /// The token in the text of secret `id` (a [`credential::Parse`]).
+    pub fn pagerduty_token_of(raw: &Secret, id: &str) -> Result<Secret, SecretsError> {
+        Self::text(&Self::json_of(raw, id)?, id, "token")
     }
 
     async fn signing(&self, id: &str) -> Result<SigningSecrets, SecretsError> {

@@ -35,17 +35,17 @@ const FUNCTIONS: &[(&str, &str, &str)] = &[
     (
         "sfdc-to-pd",
         "sfdc-to-pd/case-insert-sev1.json",
-        "Secrets Manager read of the PagerDuty token at init; the signed record POST reads the inbound secret, the rules and idempotency in DynamoDB and creates a PagerDuty incident on the simulator",
+        "warm-up at init: the inbound signing secret, the PagerDuty token and the rules (no Salesforce key); the signed record POST reads idempotency in DynamoDB and creates a PagerDuty incident on the simulator",
     ),
     (
         "pd-to-sfdc",
         "pd-to-sfdc/incident-triggered.json",
-        "Secrets Manager read of the Salesforce JWT key at init; the signed webhook reads the webhook secret, rules and idempotency in DynamoDB, then calls the Salesforce simulator (JWT login + writes)",
+        "warm-up at init: the webhook signing secret, the PagerDuty token, the rules and a Salesforce session (JWT key read, login); the signed webhook reads idempotency in DynamoDB, then writes to the Salesforce simulator",
     ),
     (
         "retry",
         "retry/sqs-batch.json",
-        "two Secrets Manager reads at init; the SQS batch replays its envelopes against DynamoDB and both simulators",
+        "warm-up at init: the PagerDuty token, the rules and a Salesforce session; the SQS batch replays its envelopes against DynamoDB and both simulators",
     ),
 ];
 

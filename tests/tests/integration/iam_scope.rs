@@ -111,13 +111,13 @@ const NOT_DRIVEN: &[(&str, &str, &str, &str)] = &[
         "*",
         "secretsmanager:GetSecretValue",
         "PagerDutyTokenSecret",
-        "wiring::build reads it at start (the harness passes the token)",
+        "PagerdutyConfig::client reads it on first call, wiring warms it (the harness passes a fixed token)",
     ),
     (
         "*",
         "secretsmanager:GetSecretValue",
         "SalesforceJwtSecret",
-        "wiring::build reads it at start (the harness passes the key)",
+        "SalesforceConfig::client reads it at each login, wiring warms it (the harness passes a fixed key)",
     ),
     (
         OPERATOR,

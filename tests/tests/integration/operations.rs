@@ -73,7 +73,7 @@ async fn setup_stores_the_secret_and_a_second_setup_rotates_it_then_doctor_is_ha
     assert!(!rotated, "the placeholder is not kept as a previous secret");
     let stored = |w: &World| {
         let client = w.secrets.clone();
-        let id = w.config.pagerduty_webhook_secret_id.clone();
+        let id = w.config.pagerduty.webhook_secret_id.clone();
         async move {
             let text =
                 client.get_secret_value().secret_id(id).send().await.unwrap().secret_string().unwrap().to_string();
@@ -103,7 +103,7 @@ async fn doctor_reports_a_bad_token_and_a_bad_jwt_key() {
     let mut w = world(test_keys().other_private_key_pem).await;
     let (client, bad_token) = moto::secret(r#"{"token": "not-a-valid-token"}"#).await;
     drop(client);
-    w.config.pagerduty_token_secret_id = bad_token;
+    w.config.pagerduty.token_secret_id = bad_token;
     let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
     let names: Vec<&str> = found.iter().map(|(n, _)| *n).collect();
     assert!(names.contains(&"PagerDuty token and From user"), "{found:?}");
@@ -130,7 +130,7 @@ async fn doctor_reports_a_disabled_subscription_and_a_missing_table() {
         .await
         .unwrap();
     assert!(disabled.status().is_success(), "{}", disabled.text().await.unwrap());
-    w.config.table_name = "no-such-table".into();
+    w.config.store.table_name = "no-such-table".into();
     let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
     let subscription = &found.iter().find(|(n, _)| *n == "PagerDuty webhook subscription").expect("reported").1;
     assert!(subscription.contains("disabled"), "{subscription}");

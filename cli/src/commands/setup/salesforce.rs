@@ -11,10 +11,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use adapters::http::ReqwestTransport;
+use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
-use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient};
+use shared::salesforce::{JwtCredentials, SalesforceClient};
+use shared::secrets::Credential;
 
 /// How long the generated certificate is valid: two years, then `--rotate` makes a new pair.
 pub const CERTIFICATE_DAYS: i64 = 730;
@@ -112,24 +113,22 @@ pub struct Connection {
 pub async fn check(config: &Config, credentials: JwtCredentials) -> Result<Connection, String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let http = Arc::new(ReqwestTransport::new().map_err(|e| e.to_string())?);
-    let login = config.salesforce_login_url.as_str().trim_end_matches('/').to_string();
     let username = credentials.username.clone();
-    let auth = Arc::new(
-        Authenticator::new(http.clone(), login, credentials, clock).with_audience(config.salesforce_audience()),
-    );
+    let sf = &config.salesforce;
+    let auth = Arc::new(sf.authenticator(http.clone(), Credential::Fixed(credentials), clock, HTTP_TIMEOUT));
     let token = auth.mint().await.map_err(|e| format!("no token: {e}"))?;
     let (org_id, user_id) = token
         .org_and_user()
         .map(|(o, u)| (o.to_string(), u.to_string()))
         .ok_or("the token answer names no identity URL (id): is this Salesforce?")?;
-    if !config.salesforce_org_id.is_empty() && !shared::salesforce::id::same_org(&org_id, &config.salesforce_org_id) {
+    if !sf.org_id.is_empty() && !shared::salesforce::id::same_org(&org_id, &sf.org_id) {
         return Err(format!(
             "the token is for org {org_id}, but the stack expects {} (parameter SalesforceOrgId): \
              the bridge would refuse every post from this org",
-            config.salesforce_org_id
+            sf.org_id
         ));
     }
-    let salesforce = SalesforceClient::new(http, auth, config.salesforce_api_version.clone());
+    let salesforce = SalesforceClient::new(http, auth, sf.api_version.clone()).with_timeout(HTTP_TIMEOUT);
     let soql = format!(
         "SELECT Id, Username, IsActive FROM User WHERE Username = '{}'",
         username.replace('\\', "\\\\").replace('\'', "\\'")
