@@ -7,7 +7,7 @@ to moto's S3 (what `sam package` does with the build), and the stack is created 
 CloudFormation (moto's server on a free port, started here as tests/src/moto.rs starts it; the
 binary from MOTO_SERVER, `.venv`, or PATH; MOTO_URL uses a running one). Then the test reads back
 through the AWS APIs what moto created: the three functions (runtime, handler, timeout, memory,
-role, code, every environment variable against shared/src/config.rs VARIABLES), their roles and
+role, code, every environment variable against shared/src/config/mod.rs VARIABLES), their roles and
 inline policies (resources resolved to this stack's ARNs), the retry queue's redrive to the DLQ
 (maxReceiveCount from RetryMaxReceiveCount, and a message received that often really moves), the
 table's keys, the log groups and their retention, the event source mapping (ReportBatchItemFailures),
@@ -204,8 +204,8 @@ def deploy(clients, cfn_template, parameters=PARAMETERS):
 # ---------- checks ----------
 
 def config_variables():
-    """The variable names the functions read (shared/src/config.rs VARIABLES)."""
-    text = (ROOT / "shared/src/config.rs").read_text()
+    """The variable names the functions read (shared/src/config/mod.rs VARIABLES)."""
+    text = (ROOT / "shared/src/config/mod.rs").read_text()
     block = text[text.index("pub const VARIABLES"):]
     block = block[:block.index("];")]
     return set(re.findall(r'\(\s*"([A-Z0-9_]+)"', block))
@@ -283,7 +283,7 @@ def check(template_path):
         # Template side: every variable Config reads, the secret ids as Refs to their secrets.
         tenv = resources[logical]["Properties"]["Environment"]["Variables"]
         want_names = variables - (set() if logical == "SfdcToPdFunction" else {"SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID"})
-        failures.equal(set(tenv), want_names, f"{what} environment variable names (template) vs shared/src/config.rs VARIABLES")
+        failures.equal(set(tenv), want_names, f"{what} environment variable names (template) vs shared/src/config/mod.rs VARIABLES")
         for var, secret in SECRET_VARIABLES.items():
             if var in tenv:
                 ref = tenv[var]

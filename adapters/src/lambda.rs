@@ -25,7 +25,7 @@ pub fn to_inbound(request: &Request) -> InboundRequest {
     };
     let context = request.lambda_context_ref();
     let correlation_id = context.map(|c| c.request_id.clone()).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let deadline = context.and_then(|c| DateTime::<Utc>::from_timestamp_millis(c.deadline as i64));
+    let deadline = context.and_then(deadline);
     InboundRequest {
         method: request.method().as_str().to_string(),
         path: route_path(request),
@@ -92,14 +92,34 @@ pub fn batch_response(failed: Vec<String>) -> aws_lambda_events::sqs::SqsBatchRe
     response
 }
 
-/// The deadline of an invocation from its context.
+/// The deadline of an invocation from its context. One already past when the invocation starts
+/// is not a deadline Lambda gives (a local emulator's, `cargo lambda watch`'s): taken as none,
+/// or every event would be queued for want of time.
 pub fn deadline(context: &lambda_runtime::Context) -> Option<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp_millis(context.deadline as i64)
+    deadline_at(context.deadline, Utc::now())
+}
+
+fn deadline_at(deadline_ms: u64, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let deadline = DateTime::<Utc>::from_timestamp_millis(i64::try_from(deadline_ms).ok()?)?;
+    if deadline <= now {
+        tracing::warn!(deadline_ms, "the invocation's deadline has already passed: running without one");
+        return None;
+    }
+    Some(deadline)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_already_past_at_the_start_is_no_deadline() {
+        let now = Utc::now();
+        let ahead = (now + chrono::Duration::seconds(10)).timestamp_millis() as u64;
+        assert_eq!(deadline_at(ahead, now).map(|d| d.timestamp_millis() as u64), Some(ahead));
+        assert_eq!(deadline_at(0, now), None, "what a local emulator may send");
+        assert_eq!(deadline_at((now - chrono::Duration::seconds(1)).timestamp_millis() as u64, now), None);
+    }
 
     #[test]
     fn sam_local_http_api_sample_becomes_an_inbound_request() {
