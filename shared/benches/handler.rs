@@ -18,7 +18,8 @@ use shared::handler::idempotency::{Gate, Idempotency, Settlement};
 use shared::model::Outcome;
 use shared::pagerduty::{CreateIncident, PagerdutyClient, WebhookEvent, requests, sign, verify};
 use shared::rules::{Event, RecordEvent, Rules};
-use shared::salesforce::trigger_post::{TriggerPost, sign_trigger_post, verify_trigger_signature};
+use shared::salesforce::signature::{sign_trigger_post, verify_trigger_signature};
+use shared::salesforce::trigger_post::TriggerPost;
 use shared::secrets::Secret;
 use shared::store::memory::MemoryStore;
 

@@ -21,6 +21,7 @@ use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
 use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
+use crate::salesforce::signature;
 use crate::salesforce::time::parse_datetime;
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
 use crate::store::Subject;
@@ -154,9 +155,9 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
         let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
         // The signature wins when both are present (a Named Credential may add an empty bearer).
         if request.header("x-pdsync-signature").is_none() && request.header("authorization").is_some() {
-            trigger_post::verify_bearer(request.header("authorization"), &keys)
+            signature::verify_bearer(request.header("authorization"), &keys)
         } else {
-            trigger_post::verify_trigger_signature(
+            signature::verify_trigger_signature(
                 &request.body,
                 request.header("x-pdsync-timestamp"),
                 request.header_joined("x-pdsync-signature").as_deref(),
@@ -166,7 +167,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             )
         }
     };
-    let rotation = trigger_post::InboundAuthError::rotation_may_explain;
+    let rotation = signature::InboundAuthError::rotation_may_explain;
     let auth = match ctx.secrets.verify_signed(&ctx.settings.inbound_secret_id, check, rotation).await {
         Ok(auth) => auth,
         Err(err) => {
@@ -305,9 +306,9 @@ async fn authenticate_outbound_message(ctx: &Context, request: &InboundRequest) 
     let presented = request.query_param("token");
     let check = |secrets: &crate::secrets::SigningSecrets| {
         let tokens: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
-        trigger_post::verify_url_token(presented.as_deref(), &tokens)
+        signature::verify_url_token(presented.as_deref(), &tokens)
     };
-    let rotation = trigger_post::InboundAuthError::rotation_may_explain;
+    let rotation = signature::InboundAuthError::rotation_may_explain;
     match ctx.secrets.verify_signed(secret_id, check, rotation).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => {

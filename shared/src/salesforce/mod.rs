@@ -8,7 +8,8 @@
 //! - [`id`]: 15/18-character ids, their checksum, and how two ids (or orgs) compare.
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
 //! - [`time`]: the one date-time parser, for every form Salesforce writes.
-//! - [`trigger_post`]: the post our Apex trigger sends, and its signature / bearer verification.
+//! - [`trigger_post`]: the post our Apex trigger sends.
+//! - [`signature`]: how that post (and an Outbound Message's URL) is authenticated.
 //! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
 
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod composite;
 pub mod error;
 pub mod id;
 pub mod outbound_message;
+pub mod signature;
 pub mod time;
 pub mod trigger_post;
 
@@ -31,10 +33,8 @@ pub use composite::{
 };
 pub use error::{ApiError, SalesforceError, SubrequestFailure};
 pub use outbound_message::{Notification, OutboundMessage, OutboundMessageError};
-pub use trigger_post::{
-    InboundAuthError, Operation, RecordChange, TriggerPost, TriggerPostError, TriggerUser, verify_bearer,
-    verify_trigger_signature,
-};
+pub use signature::{InboundAuthError, verify_bearer, verify_trigger_signature};
+pub use trigger_post::{Operation, RecordChange, TriggerPost, TriggerPostError, TriggerUser};
 
 /// A record's fields as JSON (as Salesforce REST and Apex `JSON.serialize` write them).
 pub type Record = serde_json::Map<String, serde_json::Value>;
