@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::handler::idempotency::Idempotency;
-use crate::handler::settle::Dispatch;
+use crate::handler::settle::{Dispatch, Queues, RetryPolicy};
 use crate::pagerduty::client::PagerdutyClient;
 use crate::retry::breaker::Breaker;
 use crate::rules::cache::RulesCache;
@@ -54,7 +54,8 @@ impl Default for Settings {
     }
 }
 
-/// The shared run-time context.
+/// The shared run-time context: one copy of each port. Settling borrows the ones it uses as a
+/// [`Dispatch`] ([`Context::dispatch`]) instead of keeping copies of its own.
 #[derive(Clone)]
 pub struct Context {
     pub stores: Stores,
@@ -62,7 +63,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<CachedSecrets>,
     pub rules: Arc<RulesCache>,
-    pub dispatch: Dispatch,
+    pub queues: Queues,
+    pub policy: RetryPolicy,
     pub pagerduty: Arc<PagerdutyClient>,
     pub salesforce: Arc<SalesforceClient>,
     pub pagerduty_breaker: Arc<Breaker>,
@@ -70,7 +72,7 @@ pub struct Context {
     pub settings: Settings,
 }
 
-/// The parts a [`Context`] is built from; the rest (idempotency gate, breakers, dispatch) is
+/// The parts a [`Context`] is built from; the rest (idempotency gate, breakers) is
 /// derived here so that `main`, the demo and the tests wire the same way.
 pub struct Parts {
     pub stores: Stores,
@@ -88,6 +90,19 @@ pub struct Parts {
 }
 
 impl Context {
+    /// What settling an event uses (the queues, the retry policy, the audit trail, the gate,
+    /// the subjects), borrowed from this context's one copy of each.
+    pub fn dispatch(&self) -> Dispatch<'_> {
+        Dispatch {
+            queues: &self.queues,
+            audit: self.stores.audit.as_ref(),
+            clock: self.clock.as_ref(),
+            policy: &self.policy,
+            idempotency: &self.idempotency,
+            links: self.stores.links.as_ref(),
+        }
+    }
+
     pub fn new(parts: Parts) -> Self {
         let Parts {
             stores,
@@ -107,15 +122,8 @@ impl Context {
             |service: &str| Arc::new(Breaker::new(service, stores.breakers.clone(), clock.clone(), breaker_policy));
         let idempotency = Idempotency::new(stores.idempotency.clone(), clock.clone(), idempotency_ttl);
         Self {
-            dispatch: Dispatch {
-                retry: retry_queue,
-                dlq: dead_letter_queue,
-                audit: stores.audit.clone(),
-                clock: clock.clone(),
-                policy: retry_policy,
-                idempotency: idempotency.clone(),
-                links: stores.links.clone(),
-            },
+            queues: Queues { retry: retry_queue, dlq: dead_letter_queue },
+            policy: retry_policy,
             idempotency,
             pagerduty_breaker: breaker("pagerduty"),
             salesforce_breaker: breaker("salesforce"),

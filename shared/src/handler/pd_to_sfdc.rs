@@ -72,7 +72,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
             // Delivering it again would fail the same way, and PagerDuty would in the end
             // disable the subscription: the event fails alone, dead-lettered with its payload.
             let envelope = Envelope::of(accepted(request, &event, started), Progress::default(), Default::default());
-            return match ctx.dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await {
+            return match ctx.dispatch().settle(envelope, store_failure(err), Subjects::default(), started, &[]).await {
                 Ok(settled) => {
                     Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
                 }
@@ -98,7 +98,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
     let (attempt, subjects) =
         process(ctx, Work { accepted: &accepted, progress: &mut progress, hop: "" }, &event, request.deadline).await;
     let envelope = Envelope::of(accepted, progress, Default::default());
-    match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
+    match ctx.dispatch().settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id})),
         Err(err) => {
             metrics::error();

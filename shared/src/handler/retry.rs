@@ -49,7 +49,7 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
         Ok(envelope) => envelope,
         Err(err) => {
             // Not ours, or corrupt: nothing to retry. Keep it whole in the DLQ for a person.
-            ctx.dispatch.dlq.send(&message.body, std::time::Duration::ZERO).await.map_err(|e| e.to_string())?;
+            ctx.queues.dlq.send(&message.body, std::time::Duration::ZERO).await.map_err(|e| e.to_string())?;
             metrics::dlq_send();
             tracing::error!(error = %err, "unreadable retry message moved to the DLQ");
             return Ok(Outcome::DeadLettered);
@@ -74,7 +74,7 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
             tracing::warn!(envelope = %envelope.id(), event_id = %envelope.accepted.event_id, first_outcome = %first,
                 "another delivery of this event settled it: this envelope is a stray copy and is dropped");
             let _ = ctx.idempotency.finish(&keys[0], &Settlement::plain(Outcome::Duplicate)).await;
-            ctx.dispatch.unlist(&envelope).await;
+            ctx.dispatch().unlist(&envelope).await;
             return Ok(Outcome::Duplicate);
         }
         Ok(Ownership::Owner) => {
@@ -144,7 +144,7 @@ async fn handle_envelope(
         // A wait longer than one SQS hop: send it on for the rest of the wait.
         let wait = (not_before - started).to_std().unwrap_or_default();
         let id = envelope.id().to_string();
-        ctx.dispatch.enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
+        ctx.dispatch().enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
         for key in keys {
             let _ = ctx.idempotency.finish(key, &Settlement::of(Outcome::Queued, &id)).await;
         }
@@ -169,7 +169,8 @@ async fn handle_envelope(
         }
     };
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let settled = ctx.dispatch.settle(envelope, attempt, subjects, started, &keys).await.map_err(|e| e.to_string())?;
+    let settled =
+        ctx.dispatch().settle(envelope, attempt, subjects, started, &keys).await.map_err(|e| e.to_string())?;
     Ok(settled.outcome)
 }
 

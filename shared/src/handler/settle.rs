@@ -156,18 +156,25 @@ impl Subjects {
     }
 }
 
-/// The queues an attempt can end in.
+/// The two queues an attempt can end in.
 #[derive(Clone)]
-pub struct Dispatch {
+pub struct Queues {
     pub retry: Arc<dyn Queue>,
     pub dlq: Arc<dyn Queue>,
-    pub audit: Arc<dyn AuditLog>,
-    pub clock: Arc<dyn Clock>,
-    pub policy: RetryPolicy,
+}
+
+/// What settling an event uses, and nothing else: borrowed from the one copy of each in the
+/// context ([`crate::handler::context::Context::dispatch`]).
+#[derive(Clone, Copy)]
+pub struct Dispatch<'a> {
+    pub queues: &'a Queues,
+    pub audit: &'a dyn AuditLog,
+    pub clock: &'a dyn Clock,
+    pub policy: &'a RetryPolicy,
     /// Marks the event's idempotency keys complete in the same write as its audit entry.
-    pub idempotency: Idempotency,
+    pub idempotency: &'a Idempotency,
     /// Lists queued events in their subject's pending set.
-    pub links: Arc<dyn LinkStore>,
+    pub links: &'a dyn LinkStore,
 }
 
 /// Where the event ended up, for the reply and the idempotency record.
@@ -177,7 +184,7 @@ pub struct Settled {
     pub audit: AuditEntry,
 }
 
-impl Dispatch {
+impl Dispatch<'_> {
     /// Records the attempt, moves the envelope on, and marks `keys` (the event's idempotency
     /// keys) complete with where it ended up. An `Err` means the event is NOT safe: the caller
     /// must not acknowledge it and must release `keys` (the sender or SQS will deliver it again).
@@ -302,7 +309,7 @@ impl Dispatch {
     ) -> Result<(), QueueError> {
         entry.reason = Some(why.clone());
         envelope.trip.dead_letter_reason = Some(why);
-        self.dlq.send(&envelope.to_json(), Duration::ZERO).await?;
+        self.queues.dlq.send(&envelope.to_json(), Duration::ZERO).await?;
         metrics::dlq_send();
         tracing::error!(event_id = %envelope.accepted.event_id, reason = entry.reason.as_deref().unwrap_or(""),
             "event dead-lettered: the events of its subject behind it go on without it");
@@ -403,9 +410,9 @@ impl Dispatch {
         envelope.trip.not_before =
             (!rest.is_zero()).then(|| self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
         let body = envelope.to_json();
-        if let Err(err) = self.retry.send(&body, now).await {
+        if let Err(err) = self.queues.retry.send(&body, now).await {
             tracing::warn!(error = %err, envelope = %envelope.accepted.id, "retry-queue send failed: sending the same hop again");
-            self.retry.send(&body, now).await?;
+            self.queues.retry.send(&body, now).await?;
         }
         metrics::retry_enqueued();
         Ok(())

@@ -361,7 +361,7 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
         Err(err) if err.is_permanent() => {
             // Sending it again would fail the same way for 24 hours: it fails alone, dead-lettered.
             let envelope = Envelope::of(accepted, Progress::default(), Default::default());
-            let settled = ctx.dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await;
+            let settled = ctx.dispatch().settle(envelope, store_failure(err), Subjects::default(), started, &[]).await;
             return settled.map(|s| s.outcome).ok();
         }
         Err(err) => {
@@ -374,7 +374,7 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
     let (attempt, subjects) =
         process(ctx, Work { accepted: &accepted, progress: &mut progress, hop: "" }, &change, request.deadline).await;
     let envelope = Envelope::of(accepted, progress, Default::default());
-    match ctx.dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
+    match ctx.dispatch().settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Some(settled.outcome),
         Err(err) => {
             tracing::error!(error = %err, "could not queue the record change: the sender must send it again");

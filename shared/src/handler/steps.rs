@@ -30,7 +30,7 @@ pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectSt
 }
 
 fn wait_step(ctx: &Context) -> chrono::Duration {
-    chrono::Duration::from_std(ctx.dispatch.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
+    chrono::Duration::from_std(ctx.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
 }
 
 /// Takes `order` for `holder` ([`Accepted::lease_holder`]) until the deadline, so that two events of one subject never act
@@ -98,7 +98,7 @@ pub fn progress_keys(progress: &Progress) -> Vec<String> {
 /// needs the Case the trigger opens) would find nothing to act on and be lost. Entries older than
 /// twice the retry policy's maximum age are ignored: a lost one must not hold a subject up for good.
 pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending: &[PendingEvent]) -> Option<Attempt> {
-    let max_age = chrono::Duration::from_std(ctx.dispatch.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
+    let max_age = chrono::Duration::from_std(ctx.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
     let horizon = ctx.clock.now() - max_age;
     let earlier: Vec<&str> = pending
         .iter()
