@@ -102,6 +102,7 @@ async fn an_admin_sets_up_the_jwt_app_proves_the_connection_and_rotates_the_apex
     let (ok, out) = syncctl(&env, &[&generate[..], &["--certificate", certificate_arg]].concat());
     assert!(!ok && out.contains("--rotate"), "{out}");
     assert_eq!(secret_json(&sm, &jwt_secret).await, stored, "the key is unchanged");
+    assert_eq!(std::fs::read_to_string(&certificate).unwrap(), pem, "and so is the certificate it goes with");
     let (ok, out) = syncctl(&env, &[&generate[..], &["--certificate", certificate_arg, "--rotate"]].concat());
     assert!(ok, "{out}");
     assert_ne!(secret_json(&sm, &jwt_secret).await["private_key_pem"], stored["private_key_pem"]);

@@ -103,6 +103,8 @@ async fn salesforce_keys(
     certificate: &std::path::Path,
     rotate: bool,
 ) -> Result<(), String> {
+    let secret_id = &config.salesforce.jwt_secret_id;
+    salesforce::check_replaceable(sm, secret_id, rotate).await?;
     let pair = salesforce::generate(chrono::Utc::now(), salesforce::CERTIFICATE_DAYS)?;
     let credentials = shared::salesforce::JwtCredentials {
         consumer_key,
@@ -112,8 +114,8 @@ async fn salesforce_keys(
     // The certificate first: a key stored without its certificate written would be a key no one can upload.
     std::fs::write(certificate, &pair.certificate_pem)
         .map_err(|e| format!("could not write the certificate to {}: {e}", certificate.display()))?;
-    salesforce::store_credentials(sm, &config.salesforce.jwt_secret_id, &credentials, rotate).await?;
-    println!("stored a new private key in {}", config.salesforce.jwt_secret_id);
+    salesforce::store_credentials(sm, secret_id, &credentials).await?;
+    println!("stored a new private key in {secret_id}");
     println!("wrote the certificate to upload: {}", certificate.display());
     println!();
     println!("{}", salesforce::app_settings(&username, certificate));

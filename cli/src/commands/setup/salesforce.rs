@@ -43,18 +43,20 @@ pub fn generate(now: chrono::DateTime<chrono::Utc>, days: i64) -> Result<KeyPair
     Ok(KeyPair { private_key_pem: key.serialize_pem(), certificate_pem: certificate.pem() })
 }
 
-/// Stores `credentials` in `secret_id`. A secret that already holds a real key is only replaced
-/// with `rotate`: the app's certificate must be replaced at the same time, or the bridge stops.
-pub async fn store_credentials(
+fn sdk_message(e: &dyn aws_sdk_secretsmanager::error::ProvideErrorMetadata) -> String {
+    e.message().or(e.code()).unwrap_or("unknown error").to_string()
+}
+
+/// Refuses to go on when `secret_id` already holds a real key and `rotate` is not given: the
+/// app's certificate must be replaced at the same time, or the bridge stops. Checked before
+/// anything is written, so a refused run leaves the certificate file and the secret as they were.
+pub async fn check_replaceable(
     sm: &aws_sdk_secretsmanager::Client,
     secret_id: &str,
-    credentials: &JwtCredentials,
     rotate: bool,
 ) -> Result<(), String> {
-    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-    let message = |e: &dyn ProvideErrorMetadata| e.message().or(e.code()).unwrap_or("unknown error").to_string();
     let current = sm.get_secret_value().secret_id(secret_id).send().await.map_err(|e| {
-        format!("cannot read the Salesforce JWT secret {secret_id} (deploy the stack first?): {}", message(&e))
+        format!("cannot read the Salesforce JWT secret {secret_id} (deploy the stack first?): {}", sdk_message(&e))
     })?;
     let holds_key = current
         .secret_string()
@@ -67,6 +69,15 @@ pub async fn store_credentials(
              to the External Client App at once: until you do, the bridge cannot log in)"
         ));
     }
+    Ok(())
+}
+
+/// Stores `credentials` in `secret_id` (after [`check_replaceable`]).
+pub async fn store_credentials(
+    sm: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    credentials: &JwtCredentials,
+) -> Result<(), String> {
     let value = serde_json::json!({
         "consumer_key": credentials.consumer_key,
         "username": credentials.username,
@@ -77,7 +88,7 @@ pub async fn store_credentials(
         .secret_string(value.to_string())
         .send()
         .await
-        .map_err(|e| format!("could not store the key in {secret_id}: {}", message(&e)))?;
+        .map_err(|e| format!("could not store the key in {secret_id}: {}", sdk_message(&e)))?;
     Ok(())
 }
 
