@@ -103,6 +103,15 @@ impl Context {
         }
     }
 
+    /// What the ordering steps use (the subjects, the clock, the retry policy), borrowed.
+    pub fn subject_ports(&self) -> crate::handler::steps::SubjectPorts<'_> {
+        crate::handler::steps::SubjectPorts {
+            links: self.stores.links.as_ref(),
+            clock: self.clock.as_ref(),
+            policy: &self.policy,
+        }
+    }
+
     pub fn new(parts: Parts) -> Self {
         let Parts {
             stores,

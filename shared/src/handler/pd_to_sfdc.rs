@@ -154,7 +154,16 @@ async fn verify(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
 /// PagerDuty disable the subscription; the same bytes will never parse).
 async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
     let webhook_id = request.header("x-webhook-id").unwrap_or("unknown");
-    match steps::keep_rejected(ctx, Direction::PagerdutyToSalesforce, request, webhook_id, reason).await {
+    match steps::keep_rejected(
+        ctx.stores.audit.as_ref(),
+        ctx.clock.as_ref(),
+        Direction::PagerdutyToSalesforce,
+        request,
+        webhook_id,
+        reason,
+    )
+    .await
+    {
         Ok(()) => Reply::json(
             202,
             &serde_json::json!({"status": "rejected", "reason": crate::model::cut(reason, crate::model::MAX_REASON)}),
@@ -194,12 +203,13 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
+    let ports = ctx.subject_ports();
     let subject = Subject::Incident(incident_id.to_string());
     subjects.opening = event.event_type == "incident.triggered";
-    if let Err(held) = steps::take_subject(ctx, accepted.lease_holder(hop), subjects, &subject, deadline).await {
+    if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &subject, deadline).await {
         return held;
     }
-    let state = match steps::subject_state(ctx, &subject).await {
+    let state = match steps::subject_state(ports, &subject).await {
         Ok(state) => state,
         Err(attempt) => return attempt,
     };
@@ -222,7 +232,7 @@ async fn attempt(
             api_calls: 0,
         };
     }
-    if let Some(wait) = steps::wait_behind(ctx, &subject, &this, &state.pending) {
+    if let Some(wait) = steps::wait_behind(ports, &subject, &this, &state.pending) {
         return wait;
     }
     let full = match full_note::with_full_note(ctx, event).await {
@@ -230,7 +240,7 @@ async fn attempt(
         Err(attempt) => return attempt,
     };
     let event = full.as_ref();
-    let rules = match steps::rules(ctx).await {
+    let rules = match steps::rules(&ctx.rules).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
@@ -262,11 +272,14 @@ async fn attempt(
     }
 
     let input = Event::Incident(incident);
-    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, accepted, progress, &state, subjects.opening) {
+    let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
-    if let Some(deferred) = steps::hold_back(ctx, &ctx.salesforce_breaker, deadline, api_calls).await {
+    if let Some(deferred) =
+        steps::hold_back(&ctx.salesforce_breaker, ctx.clock.as_ref(), ctx.settings.min_time_left, deadline, api_calls)
+            .await
+    {
         return deferred;
     }
     let execution = salesforce_exec::execute(ctx, &accepted.event_id, progress, &evaluation.plan.0, deadline).await;

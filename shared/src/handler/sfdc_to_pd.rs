@@ -280,7 +280,16 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
 /// Authentic but unusable: the same bytes will never parse, and a fault would only make
 /// Salesforce send them again for 24 hours. Keep the payload for review and acknowledge it.
 async fn reject_outbound_message(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
-    match steps::keep_rejected(ctx, Direction::SalesforceToPagerduty, request, "outbound-message", reason).await {
+    match steps::keep_rejected(
+        ctx.stores.audit.as_ref(),
+        ctx.clock.as_ref(),
+        Direction::SalesforceToPagerduty,
+        request,
+        "outbound-message",
+        reason,
+    )
+    .await
+    {
         Ok(()) => Reply::xml(200, outbound_message::ack_response().to_string()),
         Err(_) => {
             Reply::xml(500, outbound_message::fault_response("could not record the message; Salesforce will retry"))
@@ -420,25 +429,26 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
+    let ports = ctx.subject_ports();
     if let Some(echo) = echo::salesforce_echo(ctx, change) {
         return echo;
     }
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
     let order = order_subject(change);
     subjects.opening = change.is_new && order == Subject::Record(change.id.clone());
-    if let Err(held) = steps::take_subject(ctx, accepted.lease_holder(hop), subjects, &order, deadline).await {
+    if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &order, deadline).await {
         return held;
     }
-    let state = match steps::subject_state(ctx, &order).await {
+    let state = match steps::subject_state(ports, &order).await {
         Ok(state) => state,
         Err(attempt) => return attempt,
     };
     subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
     let this = steps::note_order(accepted, progress, &order, &state);
-    if let Some(wait) = steps::wait_behind(ctx, &order, &this, &state.pending) {
+    if let Some(wait) = steps::wait_behind(ports, &order, &this, &state.pending) {
         return wait;
     }
-    let rules = match steps::rules(ctx).await {
+    let rules = match steps::rules(&ctx.rules).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
@@ -450,11 +460,13 @@ async fn attempt(
         is_new: change.is_new,
         linked_incidents: subjects.incidents.clone(),
     });
-    let (evaluation, matched) = match steps::plan(ctx, &rules, &input, accepted, progress, &state, subjects.opening) {
+    let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
-    if let Some(deferred) = steps::hold_back(ctx, &ctx.pagerduty_breaker, deadline, 0).await {
+    if let Some(deferred) =
+        steps::hold_back(&ctx.pagerduty_breaker, ctx.clock.as_ref(), ctx.settings.min_time_left, deadline, 0).await
+    {
         return deferred;
     }
     let execution = pagerduty_exec::execute(ctx, &accepted.event_id, progress, &evaluation.plan.0, deadline).await;

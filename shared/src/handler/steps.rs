@@ -1,17 +1,19 @@
 //! The steps both directions take between "accepted" and "act": take the subject, wait behind
 //! earlier events, load the rules, plan without what newer events overtook, and make sure the
-//! service may be called now.
+//! service may be called now. Each step is a function of the ports it uses (the subjects, the
+//! clock and the policy as [`SubjectPorts`], the rules cache, a breaker, the audit log), not of
+//! the whole context.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::handler::context::Context;
-use crate::handler::settle::{Attempt, FailureKind, Subjects, matched_rules, store_failure};
+use crate::clock::Clock;
+use crate::handler::settle::{Attempt, FailureKind, RetryPolicy, Subjects, matched_rules, store_failure};
 use crate::retry::breaker::{Breaker, Permit};
 use crate::retry::envelope::{Accepted, Progress};
-use crate::rules::{CachedRules, Evaluation, Event, SkipReason};
-use crate::store::{Lease, PendingEvent, Subject, SubjectState};
+use crate::rules::{CachedRules, Evaluation, Event, RulesCache, SkipReason};
+use crate::store::{AuditLog, Lease, LinkStore, PendingEvent, Subject, SubjectState};
 use crate::telemetry::metrics;
 
 /// The event one attempt works on: what arrived, which it only reads, and what attempts did so
@@ -24,29 +26,40 @@ pub struct Work<'a> {
     pub hop: &'a str,
 }
 
-/// The subject's links, marks and pending events (one store read), or the attempt that says why not.
-pub async fn subject_state(ctx: &Context, subject: &Subject) -> Result<SubjectState, Attempt> {
-    ctx.stores.links.subject_state(subject).await.map_err(store_failure)
+/// What the ordering steps use, and nothing else: the subjects in the store, the clock, the
+/// retry policy (borrowed from the context, [`crate::handler::context::Context::subject_ports`]).
+#[derive(Clone, Copy)]
+pub struct SubjectPorts<'a> {
+    pub links: &'a dyn LinkStore,
+    pub clock: &'a dyn Clock,
+    pub policy: &'a RetryPolicy,
 }
 
-fn wait_step(ctx: &Context) -> chrono::Duration {
-    chrono::Duration::from_std(ctx.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
+impl SubjectPorts<'_> {
+    fn wait_step(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.policy.wait_step).unwrap_or(chrono::Duration::seconds(15))
+    }
+}
+
+/// The subject's links, marks and pending events (one store read), or the attempt that says why not.
+pub async fn subject_state(ports: SubjectPorts<'_>, subject: &Subject) -> Result<SubjectState, Attempt> {
+    ports.links.subject_state(subject).await.map_err(store_failure)
 }
 
 /// Takes `order` for `holder` ([`Accepted::lease_holder`]) until the deadline, so that two events of one subject never act
 /// at the same time (Lambda runs deliveries of one incident in parallel). `Err(Deferred)` while
 /// another event holds it: this one is queued behind it.
 pub async fn take_subject(
-    ctx: &Context,
+    ports: SubjectPorts<'_>,
     holder: String,
     subjects: &mut Subjects,
     order: &Subject,
     deadline: Option<DateTime<Utc>>,
 ) -> Result<(), Attempt> {
-    let now = ctx.clock.now();
+    let now = ports.clock.now();
     let until = deadline.unwrap_or(now + chrono::Duration::seconds(30));
     subjects.order = Some(order.clone());
-    match ctx.stores.links.lease(order, &holder, now, until).await.map_err(store_failure)? {
+    match ports.links.lease(order, &holder, now, until).await.map_err(store_failure)? {
         Lease::Acquired => {
             subjects.holder = Some(holder);
             Ok(())
@@ -97,9 +110,14 @@ pub fn progress_keys(progress: &Progress) -> Vec<String> {
 /// apply this one first, and an event that needs what the earlier one makes (an acknowledge
 /// needs the Case the trigger opens) would find nothing to act on and be lost. Entries older than
 /// twice the retry policy's maximum age are ignored: a lost one must not hold a subject up for good.
-pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending: &[PendingEvent]) -> Option<Attempt> {
-    let max_age = chrono::Duration::from_std(ctx.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
-    let horizon = ctx.clock.now() - max_age;
+pub fn wait_behind(
+    ports: SubjectPorts<'_>,
+    order: &Subject,
+    this: &PendingEvent,
+    pending: &[PendingEvent],
+) -> Option<Attempt> {
+    let max_age = chrono::Duration::from_std(ports.policy.max_age * 2).unwrap_or(chrono::Duration::days(2));
+    let horizon = ports.clock.now() - max_age;
     let earlier: Vec<&str> = pending
         .iter()
         .filter(|p| p.event_id != this.event_id && *p < this && p.occurred_at > horizon)
@@ -112,7 +130,7 @@ pub fn wait_behind(ctx: &Context, order: &Subject, this: &PendingEvent, pending:
             order.key(),
             earlier.join(", ")
         ),
-        until: Some(ctx.clock.now() + wait_step(ctx)),
+        until: Some(ports.clock.now() + ports.wait_step()),
         actions: vec![],
         api_calls: 0,
     })
@@ -127,29 +145,29 @@ pub const OPENING_WAIT: std::time::Duration = std::time::Duration::from_secs(10 
 /// so) and the subject's opening event has not settled: the event waits for it, up to
 /// [`OPENING_WAIT`]. Events no rule would act on, linked or not, are skipped at once.
 pub fn wait_for_opening(
-    ctx: &Context,
+    ports: SubjectPorts<'_>,
     accepted: &Accepted,
     state: &SubjectState,
     opening: bool,
     evaluation: &Evaluation,
 ) -> Option<Attempt> {
     let needs_link = evaluation.explanation.rules.iter().any(|r| r.skipped == Some(SkipReason::NoLink));
-    let waited = (ctx.clock.now() - accepted.accepted_at).to_std().unwrap_or_default();
+    let waited = (ports.clock.now() - accepted.accepted_at).to_std().unwrap_or_default();
     let waits = needs_link && !opening && !state.opened && state.links.is_empty() && waited < OPENING_WAIT;
     // Each wait as long as all the waits before it (15 s, 30 s, 1 min, ...): a record that existed
     // before the bridge, whose insert never comes, costs a handful of trips, not one every step.
-    let next = wait_step(ctx).max(chrono::Duration::from_std(waited).unwrap_or_default());
+    let next = ports.wait_step().max(chrono::Duration::from_std(waited).unwrap_or_default());
     waits.then(|| Attempt::Deferred {
         reason: "nothing is linked yet and the subject's opening event has not been seen: waiting for it".into(),
-        until: Some(ctx.clock.now() + next),
+        until: Some(ports.clock.now() + next),
         actions: vec![],
         api_calls: 0,
     })
 }
 
 /// The current rules (cached), or the attempt that says why there are none.
-pub async fn rules(ctx: &Context) -> Result<Arc<CachedRules>, Attempt> {
-    ctx.rules.current().await.map_err(|err| Attempt::Failed {
+pub async fn rules(cache: &RulesCache) -> Result<Arc<CachedRules>, Attempt> {
+    cache.current().await.map_err(|err| Attempt::Failed {
         kind: if err.is_transient() { FailureKind::Transient } else { FailureKind::Permanent },
         reason: format!("rules unavailable: {err}"),
         rule: None,
@@ -164,7 +182,7 @@ pub async fn rules(ctx: &Context) -> Result<Arc<CachedRules>, Attempt> {
 /// nothing is left to do: stale when a newer event overtook everything, otherwise skipped, or
 /// deferred while the subject's opening event may still bring something to act on.
 pub fn plan(
-    ctx: &Context,
+    ports: SubjectPorts<'_>,
     rules: &CachedRules,
     input: &Event,
     accepted: &Accepted,
@@ -191,7 +209,7 @@ pub fn plan(
             ),
         });
     }
-    if let Some(wait) = wait_for_opening(ctx, accepted, state, opening, &evaluation) {
+    if let Some(wait) = wait_for_opening(ports, accepted, state, opening, &evaluation) {
         return Err(wait);
     }
     Err(Attempt::Skipped { reason: "no rule matched".into(), rules: matched })
@@ -208,8 +226,9 @@ pub fn marks_done(plan: &[crate::rules::PlannedAction], progress: &Progress) -> 
 /// `Some(Deferred)` when the service must not be called now: its breaker is open, or too little
 /// time is left before the function's deadline.
 pub async fn hold_back(
-    ctx: &Context,
     breaker: &Breaker,
+    clock: &dyn Clock,
+    min_time_left: std::time::Duration,
     deadline: Option<DateTime<Utc>>,
     api_calls: u32,
 ) -> Option<Attempt> {
@@ -225,8 +244,8 @@ pub async fn hold_back(
         Ok(Permit::Call | Permit::Probe) => {}
         Err(err) => return Some(store_failure(err)),
     }
-    let left = (deadline? - ctx.clock.now()).to_std().unwrap_or_default();
-    (left < ctx.settings.min_time_left).then(|| Attempt::Deferred {
+    let left = (deadline? - clock.now()).to_std().unwrap_or_default();
+    (left < min_time_left).then(|| Attempt::Deferred {
         reason: format!("only {left:?} left before the deadline: queued"),
         until: None,
         actions: vec![],
@@ -239,7 +258,8 @@ pub async fn hold_back(
 /// `Err`: the store is unavailable and the sender must deliver it again. An entry the store
 /// refuses for good is only logged: the same bytes would be refused again.
 pub async fn keep_rejected(
-    ctx: &Context,
+    audit: &dyn AuditLog,
+    clock: &dyn Clock,
     direction: crate::model::Direction,
     request: &crate::handler::http::InboundRequest,
     event_id: &str,
@@ -249,10 +269,10 @@ pub async fn keep_rejected(
     metrics::event_rejected("malformed");
     tracing::warn!(correlation_id = %request.correlation_id, reason, "authentic payload unusable; kept for review");
     let mut entry =
-        AuditEntry::new(ctx.clock.now(), direction, &request.correlation_id, bounded_key(event_id), Outcome::Rejected);
+        AuditEntry::new(clock.now(), direction, &request.correlation_id, bounded_key(event_id), Outcome::Rejected);
     entry.reason = Some(format!("rejected: {}", cut(reason, MAX_REASON)));
     entry.keep_payload(&request.body);
-    match ctx.stores.audit.append(&entry).await {
+    match audit.append(&entry).await {
         Err(err) if err.is_permanent() => {
             metrics::error();
             tracing::error!(error = %err, "the store refused the rejected payload; acknowledged all the same");
