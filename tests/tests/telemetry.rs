@@ -123,6 +123,9 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
 
     let metrics = String::from_utf8(metrics).unwrap();
     let mut names = std::collections::HashSet::new();
+    // Metric name -> the dimension sets it is emitted with (names only, sorted).
+    let mut dimension_sets: std::collections::HashMap<String, std::collections::HashSet<Vec<String>>> =
+        std::collections::HashMap::new();
     for doc in metrics.lines() {
         let v: Value = serde_json::from_str(doc).expect("EMF documents are JSON");
         let aws = &v["_aws"];
@@ -138,6 +141,12 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
                 let name = metric["Name"].as_str().expect("Name");
                 assert!(v[name].is_number() || v[name].is_array(), "metric {name} has a value: {doc}");
                 names.insert(name.to_string());
+                for set in directive["Dimensions"].as_array().expect("Dimensions") {
+                    let mut dims: Vec<String> =
+                        set.as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+                    dims.sort();
+                    dimension_sets.entry(name.to_string()).or_default().insert(dims);
+                }
             }
         }
         assert_eq!(v["Function"], "pd-to-sfdc");
@@ -153,4 +162,50 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
     ] {
         assert!(names.contains(expected), "metric {expected} missing from {names:?}");
     }
+    // CloudWatch matches dimension sets exactly: a dashboard series naming fewer dimensions than
+    // the metric is emitted with is always empty (it was, for rejections by reason).
+    for (name, dims) in dashboard_series() {
+        let Some(emitted) = dimension_sets.get(&name) else { continue };
+        assert!(
+            emitted.contains(&dims),
+            "the dashboard reads {name} by {dims:?}, the functions emit it by {emitted:?}"
+        );
+    }
+}
+
+/// The `PdSfdcSync` series the dashboard in template.yaml plots: metric name and dimension names
+/// (sorted), with CloudWatch's `"..."` shorthand (repeat the previous series but its last values)
+/// expanded. Expressions (`SEARCH`, math) are left out.
+fn dashboard_series() -> Vec<(String, Vec<String>)> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    let template: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).expect("template.yaml parses");
+    let body = &template["Resources"]["Dashboard"]["Properties"]["DashboardBody"];
+    let body = body.as_str().or_else(|| body["Fn::Sub"].as_str()).expect("the dashboard body is a string");
+    let body = regex::Regex::new(r"\$\{[^}]+\}").unwrap().replace_all(body, "x");
+    let dashboard: Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let mut series = Vec::new();
+    for widget in dashboard["widgets"].as_array().unwrap() {
+        let mut previous: Vec<String> = Vec::new();
+        for entry in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+            let parts: Vec<String> =
+                entry.as_array().unwrap().iter().filter_map(|p| p.as_str().map(str::to_string)).collect();
+            let full = match parts.first().map(String::as_str) {
+                None => continue,
+                Some("...") => {
+                    let keep = previous.len().saturating_sub(parts.len() - 1);
+                    [&previous[..keep], &parts[1..]].concat()
+                }
+                Some(_) => parts,
+            };
+            if full.len() >= 2 && full[0] == "PdSfdcSync" {
+                let mut dims: Vec<String> = full[2..].iter().step_by(2).cloned().collect();
+                dims.sort();
+                series.push((full[1].clone(), dims));
+            }
+            previous = full;
+        }
+    }
+    assert!(!series.is_empty(), "the dashboard plots PdSfdcSync metrics");
+    series
 }
