@@ -33,6 +33,16 @@ pub async fn sdk() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+/// The secrets cache over Secrets Manager, as the functions read secrets (same cache age).
+pub fn secrets(
+    config: &shared::config::Config,
+    sm: &aws_sdk_secretsmanager::Client,
+) -> Arc<shared::secrets::CachedSecrets> {
+    let clock: Arc<dyn shared::clock::Clock> = Arc::new(shared::clock::SystemClock);
+    let source = Arc::new(adapters::secrets_manager::SecretsManagerSource::new(sm.clone()));
+    Arc::new(shared::secrets::CachedSecrets::new(source, clock, config.secrets_max_age))
+}
+
 impl Stack {
     pub async fn store(&self) -> Result<Arc<DynamoStore>, String> {
         let table = need(&self.table, "--table", "TABLE_NAME")?;

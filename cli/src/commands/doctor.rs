@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use adapters::dynamodb::DynamoStore;
 use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
-use adapters::secrets_manager::SecretsManagerSource;
 use adapters::sqs::SqsQueue;
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
@@ -14,7 +13,7 @@ use shared::config::Config;
 use shared::retry::queue::Queue;
 use shared::rules::Rules;
 use shared::salesforce::JwtCredentials;
-use shared::secrets::{CachedSecrets, Credential};
+use shared::secrets::Credential;
 use shared::store::RulesStore;
 use shared::transport::Transport;
 
@@ -63,11 +62,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
 pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = Arc::new(CachedSecrets::new(
-        Arc::new(SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(sdk))),
-        clock.clone(),
-        config.secrets_max_age,
-    ));
+    let secrets = super::aws::secrets(config, &aws_sdk_secretsmanager::Client::new(sdk));
     let (pagerduty, salesforce) = (&config.pagerduty, &config.salesforce);
     let http = reqwest_client();
     let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::with_client(http.clone()));

@@ -9,12 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
-use adapters::secrets_manager::SecretsManagerSource;
 use clap::Subcommand;
-use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
 use shared::pagerduty::SubscriptionFilter;
-use shared::secrets::CachedSecrets;
 
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
@@ -123,8 +120,7 @@ async fn salesforce_keys(
 }
 
 async fn salesforce_check(config: &Config, sm: &aws_sdk_secretsmanager::Client) -> Result<(), String> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
+    let secrets = super::aws::secrets(config, sm);
     let text = secrets.salesforce_jwt(&config.salesforce.jwt_secret_id).await.map_err(|e| e.to_string())?;
     let credentials = shared::salesforce::JwtCredentials::from_secret_json(&text).map_err(|e| e.to_string())?;
     let found = salesforce::check(config, credentials).await?;
@@ -171,10 +167,7 @@ async fn salesforce_apex(
         );
         key
     } else {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let secrets =
-            CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age);
-        let signing = secrets.inbound_secrets(id).await.map_err(|e| e.to_string())?;
+        let signing = super::aws::secrets(config, sm).inbound_secrets(id).await.map_err(|e| e.to_string())?;
         signing.current.expose().to_string()
     };
     println!("Custom Metadata PdSync Setting -> Default (Setup -> Custom Metadata Types):");
@@ -214,9 +207,7 @@ pub async fn pagerduty_webhook(
     filter: &SubscriptionFilter,
 ) -> Result<(String, bool), String> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets =
-        Arc::new(CachedSecrets::new(Arc::new(SecretsManagerSource::new(sm.clone())), clock, config.secrets_max_age));
+    let secrets = super::aws::secrets(config, &sm);
     let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
     let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
