@@ -99,8 +99,8 @@ lambda-target: ## Check that the Rust target make build needs (aarch64-unknown-l
 		echo "  rustup target add $(LAMBDA_TARGET)"; exit 1; \
 	fi
 
-# Release profile: fat LTO, one codegen unit (Cargo.toml). Measured on the 2-core host (docs/build-times.md):
-# cold about 12 min (795 s CPU), warm after a change in shared/ 481 s CPU (the three LTO links), no-op 1 s.
+# Release profile: fat LTO, one codegen unit (Cargo.toml); cold, warm and no-op build times
+# measured on the 2-core host are in docs/build-times.md.
 .PHONY: build
 build: $(STAMP) lambda-target ## Build the three functions for Lambda (arm64, release) with cargo-lambda
 	cargo lambda build --release --arm64 --locked \
