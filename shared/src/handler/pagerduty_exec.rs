@@ -23,7 +23,8 @@
 //! settle: the client refuses it unsent, and what is left is queued with what succeeded marked done.
 
 use crate::class::Classify;
-use crate::handler::context::Context;
+use crate::clock::Clock;
+use crate::handler::ports::PagerdutyPort;
 use crate::handler::salesforce_exec::{
     Execution, action_key, action_record, call_deadline, carries_reference, link_created, needs_look, reference,
     with_reference,
@@ -31,9 +32,9 @@ use crate::handler::salesforce_exec::{
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
 use crate::pagerduty::{Assignees, CreateIncident, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency};
-use crate::retry::breaker::Signal;
 use crate::retry::envelope::Progress;
 use crate::rules::{self, PagerdutyAction, PlannedAction, by_side};
+use crate::store::LinkStore;
 use crate::telemetry::metrics;
 
 fn urgency(u: rules::Urgency) -> Urgency {
@@ -61,18 +62,21 @@ enum Look {
 }
 
 /// Runs what is left of `plan`'s PagerDuty actions. Stops at the first failure: later actions
-/// may depend on it (an acknowledge after a create), and the retry resumes there.
+/// may depend on it (an acknowledge after a create), and the retry resumes there. The links of
+/// created incidents are written to `links`.
 pub async fn execute(
-    ctx: &Context,
+    pagerduty: PagerdutyPort<'_>,
+    links: &dyn LinkStore,
+    clock: &dyn Clock,
     event_id: &str,
     progress: &mut Progress,
     plan: &[PlannedAction],
     deadline: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
-    let pd = match call_deadline(ctx, deadline) {
-        Some(until) => ctx.pagerduty.until(until),
-        None => (*ctx.pagerduty).clone(),
+    let pd = match call_deadline(clock, deadline) {
+        Some(until) => pagerduty.client.until(until),
+        None => pagerduty.client.clone(),
     };
     for step in by_side(plan).pagerduty {
         let (planned, action) = (step.planned, step.action);
@@ -97,16 +101,14 @@ pub async fn execute(
                     progress.mark_uncertain(&key);
                 }
                 metrics::action(planned.action.name(), false);
-                if err.is_transient() && !err.not_sent() {
-                    let _ = ctx.pagerduty_breaker.record_failure(Signal::Transient(err.to_string())).await;
-                }
+                pagerduty.report_failure(&err).await;
                 let reason = err.to_string();
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
                 execution.failure = Some((FailureKind::from(err.class()), reason, Some(planned.rule.clone())));
                 if let PagerdutyError::Throttled { wait, .. } = err {
                     // Held back by our limiter (a 429's reset still running): counting it as a
                     // failed attempt would dead-letter events PagerDuty never saw.
-                    execution.held_until = Some(ctx.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    execution.held_until = Some(clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
                 }
                 return execution;
             }
@@ -124,10 +126,10 @@ pub async fn execute(
             let link = Link {
                 incident_id: incident_id.clone(),
                 record: record.clone(),
-                created_at: ctx.clock.now(),
+                created_at: clock.now(),
                 created_by_rule: Some(planned.rule.clone()),
             };
-            if let Err(err) = link_created(ctx, &mut execution, link).await {
+            if let Err(err) = link_created(links, &mut execution, link).await {
                 // Not marked done: the retry finds the same incident by its incident_key and links it.
                 let reason = format!("created incident {incident_id} but could not link it: {err}");
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
@@ -141,7 +143,7 @@ pub async fn execute(
         execution.actions.push(action_record(planned, verified, detail));
     }
     if execution.api_calls > 0 {
-        let _ = ctx.pagerduty_breaker.record_success().await;
+        let _ = pagerduty.breaker.record_success().await;
     }
     execution
 }
