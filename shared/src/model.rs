@@ -33,7 +33,7 @@ impl std::fmt::Display for Direction {
 pub struct RecordRef {
     /// sObject API name, e.g. `Case` or `Escalation__c`.
     pub object: String,
-    pub id: String,
+    pub id: crate::salesforce::RecordId,
 }
 
 /// One PagerDuty incident ↔ Salesforce record link.

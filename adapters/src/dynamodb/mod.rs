@@ -210,7 +210,7 @@ fn link_from(item: &Item, incident_side: bool) -> Result<Link, StoreError> {
         incident_id: inc.strip_prefix("INC#").ok_or_else(|| corrupt(item, "not a link".into()))?.to_string(),
         record: RecordRef {
             object: get_s(item, "object")?.to_string(),
-            id: rec.strip_prefix("REC#").ok_or_else(|| corrupt(item, "not a link".into()))?.to_string(),
+            id: rec.strip_prefix("REC#").ok_or_else(|| corrupt(item, "not a link".into()))?.into(),
         },
         created_at: from_millis(item, "created_at")?,
         created_by_rule: get_opt_s(item, "rule").map(str::to_string),

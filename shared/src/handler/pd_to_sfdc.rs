@@ -251,7 +251,7 @@ async fn attempt(
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             api_calls += 1;
             metrics::api_calls("salesforce", 1);
-            match salesforce.client.get_record(&link.record.object, &link.record.id, Some(&fields)).await {
+            match salesforce.client.get_record(&link.record.object, link.record.id.as_str(), Some(&fields)).await {
                 Ok(values) => values,
                 Err(err) => {
                     salesforce.report_failure(&err).await;
@@ -261,7 +261,7 @@ async fn attempt(
         };
         incident.linked_records.push(LinkedRecord {
             object: link.record.object.clone(),
-            id: link.record.id.clone(),
+            id: link.record.id.to_string(),
             fields: values,
         });
     }

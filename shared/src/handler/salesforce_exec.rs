@@ -216,7 +216,7 @@ fn case_comment_write(case_id: &str, body: String) -> Write {
 
 /// The write of a set-fields action.
 fn update(record: &RecordRef, fields: &Map<String, Value>) -> Write {
-    Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() }
+    Write::Update { object: record.object.clone(), id: record.id.to_string(), fields: fields.clone() }
 }
 
 /// The write of a create-record action: an upsert on its external id.
@@ -465,7 +465,7 @@ pub async fn execute(
             {
                 let link = Link {
                     incident_id: incident_id.clone(),
-                    record: RecordRef { object: object.clone(), id: id.clone() },
+                    record: RecordRef { object: object.clone(), id: id.as_str().into() },
                     created_at: clock.now(),
                     created_by_rule: Some(p.planned.rule.clone()),
                 };

@@ -149,8 +149,9 @@ impl Subjects {
             if !self.incidents.contains(&link.incident_id) {
                 self.incidents.push(link.incident_id.clone());
             }
-            if !self.records.contains(&link.record.id) {
-                self.records.push(link.record.id.clone());
+            // Each form an id came in (the audit entry is filed under each, so either finds it).
+            if !self.records.iter().any(|r| r == link.record.id.as_str()) {
+                self.records.push(link.record.id.to_string());
             }
         }
     }

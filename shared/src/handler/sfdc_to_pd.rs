@@ -21,11 +21,11 @@ use crate::handler::steps::{self, Work};
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
-use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
 use crate::salesforce::signature;
 use crate::salesforce::time::parse_datetime;
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
+use crate::salesforce::{RecordId, is_record_id};
 use crate::secrets::CachedSecrets;
 use crate::store::{AuditLog, Subject};
 use crate::telemetry::metrics;
@@ -34,7 +34,7 @@ use crate::telemetry::metrics;
 #[derive(Debug, Clone)]
 pub struct Change {
     pub object: String,
-    pub id: String,
+    pub id: RecordId,
     pub is_new: bool,
     pub new: serde_json::Map<String, serde_json::Value>,
     pub old: Option<serde_json::Map<String, serde_json::Value>>,
@@ -54,7 +54,7 @@ impl Change {
     pub fn key(&self) -> String {
         match &self.dedupe_key {
             Some(key) => crate::model::bounded_key(key),
-            None => trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new),
+            None => trigger_post::change_key(&self.object, self.id.as_str(), None, self.old.as_ref(), &self.new),
         }
     }
 
@@ -67,7 +67,7 @@ impl Change {
             self.occurred_at,
             QueuedEvent::SalesforceRecord {
                 object: self.object.clone(),
-                record_id: self.id.clone(),
+                record_id: self.id.to_string(),
                 operation: if self.is_new { "insert".into() } else { "update".into() },
                 new: self.new.clone(),
                 old: self.old.clone(),
@@ -84,7 +84,7 @@ impl Change {
         };
         Some(Self {
             object: object.clone(),
-            id: record_id.clone(),
+            id: record_id.as_str().into(),
             is_new: operation == "insert",
             new: new.clone(),
             old: old.clone(),
@@ -212,7 +212,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             occurred_at: change_time(&r.new, post.sent_at),
             dedupe_key: Some(r.key()),
             object: r.object,
-            id: r.id,
+            id: r.id.into(),
             is_new: post.operation == Operation::Insert,
             new: r.new,
             old: r.old,
@@ -256,7 +256,7 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
         .notifications
         .into_iter()
         .map(|n| {
-            let id = n.record_id().unwrap_or_default().to_string();
+            let id = RecordId::from(n.record_id().unwrap_or_default());
             // Outbound Messages carry no old values; a record whose creation is its last
             // modification was just created.
             let is_new =
@@ -356,7 +356,7 @@ async fn accept_all(
     let mut summary = Summary { received: changes.len(), ..Summary::default() };
     let results: Vec<(String, Option<Outcome>)> = futures::stream::iter(changes)
         .map(|change| async move {
-            let id = change.id.clone();
+            let id = change.id.to_string();
             (id, accept(dispatch, pipeline, change, request, started).await)
         })
         .buffer_unordered(concurrency.max(1))
@@ -424,7 +424,7 @@ fn link_subject(change: &Change) -> (String, String) {
     {
         return ("Case".to_string(), parent.to_string());
     }
-    (change.object.clone(), change.id.clone())
+    (change.object.clone(), change.id.to_string())
 }
 
 /// The subject whose order the change keeps: the record, or a Case Comment's Case (a comment
@@ -441,7 +441,7 @@ pub async fn process(
     change: &Change,
     deadline: Option<DateTime<Utc>>,
 ) -> (Attempt, Subjects) {
-    let mut subjects = Subjects::new(vec![], vec![change.id.clone()]);
+    let mut subjects = Subjects::new(vec![], vec![change.id.to_string()]);
     let attempt = attempt(pipeline, work, change, deadline, &mut subjects).await;
     (attempt, subjects)
 }
@@ -459,7 +459,7 @@ async fn attempt(
     }
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
     let order = order_subject(change);
-    subjects.opening = change.is_new && order == Subject::Record(change.id.clone());
+    subjects.opening = change.is_new && order == Subject::Record(change.id.to_string());
     if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &order, deadline).await {
         return held;
     }
@@ -478,7 +478,7 @@ async fn attempt(
     };
     let input = Event::Record(RecordEvent {
         object: change.object.clone(),
-        id: change.id.clone(),
+        id: change.id.to_string(),
         new: change.new.clone(),
         old: change.old.clone(),
         is_new: change.is_new,

@@ -369,7 +369,7 @@ fn plan_record_action<'e>(
             text = format!("Salesforce {} {}", rec.object, rec.id);
         }
         out.push(Planned::Action(Action::Pagerduty(PagerdutyAction::CreateIncident {
-            record: RecordRef { object: rec.object.clone(), id: rec.id.clone() },
+            record: RecordRef { object: rec.object.clone(), id: rec.id.as_str().into() },
             service_id: service_id.clone(),
             escalation_policy_id: escalation_policy_id.clone(),
             urgency: *urgency,

@@ -210,7 +210,7 @@ impl SalesforceAction {
     fn state_marks(&self) -> Vec<String> {
         match self {
             SalesforceAction::SetFields { record, fields } => {
-                fields.keys().map(|f| field_mark(&record.id, f)).collect()
+                fields.keys().map(|f| field_mark(record.id.as_str(), f)).collect()
             }
             SalesforceAction::CreateRecord { .. } | SalesforceAction::AddCaseComment { .. } => vec![],
         }
@@ -329,7 +329,7 @@ impl Plan {
             match &mut planned.action {
                 Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
                     let before = fields.len();
-                    fields.retain(|field, _| !newer(&field_mark(&record.id, field)));
+                    fields.retain(|field, _| !newer(&field_mark(record.id.as_str(), field)));
                     dropped += before - fields.len();
                     if fields.is_empty() {
                         continue;
@@ -406,11 +406,11 @@ impl Plan {
         fields: Vec<(&str, Cow<'_, Value>)>,
     ) {
         let existing = self.0.iter_mut().find(|p| {
-            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == record.object && r.id == record.id)
+            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == record.object && r.id == *record.id)
         });
         let Some(existing) = existing else {
             let fields = fields.into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect();
-            let record = RecordRef { object: record.object.to_string(), id: record.id.to_string() };
+            let record = RecordRef { object: record.object.to_string(), id: record.id.into() };
             let action = SalesforceAction::SetFields { record, fields }.into();
             self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
             return;

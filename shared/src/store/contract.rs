@@ -54,7 +54,7 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     for (i, id) in [&case_a, &case_b].into_iter().enumerate() {
         let link = Link {
             incident_id: incident.clone(),
-            record: RecordRef { object: "Case".into(), id: id.clone() },
+            record: RecordRef { object: "Case".into(), id: id.as_str().into() },
             created_at: at + Duration::seconds(i as i64),
             created_by_rule: Some("sev1".into()),
         };
@@ -63,7 +63,7 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     }
     let records = store.records_for_incident(&incident).await.expect("records_for_incident");
     assert_eq!(
-        records.iter().map(|l| l.record.id.clone()).collect::<Vec<_>>(),
+        records.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(),
         vec![case_a.clone(), case_b.clone()],
         "an incident's links come back once each, oldest first"
     );
@@ -181,7 +181,7 @@ pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkS
     for (i, id) in [&case_b, &case_a].into_iter().enumerate() {
         let link = Link {
             incident_id: incident.clone(),
-            record: RecordRef { object: "Case".into(), id: id.clone() },
+            record: RecordRef { object: "Case".into(), id: id.as_str().into() },
             created_at: at + Duration::seconds(i as i64),
             created_by_rule: None,
         };
@@ -197,7 +197,7 @@ pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkS
     let state = store.subject_state(&subject).await.expect("subject_state");
     assert_eq!(state.links, store.records_for_incident(&incident).await.expect("records"), "the same links");
     assert_eq!(
-        state.links.iter().map(|l| l.record.id.clone()).collect::<Vec<_>>(),
+        state.links.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(),
         vec![case_b.clone(), case_a.clone()],
         "oldest link first"
     );

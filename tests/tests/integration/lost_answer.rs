@@ -154,7 +154,7 @@ async fn pd_incident_with_case(h: &Harness, incident: &str, t0: DateTime<Utc>) -
     let reply = h.webhook(&delivery("E1", "incident.triggered", t0, incident_data(incident, "triggered")), "w1").await;
     assert_eq!(outcome(&reply), "applied", "{}", reply.body);
     let links = h.store.records_for_incident(incident).await.unwrap();
-    links[0].record.id.clone()
+    links[0].record.id.to_string()
 }
 
 fn comments_on(h: &Harness, case_id: &str, text: &str) -> Vec<String> {
