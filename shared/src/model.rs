@@ -39,7 +39,7 @@ pub struct RecordRef {
 /// One PagerDuty incident ↔ Salesforce record link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
-    pub incident_id: String,
+    pub incident_id: crate::pagerduty::IncidentId,
     pub record: RecordRef,
     pub created_at: DateTime<Utc>,
     /// The rule that made the link, when a rule made it.

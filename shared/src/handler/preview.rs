@@ -37,7 +37,7 @@ pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) 
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .map(|l| l.incident_id)
+                .map(|l| l.incident_id.to_string())
                 .collect();
             Event::Record(RecordEvent {
                 object: change.object,

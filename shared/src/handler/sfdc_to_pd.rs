@@ -467,7 +467,7 @@ async fn attempt(
         Ok(state) => state,
         Err(attempt) => return attempt,
     };
-    subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
+    subjects.incidents = state.links.iter().map(|l| l.incident_id.to_string()).collect();
     let this = steps::note_order(accepted, progress, &order, &state);
     if let Some(wait) = steps::wait_behind(ports, &order, &this, &state.pending) {
         return wait;

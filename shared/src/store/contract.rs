@@ -53,7 +53,7 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     let at = t0();
     for (i, id) in [&case_a, &case_b].into_iter().enumerate() {
         let link = Link {
-            incident_id: incident.clone(),
+            incident_id: incident.as_str().into(),
             record: RecordRef { object: "Case".into(), id: id.as_str().into() },
             created_at: at + Duration::seconds(i as i64),
             created_by_rule: Some("sev1".into()),
@@ -71,7 +71,7 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     assert_eq!(records[0].created_by_rule.as_deref(), Some("sev1"));
     let incidents = store.incidents_for_record(&case_b).await.expect("incidents_for_record");
     assert_eq!(incidents.len(), 1, "a record finds its incident");
-    assert_eq!(incidents[0].incident_id, incident);
+    assert_eq!(incidents[0].incident_id.as_str(), incident);
     assert!(store.records_for_incident(&fresh("PNONE")).await.expect("query").is_empty());
 }
 
@@ -180,7 +180,7 @@ pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkS
     let at = t0();
     for (i, id) in [&case_b, &case_a].into_iter().enumerate() {
         let link = Link {
-            incident_id: incident.clone(),
+            incident_id: incident.as_str().into(),
             record: RecordRef { object: "Case".into(), id: id.as_str().into() },
             created_at: at + Duration::seconds(i as i64),
             created_by_rule: None,
@@ -204,7 +204,7 @@ pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkS
     assert_eq!(state.last_applied(), Some(at + Duration::seconds(7)), "and the marks");
     let record = store.subject_state(&Subject::Record(case_a.clone())).await.expect("subject_state");
     assert_eq!(record.links.len(), 1, "a record's state has its incident");
-    assert_eq!(record.links[0].incident_id, incident);
+    assert_eq!(record.links[0].incident_id.as_str(), incident);
     assert_eq!(record.last_applied(), None, "marks are per subject");
 }
 

@@ -172,7 +172,7 @@ async fn sf_case_with_incident(h: &Harness, t0: DateTime<Utc>) -> String {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let links = h.store.incidents_for_record(CASE).await.unwrap();
     assert_eq!(links.len(), 1, "{}", reply.body);
-    links[0].incident_id.clone()
+    links[0].incident_id.to_string()
 }
 
 fn notes_with(h: &Harness, incident: &str, text: &str) -> usize {
