@@ -33,13 +33,13 @@ impl std::fmt::Display for Direction {
 pub struct RecordRef {
     /// sObject API name, e.g. `Case` or `Escalation__c`.
     pub object: String,
-    pub id: String,
+    pub id: crate::salesforce::RecordId,
 }
 
 /// One PagerDuty incident ↔ Salesforce record link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
-    pub incident_id: String,
+    pub incident_id: crate::pagerduty::IncidentId,
     pub record: RecordRef,
     pub created_at: DateTime<Utc>,
     /// The rule that made the link, when a rule made it.

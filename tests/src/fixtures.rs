@@ -21,5 +21,5 @@ pub const SFDC_CASE_RULES: &str = include_str!("../fixtures/rules/sfdc-case.yaml
 pub async fn case_of(h: &Harness, incident_id: &str) -> Value {
     let links = h.store.records_for_incident(incident_id).await.unwrap();
     assert_eq!(links.len(), 1, "one Case linked to {incident_id}: {links:?}");
-    h.sf.record("Case", &links[0].record.id).expect("the linked Case exists in Salesforce")
+    h.sf.record("Case", links[0].record.id.as_str()).expect("the linked Case exists in Salesforce")
 }

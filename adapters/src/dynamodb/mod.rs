@@ -207,10 +207,10 @@ fn link_from(item: &Item, incident_side: bool) -> Result<Link, StoreError> {
     let sk = get_s(item, "sk")?;
     let (inc, rec) = if incident_side { (pk, sk) } else { (sk, pk) };
     Ok(Link {
-        incident_id: inc.strip_prefix("INC#").ok_or_else(|| corrupt(item, "not a link".into()))?.to_string(),
+        incident_id: inc.strip_prefix("INC#").ok_or_else(|| corrupt(item, "not a link".into()))?.into(),
         record: RecordRef {
             object: get_s(item, "object")?.to_string(),
-            id: rec.strip_prefix("REC#").ok_or_else(|| corrupt(item, "not a link".into()))?.to_string(),
+            id: rec.strip_prefix("REC#").ok_or_else(|| corrupt(item, "not a link".into()))?.into(),
         },
         created_at: from_millis(item, "created_at")?,
         created_by_rule: get_opt_s(item, "rule").map(str::to_string),

@@ -46,7 +46,8 @@ pub fn composite_body(evaluation: &Evaluation) -> Vec<u8> {
     let mut builder = CompositeBuilder::new("62.0", false);
     for (n, planned) in evaluation.plan.iter().enumerate() {
         if let Action::Salesforce(SalesforceAction::SetFields { record, fields }) = &planned.action {
-            let write = Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() };
+            let write =
+                Write::Update { object: record.object.clone(), id: record.id.to_string(), fields: fields.clone() };
             builder.push(&format!("a{n}"), write).unwrap();
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::handler::idempotency::Idempotency;
+use crate::handler::ports::{PagerdutyPort, Pipeline, SalesforcePort};
 use crate::handler::settle::{Dispatch, Queues, RetryPolicy};
 use crate::pagerduty::client::PagerdutyClient;
 use crate::retry::breaker::Breaker;
@@ -54,21 +55,22 @@ impl Default for Settings {
     }
 }
 
-/// The shared run-time context: one copy of each port. Settling borrows the ones it uses as a
-/// [`Dispatch`] ([`Context::dispatch`]) instead of keeping copies of its own.
+/// The shared run-time context, the composition root: one copy of each port. Only the route
+/// entry points take it; below them, an attempt borrows what it uses as a [`Pipeline`]
+/// ([`Context::pipeline`]) and settling as a [`Dispatch`] ([`Context::dispatch`]).
 #[derive(Clone)]
 pub struct Context {
-    pub stores: Stores,
+    pub(crate) stores: Stores,
     pub idempotency: Idempotency,
     pub clock: Arc<dyn Clock>,
     pub secrets: Arc<CachedSecrets>,
     pub rules: Arc<RulesCache>,
-    pub queues: Queues,
-    pub policy: RetryPolicy,
+    pub(crate) queues: Queues,
+    pub(crate) policy: RetryPolicy,
     pub pagerduty: Arc<PagerdutyClient>,
     pub salesforce: Arc<SalesforceClient>,
-    pub pagerduty_breaker: Arc<Breaker>,
-    pub salesforce_breaker: Arc<Breaker>,
+    pagerduty_breaker: Arc<Breaker>,
+    salesforce_breaker: Arc<Breaker>,
     pub settings: Settings,
 }
 
@@ -109,6 +111,37 @@ impl Context {
             links: self.stores.links.as_ref(),
             clock: self.clock.as_ref(),
             policy: &self.policy,
+        }
+    }
+
+    /// PagerDuty as the pipeline uses it: the client, its breaker, the user the bridge acts as.
+    pub fn pagerduty_port(&self) -> PagerdutyPort<'_> {
+        PagerdutyPort {
+            client: &self.pagerduty,
+            breaker: &self.pagerduty_breaker,
+            user_id: &self.settings.pagerduty_user_id,
+        }
+    }
+
+    /// Salesforce as the pipeline uses it: the client, its breaker, the integration user.
+    pub fn salesforce_port(&self) -> SalesforcePort<'_> {
+        SalesforcePort {
+            client: &self.salesforce,
+            breaker: &self.salesforce_breaker,
+            integration_user: &self.settings.integration_user,
+            integration_user_id: &self.settings.integration_user_id,
+        }
+    }
+
+    /// What one attempt at an event uses (the subjects, the rules, the two services, the time
+    /// margin), borrowed.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            subjects: self.subject_ports(),
+            rules: &self.rules,
+            pagerduty: self.pagerduty_port(),
+            salesforce: self.salesforce_port(),
+            min_time_left: self.settings.min_time_left,
         }
     }
 

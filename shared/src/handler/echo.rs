@@ -9,10 +9,11 @@
 //!   Messages name no user).
 //!
 //! The checks themselves (who acted, the markers) are [`crate::loop_guard`]'s; this module applies
-//! them to a handler's context. The markers on every text the bridge writes (`[PagerDuty]` Case
-//! Comments, `[Salesforce]` notes, resolution notes included) stay as the second line of defence,
-//! here for a Case Comment change and in the rules ([`crate::rules::SkipReason::LoopPrevention`]),
-//! and `Sforce-Call-Options` names the bridge's Salesforce writes.
+//! them to who the bridge is on each side ([`PagerdutyPort`], [`SalesforcePort`]). The markers on
+//! every text the bridge writes (`[PagerDuty]` Case Comments, `[Salesforce]` notes, resolution
+//! notes included) stay as the second line of defence, here for a Case Comment change and in the
+//! rules ([`crate::rules::SkipReason::LoopPrevention`]), and `Sforce-Call-Options` names the
+//! bridge's Salesforce writes.
 //!
 //! The bridge's own `create_incident` comes back as `incident.triggered` with the bridge as its
 //! agent: it is skipped here, before `pd_to_sfdc`'s wait for the incident's link, so it can never
@@ -22,7 +23,7 @@ use serde_json::Value;
 
 use crate::class::Class;
 use crate::class::Classify;
-use crate::handler::context::Context;
+use crate::handler::ports::{PagerdutyPort, SalesforcePort};
 use crate::handler::settle::Attempt;
 use crate::handler::settle::FailureKind;
 use crate::handler::sfdc_to_pd::Change;
@@ -35,9 +36,9 @@ pub const MADE_BY_THE_BRIDGE: &str = "made by the bridge";
 /// `Some(Skipped)` when the webhook's agent is the PagerDuty user the bridge acts as; `Some(Failed)`
 /// (transient or auth) when that user cannot be looked up now: acting without knowing could echo.
 /// `None`: someone else acted (or nobody: integrations, PagerDuty itself).
-pub async fn pagerduty_echo(ctx: &Context, event: &WebhookEvent) -> Option<Attempt> {
+pub async fn pagerduty_echo(pagerduty: PagerdutyPort<'_>, event: &WebhookEvent) -> Option<Attempt> {
     let agent = event.agent.as_ref().filter(|a| loop_guard::is_user(a))?;
-    let own = match bridge_user_id(ctx).await {
+    let own = match bridge_user_id(pagerduty).await {
         Ok(Some(id)) => id,
         Ok(None) => return None,
         Err(attempt) => return Some(attempt),
@@ -49,15 +50,15 @@ pub async fn pagerduty_echo(ctx: &Context, event: &WebhookEvent) -> Option<Attem
 }
 
 /// The configured id, else the client's cached lookup of its `From` email.
-async fn bridge_user_id(ctx: &Context) -> Result<Option<String>, Attempt> {
-    if !ctx.settings.pagerduty_user_id.is_empty() {
-        return Ok(Some(ctx.settings.pagerduty_user_id.clone()));
+async fn bridge_user_id(pagerduty: PagerdutyPort<'_>) -> Result<Option<String>, Attempt> {
+    if !pagerduty.user_id.is_empty() {
+        return Ok(Some(pagerduty.user_id.to_string()));
     }
-    match ctx.pagerduty.own_user_id().await {
+    match pagerduty.client.own_user_id().await {
         Ok(Some(id)) => Ok(Some(id)),
         Ok(None) => {
             tracing::warn!(
-                from = ctx.pagerduty.from_email(),
+                from = pagerduty.client.from_email(),
                 "no PagerDuty user has the From email: \
                 the bridge's own changes are recognised by their markers only"
             );
@@ -81,18 +82,17 @@ async fn bridge_user_id(ctx: &Context) -> Result<Option<String>, Attempt> {
 
 /// `Some(Skipped)` when the integration user made the change (by the post's username or the
 /// record's `LastModifiedById`), or when it is a Case Comment the bridge wrote (its marker).
-pub fn salesforce_echo(ctx: &Context, change: &Change) -> Option<Attempt> {
-    let settings = &ctx.settings;
+pub fn salesforce_echo(salesforce: SalesforcePort<'_>, change: &Change) -> Option<Attempt> {
     let by = loop_guard::integration_user_change(
         change.changed_by.as_deref(),
         change.new.get("LastModifiedById").and_then(Value::as_str),
-        &settings.integration_user,
-        &settings.integration_user_id,
+        salesforce.integration_user,
+        salesforce.integration_user_id,
     );
     let reason = match by {
         Some(IntegrationUser::ByName) => "changed by the integration user: not sent back".to_string(),
         Some(IntegrationUser::ById) => {
-            format!("last modified by the integration user ({}): not sent back", settings.integration_user_id)
+            format!("last modified by the integration user ({}): not sent back", salesforce.integration_user_id)
         }
         None if loop_guard::is_own_comment_change(&change.object, &change.new) => {
             "comment came from PagerDuty: not sent back".to_string()

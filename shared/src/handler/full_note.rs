@@ -4,16 +4,18 @@
 use std::borrow::Cow;
 
 use crate::class::{Class, Classify};
-use crate::handler::context::Context;
 use crate::handler::settle::{Attempt, FailureKind};
-use crate::pagerduty::{EventData, WebhookEvent};
+use crate::pagerduty::{EventData, PagerdutyClient, WebhookEvent};
 use crate::telemetry::metrics;
 
 /// The event with its note's full content: read from `GET /incidents/{id}/notes` (found by the
 /// note's id) when the webhook says the content was trimmed, the event as it is otherwise. A read
 /// that fails, or that does not find the note yet, is a transient failure: the event is retried
 /// (within the retry policy's bounds), it never acts on the cut text.
-pub async fn with_full_note<'e>(ctx: &Context, event: &'e WebhookEvent) -> Result<Cow<'e, WebhookEvent>, Attempt> {
+pub async fn with_full_note<'e>(
+    pagerduty: &PagerdutyClient,
+    event: &'e WebhookEvent,
+) -> Result<Cow<'e, WebhookEvent>, Attempt> {
     let EventData::IncidentNote { id, incident, trimmed: true, .. } = &event.data else {
         return Ok(Cow::Borrowed(event));
     };
@@ -26,7 +28,7 @@ pub async fn with_full_note<'e>(ctx: &Context, event: &'e WebhookEvent) -> Resul
         actions: vec![],
         api_calls: 0,
     };
-    let notes = ctx.pagerduty.list_notes(&incident.id).await.map_err(|err| {
+    let notes = pagerduty.list_notes(&incident.id).await.map_err(|err| {
         let kind = if err.class() == Class::Auth { FailureKind::Auth } else { FailureKind::Transient };
         failed(kind, format!("the webhook carries note {id} trimmed; reading it in full: {err}"))
     })?;

@@ -8,6 +8,7 @@ pub mod http;
 pub mod idempotency;
 pub mod pagerduty_exec;
 pub mod pd_to_sfdc;
+pub mod ports;
 pub mod preview;
 pub mod retry;
 pub mod salesforce_exec;

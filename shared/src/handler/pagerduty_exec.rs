@@ -23,17 +23,20 @@
 //! settle: the client refuses it unsent, and what is left is queued with what succeeded marked done.
 
 use crate::class::Classify;
-use crate::handler::context::Context;
+use crate::clock::Clock;
+use crate::handler::ports::PagerdutyPort;
 use crate::handler::salesforce_exec::{
     Execution, action_key, action_record, call_deadline, carries_reference, link_created, needs_look, reference,
     with_reference,
 };
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
-use crate::pagerduty::{Assignees, CreateIncident, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency};
-use crate::retry::breaker::Signal;
+use crate::pagerduty::{
+    Assignees, CreateIncident, IncidentId, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency,
+};
 use crate::retry::envelope::Progress;
 use crate::rules::{self, PagerdutyAction, PlannedAction, by_side};
+use crate::store::LinkStore;
 use crate::telemetry::metrics;
 
 fn urgency(u: rules::Urgency) -> Urgency {
@@ -61,18 +64,21 @@ enum Look {
 }
 
 /// Runs what is left of `plan`'s PagerDuty actions. Stops at the first failure: later actions
-/// may depend on it (an acknowledge after a create), and the retry resumes there.
+/// may depend on it (an acknowledge after a create), and the retry resumes there. The links of
+/// created incidents are written to `links`.
 pub async fn execute(
-    ctx: &Context,
+    pagerduty: PagerdutyPort<'_>,
+    links: &dyn LinkStore,
+    clock: &dyn Clock,
     event_id: &str,
     progress: &mut Progress,
     plan: &[PlannedAction],
     deadline: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
-    let pd = match call_deadline(ctx, deadline) {
-        Some(until) => ctx.pagerduty.until(until),
-        None => (*ctx.pagerduty).clone(),
+    let pd = match call_deadline(clock, deadline) {
+        Some(until) => pagerduty.client.until(until),
+        None => pagerduty.client.clone(),
     };
     for step in by_side(plan).pagerduty {
         let (planned, action) = (step.planned, step.action);
@@ -97,16 +103,14 @@ pub async fn execute(
                     progress.mark_uncertain(&key);
                 }
                 metrics::action(planned.action.name(), false);
-                if err.is_transient() && !err.not_sent() {
-                    let _ = ctx.pagerduty_breaker.record_failure(Signal::Transient(err.to_string())).await;
-                }
+                pagerduty.report_failure(&err).await;
                 let reason = err.to_string();
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
                 execution.failure = Some((FailureKind::from(err.class()), reason, Some(planned.rule.clone())));
                 if let PagerdutyError::Throttled { wait, .. } = err {
                     // Held back by our limiter (a 429's reset still running): counting it as a
                     // failed attempt would dead-letter events PagerDuty never saw.
-                    execution.held_until = Some(ctx.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                    execution.held_until = Some(clock.now() + chrono::Duration::from_std(wait).unwrap_or_default());
                 }
                 return execution;
             }
@@ -122,12 +126,12 @@ pub async fn execute(
         };
         if let (PagerdutyAction::CreateIncident { record, .. }, Some(incident_id)) = (action, &created) {
             let link = Link {
-                incident_id: incident_id.clone(),
+                incident_id: incident_id.as_str().into(),
                 record: record.clone(),
-                created_at: ctx.clock.now(),
+                created_at: clock.now(),
                 created_by_rule: Some(planned.rule.clone()),
             };
-            if let Err(err) = link_created(ctx, &mut execution, link).await {
+            if let Err(err) = link_created(links, &mut execution, link).await {
                 // Not marked done: the retry finds the same incident by its incident_key and links it.
                 let reason = format!("created incident {incident_id} but could not link it: {err}");
                 execution.actions.push(action_record(planned, false, Some(reason.clone())));
@@ -141,7 +145,7 @@ pub async fn execute(
         execution.actions.push(action_record(planned, verified, detail));
     }
     if execution.api_calls > 0 {
-        let _ = ctx.pagerduty_breaker.record_success().await;
+        let _ = pagerduty.breaker.record_success().await;
     }
     execution
 }
@@ -165,7 +169,7 @@ async fn attempt(
             let found = progress.is_uncertain(&note_key) && note_found(pd, incident_id, &reference).await?.is_some();
             if !found {
                 progress.clear_uncertain(&note_key);
-                if let Err(err) = pd.add_note(incident_id, &with_reference(note, &reference)).await {
+                if let Err(err) = pd.add_note(incident_id.as_str(), &with_reference(note, &reference)).await {
                     if err.outcome_unknown() {
                         progress.mark_uncertain(&note_key);
                     }
@@ -175,7 +179,7 @@ async fn attempt(
             progress.clear_uncertain(&note_key);
             progress.mark_done(note_key);
         }
-        pd.resolve(incident_id, None).await?;
+        pd.resolve(incident_id.as_str(), None).await?;
         return Ok(Ran::Sent(None));
     }
     if progress.is_uncertain(key) {
@@ -198,10 +202,10 @@ async fn attempt(
 /// The id of the incident's note that carries `reference`, if one does.
 async fn note_found(
     pd: &PagerdutyClient,
-    incident_id: &str,
+    incident_id: &IncidentId,
     reference: &str,
 ) -> Result<Option<String>, PagerdutyError> {
-    let notes = pd.list_notes(incident_id).await?;
+    let notes = pd.list_notes(incident_id.as_str()).await?;
     Ok(notes.iter().find(|n| carries_reference(&n.content, reference)).map(|n| n.id.clone()))
 }
 
@@ -220,7 +224,7 @@ async fn look(pd: &PagerdutyClient, action: &PagerdutyAction, reference: &str) -
             }
         }
         PagerdutyAction::AddResponders { incident_id, .. } => {
-            let incident = pd.get_incident(incident_id).await?;
+            let incident = pd.get_incident(incident_id.as_str()).await?;
             match incident.raw.get("responder_requests").and_then(|r| r.as_array()) {
                 Some(requests) => {
                     let ours = requests.iter().any(|r| {
@@ -234,7 +238,7 @@ async fn look(pd: &PagerdutyClient, action: &PagerdutyAction, reference: &str) -
             }
         }
         PagerdutyAction::RunAutomationAction { incident_id, action_id } => {
-            match pd.list_automation_invocations(incident_id, action_id).await {
+            match pd.list_automation_invocations(incident_id.as_str(), action_id).await {
                 Ok(list) if list.is_empty() => Look::Missing,
                 Ok(list) => Look::CannotTell(format!(
                     "PagerDuty lists {} invocation(s) of action {action_id} for the incident and cannot say whether one is this event's",
@@ -286,37 +290,42 @@ async fn run(
                 .await?;
             Ok(Some(created.id))
         }
-        PagerdutyAction::Acknowledge { incident_id } => pd.acknowledge(incident_id).await.map(|_| None),
+        PagerdutyAction::Acknowledge { incident_id } => pd.acknowledge(incident_id.as_str()).await.map(|_| None),
         PagerdutyAction::Resolve { incident_id, resolution } => {
-            pd.resolve(incident_id, resolution.as_deref()).await.map(|_| None)
+            pd.resolve(incident_id.as_str(), resolution.as_deref()).await.map(|_| None)
         }
         PagerdutyAction::SetPriority { incident_id, priority } => {
-            pd.set_priority(incident_id, priority).await.map(|_| None)
+            pd.set_priority(incident_id.as_str(), priority).await.map(|_| None)
         }
         PagerdutyAction::SetUrgency { incident_id, urgency: u } => {
-            pd.set_urgency(incident_id, urgency(*u)).await.map(|_| None)
+            pd.set_urgency(incident_id.as_str(), urgency(*u)).await.map(|_| None)
         }
         PagerdutyAction::RunIncidentWorkflow { incident_id, workflow_id } => {
-            pd.run_incident_workflow(incident_id, workflow_id).await
+            pd.run_incident_workflow(incident_id.as_str(), workflow_id).await
         }
         PagerdutyAction::RunAutomationAction { incident_id, action_id } => {
-            pd.run_automation_action(incident_id, action_id).await
+            pd.run_automation_action(incident_id.as_str(), action_id).await
         }
         PagerdutyAction::Reassign { incident_id, user_ids, escalation_policy_id } => {
             let to = match escalation_policy_id {
                 Some(ep) => Assignees::EscalationPolicy(ep.clone()),
                 None => Assignees::Users(user_ids.clone()),
             };
-            pd.reassign(incident_id, &to).await.map(|_| None)
+            pd.reassign(incident_id.as_str(), &to).await.map(|_| None)
         }
         PagerdutyAction::AddResponders { incident_id, user_ids, escalation_policy_ids, message } => {
             let message = message.as_deref().unwrap_or("Your help is requested (from Salesforce)");
-            pd.add_responders(incident_id, user_ids, escalation_policy_ids, &with_reference(message, reference))
-                .await
-                .map(|_| None)
+            pd.add_responders(
+                incident_id.as_str(),
+                user_ids,
+                escalation_policy_ids,
+                &with_reference(message, reference),
+            )
+            .await
+            .map(|_| None)
         }
         PagerdutyAction::AddNote { incident_id, content } => {
-            pd.add_note(incident_id, &with_reference(content, reference)).await
+            pd.add_note(incident_id.as_str(), &with_reference(content, reference)).await
         }
     }
 }

@@ -7,9 +7,11 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::clock::Clock;
 use crate::handler::context::Context;
 use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
+use crate::handler::ports::Pipeline;
 use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, Subjects, store_failure};
 use crate::handler::steps::{self, Work};
@@ -19,8 +21,8 @@ use crate::pagerduty::signature::{self, SignatureError};
 use crate::pagerduty::{EventData, WebhookEvent};
 use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
-use crate::secrets::SigningSecrets;
-use crate::store::Subject;
+use crate::secrets::{CachedSecrets, SigningSecrets};
+use crate::store::{AuditLog, Subject};
 use crate::telemetry::metrics;
 
 /// The route of the `pd-to-sfdc` function.
@@ -41,12 +43,14 @@ pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
 }
 
 async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime<Utc>) -> Reply {
-    if let Err(reply) = verify(ctx, request).await {
+    if let Err(reply) = verify(&ctx.secrets, &ctx.settings.webhook_secret_id, request).await {
         return reply;
     }
     let event = match WebhookEvent::parse(&request.body) {
         Ok(event) => event,
-        Err(err) => return reject_malformed(ctx, request, &err.to_string()).await,
+        Err(err) => {
+            return reject_malformed(ctx.stores.audit.as_ref(), ctx.clock.as_ref(), request, &err.to_string()).await;
+        }
     };
     let span = tracing::info_span!("pagerduty_event", correlation_id = %request.correlation_id, event_id = %event.id,
         event_type = %event.event_type, incident_id = event.incident_id().unwrap_or(""));
@@ -95,8 +99,8 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
 
     let accepted = Accepted { gate_key: key.clone(), ..accepted(request, &event, started) };
     let mut progress = Progress::default();
-    let (attempt, subjects) =
-        process(ctx, Work { accepted: &accepted, progress: &mut progress, hop: "" }, &event, request.deadline).await;
+    let work = Work { accepted: &accepted, progress: &mut progress, hop: "" };
+    let (attempt, subjects) = process(ctx.pipeline(), work, &event, request.deadline).await;
     let envelope = Envelope::of(accepted, progress, Default::default());
     match ctx.dispatch().settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id})),
@@ -128,14 +132,14 @@ fn accepted(request: &InboundRequest, event: &WebhookEvent, started: DateTime<Ut
 /// Checks `X-PagerDuty-Signature` against every configured secret. A mismatch may re-read the
 /// secrets, in case they were rotated since this process cached them (at most once per
 /// `MISMATCH_REREAD_INTERVAL`: forged requests must not cost a Secrets Manager read each).
-async fn verify(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
+async fn verify(secrets: &CachedSecrets, secret_id: &str, request: &InboundRequest) -> Result<(), Reply> {
     let header = request.header_joined("x-pagerduty-signature");
     let check = |secrets: &SigningSecrets| {
         let keys: Vec<&[u8]> = secrets.iter().map(|s| s.expose().as_bytes()).collect();
         signature::verify(&request.body, header.as_deref(), &keys)
     };
     let rotation = SignatureError::rotation_may_explain;
-    match ctx.secrets.verify_signed(&ctx.settings.webhook_secret_id, check, rotation).await {
+    match secrets.verify_signed(secret_id, check, rotation).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => {
             metrics::event_rejected("signature");
@@ -152,18 +156,9 @@ async fn verify(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
 
 /// Signed but unreadable: keep the raw payload for review, answer 2xx (a 4xx would only make
 /// PagerDuty disable the subscription; the same bytes will never parse).
-async fn reject_malformed(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
+async fn reject_malformed(audit: &dyn AuditLog, clock: &dyn Clock, request: &InboundRequest, reason: &str) -> Reply {
     let webhook_id = request.header("x-webhook-id").unwrap_or("unknown");
-    match steps::keep_rejected(
-        ctx.stores.audit.as_ref(),
-        ctx.clock.as_ref(),
-        Direction::PagerdutyToSalesforce,
-        request,
-        webhook_id,
-        reason,
-    )
-    .await
-    {
+    match steps::keep_rejected(audit, clock, Direction::PagerdutyToSalesforce, request, webhook_id, reason).await {
         Ok(()) => Reply::json(
             202,
             &serde_json::json!({"status": "rejected", "reason": crate::model::cut(reason, crate::model::MAX_REASON)}),
@@ -180,7 +175,7 @@ pub fn parse_queued(body: &str) -> Result<WebhookEvent, String> {
 /// One attempt at a parsed event, and the incident and records it was about: used live and by
 /// the retry function.
 pub async fn process(
-    ctx: &Context,
+    pipeline: Pipeline<'_>,
     work: Work<'_>,
     event: &WebhookEvent,
     deadline: Option<DateTime<Utc>>,
@@ -191,19 +186,19 @@ pub async fn process(
         return (skipped, Subjects::default());
     };
     let mut subjects = Subjects::new(vec![incident_id.clone()], vec![]);
-    let attempt = attempt(ctx, work, event, &incident_id, deadline, &mut subjects).await;
+    let attempt = attempt(pipeline, work, event, &incident_id, deadline, &mut subjects).await;
     (attempt, subjects)
 }
 
 async fn attempt(
-    ctx: &Context,
+    pipeline: Pipeline<'_>,
     Work { accepted, progress, hop }: Work<'_>,
     event: &WebhookEvent,
     incident_id: &str,
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    let ports = ctx.subject_ports();
+    let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left } = pipeline;
     let subject = Subject::Incident(incident_id.to_string());
     subjects.opening = event.event_type == "incident.triggered";
     if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &subject, deadline).await {
@@ -216,7 +211,7 @@ async fn attempt(
     let links = &state.links;
     subjects.add_links(links);
     let this = steps::note_order(accepted, progress, &subject, &state);
-    if let Some(echo) = echo::pagerduty_echo(ctx, event).await {
+    if let Some(echo) = echo::pagerduty_echo(pagerduty, event).await {
         // The bridge's own trigger does not open the incident: the event that created it does,
         // with its link, and that one may still be running or queued (its answer lost).
         subjects.opening = false;
@@ -227,7 +222,7 @@ async fn attempt(
         // written yet: acting now would treat it as a stranger (and create a second record).
         return Attempt::Deferred {
             reason: "incident created by the bridge, its link is not visible yet".into(),
-            until: Some(ctx.clock.now() + chrono::Duration::seconds(5)),
+            until: Some(ports.clock.now() + chrono::Duration::seconds(5)),
             actions: vec![],
             api_calls: 0,
         };
@@ -235,12 +230,12 @@ async fn attempt(
     if let Some(wait) = steps::wait_behind(ports, &subject, &this, &state.pending) {
         return wait;
     }
-    let full = match full_note::with_full_note(ctx, event).await {
+    let full = match full_note::with_full_note(pagerduty.client, event).await {
         Ok(full) => full,
         Err(attempt) => return attempt,
     };
     let event = full.as_ref();
-    let rules = match steps::rules(&ctx.rules).await {
+    let rules = match steps::rules(rules).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
@@ -256,17 +251,17 @@ async fn attempt(
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             api_calls += 1;
             metrics::api_calls("salesforce", 1);
-            match ctx.salesforce.get_record(&link.record.object, &link.record.id, Some(&fields)).await {
+            match salesforce.client.get_record(&link.record.object, link.record.id.as_str(), Some(&fields)).await {
                 Ok(values) => values,
                 Err(err) => {
-                    salesforce_exec::report_failure(ctx, &err).await;
+                    salesforce.report_failure(&err).await;
                     return salesforce_exec::failure(&err, vec![], api_calls);
                 }
             }
         };
         incident.linked_records.push(LinkedRecord {
             object: link.record.object.clone(),
-            id: link.record.id.clone(),
+            id: link.record.id.to_string(),
             fields: values,
         });
     }
@@ -276,13 +271,14 @@ async fn attempt(
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
-    if let Some(deferred) =
-        steps::hold_back(&ctx.salesforce_breaker, ctx.clock.as_ref(), ctx.settings.min_time_left, deadline, api_calls)
-            .await
+    if let Some(deferred) = steps::hold_back(salesforce.breaker, ports.clock, min_time_left, deadline, api_calls).await
     {
         return deferred;
     }
-    let execution = salesforce_exec::execute(ctx, &accepted.event_id, progress, &evaluation.plan.0, deadline).await;
+    let plan = &evaluation.plan.0;
+    let execution =
+        salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, deadline)
+            .await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, api_calls)

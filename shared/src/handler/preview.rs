@@ -18,7 +18,11 @@ pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) 
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .map(|l| LinkedRecord { object: l.record.object, id: l.record.id, fields: serde_json::Map::new() })
+                .map(|l| LinkedRecord {
+                    object: l.record.object,
+                    id: l.record.id.to_string(),
+                    fields: serde_json::Map::new(),
+                })
                 .collect();
             Event::Incident(pd_to_sfdc::incident_event(&event, linked))
         }
@@ -26,18 +30,18 @@ pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) 
             let change = sfdc_to_pd::Change::from_accepted(&envelope.accepted).ok_or("not a record event")?;
             let parent = match change.new.get("ParentId").and_then(|v| v.as_str()) {
                 Some(parent) if change.object == "CaseComment" => parent.to_string(),
-                _ => change.id.clone(),
+                _ => change.id.to_string(),
             };
             let linked_incidents = links
                 .incidents_for_record(&parent)
                 .await
                 .map_err(|e| e.to_string())?
                 .into_iter()
-                .map(|l| l.incident_id)
+                .map(|l| l.incident_id.to_string())
                 .collect();
             Event::Record(RecordEvent {
                 object: change.object,
-                id: change.id,
+                id: change.id.to_string(),
                 new: change.new,
                 old: change.old,
                 is_new: change.is_new,

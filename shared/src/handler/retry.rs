@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::handler::context::Context;
-use crate::handler::idempotency::{Gate, Settlement};
-use crate::handler::settle::{Attempt, FailureKind, Subjects};
+use crate::handler::idempotency::{Gate, Idempotency, Settlement};
+use crate::handler::ports::Pipeline;
+use crate::handler::settle::{Attempt, Dispatch, FailureKind, Subjects};
 use crate::handler::steps::Work;
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
 use crate::model::{Direction, Outcome};
@@ -24,11 +25,12 @@ pub struct Message {
 
 /// Handles a batch; returns the ids of the messages SQS must deliver again.
 pub async fn handle_batch(ctx: &Context, messages: Vec<Message>, deadline: Option<DateTime<Utc>>) -> Vec<String> {
+    let (dispatch, pipeline) = (ctx.dispatch(), ctx.pipeline());
     let mut failed = Vec::new();
     for message in messages {
         let span = tracing::info_span!("retry_message", message_id = %message.message_id);
         let _enter = span.enter();
-        match handle_message(ctx, &message, deadline).await {
+        match handle_message(dispatch, pipeline, &message, deadline).await {
             Ok(outcome) => {
                 tracing::info!(outcome = outcome.as_str(), "retry message handled");
             }
@@ -43,13 +45,18 @@ pub async fn handle_batch(ctx: &Context, messages: Vec<Message>, deadline: Optio
 }
 
 /// `Ok`: the message may be deleted (applied, re-queued or dead-lettered). `Err`: keep it.
-async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateTime<Utc>>) -> Result<Outcome, String> {
-    let started = ctx.clock.now();
+async fn handle_message(
+    dispatch: Dispatch<'_>,
+    pipeline: Pipeline<'_>,
+    message: &Message,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Outcome, String> {
+    let started = dispatch.clock.now();
     let envelope = match Envelope::from_json(&message.body) {
         Ok(envelope) => envelope,
         Err(err) => {
             // Not ours, or corrupt: nothing to retry. Keep it whole in the DLQ for a person.
-            ctx.queues.dlq.send(&message.body, std::time::Duration::ZERO).await.map_err(|e| e.to_string())?;
+            dispatch.queues.dlq.send(&message.body, std::time::Duration::ZERO).await.map_err(|e| e.to_string())?;
             metrics::dlq_send();
             tracing::error!(error = %err, "unreadable retry message moved to the DLQ");
             return Ok(Outcome::DeadLettered);
@@ -58,7 +65,7 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
     // One copy of each send is handled: the others (SQS's duplicates, a send repeated after a
     // lost answer, a redelivery after a lost delete) would apply the same step again.
     let hop_key = format!("retry:{}:{}:{}", envelope.id(), envelope.trip.hop, envelope.trip.replays);
-    match ctx.idempotency.begin(&hop_key, deadline).await {
+    match dispatch.idempotency.begin(&hop_key, deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => {
             tracing::info!(envelope = %envelope.id(), "copy of a retry message already handled: dropped");
@@ -68,13 +75,13 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
         Err(err) => return Err(format!("idempotency store unavailable: {err}")),
     }
     let mut keys = vec![hop_key];
-    let result = match owns_event(ctx, &envelope, deadline).await {
+    let result = match owns_event(dispatch.idempotency, &envelope, deadline).await {
         Ok(Ownership::Stray { first }) => {
             metrics::event_duplicate();
             tracing::warn!(envelope = %envelope.id(), event_id = %envelope.accepted.event_id, first_outcome = %first,
                 "another delivery of this event settled it: this envelope is a stray copy and is dropped");
-            let _ = ctx.idempotency.finish(&keys[0], &Settlement::plain(Outcome::Duplicate)).await;
-            ctx.dispatch().unlist(&envelope).await;
+            let _ = dispatch.idempotency.finish(&keys[0], &Settlement::plain(Outcome::Duplicate)).await;
+            dispatch.unlist(&envelope).await;
             return Ok(Outcome::Duplicate);
         }
         Ok(Ownership::Owner) => {
@@ -83,17 +90,17 @@ async fn handle_message(ctx: &Context, message: &Message, deadline: Option<DateT
             if !envelope.accepted.gate_key.is_empty() {
                 keys.push(envelope.accepted.gate_key.clone());
             }
-            handle_envelope(ctx, envelope, started, deadline, &keys).await
+            handle_envelope(dispatch, pipeline, envelope, started, deadline, &keys).await
         }
         Ok(Ownership::Taken { gate_key }) => {
             keys.push(gate_key);
-            handle_envelope(ctx, envelope, started, deadline, &keys).await
+            handle_envelope(dispatch, pipeline, envelope, started, deadline, &keys).await
         }
         Err(err) => Err(err),
     };
     if result.is_err() {
         for key in &keys {
-            let _ = ctx.idempotency.abandon(key).await;
+            let _ = dispatch.idempotency.abandon(key).await;
         }
     }
     result
@@ -115,12 +122,16 @@ enum Ownership {
 /// so that the sender delivers again, yet the message may have been stored. The gate decides
 /// which of the two copies acts: without this check both would, and a Case Comment or an
 /// incident note would be written twice.
-async fn owns_event(ctx: &Context, envelope: &Envelope, deadline: Option<DateTime<Utc>>) -> Result<Ownership, String> {
+async fn owns_event(
+    idempotency: &Idempotency,
+    envelope: &Envelope,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Ownership, String> {
     let gate_key = &envelope.accepted.gate_key;
     if gate_key.is_empty() {
         return Ok(Ownership::Owner);
     }
-    match ctx.idempotency.begin(gate_key, deadline).await {
+    match idempotency.begin(gate_key, deadline).await {
         Ok(Gate::Proceed) => Ok(Ownership::Taken { gate_key: gate_key.clone() }),
         Ok(Gate::Duplicate { first }) if first.is_owned_by(envelope.id()) => Ok(Ownership::Owner),
         Ok(Gate::Duplicate { first }) => Ok(Ownership::Stray { first: first.outcome }),
@@ -132,7 +143,8 @@ async fn owns_event(ctx: &Context, envelope: &Envelope, deadline: Option<DateTim
 /// Retries the envelope. On `Ok` the message's `keys` (its copy's, and the event's when this
 /// envelope took the event over) are complete; on `Err` the caller releases them.
 async fn handle_envelope(
-    ctx: &Context,
+    dispatch: Dispatch<'_>,
+    pipeline: Pipeline<'_>,
     mut envelope: Envelope,
     started: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
@@ -144,9 +156,9 @@ async fn handle_envelope(
         // A wait longer than one SQS hop: send it on for the rest of the wait.
         let wait = (not_before - started).to_std().unwrap_or_default();
         let id = envelope.id().to_string();
-        ctx.dispatch().enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
+        dispatch.enqueue(&mut envelope, wait).await.map_err(|e| e.to_string())?;
         for key in keys {
-            let _ = ctx.idempotency.finish(key, &Settlement::of(Outcome::Queued, &id)).await;
+            let _ = dispatch.idempotency.finish(key, &Settlement::of(Outcome::Queued, &id)).await;
         }
         return Ok(Outcome::Queued);
     }
@@ -156,21 +168,20 @@ async fn handle_envelope(
     let (attempt, subjects) = match (&accepted.direction, &accepted.event) {
         (Direction::PagerdutyToSalesforce, QueuedEvent::PagerdutyWebhook { body, .. }) => {
             match pd_to_sfdc::parse_queued(body) {
-                Ok(event) => pd_to_sfdc::process(ctx, work, &event, deadline).await,
+                Ok(event) => pd_to_sfdc::process(pipeline, work, &event, deadline).await,
                 Err(reason) => (permanent(format!("queued webhook no longer parses: {reason}")), Subjects::default()),
             }
         }
         (Direction::SalesforceToPagerduty, QueuedEvent::SalesforceRecord { .. }) => {
             let change = sfdc_to_pd::Change::from_accepted(accepted).expect("matched a record event");
-            sfdc_to_pd::process(ctx, work, &change, deadline).await
+            sfdc_to_pd::process(pipeline, work, &change, deadline).await
         }
         (direction, _) => {
             (permanent(format!("envelope direction {direction} does not match its event")), Subjects::default())
         }
     };
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let settled =
-        ctx.dispatch().settle(envelope, attempt, subjects, started, &keys).await.map_err(|e| e.to_string())?;
+    let settled = dispatch.settle(envelope, attempt, subjects, started, &keys).await.map_err(|e| e.to_string())?;
     Ok(settled.outcome)
 }
 

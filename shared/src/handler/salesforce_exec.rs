@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::class::{Class, Classify};
-use crate::handler::context::Context;
+use crate::clock::Clock;
+use crate::handler::ports::SalesforcePort;
 use crate::handler::settle::{Attempt, FailureKind};
 use crate::model::{ActionRecord, Link, RecordRef};
 use crate::retry::breaker::Signal;
@@ -32,10 +33,8 @@ use crate::rules::{Action, Effect, PlannedAction, SalesforceAction, by_side};
 use crate::salesforce::case_comment::{part_reference, referenced_parts};
 use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
 use crate::salesforce::{SalesforceError, is_record_id};
+use crate::store::LinkStore;
 use crate::telemetry::metrics;
-
-/// Share of the org's daily API limit above which the breaker opens (pause before it runs dry).
-pub const API_USAGE_PAUSE_SHARE: f64 = 0.9;
 
 /// Time kept after the last outbound call's timeout for the event to settle (audit entry,
 /// retry-queue send, store writes: each cut at the AWS clients' timeouts) before the function is
@@ -81,8 +80,8 @@ pub fn needs_look(action: &Action) -> bool {
 
 /// When the last outbound call must be answered: the invocation's deadline less
 /// [`SETTLE_MARGIN`], on the monotonic clock (`None`: no deadline).
-pub fn call_deadline(ctx: &Context, deadline: Option<DateTime<Utc>>) -> Option<Instant> {
-    let left = (deadline? - ctx.clock.now()).to_std().unwrap_or_default();
+pub fn call_deadline(clock: &dyn Clock, deadline: Option<DateTime<Utc>>) -> Option<Instant> {
+    let left = (deadline? - clock.now()).to_std().unwrap_or_default();
     Some(Instant::now() + left.saturating_sub(SETTLE_MARGIN))
 }
 
@@ -135,11 +134,11 @@ pub struct Execution {
 /// Writes the link of something this execution created, at once: an event of the other side
 /// that arrives next must find it.
 pub async fn link_created(
-    ctx: &Context,
+    links: &dyn LinkStore,
     execution: &mut Execution,
     link: Link,
 ) -> Result<(), crate::store::StoreError> {
-    ctx.stores.links.put_link(&link).await?;
+    links.put_link(&link).await?;
     execution.linked.push(link);
     Ok(())
 }
@@ -181,50 +180,23 @@ pub fn failure(err: &SalesforceError, rules: Vec<String>, api_calls: u32) -> Att
     }
 }
 
-/// Tells the breaker about a failed call: exhaustion opens it at once, other transient errors
-/// count. A key that could not be read was never sent: Secrets Manager's outage is not Salesforce's.
-pub async fn report_failure(ctx: &Context, err: &SalesforceError) {
-    if matches!(err, SalesforceError::Secret(_)) {
-        return;
-    }
-    if err.error_codes().contains(&"REQUEST_LIMIT_EXCEEDED") {
-        let _ = ctx.salesforce_breaker.record_failure(Signal::Exhausted(err.to_string())).await;
-    } else if err.is_transient() {
-        let _ = ctx.salesforce_breaker.record_failure(Signal::Transient(err.to_string())).await;
-    }
-}
-
-/// Watches the org's API usage after a call: above the pause share the breaker opens. Returns
-/// true when the usage is above the share: the call's success must then not close the breaker
-/// again (the pause holds until a half-open probe sees the usage below the share).
-pub async fn watch_usage(ctx: &Context) -> bool {
-    let Some(usage) = ctx.salesforce.api_usage() else { return false };
-    metrics::salesforce_api_usage_percent(usage.share() * 100.0);
-    if usage.share() < API_USAGE_PAUSE_SHARE {
-        return false;
-    }
-    let reason = format!("API usage {}/{} is above {:.0}%", usage.used, usage.limit, API_USAGE_PAUSE_SHARE * 100.0);
-    let _ = ctx.salesforce_breaker.record_failure(Signal::Exhausted(reason)).await;
-    true
-}
-
 /// The bodies of the newest Case Comments on `case_id` (one SOQL query, one API call).
 async fn case_comments(
-    ctx: &Context,
+    salesforce: SalesforcePort<'_>,
     execution: &mut Execution,
     case_id: &str,
 ) -> Result<Vec<String>, SalesforceError> {
     let soql = format!(
         "SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{case_id}' ORDER BY CreatedDate DESC LIMIT {COMMENTS_LOOKED_AT}"
     );
-    let result = ctx.salesforce.query(&soql).await;
+    let result = salesforce.client.query(&soql).await;
     execution.api_calls += 1;
     metrics::api_calls("salesforce", 1);
-    let over_share = watch_usage(ctx).await;
+    let over_share = salesforce.watch_usage().await;
     let result = result?;
     if !over_share {
         // It may be the half-open probe, and the only call when every comment is found.
-        let _ = ctx.salesforce_breaker.record_success().await;
+        let _ = salesforce.breaker.record_success().await;
     }
     Ok(result.records.iter().filter_map(|r| r.get("CommentBody").and_then(Value::as_str).map(str::to_string)).collect())
 }
@@ -244,7 +216,7 @@ fn case_comment_write(case_id: &str, body: String) -> Write {
 
 /// The write of a set-fields action.
 fn update(record: &RecordRef, fields: &Map<String, Value>) -> Write {
-    Write::Update { object: record.object.clone(), id: record.id.clone(), fields: fields.clone() }
+    Write::Update { object: record.object.clone(), id: record.id.to_string(), fields: fields.clone() }
 }
 
 /// The write of a create-record action: an upsert on its external id.
@@ -320,18 +292,20 @@ fn comment_parts(
 }
 
 /// Runs what is left of `plan`'s Salesforce actions. No call starts whose timeout would run
-/// past `deadline` less [`SETTLE_MARGIN`].
+/// past `deadline` less [`SETTLE_MARGIN`]. The links of created records are written to `links`.
 pub async fn execute(
-    ctx: &Context,
+    salesforce: SalesforcePort<'_>,
+    links: &dyn LinkStore,
+    clock: &dyn Clock,
     event_id: &str,
     progress: &mut Progress,
     plan: &[PlannedAction],
     deadline: Option<DateTime<Utc>>,
 ) -> Execution {
     let mut execution = Execution::default();
-    let until = call_deadline(ctx, deadline);
-    let timeout = ctx.salesforce.timeout();
-    let version = ctx.salesforce.api_version().to_string();
+    let until = call_deadline(clock, deadline);
+    let timeout = salesforce.client.timeout();
+    let version = salesforce.client.api_version().to_string();
 
     let steps = by_side(plan).salesforce;
     // Case Comments whose answer was lost: look for them first, one query per Case.
@@ -357,9 +331,9 @@ pub async fn execute(
             execution.deferred = Some(out_of_time("Salesforce", timeout));
             return execution;
         }
-        let looked = case_comments(ctx, &mut execution, case_id).await;
+        let looked = case_comments(salesforce, &mut execution, case_id).await;
         if let Err(err) = &looked {
-            report_failure(ctx, err).await;
+            salesforce.report_failure(err).await;
             let reason = format!("could not look for the comments an earlier attempt may have written: {err}");
             execution.failure.get_or_insert((FailureKind::from(err.class()), reason, None));
         }
@@ -433,14 +407,14 @@ pub async fn execute(
             execution.deferred = Some(out_of_time("Salesforce", timeout));
             break;
         }
-        let response = ctx.salesforce.composite(&request).await;
+        let response = salesforce.client.composite(&request).await;
         execution.api_calls += 1;
         metrics::api_calls("salesforce", 1);
-        let over_share = watch_usage(ctx).await;
+        let over_share = salesforce.watch_usage().await;
         let response = match response {
             Ok(response) => response,
             Err(err) => {
-                report_failure(ctx, &err).await;
+                salesforce.report_failure(&err).await;
                 // A lost answer to the whole request: each of its writes may have happened.
                 let unknown = err.outcome_unknown();
                 for p in &pending {
@@ -491,11 +465,11 @@ pub async fn execute(
             {
                 let link = Link {
                     incident_id: incident_id.clone(),
-                    record: RecordRef { object: object.clone(), id: id.clone() },
-                    created_at: ctx.clock.now(),
+                    record: RecordRef { object: object.clone(), id: id.as_str().into() },
+                    created_at: clock.now(),
                     created_by_rule: Some(p.planned.rule.clone()),
                 };
-                if let Err(err) = link_created(ctx, &mut execution, link).await {
+                if let Err(err) = link_created(links, &mut execution, link).await {
                     // Not marked done: the retry upserts the same record (same external id) and links it.
                     let reason = format!("created {object} {id} but could not link it: {err}");
                     execution.actions.push(action_record(p.planned, false, Some(reason.clone())));
@@ -509,12 +483,12 @@ pub async fn execute(
         }
         match transient_failure {
             Some(reason) => {
-                let _ = ctx.salesforce_breaker.record_failure(Signal::Transient(reason)).await;
+                let _ = salesforce.breaker.record_failure(Signal::Transient(reason)).await;
             }
             // Above the usage share the pause must hold: this success does not close it.
             None if over_share => {}
             None => {
-                let _ = ctx.salesforce_breaker.record_success().await;
+                let _ = salesforce.breaker.record_success().await;
             }
         }
     }

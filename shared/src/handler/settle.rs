@@ -146,11 +146,12 @@ impl Subjects {
     /// Adds the two ends of links the attempt created.
     pub fn add_links(&mut self, links: &[crate::model::Link]) {
         for link in links {
-            if !self.incidents.contains(&link.incident_id) {
-                self.incidents.push(link.incident_id.clone());
+            if !self.incidents.iter().any(|i| i == link.incident_id.as_str()) {
+                self.incidents.push(link.incident_id.to_string());
             }
-            if !self.records.contains(&link.record.id) {
-                self.records.push(link.record.id.clone());
+            // Each form an id came in (the audit entry is filed under each, so either finds it).
+            if !self.records.iter().any(|r| r == link.record.id.as_str()) {
+                self.records.push(link.record.id.to_string());
             }
         }
     }

@@ -9,29 +9,32 @@
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
+use crate::clock::Clock;
 use crate::handler::context::Context;
 use crate::handler::echo;
 use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
 use crate::handler::pagerduty_exec;
-use crate::handler::settle::{Attempt, Subjects, store_failure};
+use crate::handler::ports::Pipeline;
+use crate::handler::settle::{Attempt, Dispatch, Subjects, store_failure};
 use crate::handler::steps::{self, Work};
 use crate::model::{Direction, Outcome};
 use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, RecordEvent};
-use crate::salesforce::is_record_id;
 use crate::salesforce::outbound_message::{self, OutboundMessage};
 use crate::salesforce::signature;
 use crate::salesforce::time::parse_datetime;
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
-use crate::store::Subject;
+use crate::salesforce::{RecordId, is_record_id};
+use crate::secrets::CachedSecrets;
+use crate::store::{AuditLog, Subject};
 use crate::telemetry::metrics;
 
 /// One record change, from either input format.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub object: String,
-    pub id: String,
+    pub id: RecordId,
     pub is_new: bool,
     pub new: serde_json::Map<String, serde_json::Value>,
     pub old: Option<serde_json::Map<String, serde_json::Value>>,
@@ -51,7 +54,7 @@ impl Change {
     pub fn key(&self) -> String {
         match &self.dedupe_key {
             Some(key) => crate::model::bounded_key(key),
-            None => trigger_post::change_key(&self.object, &self.id, None, self.old.as_ref(), &self.new),
+            None => trigger_post::change_key(&self.object, self.id.as_str(), None, self.old.as_ref(), &self.new),
         }
     }
 
@@ -64,7 +67,7 @@ impl Change {
             self.occurred_at,
             QueuedEvent::SalesforceRecord {
                 object: self.object.clone(),
-                record_id: self.id.clone(),
+                record_id: self.id.to_string(),
                 operation: if self.is_new { "insert".into() } else { "update".into() },
                 new: self.new.clone(),
                 old: self.old.clone(),
@@ -81,7 +84,7 @@ impl Change {
         };
         Some(Self {
             object: object.clone(),
-            id: record_id.clone(),
+            id: record_id.as_str().into(),
             is_new: operation == "insert",
             new: new.clone(),
             old: old.clone(),
@@ -209,14 +212,15 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             occurred_at: change_time(&r.new, post.sent_at),
             dedupe_key: Some(r.key()),
             object: r.object,
-            id: r.id,
+            id: r.id.into(),
             is_new: post.operation == Operation::Insert,
             new: r.new,
             old: r.old,
             changed_by: changed_by.clone(),
         })
         .collect();
-    let summary = accept_all(ctx, changes, &request, started).await;
+    let concurrency = ctx.settings.record_concurrency;
+    let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
     let status = if summary.not_accepted.is_empty() { 200 } else { 503 };
     Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
 }
@@ -225,12 +229,16 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
 pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> Reply {
     let started = ctx.clock.now();
     metrics::event_received();
-    if let Err(refused) = authenticate_outbound_message(ctx, &request).await {
+    let token_secret_id = ctx.settings.outbound_message_secret_id.as_deref();
+    if let Err(refused) = authenticate_outbound_message(&ctx.secrets, token_secret_id, &request).await {
         return refused;
     }
     let message = match OutboundMessage::parse(&request.body) {
         Ok(message) => message,
-        Err(err) => return reject_outbound_message(ctx, &request, &err.to_string()).await,
+        Err(err) => {
+            return reject_outbound_message(ctx.stores.audit.as_ref(), ctx.clock.as_ref(), &request, &err.to_string())
+                .await;
+        }
     };
     if !message.is_from_org(&ctx.settings.org_id) {
         metrics::event_rejected("org_mismatch");
@@ -242,13 +250,13 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
     }
     if let Some(bad) = message.notifications.iter().find(|n| !n.record_id().is_some_and(is_record_id)) {
         let reason = format!("notification {} names no Salesforce record id", crate::model::bounded_key(&bad.id));
-        return reject_outbound_message(ctx, &request, &reason).await;
+        return reject_outbound_message(ctx.stores.audit.as_ref(), ctx.clock.as_ref(), &request, &reason).await;
     }
     let changes: Vec<Change> = message
         .notifications
         .into_iter()
         .map(|n| {
-            let id = n.record_id().unwrap_or_default().to_string();
+            let id = RecordId::from(n.record_id().unwrap_or_default());
             // Outbound Messages carry no old values; a record whose creation is its last
             // modification was just created.
             let is_new =
@@ -265,7 +273,8 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
             }
         })
         .collect();
-    let summary = accept_all(ctx, changes, &request, started).await;
+    let concurrency = ctx.settings.record_concurrency;
+    let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
     if summary.not_accepted.is_empty() {
         Reply::xml(200, outbound_message::ack_response().to_string())
     } else {
@@ -279,16 +288,14 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
 
 /// Authentic but unusable: the same bytes will never parse, and a fault would only make
 /// Salesforce send them again for 24 hours. Keep the payload for review and acknowledge it.
-async fn reject_outbound_message(ctx: &Context, request: &InboundRequest, reason: &str) -> Reply {
-    match steps::keep_rejected(
-        ctx.stores.audit.as_ref(),
-        ctx.clock.as_ref(),
-        Direction::SalesforceToPagerduty,
-        request,
-        "outbound-message",
-        reason,
-    )
-    .await
+async fn reject_outbound_message(
+    audit: &dyn AuditLog,
+    clock: &dyn Clock,
+    request: &InboundRequest,
+    reason: &str,
+) -> Reply {
+    match steps::keep_rejected(audit, clock, Direction::SalesforceToPagerduty, request, "outbound-message", reason)
+        .await
     {
         Ok(()) => Reply::xml(200, outbound_message::ack_response().to_string()),
         Err(_) => {
@@ -299,12 +306,16 @@ async fn reject_outbound_message(ctx: &Context, request: &InboundRequest, reason
 
 /// An Outbound Message proves nothing by itself (its OrganizationId is no secret: it is in every
 /// Web-to-Case form), so the route is off unless a token secret is configured, and then the
-/// endpoint URL must carry one of its tokens.
-async fn authenticate_outbound_message(ctx: &Context, request: &InboundRequest) -> Result<(), Reply> {
+/// endpoint URL must carry one of its tokens (`secret_id`: the secret that holds them).
+async fn authenticate_outbound_message(
+    secrets: &CachedSecrets,
+    secret_id: Option<&str>,
+    request: &InboundRequest,
+) -> Result<(), Reply> {
     let fault = |status: u16, reason: &str| {
         Reply::xml(status, outbound_message::fault_response_with_code("soapenv:Client", reason))
     };
-    let Some(secret_id) = &ctx.settings.outbound_message_secret_id else {
+    let Some(secret_id) = secret_id else {
         metrics::event_rejected("route_off");
         tracing::warn!(correlation_id = %request.correlation_id, "Outbound Message refused: the route is off");
         return Err(fault(
@@ -318,7 +329,7 @@ async fn authenticate_outbound_message(ctx: &Context, request: &InboundRequest) 
         signature::verify_url_token(presented.as_deref(), &tokens)
     };
     let rotation = signature::InboundAuthError::rotation_may_explain;
-    match ctx.secrets.verify_signed(secret_id, check, rotation).await {
+    match secrets.verify_signed(secret_id, check, rotation).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => {
             metrics::event_rejected("token");
@@ -333,15 +344,22 @@ async fn authenticate_outbound_message(ctx: &Context, request: &InboundRequest) 
     }
 }
 
-async fn accept_all(ctx: &Context, changes: Vec<Change>, request: &InboundRequest, started: DateTime<Utc>) -> Summary {
+/// Accepts the changes of one post, `concurrency` at a time.
+async fn accept_all(
+    dispatch: Dispatch<'_>,
+    pipeline: Pipeline<'_>,
+    concurrency: usize,
+    changes: Vec<Change>,
+    request: &InboundRequest,
+    started: DateTime<Utc>,
+) -> Summary {
     let mut summary = Summary { received: changes.len(), ..Summary::default() };
-    let ctx_ref = ctx;
     let results: Vec<(String, Option<Outcome>)> = futures::stream::iter(changes)
         .map(|change| async move {
-            let id = change.id.clone();
-            (id, accept(ctx_ref, change, request, started).await)
+            let id = change.id.to_string();
+            (id, accept(dispatch, pipeline, change, request, started).await)
         })
-        .buffer_unordered(ctx.settings.record_concurrency.max(1))
+        .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     for (id, outcome) in results {
@@ -354,13 +372,19 @@ async fn accept_all(ctx: &Context, changes: Vec<Change>, request: &InboundReques
 }
 
 /// Accepts one change. `None`: it could not be made safe (the sender must send it again).
-async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started: DateTime<Utc>) -> Option<Outcome> {
+async fn accept(
+    dispatch: Dispatch<'_>,
+    pipeline: Pipeline<'_>,
+    change: Change,
+    request: &InboundRequest,
+    started: DateTime<Utc>,
+) -> Option<Outcome> {
     let span = tracing::info_span!("salesforce_record", correlation_id = %request.correlation_id,
         record_id = %change.id, object = %change.object);
     let _enter = span.enter();
     let key = change.key();
     let accepted = change.accepted(&request.correlation_id, started);
-    match ctx.idempotency.begin(&key, request.deadline).await {
+    match dispatch.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => {
             metrics::event_duplicate();
@@ -370,7 +394,7 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
         Err(err) if err.is_permanent() => {
             // Sending it again would fail the same way for 24 hours: it fails alone, dead-lettered.
             let envelope = Envelope::of(accepted, Progress::default(), Default::default());
-            let settled = ctx.dispatch().settle(envelope, store_failure(err), Subjects::default(), started, &[]).await;
+            let settled = dispatch.settle(envelope, store_failure(err), Subjects::default(), started, &[]).await;
             return settled.map(|s| s.outcome).ok();
         }
         Err(err) => {
@@ -380,14 +404,14 @@ async fn accept(ctx: &Context, change: Change, request: &InboundRequest, started
     }
     let accepted = Accepted { gate_key: key.clone(), ..accepted };
     let mut progress = Progress::default();
-    let (attempt, subjects) =
-        process(ctx, Work { accepted: &accepted, progress: &mut progress, hop: "" }, &change, request.deadline).await;
+    let work = Work { accepted: &accepted, progress: &mut progress, hop: "" };
+    let (attempt, subjects) = process(pipeline, work, &change, request.deadline).await;
     let envelope = Envelope::of(accepted, progress, Default::default());
-    match ctx.dispatch().settle(envelope, attempt, subjects, started, &[&key]).await {
+    match dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Some(settled.outcome),
         Err(err) => {
             tracing::error!(error = %err, "could not queue the record change: the sender must send it again");
-            let _ = ctx.idempotency.abandon(&key).await;
+            let _ = dispatch.idempotency.abandon(&key).await;
             None
         }
     }
@@ -400,7 +424,7 @@ fn link_subject(change: &Change) -> (String, String) {
     {
         return ("Case".to_string(), parent.to_string());
     }
-    (change.object.clone(), change.id.clone())
+    (change.object.clone(), change.id.to_string())
 }
 
 /// The subject whose order the change keeps: the record, or a Case Comment's Case (a comment
@@ -412,30 +436,30 @@ fn order_subject(change: &Change) -> Subject {
 /// One attempt at a record change, and the record and incidents it was about: used live and
 /// by the retry function.
 pub async fn process(
-    ctx: &Context,
+    pipeline: Pipeline<'_>,
     work: Work<'_>,
     change: &Change,
     deadline: Option<DateTime<Utc>>,
 ) -> (Attempt, Subjects) {
-    let mut subjects = Subjects::new(vec![], vec![change.id.clone()]);
-    let attempt = attempt(ctx, work, change, deadline, &mut subjects).await;
+    let mut subjects = Subjects::new(vec![], vec![change.id.to_string()]);
+    let attempt = attempt(pipeline, work, change, deadline, &mut subjects).await;
     (attempt, subjects)
 }
 
 async fn attempt(
-    ctx: &Context,
+    pipeline: Pipeline<'_>,
     Work { accepted, progress, hop }: Work<'_>,
     change: &Change,
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    let ports = ctx.subject_ports();
-    if let Some(echo) = echo::salesforce_echo(ctx, change) {
+    let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left } = pipeline;
+    if let Some(echo) = echo::salesforce_echo(salesforce, change) {
         return echo;
     }
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
     let order = order_subject(change);
-    subjects.opening = change.is_new && order == Subject::Record(change.id.clone());
+    subjects.opening = change.is_new && order == Subject::Record(change.id.to_string());
     if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &order, deadline).await {
         return held;
     }
@@ -443,18 +467,18 @@ async fn attempt(
         Ok(state) => state,
         Err(attempt) => return attempt,
     };
-    subjects.incidents = state.links.iter().map(|l| l.incident_id.clone()).collect();
+    subjects.incidents = state.links.iter().map(|l| l.incident_id.to_string()).collect();
     let this = steps::note_order(accepted, progress, &order, &state);
     if let Some(wait) = steps::wait_behind(ports, &order, &this, &state.pending) {
         return wait;
     }
-    let rules = match steps::rules(&ctx.rules).await {
+    let rules = match steps::rules(rules).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
     let input = Event::Record(RecordEvent {
         object: change.object.clone(),
-        id: change.id.clone(),
+        id: change.id.to_string(),
         new: change.new.clone(),
         old: change.old.clone(),
         is_new: change.is_new,
@@ -464,12 +488,13 @@ async fn attempt(
         Ok(planned) => planned,
         Err(attempt) => return attempt,
     };
-    if let Some(deferred) =
-        steps::hold_back(&ctx.pagerduty_breaker, ctx.clock.as_ref(), ctx.settings.min_time_left, deadline, 0).await
-    {
+    if let Some(deferred) = steps::hold_back(pagerduty.breaker, ports.clock, min_time_left, deadline, 0).await {
         return deferred;
     }
-    let execution = pagerduty_exec::execute(ctx, &accepted.event_id, progress, &evaluation.plan.0, deadline).await;
+    let plan = &evaluation.plan.0;
+    let execution =
+        pagerduty_exec::execute(pagerduty, ports.links, ports.clock, &accepted.event_id, progress, plan, deadline)
+            .await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)

@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod error;
+pub mod id;
 pub mod limiter;
 pub mod requests;
 pub mod signature;
@@ -34,6 +35,7 @@ mod spec_tests;
 
 pub use client::{ACCEPT, Incident, IncidentRef, Note, PagerdutyClient, User, WebhookSubscription};
 pub use error::PagerdutyError;
+pub use id::IncidentId;
 pub use limiter::{RateLimit, RateLimiter};
 pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};
 pub use signature::{SignatureError, sign, verify};

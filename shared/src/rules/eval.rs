@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::loop_guard::{self, marked_note};
 use crate::model::{Direction, RecordRef};
+use crate::pagerduty::IncidentId;
 use crate::salesforce::case_comment;
 
 use super::document::{
@@ -369,7 +370,7 @@ fn plan_record_action<'e>(
             text = format!("Salesforce {} {}", rec.object, rec.id);
         }
         out.push(Planned::Action(Action::Pagerduty(PagerdutyAction::CreateIncident {
-            record: RecordRef { object: rec.object.clone(), id: rec.id.clone() },
+            record: RecordRef { object: rec.object.clone(), id: rec.id.as_str().into() },
             service_id: service_id.clone(),
             escalation_policy_id: escalation_policy_id.clone(),
             urgency: *urgency,
@@ -384,7 +385,7 @@ fn plan_record_action<'e>(
         return Some("no linked incident".into());
     }
     for incident in &rec.linked_incidents {
-        let incident_id = incident.clone();
+        let incident_id = IncidentId::from(incident.as_str());
         let action = match spec {
             ActionSpec::Acknowledge => PagerdutyAction::Acknowledge { incident_id },
             // The resolution note comes back as an `incident.annotated` webhook like any note.
@@ -493,7 +494,7 @@ fn plan_incident_action<'e>(
                 external_id_field: external_id_field.clone(),
                 external_id,
                 link: *link,
-                incident_id: inc.incident.id.clone(),
+                incident_id: inc.incident.id.as_str().into(),
             })));
             None
         }

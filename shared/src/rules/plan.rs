@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::RecordRef;
+use crate::pagerduty::IncidentId;
 
 use super::action::{ActionKind, Effect, Side};
 use super::document::Urgency;
@@ -48,39 +49,39 @@ pub enum PagerdutyAction {
         incident_key: String,
     },
     Acknowledge {
-        incident_id: String,
+        incident_id: IncidentId,
     },
     /// Resolve; with a resolution note, add it as a note first.
     Resolve {
-        incident_id: String,
+        incident_id: IncidentId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resolution: Option<String>,
     },
     SetPriority {
-        incident_id: String,
+        incident_id: IncidentId,
         priority: String,
     },
     SetUrgency {
-        incident_id: String,
+        incident_id: IncidentId,
         urgency: Urgency,
     },
     RunIncidentWorkflow {
-        incident_id: String,
+        incident_id: IncidentId,
         workflow_id: String,
     },
     RunAutomationAction {
-        incident_id: String,
+        incident_id: IncidentId,
         action_id: String,
     },
     Reassign {
-        incident_id: String,
+        incident_id: IncidentId,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         user_ids: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         escalation_policy_id: Option<String>,
     },
     AddResponders {
-        incident_id: String,
+        incident_id: IncidentId,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         user_ids: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -90,7 +91,7 @@ pub enum PagerdutyAction {
     },
     /// Add a note; `content` already starts with [`crate::loop_guard::SALESFORCE_MARKER`].
     AddNote {
-        incident_id: String,
+        incident_id: IncidentId,
         content: String,
     },
 }
@@ -109,7 +110,7 @@ pub enum SalesforceAction {
         external_id_field: String,
         external_id: String,
         link: bool,
-        incident_id: String,
+        incident_id: IncidentId,
     },
     /// One Case Comment; `body` starts with [`crate::loop_guard::PAGERDUTY_MARKER`] and fits in 4000 bytes
     /// (see [`crate::salesforce::case_comment::planned_parts`]).
@@ -164,7 +165,7 @@ impl PagerdutyAction {
     }
 
     fn state_marks(&self) -> Vec<String> {
-        let incident = |id: &str, what: &str| vec![format!("incident:{id}:{what}")];
+        let incident = |id: &IncidentId, what: &str| vec![format!("incident:{id}:{what}")];
         match self {
             PagerdutyAction::Acknowledge { incident_id } | PagerdutyAction::Resolve { incident_id, .. } => {
                 incident(incident_id, "status")
@@ -210,7 +211,7 @@ impl SalesforceAction {
     fn state_marks(&self) -> Vec<String> {
         match self {
             SalesforceAction::SetFields { record, fields } => {
-                fields.keys().map(|f| field_mark(&record.id, f)).collect()
+                fields.keys().map(|f| field_mark(record.id.as_str(), f)).collect()
             }
             SalesforceAction::CreateRecord { .. } | SalesforceAction::AddCaseComment { .. } => vec![],
         }
@@ -329,7 +330,7 @@ impl Plan {
             match &mut planned.action {
                 Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
                     let before = fields.len();
-                    fields.retain(|field, _| !newer(&field_mark(&record.id, field)));
+                    fields.retain(|field, _| !newer(&field_mark(record.id.as_str(), field)));
                     dropped += before - fields.len();
                     if fields.is_empty() {
                         continue;
@@ -406,11 +407,11 @@ impl Plan {
         fields: Vec<(&str, Cow<'_, Value>)>,
     ) {
         let existing = self.0.iter_mut().find(|p| {
-            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == record.object && r.id == record.id)
+            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == record.object && r.id == *record.id)
         });
         let Some(existing) = existing else {
             let fields = fields.into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect();
-            let record = RecordRef { object: record.object.to_string(), id: record.id.to_string() };
+            let record = RecordRef { object: record.object.to_string(), id: record.id.into() };
             let action = SalesforceAction::SetFields { record, fields }.into();
             self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
             return;

@@ -258,8 +258,8 @@ fn s2p_action(action: &str, applies_to: &str) -> Rules {
 
 #[test]
 fn every_pagerduty_action_targets_each_linked_incident() {
-    let inc = |id: &str| id.to_string();
-    type Expect = Box<dyn Fn(String) -> PagerdutyAction>;
+    let inc = |id: &str| crate::pagerduty::IncidentId::from(id);
+    type Expect = Box<dyn Fn(crate::pagerduty::IncidentId) -> PagerdutyAction>;
     let table: Vec<(&str, Expect)> = vec![
         ("acknowledge", Box::new(|incident_id| PagerdutyAction::Acknowledge { incident_id })),
         (

@@ -2,6 +2,83 @@
 //! checksum of their letter case (so the id survives case-insensitive tools). One id has both
 //! forms; two ids are the same only when their 15 characters are equal, never by a prefix.
 
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+/// A Salesforce record id, kept as it was given (stored, logged and sent byte for byte, in JSON
+/// a plain string). Two ids are equal, and hash alike, when they name the same record: both
+/// well-shaped and equal on their 15 characters, whichever form each is in; an id of another
+/// shape equals only itself. This is the one comparison of record ids ([`same_id`] uses it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RecordId(String);
+
+impl RecordId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// The id as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// True for a 15- or 18-character alphanumeric id ([`is_record_id`]).
+    pub fn is_well_shaped(&self) -> bool {
+        is_record_id(&self.0)
+    }
+
+    /// What equality and hashing compare.
+    fn identity(&self) -> &str {
+        identity(&self.0)
+    }
+}
+
+/// A well-shaped id's 15 characters, any other text whole.
+fn identity(id: &str) -> &str {
+    if is_record_id(id) { &id[..15] } else { id }
+}
+
+impl PartialEq for RecordId {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+/// The same comparison with an id still in text (the rules' view of a record).
+impl PartialEq<str> for RecordId {
+    fn eq(&self, other: &str) -> bool {
+        self.identity() == identity(other)
+    }
+}
+
+impl Eq for RecordId {}
+
+impl Hash for RecordId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for RecordId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for RecordId {
+    fn from(id: &str) -> Self {
+        Self(id.to_string())
+    }
+}
+
 /// The alphabet of the 18-character suffix: one character per 5 characters of the id, naming
 /// which of them are upper case.
 const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
@@ -43,7 +120,8 @@ pub fn to_18(id: &str) -> Option<String> {
 /// matters). Ids inside a signed post come from Salesforce itself, so their suffix is not
 /// re-checked here; [`same_org`] checks it.
 pub fn same_id(a: &str, b: &str) -> bool {
-    is_record_id(a) && is_record_id(b) && a[..15] == b[..15]
+    let (a, b) = (RecordId::from(a), RecordId::from(b));
+    a.is_well_shaped() && b.is_well_shaped() && a == b
 }
 
 /// `presented` is the org `configured` names: both valid org ids (`00D` prefix, an 18-character
@@ -91,6 +169,22 @@ mod tests {
         assert!(!same_org("001A0000006Vm9r", "001A0000006Vm9r"), "not an org id");
         assert!(!same_org("", "00D000000000062"));
         assert!(!same_org("00D000000000062", ""));
+    }
+
+    #[test]
+    fn a_record_id_is_one_record_in_either_form_and_keeps_the_form_it_was_given() {
+        use std::collections::HashSet;
+        for (id15, id18) in PAIRS {
+            let (short, long) = (RecordId::from(*id15), RecordId::from(*id18));
+            assert_eq!(short, long, "{id15} and {id18} are one record");
+            assert_eq!(HashSet::from([short.clone(), long.clone()]).len(), 1, "and hash alike");
+            assert_eq!(serde_json::to_string(&long).unwrap(), format!("\"{id18}\""), "kept as given");
+            assert_eq!(serde_json::from_str::<RecordId>(&format!("\"{id15}\"")).unwrap().as_str(), *id15);
+        }
+        assert_ne!(RecordId::from("0055g0000bridgeAAA"), RecordId::from("0055g0000BRIDGEAQ5"), "case-sensitive");
+        assert_ne!(RecordId::from("0055g0000BRIDGEX"), RecordId::from("0055g0000BRIDGE"), "never by a prefix");
+        assert_eq!(RecordId::from("not-an-id"), RecordId::from("not-an-id"), "another shape equals itself");
+        assert_ne!(RecordId::from("not-an-id"), RecordId::from("not-an-iD"));
     }
 
     #[test]

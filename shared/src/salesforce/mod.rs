@@ -54,7 +54,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), SalesforceError> {
     }
 }
 
-pub use id::is_record_id;
+pub use id::{RecordId, is_record_id};
 
 pub(crate) fn check_id(id: &str) -> Result<(), SalesforceError> {
     if is_record_id(id) {

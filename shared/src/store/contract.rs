@@ -53,8 +53,8 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     let at = t0();
     for (i, id) in [&case_a, &case_b].into_iter().enumerate() {
         let link = Link {
-            incident_id: incident.clone(),
-            record: RecordRef { object: "Case".into(), id: id.clone() },
+            incident_id: incident.as_str().into(),
+            record: RecordRef { object: "Case".into(), id: id.as_str().into() },
             created_at: at + Duration::seconds(i as i64),
             created_by_rule: Some("sev1".into()),
         };
@@ -63,7 +63,7 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     }
     let records = store.records_for_incident(&incident).await.expect("records_for_incident");
     assert_eq!(
-        records.iter().map(|l| l.record.id.clone()).collect::<Vec<_>>(),
+        records.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(),
         vec![case_a.clone(), case_b.clone()],
         "an incident's links come back once each, oldest first"
     );
@@ -71,7 +71,7 @@ pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {
     assert_eq!(records[0].created_by_rule.as_deref(), Some("sev1"));
     let incidents = store.incidents_for_record(&case_b).await.expect("incidents_for_record");
     assert_eq!(incidents.len(), 1, "a record finds its incident");
-    assert_eq!(incidents[0].incident_id, incident);
+    assert_eq!(incidents[0].incident_id.as_str(), incident);
     assert!(store.records_for_incident(&fresh("PNONE")).await.expect("query").is_empty());
 }
 
@@ -180,8 +180,8 @@ pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkS
     let at = t0();
     for (i, id) in [&case_b, &case_a].into_iter().enumerate() {
         let link = Link {
-            incident_id: incident.clone(),
-            record: RecordRef { object: "Case".into(), id: id.clone() },
+            incident_id: incident.as_str().into(),
+            record: RecordRef { object: "Case".into(), id: id.as_str().into() },
             created_at: at + Duration::seconds(i as i64),
             created_by_rule: None,
         };
@@ -197,14 +197,14 @@ pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkS
     let state = store.subject_state(&subject).await.expect("subject_state");
     assert_eq!(state.links, store.records_for_incident(&incident).await.expect("records"), "the same links");
     assert_eq!(
-        state.links.iter().map(|l| l.record.id.clone()).collect::<Vec<_>>(),
+        state.links.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(),
         vec![case_b.clone(), case_a.clone()],
         "oldest link first"
     );
     assert_eq!(state.last_applied(), Some(at + Duration::seconds(7)), "and the marks");
     let record = store.subject_state(&Subject::Record(case_a.clone())).await.expect("subject_state");
     assert_eq!(record.links.len(), 1, "a record's state has its incident");
-    assert_eq!(record.links[0].incident_id, incident);
+    assert_eq!(record.links[0].incident_id.as_str(), incident);
     assert_eq!(record.last_applied(), None, "marks are per subject");
 }
 

@@ -99,15 +99,16 @@ impl LinkStore for MemoryStore {
     async fn put_link(&self, link: &Link) -> Result<(), StoreError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        // Byte for byte, as DynamoDB's keys are: the contract holds both stores to the same answers.
         let exists = inner
             .by_incident
-            .get(&link.incident_id)
-            .is_some_and(|ids| ids.iter().any(|&i| inner.links[i].record.id == link.record.id));
+            .get(link.incident_id.as_str())
+            .is_some_and(|ids| ids.iter().any(|&i| inner.links[i].record.id.as_str() == link.record.id.as_str()));
         if !exists {
             let at = inner.links.len();
             inner.links.push(link.clone());
-            inner.by_incident.entry(link.incident_id.clone()).or_default().push(at);
-            inner.by_record.entry(link.record.id.clone()).or_default().push(at);
+            inner.by_incident.entry(link.incident_id.to_string()).or_default().push(at);
+            inner.by_record.entry(link.record.id.to_string()).or_default().push(at);
         }
         Ok(())
     }

@@ -130,7 +130,7 @@ async fn a_key_too_long_for_dynamodb_is_refused_for_good_not_retried() {
     let (client, table) = moto::table().await;
     let store = DynamoStore::new(client, table);
     let link = Link {
-        incident_id: "Q".repeat(3000),
+        incident_id: "Q".repeat(3000).into(),
         record: RecordRef { object: "Case".into(), id: "5005g00000LONG1AAA".into() },
         created_at: Utc::now(),
         created_by_rule: None,

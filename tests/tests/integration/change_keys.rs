@@ -49,7 +49,7 @@ fn summary(reply: &shared::handler::http::Reply) -> Value {
 async fn incident(h: &Harness) -> Value {
     let links = h.store.incidents_for_record(CASE).await.unwrap();
     assert_eq!(links.len(), 1, "one incident for the Case");
-    h.pd.incident(&links[0].incident_id).unwrap()
+    h.pd.incident(links[0].incident_id.as_str()).unwrap()
 }
 
 /// Opens the Case, then makes two changes within one second: Sev2, then Closed.

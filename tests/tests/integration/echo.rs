@@ -141,7 +141,7 @@ async fn open_case(h: &Harness, at: DateTime<Utc>) -> (String, String, Value) {
     let opened = case(&id, "Sev1", "New", at, &agent_id);
     assert_eq!(summary(&h.post_records(&post(None, opened.clone(), AGENT)).await)["applied"], 1);
     let links = h.store.incidents_for_record(&id).await.unwrap();
-    (id, links[0].incident_id.clone(), opened)
+    (id, links[0].incident_id.to_string(), opened)
 }
 
 #[tokio::test]

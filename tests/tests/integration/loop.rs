@@ -194,7 +194,7 @@ async fn a_thousand_mixed_changes_on_both_sides_produce_no_echo() {
         case_ids.extend(opened);
         settle(&h, posted).await;
         for link in h.store.all_links() {
-            incident_of.entry(link.record.id.clone()).or_insert(link.incident_id);
+            incident_of.entry(link.record.id.to_string()).or_insert(link.incident_id.to_string());
         }
     }
     let case_ids: Vec<String> = (0..CASES).map(|n| case_ids[&n].clone()).collect();

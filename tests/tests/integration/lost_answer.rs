@@ -154,7 +154,7 @@ async fn pd_incident_with_case(h: &Harness, incident: &str, t0: DateTime<Utc>) -
     let reply = h.webhook(&delivery("E1", "incident.triggered", t0, incident_data(incident, "triggered")), "w1").await;
     assert_eq!(outcome(&reply), "applied", "{}", reply.body);
     let links = h.store.records_for_incident(incident).await.unwrap();
-    links[0].record.id.clone()
+    links[0].record.id.to_string()
 }
 
 fn comments_on(h: &Harness, case_id: &str, text: &str) -> Vec<String> {
@@ -172,7 +172,7 @@ async fn sf_case_with_incident(h: &Harness, t0: DateTime<Utc>) -> String {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let links = h.store.incidents_for_record(CASE).await.unwrap();
     assert_eq!(links.len(), 1, "{}", reply.body);
-    links[0].incident_id.clone()
+    links[0].incident_id.to_string()
 }
 
 fn notes_with(h: &Harness, incident: &str, text: &str) -> usize {

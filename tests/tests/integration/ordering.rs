@@ -135,7 +135,7 @@ async fn a_case_close_whose_queueable_ran_after_a_later_edit_still_resolves_the_
     let t0 = Utc::now() - Duration::seconds(600);
     let insert = post("insert", case(id, "Sev1", "New", t0), None);
     assert_eq!(h.post_records(&insert).await.status, 200);
-    let incident = h.store.incidents_for_record(id).await.unwrap()[0].incident_id.clone();
+    let incident = h.store.incidents_for_record(id).await.unwrap()[0].incident_id.to_string();
     // Two edits: closed at t0+60, then the priority lowered at t0+120; the Queueables ran in the
     // other order.
     let closed =

@@ -198,7 +198,6 @@ async fn an_unreadable_queue_message_is_moved_to_the_dlq_whole() {
 
 #[tokio::test]
 async fn a_salesforce_key_secrets_manager_could_not_give_does_not_open_the_salesforce_breaker() {
-    use shared::handler::salesforce_exec::report_failure;
     use shared::retry::breaker::Permit;
     use shared::salesforce::SalesforceError;
     use shared::secrets::SecretsError;
@@ -206,13 +205,14 @@ async fn a_salesforce_key_secrets_manager_could_not_give_does_not_open_the_sales
     // Secrets Manager down: the call was never sent, Salesforce is not the one failing.
     let unread =
         || SalesforceError::Secret(SecretsError::Unavailable { id: "sf-jwt".into(), reason: "throttled".into() });
+    let salesforce = h.ctx.salesforce_port();
     for _ in 0..20 {
-        report_failure(&h.ctx, &unread()).await;
+        salesforce.report_failure(&unread()).await;
     }
-    assert!(matches!(h.ctx.salesforce_breaker.permit().await.unwrap(), Permit::Call), "still closed");
+    assert!(matches!(salesforce.breaker.permit().await.unwrap(), Permit::Call), "still closed");
     // Salesforce itself timing out does open it.
     for _ in 0..20 {
-        report_failure(&h.ctx, &SalesforceError::Transport { what: "timeout", message: "no answer".into() }).await;
+        salesforce.report_failure(&SalesforceError::Transport { what: "timeout", message: "no answer".into() }).await;
     }
-    assert!(matches!(h.ctx.salesforce_breaker.permit().await.unwrap(), Permit::Wait { .. }), "open");
+    assert!(matches!(salesforce.breaker.permit().await.unwrap(), Permit::Wait { .. }), "open");
 }

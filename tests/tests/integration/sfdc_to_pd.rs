@@ -81,7 +81,7 @@ const CASE: &str = "5005g00000CASE1AAA";
 async fn linked_incident(h: &Harness, record: &str) -> Value {
     let links = h.store.incidents_for_record(record).await.unwrap();
     assert_eq!(links.len(), 1, "one incident linked to {record}");
-    h.pd.incident(&links[0].incident_id).expect("the incident exists in PagerDuty")
+    h.pd.incident(links[0].incident_id.as_str()).expect("the incident exists in PagerDuty")
 }
 
 #[tokio::test]
