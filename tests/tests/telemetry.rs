@@ -617,3 +617,43 @@ fn the_dlq_retention_alarm_leaves_four_days() {
         assert_eq!(template["Resources"][q]["UpdateReplacePolicy"], "Retain", "{q}");
     }
 }
+
+/// The start of the active hours: the schedule's datapoint (RouteSilenceWindowOpens' input, as
+/// EventBridge Scheduler sends it to PutMetricData) is each silence alarm's metric, so the night's
+/// silence is not counted: a route pages only after RouteSilenceMinutes of silence from then.
+#[test]
+fn the_active_hours_count_silence_from_their_start() {
+    let template = sim::alarms::template();
+    let input = &template["Resources"]["RouteSilenceWindowOpens"]["Properties"]["Target"]["Input"];
+    // `!Sub [text, {Outbound: !If [condition, with, without]}]`, Outbound Messages enabled.
+    let text = input[0].as_str().expect("the input's text");
+    let text = text.replace("${Outbound}", input[1]["Outbound"][1].as_str().expect("the Outbound Message datum"));
+    let put: Value = serde_json::from_str(&text).expect("the input is PutMetricData's JSON");
+    let mut opens = Period::default();
+    for datum in put["MetricData"].as_array().unwrap() {
+        let dims: Vec<(&str, &str)> = datum["Dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["Name"].as_str().unwrap(), d["Value"].as_str().unwrap()))
+            .collect();
+        let metric = MetricId::new(put["Namespace"].as_str().unwrap(), datum["MetricName"].as_str().unwrap(), &dims);
+        opens.observe(metric, datum["Value"].as_f64().unwrap());
+    }
+    let all = template_alarms();
+    let silence: Vec<&Alarm> = all.iter().filter(|a| a.logical_id.ends_with("SilenceAlarm")).collect();
+    assert_eq!(silence.len(), 3);
+    for a in silence {
+        // The night before: silent all along, in ALARM (its actions off).
+        let mut periods = repeated(&Period::default(), a.evaluation_periods);
+        assert_eq!(a.state(&periods), State::Alarm, "{}", a.logical_id);
+        // The window opens, then silence: OK until RouteSilenceMinutes have passed without an event.
+        periods.push(opens.clone());
+        for minute in 1..a.evaluation_periods {
+            periods.push(Period::default());
+            assert_eq!(a.state(&periods), State::Ok, "{} {minute} minutes after the start", a.logical_id);
+        }
+        periods.push(Period::default());
+        assert_eq!(a.state(&periods), State::Alarm, "{} silent for its whole range", a.logical_id);
+    }
+}
