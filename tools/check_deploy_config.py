@@ -4,8 +4,8 @@
   list otherwise, before the first --guided prompt) naming a template parameter;
 - no required template parameter (no Default) is given a placeholder value (an example domain, an
   all-zero org id, REPLACE...): --guided offers a saved value as the answer, and it gets deployed;
-- every stack output the docs name (`SomethingUrl`, `...Arn`, `...Name`, `...Base`, or
-  "<Name output>") exists in the template's Outputs.
+- every stack output the docs and runbooks name (`SomethingUrl`, `...Arn`, `...Name`, `...Base`,
+  "<Name output>", or `$(out Name)` in a runbook's commands) exists in the template's Outputs.
 """
 
 import re
@@ -16,7 +16,8 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "salesforce/README.md", "salesforce/force-app/main/default/namedCredentials/PdSync.namedCredential-meta.xml"]
+DOCS = ["README.md", "salesforce/README.md", "salesforce/force-app/main/default/namedCredentials/PdSync.namedCredential-meta.xml",
+        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs/runbooks").glob("*.md"))]
 # Backticked names that end like outputs but are not stack outputs (Salesforce fields, resources).
 NOT_OUTPUTS = {"Account.Name"}
 PLACEHOLDER = re.compile(r"example\.(com|org|net)|\.example\b|00D0{9,}|REPLACE|CHANGE-?ME|^x+$", re.IGNORECASE)
@@ -55,7 +56,8 @@ def check(root: Path = ROOT) -> list[str]:
         names |= set(re.findall(r"<([A-Z][A-Za-z]+) output>", text))
         names |= set(re.findall(r"stack's ([A-Z][A-Za-z]+) output", text))
         names |= set(re.findall(r"its `?([A-Z][A-Za-z]+)`? output", text))
-        for name in sorted(names - NOT_OUTPUTS):
+        names |= set(re.findall(r"\$\(out ([A-Z][A-Za-z]+)\)", text))  # the runbooks' shell helper
+        for name in sorted(names - NOT_OUTPUTS - set(params)):  # a parameter may end like an output
             if name not in outputs:
                 errors.append(f"{doc}: names output {name}, which template.yaml does not have")
     return errors

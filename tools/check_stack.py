@@ -20,7 +20,11 @@ instead, and each such gap is listed in MOTO_GAPS with a probe that confirms mot
   variables and the secret ARN outputs) come back empty. The generated secrets
   (GenerateSecretString) are checked on the template only.
 - AWS::ApiGatewayV2::Api/Stage are not implemented: the HTTP API, its routes and the URL outputs.
-- AWS::CloudWatch::Alarm and AWS::SNS::Subscription are not implemented.
+- AWS::CloudWatch::Alarm, AWS::SNS::Subscription and AWS::Scheduler::Schedule are not implemented:
+  the alarms, the PagerDuty and email subscriptions per severity and the freshness alarms'
+  active-hours schedules are checked on the translated template (each alarm's actions, the
+  subscriptions' conditions, the schedules' cron, time zone, universal target and input); the
+  topics, their KMS key and the schedules' role are created by moto and read back.
 - The function's Architectures, LoggingConfig and TracingConfig, the role's ManagedPolicyArns,
   the table's TimeToLiveSpecification and the DLQ's RedriveAllowPolicy are ignored.
 Beyond these, no stand-in here evaluates IAM policies (moto accepts any call; iam_scope in the
@@ -70,6 +74,14 @@ PARAMETERS = {
     # Every condition true, so that every resource is created (or shows up as a moto gap).
     "OutboundMessages": "Enabled",
     "AlarmEmail": "oncall@acme.test",
+    "PagerDutySev1IntegrationUrl": "https://events.pagerduty.com/integration/0123456789abcdef0123456789abcdef/enqueue",
+    "PagerDutySev3IntegrationUrl": "https://events.eu.pagerduty.com/integration/fedcba9876543210fedcba9876543210/enqueue",
+    "RunbookBaseUrl": "https://wiki.acme.test/pd-sfdc-sync/runbooks",
+    "RouteSilenceMinutes": "45",
+    "RouteSilenceDays": "MON-SAT",
+    "RouteSilenceStartHour": "7",
+    "RouteSilenceEndHour": "19",
+    "RouteSilenceTimezone": "Europe/Berlin",
 }
 # The environment variables that name a secret, and the secret (moto creates none: see MOTO_GAPS).
 SECRET_VARIABLES = {
@@ -81,7 +93,8 @@ SECRET_VARIABLES = {
 }
 # Resource types moto's CloudFormation skips (it warns and creates nothing).
 UNSUPPORTED_TYPES = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::CloudWatch::Alarm", "AWS::SecretsManager::Secret",
-                     "AWS::SNS::Subscription"}
+                     "AWS::SNS::Subscription", "AWS::Scheduler::Schedule"}
+SEVERITIES = {"SEV1": "Sev1Topic", "SEV2": "Sev2Topic", "SEV3": "Sev3Topic"}
 
 
 class Failures(list):
@@ -400,7 +413,18 @@ def check(template_path):
     outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=STACK)["Stacks"][0].get("Outputs", [])}
     failures.equal(outputs.get("TableName"), table_name, "TableName output")
     failures.equal(outputs.get("OperatorPolicyArn"), op and op["Arn"], "OperatorPolicyArn output")
-    failures.equal(outputs.get("AlarmTopicArn"), physical.get("AlarmTopic"), "AlarmTopicArn output")
+    for sev, topic in SEVERITIES.items():
+        failures.equal(outputs.get(f"{topic}Arn"), physical.get(topic), f"{topic}Arn output")
+    for output, group in (("PdToSfdcLogGroupName", "PdToSfdcLogGroup"), ("SfdcToPdLogGroupName", "SfdcToPdLogGroup"),
+                          ("RetryLogGroupName", "RetryLogGroup"), ("ApiAccessLogGroupName", "ApiAccessLogGroup")):
+        failures.expect(outputs.get(output) and outputs.get(output) == physical.get(group) and outputs[output] in logs,
+                        f"{output} output ({outputs.get(output)!r}) is the name of {group} ({physical.get(group)!r})")
+
+    check_alarm_routing(failures, clients, resources, physical)
+    check_silence_window(failures, clients, resources, physical)
+    for q in ("RetryQueue", "DeadLetterQueue", "Table"):
+        failures.equal((resources[q].get("DeletionPolicy"), resources[q].get("UpdateReplacePolicy")), ("Retain", "Retain"),
+                       f"{q} DeletionPolicy/UpdateReplacePolicy (template; moto deletes it anyway)")
 
     # The gaps are still gaps (else move the check to the moto side and drop the entry).
     for gap, still in moto_gaps(clients, physical, table_name, dlq_url, roles, outputs).items():
@@ -410,11 +434,76 @@ def check(template_path):
     return failures
 
 
+def check_alarm_routing(failures, clients, resources, physical):
+    """The severity topics (moto creates them) share the KMS key that lets CloudWatch publish; the
+    subscriptions go where the parameters and conditions say. Each alarm's severity, runbook and
+    actions: tests/tests/telemetry.rs (every_alarm_has_a_severity_a_runbook_and_its_severity_topic)."""
+    sns = clients("sns")
+    key_id = physical.get("AlarmTopicKey")
+    for topic in SEVERITIES.values():
+        arn = physical.get(topic)
+        if failures.expect(arn, f"{topic} not created"):
+            attrs = sns.get_topic_attributes(TopicArn=arn)["Attributes"]
+            failures.equal(resources[topic]["Properties"].get("KmsMasterKeyId"), {"Ref": "AlarmTopicKey"}, f"{topic} KmsMasterKeyId (template)")
+            failures.expect(key_id and attrs.get("KmsMasterKeyId") == key_id, f"{topic} encrypted with AlarmTopicKey ({attrs.get('KmsMasterKeyId')!r})")
+    if failures.expect(key_id, "AlarmTopicKey not created"):
+        policy = policy_document(clients("kms").get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])
+        cw = [s for s in policy["Statement"] if s.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"]
+        failures.expect(cw and set(cw[0]["Action"]) >= {"kms:Decrypt", "kms:GenerateDataKey*"},
+                        "AlarmTopicKey lets cloudwatch.amazonaws.com Decrypt and GenerateDataKey* (else alarms cannot publish)")
+    # Subscriptions (moto gap): PagerDuty per severity when its URL is set; email for SEV3, and
+    # for SEV1/SEV2 only where PagerDuty is not.
+    subs = {k: r for k, r in resources.items() if r["Type"] == "AWS::SNS::Subscription"}
+    want_subs = {f"Sev{n}PagerDutySubscription": (f"Sev{n}Topic", "https", f"PagerDutySev{n}IntegrationUrl", f"HasPagerDutySev{n}") for n in (1, 2, 3)}
+    want_subs |= {"Sev1EmailSubscription": ("Sev1Topic", "email", "AlarmEmail", "EmailSev1"),
+                  "Sev2EmailSubscription": ("Sev2Topic", "email", "AlarmEmail", "EmailSev2"),
+                  "Sev3EmailSubscription": ("Sev3Topic", "email", "AlarmEmail", "HasAlarmEmail")}
+    got_subs = {k: (r["Properties"]["TopicArn"].get("Ref"), r["Properties"]["Protocol"], r["Properties"]["Endpoint"].get("Ref"), r.get("Condition"))
+                for k, r in subs.items()}
+    failures.equal(got_subs, want_subs, "alarm subscriptions (template)")
+
+
+def check_silence_window(failures, clients, resources, physical):
+    """The freshness alarms' active hours: three schedules (moto gap: on the template) calling
+    CloudWatch through universal targets with a role moto does create."""
+    schedules = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Scheduler::Schedule"}
+    failures.equal(sorted(schedules), ["RouteSilenceActionsOff", "RouteSilenceActionsOn", "RouteSilenceWindowOpens"], "freshness schedules")
+    for name, props in schedules.items():
+        edge = "RouteSilenceEndHour" if name.endswith("Off") else "RouteSilenceStartHour"
+        failures.equal(props.get("ScheduleExpression"), {"Fn::Sub": f"cron(0 ${{{edge}}} ? * ${{RouteSilenceDays}} *)"}, f"{name} cron")
+        failures.equal(props.get("ScheduleExpressionTimezone"), {"Ref": "RouteSilenceTimezone"}, f"{name} time zone")
+        action = {"RouteSilenceActionsOff": "disableAlarmActions", "RouteSilenceActionsOn": "enableAlarmActions",
+                  "RouteSilenceWindowOpens": "putMetricData"}[name]
+        failures.equal(props["Target"]["Arn"], {"Fn::Sub": f"arn:${{AWS::Partition}}:scheduler:::aws-sdk:cloudwatch:{action}"}, f"{name} target")
+        failures.equal(props["Target"]["RoleArn"], {"Fn::GetAtt": ["RouteSilenceSchedulerRole", "Arn"]}, f"{name} role")
+        # The input with every condition true (OutboundMessages Enabled): valid JSON for the API.
+        body, variables = props["Target"]["Input"]["Fn::Sub"]
+        body = body.replace("${Outbound}", variables["Outbound"]["Fn::If"][1] if isinstance(variables["Outbound"]["Fn::If"][1], str)
+                            else variables["Outbound"]["Fn::If"][1]["Fn::Sub"])
+        body = re.sub(r"\$\{([A-Za-z]+)\}", r"\1", body)
+        try:
+            doc = json.loads(body)
+        except ValueError as e:
+            failures.append(f"{name} input is not JSON ({e}): {body}")
+            continue
+        if action == "putMetricData":
+            routes = sorted((d["MetricName"], tuple((x["Name"], x["Value"]) for x in d["Dimensions"])) for d in doc["MetricData"])
+            want = sorted(("EventsAccepted", (("Function", r["Properties"]["Dimensions"][0]["Value"]), ("Route", r["Properties"]["Dimensions"][1]["Value"])))
+                          for k, r in resources.items() if k.endswith("SilenceAlarm"))
+            failures.equal(routes, want, f"{name}: one datapoint per silence alarm's metric")
+        else:
+            failures.equal(sorted(doc["AlarmNames"]), sorted(k for k in resources if k.endswith("SilenceAlarm")), f"{name} alarm names")
+    role = physical.get("RouteSilenceSchedulerRole")
+    if failures.expect(role, "RouteSilenceSchedulerRole not created"):
+        trust = clients("iam").get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]["Statement"]
+        failures.equal([s["Principal"]["Service"] for s in trust], ["scheduler.amazonaws.com"], "RouteSilenceSchedulerRole trust")
+
+
 def policy_document(doc):
     """A policy document as IAM returns it: JSON, or (moto, for a role's inline policy from
     CloudFormation) the Python repr of the dict it was given."""
     if not isinstance(doc, str):
-        return doc
+        return doc  # (moto, for a KMS key policy from CloudFormation: the dict itself)
     try:
         return json.loads(doc)
     except ValueError:
@@ -457,6 +546,8 @@ def moto_gaps(clients, physical, table_name, dlq_url, roles, outputs):
         "secret ARN outputs empty": "SalesforceInboundSecretArn" not in outputs,
         "no HTTP API (AWS::ApiGatewayV2::*)": "${HttpApi}" in outputs.get("ApiBaseUrl", "${HttpApi}"),
         "no alarms (AWS::CloudWatch::Alarm)": clients("cloudwatch").describe_alarms()["MetricAlarms"] == [],
+        "no schedules (AWS::Scheduler::Schedule)": clients("scheduler").list_schedules()["Schedules"] == [],
+        "no subscriptions (AWS::SNS::Subscription)": clients("sns").list_subscriptions()["Subscriptions"] == [],
         "Architectures ignored": fn.get("Architectures") != ["arm64"],
         "LoggingConfig ignored": "LogGroup" not in fn.get("LoggingConfig", {}),
         "TracingConfig ignored": fn.get("TracingConfig", {}).get("Mode") != "Active",

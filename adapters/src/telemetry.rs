@@ -11,6 +11,9 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use shared::telemetry::metrics::NAMESPACE;
 
+/// The EMF collector [`init_emf`] installs (tests flush it themselves).
+pub use metrics_cloudwatch_embedded::Collector;
+
 /// JSON logs to stdout at `level` (error|warn|info|debug|trace). Call once, in `main`.
 pub fn init_logging(level: &str) {
     init_logging_to(level, std::io::stdout);
@@ -39,7 +42,7 @@ where
 }
 
 /// Installs the EMF collector with the `Function` dimension. Returns the collector to flush.
-pub fn init_emf(function: &str) -> Option<&'static metrics_cloudwatch_embedded::Collector> {
+pub fn init_emf(function: &str) -> Option<&'static Collector> {
     metrics_cloudwatch_embedded::Builder::new()
         .cloudwatch_namespace(NAMESPACE)
         .with_dimension("Function", function.to_string())
@@ -48,7 +51,7 @@ pub fn init_emf(function: &str) -> Option<&'static metrics_cloudwatch_embedded::
 }
 
 /// Writes the metrics gathered during one invocation as one EMF document to stdout.
-pub fn flush(collector: Option<&'static metrics_cloudwatch_embedded::Collector>) {
+pub fn flush(collector: Option<&'static Collector>) {
     if let Some(collector) = collector
         && let Err(err) = collector.flush(std::io::stdout())
     {

@@ -1,6 +1,7 @@
 //! Test support for pd-sfdc-sync: PagerDuty and Salesforce simulators that follow the real
 //! APIs, and a harness that runs moto's server for DynamoDB, SQS and Secrets Manager.
 
+pub mod alarms;
 pub mod counting_store;
 pub mod explorer;
 pub mod fault_proxy;

@@ -1,6 +1,15 @@
 //! Logs and metrics of real handler runs: secrets never reach a log line, and the metrics are
 //! valid CloudWatch Embedded Metric Format with the names the alarms and dashboard use.
 //!
+//! Then every alarm of template.yaml is made to fire: each scenario produces the alarm's signal
+//! with the real handlers (against the simulators, and moto where a queue or the store is the
+//! signal), and `sim::alarms` evaluates the alarm's own definition (metric, dimensions, statistic,
+//! period count, threshold, missing data) against the EMF the functions emitted or the queue moto
+//! holds; and in normal traffic none fires. What this cannot show: CloudWatch's own evaluation
+//! schedule and notifications (moto evaluates no alarm), and the metrics AWS produces outside the
+//! functions (Lambda's Errors and Throttles; API Gateway's 5xx is counted from the functions'
+//! answers, which API Gateway passes on).
+//!
 //! A test binary of its own, not a module of `integration`: it installs the process-wide tracing
 //! subscriber (at trace, into a buffer it reads back) and the process-wide EMF recorder, and both
 //! can be installed once a process. Among the other tests it would capture their logs and metrics
@@ -11,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use serde_json::{Value, json};
+use sim::alarms::{Alarm, MetricId, Period, State};
 use sim::harness::{
     Harness, INBOUND_SECRET, OUTBOUND_MESSAGE_TOKEN, WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS, delivery, incident_data,
 };
@@ -67,7 +77,8 @@ fn trigger(id: &str) -> String {
 async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
     let logs = Captured::default();
     adapters::telemetry::init_logging_to("trace", logs.clone());
-    let emf = adapters::telemetry::init_emf("pd-to-sfdc").expect("collector");
+    let emf = adapters::telemetry::init_emf("pd-to-sfdc");
+    let collector = emf.expect("collector");
 
     let h = Harness::start(RULES).await;
     // Happy paths, both directions (the Salesforce JWT flow and the PagerDuty token are used).
@@ -99,7 +110,7 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
     tracing::trace!(target: "lambda_http::request", body = %raw, "request");
 
     let mut metrics = Vec::new();
-    emf.flush(&mut metrics).unwrap();
+    collector.flush(&mut metrics).unwrap();
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(text.lines().count() > 10, "the handlers logged");
     for line in text.lines() {
@@ -171,6 +182,8 @@ async fn logs_keep_secrets_out_and_metrics_are_valid_emf() {
             "the dashboard reads {name} by {dims:?}, the functions emit it by {emitted:?}"
         );
     }
+
+    alarms_fire(emf.expect("collector")).await;
 }
 
 /// The `PdSfdcSync` series the dashboard in template.yaml plots: metric name and dimension names
@@ -208,4 +221,439 @@ fn dashboard_series() -> Vec<(String, Vec<String>)> {
     }
     assert!(!series.is_empty(), "the dashboard plots PdSfdcSync metrics");
     series
+}
+
+// ---------- Alarms ----------
+
+/// The EMF documents gathered since the last call: one evaluation period's worth.
+fn take(emf: &adapters::telemetry::Collector) -> String {
+    let mut out = Vec::new();
+    emf.flush(&mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn template_alarms() -> Vec<Alarm> {
+    sim::alarms::alarms(&sim::alarms::template(), &[("OutboundMessages", "Enabled")])
+}
+
+fn alarm<'a>(all: &'a [Alarm], id: &str) -> &'a Alarm {
+    all.iter().find(|a| a.logical_id == id).unwrap_or_else(|| panic!("template.yaml has no alarm {id}"))
+}
+
+/// Asserts that exactly `firing` of `all` are in ALARM after `periods`.
+fn expect_firing(all: &[Alarm], periods: &[Period], firing: &[&str], what: &str) {
+    for a in all {
+        let state = a.state(periods);
+        let want = firing.contains(&a.logical_id.as_str());
+        assert_eq!(
+            state == State::Alarm,
+            want,
+            "{what}: {} is {state:?}, expected {}; it reads {:?}; the periods hold {:?}",
+            a.logical_id,
+            if want { "ALARM" } else { "not ALARM" },
+            a.metrics(),
+            periods.last().map(Period::metrics)
+        );
+    }
+    for id in firing {
+        alarm(all, id);
+    }
+}
+
+/// `n` copies of a period: the same signal every period of an alarm's evaluation range.
+fn repeated(period: &Period, n: usize) -> Vec<Period> {
+    vec![period.clone(); n]
+}
+
+fn longest_range(all: &[Alarm]) -> usize {
+    all.iter().map(|a| a.evaluation_periods).max().unwrap()
+}
+
+fn case_post(id: &str, priority: &str) -> Value {
+    let case = json!({"attributes": {"type": "Case", "url": "/x"}, "Id": id, "Subject": "s", "Priority": priority,
+        "SystemModstamp": Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()});
+    json!({"schema": 1, "org_id": sim::harness::ORG_ID, "object": "Case", "operation": "insert",
+        "user": {"id": "005", "username": "agent@example.com"}, "sent_at": Utc::now().to_rfc3339(), "old": null,
+        "new": {id: case}})
+}
+
+fn outbound_message(id: &str) -> String {
+    sim::salesforce::OutboundMessenger::new(sim::harness::ORG_ID, "https://example.my.salesforce.com")
+        .envelope("Case", &[json!({"Id": id, "Subject": "s"})])
+}
+
+/// A record id of the demo org, unique per call.
+fn record_id(n: usize) -> String {
+    format!("5005g0000{:06}AAA", n)
+}
+
+/// A queue on moto: its visible depth and its oldest message's first enqueue time (ms).
+async fn queue_state(url: &str) -> (f64, Option<i64>) {
+    let sqs = aws_sdk_sqs::Client::new(&sim::moto::sdk_config().await);
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("moto queue attributes");
+    let attrs = attrs.attributes().cloned().unwrap_or_default();
+    let visible: f64 = attrs[&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages].parse().unwrap();
+    // The oldest message's first enqueue time: receive them (hidden 1 s, then visible again). A
+    // retry message may be delayed (its backoff, a few seconds at first): wait for one, up to 20 s.
+    let mut oldest = None;
+    let give_up = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while oldest.is_none() && tokio::time::Instant::now() < give_up {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(1)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .expect("moto receive");
+        for m in got.messages() {
+            let sent: i64 = m.attributes().unwrap()[&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp]
+                .parse()
+                .unwrap();
+            oldest = Some(oldest.map_or(sent, |o: i64| o.min(sent)));
+        }
+    }
+    (visible, oldest)
+}
+
+/// The queue's depth and the age of its oldest message at `at`, as AWS/SQS reports them.
+fn queue_metrics(
+    (visible, oldest): (f64, Option<i64>),
+    queue_name: &str,
+    at: chrono::DateTime<Utc>,
+) -> Vec<(MetricId, f64)> {
+    let dims = [("QueueName", queue_name)];
+    let mut out = vec![(MetricId::new("AWS/SQS", "ApproximateNumberOfMessagesVisible", &dims), visible)];
+    if let Some(sent) = oldest {
+        let age = (at.timestamp_millis() - sent) as f64 / 1000.0;
+        out.push((MetricId::new("AWS/SQS", "ApproximateAgeOfOldestMessage", &dims), age));
+    }
+    out
+}
+
+/// API Gateway counts a 5xx for every 5xx answer the integration gives (payload v2 proxies the
+/// function's status).
+fn api_5xx(statuses: &[u16]) -> (MetricId, f64) {
+    let n = statuses.iter().filter(|s| **s >= 500).count();
+    (MetricId::new("AWS/ApiGateway", "5xx", &[("ApiId", "HttpApi"), ("Stage", "$default")]), n as f64)
+}
+
+/// Each alarm of template.yaml fires on its signal, produced by the real handlers, and no alarm
+/// fires in normal traffic. Runs inside the one test that owns the EMF collector.
+async fn alarms_fire(emf: &'static adapters::telemetry::Collector) {
+    let all = template_alarms();
+    let range = longest_range(&all);
+    // Gauges are re-emitted at every flush: start from closed breakers (the part above opened one).
+    shared::telemetry::metrics::breaker_state("salesforce", false);
+    shared::telemetry::metrics::breaker_state("pagerduty", false);
+    let _ = take(emf);
+    let ids = std::sync::atomic::AtomicUsize::new(0);
+    let next = || ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+
+    // Normal traffic: an accepted event on each route, nothing else.
+    let h = Harness::start(RULES).await;
+    let mut normal = Period::default();
+    assert_eq!(h.webhook(&trigger("PA1"), "a1").await.status, 200);
+    normal.add_emf(&take(emf), "pd-to-sfdc");
+    assert_eq!(h.post_records(&case_post(&record_id(next()), "Sev3")).await.status, 200);
+    assert_eq!(h.outbound_message(&outbound_message(&record_id(next()))).await.status, 200);
+    normal.add_emf(&take(emf), "sfdc-to-pd");
+    normal.observe(api_5xx(&[200, 200, 200]).0, 0.0);
+    expect_firing(&all, &repeated(&normal, range), &[], "normal traffic");
+
+    // Silence: nothing accepted on any route, the whole range long.
+    let silence = ["PagerDutyWebhookSilenceAlarm", "SalesforceRecordsSilenceAlarm", "OutboundMessageSilenceAlarm"];
+    expect_firing(&all, &repeated(&Period::default(), range), &silence, "no traffic");
+
+    // A rotated secret: every request refused, in two consecutive 5-minute periods. 11 webhooks
+    // (> 10), and 6 record posts + 6 Outbound Messages (each <= 10, together > 10).
+    let mut rotated = Vec::new();
+    for _ in 0..2 {
+        let mut period = Period::default();
+        for i in 0..11 {
+            let body = trigger(&format!("PR{i}"));
+            let old =
+                vec![("x-pagerduty-signature".to_string(), sign_v1("the-secret-before-rotation", body.as_bytes()))];
+            assert_eq!(h.webhook_with(&body, old).await.status, 401);
+        }
+        period.add_emf(&take(emf), "pd-to-sfdc");
+        for _ in 0..6 {
+            let bearer = vec![("authorization".to_string(), "Bearer the-key-before-rotation".to_string())];
+            assert_eq!(
+                h.post_records_with(&case_post(&record_id(next()), "Sev1").to_string(), bearer).await.status,
+                401
+            );
+            let reply =
+                h.outbound_message_with(&outbound_message(&record_id(next())), "token=the-token-before-rotation").await;
+            assert_eq!(reply.status, 401);
+        }
+        period.add_emf(&take(emf), "sfdc-to-pd");
+        rotated.push(period);
+    }
+    let rejected = ["PdToSfdcRejectedRequestsAlarm", "SfdcToPdRejectedRequestsAlarm"];
+    expect_firing(&all, &[normal.clone(), rotated[0].clone()], &[], "one period of refusals");
+    let mut history = repeated(&normal, range);
+    history.extend(rotated.clone());
+    expect_firing(&all, &history, &rejected, "two periods of refusals");
+    // Refused requests are no accepted events: a route refused all range long is silent.
+    let refused_all_along: Vec<Period> = (0..range).map(|i| rotated[i % 2].clone()).collect();
+    expect_firing(&all, &refused_all_along, &[&rejected[..], &silence[..]].concat(), "refused all along");
+
+    // Salesforce API usage at 85% of the daily limit (the bridge pauses at 90%).
+    h.sf.set_daily_api_limit(10_000);
+    h.sf.set_api_used(8_500);
+    let mut usage = normal.clone();
+    assert_eq!(h.webhook(&trigger("PU1"), "u1").await.status, 200);
+    usage.add_emf(&take(emf), "pd-to-sfdc");
+    expect_firing(&all, &[usage], &["SalesforceApiUsageAlarm"], "API usage at 85%");
+    h.sf.set_api_used(0);
+    // The gauge keeps its last figure until the next Salesforce answer; the next scenarios start low.
+    shared::telemetry::metrics::salesforce_api_usage_percent(0.0);
+
+    // PagerDuty down: record posts are queued, the PagerDuty breaker opens and stays open.
+    h.pd.set_faults(sim::faults::FaultConfig { seed: 2, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
+    let pd_down = breaker_periods(emf, &all, "PagerDutyBreakerOpenAlarm", "sfdc-to-pd", || async {
+        let reply = h.post_records(&case_post(&record_id(next()), "Sev1")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    })
+    .await;
+    expect_firing(&all, &pd_down, &["PagerDutyBreakerOpenAlarm"], "PagerDuty down");
+    h.pd.set_faults(sim::faults::FaultConfig::none());
+    shared::telemetry::metrics::breaker_state("pagerduty", false);
+
+    // Salesforce down, retry queue and DLQ on moto: webhooks are queued, the Salesforce breaker
+    // opens and stays open, and the queued events age.
+    let mut config = sim::harness::HarnessConfig::new(RULES);
+    config.sqs = true;
+    let q = Harness::with(config).await;
+    q.sf.set_faults(sim::faults::FaultConfig { seed: 3, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
+    let mut k = 0;
+    let sf_down = breaker_periods(emf, &all, "SalesforceBreakerOpenAlarm", "pd-to-sfdc", || {
+        k += 1;
+        let id = format!("PS{k}");
+        let q = &q;
+        async move { assert_eq!(q.webhook(&trigger(&id), &format!("s{id}")).await.status, 200) }
+    })
+    .await;
+    expect_firing(&all, &sf_down, &["SalesforceBreakerOpenAlarm"], "Salesforce down, queue as it is");
+    let retry = queue_state(q.sqs.as_ref().unwrap().retry.url()).await;
+    assert!(retry.1.is_some(), "the queued events are in moto's retry queue");
+    let backlog_age = alarm(&all, "RetryBacklogAgeAlarm").threshold;
+    for (label, at, firing) in [
+        ("now", Utc::now(), vec!["SalesforceBreakerOpenAlarm"]),
+        (
+            "past the threshold",
+            Utc::now() + chrono::Duration::seconds(backlog_age as i64 + 60),
+            vec!["SalesforceBreakerOpenAlarm", "RetryBacklogAgeAlarm"],
+        ),
+    ] {
+        let mut periods = sf_down.clone();
+        for (metric, value) in queue_metrics(retry, "RetryQueue.QueueName", at) {
+            periods.last_mut().unwrap().observe(metric, value);
+        }
+        expect_firing(&all, &periods, &firing, &format!("Salesforce down, the retry queue {label}"));
+    }
+    shared::telemetry::metrics::breaker_state("salesforce", false);
+    let _ = take(emf);
+
+    // A permanent Salesforce error: the event is dead-lettered into moto's DLQ.
+    let mut config = sim::harness::HarnessConfig::new(
+        RULES.replace("Subject: \"{{incident.title}}\"", "Subject: \"{{incident.title}}\", Status: NotAPicklistValue"),
+    );
+    config.sqs = true;
+    let d = Harness::with(config).await;
+    let reply = d.webhook(&trigger("PD1"), "d1").await;
+    assert_eq!(sim::harness::outcome(&reply), "dead_lettered", "{}", reply.body);
+    let mut dead = Period::default();
+    dead.add_emf(&take(emf), "pd-to-sfdc");
+    let dlq = queue_state(d.sqs.as_ref().unwrap().dlq.url()).await;
+    assert_eq!(dlq.0, 1.0, "one dead letter in moto's DLQ");
+    let retention_left = alarm(&all, "DeadLetterRetentionAlarm").threshold;
+    for (label, at, firing) in [
+        ("now", Utc::now(), vec!["DeadLetterQueueNotEmptyAlarm"]),
+        (
+            "past the retention threshold",
+            Utc::now() + chrono::Duration::seconds(retention_left as i64 + 60),
+            vec!["DeadLetterQueueNotEmptyAlarm", "DeadLetterRetentionAlarm"],
+        ),
+    ] {
+        let mut period = dead.clone();
+        for (metric, value) in queue_metrics(dlq, "DeadLetterQueue.QueueName", at) {
+            period.observe(metric, value);
+        }
+        expect_firing(&all, &[period], &firing, &format!("a dead letter, {label}"));
+    }
+
+    // The store unavailable (DynamoDB on moto behind a proxy that answers 500): the handlers
+    // cannot make events safe, answer 503 (the senders deliver again) and count errors.
+    let proxy =
+        sim::fault_proxy::FaultProxy::start(&sim::moto::url().await, sim::fault_proxy::AwsService::DynamoDb).await;
+    let mut config = sim::harness::HarnessConfig::new(RULES);
+    config.dynamodb = true;
+    config.aws_endpoint = Some(proxy.url().to_string());
+    let s = Harness::with(config).await;
+    // Something for the retry function to work on once the store is down.
+    s.sf.set_faults(sim::faults::FaultConfig { seed: 4, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
+    for i in 0..3 {
+        assert_eq!(s.webhook(&trigger(&format!("PQ{i}")), &format!("q{i}")).await.status, 200);
+    }
+    s.sf.set_faults(sim::faults::FaultConfig::none());
+    shared::telemetry::metrics::breaker_state("salesforce", false);
+    let _ = take(emf);
+    proxy.set_faults(sim::faults::FaultConfig { seed: 5, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
+    let mut store_down = Vec::new();
+    for round in 0..3 {
+        let mut period = Period::default();
+        let mut statuses = Vec::new();
+        for i in 0..3 {
+            statuses.push(s.webhook(&trigger(&format!("PX{round}{i}")), &format!("x{round}{i}")).await.status);
+        }
+        period.add_emf(&take(emf), "pd-to-sfdc");
+        for _ in 0..3 {
+            statuses.push(s.post_records(&case_post(&record_id(next()), "Sev1")).await.status);
+        }
+        period.add_emf(&take(emf), "sfdc-to-pd");
+        s.drain_retries(3).await;
+        period.add_emf(&take(emf), "retry");
+        assert!(statuses.iter().all(|s| *s >= 500), "the store is down: {statuses:?}");
+        let (metric, value) = api_5xx(&statuses);
+        period.observe(metric, value);
+        store_down.push(period);
+    }
+    let mut history = repeated(&normal, range);
+    history.extend(store_down);
+    expect_firing(
+        &all,
+        &history,
+        &["PdToSfdcErrorRateAlarm", "SfdcToPdErrorRateAlarm", "RetryHandlingErrorsAlarm", "Api5xxAlarm"],
+        "the store unavailable",
+    );
+    let _ = take(emf);
+}
+
+/// Invokes `call` until the alarm's breaker reports open, then once per period for the alarm's
+/// whole range (the breaker is checked, and reported, on every invocation); the EMF of each
+/// period is read as `function`'s.
+async fn breaker_periods<F, Fut>(
+    emf: &'static adapters::telemetry::Collector,
+    all: &[Alarm],
+    id: &str,
+    function: &str,
+    mut call: F,
+) -> Vec<Period>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let a = alarm(all, id);
+    for _ in 0..20 {
+        call().await;
+        let mut p = Period::default();
+        p.add_emf(&take(emf), function);
+        if a.value(&p) == Some(1.0) {
+            break;
+        }
+    }
+    let mut periods = Vec::new();
+    for _ in 0..a.evaluation_periods {
+        call().await;
+        let mut p = Period::default();
+        p.add_emf(&take(emf), function);
+        periods.push(p);
+    }
+    assert_eq!(a.value(periods.last().unwrap()), Some(1.0), "{id}: the breaker did not open");
+    periods
+}
+
+/// Every alarm names its severity first, links a runbook that exists, sends ALARM and OK to its
+/// severity's topic, and appears in docs/runbooks/README.md's table with that severity and runbook.
+#[test]
+fn every_alarm_has_a_severity_a_runbook_and_its_severity_topic() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let table = std::fs::read_to_string(root.join("docs/runbooks/README.md")).unwrap();
+    let all = template_alarms();
+    assert!(all.len() >= 19, "{} alarms", all.len());
+    for a in &all {
+        let id = &a.logical_id;
+        let sev = a.severity().unwrap_or_else(|| panic!("{id}: the description opens with no SEV1/SEV2/SEV3"));
+        let topic = format!("Sev{}Topic", &sev[3..]);
+        assert_eq!(
+            (&a.alarm_actions, &a.ok_actions),
+            (&vec![topic.clone()], &vec![topic.clone()]),
+            "{id}: ALARM and OK to {topic}"
+        );
+        let runbook =
+            a.runbook().unwrap_or_else(|| panic!("{id}: no `Runbook: ${{RunbookBaseUrl}}/<file>.md` at the end"));
+        assert!(root.join("docs/runbooks").join(runbook).exists(), "{id}: docs/runbooks/{runbook} does not exist");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{id}` |")))
+            .unwrap_or_else(|| panic!("{id}: no row in docs/runbooks/README.md's alarm table"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[2], format!("Sev{}", &sev[3..]), "{id}: the table's severity");
+        assert!(cells[3].contains(&format!("({runbook})")), "{id}: the table's runbook is not {runbook}: {row}");
+    }
+}
+
+/// The DLQ retention alarm leaves the operator 4 days: its threshold is the DLQ's retention less
+/// 4 days, whatever either becomes.
+#[test]
+fn the_dlq_retention_alarm_leaves_four_days() {
+    let template = sim::alarms::template();
+    let retention = template["Resources"]["DeadLetterQueue"]["Properties"]["MessageRetentionPeriod"].as_f64().unwrap();
+    let all = template_alarms();
+    let a = alarm(&all, "DeadLetterRetentionAlarm");
+    assert_eq!(a.threshold, retention - 4.0 * 86_400.0);
+    for q in ["RetryQueue", "DeadLetterQueue", "Table"] {
+        assert_eq!(template["Resources"][q]["DeletionPolicy"], "Retain", "{q}");
+        assert_eq!(template["Resources"][q]["UpdateReplacePolicy"], "Retain", "{q}");
+    }
+}
+
+/// The start of the active hours: the schedule's datapoint (RouteSilenceWindowOpens' input, as
+/// EventBridge Scheduler sends it to PutMetricData) is each silence alarm's metric, so the night's
+/// silence is not counted: a route pages only after RouteSilenceMinutes of silence from then.
+#[test]
+fn the_active_hours_count_silence_from_their_start() {
+    let template = sim::alarms::template();
+    let input = &template["Resources"]["RouteSilenceWindowOpens"]["Properties"]["Target"]["Input"];
+    // `!Sub [text, {Outbound: !If [condition, with, without]}]`, Outbound Messages enabled.
+    let text = input[0].as_str().expect("the input's text");
+    let text = text.replace("${Outbound}", input[1]["Outbound"][1].as_str().expect("the Outbound Message datum"));
+    let put: Value = serde_json::from_str(&text).expect("the input is PutMetricData's JSON");
+    let mut opens = Period::default();
+    for datum in put["MetricData"].as_array().unwrap() {
+        let dims: Vec<(&str, &str)> = datum["Dimensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| (d["Name"].as_str().unwrap(), d["Value"].as_str().unwrap()))
+            .collect();
+        let metric = MetricId::new(put["Namespace"].as_str().unwrap(), datum["MetricName"].as_str().unwrap(), &dims);
+        opens.observe(metric, datum["Value"].as_f64().unwrap());
+    }
+    let all = template_alarms();
+    let silence: Vec<&Alarm> = all.iter().filter(|a| a.logical_id.ends_with("SilenceAlarm")).collect();
+    assert_eq!(silence.len(), 3);
+    for a in silence {
+        // The night before: silent all along, in ALARM (its actions off).
+        let mut periods = repeated(&Period::default(), a.evaluation_periods);
+        assert_eq!(a.state(&periods), State::Alarm, "{}", a.logical_id);
+        // The window opens, then silence: OK until RouteSilenceMinutes have passed without an event.
+        periods.push(opens.clone());
+        for minute in 1..a.evaluation_periods {
+            periods.push(Period::default());
+            assert_eq!(a.state(&periods), State::Ok, "{} {minute} minutes after the start", a.logical_id);
+        }
+        periods.push(Period::default());
+        assert_eq!(a.state(&periods), State::Alarm, "{} silent for its whole range", a.logical_id);
+    }
 }

@@ -61,6 +61,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { first }) => {
             metrics::event_duplicate();
+            metrics::route_accepted(WEBHOOK_ROUTE, 1);
             let first = first.outcome;
             tracing::info!(first_outcome = %first, "duplicate delivery: already handled, nothing changes");
             return Reply::json(200, &serde_json::json!({"status": "duplicate", "first_outcome": first}));
@@ -78,6 +79,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
             let envelope = Envelope::of(accepted(request, &event, started), Progress::default(), Default::default());
             return match ctx.dispatch().settle(envelope, store_failure(err), Subjects::default(), started, &[]).await {
                 Ok(settled) => {
+                    metrics::route_accepted(WEBHOOK_ROUTE, 1);
                     Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
                 }
                 Err(err) => {
@@ -103,7 +105,10 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
     let (attempt, subjects) = process(ctx.pipeline(), work, &event, request.deadline).await;
     let envelope = Envelope::of(accepted, progress, Default::default());
     match ctx.dispatch().settle(envelope, attempt, subjects, started, &[&key]).await {
-        Ok(settled) => Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id})),
+        Ok(settled) => {
+            metrics::route_accepted(WEBHOOK_ROUTE, 1);
+            Reply::json(200, &serde_json::json!({"status": settled.outcome.as_str(), "event_id": event.id}))
+        }
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "could not queue the event: releasing it so PagerDuty delivers it again");

@@ -119,6 +119,11 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The records made safe: all but those the sender must send again.
+    pub fn accepted(&self) -> usize {
+        self.received.saturating_sub(self.not_accepted.len())
+    }
+
     fn count(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Applied => self.applied += 1,
@@ -221,6 +226,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
         .collect();
     let concurrency = ctx.settings.record_concurrency;
     let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
+    metrics::route_accepted(RECORDS_ROUTE, summary.accepted());
     let status = if summary.not_accepted.is_empty() { 200 } else { 503 };
     Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
 }
@@ -275,6 +281,7 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
         .collect();
     let concurrency = ctx.settings.record_concurrency;
     let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
+    metrics::route_accepted(OUTBOUND_MESSAGE_ROUTE, summary.accepted());
     if summary.not_accepted.is_empty() {
         Reply::xml(200, outbound_message::ack_response().to_string())
     } else {
@@ -398,6 +405,8 @@ async fn accept(
             return settled.map(|s| s.outcome).ok();
         }
         Err(err) => {
+            // Counted as pd-to-sfdc counts it: SfdcToPdErrorRateAlarm reads it.
+            metrics::error();
             tracing::error!(error = %err, "idempotency store unavailable");
             return None;
         }
@@ -410,6 +419,7 @@ async fn accept(
     match dispatch.settle(envelope, attempt, subjects, started, &[&key]).await {
         Ok(settled) => Some(settled.outcome),
         Err(err) => {
+            metrics::error();
             tracing::error!(error = %err, "could not queue the record change: the sender must send it again");
             let _ = dispatch.idempotency.abandon(&key).await;
             None

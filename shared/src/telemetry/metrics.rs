@@ -29,8 +29,19 @@ pub fn event_received() {
     counter!(EVENTS_RECEIVED).increment(1);
 }
 
+/// An event applied (`EventsAccepted` by `Function`: the dashboard's "accepted").
 pub fn event_accepted() {
     counter!(EVENTS_ACCEPTED).increment(1);
+}
+
+/// `n` events a route took in: authentic, well-formed and made safe (applied, skipped, duplicate,
+/// stale, queued or dead-lettered: nothing the sender must send again). `EventsAccepted` by
+/// `Function` and `Route` (the route's path): the freshness alarms' signal, which must not stop
+/// while the sender works, whatever the rules decide about the events.
+pub fn route_accepted(route: &'static str, n: usize) {
+    if n > 0 {
+        counter!(EVENTS_ACCEPTED, "Route" => route).increment(n as u64);
+    }
 }
 
 pub fn event_skipped() {
