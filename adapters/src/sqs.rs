@@ -25,6 +25,20 @@ pub fn queues(config: &shared::config::QueueConfig, sdk: &aws_config::SdkConfig)
     }
 }
 
+/// What `GetQueueAttributes` says about a queue's backlog (`syncctl status`). SQS itself does not
+/// give the age of the oldest message (CloudWatch's `ApproximateAgeOfOldestMessage` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Visible, waiting to be received.
+    pub waiting: u64,
+    /// Received and not yet deleted.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+    /// How long SQS keeps a message before it expires (`MessageRetentionPeriod`).
+    pub retention: Duration,
+}
+
 /// One SQS queue, by URL.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -40,11 +54,36 @@ impl SqsQueue {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The queue's backlog by kind and its retention, in one `GetQueueAttributes`.
+    pub async fn backlog(&self) -> Result<Backlog, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+            .send()
+            .await
+            .map_err(|e| map("GetQueueAttributes", e))?;
+        let attributes = out.attributes();
+        let number = |name: QueueAttributeName| {
+            attributes.and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or_default()
+        };
+        Ok(Backlog {
+            waiting: number(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: number(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            retention: Duration::from_secs(number(QueueAttributeName::MessageRetentionPeriod)),
+        })
+    }
 }
 
 fn map<E, R>(operation: &'static str, err: SdkError<E, R>) -> QueueError
 where
-    E: ProvideErrorMetadata + std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or_default().to_string();
@@ -61,7 +100,10 @@ where
     if config {
         QueueError::Config { operation, message }
     } else {
-        let message = if message.is_empty() { format!("{err:?}") } else { message };
+        // No code: the request never got an answer (no connection, no credentials); the chain of
+        // causes says why, where a Debug dump would bury it.
+        let message =
+            if message.is_empty() { aws_sdk_sqs::error::DisplayErrorContext(&err).to_string() } else { message };
         QueueError::Unavailable { operation, message }
     }
 }

@@ -92,6 +92,62 @@ impl Change {
     }
 }
 
+/// The record changes of an Apex trigger post (also what `syncctl rules test` evaluates).
+pub fn changes_of_post(post: TriggerPost) -> Vec<Change> {
+    let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
+    post.records
+        .into_iter()
+        .map(|r: RecordChange| Change {
+            occurred_at: change_time(&r.new, post.sent_at),
+            dedupe_key: Some(r.key()),
+            object: r.object,
+            id: r.id,
+            is_new: post.operation == Operation::Insert,
+            new: r.new,
+            old: r.old,
+            changed_by: changed_by.clone(),
+        })
+        .collect()
+}
+
+/// The record changes of an Outbound Message received at `received` (also what `syncctl rules
+/// test` evaluates).
+pub fn changes_of_outbound_message(message: OutboundMessage, received: DateTime<Utc>) -> Vec<Change> {
+    message
+        .notifications
+        .into_iter()
+        .map(|n| {
+            let id = n.record_id().unwrap_or_default().to_string();
+            // Outbound Messages carry no old values; a record whose creation is its last
+            // modification was just created.
+            let is_new =
+                matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
+            Change {
+                occurred_at: change_time(&n.fields, received),
+                object: n.object,
+                id,
+                is_new,
+                new: n.fields,
+                old: None,
+                changed_by: None,
+                dedupe_key: Some(crate::model::bounded_key(&format!("om:{}", n.id))),
+            }
+        })
+        .collect()
+}
+
+/// The rules engine's input for `change`, with the incidents linked to it.
+pub fn record_event(change: &Change, linked_incidents: Vec<String>) -> Event {
+    Event::Record(RecordEvent {
+        object: change.object.clone(),
+        id: change.id.clone(),
+        new: change.new.clone(),
+        old: change.old.clone(),
+        is_new: change.is_new,
+        linked_incidents,
+    })
+}
+
 /// When the change happened: `SystemModstamp`, else `LastModifiedDate`, else `fallback`.
 pub fn change_time(fields: &serde_json::Map<String, serde_json::Value>, fallback: DateTime<Utc>) -> DateTime<Utc> {
     ["SystemModstamp", "LastModifiedDate"]
@@ -201,21 +257,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             format!("org {} is not the configured org", crate::model::cut(&post.org_id, 40)),
         );
     }
-    let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
-    let changes: Vec<Change> = post
-        .records
-        .into_iter()
-        .map(|r: RecordChange| Change {
-            occurred_at: change_time(&r.new, post.sent_at),
-            dedupe_key: Some(r.key()),
-            object: r.object,
-            id: r.id,
-            is_new: post.operation == Operation::Insert,
-            new: r.new,
-            old: r.old,
-            changed_by: changed_by.clone(),
-        })
-        .collect();
+    let changes = changes_of_post(post);
     let summary = accept_all(ctx, changes, &request, started).await;
     let status = if summary.not_accepted.is_empty() { 200 } else { 503 };
     Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
@@ -244,27 +286,7 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
         let reason = format!("notification {} names no Salesforce record id", crate::model::bounded_key(&bad.id));
         return reject_outbound_message(ctx, &request, &reason).await;
     }
-    let changes: Vec<Change> = message
-        .notifications
-        .into_iter()
-        .map(|n| {
-            let id = n.record_id().unwrap_or_default().to_string();
-            // Outbound Messages carry no old values; a record whose creation is its last
-            // modification was just created.
-            let is_new =
-                matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
-            Change {
-                occurred_at: change_time(&n.fields, started),
-                object: n.object,
-                id,
-                is_new,
-                new: n.fields,
-                old: None,
-                changed_by: None,
-                dedupe_key: Some(crate::model::bounded_key(&format!("om:{}", n.id))),
-            }
-        })
-        .collect();
+    let changes = changes_of_outbound_message(message, started);
     let summary = accept_all(ctx, changes, &request, started).await;
     if summary.not_accepted.is_empty() {
         Reply::xml(200, outbound_message::ack_response().to_string())
@@ -452,14 +474,7 @@ async fn attempt(
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
-    let input = Event::Record(RecordEvent {
-        object: change.object.clone(),
-        id: change.id.clone(),
-        new: change.new.clone(),
-        old: change.old.clone(),
-        is_new: change.is_new,
-        linked_incidents: subjects.incidents.clone(),
-    });
+    let input = record_event(change, subjects.incidents.clone());
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
