@@ -239,7 +239,7 @@ pub(crate) mod tests {
             ["DLQ_URL", "LOG_LEVEL", "SALESFORCE_INTEGRATION_USER", "SALESFORCE_JWT_SECRET_ID", "TABLE_NAME"]
         );
         let nothing = Config::from_map_all(&HashMap::new()).unwrap_err();
-        assert_eq!(nothing.len(), 10, "every required variable: {nothing:?}");
+        assert_eq!(nothing.len(), 11, "every required variable: {nothing:?}");
         assert_eq!(Config::from_map_all(&complete_env()).unwrap(), Config::from_map(&complete_env()).unwrap());
     }
 
