@@ -41,11 +41,11 @@ fn check_lists_every_problem_with_its_line_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("3 problem(s)"), "{err}");
-    // FILE:LINE: message, the form editors and CI annotate.
-    let at = |line: u32| format!("{}:{line}: ruleset \"s\" / rule \"r\" / ", file.display());
-    assert!(err.contains(&format!("{}condition 1: regex", at(8))), "{err}");
-    assert!(err.contains(&format!("{}condition 2: unknown operator `equal`", at(9))), "{err}");
-    assert!(err.contains(&format!("{}action 1: unknown action `explode`", at(10))), "{err}");
+    // FILE:LINE:COL: message, the form editors and CI annotate.
+    let at = |line: u32, col: u32| format!("{}:{line}:{col}: ruleset \"s\" / rule \"r\" / ", file.display());
+    assert!(err.contains(&format!("{}condition 1: regex", at(8, 13))), "{err}");
+    assert!(err.contains(&format!("{}condition 2: unknown operator `equal`", at(9, 13))), "{err}");
+    assert!(err.contains(&format!("{}action 1: unknown action `explode`", at(10, 9))), "{err}");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `syncctl rules check FILE`, `rules test FILE EVENT` and `rules push FILE`.
 //!
-//! Problems in a rules file are printed `FILE:LINE: where: what` (the GNU form editors and CI
-//! annotate): the loader tracks lines, not columns.
+//! Problems in a rules file are printed `FILE:LINE:COL: where: what`, the form editors and CI
+//! annotate. The loader tracks lines; the column is where that line's content starts (its key or
+//! list item), which is where the problem's node begins in a block-style document.
 
 mod payload;
 
@@ -86,7 +87,9 @@ fn load(path: &Path, json: bool) -> Result<Result<(String, Rules), u8>, Failure>
             if json {
                 let problems: Vec<_> = errors
                     .iter()
-                    .map(|e| json!({"file": path, "line": e.line, "path": e.path, "message": e.message}))
+                    .map(|e| {
+                        json!({"file": path, "line": e.line, "column": column(&text, e.line), "path": e.path, "message": e.message})
+                    })
                     .collect();
                 println!(
                     "{}",
@@ -94,13 +97,26 @@ fn load(path: &Path, json: bool) -> Result<Result<(String, Rules), u8>, Failure>
                 );
             } else {
                 for e in errors.iter() {
-                    eprintln!("{}:{}: {}: {}", path.display(), e.line, e.path, e.message);
+                    eprintln!("{}:{}:{}: {}: {}", path.display(), e.line, column(&text, e.line), e.path, e.message);
                 }
                 eprintln!("{}: {} problem(s)", path.display(), errors.len());
             }
             Err(exit::FAILED)
         }
     })
+}
+
+/// The 1-based column where line `line`'s content starts (after indentation and a `- ` item
+/// marker); 1 for a line that is not there.
+fn column(text: &str, line: usize) -> usize {
+    let Some(content) = text.lines().nth(line.saturating_sub(1)) else { return 1 };
+    let indent = content.len() - content.trim_start().len();
+    let rest = &content[indent..];
+    let item = match rest.strip_prefix("- ") {
+        Some(after) => 2 + (after.len() - after.trim_start().len()),
+        None => 0,
+    };
+    indent + item + 1
 }
 
 fn check(file: &Path, json: bool) -> Result<u8, Failure> {
@@ -166,4 +182,17 @@ async fn test(file: &Path, event_path: &Path, json: bool) -> Result<u8, Failure>
         print!("{}", evaluation.explanation);
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_column_is_where_the_lines_content_starts() {
+        let text = "rulesets:\n  - name: s\n    rules:\n      -   {field: x}\n";
+        assert_eq!(super::column(text, 1), 1);
+        assert_eq!(super::column(text, 2), 5, "after the item marker");
+        assert_eq!(super::column(text, 3), 5);
+        assert_eq!(super::column(text, 4), 11);
+        assert_eq!(super::column(text, 9), 1, "past the end");
+    }
 }
