@@ -81,13 +81,13 @@ pub async fn run(cmd: SetupCommand, globals: &Globals) -> Result<u8, Failure> {
             let sm = aws_sdk_secretsmanager::Client::new(&settings.aws.sdk);
             let mut did = false;
             if let (Some(consumer_key), Some(username)) = (consumer_key, username) {
-                salesforce_keys(&config, &sm, consumer_key, username, &certificate, rotate)
+                salesforce_keys(&config, &sm, consumer_key, username, &certificate, rotate, globals.json)
                     .await
                     .map_err(Failure::Failed)?;
                 did = true;
             }
             if let Some(url) = apex_url {
-                salesforce_apex(&config, &sm, &url, rotate_signing_key).await.map_err(Failure::Failed)?;
+                salesforce_apex(&config, &sm, &url, rotate_signing_key, globals.json).await.map_err(Failure::Failed)?;
                 did = true;
             }
             if check {
@@ -112,6 +112,7 @@ async fn salesforce_keys(
     username: String,
     certificate: &std::path::Path,
     rotate: bool,
+    json: bool,
 ) -> Result<(), String> {
     let secret_id = &config.salesforce.jwt_secret_id;
     salesforce::check_replaceable(sm, secret_id, rotate).await?;
@@ -125,6 +126,12 @@ async fn salesforce_keys(
     std::fs::write(certificate, &pair.certificate_pem)
         .map_err(|e| format!("could not write the certificate to {}: {e}", certificate.display()))?;
     salesforce::store_credentials(sm, secret_id, &credentials).await?;
+    if json {
+        let doc = serde_json::json!({"secret_id": secret_id, "certificate": certificate,
+            "app_settings": salesforce::app_settings(&username, certificate)});
+        println!("{doc}");
+        return Ok(());
+    }
     println!("stored a new private key in {secret_id}");
     println!("wrote the certificate to upload: {}", certificate.display());
     println!();
@@ -161,6 +168,7 @@ async fn salesforce_apex(
     sm: &aws_sdk_secretsmanager::Client,
     api_base_url: &str,
     rotate_signing_key: bool,
+    json: bool,
 ) -> Result<(), String> {
     let base = url::Url::parse(api_base_url)
         .ok()
@@ -172,23 +180,31 @@ async fn salesforce_apex(
             "{api_base_url} is a route URL; the Named Credential takes the base (ApiBaseUrl): the Apex appends /salesforce/records"
         ));
     }
+    let id = &config.salesforce.inbound_secret_id;
+    let (key, rotated, kept) = if rotate_signing_key {
+        let key = salesforce::new_signing_key();
+        let kept = rotate(sm, id, &key).await?;
+        (key, true, kept)
+    } else {
+        let signing = crate::aws::secrets(config, sm).inbound_secrets(id).await.map_err(|e| e.to_string())?;
+        (signing.current.expose().to_string(), false, false)
+    };
+    if json {
+        let doc = serde_json::json!({"named_credential_url": base, "integration_username": config.salesforce.integration_user,
+            "signing_key": key, "signing_key_rotated": rotated, "previous_kept": kept, "secret_id": id});
+        println!("{doc}");
+        return Ok(());
+    }
     println!("Named Credential PdSync (Setup -> Named Credentials):");
     println!("  URL                      {base}");
     println!("  External Credential      PdSync (no authentication: posts are signed with the Signing Key)");
     println!("  Generate Authorization Header  off");
-    let id = &config.salesforce.inbound_secret_id;
-    let key = if rotate_signing_key {
-        let key = salesforce::new_signing_key();
-        let kept = rotate(sm, id, &key).await?;
+    if rotated {
         println!(
             "stored a new inbound signing key in {id}{}",
             if kept { " (the old one stays valid as \"previous\")" } else { "" }
         );
-        key
-    } else {
-        let signing = crate::aws::secrets(config, sm).inbound_secrets(id).await.map_err(|e| e.to_string())?;
-        signing.current.expose().to_string()
-    };
+    }
     println!("Custom Metadata PdSync Setting -> Default (Setup -> Custom Metadata Types):");
     println!("  Enabled                  checked");
     println!("  Integration Username     {}", config.salesforce.integration_user);
