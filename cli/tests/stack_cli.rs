@@ -185,7 +185,11 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     let screen = text(&run(&[], &["status"]));
     assert!(screen.contains("FAIL  breaker salesforce") && screen.contains("OPEN since"), "{screen}");
 
-    // One source down: its line says why, the others still report.
+    // One source down: its line says why, the others still report, the exit code says so.
+    let current = store.get_breaker("salesforce").await.unwrap().unwrap();
+    let closed = BreakerRecord { state: BreakerState::Closed, failures: 0, opened_at: None, reason: None, ..current };
+    assert!(store.put_breaker(&closed, Some(closed.version)).await.unwrap());
+    assert_eq!(store.get_breaker("salesforce").await.unwrap().unwrap().state, BreakerState::Closed);
     store
         .put_breaker(&BreakerRecord { state: BreakerState::Closed, version: 1, ..open.clone() }, Some(1))
         .await
@@ -195,8 +199,8 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     let report = json_of(&out);
     assert_eq!(line(&report, "Salesforce API usage")["status"], "unavailable", "{report}");
     assert_eq!(line(&report, "breaker pagerduty")["status"], "ok");
-    // The open breaker is still a problem, and a problem outranks an unreachable source.
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(line(&report, "breaker salesforce")["status"], "ok", "{report}");
+    assert_eq!(out.status.code(), Some(3), "only an unreachable source: {report}");
 
     // Explicit settings win over the stack's.
     let out = run(&[], &["--dlq-url", &retry, "dlq", "list", "--json"]);
