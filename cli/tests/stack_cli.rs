@@ -92,6 +92,7 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
         "private_key_pem": test_keys().private_key_pem});
     let (_, jwt) = moto::secret(&jwt.to_string()).await;
     let (_, inbound) = moto::secret(r#"{"current": "inbound-key"}"#).await;
+    let (_, outbound) = moto::secret(r#"{"current": "om-token"}"#).await;
     let webhook_url = "https://abc123.execute-api.us-east-1.amazonaws.com/pagerduty/webhook";
     let stack = create_stack(
         &[
@@ -103,6 +104,7 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
             ("PagerDutyWebhookSecretArn", webhook),
             ("SalesforceJwtSecretArn", jwt),
             ("SalesforceInboundSecretArn", inbound),
+            ("SalesforceOutboundMessageSecretArn", outbound),
             ("PagerDutyWebhookUrl", webhook_url.into()),
         ],
         &[
@@ -127,7 +129,7 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     assert!(line(&report, "PagerDuty webhook subscription")["detail"].as_str().unwrap().contains("unknown: run"));
     assert_eq!(line(&report, "breaker salesforce")["status"], "ok");
     assert_eq!(line(&report, "Salesforce API usage")["status"], "ok", "{report}");
-    assert_eq!(line(&report, "last event pagerduty_to_salesforce")["status"], "problem");
+    assert_eq!(line(&report, "last event pagerduty_webhook")["status"], "problem");
     assert_eq!(out.status.code(), Some(1), "no event accepted is a problem: {report}");
 
     // setup takes the URL from the stack and records the subscription.
@@ -140,6 +142,7 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     for (direction, event, at) in [
         (Direction::PagerdutyToSalesforce, "E-PD-1", Utc::now() - Duration::minutes(30)),
         (Direction::SalesforceToPagerduty, "sf:Case:500:1", Utc::now() - Duration::minutes(5)),
+        (Direction::SalesforceToPagerduty, "om:04l5g00000OMNTF1", Utc::now() - Duration::hours(1)),
     ] {
         let mut entry = AuditEntry::new(at, direction, "corr", event, Outcome::Applied);
         entry.incident_ids = vec!["PINC1".into()];
@@ -179,8 +182,9 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     assert_eq!(line(&report, "breaker salesforce")["data"]["state"], "open");
     assert_eq!(line(&report, "dead-letter queue")["data"]["depth"], 1);
     assert!(line(&report, "dead-letter queue")["detail"].as_str().unwrap().contains("retention"), "{report}");
-    assert_eq!(line(&report, "last event pagerduty_to_salesforce")["data"]["event_id"], "E-PD-1");
-    assert_eq!(line(&report, "last event salesforce_to_pagerduty")["status"], "ok");
+    assert_eq!(line(&report, "last event pagerduty_webhook")["data"]["event_id"], "E-PD-1");
+    assert_eq!(line(&report, "last event apex_trigger")["data"]["event_id"], "sf:Case:500:1");
+    assert_eq!(line(&report, "last event outbound_message")["data"]["event_id"], "om:04l5g00000OMNTF1", "per route");
     assert_eq!(out.status.code(), Some(1));
     let screen = text(&run(&[], &["status"]));
     assert!(screen.contains("FAIL  breaker salesforce") && screen.contains("OPEN since"), "{screen}");
@@ -211,7 +215,7 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     let audit = json_of(&out);
     let events: Vec<&str> =
         audit["entries"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    assert_eq!(events, ["E-PD-1", "sf:Case:500:1"], "{audit}");
+    assert_eq!(events, ["om:04l5g00000OMNTF1", "E-PD-1", "sf:Case:500:1"], "{audit}");
     assert!(audit["read"].as_str().unwrap().contains("AUDIT#DAY#"));
     let out = run(&[], &["audit", "--incident", "PINC1", "--since", "6h", "--until", "1h"]);
     let table = text(&out);

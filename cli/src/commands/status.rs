@@ -2,7 +2,8 @@
 //! alone when it cannot (the line says why): the breakers (`BREAKER#<service>` items), the retry
 //! queue's and the DLQ's backlog (SQS attributes; the DLQ's oldest letter by peeking, which the
 //! DLQ allows: nothing redrives from it), the last accepted event per direction (the audit day
-//! partitions of the last 7 days, newest first, at most 500 entries), the Salesforce API usage
+//! partitions of the last 7 days, newest first, at most 500 entries; per route: PagerDuty
+//! webhooks, Apex trigger posts, and Outbound Messages when enabled), the Salesforce API usage
 //! (`GET limits`), and the PagerDuty webhook subscription setup recorded (`GET
 //! /webhook_subscriptions/{id}`). Exit 1 when a line shows a problem, 3 when a source was
 //! unreachable.
@@ -13,7 +14,8 @@ use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
 use chrono::{Duration, Utc};
 use clap::Args;
 use serde_json::json;
-use shared::model::{Direction, Outcome};
+use shared::handler::sfdc_to_pd::Route;
+use shared::model::Outcome;
 use shared::retry::dlq;
 use shared::store::{AuditLog, BreakerState, BreakerStore, RulesStore};
 use shared::transport::Transport;
@@ -98,17 +100,25 @@ async fn table_lines(settings: &Settings, days: i64) -> Vec<Line> {
         });
     }
     let since = Utc::now() - Duration::days(days);
+    // The Outbound Message route only when the stack enables it (its token secret is named).
+    let mut routes = vec![Route::PagerdutyWebhook, Route::ApexTrigger];
+    if settings.get("SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID").is_some() {
+        routes.push(Route::OutboundMessage);
+    }
     match store.recent(since, AUDIT_READ).await {
         Err(err) => {
             let failure = Failure::of(&label, &err);
-            lines.push(Line::failed("last event pagerduty_to_salesforce", &failure));
-            lines.push(Line::failed("last event salesforce_to_pagerduty", &failure));
+            for route in routes {
+                lines.push(Line::failed(format!("last event {}", route.as_str()), &failure));
+            }
         }
         Ok(entries) => {
-            for direction in [Direction::PagerdutyToSalesforce, Direction::SalesforceToPagerduty] {
-                let name = format!("last event {direction}");
+            for route in routes {
+                let name = format!("last event {}", route.as_str());
                 // Accepted: authentic and taken in (applied, skipped, queued...), not rejected.
-                let last = entries.iter().find(|e| e.direction == direction && e.outcome != Outcome::Rejected);
+                let last = entries
+                    .iter()
+                    .find(|e| e.outcome != Outcome::Rejected && Route::of(e.direction, &e.event_id) == route);
                 lines.push(match last {
                     Some(e) => Line::ok(
                         name,

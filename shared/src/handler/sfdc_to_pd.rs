@@ -92,6 +92,43 @@ impl Change {
     }
 }
 
+/// The prefix of an Outbound Message notification's event id (`om:<notification id>`, short
+/// enough never to be hashed): what tells the two Salesforce routes apart in the audit trail.
+pub const OUTBOUND_MESSAGE_EVENT_PREFIX: &str = "om:";
+
+/// The route an accepted event came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /pagerduty/webhook`.
+    PagerdutyWebhook,
+    /// `POST /salesforce/records` (the Apex trigger).
+    ApexTrigger,
+    /// `POST /salesforce/outbound-message`.
+    OutboundMessage,
+}
+
+impl Route {
+    /// The route of an audited event, from its direction and event id.
+    pub fn of(direction: Direction, event_id: &str) -> Self {
+        match direction {
+            Direction::PagerdutyToSalesforce => Route::PagerdutyWebhook,
+            Direction::SalesforceToPagerduty if event_id.starts_with(OUTBOUND_MESSAGE_EVENT_PREFIX) => {
+                Route::OutboundMessage
+            }
+            Direction::SalesforceToPagerduty => Route::ApexTrigger,
+        }
+    }
+
+    /// A stable name (`pagerduty_webhook`, `apex_trigger`, `outbound_message`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::PagerdutyWebhook => "pagerduty_webhook",
+            Route::ApexTrigger => "apex_trigger",
+            Route::OutboundMessage => "outbound_message",
+        }
+    }
+}
+
 /// The record changes of an Apex trigger post (also what `syncctl rules test` evaluates).
 pub fn changes_of_post(post: TriggerPost) -> Vec<Change> {
     let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
@@ -130,7 +167,7 @@ pub fn changes_of_outbound_message(message: OutboundMessage, received: DateTime<
                 new: n.fields,
                 old: None,
                 changed_by: None,
-                dedupe_key: Some(crate::model::bounded_key(&format!("om:{}", n.id))),
+                dedupe_key: Some(crate::model::bounded_key(&format!("{OUTBOUND_MESSAGE_EVENT_PREFIX}{}", n.id))),
             }
         })
         .collect()
@@ -488,4 +525,27 @@ async fn attempt(
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn an_outbound_message_change_is_audited_under_its_own_route() {
+        let message =
+            OutboundMessage::parse(include_bytes!("../../../events/sfdc-to-pd/outbound-message.xml")).unwrap();
+        let changes = changes_of_outbound_message(message, Utc::now());
+        assert!(!changes.is_empty());
+        for change in &changes {
+            assert_eq!(Route::of(Direction::SalesforceToPagerduty, &change.key()), Route::OutboundMessage);
+        }
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/sfdc-to-pd/case-insert-sev1.json")).unwrap();
+        let post = TriggerPost::parse(event["body"].as_str().unwrap().as_bytes());
+        let changes = changes_of_post(post.expect("a trigger post"));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(Route::of(Direction::SalesforceToPagerduty, &changes[0].key()), Route::ApexTrigger);
+        assert_eq!(Route::of(Direction::PagerdutyToSalesforce, "om:lookalike"), Route::PagerdutyWebhook);
+    }
 }
