@@ -87,7 +87,11 @@ where
     R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or_default().to_string();
-    let message = format!("{code} {}", err.message().unwrap_or("(no message)")).trim().to_string();
+    let message = match (code.as_str(), err.message()) {
+        // No answer at all (no connection, a timeout): the causes say why.
+        ("", None) => crate::sdk_error::causes(&err),
+        (code, message) => format!("{code} {}", message.unwrap_or("(no message)")).trim().to_string(),
+    };
     let config = matches!(
         code.as_str(),
         "AccessDenied"
@@ -97,15 +101,7 @@ where
             | "InvalidAddress"
             | "KmsAccessDenied"
     );
-    if config {
-        QueueError::Config { operation, message }
-    } else {
-        // No code: the request never got an answer (no connection, no credentials); the chain of
-        // causes says why, where a Debug dump would bury it.
-        let message =
-            if message.is_empty() { aws_sdk_sqs::error::DisplayErrorContext(&err).to_string() } else { message };
-        QueueError::Unavailable { operation, message }
-    }
+    if config { QueueError::Config { operation, message } } else { QueueError::Unavailable { operation, message } }
 }
 
 #[async_trait]

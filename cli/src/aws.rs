@@ -49,7 +49,7 @@ impl Aws {
             use aws_sdk_sts::error::ProvideErrorMetadata;
             let detail = match e.code() {
                 Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
-                None => aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+                None => adapters::sdk_error::causes(&e),
             };
             match e.code() {
                 Some("InvalidClientTokenId" | "ExpiredToken" | "SignatureDoesNotMatch" | "AccessDenied") => {

@@ -168,7 +168,7 @@ impl Failure {
 pub fn sdk_detail<E: std::error::Error + 'static, R: std::fmt::Debug>(
     err: &aws_sdk_cloudformation::error::SdkError<E, R>,
 ) -> String {
-    aws_sdk_cloudformation::error::DisplayErrorContext(err).to_string()
+    adapters::sdk_error::causes(err)
 }
 
 #[cfg(test)]

@@ -271,5 +271,17 @@ async fn doctor_lists_every_missing_setting_at_once_and_errors_speak_to_people()
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let error = &json_of(&out)["error"];
     assert_eq!(error["kind"], "unavailable");
-    assert!(!error["message"].as_str().unwrap().contains("DispatchFailure"), "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("Connection refused") && !message.contains("DispatchFailure"),
+        "the cause, no dump: {error}"
+    );
+    let out = syncctl("http://127.0.0.1:9", &[], &["--stack-name", "prod", "status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("CloudFormation (DescribeStacks prod) is unavailable: dispatch failure"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("ConnectorError"), "{}", text(&out));
 }

@@ -85,10 +85,7 @@ impl DynamoStore {
     {
         let code = err.code().unwrap_or_default().to_string();
         // No message: the request never got an answer; the chain of causes says why.
-        let detail = err
-            .message()
-            .map(str::to_string)
-            .unwrap_or_else(|| aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string());
+        let detail = err.message().map(str::to_string).unwrap_or_else(|| crate::sdk_error::causes(&err));
         let message = format!("{code}: {detail} (table {})", self.table);
         match code.as_str() {
             "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
