@@ -7,6 +7,7 @@
 pub mod dynamodb;
 pub mod http;
 pub mod lambda;
+pub mod sdk_error;
 pub mod secrets_manager;
 pub mod sqs;
 pub mod telemetry;

@@ -25,6 +25,20 @@ pub fn queues(config: &shared::config::QueueConfig, sdk: &aws_config::SdkConfig)
     }
 }
 
+/// What `GetQueueAttributes` says about a queue's backlog (`syncctl status`). SQS itself does not
+/// give the age of the oldest message (CloudWatch's `ApproximateAgeOfOldestMessage` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Visible, waiting to be received.
+    pub waiting: u64,
+    /// Received and not yet deleted.
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed.
+    pub delayed: u64,
+    /// How long SQS keeps a message before it expires (`MessageRetentionPeriod`).
+    pub retention: Duration,
+}
+
 /// One SQS queue, by URL.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
@@ -40,15 +54,44 @@ impl SqsQueue {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    /// The queue's backlog by kind and its retention, in one `GetQueueAttributes`.
+    pub async fn backlog(&self) -> Result<Backlog, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+            .send()
+            .await
+            .map_err(|e| map("GetQueueAttributes", e))?;
+        let attributes = out.attributes();
+        let number = |name: QueueAttributeName| {
+            attributes.and_then(|a| a.get(&name)).and_then(|v| v.parse::<u64>().ok()).unwrap_or_default()
+        };
+        Ok(Backlog {
+            waiting: number(QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: number(QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+            retention: Duration::from_secs(number(QueueAttributeName::MessageRetentionPeriod)),
+        })
+    }
 }
 
 fn map<E, R>(operation: &'static str, err: SdkError<E, R>) -> QueueError
 where
-    E: ProvideErrorMetadata + std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     let code = err.code().unwrap_or_default().to_string();
-    let message = format!("{code} {}", err.message().unwrap_or("(no message)")).trim().to_string();
+    let message = match (code.as_str(), err.message()) {
+        // No answer at all (no connection, a timeout): the causes say why.
+        ("", None) => crate::sdk_error::causes(&err),
+        (code, message) => format!("{code} {}", message.unwrap_or("(no message)")).trim().to_string(),
+    };
     let config = matches!(
         code.as_str(),
         "AccessDenied"
@@ -58,12 +101,7 @@ where
             | "InvalidAddress"
             | "KmsAccessDenied"
     );
-    if config {
-        QueueError::Config { operation, message }
-    } else {
-        let message = if message.is_empty() { format!("{err:?}") } else { message };
-        QueueError::Unavailable { operation, message }
-    }
+    if config { QueueError::Config { operation, message } } else { QueueError::Unavailable { operation, message } }
 }
 
 #[async_trait]

@@ -1,61 +1,24 @@
-//! syncctl: the operator CLI of pd-sfdc-sync.
-//!
-//! Each subcommand group lives in `commands/<group>.rs` and returns an exit code; `main` only
-//! parses arguments and dispatches.
+//! syncctl: the operator CLI of pd-sfdc-sync. `main` parses, runs, and turns a failure into its
+//! message (stderr, or a JSON document on stdout with --json) and exit code.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-use syncctl::commands;
-
-#[derive(Debug, Parser)]
-#[command(name = "syncctl", version, about = "Operate pd-sfdc-sync: rules, dead letters, health checks, audit")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-    #[command(flatten)]
-    stack: commands::aws::Stack,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Validate, dry-run and store rules documents.
-    #[command(subcommand)]
-    Rules(commands::rules::RulesCommand),
-    /// Inspect, replay and purge the dead-letter queue.
-    #[command(subcommand)]
-    Dlq(commands::dlq::DlqCommand),
-    /// What the bridge did with an incident or a record, and why.
-    Audit(commands::audit::AuditArgs),
-    /// Check every link of the chain: credentials, subscription, table, queues, rules.
-    Doctor(commands::doctor::DoctorArgs),
-    /// One-time set-up steps.
-    #[command(subcommand)]
-    Setup(commands::setup::SetupCommand),
-}
+use clap::Parser;
+use syncctl::cli::{self, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let stack = cli.stack;
-    let run = |future: std::pin::Pin<Box<dyn std::future::Future<Output = Result<ExitCode, String>>>>| {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-        match runtime.block_on(future) {
-            Ok(code) => code,
-            Err(message) => {
-                eprintln!("error: {message}");
-                ExitCode::from(2)
+    let json = cli.globals.json;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&failure.to_json()).expect("serialises"));
+            } else {
+                eprintln!("error: {failure}");
             }
+            ExitCode::from(failure.exit_code())
         }
-    };
-    match cli.command {
-        Command::Rules(commands::rules::RulesCommand::Push { file, by }) => {
-            run(Box::pin(async move { commands::rules::push(&file, &by, &stack).await }))
-        }
-        Command::Rules(cmd) => commands::rules::run(cmd),
-        Command::Dlq(cmd) => run(Box::pin(async move { commands::dlq::run(cmd, &stack).await })),
-        Command::Audit(args) => run(Box::pin(async move { commands::audit::run(args, &stack).await })),
-        Command::Doctor(args) => run(Box::pin(commands::doctor::run(args))),
-        Command::Setup(cmd) => run(Box::pin(commands::setup::run(cmd))),
     }
 }

@@ -41,9 +41,11 @@ fn check_lists_every_problem_with_its_line_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("3 problem(s)"), "{err}");
-    assert!(err.contains(":line 8: ruleset \"s\" / rule \"r\" / condition 1: regex"), "{err}");
-    assert!(err.contains(":line 9: ruleset \"s\" / rule \"r\" / condition 2: unknown operator `equal`"), "{err}");
-    assert!(err.contains(":line 10: ruleset \"s\" / rule \"r\" / action 1: unknown action `explode`"), "{err}");
+    // FILE:LINE:COL: message, the form editors and CI annotate.
+    let at = |line: u32, col: u32| format!("{}:{line}:{col}: ruleset \"s\" / rule \"r\" / ", file.display());
+    assert!(err.contains(&format!("{}condition 1: regex", at(8, 13))), "{err}");
+    assert!(err.contains(&format!("{}condition 2: unknown operator `equal`", at(9, 13))), "{err}");
+    assert!(err.contains(&format!("{}action 1: unknown action `explode`", at(10, 9))), "{err}");
 }
 
 #[test]
@@ -90,11 +92,71 @@ fn test_json_gives_plan_and_explanation_for_every_sample_event() {
 }
 
 #[test]
-fn test_with_a_malformed_event_explains_the_format() {
+fn test_with_a_malformed_event_explains_the_format_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.event.json");
     std::fs::write(&file, r#"{"kind": "record", "object": "Case"}"#).unwrap();
     let out = syncctl(&["rules", "test", EXAMPLE, file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("is not a normalised event"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "a file that cannot be understood is a usage error");
+    assert!(stderr(&out).contains("not a normalised event"), "{}", stderr(&out));
+}
+
+#[test]
+fn test_reads_what_an_operator_has_webhooks_apex_posts_outbound_messages_and_events_files() {
+    // (file, shape, an action the example rules plan for it, or None for "nothing to do")
+    let cases = [
+        ("../shared/samples/pagerduty-webhooks-v3/zulip-incident.resolved.json", "pagerduty_webhook", None),
+        ("events/pd-to-sfdc/incident-acknowledged.json", "api_gateway/pagerduty_webhook", None),
+        ("events/sfdc-to-pd/case-insert-sev1.json", "api_gateway/trigger_post", Some("create_incident")),
+        ("events/sfdc-to-pd/outbound-message.xml", "outbound_message", None),
+        (
+            "../shared/samples/salesforce-outbound-message/aspnet-webhooks-request-contact-2notifications.xml",
+            "outbound_message",
+            None,
+        ),
+        ("events/retry/sqs-batch.json", "sqs_batch", None),
+        ("events/rules/case-insert-sev1.event.json", "normalised_event", Some("create_incident")),
+    ];
+    for (file, shape, action) in cases {
+        let out = syncctl(&["rules", "test", EXAMPLE, file, "--json"]);
+        assert!(out.status.success(), "{file}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(v["shape"], shape, "{file}");
+        let events = v["events"].as_array().unwrap();
+        assert!(!events.is_empty(), "{file}: {v}");
+        for e in events {
+            assert!(
+                e["explanation"]["rules"].as_array().is_some_and(|r| !r.is_empty()),
+                "{file}: every rule explained"
+            );
+        }
+        if let Some(action) = action {
+            assert_eq!(v["plan"][0]["action"]["type"], action, "{file}: {v}");
+        }
+    }
+    // The table form says what the file was and explains the decision.
+    let out = syncctl(&["rules", "test", EXAMPLE, "events/sfdc-to-pd/case-insert-sev1.json"]);
+    let text = stdout(&out);
+    assert!(text.contains("api_gateway/trigger_post") && text.contains("create_incident"), "{text}");
+    assert!(text.contains("sev1-case-opens-high-urgency-incident"), "{text}");
+}
+
+#[test]
+fn test_of_an_unknown_shape_names_the_shapes_it_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("odd.json");
+    std::fs::write(&file, r#"{"hello": "world"}"#).unwrap();
+    let out = syncctl(&["rules", "test", EXAMPLE, file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("PagerDuty webhook") && err.contains("Outbound Message"), "{err}");
+}
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = syncctl(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        assert!(stdout(&out).contains("stack-name"), "{shell}: the global flags complete too");
+    }
 }

@@ -92,6 +92,9 @@ async fn an_admin_sets_up_the_jwt_app_proves_the_connection_and_rotates_the_apex
     assert!(ok, "{out}");
     assert!(out.contains("Connection OK") && out.contains(&org_id) && out.contains("integration@example.com"), "{out}");
     assert!(out.contains("SalesforceIntegrationUserId=005"), "it names the user id to set: {out}");
+    let (ok, out) = syncctl(&env, &["setup", "salesforce", "--check", "--json"]);
+    let found: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(ok && found["connection"] == "ok" && found["org_id"] == org_id.as_str(), "{found}");
 
     // The stack expects another org: every post would be refused, so the check says so.
     let other = Env { org_id: "00D5g0000OTHERA".into(), ..env_clone(&env) };
@@ -119,6 +122,9 @@ async fn an_admin_sets_up_the_jwt_app_proves_the_connection_and_rotates_the_apex
     assert!(!ok && out.contains("ApiBaseUrl"), "a route URL would double the path: {out}");
     let (ok, out) = syncctl(&env, &["setup", "salesforce", "--apex-url", base]);
     assert!(ok && out.contains(base) && out.contains("stack-generated-key"), "{out}");
+    let (ok, out) = syncctl(&env, &["setup", "salesforce", "--apex-url", base, "--json"]);
+    let apex: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(ok && apex["named_credential_url"] == base && apex["signing_key"] == "stack-generated-key", "{apex}");
     let (ok, out) = syncctl(&env, &["setup", "salesforce", "--apex-url", base, "--rotate-signing-key"]);
     assert!(ok, "{out}");
     let inbound = secret_json(&sm, &inbound_secret).await;

@@ -80,11 +80,12 @@ impl DynamoStore {
 
     fn error<E, R>(&self, operation: &'static str, err: SdkError<E, R>) -> StoreError
     where
-        E: ProvideErrorMetadata + std::fmt::Debug,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         let code = err.code().unwrap_or_default().to_string();
-        let detail = err.message().map(str::to_string).unwrap_or_else(|| format!("{err:?}"));
+        // No message: the request never got an answer; the chain of causes says why.
+        let detail = err.message().map(str::to_string).unwrap_or_else(|| crate::sdk_error::causes(&err));
         let message = format!("{code}: {detail} (table {})", self.table);
         match code.as_str() {
             "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded" => {
@@ -671,6 +672,59 @@ impl AuditLog for DynamoStore {
             }
         }
         Ok(entries)
+    }
+}
+
+impl DynamoStore {
+    /// Audit entries from `since` to `until` (inclusive), oldest first, at most `limit`; the
+    /// second value is true when more were left. One Query per day partition (`AUDIT#DAY#<day>`)
+    /// with the sort key between the two instants, so a window costs its own entries and one
+    /// request per day, never a Scan (`syncctl audit --since/--until`).
+    pub async fn audit_between(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+        let instant = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        // `#` sorts before every id character and `~` after: the whole millisecond on each side.
+        let (from, to) = (format!("{}#", instant(since)), format!("{}#~", instant(until)));
+        let mut entries = Vec::new();
+        let mut day = since.date_naive();
+        while day <= until.date_naive() {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                    .expression_attribute_values(":pk", s(format!("AUDIT#DAY#{day}")))
+                    .expression_attribute_values(":from", s(&from))
+                    .expression_attribute_values(":to", s(&to))
+                    .scan_index_forward(true)
+                    .limit((limit + 1 - entries.len().min(limit)) as i32)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| self.error("Query", e))?;
+                for item in out.items.unwrap_or_default() {
+                    if entries.len() == limit {
+                        return Ok((entries, true));
+                    }
+                    entries.push(audit_from(&item)?);
+                }
+                start = out.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+            match day.succ_opt() {
+                Some(next) => day = next,
+                None => break,
+            }
+        }
+        Ok((entries, false))
     }
 }
 

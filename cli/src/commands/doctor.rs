@@ -1,7 +1,8 @@
-//! `syncctl doctor`: PagerDuty's "Connection OK", and every other link in the chain. Each check
-//! prints OK or what to fix; the exit code is non-zero when any fails.
+//! `syncctl doctor`: PagerDuty's "Connection OK", and every other link in the chain. It first
+//! says which account and region it runs in and lists every missing setting at once, then runs
+//! every check it can; each prints OK or what to fix. Exit 1 when a check fails, 3 when only
+//! unreachable sources kept it from checking (see `syncctl --help`).
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use adapters::dynamodb::DynamoStore;
@@ -17,6 +18,11 @@ use shared::secrets::Credential;
 use shared::store::RulesStore;
 use shared::transport::Transport;
 
+use crate::aws::Aws;
+use crate::failure::{Failure, setting_line};
+use crate::report::{self, Line};
+use crate::settings::{Globals, Settings};
+
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// The public URL of POST /pagerduty/webhook (stack output PagerDutyWebhookUrl): the
@@ -31,38 +37,103 @@ pub struct Check {
     pub result: Result<String, String>,
 }
 
-pub fn print(checks: &[Check]) -> bool {
-    let mut healthy = true;
-    for check in checks {
-        match &check.result {
-            Ok(detail) => println!("OK    {:<34} {detail}", check.name),
-            Err(fix) => {
-                healthy = false;
-                println!("FAIL  {:<34} {fix}", check.name);
+pub async fn run(args: DoctorArgs, globals: &Globals) -> Result<u8, crate::failure::Failure> {
+    let mut lines = Vec::new();
+    let mut context = serde_json::json!({"stack": globals.stack_name});
+    // Without AWS access nothing else can be checked: say so, and why, as the only line.
+    let aws = match Aws::connect(globals.region.as_deref(), globals.profile.as_deref()).await {
+        Ok(aws) => aws,
+        Err(failure) => {
+            lines.push(Line::failed("AWS credentials and region", &failure));
+            return Ok(report::print("doctor", context, &lines, globals.json));
+        }
+    };
+    match aws.identity().await {
+        Ok(identity) => {
+            lines.push(Line::ok(
+                "AWS account and region",
+                format!("account {} in {} as {}", identity.account, identity.region, identity.arn),
+            ));
+            context["account"] = identity.account.clone().into();
+            context["region"] = identity.region.clone().into();
+        }
+        Err(failure) => lines.push(Line::failed("AWS account and region", &failure)),
+    }
+    let stack = match &globals.stack_name {
+        Some(name) if !name.is_empty() => match crate::stack::describe(&aws.sdk, name).await {
+            Ok(stack) => {
+                lines.push(Line::ok(
+                    "stack",
+                    format!("{} ({}): {} setting(s) read", stack.name, stack.status, stack.vars.len()),
+                ));
+                Some(stack)
+            }
+            Err(failure) => {
+                lines.push(Line::failed("stack", &failure));
+                None
+            }
+        },
+        _ => None,
+    };
+    let settings = Settings::from_parts(globals, aws, stack);
+    let webhook_url = args.webhook_url.clone().or_else(|| settings.get("PAGERDUTY_WEBHOOK_URL").map(str::to_string));
+    match Config::from_map_all(&settings.vars) {
+        Ok(config) => {
+            lines.push(Line::ok("settings", "every setting present and well formed"));
+            for check in diagnose(&config, &settings.aws.sdk, webhook_url.as_deref()).await {
+                lines.push(match check.result {
+                    Ok(detail) => Line::ok(check.name, detail),
+                    Err(fix) => Line::problem(check.name, fix),
+                });
             }
         }
+        Err(problems) => {
+            let text: Vec<String> = problems.iter().map(setting_line).collect();
+            let hint = if globals.stack_name.is_none() {
+                "\npass --stack-name NAME to read them from the deployed stack"
+            } else {
+                ""
+            };
+            lines.push(
+                Line::problem("settings", format!("{} missing or invalid:\n{}{hint}", problems.len(), text.join("\n")))
+                    .with_data(problems.iter().map(|p| p.name()).collect::<Vec<_>>()),
+            );
+            lines.extend(partial(&settings).await);
+        }
     }
-    healthy
+    Ok(report::print("doctor", context, &lines, globals.json))
 }
 
-pub async fn run(args: DoctorArgs) -> Result<ExitCode, String> {
-    let checks = match Config::from_env() {
-        Ok(config) => {
-            let mut checks =
-                vec![Check { name: "configuration", result: Ok("every variable present and well formed".into()) }];
-            checks.extend(diagnose(&config, &super::aws::sdk().await, args.webhook_url.as_deref()).await);
-            checks
-        }
-        Err(err) => vec![Check { name: "configuration", result: Err(err.to_string()) }],
-    };
-    Ok(if print(&checks) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+/// What can be checked without a whole configuration: each AWS resource that is named.
+async fn partial(settings: &Settings) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let skipped = |name: &str, var: &str| Line::skipped(name.to_string(), format!("needs {var}"));
+    match settings.store() {
+        Ok(store) => lines.push(match store.current_rules().await {
+            Ok(Some(stored)) => Line::ok("DynamoDB table and rules", format!("rules version {}", stored.version)),
+            Ok(None) => Line::problem("DynamoDB table and rules", "no rules stored: `syncctl rules push FILE`"),
+            Err(err) => Line::failed("DynamoDB table and rules", &Failure::of(settings.table_label(), &err)),
+        }),
+        Err(_) => lines.push(skipped("DynamoDB table and rules", "TABLE_NAME")),
+    }
+    for (name, queue) in [("retry queue", settings.retry_queue()), ("dead-letter queue", settings.dlq())] {
+        lines.push(match queue {
+            Ok(queue) => match queue.approximate_depth().await {
+                Ok(n) => Line::ok(name, format!("reachable, {n} message(s)")),
+                Err(err) => Line::failed(name, &Failure::of(name, &err)),
+            },
+            Err(_) => skipped(name, if name == "retry queue" { "RETRY_QUEUE_URL" } else { "DLQ_URL" }),
+        });
+    }
+    lines.push(Line::skipped("PagerDuty and Salesforce", "needs every setting above"));
+    lines
 }
 
 /// Runs every check it can; a failed prerequisite fails the checks that need it.
 pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url: Option<&str>) -> Vec<Check> {
     let mut checks = Vec::new();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let secrets = super::aws::secrets(config, &aws_sdk_secretsmanager::Client::new(sdk));
+    let secrets = crate::aws::secrets(config, &aws_sdk_secretsmanager::Client::new(sdk));
     let (pagerduty, salesforce) = (&config.pagerduty, &config.salesforce);
     let http = reqwest_client();
     let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::with_client(http.clone()));
@@ -141,7 +212,20 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
             });
             checks.push(Check {
                 name: "Salesforce API usage",
-                result: api_usage(&http, &token, &salesforce.api_version).await,
+                result: {
+                    let auth = Arc::new(shared::salesforce::StaticToken(token.clone()));
+                    let client = shared::salesforce::SalesforceClient::new(
+                        transport.clone(),
+                        auth,
+                        salesforce.api_version.clone(),
+                    );
+                    match client.daily_api_usage().await {
+                        Ok(usage) => api_usage(usage),
+                        Err(err) => Err(format!(
+                            "GET limits failed: {err}; the integration user needs the API Enabled permission"
+                        )),
+                    }
+                },
             });
         }
         Err(err) => checks.push(Check { name: "Salesforce JWT login", result: Err(err) }),
@@ -194,29 +278,15 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
     checks
 }
 
-/// Share of the org's daily API requests used, from `GET limits`; above 80% is a failure (at 90%
-/// the bridge pauses and queues).
-async fn api_usage(
-    http: &reqwest::Client,
-    token: &shared::salesforce::AccessToken,
-    version: &str,
-) -> Result<String, String> {
-    let url = format!("{}/services/data/v{version}/limits", token.instance_url);
-    let response = http.get(url).bearer_auth(token.secret()).send().await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!(
-            "GET limits answered {}: the integration user needs the API Enabled permission",
-            response.status()
-        ));
-    }
-    let limits: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-    let max = limits["DailyApiRequests"]["Max"].as_f64().unwrap_or(0.0);
-    let remaining = limits["DailyApiRequests"]["Remaining"].as_f64().unwrap_or(0.0);
-    if max <= 0.0 {
+/// Share of the org's daily API requests used; above 80% is a problem (at 90% the bridge pauses
+/// and queues). Doctor and status say it the same way.
+pub fn api_usage(usage: shared::salesforce::ApiUsage) -> Result<String, String> {
+    if usage.limit == 0 {
         return Err("the org reports no daily API limit".into());
     }
-    let share = (max - remaining) / max * 100.0;
-    let text = format!("{share:.0}% of {max:.0} daily requests used");
+    let share = usage.share() * 100.0;
+    let text =
+        format!("{share:.0}% of {} daily requests used ({} left)", usage.limit, usage.limit.saturating_sub(usage.used));
     if share > 80.0 {
         Err(format!("{text}: the bridge pauses at 90%; find the heavy consumer or raise the limit"))
     } else {

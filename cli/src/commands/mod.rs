@@ -1,8 +1,8 @@
-//! One module per subcommand group.
+//! One module per subcommand group; each `run` returns the exit code or a [`crate::failure::Failure`].
 
 pub mod audit;
-pub mod aws;
 pub mod dlq;
 pub mod doctor;
 pub mod rules;
 pub mod setup;
+pub mod status;

@@ -5,7 +5,6 @@
 
 pub mod salesforce;
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use adapters::http::{HTTP_TIMEOUT, ReqwestTransport};
@@ -13,13 +12,17 @@ use clap::Subcommand;
 use shared::config::Config;
 use shared::pagerduty::SubscriptionFilter;
 
+use crate::exit;
+use crate::failure::Failure;
+use crate::settings::{Globals, Settings};
+
 #[derive(Debug, Subcommand)]
 pub enum SetupCommand {
     /// Subscribe PagerDuty's webhooks to this bridge and store the signing secret.
     PagerdutyWebhook {
-        /// The public URL of POST /pagerduty/webhook (stack output PagerDutyWebhookUrl).
+        /// The public URL of POST /pagerduty/webhook (default: stack output PagerDutyWebhookUrl).
         #[arg(long)]
-        url: String,
+        url: Option<String>,
         /// Only this service's incidents (default: the whole account).
         #[arg(long, conflicts_with = "team")]
         service: Option<String>,
@@ -54,9 +57,18 @@ pub enum SetupCommand {
     },
 }
 
-pub async fn run(cmd: SetupCommand) -> Result<ExitCode, String> {
+pub async fn run(cmd: SetupCommand, globals: &Globals) -> Result<u8, Failure> {
+    let settings = Settings::resolve(globals).await?;
+    let config = settings.config()?;
     match cmd {
-        SetupCommand::PagerdutyWebhook { url, service, team } => run_pagerduty_webhook(url, service, team).await,
+        SetupCommand::PagerdutyWebhook { url, service, team } => {
+            let url = url.or_else(|| settings.get("PAGERDUTY_WEBHOOK_URL").map(str::to_string)).ok_or_else(|| {
+                Failure::Usage(
+                    "pass --url <PagerDutyWebhookUrl> or --stack-name NAME (its output PagerDutyWebhookUrl)".into(),
+                )
+            })?;
+            run_pagerduty_webhook(&config, &settings, url, service, team, globals.json).await.map_err(Failure::Failed)
+        }
         SetupCommand::Salesforce {
             consumer_key,
             username,
@@ -66,28 +78,29 @@ pub async fn run(cmd: SetupCommand) -> Result<ExitCode, String> {
             apex_url,
             rotate_signing_key,
         } => {
-            let config = Config::from_env().map_err(|e| e.to_string())?;
-            let sm = aws_sdk_secretsmanager::Client::new(&super::aws::sdk().await);
+            let sm = aws_sdk_secretsmanager::Client::new(&settings.aws.sdk);
             let mut did = false;
             if let (Some(consumer_key), Some(username)) = (consumer_key, username) {
-                salesforce_keys(&config, &sm, consumer_key, username, &certificate, rotate).await?;
+                salesforce_keys(&config, &sm, consumer_key, username, &certificate, rotate, globals.json)
+                    .await
+                    .map_err(Failure::Failed)?;
                 did = true;
             }
             if let Some(url) = apex_url {
-                salesforce_apex(&config, &sm, &url, rotate_signing_key).await?;
+                salesforce_apex(&config, &sm, &url, rotate_signing_key, globals.json).await.map_err(Failure::Failed)?;
                 did = true;
             }
             if check {
-                salesforce_check(&config, &sm).await?;
+                salesforce_check(&config, &sm, globals.json).await.map_err(Failure::Failed)?;
                 did = true;
             }
             if !did {
-                return Err(
+                return Err(Failure::Usage(
                     "say what to set up: --consumer-key and --username (the JWT key pair), --check, or --apex-url"
                         .into(),
-                );
+                ));
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(exit::OK)
         }
     }
 }
@@ -99,6 +112,7 @@ async fn salesforce_keys(
     username: String,
     certificate: &std::path::Path,
     rotate: bool,
+    json: bool,
 ) -> Result<(), String> {
     let secret_id = &config.salesforce.jwt_secret_id;
     salesforce::check_replaceable(sm, secret_id, rotate).await?;
@@ -112,6 +126,12 @@ async fn salesforce_keys(
     std::fs::write(certificate, &pair.certificate_pem)
         .map_err(|e| format!("could not write the certificate to {}: {e}", certificate.display()))?;
     salesforce::store_credentials(sm, secret_id, &credentials).await?;
+    if json {
+        let doc = serde_json::json!({"secret_id": secret_id, "certificate": certificate,
+            "app_settings": salesforce::app_settings(&username, certificate)});
+        println!("{doc}");
+        return Ok(());
+    }
     println!("stored a new private key in {secret_id}");
     println!("wrote the certificate to upload: {}", certificate.display());
     println!();
@@ -119,11 +139,17 @@ async fn salesforce_keys(
     Ok(())
 }
 
-async fn salesforce_check(config: &Config, sm: &aws_sdk_secretsmanager::Client) -> Result<(), String> {
-    let secrets = super::aws::secrets(config, sm);
+async fn salesforce_check(config: &Config, sm: &aws_sdk_secretsmanager::Client, json: bool) -> Result<(), String> {
+    let secrets = crate::aws::secrets(config, sm);
     let text = secrets.salesforce_jwt(&config.salesforce.jwt_secret_id).await.map_err(|e| e.to_string())?;
     let credentials = shared::salesforce::JwtCredentials::from_secret_json(&text).map_err(|e| e.to_string())?;
     let found = salesforce::check(config, credentials).await?;
+    if json {
+        let doc = serde_json::json!({"connection": "ok", "instance_url": found.instance_url, "username": found.username,
+            "user_id": found.user_id, "org_id": found.org_id});
+        println!("{doc}");
+        return Ok(());
+    }
     println!(
         "Connection OK: {} as {} (user {}, org {})",
         found.instance_url, found.username, found.user_id, found.org_id
@@ -142,6 +168,7 @@ async fn salesforce_apex(
     sm: &aws_sdk_secretsmanager::Client,
     api_base_url: &str,
     rotate_signing_key: bool,
+    json: bool,
 ) -> Result<(), String> {
     let base = url::Url::parse(api_base_url)
         .ok()
@@ -153,23 +180,31 @@ async fn salesforce_apex(
             "{api_base_url} is a route URL; the Named Credential takes the base (ApiBaseUrl): the Apex appends /salesforce/records"
         ));
     }
+    let id = &config.salesforce.inbound_secret_id;
+    let (key, rotated, kept) = if rotate_signing_key {
+        let key = salesforce::new_signing_key();
+        let kept = rotate(sm, id, &key).await?;
+        (key, true, kept)
+    } else {
+        let signing = crate::aws::secrets(config, sm).inbound_secrets(id).await.map_err(|e| e.to_string())?;
+        (signing.current.expose().to_string(), false, false)
+    };
+    if json {
+        let doc = serde_json::json!({"named_credential_url": base, "integration_username": config.salesforce.integration_user,
+            "signing_key": key, "signing_key_rotated": rotated, "previous_kept": kept, "secret_id": id});
+        println!("{doc}");
+        return Ok(());
+    }
     println!("Named Credential PdSync (Setup -> Named Credentials):");
     println!("  URL                      {base}");
     println!("  External Credential      PdSync (no authentication: posts are signed with the Signing Key)");
     println!("  Generate Authorization Header  off");
-    let id = &config.salesforce.inbound_secret_id;
-    let key = if rotate_signing_key {
-        let key = salesforce::new_signing_key();
-        let kept = rotate(sm, id, &key).await?;
+    if rotated {
         println!(
             "stored a new inbound signing key in {id}{}",
             if kept { " (the old one stays valid as \"previous\")" } else { "" }
         );
-        key
-    } else {
-        let signing = super::aws::secrets(config, sm).inbound_secrets(id).await.map_err(|e| e.to_string())?;
-        signing.current.expose().to_string()
-    };
+    }
     println!("Custom Metadata PdSync Setting -> Default (Setup -> Custom Metadata Types):");
     println!("  Enabled                  checked");
     println!("  Integration Username     {}", config.salesforce.integration_user);
@@ -178,14 +213,26 @@ async fn salesforce_apex(
     Ok(())
 }
 
-async fn run_pagerduty_webhook(url: String, service: Option<String>, team: Option<String>) -> Result<ExitCode, String> {
-    let config = Config::from_env().map_err(|e| e.to_string())?;
+async fn run_pagerduty_webhook(
+    config: &Config,
+    settings: &Settings,
+    url: String,
+    service: Option<String>,
+    team: Option<String>,
+    json: bool,
+) -> Result<u8, String> {
     let filter = match (service, team) {
         (Some(id), _) => SubscriptionFilter::Service(id),
         (_, Some(id)) => SubscriptionFilter::Team(id),
         _ => SubscriptionFilter::Account,
     };
-    let (subscription_id, rotated) = pagerduty_webhook(&config, &super::aws::sdk().await, &url, &filter).await?;
+    let (subscription_id, rotated) = pagerduty_webhook(config, &settings.aws.sdk, &url, &filter).await?;
+    if json {
+        let doc = serde_json::json!({"subscription_id": subscription_id, "url": url,
+            "secret_id": config.pagerduty.webhook_secret_id, "previous_kept": rotated});
+        println!("{doc}");
+        return Ok(exit::OK);
+    }
     println!("created webhook subscription {subscription_id} for {url}");
     println!(
         "stored its signing secret in {}{}",
@@ -196,7 +243,7 @@ async fn run_pagerduty_webhook(url: String, service: Option<String>, team: Optio
             ""
         }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(exit::OK)
 }
 
 /// Creates the subscription and stores its secret. Returns its id and whether an older secret was kept.
@@ -207,16 +254,30 @@ pub async fn pagerduty_webhook(
     filter: &SubscriptionFilter,
 ) -> Result<(String, bool), String> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
-    let secrets = super::aws::secrets(config, &sm);
+    let secrets = crate::aws::secrets(config, &sm);
     let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
     let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
-    let rotated = rotate(&sm, &config.pagerduty.webhook_secret_id, &secret).await?;
+    let rotated = store_signing(&sm, &config.pagerduty.webhook_secret_id, &secret, Some(&subscription.id)).await?;
     Ok((subscription.id, rotated))
 }
 
 /// Writes `{"current": new, "previous": old current}`. Returns whether an old secret was kept.
 pub async fn rotate(sm: &aws_sdk_secretsmanager::Client, secret_id: &str, new: &str) -> Result<bool, String> {
+    store_signing(sm, secret_id, new, None).await
+}
+
+/// The key of the webhook signing secret that records which subscription it belongs to
+/// (`syncctl status` reads it; the functions ignore it).
+pub const SUBSCRIPTION_ID_KEY: &str = "subscription_id";
+
+/// [`rotate`], also recording the subscription the new secret belongs to.
+async fn store_signing(
+    sm: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    new: &str,
+    subscription_id: Option<&str>,
+) -> Result<bool, String> {
     let old = sm
         .get_secret_value()
         .secret_id(secret_id)
@@ -229,7 +290,10 @@ pub async fn rotate(sm: &aws_sdk_secretsmanager::Client, secret_id: &str, new: &
         .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
         .and_then(|v| v["current"].as_str().map(str::to_string))
         .filter(|s| !s.is_empty() && !s.starts_with("REPLACE"));
-    let value = serde_json::json!({"current": new, "previous": previous});
+    let mut value = serde_json::json!({"current": new, "previous": previous});
+    if let Some(id) = subscription_id {
+        value[SUBSCRIPTION_ID_KEY] = id.into();
+    }
     sm.put_secret_value().secret_id(secret_id).secret_string(value.to_string()).send().await.map_err(|e| {
         use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
         format!(

@@ -30,6 +30,30 @@ pub enum ConfigError {
     Invalid { name: &'static str, value: String, hint: &'static str },
 }
 
+impl ConfigError {
+    /// The variable it is about.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfigError::Missing { name, .. } | ConfigError::Invalid { name, .. } => name,
+        }
+    }
+}
+
+/// A well-formed value of `name`, standing in for a missing or malformed one so that reading
+/// can go on to the next variable ([`Config::from_map_all`]); never used to run anything.
+fn stand_in(name: &str) -> &'static str {
+    match name {
+        "PAGERDUTY_REGION" => "us",
+        "PAGERDUTY_API_BASE" | "SALESFORCE_LOGIN_URL" | "SALESFORCE_JWT_AUDIENCE" => "https://stand-in.invalid",
+        "PAGERDUTY_FROM_EMAIL" => "stand-in@example.invalid",
+        "SALESFORCE_API_VERSION" => "62.0",
+        "SALESFORCE_ORG_ID" => "00D000000000001EAA",
+        "LOG_LEVEL" => "info",
+        n if n.ends_with("_SECONDS") || n.ends_with("_HOURS") => "0",
+        _ => "stand-in",
+    }
+}
+
 /// Where the functions read the rules document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RulesSource {
@@ -125,6 +149,31 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Like [`Config::from_map`], but names every missing or malformed variable at once instead
+    /// of the first (`syncctl doctor`): each problem is recorded, stood in for by a well-formed
+    /// value, and reading goes on.
+    pub fn from_map_all(vars: &HashMap<String, String>) -> Result<Self, Vec<ConfigError>> {
+        let mut vars = vars.clone();
+        let mut problems: Vec<ConfigError> = Vec::new();
+        loop {
+            match Self::from_map(&vars) {
+                Ok(config) if problems.is_empty() => return Ok(config),
+                Ok(_) => return Err(problems),
+                Err(err) => {
+                    let name = err.name();
+                    // A stand-in that is itself refused would loop: report what is known.
+                    if problems.iter().any(|p| p.name() == name) {
+                        return Err(problems);
+                    }
+                    vars.insert(name.to_string(), stand_in(name).to_string());
+                    problems.push(err);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -173,6 +222,25 @@ pub(crate) mod tests {
         let err = Config::from_map(&env).unwrap_err();
         assert!(matches!(err, ConfigError::Missing { name: "TABLE_NAME", .. }));
         assert!(err.to_string().contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn every_missing_and_malformed_variable_is_named_at_once() {
+        let mut env = complete_env();
+        for name in ["TABLE_NAME", "DLQ_URL", "SALESFORCE_JWT_SECRET_ID", "SALESFORCE_INTEGRATION_USER"] {
+            env.remove(name);
+        }
+        env.insert("LOG_LEVEL".into(), "loud".into());
+        let problems = Config::from_map_all(&env).unwrap_err();
+        let mut names: Vec<&str> = problems.iter().map(ConfigError::name).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["DLQ_URL", "LOG_LEVEL", "SALESFORCE_INTEGRATION_USER", "SALESFORCE_JWT_SECRET_ID", "TABLE_NAME"]
+        );
+        let nothing = Config::from_map_all(&HashMap::new()).unwrap_err();
+        assert_eq!(nothing.len(), 11, "every required variable: {nothing:?}");
+        assert_eq!(Config::from_map_all(&complete_env()).unwrap(), Config::from_map(&complete_env()).unwrap());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
 use crate::retry::envelope::{Envelope, QueuedEvent};
-use crate::rules::{Evaluation, Event, LinkedRecord, RecordEvent, Rules};
+use crate::rules::{Evaluation, Event, LinkedRecord, Rules};
 use crate::store::LinkStore;
 
 /// Evaluates `rules` on the envelope's event, with the links as they are now. Linked records'
@@ -39,14 +39,7 @@ pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) 
                 .into_iter()
                 .map(|l| l.incident_id.to_string())
                 .collect();
-            Event::Record(RecordEvent {
-                object: change.object,
-                id: change.id.to_string(),
-                new: change.new,
-                old: change.old,
-                is_new: change.is_new,
-                linked_incidents,
-            })
+            sfdc_to_pd::record_event(&change, linked_incidents)
         }
     };
     Ok(rules.evaluate(&input))

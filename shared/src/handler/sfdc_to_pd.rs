@@ -95,6 +95,99 @@ impl Change {
     }
 }
 
+/// The prefix of an Outbound Message notification's event id (`om:<notification id>`, short
+/// enough never to be hashed): what tells the two Salesforce routes apart in the audit trail.
+pub const OUTBOUND_MESSAGE_EVENT_PREFIX: &str = "om:";
+
+/// The route an accepted event came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /pagerduty/webhook`.
+    PagerdutyWebhook,
+    /// `POST /salesforce/records` (the Apex trigger).
+    ApexTrigger,
+    /// `POST /salesforce/outbound-message`.
+    OutboundMessage,
+}
+
+impl Route {
+    /// The route of an audited event, from its direction and event id.
+    pub fn of(direction: Direction, event_id: &str) -> Self {
+        match direction {
+            Direction::PagerdutyToSalesforce => Route::PagerdutyWebhook,
+            Direction::SalesforceToPagerduty if event_id.starts_with(OUTBOUND_MESSAGE_EVENT_PREFIX) => {
+                Route::OutboundMessage
+            }
+            Direction::SalesforceToPagerduty => Route::ApexTrigger,
+        }
+    }
+
+    /// A stable name (`pagerduty_webhook`, `apex_trigger`, `outbound_message`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::PagerdutyWebhook => "pagerduty_webhook",
+            Route::ApexTrigger => "apex_trigger",
+            Route::OutboundMessage => "outbound_message",
+        }
+    }
+}
+
+/// The record changes of an Apex trigger post (also what `syncctl rules test` evaluates).
+pub fn changes_of_post(post: TriggerPost) -> Vec<Change> {
+    let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
+    post.records
+        .into_iter()
+        .map(|r: RecordChange| Change {
+            occurred_at: change_time(&r.new, post.sent_at),
+            dedupe_key: Some(r.key()),
+            object: r.object,
+            id: r.id.into(),
+            is_new: post.operation == Operation::Insert,
+            new: r.new,
+            old: r.old,
+            changed_by: changed_by.clone(),
+        })
+        .collect()
+}
+
+/// The record changes of an Outbound Message received at `received` (also what `syncctl rules
+/// test` evaluates).
+pub fn changes_of_outbound_message(message: OutboundMessage, received: DateTime<Utc>) -> Vec<Change> {
+    message
+        .notifications
+        .into_iter()
+        .map(|n| {
+            let id = RecordId::from(n.record_id().unwrap_or_default());
+            // Outbound Messages carry no old values; a record whose creation is its last
+            // modification was just created.
+            let is_new =
+                matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
+            Change {
+                occurred_at: change_time(&n.fields, received),
+                object: n.object,
+                id,
+                is_new,
+                new: n.fields,
+                old: None,
+                changed_by: None,
+                dedupe_key: Some(crate::model::bounded_key(&format!("{OUTBOUND_MESSAGE_EVENT_PREFIX}{}", n.id))),
+            }
+        })
+        .collect()
+}
+
+/// The rules engine's input for `change`, with the incidents linked to it.
+pub fn record_event(change: &Change, linked_incidents: Vec<String>) -> Event {
+    Event::Record(RecordEvent {
+        object: change.object.clone(),
+        id: change.id.to_string(),
+        new: change.new.clone(),
+        old: change.old.clone(),
+        is_new: change.is_new,
+        linked_incidents,
+    })
+}
+
 /// When the change happened: `SystemModstamp`, else `LastModifiedDate`, else `fallback`.
 pub fn change_time(fields: &serde_json::Map<String, serde_json::Value>, fallback: DateTime<Utc>) -> DateTime<Utc> {
     ["SystemModstamp", "LastModifiedDate"]
@@ -209,21 +302,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             format!("org {} is not the configured org", crate::model::cut(&post.org_id, 40)),
         );
     }
-    let changed_by = Some(post.user.username.clone()).filter(|u| !u.is_empty());
-    let changes: Vec<Change> = post
-        .records
-        .into_iter()
-        .map(|r: RecordChange| Change {
-            occurred_at: change_time(&r.new, post.sent_at),
-            dedupe_key: Some(r.key()),
-            object: r.object,
-            id: r.id.into(),
-            is_new: post.operation == Operation::Insert,
-            new: r.new,
-            old: r.old,
-            changed_by: changed_by.clone(),
-        })
-        .collect();
+    let changes = changes_of_post(post);
     let concurrency = ctx.settings.record_concurrency;
     let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
     metrics::route_accepted(RECORDS_ROUTE, summary.accepted());
@@ -258,27 +337,7 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
         let reason = format!("notification {} names no Salesforce record id", crate::model::bounded_key(&bad.id));
         return reject_outbound_message(ctx.stores.audit.as_ref(), ctx.clock.as_ref(), &request, &reason).await;
     }
-    let changes: Vec<Change> = message
-        .notifications
-        .into_iter()
-        .map(|n| {
-            let id = RecordId::from(n.record_id().unwrap_or_default());
-            // Outbound Messages carry no old values; a record whose creation is its last
-            // modification was just created.
-            let is_new =
-                matches!((n.fields.get("CreatedDate"), n.fields.get("LastModifiedDate")), (Some(c), Some(m)) if c == m);
-            Change {
-                occurred_at: change_time(&n.fields, started),
-                object: n.object,
-                id,
-                is_new,
-                new: n.fields,
-                old: None,
-                changed_by: None,
-                dedupe_key: Some(crate::model::bounded_key(&format!("om:{}", n.id))),
-            }
-        })
-        .collect();
+    let changes = changes_of_outbound_message(message, started);
     let concurrency = ctx.settings.record_concurrency;
     let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
     metrics::route_accepted(OUTBOUND_MESSAGE_ROUTE, summary.accepted());
@@ -486,14 +545,7 @@ async fn attempt(
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
-    let input = Event::Record(RecordEvent {
-        object: change.object.clone(),
-        id: change.id.to_string(),
-        new: change.new.clone(),
-        old: change.old.clone(),
-        is_new: change.is_new,
-        linked_incidents: subjects.incidents.clone(),
-    });
+    let input = record_event(change, subjects.incidents.clone());
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
@@ -508,4 +560,27 @@ async fn attempt(
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+
+    #[test]
+    fn an_outbound_message_change_is_audited_under_its_own_route() {
+        let message =
+            OutboundMessage::parse(include_bytes!("../../../events/sfdc-to-pd/outbound-message.xml")).unwrap();
+        let changes = changes_of_outbound_message(message, Utc::now());
+        assert!(!changes.is_empty());
+        for change in &changes {
+            assert_eq!(Route::of(Direction::SalesforceToPagerduty, &change.key()), Route::OutboundMessage);
+        }
+        let event: serde_json::Value =
+            serde_json::from_str(include_str!("../../../events/sfdc-to-pd/case-insert-sev1.json")).unwrap();
+        let post = TriggerPost::parse(event["body"].as_str().unwrap().as_bytes());
+        let changes = changes_of_post(post.expect("a trigger post"));
+        assert_eq!(changes.len(), 1);
+        assert_eq!(Route::of(Direction::SalesforceToPagerduty, &changes[0].key()), Route::ApexTrigger);
+        assert_eq!(Route::of(Direction::PagerdutyToSalesforce, "om:lookalike"), Route::PagerdutyWebhook);
+    }
 }

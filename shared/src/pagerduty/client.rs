@@ -554,6 +554,15 @@ impl PagerdutyClient {
         }
     }
 
+    /// One webhook subscription (`syncctl status`: is the one setup created still active?).
+    pub async fn get_webhook_subscription(&self, id: &str) -> Result<WebhookSubscription, PagerdutyError> {
+        let v = self.send(requests::get_webhook_subscription(id)).await?;
+        v.get("webhook_subscription").and_then(WebhookSubscription::from_json).ok_or_else(|| PagerdutyError::Decode {
+            operation: "get_webhook_subscription",
+            reason: "no webhook_subscription with an id".into(),
+        })
+    }
+
     /// Creates an HTTP webhook subscription for the events `pd-to-sfdc` handles. Returns the
     /// subscription and its signing secret, which PagerDuty shows only in this answer.
     pub async fn create_webhook_subscription(

@@ -290,6 +290,11 @@ pub fn list_webhook_subscriptions(offset: usize) -> Call {
         .query("offset", offset.to_string())
 }
 
+/// `GET /webhook_subscriptions/{id}`.
+pub fn get_webhook_subscription(id: &str) -> Call {
+    Call::new("get_webhook_subscription", Method::GET, &["webhook_subscriptions", id])
+}
+
 /// `POST /webhook_subscriptions`: an HTTP delivery to `url` for [`SUBSCRIBED_EVENTS`].
 pub fn create_webhook_subscription(url: &str, filter: &SubscriptionFilter, description: &str) -> Call {
     Call::new("create_webhook_subscription", Method::POST, &["webhook_subscriptions"]).body(json!({

@@ -28,6 +28,16 @@ impl QueueError {
     }
 }
 
+/// An unreachable queue is worth trying again; a wrong URL or policy needs a person.
+impl crate::class::Classify for QueueError {
+    fn class(&self) -> crate::class::Class {
+        match self {
+            QueueError::Unavailable { .. } => crate::class::Class::Transient,
+            QueueError::Config { .. } => crate::class::Class::Auth,
+        }
+    }
+}
+
 /// A message taken from a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {

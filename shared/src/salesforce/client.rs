@@ -247,6 +247,19 @@ impl SalesforceClient {
             .map_err(|e| SalesforceError::Unexpected { path: path.to_string(), message: format!("not JSON ({e})") })
     }
 
+    /// `GET limits`: the org's daily API requests, used and allowed (`syncctl status` and
+    /// `doctor`; one API call).
+    pub async fn daily_api_usage(&self) -> Result<ApiUsage, SalesforceError> {
+        let path = self.data_path("limits");
+        let answer = self.send(Method::GET, &path, None).await?;
+        let value = Self::parse_json(&path, &answer.body)?;
+        let daily = &value["DailyApiRequests"];
+        match (daily["Max"].as_u64(), daily["Remaining"].as_u64()) {
+            (Some(limit), Some(remaining)) => Ok(ApiUsage { used: limit.saturating_sub(remaining), limit }),
+            _ => Err(SalesforceError::Unexpected { path, message: "no DailyApiRequests Max and Remaining".into() }),
+        }
+    }
+
     /// `GET sobjects/{object}/{id}[?fields=...]`: the record's fields (with `attributes`).
     pub async fn get_record(&self, object: &str, id: &str, fields: Option<&[&str]>) -> Result<Record, SalesforceError> {
         check_name(object)?;

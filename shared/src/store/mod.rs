@@ -49,6 +49,20 @@ impl StoreError {
     }
 }
 
+/// The store's failures in the one classification: an outage is worth trying again, a
+/// misconfiguration (table, policy) needs a person, an item the store refuses is this event's.
+impl crate::class::Classify for StoreError {
+    fn class(&self) -> crate::class::Class {
+        use crate::class::Class;
+        match self {
+            StoreError::Unavailable { .. } | StoreError::Throttled { .. } => Class::Transient,
+            StoreError::Config { .. } => Class::Auth,
+            StoreError::Corrupt { .. } => Class::Permanent,
+            StoreError::Refused { .. } => Class::BadInput,
+        }
+    }
+}
+
 /// What a watermark or an audit query is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]

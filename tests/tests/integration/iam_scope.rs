@@ -544,6 +544,12 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     let audit = h.stores.audit.for_subject(&Subject::Incident("PIAM1".into()), 10).await.expect("audit");
     assert!(!audit.is_empty(), "the incident's audit entries");
     h.stores.audit.for_subject(&Subject::Record("5005g00000IAMC1AAA".into()), 10).await.expect("audit");
+    // syncctl status: the breakers and the last events of the day partitions (audit --since reads
+    // the same partitions).
+    for service in ["salesforce", "pagerduty"] {
+        h.stores.breakers.get_breaker(service).await.expect("status: breaker");
+    }
+    h.stores.audit.recent(Utc::now() - chrono::Duration::days(7), 500).await.expect("status: last events");
     let letters = shared::retry::dlq::list(&dlq, 10).await.expect("dlq list");
     assert_eq!(letters.len(), 4, "IAMC3, PIAM4, PIAM3 and the unreadable message: {letters:?}");
     let rules = h.stores.rules.current_rules().await.expect("rules").expect("stored");
@@ -558,6 +564,8 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     assert_eq!(report.replayed.len(), 1);
     retry.approximate_depth().await.expect("doctor: retry queue");
     dlq.approximate_depth().await.expect("doctor: DLQ");
+    retry.backlog().await.expect("status: retry queue");
+    dlq.backlog().await.expect("status: DLQ");
     dlq.purge().await.expect("purge");
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     syncctl::commands::setup::rotate(&secrets, &h.ctx.settings.webhook_secret_id, "whsec-new").await.expect("setup");
