@@ -1,0 +1,50 @@
+//! Reconciliation's cursors on the table: item `RECONCILE#<side>` / `CURSOR`, attribute `at` (ms).
+//! A conditional put moves a cursor forward only, so two runs at once never move it back.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shared::store::{CursorStore, Side, StoreError};
+
+use super::DynamoStore;
+use super::item::{from_millis, millis, n, s};
+
+/// The partition key of a side's cursor (the retry role's `dynamodb:LeadingKeys` names it).
+pub fn cursor_key(side: Side) -> String {
+    format!("RECONCILE#{}", side.as_str())
+}
+
+#[async_trait]
+impl CursorStore for DynamoStore {
+    async fn cursor(&self, side: Side) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(cursor_key(side)))
+            .key("sk", s("CURSOR"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", e))?;
+        out.item.map(|item| from_millis(&item, "at")).transpose()
+    }
+
+    async fn advance_cursor(&self, side: Side, to: DateTime<Utc>) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(cursor_key(side)))
+            .item("sk", s("CURSOR"))
+            .item("at", n(millis(to)))
+            .condition_expression("attribute_not_exists(pk) OR #at < :to")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":to", n(millis(to)));
+        match put.send().await {
+            Ok(_) => Ok(()),
+            // Another run moved it as far or further: nothing to do.
+            Err(err) if Self::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(self.error("PutItem", err)),
+        }
+    }
+}
