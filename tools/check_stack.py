@@ -81,7 +81,7 @@ SECRET_VARIABLES = {
 }
 # Resource types moto's CloudFormation skips (it warns and creates nothing).
 UNSUPPORTED_TYPES = {"AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Stage", "AWS::CloudWatch::Alarm", "AWS::SecretsManager::Secret",
-                     "AWS::SNS::Subscription"}
+                     "AWS::SNS::Subscription", "AWS::Scheduler::Schedule"}
 
 
 class Failures(list):

@@ -1,12 +1,16 @@
-//! Reconciliation's cursors on the table: item `RECONCILE#<side>` / `CURSOR`, attribute `at` (ms).
-//! A conditional put moves a cursor forward only, so two runs at once never move it back.
+//! Reconciliation's state on the table: item `RECONCILE#<side>` / `CURSOR`, attribute `at` (ms),
+//! moved forward only by a conditional put (two runs at once never move it back); item
+//! `RECONCILE#subscription` / `WATCH`, attribute `id`: the webhook subscription the watchdog reads.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use shared::store::{CursorStore, Side, StoreError};
 
 use super::DynamoStore;
-use super::item::{from_millis, millis, n, s};
+use super::item::{from_millis, get_s, millis, n, s};
+
+/// The partition key of the watched subscription.
+pub const SUBSCRIPTION_KEY: &str = "RECONCILE#subscription";
 
 /// The partition key of a side's cursor (the retry role's `dynamodb:LeadingKeys` names it).
 pub fn cursor_key(side: Side) -> String {
@@ -46,5 +50,32 @@ impl CursorStore for DynamoStore {
             Err(err) if Self::is_condition_failure(&err) => Ok(()),
             Err(err) => Err(self.error("PutItem", err)),
         }
+    }
+
+    async fn watched_subscription(&self) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(SUBSCRIPTION_KEY))
+            .key("sk", s("WATCH"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", e))?;
+        out.item.map(|item| get_s(&item, "id").map(str::to_string)).transpose()
+    }
+
+    async fn watch_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(SUBSCRIPTION_KEY))
+            .item("sk", s("WATCH"))
+            .item("id", s(id))
+            .send()
+            .await
+            .map_err(|e| self.error("PutItem", e))?;
+        Ok(())
     }
 }

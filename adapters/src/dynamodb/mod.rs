@@ -22,7 +22,7 @@
 mod cursor;
 mod item;
 
-pub use cursor::cursor_key;
+pub use cursor::{SUBSCRIPTION_KEY, cursor_key};
 
 use std::sync::Arc;
 

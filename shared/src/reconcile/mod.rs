@@ -17,6 +17,7 @@ pub mod pagerduty_side;
 pub mod repair;
 pub mod report;
 pub mod salesforce_side;
+pub mod trigger;
 pub mod watchdog;
 
 use chrono::{DateTime, Duration, Utc};

@@ -72,7 +72,7 @@ pub enum Checked {
 }
 
 /// The two side-specific steps: read and compare (under the lease), and build the event.
-pub trait Compare {
+pub trait Compare: Send {
     /// API calls the comparison may cost at most.
     fn read_cost(&self) -> u32;
     /// Reads the other side and compares; returns the synthetic event and the comparison, or
@@ -96,7 +96,7 @@ pub struct Found {
 pub async fn check(
     ctx: &Context,
     candidate: &Candidate,
-    compare: &mut dyn Compare,
+    compare: &mut (dyn Compare + Send),
     budget: &Budget,
     dry_run: bool,
     deadline: Option<DateTime<Utc>>,

@@ -409,7 +409,8 @@ pub async fn breaker_compare_and_set(store: &dyn BreakerStore) {
     assert_eq!(store.get_breaker(&service).await.expect("get"), Some(half));
 }
 
-/// Reconciliation's cursors start empty, move forward, never back (two runs at once), per side.
+/// Reconciliation's cursors start empty, move forward, never back (two runs at once), per side;
+/// the watched subscription is the last one recorded.
 pub async fn cursors_only_move_forward(store: &dyn super::CursorStore) {
     use super::Side;
     let t = t0();
@@ -421,4 +422,8 @@ pub async fn cursors_only_move_forward(store: &dyn super::CursorStore) {
     store.advance_cursor(Side::Pagerduty, t + chrono::Duration::seconds(1)).await.unwrap();
     assert_eq!(store.cursor(Side::Pagerduty).await.unwrap(), Some(t + chrono::Duration::seconds(1)));
     assert_eq!(store.cursor(Side::Salesforce).await.unwrap(), None, "each side has its own cursor");
+    assert_eq!(store.watched_subscription().await.unwrap(), None);
+    store.watch_subscription("PSUB1").await.unwrap();
+    store.watch_subscription("PSUB2").await.unwrap();
+    assert_eq!(store.watched_subscription().await.unwrap().as_deref(), Some("PSUB2"), "the last one recorded");
 }

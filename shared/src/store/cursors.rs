@@ -1,5 +1,7 @@
-//! Reconciliation's cursors: per side, the change time up to which a run compared both systems.
-//! The next run starts there (less an overlap, see [`crate::reconcile::cursor`]).
+//! What reconciliation keeps between runs: per side, the change time up to which a run compared
+//! both systems (the next run starts there, less an overlap, see [`crate::reconcile::cursor`]), and
+//! the PagerDuty webhook subscription the watchdog reads (`syncctl setup pagerduty-webhook`
+//! records it in the table, where the retry function reads it without a secret of its own).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -32,7 +34,8 @@ impl std::fmt::Display for Side {
     }
 }
 
-/// Where reconciliation keeps its cursors (the DynamoDB table's `RECONCILE#<side>` item).
+/// Where reconciliation keeps its cursors (the DynamoDB table's `RECONCILE#<side>` items) and the
+/// watched subscription (`RECONCILE#subscription`).
 #[async_trait]
 pub trait CursorStore: Send + Sync {
     /// The side's cursor, `None` before the first run.
@@ -40,4 +43,8 @@ pub trait CursorStore: Send + Sync {
     /// Moves the side's cursor to `to` when that is later than the stored one; an earlier `to`
     /// changes nothing, so two runs at once never move a cursor back.
     async fn advance_cursor(&self, side: Side, to: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The id of the PagerDuty webhook subscription the watchdog reads, when one is recorded.
+    async fn watched_subscription(&self) -> Result<Option<String>, StoreError>;
+    /// Records the subscription to watch (replacing any other).
+    async fn watch_subscription(&self, id: &str) -> Result<(), StoreError>;
 }

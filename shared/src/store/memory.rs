@@ -48,6 +48,7 @@ struct Inner {
     rules: Vec<StoredRules>,
     breakers: HashMap<String, BreakerRecord>,
     cursors: HashMap<super::Side, DateTime<Utc>>,
+    watched_subscription: Option<String>,
 }
 
 /// One mutex around everything: simple, and the tests that race on it still see atomic
@@ -325,6 +326,15 @@ impl super::CursorStore for MemoryStore {
         let mut inner = self.lock();
         let at = inner.cursors.entry(side).or_insert(to);
         *at = (*at).max(to);
+        Ok(())
+    }
+
+    async fn watched_subscription(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().watched_subscription.clone())
+    }
+
+    async fn watch_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().watched_subscription = Some(id.to_string());
         Ok(())
     }
 }

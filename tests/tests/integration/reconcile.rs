@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
+use shared::clock::Clock;
 use shared::handler::context::Context;
 use shared::model::{Link, Outcome, RecordRef};
 use shared::pagerduty::client::PagerdutyClient;
@@ -330,4 +331,36 @@ async fn an_open_breaker_stops_the_run_before_any_call() {
     assert_eq!(h.pd.requests().len(), 0, "no call while a breaker is open");
     assert!(report.differences.iter().all(|d| d.repair != Repair::Done(Outcome::Applied)));
     assert_eq!(h.store.cursor(Side::Pagerduty).await.unwrap(), None, "the cursor stays for the next run");
+}
+
+#[tokio::test]
+async fn a_reconcile_message_on_the_retry_queue_runs_a_reconcile_with_the_watched_subscription() {
+    use shared::handler::retry::{Message, handle_batch_reconciling};
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    let (sub, _) = who
+        .create_webhook_subscription("http://127.0.0.1:9/pagerduty/webhook", &SubscriptionFilter::Account)
+        .await
+        .unwrap();
+    h.store.watch_subscription(&sub.id).await.unwrap();
+    h.pd.disable_webhook_subscription(&sub.id);
+    who.acknowledge(&incident).await.unwrap();
+    time_passes(&h);
+    let ctx = bridge(&h);
+    let runner = shared::reconcile::trigger::Runner { cursors: h.store.clone() };
+    let message = Message {
+        message_id: "m-1".into(),
+        body: json!({"kind": "reconcile", "max_api_calls": 50}).to_string(),
+        receive_count: 1,
+    };
+    let deadline = Some(h.clock.now() + Duration::seconds(60));
+    let failed = handle_batch_reconciling(&ctx, Some(&runner), vec![message], deadline).await;
+    assert!(failed.is_empty(), "the message is done");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    assert_eq!(h.pd.webhook_subscriptions()[0]["active"], true, "the watchdog enabled it again");
+    let run =
+        h.store.audit_entries().into_iter().find(|e| e.event_id.starts_with("reconcile:")).expect("the run is audited");
+    assert!(run.reason.as_deref().unwrap_or_default().contains("1 repaired"), "{run:?}");
+    assert!(h.dead_letters().is_empty(), "a reconcile message is not an envelope for the DLQ");
 }
