@@ -188,6 +188,10 @@ async fn run_pagerduty_webhook(url: String, service: Option<String>, team: Optio
     let (subscription_id, rotated) = pagerduty_webhook(&config, &super::aws::sdk().await, &url, &filter).await?;
     println!("created webhook subscription {subscription_id} for {url}");
     println!(
+        "recorded it in {} for the reconcile watchdog (it re-enables it when PagerDuty disables it)",
+        config.store.table_name
+    );
+    println!(
         "stored its signing secret in {}{}",
         config.pagerduty.webhook_secret_id,
         if rotated {
@@ -199,7 +203,8 @@ async fn run_pagerduty_webhook(url: String, service: Option<String>, team: Optio
     Ok(ExitCode::SUCCESS)
 }
 
-/// Creates the subscription and stores its secret. Returns its id and whether an older secret was kept.
+/// Creates the subscription, stores its secret and records its id in the table for the reconcile
+/// watchdog. Returns its id and whether an older secret was kept.
 pub async fn pagerduty_webhook(
     config: &Config,
     sdk: &aws_config::SdkConfig,
@@ -212,6 +217,16 @@ pub async fn pagerduty_webhook(
     let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
     let rotated = rotate(&sm, &config.pagerduty.webhook_secret_id, &secret).await?;
+    // In the table, where each reconcile run's watchdog reads it (the retry function has no
+    // access to the webhook secret, and needs none).
+    use shared::store::CursorStore;
+    let table = adapters::dynamodb::DynamoStore::from_conf(sdk, &config.store.table_name);
+    table.watch_subscription(&subscription.id).await.map_err(|e| {
+        format!(
+            "subscription {} created and its secret stored, but it could not be recorded for the reconcile watchdog: {e}; run setup again or put RECONCILE#subscription yourself",
+            subscription.id
+        )
+    })?;
     Ok((subscription.id, rotated))
 }
 

@@ -95,6 +95,42 @@ rulesets:
 const NOT_DRIVEN: &[(&str, &str, &str, &str)] = &[
     // (principal, action, resource or key pattern, why)
     (
+        "OperatorPolicy",
+        "dynamodb:GetItem",
+        "RECONCILE#pagerduty",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:PutItem",
+        "RECONCILE#pagerduty",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:GetItem",
+        "RECONCILE#salesforce",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:PutItem",
+        "RECONCILE#salesforce",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:GetItem",
+        "RECONCILE#subscription",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:PutItem",
+        "RECONCILE#subscription",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
         "RetryFunction",
         "dynamodb:GetItem",
         "RECONCILE#pagerduty",

@@ -71,6 +71,9 @@ async fn setup_stores_the_secret_and_a_second_setup_rotates_it_then_doctor_is_ha
             .await
             .unwrap();
     assert!(!rotated, "the placeholder is not kept as a previous secret");
+    let table = adapters::dynamodb::DynamoStore::from_conf(&w.sdk, &w.config.store.table_name);
+    let watched = shared::store::CursorStore::watched_subscription(&table).await.unwrap();
+    assert_eq!(watched.as_deref(), Some(first.as_str()), "recorded for the reconcile watchdog");
     let stored = |w: &World| {
         let client = w.secrets.clone();
         let id = w.config.pagerduty.webhook_secret_id.clone();
