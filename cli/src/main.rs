@@ -30,6 +30,8 @@ enum Command {
     Audit(commands::audit::AuditArgs),
     /// Check every link of the chain: credentials, subscription, table, queues, rules.
     Doctor(commands::doctor::DoctorArgs),
+    /// Compare both systems and repair what the senders lost (--dry-run: only print it).
+    Reconcile(commands::reconcile::ReconcileArgs),
     /// One-time set-up steps.
     #[command(subcommand)]
     Setup(commands::setup::SetupCommand),
@@ -57,5 +59,6 @@ fn main() -> ExitCode {
         Command::Audit(args) => run(Box::pin(async move { commands::audit::run(args, &stack).await })),
         Command::Doctor(args) => run(Box::pin(commands::doctor::run(args))),
         Command::Setup(cmd) => run(Box::pin(commands::setup::run(cmd))),
+        Command::Reconcile(args) => run(Box::pin(commands::reconcile::run(args))),
     }
 }

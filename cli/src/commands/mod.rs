@@ -4,5 +4,6 @@ pub mod audit;
 pub mod aws;
 pub mod dlq;
 pub mod doctor;
+pub mod reconcile;
 pub mod rules;
 pub mod setup;
