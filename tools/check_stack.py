@@ -466,7 +466,8 @@ def check_alarm_routing(failures, clients, resources, physical):
 def check_silence_window(failures, clients, resources, physical):
     """The freshness alarms' active hours: three schedules (moto gap: on the template) calling
     CloudWatch through universal targets with a role moto does create."""
-    schedules = {k: r["Properties"] for k, r in resources.items() if r["Type"] == "AWS::Scheduler::Schedule"}
+    schedules = {k: r["Properties"] for k, r in resources.items()
+                 if r["Type"] == "AWS::Scheduler::Schedule" and k.startswith("RouteSilence")}
     failures.equal(sorted(schedules), ["RouteSilenceActionsOff", "RouteSilenceActionsOn", "RouteSilenceWindowOpens"], "freshness schedules")
     for name, props in schedules.items():
         edge = "RouteSilenceEndHour" if name.endswith("Off") else "RouteSilenceStartHour"

@@ -130,6 +130,19 @@ pub async fn from_environment(function: Function) -> Result<Context, WiringError
     Ok(context)
 }
 
+/// [`from_environment`] for the retry function, with what it runs a reconcile with: the
+/// cursors and the watched subscription on the same table ([`shared::reconcile::trigger`]).
+pub async fn with_reconcile(function: Function) -> Result<(Context, shared::reconcile::trigger::Runner), WiringError> {
+    let context = from_environment(function).await?;
+    let config = Config::from_env()?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(AwsTimeouts::PRODUCTION.config())
+        .load()
+        .await;
+    let cursors = Arc::new(crate::dynamodb::DynamoStore::from_conf(&sdk, &config.store.table_name));
+    Ok((context, shared::reconcile::trigger::Runner { cursors }))
+}
+
 /// Reads at start, at the same time, what the first invocation would otherwise read one after
 /// another: the rules, the signing secrets, the PagerDuty token and a Salesforce session. This
 /// also opens the connections. A failure is only logged: the invocation reads again, and a

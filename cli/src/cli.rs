@@ -37,6 +37,8 @@ pub enum Command {
     Dlq(commands::dlq::DlqCommand),
     /// What the bridge did with an incident or a record, or everything in a time window.
     Audit(commands::audit::AuditArgs),
+    /// Compare both systems and repair what the senders lost (--dry-run: only print it).
+    Reconcile(commands::reconcile::ReconcileArgs),
     /// One-time set-up steps.
     #[command(subcommand)]
     Setup(commands::setup::SetupCommand),
@@ -56,6 +58,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Rules(cmd) => commands::rules::run(cmd, &globals).await,
         Command::Dlq(cmd) => commands::dlq::run(cmd, &globals).await,
         Command::Audit(args) => commands::audit::run(args, &globals).await,
+        Command::Reconcile(args) => commands::reconcile::run(args, &globals).await,
         Command::Setup(cmd) => commands::setup::run(cmd, &globals).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "syncctl", &mut std::io::stdout());

@@ -14,6 +14,7 @@ pub mod handler;
 pub mod loop_guard;
 pub mod model;
 pub mod pagerduty;
+pub mod reconcile;
 pub mod retry;
 pub mod rules;
 pub mod salesforce;

@@ -12,13 +12,17 @@
 //! | audit, per day | `AUDIT#DAY#<yyyy-mm-dd>` | same | same |
 //! | rules version | `RULES` | `V#<10-digit version>` | `document`, `stored_at`, `stored_by` |
 //! | breaker | `BREAKER#<service>` | `STATE` | `record` (JSON), `version` |
+//! | reconcile cursor | `RECONCILE#<side>` | `CURSOR` | `at` (ms): see `cursor.rs` |
 //!
 //! Conditional writes give the atomicity the traits promise: idempotency claims follow AWS Lambda
 //! Powertools (conditional put; a failed condition returns the old item to tell COMPLETED from
 //! IN_PROGRESS), a subject's lease is taken only when free or expired, rules versions and breakers
 //! are compare-and-set.
 
+mod cursor;
 mod item;
+
+pub use cursor::{SUBSCRIPTION_KEY, cursor_key};
 
 use std::sync::Arc;
 

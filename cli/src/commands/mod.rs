@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod dlq;
 pub mod doctor;
+pub mod reconcile;
 pub mod rules;
 pub mod setup;
 pub mod status;

@@ -235,6 +235,10 @@ async fn run_pagerduty_webhook(
     }
     println!("created webhook subscription {subscription_id} for {url}");
     println!(
+        "recorded it in {} for the reconcile watchdog (it re-enables it when PagerDuty disables it)",
+        config.store.table_name
+    );
+    println!(
         "stored its signing secret in {}{}",
         config.pagerduty.webhook_secret_id,
         if rotated {
@@ -246,7 +250,8 @@ async fn run_pagerduty_webhook(
     Ok(exit::OK)
 }
 
-/// Creates the subscription and stores its secret. Returns its id and whether an older secret was kept.
+/// Creates the subscription, stores its secret and records its id in the table for the reconcile
+/// watchdog. Returns its id and whether an older secret was kept.
 pub async fn pagerduty_webhook(
     config: &Config,
     sdk: &aws_config::SdkConfig,
@@ -258,26 +263,23 @@ pub async fn pagerduty_webhook(
     let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
     let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
-    let rotated = store_signing(&sm, &config.pagerduty.webhook_secret_id, &secret, Some(&subscription.id)).await?;
+    let rotated = rotate(&sm, &config.pagerduty.webhook_secret_id, &secret).await?;
+    // In the table, where each reconcile run's watchdog reads it (the retry function has no
+    // access to the webhook secret, and needs none).
+    use shared::store::CursorStore;
+    let table = adapters::dynamodb::DynamoStore::from_conf(sdk, &config.store.table_name);
+    table.watch_subscription(&subscription.id).await.map_err(|e| {
+        format!(
+            "subscription {} created and its secret stored, but it could not be recorded for the reconcile watchdog: {e}; run setup again or put RECONCILE#subscription yourself",
+            subscription.id
+        )
+    })?;
     Ok((subscription.id, rotated))
 }
 
 /// Writes `{"current": new, "previous": old current}`. Returns whether an old secret was kept.
+/// The subscription it belongs to is recorded in the table, not here (see [`pagerduty_webhook`]).
 pub async fn rotate(sm: &aws_sdk_secretsmanager::Client, secret_id: &str, new: &str) -> Result<bool, String> {
-    store_signing(sm, secret_id, new, None).await
-}
-
-/// The key of the webhook signing secret that records which subscription it belongs to
-/// (`syncctl status` reads it; the functions ignore it).
-pub const SUBSCRIPTION_ID_KEY: &str = "subscription_id";
-
-/// [`rotate`], also recording the subscription the new secret belongs to.
-async fn store_signing(
-    sm: &aws_sdk_secretsmanager::Client,
-    secret_id: &str,
-    new: &str,
-    subscription_id: Option<&str>,
-) -> Result<bool, String> {
     let old = sm
         .get_secret_value()
         .secret_id(secret_id)
@@ -290,10 +292,7 @@ async fn store_signing(
         .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
         .and_then(|v| v["current"].as_str().map(str::to_string))
         .filter(|s| !s.is_empty() && !s.starts_with("REPLACE"));
-    let mut value = serde_json::json!({"current": new, "previous": previous});
-    if let Some(id) = subscription_id {
-        value[SUBSCRIPTION_ID_KEY] = id.into();
-    }
+    let value = serde_json::json!({"current": new, "previous": previous});
     sm.put_secret_value().secret_id(secret_id).secret_string(value.to_string()).send().await.map_err(|e| {
         use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
         format!(

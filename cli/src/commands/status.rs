@@ -4,7 +4,7 @@
 //! DLQ allows: nothing redrives from it), the last accepted event per direction (the audit day
 //! partitions of the last 7 days, newest first, at most 500 entries; per route: PagerDuty
 //! webhooks, Apex trigger posts, and Outbound Messages when enabled), the Salesforce API usage
-//! (`GET limits`), and the PagerDuty webhook subscription setup recorded (`GET
+//! (`GET limits`), and the PagerDuty webhook subscription setup recorded in the table (`GET
 //! /webhook_subscriptions/{id}`). Exit 1 when a line shows a problem, 3 when a source was
 //! unreachable.
 
@@ -230,15 +230,13 @@ async fn subscription_line(
     secrets: Arc<shared::secrets::CachedSecrets>,
 ) -> Line {
     const NAME: &str = "PagerDuty webhook subscription";
-    let secret_id = &config.pagerduty.webhook_secret_id;
-    // The raw secret: the recorded id sits beside the signing secrets, which are not needed here.
-    let source =
-        adapters::secrets_manager::SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&settings.aws.sdk));
-    let recorded = match shared::secrets::SecretSource::fetch(&source, secret_id).await {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v[super::setup::SUBSCRIPTION_ID_KEY].as_str().map(str::to_string)),
-        Err(err) => return Line::failed(NAME, &Failure::of("Secrets Manager", &err)),
+    // Recorded in the table by `syncctl setup pagerduty-webhook`, where the reconcile watchdog reads it.
+    let recorded = match settings.store() {
+        Ok(store) => match shared::store::CursorStore::watched_subscription(store.as_ref()).await {
+            Ok(id) => id,
+            Err(err) => return Line::failed(NAME, &Failure::of(settings.table_label(), &err)),
+        },
+        Err(failure) => return Line::failed(NAME, &failure),
     };
     let Some(id) = recorded else {
         return Line::skipped(NAME, "unknown: run `syncctl setup pagerduty-webhook` (it records the subscription id)");

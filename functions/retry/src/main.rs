@@ -1,5 +1,5 @@
 //! `retry` Lambda (SQS retry queue, `ReportBatchItemFailures`): wires the context once, then
-//! hands every batch to `shared::handler::retry`.
+//! hands every batch to `shared::handler::retry` (which runs a reconcile for a "reconcile" message).
 
 use adapters::{lambda, telemetry, wiring};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
@@ -10,13 +10,14 @@ const FUNCTION: wiring::Function = wiring::Function::Retries;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let ctx = wiring::from_environment(FUNCTION).await?;
+    let (ctx, reconcile) = wiring::with_reconcile(FUNCTION).await?;
     let emf = telemetry::init_emf(FUNCTION.name());
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let ctx = &ctx;
+        let (ctx, reconcile) = (&ctx, &reconcile);
         async move {
             let deadline = lambda::deadline(&event.context);
-            let failed = retry::handle_batch(ctx, lambda::to_messages(event.payload), deadline).await;
+            let messages = lambda::to_messages(event.payload);
+            let failed = retry::handle_batch_reconciling(ctx, Some(reconcile), messages, deadline).await;
             telemetry::flush(emf);
             Ok::<SqsBatchResponse, Error>(lambda::batch_response(failed))
         }

@@ -25,11 +25,31 @@ pub struct Message {
 
 /// Handles a batch; returns the ids of the messages SQS must deliver again.
 pub async fn handle_batch(ctx: &Context, messages: Vec<Message>, deadline: Option<DateTime<Utc>>) -> Vec<String> {
+    handle_batch_reconciling(ctx, None, messages, deadline).await
+}
+
+/// [`handle_batch`], running a reconcile for each "reconcile" message with `reconcile`
+/// ([`crate::reconcile::trigger`]); without it such a message is logged and dropped.
+pub async fn handle_batch_reconciling(
+    ctx: &Context,
+    reconcile: Option<&crate::reconcile::trigger::Runner>,
+    messages: Vec<Message>,
+    deadline: Option<DateTime<Utc>>,
+) -> Vec<String> {
     let (dispatch, pipeline) = (ctx.dispatch(), ctx.pipeline());
     let mut failed = Vec::new();
     for message in messages {
         let span = tracing::info_span!("retry_message", message_id = %message.message_id);
         let _enter = span.enter();
+        if let Some(trigger) = crate::reconcile::trigger::Trigger::parse(&message.body) {
+            match reconcile {
+                Some(runner) => {
+                    runner.run(ctx, &trigger, &message.message_id, deadline).await;
+                }
+                None => tracing::error!("reconcile message, but this function runs no reconcile: dropped"),
+            }
+            continue;
+        }
         match handle_message(dispatch, pipeline, &message, deadline).await {
             Ok(outcome) => {
                 tracing::info!(outcome = outcome.as_str(), "retry message handled");

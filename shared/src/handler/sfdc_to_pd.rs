@@ -58,7 +58,8 @@ impl Change {
         }
     }
 
-    fn accepted(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Accepted {
+    /// The change as the retry queue and the DLQ keep it (reconciliation's synthetic changes too).
+    pub fn accepted(&self, correlation_id: &str, accepted_at: DateTime<Utc>) -> Accepted {
         Accepted::new(
             Direction::SalesforceToPagerduty,
             self.key(),

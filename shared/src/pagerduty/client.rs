@@ -554,6 +554,29 @@ impl PagerdutyClient {
         }
     }
 
+    /// One page of [`requests::list_incidents`]: the incidents and whether more follow (`more`).
+    /// One API call; the caller pages (reconciliation counts each page against its budget).
+    pub async fn list_incidents_page(
+        &self,
+        since: &str,
+        until: &str,
+        statuses: &[&str],
+        offset: usize,
+    ) -> Result<(Vec<Incident>, bool), PagerdutyError> {
+        let v = self.send(requests::list_incidents(since, until, statuses, offset)).await?;
+        let list = v.get("incidents").and_then(Value::as_array).cloned().unwrap_or_default();
+        let more = !list.is_empty() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
+        let incidents = list
+            .into_iter()
+            .filter_map(|raw| {
+                let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
+                i.raw = raw;
+                Some(i)
+            })
+            .collect();
+        Ok((incidents, more))
+    }
+
     /// One webhook subscription (`syncctl status`: is the one setup created still active?).
     pub async fn get_webhook_subscription(&self, id: &str) -> Result<WebhookSubscription, PagerdutyError> {
         let v = self.send(requests::get_webhook_subscription(id)).await?;
@@ -561,6 +584,11 @@ impl PagerdutyClient {
             operation: "get_webhook_subscription",
             reason: "no webhook_subscription with an id".into(),
         })
+    }
+
+    /// Sets the subscription `active` again (see [`requests::enable_webhook_subscription`]).
+    pub async fn enable_webhook_subscription(&self, id: &str) -> Result<(), PagerdutyError> {
+        self.send(requests::enable_webhook_subscription(id)).await.map(|_| ())
     }
 
     /// Creates an HTTP webhook subscription for the events `pd-to-sfdc` handles. Returns the

@@ -290,9 +290,27 @@ pub fn list_webhook_subscriptions(offset: usize) -> Call {
         .query("offset", offset.to_string())
 }
 
+/// `GET /incidents?since=&until=&statuses[]=...`: one page of the incidents PagerDuty lists for
+/// the date range. PagerDuty's range bounds when an incident was *created* (default a month, at
+/// most six); reconciliation reads each listed incident's `last_status_change_at` itself.
+pub fn list_incidents(since: &str, until: &str, statuses: &[&str], offset: usize) -> Call {
+    let mut call = Call::new("list_incidents", Method::GET, &["incidents"]).query("since", since).query("until", until);
+    for status in statuses {
+        call = call.query("statuses[]", *status);
+    }
+    call.query("time_zone", "UTC").query("limit", "100").query("offset", offset.to_string())
+}
+
 /// `GET /webhook_subscriptions/{id}`.
 pub fn get_webhook_subscription(id: &str) -> Call {
     Call::new("get_webhook_subscription", Method::GET, &["webhook_subscriptions", id])
+}
+
+/// `PUT /webhook_subscriptions/{id}` with `active: true`: re-enables a subscription PagerDuty
+/// disabled after repeated failed deliveries (or someone switched off).
+pub fn enable_webhook_subscription(id: &str) -> Call {
+    Call::new("enable_webhook_subscription", Method::PUT, &["webhook_subscriptions", id])
+        .body(json!({"webhook_subscription": {"active": true}}))
 }
 
 /// `POST /webhook_subscriptions`: an HTTP delivery to `url` for [`SUBSCRIBED_EVENTS`].

@@ -228,6 +228,22 @@ impl SalesforceClient {
     pub async fn query(&self, soql: &str) -> Result<QueryResult, SalesforceError> {
         let encoded: String = url::form_urlencoded::byte_serialize(soql.as_bytes()).collect();
         let path = format!("{}?q={encoded}", self.data_path("query"));
+        self.query_at(path).await
+    }
+
+    /// `GET <nextRecordsUrl>`: the next batch of a query whose answer was not `done` (one API call).
+    /// The URL must be one Salesforce gave (`/services/data/vXX.X/query/<locator>`).
+    pub async fn query_more(&self, next_records_url: &str) -> Result<QueryResult, SalesforceError> {
+        if !next_records_url.starts_with("/services/data/") || next_records_url.contains("..") {
+            return Err(SalesforceError::Unexpected {
+                path: next_records_url.to_string(),
+                message: "nextRecordsUrl is not a query locator of this instance".into(),
+            });
+        }
+        self.query_at(next_records_url.to_string()).await
+    }
+
+    async fn query_at(&self, path: String) -> Result<QueryResult, SalesforceError> {
         let answer = self.send(Method::GET, &path, None).await?;
         let value = Self::parse_json(&path, &answer.body)?;
         let records = match value.get("records") {

@@ -5,6 +5,11 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+/// A date-time as a SOQL literal (unquoted, whole seconds, UTC): `2026-11-22T10:00:00Z`.
+pub fn soql_datetime(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// Parses a Salesforce date or date-time (surrounding white space ignored); `None` for anything
 /// else.
 pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {

@@ -408,3 +408,22 @@ pub async fn breaker_compare_and_set(store: &dyn BreakerStore) {
     assert!(!store.put_breaker(&half, Some(1)).await.expect("put"), "a stale writer loses");
     assert_eq!(store.get_breaker(&service).await.expect("get"), Some(half));
 }
+
+/// Reconciliation's cursors start empty, move forward, never back (two runs at once), per side;
+/// the watched subscription is the last one recorded.
+pub async fn cursors_only_move_forward(store: &dyn super::CursorStore) {
+    use super::Side;
+    let t = t0();
+    assert_eq!(store.cursor(Side::Pagerduty).await.unwrap(), None, "no cursor before the first run");
+    store.advance_cursor(Side::Pagerduty, t).await.unwrap();
+    assert_eq!(store.cursor(Side::Pagerduty).await.unwrap(), Some(t));
+    store.advance_cursor(Side::Pagerduty, t - chrono::Duration::seconds(30)).await.unwrap();
+    assert_eq!(store.cursor(Side::Pagerduty).await.unwrap(), Some(t), "a cursor never moves back");
+    store.advance_cursor(Side::Pagerduty, t + chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(store.cursor(Side::Pagerduty).await.unwrap(), Some(t + chrono::Duration::seconds(1)));
+    assert_eq!(store.cursor(Side::Salesforce).await.unwrap(), None, "each side has its own cursor");
+    assert_eq!(store.watched_subscription().await.unwrap(), None);
+    store.watch_subscription("PSUB1").await.unwrap();
+    store.watch_subscription("PSUB2").await.unwrap();
+    assert_eq!(store.watched_subscription().await.unwrap().as_deref(), Some("PSUB2"), "the last one recorded");
+}

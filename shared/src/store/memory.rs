@@ -47,6 +47,8 @@ struct Inner {
     audit: Vec<AuditEntry>,
     rules: Vec<StoredRules>,
     breakers: HashMap<String, BreakerRecord>,
+    cursors: HashMap<super::Side, DateTime<Utc>>,
+    watched_subscription: Option<String>,
 }
 
 /// One mutex around everything: simple, and the tests that race on it still see atomic
@@ -315,10 +317,38 @@ impl BreakerStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl super::CursorStore for MemoryStore {
+    async fn cursor(&self, side: super::Side) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().cursors.get(&side).copied())
+    }
+
+    async fn advance_cursor(&self, side: super::Side, to: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let at = inner.cursors.entry(side).or_insert(to);
+        *at = (*at).max(to);
+        Ok(())
+    }
+
+    async fn watched_subscription(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().watched_subscription.clone())
+    }
+
+    async fn watch_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.lock().watched_subscription = Some(id.to_string());
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::contract;
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_cursor_contract() {
+        contract::cursors_only_move_forward(&MemoryStore::default()).await;
+    }
 
     #[tokio::test]
     async fn memory_store_keeps_the_store_contract() {

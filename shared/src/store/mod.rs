@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AuditEntry, Link};
 
+pub use cursors::{CursorStore, Side};
+
 pub mod contract;
+pub mod cursors;
 pub mod memory;
 
 /// Why a store call failed. Read [`StoreError::is_transient`] to decide retry vs. DLQ.

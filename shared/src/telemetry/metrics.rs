@@ -24,6 +24,16 @@ pub const BREAKER_OPEN: &str = "BreakerOpen";
 pub const HANDLER_LATENCY: &str = "HandlerLatency";
 pub const SALESFORCE_API_USAGE: &str = "SalesforceApiUsagePercent";
 pub const ERRORS: &str = "Errors";
+/// Differences a reconcile run found: non-zero means events were lost upstream.
+pub const RECONCILE_DRIFT: &str = "ReconcileDrift";
+/// Synthetic events of a run the pipeline applied.
+pub const RECONCILE_REPAIRS: &str = "ReconcileRepairs";
+/// API calls a run spent (of its budget).
+pub const RECONCILE_API_CALLS: &str = "ReconcileApiCalls";
+/// Runs that could not finish (a side's listing failed, the cursor could not be stored).
+pub const RECONCILE_FAILURES: &str = "ReconcileFailures";
+/// 1 when a run found the PagerDuty webhook subscription disabled (and enabled it again).
+pub const WEBHOOK_SUBSCRIPTION_DISABLED: &str = "WebhookSubscriptionDisabled";
 
 pub fn event_received() {
     counter!(EVENTS_RECEIVED).increment(1);
@@ -100,4 +110,19 @@ pub fn salesforce_api_usage_percent(percent: f64) {
 
 pub fn error() {
     counter!(ERRORS).increment(1);
+}
+
+/// One reconcile run's figures (see [`crate::reconcile::Report::record_metrics`]).
+pub fn reconcile_run(drift: usize, repaired: usize, api_calls: u32) {
+    counter!(RECONCILE_DRIFT).increment(drift as u64);
+    counter!(RECONCILE_REPAIRS).increment(repaired as u64);
+    counter!(RECONCILE_API_CALLS).increment(u64::from(api_calls));
+}
+
+pub fn reconcile_failure() {
+    counter!(RECONCILE_FAILURES).increment(1);
+}
+
+pub fn webhook_subscription_disabled(disabled: bool) {
+    gauge!(WEBHOOK_SUBSCRIPTION_DISABLED).set(if disabled { 1.0 } else { 0.0 });
 }

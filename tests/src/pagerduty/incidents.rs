@@ -1,4 +1,4 @@
-//! Incidents: list (filters, paging), create (dedup by `incident_key` among open incidents),
+//! Incidents: list (filters: key, statuses, services, the since/until creation range; paging), create (dedup by `incident_key` among open incidents),
 //! show, update (status, priority, urgency, title, reassignment), each change sent as a webhook.
 
 use std::sync::Arc;
@@ -27,11 +27,27 @@ pub(super) async fn list(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) ->
         q.iter().filter(|(k, _)| k == "service_ids[]" || k == "service_ids").map(|(_, v)| v).collect();
     let limit: usize = q.iter().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse().ok()).unwrap_or(25).min(100);
     let offset: usize = q.iter().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    // PagerDuty's date range bounds when an incident was created (ignored with `date_range=all`
+    // and when listing by incident key).
+    let when = |name: &str| {
+        q.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| chrono::DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.to_utc())
+    };
+    let all_dates = key.is_some() || q.iter().any(|(k, v)| k == "date_range" && v == "all");
+    let (since, until) = if all_dates { (None, None) } else { (when("since"), when("until")) };
+    let created = |i: &Value| i["created_at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let in_range = |i: &&Value| {
+        let Some(at) = created(i) else { return true };
+        since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
+    };
     let candidates: Box<dyn Iterator<Item = &Value>> = match &key {
         Some(k) => Box::new(w.incidents_with_key(k)),
         None => Box::new(w.incidents.iter()),
     };
     let all: Vec<Value> = candidates
+        .filter(in_range)
         .filter(|i| statuses.is_empty() || statuses.iter().any(|st| i["status"] == st.as_str()))
         .filter(|i| services.is_empty() || services.iter().any(|sv| i["service"]["id"] == sv.as_str()))
         .cloned()

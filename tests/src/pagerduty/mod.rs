@@ -243,6 +243,14 @@ impl PagerdutySim {
     pub fn automation_invocations(&self) -> Vec<Value> {
         self.shared.world.lock().unwrap().invocations.clone()
     }
+    /// Switches a subscription off, as PagerDuty does after repeated failed deliveries (its
+    /// queued deliveries are dropped: nothing is sent while it is off).
+    pub fn disable_webhook_subscription(&self, id: &str) {
+        let mut w = self.shared.world.lock().unwrap();
+        if let Some(sub) = w.subscriptions.iter_mut().find(|s| s["id"] == id) {
+            sub["active"] = serde_json::json!(false);
+        }
+    }
     pub fn webhook_subscriptions(&self) -> Vec<Value> {
         self.shared.world.lock().unwrap().subscriptions.clone()
     }

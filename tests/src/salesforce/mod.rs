@@ -292,6 +292,11 @@ impl SalesforceSim {
     pub fn clear_requests(&self) {
         self.shared.world.lock().unwrap().requests.clear();
     }
+    /// Records per query batch (`nextRecordsUrl` paging); Salesforce's default is 2000.
+    pub fn set_query_batch_size(&self, size: usize) {
+        self.shared.world.lock().unwrap().query_batch_size = Some(size);
+    }
+
     /// The user id the simulator assigns to `username` (`CreatedById`/`LastModifiedById`).
     pub fn user_id(&self, username: &str) -> String {
         user_id_for(username)
@@ -305,6 +310,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(TOKEN_PATH, post(oauth::token))
         .route("/services/data/{version}/limits", get(limits::endpoint))
         .route("/services/data/{version}/query", get(query::endpoint))
+        .route("/services/data/{version}/query/{locator}", get(query::more))
         .route("/services/data/{version}/composite", post(composite::endpoint))
         .route("/services/data/{version}/sobjects", get(sobjects::list_objects))
         .route(SOBJECT, post(sobjects::create_endpoint))

@@ -1,7 +1,10 @@
 //! A minimal, honest SOQL for the simulator's `GET query?q=...`:
-//! `SELECT Field, ... FROM Object [WHERE Field = value [AND Field = value ...]]
-//! [ORDER BY Field [ASC|DESC]] [LIMIT n]`, with string literals in single quotes (`\'` escapes a
-//! quote), `true`, `false`, `null` and numbers. Keywords and field names are case-insensitive.
+//! `SELECT Field, ... FROM Object [WHERE Field op value [AND Field op value ...]]
+//! [ORDER BY Field [ASC|DESC]] [LIMIT n]`, `op` one of `=`, `<`, `<=`, `>`, `>=`, with string
+//! literals in single quotes (`\'` escapes a quote), `true`, `false`, `null`, numbers and
+//! date-time literals (`2026-12-03T08:00:00Z`, unquoted, as SOQL writes them). Keywords and field
+//! names are case-insensitive. Answers longer than the batch size come in batches through
+//! `nextRecordsUrl` ([`super::query`]).
 //! What it cannot parse is answered `MALFORMED_QUERY` (relationship paths, `OR`, other operators,
 //! sub-queries, functions), an unknown object `INVALID_TYPE`, an unknown field `INVALID_FIELD`, as
 //! Salesforce answers them. The call counts against the daily API limit like any other.
@@ -19,7 +22,18 @@ enum Token {
     Text(String),
     Number(f64),
     Comma,
-    Equals,
+    Compare(Cmp),
+    DateTime(String),
+}
+
+/// A condition's comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cmp {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
 }
 
 fn malformed(message: &str) -> (StatusCode, Value) {
@@ -40,7 +54,20 @@ fn tokens(q: &str) -> Result<Vec<Token>, (StatusCode, Value)> {
             }
             '=' => {
                 chars.next();
-                out.push(Token::Equals);
+                out.push(Token::Compare(Cmp::Eq));
+            }
+            '<' | '>' => {
+                chars.next();
+                let or_equal = chars.peek() == Some(&'=');
+                if or_equal {
+                    chars.next();
+                }
+                out.push(Token::Compare(match (c, or_equal) {
+                    ('<', false) => Cmp::Lt,
+                    ('<', true) => Cmp::Le,
+                    ('>', false) => Cmp::Gt,
+                    _ => Cmp::Ge,
+                }));
             }
             '\'' => {
                 chars.next();
@@ -60,9 +87,18 @@ fn tokens(q: &str) -> Result<Vec<Token>, (StatusCode, Value)> {
             }
             c if c.is_ascii_digit() || c == '-' => {
                 let mut number = String::new();
-                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit() || **d == '.' || **d == '-') {
+                while let Some(&d) =
+                    chars.peek().filter(|d| d.is_ascii_digit() || matches!(**d, '.' | '-' | ':' | 'T' | 'Z' | '+'))
+                {
                     number.push(d);
                     chars.next();
+                }
+                if number.contains('T') {
+                    if shared::salesforce::time::parse_datetime(&number).is_none() {
+                        return Err(malformed(&format!("invalid date-time literal: {number}")));
+                    }
+                    out.push(Token::DateTime(number));
+                    continue;
                 }
                 out.push(Token::Number(number.parse().map_err(|_| malformed(&format!("unexpected token: {number}")))?));
             }
@@ -113,6 +149,7 @@ impl Parser {
         let value = match self.tokens.get(self.at) {
             Some(Token::Text(t)) => json!(t),
             Some(Token::Number(n)) => json!(n),
+            Some(Token::DateTime(t)) => json!(t),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("true") => json!(true),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("false") => json!(false),
             Some(Token::Word(w)) if w.eq_ignore_ascii_case("null") => Value::Null,
@@ -130,7 +167,7 @@ impl Parser {
 struct Query {
     fields: Vec<String>,
     object: String,
-    conditions: Vec<(String, Value)>,
+    conditions: Vec<(String, Cmp, Value)>,
     order: Option<(String, bool)>,
     limit: Option<usize>,
 }
@@ -152,11 +189,11 @@ fn parse(q: &str) -> Result<Query, (StatusCode, Value)> {
         p.at += 1;
         loop {
             let field = p.word()?;
-            if !matches!(p.tokens.get(p.at), Some(Token::Equals)) {
-                return Err(malformed("only Field = value conditions are supported"));
-            }
+            let Some(Token::Compare(cmp)) = p.tokens.get(p.at).cloned() else {
+                return Err(malformed("only Field = value conditions (or <, <=, >, >=) are supported"));
+            };
             p.at += 1;
-            conditions.push((field, p.value()?));
+            conditions.push((field, cmp, p.value()?));
             if !p.peek_keyword("AND") {
                 break;
             }
@@ -194,7 +231,7 @@ fn parse(q: &str) -> Result<Query, (StatusCode, Value)> {
             p.at + 1
         )));
     }
-    for name in fields.iter().chain(conditions.iter().map(|(f, _)| f)).chain(order.iter().map(|(f, _)| f)) {
+    for name in fields.iter().chain(conditions.iter().map(|(f, _, _)| f)).chain(order.iter().map(|(f, _)| f)) {
         if name.contains('.') {
             return Err(malformed(&format!("relationship paths ({name}) are not supported by the simulator")));
         }
@@ -235,6 +272,29 @@ fn matches(value: &Value, wanted: &Value) -> bool {
     }
 }
 
+/// Whether `value cmp wanted` holds. Ordering comparisons read date-times as instants (a record
+/// keeps `.000+0000`, a literal may say `Z`); null never compares.
+fn holds(value: &Value, cmp: Cmp, wanted: &Value) -> bool {
+    if cmp == Cmp::Eq {
+        return matches(value, wanted);
+    }
+    if value.is_null() || wanted.is_null() {
+        return false;
+    }
+    let instant = |v: &Value| v.as_str().and_then(shared::salesforce::time::parse_datetime);
+    let ordering = match (instant(value), instant(wanted)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        _ => compare(value, wanted),
+    };
+    match cmp {
+        Cmp::Lt => ordering == Ordering::Less,
+        Cmp::Le => ordering != Ordering::Greater,
+        Cmp::Gt => ordering == Ordering::Greater,
+        Cmp::Ge => ordering != Ordering::Less,
+        Cmp::Eq => ordering == Ordering::Equal,
+    }
+}
+
 fn compare(a: &Value, b: &Value) -> Ordering {
     match (a, b) {
         (Value::Null, Value::Null) => Ordering::Equal,
@@ -242,6 +302,13 @@ fn compare(a: &Value, b: &Value) -> Ordering {
         (_, Value::Null) => Ordering::Greater,
         (Value::Number(x), Value::Number(y)) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::String(x), Value::String(y)) => match (
+            shared::salesforce::time::parse_datetime(x).filter(|_| x.contains('T')),
+            shared::salesforce::time::parse_datetime(y).filter(|_| y.contains('T')),
+        ) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        },
         (x, y) => value_text(x).cmp(&value_text(y)),
     }
 }
@@ -263,12 +330,17 @@ pub(super) fn run(records: &Records, version: &str, q: &str) -> Result<(StatusCo
     }
     let object = &query.object;
     let fields: Vec<String> = query.fields.iter().map(|f| field_name(object, f)).collect::<Result<_, _>>()?;
-    let conditions: Vec<(String, Value)> =
-        query.conditions.iter().map(|(f, v)| Ok((field_name(object, f)?, v.clone()))).collect::<Result<_, _>>()?;
+    let conditions: Vec<(String, Cmp, Value)> = query
+        .conditions
+        .iter()
+        .map(|(f, c, v)| Ok((field_name(object, f)?, *c, v.clone())))
+        .collect::<Result<_, _>>()?;
     let order = query.order.as_ref().map(|(f, desc)| Ok((field_name(object, f)?, *desc))).transpose()?;
     let all = records.by_object.get(object.as_str()).map(Vec::as_slice).unwrap_or_default();
-    let mut found: Vec<&Value> =
-        all.iter().filter(|r| conditions.iter().all(|(f, v)| matches(r.get(f).unwrap_or(&Value::Null), v))).collect();
+    let mut found: Vec<&Value> = all
+        .iter()
+        .filter(|r| conditions.iter().all(|(f, c, v)| holds(r.get(f).unwrap_or(&Value::Null), *c, v)))
+        .collect();
     if let Some((field, descending)) = &order {
         // Salesforce puts nulls first ascending and last descending.
         found.sort_by(|a, b| {
@@ -313,6 +385,7 @@ mod tests {
         for q in [
             "SELECT FROM Case",
             "SELECT Id FROM Case WHERE Status != 'New'",
+            "SELECT Id FROM Case WHERE SystemModstamp >= 2026-13-45T99:00:00Z",
             "SELECT Id FROM Case WHERE Status = 'New' OR Status = 'Closed'",
             "SELECT Account.Name FROM Case",
             "SELECT Id FROM Case LIMIT x",

@@ -186,6 +186,10 @@ pub(super) struct World {
     pub(super) api_used: u64,
     pub(super) requests: Vec<LoggedRequest>,
     pub(super) changes: Vec<Change>,
+    /// Records per query batch (Salesforce: 2000 by default); `None`: the default.
+    pub(super) query_batch_size: Option<usize>,
+    /// What is left of each query answered in batches, by locator (`nextRecordsUrl`).
+    pub(super) query_locators: HashMap<String, Vec<Value>>,
 }
 
 pub(super) struct Shared {

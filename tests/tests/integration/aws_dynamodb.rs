@@ -17,6 +17,12 @@ async fn dynamodb_store_keeps_the_store_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_store_keeps_the_cursor_contract() {
+    let (client, table) = moto::table().await;
+    contract::cursors_only_move_forward(&DynamoStore::new(client, table)).await;
+}
+
+#[tokio::test]
 async fn fifty_tasks_claiming_one_key_have_exactly_one_winner() {
     let (client, table) = moto::table().await;
     // Three rounds on fresh keys: a lucky interleaving once is not proof.

@@ -95,6 +95,63 @@ rulesets:
 const NOT_DRIVEN: &[(&str, &str, &str, &str)] = &[
     // (principal, action, resource or key pattern, why)
     (
+        "OperatorPolicy",
+        "dynamodb:GetItem",
+        "RECONCILE#pagerduty",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:PutItem",
+        "RECONCILE#pagerduty",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:GetItem",
+        "RECONCILE#salesforce",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:PutItem",
+        "RECONCILE#salesforce",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:GetItem",
+        "RECONCILE#subscription",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "OperatorPolicy",
+        "dynamodb:PutItem",
+        "RECONCILE#subscription",
+        "syncctl reconcile, setup pagerduty-webhook (operations.rs drives setup on moto)",
+    ),
+    (
+        "RetryFunction",
+        "dynamodb:GetItem",
+        "RECONCILE#pagerduty",
+        "a reconcile run reads it (reconcile.rs runs reconciles on the memory store, aws_dynamodb the cursor contract on moto)",
+    ),
+    ("RetryFunction", "dynamodb:PutItem", "RECONCILE#pagerduty", "a reconcile run writes it (as above)"),
+    (
+        "RetryFunction",
+        "dynamodb:GetItem",
+        "RECONCILE#salesforce",
+        "a reconcile run reads it (reconcile.rs runs reconciles on the memory store, aws_dynamodb the cursor contract on moto)",
+    ),
+    ("RetryFunction", "dynamodb:PutItem", "RECONCILE#salesforce", "a reconcile run writes it (as above)"),
+    (
+        "RetryFunction",
+        "dynamodb:GetItem",
+        "RECONCILE#subscription",
+        "a reconcile run reads it (reconcile.rs runs reconciles on the memory store, aws_dynamodb the cursor contract on moto)",
+    ),
+    ("RetryFunction", "dynamodb:PutItem", "RECONCILE#subscription", "a reconcile run writes it (as above)"),
+    (
         "*",
         "dynamodb:GetItem",
         "IDEM#*",

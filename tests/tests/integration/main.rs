@@ -23,6 +23,7 @@ mod operations;
 mod ordering;
 mod pagerduty_client;
 mod pd_to_sfdc;
+mod reconcile;
 mod retry;
 mod runtime_api;
 mod salesforce_client;

@@ -71,6 +71,9 @@ async fn setup_stores_the_secret_and_a_second_setup_rotates_it_then_doctor_is_ha
             .await
             .unwrap();
     assert!(!rotated, "the placeholder is not kept as a previous secret");
+    let table = adapters::dynamodb::DynamoStore::from_conf(&w.sdk, &w.config.store.table_name);
+    let watched = shared::store::CursorStore::watched_subscription(&table).await.unwrap();
+    assert_eq!(watched.as_deref(), Some(first.as_str()), "recorded for the reconcile watchdog");
     let stored = |w: &World| {
         let client = w.secrets.clone();
         let id = w.config.pagerduty.webhook_secret_id.clone();
@@ -136,4 +139,64 @@ async fn doctor_reports_a_disabled_subscription_and_a_missing_table() {
     assert!(subscription.contains("disabled"), "{subscription}");
     let table = &found.iter().find(|(n, _)| *n == "DynamoDB table and rules").expect("reported").1;
     assert!(table.contains("no-such-table"), "{table}");
+}
+
+#[tokio::test]
+async fn syncctl_reconcile_dry_run_prints_what_differs_and_a_run_repairs_it_on_the_table() {
+    use shared::model::{Link, RecordRef};
+    use shared::reconcile::{Quiet, Repair, SubscriptionCheck};
+    use shared::store::LinkStore;
+    use syncctl::commands::reconcile::{ReconcileArgs, reconcile_with, render};
+    let w = world(test_keys().private_key_pem).await;
+    let (subscription, _) =
+        pagerduty_webhook(&w.config, &w.sdk, WEBHOOK_URL, &shared::pagerduty::SubscriptionFilter::Account)
+            .await
+            .unwrap();
+    w.pd.disable_webhook_subscription(&subscription);
+    let http = std::sync::Arc::new(adapters::http::ReqwestTransport::new().unwrap());
+    let oncall = shared::pagerduty::client::PagerdutyClient::new(
+        http,
+        url::Url::parse(&w.pd.base_url()).unwrap(),
+        "sim-token".into(),
+        "oncall@example.com".into(),
+    );
+    let incident = oncall
+        .create_incident(&shared::pagerduty::requests::CreateIncident {
+            title: "Checkout down".into(),
+            service_id: "PSVC001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let case = w._sf.insert_record("Case", json!({"Subject": "Checkout down", "Status": "New"}));
+    let table = DynamoStore::from_conf(&w.sdk, &w.config.store.table_name);
+    let record = RecordRef { object: "Case".into(), id: case.clone().into() };
+    table
+        .put_link(&Link {
+            incident_id: incident.id.clone().into(),
+            record,
+            created_at: chrono::Utc::now(),
+            created_by_rule: None,
+        })
+        .await
+        .unwrap();
+    oncall.acknowledge(&incident.id).await.unwrap();
+    // Past the run's quiet seconds (the CLI runs on the wall clock).
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+
+    let args = |dry_run| ReconcileArgs { since: None, dry_run, max_api_calls: 100 };
+    let dry = reconcile_with(&w.config, &w.sdk, &args(true), &Quiet).await.unwrap();
+    assert_eq!(dry.subscription, SubscriptionCheck::WouldReEnable, "{dry:#?}");
+    assert_eq!(dry.drift(), 1, "{dry:#?}");
+    assert_eq!(dry.differences[0].repair, Repair::WouldRepair);
+    assert_eq!(w._sf.record("Case", &case).unwrap()["Status"], "New", "a dry run writes nothing");
+    let printed = render(&dry);
+    assert!(printed.contains("would repair") && printed.contains("Status = \"Working\""), "{printed}");
+
+    let done = reconcile_with(&w.config, &w.sdk, &args(false), &Quiet).await.unwrap();
+    assert_eq!(done.repaired(), 1, "{done:#?}");
+    assert_eq!(done.subscription, SubscriptionCheck::ReEnabled);
+    assert_eq!(w._sf.record("Case", &case).unwrap()["Status"], "Working");
+    assert!(w.pd.webhook_subscriptions().iter().all(|s| s["active"] == true));
+    assert!(render(&done).contains("repair applied"), "{}", render(&done));
 }

@@ -1,0 +1,81 @@
+//! Reconciliation's state on the table: item `RECONCILE#<side>` / `CURSOR`, attribute `at` (ms),
+//! moved forward only by a conditional put (two runs at once never move it back); item
+//! `RECONCILE#subscription` / `WATCH`, attribute `id`: the webhook subscription the watchdog reads.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use shared::store::{CursorStore, Side, StoreError};
+
+use super::DynamoStore;
+use super::item::{from_millis, get_s, millis, n, s};
+
+/// The partition key of the watched subscription.
+pub const SUBSCRIPTION_KEY: &str = "RECONCILE#subscription";
+
+/// The partition key of a side's cursor (the retry role's `dynamodb:LeadingKeys` names it).
+pub fn cursor_key(side: Side) -> String {
+    format!("RECONCILE#{}", side.as_str())
+}
+
+#[async_trait]
+impl CursorStore for DynamoStore {
+    async fn cursor(&self, side: Side) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(cursor_key(side)))
+            .key("sk", s("CURSOR"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", e))?;
+        out.item.map(|item| from_millis(&item, "at")).transpose()
+    }
+
+    async fn advance_cursor(&self, side: Side, to: DateTime<Utc>) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(cursor_key(side)))
+            .item("sk", s("CURSOR"))
+            .item("at", n(millis(to)))
+            .condition_expression("attribute_not_exists(pk) OR #at < :to")
+            .expression_attribute_names("#at", "at")
+            .expression_attribute_values(":to", n(millis(to)));
+        match put.send().await {
+            Ok(_) => Ok(()),
+            // Another run moved it as far or further: nothing to do.
+            Err(err) if Self::is_condition_failure(&err) => Ok(()),
+            Err(err) => Err(self.error("PutItem", err)),
+        }
+    }
+
+    async fn watched_subscription(&self) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(SUBSCRIPTION_KEY))
+            .key("sk", s("WATCH"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", e))?;
+        out.item.map(|item| get_s(&item, "id").map(str::to_string)).transpose()
+    }
+
+    async fn watch_subscription(&self, id: &str) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(SUBSCRIPTION_KEY))
+            .item("sk", s("WATCH"))
+            .item("id", s(id))
+            .send()
+            .await
+            .map_err(|e| self.error("PutItem", e))?;
+        Ok(())
+    }
+}

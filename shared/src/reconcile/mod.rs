@@ -1,0 +1,338 @@
+//! Reconciliation: "never lost" even when the senders give up. PagerDuty drops deliveries and
+//! disables failing subscriptions, the Apex Queueable stops after five attempts, Outbound
+//! Messages after 24 hours. A run compares both systems for the changes since its last run and
+//! turns each difference into a synthetic event through the same rules and the same exactly-once
+//! path as live events ([`repair`]), so a repair is audited like any event and applied once.
+//!
+//! One run: the webhook subscription watchdog ([`watchdog`]), then the PagerDuty side
+//! ([`pagerduty_side`]) and the Salesforce side ([`salesforce_side`]), each from its cursor
+//! ([`cursor`], kept by a [`CursorStore`]), within an API budget ([`budget`]), stopping early
+//! when a side's breaker is open or the deadline nears; the [`report`] says what differed and
+//! what was done. Two runs at once are safe without a lease of their own: each repair passes the
+//! event's gate and the subject's lease, and cursors only move forward.
+
+pub mod budget;
+pub mod cursor;
+pub mod pagerduty_side;
+pub mod repair;
+pub mod report;
+pub mod salesforce_side;
+pub mod trigger;
+pub mod watchdog;
+
+use chrono::{DateTime, Duration, Utc};
+
+pub use report::{Difference, Repair, Report, SideReport, Stop, SubscriptionCheck};
+
+use self::budget::Budget;
+use self::cursor::Window;
+use self::pagerduty_side::{CompareIncident, IncidentChange};
+use self::repair::{Candidate, Checked, Compare};
+use self::salesforce_side::{CompareRecord, RecordChange};
+use crate::handler::context::Context;
+use crate::store::{BreakerState, CursorStore, Side};
+
+/// What a run may do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// API calls (both services together) one run may make.
+    pub max_api_calls: u32,
+    /// Compare changes since this time instead of the cursors (`syncctl reconcile --since`).
+    pub since: Option<DateTime<Utc>>,
+    /// Compare and report only: no gate, no lease, no write, no cursor moved.
+    pub dry_run: bool,
+    /// Before any run: how far back the first one looks.
+    pub first_run: Duration,
+    /// PagerDuty lists incidents by creation: those created this far back are compared.
+    pub incident_lookback: Duration,
+    /// The webhook subscription to watch (see [`watchdog`]).
+    pub subscription_id: Option<String>,
+    /// The invocation's deadline: the run stops with time left to settle.
+    pub deadline: Option<DateTime<Utc>>,
+    pub correlation_id: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_api_calls: DEFAULT_MAX_API_CALLS,
+            since: None,
+            dry_run: false,
+            first_run: Duration::days(1),
+            incident_lookback: Duration::days(30),
+            subscription_id: None,
+            deadline: None,
+            correlation_id: "reconcile".into(),
+        }
+    }
+}
+
+/// The default API budget of one run.
+pub const DEFAULT_MAX_API_CALLS: u32 = 200;
+
+/// Told of each step, for a progress indication (`syncctl reconcile`).
+pub trait Observer: Sync {
+    /// `done` of `total` changes of `side` looked at.
+    fn step(&self, _side: Side, _done: usize, _total: usize) {}
+}
+
+/// No progress indication (the retry function).
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// One run (see the module doc). Never fails as a whole: what went wrong is in the report.
+pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, observer: &dyn Observer) -> Report {
+    let started_at = ctx.clock.now();
+    let budget = Budget::new(options.max_api_calls, ctx.pagerduty.clone(), ctx.salesforce.clone());
+    let subscription = if budget.allows(2) {
+        watchdog::check_subscription(ctx, options.subscription_id.as_deref(), options.dry_run).await
+    } else {
+        SubscriptionCheck::Failed("no API budget left to read the subscription".into())
+    };
+    let mut report = Report {
+        started_at,
+        dry_run: options.dry_run,
+        budget: options.max_api_calls,
+        api_calls: 0,
+        sides: vec![],
+        differences: vec![],
+        subscription,
+    };
+    for side in Side::ALL {
+        let side_report = run_side(ctx, cursors, options, &budget, side, &mut report.differences, observer).await;
+        report.sides.push(side_report);
+    }
+    report.api_calls = budget.spent();
+    report
+}
+
+async fn run_side(
+    ctx: &Context,
+    cursors: &dyn CursorStore,
+    options: &Options,
+    budget: &Budget,
+    side: Side,
+    differences: &mut Vec<Difference>,
+    observer: &dyn Observer,
+) -> SideReport {
+    let now = ctx.clock.now();
+    let cursor = match cursors.cursor(side).await {
+        Ok(cursor) => cursor,
+        Err(err) => return failed_side(side, Window::of(None, options.since, now, options.first_run), err.to_string()),
+    };
+    let window = Window::of(cursor, options.since, now, options.first_run);
+    let mut out = SideReport { side, window, checked: 0, already_repaired: 0, cursor: None, stopped: None };
+    if let Some(stop) = held_back(ctx, options).await {
+        out.stopped = Some(stop);
+        return out;
+    }
+    let listed = match side {
+        Side::Pagerduty => list_incidents(ctx, options, budget, &window).await.map(|(l, s)| (Listed::Incidents(l), s)),
+        Side::Salesforce => list_records(ctx, budget, &window).await.map(|(l, s)| (Listed::Records(l), s)),
+    };
+    let (listed, stop) = match listed {
+        Ok((listed, stop)) => (listed, stop),
+        Err(reason) => {
+            crate::telemetry::metrics::reconcile_failure();
+            out.stopped = Some(Stop::Failed(reason));
+            return out;
+        }
+    };
+    out.stopped = stop;
+    // The cursor moves to the first change that was not settled (busy, failed, not reached),
+    // else to the end of the window: the next run looks at it again.
+    let mut first_open: Option<DateTime<Utc>> = if out.stopped.is_some() { Some(window.since) } else { None };
+    let total = listed.len();
+    for i in 0..total {
+        if let Some(stop) = held_back(ctx, options).await {
+            first_open.get_or_insert(listed.changed_at(i));
+            out.stopped = Some(stop);
+            break;
+        }
+        let (candidate, mut compare) = listed.get(i, &options.correlation_id);
+        let checked = repair::check(ctx, &candidate, compare.as_mut(), budget, options.dry_run, options.deadline).await;
+        out.checked += 1;
+        match checked {
+            Checked::InSync => {}
+            Checked::AlreadyRepaired => out.already_repaired += 1,
+            Checked::OutOfBudget => {
+                out.checked -= 1;
+                first_open.get_or_insert(candidate.changed_at);
+                out.stopped = Some(Stop::Budget);
+                break;
+            }
+            Checked::Busy => {
+                first_open.get_or_insert(candidate.changed_at);
+            }
+            Checked::Failed(reason) => {
+                tracing::warn!(side = side.as_str(), subject = %candidate.subject.key(), reason, "reconcile could not compare a change");
+                first_open.get_or_insert(candidate.changed_at);
+            }
+            Checked::Differs(difference) => {
+                if matches!(difference.repair, Repair::Failed(_) | Repair::Busy) {
+                    first_open.get_or_insert(candidate.changed_at);
+                }
+                tracing::warn!(side = side.as_str(), subject = %difference.subject, event_id = %difference.event_id,
+                    repair = ?difference.repair, "reconcile found a difference");
+                differences.push(difference);
+            }
+        }
+        observer.step(side, i + 1, total);
+    }
+    if !options.dry_run && options.since.is_none() {
+        let to = first_open.unwrap_or(window.until);
+        if let Err(err) = cursors.advance_cursor(side, to).await {
+            crate::telemetry::metrics::reconcile_failure();
+            out.stopped.get_or_insert(Stop::Failed(format!("the cursor could not be stored: {err}")));
+        } else {
+            out.cursor = Some(to);
+        }
+    }
+    out
+}
+
+fn failed_side(side: Side, window: Window, reason: String) -> SideReport {
+    crate::telemetry::metrics::reconcile_failure();
+    SideReport { side, window, checked: 0, already_repaired: 0, cursor: None, stopped: Some(Stop::Failed(reason)) }
+}
+
+/// `Some` when the run must not go on: a breaker open (either side: each repair reads one
+/// service and writes the other), or the deadline near.
+async fn held_back(ctx: &Context, options: &Options) -> Option<Stop> {
+    for breaker in [ctx.pagerduty_port().breaker, ctx.salesforce_port().breaker] {
+        match breaker.state().await {
+            Ok(BreakerState::Closed) => {}
+            Ok(_) => return Some(Stop::BreakerOpen),
+            Err(err) => return Some(Stop::Failed(format!("breaker state: {err}"))),
+        }
+    }
+    let left = options.deadline.map(|d| d - ctx.clock.now());
+    let needed = Duration::from_std(ctx.settings.min_time_left * 2).unwrap_or(Duration::seconds(3));
+    left.is_some_and(|left| left < needed).then_some(Stop::Deadline)
+}
+
+/// A side's changes, oldest first.
+enum Listed {
+    Incidents(Vec<IncidentChange>),
+    Records(Vec<(RecordChange, Vec<String>)>),
+}
+
+impl Listed {
+    fn len(&self) -> usize {
+        match self {
+            Listed::Incidents(list) => list.len(),
+            Listed::Records(list) => list.len(),
+        }
+    }
+
+    fn changed_at(&self, i: usize) -> DateTime<Utc> {
+        match self {
+            Listed::Incidents(list) => list[i].changed_at,
+            Listed::Records(list) => list[i].0.changed_at,
+        }
+    }
+
+    fn get<'a>(&'a self, i: usize, correlation_id: &'a str) -> (Candidate, Box<dyn Compare + Send + 'a>) {
+        match self {
+            Listed::Incidents(list) => {
+                let change = &list[i];
+                (change.candidate(), Box::new(CompareIncident { change, correlation_id }))
+            }
+            Listed::Records(list) => {
+                let (change, linked) = &list[i];
+                (change.candidate(), Box::new(CompareRecord { change, correlation_id, linked: linked.clone() }))
+            }
+        }
+    }
+}
+
+/// Lists the linked incidents whose status changed in the window (pages of 100, each one call).
+async fn list_incidents(
+    ctx: &Context,
+    options: &Options,
+    budget: &Budget,
+    window: &Window,
+) -> Result<(Vec<IncidentChange>, Option<Stop>), String> {
+    let now = ctx.clock.now();
+    let since = (window.until - options.incident_lookback).min(window.since).to_rfc3339();
+    let until = now.to_rfc3339();
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        if !budget.allows(1) {
+            return Ok((sorted(out), Some(Stop::Budget)));
+        }
+        crate::telemetry::metrics::api_calls("pagerduty", 1);
+        let (page, more) = ctx
+            .pagerduty
+            .list_incidents_page(&since, &until, pagerduty_side::STATUSES, offset)
+            .await
+            .map_err(|e| format!("listing PagerDuty incidents: {e}"))?;
+        offset += page.len();
+        for incident in page {
+            let Some(mut change) = IncidentChange::of(incident, window) else { continue };
+            change.links =
+                ctx.stores.links.records_for_incident(&change.incident.id).await.map_err(|e| format!("links: {e}"))?;
+            if !change.links.is_empty() {
+                out.push(change);
+            }
+        }
+        if !more {
+            return Ok((sorted(out), None));
+        }
+    }
+}
+
+fn sorted(mut list: Vec<IncidentChange>) -> Vec<IncidentChange> {
+    list.sort_by_key(|c| c.changed_at);
+    list
+}
+
+/// Lists the watched records changed in the window, per object, in batches.
+async fn list_records(
+    ctx: &Context,
+    budget: &Budget,
+    window: &Window,
+) -> Result<(Vec<(RecordChange, Vec<String>)>, Option<Stop>), String> {
+    let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
+    let mut out: Vec<(RecordChange, Vec<String>)> = Vec::new();
+    let mut stop = None;
+    'objects: for object in salesforce_side::watched_objects(&rules.rules) {
+        let mut next: Option<String> = None;
+        loop {
+            if !budget.allows(1) {
+                stop = Some(Stop::Budget);
+                break 'objects;
+            }
+            crate::telemetry::metrics::api_calls("salesforce", 1);
+            let result = match &next {
+                None => ctx.salesforce.query(&salesforce_side::changes_query(&object, window)).await,
+                Some(url) => ctx.salesforce.query_more(url).await,
+            }
+            .map_err(|e| format!("listing changed {object} records: {e}"))?;
+            for row in &result.records {
+                let Some(change) = RecordChange::of(&object, row) else { continue };
+                if !window.contains(change.changed_at) {
+                    continue;
+                }
+                let order = change.parent_id.clone().unwrap_or_else(|| change.id.clone());
+                let linked = ctx
+                    .stores
+                    .links
+                    .incidents_for_record(&order)
+                    .await
+                    .map_err(|e| format!("links: {e}"))?
+                    .into_iter()
+                    .map(|l| l.incident_id.to_string())
+                    .collect();
+                out.push((change, linked));
+            }
+            next = result.next_records_url.filter(|_| !result.done);
+            if next.is_none() {
+                break;
+            }
+        }
+    }
+    out.sort_by_key(|(c, _)| c.changed_at);
+    Ok((out, stop))
+}

@@ -1,0 +1,161 @@
+//! The PagerDuty side: incidents whose status changed in the window, and that are linked, each
+//! compared with its linked records as the `pagerduty_to_salesforce` rules would set them.
+//!
+//! `GET /incidents` lists incidents *created* in its `since`/`until` range (PagerDuty's rule;
+//! default a month, at most six), so the run lists those created within `incident_lookback` and
+//! keeps the ones whose `last_status_change_at` is in the window. The synthetic event is the
+//! webhook PagerDuty would have sent for the incident's current status (`incident.acknowledged`,
+//! `incident.resolved`), its agent the user who changed it (the bridge's own changes are echoes).
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use serde_json::{Value, json};
+
+use super::cursor::{Window, repair_time};
+use super::repair::{Candidate, Compare, Compared, Comparison, Found, Synthetic, same_value};
+use crate::handler::context::Context;
+use crate::handler::{echo, pd_to_sfdc};
+use crate::model::{Direction, Link};
+use crate::pagerduty::WebhookEvent;
+use crate::pagerduty::client::Incident;
+use crate::retry::envelope::{Accepted, QueuedEvent};
+use crate::rules::{Action, Effect, Event, LinkedRecord, SalesforceAction};
+use crate::store::{Side, Subject};
+
+/// The statuses whose changes the rules can act on (a triggered incident's change is its creation).
+pub const STATUSES: &[&str] = &["acknowledged", "resolved"];
+
+/// A listed incident whose status changed in the window, with its links.
+pub struct IncidentChange {
+    pub incident: Incident,
+    pub status: String,
+    pub changed_at: DateTime<Utc>,
+    pub links: Vec<Link>,
+}
+
+impl IncidentChange {
+    /// Reads the change out of a listed incident, when its status changed in `window`.
+    pub fn of(incident: Incident, window: &Window) -> Option<Self> {
+        let status = incident.status.clone().filter(|s| STATUSES.contains(&s.as_str()))?;
+        let changed_at: DateTime<Utc> = incident.raw.get("last_status_change_at")?.as_str()?.parse().ok()?;
+        window.contains(changed_at).then_some(Self { incident, status, changed_at, links: vec![] })
+    }
+
+    /// The synthetic event's id: the incident, its status and when it was set. The same in every
+    /// run, so the gate applies the repair once.
+    pub fn event_id(&self) -> String {
+        super::repair::event_id(&format!("pd-{}-{}-{}", self.incident.id, self.status, self.changed_at.timestamp()))
+    }
+
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            side: Side::Pagerduty,
+            subject: Subject::Incident(self.incident.id.clone()),
+            event_id: self.event_id(),
+            changed_at: self.changed_at,
+        }
+    }
+
+    /// The Webhooks v3 body PagerDuty would have delivered for this change.
+    pub fn webhook_body(&self) -> String {
+        let raw = &self.incident.raw;
+        let mut data = raw.clone();
+        if let Some(o) = data.as_object_mut() {
+            o.insert("type".into(), json!("incident"));
+            if let Some(number) = raw.get("incident_number") {
+                o.insert("number".into(), number.clone());
+            }
+        }
+        let agent = raw.get("last_status_change_by").filter(|a| a["type"] == "user_reference").cloned();
+        json!({"event": {
+            "id": self.event_id(),
+            "event_type": format!("incident.{}", self.status),
+            "resource_type": "incident",
+            "occurred_at": self.changed_at.to_rfc3339(),
+            "agent": agent,
+            "client": null,
+            "data": data,
+        }})
+        .to_string()
+    }
+}
+
+/// Compares one incident change with its linked records.
+pub struct CompareIncident<'a> {
+    pub change: &'a IncidentChange,
+    pub correlation_id: &'a str,
+}
+
+impl Compare for CompareIncident<'_> {
+    fn read_cost(&self) -> u32 {
+        // One read per linked record, and the pipeline's own read of the fields its rules need.
+        2 * self.change.links.len() as u32
+    }
+
+    fn compare<'a>(&'a mut self, ctx: &'a Context) -> Compared<'a> {
+        async move {
+            let body = self.change.webhook_body();
+            let event = WebhookEvent::parse(body.as_bytes()).map_err(|e| format!("synthetic webhook: {e}"))?;
+            if echo::pagerduty_echo(ctx.pagerduty_port(), &event).await.is_some() {
+                return Ok(None);
+            }
+            let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
+            let mut linked = Vec::with_capacity(self.change.links.len());
+            for link in &self.change.links {
+                crate::telemetry::metrics::api_calls("salesforce", 1);
+                match ctx.salesforce.get_record(&link.record.object, link.record.id.as_str(), None).await {
+                    Ok(fields) => linked.push(LinkedRecord {
+                        object: link.record.object.clone(),
+                        id: link.record.id.to_string(),
+                        fields,
+                    }),
+                    Err(err) => return Err(format!("reading {} {}: {err}", link.record.object, link.record.id)),
+                }
+            }
+            let input = Event::Incident(pd_to_sfdc::incident_event(&event, linked.clone()));
+            let comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked);
+            let accepted = Accepted::new(
+                Direction::PagerdutyToSalesforce,
+                self.change.event_id(),
+                self.correlation_id,
+                ctx.clock.now(),
+                repair_time(self.change.changed_at),
+                QueuedEvent::PagerdutyWebhook { body, webhook_id: None, subscription_id: None },
+            );
+            Ok(Some(Found { synthetic: Synthetic::Incident(Box::new(event)), accepted, comparison }))
+        }
+        .boxed()
+    }
+}
+
+/// Sorts the plan: a set-fields whose every field already holds its value is in sync.
+fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord]) -> Comparison {
+    let mut out = Comparison::default();
+    for planned in plan {
+        match &planned.action {
+            Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
+                let current = linked.iter().find(|l| record.id == *l.id.as_str()).map(|l| &l.fields);
+                let differing: Vec<String> = fields
+                    .iter()
+                    .filter(|(f, v)| !same_value(current.and_then(|c| c.get(*f)), v))
+                    .map(|(f, v)| {
+                        let was = current.and_then(|c| c.get(f)).cloned().unwrap_or(Value::Null);
+                        format!("{} {}: {f} = {v} (is {was})", record.object, record.id)
+                    })
+                    .collect();
+                if differing.is_empty() {
+                    out.in_sync.push(planned.clone());
+                } else {
+                    out.lines.extend(differing);
+                    out.todo.push(planned.clone());
+                }
+            }
+            action if action.effect() == Effect::State => {
+                out.lines.push(format!("{} {}", action.name(), action.target()));
+                out.todo.push(planned.clone());
+            }
+            _ => out.additive.push(planned.clone()),
+        }
+    }
+    out
+}

@@ -1,0 +1,279 @@
+//! A difference becomes a synthetic event that goes through the same pipeline as a live one:
+//! the idempotency gate on an id derived from the remote state, the subject's lease, the rules,
+//! the executor, and `settle` (audited, queued or dead-lettered like any event).
+//!
+//! The order matters. The gate first: a change an earlier or concurrent run repaired costs no
+//! API call. Then the subject's lease, taken under the synthetic event's own holder name, so that
+//! the pipeline's `take_subject` finds it held by the same event and proceeds: between the
+//! comparison and the repair no live event of the subject can act, and a live event that holds
+//! the subject makes the run leave it for the next run. Only then are both sides read and
+//! compared; what is in sync, and every additive action (a comment, a note: a late live delivery
+//! would add it a second time), is marked done in the event's progress before the pipeline runs,
+//! so the executor does exactly the repairs.
+
+use chrono::{DateTime, Utc};
+
+use super::budget::Budget;
+use super::report::{Difference, Repair};
+use crate::handler::context::Context;
+use crate::handler::idempotency::Gate;
+use crate::handler::settle::{Attempt, Subjects};
+use crate::handler::steps::Work;
+use crate::handler::{pd_to_sfdc, salesforce_exec, sfdc_to_pd};
+use crate::pagerduty::WebhookEvent;
+use crate::retry::envelope::{Accepted, Envelope, Progress};
+use crate::rules::PlannedAction;
+use crate::store::{Side, Subject, SubjectUpdate};
+
+/// The synthetic event of one change, as the pipeline takes it.
+#[derive(Debug, Clone)]
+pub enum Synthetic {
+    Incident(Box<WebhookEvent>),
+    Record(Box<sfdc_to_pd::Change>),
+}
+
+/// What the comparison found for one change.
+#[derive(Debug, Default)]
+pub struct Comparison {
+    /// State actions whose target differs: the repair.
+    pub todo: Vec<PlannedAction>,
+    /// State actions whose target already shows what they would set.
+    pub in_sync: Vec<PlannedAction>,
+    /// Additive actions: reported, never repaired.
+    pub additive: Vec<PlannedAction>,
+    /// One line per differing action, for the report.
+    pub lines: Vec<String>,
+}
+
+impl Comparison {
+    fn differs(&self) -> bool {
+        !self.todo.is_empty() || !self.additive.is_empty()
+    }
+}
+
+/// A change to compare: its side, the subject whose order it keeps, the id of its synthetic event.
+pub struct Candidate {
+    pub side: Side,
+    pub subject: Subject,
+    pub event_id: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// How one candidate ended.
+#[derive(Debug)]
+pub enum Checked {
+    InSync,
+    AlreadyRepaired,
+    Busy,
+    /// The next step would pass the API budget: the run stops here.
+    OutOfBudget,
+    Differs(Difference),
+    Failed(String),
+}
+
+/// The two side-specific steps: read and compare (under the lease), and build the event.
+pub trait Compare: Send {
+    /// API calls the comparison may cost at most.
+    fn read_cost(&self) -> u32;
+    /// Reads the other side and compares; returns the synthetic event and the comparison, or
+    /// `Ok(None)` when there is nothing to compare (a change made by the bridge, a record gone).
+    fn compare<'a>(&'a mut self, ctx: &'a Context) -> Compared<'a>;
+}
+
+/// What a comparison found: the synthetic event, as the pipeline and the retry queue take it, and
+/// the comparison. `None`: nothing to compare. `Err`: why the other side could not be read (the
+/// report's text; the next run tries again).
+pub type Compared<'a> = futures::future::BoxFuture<'a, Result<Option<Found>, String>>;
+
+/// See [`Compared`].
+pub struct Found {
+    pub synthetic: Synthetic,
+    pub accepted: Accepted,
+    pub comparison: Comparison,
+}
+
+/// Compares one candidate and repairs it when it differs (see the module doc).
+pub async fn check(
+    ctx: &Context,
+    candidate: &Candidate,
+    compare: &mut (dyn Compare + Send),
+    budget: &Budget,
+    dry_run: bool,
+    deadline: Option<DateTime<Utc>>,
+) -> Checked {
+    if !budget.allows(compare.read_cost()) {
+        return Checked::OutOfBudget;
+    }
+    if dry_run {
+        // A dry run writes nothing: no gate, no lease, no audit.
+        return match compare.compare(ctx).await {
+            Ok(Some(Found { comparison, .. })) if comparison.differs() => {
+                Checked::Differs(difference(candidate, &comparison, Repair::WouldRepair))
+            }
+            Ok(_) => Checked::InSync,
+            Err(reason) => Checked::Failed(reason),
+        };
+    }
+    let key = &candidate.event_id;
+    match ctx.idempotency.begin(key, deadline).await {
+        Ok(Gate::Proceed) => {}
+        Ok(Gate::Duplicate { .. }) => return Checked::AlreadyRepaired,
+        Ok(Gate::Busy { .. }) => return Checked::Busy,
+        Err(err) => return Checked::Failed(format!("idempotency store: {err}")),
+    }
+    // The lease holder the pipeline will name for this event: `Accepted::lease_holder` of an
+    // envelope whose id is the event id (set below), on the live hop.
+    let holder = format!("{key}@");
+    let now = ctx.clock.now();
+    let until = deadline.unwrap_or(now + chrono::Duration::seconds(30));
+    let release = || async {
+        let _ = ctx.stores.links.update_subject(&candidate.subject, Some(&holder), &SubjectUpdate::default()).await;
+        let _ = ctx.idempotency.abandon(key).await;
+    };
+    match ctx.stores.links.lease(&candidate.subject, &holder, now, until).await {
+        Ok(crate::store::Lease::Acquired) => {}
+        Ok(crate::store::Lease::Held { .. }) => {
+            let _ = ctx.idempotency.abandon(key).await;
+            return Checked::Busy;
+        }
+        Err(err) => {
+            let _ = ctx.idempotency.abandon(key).await;
+            return Checked::Failed(format!("store: {err}"));
+        }
+    }
+    // An event of the subject waits in the retry queue (a late live delivery, held back while
+    // this run held the subject): it will apply its change; a repair now would wait behind it and
+    // then write the same again. The next run looks at the subject again.
+    match ctx.stores.links.subject_state(&candidate.subject).await {
+        Ok(state) if state.pending.is_empty() => {}
+        Ok(_) => {
+            release().await;
+            return Checked::Busy;
+        }
+        Err(err) => {
+            release().await;
+            return Checked::Failed(format!("store: {err}"));
+        }
+    }
+    let Found { synthetic, mut accepted, comparison } = match compare.compare(ctx).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            release().await;
+            return Checked::InSync;
+        }
+        Err(reason) => {
+            release().await;
+            return Checked::Failed(reason);
+        }
+    };
+    if !comparison.differs() {
+        release().await;
+        return Checked::InSync;
+    }
+    if comparison.todo.is_empty() {
+        release().await;
+        return Checked::Differs(difference(candidate, &comparison, Repair::Reported));
+    }
+    // Each repair is one write, a linked record read by the pipeline may come before them.
+    if !budget.allows(2 * comparison.todo.len() as u32 + 1) {
+        release().await;
+        return Checked::OutOfBudget;
+    }
+    // The envelope is named by the event id, so that the pipeline's lease holder is `holder`.
+    accepted.id = key.clone();
+    accepted.gate_key = key.clone();
+    let outcome = apply(ctx, synthetic, accepted, &comparison, deadline).await;
+    let repair = match outcome {
+        Ok(Some(outcome)) => Repair::Done(outcome),
+        Ok(None) => Repair::Busy,
+        Err(reason) => Repair::Failed(reason),
+    };
+    Checked::Differs(difference(candidate, &comparison, repair))
+}
+
+/// Runs the synthetic event through the pipeline and settles it under its gate key; `None`: it
+/// would only have waited, and is left for the next run.
+async fn apply(
+    ctx: &Context,
+    synthetic: Synthetic,
+    accepted: Accepted,
+    comparison: &Comparison,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Option<crate::model::Outcome>, String> {
+    let started = ctx.clock.now();
+    let key = accepted.gate_key.clone();
+    let mut progress = Progress::default();
+    for planned in comparison.in_sync.iter().chain(&comparison.additive) {
+        progress.mark_done(salesforce_exec::action_key(planned));
+    }
+    let work = Work { accepted: &accepted, progress: &mut progress, hop: "" };
+    let (attempt, subjects): (Attempt, Subjects) = match &synthetic {
+        Synthetic::Incident(event) => pd_to_sfdc::process(ctx.pipeline(), work, event, deadline).await,
+        Synthetic::Record(change) => sfdc_to_pd::process(ctx.pipeline(), work, change, deadline).await,
+    };
+    if let Attempt::Deferred { actions, reason, .. } = &attempt
+        && actions.is_empty()
+    {
+        // Nothing done yet and it would wait (behind a live event of the subject that came in
+        // meanwhile, for a breaker): a run does not queue its repairs. The next run compares
+        // again, and finds the live event's work done instead of repeating it.
+        tracing::info!(event_id = %key, reason, "repair left for the next run");
+        if let (Some(order), Some(holder)) = (&subjects.order, &subjects.holder) {
+            let _ = ctx.stores.links.update_subject(order, Some(holder), &SubjectUpdate::default()).await;
+        }
+        let _ = ctx.idempotency.abandon(&key).await;
+        return Ok(None);
+    }
+    let envelope = Envelope::of(accepted, progress, Default::default());
+    match ctx.dispatch().settle(envelope, attempt, subjects, started, &[&key]).await {
+        Ok(settled) => Ok(Some(settled.outcome)),
+        Err(err) => {
+            let _ = ctx.idempotency.abandon(&key).await;
+            Err(format!("could not settle the repair: {err}"))
+        }
+    }
+}
+
+fn difference(candidate: &Candidate, comparison: &Comparison, repair: Repair) -> Difference {
+    Difference {
+        side: candidate.side,
+        subject: candidate.subject.key(),
+        event_id: candidate.event_id.clone(),
+        differs: comparison.lines.clone(),
+        not_repaired: comparison
+            .additive
+            .iter()
+            .map(|p| format!("{} {}", p.action.name(), p.action.target()))
+            .collect(),
+        repair,
+    }
+}
+
+/// Whether a Salesforce field already holds what a rule would set: the same JSON, or the same
+/// text (Salesforce answers numbers and booleans of text fields as text), empty and null alike.
+pub fn same_value(current: Option<&serde_json::Value>, wanted: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let current = current.unwrap_or(&Value::Null);
+    current == wanted || text(current) == text(wanted)
+}
+
+/// The id of a synthetic event: `reconcile-<what>`, as PagerDuty ids are written (letters, digits,
+/// `-`, `_`; at most 64), so that the synthetic webhook parses like a real one. Longer ones are
+/// shortened to a digest of the whole.
+pub fn event_id(what: &str) -> String {
+    use sha2::Digest;
+    let id: String = format!("reconcile-{what}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    if id.len() <= 64 {
+        return id;
+    }
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    format!("reconcile-{}", &hex::encode(digest)[..40])
+}

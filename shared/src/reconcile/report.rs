@@ -1,0 +1,170 @@
+//! What a run found and did: one [`Difference`] per change whose systems disagreed, what became
+//! of it, the calls spent, and why the run stopped early. Printed by `syncctl reconcile`, logged
+//! and audited by the retry function, and measured as metrics (drift found, repairs applied).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::cursor::Window;
+use crate::model::{AuditEntry, Direction, Outcome};
+use crate::store::{AuditLog, Side, StoreError};
+
+/// One change whose two systems disagree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// The side that changed (whose change was lost on the way to the other).
+    pub side: Side,
+    /// `incident:<id>` or `record:<id>`.
+    pub subject: String,
+    /// The synthetic event's id: derived from the remote state, the same in every run.
+    pub event_id: String,
+    /// What the rules prescribe that the other side does not show, one line per action.
+    pub differs: Vec<String>,
+    /// Additive actions the rules would also take (a comment, a note, a workflow): not repaired,
+    /// because a late live delivery of the same change would take them a second time.
+    pub not_repaired: Vec<String>,
+    pub repair: Repair,
+}
+
+/// What became of a difference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum Repair {
+    /// A dry run: what it would do is in `differs`.
+    WouldRepair,
+    /// The synthetic event went through the pipeline; its outcome (applied, queued, ...).
+    Done(Outcome),
+    /// Only additive actions differ: reported for a person (see `not_repaired`).
+    Reported,
+    /// Another event or run holds the subject now: the next run looks again.
+    Busy,
+    /// Reading or repairing failed; the next run looks again.
+    Failed(String),
+}
+
+/// Why a run stopped before the end of a side's window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
+pub enum Stop {
+    /// The API budget would be passed by the next step.
+    Budget,
+    /// The side's breaker is open (its calls would fail or make the outage worse).
+    BreakerOpen,
+    /// Too little time is left before the invocation's deadline.
+    Deadline,
+    /// Listing the side's changes failed.
+    Failed(String),
+}
+
+/// One side's part of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SideReport {
+    pub side: Side,
+    pub window: Window,
+    /// Changes in the window that the run looked at (linked, or watched by a rule).
+    pub checked: usize,
+    /// Of those, changes an earlier run (or a concurrent one) already repaired.
+    pub already_repaired: usize,
+    /// The cursor after the run (`None`: not moved).
+    pub cursor: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stop>,
+}
+
+/// The webhook subscription as the run found and left it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
+pub enum SubscriptionCheck {
+    /// No subscription id is recorded (`syncctl setup pagerduty-webhook` records it).
+    NotConfigured,
+    Active,
+    /// It was disabled; the run enabled it again (or would, in a dry run).
+    ReEnabled,
+    WouldReEnable,
+    /// Reading or enabling it failed.
+    Failed(String),
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub started_at: DateTime<Utc>,
+    pub dry_run: bool,
+    pub budget: u32,
+    pub api_calls: u32,
+    pub sides: Vec<SideReport>,
+    pub differences: Vec<Difference>,
+    pub subscription: SubscriptionCheck,
+}
+
+impl Report {
+    /// Differences found (the drift metric: non-zero means events were lost upstream).
+    pub fn drift(&self) -> usize {
+        self.differences.len()
+    }
+
+    /// Synthetic events the pipeline applied.
+    pub fn repaired(&self) -> usize {
+        self.differences.iter().filter(|d| d.repair == Repair::Done(Outcome::Applied)).count()
+    }
+
+    /// Whether some part of the run did not get to the end of its window.
+    pub fn stopped_early(&self) -> bool {
+        self.sides.iter().any(|s| s.stopped.is_some())
+    }
+
+    /// One line for logs and the audit trail.
+    pub fn summary(&self) -> String {
+        let stops: Vec<String> = self
+            .sides
+            .iter()
+            .filter_map(|s| s.stopped.as_ref().map(|stop| format!("{} stopped: {}", s.side, stop_text(stop))))
+            .collect();
+        let mut text = format!(
+            "reconcile{}: {} difference(s), {} repaired, {} of {} API calls",
+            if self.dry_run { " (dry run)" } else { "" },
+            self.drift(),
+            self.repaired(),
+            self.api_calls,
+            self.budget
+        );
+        for stop in stops {
+            text.push_str("; ");
+            text.push_str(&stop);
+        }
+        text
+    }
+
+    /// Appends the run to the audit trail (the repairs have their own entries, as any event).
+    pub async fn audit(&self, audit: &dyn AuditLog, correlation_id: &str) -> Result<(), StoreError> {
+        let event_id = format!("reconcile:{}", self.started_at.timestamp_millis());
+        let outcome = if self.repaired() > 0 { Outcome::Applied } else { Outcome::Skipped };
+        let mut entry =
+            AuditEntry::new(self.started_at, Direction::PagerdutyToSalesforce, correlation_id, event_id, outcome);
+        entry.reason = Some(crate::model::cut(&self.summary(), crate::model::MAX_REASON));
+        entry.api_calls = self.api_calls;
+        for d in &self.differences {
+            let (incidents, records) = (&mut entry.incident_ids, &mut entry.record_ids);
+            match d.subject.split_once(':') {
+                Some(("incident", id)) => incidents.push(id.to_string()),
+                Some((_, id)) => records.push(id.to_string()),
+                None => {}
+            }
+        }
+        audit.append(&entry).await
+    }
+
+    /// Records the run's metrics (see [`crate::telemetry::metrics`]).
+    pub fn record_metrics(&self) {
+        crate::telemetry::metrics::reconcile_run(self.drift(), self.repaired(), self.api_calls);
+    }
+}
+
+fn stop_text(stop: &Stop) -> String {
+    match stop {
+        Stop::Budget => "API budget reached".into(),
+        Stop::BreakerOpen => "breaker open".into(),
+        Stop::Deadline => "deadline near".into(),
+        Stop::Failed(reason) => reason.clone(),
+    }
+}

@@ -1,0 +1,190 @@
+//! The Salesforce side: records of the objects the `salesforce_to_pagerduty` rules watch whose
+//! `SystemModstamp` is in the window (SOQL, in batches through `nextRecordsUrl`), each compared
+//! with its linked incidents as those rules would set them.
+//!
+//! A run sees a record's current values, not the change that led to them, so the synthetic
+//! change has every field "changed from unknown": a `changed_to` condition holds when the field
+//! holds the value now, a `changed_from` never (that transition cannot be told from one read; the
+//! report's differences then stay empty for it). A record created in its last modification is
+//! an insert, as Outbound Messages tell it, unless it is linked already (its insert was seen).
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use serde_json::{Map, Value};
+
+use super::cursor::{Window, repair_time};
+use super::repair::{Candidate, Compare, Compared, Comparison, Found, Synthetic};
+use crate::handler::context::Context;
+use crate::handler::echo;
+use crate::handler::sfdc_to_pd::{self, Change};
+use crate::pagerduty::client::Incident;
+use crate::rules::{Action, Effect, PagerdutyAction, Rules};
+use crate::salesforce::time::parse_datetime;
+use crate::store::{Side, Subject};
+
+/// The objects the enabled `salesforce_to_pagerduty` rules watch, each once, in document order.
+pub fn watched_objects(rules: &Rules) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for rule in rules.rulesets.iter().filter(|s| s.enabled).flat_map(|s| &s.rules) {
+        if rule.direction == crate::model::Direction::SalesforceToPagerduty && !out.contains(&rule.object) {
+            out.push(rule.object.clone());
+        }
+    }
+    out
+}
+
+/// The SOQL of one object's changes in the window, oldest first (a Case Comment with its Case).
+pub fn changes_query(object: &str, window: &Window) -> String {
+    let parent = if object == "CaseComment" { ", ParentId" } else { "" };
+    format!(
+        "SELECT Id, SystemModstamp{parent} FROM {object} WHERE SystemModstamp >= {} AND SystemModstamp <= {} ORDER BY SystemModstamp ASC",
+        crate::salesforce::time::soql_datetime(window.since),
+        crate::salesforce::time::soql_datetime(window.until),
+    )
+}
+
+/// A listed record whose `SystemModstamp` is in the window.
+pub struct RecordChange {
+    pub object: String,
+    pub id: String,
+    /// The Case whose order a Case Comment keeps (and whose incidents it acts on).
+    pub parent_id: Option<String>,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl RecordChange {
+    /// Reads a listed row (`Id`, `SystemModstamp`, a comment's `ParentId`).
+    pub fn of(object: &str, row: &Map<String, Value>) -> Option<Self> {
+        Some(Self {
+            object: object.to_string(),
+            id: row.get("Id")?.as_str()?.to_string(),
+            parent_id: row.get("ParentId").and_then(Value::as_str).map(str::to_string),
+            changed_at: parse_datetime(row.get("SystemModstamp")?.as_str()?)?,
+        })
+    }
+
+    /// The synthetic event's id: the record and its `SystemModstamp` (the same in every run).
+    pub fn event_id(&self) -> String {
+        super::repair::event_id(&format!("sf-{}-{}-{}", self.object, self.id, self.changed_at.timestamp()))
+    }
+
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            side: Side::Salesforce,
+            // As the pipeline orders it: a Case Comment keeps its Case's order.
+            subject: Subject::Record(self.parent_id.clone().unwrap_or_else(|| self.id.clone())),
+            event_id: self.event_id(),
+            changed_at: self.changed_at,
+        }
+    }
+}
+
+/// Compares one record change with its linked incidents.
+pub struct CompareRecord<'a> {
+    pub change: &'a RecordChange,
+    pub correlation_id: &'a str,
+    /// Linked incidents (read before the comparison; at most this many incident reads).
+    pub linked: Vec<String>,
+}
+
+impl Compare for CompareRecord<'_> {
+    fn read_cost(&self) -> u32 {
+        1 + self.linked.len() as u32
+    }
+
+    fn compare<'a>(&'a mut self, ctx: &'a Context) -> Compared<'a> {
+        async move {
+            let c = self.change;
+            crate::telemetry::metrics::api_calls("salesforce", 1);
+            let new = match ctx.salesforce.get_record(&c.object, &c.id, None).await {
+                Ok(fields) => fields,
+                Err(crate::salesforce::error::SalesforceError::Api { status: 404, .. }) => return Ok(None),
+                Err(err) => return Err(format!("reading {} {}: {err}", c.object, c.id)),
+            };
+            // Changed again since it was listed: that change is the next run's.
+            let stamp = new.get("SystemModstamp").and_then(Value::as_str).and_then(parse_datetime);
+            if stamp != Some(c.changed_at) {
+                return Ok(None);
+            }
+            // Created in its last modification (whole seconds: or changed in the second it was
+            // created), and not linked yet: a linked record's insert was seen.
+            let is_new = self.linked.is_empty()
+                && matches!((new.get("CreatedDate"), new.get("LastModifiedDate")), (Some(a), Some(b)) if a == b);
+            let old = (!is_new).then(|| new.keys().map(|k| (k.clone(), Value::Null)).collect::<Map<String, Value>>());
+            let change = Change {
+                object: c.object.clone(),
+                id: c.id.clone().into(),
+                is_new,
+                new,
+                old,
+                changed_by: None,
+                occurred_at: repair_time(c.changed_at),
+                dedupe_key: Some(c.event_id()),
+            };
+            if echo::salesforce_echo(ctx.salesforce_port(), &change).is_some() {
+                return Ok(None);
+            }
+            let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
+            let input = sfdc_to_pd::record_event(&change, self.linked.clone());
+            let plan = rules.rules.plan(&input).plan.0;
+            let mut incidents: Vec<Incident> = Vec::new();
+            for id in &self.linked {
+                crate::telemetry::metrics::api_calls("pagerduty", 1);
+                match ctx.pagerduty.get_incident(id).await {
+                    Ok(incident) => incidents.push(incident),
+                    Err(err) => return Err(format!("reading incident {id}: {err}")),
+                }
+            }
+            let comparison = compare_plan(&plan, &incidents);
+            let accepted = change.accepted(self.correlation_id, ctx.clock.now());
+            Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
+        }
+        .boxed()
+    }
+}
+
+/// Sorts the plan by what the linked incidents show now.
+fn compare_plan(plan: &[crate::rules::PlannedAction], incidents: &[Incident]) -> Comparison {
+    let mut out = Comparison::default();
+    let find = |id: &crate::pagerduty::IncidentId| incidents.iter().find(|i| *id == *i.id.as_str());
+    for planned in plan {
+        let in_sync = match &planned.action {
+            Action::Pagerduty(action) => match action {
+                PagerdutyAction::Acknowledge { incident_id } => {
+                    find(incident_id).map(|i| i.status.as_deref() != Some("triggered"))
+                }
+                PagerdutyAction::Resolve { incident_id, .. } => {
+                    find(incident_id).map(|i| i.status.as_deref() == Some("resolved"))
+                }
+                PagerdutyAction::SetUrgency { incident_id, urgency } => find(incident_id).map(|i| {
+                    let wanted = serde_json::to_value(urgency).ok();
+                    i.urgency.as_deref() == wanted.as_ref().and_then(Value::as_str)
+                }),
+                PagerdutyAction::SetPriority { incident_id, priority } => find(incident_id).map(|i| {
+                    i.priority
+                        .as_ref()
+                        .and_then(|p| p.summary.as_deref())
+                        .is_some_and(|p| p.eq_ignore_ascii_case(priority))
+                }),
+                // Idempotent at PagerDuty by its incident_key: safe to repeat.
+                PagerdutyAction::CreateIncident { .. } => Some(false),
+                _ => None,
+            },
+            Action::Salesforce(_) => None,
+        };
+        match in_sync {
+            Some(true) => out.in_sync.push(planned.clone()),
+            Some(false) => {
+                out.lines.push(format!("{} {}", planned.action.name(), planned.action.target()));
+                out.todo.push(planned.clone());
+            }
+            // Additive, or a state PagerDuty's incident does not show (a reassignment).
+            None if planned.action.effect() == Effect::State => {
+                out.lines.push(format!("{} {} (cannot be compared)", planned.action.name(), planned.action.target()));
+                out.additive.push(planned.clone());
+            }
+            None => out.additive.push(planned.clone()),
+        }
+    }
+    out
+}

@@ -1,0 +1,367 @@
+//! Reconciliation against the simulators (issue 20): with the bridge down for longer than the
+//! senders retry (webhooks dropped, the subscription disabled, the Apex posts given up), a run
+//! brings both systems to what the rules prescribe, re-enables the subscription, applies nothing
+//! twice when run twice or at the same time as the late live deliveries, and keeps its budget.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use shared::clock::Clock;
+use shared::handler::context::Context;
+use shared::model::{Link, Outcome, RecordRef};
+use shared::pagerduty::client::PagerdutyClient;
+use shared::pagerduty::requests::{CreateIncident, SubscriptionFilter};
+use shared::reconcile::{self, Options, Quiet, Repair, Report, Stop, SubscriptionCheck};
+use shared::store::{CursorStore, LinkStore, Side};
+use sim::harness::{Harness, INTEGRATION_USER, outcome};
+
+/// Both directions: PagerDuty's status onto the Case, the Case's close and Sev2 onto the incident.
+const RULES: &str = r#"
+rulesets:
+  - name: both
+    enabled: true
+    rules:
+      - name: acknowledged-sets-case-working
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: acknowledge}
+        actions:
+          - set_fields: {Status: Working, PagerDuty_Status__c: "{{incident.status}}"}
+      - name: resolved-closes-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: resolve}
+        actions:
+          - set_fields: {Status: Closed, PagerDuty_Status__c: "{{incident.status}}"}
+          - add_case_comment: {body: "Resolved in PagerDuty: {{incident.html_url}}"}
+      - name: sev2-sets-p2
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Priority, operator: changed_to, value: Sev2}
+        actions:
+          - set_priority: {priority: P2}
+      - name: closed-resolves
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Status, operator: changed_to, value: Closed}
+        actions:
+          - resolve
+"#;
+
+const AGENT: &str = "agent@example.com";
+const ONCALL: &str = "oncall@example.com";
+
+/// The on-call responder's own PagerDuty client (their changes are not the bridge's).
+fn oncall(h: &Harness) -> PagerdutyClient {
+    let http = Arc::new(adapters::http::ReqwestTransport::new().unwrap());
+    PagerdutyClient::new(http, url::Url::parse(&h.pd.base_url()).unwrap(), "sim-token".into(), ONCALL.into())
+}
+
+/// The bridge as the retry function runs it: it knows the integration user's id, so the
+/// bridge's own Salesforce writes are recognised in a record read back by a run.
+fn bridge(h: &Harness) -> Context {
+    let mut ctx = h.instance();
+    ctx.settings.integration_user_id = h.sf.user_id(INTEGRATION_USER);
+    ctx
+}
+
+/// An incident opened by on-call and a Case linked to it, as the bridge left them before it went down.
+async fn linked_pair(h: &Harness, who: &PagerdutyClient, n: usize) -> (String, String) {
+    let incident = who
+        .create_incident(&CreateIncident {
+            title: format!("Checkout down {n}"),
+            service_id: "PSVC001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let case = h
+        .sf
+        .insert_record("Case", json!({"Subject": format!("Checkout down {n}"), "Status": "New", "Priority": "Sev3"}));
+    let link = Link {
+        incident_id: incident.id.clone().into(),
+        record: RecordRef { object: "Case".into(), id: case.clone().into() },
+        created_at: Utc::now(),
+        created_by_rule: None,
+    };
+    h.store.put_link(&link).await.unwrap();
+    (incident.id, case)
+}
+
+/// The bridge's clock past the changes (the harness's clock is manual; the simulators stamp
+/// real time), far enough that a run's window includes them.
+fn time_passes(h: &Harness) {
+    h.clock.set(Utc::now() + Duration::seconds(3));
+}
+
+/// Writes the bridge made to Salesforce (Composite and REST writes) and to PagerDuty.
+fn writes(h: &Harness) -> (usize, usize) {
+    let sf = h.sf.requests().iter().filter(|r| r.method != "GET" && r.path.starts_with("/services/data/")).count();
+    let pd = h.pd.requests().iter().filter(|r| r.method != "GET" && r.header("from") != Some(ONCALL)).count();
+    (sf, pd)
+}
+
+async fn run(ctx: &Context, h: &Harness, options: &Options) -> Report {
+    reconcile::run(ctx, h.store.as_ref(), options, &Quiet).await
+}
+
+fn options() -> Options {
+    Options { first_run: Duration::minutes(10), ..Options::default() }
+}
+
+#[tokio::test]
+async fn a_run_after_the_senders_gave_up_brings_both_systems_to_what_the_rules_prescribe() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (acked, acked_case) = linked_pair(&h, &who, 1).await;
+    let (closed, closed_case) = linked_pair(&h, &who, 2).await;
+    let (resolved, resolved_case) = linked_pair(&h, &who, 3).await;
+    let (_quiet, quiet_case) = linked_pair(&h, &who, 4).await;
+    let sub =
+        who.create_webhook_subscription("http://127.0.0.1:9/pagerduty/webhook", &SubscriptionFilter::Account).await;
+    let subscription = sub.map(|(s, _)| s.id).unwrap_or_else(|_| panic!("subscription"));
+    // The bridge is down. PagerDuty gives up on its deliveries and disables the subscription;
+    // the Apex Queueable gives up on its posts (no trigger target: every post is lost).
+    h.pd.disable_webhook_subscription(&subscription);
+    who.acknowledge(&acked).await.unwrap();
+    who.resolve(&resolved, None).await.unwrap();
+    h.sf.update_record("Case", &closed_case, json!({"Status": "Closed"}), AGENT).unwrap();
+    time_passes(&h);
+    let before = writes(&h);
+
+    let ctx = bridge(&h);
+    let report = run(&ctx, &h, &Options { subscription_id: Some(subscription.clone()), ..options() }).await;
+
+    assert_eq!(report.subscription, SubscriptionCheck::ReEnabled, "{report:#?}");
+    assert_eq!(h.pd.webhook_subscriptions()[0]["active"], true, "the subscription is active again");
+    assert_eq!(h.sf.record("Case", &acked_case).unwrap()["Status"], "Working", "{report:#?}");
+    assert_eq!(h.sf.record("Case", &acked_case).unwrap()["PagerDuty_Status__c"], "acknowledged");
+    assert_eq!(h.sf.record("Case", &resolved_case).unwrap()["Status"], "Closed");
+    assert_eq!(h.pd.incident(&closed).unwrap()["status"], "resolved", "the closed Case resolved its incident");
+    assert_eq!(h.sf.record("Case", &quiet_case).unwrap()["Status"], "New", "an unchanged pair is left alone");
+    assert_eq!(report.drift(), 3, "{report:#?}");
+    assert_eq!(report.repaired(), 3, "{report:#?}");
+    let resolved_diff = report.differences.iter().find(|d| d.subject == format!("incident:{resolved}")).unwrap();
+    assert_eq!(resolved_diff.not_repaired.len(), 1, "the comment is reported, not added: {resolved_diff:?}");
+    // Repairs are audited like any event, under their synthetic ids.
+    let audited: Vec<_> =
+        h.store.audit_entries().into_iter().filter(|e| e.event_id.starts_with("reconcile-")).collect();
+    assert_eq!(audited.iter().filter(|e| e.outcome == Outcome::Applied).count(), 3, "{audited:#?}");
+    let after_first = writes(&h);
+    // One Composite per repaired Case, one PUT for the resolve, one PUT re-enabling the subscription.
+    assert_eq!((after_first.0 - before.0, after_first.1 - before.1), (2, 2), "writes of the repairs");
+
+    // Run again: the echoes of the repairs (the bridge's own writes) and the repaired changes are
+    // in sync; nothing is written.
+    h.clock.advance(Duration::seconds(5));
+    let again = run(&ctx, &h, &options()).await;
+    assert_eq!(again.repaired(), 0, "{again:#?}");
+    assert_eq!(writes(&h), after_first, "a second run writes nothing: {again:#?}");
+    eprintln!("first run: {}; second run: {}", report.summary(), again.summary());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_runs_and_the_late_live_deliveries_at_once_apply_each_change_once() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let mut cases = Vec::new();
+    for n in 0..4 {
+        let (incident, case) = linked_pair(&h, &who, n).await;
+        who.acknowledge(&incident).await.unwrap();
+        cases.push(case);
+    }
+    time_passes(&h);
+    // The webhooks PagerDuty kept: late, they arrive while two runs work on the same changes.
+    let late: Vec<Value> =
+        h.pd.webhook_events().into_iter().filter(|e| e["event"]["event_type"] == "incident.acknowledged").collect();
+    assert_eq!(late.len(), 4);
+    let (a, b) = (bridge(&h), bridge(&h));
+    let live = async {
+        let mut outcomes = Vec::new();
+        for (i, envelope) in late.iter().enumerate() {
+            outcomes.push(outcome(&h.webhook(&envelope.to_string(), &format!("late-{i}")).await));
+        }
+        outcomes
+    };
+    let opts = options();
+    let (first, second, outcomes) = tokio::join!(run(&a, &h, &opts), run(&b, &h, &opts), live);
+    h.drain_retries(20).await;
+    let queued: Vec<String> = h
+        .store
+        .audit_entries()
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Queued)
+        .map(|e| format!("{} {}", e.event_id, e.reason.unwrap_or_default()))
+        .collect();
+    eprintln!("queued: {queued:#?}");
+
+    for case in &cases {
+        let writes_of_case =
+            h.sf.changes()
+                .into_iter()
+                .filter(|c| c.new["Id"] == case.as_str() && c.username == INTEGRATION_USER)
+                .count();
+        assert_eq!(writes_of_case, 1, "Case {case} written once: runs {first:#?} {second:#?} live {outcomes:?}");
+        assert_eq!(h.sf.record("Case", case).unwrap()["Status"], "Working");
+    }
+    let repaired = first.repaired() + second.repaired();
+    eprintln!("runs repaired {repaired}, live outcomes {outcomes:?}");
+}
+
+#[tokio::test]
+async fn a_run_keeps_its_api_budget_and_the_next_run_goes_on_from_its_cursor() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let mut cases = Vec::new();
+    for n in 0..6 {
+        let (incident, case) = linked_pair(&h, &who, n).await;
+        who.acknowledge(&incident).await.unwrap();
+        cases.push(case);
+    }
+    time_passes(&h);
+    let ctx = bridge(&h);
+    h.pd.clear_requests();
+    h.sf.clear_requests();
+    let calls = |h: &Harness| {
+        h.pd.requests().len() + h.sf.requests().iter().filter(|r| r.path.starts_with("/services/data/")).count()
+    };
+    let budget = 8;
+    let first = run(&ctx, &h, &Options { max_api_calls: budget, ..options() }).await;
+    let spent = calls(&h);
+    assert!(spent <= budget as usize, "{spent} calls at the simulators for a budget of {budget}: {first:#?}");
+    assert_eq!(first.api_calls as usize, spent, "the run counts what the simulators saw");
+    let pd_side = first.sides.iter().find(|s| s.side == Side::Pagerduty).unwrap();
+    assert_eq!(pd_side.stopped, Some(Stop::Budget), "{first:#?}");
+    assert!(first.repaired() >= 1 && first.repaired() < 6, "{first:#?}");
+
+    h.clock.advance(Duration::seconds(5));
+    let mut runs = 1;
+    let mut repaired = first.repaired();
+    while repaired < 6 && runs < 10 {
+        let next = run(&ctx, &h, &Options { max_api_calls: budget, ..options() }).await;
+        repaired += next.repaired();
+        runs += 1;
+        h.clock.advance(Duration::seconds(5));
+    }
+    assert_eq!(repaired, 6, "every change repaired once over {runs} runs");
+    for case in &cases {
+        assert_eq!(h.sf.record("Case", case).unwrap()["Status"], "Working");
+    }
+}
+
+#[tokio::test]
+async fn what_it_costs_per_linked_pair_and_per_changed_record() {
+    let h = Harness::start(RULES).await;
+    h.sf.set_query_batch_size(2);
+    let who = oncall(&h);
+    let mut incidents = Vec::new();
+    let mut cases = Vec::new();
+    for n in 0..5 {
+        let (incident, case) = linked_pair(&h, &who, n).await;
+        incidents.push(incident);
+        cases.push(case);
+    }
+    time_passes(&h);
+    let ctx = bridge(&h);
+    // Warm: the Salesforce session and the run's cursors (the first run's baseline).
+    run(&ctx, &h, &options()).await;
+    for incident in &incidents {
+        who.acknowledge(incident).await.unwrap();
+    }
+    time_passes(&h);
+    h.pd.clear_requests();
+    h.sf.clear_requests();
+    let report = run(&ctx, &h, &options()).await;
+    let pd_calls = h.pd.requests().len();
+    let sf_calls = h.sf.requests().iter().filter(|r| r.path.starts_with("/services/data/")).count();
+    assert_eq!(report.repaired(), 5, "{report:#?}");
+    // Listing: one PagerDuty page; the Salesforce side lists the five Cases the repairs wrote
+    // (batches of 2: one query and two nextRecordsUrl reads), reads each and finds it in sync.
+    let queries = h.sf.requests().iter().filter(|r| r.path.contains("/query")).count();
+    assert_eq!(queries, 3, "one query and two more batches of two");
+    eprintln!(
+        "5 changed linked pairs: {pd_calls} PagerDuty + {sf_calls} Salesforce calls ({} in all, report {})",
+        pd_calls + sf_calls,
+        report.api_calls
+    );
+
+    // Salesforce changes: each changed Case costs its read, its incident's read and the write.
+    h.clock.advance(Duration::seconds(5));
+    for case in &cases {
+        h.sf.update_record("Case", case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    }
+    time_passes(&h);
+    h.pd.clear_requests();
+    h.sf.clear_requests();
+    let report = run(&ctx, &h, &options()).await;
+    assert_eq!(report.repaired(), 5, "{report:#?}");
+    for incident in &incidents {
+        assert_eq!(h.pd.incident(incident).unwrap()["priority"]["summary"], "P2");
+    }
+    eprintln!(
+        "5 changed records: {} PagerDuty + {} Salesforce calls (report {})",
+        h.pd.requests().len(),
+        h.sf.requests().iter().filter(|r| r.path.starts_with("/services/data/")).count(),
+        report.api_calls
+    );
+}
+
+#[tokio::test]
+async fn an_open_breaker_stops_the_run_before_any_call() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, _) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    time_passes(&h);
+    let ctx = bridge(&h);
+    for _ in 0..10 {
+        let _ = ctx
+            .salesforce_port()
+            .breaker
+            .record_failure(shared::retry::breaker::Signal::Exhausted("daily limit".into()))
+            .await;
+    }
+    h.pd.clear_requests();
+    let report = run(&ctx, &h, &options()).await;
+    assert!(report.sides.iter().all(|s| s.stopped == Some(Stop::BreakerOpen)), "{report:#?}");
+    assert_eq!(h.pd.requests().len(), 0, "no call while a breaker is open");
+    assert!(report.differences.iter().all(|d| d.repair != Repair::Done(Outcome::Applied)));
+    assert_eq!(h.store.cursor(Side::Pagerduty).await.unwrap(), None, "the cursor stays for the next run");
+}
+
+#[tokio::test]
+async fn a_reconcile_message_on_the_retry_queue_runs_a_reconcile_with_the_watched_subscription() {
+    use shared::handler::retry::{Message, handle_batch_reconciling};
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    let (sub, _) = who
+        .create_webhook_subscription("http://127.0.0.1:9/pagerduty/webhook", &SubscriptionFilter::Account)
+        .await
+        .unwrap();
+    h.store.watch_subscription(&sub.id).await.unwrap();
+    h.pd.disable_webhook_subscription(&sub.id);
+    who.acknowledge(&incident).await.unwrap();
+    time_passes(&h);
+    let ctx = bridge(&h);
+    let runner = shared::reconcile::trigger::Runner { cursors: h.store.clone() };
+    let message = Message {
+        message_id: "m-1".into(),
+        body: json!({"kind": "reconcile", "max_api_calls": 50}).to_string(),
+        receive_count: 1,
+    };
+    let deadline = Some(h.clock.now() + Duration::seconds(60));
+    let failed = handle_batch_reconciling(&ctx, Some(&runner), vec![message], deadline).await;
+    assert!(failed.is_empty(), "the message is done");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    assert_eq!(h.pd.webhook_subscriptions()[0]["active"], true, "the watchdog enabled it again");
+    let run =
+        h.store.audit_entries().into_iter().find(|e| e.event_id.starts_with("reconcile:")).expect("the run is audited");
+    assert!(run.reason.as_deref().unwrap_or_default().contains("1 repaired"), "{run:?}");
+    assert!(h.dead_letters().is_empty(), "a reconcile message is not an envelope for the DLQ");
+}
