@@ -176,17 +176,7 @@ impl Queue for SqsQueue {
     }
 
     async fn approximate_depth(&self) -> Result<u64, QueueError> {
-        let out = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| map("GetQueueAttributes", e))?;
-        Ok(out.attributes().map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum()).unwrap_or_default())
+        self.backlog().await.map(|b| b.waiting + b.in_flight + b.delayed)
     }
 
     async fn purge(&self) -> Result<(), QueueError> {
