@@ -7,8 +7,9 @@
 //! period count, threshold, missing data) against the EMF the functions emitted or the queue moto
 //! holds; and in normal traffic none fires. What this cannot show: CloudWatch's own evaluation
 //! schedule and notifications (moto evaluates no alarm), and the metrics AWS produces outside the
-//! functions (Lambda's Errors and Throttles; API Gateway's 5xx is counted from the functions'
-//! answers, which API Gateway passes on).
+//! functions: Lambda's Errors and Throttles are handed to the alarms as the datapoints Lambda
+//! publishes (none for an idle function), and API Gateway's 5xx is counted from the functions'
+//! answers, which API Gateway passes on.
 //!
 //! A test binary of its own, not a module of `integration`: it installs the process-wide tracing
 //! subscriber (at trace, into a buffer it reads back) and the process-wide EMF recorder, and both
@@ -575,6 +576,53 @@ where
 
 /// Every alarm names its severity first, links a runbook that exists, sends ALARM and OK to its
 /// severity's topic, and appears in docs/runbooks/README.md's table with that severity and runbook.
+/// Lambda's own metrics cannot be produced here (there is no Lambda service): the periods hold the
+/// datapoints Lambda publishes. Lambda publishes a function's Errors and Throttles only for the
+/// periods it was invoked or throttled in; an idle function has none (missing data, not 0).
+#[test]
+fn function_errors_and_throttles_alarms_fire_on_what_lambda_publishes() {
+    let all: Vec<Alarm> = template_alarms()
+        .into_iter()
+        .filter(|a| a.metrics().iter().all(|(m, _)| m.namespace == "AWS/Lambda"))
+        .collect();
+    assert_eq!(all.len(), 4, "the three Errors alarms and the Throttles alarm");
+    let lambda = |name: &str, function: &str| MetricId::new("AWS/Lambda", name, &[("FunctionName", function)]);
+    let functions = [
+        ("PdToSfdcFunction", "PdToSfdcFunctionErrorsAlarm"),
+        ("SfdcToPdFunction", "SfdcToPdFunctionErrorsAlarm"),
+        ("RetryFunction", "RetryFunctionErrorsAlarm"),
+    ];
+    let busy = || {
+        let mut period = Period::default();
+        for (function, _) in functions {
+            period.observe(lambda("Errors", function), 0.0).observe(lambda("Throttles", function), 0.0);
+        }
+        period
+    };
+    expect_firing(&all, &[busy()], &[], "every function invoked, nothing failed");
+    expect_firing(&all, &[Period::default()], &[], "every function idle");
+    for (function, alarm_id) in functions {
+        // Five failed invocations in five minutes are tolerated (a bad deploy is more); six are not.
+        let mut five = busy();
+        for _ in 0..5 {
+            five.observe(lambda("Errors", function), 1.0);
+        }
+        expect_firing(&all, &[five.clone()], &[], &format!("five errors of {function}"));
+        five.observe(lambda("Errors", function), 1.0);
+        expect_firing(&all, &[five], &[alarm_id], &format!("six errors of {function}"));
+        // One function throttled while the other two are idle: their series are missing, not 0,
+        // and the sum must not go missing with them.
+        let mut throttled = Period::default();
+        throttled.observe(lambda("Throttles", function), 1.0);
+        expect_firing(
+            &all,
+            &[throttled],
+            &["FunctionThrottlesAlarm"],
+            &format!("{function} throttled, the others idle"),
+        );
+    }
+}
+
 #[test]
 fn every_alarm_has_a_severity_a_runbook_and_its_severity_topic() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
