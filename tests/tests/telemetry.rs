@@ -60,6 +60,12 @@ rulesets:
         conditions: [{field: pagerduty.event_type, operator: equals, value: trigger}]
         actions:
           - create_record: {object: Case, fields: {Subject: "{{incident.title}}"}, external_id_field: PagerDuty_Incident_Key__c}
+      - name: acknowledged-sets-working
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions: [{field: pagerduty.event_type, operator: equals, value: acknowledge}]
+        actions:
+          - set_fields: {Status: Working}
       - name: sev1-pages
         direction: salesforce_to_pagerduty
         object: Case
@@ -537,6 +543,88 @@ async fn alarms_fire(emf: &'static adapters::telemetry::Collector) {
         &["PdToSfdcErrorRateAlarm", "SfdcToPdErrorRateAlarm", "RetryHandlingErrorsAlarm", "Api5xxAlarm"],
         "the store unavailable",
     );
+    let _ = take(emf);
+    reconcile_alarms_fire(emf, &all, &normal, range).await;
+}
+
+/// The bridge was down: PagerDuty gave up on an acknowledgement and disabled the subscription.
+/// The retry function's next reconcile run finds the drift and enables the subscription again
+/// (drift and subscription alarms); a run that cannot list Salesforce's changes is a failure.
+async fn reconcile_alarms_fire(
+    emf: &'static adapters::telemetry::Collector,
+    all: &[Alarm],
+    normal: &Period,
+    range: usize,
+) {
+    use shared::pagerduty::client::PagerdutyClient;
+    use shared::pagerduty::requests::{CreateIncident, SubscriptionFilter};
+    use shared::reconcile::{Options, Quiet, SubscriptionCheck};
+    use shared::store::LinkStore;
+
+    let h = Harness::start(RULES).await;
+    let http = Arc::new(adapters::http::ReqwestTransport::new().unwrap());
+    let oncall = PagerdutyClient::new(
+        http,
+        url::Url::parse(&h.pd.base_url()).unwrap(),
+        "sim-token".into(),
+        "oncall@example.com".into(),
+    );
+    let incident = oncall
+        .create_incident(&CreateIncident {
+            title: "Checkout down".into(),
+            service_id: "PSVC001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down", "Status": "New"}));
+    let link = shared::model::Link {
+        incident_id: incident.id.clone().into(),
+        record: shared::model::RecordRef { object: "Case".into(), id: case.into() },
+        created_at: Utc::now(),
+        created_by_rule: None,
+    };
+    h.store.put_link(&link).await.unwrap();
+    let (subscription, _) = oncall
+        .create_webhook_subscription("http://127.0.0.1:9/pagerduty/webhook", &SubscriptionFilter::Account)
+        .await
+        .unwrap();
+    h.pd.disable_webhook_subscription(&subscription.id);
+    oncall.acknowledge(&incident.id).await.unwrap();
+    h.clock.set(Utc::now() + chrono::Duration::seconds(3));
+    let options = Options {
+        subscription_id: Some(subscription.id.clone()),
+        first_run: chrono::Duration::minutes(10),
+        ..Options::default()
+    };
+    let _ = take(emf);
+    let report = shared::reconcile::run(&h.instance(), h.store.as_ref(), &options, &Quiet).await;
+    report.record_metrics();
+    assert!(report.drift() > 0 && report.subscription == SubscriptionCheck::ReEnabled, "{report:#?}");
+    let mut found = normal.clone();
+    found.add_emf(&take(emf), "retry");
+    let mut history = repeated(normal, range);
+    history.push(found);
+    expect_firing(
+        all,
+        &history,
+        &["ReconcileDriftAlarm", "WebhookSubscriptionDisabledAlarm"],
+        "a reconcile run after the senders gave up",
+    );
+
+    // Salesforce answers every query with 503: the Salesforce side cannot be listed.
+    shared::telemetry::metrics::webhook_subscription_disabled(false);
+    h.sf.set_faults(sim::faults::FaultConfig { seed: 6, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
+    h.clock.set(Utc::now() + chrono::Duration::seconds(6));
+    let report = shared::reconcile::run(&h.instance(), h.store.as_ref(), &options, &Quiet).await;
+    report.record_metrics();
+    h.sf.set_faults(sim::faults::FaultConfig::none());
+    assert!(report.stopped_early(), "{report:#?}");
+    let mut failing = normal.clone();
+    failing.add_emf(&take(emf), "retry");
+    let mut history = repeated(normal, range);
+    history.push(failing);
+    expect_firing(all, &history, &["ReconcileFailuresAlarm"], "a reconcile run that cannot list Salesforce");
     let _ = take(emf);
 }
 
