@@ -230,7 +230,7 @@ fn settings(config: &Config) -> Settings {
     Settings {
         webhook_secret_id: pagerduty.webhook_secret_id.clone(),
         inbound_secret_id: salesforce.inbound_secret_id.clone(),
-        org_id: salesforce.org_id.clone(),
+        org_id: Some(salesforce.org_id.clone()),
         outbound_message_secret_id: Some(salesforce.outbound_message_secret_id.clone()).filter(|id| !id.is_empty()),
         integration_user: salesforce.integration_user.clone(),
         integration_user_id: salesforce.integration_user_id.clone(),

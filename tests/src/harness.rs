@@ -307,7 +307,7 @@ impl Harness {
             settings: Settings {
                 webhook_secret_id,
                 inbound_secret_id,
-                org_id: ORG_ID.into(),
+                org_id: shared::salesforce::id::OrgId::parse(ORG_ID),
                 outbound_message_secret_id: Some(outbound_message_secret_id),
                 integration_user: INTEGRATION_USER.into(),
                 min_time_left: config.min_time_left,

@@ -29,7 +29,7 @@ pub struct SalesforceConfig {
     /// Secret holding the shared key the Apex trigger signs posts with (`SALESFORCE_INBOUND_SECRET_ID`).
     pub inbound_secret_id: String,
     /// The 15 or 18-character org id every Salesforce post must come from (`SALESFORCE_ORG_ID`).
-    pub org_id: String,
+    pub org_id: crate::salesforce::id::OrgId,
     /// Secret holding the tokens Outbound Message endpoint URLs carry
     /// (`SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID`); empty: the Outbound Message route is off.
     pub outbound_message_secret_id: String,
@@ -80,14 +80,11 @@ impl SalesforceConfig {
             org_id: {
                 let id = vars.required("SALESFORCE_ORG_ID", "the 15 or 18-character Salesforce org id")?;
                 // A typo here would refuse every post; say so at start, not per request.
-                if !crate::salesforce::id::same_org(&id, &id) {
-                    return Err(ConfigError::Invalid {
-                        name: "SALESFORCE_ORG_ID",
-                        value: id,
-                        hint: "an org id: 00D and 12 more letters or digits, optionally its 3-character suffix (Setup > Company Information)",
-                    });
-                }
-                id
+                crate::salesforce::id::OrgId::parse(&id).ok_or(ConfigError::Invalid {
+                    name: "SALESFORCE_ORG_ID",
+                    value: id,
+                    hint: "an org id: 00D and 12 more letters or digits, optionally its 3-character suffix (Setup > Company Information)",
+                })?
             },
             outbound_message_secret_id: vars.optional("SALESFORCE_OUTBOUND_MESSAGE_SECRET_ID"),
             integration_user: vars

@@ -20,7 +20,9 @@ use crate::store::Stores;
 pub struct Settings {
     pub webhook_secret_id: String,
     pub inbound_secret_id: String,
-    pub org_id: String,
+    /// The org every Salesforce post must come from; `None` (tests only: configuration
+    /// requires it) refuses every post.
+    pub org_id: Option<crate::salesforce::id::OrgId>,
     /// The secret holding the tokens Outbound Message endpoint URLs carry; `None`: the route
     /// is off (every request refused).
     pub outbound_message_secret_id: Option<String>,
@@ -44,7 +46,7 @@ impl Default for Settings {
         Self {
             webhook_secret_id: "pd-webhook".into(),
             inbound_secret_id: "sf-inbound".into(),
-            org_id: String::new(),
+            org_id: None,
             outbound_message_secret_id: None,
             integration_user: String::new(),
             integration_user_id: String::new(),

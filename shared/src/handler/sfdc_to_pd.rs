@@ -295,7 +295,7 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
             return Reply::message(400, "bad_request", err.to_string());
         }
     };
-    if !crate::salesforce::id::same_org(&post.org_id, &ctx.settings.org_id) {
+    if !ctx.settings.org_id.as_ref().is_some_and(|org| org.is(&post.org_id)) {
         metrics::event_rejected("org_mismatch");
         return Reply::message(
             403,
@@ -326,7 +326,7 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
                 .await;
         }
     };
-    if !message.is_from_org(&ctx.settings.org_id) {
+    if !ctx.settings.org_id.as_ref().is_some_and(|org| message.is_from_org(org)) {
         metrics::event_rejected("org_mismatch");
         tracing::warn!(org = %message.organization_id, "Outbound Message from an unexpected org refused");
         return Reply::xml(

@@ -118,19 +118,40 @@ pub fn to_18(id: &str) -> Option<String> {
 
 /// The same record, either form: both ids well-shaped and their 15 characters equal (case
 /// matters). Ids inside a signed post come from Salesforce itself, so their suffix is not
-/// re-checked here; [`same_org`] checks it.
+/// re-checked here; [`OrgId::is`] checks an org's.
 pub fn same_id(a: &str, b: &str) -> bool {
     let (a, b) = (RecordId::from(a), RecordId::from(b));
     a.is_well_shaped() && b.is_well_shaped() && a == b
 }
 
-/// `presented` is the org `configured` names: both valid org ids (`00D` prefix, an 18-character
-/// form's suffix checked), equal on their 15 characters. Look-alikes (the right 15 characters
-/// followed by anything, a wrong suffix, another length) are not.
-pub fn same_org(presented: &str, configured: &str) -> bool {
-    match (to_18(presented), to_18(configured.trim())) {
-        (Some(a), Some(b)) => a.starts_with("00D") && a == b,
-        _ => false,
+/// The org the bridge serves (`SALESFORCE_ORG_ID`): a valid org id, checked once when it is
+/// configured, kept in its 18-character form. What a sender presents stays text until
+/// [`OrgId::is`] compares it: a configured org and a claimed one are not the same kind of string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgId(String);
+
+impl OrgId {
+    /// `None` unless `id` is an org id (`00D` prefix, 15 characters or 18 with their checksum).
+    pub fn parse(id: &str) -> Option<Self> {
+        to_18(id.trim()).filter(|id| id.starts_with("00D")).map(Self)
+    }
+
+    /// The 18-character form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `presented` names this org: a valid org id (an 18-character form's suffix checked), equal
+    /// on its 15 characters. Look-alikes (the right 15 characters followed by anything, a wrong
+    /// suffix, another length) are not.
+    pub fn is(&self, presented: &str) -> bool {
+        to_18(presented).is_some_and(|id| id == self.0)
+    }
+}
+
+impl std::fmt::Display for OrgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -160,15 +181,17 @@ mod tests {
 
     #[test]
     fn orgs_are_equal_in_either_form_and_never_by_prefix() {
-        assert!(same_org("00D000000000062", "00D000000000062EAA"));
-        assert!(same_org("00D000000000062EAA", "00D000000000062"));
-        assert!(same_org("00D000000000062eaa", "00D000000000062"), "the suffix is case-insensitive");
-        assert!(!same_org("00D000000000062NNN", "00D000000000062"), "our 15 characters and a made-up suffix");
-        assert!(!same_org("00D000000000062EAA-anything", "00D000000000062"), "our 18 characters and more");
-        assert!(!same_org("00d000000000062", "00D000000000062"), "the 15 characters are case-sensitive");
-        assert!(!same_org("001A0000006Vm9r", "001A0000006Vm9r"), "not an org id");
-        assert!(!same_org("", "00D000000000062"));
-        assert!(!same_org("00D000000000062", ""));
+        let org = |id: &str| OrgId::parse(id).unwrap();
+        assert!(org("00D000000000062EAA").is("00D000000000062"));
+        assert!(org("00D000000000062").is("00D000000000062EAA"));
+        assert!(org("00D000000000062").is("00D000000000062eaa"), "the suffix is case-insensitive");
+        assert!(!org("00D000000000062").is("00D000000000062NNN"), "our 15 characters and a made-up suffix");
+        assert!(!org("00D000000000062").is("00D000000000062EAA-anything"), "our 18 characters and more");
+        assert!(!org("00D000000000062").is("00d000000000062"), "the 15 characters are case-sensitive");
+        assert_eq!(OrgId::parse(" 00D000000000062 ").unwrap().as_str(), "00D000000000062EAA");
+        assert_eq!(OrgId::parse("001A0000006Vm9r"), None, "an account id is no org id");
+        assert_eq!(OrgId::parse("00D00000000006"), None, "14 characters");
+        assert!(!org("00D000000000062").is(""));
     }
 
     #[test]

@@ -272,8 +272,8 @@ impl OutboundMessage {
 
     /// True when the message comes from `org_id`: the same org in either id form, never a
     /// look-alike ([`super::id::same_org`]).
-    pub fn is_from_org(&self, org_id: &str) -> bool {
-        super::id::same_org(&self.organization_id, org_id)
+    pub fn is_from_org(&self, org: &super::id::OrgId) -> bool {
+        org.is(&self.organization_id)
     }
 }
 
@@ -372,15 +372,19 @@ mod tests {
         assert_eq!(m.notifications[0].fields["IsConverted"], "false");
         assert_eq!(m.notifications[0].fields.len(), 28);
         // The sample's made-up org id (no `00D`, a suffix that is no checksum) is no org's.
-        assert!(!m.is_from_org("0123456789ABCDENNN"));
-        assert!(!m.is_from_org("0123456789ABCDE"));
+        let ours = crate::salesforce::id::OrgId::parse("00DD0000000FJXT").unwrap();
+        assert!(!m.is_from_org(&ours));
         let mut m = m;
-        m.organization_id = "00DD0000000FJXTMA4".into();
-        assert!(m.is_from_org("00DD0000000FJXT"));
-        assert!(m.is_from_org("00DD0000000FJXTMA4"));
-        assert!(!m.is_from_org("00DD0000000FJXt"));
-        assert!(!m.is_from_org("00D000000000001"));
-        assert!(!m.is_from_org("0123456789ABCD\u{e9}"));
+        for (presented, is_ours) in [
+            ("00DD0000000FJXT", true),
+            ("00DD0000000FJXTMA4", true),
+            ("00DD0000000FJXt", false),
+            ("00D000000000001", false),
+            ("0123456789ABCD\u{e9}", false),
+        ] {
+            m.organization_id = presented.into();
+            assert_eq!(m.is_from_org(&ours), is_ours, "{presented}");
+        }
     }
 
     #[test]

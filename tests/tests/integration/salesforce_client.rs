@@ -334,7 +334,7 @@ async fn the_simulated_orgs_outbound_messages_parse() {
     let xml =
         messenger.envelope("Case", &[json!({"Id": "5005g00000AbCdEAAS", "Subject": "A & B <c>", "IsEscalated": true})]);
     let message = OutboundMessage::parse(xml.as_bytes()).unwrap();
-    assert!(message.is_from_org(&sim.config().org_id));
+    assert!(message.is_from_org(&shared::salesforce::id::OrgId::parse(&sim.config().org_id).unwrap()));
     assert_eq!(message.notifications.len(), 1);
     let n = &message.notifications[0];
     assert_eq!(n.object, "Case");

@@ -132,7 +132,7 @@ pub async fn check(config: &Config, credentials: JwtCredentials) -> Result<Conne
         .org_and_user()
         .map(|(o, u)| (o.to_string(), u.to_string()))
         .ok_or("the token answer names no identity URL (id): is this Salesforce?")?;
-    if !sf.org_id.is_empty() && !shared::salesforce::id::same_org(&org_id, &sf.org_id) {
+    if !sf.org_id.is(&org_id) {
         return Err(format!(
             "the token is for org {org_id}, but the stack expects {} (parameter SalesforceOrgId): \
              the bridge would refuse every post from this org",
