@@ -138,6 +138,20 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     let subscription = json_of(&out)["subscription_id"].as_str().unwrap().to_string();
     assert_eq!(json_of(&out)["url"], webhook_url);
 
+    // PagerDuty disables the subscription (deliveries kept failing): a dry run says what a run
+    // would do and changes nothing; a run enables it again.
+    pd.disable_webhook_subscription(&subscription);
+    let out = run(&[], &["reconcile", "--dry-run", "--json"]);
+    assert_eq!(json_of(&out)["subscription"]["status"], "would_re_enable", "{}", text(&out));
+    assert_eq!(json_of(&out)["dry_run"], true);
+    let out = run(&[], &["reconcile", "--json"]);
+    let report = json_of(&out);
+    assert_eq!(report["subscription"]["status"], "re_enabled", "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "nothing stopped the run: {report}");
+    let out = run(&[], &["reconcile", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", text(&out));
+    assert!(text(&out).contains("2026-12-03T08:00:00Z"), "says what to type: {}", text(&out));
+
     // Events in both directions, a dead letter, an open breaker.
     for (direction, event, at) in [
         (Direction::PagerdutyToSalesforce, "E-PD-1", Utc::now() - Duration::minutes(30)),
@@ -215,7 +229,10 @@ async fn an_operator_with_only_a_stack_name_sees_status_doctor_and_an_incident_t
     let audit = json_of(&out);
     let events: Vec<&str> =
         audit["entries"].as_array().unwrap().iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    assert_eq!(events, ["om:04l5g00000OMNTF1", "E-PD-1", "sf:Case:500:1"], "{audit}");
+    assert_eq!(events[..3], ["om:04l5g00000OMNTF1", "E-PD-1", "sf:Case:500:1"], "{audit}");
+    assert!(events[3].starts_with("reconcile:"), "the reconcile run is in the timeline too: {audit}");
+    let summary = &audit["entries"][3]["reason"];
+    assert!(summary.as_str().unwrap().contains("webhook subscription was disabled: enabled again"), "{summary}");
     assert!(audit["read"].as_str().unwrap().contains("AUDIT#DAY#"));
     let out = run(&[], &["audit", "--incident", "PINC1", "--since", "6h", "--until", "1h"]);
     let table = text(&out);

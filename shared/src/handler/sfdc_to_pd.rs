@@ -109,11 +109,16 @@ pub enum Route {
     ApexTrigger,
     /// `POST /salesforce/outbound-message`.
     OutboundMessage,
+    /// No route: a reconcile run or one of its repairs ([`crate::reconcile::EVENT_ID_PREFIX`]).
+    Reconcile,
 }
 
 impl Route {
     /// The route of an audited event, from its direction and event id.
     pub fn of(direction: Direction, event_id: &str) -> Self {
+        if event_id.starts_with(crate::reconcile::EVENT_ID_PREFIX) {
+            return Route::Reconcile;
+        }
         match direction {
             Direction::PagerdutyToSalesforce => Route::PagerdutyWebhook,
             Direction::SalesforceToPagerduty if event_id.starts_with(OUTBOUND_MESSAGE_EVENT_PREFIX) => {
@@ -123,12 +128,13 @@ impl Route {
         }
     }
 
-    /// A stable name (`pagerduty_webhook`, `apex_trigger`, `outbound_message`).
+    /// A stable name (`pagerduty_webhook`, `apex_trigger`, `outbound_message`, `reconcile`).
     pub fn as_str(self) -> &'static str {
         match self {
             Route::PagerdutyWebhook => "pagerduty_webhook",
             Route::ApexTrigger => "apex_trigger",
             Route::OutboundMessage => "outbound_message",
+            Route::Reconcile => "reconcile",
         }
     }
 }
@@ -583,5 +589,9 @@ mod route_tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(Route::of(Direction::SalesforceToPagerduty, &changes[0].key()), Route::ApexTrigger);
         assert_eq!(Route::of(Direction::PagerdutyToSalesforce, "om:lookalike"), Route::PagerdutyWebhook);
+        // What a reconcile writes came in by no route: it is no sign that a sender delivers.
+        let repair = crate::reconcile::repair::event_id("pd-Q1-acknowledged-1796300000");
+        assert_eq!(Route::of(Direction::PagerdutyToSalesforce, &repair), Route::Reconcile);
+        assert_eq!(Route::of(Direction::SalesforceToPagerduty, "reconcile:1796304675603"), Route::Reconcile);
     }
 }

@@ -67,6 +67,11 @@ impl Default for Options {
     }
 }
 
+/// How every event id a reconcile writes begins (a run's audit entry, each repair): what tells
+/// them apart from the senders' deliveries in the audit trail (`syncctl status` reads the last
+/// delivery per route, and a repair is no delivery).
+pub const EVENT_ID_PREFIX: &str = "reconcile";
+
 /// The default API budget of one run.
 pub const DEFAULT_MAX_API_CALLS: u32 = 200;
 

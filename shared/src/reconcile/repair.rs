@@ -267,7 +267,7 @@ pub fn same_value(current: Option<&serde_json::Value>, wanted: &serde_json::Valu
 /// shortened to a digest of the whole.
 pub fn event_id(what: &str) -> String {
     use sha2::Digest;
-    let id: String = format!("reconcile-{what}")
+    let id: String = format!("{}-{what}", super::EVENT_ID_PREFIX)
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
         .collect();
@@ -275,5 +275,5 @@ pub fn event_id(what: &str) -> String {
         return id;
     }
     let digest = sha2::Sha256::digest(id.as_bytes());
-    format!("reconcile-{}", &hex::encode(digest)[..40])
+    format!("{}-{}", super::EVENT_ID_PREFIX, &hex::encode(digest)[..40])
 }

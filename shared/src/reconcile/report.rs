@@ -132,12 +132,18 @@ impl Report {
             text.push_str("; ");
             text.push_str(&stop);
         }
+        match &self.subscription {
+            SubscriptionCheck::ReEnabled => text.push_str("; webhook subscription was disabled: enabled again"),
+            SubscriptionCheck::WouldReEnable => text.push_str("; webhook subscription is disabled"),
+            SubscriptionCheck::Failed(reason) => text.push_str(&format!("; webhook subscription: {reason}")),
+            SubscriptionCheck::NotConfigured | SubscriptionCheck::Active => {}
+        }
         text
     }
 
     /// Appends the run to the audit trail (the repairs have their own entries, as any event).
     pub async fn audit(&self, audit: &dyn AuditLog, correlation_id: &str) -> Result<(), StoreError> {
-        let event_id = format!("reconcile:{}", self.started_at.timestamp_millis());
+        let event_id = format!("{}:{}", super::EVENT_ID_PREFIX, self.started_at.timestamp_millis());
         let outcome = if self.repaired() > 0 { Outcome::Applied } else { Outcome::Skipped };
         let mut entry =
             AuditEntry::new(self.started_at, Direction::PagerdutyToSalesforce, correlation_id, event_id, outcome);
