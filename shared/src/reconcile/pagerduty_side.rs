@@ -53,6 +53,7 @@ impl IncidentChange {
             subject: Subject::Incident(self.incident.id.clone()),
             event_id: self.event_id(),
             changed_at: self.changed_at,
+            evidence: Subject::Incident(self.incident.id.clone()),
         }
     }
 

@@ -46,9 +46,25 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    fn differs(&self) -> bool {
-        !self.todo.is_empty() || !self.additive.is_empty()
+    /// Whether the change was lost: state to repair; or additive effects (which a run cannot see
+    /// on the other side) with no sign that the live event arrived: no state action of the plan
+    /// already in sync, and `seen_live` false. A change the live path delivered is no drift,
+    /// else the drift alarm would fire for every resolution whose rule also adds a comment.
+    fn differs(&self, seen_live: bool) -> bool {
+        !self.todo.is_empty() || (!self.additive.is_empty() && self.in_sync.is_empty() && !seen_live)
     }
+}
+
+/// Whether a live event of `candidate.evidence` was accepted since the change (the audit trail,
+/// newest first; what a reconcile wrote does not count). Salesforce stamps whole seconds and the
+/// two clocks differ a little: a second of slack. A later live event of the same subject counts
+/// too: the sign is coarse, and errs towards reporting less.
+async fn seen_live(ctx: &Context, candidate: &Candidate) -> Result<bool, String> {
+    let entries = ctx.stores.audit.for_subject(&candidate.evidence, 20).await.map_err(|e| format!("audit: {e}"))?;
+    let since = candidate.changed_at - chrono::Duration::seconds(1);
+    Ok(entries.iter().any(|e| {
+        e.at >= since && e.outcome != crate::model::Outcome::Rejected && !e.event_id.starts_with(super::EVENT_ID_PREFIX)
+    }))
 }
 
 /// A change to compare: its side, the subject whose order it keeps, the id of its synthetic event.
@@ -57,6 +73,9 @@ pub struct Candidate {
     pub subject: Subject,
     pub event_id: String,
     pub changed_at: DateTime<Utc>,
+    /// Whose audit entries show that the live event of the change arrived: the incident, or the
+    /// changed record itself (a Case Comment's own id, not its Case's).
+    pub evidence: Subject,
 }
 
 /// How one candidate ended.
@@ -107,10 +126,14 @@ pub async fn check(
     if dry_run {
         // A dry run writes nothing: no gate, no lease, no audit.
         return match compare.compare(ctx).await {
-            Ok(Some(Found { comparison, .. })) if comparison.differs() => {
-                Checked::Differs(difference(candidate, &comparison, Repair::WouldRepair))
-            }
-            Ok(_) => Checked::InSync,
+            Ok(Some(Found { comparison, .. })) => match seen_live(ctx, candidate).await {
+                Ok(seen) if comparison.differs(seen) => {
+                    Checked::Differs(difference(candidate, &comparison, Repair::WouldRepair))
+                }
+                Ok(_) => Checked::InSync,
+                Err(reason) => Checked::Failed(reason),
+            },
+            Ok(None) => Checked::InSync,
             Err(reason) => Checked::Failed(reason),
         };
     }
@@ -166,7 +189,14 @@ pub async fn check(
             return Checked::Failed(reason);
         }
     };
-    if !comparison.differs() {
+    let seen = match seen_live(ctx, candidate).await {
+        Ok(seen) => seen,
+        Err(reason) => {
+            release().await;
+            return Checked::Failed(reason);
+        }
+    };
+    if !comparison.differs(seen) {
         release().await;
         return Checked::InSync;
     }

@@ -75,6 +75,7 @@ impl RecordChange {
             subject: Subject::Record(self.parent_id.clone().unwrap_or_else(|| self.id.clone())),
             event_id: self.event_id(),
             changed_at: self.changed_at,
+            evidence: Subject::Record(self.id.clone()),
         }
     }
 }
@@ -107,8 +108,10 @@ impl Compare for CompareRecord<'_> {
                 return Ok(None);
             }
             // Created in its last modification (whole seconds: or changed in the second it was
-            // created), and not linked yet: a linked record's insert was seen.
-            let is_new = self.linked.is_empty()
+            // created), and not linked yet: a linked record's insert was seen. The links of a
+            // Case Comment are its Case's, which say nothing about the comment's own insert.
+            let linked_itself = c.parent_id.is_none() && !self.linked.is_empty();
+            let is_new = !linked_itself
                 && matches!((new.get("CreatedDate"), new.get("LastModifiedDate")), (Some(a), Some(b)) if a == b);
             let old = (!is_new).then(|| new.keys().map(|k| (k.clone(), Value::Null)).collect::<Map<String, Value>>());
             let change = Change {

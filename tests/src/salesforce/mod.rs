@@ -244,13 +244,13 @@ impl SalesforceSim {
     }
     /// Seed a record (no validation, no API call counted, no trigger). Returns its 18-char id.
     pub fn insert_record(&self, object: &str, fields: Value) -> String {
+        self.insert_record_as(object, fields, "integration@example.com")
+    }
+    /// [`Self::insert_record`] by `username` (its `CreatedById` and `LastModifiedById`, as a read
+    /// of the record shows them): a record a person in the org created.
+    pub fn insert_record_as(&self, object: &str, fields: Value, username: &str) -> String {
         let mut w = self.shared.world.lock().unwrap();
-        let rec = new_record(
-            &mut w.records,
-            object,
-            fields.as_object().cloned().unwrap_or_default(),
-            "integration@example.com",
-        );
+        let rec = new_record(&mut w.records, object, fields.as_object().cloned().unwrap_or_default(), username);
         let id = rec["Id"].as_str().unwrap_or_default().to_string();
         w.records.push(object, rec);
         id

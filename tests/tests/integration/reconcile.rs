@@ -213,6 +213,74 @@ async fn two_runs_and_the_late_live_deliveries_at_once_apply_each_change_once() 
     eprintln!("runs repaired {repaired}, live outcomes {outcomes:?}");
 }
 
+/// A run sees every change in its window, also those the live path delivered. A resolve that
+/// arrived (Case closed, resolution comment written) is no drift, though its rule adds a comment
+/// a run cannot see; one whose webhook was lost is drift, repaired, its comment reported. Else
+/// the drift alarm would fire for every resolution.
+#[tokio::test]
+async fn a_change_the_live_path_delivered_is_no_drift_and_a_lost_one_is() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (delivered, delivered_case) = linked_pair(&h, &who, 1).await;
+    let (lost, lost_case) = linked_pair(&h, &who, 2).await;
+    who.resolve(&delivered, None).await.unwrap();
+    who.resolve(&lost, None).await.unwrap();
+    let webhook =
+        h.pd.webhook_events()
+            .into_iter()
+            .find(|e| e["event"]["event_type"] == "incident.resolved" && e["event"]["data"]["id"] == delivered.as_str())
+            .expect("the resolve webhook of the delivered incident");
+    assert_eq!(outcome(&h.webhook(&webhook.to_string(), "live-resolve").await), "applied");
+    assert_eq!(h.sf.record("Case", &delivered_case).unwrap()["Status"], "Closed");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let subjects: Vec<&str> = report.differences.iter().map(|d| d.subject.as_str()).collect();
+    assert_eq!(subjects, [format!("incident:{lost}")], "only the lost resolve differs: {report:#?}");
+    assert_eq!(report.differences[0].repair, Repair::Done(Outcome::Applied), "{report:#?}");
+    assert!(!report.differences[0].not_repaired.is_empty(), "its comment is reported: {report:#?}");
+    assert_eq!(h.sf.record("Case", &lost_case).unwrap()["Status"], "Closed");
+    assert_eq!(report.drift(), 1);
+}
+
+/// A change whose rules only add (a Case Comment becomes a note): the run cannot see the note on
+/// the other side, so the audit trail decides. The comment the trigger posted is no drift; the
+/// one whose post the Queueable gave up on is reported (never added: a late post would add it
+/// twice), and the run says so.
+#[tokio::test]
+async fn an_additive_change_is_drift_only_when_no_live_event_of_it_arrived() {
+    let rules = format!(
+        "{RULES}      - name: comment-becomes-note\n        direction: salesforce_to_pagerduty\n        object: CaseComment\n        applies_to: new_only\n        conditions:\n          - {{field: CommentBody, operator: is_not_empty}}\n        actions:\n          - add_note: {{content: \"{{{{record.CommentBody}}}}\"}}\n"
+    );
+    let h = Harness::start(&rules).await;
+    let who = oncall(&h);
+    let (_, case) = linked_pair(&h, &who, 1).await;
+    let comment =
+        |body: &str| h.sf.insert_record_as("CaseComment", json!({"ParentId": case, "CommentBody": body}), AGENT);
+    let (posted, _lost) = (comment("customer confirms"), comment("customer is angry"));
+    let mut comment = h.sf.record("CaseComment", &posted).unwrap();
+    comment["attributes"] = json!({"type": "CaseComment", "url": format!("/CaseComment/{posted}")});
+    let post = json!({"schema": 1, "org_id": sim::harness::ORG_ID, "object": "CaseComment", "operation": "insert",
+        "user": {"id": "005000000000001", "username": AGENT}, "sent_at": Utc::now().to_rfc3339(), "old": null,
+        "new": {posted.clone(): comment}});
+    assert_eq!(h.post_records(&post).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let differing: Vec<&str> = report.differences.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(report.drift(), 1, "only the lost comment: {report:#?}");
+    assert_eq!(report.differences[0].repair, Repair::Reported, "{differing:?}");
+    assert!(report.differences[0].subject.contains(&case[..15]), "{report:#?}");
+    let notes: Vec<Value> = h.pd.incidents().iter().flat_map(|i| h.pd.notes(i["id"].as_str().unwrap())).collect();
+    assert!(
+        notes.iter().any(|n| n["content"].as_str().unwrap_or_default().contains("customer confirms")),
+        "the posted comment became a note: {notes:?}"
+    );
+    assert!(!notes.iter().any(|n| n["content"].as_str().unwrap_or_default().contains("customer is angry")));
+}
+
 #[tokio::test]
 async fn a_run_keeps_its_api_budget_and_the_next_run_goes_on_from_its_cursor() {
     let h = Harness::start(RULES).await;
