@@ -353,6 +353,8 @@ def retry_events(pd, sf):
     return {
         "sqs-batch": sqs_event([json.dumps(pd_env), json.dumps(sf_env)]),
         "sqs-poison-message": sqs_event(["this is not an envelope"]),
+        # What EventBridge Scheduler posts every ReconcileRateMinutes (template.yaml's ReconcileSchedule).
+        "reconcile-scheduled": sqs_event([json.dumps({"kind": "reconcile", "max_api_calls": 200})]),
     }
 
 

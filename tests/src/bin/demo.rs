@@ -57,7 +57,7 @@ const ORDER: &[&str] = &[
 ];
 
 /// The retry function's samples (events/retry/), replayed after the story.
-const RETRY_SAMPLES: &[&str] = &["retry/sqs-batch", "retry/sqs-poison-message"];
+const RETRY_SAMPLES: &[&str] = &["retry/sqs-batch", "retry/sqs-poison-message", "retry/reconcile-scheduled"];
 
 fn load(path: &Path) -> Result<lambda_http::Request, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -141,7 +141,10 @@ async fn main() -> Result<(), String> {
         let messages = adapters::lambda::to_messages(event);
         let (count, dead_before) = (messages.len(), h.dlq.len());
         let deadline = Some(h.clock.now() + chrono::Duration::seconds(60));
-        let failed = shared::handler::retry::handle_batch(&h.ctx, messages, deadline).await;
+        // As the retry function runs: a "reconcile" message (what EventBridge Scheduler posts)
+        // runs a reconcile with the cursors in the store.
+        let runner = shared::reconcile::trigger::Runner { cursors: h.store.clone() };
+        let failed = shared::handler::retry::handle_batch_reconciling(&h.ctx, Some(&runner), messages, deadline).await;
         println!(
             "{:<48} {:>6}  {} message(s), {} dead-lettered, {} to deliver again",
             name,
@@ -150,6 +153,9 @@ async fn main() -> Result<(), String> {
             h.dlq.len() - dead_before,
             failed.len()
         );
+    }
+    for run in h.store.audit_entries().iter().filter(|e| e.event_id.starts_with(shared::reconcile::EVENT_ID_PREFIX)) {
+        println!("  {}", run.reason.as_deref().unwrap_or("reconcile run"));
     }
     if std::env::var("DEMO_LOG").is_ok() {
         adapters::telemetry::init_logging("info");
