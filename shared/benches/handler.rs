@@ -58,7 +58,7 @@ fn pd_to_sfdc(c: &mut Criterion) {
             i += 1;
             verify(body.as_bytes(), Some(header), &[SECRET.as_bytes()]).expect("signed");
             let event = WebhookEvent::parse(body.as_bytes()).expect("parses");
-            let key = format!("pd:{}:{i}", event.id);
+            let key = shared::model::GateKey::webhook(&format!("{}:{i}", event.id));
             assert_eq!(runtime.block_on(gate.begin(&key, None)).unwrap(), Gate::Proceed);
             let evaluation = rules.evaluate(&incident_input(&event));
             let body = composite_body(&evaluation);
@@ -92,7 +92,7 @@ fn sfdc_to_pd(c: &mut Criterion) {
                 .expect("signed");
             let post = TriggerPost::parse(body.as_bytes()).expect("parses");
             let record = &post.records[0];
-            let key = format!("sf:{}:{i}", record.id);
+            let key = shared::model::GateKey::event(&format!("sf:{}:{i}", record.id));
             assert_eq!(runtime.block_on(gate.begin(&key, None)).unwrap(), Gate::Proceed);
             let evaluation = rules.evaluate(&Event::Record(RecordEvent {
                 object: record.object.clone(),
@@ -105,7 +105,7 @@ fn sfdc_to_pd(c: &mut Criterion) {
             let create = CreateIncident {
                 title: evaluation.plan.iter().count().to_string(),
                 service_id: "PSVC001".into(),
-                incident_key: Some(key.clone()),
+                incident_key: Some(key.to_string()),
                 ..CreateIncident::default()
             };
             let request = pd.to_request(&requests::create_incident(&create, None), &token).unwrap();

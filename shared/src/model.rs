@@ -205,9 +205,65 @@ pub fn bounded_key(text: &str) -> String {
     }
 }
 
+/// The key an event claims at the idempotency gate
+/// ([`crate::handler::idempotency::Idempotency`]): one per event, and one per send of a retry
+/// message. Every form is made here, so two kinds of event never claim the same key and a key
+/// is never taken for an event id. In an envelope, the same JSON string as before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct GateKey(String);
+
+impl GateKey {
+    /// A PagerDuty webhook event, by its event id: `pd:<id>`.
+    pub fn webhook(event_id: &str) -> Self {
+        Self(bounded_key(&format!("pd:{event_id}")))
+    }
+
+    /// A Salesforce change (`sf:`, `om:`) or a reconcile repair (`reconcile-`): its event id is
+    /// already unique and namespaced by its kind.
+    pub fn event(event_id: &str) -> Self {
+        Self(bounded_key(event_id))
+    }
+
+    /// One send of a retry message: the envelope, its hop and how often it was replayed.
+    pub fn hop(envelope_id: &str, hop: &str, replays: u32) -> Self {
+        Self(bounded_key(&format!("retry:{envelope_id}:{hop}:{replays}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// An envelope written before events carried their key has none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for GateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod key_tests {
     use super::*;
+
+    #[test]
+    fn each_kind_of_event_claims_a_key_of_its_own_form() {
+        assert_eq!(GateKey::webhook("01GI0KPHX6").as_str(), "pd:01GI0KPHX6");
+        assert_eq!(GateKey::event("sf:Case:500:abc").as_str(), "sf:Case:500:abc");
+        assert_eq!(GateKey::hop("env-1", "h2", 1).as_str(), "retry:env-1:h2:1");
+        assert_ne!(GateKey::webhook("x"), GateKey::event("x"), "a webhook and a change never share a key");
+        assert!(GateKey::webhook(&"x".repeat(3000)).as_str().starts_with("sha256:"));
+        assert_eq!(
+            serde_json::to_string(&GateKey::webhook("E1")).unwrap(),
+            "\"pd:E1\"",
+            "the JSON of the string it replaced"
+        );
+        assert!(GateKey::default().is_empty());
+    }
 
     #[test]
     fn long_identifiers_become_their_hash_and_short_ones_stay() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::model::Outcome;
+use crate::model::{GateKey, Outcome};
 use crate::store::{Claim, Completion, IdempotencyStore, StoreError};
 
 /// What to do with an event after asking the gate.
@@ -41,10 +41,10 @@ impl Idempotency {
     }
 
     /// Claims `key` until the function's `deadline` (the lease ends when the invocation must).
-    pub async fn begin(&self, key: &str, deadline: Option<DateTime<Utc>>) -> Result<Gate, StoreError> {
+    pub async fn begin(&self, key: &GateKey, deadline: Option<DateTime<Utc>>) -> Result<Gate, StoreError> {
         let now = self.clock.now();
         let lease = deadline.unwrap_or(now + chrono::Duration::from_std(DEFAULT_LEASE).expect("small"));
-        Ok(match self.store.claim(key, now, lease, self.expiry(now)).await? {
+        Ok(match self.store.claim(key.as_str(), now, lease, self.expiry(now)).await? {
             Claim::Acquired => Gate::Proceed,
             Claim::Completed { result } => Gate::Duplicate { first: Settlement::from_record(&result) },
             Claim::InProgress { until } => Gate::Busy { until },
@@ -52,19 +52,23 @@ impl Idempotency {
     }
 
     /// Marks the event done with how it settled (applied, queued, dead-lettered...).
-    pub async fn finish(&self, key: &str, settled: &Settlement) -> Result<(), StoreError> {
-        self.store.complete(key, &settled.to_record(), self.expiry(self.clock.now())).await
+    pub async fn finish(&self, key: &GateKey, settled: &Settlement) -> Result<(), StoreError> {
+        self.store.complete(key.as_str(), &settled.to_record(), self.expiry(self.clock.now())).await
     }
 
     /// What `finish` writes, for a caller that writes it together with other items
     /// ([`crate::store::AuditLog::append_completing`]).
-    pub fn completion(&self, key: &str, settled: &Settlement) -> Completion {
-        Completion { key: key.to_string(), result: settled.to_record(), expires_at: self.expiry(self.clock.now()) }
+    pub fn completion(&self, key: &GateKey, settled: &Settlement) -> Completion {
+        Completion {
+            key: key.as_str().to_string(),
+            result: settled.to_record(),
+            expires_at: self.expiry(self.clock.now()),
+        }
     }
 
     /// Lets a retry claim the key again (the event was not taken over by the queue).
-    pub async fn abandon(&self, key: &str) -> Result<(), StoreError> {
-        self.store.release(key).await
+    pub async fn abandon(&self, key: &GateKey) -> Result<(), StoreError> {
+        self.store.release(key.as_str()).await
     }
 }
 
@@ -126,24 +130,28 @@ mod tests {
     async fn duplicate_delivery_is_recognised_after_finish() {
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let gate = Idempotency::new(Arc::new(MemoryStore::default()), clock.clone(), Duration::from_secs(3600));
-        assert_eq!(gate.begin("pd:1", None).await.unwrap(), Gate::Proceed);
-        assert!(matches!(gate.begin("pd:1", None).await.unwrap(), Gate::Busy { .. }));
-        gate.finish("pd:1", &Settlement::plain(Outcome::Applied)).await.unwrap();
+        assert_eq!(gate.begin(&GateKey::webhook("1"), None).await.unwrap(), Gate::Proceed);
+        assert!(matches!(gate.begin(&GateKey::webhook("1"), None).await.unwrap(), Gate::Busy { .. }));
+        gate.finish(&GateKey::webhook("1"), &Settlement::plain(Outcome::Applied)).await.unwrap();
         assert_eq!(
-            gate.begin("pd:1", None).await.unwrap(),
+            gate.begin(&GateKey::webhook("1"), None).await.unwrap(),
             Gate::Duplicate { first: Settlement::plain(Outcome::Applied) }
         );
         clock.advance(chrono::Duration::hours(2));
-        assert_eq!(gate.begin("pd:1", None).await.unwrap(), Gate::Proceed, "past the TTL it is new again");
+        assert_eq!(
+            gate.begin(&GateKey::webhook("1"), None).await.unwrap(),
+            Gate::Proceed,
+            "past the TTL it is new again"
+        );
     }
 
     #[tokio::test]
     async fn abandoned_event_can_be_taken_again() {
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let gate = Idempotency::new(Arc::new(MemoryStore::default()), clock, Duration::from_secs(3600));
-        assert_eq!(gate.begin("sf:1", None).await.unwrap(), Gate::Proceed);
-        gate.abandon("sf:1").await.unwrap();
-        assert_eq!(gate.begin("sf:1", None).await.unwrap(), Gate::Proceed);
+        assert_eq!(gate.begin(&GateKey::event("sf:1"), None).await.unwrap(), Gate::Proceed);
+        gate.abandon(&GateKey::event("sf:1")).await.unwrap();
+        assert_eq!(gate.begin(&GateKey::event("sf:1"), None).await.unwrap(), Gate::Proceed);
     }
 
     #[test]

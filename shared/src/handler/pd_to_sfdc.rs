@@ -56,7 +56,7 @@ async fn handle_inner(ctx: &Context, request: &InboundRequest, started: DateTime
         event_type = %event.event_type, incident_id = event.incident_id().unwrap_or(""));
     let _enter = span.enter();
 
-    let key = crate::model::bounded_key(&format!("pd:{}", event.id));
+    let key = crate::model::GateKey::webhook(&event.id);
     match ctx.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { first }) => {

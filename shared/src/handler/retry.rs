@@ -11,7 +11,7 @@ use crate::handler::ports::Pipeline;
 use crate::handler::settle::{Attempt, Dispatch, FailureKind, Subjects};
 use crate::handler::steps::Work;
 use crate::handler::{pd_to_sfdc, sfdc_to_pd};
-use crate::model::{Direction, Outcome};
+use crate::model::{Direction, GateKey, Outcome};
 use crate::retry::envelope::{Envelope, QueuedEvent};
 use crate::telemetry::metrics;
 
@@ -84,7 +84,7 @@ async fn handle_message(
     };
     // One copy of each send is handled: the others (SQS's duplicates, a send repeated after a
     // lost answer, a redelivery after a lost delete) would apply the same step again.
-    let hop_key = format!("retry:{}:{}:{}", envelope.id(), envelope.trip.hop, envelope.trip.replays);
+    let hop_key = GateKey::hop(envelope.id(), &envelope.trip.hop, envelope.trip.replays);
     match dispatch.idempotency.begin(&hop_key, deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => {
@@ -133,7 +133,7 @@ enum Ownership {
     /// The gate was free: the delivery that sent this envelope released it (it could not tell
     /// whether the send went through). This envelope holds it now; the sender's redelivery will
     /// find the event handled.
-    Taken { gate_key: String },
+    Taken { gate_key: GateKey },
     /// The gate names another envelope or a delivery that settled the event itself.
     Stray { first: String },
 }
@@ -168,7 +168,7 @@ async fn handle_envelope(
     mut envelope: Envelope,
     started: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
-    keys: &[String],
+    keys: &[GateKey],
 ) -> Result<Outcome, String> {
     if let Some(not_before) = envelope.trip.not_before
         && not_before > started
@@ -200,7 +200,7 @@ async fn handle_envelope(
             (permanent(format!("envelope direction {direction} does not match its event")), Subjects::default())
         }
     };
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let keys: Vec<&GateKey> = keys.iter().collect();
     let settled = dispatch.settle(envelope, attempt, subjects, started, &keys).await.map_err(|e| e.to_string())?;
     Ok(settled.outcome)
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::class::Class;
 use crate::clock::Clock;
 use crate::handler::idempotency::{Idempotency, Settlement};
-use crate::model::{ActionRecord, AuditEntry, Outcome};
+use crate::model::{ActionRecord, AuditEntry, GateKey, Outcome};
 use crate::retry::backoff::{Backoff, sqs_hop};
 use crate::retry::envelope::{Accepted, Envelope, Failure};
 use crate::retry::queue::{Queue, QueueError};
@@ -195,7 +195,7 @@ impl Dispatch<'_> {
         attempt: Attempt,
         subjects: Subjects,
         started: DateTime<Utc>,
-        keys: &[&str],
+        keys: &[&GateKey],
     ) -> Result<Settled, QueueError> {
         let now = self.clock.now();
         let mut entry = AuditEntry::new(
@@ -281,16 +281,17 @@ impl Dispatch<'_> {
             attempts = envelope.trip.attempts, "event settled");
         entry.duration_ms = (self.clock.now() - started).num_milliseconds().max(0) as u64;
         let result = Settlement::of(outcome, &envelope.accepted.id);
-        let mut completed: Vec<_> = keys.iter().map(|key| self.idempotency.completion(key, &result)).collect();
-        completed.dedup_by(|a, b| a.key == b.key);
+        let mut keys = keys.to_vec();
+        keys.dedup();
+        let completed: Vec<_> = keys.iter().map(|key| self.idempotency.completion(key, &result)).collect();
         if let Err(err) = self.audit.append_completing(&entry, &completed).await {
             // The event itself is safe (applied or queued); a lost audit line must not redo it.
             tracing::error!(error = %err, event_id = %entry.event_id, "could not write the audit entry");
             metrics::error();
-            for c in &completed {
-                if let Err(err) = self.idempotency.finish(&c.key, &result).await {
+            for key in keys {
+                if let Err(err) = self.idempotency.finish(key, &result).await {
                     // A redelivery is caught by the marks, the progress on its subject and idempotent writes.
-                    tracing::warn!(error = %err, key = %c.key, "could not mark the event complete");
+                    tracing::warn!(error = %err, key = %key, "could not mark the event complete");
                 }
             }
         }

@@ -455,7 +455,7 @@ async fn accept(
     let span = tracing::info_span!("salesforce_record", correlation_id = %request.correlation_id,
         record_id = %change.id, object = %change.object);
     let _enter = span.enter();
-    let key = change.key();
+    let key = crate::model::GateKey::event(&change.key());
     let accepted = change.accepted(&request.correlation_id, started);
     match dispatch.idempotency.begin(&key, request.deadline).await {
         Ok(Gate::Proceed) => {}

@@ -137,7 +137,7 @@ pub async fn check(
             Err(reason) => Checked::Failed(reason),
         };
     }
-    let key = &candidate.event_id;
+    let key = &crate::model::GateKey::event(&candidate.event_id);
     match ctx.idempotency.begin(key, deadline).await {
         Ok(Gate::Proceed) => {}
         Ok(Gate::Duplicate { .. }) => return Checked::AlreadyRepaired,
@@ -210,7 +210,7 @@ pub async fn check(
         return Checked::OutOfBudget;
     }
     // The envelope is named by the event id, so that the pipeline's lease holder is `holder`.
-    accepted.id = key.clone();
+    accepted.id = candidate.event_id.clone();
     accepted.gate_key = key.clone();
     let outcome = apply(ctx, synthetic, accepted, &comparison, deadline).await;
     let repair = match outcome {

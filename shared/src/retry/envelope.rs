@@ -68,8 +68,8 @@ pub struct Accepted {
     pub event: QueuedEvent,
     /// The idempotency key the event was accepted under (`pd:<event id>`, a record change's key).
     /// The retry function checks that this envelope still owns it: empty in older envelopes.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub gate_key: String,
+    #[serde(default, skip_serializing_if = "crate::model::GateKey::is_empty")]
+    pub gate_key: crate::model::GateKey,
 }
 
 impl Accepted {
@@ -90,7 +90,7 @@ impl Accepted {
             accepted_at,
             occurred_at,
             event,
-            gate_key: String::new(),
+            gate_key: crate::model::GateKey::default(),
         }
     }
 
