@@ -118,6 +118,19 @@ impl AwsTimeouts {
 
 /// Reads the environment, initialises logging and builds the context for `function`.
 pub async fn from_environment(function: Function) -> Result<Context, WiringError> {
+    load(function).await.map(|(context, _)| context)
+}
+
+/// [`from_environment`] for the retry function, with what it runs a reconcile with: the
+/// cursors and the watched subscription on the same table ([`shared::reconcile::trigger`]),
+/// through the same SDK configuration (loaded once: it resolves credentials and the region).
+pub async fn with_reconcile(function: Function) -> Result<(Context, shared::reconcile::trigger::Runner), WiringError> {
+    let (context, (config, sdk)) = load(function).await?;
+    let cursors = Arc::new(crate::dynamodb::DynamoStore::from_conf(&sdk, &config.store.table_name));
+    Ok((context, shared::reconcile::trigger::Runner { cursors }))
+}
+
+async fn load(function: Function) -> Result<(Context, (Config, aws_config::SdkConfig)), WiringError> {
     let config = Config::from_env()?;
     crate::telemetry::init_logging(&config.log_level);
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -127,20 +140,7 @@ pub async fn from_environment(function: Function) -> Result<Context, WiringError
     let context = build(&config, &sdk)?;
     warm_up(&context, &config, function.warm_up()).await;
     tracing::info!(function = function.name(), table = %config.store.table_name, "function initialised");
-    Ok(context)
-}
-
-/// [`from_environment`] for the retry function, with what it runs a reconcile with: the
-/// cursors and the watched subscription on the same table ([`shared::reconcile::trigger`]).
-pub async fn with_reconcile(function: Function) -> Result<(Context, shared::reconcile::trigger::Runner), WiringError> {
-    let context = from_environment(function).await?;
-    let config = Config::from_env()?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(AwsTimeouts::PRODUCTION.config())
-        .load()
-        .await;
-    let cursors = Arc::new(crate::dynamodb::DynamoStore::from_conf(&sdk, &config.store.table_name));
-    Ok((context, shared::reconcile::trigger::Runner { cursors }))
+    Ok((context, (config, sdk)))
 }
 
 /// Reads at start, at the same time, what the first invocation would otherwise read one after
