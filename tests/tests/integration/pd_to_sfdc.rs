@@ -375,7 +375,7 @@ async fn stored_but_released(h: &Harness, event_id: &str, body: &str) {
         at,
         QueuedEvent::PagerdutyWebhook { body: body.into(), webhook_id: Some("wn".into()), subscription_id: None },
     );
-    envelope.accepted.gate_key = shared::model::GateKey::webhook(&event_id);
+    envelope.accepted.gate_key = shared::model::GateKey::webhook(event_id);
     Queue::send(h.retry_queue.as_ref(), &envelope.to_json(), std::time::Duration::ZERO).await.unwrap();
 }
 
