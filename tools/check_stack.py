@@ -62,6 +62,7 @@ BUCKET = "pd-sfdc-sync-artifacts"
 FUNCTIONS = {"PdToSfdcFunction": "pd-to-sfdc", "SfdcToPdFunction": "sfdc-to-pd", "RetryFunction": "retry"}
 # Non-default values where the template passes a parameter on, so that a hard-coded value shows.
 PARAMETERS = {
+    "ReconcileRateMinutes": "15",
     "PagerDutyFromEmail": "bridge@acme.test",
     "SalesforceOrgId": "00D5g0000SIMORGEQ5",
     "SalesforceIntegrationUser": "integration@acme.test",
