@@ -280,7 +280,9 @@ fn difference(candidate: &Candidate, comparison: &Comparison, repair: Repair) ->
 }
 
 /// Whether a Salesforce field already holds what a rule would set: the same JSON, or the same
-/// text (Salesforce answers numbers and booleans of text fields as text), empty and null alike.
+/// text (Salesforce answers numbers and booleans of text fields as text), empty and null alike,
+/// or the same instant to the second (a date-time field keeps whole seconds and answers
+/// `...:05.000+0000` for a `...:05.123+00:00` written).
 pub fn same_value(current: Option<&serde_json::Value>, wanted: &serde_json::Value) -> bool {
     use serde_json::Value;
     let text = |v: &Value| match v {
@@ -289,7 +291,30 @@ pub fn same_value(current: Option<&serde_json::Value>, wanted: &serde_json::Valu
         other => other.to_string(),
     };
     let current = current.unwrap_or(&Value::Null);
-    current == wanted || text(current) == text(wanted)
+    if current == wanted || text(current) == text(wanted) {
+        return true;
+    }
+    let instant = |v: &Value| {
+        v.as_str().and_then(crate::salesforce::time::parse_datetime).map(super::cursor::whole_second)
+    };
+    matches!((instant(current), instant(wanted)), (Some(a), Some(b)) if a == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_value;
+    use serde_json::json;
+
+    #[test]
+    fn a_field_holds_a_value_in_any_form_salesforce_answers_it() {
+        let holds = |current: serde_json::Value, wanted: serde_json::Value| same_value(Some(&current), &wanted);
+        assert!(holds(json!("2026-12-03T10:00:05.000+0000"), json!("2026-12-03T10:00:05.123+00:00")));
+        assert!(!holds(json!("2026-12-03T10:00:05.000+0000"), json!("2026-12-03T11:00:05Z")));
+        assert!(holds(json!("2026-12-03T11:00:05.000+0000"), json!("2026-12-03T12:00:05+01:00")));
+        assert!(holds(json!("3"), json!(3)) && holds(json!(null), json!("")));
+        assert!(!holds(json!("Working"), json!("Closed")));
+        assert!(!same_value(None, &json!("2026-12-03T10:00:05Z")));
+    }
 }
 
 /// The id of a synthetic event: `reconcile-<what>`, as PagerDuty ids are written (letters, digits,

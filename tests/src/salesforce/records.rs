@@ -58,10 +58,18 @@ pub(super) fn new_record(r: &mut Records, object: &str, fields: Map<String, Valu
 }
 
 pub(super) fn apply(rec: &mut Value, object: &str, fields: Map<String, Value>, username: &str) {
+    let described = schema::describe(object).unwrap_or_default();
     for (k, val) in fields {
-        if k != "attributes" && k != "Id" {
-            rec[&k] = val;
+        if k == "attributes" || k == "Id" {
+            continue;
         }
+        // A date-time field keeps whole seconds and is read back as `...:05.000+0000`, whatever
+        // form it was written in (`...:05.123+00:00`, `...Z`).
+        let datetime = described.iter().any(|f| f.name == k && f.kind == "datetime");
+        rec[&k] = match val.as_str().and_then(shared::salesforce::time::parse_datetime) {
+            Some(at) if datetime => json!(sf_stamp(at)),
+            _ => val,
+        };
     }
     if object == "Case" {
         let closed = rec["Status"] == "Closed";

@@ -153,6 +153,8 @@ pub fn describe(object: &str) -> Option<Vec<Field>> {
             ro("IsClosed", "Closed", "boolean"),
             f("IsEscalated", "Escalated", "boolean"),
             ro("ClosedDate", "Closed Date", "datetime"),
+            // The package's custom fields that are not text (salesforce/force-app/.../Case/fields).
+            f("PagerDuty_Resolved_At__c", "PagerDuty Resolved At", "datetime"),
         ]),
         "CaseComment" => fields.extend([
             Field {

@@ -433,3 +433,30 @@ async fn a_reconcile_message_on_the_retry_queue_runs_a_reconcile_with_the_watche
     assert!(run.reason.as_deref().unwrap_or_default().contains("1 repaired"), "{run:?}");
     assert!(h.dead_letters().is_empty(), "a reconcile message is not an envelope for the DLQ");
 }
+
+/// A date-time a rule writes (`{{event.occurred_at}}`, `...:05.123Z`) is read back as Salesforce
+/// keeps it (`...:05.000+0000`): the same instant, no difference. Compared as text, every
+/// resolved incident was drift and its rule was applied again.
+#[tokio::test]
+async fn a_date_time_field_read_back_in_salesforce_form_is_in_sync() {
+    let rules = RULES.replace(
+        "set_fields: {Status: Closed, PagerDuty_Status__c: \"{{incident.status}}\"}",
+        "set_fields: {Status: Closed, PagerDuty_Status__c: \"{{incident.status}}\", PagerDuty_Resolved_At__c: \"{{event.occurred_at}}\"}",
+    );
+    assert_ne!(rules, RULES);
+    let h = Harness::start(&rules).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.resolve(&incident, None).await.unwrap();
+    let webhook = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.resolved").unwrap();
+    assert_eq!(outcome(&h.webhook(&webhook.to_string(), "live-resolve").await), "applied");
+    let stored = h.sf.record("Case", &case).unwrap()["PagerDuty_Resolved_At__c"].clone();
+    assert!(stored.as_str().unwrap().ends_with(".000+0000"), "as Salesforce keeps it: {stored}");
+    time_passes(&h);
+    let before = writes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(report.drift(), 0, "{report:#?}");
+    assert_eq!(writes(&h), before, "nothing written again: {report:#?}");
+}
