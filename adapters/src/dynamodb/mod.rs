@@ -332,6 +332,14 @@ impl LinkStore for DynamoStore {
             let value = expression.value(AttributeValue::Bool(true));
             expression.sets.push(format!("opened = {value}"));
         }
+        if let Some(seen) = &update.seen {
+            let json = serde_json::to_string(seen).map_err(|e| StoreError::Unavailable {
+                operation: "UpdateItem",
+                message: format!("the seen fields do not serialise: {e}"),
+            })?;
+            let value = expression.value(s(&json));
+            expression.sets.push(format!("seen = {value}"));
+        }
         match &update.progress {
             Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
                 let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
@@ -411,6 +419,11 @@ impl LinkStore for DynamoStore {
                         let done = value.as_ss().map_err(|_| corrupt(&item, format!("{name} is not a string set")))?;
                         state.progress.insert(event_id.to_string(), done.clone());
                     }
+                }
+                if let Some(seen) = item.get("seen") {
+                    let json = seen.as_s().map_err(|_| corrupt(&item, "seen is not a string".into()))?;
+                    state.seen =
+                        Some(serde_json::from_str(json).map_err(|e| corrupt(&item, format!("seen is not JSON: {e}")))?);
                 }
                 if let Some(set) = item.get("pending") {
                     let entries = set.as_ss().map_err(|_| corrupt(&item, "pending is not a string set".into()))?;

@@ -136,6 +136,9 @@ pub struct Subjects {
     pub marks: Vec<String>,
     /// The event opens its subject (incident.triggered, record insert).
     pub opening: bool,
+    /// What a record change showed of the fields its rules compare with old values, to keep on
+    /// its subject (see [`crate::store::Seen`]); `None`: nothing newer to keep.
+    pub seen: Option<crate::store::Seen>,
 }
 
 impl Subjects {
@@ -439,6 +442,7 @@ impl SubjectWrite {
             update: SubjectUpdate {
                 marks: subjects.marks.clone(),
                 at: Some(envelope.accepted.occurred_at),
+                seen: subjects.seen.clone(),
                 ..SubjectUpdate::default()
             },
         }

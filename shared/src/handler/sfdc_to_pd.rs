@@ -27,7 +27,7 @@ use crate::salesforce::time::parse_datetime;
 use crate::salesforce::trigger_post::{self, Operation, RecordChange, TriggerPost};
 use crate::salesforce::{RecordId, is_record_id};
 use crate::secrets::CachedSecrets;
-use crate::store::{AuditLog, Subject};
+use crate::store::{AuditLog, Seen, Subject};
 use crate::telemetry::metrics;
 
 /// One record change, from either input format.
@@ -552,6 +552,14 @@ async fn attempt(
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
+    // What the record shows now is the old value of its next change; a change the bridge had
+    // seen a newer one of (stale) leaves the newer one.
+    if order == Subject::Record(change.id.to_string())
+        && state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at)
+    {
+        let fields = rules.rules.fields_compared_with_old(&change.object);
+        subjects.seen = (!fields.is_empty()).then(|| Seen::of(accepted.occurred_at, &change.new, &fields));
+    }
     let input = record_event(change, subjects.incidents.clone());
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,

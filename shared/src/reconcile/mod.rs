@@ -87,6 +87,20 @@ impl Observer for Quiet {}
 
 /// One run (see the module doc). Never fails as a whole: what went wrong is in the report.
 pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, observer: &dyn Observer) -> Report {
+    // A run must tell the bridge's own Salesforce writes from people's (a record it wrote is no
+    // lost change; a person's later change is not written over): without the configured id of
+    // the integration user, it takes it from its own session.
+    let with_user;
+    let ctx = match integration_user(ctx).await {
+        Ok(None) => ctx,
+        Ok(Some(id)) => {
+            let mut copy = ctx.clone();
+            copy.settings.integration_user_id = id;
+            with_user = copy;
+            &with_user
+        }
+        Err(reason) => return Report::failed(ctx.clock.now(), options, reason),
+    };
     let started_at = ctx.clock.now();
     let budget = Budget::new(options.max_api_calls, ctx.pagerduty.clone(), ctx.salesforce.clone());
     let subscription = if budget.allows(2) {
@@ -103,102 +117,169 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
         differences: vec![],
         subscription,
     };
+    // Both sides are listed, then their changes are compared oldest first across the sides:
+    // when both systems changed while the bridge was away, the later change wins, as it would
+    // have live, and the earlier one, now older than its target, is reported.
+    let mut runs = Vec::new();
     for side in Side::ALL {
-        let side_report = run_side(ctx, cursors, options, &budget, side, &mut report.differences, observer).await;
-        report.sides.push(side_report);
+        runs.push(list_side(ctx, cursors, options, &budget, side).await);
+    }
+    let total: usize = runs.iter().map(|r| r.listed.len()).sum();
+    let mut done = 0;
+    while let Some(r) = next_change(&runs) {
+        if let Some(stop) = held_back(ctx, options).await {
+            for run in runs.iter_mut() {
+                run.stop_here(stop.clone());
+            }
+            break;
+        }
+        let run = &mut runs[r];
+        let i = run.next;
+        let (candidate, mut compare) = run.listed.get(i, &options.correlation_id);
+        let checked =
+            repair::check(ctx, &candidate, compare.as_mut(), &budget, options.dry_run, options.deadline).await;
+        drop(compare);
+        if matches!(checked, Checked::OutOfBudget) {
+            for run in runs.iter_mut() {
+                run.stop_here(Stop::Budget);
+            }
+            break;
+        }
+        let run = &mut runs[r];
+        run.next += 1;
+        run.report.checked += 1;
+        match checked {
+            Checked::InSync | Checked::OutOfBudget => {}
+            Checked::AlreadyRepaired => run.report.already_repaired += 1,
+            Checked::Busy => {
+                run.first_open.get_or_insert(candidate.changed_at);
+            }
+            Checked::Failed(reason) => {
+                tracing::warn!(side = run.report.side.as_str(), subject = %candidate.subject.key(), reason, "reconcile could not compare a change");
+                run.first_open.get_or_insert(candidate.changed_at);
+            }
+            Checked::Differs(difference) => {
+                if matches!(difference.repair, Repair::Failed(_) | Repair::Busy) {
+                    run.first_open.get_or_insert(candidate.changed_at);
+                }
+                tracing::warn!(side = run.report.side.as_str(), subject = %difference.subject, event_id = %difference.event_id,
+                    repair = ?difference.repair, "reconcile found a difference");
+                report.differences.push(difference);
+            }
+        }
+        done += 1;
+        observer.step(run.report.side, done, total);
+    }
+    for run in runs {
+        report.sides.push(run.finish(cursors, options).await);
     }
     report.api_calls = budget.spent();
     report
 }
 
-async fn run_side(
+/// One side of a run: its window, its listed changes, how far the run got.
+struct SideRun {
+    report: SideReport,
+    listed: Listed,
+    /// The next listed change to compare.
+    next: usize,
+    /// The oldest change that was not settled (busy, failed, not reached): the cursor moves
+    /// there, else to the end of the window, and the next run looks at it again.
+    first_open: Option<DateTime<Utc>>,
+    /// The side was listed (its cursor may move).
+    listed_ok: bool,
+}
+
+impl SideRun {
+    /// The run stops before this side's next change.
+    fn stop_here(&mut self, stop: Stop) {
+        if self.next < self.listed.len() {
+            self.first_open.get_or_insert(self.listed.changed_at(self.next));
+            self.report.stopped.get_or_insert(stop);
+        }
+    }
+
+    /// Moves the side's cursor (not in a dry run, nor with `--since`) and gives its report.
+    async fn finish(mut self, cursors: &dyn CursorStore, options: &Options) -> SideReport {
+        if !options.dry_run && options.since.is_none() && self.listed_ok {
+            let to = self.first_open.unwrap_or(self.report.window.until);
+            if let Err(err) = cursors.advance_cursor(self.report.side, to).await {
+                crate::telemetry::metrics::reconcile_failure();
+                self.report.stopped.get_or_insert(Stop::Failed(format!("the cursor could not be stored: {err}")));
+            } else {
+                self.report.cursor = Some(to);
+            }
+        }
+        self.report
+    }
+}
+
+/// The side whose next change is the oldest of both.
+fn next_change(runs: &[SideRun]) -> Option<usize> {
+    (0..runs.len())
+        .filter(|&r| runs[r].next < runs[r].listed.len())
+        .min_by_key(|&r| runs[r].listed.changed_at(runs[r].next))
+}
+
+/// Lists one side's changes from its cursor (none when its cursor cannot be read, a breaker
+/// is open or the listing fails: the report says why).
+async fn list_side(
     ctx: &Context,
     cursors: &dyn CursorStore,
     options: &Options,
     budget: &Budget,
     side: Side,
-    differences: &mut Vec<Difference>,
-    observer: &dyn Observer,
-) -> SideReport {
+) -> SideRun {
     let now = ctx.clock.now();
+    let empty = |report: SideReport| SideRun {
+        report,
+        listed: Listed::Records(vec![]),
+        next: 0,
+        first_open: None,
+        listed_ok: false,
+    };
     let cursor = match cursors.cursor(side).await {
         Ok(cursor) => cursor,
-        Err(err) => return failed_side(side, Window::of(None, options.since, now, options.first_run), err.to_string()),
+        Err(err) => {
+            crate::telemetry::metrics::reconcile_failure();
+            let window = Window::of(None, options.since, now, options.first_run);
+            return empty(SideReport::new(side, window).stopped(Stop::Failed(err.to_string())));
+        }
     };
     let window = Window::of(cursor, options.since, now, options.first_run);
-    let mut out = SideReport { side, window, checked: 0, already_repaired: 0, cursor: None, stopped: None };
     if let Some(stop) = held_back(ctx, options).await {
-        out.stopped = Some(stop);
-        return out;
+        return empty(SideReport::new(side, window).stopped(stop));
     }
     let listed = match side {
         Side::Pagerduty => list_incidents(ctx, options, budget, &window).await.map(|(l, s)| (Listed::Incidents(l), s)),
         Side::Salesforce => list_records(ctx, budget, &window).await.map(|(l, s)| (Listed::Records(l), s)),
     };
-    let (listed, stop) = match listed {
-        Ok((listed, stop)) => (listed, stop),
+    match listed {
+        Ok((listed, stop)) => {
+            // A listing cut short (budget) leaves the cursor where the window began.
+            let first_open = stop.is_some().then_some(window.since);
+            let report = SideReport { stopped: stop, ..SideReport::new(side, window) };
+            SideRun { report, listed, next: 0, first_open, listed_ok: true }
+        }
         Err(reason) => {
             crate::telemetry::metrics::reconcile_failure();
-            out.stopped = Some(Stop::Failed(reason));
-            return out;
-        }
-    };
-    out.stopped = stop;
-    // The cursor moves to the first change that was not settled (busy, failed, not reached),
-    // else to the end of the window: the next run looks at it again.
-    let mut first_open: Option<DateTime<Utc>> = if out.stopped.is_some() { Some(window.since) } else { None };
-    let total = listed.len();
-    for i in 0..total {
-        if let Some(stop) = held_back(ctx, options).await {
-            first_open.get_or_insert(listed.changed_at(i));
-            out.stopped = Some(stop);
-            break;
-        }
-        let (candidate, mut compare) = listed.get(i, &options.correlation_id);
-        let checked = repair::check(ctx, &candidate, compare.as_mut(), budget, options.dry_run, options.deadline).await;
-        out.checked += 1;
-        match checked {
-            Checked::InSync => {}
-            Checked::AlreadyRepaired => out.already_repaired += 1,
-            Checked::OutOfBudget => {
-                out.checked -= 1;
-                first_open.get_or_insert(candidate.changed_at);
-                out.stopped = Some(Stop::Budget);
-                break;
-            }
-            Checked::Busy => {
-                first_open.get_or_insert(candidate.changed_at);
-            }
-            Checked::Failed(reason) => {
-                tracing::warn!(side = side.as_str(), subject = %candidate.subject.key(), reason, "reconcile could not compare a change");
-                first_open.get_or_insert(candidate.changed_at);
-            }
-            Checked::Differs(difference) => {
-                if matches!(difference.repair, Repair::Failed(_) | Repair::Busy) {
-                    first_open.get_or_insert(candidate.changed_at);
-                }
-                tracing::warn!(side = side.as_str(), subject = %difference.subject, event_id = %difference.event_id,
-                    repair = ?difference.repair, "reconcile found a difference");
-                differences.push(difference);
-            }
-        }
-        observer.step(side, i + 1, total);
-    }
-    if !options.dry_run && options.since.is_none() {
-        let to = first_open.unwrap_or(window.until);
-        if let Err(err) = cursors.advance_cursor(side, to).await {
-            crate::telemetry::metrics::reconcile_failure();
-            out.stopped.get_or_insert(Stop::Failed(format!("the cursor could not be stored: {err}")));
-        } else {
-            out.cursor = Some(to);
+            empty(SideReport::new(side, window).stopped(Stop::Failed(reason)))
         }
     }
-    out
 }
 
-fn failed_side(side: Side, window: Window, reason: String) -> SideReport {
-    crate::telemetry::metrics::reconcile_failure();
-    SideReport { side, window, checked: 0, already_repaired: 0, cursor: None, stopped: Some(Stop::Failed(reason)) }
+/// The integration user's id when the settings lack it (`Ok(None)`: they have it).
+async fn integration_user(ctx: &Context) -> Result<Option<String>, String> {
+    if !ctx.settings.integration_user_id.is_empty() {
+        return Ok(None);
+    }
+    match ctx.salesforce.user_id().await {
+        Ok(Some(id)) => Ok(Some(id)),
+        Ok(None) => Err("the Salesforce session names no user, and SALESFORCE_INTEGRATION_USER_ID is not set: \
+             set the stack parameter SalesforceIntegrationUserId (`syncctl setup salesforce --check` prints it)"
+            .into()),
+        Err(err) => Err(format!("could not log in to Salesforce to learn the integration user's id: {err}")),
+    }
 }
 
 /// `Some` when the run must not go on: a breaker open (either side: each repair reads one

@@ -20,7 +20,7 @@ use crate::pagerduty::WebhookEvent;
 use crate::pagerduty::client::Incident;
 use crate::retry::envelope::{Accepted, QueuedEvent};
 use crate::rules::{Action, Effect, Event, LinkedRecord, SalesforceAction};
-use crate::store::{Side, Subject};
+use crate::store::{Side, Subject, SubjectState};
 
 /// The statuses whose changes the rules can act on (a triggered incident's change is its creation).
 pub const STATUSES: &[&str] = &["acknowledged", "resolved"];
@@ -93,7 +93,7 @@ impl Compare for CompareIncident<'_> {
         2 * self.change.links.len() as u32
     }
 
-    fn compare<'a>(&'a mut self, ctx: &'a Context) -> Compared<'a> {
+    fn compare<'a>(&'a mut self, ctx: &'a Context, _state: &'a SubjectState) -> Compared<'a> {
         async move {
             let body = self.change.webhook_body();
             let event = WebhookEvent::parse(body.as_bytes()).map_err(|e| format!("synthetic webhook: {e}"))?;
@@ -114,7 +114,9 @@ impl Compare for CompareIncident<'_> {
                 }
             }
             let input = Event::Incident(pd_to_sfdc::incident_event(&event, linked.clone()));
-            let comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked);
+            let changed =
+                Changed { at: self.change.changed_at, integration_user_id: &ctx.settings.integration_user_id };
+            let comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked, &changed);
             let accepted = Accepted::new(
                 Direction::PagerdutyToSalesforce,
                 self.change.event_id(),
@@ -129,13 +131,32 @@ impl Compare for CompareIncident<'_> {
     }
 }
 
-/// Sorts the plan: a set-fields whose every field already holds its value is in sync.
-fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord]) -> Comparison {
+/// Whether someone other than the bridge (`LastModifiedById` not the integration user) changed
+/// the record after the incident's change (whole seconds; the same second is not after).
+fn changed_by_a_person(record: &LinkedRecord, change: &Changed<'_>) -> bool {
+    let text = |f: &str| record.fields.get(f).and_then(Value::as_str);
+    let modified = text("LastModifiedDate").and_then(crate::salesforce::time::parse_datetime);
+    let by_bridge = text("LastModifiedById").is_some_and(|id| {
+        !change.integration_user_id.is_empty() && crate::salesforce::id::same_id(id, change.integration_user_id)
+    });
+    modified.is_some_and(|at| at > change.at) && !by_bridge
+}
+
+/// The change a comparison is about: when, and who the bridge is in Salesforce.
+struct Changed<'a> {
+    at: DateTime<Utc>,
+    integration_user_id: &'a str,
+}
+
+/// Sorts the plan: a set-fields whose every field already holds its value is in sync; one
+/// whose record a person changed since is newer.
+fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord], change: &Changed<'_>) -> Comparison {
     let mut out = Comparison::default();
     for planned in plan {
         match &planned.action {
             Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
-                let current = linked.iter().find(|l| record.id == *l.id.as_str()).map(|l| &l.fields);
+                let target = linked.iter().find(|l| record.id == *l.id.as_str());
+                let current = target.map(|l| &l.fields);
                 let differing: Vec<String> = fields
                     .iter()
                     .filter(|(f, v)| !same_value(current.and_then(|c| c.get(*f)), v))
@@ -146,13 +167,19 @@ fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord]) -
                     .collect();
                 if differing.is_empty() {
                     out.in_sync.push(planned.clone());
+                    continue;
+                }
+                for line in differing {
+                    out.line(planned, line);
+                }
+                if target.is_some_and(|l| changed_by_a_person(l, change)) {
+                    out.newer.push(planned.clone());
                 } else {
-                    out.lines.extend(differing);
                     out.todo.push(planned.clone());
                 }
             }
             action if action.effect() == Effect::State => {
-                out.lines.push(format!("{} {}", action.name(), action.target()));
+                out.line(planned, format!("{} {}", action.name(), action.target()));
                 out.todo.push(planned.clone());
             }
             _ => out.additive.push(planned.clone()),

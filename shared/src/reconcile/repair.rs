@@ -10,6 +10,13 @@
 //! compared; what is in sync, and every additive action (a comment, a note: a late live delivery
 //! would add it a second time), is marked done in the event's progress before the pipeline runs,
 //! so the executor does exactly the repairs.
+//!
+//! A run never writes over a later change. A differing state the bridge set from this change or
+//! a later one (its mark on the subject is as new as the change) was delivered live and changed
+//! since by someone: in sync. A differing state whose target someone else changed after the
+//! change (a person's `LastModifiedDate` on the record, the incident's `last_status_change_at`
+//! or `updated_at`) is newer than the change: reported, not repaired. Both sides' changes are
+//! compared oldest first, so when both changed while the bridge was away, the later one wins.
 
 use chrono::{DateTime, Utc};
 
@@ -23,7 +30,7 @@ use crate::handler::{pd_to_sfdc, salesforce_exec, sfdc_to_pd};
 use crate::pagerduty::WebhookEvent;
 use crate::retry::envelope::{Accepted, Envelope, Progress};
 use crate::rules::PlannedAction;
-use crate::store::{Side, Subject, SubjectUpdate};
+use crate::store::{Side, Subject, SubjectState, SubjectUpdate};
 
 /// The synthetic event of one change, as the pipeline takes it.
 #[derive(Debug, Clone)]
@@ -41,8 +48,11 @@ pub struct Comparison {
     pub in_sync: Vec<PlannedAction>,
     /// Additive actions: reported, never repaired.
     pub additive: Vec<PlannedAction>,
-    /// One line per differing action, for the report.
-    pub lines: Vec<String>,
+    /// State actions whose target differs, but someone changed the target after the change: a
+    /// run does not write over a later change; reported.
+    pub newer: Vec<PlannedAction>,
+    /// What differs, for the report: each line with the key of its action.
+    lines: Vec<(String, String)>,
 }
 
 impl Comparison {
@@ -51,7 +61,35 @@ impl Comparison {
     /// already in sync, and `seen_live` false. A change the live path delivered is no drift,
     /// else the drift alarm would fire for every resolution whose rule also adds a comment.
     fn differs(&self, seen_live: bool) -> bool {
-        !self.todo.is_empty() || (!self.additive.is_empty() && self.in_sync.is_empty() && !seen_live)
+        !self.todo.is_empty()
+            || (!seen_live && (!self.newer.is_empty() || (!self.additive.is_empty() && self.in_sync.is_empty())))
+    }
+
+    /// Moves to `in_sync` every differing state action that the bridge applied from this change
+    /// or a later one: a mark of its state on the subject at or after `changed_at` (marks hold
+    /// the time of the event that set the state). What its target shows now is a later change
+    /// by someone else, and a run does not undo it.
+    fn applied_since(
+        &mut self,
+        marks: &std::collections::BTreeMap<String, DateTime<Utc>>,
+        changed_at: DateTime<Utc>,
+    ) -> &Self {
+        let since = super::cursor::whole_second(changed_at);
+        let applied =
+            |p: &PlannedAction| p.action.state_marks().iter().any(|m| marks.get(m).is_some_and(|at| *at >= since));
+        for list in [&mut self.todo, &mut self.newer] {
+            let (done, open): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|p| applied(p));
+            *list = open;
+            self.in_sync.extend(done);
+        }
+        let open: Vec<String> = self.todo.iter().chain(&self.newer).map(salesforce_exec::action_key).collect();
+        self.lines.retain(|(key, _)| open.contains(key));
+        self
+    }
+
+    /// Notes a line of what differs for `planned`.
+    pub fn line(&mut self, planned: &PlannedAction, text: String) {
+        self.lines.push((salesforce_exec::action_key(planned), text));
     }
 }
 
@@ -94,9 +132,10 @@ pub enum Checked {
 pub trait Compare: Send {
     /// API calls the comparison may cost at most.
     fn read_cost(&self) -> u32;
-    /// Reads the other side and compares; returns the synthetic event and the comparison, or
-    /// `Ok(None)` when there is nothing to compare (a change made by the bridge, a record gone).
-    fn compare<'a>(&'a mut self, ctx: &'a Context) -> Compared<'a>;
+    /// Reads the other side and compares, knowing the subject's `state` (the fields the bridge
+    /// last saw); returns the synthetic event and the comparison, or `Ok(None)` when there is
+    /// nothing to compare (a change made by the bridge, a record gone).
+    fn compare<'a>(&'a mut self, ctx: &'a Context, state: &'a SubjectState) -> Compared<'a>;
 }
 
 /// What a comparison found: the synthetic event, as the pipeline and the retry queue take it, and
@@ -125,10 +164,15 @@ pub async fn check(
     }
     if dry_run {
         // A dry run writes nothing: no gate, no lease, no audit.
-        return match compare.compare(ctx).await {
-            Ok(Some(Found { comparison, .. })) => match seen_live(ctx, candidate).await {
-                Ok(seen) if comparison.differs(seen) => {
-                    Checked::Differs(difference(candidate, &comparison, Repair::WouldRepair))
+        let state = match ctx.stores.links.subject_state(&candidate.subject).await {
+            Ok(state) => state,
+            Err(err) => return Checked::Failed(format!("store: {err}")),
+        };
+        return match compare.compare(ctx, &state).await {
+            Ok(Some(Found { mut comparison, .. })) => match seen_live(ctx, candidate).await {
+                Ok(seen) if comparison.applied_since(&state.marks, candidate.changed_at).differs(seen) => {
+                    let repair = if comparison.todo.is_empty() { Repair::Reported } else { Repair::WouldRepair };
+                    Checked::Differs(difference(candidate, &comparison, repair))
                 }
                 Ok(_) => Checked::InSync,
                 Err(reason) => Checked::Failed(reason),
@@ -167,8 +211,8 @@ pub async fn check(
     // An event of the subject waits in the retry queue (a late live delivery, held back while
     // this run held the subject): it will apply its change; a repair now would wait behind it and
     // then write the same again. The next run looks at the subject again.
-    match ctx.stores.links.subject_state(&candidate.subject).await {
-        Ok(state) if state.pending.is_empty() => {}
+    let state = match ctx.stores.links.subject_state(&candidate.subject).await {
+        Ok(state) if state.pending.is_empty() => state,
         Ok(_) => {
             release().await;
             return Checked::Busy;
@@ -177,8 +221,8 @@ pub async fn check(
             release().await;
             return Checked::Failed(format!("store: {err}"));
         }
-    }
-    let Found { synthetic, mut accepted, comparison } = match compare.compare(ctx).await {
+    };
+    let Found { synthetic, mut accepted, mut comparison } = match compare.compare(ctx, &state).await {
         Ok(Some(found)) => found,
         Ok(None) => {
             release().await;
@@ -196,7 +240,7 @@ pub async fn check(
             return Checked::Failed(reason);
         }
     };
-    if !comparison.differs(seen) {
+    if !comparison.applied_since(&state.marks, candidate.changed_at).differs(seen) {
         release().await;
         return Checked::InSync;
     }
@@ -233,7 +277,7 @@ async fn apply(
     let started = ctx.clock.now();
     let key = accepted.gate_key.clone();
     let mut progress = Progress::default();
-    for planned in comparison.in_sync.iter().chain(&comparison.additive) {
+    for planned in comparison.in_sync.iter().chain(&comparison.additive).chain(&comparison.newer) {
         progress.mark_done(salesforce_exec::action_key(planned));
     }
     let work = Work { accepted: &accepted, progress: &mut progress, hop: "" };
@@ -269,11 +313,12 @@ fn difference(candidate: &Candidate, comparison: &Comparison, repair: Repair) ->
         side: candidate.side,
         subject: candidate.subject.key(),
         event_id: candidate.event_id.clone(),
-        differs: comparison.lines.clone(),
+        differs: comparison.lines.iter().map(|(_, text)| text.clone()).collect(),
         not_repaired: comparison
-            .additive
+            .newer
             .iter()
-            .map(|p| format!("{} {}", p.action.name(), p.action.target()))
+            .map(|p| format!("{} {} (changed since on the other side)", p.action.name(), p.action.target()))
+            .chain(comparison.additive.iter().map(|p| format!("{} {}", p.action.name(), p.action.target())))
             .collect(),
         repair,
     }
@@ -294,9 +339,8 @@ pub fn same_value(current: Option<&serde_json::Value>, wanted: &serde_json::Valu
     if current == wanted || text(current) == text(wanted) {
         return true;
     }
-    let instant = |v: &Value| {
-        v.as_str().and_then(crate::salesforce::time::parse_datetime).map(super::cursor::whole_second)
-    };
+    let instant =
+        |v: &Value| v.as_str().and_then(crate::salesforce::time::parse_datetime).map(super::cursor::whole_second);
     matches!((instant(current), instant(wanted)), (Some(a), Some(b)) if a == b)
 }
 

@@ -71,6 +71,18 @@ pub struct SideReport {
     pub stopped: Option<Stop>,
 }
 
+impl SideReport {
+    /// A side's report before the run looked at any change.
+    pub fn new(side: Side, window: Window) -> Self {
+        Self { side, window, checked: 0, already_repaired: 0, cursor: None, stopped: None }
+    }
+
+    /// The same, stopped for `stop`.
+    pub fn stopped(self, stop: Stop) -> Self {
+        Self { stopped: Some(stop), ..self }
+    }
+}
+
 /// The webhook subscription as the run found and left it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", content = "detail", rename_all = "snake_case")]
@@ -98,6 +110,24 @@ pub struct Report {
 }
 
 impl Report {
+    /// A run that could not start: both sides stopped for `reason`.
+    pub fn failed(started_at: DateTime<Utc>, options: &super::Options, reason: String) -> Self {
+        crate::telemetry::metrics::reconcile_failure();
+        let window = Window::of(None, options.since, started_at, options.first_run);
+        Self {
+            started_at,
+            dry_run: options.dry_run,
+            budget: options.max_api_calls,
+            api_calls: 0,
+            sides: Side::ALL
+                .iter()
+                .map(|&side| SideReport::new(side, window).stopped(Stop::Failed(reason.clone())))
+                .collect(),
+            differences: vec![],
+            subscription: SubscriptionCheck::Failed(reason),
+        }
+    }
+
     /// Differences found (the drift metric: non-zero means events were lost upstream).
     pub fn drift(&self) -> usize {
         self.differences.len()

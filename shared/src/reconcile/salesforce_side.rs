@@ -2,11 +2,13 @@
 //! `SystemModstamp` is in the window (SOQL, in batches through `nextRecordsUrl`), each compared
 //! with its linked incidents as those rules would set them.
 //!
-//! A run sees a record's current values, not the change that led to them, so the synthetic
-//! change has every field "changed from unknown": a `changed_to` condition holds when the field
-//! holds the value now, a `changed_from` never (that transition cannot be told from one read; the
-//! report's differences then stay empty for it). A record created in its last modification is
-//! an insert, as Outbound Messages tell it, unless it is linked already (its insert was seen).
+//! A run sees a record's current values, not the change that led to them. The old values of
+//! the synthetic change are what the bridge last saw of the fields its rules compare with old
+//! values ([`crate::store::Seen`], kept on the record's subject by every record change it
+//! handled), so a `changed_to` holds only when the field changed since; a field the bridge never
+//! saw is "changed from unknown" (`changed_to` holds when it holds the value now, `changed_from`
+//! never). A record created in its last modification is an insert, as Outbound Messages tell
+//! it, unless it is linked already (its insert was seen).
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -20,7 +22,7 @@ use crate::handler::sfdc_to_pd::{self, Change};
 use crate::pagerduty::client::Incident;
 use crate::rules::{Action, Effect, PagerdutyAction, Rules};
 use crate::salesforce::time::parse_datetime;
-use crate::store::{Side, Subject};
+use crate::store::{Side, Subject, SubjectState};
 
 /// The objects the enabled `salesforce_to_pagerduty` rules watch, each once, in document order.
 pub fn watched_objects(rules: &Rules) -> Vec<String> {
@@ -93,7 +95,7 @@ impl Compare for CompareRecord<'_> {
         1 + self.linked.len() as u32
     }
 
-    fn compare<'a>(&'a mut self, ctx: &'a Context) -> Compared<'a> {
+    fn compare<'a>(&'a mut self, ctx: &'a Context, state: &'a SubjectState) -> Compared<'a> {
         async move {
             let c = self.change;
             crate::telemetry::metrics::api_calls("salesforce", 1);
@@ -113,7 +115,14 @@ impl Compare for CompareRecord<'_> {
             let linked_itself = c.parent_id.is_none() && !self.linked.is_empty();
             let is_new = !linked_itself
                 && matches!((new.get("CreatedDate"), new.get("LastModifiedDate")), (Some(a), Some(b)) if a == b);
-            let old = (!is_new).then(|| new.keys().map(|k| (k.clone(), Value::Null)).collect::<Map<String, Value>>());
+            // Old values: what the bridge last saw of the fields its rules compare with them (an
+            // earlier change), else unknown (null: "changed from unknown").
+            let seen = state.seen.as_ref().filter(|s| s.at < c.changed_at).map(|s| &s.fields);
+            let old = (!is_new).then(|| {
+                new.keys()
+                    .map(|k| (k.clone(), seen.and_then(|s| s.get(k)).cloned().unwrap_or(Value::Null)))
+                    .collect::<Map<String, Value>>()
+            });
             let change = Change {
                 object: c.object.clone(),
                 id: c.id.clone().into(),
@@ -138,7 +147,7 @@ impl Compare for CompareRecord<'_> {
                     Err(err) => return Err(format!("reading incident {id}: {err}")),
                 }
             }
-            let comparison = compare_plan(&plan, &incidents);
+            let comparison = compare_plan(&plan, &incidents, c.changed_at);
             let accepted = change.accepted(self.correlation_id, ctx.clock.now());
             Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
         }
@@ -146,44 +155,53 @@ impl Compare for CompareRecord<'_> {
     }
 }
 
-/// Sorts the plan by what the linked incidents show now.
-fn compare_plan(plan: &[crate::rules::PlannedAction], incidents: &[Incident]) -> Comparison {
+/// Sorts the plan by what the linked incidents show now; a differing state of an incident
+/// changed after the record's change is newer (PagerDuty's stamps: `last_status_change_at` for
+/// its status, `updated_at` for the rest; whole seconds, the same second is not after).
+fn compare_plan(plan: &[crate::rules::PlannedAction], incidents: &[Incident], changed_at: DateTime<Utc>) -> Comparison {
     let mut out = Comparison::default();
     let find = |id: &crate::pagerduty::IncidentId| incidents.iter().find(|i| *id == *i.id.as_str());
+    let after = |i: &Incident, stamp: &str| {
+        i.raw.get(stamp).and_then(Value::as_str).and_then(parse_datetime).is_some_and(|at| at > changed_at)
+    };
     for planned in plan {
-        let in_sync = match &planned.action {
+        // (in sync, changed since) for the actions a read of the incident can tell.
+        let read = match &planned.action {
             Action::Pagerduty(action) => match action {
-                PagerdutyAction::Acknowledge { incident_id } => {
-                    find(incident_id).map(|i| i.status.as_deref() != Some("triggered"))
-                }
-                PagerdutyAction::Resolve { incident_id, .. } => {
-                    find(incident_id).map(|i| i.status.as_deref() == Some("resolved"))
-                }
+                PagerdutyAction::Acknowledge { incident_id } => find(incident_id)
+                    .map(|i| (i.status.as_deref() != Some("triggered"), after(i, "last_status_change_at"))),
+                PagerdutyAction::Resolve { incident_id, .. } => find(incident_id)
+                    .map(|i| (i.status.as_deref() == Some("resolved"), after(i, "last_status_change_at"))),
                 PagerdutyAction::SetUrgency { incident_id, urgency } => find(incident_id).map(|i| {
                     let wanted = serde_json::to_value(urgency).ok();
-                    i.urgency.as_deref() == wanted.as_ref().and_then(Value::as_str)
+                    (i.urgency.as_deref() == wanted.as_ref().and_then(Value::as_str), after(i, "updated_at"))
                 }),
                 PagerdutyAction::SetPriority { incident_id, priority } => find(incident_id).map(|i| {
-                    i.priority
+                    let same = i
+                        .priority
                         .as_ref()
                         .and_then(|p| p.summary.as_deref())
-                        .is_some_and(|p| p.eq_ignore_ascii_case(priority))
+                        .is_some_and(|p| p.eq_ignore_ascii_case(priority));
+                    (same, after(i, "updated_at"))
                 }),
                 // Idempotent at PagerDuty by its incident_key: safe to repeat.
-                PagerdutyAction::CreateIncident { .. } => Some(false),
+                PagerdutyAction::CreateIncident { .. } => Some((false, false)),
                 _ => None,
             },
             Action::Salesforce(_) => None,
         };
-        match in_sync {
-            Some(true) => out.in_sync.push(planned.clone()),
-            Some(false) => {
-                out.lines.push(format!("{} {}", planned.action.name(), planned.action.target()));
-                out.todo.push(planned.clone());
+        match read {
+            Some((true, _)) => out.in_sync.push(planned.clone()),
+            Some((false, newer)) => {
+                out.line(planned, format!("{} {}", planned.action.name(), planned.action.target()));
+                if newer { out.newer.push(planned.clone()) } else { out.todo.push(planned.clone()) }
             }
             // Additive, or a state PagerDuty's incident does not show (a reassignment).
             None if planned.action.effect() == Effect::State => {
-                out.lines.push(format!("{} {} (cannot be compared)", planned.action.name(), planned.action.target()));
+                out.line(
+                    planned,
+                    format!("{} {} (cannot be compared)", planned.action.name(), planned.action.target()),
+                );
                 out.additive.push(planned.clone());
             }
             None => out.additive.push(planned.clone()),

@@ -206,6 +206,30 @@ impl Rules {
         fields.dedup();
         fields
     }
+
+    /// The fields of `object` that the enabled `salesforce_to_pagerduty` rules compare with their
+    /// old values (`changed`, `changed_to`, `changed_from`, `old.FIELD`): what the bridge keeps
+    /// of a record it saw ([`crate::store::Seen`]), so that a change without old values (a
+    /// reconcile run's) is judged against them.
+    pub fn fields_compared_with_old(&self, object: &str) -> Vec<String> {
+        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
+        let mut fields: Vec<String> = rules
+            .filter(|r| r.direction == Direction::SalesforceToPagerduty && r.object.eq_ignore_ascii_case(object))
+            .flat_map(|r| &r.conditions)
+            .filter_map(|c| match &c.field {
+                Field::Salesforce { path, old }
+                    if *old
+                        || matches!(c.operator, Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom) =>
+                {
+                    path.first().cloned()
+                }
+                _ => None,
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
+    }
 }
 
 /// False when the incident's facts alone decide the rule: it is skipped before its conditions

@@ -128,6 +128,12 @@ impl SalesforceClient {
         self.calls.load(Ordering::Relaxed)
     }
 
+    /// The id of the user the session is for (the integration user), read off the token answer's
+    /// identity URL: no API call beyond the login. `None` when the answer names none.
+    pub async fn user_id(&self) -> Result<Option<String>, SalesforceError> {
+        Ok(self.auth.token().await?.org_and_user().map(|(_, user)| user.to_string()))
+    }
+
     /// Logs in now (JWT bearer) unless a session is cached, so that the first call does not.
     pub async fn connect(&self) -> Result<(), SalesforceError> {
         self.auth.token().await.map(drop)

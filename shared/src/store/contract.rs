@@ -33,6 +33,7 @@ pub async fn run_all(
     links_are_found_from_both_sides(links.as_ref()).await;
     a_subject_is_leased_to_one_holder_at_a_time(links.as_ref()).await;
     a_settled_event_leaves_its_marks_and_progress_on_its_subject(links.as_ref()).await;
+    a_record_s_seen_fields_are_kept_until_a_newer_event_replaces_them(links.as_ref()).await;
     subject_state_is_links_marks_and_pending_together(links.as_ref()).await;
     queued_events_are_listed_oldest_first_until_they_leave(links.as_ref()).await;
     first_claim_wins_and_duplicates_see_the_result(idem.as_ref()).await;
@@ -171,6 +172,34 @@ pub async fn a_settled_event_leaves_its_marks_and_progress_on_its_subject(store:
     assert_eq!(store.lease(&subject, "B", at, at + Duration::seconds(10)).await.expect("lease"), Lease::Acquired);
     let other = store.subject_state(&Subject::Record(fresh("500MARK"))).await.expect("subject_state");
     assert!(other.marks.is_empty() && !other.opened, "marks are per subject");
+}
+
+pub async fn a_record_s_seen_fields_are_kept_until_a_newer_event_replaces_them(store: &dyn LinkStore) {
+    let subject = Subject::Record(fresh("500SEEN"));
+    let at = t0();
+    let record = serde_json::json!({"Priority": "Sev2", "Status": "New", "IsEscalated": false,
+        "Description": "x".repeat(super::Seen::MAX_VALUE + 1)});
+    let fields: Vec<String> = ["Priority", "IsEscalated", "Description", "Missing"].map(String::from).to_vec();
+    let seen = super::Seen::of(at, record.as_object().expect("object"), &fields);
+    let mut kept: Vec<&String> = seen.fields.keys().collect();
+    kept.sort();
+    assert_eq!(kept, ["IsEscalated", "Priority"], "asked for, present and short");
+    store
+        .update_subject(&subject, None, &SubjectUpdate { seen: Some(seen.clone()), ..SubjectUpdate::default() })
+        .await
+        .expect("update");
+    assert_eq!(store.subject_state(&subject).await.expect("subject_state").seen, Some(seen.clone()));
+    store
+        .update_subject(&subject, None, &SubjectUpdate { marks: vec!["m".into()], at: Some(at), ..Default::default() })
+        .await
+        .expect("update");
+    assert_eq!(store.subject_state(&subject).await.expect("subject_state").seen, Some(seen), "kept by other updates");
+    let newer = super::Seen { at: at + Duration::seconds(1), fields: Default::default() };
+    store
+        .update_subject(&subject, None, &SubjectUpdate { seen: Some(newer.clone()), ..SubjectUpdate::default() })
+        .await
+        .expect("update");
+    assert_eq!(store.subject_state(&subject).await.expect("subject_state").seen, Some(newer), "replaced");
 }
 
 pub async fn subject_state_is_links_marks_and_pending_together(store: &dyn LinkStore) {

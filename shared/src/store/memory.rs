@@ -32,6 +32,7 @@ struct SubjectItem {
     pending: std::collections::BTreeSet<PendingEvent>,
     lease: Option<(String, DateTime<Utc>)>,
     progress: std::collections::BTreeMap<String, Vec<String>>,
+    seen: Option<crate::store::Seen>,
 }
 
 #[derive(Default)]
@@ -168,6 +169,9 @@ impl LinkStore for MemoryStore {
             None => {}
         }
         item.opened |= update.opened;
+        if let Some(seen) = &update.seen {
+            item.seen = Some(seen.clone());
+        }
         match &update.pending {
             Some(PendingChange::List(event)) => {
                 item.pending.insert(event.clone());
@@ -197,6 +201,7 @@ impl LinkStore for MemoryStore {
             state.opened = item.opened;
             state.pending = item.pending.iter().cloned().collect();
             state.progress = item.progress.clone();
+            state.seen = item.seen.clone();
         }
         Ok(state)
     }

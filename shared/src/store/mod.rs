@@ -163,6 +163,35 @@ pub struct SubjectUpdate {
     /// delivery or copy of the event does only what is left, even when the message that carried
     /// the progress is lost.
     pub progress: Option<Progress>,
+    /// What the event saw of the record's fields (see [`Seen`]); the caller passes it only when
+    /// it is newer than the one stored.
+    pub seen: Option<Seen>,
+}
+
+/// What the bridge last saw of a record's fields that its rules compare with old values
+/// (`changed`, `changed_to`, `changed_from`, `old.FIELD`), and the time of the change that showed
+/// them: the old values of a change that comes without them (a reconcile run reads current
+/// values only). Kept on the record's subject, small: only those fields, long values left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    pub at: DateTime<Utc>,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Seen {
+    /// The longest value kept: a longer one (a description) is left out, its old value unknown.
+    pub const MAX_VALUE: usize = 256;
+
+    /// The `fields` of `record`, at `at`, each when it is short.
+    pub fn of(at: DateTime<Utc>, record: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Self {
+        let fields = fields
+            .iter()
+            .filter_map(|f| record.get(f).map(|v| (f, v)))
+            .filter(|(_, v)| v.to_string().len() <= Self::MAX_VALUE)
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect();
+        Self { at, fields }
+    }
 }
 
 /// A change to an event's progress on its subject.
@@ -205,6 +234,8 @@ pub struct SubjectState {
     pub pending: Vec<PendingEvent>,
     /// What each unfinished event has done so far, by event id (see [`SubjectUpdate::progress`]).
     pub progress: std::collections::BTreeMap<String, Vec<String>>,
+    /// A record's fields as the bridge last saw them (see [`Seen`]).
+    pub seen: Option<Seen>,
 }
 
 impl SubjectState {

@@ -460,3 +460,140 @@ async fn a_date_time_field_read_back_in_salesforce_form_is_in_sync() {
     assert_eq!(report.drift(), 0, "{report:#?}");
     assert_eq!(writes(&h), before, "nothing written again: {report:#?}");
 }
+
+/// Waits until the wall clock is in the next second: the services stamp changes in whole
+/// seconds, and these tests need a change that is later than another, not in the same second.
+async fn next_second() {
+    let now = Utc::now();
+    let wait = 1000 - now.timestamp_subsec_millis() as u64 + 20;
+    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+}
+
+/// The Apex trigger's post of an update of `case` from `old` to its current values, by `AGENT`.
+fn trigger_update(h: &Harness, case: &str, old: Value) -> Value {
+    let mut new = h.sf.record("Case", case).unwrap();
+    new["attributes"] = json!({"type": "Case", "url": format!("/Case/{case}")});
+    let mut before = new.clone();
+    for (k, v) in old.as_object().unwrap() {
+        before[k] = v.clone();
+    }
+    json!({"schema": 1, "org_id": sim::harness::ORG_ID, "object": "Case", "operation": "update",
+        "user": {"id": "005000000000001", "username": AGENT}, "sent_at": Utc::now().to_rfc3339(),
+        "old": {case: before}, "new": {case: new}})
+}
+
+/// A change the live path applied, then undone by a person (an agent reopens the Case the
+/// resolve closed), the bridge the Case's last modifier since: a run must not apply the resolve
+/// again. The bridge's marks say the live event set the Case's fields; what differs now is a
+/// later change.
+#[tokio::test]
+async fn a_person_s_later_change_is_not_undone_by_a_run() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.resolve(&incident, None).await.unwrap();
+    let webhook = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.resolved").unwrap();
+    assert_eq!(outcome(&h.webhook(&webhook.to_string(), "live-resolve").await), "applied");
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Working"}), AGENT).unwrap();
+    // The bridge wrote the Case since, for another reason: the agent is not its last modifier.
+    h.sf.update_record("Case", &case, json!({"Description": "3 notes in PagerDuty"}), INTEGRATION_USER).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working", "the agent's reopen stays: {report:#?}");
+    assert_eq!(report.drift(), 0, "{report:#?}");
+}
+
+/// A change that was lost, and whose target a person changed since (the acknowledge webhook
+/// never came; meanwhile an agent escalated the Case): the run reports it, and does not write
+/// over the agent's change.
+#[tokio::test]
+async fn a_lost_change_whose_target_a_person_changed_since_is_reported_not_written() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Escalated"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
+    let lost: Vec<_> = report.differences.iter().filter(|d| d.subject == format!("incident:{incident}")).collect();
+    assert_eq!(lost.len(), 1, "{report:#?}");
+    assert_eq!(lost[0].repair, Repair::Reported, "{report:#?}");
+    assert!(lost[0].not_repaired.iter().any(|l| l.contains("changed since")), "{lost:?}");
+}
+
+/// A run sees a record's current values only. A Case whose Priority became Sev2 long ago (the
+/// live path set P2), whose incident a responder then raised to P1, and which an agent then
+/// edited for another reason (the post lost): `changed_to: Sev2` does not hold for that edit,
+/// because the bridge keeps what it last saw of the fields its rules compare with old values.
+#[tokio::test]
+async fn a_field_that_did_not_change_in_a_lost_edit_does_not_fire_its_rule_again() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev3"}))).await.status, 200);
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "the live path set P2");
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU customers"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P1", "the responder's P1 stays: {report:#?}");
+    assert_eq!(report.drift(), 0, "{report:#?}");
+}
+
+/// Both systems changed while the bridge was down: an agent closed the Case (the post lost),
+/// then a responder acknowledged its incident (the webhook lost). The later change wins, as it
+/// would have live (the Case follows the acknowledge); the earlier one, older now than the
+/// incident it would resolve, is reported, not applied.
+#[tokio::test]
+async fn when_both_sides_changed_in_the_gap_the_later_change_wins_and_the_earlier_is_reported() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    next_second().await;
+    who.acknowledge(&incident).await.unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "acknowledged", "{report:#?}");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working", "{report:#?}");
+    let record: Vec<_> = report.differences.iter().filter(|d| d.subject.starts_with("record:")).collect();
+    assert_eq!(record.len(), 1, "{report:#?}");
+    assert_eq!(record[0].repair, Repair::Reported, "{report:#?}");
+    assert!(record[0].not_repaired.iter().any(|l| l.contains("changed since")), "{record:?}");
+    assert_eq!(report.differences.len(), 2, "and the acknowledge, repaired: {report:#?}");
+}
+
+/// The bridge's own later write to a record is no person's change: the run repairs the lost
+/// change under it. Without `SALESFORCE_INTEGRATION_USER_ID` the run knows its writes by the
+/// user of its own Salesforce session.
+#[tokio::test]
+async fn a_run_knows_the_bridge_s_own_writes_without_the_configured_user_id() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "3 notes in PagerDuty"}), INTEGRATION_USER).unwrap();
+    time_passes(&h);
+    let ctx = h.instance();
+    assert!(ctx.settings.integration_user_id.is_empty());
+
+    let report = run(&ctx, &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working", "{report:#?}");
+    assert_eq!(report.repaired(), 1, "{report:#?}");
+}
