@@ -118,6 +118,8 @@ pub struct Harness {
     pub stores: Stores,
     /// The in-memory store (when `dynamodb` is off), for inspection helpers.
     pub store: Arc<MemoryStore>,
+    /// Reconciliation's cursors, on the same store as `stores`.
+    pub cursors: Arc<dyn shared::store::CursorStore>,
     /// The in-memory retry queue and DLQ (unused when `sqs` is on: see `sqs`).
     pub retry_queue: Arc<MemoryQueue>,
     pub dlq: Arc<MemoryQueue>,
@@ -227,9 +229,12 @@ impl Harness {
         } else {
             None
         };
+        let mut cursors: Arc<dyn shared::store::CursorStore> = store.clone();
         let stores = if let Some(sdk) = sdk.as_ref().filter(|_| config.dynamodb) {
             let (_, table) = crate::moto::table().await;
-            adapters::dynamodb::stores(aws_sdk_dynamodb::Client::new(sdk), &table)
+            let client = aws_sdk_dynamodb::Client::new(sdk);
+            cursors = Arc::new(adapters::dynamodb::DynamoStore::new(client.clone(), &table));
+            adapters::dynamodb::stores(client, &table)
         } else {
             Stores {
                 links: store.clone(),
@@ -323,6 +328,7 @@ impl Harness {
             ctx,
             stores,
             store,
+            cursors,
             retry_queue,
             dlq,
             sqs,
@@ -469,7 +475,9 @@ impl Harness {
             })
             .collect();
         let deadline = Some(self.clock.now() + chrono::Duration::seconds(60));
-        let failed = retry::handle_batch(&self.ctx, messages, deadline).await;
+        // As the retry function is wired: it runs the reconcile messages too.
+        let runner = shared::reconcile::trigger::Runner { cursors: self.cursors.clone() };
+        let failed = retry::handle_batch_reconciling(&self.ctx, Some(&runner), messages, deadline).await;
         for m in received {
             if !failed.contains(&m.message_id) {
                 // A lost delete redelivers the message, as SQS would.

@@ -604,7 +604,7 @@ async fn reconcile_alarms_fire(
     let mut found = normal.clone();
     found.add_emf(&take(emf), "retry");
     let mut history = repeated(normal, range);
-    history.push(found);
+    history.push(found.clone());
     expect_firing(
         all,
         &history,
@@ -612,8 +612,17 @@ async fn reconcile_alarms_fire(
         "a reconcile run after the senders gave up",
     );
 
+    // The warm container's next invocation (an ordinary retry batch) flushes again: the
+    // subscription is active again, and the SEV2 alarm goes back to OK in the next period.
+    let mut next = normal.clone();
+    next.add_emf(&take(emf), "retry");
+    let mut later = repeated(normal, range);
+    later.push(found.clone());
+    later.push(next);
+    let disabled = alarm(all, "WebhookSubscriptionDisabledAlarm");
+    assert_ne!(disabled.state(&later), State::Alarm, "the SEV2 alarm stays red after the subscription is enabled");
+
     // Salesforce answers every query with 503: the Salesforce side cannot be listed.
-    shared::telemetry::metrics::webhook_subscription_disabled(false);
     h.sf.set_faults(sim::faults::FaultConfig { seed: 6, server_error_rate: 1.0, ..sim::faults::FaultConfig::none() });
     h.clock.set(Utc::now() + chrono::Duration::seconds(6));
     let report = shared::reconcile::run(&h.instance(), h.store.as_ref(), &options, &Quiet).await;

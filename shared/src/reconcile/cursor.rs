@@ -15,7 +15,7 @@ pub const OVERLAP_SECONDS: i64 = 1;
 pub const QUIET_SECONDS: i64 = 2;
 
 /// The changes one run of one side compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,

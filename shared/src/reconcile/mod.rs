@@ -79,6 +79,8 @@ pub const DEFAULT_MAX_API_CALLS: u32 = 200;
 pub trait Observer: Sync {
     /// `done` of `total` changes of `side` looked at.
     fn step(&self, _side: Side, _done: usize, _total: usize) {}
+    /// A run asked of the retry function has not ended yet (`polls` looks so far).
+    fn waiting(&self, _polls: usize) {}
 }
 
 /// No progress indication (the retry function).
@@ -115,6 +117,7 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
         api_calls: 0,
         sides: vec![],
         differences: vec![],
+        differences_left_off: 0,
         subscription,
     };
     // Both sides are listed, then their changes are compared oldest first across the sides:
@@ -156,9 +159,13 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
             }
             Checked::Failed(reason) => {
                 tracing::warn!(side = run.report.side.as_str(), subject = %candidate.subject.key(), reason, "reconcile could not compare a change");
+                run.report.failed += 1;
                 run.first_open.get_or_insert(candidate.changed_at);
             }
             Checked::Differs(difference) => {
+                if matches!(difference.repair, Repair::Failed(_)) {
+                    run.report.failed += 1;
+                }
                 if matches!(difference.repair, Repair::Failed(_) | Repair::Busy) {
                     run.first_open.get_or_insert(candidate.changed_at);
                 }
@@ -201,6 +208,9 @@ impl SideRun {
 
     /// Moves the side's cursor (not in a dry run, nor with `--since`) and gives its report.
     async fn finish(mut self, cursors: &dyn CursorStore, options: &Options) -> SideReport {
+        if options.since.is_some() && self.listed_ok {
+            self.report.resume_from = self.first_open;
+        }
         if !options.dry_run && options.since.is_none() && self.listed_ok {
             let to = self.first_open.unwrap_or(self.report.window.until);
             if let Err(err) = cursors.advance_cursor(self.report.side, to).await {

@@ -110,6 +110,12 @@ impl Compare for CompareIncident<'_> {
                         id: link.record.id.to_string(),
                         fields,
                     }),
+                    // Deleted in Salesforce: nothing of it to compare, and no reason to read it
+                    // again in every run.
+                    Err(crate::salesforce::error::SalesforceError::Api { status: 404, .. }) => {
+                        tracing::info!(record = %link.record.id, incident = %self.change.incident.id,
+                            "a linked record is gone (404): not compared");
+                    }
                     Err(err) => return Err(format!("reading {} {}: {err}", link.record.object, link.record.id)),
                 }
             }
@@ -155,8 +161,10 @@ fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord], c
     for planned in plan {
         match &planned.action {
             Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
-                let target = linked.iter().find(|l| record.id == *l.id.as_str());
-                let current = target.map(|l| &l.fields);
+                let Some(target) = linked.iter().find(|l| record.id == *l.id.as_str()) else {
+                    continue; // a record that is gone
+                };
+                let current = Some(&target.fields);
                 let differing: Vec<String> = fields
                     .iter()
                     .filter(|(f, v)| !same_value(current.and_then(|c| c.get(*f)), v))
@@ -172,7 +180,7 @@ fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord], c
                 for line in differing {
                     out.line(planned, line);
                 }
-                if target.is_some_and(|l| changed_by_a_person(l, change)) {
+                if changed_by_a_person(target, change) {
                     out.newer.push(planned.clone());
                 } else {
                     out.todo.push(planned.clone());

@@ -159,10 +159,10 @@ pub async fn check(
     dry_run: bool,
     deadline: Option<DateTime<Utc>>,
 ) -> Checked {
-    if !budget.allows(compare.read_cost()) {
-        return Checked::OutOfBudget;
-    }
     if dry_run {
+        if !budget.allows(compare.read_cost()) {
+            return Checked::OutOfBudget;
+        }
         // A dry run writes nothing: no gate, no lease, no audit.
         let state = match ctx.stores.links.subject_state(&candidate.subject).await {
             Ok(state) => state,
@@ -181,21 +181,43 @@ pub async fn check(
             Err(reason) => Checked::Failed(reason),
         };
     }
+    // The gate before the budget: a change an earlier run settled costs no API call, so a run
+    // gets past a second holding more changes than one budget (a bulk update).
     let key = &crate::model::GateKey::event(&candidate.event_id);
     match ctx.idempotency.begin(key, deadline).await {
         Ok(Gate::Proceed) => {}
+        Ok(Gate::Duplicate { first }) if first.outcome == crate::model::Outcome::Skipped.as_str() => {
+            return Checked::InSync;
+        }
         Ok(Gate::Duplicate { .. }) => return Checked::AlreadyRepaired,
         Ok(Gate::Busy { .. }) => return Checked::Busy,
         Err(err) => return Checked::Failed(format!("idempotency store: {err}")),
+    }
+    if !budget.allows(compare.read_cost()) {
+        let _ = ctx.idempotency.abandon(key).await;
+        return Checked::OutOfBudget;
     }
     // The lease holder the pipeline will name for this event: `Accepted::lease_holder` of an
     // envelope whose id is the event id (set below), on the live hop.
     let holder = format!("{key}@");
     let now = ctx.clock.now();
     let until = deadline.unwrap_or(now + chrono::Duration::seconds(30));
-    let release = || async {
+    let give_back = || async {
         let _ = ctx.stores.links.update_subject(&candidate.subject, Some(&holder), &SubjectUpdate::default()).await;
+    };
+    let release = || async {
+        give_back().await;
         let _ = ctx.idempotency.abandon(key).await;
+    };
+    // Compared and found in sync (or the bridge's own change): settled for good, so that the
+    // next run's gate answers it without reading either side again.
+    let in_sync = || async {
+        give_back().await;
+        let skipped = crate::handler::idempotency::Settlement::plain(crate::model::Outcome::Skipped);
+        if ctx.idempotency.finish(key, &skipped).await.is_err() {
+            let _ = ctx.idempotency.abandon(key).await;
+        }
+        Checked::InSync
     };
     match ctx.stores.links.lease(&candidate.subject, &holder, now, until).await {
         Ok(crate::store::Lease::Acquired) => {}
@@ -224,10 +246,7 @@ pub async fn check(
     };
     let Found { synthetic, mut accepted, mut comparison } = match compare.compare(ctx, &state).await {
         Ok(Some(found)) => found,
-        Ok(None) => {
-            release().await;
-            return Checked::InSync;
-        }
+        Ok(None) => return in_sync().await,
         Err(reason) => {
             release().await;
             return Checked::Failed(reason);
@@ -241,8 +260,7 @@ pub async fn check(
         }
     };
     if !comparison.applied_since(&state.marks, candidate.changed_at).differs(seen) {
-        release().await;
-        return Checked::InSync;
+        return in_sync().await;
     }
     if comparison.todo.is_empty() {
         release().await;

@@ -3,14 +3,14 @@
 //! and audited by the retry function, and measured as metrics (drift found, repairs applied).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cursor::Window;
 use crate::model::{AuditEntry, Direction, Outcome};
 use crate::store::{AuditLog, Side, StoreError};
 
 /// One change whose two systems disagree.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
     /// The side that changed (whose change was lost on the way to the other).
     pub side: Side,
@@ -27,7 +27,7 @@ pub struct Difference {
 }
 
 /// What became of a difference.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "detail", rename_all = "snake_case")]
 pub enum Repair {
     /// A dry run: what it would do is in `differs`.
@@ -43,7 +43,7 @@ pub enum Repair {
 }
 
 /// Why a run stopped before the end of a side's window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
 pub enum Stop {
     /// The API budget would be passed by the next step.
@@ -57,7 +57,7 @@ pub enum Stop {
 }
 
 /// One side's part of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SideReport {
     pub side: Side,
     pub window: Window,
@@ -65,8 +65,15 @@ pub struct SideReport {
     pub checked: usize,
     /// Of those, changes an earlier run (or a concurrent one) already repaired.
     pub already_repaired: usize,
+    /// Of those, changes that could not be compared or repaired (the next run looks again).
+    #[serde(default)]
+    pub failed: usize,
     /// The cursor after the run (`None`: not moved).
     pub cursor: Option<DateTime<Utc>>,
+    /// A `--since` run that did not settle every change: the `--since` to go on with (the
+    /// cursors stay where they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stop>,
 }
@@ -74,7 +81,16 @@ pub struct SideReport {
 impl SideReport {
     /// A side's report before the run looked at any change.
     pub fn new(side: Side, window: Window) -> Self {
-        Self { side, window, checked: 0, already_repaired: 0, cursor: None, stopped: None }
+        Self {
+            side,
+            window,
+            checked: 0,
+            already_repaired: 0,
+            failed: 0,
+            cursor: None,
+            resume_from: None,
+            stopped: None,
+        }
     }
 
     /// The same, stopped for `stop`.
@@ -84,7 +100,7 @@ impl SideReport {
 }
 
 /// The webhook subscription as the run found and left it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "detail", rename_all = "snake_case")]
 pub enum SubscriptionCheck {
     /// No subscription id is recorded (`syncctl setup pagerduty-webhook` records it).
@@ -98,7 +114,7 @@ pub enum SubscriptionCheck {
 }
 
 /// A whole run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub started_at: DateTime<Utc>,
     pub dry_run: bool,
@@ -106,7 +122,14 @@ pub struct Report {
     pub api_calls: u32,
     pub sides: Vec<SideReport>,
     pub differences: Vec<Difference>,
+    /// Differences not in `differences` (the report kept in the audit entry is bounded).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub differences_left_off: usize,
     pub subscription: SubscriptionCheck,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Report {
@@ -124,18 +147,24 @@ impl Report {
                 .map(|&side| SideReport::new(side, window).stopped(Stop::Failed(reason.clone())))
                 .collect(),
             differences: vec![],
+            differences_left_off: 0,
             subscription: SubscriptionCheck::Failed(reason),
         }
     }
 
     /// Differences found (the drift metric: non-zero means events were lost upstream).
     pub fn drift(&self) -> usize {
-        self.differences.len()
+        self.differences.len() + self.differences_left_off
     }
 
     /// Synthetic events the pipeline applied.
     pub fn repaired(&self) -> usize {
         self.differences.iter().filter(|d| d.repair == Repair::Done(Outcome::Applied)).count()
+    }
+
+    /// Changes that could not be compared or repaired (each side's `failed`).
+    pub fn failures(&self) -> usize {
+        self.sides.iter().map(|s| s.failed).sum()
     }
 
     /// Whether some part of the run did not get to the end of its window.
@@ -151,10 +180,11 @@ impl Report {
             .filter_map(|s| s.stopped.as_ref().map(|stop| format!("{} stopped: {}", s.side, stop_text(stop))))
             .collect();
         let mut text = format!(
-            "reconcile{}: {} difference(s), {} repaired, {} of {} API calls",
+            "reconcile{}: {} difference(s), {} repaired, {} failed, {} of {} API calls",
             if self.dry_run { " (dry run)" } else { "" },
             self.drift(),
             self.repaired(),
+            self.failures(),
             self.api_calls,
             self.budget
         );
@@ -187,12 +217,36 @@ impl Report {
                 None => {}
             }
         }
+        entry.raw_payload = Some(self.kept());
         audit.append(&entry).await
+    }
+
+    /// The report as its audit entry keeps it (JSON, at most [`crate::model::MAX_KEPT_PAYLOAD`]
+    /// bytes: differences past that are counted, not kept), for `syncctl reconcile`.
+    fn kept(&self) -> String {
+        let mut kept = self.clone();
+        loop {
+            let json = serde_json::to_string(&kept).expect("a report serialises");
+            if json.len() <= crate::model::MAX_KEPT_PAYLOAD || kept.differences.is_empty() {
+                return json;
+            }
+            let keep = kept.differences.len() / 2;
+            kept.differences_left_off += kept.differences.len() - keep;
+            kept.differences.truncate(keep);
+        }
+    }
+
+    /// The report a run's audit entry keeps (see [`Report::audit`]).
+    pub fn of_audit_entry(entry: &AuditEntry) -> Option<Self> {
+        // A run's own entry (`reconcile:<ms>`), not one of its repairs (`reconcile-...`).
+        entry.event_id.strip_prefix(super::EVENT_ID_PREFIX)?.starts_with(':').then_some(())?;
+        serde_json::from_str(entry.raw_payload.as_deref()?).ok()
     }
 
     /// Records the run's metrics (see [`crate::telemetry::metrics`]).
     pub fn record_metrics(&self) {
         crate::telemetry::metrics::reconcile_run(self.drift(), self.repaired(), self.api_calls);
+        crate::telemetry::metrics::reconcile_failures(self.failures());
     }
 }
 

@@ -144,6 +144,10 @@ impl Compare for CompareRecord<'_> {
                 crate::telemetry::metrics::api_calls("pagerduty", 1);
                 match ctx.pagerduty.get_incident(id).await {
                     Ok(incident) => incidents.push(incident),
+                    // Gone at PagerDuty (deleted with its service): nothing of it to compare.
+                    Err(err) if err.status().is_some_and(|s| s.as_u16() == 404) => {
+                        tracing::info!(incident = %id, record = %c.id, "a linked incident is gone (404): not compared");
+                    }
                     Err(err) => return Err(format!("reading incident {id}: {err}")),
                 }
             }

@@ -1,7 +1,7 @@
 //! The webhook subscription watchdog: PagerDuty disables a subscription whose deliveries keep
 //! failing (and drops its queue); someone may switch it off. Each run reads it and enables it
 //! again; the run's PagerDuty side then repairs what the gap lost (its cursor is where the last
-//! run ended, before the gap). The `WebhookSubscriptionDisabled` metric drives a SEV2 alarm.
+//! run ended, before the gap). The `WebhookSubscriptionDisabled` count drives a SEV2 alarm.
 
 use super::report::SubscriptionCheck;
 use crate::handler::context::Context;
@@ -16,10 +16,10 @@ pub async fn check_subscription(ctx: &Context, id: Option<&str>, dry_run: bool) 
         Ok(subscription) => subscription,
         Err(err) => return SubscriptionCheck::Failed(format!("reading webhook subscription {id}: {err}")),
     };
-    metrics::webhook_subscription_disabled(!subscription.active);
     if subscription.active {
         return SubscriptionCheck::Active;
     }
+    metrics::webhook_subscription_found_disabled();
     if dry_run {
         return SubscriptionCheck::WouldReEnable;
     }

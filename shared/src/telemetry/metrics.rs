@@ -30,9 +30,10 @@ pub const RECONCILE_DRIFT: &str = "ReconcileDrift";
 pub const RECONCILE_REPAIRS: &str = "ReconcileRepairs";
 /// API calls a run spent (of its budget).
 pub const RECONCILE_API_CALLS: &str = "ReconcileApiCalls";
-/// Runs that could not finish (a side's listing failed, the cursor could not be stored).
+/// Runs that could not finish (a side's listing failed, the cursor could not be stored), and
+/// changes a run could not compare or repair.
 pub const RECONCILE_FAILURES: &str = "ReconcileFailures";
-/// 1 when a run found the PagerDuty webhook subscription disabled (and enabled it again).
+/// Runs that found the PagerDuty webhook subscription disabled (and enabled it again).
 pub const WEBHOOK_SUBSCRIPTION_DISABLED: &str = "WebhookSubscriptionDisabled";
 
 pub fn event_received() {
@@ -120,9 +121,16 @@ pub fn reconcile_run(drift: usize, repaired: usize, api_calls: u32) {
 }
 
 pub fn reconcile_failure() {
-    counter!(RECONCILE_FAILURES).increment(1);
+    reconcile_failures(1);
 }
 
-pub fn webhook_subscription_disabled(disabled: bool) {
-    gauge!(WEBHOOK_SUBSCRIPTION_DISABLED).set(if disabled { 1.0 } else { 0.0 });
+pub fn reconcile_failures(n: usize) {
+    counter!(RECONCILE_FAILURES).increment(n as u64);
+}
+
+/// A run found the webhook subscription disabled. A count, not a gauge: a gauge is written
+/// again by every flush of a warm container, and kept the SEV2 alarm red after the run enabled
+/// the subscription again.
+pub fn webhook_subscription_found_disabled() {
+    counter!(WEBHOOK_SUBSCRIPTION_DISABLED).increment(1);
 }

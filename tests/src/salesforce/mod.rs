@@ -255,6 +255,13 @@ impl SalesforceSim {
         w.records.push(object, rec);
         id
     }
+    /// Delete a record as a user in the org would (no API call counted): reads of it answer 404.
+    pub fn delete_record(&self, object: &str, id: &str) -> bool {
+        let mut w = self.shared.world.lock().unwrap();
+        let Some(idx) = w.records.find(object, id) else { return false };
+        w.records.remove_at(object, idx);
+        true
+    }
     /// Change a record as a user in the org would (no API call counted). Returns (old, new) and
     /// records the change; emits trigger/outbound notifications if targets are configured.
     pub fn update_record(&self, object: &str, id: &str, fields: Value, username: &str) -> Option<(Value, Value)> {

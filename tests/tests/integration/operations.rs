@@ -142,11 +142,11 @@ async fn doctor_reports_a_disabled_subscription_and_a_missing_table() {
 }
 
 #[tokio::test]
-async fn syncctl_reconcile_dry_run_prints_what_differs_and_a_run_repairs_it_on_the_table() {
+async fn syncctl_reconcile_dry_run_prints_what_differs_and_a_run_it_queues_repairs_it() {
     use shared::model::{Link, RecordRef};
     use shared::reconcile::{Quiet, Repair, SubscriptionCheck};
     use shared::store::LinkStore;
-    use syncctl::commands::reconcile::{ReconcileArgs, reconcile_with, render};
+    use syncctl::commands::reconcile::{dry_run, render, request};
     let w = world(test_keys().private_key_pem).await;
     let (subscription, _) =
         pagerduty_webhook(&w.config, &w.sdk, WEBHOOK_URL, &shared::pagerduty::SubscriptionFilter::Account)
@@ -184,8 +184,7 @@ async fn syncctl_reconcile_dry_run_prints_what_differs_and_a_run_repairs_it_on_t
     // Past the run's quiet seconds (the CLI runs on the wall clock).
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
 
-    let args = |dry_run| ReconcileArgs { since: None, dry_run, max_api_calls: 100 };
-    let dry = reconcile_with(&w.config, &w.sdk, &args(true), &Quiet).await.unwrap();
+    let dry = dry_run(&w.config, &w.sdk, None, 100, &Quiet).await.unwrap();
     assert_eq!(dry.subscription, SubscriptionCheck::WouldReEnable, "{dry:#?}");
     assert_eq!(dry.drift(), 1, "{dry:#?}");
     assert_eq!(dry.differences[0].repair, Repair::WouldRepair);
@@ -193,7 +192,44 @@ async fn syncctl_reconcile_dry_run_prints_what_differs_and_a_run_repairs_it_on_t
     let printed = render(&dry);
     assert!(printed.contains("would repair") && printed.contains("Status = \"Working\""), "{printed}");
 
-    let done = reconcile_with(&w.config, &w.sdk, &args(false), &Quiet).await.unwrap();
+    // A run that repairs is posted to the retry queue; the retry function (here, on moto's queue,
+    // wired from the same configuration) runs it, and the command reads the report off its
+    // audit entry.
+    use shared::retry::queue::Queue;
+    let sqs = aws_sdk_sqs::Client::new(&w.sdk);
+    let queue = adapters::sqs::SqsQueue::new(sqs, &w.config.queues.retry_queue_url);
+    let trigger = shared::reconcile::trigger::Trigger::by_hand(100, None, "syncctl-reconcile-test");
+    let retry_function = async {
+        let ctx = adapters::wiring::build(&w.config, &w.sdk).unwrap();
+        let runner = shared::reconcile::trigger::Runner { cursors: std::sync::Arc::new(table.clone()) };
+        for _ in 0..50 {
+            let received = queue.receive(10, std::time::Duration::from_millis(200)).await.unwrap();
+            if received.is_empty() {
+                continue;
+            }
+            let messages = received
+                .iter()
+                .map(|m| shared::handler::retry::Message {
+                    message_id: m.message_id.clone(),
+                    body: m.body.clone(),
+                    receive_count: m.receive_count,
+                })
+                .collect();
+            let deadline = Some(chrono::Utc::now() + chrono::Duration::seconds(60));
+            let failed =
+                shared::handler::retry::handle_batch_reconciling(&ctx, Some(&runner), messages, deadline).await;
+            assert!(failed.is_empty());
+            for m in received {
+                queue.delete(&m.receipt_handle).await.unwrap();
+            }
+            return;
+        }
+        panic!("no reconcile message reached the retry queue");
+    };
+    let wait = std::time::Duration::from_secs(30);
+    let poll = std::time::Duration::from_millis(200);
+    let (done, ()) = tokio::join!(request(&queue, &table, &trigger, wait, poll, &Quiet), retry_function);
+    let done = done.unwrap().expect("the run's report, read off its audit entry");
     assert_eq!(done.repaired(), 1, "{done:#?}");
     assert_eq!(done.subscription, SubscriptionCheck::ReEnabled);
     assert_eq!(w._sf.record("Case", &case).unwrap()["Status"], "Working");

@@ -359,6 +359,8 @@ async fn what_it_costs_per_linked_pair_and_per_changed_record() {
     );
 
     // Salesforce changes: each changed Case costs its read, its incident's read and the write.
+    // In a later second than the repairs' writes (the simulators stamp real time).
+    next_second().await;
     h.clock.advance(Duration::seconds(5));
     for case in &cases {
         h.sf.update_record("Case", case, json!({"Priority": "Sev2"}), AGENT).unwrap();
@@ -596,4 +598,54 @@ async fn a_run_knows_the_bridge_s_own_writes_without_the_configured_user_id() {
 
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working", "{report:#?}");
     assert_eq!(report.repaired(), 1, "{report:#?}");
+}
+
+/// A linked record deleted in Salesforce answers 404 to every read. Its incident's change is no
+/// failure to retry forever (it held the cursor back, and every later run read it again): the
+/// run compares what is left, and the cursor moves on.
+#[tokio::test]
+async fn a_deleted_linked_record_does_not_hold_the_cursor_back() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    assert!(h.sf.delete_record("Case", &case));
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(report.failures(), 0, "{report:#?}");
+    let pd = report.sides.iter().find(|s| s.side == Side::Pagerduty).unwrap();
+    assert_eq!(pd.cursor, Some(pd.window.until), "the cursor moves to the end of the window: {report:#?}");
+}
+
+/// `syncctl reconcile --since T` leaves the cursors alone; a catch-up larger than one budget
+/// goes on from where the last one stopped, which each run's report says.
+#[tokio::test]
+async fn a_since_run_that_stops_early_says_where_to_go_on_from() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let mut cases = Vec::new();
+    for n in 0..6 {
+        let (incident, case) = linked_pair(&h, &who, n).await;
+        who.acknowledge(&incident).await.unwrap();
+        cases.push(case);
+    }
+    time_passes(&h);
+    let ctx = bridge(&h);
+    let mut since = Some(h.clock.now() - Duration::minutes(10));
+    let mut runs = 0;
+    while let Some(from) = since {
+        assert!(runs < 10, "a catch-up that never ends");
+        let report = run(&ctx, &h, &Options { max_api_calls: 8, since: Some(from), ..options() }).await;
+        runs += 1;
+        since = report.sides.iter().filter_map(|s| s.resume_from).min();
+        eprintln!("run {runs}: {}", report.summary());
+        assert!(since.is_none_or(|s| s >= from), "it goes forward: {report:#?}");
+        assert!(report.sides.iter().all(|s| s.cursor.is_none()), "the cursors are left alone");
+    }
+    assert!(runs > 1, "one budget was not enough");
+    for case in &cases {
+        assert_eq!(h.sf.record("Case", case).unwrap()["Status"], "Working");
+    }
 }
