@@ -29,6 +29,9 @@ pub enum SetupCommand {
         /// Only this team's incidents.
         #[arg(long)]
         team: Option<String>,
+        /// Create nothing: record this existing subscription for the reconcile watchdog.
+        #[arg(long, conflicts_with_all = ["url", "service", "team"])]
+        watch: Option<String>,
     },
     /// The Salesforce app of the JWT bearer flow (key pair, certificate, settings), the proof that
     /// it works (--check), and the Apex side (--apex-url).
@@ -61,7 +64,18 @@ pub async fn run(cmd: SetupCommand, globals: &Globals) -> Result<u8, Failure> {
     let settings = Settings::resolve(globals).await?;
     let config = settings.config()?;
     match cmd {
-        SetupCommand::PagerdutyWebhook { url, service, team } => {
+        SetupCommand::PagerdutyWebhook { watch: Some(id), .. } => {
+            watch(&config, &settings.aws.sdk, &id)
+                .await
+                .map_err(|e| Failure::Failed(format!("subscription {id}: {e}")))?;
+            if globals.json {
+                println!("{}", serde_json::json!({"subscription_id": id, "watched": true}));
+            } else {
+                println!("recorded subscription {id} in {} for the reconcile watchdog", config.store.table_name);
+            }
+            Ok(exit::OK)
+        }
+        SetupCommand::PagerdutyWebhook { url, service, team, watch: None } => {
             let url = url.or_else(|| settings.get("PAGERDUTY_WEBHOOK_URL").map(str::to_string)).ok_or_else(|| {
                 Failure::Usage(
                     "pass --url <PagerDutyWebhookUrl> or --stack-name NAME (its output PagerDutyWebhookUrl)".into(),
@@ -252,6 +266,10 @@ async fn run_pagerduty_webhook(
 
 /// Creates the subscription, stores its secret and records its id in the table for the reconcile
 /// watchdog. Returns its id and whether an older secret was kept.
+///
+/// The current secret is read before anything is created: a rotation that cannot read it would
+/// drop it, and the live subscription signs with it. A secret that cannot be stored leaves a
+/// subscription whose deliveries nobody can verify: it is deleted again.
 pub async fn pagerduty_webhook(
     config: &Config,
     sdk: &aws_config::SdkConfig,
@@ -259,39 +277,79 @@ pub async fn pagerduty_webhook(
     filter: &SubscriptionFilter,
 ) -> Result<(String, bool), String> {
     let sm = aws_sdk_secretsmanager::Client::new(sdk);
+    let secret_id = &config.pagerduty.webhook_secret_id;
+    let previous = current_secret(&sm, secret_id).await?;
     let secrets = crate::aws::secrets(config, &sm);
     let http = ReqwestTransport::new().map_err(|e| e.to_string())?;
     let pd = config.pagerduty.client(Arc::new(http), secrets, HTTP_TIMEOUT);
     let (subscription, secret) = pd.create_webhook_subscription(url, filter).await.map_err(|e| e.to_string())?;
-    let rotated = rotate(&sm, &config.pagerduty.webhook_secret_id, &secret).await?;
-    // In the table, where each reconcile run's watchdog reads it (the retry function has no
-    // access to the webhook secret, and needs none).
-    use shared::store::CursorStore;
-    let table = adapters::dynamodb::DynamoStore::from_conf(sdk, &config.store.table_name);
-    table.watch_subscription(&subscription.id).await.map_err(|e| {
-        format!(
-            "subscription {} created and its secret stored, but it could not be recorded for the reconcile watchdog: {e}; run setup again or put RECONCILE#subscription yourself",
-            subscription.id
-        )
-    })?;
-    Ok((subscription.id, rotated))
+    if let Err(err) = store_secret(&sm, secret_id, &secret, previous.as_deref()).await {
+        return Err(match pd.delete_webhook_subscription(&subscription.id).await {
+            Ok(()) => format!("{err}; the new subscription was deleted again: nothing changed"),
+            Err(e) => format!(
+                "{err}; the new subscription {} could not be deleted again ({e}): delete it in PagerDuty \
+                 (Integrations > Generic Webhooks)",
+                subscription.id
+            ),
+        });
+    }
+    watch(config, sdk, &subscription.id)
+        .await
+        .map_err(|e| format!("subscription {} created and its secret stored, but {e}", subscription.id))?;
+    Ok((subscription.id, previous.is_some()))
 }
 
-/// Writes `{"current": new, "previous": old current}`. Returns whether an old secret was kept.
-/// The subscription it belongs to is recorded in the table, not here (see [`pagerduty_webhook`]).
-pub async fn rotate(sm: &aws_sdk_secretsmanager::Client, secret_id: &str, new: &str) -> Result<bool, String> {
-    let old = sm
-        .get_secret_value()
-        .secret_id(secret_id)
-        .send()
-        .await
-        .ok()
-        .and_then(|o| o.secret_string().map(str::to_string));
-    let previous = old
+/// Records `id` in the table, where each reconcile run's watchdog reads it (the retry function
+/// has no access to the webhook secret, and needs none).
+pub async fn watch(config: &Config, sdk: &aws_config::SdkConfig, id: &str) -> Result<(), String> {
+    use shared::store::CursorStore;
+    let table = adapters::dynamodb::DynamoStore::from_conf(sdk, &config.store.table_name);
+    table.watch_subscription(id).await.map_err(|e| {
+        format!(
+            "it could not be recorded for the reconcile watchdog: {e}; record it (no new subscription) with \
+             `syncctl setup pagerduty-webhook --watch {id}`"
+        )
+    })
+}
+
+/// The signing secret's `current` value, `None` when there is none yet (a new stack's
+/// placeholder, or no secret value at all). An error when it cannot be read: nothing must be
+/// written over it.
+pub async fn current_secret(sm: &aws_sdk_secretsmanager::Client, secret_id: &str) -> Result<Option<String>, String> {
+    use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+    let text = match sm.get_secret_value().secret_id(secret_id).send().await {
+        Ok(out) => out.secret_string().map(str::to_string),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => None,
+        Err(e) => {
+            return Err(format!(
+                "could not read the current signing secret in {secret_id} ({}): nothing was changed; \
+                 a rotation must keep it as \"previous\" while the old subscription still delivers",
+                e.message().unwrap_or(e.code().unwrap_or("unknown error"))
+            ));
+        }
+    };
+    Ok(text
         .as_deref()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
         .and_then(|v| v["current"].as_str().map(str::to_string))
-        .filter(|s| !s.is_empty() && !s.starts_with("REPLACE"));
+        .filter(|s| !s.is_empty() && !s.starts_with("REPLACE")))
+}
+
+/// Writes `{"current": new, "previous": old current}`, refusing when the current one cannot be
+/// read. Returns whether an old secret was kept. The subscription it belongs to is recorded in
+/// the table, not here (see [`pagerduty_webhook`]).
+pub async fn rotate(sm: &aws_sdk_secretsmanager::Client, secret_id: &str, new: &str) -> Result<bool, String> {
+    let previous = current_secret(sm, secret_id).await?;
+    store_secret(sm, secret_id, new, previous.as_deref()).await?;
+    Ok(previous.is_some())
+}
+
+async fn store_secret(
+    sm: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+    new: &str,
+    previous: Option<&str>,
+) -> Result<(), String> {
     let value = serde_json::json!({"current": new, "previous": previous});
     sm.put_secret_value().secret_id(secret_id).secret_string(value.to_string()).send().await.map_err(|e| {
         use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
@@ -300,5 +358,5 @@ pub async fn rotate(sm: &aws_sdk_secretsmanager::Client, secret_id: &str, new: &
             e.message().unwrap_or(e.code().unwrap_or("unknown error"))
         )
     })?;
-    Ok(previous.is_some())
+    Ok(())
 }

@@ -38,18 +38,16 @@ pub async fn handle_batch_reconciling(
 ) -> Vec<String> {
     let (dispatch, pipeline) = (ctx.dispatch(), ctx.pipeline());
     let mut failed = Vec::new();
-    for message in messages {
+    // The envelopes first, the reconcile runs after them with the time left: a run takes as
+    // long as its deadline lets it, and would leave the envelopes of its batch none (and find
+    // their subjects busy).
+    let (triggers, envelopes): (Vec<_>, Vec<_>) = messages
+        .into_iter()
+        .map(|m| (crate::reconcile::trigger::Trigger::parse(&m.body), m))
+        .partition(|(trigger, _)| trigger.is_some());
+    for (_, message) in envelopes {
         let span = tracing::info_span!("retry_message", message_id = %message.message_id);
         let _enter = span.enter();
-        if let Some(trigger) = crate::reconcile::trigger::Trigger::parse(&message.body) {
-            match reconcile {
-                Some(runner) => {
-                    runner.run(ctx, &trigger, &message.message_id, deadline).await;
-                }
-                None => tracing::error!("reconcile message, but this function runs no reconcile: dropped"),
-            }
-            continue;
-        }
         match handle_message(dispatch, pipeline, &message, deadline).await {
             Ok(outcome) => {
                 tracing::info!(outcome = outcome.as_str(), "retry message handled");
@@ -59,6 +57,16 @@ pub async fn handle_batch_reconciling(
                 metrics::error();
                 failed.push(message.message_id);
             }
+        }
+    }
+    for (trigger, message) in triggers {
+        let span = tracing::info_span!("retry_message", message_id = %message.message_id);
+        let _enter = span.enter();
+        match (reconcile, trigger) {
+            (Some(runner), Some(trigger)) => {
+                runner.run(ctx, &trigger, &message.message_id, deadline).await;
+            }
+            _ => tracing::error!("reconcile message, but this function runs no reconcile: dropped"),
         }
     }
     failed

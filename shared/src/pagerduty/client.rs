@@ -591,6 +591,11 @@ impl PagerdutyClient {
         self.send(requests::enable_webhook_subscription(id)).await.map(|_| ())
     }
 
+    /// Deletes a subscription (see [`requests::delete_webhook_subscription`]).
+    pub async fn delete_webhook_subscription(&self, id: &str) -> Result<(), PagerdutyError> {
+        self.send(requests::delete_webhook_subscription(id)).await.map(|_| ())
+    }
+
     /// Creates an HTTP webhook subscription for the events `pd-to-sfdc` handles. Returns the
     /// subscription and its signing secret, which PagerDuty shows only in this answer.
     pub async fn create_webhook_subscription(

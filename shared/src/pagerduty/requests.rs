@@ -313,6 +313,12 @@ pub fn enable_webhook_subscription(id: &str) -> Call {
         .body(json!({"webhook_subscription": {"active": true}}))
 }
 
+/// `DELETE /webhook_subscriptions/{id}`: `syncctl setup` takes back a subscription whose secret
+/// it could not store.
+pub fn delete_webhook_subscription(id: &str) -> Call {
+    Call::new("delete_webhook_subscription", Method::DELETE, &["webhook_subscriptions", id])
+}
+
 /// `POST /webhook_subscriptions`: an HTTP delivery to `url` for [`SUBSCRIBED_EVENTS`].
 pub fn create_webhook_subscription(url: &str, filter: &SubscriptionFilter, description: &str) -> Call {
     Call::new("create_webhook_subscription", Method::POST, &["webhook_subscriptions"]).body(json!({

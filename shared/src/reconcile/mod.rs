@@ -262,7 +262,7 @@ async fn list_side(
     }
     let listed = match side {
         Side::Pagerduty => list_incidents(ctx, options, budget, &window).await.map(|(l, s)| (Listed::Incidents(l), s)),
-        Side::Salesforce => list_records(ctx, budget, &window).await.map(|(l, s)| (Listed::Records(l), s)),
+        Side::Salesforce => list_records(ctx, options, budget, &window).await.map(|(l, s)| (Listed::Records(l), s)),
     };
     match listed {
         Ok((listed, stop)) => {
@@ -302,9 +302,14 @@ async fn held_back(ctx: &Context, options: &Options) -> Option<Stop> {
             Err(err) => return Some(Stop::Failed(format!("breaker state: {err}"))),
         }
     }
+    deadline_near(ctx, options).then_some(Stop::Deadline)
+}
+
+/// Too little time is left before the invocation's deadline for another step (a read, a page).
+fn deadline_near(ctx: &Context, options: &Options) -> bool {
     let left = options.deadline.map(|d| d - ctx.clock.now());
     let needed = Duration::from_std(ctx.settings.min_time_left * 2).unwrap_or(Duration::seconds(3));
-    left.is_some_and(|left| left < needed).then_some(Stop::Deadline)
+    left.is_some_and(|left| left < needed)
 }
 
 /// A side's changes, oldest first.
@@ -358,6 +363,9 @@ async fn list_incidents(
         if !budget.allows(1) {
             return Ok((sorted(out), Some(Stop::Budget)));
         }
+        if deadline_near(ctx, options) {
+            return Ok((sorted(out), Some(Stop::Deadline)));
+        }
         crate::telemetry::metrics::api_calls("pagerduty", 1);
         let (page, more) = ctx
             .pagerduty
@@ -387,6 +395,7 @@ fn sorted(mut list: Vec<IncidentChange>) -> Vec<IncidentChange> {
 /// Lists the watched records changed in the window, per object, in batches.
 async fn list_records(
     ctx: &Context,
+    options: &Options,
     budget: &Budget,
     window: &Window,
 ) -> Result<(Vec<(RecordChange, Vec<String>)>, Option<Stop>), String> {
@@ -398,6 +407,10 @@ async fn list_records(
         loop {
             if !budget.allows(1) {
                 stop = Some(Stop::Budget);
+                break 'objects;
+            }
+            if deadline_near(ctx, options) {
+                stop = Some(Stop::Deadline);
                 break 'objects;
             }
             crate::telemetry::metrics::api_calls("salesforce", 1);

@@ -236,3 +236,24 @@ async fn syncctl_reconcile_dry_run_prints_what_differs_and_a_run_it_queues_repai
     assert!(w.pd.webhook_subscriptions().iter().all(|s| s["active"] == true));
     assert!(render(&done).contains("repair applied"), "{}", render(&done));
 }
+
+/// A rotation that cannot read the current signing secret must not write over it: the live
+/// subscription signs with it, and dropping it (stored as "previous") would fail every delivery
+/// until PagerDuty disables the subscription.
+#[tokio::test]
+async fn a_rotation_that_cannot_read_the_current_secret_changes_nothing() {
+    use sim::fault_proxy::{AwsService, FaultProxy};
+    let (_, id) = moto::secret(r#"{"current": "live-secret", "previous": null}"#).await;
+    let proxy = FaultProxy::start(&moto::url().await, AwsService::SecretsManager).await;
+    let sdk = moto::sdk_config().await.to_builder().endpoint_url(proxy.url()).build();
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    // Every attempt of the SDK's retries.
+    proxy.fail_next(3, sim::faults::FaultKind::ServerError);
+
+    let result = syncctl::commands::setup::rotate(&client, &id, "new-secret").await;
+
+    assert!(result.is_err(), "refused: {result:?}");
+    let stored = client.get_secret_value().secret_id(&id).send().await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!(stored["current"], "live-secret", "unchanged: {stored}");
+}

@@ -649,3 +649,42 @@ async fn a_since_run_that_stops_early_says_where_to_go_on_from() {
         assert_eq!(h.sf.record("Case", case).unwrap()["Status"], "Working");
     }
 }
+
+/// A reconcile message in a batch of envelopes runs after them, with the time they left: run
+/// first, it took the invocation's time from the envelopes, and found their subjects busy.
+#[tokio::test]
+async fn a_reconcile_message_runs_after_the_envelopes_of_its_batch() {
+    use shared::handler::retry::{Message, handle_batch_reconciling};
+    use shared::retry::queue::Queue;
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    let webhook =
+        h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    h.sf.fail_next(1, sim::faults::FaultKind::ServerError);
+    assert_eq!(outcome(&h.webhook(&webhook.to_string(), "ack").await), "queued");
+    time_passes(&h);
+    let queued = h.retry_queue.receive(10, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let reconcile =
+        Message { message_id: "tick".into(), body: json!({"kind": "reconcile"}).to_string(), receive_count: 1 };
+    let mut batch = vec![reconcile];
+    batch.extend(queued.iter().map(|m| Message {
+        message_id: m.message_id.clone(),
+        body: m.body.clone(),
+        receive_count: m.receive_count,
+    }));
+    let runner = shared::reconcile::trigger::Runner { cursors: h.store.clone() };
+    let deadline = Some(h.clock.now() + Duration::seconds(60));
+
+    let failed = handle_batch_reconciling(&bridge(&h), Some(&runner), batch, deadline).await;
+
+    assert!(failed.is_empty());
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    let entry = h.store.audit_entries().into_iter().find(|e| e.event_id.starts_with("reconcile:")).unwrap();
+    let report = Report::of_audit_entry(&entry).expect("the run's report");
+    let pd = report.sides.iter().find(|s| s.side == Side::Pagerduty).unwrap();
+    assert_eq!(pd.cursor, Some(pd.window.until), "the envelope was applied before the run: {report:#?}");
+    assert_eq!(report.drift(), 0, "{report:#?}");
+}
