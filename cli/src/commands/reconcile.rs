@@ -220,13 +220,23 @@ pub fn render(report: &Report) -> String {
     });
     for side in &report.sides {
         out.push_str(&format!(
-            "{}: {} change(s) from {} to {} compared, {} already repaired{}\n",
+            "{}: {} change(s) from {} to {} compared, {} already repaired, {} failed{}\n",
             side.side,
             side.checked,
             side.window.since.to_rfc3339(),
             side.window.until.to_rfc3339(),
             side.already_repaired,
+            side.failed,
             side.stopped.as_ref().map(|s| format!("; stopped early: {s:?}")).unwrap_or_default()
+        ));
+        if let Some(resume) = side.resume_from {
+            out.push_str(&format!("    not all settled: go on with --since {}\n", resume.to_rfc3339()));
+        }
+    }
+    if report.differences_left_off > 0 {
+        out.push_str(&format!(
+            "({} more difference(s) not kept in the run's audit entry: `syncctl audit --since` lists their repairs)\n",
+            report.differences_left_off
         ));
     }
     for d in &report.differences {

@@ -362,6 +362,22 @@ pub fn same_value(current: Option<&serde_json::Value>, wanted: &serde_json::Valu
     matches!((instant(current), instant(wanted)), (Some(a), Some(b)) if a == b)
 }
 
+/// The id of a synthetic event: `reconcile-<what>`, as PagerDuty ids are written (letters, digits,
+/// `-`, `_`; at most 64), so that the synthetic webhook parses like a real one. Longer ones are
+/// shortened to a digest of the whole.
+pub fn event_id(what: &str) -> String {
+    use sha2::Digest;
+    let id: String = format!("{}-{what}", super::EVENT_ID_PREFIX)
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    if id.len() <= 64 {
+        return id;
+    }
+    let digest = sha2::Sha256::digest(id.as_bytes());
+    format!("{}-{}", super::EVENT_ID_PREFIX, &hex::encode(digest)[..40])
+}
+
 #[cfg(test)]
 mod tests {
     use super::same_value;
@@ -377,20 +393,4 @@ mod tests {
         assert!(!holds(json!("Working"), json!("Closed")));
         assert!(!same_value(None, &json!("2026-12-03T10:00:05Z")));
     }
-}
-
-/// The id of a synthetic event: `reconcile-<what>`, as PagerDuty ids are written (letters, digits,
-/// `-`, `_`; at most 64), so that the synthetic webhook parses like a real one. Longer ones are
-/// shortened to a digest of the whole.
-pub fn event_id(what: &str) -> String {
-    use sha2::Digest;
-    let id: String = format!("{}-{what}", super::EVENT_ID_PREFIX)
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-        .collect();
-    if id.len() <= 64 {
-        return id;
-    }
-    let digest = sha2::Sha256::digest(id.as_bytes());
-    format!("{}-{}", super::EVENT_ID_PREFIX, &hex::encode(digest)[..40])
 }
