@@ -76,6 +76,9 @@ pub struct HarnessConfig {
     /// The handlers queue an event instead of calling a service with less time than this left
     /// before their deadline (production's `Settings::min_time_left` unless a test scales time).
     pub min_time_left: Duration,
+    /// The simulators stamp with the bridge's manual clock instead of the wall clock (a test
+    /// that moves time by hours, and compares both systems' stamps with the bridge's).
+    pub simulators_on_bridge_clock: bool,
 }
 
 impl HarnessConfig {
@@ -94,6 +97,7 @@ impl HarnessConfig {
             http_timeout: Duration::from_secs(5),
             secrets_max_age: Duration::from_secs(300),
             count_store: false,
+            simulators_on_bridge_clock: false,
             pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
             min_time_left: Settings::default().min_time_left,
         }
@@ -218,10 +222,15 @@ impl Harness {
         Self::with(HarnessConfig::new(rules_yaml)).await
     }
 
-    pub async fn with(config: HarnessConfig) -> Self {
+    pub async fn with(mut config: HarnessConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        if config.simulators_on_bridge_clock {
+            let sim_clock = crate::sim_clock::SimClock(clock.clone());
+            config.pagerduty.clock = sim_clock.clone();
+            config.salesforce.clock = sim_clock;
+        }
         let pd = PagerdutySim::start(config.pagerduty).await;
         let sf = SalesforceSim::start(config.salesforce).await;
-        let clock = Arc::new(ManualClock::new(Utc::now()));
         let store = Arc::new(MemoryStore::default());
         let aws = config.dynamodb || config.sqs || config.secrets_manager;
         let sdk = if aws {

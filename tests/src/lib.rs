@@ -13,3 +13,4 @@ pub mod pagerduty;
 pub mod runtime_api;
 pub mod salesforce;
 mod server;
+pub mod sim_clock;

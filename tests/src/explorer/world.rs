@@ -287,6 +287,9 @@ impl World {
         let mut rng = StdRng::seed_from_u64(seed);
         let faults = FaultProfile::draw(&mut rng, &timing);
         let mut config = HarnessConfig::new(rules_yaml);
+        // Hours pass in milliseconds here: both systems stamp with the bridge's clock, so that a
+        // reconcile run compares their stamps with its own marks and windows.
+        config.simulators_on_bridge_clock = true;
         config.salesforce.org_id = ORG_ID.into();
         config.pagerduty.tokens.push(ONCALL_TOKEN.into());
         config.pagerduty.services = vec![PdService {

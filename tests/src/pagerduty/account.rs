@@ -65,7 +65,7 @@ impl<'a> Ctx<'a> {
         ep.user_ids
             .iter()
             .filter_map(|id| self.user_by_id(id))
-            .map(|u| json!({"at": now(), "assignee": self.user_ref(u)}))
+            .map(|u| json!({"at": now(self.config), "assignee": self.user_ref(u)}))
             .collect()
     }
 }

@@ -44,7 +44,7 @@ pub(super) async fn invoke(State(s): State<Arc<Shared>>, p: Params, RawBody(body
     }
     let iid = next_id(&mut w, 'V');
     let inv = json!({"id": iid, "type": "invocation", "action_snapshot": {"id": action, "name": format!("Action {action}")},
-                     "state": "prepared", "metadata": body["invocation"]["metadata"], "timing": [{"state": "prepared", "creation_timestamp": now()}]});
+                     "state": "prepared", "metadata": body["invocation"]["metadata"], "timing": [{"state": "prepared", "creation_timestamp": now(&config)}]});
     w.invocations.push(inv.clone());
     ok(StatusCode::CREATED, json!({ "invocation": inv }))
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::server::{Params, RawBody};
@@ -120,7 +119,7 @@ fn create_incident(ctx: &Ctx, w: &mut World, headers: &HeaderMap, body: &Value) 
             let mut out = Vec::new();
             for a in list {
                 match a["assignee"]["id"].as_str().and_then(|id| ctx.user_by_id(id)) {
-                    Some(u) => out.push(json!({"at": now(), "assignee": ctx.user_ref(u)})),
+                    Some(u) => out.push(json!({"at": now(ctx.config), "assignee": ctx.user_ref(u)})),
                     None => return invalid(&["Assignee not found"]),
                 }
             }
@@ -135,7 +134,7 @@ fn create_incident(ctx: &Ctx, w: &mut World, headers: &HeaderMap, body: &Value) 
     let number = w.next_number;
     w.next_number += 1;
     let title = inc["title"].as_str().unwrap_or_default().to_string();
-    let t = now();
+    let t = now(ctx.config);
     let incident = json!({
         "id": id,
         "type": "incident",
@@ -168,7 +167,7 @@ fn create_incident(ctx: &Ctx, w: &mut World, headers: &HeaderMap, body: &Value) 
         "incident_type": {"name": "incident_default"},
     });
     w.push_incident(incident.clone());
-    let ev = webhook::incident_event("incident.triggered", &incident, Some(&ctx.user_json(user)), Utc::now());
+    let ev = webhook::incident_event("incident.triggered", &incident, Some(&ctx.user_json(user)), ctx.config.clock.now());
     emit(w, ctx.config, ev);
     ok(StatusCode::CREATED, json!({ "incident": incident }))
 }
@@ -183,7 +182,7 @@ fn update_incident(ctx: &Ctx, w: &mut World, headers: &HeaderMap, id: &str, body
     let upd = &body["incident"];
     let mut inc = w.incidents[pos].clone();
     let mut events = Vec::new();
-    let t = now();
+    let t = now(ctx.config);
     if let Some(status) = upd["status"].as_str()
         && status != inc["status"]
     {
@@ -266,7 +265,7 @@ fn update_incident(ctx: &Ctx, w: &mut World, headers: &HeaderMap, id: &str, body
     w.incidents[pos] = inc.clone();
     let agent = ctx.user_json(user);
     for e in events {
-        let ev = webhook::incident_event(e, &inc, Some(&agent), Utc::now());
+        let ev = webhook::incident_event(e, &inc, Some(&agent), ctx.config.clock.now());
         emit(w, ctx.config, ev);
     }
     ok(StatusCode::OK, json!({ "incident": inc }))

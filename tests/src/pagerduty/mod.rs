@@ -110,6 +110,8 @@ pub struct PdSimConfig {
     /// Subdomain used in `html_url` (`https://{subdomain}.pagerduty.com/...`).
     pub subdomain: String,
     pub webhook: Option<WebhookTarget>,
+    /// What the simulator stamps incidents, notes and webhooks with.
+    pub clock: crate::sim_clock::SimClock,
 }
 
 impl Default for PdSimConfig {
@@ -145,6 +147,7 @@ impl Default for PdSimConfig {
             faults: FaultConfig::none(),
             subdomain: "sim".into(),
             webhook: None,
+            clock: Default::default(),
         }
     }
 }

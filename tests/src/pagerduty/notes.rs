@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::Utc;
 use serde_json::json;
 
 use crate::server::{Params, RawBody};
@@ -44,10 +43,10 @@ pub(super) async fn create(
     let nid = next_id(&mut w, 'N');
     let note = json!({
         "id": nid, "user": ctx.user_ref(user), "content": body["note"]["content"],
-        "created_at": now(), "channel": {"summary": "The PagerDuty website or APIs", "type": "web_trigger"},
+        "created_at": now(ctx.config), "channel": {"summary": "The PagerDuty website or APIs", "type": "web_trigger"},
     });
     w.notes.entry(id.to_string()).or_default().push(note.clone());
-    let ev = webhook::note_event(&incident, &note, Some(&ctx.user_json(user)), Utc::now());
+    let ev = webhook::note_event(&incident, &note, Some(&ctx.user_json(user)), ctx.config.clock.now());
     emit(&mut w, &config, ev);
     ok(StatusCode::CREATED, json!({ "note": note }))
 }

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use chrono::Utc;
 use serde_json::json;
 
 use crate::server::{Params, RawBody};
@@ -31,13 +30,13 @@ pub(super) async fn create(State(s): State<Arc<Shared>>, p: Params, RawBody(body
     let rr = json!({
         "incident": {"id": id, "type": "incident_reference", "summary": incident["summary"], "self": incident["self"], "html_url": incident["html_url"]},
         "requester": ctx.user_ref(requester),
-        "requested_at": now(),
+        "requested_at": now(ctx.config),
         "message": body["message"],
         "responder_request_targets": targets,
     });
     w.responder_requests.push(rr.clone());
     let ev =
-        webhook::incident_event("incident.responder.added", &incident, Some(&ctx.user_json(requester)), Utc::now());
+        webhook::incident_event("incident.responder.added", &incident, Some(&ctx.user_json(requester)), ctx.config.clock.now());
     emit(&mut w, &config, ev);
     ok(StatusCode::OK, json!({ "responder_request": rr }))
 }

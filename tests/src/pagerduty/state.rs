@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde_json::Value;
 
 use crate::faults::Faults;
@@ -78,8 +78,8 @@ impl Shared {
 }
 
 /// PagerDuty's timestamps: whole seconds, UTC.
-pub(super) fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+pub(super) fn now(config: &super::PdSimConfig) -> String {
+    config.clock.now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// Deterministic PagerDuty-looking ids: a letter and six base-36 digits.

@@ -103,6 +103,8 @@ pub struct SfSimConfig {
     pub trigger: Option<TriggerTarget>,
     /// Outbound Message endpoint: (url, objects it fires for).
     pub outbound: Option<(String, Vec<String>)>,
+    /// What records are stamped with.
+    pub clock: crate::sim_clock::SimClock,
 }
 
 impl Default for SfSimConfig {
@@ -120,6 +122,7 @@ impl Default for SfSimConfig {
             faults: FaultConfig::none(),
             trigger: None,
             outbound: None,
+            clock: Default::default(),
         }
     }
 }
@@ -167,12 +170,13 @@ impl SalesforceSim {
     /// Start on `127.0.0.1:{config.port}` (0 = any free port). Must be called inside a Tokio runtime.
     pub async fn start(config: SfSimConfig) -> SalesforceSim {
         let (listener, addr) = server::bind(config.port, "Salesforce simulator").await;
+        let clock = config.clock.clone();
         let shared = Arc::new(Shared {
             faults: Faults::new(config.faults.clone()),
             config: Mutex::new(config),
             base_url: format!("http://{addr}"),
             world: Mutex::new(World {
-                records: Records { case_number: 1000, ..Default::default() },
+                records: Records { case_number: 1000, clock, ..Default::default() },
                 ..Default::default()
             }),
         });
@@ -270,7 +274,8 @@ impl SalesforceSim {
         let idx = w.records.find(object, id)?;
         let old = w.records.by_object[object][idx].clone();
         let mut new = old.clone();
-        apply(&mut new, object, fields.as_object().cloned().unwrap_or_default(), username);
+        let at = w.records.clock.now();
+        apply(&mut new, object, fields.as_object().cloned().unwrap_or_default(), username, at);
         w.records.update_at(object, idx, |rec| *rec = new.clone());
         let change = Change {
             object: object.into(),

@@ -32,7 +32,8 @@ pub(super) fn attributes(object: &str, id: &str) -> Value {
 pub(super) fn new_record(r: &mut Records, object: &str, fields: Map<String, Value>, username: &str) -> Value {
     r.counter += 1;
     let id = schema::make_id(&schema::key_prefix(object), r.counter);
-    let now = sf_stamp(Utc::now());
+    let at = r.clock.now();
+    let now = sf_stamp(at);
     let uid = user_id_for(username);
     let mut rec = Map::new();
     rec.insert("attributes".into(), attributes(object, &id));
@@ -53,11 +54,11 @@ pub(super) fn new_record(r: &mut Records, object: &str, fields: Map<String, Valu
         rec.insert("IsPublished".into(), json!(false));
     }
     let mut v = Value::Object(rec);
-    apply(&mut v, object, fields, username);
+    apply(&mut v, object, fields, username, at);
     v
 }
 
-pub(super) fn apply(rec: &mut Value, object: &str, fields: Map<String, Value>, username: &str) {
+pub(super) fn apply(rec: &mut Value, object: &str, fields: Map<String, Value>, username: &str, at: chrono::DateTime<Utc>) {
     let described = schema::describe(object).unwrap_or_default();
     for (k, val) in fields {
         if k == "attributes" || k == "Id" {
@@ -74,11 +75,11 @@ pub(super) fn apply(rec: &mut Value, object: &str, fields: Map<String, Value>, u
     if object == "Case" {
         let closed = rec["Status"] == "Closed";
         if closed && rec["IsClosed"] != true {
-            rec["ClosedDate"] = json!(sf_datetime(Utc::now()));
+            rec["ClosedDate"] = json!(sf_datetime(at));
         }
         rec["IsClosed"] = json!(closed);
     }
-    let now = sf_stamp(Utc::now());
+    let now = sf_stamp(at);
     rec["LastModifiedDate"] = json!(now);
     rec["SystemModstamp"] = json!(now);
     rec["LastModifiedById"] = json!(user_id_for(username));

@@ -224,7 +224,8 @@ fn update(w: &mut World, sess: &Session, object: &str, id: &str, body: &Value, c
     if let Err(e) = validate(&w.records, object, &fields, false) {
         return err(e);
     }
-    let (old, new) = w.records.update_at(object, idx, |rec| apply(rec, object, fields, &sess.username));
+    let at = w.records.clock.now();
+    let (old, new) = w.records.update_at(object, idx, |rec| apply(rec, object, fields, &sess.username, at));
     changes.push(Change {
         object: object.into(),
         operation: "update".into(),
@@ -333,7 +334,8 @@ fn upsert(
             if let Err(e) = validate(&w.records, object, &fields, false) {
                 return err(e);
             }
-            let (old, new) = w.records.update_at(object, *idx, |rec| apply(rec, object, fields, &sess.username));
+            let at = w.records.clock.now();
+            let (old, new) = w.records.update_at(object, *idx, |rec| apply(rec, object, fields, &sess.username, at));
             let id = new["Id"].clone();
             changes.push(Change {
                 object: object.into(),

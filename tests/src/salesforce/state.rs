@@ -30,6 +30,8 @@ pub(super) struct Records {
     /// `allOrNone` failure rolls back only what it wrote (cloning every record of the org per
     /// Composite request made the simulator quadratic in the number of records).
     pub(super) journal: Option<Vec<Undo>>,
+    /// What records are stamped with (see [`crate::sim_clock`]).
+    pub(super) clock: crate::sim_clock::SimClock,
 }
 
 /// One object's lookups.
