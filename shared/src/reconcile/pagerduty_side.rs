@@ -20,7 +20,7 @@ use crate::pagerduty::WebhookEvent;
 use crate::pagerduty::client::Incident;
 use crate::retry::envelope::{Accepted, QueuedEvent};
 use crate::rules::{Action, Effect, Event, LinkedRecord, SalesforceAction};
-use crate::store::{Side, Subject, SubjectState};
+use crate::store::{Seen, Side, Subject, SubjectState};
 
 /// The statuses whose changes the rules can act on (a triggered incident's change is its creation).
 pub const STATUSES: &[&str] = &["acknowledged", "resolved"];
@@ -102,7 +102,11 @@ impl Compare for CompareIncident<'_> {
             }
             let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let mut linked = Vec::with_capacity(self.change.links.len());
+            let mut seen = std::collections::HashMap::new();
             for link in &self.change.links {
+                let record = Subject::Record(link.record.id.to_string());
+                let state = ctx.stores.links.subject_state(&record).await.map_err(|e| format!("store: {e}"))?;
+                seen.insert(link.record.id.to_string(), state.seen);
                 crate::telemetry::metrics::api_calls("salesforce", 1);
                 match ctx.salesforce.get_record(&link.record.object, link.record.id.as_str(), None).await {
                     Ok(fields) => linked.push(LinkedRecord {
@@ -120,8 +124,11 @@ impl Compare for CompareIncident<'_> {
                 }
             }
             let input = Event::Incident(pd_to_sfdc::incident_event(&event, linked.clone()));
-            let changed =
-                Changed { at: self.change.changed_at, integration_user_id: &ctx.settings.integration_user_id };
+            let changed = Changed {
+                at: self.change.changed_at,
+                integration_user_id: &ctx.settings.integration_user_id,
+                seen: &seen,
+            };
             let comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked, &changed);
             let accepted = Accepted::new(
                 Direction::PagerdutyToSalesforce,
@@ -138,20 +145,33 @@ impl Compare for CompareIncident<'_> {
 }
 
 /// Whether someone other than the bridge (`LastModifiedById` not the integration user) changed
-/// the record after the incident's change (whole seconds; the same second is not after).
-fn changed_by_a_person(record: &LinkedRecord, change: &Changed<'_>) -> bool {
+/// `fields` of the record after the incident's change (whole seconds; the same second is not
+/// after). A person's later change the bridge saw (its [`Seen`] as new as the record), which
+/// left these fields as the bridge saw them, changed other fields: no reason to leave the
+/// repair. (A field the bridge keeps no copy of, one no rule compares, is taken as untouched:
+/// such fields are the ones the bridge itself writes.)
+fn changed_by_a_person(record: &LinkedRecord, fields: &[&String], change: &Changed<'_>) -> bool {
     let text = |f: &str| record.fields.get(f).and_then(Value::as_str);
     let modified = text("LastModifiedDate").and_then(crate::salesforce::time::parse_datetime);
     let by_bridge = text("LastModifiedById").is_some_and(|id| {
         !change.integration_user_id.is_empty() && crate::salesforce::id::same_id(id, change.integration_user_id)
     });
-    modified.is_some_and(|at| at > change.at) && !by_bridge
+    let Some(modified) = modified.filter(|at| *at > change.at && !by_bridge) else { return false };
+    let untouched = change.seen.get(&record.id).and_then(Option::as_ref).is_some_and(|seen| {
+        seen.at >= modified
+            && fields
+                .iter()
+                .all(|f| seen.fields.get(f.as_str()).is_none_or(|v| same_value(record.fields.get(f.as_str()), v)))
+    });
+    !untouched
 }
 
-/// The change a comparison is about: when, and who the bridge is in Salesforce.
+/// The change a comparison is about: when, who the bridge is in Salesforce, and what it last
+/// saw of each linked record.
 struct Changed<'a> {
     at: DateTime<Utc>,
     integration_user_id: &'a str,
+    seen: &'a std::collections::HashMap<String, Option<Seen>>,
 }
 
 /// Sorts the plan: a set-fields whose every field already holds its value is in sync; one
@@ -180,7 +200,7 @@ fn compare_plan(plan: &[crate::rules::PlannedAction], linked: &[LinkedRecord], c
                 for line in differing {
                     out.line(planned, line);
                 }
-                if changed_by_a_person(target, change) {
+                if changed_by_a_person(target, &fields.keys().collect::<Vec<_>>(), change) {
                     out.newer.push(planned.clone());
                 } else {
                     out.todo.push(planned.clone());

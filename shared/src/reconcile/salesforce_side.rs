@@ -133,8 +133,18 @@ impl Compare for CompareRecord<'_> {
                 occurred_at: repair_time(c.changed_at),
                 dedupe_key: Some(c.event_id()),
             };
+            // The bridge's own write, last: nothing to compare, unless the bridge saw the record
+            // before it (a person's change between then and the bridge's write hides under it:
+            // compared with what the bridge saw).
+            let mut change = change;
             if echo::salesforce_echo(ctx.salesforce_port(), &change).is_some() {
-                return Ok(None);
+                if seen.is_none() {
+                    return Ok(None);
+                }
+                // What the comparison finds is the person's, not the bridge's: the pipeline must
+                // not take the synthetic change for an echo (a Case Comment the bridge wrote is
+                // still one, by its marker).
+                change.new.remove("LastModifiedById");
             }
             let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let input = sfdc_to_pd::record_event(&change, self.linked.clone());

@@ -40,7 +40,7 @@ use shared::handler::salesforce_exec::without_reference;
 use shared::retry::envelope::Envelope;
 use shared::rules::{external_id, incident_key};
 
-use super::world::{Author, BRIDGE_USER_ID, SendState, WEBHOOK_NOTE_LIMIT, World, external_id_of};
+use super::world::{Author, BRIDGE_USER_ID, GAVE_UP, SendState, WEBHOOK_NOTE_LIMIT, World, external_id_of};
 use super::{CASE_FOR_INCIDENT_RULE, Did, INCIDENT_FOR_CASE_RULE};
 
 /// The kinds of violation the explorer counts.
@@ -382,9 +382,12 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         }
     }
 
-    // ---- every change people made was accepted by the bridge at last ----
+    // ---- every change people made was accepted by the bridge at last (or, when the "sender
+    // gave up" fault dropped it, repaired or reported by reconciliation: below) ----
     for d in &world.deliveries {
-        if let (Author::People, SendState::GaveUp(why)) = (d.author, &d.state) {
+        if let (Author::People, SendState::GaveUp(why)) = (d.author, &d.state)
+            && why != GAVE_UP
+        {
             v.push(Kind::Lost, "sender gave up", format!("the sender gave up on #{} {}: {why}", d.id, d.label));
         }
     }
@@ -402,6 +405,36 @@ pub fn judge(world: &World, unsettled: Vec<String>) -> Verdict {
         };
         v.push(Kind::UnexpectedDlq, "dead letter", line);
     }
+    excuse_reported(world, v)
+}
+
+/// Reconciliation repairs a lost change, or reports it for a person: an additive effect (a
+/// comment, a note) it cannot see missing, a state the other side changed after the lost change
+/// (a run never writes over a later change). So a missing or older effect on a subject whose
+/// change a sender gave up on ("sender gave up" fault) is no violation when a run reported that
+/// subject; it stays one when no run did (lost without a word). Duplicated and echoed effects
+/// are never excused.
+fn excuse_reported(world: &World, mut v: Verdict) -> Verdict {
+    let dropped: Vec<&str> = world
+        .deliveries
+        .iter()
+        .filter(|d| d.author == Author::People && d.state == SendState::GaveUp(GAVE_UP.into()))
+        .flat_map(|d| d.subject.split('+'))
+        .collect();
+    let reported: Vec<String> = world
+        .reconciled
+        .iter()
+        .flat_map(|r| &r.differences)
+        .filter(|d| d.repair == shared::reconcile::Repair::Reported || !d.not_repaired.is_empty())
+        .map(|d| d.subject.split_once(':').map_or(d.subject.clone(), |(_, id)| id.to_string()))
+        .collect();
+    let names = |detail: &str, id: &str| !id.is_empty() && detail.contains(&id[..id.len().min(15)]);
+    v.violations.retain(|violation| {
+        let excusable = matches!(violation.kind, Kind::Lost | Kind::Misordered);
+        let about_dropped = dropped.iter().any(|id| names(&violation.detail, id));
+        let was_reported = reported.iter().any(|id| names(&violation.detail, id));
+        !(excusable && about_dropped && was_reported)
+    });
     v
 }
 

@@ -167,7 +167,8 @@ fn create_incident(ctx: &Ctx, w: &mut World, headers: &HeaderMap, body: &Value) 
         "incident_type": {"name": "incident_default"},
     });
     w.push_incident(incident.clone());
-    let ev = webhook::incident_event("incident.triggered", &incident, Some(&ctx.user_json(user)), ctx.config.clock.now());
+    let ev =
+        webhook::incident_event("incident.triggered", &incident, Some(&ctx.user_json(user)), ctx.config.clock.now());
     emit(w, ctx.config, ev);
     ok(StatusCode::CREATED, json!({ "incident": incident }))
 }

@@ -35,8 +35,12 @@ pub(super) async fn create(State(s): State<Arc<Shared>>, p: Params, RawBody(body
         "responder_request_targets": targets,
     });
     w.responder_requests.push(rr.clone());
-    let ev =
-        webhook::incident_event("incident.responder.added", &incident, Some(&ctx.user_json(requester)), ctx.config.clock.now());
+    let ev = webhook::incident_event(
+        "incident.responder.added",
+        &incident,
+        Some(&ctx.user_json(requester)),
+        ctx.config.clock.now(),
+    );
     emit(&mut w, &config, ev);
     ok(StatusCode::OK, json!({ "responder_request": rr }))
 }

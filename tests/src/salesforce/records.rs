@@ -58,7 +58,13 @@ pub(super) fn new_record(r: &mut Records, object: &str, fields: Map<String, Valu
     v
 }
 
-pub(super) fn apply(rec: &mut Value, object: &str, fields: Map<String, Value>, username: &str, at: chrono::DateTime<Utc>) {
+pub(super) fn apply(
+    rec: &mut Value,
+    object: &str,
+    fields: Map<String, Value>,
+    username: &str,
+    at: chrono::DateTime<Utc>,
+) {
     let described = schema::describe(object).unwrap_or_default();
     for (k, val) in fields {
         if k == "attributes" || k == "Id" {

@@ -688,3 +688,48 @@ async fn a_reconcile_message_runs_after_the_envelopes_of_its_batch() {
     assert_eq!(pd.cursor, Some(pd.window.until), "the envelope was applied before the run: {report:#?}");
     assert_eq!(report.drift(), 0, "{report:#?}");
 }
+
+/// A person's later change of another field is no reason to leave a lost change unrepaired:
+/// the acknowledge webhook was lost, then an agent edited the Case's Description (the post
+/// arrived). The bridge saw that edit, and the Status it shows is the one it saw: the run
+/// repairs the acknowledge.
+#[tokio::test]
+async fn a_person_s_later_edit_of_another_field_does_not_block_the_repair() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working", "{report:#?}");
+    assert_eq!(report.repaired(), 1, "{report:#?}");
+}
+
+/// A person's change hidden under a later write of the bridge: an agent raised the Case to
+/// Sev2 (the post lost), then the bridge wrote the Case for the acknowledge. The record's last
+/// modifier is the bridge, but the bridge saw the Case before: the run compares with what it
+/// saw, and repairs the priority.
+#[tokio::test]
+async fn a_person_s_change_under_a_later_write_of_the_bridge_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
+}
