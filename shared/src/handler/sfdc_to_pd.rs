@@ -558,7 +558,8 @@ async fn attempt(
         && state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at)
     {
         let fields = rules.rules.fields_compared_with_old(&change.object);
-        subjects.seen = (!fields.is_empty()).then(|| Seen::of(accepted.occurred_at, &change.new, &fields));
+        subjects.seen = (!fields.is_empty())
+            .then(|| Seen::after(state.seen.as_ref(), change.old.as_ref(), accepted.occurred_at, &change.new, &fields));
     }
     let input = record_event(change, subjects.incidents.clone());
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {

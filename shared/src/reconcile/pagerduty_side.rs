@@ -103,10 +103,22 @@ impl Compare for CompareIncident<'_> {
             let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let mut linked = Vec::with_capacity(self.change.links.len());
             let mut seen = std::collections::HashMap::new();
+            let mut set_by_others = std::collections::HashMap::new();
             for link in &self.change.links {
                 let record = Subject::Record(link.record.id.to_string());
                 let state = ctx.stores.links.subject_state(&record).await.map_err(|e| format!("store: {e}"))?;
                 seen.insert(link.record.id.to_string(), state.seen);
+                // What the bridge set on the record from the record's other incidents, and when.
+                for other in state.links.iter().filter(|l| *l.incident_id.as_str() != *self.change.incident.id.as_str())
+                {
+                    let incident = Subject::Incident(other.incident_id.to_string());
+                    let marks =
+                        ctx.stores.links.subject_state(&incident).await.map_err(|e| format!("store: {e}"))?.marks;
+                    for (mark, at) in marks {
+                        let newest = set_by_others.entry(mark).or_insert(at);
+                        *newest = (*newest).max(at);
+                    }
+                }
                 crate::telemetry::metrics::api_calls("salesforce", 1);
                 match ctx.salesforce.get_record(&link.record.object, link.record.id.as_str(), None).await {
                     Ok(fields) => linked.push(LinkedRecord {
@@ -128,6 +140,7 @@ impl Compare for CompareIncident<'_> {
                 at: self.change.changed_at,
                 integration_user_id: &ctx.settings.integration_user_id,
                 seen: &seen,
+                set_by_others: &set_by_others,
             };
             let comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked, &changed);
             let accepted = Accepted::new(
@@ -144,20 +157,32 @@ impl Compare for CompareIncident<'_> {
     }
 }
 
-/// Whether someone other than the bridge (`LastModifiedById` not the integration user) changed
-/// `fields` of the record after the incident's change (whole seconds; the same second is not
-/// after). A person's later change the bridge saw (its [`Seen`] as new as the record), which
-/// left these fields as the bridge saw them, changed other fields: no reason to leave the
-/// repair. (A field the bridge keeps no copy of, one no rule compares, is taken as untouched:
-/// such fields are the ones the bridge itself writes.)
+/// Whether someone other than the bridge changed `fields` of the record after the incident's
+/// change (whole seconds; the same second is not after). Either the bridge saw a person set one
+/// of them after it ([`Seen::since`], whoever wrote the record last since), or a person
+/// (`LastModifiedById` not the integration user) changed the record after it and the bridge did
+/// not see that change leave these fields as they were before. (A field the bridge keeps no
+/// copy of, one no rule compares, is taken as untouched: such fields are the ones the bridge
+/// itself writes.)
 fn changed_by_a_person(record: &LinkedRecord, fields: &[&String], change: &Changed<'_>) -> bool {
+    // The bridge set one of them from another incident's later event.
+    let marked = |f: &String| change.set_by_others.get(&crate::rules::field_mark(&record.id, f));
+    if fields.iter().any(|f| marked(f).is_some_and(|at| *at > change.at)) {
+        return true;
+    }
+    let seen = change.seen.get(&record.id).and_then(Option::as_ref);
+    let set_since =
+        |seen: &Seen, f: &str| seen.fields.contains_key(f) && seen.since.get(f).is_none_or(|t| *t > change.at);
+    if seen.is_some_and(|s| fields.iter().any(|f| set_since(s, f))) {
+        return true;
+    }
     let text = |f: &str| record.fields.get(f).and_then(Value::as_str);
     let modified = text("LastModifiedDate").and_then(crate::salesforce::time::parse_datetime);
     let by_bridge = text("LastModifiedById").is_some_and(|id| {
         !change.integration_user_id.is_empty() && crate::salesforce::id::same_id(id, change.integration_user_id)
     });
     let Some(modified) = modified.filter(|at| *at > change.at && !by_bridge) else { return false };
-    let untouched = change.seen.get(&record.id).and_then(Option::as_ref).is_some_and(|seen| {
+    let untouched = seen.is_some_and(|seen| {
         seen.at >= modified
             && fields
                 .iter()
@@ -172,6 +197,8 @@ struct Changed<'a> {
     at: DateTime<Utc>,
     integration_user_id: &'a str,
     seen: &'a std::collections::HashMap<String, Option<Seen>>,
+    /// The marks of the records' other incidents: fields the bridge set from their events.
+    set_by_others: &'a std::collections::HashMap<String, DateTime<Utc>>,
 }
 
 /// Sorts the plan: a set-fields whose every field already holds its value is in sync; one

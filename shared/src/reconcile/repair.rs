@@ -56,13 +56,16 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Whether the change was lost: state to repair; or additive effects (which a run cannot see
-    /// on the other side) with no sign that the live event arrived: no state action of the plan
-    /// already in sync, and `seen_live` false. A change the live path delivered is no drift,
+    /// Whether the change was lost: state to repair, or newer on the other side (a state the
+    /// bridge did not set from this change: its marks say so, whatever else of the subject
+    /// arrived live); or additive effects (which a run cannot see on the other side) with no
+    /// sign that the live event arrived: no state action of the plan already in sync, and
+    /// `seen_live` false. A change the live path delivered is no drift,
     /// else the drift alarm would fire for every resolution whose rule also adds a comment.
     fn differs(&self, seen_live: bool) -> bool {
         !self.todo.is_empty()
-            || (!seen_live && (!self.newer.is_empty() || (!self.additive.is_empty() && self.in_sync.is_empty())))
+            || !self.newer.is_empty()
+            || (!seen_live && !self.additive.is_empty() && self.in_sync.is_empty())
     }
 
     /// Moves to `in_sync` every differing state action that the bridge applied from this change

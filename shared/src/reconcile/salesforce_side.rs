@@ -117,7 +117,11 @@ impl Compare for CompareRecord<'_> {
                 && matches!((new.get("CreatedDate"), new.get("LastModifiedDate")), (Some(a), Some(b)) if a == b);
             // Old values: what the bridge last saw of the fields its rules compare with them (an
             // earlier change), else unknown (null: "changed from unknown").
-            let seen = state.seen.as_ref().filter(|s| s.at < c.changed_at).map(|s| &s.fields);
+            // The bridge handled this change, or a later one: it was delivered.
+            if state.seen.as_ref().is_some_and(|s| s.at >= c.changed_at) {
+                return Ok(None);
+            }
+            let seen = state.seen.as_ref().map(|s| &s.fields);
             let old = (!is_new).then(|| {
                 new.keys()
                     .map(|k| (k.clone(), seen.and_then(|s| s.get(k)).cloned().unwrap_or(Value::Null)))
@@ -143,8 +147,17 @@ impl Compare for CompareRecord<'_> {
                 }
                 // What the comparison finds is the person's, not the bridge's: the pipeline must
                 // not take the synthetic change for an echo (a Case Comment the bridge wrote is
-                // still one, by its marker).
+                // still one, by its marker). The fields the bridge's rules write are its own
+                // change: unchanged, for the rules.
                 change.new.remove("LastModifiedById");
+                let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
+                if let Some(old) = change.old.as_mut() {
+                    for field in rules.rules.fields_the_bridge_sets(&c.object) {
+                        if let Some(value) = change.new.get(&field) {
+                            old.insert(field, value.clone());
+                        }
+                    }
+                }
             }
             let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let input = sfdc_to_pd::record_event(&change, self.linked.clone());

@@ -207,6 +207,24 @@ impl Rules {
         fields
     }
 
+    /// The fields of `object` that the enabled `pagerduty_to_salesforce` rules set: the
+    /// bridge's own writes, which a reconcile run must not take for a person's change.
+    pub fn fields_the_bridge_sets(&self, object: &str) -> Vec<String> {
+        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
+        let mut fields: Vec<String> = rules
+            .filter(|r| r.direction == Direction::PagerdutyToSalesforce && r.object.eq_ignore_ascii_case(object))
+            .flat_map(|r| &r.actions)
+            .filter_map(|a| match a {
+                crate::rules::document::ActionSpec::SetFields { fields } => Some(fields.iter().map(|(f, _)| f.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+
     /// The fields of `object` that the enabled `salesforce_to_pagerduty` rules compare with their
     /// old values (`changed`, `changed_to`, `changed_from`, `old.FIELD`): what the bridge keeps
     /// of a record it saw ([`crate::store::Seen`]), so that a change without old values (a

@@ -176,6 +176,10 @@ pub struct SubjectUpdate {
 pub struct Seen {
     pub at: DateTime<Utc>,
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// Since when each field has held its value, as far as the bridge saw: a reconcile run
+    /// tells by it whether a person set a field after a change it compares.
+    #[serde(default)]
+    pub since: std::collections::BTreeMap<String, DateTime<Utc>>,
 }
 
 impl Seen {
@@ -184,13 +188,35 @@ impl Seen {
 
     /// The `fields` of `record`, at `at`, each when it is short.
     pub fn of(at: DateTime<Utc>, record: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Self {
-        let fields = fields
+        Self::after(None, None, at, record, fields)
+    }
+
+    /// As [`Seen::of`], for a change from `old` (when the change carries old values): a field
+    /// that kept its value keeps the `since` of `previous`, or, seen for the first time, dates
+    /// from before the change (an unknown time before it: the earliest).
+    pub fn after(
+        previous: Option<&Seen>,
+        old: Option<&serde_json::Map<String, serde_json::Value>>,
+        at: DateTime<Utc>,
+        record: &serde_json::Map<String, serde_json::Value>,
+        fields: &[String],
+    ) -> Self {
+        let fields: serde_json::Map<String, serde_json::Value> = fields
             .iter()
             .filter_map(|f| record.get(f).map(|v| (f, v)))
             .filter(|(_, v)| v.to_string().len() <= Self::MAX_VALUE)
             .map(|(f, v)| (f.clone(), v.clone()))
             .collect();
-        Self { at, fields }
+        let since = fields
+            .iter()
+            .map(|(f, v)| {
+                let kept = previous.filter(|p| p.fields.get(f) == Some(v)).and_then(|p| p.since.get(f)).copied();
+                let unchanged = old.and_then(|o| o.get(f)) == Some(v);
+                let before = (previous.is_none() && unchanged).then_some(DateTime::<Utc>::MIN_UTC);
+                (f.clone(), kept.or(before).unwrap_or(at))
+            })
+            .collect();
+        Self { at, fields, since }
     }
 }
 

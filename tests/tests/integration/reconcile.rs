@@ -733,3 +733,176 @@ async fn a_person_s_change_under_a_later_write_of_the_bridge_is_repaired() {
 
     assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
 }
+
+/// (From a review.) the same as the lost-edit test, but the edit's post ARRIVED (nothing lost).
+#[tokio::test]
+async fn review_a_delivered_edit_does_not_fire_an_old_changed_to_again() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev3"}))).await.status, 200);
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "the live path set P2");
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU customers"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Subject": "old subject"}))).await.status, 200);
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P1");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P1", "the responder's P1 stays: {report:#?}");
+    assert_eq!(report.drift(), 0, "{report:#?}");
+}
+
+/// (From a review.) ack lost; an agent escalates the Case (post delivered: the bridge saw Escalated);
+/// then the bridge writes the Case for another reason. The run must not write Working over
+/// the agent's later Escalated.
+#[tokio::test]
+async fn review_a_person_s_change_under_a_later_bridge_write_is_not_undone() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Escalated"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Status": "New"}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "3 notes in PagerDuty"}), INTEGRATION_USER).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
+}
+
+/// (From a review.) the bridge's own write (B's resolve closes the shared Case) is re-run as a person's
+/// change once the bridge has seen the Case before: closed-resolves then resolves incident A,
+/// which the live path (echo skipped) never does.
+#[tokio::test]
+async fn review_the_bridge_s_own_close_does_not_resolve_another_incident() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (a, case) = linked_pair(&h, &who, 1).await;
+    let b = who
+        .create_incident(&CreateIncident { title: "second".into(), service_id: "PSVC001".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let link = Link {
+        incident_id: b.id.clone().into(),
+        record: RecordRef { object: "Case".into(), id: case.clone().into() },
+        created_at: Utc::now(),
+        created_by_rule: None,
+    };
+    h.store.put_link(&link).await.unwrap();
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    who.resolve(&b.id, None).await.unwrap();
+    let webhook = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.resolved").unwrap();
+    assert_eq!(outcome(&h.webhook(&webhook.to_string(), "live-resolve").await), "applied");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Closed");
+    assert_eq!(h.pd.incident(&a).unwrap()["status"], "triggered");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&a).unwrap()["status"], "triggered", "live would not resolve A: {report:#?}");
+}
+
+/// (From a review.) ack lost; an agent escalates the Case, then edits its Description (that post
+/// arrives: the bridge saw Status=Escalated at the Description edit). Seen is as new as the
+/// record and holds the current Status, so the run takes the Status as untouched and writes
+/// Working over the agent's Escalated.
+#[tokio::test]
+async fn review_a_person_s_change_before_a_seen_edit_is_not_undone() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Escalated"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Status": "New"}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
+}
+
+/// (From a review.) the existing "reported not written" test, with the agent's post delivered.
+#[tokio::test]
+async fn review_a_seen_escalation_after_a_lost_ack_is_not_undone() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Escalated"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Status": "New"}))).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
+}
+
+/// (From a review.) one Case, two incidents. A's acknowledge is lost (t1); B's resolve arrives (t2) and
+/// closes the Case. The run repairs A's acknowledge and writes Working over the later Closed.
+#[tokio::test]
+async fn review_a_lost_ack_of_one_incident_does_not_reopen_a_case_another_closed_later() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (a, case) = linked_pair(&h, &who, 1).await;
+    let b = who
+        .create_incident(&CreateIncident { title: "second".into(), service_id: "PSVC001".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let link = Link {
+        incident_id: b.id.clone().into(),
+        record: RecordRef { object: "Case".into(), id: case.clone().into() },
+        created_at: Utc::now(),
+        created_by_rule: None,
+    };
+    h.store.put_link(&link).await.unwrap();
+    who.acknowledge(&a).await.unwrap();
+    next_second().await;
+    who.resolve(&b.id, None).await.unwrap();
+    let webhook = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.resolved").unwrap();
+    assert_eq!(outcome(&h.webhook(&webhook.to_string(), "live-resolve").await), "applied");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Closed");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Closed", "{report:#?}");
+}
+
+/// (From a review.) the lost-ack-reported test, plus a later unrelated live webhook of the incident
+/// (a priority change by a responder): the lost acknowledge is then neither repaired nor reported.
+#[tokio::test]
+async fn review_a_later_live_event_does_not_hide_a_lost_change() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Escalated"}), AGENT).unwrap();
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    let later = h.pd.webhook_events().into_iter().last().unwrap();
+    eprintln!("later webhook: {}", later["event"]["event_type"]);
+    eprintln!("outcome: {}", outcome(&h.webhook(&later.to_string(), "later").await));
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
+    let lost: Vec<_> = report.differences.iter().filter(|d| d.subject == format!("incident:{incident}")).collect();
+    assert_eq!(lost.len(), 1, "the lost acknowledge is reported: {report:#?}");
+}
