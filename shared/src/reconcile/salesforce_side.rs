@@ -117,11 +117,14 @@ impl Compare for CompareRecord<'_> {
                 && matches!((new.get("CreatedDate"), new.get("LastModifiedDate")), (Some(a), Some(b)) if a == b);
             // Old values: what the bridge last saw of the fields its rules compare with them (an
             // earlier change), else unknown (null: "changed from unknown").
+            // What the bridge saw of the record itself (a Case Comment's subject is its Case,
+            // whose Seen says nothing of the comment).
+            let seen = state.seen.as_ref().filter(|_| c.parent_id.is_none());
             // The bridge handled this change, or a later one: it was delivered.
-            if state.seen.as_ref().is_some_and(|s| s.at >= c.changed_at) {
+            if seen.is_some_and(|s| s.at >= c.changed_at) {
                 return Ok(None);
             }
-            let seen = state.seen.as_ref().map(|s| &s.fields);
+            let seen = seen.map(|s| &s.fields);
             let old = (!is_new).then(|| {
                 new.keys()
                     .map(|k| (k.clone(), seen.and_then(|s| s.get(k)).cloned().unwrap_or(Value::Null)))

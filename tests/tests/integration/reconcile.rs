@@ -734,9 +734,9 @@ async fn a_person_s_change_under_a_later_write_of_the_bridge_is_repaired() {
     assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
 }
 
-/// (From a review.) the same as the lost-edit test, but the edit's post ARRIVED (nothing lost).
+/// the same as the lost-edit test, but the edit's post ARRIVED (nothing lost).
 #[tokio::test]
-async fn review_a_delivered_edit_does_not_fire_an_old_changed_to_again() {
+async fn a_delivered_edit_does_not_fire_an_old_changed_to_again() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
@@ -757,11 +757,11 @@ async fn review_a_delivered_edit_does_not_fire_an_old_changed_to_again() {
     assert_eq!(report.drift(), 0, "{report:#?}");
 }
 
-/// (From a review.) ack lost; an agent escalates the Case (post delivered: the bridge saw Escalated);
+/// ack lost; an agent escalates the Case (post delivered: the bridge saw Escalated);
 /// then the bridge writes the Case for another reason. The run must not write Working over
 /// the agent's later Escalated.
 #[tokio::test]
-async fn review_a_person_s_change_under_a_later_bridge_write_is_not_undone() {
+async fn a_person_s_change_under_a_later_bridge_write_is_not_undone() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
@@ -778,11 +778,11 @@ async fn review_a_person_s_change_under_a_later_bridge_write_is_not_undone() {
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
 }
 
-/// (From a review.) the bridge's own write (B's resolve closes the shared Case) is re-run as a person's
+/// the bridge's own write (B's resolve closes the shared Case) is re-run as a person's
 /// change once the bridge has seen the Case before: closed-resolves then resolves incident A,
 /// which the live path (echo skipped) never does.
 #[tokio::test]
-async fn review_the_bridge_s_own_close_does_not_resolve_another_incident() {
+async fn the_bridge_s_own_close_does_not_resolve_another_incident() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (a, case) = linked_pair(&h, &who, 1).await;
@@ -812,12 +812,12 @@ async fn review_the_bridge_s_own_close_does_not_resolve_another_incident() {
     assert_eq!(h.pd.incident(&a).unwrap()["status"], "triggered", "live would not resolve A: {report:#?}");
 }
 
-/// (From a review.) ack lost; an agent escalates the Case, then edits its Description (that post
+/// ack lost; an agent escalates the Case, then edits its Description (that post
 /// arrives: the bridge saw Status=Escalated at the Description edit). Seen is as new as the
 /// record and holds the current Status, so the run takes the Status as untouched and writes
 /// Working over the agent's Escalated.
 #[tokio::test]
-async fn review_a_person_s_change_before_a_seen_edit_is_not_undone() {
+async fn a_person_s_change_before_a_seen_edit_is_not_undone() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
@@ -835,9 +835,9 @@ async fn review_a_person_s_change_before_a_seen_edit_is_not_undone() {
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
 }
 
-/// (From a review.) the existing "reported not written" test, with the agent's post delivered.
+/// the existing "reported not written" test, with the agent's post delivered.
 #[tokio::test]
-async fn review_a_seen_escalation_after_a_lost_ack_is_not_undone() {
+async fn a_seen_escalation_after_a_lost_ack_is_not_undone() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
@@ -852,10 +852,10 @@ async fn review_a_seen_escalation_after_a_lost_ack_is_not_undone() {
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
 }
 
-/// (From a review.) one Case, two incidents. A's acknowledge is lost (t1); B's resolve arrives (t2) and
+/// one Case, two incidents. A's acknowledge is lost (t1); B's resolve arrives (t2) and
 /// closes the Case. The run repairs A's acknowledge and writes Working over the later Closed.
 #[tokio::test]
-async fn review_a_lost_ack_of_one_incident_does_not_reopen_a_case_another_closed_later() {
+async fn a_lost_ack_of_one_incident_does_not_reopen_a_case_another_closed_later() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (a, case) = linked_pair(&h, &who, 1).await;
@@ -883,10 +883,10 @@ async fn review_a_lost_ack_of_one_incident_does_not_reopen_a_case_another_closed
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Closed", "{report:#?}");
 }
 
-/// (From a review.) the lost-ack-reported test, plus a later unrelated live webhook of the incident
+/// the lost-ack-reported test, plus a later unrelated live webhook of the incident
 /// (a priority change by a responder): the lost acknowledge is then neither repaired nor reported.
 #[tokio::test]
-async fn review_a_later_live_event_does_not_hide_a_lost_change() {
+async fn a_later_live_event_does_not_hide_a_lost_change() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
@@ -905,4 +905,27 @@ async fn review_a_later_live_event_does_not_hide_a_lost_change() {
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
     let lost: Vec<_> = report.differences.iter().filter(|d| d.subject == format!("incident:{incident}")).collect();
     assert_eq!(lost.len(), 1, "the lost acknowledge is reported: {report:#?}");
+}
+
+/// A Case Comment's post lost, then a change of its Case delivered: what the bridge saw of the
+/// Case says nothing of the comment, which is still reported.
+#[tokio::test]
+async fn a_lost_comment_is_reported_though_its_case_changed_later() {
+    let rules = format!(
+        "{RULES}      - name: comment-becomes-note\n        direction: salesforce_to_pagerduty\n        object: CaseComment\n        applies_to: new_only\n        conditions:\n          - {{field: CommentBody, operator: is_not_empty}}\n        actions:\n          - add_note: {{content: \"{{{{record.CommentBody}}}}\"}}\n"
+    );
+    let h = Harness::start(&rules).await;
+    let who = oncall(&h);
+    let (_, case) = linked_pair(&h, &who, 1).await;
+    h.sf.insert_record_as("CaseComment", json!({"ParentId": case, "CommentBody": "customer is angry"}), AGENT);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let reported: Vec<_> = report.differences.iter().filter(|d| d.event_id.contains("CaseComment")).collect();
+    assert_eq!(reported.len(), 1, "{report:#?}");
+    assert_eq!(reported[0].repair, Repair::Reported, "{report:#?}");
 }
