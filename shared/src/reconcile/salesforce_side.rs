@@ -143,6 +143,7 @@ impl Compare for CompareRecord<'_> {
             // The bridge's own write, last: nothing to compare, unless the bridge saw the record
             // before it (a person's change between then and the bridge's write hides under it:
             // compared with what the bridge saw).
+            let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let mut change = change;
             if echo::salesforce_echo(ctx.salesforce_port(), &change).is_some() {
                 if seen.is_none() {
@@ -153,7 +154,6 @@ impl Compare for CompareRecord<'_> {
                 // still one, by its marker). The fields the bridge's rules write are its own
                 // change: unchanged, for the rules.
                 change.new.remove("LastModifiedById");
-                let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
                 if let Some(old) = change.old.as_mut() {
                     for field in rules.rules.fields_the_bridge_sets(&c.object) {
                         if let Some(value) = change.new.get(&field) {
@@ -162,7 +162,6 @@ impl Compare for CompareRecord<'_> {
                     }
                 }
             }
-            let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let input = sfdc_to_pd::record_event(&change, self.linked.clone());
             let plan = rules.rules.plan(&input).plan.0;
             let mut incidents: Vec<Incident> = Vec::new();

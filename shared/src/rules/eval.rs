@@ -210,19 +210,18 @@ impl Rules {
     /// The fields of `object` that the enabled `pagerduty_to_salesforce` rules set: the
     /// bridge's own writes, which a reconcile run must not take for a person's change.
     pub fn fields_the_bridge_sets(&self, object: &str) -> Vec<String> {
-        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
-        let mut fields: Vec<String> = rules
-            .filter(|r| r.direction == Direction::PagerdutyToSalesforce && r.object.eq_ignore_ascii_case(object))
-            .flat_map(|r| &r.actions)
-            .filter_map(|a| match a {
-                crate::rules::document::ActionSpec::SetFields { fields } => Some(fields.iter().map(|(f, _)| f.clone())),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        fields.sort();
-        fields.dedup();
-        fields
+        self.fields_of(Direction::PagerdutyToSalesforce, object, |rule| {
+            rule.actions
+                .iter()
+                .filter_map(|a| match a {
+                    crate::rules::document::ActionSpec::SetFields { fields } => {
+                        Some(fields.iter().map(|(f, _)| f.clone()))
+                    }
+                    _ => None,
+                })
+                .flatten()
+                .collect()
+        })
     }
 
     /// The fields of `object` that the enabled `salesforce_to_pagerduty` rules compare with their
@@ -230,20 +229,30 @@ impl Rules {
     /// of a record it saw ([`crate::store::Seen`]), so that a change without old values (a
     /// reconcile run's) is judged against them.
     pub fn fields_compared_with_old(&self, object: &str) -> Vec<String> {
+        self.fields_of(Direction::SalesforceToPagerduty, object, |rule| {
+            rule.conditions
+                .iter()
+                .filter_map(|c| match &c.field {
+                    Field::Salesforce { path, old }
+                        if *old
+                            || matches!(
+                                c.operator,
+                                Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom
+                            ) =>
+                    {
+                        path.first().cloned()
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
+    /// `of` each enabled rule of `direction` on `object`, sorted, each field once.
+    fn fields_of(&self, direction: Direction, object: &str, of: impl Fn(&Rule) -> Vec<String>) -> Vec<String> {
         let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
-        let mut fields: Vec<String> = rules
-            .filter(|r| r.direction == Direction::SalesforceToPagerduty && r.object.eq_ignore_ascii_case(object))
-            .flat_map(|r| &r.conditions)
-            .filter_map(|c| match &c.field {
-                Field::Salesforce { path, old }
-                    if *old
-                        || matches!(c.operator, Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom) =>
-                {
-                    path.first().cloned()
-                }
-                _ => None,
-            })
-            .collect();
+        let mut fields: Vec<String> =
+            rules.filter(|r| r.direction == direction && r.object.eq_ignore_ascii_case(object)).flat_map(of).collect();
         fields.sort();
         fields.dedup();
         fields
