@@ -147,6 +147,16 @@ impl IdempotencyStore for Counting {
         self.counter.add("idempotency.claim (conditional PutItem)", 1, 0, 1);
         self.inner.idempotency.claim(key, now, in_progress_until, expires_at).await
     }
+    async fn take_turn(
+        &self,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        self.counter.add("idempotency.take_turn (conditional UpdateItem)", 1, 0, 1);
+        self.inner.idempotency.take_turn(key, owner, now, in_progress_until).await
+    }
     async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {
         self.counter.add("idempotency.complete (PutItem)", 1, 0, 1);
         self.inner.idempotency.complete(key, result, expires_at).await

@@ -35,7 +35,7 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Duration, Utc};
 
-use self::item::{Item, corrupt, from_millis, get_opt_s, get_s, millis, n, s};
+use self::item::{Item, corrupt, from_millis, get_n, get_opt_s, get_s, millis, n, s};
 use shared::model::{AuditEntry, Link, RecordRef};
 use shared::store::{
     AuditLog, BreakerRecord, BreakerStore, Claim, Completion, IdempotencyStore, Lease, LinkStore, PendingChange,
@@ -174,8 +174,9 @@ const LEASE_FREE: &str = "attribute_not_exists(lease_until) OR lease_until < :no
 struct SubjectExpression {
     sets: Vec<String>,
     removes: Vec<String>,
-    /// ADD and DELETE clauses.
-    others: Vec<String>,
+    /// ADD and DELETE actions (each keyword once in an expression).
+    adds: Vec<String>,
+    deletes: Vec<String>,
     names: std::collections::HashMap<String, String>,
     values: std::collections::HashMap<String, AttributeValue>,
 }
@@ -202,7 +203,12 @@ impl SubjectExpression {
         if !self.removes.is_empty() {
             clauses.push(format!("REMOVE {}", self.removes.join(", ")));
         }
-        clauses.extend(self.others.iter().cloned());
+        if !self.adds.is_empty() {
+            clauses.push(format!("ADD {}", self.adds.join(", ")));
+        }
+        if !self.deletes.is_empty() {
+            clauses.push(format!("DELETE {}", self.deletes.join(", ")));
+        }
         (!clauses.is_empty()).then(|| clauses.join(" "))
     }
 }
@@ -341,12 +347,15 @@ impl LinkStore for DynamoStore {
             expression.sets.push(format!("seen = {value}"));
         }
         match &update.progress {
-            Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
-                let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
-                let value = expression.value(AttributeValue::Ss(done.clone()));
-                expression.sets.push(format!("{name} = {value}"));
+            Some(Progress::Keep { event_id, done }) => {
+                // ADD joins the set kept (an empty set is no value DynamoDB takes: nothing to add).
+                if !done.is_empty() {
+                    let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
+                    let value = expression.value(AttributeValue::Ss(done.clone()));
+                    expression.adds.push(format!("{name} {value}"));
+                }
             }
-            Some(Progress::Keep { event_id, .. } | Progress::Clear { event_id }) => {
+            Some(Progress::Clear { event_id }) => {
                 let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
                 expression.removes.push(name);
             }
@@ -355,13 +364,13 @@ impl LinkStore for DynamoStore {
         match &update.pending {
             Some(PendingChange::List(event)) => {
                 let value = expression.value(AttributeValue::Ss(vec![pending_entry(event)]));
-                expression.others.push(format!("ADD pending {value}"));
+                expression.adds.push(format!("pending {value}"));
             }
             Some(PendingChange::Unlist(event)) => {
                 // The entry as this build writes it, and as builds before per-envelope entries did.
                 let value =
                     expression.value(AttributeValue::Ss(vec![pending_entry(event), legacy_pending_entry(event)]));
-                expression.others.push(format!("DELETE pending {value}"));
+                expression.deletes.push(format!("pending {value}"));
             }
             None => {}
         }
@@ -535,6 +544,55 @@ impl IdempotencyStore for DynamoStore {
                     operation: "PutItem",
                     message: format!("idempotency record {key} vanished during the claim"),
                 })?,
+        };
+        match get_s(&old, "status")? {
+            COMPLETED => Ok(Claim::Completed { result: get_opt_s(&old, "result").unwrap_or_default().to_string() }),
+            _ => Ok(Claim::InProgress { until: from_millis(&old, "in_progress_until")? }),
+        }
+    }
+
+    async fn take_turn(
+        &self,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(idem_key(key)))
+            .key("sk", s("IDEM"))
+            .update_expression("SET #status = :in_progress, in_progress_until = :until REMOVE #result")
+            .condition_expression(
+                "expires_at > :now_s AND ((#status = :completed AND #result = :owner) OR (#status = :in_progress AND in_progress_until <= :now_ms))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(millis(in_progress_until)))
+            .expression_attribute_values(":now_s", n(now.timestamp()))
+            .expression_attribute_values(":now_ms", n(millis(now)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Claim::Acquired),
+            Err(err) if Self::is_condition_failure(&err) => err,
+            Err(err) => return Err(self.error("UpdateItem", err)),
+        };
+        let old = match err.as_service_error() {
+            Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(e)) => {
+                e.item.clone()
+            }
+            _ => None,
+        };
+        // Gone or past its TTL: the caller asks the gate again.
+        let Some(old) = old.filter(|o| get_n(o, "expires_at").is_ok_and(|at| at > now.timestamp())) else {
+            return Ok(Claim::InProgress { until: now });
         };
         match get_s(&old, "status")? {
             COMPLETED => Ok(Claim::Completed { result: get_opt_s(&old, "result").unwrap_or_default().to_string() }),

@@ -51,6 +51,25 @@ impl Idempotency {
         })
     }
 
+    /// An envelope that `owner` names takes its event's turn until `deadline` (see
+    /// [`IdempotencyStore::take_turn`]): `Proceed` it is this copy's turn; `Busy` another copy
+    /// acts now; `Duplicate` the event settled otherwise meanwhile. Give it back with
+    /// [`Self::finish`] (`owner` again when this copy did not settle it).
+    pub async fn take_turn(
+        &self,
+        key: &GateKey,
+        owner: &Settlement,
+        deadline: Option<DateTime<Utc>>,
+    ) -> Result<Gate, StoreError> {
+        let now = self.clock.now();
+        let lease = deadline.unwrap_or(now + chrono::Duration::from_std(DEFAULT_LEASE).expect("small"));
+        Ok(match self.store.take_turn(key.as_str(), &owner.to_record(), now, lease).await? {
+            Claim::Acquired => Gate::Proceed,
+            Claim::Completed { result } => Gate::Duplicate { first: Settlement::from_record(&result) },
+            Claim::InProgress { until } => Gate::Busy { until },
+        })
+    }
+
     /// Marks the event done with how it settled (applied, queued, dead-lettered...).
     pub async fn finish(&self, key: &GateKey, settled: &Settlement) -> Result<(), StoreError> {
         self.store.complete(key.as_str(), &settled.to_record(), self.expiry(self.clock.now())).await

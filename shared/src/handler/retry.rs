@@ -103,6 +103,8 @@ async fn handle_message(
         Err(err) => return Err(format!("idempotency store unavailable: {err}")),
     }
     let mut keys = vec![hop_key];
+    // The event's gate as it was when this copy took its turn: given back so on a failure.
+    let mut turn: Option<(GateKey, Settlement)> = None;
     let result = match owns_event(dispatch.idempotency, &envelope, deadline).await {
         Ok(Ownership::Stray { first }) => {
             metrics::event_duplicate();
@@ -112,11 +114,12 @@ async fn handle_message(
             dispatch.unlist(&envelope).await;
             return Ok(Outcome::Duplicate);
         }
-        Ok(Ownership::Owner) => {
+        Ok(Ownership::Owner { queued }) => {
             // The event's key records where this envelope ends, as it does for a live delivery:
             // a copy of an earlier trip then finds it settled and stands down.
-            if !envelope.accepted.gate_key.is_empty() {
+            if let Some(queued) = queued {
                 keys.push(envelope.accepted.gate_key.clone());
+                turn = Some((envelope.accepted.gate_key.clone(), queued));
             }
             handle_envelope(dispatch, pipeline, envelope, started, deadline, &keys).await
         }
@@ -128,7 +131,14 @@ async fn handle_message(
     };
     if result.is_err() {
         for key in &keys {
-            let _ = dispatch.idempotency.abandon(key).await;
+            match &turn {
+                Some((event_key, queued)) if event_key == key => {
+                    let _ = dispatch.idempotency.finish(key, queued).await;
+                }
+                _ => {
+                    let _ = dispatch.idempotency.abandon(key).await;
+                }
+            }
         }
     }
     result
@@ -136,8 +146,9 @@ async fn handle_message(
 
 /// Whether this envelope may act for its event.
 enum Ownership {
-    /// The gate names this envelope (or the envelope predates gate keys).
-    Owner,
+    /// The gate named this envelope, and this copy took the event's turn (`queued`: what the
+    /// gate said), or the envelope predates gate keys (`None`).
+    Owner { queued: Option<Settlement> },
     /// The gate was free: the delivery that sent this envelope released it (it could not tell
     /// whether the send went through). This envelope holds it now; the sender's redelivery will
     /// find the event handled.
@@ -157,11 +168,26 @@ async fn owns_event(
 ) -> Result<Ownership, String> {
     let gate_key = &envelope.accepted.gate_key;
     if gate_key.is_empty() {
-        return Ok(Ownership::Owner);
+        return Ok(Ownership::Owner { queued: None });
     }
     match idempotency.begin(gate_key, deadline).await {
         Ok(Gate::Proceed) => Ok(Ownership::Taken { gate_key: gate_key.clone() }),
-        Ok(Gate::Duplicate { first }) if first.is_owned_by(envelope.id()) => Ok(Ownership::Owner),
+        // Two hops of this envelope can both be in the queue (a send that stored the message and
+        // lost the answer): one at a time, or one would write "queued" over the other's "applied"
+        // and its next hop would do the event again.
+        Ok(Gate::Duplicate { first }) if first.is_owned_by(envelope.id()) => {
+            match idempotency.take_turn(gate_key, &first, deadline).await {
+                Ok(Gate::Proceed) => Ok(Ownership::Owner { queued: Some(first) }),
+                Ok(Gate::Duplicate { first: now }) if now.is_owned_by(envelope.id()) => {
+                    Err("the event's gate changed while this copy looked: trying again later".into())
+                }
+                Ok(Gate::Duplicate { first: now }) => Ok(Ownership::Stray { first: now.outcome }),
+                Ok(Gate::Busy { .. }) => {
+                    Err("another copy of this envelope is handling the event now; trying again later".into())
+                }
+                Err(err) => Err(format!("idempotency store unavailable: {err}")),
+            }
+        }
         Ok(Gate::Duplicate { first }) => Ok(Ownership::Stray { first: first.outcome }),
         Ok(Gate::Busy { .. }) => Err("a delivery of this event is being handled now; trying again later".into()),
         Err(err) => Err(format!("idempotency store unavailable: {err}")),

@@ -322,9 +322,11 @@ impl Dispatch<'_> {
     }
 
     /// Queues the envelope. Its subject is written first, in one request: the event listed in
-    /// the pending set (so that later events of the subject wait behind it), what it did so far
-    /// (so that any later delivery of it does only what is left), and the lease given back. A
-    /// failed listing costs the order, never the event: it is queued all the same.
+    /// the pending set (so that later events of the subject wait behind it) and what it did so
+    /// far (so that any later delivery of it does only what is left). A failed listing costs the
+    /// order, never the event: it is queued all the same. The lease is given back after the
+    /// send, with what the change showed of its record (`seen`) only when the send went through:
+    /// a refused delivery was not accepted, and a reconcile run must not take it for delivered.
     async fn queue_in_order(
         &self,
         envelope: &mut Envelope,
@@ -341,9 +343,10 @@ impl Dispatch<'_> {
                     event_id: envelope.accepted.event_id.clone(),
                     done: crate::handler::steps::progress_keys(&envelope.progress),
                 }),
+                seen: None,
                 ..on_subject.update.clone()
             };
-            match self.update_subject(subject, on_subject.holder.as_deref(), &update).await {
+            match self.update_subject(subject, None, &update).await {
                 Ok(()) if list.is_some() => (envelope.progress.waits_in, listed_now) = (Some(subject.clone()), true),
                 Ok(()) => {}
                 Err(err) => tracing::warn!(error = %err, subject = %subject.key(),
@@ -355,6 +358,21 @@ impl Dispatch<'_> {
             // The sender delivers the event again (and lists it again if it is queued again): do
             // not hold its subject up meanwhile. A retried envelope stays listed: SQS keeps it.
             self.unlist(envelope).await;
+        }
+        if let Some(subject) = &on_subject.subject {
+            let seen = if sent.is_ok() { on_subject.update.seen.clone() } else { None };
+            if (seen.is_some() || on_subject.holder.is_some())
+                && let Err(err) = self
+                    .update_subject(
+                        subject,
+                        on_subject.holder.as_deref(),
+                        &SubjectUpdate { seen, ..Default::default() },
+                    )
+                    .await
+            {
+                tracing::warn!(error = %err, subject = %subject.key(),
+                    "could not give the subject's lease back; it runs out by itself");
+            }
         }
         sent
     }

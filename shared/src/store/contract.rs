@@ -41,6 +41,7 @@ pub async fn run_all(
     released_key_can_be_claimed_again(idem.as_ref()).await;
     expired_completed_record_is_claimable(idem.as_ref()).await;
     concurrent_claims_have_exactly_one_winner(idem.clone(), 50).await;
+    copies_of_an_owner_take_turns_one_at_a_time(idem.clone(), 20).await;
     audit_entries_are_found_by_subject_newest_first(audit.as_ref()).await;
     an_audit_entry_can_complete_idempotency_keys(audit.as_ref(), idem.as_ref()).await;
     rules_versions_increase(rules.as_ref()).await;
@@ -151,6 +152,14 @@ pub async fn a_settled_event_leaves_its_marks_and_progress_on_its_subject(store:
     let mut done = state.progress.get("E1").cloned().unwrap_or_default();
     done.sort();
     assert_eq!(done, vec!["a1".to_string(), "a2".to_string()], "an unfinished event's progress is kept");
+    for done in [vec![], vec!["a3".to_string()]] {
+        let copy =
+            SubjectUpdate { progress: Some(Progress::Keep { event_id: "E1".into(), done }), ..Default::default() };
+        store.update_subject(&subject, None, &copy).await.expect("update");
+    }
+    let mut done = store.subject_state(&subject).await.expect("subject_state").progress["E1"].clone();
+    done.sort();
+    assert_eq!(done, ["a1", "a2", "a3"], "a copy that knew less adds what it did and forgets nothing");
     assert!(!state.opened);
     assert!(
         matches!(store.lease(&subject, "B", at, at + Duration::seconds(10)).await.expect("lease"), Lease::Held { .. }),
@@ -325,6 +334,63 @@ pub async fn expired_completed_record_is_claimable(store: &dyn IdempotencyStore)
         store.claim(&key, later, later + Duration::seconds(5), later + Duration::hours(1)).await.expect("claim"),
         Claim::Acquired,
         "a record past its TTL is gone even if the TTL sweeper has not run yet"
+    );
+}
+
+/// A queued event's gate names its envelope; `tasks` copies of that envelope take its turn at
+/// once: exactly one wins, the others see it in progress; a result naming another owner is no
+/// turn; a turn whose holder ran out of time is taken over; the TTL is kept.
+pub async fn copies_of_an_owner_take_turns_one_at_a_time(store: Arc<dyn IdempotencyStore>, tasks: usize) {
+    let key = fresh("turn-");
+    let now = t0();
+    let ttl = now + Duration::hours(1);
+    assert_eq!(store.claim(&key, now, now + Duration::seconds(5), ttl).await.expect("claim"), Claim::Acquired);
+    store.complete(&key, "queued by envelope E1", ttl).await.expect("complete");
+    let mut handles = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        let (store, key) = (store.clone(), key.clone());
+        handles.push(tokio::spawn(async move {
+            store.take_turn(&key, "queued by envelope E1", now, now + Duration::seconds(30)).await
+        }));
+    }
+    let mut winners = 0;
+    for handle in handles {
+        match handle.await.expect("task").expect("take_turn") {
+            Claim::Acquired => winners += 1,
+            Claim::InProgress { until } => assert_eq!(until, now + Duration::seconds(30)),
+            other => panic!("unexpected turn in race: {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of {tasks} copies takes the turn");
+    let later = now + Duration::seconds(31);
+    assert_eq!(
+        store.take_turn(&key, "queued by envelope E1", later, later + Duration::seconds(30)).await.expect("turn"),
+        Claim::Acquired,
+        "a turn whose holder ran out of time is taken over"
+    );
+    store.complete(&key, "applied", ttl).await.expect("complete");
+    assert_eq!(
+        store.take_turn(&key, "queued by envelope E1", later, later + Duration::seconds(30)).await.expect("turn"),
+        Claim::Completed { result: "applied".into() },
+        "a settled event gives no copy a turn"
+    );
+    let missing = fresh("turn-missing-");
+    assert!(
+        matches!(
+            store.take_turn(&missing, "queued by envelope E1", now, now).await.expect("turn"),
+            Claim::InProgress { .. }
+        ),
+        "no record: ask the gate again"
+    );
+    assert_eq!(
+        store.claim(&missing, now, now + Duration::seconds(5), ttl).await.expect("claim"),
+        Claim::Acquired,
+        "a turn asked on no record writes none"
+    );
+    let gone = now + Duration::hours(2);
+    assert!(
+        matches!(store.take_turn(&key, "applied", gone, gone).await.expect("turn"), Claim::InProgress { .. }),
+        "past its TTL the record is gone"
     );
 }
 

@@ -160,10 +160,13 @@ impl LinkStore for MemoryStore {
             }
         }
         match &update.progress {
-            Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
-                item.progress.insert(event_id.clone(), done.clone());
+            Some(Progress::Keep { event_id, done }) => {
+                if !done.is_empty() {
+                    let kept = item.progress.entry(event_id.clone()).or_default();
+                    kept.extend(done.iter().filter(|d| !kept.contains(d)).cloned().collect::<Vec<_>>());
+                }
             }
-            Some(Progress::Keep { event_id, .. } | Progress::Clear { event_id }) => {
+            Some(Progress::Clear { event_id }) => {
                 item.progress.remove(event_id);
             }
             None => {}
@@ -229,6 +232,27 @@ impl IdempotencyStore for MemoryStore {
             IdemRecord { state: IdemState::InProgress { until: in_progress_until }, expires_at },
         );
         Ok(Claim::Acquired)
+    }
+
+    async fn take_turn(
+        &self,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let mut inner = self.lock();
+        let Some(record) = inner.idempotency.get_mut(key).filter(|r| r.expires_at > now) else {
+            return Ok(Claim::InProgress { until: now });
+        };
+        match &record.state {
+            IdemState::Completed { result } if result != owner => Ok(Claim::Completed { result: result.clone() }),
+            IdemState::InProgress { until } if *until > now => Ok(Claim::InProgress { until: *until }),
+            _ => {
+                record.state = IdemState::InProgress { until: in_progress_until };
+                Ok(Claim::Acquired)
+            }
+        }
     }
 
     async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

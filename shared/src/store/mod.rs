@@ -223,7 +223,9 @@ impl Seen {
 /// A change to an event's progress on its subject.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Progress {
-    /// The event is not finished: these action keys are done.
+    /// The event is not finished: these action keys are done, added to those already kept
+    /// (never fewer: a copy of the event that knew less, deferred before it read the subject,
+    /// must not make the event forget a note it wrote). Nothing done writes nothing.
     Keep { event_id: String, done: Vec<String> },
     /// The event settled for good: forget its progress.
     Clear { event_id: String },
@@ -302,6 +304,18 @@ pub trait IdempotencyStore: Send + Sync {
         now: DateTime<Utc>,
         in_progress_until: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+    ) -> Result<Claim, StoreError>;
+    /// Conditional update of a COMPLETED record whose result is `owner` (the envelope that owns
+    /// a queued event) to IN_PROGRESS until `in_progress_until`, keeping its TTL; an IN_PROGRESS
+    /// one past its time is taken over. So two copies of one envelope (two hops after a lost
+    /// send answer) take turns instead of acting at once. `InProgress`: another copy's turn (or
+    /// the record vanished: ask again); `Completed`: the event settled otherwise meanwhile.
+    async fn take_turn(
+        &self,
+        key: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        in_progress_until: DateTime<Utc>,
     ) -> Result<Claim, StoreError>;
     /// Marks the key COMPLETED with the result to hand to later duplicates.
     async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError>;

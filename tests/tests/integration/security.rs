@@ -176,6 +176,15 @@ impl shared::store::IdempotencyStore for RefusingClaims {
             message: "ValidationException: Size of hashkey has exceeded the maximum size limit of 2048 bytes".into(),
         })
     }
+    async fn take_turn(
+        &self,
+        _: &str,
+        _: &str,
+        _: chrono::DateTime<Utc>,
+        _: chrono::DateTime<Utc>,
+    ) -> Result<shared::store::Claim, shared::store::StoreError> {
+        unreachable!("a refused claim queues nothing to take turns on")
+    }
     async fn complete(&self, _: &str, _: &str, _: chrono::DateTime<Utc>) -> Result<(), shared::store::StoreError> {
         unreachable!("a refused claim completes nothing")
     }
