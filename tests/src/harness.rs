@@ -76,6 +76,9 @@ pub struct HarnessConfig {
     /// The handlers queue an event instead of calling a service with less time than this left
     /// before their deadline (production's `Settings::min_time_left` unless a test scales time).
     pub min_time_left: Duration,
+    /// The time kept after the last call's timeout to settle (production's
+    /// `Settings::settle_margin` unless a test scales time).
+    pub settle_margin: Duration,
     /// The simulators stamp with the bridge's manual clock instead of the wall clock (a test
     /// that moves time by hours, and compares both systems' stamps with the bridge's).
     pub simulators_on_bridge_clock: bool,
@@ -100,6 +103,7 @@ impl HarnessConfig {
             simulators_on_bridge_clock: false,
             pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
             min_time_left: Settings::default().min_time_left,
+            settle_margin: Settings::default().settle_margin,
         }
     }
 }
@@ -325,6 +329,7 @@ impl Harness {
                 outbound_message_secret_id: Some(outbound_message_secret_id),
                 integration_user: INTEGRATION_USER.into(),
                 min_time_left: config.min_time_left,
+                settle_margin: config.settle_margin,
                 ..Settings::default()
             },
             retry_policy: config.retry_policy,

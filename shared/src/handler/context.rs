@@ -37,6 +37,9 @@ pub struct Settings {
     /// Do not start calling a service with less time than this left before the deadline:
     /// queue instead (PagerDuty waits about 5 s for the answer).
     pub min_time_left: Duration,
+    /// Time kept after the last outbound call's timeout for the event to settle (audit entry,
+    /// retry-queue send, store writes) before the function is stopped.
+    pub settle_margin: Duration,
     /// How many records of one Salesforce post are worked on at once.
     pub record_concurrency: usize,
 }
@@ -52,6 +55,7 @@ impl Default for Settings {
             integration_user_id: String::new(),
             pagerduty_user_id: String::new(),
             min_time_left: Duration::from_millis(1500),
+            settle_margin: crate::handler::salesforce_exec::SETTLE_MARGIN,
             record_concurrency: 8,
         }
     }
@@ -144,6 +148,7 @@ impl Context {
             pagerduty: self.pagerduty_port(),
             salesforce: self.salesforce_port(),
             min_time_left: self.settings.min_time_left,
+            settle_margin: self.settings.settle_margin,
         }
     }
 

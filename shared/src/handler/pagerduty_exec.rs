@@ -26,8 +26,7 @@ use crate::class::Classify;
 use crate::clock::Clock;
 use crate::handler::ports::PagerdutyPort;
 use crate::handler::salesforce_exec::{
-    Execution, action_key, action_record, call_deadline, carries_reference, link_created, needs_look, reference,
-    with_reference,
+    Execution, action_key, action_record, carries_reference, link_created, needs_look, reference, with_reference,
 };
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
@@ -73,10 +72,10 @@ pub async fn execute(
     event_id: &str,
     progress: &mut Progress,
     plan: &[PlannedAction],
-    deadline: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<tokio::time::Instant>,
 ) -> Execution {
     let mut execution = Execution::default();
-    let pd = match call_deadline(clock, deadline) {
+    let pd = match until {
         Some(until) => pagerduty.client.until(until),
         None => pagerduty.client.clone(),
     };

@@ -203,7 +203,7 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left } = pipeline;
+    let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     let subject = Subject::Incident(incident_id.to_string());
     subjects.opening = event.event_type == "incident.triggered";
     if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &subject, deadline).await {
@@ -281,9 +281,9 @@ async fn attempt(
         return deferred;
     }
     let plan = &evaluation.plan.0;
+    let until = salesforce_exec::call_deadline(ports.clock, deadline, settle_margin);
     let execution =
-        salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, deadline)
-            .await;
+        salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, until).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, api_calls)

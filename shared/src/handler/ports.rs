@@ -87,4 +87,6 @@ pub struct Pipeline<'a> {
     pub salesforce: SalesforcePort<'a>,
     /// Do not start calling a service with less time than this left: queue instead.
     pub min_time_left: Duration,
+    /// No call is started whose timeout would leave less than this before the deadline.
+    pub settle_margin: Duration,
 }

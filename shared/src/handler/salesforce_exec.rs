@@ -38,7 +38,7 @@ use crate::telemetry::metrics;
 
 /// Time kept after the last outbound call's timeout for the event to settle (audit entry,
 /// retry-queue send, store writes: each cut at the AWS clients' timeouts) before the function is
-/// stopped.
+/// stopped: `Settings::settle_margin`'s default.
 pub const SETTLE_MARGIN: Duration = Duration::from_secs(2);
 
 /// Newest Case Comments read when looking for one whose answer was lost (they are looked for
@@ -78,11 +78,11 @@ pub fn needs_look(action: &Action) -> bool {
     action.effect() == Effect::Additive && !matches!(action, Action::Salesforce(SalesforceAction::CreateRecord { .. }))
 }
 
-/// When the last outbound call must be answered: the invocation's deadline less
-/// [`SETTLE_MARGIN`], on the monotonic clock (`None`: no deadline).
-pub fn call_deadline(clock: &dyn Clock, deadline: Option<DateTime<Utc>>) -> Option<Instant> {
+/// When the last outbound call must be answered: the invocation's deadline less `margin` (the
+/// time to settle), on the monotonic clock (`None`: no deadline).
+pub fn call_deadline(clock: &dyn Clock, deadline: Option<DateTime<Utc>>, margin: Duration) -> Option<Instant> {
     let left = (deadline? - clock.now()).to_std().unwrap_or_default();
-    Some(Instant::now() + left.saturating_sub(SETTLE_MARGIN))
+    Some(Instant::now() + left.saturating_sub(margin))
 }
 
 /// True when a call with this timeout, started now, is answered (or given up) by `until`.
@@ -93,7 +93,7 @@ pub fn time_for_call(until: Option<Instant>, timeout: Duration) -> bool {
 /// The deferral's reason when no call may start any more.
 pub fn out_of_time(service: &str, timeout: Duration) -> String {
     format!(
-        "too little time left before the deadline for another {service} call ({timeout:?} timeout, {SETTLE_MARGIN:?} to settle): the rest is queued"
+        "too little time left before the deadline for another {service} call ({timeout:?} timeout, and the time to settle): the rest is queued"
     )
 }
 
@@ -300,10 +300,9 @@ pub async fn execute(
     event_id: &str,
     progress: &mut Progress,
     plan: &[PlannedAction],
-    deadline: Option<DateTime<Utc>>,
+    until: Option<Instant>,
 ) -> Execution {
     let mut execution = Execution::default();
-    let until = call_deadline(clock, deadline);
     let timeout = salesforce.client.timeout();
     let version = salesforce.client.api_version().to_string();
 

@@ -529,7 +529,7 @@ async fn attempt(
     deadline: Option<DateTime<Utc>>,
     subjects: &mut Subjects,
 ) -> Attempt {
-    let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left } = pipeline;
+    let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     if let Some(echo) = echo::salesforce_echo(salesforce, change) {
         return echo;
     }
@@ -570,9 +570,9 @@ async fn attempt(
         return deferred;
     }
     let plan = &evaluation.plan.0;
+    let until = crate::handler::salesforce_exec::call_deadline(ports.clock, deadline, settle_margin);
     let execution =
-        pagerduty_exec::execute(pagerduty, ports.links, ports.clock, &accepted.event_id, progress, plan, deadline)
-            .await;
+        pagerduty_exec::execute(pagerduty, ports.links, ports.clock, &accepted.event_id, progress, plan, until).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)

@@ -84,10 +84,13 @@ pub struct Timing {
     pub pagerduty_waits: Duration,
     /// The Apex callout's timeout (`PdSyncCallout`: 20 s).
     pub apex_waits: Duration,
-    /// The bridge's HTTP timeout to PagerDuty and Salesforce (10 s).
+    /// The bridge's HTTP timeout to PagerDuty and Salesforce (5 s: `adapters::http::HTTP_TIMEOUT`).
     pub http_timeout: Duration,
     /// `Settings::min_time_left` (1.5 s).
     pub min_time_left: Duration,
+    /// `Settings::settle_margin` (2 s): unscaled, no call would fit in a scaled invocation and
+    /// the live path would only ever queue.
+    pub settle_margin: Duration,
 }
 
 impl Timing {
@@ -98,8 +101,9 @@ impl Timing {
             retry_timeout: Duration::from_secs(60) / d,
             pagerduty_waits: Duration::from_secs(5) / d,
             apex_waits: Duration::from_secs(20) / d,
-            http_timeout: Duration::from_secs(10) / d,
+            http_timeout: Duration::from_secs(5) / d,
             min_time_left: Duration::from_millis(1500) / d,
+            settle_margin: Duration::from_secs(2) / d,
         }
     }
 
@@ -144,6 +148,8 @@ pub struct Report {
     pub elapsed: Duration,
     pub people_acts: usize,
     pub deliveries: usize,
+    /// Attempts answered with an event applied live (see `World::live_applied`).
+    pub live_applied: usize,
     /// The bridge's audit trail, oldest first (printed with a failing schedule).
     pub audit: Vec<String>,
 }
@@ -187,11 +193,16 @@ pub struct Totals {
     pub by_what: BTreeMap<(Kind, &'static str), (usize, usize, u64)>,
     pub failing_seeds: Vec<u64>,
     pub elapsed: Duration,
+    /// Senders' attempts answered with an event applied live, and all deliveries.
+    pub live_applied: usize,
+    pub deliveries: usize,
 }
 
 impl Totals {
     pub fn add(&mut self, report: &Report) {
         self.schedules += 1;
+        self.live_applied += report.live_applied;
+        self.deliveries += report.deliveries;
         let mut seen = Vec::new();
         for v in &report.verdict.violations {
             *self.by_kind.entry(v.kind).or_default() += 1;
@@ -219,10 +230,12 @@ impl Totals {
     pub fn summary(&self) -> String {
         let counts: Vec<String> = Kind::ALL.iter().map(|k| format!("{} {}", k.name(), self.of(*k))).collect();
         format!(
-            "schedules explored {}, failing {} | {} | {:.1} s",
+            "schedules explored {}, failing {} | {} | {} of {} deliveries applied live | {:.1} s",
             self.schedules,
             self.failing_seeds.len(),
             counts.join(" | "),
+            self.live_applied,
+            self.deliveries,
             self.elapsed.as_secs_f64()
         )
     }
@@ -291,6 +304,7 @@ pub async fn explore(seed: u64, knobs: &Knobs) -> Report {
         verdict,
         people_acts: world.did.len(),
         deliveries: world.deliveries.len(),
+        live_applied: world.live_applied,
         schedule: std::mem::take(&mut world.log),
         elapsed: started.elapsed(),
     }

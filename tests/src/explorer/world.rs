@@ -274,6 +274,9 @@ pub struct World {
     pub case_numbers: HashMap<String, String>,
     /// The reconcile runs of the settle phase (the oracle reads what they reported).
     pub reconciled: Vec<shared::reconcile::Report>,
+    /// Senders' attempts the function answered with an event applied there and then (the live
+    /// path acted, not only queued).
+    pub live_applied: usize,
 }
 
 /// `2026-11-22T10:00:00.000+0000`, as Apex serialises a datetime: whole seconds in a real org.
@@ -331,6 +334,7 @@ impl World {
         config.pagerduty.rate_limit.window = Duration::from_secs(1);
         config.http_timeout = timing.http_timeout;
         config.min_time_left = timing.min_time_left;
+        config.settle_margin = timing.settle_margin;
         // Production's breaker, cached per instance as in production.
         config.breaker_policy = BreakerPolicy::default();
         // The schedules fault up to a third of all calls, far above production: with the
@@ -365,6 +369,7 @@ impl World {
             stamps: HashMap::new(),
             case_numbers: HashMap::new(),
             reconciled: Vec::new(),
+            live_applied: 0,
         }
     }
 
@@ -914,8 +919,9 @@ impl World {
         let d = &mut self.deliveries[delivery];
         d.attempts += 1;
         let retryable = match answer {
-            Answer::Status(s, _) if (200..300).contains(&s) => {
+            Answer::Status(s, ref words) if (200..300).contains(&s) => {
                 d.state = SendState::Delivered;
+                self.live_applied += usize::from(words.contains("applied"));
                 return;
             }
             Answer::Status(s, _) if d.is_webhook() => s == 429 || s >= 500,
