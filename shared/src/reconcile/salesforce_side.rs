@@ -151,12 +151,17 @@ impl Compare for CompareRecord<'_> {
                 }
                 // What the comparison finds is the person's, not the bridge's: the pipeline must
                 // not take the synthetic change for an echo (a Case Comment the bridge wrote is
-                // still one, by its marker). The fields the bridge's rules write are its own
-                // change: unchanged, for the rules.
+                // still one, by its marker). A field the bridge's rules write is its own change
+                // (unchanged, for the rules) when it set the field since it saw the record (its
+                // mark, kept on the incident it acted for); else a person changed it, the
+                // bridge's write went to other fields (a Case closed, then reassigned).
                 change.new.remove("LastModifiedById");
+                let set_since_seen = bridge_set_since(ctx, &self.linked, &c.id, state.seen.as_ref()).await?;
                 if let Some(old) = change.old.as_mut() {
                     for field in rules.rules.fields_the_bridge_sets(&c.object) {
-                        if let Some(value) = change.new.get(&field) {
+                        if let Some(value) = change.new.get(&field)
+                            && (set_since_seen.contains(&field) || seen.is_none_or(|s| !s.contains_key(&field)))
+                        {
                             old.insert(field, value.clone());
                         }
                     }
@@ -182,6 +187,36 @@ impl Compare for CompareRecord<'_> {
         }
         .boxed()
     }
+}
+
+/// The fields of `record` the bridge set from its linked incidents after the change it last
+/// saw of the record (their marks are newer than `seen`): one store read per linked incident.
+async fn bridge_set_since(
+    ctx: &Context,
+    linked: &[String],
+    record: &str,
+    seen: Option<&crate::store::Seen>,
+) -> Result<Vec<String>, String> {
+    let Some(seen) = seen else { return Ok(vec![]) };
+    let prefix = crate::rules::field_mark(record, "");
+    let mut fields = Vec::new();
+    for incident in linked {
+        let state = ctx
+            .stores
+            .links
+            .subject_state(&Subject::Incident(incident.clone()))
+            .await
+            .map_err(|e| format!("store: {e}"))?;
+        for (mark, at) in state.marks {
+            if let Some(field) = mark.strip_prefix(&prefix)
+                && at > seen.at
+                && !fields.iter().any(|f| f == field)
+            {
+                fields.push(field.to_string());
+            }
+        }
+    }
+    Ok(fields)
 }
 
 /// Sorts the plan by what the linked incidents show now; a differing state of an incident

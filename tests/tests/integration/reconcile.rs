@@ -778,6 +778,27 @@ async fn a_person_s_change_under_a_later_bridge_write_is_not_undone() {
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Escalated", "{report:#?}");
 }
 
+/// An agent closes the Case (the post is lost); right after, the bridge writes the Case for
+/// another reason (a reassignment's field). Status is a field the bridge's rules also write,
+/// but the bridge set it from no incident since it saw the Case: the close is the agent's, and
+/// the run resolves the incident (the explorer's seed 19 under the "sender gave up" fault).
+#[tokio::test]
+async fn a_person_s_close_under_a_bridge_write_of_other_fields_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+}
+
 /// the bridge's own write (B's resolve closes the shared Case) is re-run as a person's
 /// change once the bridge has seen the Case before: closed-resolves then resolves incident A,
 /// which the live path (echo skipped) never does.
