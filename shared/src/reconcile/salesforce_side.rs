@@ -120,9 +120,13 @@ impl Compare for CompareRecord<'_> {
             // What the bridge saw of the record itself (a Case Comment's subject is its Case,
             // whose Seen says nothing of the comment).
             let seen = state.seen.as_ref().filter(|_| c.parent_id.is_none());
-            // The bridge handled this change, or a later one: it was delivered.
-            if seen.is_some_and(|s| s.at >= c.changed_at) {
-                return Ok(None);
+            // The bridge handled this change, or a later one: it was delivered; what is left to
+            // compare is a change it never saw before it (a gap), as the lost change.
+            if let Some(seen) = seen.filter(|s| s.at >= c.changed_at) {
+                return match seen.gap.as_ref() {
+                    Some(gap) => self.compare_gap(ctx, new, gap).await,
+                    None => Ok(None),
+                };
             }
             let seen = seen.map(|s| &s.fields);
             let old = (!is_new).then(|| {
@@ -156,7 +160,10 @@ impl Compare for CompareRecord<'_> {
                 // mark, kept on the incident it acted for); else a person changed it, the
                 // bridge's write went to other fields (a Case closed, then reassigned).
                 change.new.remove("LastModifiedById");
-                let set_since_seen = bridge_set_since(ctx, &self.linked, &c.id, state.seen.as_ref()).await?;
+                let set_since_seen = match state.seen.as_ref() {
+                    Some(seen) => bridge_set_since(ctx, &self.linked, &c.id, seen.at).await?,
+                    None => vec![],
+                };
                 if let Some(old) = change.old.as_mut() {
                     for field in rules.rules.fields_the_bridge_sets(&c.object) {
                         if let Some(value) = change.new.get(&field)
@@ -167,37 +174,91 @@ impl Compare for CompareRecord<'_> {
                     }
                 }
             }
-            let input = sfdc_to_pd::record_event(&change, self.linked.clone());
-            let plan = rules.rules.plan(&input).plan.0;
-            let mut incidents: Vec<Incident> = Vec::new();
-            for id in &self.linked {
-                crate::telemetry::metrics::api_calls("pagerduty", 1);
-                match ctx.pagerduty.get_incident(id).await {
-                    Ok(incident) => incidents.push(incident),
-                    // Gone at PagerDuty (deleted with its service): nothing of it to compare.
-                    Err(err) if err.status().is_some_and(|s| s.as_u16() == 404) => {
-                        tracing::info!(incident = %id, record = %c.id, "a linked incident is gone (404): not compared");
-                    }
-                    Err(err) => return Err(format!("reading incident {id}: {err}")),
-                }
-            }
-            let comparison = compare_plan(&plan, &incidents, c.changed_at);
-            let accepted = change.accepted(self.correlation_id, ctx.clock.now());
-            Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
+            self.found(ctx, &rules.rules, change, c.changed_at).await
         }
         .boxed()
     }
 }
 
-/// The fields of `record` the bridge set from its linked incidents after the change it last
-/// saw of the record (their marks are newer than `seen`): one store read per linked incident.
+impl CompareRecord<'_> {
+    /// The rules' plan for `change`, compared with the linked incidents as they are now.
+    async fn found(
+        &self,
+        ctx: &Context,
+        rules: &Rules,
+        change: Change,
+        changed_at: DateTime<Utc>,
+    ) -> Result<Option<Found>, String> {
+        let input = sfdc_to_pd::record_event(&change, self.linked.clone());
+        let plan = rules.plan(&input).plan.0;
+        let mut incidents: Vec<Incident> = Vec::new();
+        for id in &self.linked {
+            crate::telemetry::metrics::api_calls("pagerduty", 1);
+            match ctx.pagerduty.get_incident(id).await {
+                Ok(incident) => incidents.push(incident),
+                // Gone at PagerDuty (deleted with its service): nothing of it to compare.
+                Err(err) if err.status().is_some_and(|s| s.as_u16() == 404) => {
+                    tracing::info!(incident = %id, record = %change.id, "a linked incident is gone (404): not compared");
+                }
+                Err(err) => return Err(format!("reading incident {id}: {err}")),
+            }
+        }
+        let comparison = compare_plan(&plan, &incidents, changed_at);
+        let accepted = change.accepted(self.correlation_id, ctx.clock.now());
+        Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
+    }
+
+    /// The change the bridge never saw between two it did (see [`crate::store::Gap`]): the
+    /// record as it was before the delivered change (`gap.to` over what it holds now) from
+    /// `gap.from`, less the fields the bridge set itself since (its own writes, not a lost
+    /// change). A responder's change after `gap.after` is newer: the lost change's moment is
+    /// not known closer than that, so such a difference is reported, not written.
+    async fn compare_gap(
+        &self,
+        ctx: &Context,
+        mut new: Map<String, Value>,
+        gap: &crate::store::Gap,
+    ) -> Result<Option<Found>, String> {
+        let c = self.change;
+        let own = bridge_set_since(ctx, &self.linked, &c.id, gap.after).await?;
+        let lost: Vec<&String> = gap.from.keys().filter(|f| !own.contains(f)).collect();
+        if lost.is_empty() {
+            return Ok(None);
+        }
+        // The lost change is taken for a person's: the record's last writer says nothing of it.
+        new.remove("LastModifiedById");
+        for f in &lost {
+            if let Some(then) = gap.to.get(*f) {
+                new.insert((*f).clone(), then.clone());
+            }
+        }
+        let mut old = new.clone();
+        for f in &lost {
+            old.insert((*f).clone(), gap.from[*f].clone());
+        }
+        let change = Change {
+            object: c.object.clone(),
+            id: c.id.clone().into(),
+            is_new: false,
+            new,
+            old: Some(old),
+            changed_by: None,
+            occurred_at: repair_time(gap.after),
+            dedupe_key: Some(c.event_id()),
+        };
+        let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
+        self.found(ctx, &rules.rules, change, gap.after).await
+    }
+}
+
+/// The fields of `record` the bridge set from its linked incidents after `since` (their marks
+/// are newer): one store read per linked incident.
 async fn bridge_set_since(
     ctx: &Context,
     linked: &[String],
     record: &str,
-    seen: Option<&crate::store::Seen>,
+    since: DateTime<Utc>,
 ) -> Result<Vec<String>, String> {
-    let Some(seen) = seen else { return Ok(vec![]) };
     let prefix = crate::rules::field_mark(record, "");
     let mut fields = Vec::new();
     for incident in linked {
@@ -209,7 +270,7 @@ async fn bridge_set_since(
             .map_err(|e| format!("store: {e}"))?;
         for (mark, at) in state.marks {
             if let Some(field) = mark.strip_prefix(&prefix)
-                && at > seen.at
+                && at > since
                 && !fields.iter().any(|f| f == field)
             {
                 fields.push(field.to_string());

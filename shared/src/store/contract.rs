@@ -203,7 +203,7 @@ pub async fn a_record_s_seen_fields_are_kept_until_a_newer_event_replaces_them(s
         .await
         .expect("update");
     assert_eq!(store.subject_state(&subject).await.expect("subject_state").seen, Some(seen), "kept by other updates");
-    let newer = super::Seen { at: at + Duration::seconds(1), fields: Default::default(), since: Default::default() };
+    let newer = super::Seen { at: at + Duration::seconds(1), ..Default::default() };
     store
         .update_subject(&subject, None, &SubjectUpdate { seen: Some(newer.clone()), ..SubjectUpdate::default() })
         .await

@@ -180,6 +180,21 @@ pub struct Seen {
     /// tells by it whether a person set a field after a change it compares.
     #[serde(default)]
     pub since: std::collections::BTreeMap<String, DateTime<Utc>>,
+    /// The newest change the bridge never saw between two it did (kept until a newer one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+}
+
+/// A change the bridge never saw between two it did: a later change's old values are not what
+/// the earlier one showed (the Queueable gave up on the change between; or the bridge wrote the
+/// fields itself, which a reconcile run tells by its marks). A run evaluates `from` → `to` as
+/// that lost change, which happened after `after` and before `before`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gap {
+    pub after: DateTime<Utc>,
+    pub before: DateTime<Utc>,
+    pub from: serde_json::Map<String, serde_json::Value>,
+    pub to: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Seen {
@@ -216,7 +231,20 @@ impl Seen {
                 (f.clone(), kept.or(before).unwrap_or(at))
             })
             .collect();
-        Self { at, fields, since }
+        let gap = previous
+            .zip(old)
+            .and_then(|(previous, old)| {
+                let mut gap = Gap { after: previous.at, before: at, ..Gap::default() };
+                for (f, was) in &previous.fields {
+                    if let Some(then) = old.get(f).filter(|then| *then != was && fields.contains_key(f)) {
+                        gap.from.insert(f.clone(), was.clone());
+                        gap.to.insert(f.clone(), then.clone());
+                    }
+                }
+                (!gap.from.is_empty()).then_some(gap)
+            })
+            .or_else(|| previous.and_then(|p| p.gap.clone()));
+        Self { at, fields, since, gap }
     }
 }
 
@@ -404,5 +432,44 @@ impl Stores {
     pub fn in_memory() -> Self {
         let mem = Arc::new(memory::MemoryStore::default());
         Self { links: mem.clone(), idempotency: mem.clone(), audit: mem.clone(), rules: mem.clone(), breakers: mem }
+    }
+}
+
+#[cfg(test)]
+mod seen_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn a_change_whose_old_values_are_not_what_the_bridge_saw_leaves_the_gap_between() {
+        let fields = ["Priority".to_string(), "Status".to_string()];
+        let t0: DateTime<Utc> = "2026-12-04T10:00:00Z".parse().unwrap();
+        let t1 = t0 + chrono::Duration::minutes(5);
+        let seen = Seen::of(t0, &map(json!({"Priority": "Sev3", "Status": "New"})), &fields);
+        // Delivered: Status New -> Closed, its old Priority Sev1: the Sev1 escalation was lost.
+        let old = map(json!({"Priority": "Sev1", "Status": "New"}));
+        let after =
+            Seen::after(Some(&seen), Some(&old), t1, &map(json!({"Priority": "Sev1", "Status": "Closed"})), &fields);
+        let gap = after.gap.clone().expect("a gap");
+        assert_eq!((gap.after, gap.before), (t0, t1));
+        assert_eq!((&gap.from, &gap.to), (&map(json!({"Priority": "Sev3"})), &map(json!({"Priority": "Sev1"}))));
+        // The next change follows on: the gap is kept until a newer one.
+        let next = Seen::after(
+            Some(&after),
+            Some(&map(json!({"Priority": "Sev1", "Status": "Closed"}))),
+            t1 + chrono::Duration::minutes(1),
+            &map(json!({"Priority": "Sev2", "Status": "Closed"})),
+            &fields,
+        );
+        assert_eq!(next.gap.as_ref(), Some(&gap));
+        let round: Seen = serde_json::from_value(serde_json::to_value(&next).unwrap()).unwrap();
+        assert_eq!(round, next, "kept as JSON (DynamoDB's seen attribute)");
+        let none =
+            Seen::after(Some(&seen), Some(&map(json!({"Priority": "Sev3", "Status": "New"}))), t1, &old, &fields);
+        assert_eq!(none.gap, None, "old values as seen: nothing lost");
     }
 }

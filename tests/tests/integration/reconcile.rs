@@ -799,6 +799,60 @@ async fn a_person_s_close_under_a_bridge_write_of_other_fields_is_repaired() {
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
 }
 
+/// The agent raises the Case to Sev2 (the post is lost), then edits it again (delivered: the
+/// bridge sees it, and its old values show a Priority the bridge never saw change). The run
+/// compares the change between as the lost one and sets P2 (the explorer's seed 15).
+#[tokio::test]
+async fn a_lost_change_before_a_delivered_one_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    let delivered = trigger_update(&h, &case, json!({"Description": "seen by the bridge"}));
+    assert_eq!(h.post_records(&delivered).await.status, 200);
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"], Value::Null, "the live path saw no Priority change");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
+    assert_eq!(report.drift(), 1, "{report:#?}");
+    let again = run(&bridge(&h), &h, &options()).await;
+    assert_eq!((again.drift(), writes(&h).1), (0, 1), "repaired once: {again:#?}");
+}
+
+/// As above, but the delivered change is the close, whose resolve changed the incident after
+/// the lost escalation may have happened: a responder's change cannot be told from it, so the
+/// lost P2 is reported, not written.
+#[tokio::test]
+async fn a_lost_change_before_a_delivered_close_is_reported() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Status": "New"}))).await.status, 200);
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let difference = report.differences.iter().find(|d| d.subject == format!("record:{case}")).expect("{report:#?}");
+    assert_eq!(difference.repair, reconcile::Repair::Reported, "{report:#?}");
+    assert!(difference.differs.iter().any(|d| d.contains("set_priority")), "{report:#?}");
+}
+
 /// the bridge's own write (B's resolve closes the shared Case) is re-run as a person's
 /// change once the bridge has seen the Case before: closed-resolves then resolves incident A,
 /// which the live path (echo skipped) never does.
