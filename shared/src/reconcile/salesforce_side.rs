@@ -123,9 +123,10 @@ impl Compare for CompareRecord<'_> {
             // The bridge handled this change, or a later one: it was delivered; what is left to
             // compare is a change it never saw before it (a gap), as the lost change.
             if let Some(seen) = seen.filter(|s| s.at >= c.changed_at) {
-                return match seen.gap.as_ref() {
-                    Some(gap) => self.compare_gap(ctx, new, gap).await,
-                    None => Ok(None),
+                return match (unseen_in_its_second(seen, &new, c.changed_at), seen.gap.as_ref()) {
+                    (Some(gap), _) => self.compare_gap(ctx, new, &gap).await,
+                    (None, Some(gap)) => self.compare_gap(ctx, new, gap).await,
+                    (None, None) => Ok(None),
                 };
             }
             let seen = seen.map(|s| &s.fields);
@@ -249,6 +250,25 @@ impl CompareRecord<'_> {
         let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
         self.found(ctx, &rules.rules, change, gap.after).await
     }
+}
+
+/// Salesforce stamps whole seconds: a change in the second of the one the bridge saw has its
+/// stamp. The fields whose value now is not the one the bridge saw changed after it, unseen:
+/// as a gap from what it saw.
+fn unseen_in_its_second(
+    seen: &crate::store::Seen,
+    record: &Map<String, Value>,
+    changed_at: DateTime<Utc>,
+) -> Option<crate::store::Gap> {
+    let mut gap = crate::store::Gap { after: seen.at, before: changed_at, ..Default::default() };
+    for (f, was) in &seen.fields {
+        let now = record.get(f).cloned().unwrap_or(Value::Null);
+        if !super::repair::same_value(Some(&now), was) {
+            gap.from.insert(f.clone(), was.clone());
+            gap.to.insert(f.clone(), now);
+        }
+    }
+    (!gap.from.is_empty()).then_some(gap)
 }
 
 /// The fields of `record` the bridge set from its linked incidents after `since` (their marks
