@@ -531,6 +531,7 @@ async fn attempt(
 ) -> Attempt {
     let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     if let Some(echo) = echo::salesforce_echo(salesforce, change) {
+        see_own_write(ports, rules, Work { accepted, progress, hop }, change, deadline, subjects).await;
         return echo;
     }
     // A Case Comment keeps its Case's order and acts on its Case's incidents.
@@ -576,6 +577,40 @@ async fn attempt(
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)
+}
+
+/// The bridge's own write is what it saw of the record too ([`Seen`]): its new values are the
+/// old ones of the next change, and its old values show a person's change just before it that
+/// never arrived (a gap a reconcile run compares). Kept only when the subject is free: an echo
+/// is never held up or queued for this, and a failure to keep it costs only the comparison.
+async fn see_own_write(
+    ports: steps::SubjectPorts<'_>,
+    rules: &crate::rules::cache::RulesCache,
+    Work { accepted, hop, .. }: Work<'_>,
+    change: &Change,
+    deadline: Option<DateTime<Utc>>,
+    subjects: &mut Subjects,
+) {
+    let order = order_subject(change);
+    if order != Subject::Record(change.id.to_string()) {
+        return;
+    }
+    let Ok(rules) = rules.current().await else { return };
+    let fields = rules.rules.fields_compared_with_old(&change.object);
+    if fields.is_empty() {
+        return;
+    }
+    let mut taken = Subjects::default();
+    if steps::take_subject(ports, accepted.lease_holder(hop), &mut taken, &order, deadline).await.is_err() {
+        return;
+    }
+    (subjects.order, subjects.holder) = (taken.order, taken.holder);
+    if let Ok(state) = ports.links.subject_state(&order).await
+        && state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at)
+    {
+        subjects.seen =
+            Some(Seen::after(state.seen.as_ref(), change.old.as_ref(), accepted.occurred_at, &change.new, &fields));
+    }
 }
 
 #[cfg(test)]

@@ -849,6 +849,37 @@ async fn a_lost_change_in_the_second_of_a_delivered_one_is_repaired() {
     assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
 }
 
+/// The bridge's own writes are what it saw of the Case too (their posts come back as echoes):
+/// an agent's escalation between two of them, whose post is lost, shows in the second echo's
+/// old values, and the run repairs it. The bridge opened this Case and never saw a person's
+/// change of it (the explorer's seed 82).
+#[tokio::test]
+async fn a_lost_change_between_two_writes_of_the_bridge_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    let echo = |h: &Harness, old: Value| {
+        let mut post = trigger_update(h, &case, old);
+        post["user"] = json!({"id": h.sf.user_id(INTEGRATION_USER), "username": INTEGRATION_USER});
+        post
+    };
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    let reply = h.post_records(&echo(&h, json!({"Description": null}))).await;
+    assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Checkout On Call"}), INTEGRATION_USER).unwrap();
+    let reply = h.post_records(&echo(&h, json!({"Description": "Billing On Call"}))).await;
+    assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
+}
+
 /// As above, but the delivered change is the close, whose resolve changed the incident after
 /// the lost escalation may have happened: a responder's change cannot be told from it, so the
 /// lost P2 is reported, not written.

@@ -105,7 +105,7 @@ async fn a_case_costs_at_most_five_dynamodb_requests_per_change_and_six_when_it_
 }
 
 #[tokio::test]
-async fn a_retried_event_costs_three_more_requests_than_a_live_one() {
+async fn a_retried_event_costs_four_more_requests_than_a_live_one() {
     let h = counted().await;
     let t0 = Utc::now();
     webhook(&h, "EVT1", "incident.triggered", "PINC1", "triggered", t0).await;
@@ -118,10 +118,12 @@ async fn a_retried_event_costs_three_more_requests_than_a_live_one() {
     assert_eq!(h.drain_retries(5).await, 1);
     let (retry, ops) = take(&h);
     // The live path's 5, plus the claim on this copy of the message, the check that the event's
-    // key names this envelope (a conditional put that fails and returns the old item), and the
-    // Salesforce breaker's failure count set back to 0 (read fresh, then written) by the success.
-    // Leaving the incident's pending set goes with the lease given back: one write.
-    assert_eq!(retry.requests, 8, "{ops:?}");
+    // key names this envelope (a conditional put that fails and returns the old item), the
+    // event's turn taken (a conditional update: two hops of one envelope never act at once), and
+    // the Salesforce breaker's failure count set back to 0 (read fresh, then written) by the
+    // success. Leaving the incident's pending set goes with the lease given back: one write.
+    assert_eq!(retry.requests, 9, "{ops:?}");
+    assert!(ops.contains(&"idempotency.take_turn (conditional UpdateItem)=1".to_string()), "{ops:?}");
     assert!(ops.contains(&"links.update_subject (UpdateItem)=1".to_string()), "{ops:?}");
     assert!(ops.contains(&"idempotency.claim (conditional PutItem)=2".to_string()), "{ops:?}");
     assert!(ops.contains(&"breakers.put_breaker (conditional PutItem)=1".to_string()), "{ops:?}");
