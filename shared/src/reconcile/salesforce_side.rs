@@ -175,7 +175,13 @@ impl Compare for CompareRecord<'_> {
                     }
                 }
             }
-            self.found(ctx, &rules.rules, change, c.changed_at).await
+            // A change the bridge never saw before the last one it did (a gap), whose fields
+            // still hold what it set: its old values too, its actions compared as of its start.
+            let gap = match state.seen.as_ref().filter(|_| c.parent_id.is_none()) {
+                Some(seen) => self.merge_gap(ctx, &rules.rules, &mut change, seen).await?,
+                None => None,
+            };
+            self.found(ctx, &rules.rules, change, c.changed_at, gap).await
         }
         .boxed()
     }
@@ -183,12 +189,14 @@ impl Compare for CompareRecord<'_> {
 
 impl CompareRecord<'_> {
     /// The rules' plan for `change`, compared with the linked incidents as they are now.
+    /// `gap`: the actions the lost change of a gap adds, compared as of its start.
     async fn found(
         &self,
         ctx: &Context,
         rules: &Rules,
         change: Change,
         changed_at: DateTime<Utc>,
+        gap: Option<(Vec<String>, DateTime<Utc>)>,
     ) -> Result<Option<Found>, String> {
         let input = sfdc_to_pd::record_event(&change, self.linked.clone());
         let plan = rules.plan(&input).plan.0;
@@ -204,7 +212,11 @@ impl CompareRecord<'_> {
                 Err(err) => return Err(format!("reading incident {id}: {err}")),
             }
         }
-        let comparison = compare_plan(&plan, &incidents, changed_at);
+        let since = |p: &crate::rules::PlannedAction| match &gap {
+            Some((keys, after)) if keys.contains(&crate::handler::salesforce_exec::action_key(p)) => *after,
+            _ => changed_at,
+        };
+        let comparison = compare_plan(&plan, &incidents, &since);
         let accepted = change.accepted(self.correlation_id, ctx.clock.now());
         Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
     }
@@ -248,7 +260,37 @@ impl CompareRecord<'_> {
             dedupe_key: Some(c.event_id()),
         };
         let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
-        self.found(ctx, &rules.rules, change, gap.after).await
+        self.found(ctx, &rules.rules, change, gap.after, None).await
+    }
+
+    /// Puts the old values of the gap `seen` keeps into `change` (its fields that still hold
+    /// what the lost change set, and that the bridge did not set itself since), and returns the
+    /// keys of the actions that adds, with the gap's start.
+    async fn merge_gap(
+        &self,
+        ctx: &Context,
+        rules: &Rules,
+        change: &mut Change,
+        seen: &crate::store::Seen,
+    ) -> Result<Option<(Vec<String>, DateTime<Utc>)>, String> {
+        let (Some(gap), Some(old)) = (seen.gap.as_ref(), change.old.as_ref()) else { return Ok(None) };
+        let holding: Vec<&String> = gap.from.keys().filter(|f| seen.fields.get(*f) == gap.to.get(*f)).collect();
+        if holding.is_empty() {
+            return Ok(None);
+        }
+        let own = bridge_set_since(ctx, &self.linked, &self.change.id, gap.after).await?;
+        let mut with_gap = old.clone();
+        for f in holding.into_iter().filter(|f| !own.contains(f)) {
+            with_gap.insert(f.clone(), gap.from[f].clone());
+        }
+        let keys = |change: &Change| -> Vec<String> {
+            let input = sfdc_to_pd::record_event(change, self.linked.clone());
+            rules.plan(&input).plan.0.iter().map(crate::handler::salesforce_exec::action_key).collect()
+        };
+        let without = keys(change);
+        change.old = Some(with_gap);
+        let added: Vec<String> = keys(change).into_iter().filter(|k| !without.contains(k)).collect();
+        Ok((!added.is_empty()).then_some((added, gap.after)))
     }
 }
 
@@ -303,13 +345,19 @@ async fn bridge_set_since(
 /// Sorts the plan by what the linked incidents show now; a differing state of an incident
 /// changed after the record's change is newer (PagerDuty's stamps: `last_status_change_at` for
 /// its status, `updated_at` for the rest; whole seconds, the same second is not after).
-fn compare_plan(plan: &[crate::rules::PlannedAction], incidents: &[Incident], changed_at: DateTime<Utc>) -> Comparison {
+/// `changed_at`: when the change that asks for an action happened.
+fn compare_plan(
+    plan: &[crate::rules::PlannedAction],
+    incidents: &[Incident],
+    changed_at: &dyn Fn(&crate::rules::PlannedAction) -> DateTime<Utc>,
+) -> Comparison {
     let mut out = Comparison::default();
     let find = |id: &crate::pagerduty::IncidentId| incidents.iter().find(|i| *id == *i.id.as_str());
-    let after = |i: &Incident, stamp: &str| {
-        i.raw.get(stamp).and_then(Value::as_str).and_then(parse_datetime).is_some_and(|at| at > changed_at)
-    };
     for planned in plan {
+        let changed_at = changed_at(planned);
+        let after = |i: &Incident, stamp: &str| {
+            i.raw.get(stamp).and_then(Value::as_str).and_then(parse_datetime).is_some_and(|at| at > changed_at)
+        };
         // (in sync, changed since) for the actions a read of the incident can tell.
         let read = match &planned.action {
             Action::Pagerduty(action) => match action {

@@ -880,6 +880,37 @@ async fn a_lost_change_between_two_writes_of_the_bridge_is_repaired() {
     assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
 }
 
+/// As above, and then the agent closes the Case, whose post is lost too: the run compares the
+/// close with what the bridge saw, and the escalation kept in the gap with it (one synthetic
+/// change from before both): the incident is resolved and set to P2 (the explorer's seed 74).
+#[tokio::test]
+async fn a_gap_is_repaired_with_a_lost_change_after_it() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    let echo = |h: &Harness, old: Value| {
+        let mut post = trigger_update(h, &case, old);
+        post["user"] = json!({"id": h.sf.user_id(INTEGRATION_USER), "username": INTEGRATION_USER});
+        post
+    };
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    assert_eq!(h.post_records(&echo(&h, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Checkout On Call"}), INTEGRATION_USER).unwrap();
+    assert_eq!(h.post_records(&echo(&h, json!({"Description": "Billing On Call"}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let now = h.pd.incident(&incident).unwrap();
+    assert_eq!((&now["status"], &now["priority"]["summary"]), (&json!("resolved"), &json!("P2")), "{report:#?}");
+}
+
 /// As above, but the delivered change is the close, whose resolve changed the incident after
 /// the lost escalation may have happened: a responder's change cannot be told from it, so the
 /// lost P2 is reported, not written.
