@@ -124,8 +124,9 @@ impl Compare for CompareRecord<'_> {
             // compare is a change it never saw before it (a gap), as the lost change.
             if let Some(seen) = seen.filter(|s| s.at >= c.changed_at) {
                 return match (unseen_in_its_second(seen, &new, c.changed_at), seen.gap.as_ref()) {
-                    (Some(gap), _) => self.compare_gap(ctx, new, &gap).await,
-                    (None, Some(gap)) => self.compare_gap(ctx, new, gap).await,
+                    // With the gap kept before it, when its fields still hold (merged).
+                    (Some(gap), _) => self.compare_gap(ctx, new, &gap, Some(seen)).await,
+                    (None, Some(gap)) => self.compare_gap(ctx, new, gap, None).await,
                     (None, None) => Ok(None),
                 };
             }
@@ -226,11 +227,13 @@ impl CompareRecord<'_> {
     /// `gap.from`, less the fields the bridge set itself since (its own writes, not a lost
     /// change). A responder's change after `gap.after` is newer: the lost change's moment is
     /// not known closer than that, so such a difference is reported, not written.
+    /// `kept`: the Seen whose own gap (an earlier one) is compared with it.
     async fn compare_gap(
         &self,
         ctx: &Context,
         mut new: Map<String, Value>,
         gap: &crate::store::Gap,
+        kept: Option<&crate::store::Seen>,
     ) -> Result<Option<Found>, String> {
         let c = self.change;
         let own = bridge_set_since(ctx, &self.linked, &c.id, gap.after).await?;
@@ -249,7 +252,7 @@ impl CompareRecord<'_> {
         for f in &lost {
             old.insert((*f).clone(), gap.from[*f].clone());
         }
-        let change = Change {
+        let mut change = Change {
             object: c.object.clone(),
             id: c.id.clone().into(),
             is_new: false,
@@ -260,7 +263,11 @@ impl CompareRecord<'_> {
             dedupe_key: Some(c.event_id()),
         };
         let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
-        self.found(ctx, &rules.rules, change, gap.after, None).await
+        let earlier = match kept {
+            Some(seen) => self.merge_gap(ctx, &rules.rules, &mut change, seen).await?,
+            None => None,
+        };
+        self.found(ctx, &rules.rules, change, gap.after, earlier).await
     }
 
     /// Puts the old values of the gap `seen` keeps into `change` (its fields that still hold

@@ -911,6 +911,34 @@ async fn a_gap_is_repaired_with_a_lost_change_after_it() {
     assert_eq!((&now["status"], &now["priority"]["summary"]), (&json!("resolved"), &json!("P2")), "{report:#?}");
 }
 
+/// A lost escalation kept in a gap (the agent's next edit arrived and showed it), then a close
+/// in the second of that edit, lost too: both are compared, the close as the change the bridge
+/// did not see in its second, the escalation with it (the explorer's seed 21).
+#[tokio::test]
+async fn a_gap_is_repaired_with_a_lost_change_in_the_second_after_it() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    let delivered = trigger_update(&h, &case, json!({"Description": "seen by the bridge"}));
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    let stamp = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    assert_eq!(delivered["new"][&case]["SystemModstamp"], stamp, "one second (else run it again)");
+    assert_eq!(h.post_records(&delivered).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let now = h.pd.incident(&incident).unwrap();
+    assert_eq!((&now["status"], &now["priority"]["summary"]), (&json!("resolved"), &json!("P2")), "{report:#?}");
+}
+
 /// As above, but the delivered change is the close, whose resolve changed the incident after
 /// the lost escalation may have happened: a responder's change cannot be told from it, so the
 /// lost P2 is reported, not written.
