@@ -347,14 +347,13 @@ impl LinkStore for DynamoStore {
             expression.sets.push(format!("seen = {value}"));
         }
         match &update.progress {
-            Some(Progress::Keep { event_id, done }) => {
-                // ADD joins the set kept (an empty set is no value DynamoDB takes: nothing to add).
-                if !done.is_empty() {
-                    let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
-                    let value = expression.value(AttributeValue::Ss(done.clone()));
-                    expression.adds.push(format!("{name} {value}"));
-                }
+            // ADD joins the set kept (an empty set is no value DynamoDB takes: nothing to add).
+            Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
+                let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
+                let value = expression.value(AttributeValue::Ss(done.clone()));
+                expression.adds.push(format!("{name} {value}"));
             }
+            Some(Progress::Keep { .. }) => {}
             Some(Progress::Clear { event_id }) => {
                 let name = expression.name(format!("{PROGRESS_PREFIX}{event_id}"));
                 expression.removes.push(name);

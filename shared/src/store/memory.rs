@@ -160,12 +160,12 @@ impl LinkStore for MemoryStore {
             }
         }
         match &update.progress {
-            Some(Progress::Keep { event_id, done }) => {
-                if !done.is_empty() {
-                    let kept = item.progress.entry(event_id.clone()).or_default();
-                    kept.extend(done.iter().filter(|d| !kept.contains(d)).cloned().collect::<Vec<_>>());
-                }
+            // Added to what is kept, never fewer (see `Progress::Keep`).
+            Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
+                let kept = item.progress.entry(event_id.clone()).or_default();
+                kept.extend(done.iter().filter(|d| !kept.contains(d)).cloned().collect::<Vec<_>>());
             }
+            Some(Progress::Keep { .. }) => {}
             Some(Progress::Clear { event_id }) => {
                 item.progress.remove(event_id);
             }
