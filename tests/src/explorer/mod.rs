@@ -123,11 +123,14 @@ pub struct Knobs {
     pub timing: Timing,
     /// Print every schedule's steps, not only failing ones.
     pub verbose: bool,
+    /// The "sender gave up" fault: in about half the schedules the senders give up on some of
+    /// people's changes for good, and reconciliation must repair or report them.
+    pub give_up: bool,
 }
 
 impl Knobs {
-    /// Defaults, overridden by `EXPLORER_INSTANCES`, `EXPLORER_SUBJECTS`, `EXPLORER_TIME_DIVISOR`
-    /// and `EXPLORER_VERBOSE`.
+    /// Defaults, overridden by `EXPLORER_INSTANCES`, `EXPLORER_SUBJECTS`, `EXPLORER_TIME_DIVISOR`,
+    /// `EXPLORER_VERBOSE` and `EXPLORER_GIVE_UP`.
     pub fn from_env() -> Self {
         let var = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
         Self {
@@ -135,6 +138,7 @@ impl Knobs {
             subjects: var("EXPLORER_SUBJECTS", 3) as usize,
             timing: Timing::scaled(var("EXPLORER_TIME_DIVISOR", 10) as u32),
             verbose: var("EXPLORER_VERBOSE", 0) != 0,
+            give_up: var("EXPLORER_GIVE_UP", 0) != 0,
         }
     }
 }
@@ -196,6 +200,8 @@ pub struct Totals {
     /// Senders' attempts answered with an event applied live, and all deliveries.
     pub live_applied: usize,
     pub deliveries: usize,
+    /// Differences no run can observe, not judged (two lost changes of one field in a row).
+    pub unobservable: usize,
 }
 
 impl Totals {
@@ -203,6 +209,7 @@ impl Totals {
         self.schedules += 1;
         self.live_applied += report.live_applied;
         self.deliveries += report.deliveries;
+        self.unobservable += report.verdict.unobservable;
         let mut seen = Vec::new();
         for v in &report.verdict.violations {
             *self.by_kind.entry(v.kind).or_default() += 1;
@@ -230,12 +237,13 @@ impl Totals {
     pub fn summary(&self) -> String {
         let counts: Vec<String> = Kind::ALL.iter().map(|k| format!("{} {}", k.name(), self.of(*k))).collect();
         format!(
-            "schedules explored {}, failing {} | {} | {} of {} deliveries applied live | {:.1} s",
+            "schedules explored {}, failing {} | {} | {} of {} deliveries applied live | {} unobservable | {:.1} s",
             self.schedules,
             self.failing_seeds.len(),
             counts.join(" | "),
             self.live_applied,
             self.deliveries,
+            self.unobservable,
             self.elapsed.as_secs_f64()
         )
     }
@@ -265,7 +273,7 @@ impl Totals {
 /// Runs the schedule of `seed` and judges it.
 pub async fn explore(seed: u64, knobs: &Knobs) -> Report {
     let started = Instant::now();
-    let mut world = world::World::start(seed, RULES, knobs.timing, knobs.instances).await;
+    let mut world = world::World::start(seed, RULES, knobs.timing, knobs.instances, knobs.give_up).await;
     let t_start = started.elapsed();
     let mut schedule = schedule::Schedule::draw(&mut world, knobs.subjects);
     schedule.run(&mut world).await;

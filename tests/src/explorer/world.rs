@@ -142,7 +142,7 @@ pub struct FaultProfile {
 
 impl FaultProfile {
     /// Draws a profile: some schedules are calm, most have a little of everything, some a lot.
-    pub fn draw(rng: &mut StdRng, timing: &Timing) -> Self {
+    pub fn draw(rng: &mut StdRng, timing: &Timing, give_up: bool) -> Self {
         let level = match rng.random_range(0..10u32) {
             0 => 0.0,
             1..=6 => 0.05,
@@ -172,10 +172,9 @@ impl FaultProfile {
         };
         let queue = SendFaults { stored_then_error: rate(1.0), refused: rate(0.5) };
         let burst = if level > 0.0 { 0.1 } else { 0.0 };
-        // Off unless EXPLORER_GIVE_UP=1: it still finds counter-examples (issue 20's notes);
-        // drawn either way, so that a seed's other faults are the same with it on or off.
+        // Drawn either way, so that a seed's other faults are the same with it on or off.
         let (half, rate) = (rng.random_bool(0.5), rng.random_range(0.15..0.4));
-        let give_up = if half && std::env::var("EXPLORER_GIVE_UP").is_ok_and(|v| v != "0") { rate } else { 0.0 };
+        let give_up = if half && give_up { rate } else { 0.0 };
         Self { pagerduty, salesforce, queue, burst, give_up }
     }
 
@@ -316,9 +315,9 @@ fn ms(n: i64) -> chrono::Duration {
 }
 
 impl World {
-    pub async fn start(seed: u64, rules_yaml: &str, timing: Timing, instances: usize) -> Self {
+    pub async fn start(seed: u64, rules_yaml: &str, timing: Timing, instances: usize, give_up: bool) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let faults = FaultProfile::draw(&mut rng, &timing);
+        let faults = FaultProfile::draw(&mut rng, &timing, give_up);
         let mut config = HarnessConfig::new(rules_yaml);
         // Hours pass in milliseconds here: both systems stamp with the bridge's clock, so that a
         // reconcile run compares their stamps with its own marks and windows.

@@ -6,12 +6,14 @@
 //! are printed.
 //!
 //! - CI: `cargo test -p pd-sfdc-tests --test integration explorer:: -- --nocapture` runs a fixed
-//!   set of seeds.
+//!   set of seeds, once as they are and once with the senders giving up (reconciliation repairs).
 //! - Replay: `EXPLORER_SEED=17` (or `17,40`) runs only those, `EXPLORER_REPEAT=5` each 5 times.
 //! - Soak: `make soak SCHEDULES=1000` (release build), the `soak` test below.
 //! - Knobs: `EXPLORER_INSTANCES` (per function, 3), `EXPLORER_SUBJECTS` (up to this many incidents
 //!   and Cases each, 3), `EXPLORER_TIME_DIVISOR` (production timeouts divided by, 10),
-//!   `EXPLORER_JOBS` (schedules at once), `EXPLORER_VERBOSE=1` (print every schedule).
+//!   `EXPLORER_JOBS` (schedules at once), `EXPLORER_VERBOSE=1` (print every schedule),
+//!   `EXPLORER_GIVE_UP=1` (the "sender gave up" fault, in a replay or the soak;
+//!   `EXPLORER_NO_RECONCILE=1` shows what it loses without reconciliation).
 
 use sim::explorer::{Knobs, Totals, explore_many};
 
@@ -59,6 +61,20 @@ async fn fixed_seeds_find_no_lost_duplicated_misordered_or_echoed_effect() {
         totals.deliveries
     );
     verdict(&totals);
+}
+
+/// The same seeds with the senders giving up on some of people's changes for good (PagerDuty
+/// after a 4xx, the Queueable after its fifth failure): two reconcile runs in the settle phase
+/// must repair each lost change, or report it where it cannot (a later change on the other side,
+/// a comment it cannot see missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_seeds_with_senders_giving_up_are_repaired_or_reported() {
+    if replay_seeds().is_some() {
+        return; // a replay runs in the test above, with EXPLORER_GIVE_UP=1 when it needs it
+    }
+    let knobs = Knobs { give_up: true, ..Knobs::from_env() };
+    let jobs = env_u64("EXPLORER_JOBS").unwrap_or(2) as usize;
+    verdict(&explore_many(CI_SEEDS.collect::<Vec<_>>(), &knobs, jobs).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
