@@ -472,6 +472,13 @@ async fn next_second() {
 }
 
 /// The Apex trigger's post of an update of `case` from `old` to its current values, by `AGENT`.
+/// The trigger post of the bridge's own write of the Case (it comes back as an echo).
+fn echo_of_bridge_write(h: &Harness, case: &str, old: Value) -> Value {
+    let mut post = trigger_update(h, case, old);
+    post["user"] = json!({"id": h.sf.user_id(INTEGRATION_USER), "username": INTEGRATION_USER});
+    post
+}
+
 fn trigger_update(h: &Harness, case: &str, old: Value) -> Value {
     let mut new = h.sf.record("Case", case).unwrap();
     new["attributes"] = json!({"type": "Case", "url": format!("/Case/{case}")});
@@ -858,20 +865,15 @@ async fn a_lost_change_between_two_writes_of_the_bridge_is_repaired() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    let echo = |h: &Harness, old: Value| {
-        let mut post = trigger_update(h, &case, old);
-        post["user"] = json!({"id": h.sf.user_id(INTEGRATION_USER), "username": INTEGRATION_USER});
-        post
-    };
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
-    let reply = h.post_records(&echo(&h, json!({"Description": null}))).await;
+    let reply = h.post_records(&echo_of_bridge_write(&h, &case, json!({"Description": null}))).await;
     assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "Checkout On Call"}), INTEGRATION_USER).unwrap();
-    let reply = h.post_records(&echo(&h, json!({"Description": "Billing On Call"}))).await;
+    let reply = h.post_records(&echo_of_bridge_write(&h, &case, json!({"Description": "Billing On Call"}))).await;
     assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
     time_passes(&h);
 
@@ -888,19 +890,17 @@ async fn a_gap_is_repaired_with_a_lost_change_after_it() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    let echo = |h: &Harness, old: Value| {
-        let mut post = trigger_update(h, &case, old);
-        post["user"] = json!({"id": h.sf.user_id(INTEGRATION_USER), "username": INTEGRATION_USER});
-        post
-    };
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
-    assert_eq!(h.post_records(&echo(&h, json!({"Description": null}))).await.status, 200);
+    assert_eq!(h.post_records(&echo_of_bridge_write(&h, &case, json!({"Description": null}))).await.status, 200);
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "Checkout On Call"}), INTEGRATION_USER).unwrap();
-    assert_eq!(h.post_records(&echo(&h, json!({"Description": "Billing On Call"}))).await.status, 200);
+    assert_eq!(
+        h.post_records(&echo_of_bridge_write(&h, &case, json!({"Description": "Billing On Call"}))).await.status,
+        200
+    );
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
     time_passes(&h);

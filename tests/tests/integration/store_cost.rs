@@ -129,3 +129,22 @@ async fn a_retried_event_costs_four_more_requests_than_a_live_one() {
     assert!(ops.contains(&"breakers.put_breaker (conditional PutItem)=1".to_string()), "{ops:?}");
     assert_eq!(sim::harness::outcome(&h.webhook(&body, "WH-EVT2").await), "duplicate");
 }
+
+/// The bridge's own write comes back as an echo: skipped, yet what it shows of the record is
+/// kept (the old values of the next change, and a person's change just before it that never
+/// arrived): the subject's lease, its Query, the write that keeps it and gives the lease back,
+/// with the claim and the audit batch, 5 requests; 2 before echoes were kept.
+#[tokio::test]
+async fn an_echo_costs_what_a_change_does_to_keep_what_it_shows() {
+    let h = counted().await;
+    let t0 = Utc::now();
+    assert_eq!(h.post_records(&case_post("5005g00000CASE2AAA", "insert", "New", t0)).await.status, 200);
+    take(&h);
+    let mut echo = case_post("5005g00000CASE2AAA", "update", "Working", t0 + Duration::seconds(1));
+    echo["user"] = json!({"id": "0055g00000BRIDGAAA", "username": sim::harness::INTEGRATION_USER});
+    let reply = h.post_records(&echo).await;
+    assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
+    let (cost, ops) = take(&h);
+    assert_eq!(cost.requests, 5, "{ops:?}");
+    assert!(ops.contains(&"links.lease (conditional UpdateItem)=1".to_string()), "{ops:?}");
+}
