@@ -554,13 +554,24 @@ async fn attempt(
         Err(attempt) => return attempt,
     };
     // What the record shows now is the old value of its next change; a change the bridge had
-    // seen a newer one of (stale) leaves the newer one.
-    if order == Subject::Record(change.id.to_string())
-        && state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at)
-    {
+    // seen a newer one of (stale) leaves the newer one. A reconcile repair's old values are made
+    // up (what the bridge saw, a gap's start): they show no gap, and the gap it covers is gone.
+    let repair = accepted.event_id.starts_with(crate::reconcile::EVENT_ID_PREFIX);
+    if order == Subject::Record(change.id.to_string()) {
         let fields = rules.rules.fields_compared_with_old(&change.object);
-        subjects.seen = (!fields.is_empty())
-            .then(|| Seen::after(state.seen.as_ref(), change.old.as_ref(), accepted.occurred_at, &change.new, &fields));
+        let newer = state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at);
+        subjects.seen = match (&state.seen, newer, repair) {
+            _ if fields.is_empty() => None,
+            (_, true, false) => {
+                Some(Seen::after(state.seen.as_ref(), change.old.as_ref(), accepted.occurred_at, &change.new, &fields))
+            }
+            (_, true, true) => Some(Seen {
+                gap: None,
+                ..Seen::after(state.seen.as_ref(), None, accepted.occurred_at, &change.new, &fields)
+            }),
+            (Some(seen), false, true) if seen.gap.is_some() => Some(Seen { gap: None, ..seen.clone() }),
+            _ => None,
+        };
     }
     let input = record_event(change, subjects.incidents.clone());
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
@@ -605,7 +616,9 @@ async fn see_own_write(
         return;
     }
     (subjects.order, subjects.holder) = (taken.order, taken.holder);
+    // An older change of the record waiting in the retry queue: its values would read as a gap.
     if let Ok(state) = ports.links.subject_state(&order).await
+        && state.pending.is_empty()
         && state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at)
     {
         subjects.seen =

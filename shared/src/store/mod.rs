@@ -236,7 +236,9 @@ impl Seen {
             .and_then(|(previous, old)| {
                 let mut gap = Gap { after: previous.at, before: at, ..Gap::default() };
                 for (f, was) in &previous.fields {
-                    if let Some(then) = old.get(f).filter(|then| *then != was && fields.contains_key(f)) {
+                    // Values compared as reconcile compares them (numbers as text, instants).
+                    let differs = |then: &&serde_json::Value| !crate::reconcile::repair::same_value(Some(then), was);
+                    if let Some(then) = old.get(f).filter(|then| differs(then) && fields.contains_key(f)) {
                         gap.from.insert(f.clone(), was.clone());
                         gap.to.insert(f.clone(), then.clone());
                     }
@@ -471,5 +473,11 @@ mod seen_tests {
         let none =
             Seen::after(Some(&seen), Some(&map(json!({"Priority": "Sev3", "Status": "New"}))), t1, &old, &fields);
         assert_eq!(none.gap, None, "old values as seen: nothing lost");
+        // The same values in another form (a REST read's number as text, a date-time's
+        // milliseconds): no gap.
+        let fields = ["Amount".to_string(), "Due".to_string()];
+        let seen = Seen::of(t0, &map(json!({"Amount": "5", "Due": "2026-12-04T10:00:05.000+0000"})), &fields);
+        let old = map(json!({"Amount": 5, "Due": "2026-12-04T10:00:05.123+00:00"}));
+        assert_eq!(Seen::after(Some(&seen), Some(&old), t1, &old, &fields).gap, None);
     }
 }

@@ -1116,3 +1116,88 @@ async fn a_lost_comment_is_reported_though_its_case_changed_later() {
     assert_eq!(reported.len(), 1, "{report:#?}");
     assert_eq!(reported[0].repair, Repair::Reported, "{report:#?}");
 }
+
+// ---- a repaired gap is gone (found by a review: both failed before the fix) ----
+
+const SEV3_SETS_P3: &str = "      - name: sev3-sets-p3\n        direction: salesforce_to_pagerduty\n        object: Case\n        conditions:\n          - {field: Priority, operator: changed_to, value: Sev3}\n        actions:\n          - set_priority: {priority: P3}\n";
+
+/// A gap, once repaired, is gone from Seen: a later delivered change of the record does not
+/// make a run compare the long-repaired escalation again (it reported it as drift after a
+/// responder's own later P1).
+#[tokio::test]
+async fn a_repaired_gap_is_not_reported_again_after_a_later_delivered_change() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    let delivered = trigger_update(&h, &case, json!({"Description": "seen by the bridge"}));
+    assert_eq!(h.post_records(&delivered).await.status, 200);
+    time_passes(&h);
+    let report = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
+
+    // The responder raises it further; then the agent edits the Case again (delivered).
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "third call"}), AGENT).unwrap();
+    let delivered = trigger_update(&h, &case, json!({"Description": "customer called again"}));
+    assert_eq!(h.post_records(&delivered).await.status, 200);
+    h.clock.set(Utc::now() + Duration::seconds(3));
+
+    let again = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P1", "{again:#?}");
+    assert_eq!(again.drift(), 0, "the escalation was repaired a run ago; P1 is the responder's: {again:#?}");
+}
+
+/// The repair of a lost change merged with a gap runs through the pipeline with made-up old
+/// values (the gap's start, Priority Sev3): the Seen it writes shows no gap (it recorded a
+/// reversed one, Sev2 -> Sev3, a de-escalation nobody made, which the next run compared).
+#[tokio::test]
+async fn a_merged_gap_repair_leaves_no_reversed_gap() {
+    let h = Harness::start(&format!("{RULES}{SEV3_SETS_P3}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    let echo = |h: &Harness, old: Value| {
+        let mut post = trigger_update(h, &case, old);
+        post["user"] = json!({"id": h.sf.user_id(INTEGRATION_USER), "username": INTEGRATION_USER});
+        post
+    };
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    assert_eq!(h.post_records(&echo(&h, json!({"Description": null}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Checkout On Call"}), INTEGRATION_USER).unwrap();
+    assert_eq!(h.post_records(&echo(&h, json!({"Description": "Billing On Call"}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    time_passes(&h);
+    let report = run(&bridge(&h), &h, &options()).await;
+    let now = h.pd.incident(&incident).unwrap();
+    assert_eq!((&now["status"], &now["priority"]["summary"]), (&json!("resolved"), &json!("P2")), "{report:#?}");
+
+    let state = h.store.subject_state(&shared::store::Subject::Record(case.clone())).await.unwrap();
+    let gap_to = state.seen.as_ref().and_then(|s| s.gap.as_ref()).and_then(|g| g.to.get("Priority").cloned());
+    // Seen as failing here first (the reversed gap); the drift below is its consequence.
+    let reversed = gap_to == Some(json!("Sev3"));
+
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "after the close"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "Checkout On Call"}))).await.status,
+        200
+    );
+    h.clock.set(Utc::now() + Duration::seconds(3));
+    let again = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{again:#?}");
+    assert_eq!(again.drift(), 0, "{again:#?}");
+    assert!(!reversed, "a reversed gap recorded by the repair: {:#?}", state.seen);
+}
