@@ -245,8 +245,27 @@ impl Seen {
                 }
                 (!gap.from.is_empty()).then_some(gap)
             })
+            .map(|gap| Self::with_kept(gap, previous))
             .or_else(|| previous.and_then(|p| p.gap.clone()));
         Self { at, fields, since, gap }
+    }
+
+    /// A new gap with the fields of the gap `previous` kept that still held its lost values when
+    /// the new one formed: both lost changes stay to be compared (one gap, from the earlier start).
+    fn with_kept(mut gap: Gap, previous: Option<&Seen>) -> Gap {
+        let Some((previous, kept)) = previous.and_then(|p| p.gap.as_ref().map(|g| (p, g))) else { return gap };
+        let mut merged = false;
+        for (f, from) in &kept.from {
+            if !gap.from.contains_key(f) && previous.fields.get(f) == kept.to.get(f) {
+                gap.from.insert(f.clone(), from.clone());
+                gap.to.insert(f.clone(), kept.to[f].clone());
+                merged = true;
+            }
+        }
+        if merged {
+            gap.after = gap.after.min(kept.after);
+        }
+        gap
     }
 }
 
@@ -473,6 +492,19 @@ mod seen_tests {
         let none =
             Seen::after(Some(&seen), Some(&map(json!({"Priority": "Sev3", "Status": "New"}))), t1, &old, &fields);
         assert_eq!(none.gap, None, "old values as seen: nothing lost");
+        // A second gap (the close lost too, seen in the next change's old values) keeps the first.
+        let later = t1 + chrono::Duration::minutes(2);
+        let closed = map(json!({"Priority": "Sev1", "Status": "Closed"}));
+        let edited = Seen::after(Some(&seen), Some(&old), t1, &old, &fields);
+        let both = Seen::after(Some(&edited), Some(&closed), later, &closed, &fields).gap.expect("a gap");
+        assert_eq!(
+            (both.after, &both.from, &both.to),
+            (
+                t0,
+                &map(json!({"Priority": "Sev3", "Status": "New"})),
+                &map(json!({"Priority": "Sev1", "Status": "Closed"}))
+            )
+        );
         // The same values in another form (a REST read's number as text, a date-time's
         // milliseconds): no gap.
         let fields = ["Amount".to_string(), "Due".to_string()];
