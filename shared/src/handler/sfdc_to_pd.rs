@@ -556,22 +556,10 @@ async fn attempt(
     // What the record shows now is the old value of its next change; a change the bridge had
     // seen a newer one of (stale) leaves the newer one. A reconcile repair's old values are made
     // up (what the bridge saw, a gap's start): they show no gap, and the gap it covers is gone.
-    let repair = accepted.event_id.starts_with(crate::reconcile::EVENT_ID_PREFIX);
     if order == Subject::Record(change.id.to_string()) {
+        let repair = accepted.event_id.starts_with(crate::reconcile::EVENT_ID_PREFIX);
         let fields = rules.rules.fields_compared_with_old(&change.object);
-        let newer = state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at);
-        subjects.seen = match (&state.seen, newer, repair) {
-            _ if fields.is_empty() => None,
-            (_, true, false) => {
-                Some(Seen::after(state.seen.as_ref(), change.old.as_ref(), accepted.occurred_at, &change.new, &fields))
-            }
-            (_, true, true) => Some(Seen {
-                gap: None,
-                ..Seen::after(state.seen.as_ref(), None, accepted.occurred_at, &change.new, &fields)
-            }),
-            (Some(seen), false, true) if seen.gap.is_some() => Some(Seen { gap: None, ..seen.clone() }),
-            _ => None,
-        };
+        subjects.seen = seen_after(state.seen.as_ref(), change, accepted.occurred_at, &fields, repair);
     }
     let input = record_event(change, subjects.incidents.clone());
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
@@ -619,10 +607,29 @@ async fn see_own_write(
     // An older change of the record waiting in the retry queue: its values would read as a gap.
     if let Ok(state) = ports.links.subject_state(&order).await
         && state.pending.is_empty()
-        && state.seen.as_ref().is_none_or(|s| s.at < accepted.occurred_at)
     {
-        subjects.seen =
-            Some(Seen::after(state.seen.as_ref(), change.old.as_ref(), accepted.occurred_at, &change.new, &fields));
+        subjects.seen = seen_after(state.seen.as_ref(), change, accepted.occurred_at, &fields, false);
+    }
+}
+
+/// What the record's subject keeps of it after `change` at `at` ([`Seen`]); `None`: nothing
+/// newer to keep. A reconcile `repair` keeps no gap of its own (its old values are made up) and
+/// ends the one it covered.
+fn seen_after(
+    previous: Option<&Seen>,
+    change: &Change,
+    at: DateTime<Utc>,
+    fields: &[String],
+    repair: bool,
+) -> Option<Seen> {
+    if fields.is_empty() {
+        return None;
+    }
+    match (previous.is_none_or(|s| s.at < at), repair) {
+        (true, false) => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
+        (true, true) => Some(Seen { gap: None, ..Seen::after(previous, None, at, &change.new, fields) }),
+        (false, true) => previous.filter(|s| s.gap.is_some()).map(|s| Seen { gap: None, ..s.clone() }),
+        (false, false) => None,
     }
 }
 
