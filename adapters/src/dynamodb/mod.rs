@@ -486,6 +486,15 @@ fn completed_item(key: &str, result: &str, expires_at: DateTime<Utc>) -> Item {
     ])
 }
 
+/// What an idempotency item that refused a claim or a turn holds: its result, or whose turn it
+/// is until when.
+fn claim_of(old: &Item) -> Result<Claim, StoreError> {
+    match get_s(old, "status")? {
+        COMPLETED => Ok(Claim::Completed { result: get_opt_s(old, "result").unwrap_or_default().to_string() }),
+        _ => Ok(Claim::InProgress { until: from_millis(old, "in_progress_until")? }),
+    }
+}
+
 #[async_trait]
 impl IdempotencyStore for DynamoStore {
     async fn claim(
@@ -544,10 +553,7 @@ impl IdempotencyStore for DynamoStore {
                     message: format!("idempotency record {key} vanished during the claim"),
                 })?,
         };
-        match get_s(&old, "status")? {
-            COMPLETED => Ok(Claim::Completed { result: get_opt_s(&old, "result").unwrap_or_default().to_string() }),
-            _ => Ok(Claim::InProgress { until: from_millis(&old, "in_progress_until")? }),
-        }
+        claim_of(&old)
     }
 
     async fn take_turn(
@@ -593,10 +599,7 @@ impl IdempotencyStore for DynamoStore {
         let Some(old) = old.filter(|o| get_n(o, "expires_at").is_ok_and(|at| at > now.timestamp())) else {
             return Ok(Claim::InProgress { until: now });
         };
-        match get_s(&old, "status")? {
-            COMPLETED => Ok(Claim::Completed { result: get_opt_s(&old, "result").unwrap_or_default().to_string() }),
-            _ => Ok(Claim::InProgress { until: from_millis(&old, "in_progress_until")? }),
-        }
+        claim_of(&old)
     }
 
     async fn complete(&self, key: &str, result: &str, expires_at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -472,6 +472,12 @@ async fn next_second() {
 }
 
 /// The Apex trigger's post of an update of `case` from `old` to its current values, by `AGENT`.
+/// An agent's edit of the Case, delivered: what the bridge then saw of it is its Seen.
+async fn bridge_sees(h: &Harness, case: &str) {
+    h.sf.update_record("Case", case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(h, case, json!({"Description": null}))).await.status, 200);
+}
+
 /// The trigger post of the bridge's own write of the Case (it comes back as an echo).
 fn echo_of_bridge_write(h: &Harness, case: &str, old: Value) -> Value {
     let mut post = trigger_update(h, case, old);
@@ -726,8 +732,7 @@ async fn a_person_s_change_under_a_later_write_of_the_bridge_is_repaired() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
@@ -794,8 +799,7 @@ async fn a_person_s_close_under_a_bridge_write_of_other_fields_is_repaired() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
     h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
@@ -815,8 +819,7 @@ async fn a_lost_change_before_a_delivered_one_is_repaired() {
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
@@ -920,8 +923,7 @@ async fn a_gap_is_repaired_with_a_lost_change_in_the_second_after_it() {
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
@@ -948,8 +950,7 @@ async fn a_lost_change_before_a_delivered_close_is_reported() {
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
@@ -984,8 +985,7 @@ async fn the_bridge_s_own_close_does_not_resolve_another_incident() {
         created_by_rule: None,
     };
     h.store.put_link(&link).await.unwrap();
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     who.resolve(&b.id, None).await.unwrap();
     let webhook = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.resolved").unwrap();
@@ -1130,8 +1130,7 @@ async fn a_repaired_gap_is_not_reported_again_after_a_later_delivered_change() {
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "seen by the bridge"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": null}))).await.status, 200);
+    bridge_sees(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
