@@ -338,8 +338,10 @@ async fn bridge_set_since(
             .await
             .map_err(|e| format!("store: {e}"))?;
         for (mark, at) in state.marks {
+            // `since` is a Salesforce stamp (whole seconds), the mark the event's time (to the
+            // millisecond): a mark in the second `since` names was before what it showed.
             if let Some(field) = mark.strip_prefix(&prefix)
-                && at > since
+                && crate::reconcile::cursor::whole_second(at) > since
                 && !fields.iter().any(|f| f == field)
             {
                 fields.push(field.to_string());

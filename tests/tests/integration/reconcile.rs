@@ -1200,3 +1200,35 @@ async fn a_merged_gap_repair_leaves_no_reversed_gap() {
     assert_eq!(again.drift(), 0, "{again:#?}");
     assert!(!reversed, "a reversed gap recorded by the repair: {:#?}", state.seen);
 }
+
+// ---- a bridge mark in the second the bridge last saw the record (the explorer's seed 2660) ----
+
+/// The bridge acknowledged the Case live (its mark on the incident is the webhook's time, to
+/// the millisecond) and saw its own write come back (Salesforce stamps it in whole seconds: the
+/// same second, not after). The agent's close, lost, shows in the old values of the bridge's
+/// next write: the run compares it as the agent's change, not as the bridge's own Status.
+#[tokio::test]
+async fn a_lost_close_after_a_bridge_write_in_the_second_of_its_mark_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "live-ack").await), "applied");
+    let echo = echo_of_bridge_write(&h, &case, json!({"Status": "New", "PagerDuty_Status__c": null}));
+    let (marked, stamped) = (ack["event"]["occurred_at"].as_str().unwrap(), echo["new"][&case]["SystemModstamp"].as_str().unwrap());
+    assert_eq!(marked.get(..19), stamped.get(..19), "the ack and its write in one second (else run it again)");
+    assert_eq!(h.post_records(&echo).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    assert_eq!(h.post_records(&echo_of_bridge_write(&h, &case, json!({"Description": null}))).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+}
