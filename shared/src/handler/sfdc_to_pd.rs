@@ -578,6 +578,9 @@ async fn attempt(
     execution.into_attempt(matched, 0)
 }
 
+/// How long an echo waits, in turn, for its record held by another event before it keeps nothing.
+const ECHO_WAITS_MS: [u64; 4] = [25, 50, 100, 200];
+
 /// The bridge's own write is what it saw of the record too ([`Seen`]): its new values are the
 /// old ones of the next change, and its old values show a person's change just before it that
 /// never arrived (a gap a reconcile run compares). Kept only when the subject is free: an echo
@@ -600,8 +603,17 @@ async fn see_own_write(
         return;
     }
     let mut taken = Subjects::default();
-    if steps::take_subject(ports, accepted.lease_holder(hop), &mut taken, &order, deadline).await.is_err() {
-        return;
+    // Another echo of the record (posts run in parallel) holds it for a few milliseconds; the
+    // one kept without this one's values may hide a change between them. A person's change
+    // holds it longer: after the last wait this echo keeps nothing.
+    for wait in ECHO_WAITS_MS.iter().map(|ms| Some(std::time::Duration::from_millis(*ms))).chain([None]) {
+        match steps::take_subject(ports, accepted.lease_holder(hop), &mut taken, &order, deadline).await {
+            Ok(()) => break,
+            Err(_) => match wait {
+                Some(wait) if deadline.is_none_or(|d| ports.clock.now() + wait < d) => tokio::time::sleep(wait).await,
+                _ => return,
+            },
+        }
     }
     (subjects.order, subjects.holder) = (taken.order, taken.holder);
     // An older change of the record waiting in the retry queue: its values would read as a gap.
@@ -614,7 +626,7 @@ async fn see_own_write(
 
 /// What the record's subject keeps of it after `change` at `at` ([`Seen`]); `None`: nothing
 /// newer to keep. A reconcile `repair` keeps no gap of its own (its old values are made up) and
-/// ends the one it covered.
+/// ends the one it covered. A change older than the one kept, late, may show a gap before it.
 fn seen_after(
     previous: Option<&Seen>,
     change: &Change,
@@ -629,7 +641,7 @@ fn seen_after(
         (true, false) => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
         (true, true) => Some(Seen { gap: None, ..Seen::after(previous, None, at, &change.new, fields) }),
         (false, true) => previous.filter(|s| s.gap.is_some()).map(|s| Seen { gap: None, ..s.clone() }),
-        (false, false) => None,
+        (false, false) => previous.and_then(|s| s.before(change.old.as_ref(), at, &change.new, fields)),
     }
 }
 

@@ -183,6 +183,18 @@ pub struct Seen {
     /// The newest change the bridge never saw between two it did (kept until a newer one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<Gap>,
+    /// What the record held just before the oldest change the bridge saw of it (that change's
+    /// old values, at its time): a change older still that comes late (the bridge's own writes
+    /// come back in parallel posts, in any order) and shows other values reveals one between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<Before>,
+}
+
+/// The fields a record held just before `at` (see [`Seen::first`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Before {
+    pub at: DateTime<Utc>,
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A change the bridge never saw between two it did: a later change's old values are not what
@@ -216,12 +228,11 @@ impl Seen {
         record: &serde_json::Map<String, serde_json::Value>,
         fields: &[String],
     ) -> Self {
-        let fields: serde_json::Map<String, serde_json::Value> = fields
-            .iter()
-            .filter_map(|f| record.get(f).map(|v| (f, v)))
-            .filter(|(_, v)| v.to_string().len() <= Self::MAX_VALUE)
-            .map(|(f, v)| (f.clone(), v.clone()))
-            .collect();
+        let first = match previous {
+            Some(previous) => previous.first.clone(),
+            None => old.map(|old| Before { at, fields: Self::short(old, fields) }),
+        };
+        let fields = Self::short(record, fields);
         let since = fields
             .iter()
             .map(|(f, v)| {
@@ -247,7 +258,68 @@ impl Seen {
             })
             .map(|gap| Self::with_kept(gap, previous))
             .or_else(|| previous.and_then(|p| p.gap.clone()));
-        Self { at, fields, since, gap }
+        Self { at, fields, since, gap, first }
+    }
+
+    /// What is kept after a change at `at`, older than every change the bridge saw of the record
+    /// (it came late), from `old` to `record`: the fields it left other than the oldest seen
+    /// change found them are a change between, never seen (a gap, kept with a newer one as
+    /// [`Seen::with_kept`] keeps an older one). `None`: nothing to keep (not older than the
+    /// oldest seen, or that one's old values unknown).
+    pub fn before(
+        &self,
+        old: Option<&serde_json::Map<String, serde_json::Value>>,
+        at: DateTime<Utc>,
+        record: &serde_json::Map<String, serde_json::Value>,
+        fields: &[String],
+    ) -> Option<Self> {
+        let first = self.first.as_ref().filter(|first| at < first.at)?;
+        let mut lost = Gap { after: at, before: first.at, ..Gap::default() };
+        for (f, then) in &first.fields {
+            // Only a field no seen change set since: what the lost change left still held then.
+            let untouched = self.since.get(f).is_none_or(|since| *since <= first.at);
+            if let Some(was) = record.get(f).filter(|_| untouched && fields.contains(f))
+                && !crate::reconcile::repair::same_value(Some(then), was)
+            {
+                lost.from.insert(f.clone(), was.clone());
+                lost.to.insert(f.clone(), then.clone());
+            }
+        }
+        let mut seen = Self { first: old.map(|old| Before { at, fields: Self::short(old, fields) }), ..self.clone() };
+        if lost.from.is_empty() {
+            return Some(seen);
+        }
+        for f in lost.from.keys() {
+            let since = seen.since.entry(f.clone()).or_insert(first.at);
+            *since = (*since).max(first.at);
+        }
+        seen.gap = Some(match seen.gap.take() {
+            None => lost,
+            Some(mut newer) => {
+                for (f, from) in lost.from {
+                    if !newer.from.contains_key(&f) {
+                        newer.to.insert(f.clone(), lost.to[&f].clone());
+                        newer.from.insert(f, from);
+                    }
+                }
+                newer.after = newer.after.min(lost.after);
+                newer
+            }
+        });
+        Some(seen)
+    }
+
+    /// The `fields` of `record` that are short enough to keep.
+    fn short(
+        record: &serde_json::Map<String, serde_json::Value>,
+        fields: &[String],
+    ) -> serde_json::Map<String, serde_json::Value> {
+        fields
+            .iter()
+            .filter_map(|f| record.get(f).map(|v| (f, v)))
+            .filter(|(_, v)| v.to_string().len() <= Self::MAX_VALUE)
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect()
     }
 
     /// A new gap with the fields of the gap `previous` kept that still held its lost values when
@@ -511,5 +583,48 @@ mod seen_tests {
         let seen = Seen::of(t0, &map(json!({"Amount": "5", "Due": "2026-12-04T10:00:05.000+0000"})), &fields);
         let old = map(json!({"Amount": 5, "Due": "2026-12-04T10:00:05.123+00:00"}));
         assert_eq!(Seen::after(Some(&seen), Some(&old), t1, &old, &fields).gap, None);
+    }
+
+    #[test]
+    fn a_late_change_older_than_all_the_bridge_saw_shows_the_gap_after_it() {
+        let fields = ["Priority".to_string(), "Status".to_string()];
+        let t0: DateTime<Utc> = "2026-12-04T10:00:00Z".parse().unwrap();
+        let (t1, t2) = (t0 + chrono::Duration::minutes(1), t0 + chrono::Duration::minutes(2));
+        // First seen at t2: a write of the Description; the Case was Sev1 and New before it.
+        let sev1 = map(json!({"Priority": "Sev1", "Status": "New"}));
+        let seen = Seen::after(None, Some(&sev1), t2, &sev1, &fields);
+        assert_eq!(seen.first, Some(Before { at: t2, fields: sev1.clone() }));
+        // The write before it, at t1, comes late: it left Sev3. The Sev1 between was never seen.
+        let sev3 = map(json!({"Priority": "Sev3", "Status": "New"}));
+        let late = seen.before(Some(&sev3), t1, &sev3, &fields).expect("kept");
+        let gap = late.gap.clone().expect("a gap");
+        assert_eq!((gap.after, gap.before), (t1, t2));
+        assert_eq!((&gap.from, &gap.to), (&map(json!({"Priority": "Sev3"})), &map(json!({"Priority": "Sev1"}))));
+        assert_eq!((late.at, &late.fields), (t2, &sev1), "what the bridge saw last stays");
+        assert_eq!(late.since["Priority"], t2, "Sev1 since the gap at the latest");
+        assert_eq!(late.first, Some(Before { at: t1, fields: sev3.clone() }), "the oldest seen is the late one now");
+        // Same values, or not older than the oldest seen: nothing new to know.
+        assert_eq!(seen.before(Some(&sev1), t1, &sev1, &fields).and_then(|s| s.gap), None);
+        assert_eq!(seen.before(Some(&sev3), t2, &sev3, &fields), None);
+        // A field a seen change set after the oldest one is not compared: the later change's own
+        // old values were seen.
+        let closed = map(json!({"Priority": "Sev1", "Status": "Closed"}));
+        let later = Seen::after(Some(&seen), Some(&sev1), t2 + chrono::Duration::minutes(1), &closed, &fields);
+        let old_status = map(json!({"Priority": "Sev1", "Status": "Working"}));
+        assert_eq!(later.before(Some(&old_status), t1, &old_status, &fields).and_then(|s| s.gap), None);
+        // A newer gap keeps its fields and gains the older one's.
+        let mut with_gap = seen.clone();
+        let newer = Gap {
+            after: t2,
+            before: t2 + chrono::Duration::minutes(5),
+            from: map(json!({"Status": "New"})),
+            to: map(json!({"Status": "Closed"})),
+        };
+        with_gap.gap = Some(newer.clone());
+        let both = with_gap.before(Some(&sev3), t1, &sev3, &fields).and_then(|s| s.gap).expect("a gap");
+        assert_eq!((both.after, both.before), (t1, newer.before));
+        assert_eq!((&both.from, &both.to), (&map(json!({"Priority": "Sev3", "Status": "New"})), &map(json!({"Priority": "Sev1", "Status": "Closed"}))));
+        let round: Seen = serde_json::from_value(serde_json::to_value(&late).unwrap()).unwrap();
+        assert_eq!(round, late, "kept as JSON (DynamoDB's seen attribute)");
     }
 }

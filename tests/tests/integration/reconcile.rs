@@ -1232,3 +1232,62 @@ async fn a_lost_close_after_a_bridge_write_in_the_second_of_its_mark_is_repaired
 
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
 }
+
+// ---- the bridge's echoes out of order (the explorer's seed 2052) ----
+
+/// The echoes of two writes of the bridge come back in the wrong order (posts run in parallel):
+/// the later one is the first the bridge sees of the Case, and its old values show the agent's
+/// Sev2 (lost) as if it had always been there. The earlier echo, late, shows the Sev3 before it:
+/// the change between is compared, and the run sets P2.
+#[tokio::test]
+async fn a_lost_change_between_two_writes_whose_echoes_came_in_reverse_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    let first = echo_of_bridge_write(&h, &case, json!({"Description": null}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Checkout On Call"}), INTEGRATION_USER).unwrap();
+    let second = echo_of_bridge_write(&h, &case, json!({"Description": "Billing On Call"}));
+    for echo in [&second, &first] {
+        let reply = h.post_records(echo).await;
+        assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
+    }
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["priority"]["summary"], "P2", "{report:#?}");
+}
+
+/// An echo whose record another echo holds (the two posts run at once) waits its turn and is
+/// kept: the Case's first seen values are its old ones, for a late older echo to compare with.
+#[tokio::test]
+async fn an_echo_waits_while_another_event_of_its_record_holds_it() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (_incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    let subject = shared::store::Subject::Record(case.clone());
+    let now = h.clock.now();
+    assert_eq!(
+        h.store.lease(&subject, "another echo", now, now + Duration::seconds(30)).await.unwrap(),
+        shared::store::Lease::Acquired
+    );
+    let store = h.store.clone();
+    let held = subject.clone();
+    let other = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        store.update_subject(&held, Some("another echo"), &Default::default()).await.unwrap();
+    });
+
+    let reply = h.post_records(&echo_of_bridge_write(&h, &case, json!({"Description": null}))).await;
+    other.await.unwrap();
+
+    assert!(reply.body.contains("\"skipped\":1"), "an echo: {}", reply.body);
+    let seen = h.store.subject_state(&subject).await.unwrap().seen.expect("the echo's values kept");
+    assert_eq!(seen.first.map(|f| f.fields["Priority"].clone()), Some(json!("Sev3")));
+}
