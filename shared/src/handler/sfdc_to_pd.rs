@@ -626,7 +626,8 @@ async fn see_own_write(
 
 /// What the record's subject keeps of it after `change` at `at` ([`Seen`]); `None`: nothing
 /// newer to keep. A reconcile `repair` keeps no gap of its own (its old values are made up) and
-/// ends the one it covered. A change older than the one kept, late, may show a gap before it.
+/// ends the one it covered. A change older than the one kept, late, may show a gap before it,
+/// or be the change a kept gap lost, delivered after all.
 fn seen_after(
     previous: Option<&Seen>,
     change: &Change,
@@ -637,11 +638,19 @@ fn seen_after(
     if fields.is_empty() {
         return None;
     }
-    match (previous.is_none_or(|s| s.at < at), repair) {
-        (true, false) => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
-        (true, true) => Some(Seen { gap: None, ..Seen::after(previous, None, at, &change.new, fields) }),
-        (false, true) => previous.filter(|s| s.gap.is_some()).map(|s| Seen { gap: None, ..s.clone() }),
-        (false, false) => previous.and_then(|s| s.before(change.old.as_ref(), at, &change.new, fields)),
+    use crate::reconcile::cursor::whole_second;
+    let newer = previous.is_none_or(|s| s.at < at);
+    match previous {
+        _ if newer && !repair => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
+        Some(seen) if !repair => seen
+            .before(change.old.as_ref(), at, &change.new, fields)
+            .or_else(|| seen.delivered_late(at, &change.new)),
+        // A repair ordered in the second the bridge saw last (at its end): of what it found
+        // there, the gap or a change in that second.
+        Some(seen) if whole_second(at) == whole_second(seen.at) => Some(seen.repaired(&change.new, fields)),
+        _ if newer => Some(Seen { gap: None, ..Seen::after(previous, None, at, &change.new, fields) }),
+        // A repair of a change older than one the live path saw since: what it saw stays.
+        _ => None,
     }
 }
 

@@ -163,7 +163,7 @@ impl Compare for CompareRecord<'_> {
                 // bridge's write went to other fields (a Case closed, then reassigned).
                 change.new.remove("LastModifiedById");
                 let set_since_seen = match state.seen.as_ref() {
-                    Some(seen) => bridge_set_since(ctx, &self.linked, &c.id, seen.at).await?,
+                    Some(seen) => bridge_set_between(ctx, &self.linked, &c.id, seen.at, None).await?,
                     None => vec![],
                 };
                 if let Some(old) = change.old.as_mut() {
@@ -236,7 +236,7 @@ impl CompareRecord<'_> {
         kept: Option<&crate::store::Seen>,
     ) -> Result<Option<Found>, String> {
         let c = self.change;
-        let own = bridge_set_since(ctx, &self.linked, &c.id, gap.after).await?;
+        let own = bridge_set_between(ctx, &self.linked, &c.id, gap.after, Some(gap.before)).await?;
         let lost: Vec<&String> = gap.from.keys().filter(|f| !own.contains(f)).collect();
         if lost.is_empty() {
             return Ok(None);
@@ -259,7 +259,10 @@ impl CompareRecord<'_> {
             new,
             old: Some(old),
             changed_by: None,
-            occurred_at: repair_time(gap.after),
+            // Ordered at the gap's end: the lost change happened before it, and its delivery, if
+            // it still comes, finds what the repair set newer than itself (stale, not applied
+            // twice). It is compared as of the gap's start (`found`).
+            occurred_at: repair_time(gap.before),
             dedupe_key: Some(c.event_id()),
         };
         let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
@@ -281,11 +284,17 @@ impl CompareRecord<'_> {
         seen: &crate::store::Seen,
     ) -> Result<Option<(Vec<String>, DateTime<Utc>)>, String> {
         let (Some(gap), Some(old)) = (seen.gap.as_ref(), change.old.as_ref()) else { return Ok(None) };
-        let holding: Vec<&String> = gap.from.keys().filter(|f| seen.fields.get(*f) == gap.to.get(*f)).collect();
+        // Still as the lost change left them, when the bridge last saw the record and now (a
+        // field changed again since is the later change's: the gap's value is not its old one).
+        let holding: Vec<&String> = gap
+            .from
+            .keys()
+            .filter(|f| seen.fields.get(*f) == gap.to.get(*f) && change.new.get(*f) == gap.to.get(*f))
+            .collect();
         if holding.is_empty() {
             return Ok(None);
         }
-        let own = bridge_set_since(ctx, &self.linked, &self.change.id, gap.after).await?;
+        let own = bridge_set_between(ctx, &self.linked, &self.change.id, gap.after, Some(gap.before)).await?;
         let mut with_gap = old.clone();
         for f in holding.into_iter().filter(|f| !own.contains(f)) {
             with_gap.insert(f.clone(), gap.from[f].clone());
@@ -295,9 +304,15 @@ impl CompareRecord<'_> {
             rules.plan(&input).plan.0.iter().map(crate::handler::salesforce_exec::action_key).collect()
         };
         let without = keys(change);
-        change.old = Some(with_gap);
-        let added: Vec<String> = keys(change).into_iter().filter(|k| !without.contains(k)).collect();
-        Ok((!added.is_empty()).then_some((added, gap.after)))
+        let previous = change.old.replace(with_gap);
+        let with = keys(change);
+        let added: Vec<String> = with.iter().filter(|k| !without.contains(k)).cloned().collect();
+        // Merged only to add what the lost change did: an action of the change alone stays.
+        if added.is_empty() || without.iter().any(|k| !with.contains(k)) {
+            change.old = previous;
+            return Ok(None);
+        }
+        Ok(Some((added, gap.after)))
     }
 }
 
@@ -321,12 +336,14 @@ fn unseen_in_its_second(
 }
 
 /// The fields of `record` the bridge set from its linked incidents after `since` (their marks
-/// are newer): one store read per linked incident.
-async fn bridge_set_since(
+/// are newer), and not after `until` when given (a write after a gap cannot be what the gap
+/// shows): one store read per linked incident.
+async fn bridge_set_between(
     ctx: &Context,
     linked: &[String],
     record: &str,
     since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>, String> {
     let prefix = crate::rules::field_mark(record, "");
     let mut fields = Vec::new();
@@ -340,8 +357,10 @@ async fn bridge_set_since(
         for (mark, at) in state.marks {
             // `since` is a Salesforce stamp (whole seconds), the mark the event's time (to the
             // millisecond): a mark in the second `since` names was before what it showed.
+            let second = crate::reconcile::cursor::whole_second(at);
             if let Some(field) = mark.strip_prefix(&prefix)
-                && crate::reconcile::cursor::whole_second(at) > since
+                && second > since
+                && until.is_none_or(|until| second <= until)
                 && !fields.iter().any(|f| f == field)
             {
                 fields.push(field.to_string());

@@ -232,7 +232,15 @@ impl Seen {
             Some(previous) => previous.first.clone(),
             None => old.map(|old| Before { at, fields: Self::short(old, fields) }),
         };
-        let fields = Self::short(record, fields);
+        let mut kept = Self::short(record, fields);
+        // A change that does not carry a field (an Outbound Message carries the fields its
+        // message lists, and no null one) says nothing of it: what was seen of it stays.
+        for f in fields.iter().filter(|f| !record.contains_key(*f)) {
+            if let Some(was) = previous.and_then(|p| p.fields.get(f)) {
+                kept.insert(f.clone(), was.clone());
+            }
+        }
+        let fields = kept;
         let since = fields
             .iter()
             .map(|(f, v)| {
@@ -307,6 +315,42 @@ impl Seen {
             }
         });
         Some(seen)
+    }
+
+    /// What is kept after a change at `at` that came late, inside the kept gap (the change the
+    /// bridge never saw, delivered after all, and applied as it came): the gap's fields it set
+    /// as the gap shows are no longer lost. `None`: nothing changes.
+    pub fn delivered_late(&self, at: DateTime<Utc>, record: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        let gap = self.gap.as_ref().filter(|g| g.after < at && at <= g.before)?;
+        let arrived: Vec<&String> = gap
+            .from
+            .keys()
+            .filter(|f| crate::reconcile::repair::same_value(record.get(*f), &gap.to[*f]))
+            .collect();
+        if arrived.is_empty() {
+            return None;
+        }
+        let mut left = gap.clone();
+        for f in arrived {
+            left.from.remove(f);
+            left.to.remove(f);
+        }
+        Some(Self { gap: (!left.from.is_empty()).then_some(left), ..self.clone() })
+    }
+
+    /// What is kept after a reconcile run repaired what it found in the second the bridge saw
+    /// last (the gap this keeps, or a change in that second it never saw): the gap is gone,
+    /// and a field outside it holds what the run read (`record`; the repair's values are
+    /// made up only where the gap is).
+    pub fn repaired(&self, record: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Self {
+        let in_gap = |f: &String| self.gap.as_ref().is_some_and(|g| g.from.contains_key(f));
+        let mut now = self.fields.clone();
+        for (f, v) in Self::short(record, fields) {
+            if !in_gap(&f) {
+                now.insert(f, v);
+            }
+        }
+        Self { gap: None, ..Self::after(Some(self), None, self.at, &now, fields) }
     }
 
     /// The `fields` of `record` that are short enough to keep.

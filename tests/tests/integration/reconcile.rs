@@ -1291,3 +1291,168 @@ async fn an_echo_waits_while_another_event_of_its_record_holds_it() {
     let seen = h.store.subject_state(&subject).await.unwrap().seen.expect("the echo's values kept");
     assert_eq!(seen.first.map(|f| f.fields["Priority"].clone()), Some(json!("Sev3")));
 }
+
+// ---- gaps under late deliveries, later writes and fields a change leaves out (a review) ----
+
+
+fn priority(h: &Harness, incident: &str) -> Value {
+    h.pd.incident(incident).unwrap()["priority"]["summary"].clone()
+}
+
+/// The agent's escalation (Sev2) post is still being retried by the Queueable when their next
+/// edit arrives and shows it as a gap; a run repairs the gap (P2); a responder then raises the
+/// incident to P1. The escalation's post finally arrives: it is stale (the repair is ordered at
+/// the gap's end, after the lost change), not applied again over the P1.
+#[tokio::test]
+async fn a_late_delivery_of_a_gap_s_lost_change_after_its_repair_is_not_applied_again() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    time_passes(&h);
+    let report = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(priority(&h, &incident), "P2", "the gap is repaired: {report:#?}");
+
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    let late = h.post_records(&escalation).await;
+
+    assert_eq!(
+        priority(&h, &incident),
+        "P1",
+        "the responder's later P1 was overwritten by a second application of the Sev2 change (late post: {})",
+        late.body
+    );
+}
+
+/// Two posts of one Case arrive out of order (the Queueable retried the first): the second
+/// shows the first as a gap; then the first arrives and is applied live (P2). That delivery
+/// closes the gap: after a responder's later P1, a run finds no drift (nothing was lost).
+#[tokio::test]
+async fn a_late_delivery_inside_a_gap_closes_it_and_is_no_drift() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    // The first post arrives last (the Queueable's retry), and is applied live.
+    let late = h.post_records(&escalation).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    assert_eq!(priority(&h, &incident), "P2", "the late post applied the escalation: {}", late.body);
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(priority(&h, &incident), "P1", "{report:#?}");
+    assert_eq!(report.drift(), 0, "every change was delivered and applied; P1 is the responder's: {report:#?}");
+}
+
+/// A lost escalation kept in a gap (Sev3 -> Sev2, shown by a delivered edit), then a lost
+/// de-escalation back to Sev3. Live, the rules set P2 then P3. The gap is not merged into the
+/// de-escalation (the record no longer holds its value): the run compares Sev2 -> Sev3 and
+/// sets P3, or reports it.
+#[tokio::test]
+async fn a_lost_change_that_undoes_a_kept_gap_is_repaired_or_reported() {
+    let h = Harness::start(&format!("{RULES}{SEV3_SETS_P3}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let now = priority(&h, &incident);
+    assert!(
+        now == "P3" || report.drift() > 0,
+        "the de-escalation to Sev3 is neither repaired (P3) nor reported; priority {now}: {report:#?}"
+    );
+}
+
+/// What the bridge saw of a field stays through a delivered change that does not carry it (an
+/// Outbound Message carries only the fields its message lists, and no null one). A Case went to
+/// Sev2 (delivered: P2), a responder raised the incident to P1, an Outbound Message of an edit
+/// without Priority arrived, then an edit of the Subject was lost: the run does not take
+/// Priority as "changed from unknown" and write P2 over the responder's P1.
+#[tokio::test]
+async fn a_change_that_does_not_carry_a_field_does_not_forget_its_old_value() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev3"}))).await.status, 200);
+    assert_eq!(priority(&h, &incident), "P2", "the live path set P2");
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    let mut record = h.sf.record("Case", &case).unwrap();
+    record.as_object_mut().unwrap().remove("Priority");
+    let messenger = sim::salesforce::OutboundMessenger::new(sim::harness::ORG_ID, &h.sf.base_url());
+    let reply = h.outbound_message(&messenger.envelope("Case", &[record])).await;
+    assert!(reply.body.contains("<Ack>true</Ack>"), "{}", reply.body);
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU customers"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(priority(&h, &incident), "P1", "the responder's P1 stays: {report:#?}");
+    assert_eq!(report.drift(), 0, "{report:#?}");
+}
+
+/// An agent closes the Case (the post is lost); their next edit arrives and shows the close as
+/// a gap (Status New -> Closed). Then a responder acknowledges the incident (delivered: the
+/// bridge writes Status Working, its echo comes back). Both sides changed while the close was
+/// lost: the later ack wins, and the earlier close is reported (a write of the bridge after the
+/// gap is not what the gap shows).
+#[tokio::test]
+async fn a_lost_close_in_a_gap_is_reported_though_the_bridge_wrote_its_field_later() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "triggered", "the live path saw no close");
+    next_second().await;
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    let echo = echo_of_bridge_write(&h, &case, json!({"Status": "Closed", "PagerDuty_Status__c": null}));
+    assert_eq!(h.post_records(&echo).await.status, 200);
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let record: Vec<_> = report.differences.iter().filter(|d| d.subject == format!("record:{case}")).collect();
+    assert_eq!(record.len(), 1, "the agent's lost close is reported (the ack is later and wins): {report:#?}");
+}
