@@ -642,9 +642,9 @@ fn seen_after(
     let newer = previous.is_none_or(|s| s.at < at);
     match previous {
         _ if newer && !repair => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
-        Some(seen) if !repair => seen
-            .before(change.old.as_ref(), at, &change.new, fields)
-            .or_else(|| seen.delivered_late(at, &change.new)),
+        Some(seen) if !repair => {
+            seen.before(change.old.as_ref(), at, &change.new, fields).or_else(|| seen.delivered_late(at, &change.new))
+        }
         // A repair ordered in the second the bridge saw last (at its end): of what it found
         // there, the gap or a change in that second.
         Some(seen) if whole_second(at) == whole_second(seen.at) => Some(seen.repaired(&change.new, fields)),

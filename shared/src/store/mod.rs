@@ -320,13 +320,14 @@ impl Seen {
     /// What is kept after a change at `at` that came late, inside the kept gap (the change the
     /// bridge never saw, delivered after all, and applied as it came): the gap's fields it set
     /// as the gap shows are no longer lost. `None`: nothing changes.
-    pub fn delivered_late(&self, at: DateTime<Utc>, record: &serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+    pub fn delivered_late(
+        &self,
+        at: DateTime<Utc>,
+        record: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Self> {
         let gap = self.gap.as_ref().filter(|g| g.after < at && at <= g.before)?;
-        let arrived: Vec<&String> = gap
-            .from
-            .keys()
-            .filter(|f| crate::reconcile::repair::same_value(record.get(*f), &gap.to[*f]))
-            .collect();
+        let arrived: Vec<&String> =
+            gap.from.keys().filter(|f| crate::reconcile::repair::same_value(record.get(*f), &gap.to[*f])).collect();
         if arrived.is_empty() {
             return None;
         }
@@ -667,7 +668,10 @@ mod seen_tests {
         with_gap.gap = Some(newer.clone());
         let both = with_gap.before(Some(&sev3), t1, &sev3, &fields).and_then(|s| s.gap).expect("a gap");
         assert_eq!((both.after, both.before), (t1, newer.before));
-        assert_eq!((&both.from, &both.to), (&map(json!({"Priority": "Sev3", "Status": "New"})), &map(json!({"Priority": "Sev1", "Status": "Closed"}))));
+        assert_eq!(
+            (&both.from, &both.to),
+            (&map(json!({"Priority": "Sev3", "Status": "New"})), &map(json!({"Priority": "Sev1", "Status": "Closed"})))
+        );
         let round: Seen = serde_json::from_value(serde_json::to_value(&late).unwrap()).unwrap();
         assert_eq!(round, late, "kept as JSON (DynamoDB's seen attribute)");
     }

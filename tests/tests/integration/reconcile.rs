@@ -1218,7 +1218,8 @@ async fn a_lost_close_after_a_bridge_write_in_the_second_of_its_mark_is_repaired
     let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
     assert_eq!(outcome(&h.webhook(&ack.to_string(), "live-ack").await), "applied");
     let echo = echo_of_bridge_write(&h, &case, json!({"Status": "New", "PagerDuty_Status__c": null}));
-    let (marked, stamped) = (ack["event"]["occurred_at"].as_str().unwrap(), echo["new"][&case]["SystemModstamp"].as_str().unwrap());
+    let (marked, stamped) =
+        (ack["event"]["occurred_at"].as_str().unwrap(), echo["new"][&case]["SystemModstamp"].as_str().unwrap());
     assert_eq!(marked.get(..19), stamped.get(..19), "the ack and its write in one second (else run it again)");
     assert_eq!(h.post_records(&echo).await.status, 200);
     next_second().await;
@@ -1294,7 +1295,6 @@ async fn an_echo_waits_while_another_event_of_its_record_holds_it() {
 
 // ---- gaps under late deliveries, later writes and fields a change leaves out (a review) ----
 
-
 fn priority(h: &Harness, incident: &str) -> Value {
     h.pd.incident(incident).unwrap()["priority"]["summary"].clone()
 }
@@ -1315,7 +1315,10 @@ async fn a_late_delivery_of_a_gap_s_lost_change_after_its_repair_is_not_applied_
     let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
     time_passes(&h);
     let report = run(&bridge(&h), &h, &options()).await;
     assert_eq!(priority(&h, &incident), "P2", "the gap is repaired: {report:#?}");
@@ -1348,7 +1351,10 @@ async fn a_late_delivery_inside_a_gap_closes_it_and_is_no_drift() {
     let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
     // The first post arrives last (the Queueable's retry), and is applied live.
     let late = h.post_records(&escalation).await;
     assert_eq!(late.status, 200, "{}", late.body);
@@ -1378,7 +1384,10 @@ async fn a_lost_change_that_undoes_a_kept_gap_is_repaired_or_reported() {
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
     time_passes(&h);
@@ -1440,7 +1449,10 @@ async fn a_lost_close_in_a_gap_is_reported_though_the_bridge_wrote_its_field_lat
     h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status, 200);
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "triggered", "the live path saw no close");
     next_second().await;
     who.acknowledge(&incident).await.unwrap();
