@@ -14,8 +14,8 @@ use crate::pagerduty::IncidentId;
 use crate::salesforce::case_comment;
 
 use super::document::{
-    ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PdField, Rule,
-    Rules, Scalar,
+    ActionSpec, AppliesTo, Condition, Expected, Field, FieldValue, MAX_TITLE_CHARS, MatchMode, Operator, PagerdutySpec,
+    PdField, Rule, Rules, SalesforceSpec, Scalar,
 };
 use super::event::{Event, IncidentEvent, LinkedRecord, RecordEvent};
 use super::plan::{Action, PagerdutyAction, Plan, Planned, RecordKey, SalesforceAction, truncate_chars};
@@ -214,10 +214,10 @@ impl Rules {
             rule.actions
                 .iter()
                 .filter_map(|a| match a {
-                    crate::rules::document::ActionSpec::SetFields { fields } => {
+                    ActionSpec::Salesforce(SalesforceSpec::SetFields { fields }) => {
                         Some(fields.iter().map(|(f, _)| f.clone()))
                     }
-                    _ => None,
+                    ActionSpec::Salesforce(_) | ActionSpec::Pagerduty(_) => None,
                 })
                 .flatten()
                 .collect()
@@ -406,7 +406,9 @@ fn plan_record_action<'e>(
     ctx: &Context<'_>,
     out: &mut Vec<Planned<'e>>,
 ) -> Option<Cow<'static, str>> {
-    if let ActionSpec::CreateIncident { service_id, escalation_policy_id, urgency, priority, title, body } = spec {
+    // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
+    let ActionSpec::Pagerduty(spec) = spec else { return Some("not a PagerDuty action".into()) };
+    if let PagerdutySpec::CreateIncident { service_id, escalation_policy_id, urgency, priority, title, body } = spec {
         if !rec.linked_incidents.is_empty() {
             return Some("an incident is already linked; not creating another".into());
         }
@@ -438,9 +440,9 @@ fn plan_record_action<'e>(
     for incident in &rec.linked_incidents {
         let incident_id = IncidentId::from(incident.as_str());
         let action = match spec {
-            ActionSpec::Acknowledge => PagerdutyAction::Acknowledge { incident_id },
+            PagerdutySpec::Acknowledge => PagerdutyAction::Acknowledge { incident_id },
             // The resolution note comes back as an `incident.annotated` webhook like any note.
-            ActionSpec::Resolve { resolution } => PagerdutyAction::Resolve {
+            PagerdutySpec::Resolve { resolution } => PagerdutyAction::Resolve {
                 incident_id,
                 resolution: resolution
                     .as_ref()
@@ -448,36 +450,34 @@ fn plan_record_action<'e>(
                     .filter(|t| !t.trim().is_empty())
                     .map(marked_note),
             },
-            ActionSpec::SetPriority { priority } => {
+            PagerdutySpec::SetPriority { priority } => {
                 PagerdutyAction::SetPriority { incident_id, priority: priority.clone() }
             }
-            ActionSpec::SetUrgency { urgency } => PagerdutyAction::SetUrgency { incident_id, urgency: *urgency },
-            ActionSpec::RunIncidentWorkflow { workflow_id } => {
+            PagerdutySpec::SetUrgency { urgency } => PagerdutyAction::SetUrgency { incident_id, urgency: *urgency },
+            PagerdutySpec::RunIncidentWorkflow { workflow_id } => {
                 PagerdutyAction::RunIncidentWorkflow { incident_id, workflow_id: workflow_id.clone() }
             }
-            ActionSpec::RunAutomationAction { action_id } => {
+            PagerdutySpec::RunAutomationAction { action_id } => {
                 PagerdutyAction::RunAutomationAction { incident_id, action_id: action_id.clone() }
             }
-            ActionSpec::Reassign { user_ids, escalation_policy_id } => PagerdutyAction::Reassign {
+            PagerdutySpec::Reassign { user_ids, escalation_policy_id } => PagerdutyAction::Reassign {
                 incident_id,
                 user_ids: user_ids.clone(),
                 escalation_policy_id: escalation_policy_id.clone(),
             },
-            ActionSpec::AddResponders { user_ids, escalation_policy_ids, message } => PagerdutyAction::AddResponders {
-                incident_id,
-                user_ids: user_ids.clone(),
-                escalation_policy_ids: escalation_policy_ids.clone(),
-                message: message.as_ref().map(|t| t.render(ctx)),
-            },
-            ActionSpec::AddNote { content } => {
+            PagerdutySpec::AddResponders { user_ids, escalation_policy_ids, message } => {
+                PagerdutyAction::AddResponders {
+                    incident_id,
+                    user_ids: user_ids.clone(),
+                    escalation_policy_ids: escalation_policy_ids.clone(),
+                    message: message.as_ref().map(|t| t.render(ctx)),
+                }
+            }
+            PagerdutySpec::AddNote { content } => {
                 PagerdutyAction::AddNote { incident_id, content: marked_note(content.render(ctx)) }
             }
             // Planned above, before the loop over linked incidents.
-            ActionSpec::CreateIncident { .. } => continue,
-            // Validation keeps Salesforce actions out of salesforce_to_pagerduty rules.
-            ActionSpec::SetFields { .. } | ActionSpec::CreateRecord { .. } | ActionSpec::AddCaseComment { .. } => {
-                return Some("not a PagerDuty action".into());
-            }
+            PagerdutySpec::CreateIncident { .. } => continue,
         };
         out.push(Planned::Action(action.into()));
     }
@@ -492,8 +492,10 @@ fn plan_incident_action<'e>(
     ctx: &Context<'_>,
     out: &mut Vec<Planned<'e>>,
 ) -> Option<Cow<'static, str>> {
+    // Validation keeps PagerDuty actions out of pagerduty_to_salesforce rules.
+    let ActionSpec::Salesforce(spec) = spec else { return Some("not a Salesforce action".into()) };
     match spec {
-        ActionSpec::SetFields { fields } => {
+        SalesforceSpec::SetFields { fields } => {
             if matched.is_empty() {
                 return Some("no linked record of the rule's object".into());
             }
@@ -512,7 +514,7 @@ fn plan_incident_action<'e>(
             }
             None
         }
-        ActionSpec::AddCaseComment { body } => {
+        SalesforceSpec::AddCaseComment { body } => {
             if matched.is_empty() {
                 return Some("no linked Case".into());
             }
@@ -532,7 +534,7 @@ fn plan_incident_action<'e>(
             out.extend(parts.into_iter().map(|body| Planned::CaseComment { case_id: &last[0].id, body }));
             None
         }
-        ActionSpec::CreateRecord { object, fields, external_id_field, link } => {
+        SalesforceSpec::CreateRecord { object, fields, external_id_field, link } => {
             if let Some(existing) = inc.linked_records.iter().find(|r| r.object.eq_ignore_ascii_case(object)) {
                 return Some(format!("a {object} is already linked ({}); not creating another", existing.id).into());
             }
@@ -549,17 +551,6 @@ fn plan_incident_action<'e>(
             })));
             None
         }
-        // Validation keeps PagerDuty actions out of pagerduty_to_salesforce rules.
-        ActionSpec::CreateIncident { .. }
-        | ActionSpec::Acknowledge
-        | ActionSpec::Resolve { .. }
-        | ActionSpec::SetPriority { .. }
-        | ActionSpec::SetUrgency { .. }
-        | ActionSpec::RunIncidentWorkflow { .. }
-        | ActionSpec::RunAutomationAction { .. }
-        | ActionSpec::Reassign { .. }
-        | ActionSpec::AddResponders { .. }
-        | ActionSpec::AddNote { .. } => Some("not a Salesforce action".into()),
     }
 }
 

@@ -86,8 +86,8 @@ pub use action::{ActionKind, Effect, Side};
 pub use cache::{CachedRules, RulesCache, RulesCacheError, RulesSource};
 pub use document::{
     ActionSpec, AppliesTo, Condition, DEFAULT_EXTERNAL_ID_FIELD, Expected, Field, FieldValue, MAX_TITLE_CHARS,
-    MAX_TITLE_FIELDS, MatchMode, Operator, PdField, Rule, RuleSet, Rules, Scalar, TitleTemplate, Urgency,
-    ValidationError, ValidationErrors,
+    MAX_TITLE_FIELDS, MatchMode, Operator, PagerdutySpec, PdField, Rule, RuleSet, Rules, SalesforceSpec, Scalar,
+    TitleTemplate, Urgency, ValidationError, ValidationErrors,
 };
 pub use eval::{
     ActionNote, ConditionCheck, Evaluation, Explanation, INCIDENT_KEY_PREFIX, RuleExplanation, SkipReason,

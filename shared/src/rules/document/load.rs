@@ -581,39 +581,45 @@ impl Loader {
                 let priority = self.opt_string(&o, "priority", path);
                 let title = self.title(&o, path);
                 let body = self.opt_template(&o, "body", path, d);
-                ActionSpec::CreateIncident {
+                ActionSpec::Pagerduty(PagerdutySpec::CreateIncident {
                     service_id: service_id?,
                     escalation_policy_id,
                     urgency,
                     priority,
                     title: title?,
                     body,
-                }
+                })
             }
             ActionKind::Acknowledge => {
                 self.obj(params, path, &[])?;
-                ActionSpec::Acknowledge
+                ActionSpec::Pagerduty(PagerdutySpec::Acknowledge)
             }
             ActionKind::Resolve => {
                 let o = self.obj(params, path, &["resolution"])?;
-                ActionSpec::Resolve { resolution: self.opt_template(&o, "resolution", path, d) }
+                ActionSpec::Pagerduty(PagerdutySpec::Resolve {
+                    resolution: self.opt_template(&o, "resolution", path, d),
+                })
             }
             ActionKind::SetPriority => {
                 let o = self.obj(params, path, &["priority"])?;
-                ActionSpec::SetPriority { priority: self.req_string(&o, "priority", path)? }
+                ActionSpec::Pagerduty(PagerdutySpec::SetPriority { priority: self.req_string(&o, "priority", path)? })
             }
             ActionKind::SetUrgency => {
                 let o = self.obj(params, path, &["urgency"])?;
                 let n = self.req(&o, "urgency", path)?;
-                ActionSpec::SetUrgency { urgency: self.urgency(n, path)? }
+                ActionSpec::Pagerduty(PagerdutySpec::SetUrgency { urgency: self.urgency(n, path)? })
             }
             ActionKind::RunIncidentWorkflow => {
                 let o = self.obj(params, path, &["workflow"])?;
-                ActionSpec::RunIncidentWorkflow { workflow_id: self.req_string(&o, "workflow", path)? }
+                ActionSpec::Pagerduty(PagerdutySpec::RunIncidentWorkflow {
+                    workflow_id: self.req_string(&o, "workflow", path)?,
+                })
             }
             ActionKind::RunAutomationAction => {
                 let o = self.obj(params, path, &["action"])?;
-                ActionSpec::RunAutomationAction { action_id: self.req_string(&o, "action", path)? }
+                ActionSpec::Pagerduty(PagerdutySpec::RunAutomationAction {
+                    action_id: self.req_string(&o, "action", path)?,
+                })
             }
             ActionKind::Reassign => {
                 let o = self.obj(params, path, &["users", "escalation_policy"])?;
@@ -627,7 +633,7 @@ impl Loader {
                     );
                     return None;
                 }
-                ActionSpec::Reassign { user_ids, escalation_policy_id }
+                ActionSpec::Pagerduty(PagerdutySpec::Reassign { user_ids, escalation_policy_id })
             }
             ActionKind::AddResponders => {
                 let o = self.obj(params, path, &["users", "escalation_policies", "message"])?;
@@ -637,23 +643,23 @@ impl Loader {
                     self.err(path, o.line, "`add_responders` needs `users` and/or `escalation_policies`");
                     return None;
                 }
-                ActionSpec::AddResponders {
+                ActionSpec::Pagerduty(PagerdutySpec::AddResponders {
                     user_ids,
                     escalation_policy_ids,
                     message: self.opt_template(&o, "message", path, d),
-                }
+                })
             }
             ActionKind::AddNote => {
                 let o = self.obj(params, path, &["content"])?;
                 let n = self.req(&o, "content", path)?;
-                ActionSpec::AddNote { content: self.template(n, path, "content", d)? }
+                ActionSpec::Pagerduty(PagerdutySpec::AddNote { content: self.template(n, path, "content", d)? })
             }
             ActionKind::SetFields => {
                 let fields = self.field_values(params, path, d)?;
                 if fields.is_empty() {
                     self.err(path, params.line, "`set_fields` needs at least one `FIELD: value`");
                 }
-                ActionSpec::SetFields { fields }
+                ActionSpec::Salesforce(SalesforceSpec::SetFields { fields })
             }
             ActionKind::CreateRecord => {
                 let o = self.obj(params, path, &["object", "fields", "external_id_field", "link"])?;
@@ -666,12 +672,17 @@ impl Loader {
                     .opt_string(&o, "external_id_field", path)
                     .unwrap_or_else(|| DEFAULT_EXTERNAL_ID_FIELD.to_string());
                 let link = self.opt_bool(&o, "link", path, true);
-                ActionSpec::CreateRecord { object: object?, fields, external_id_field, link }
+                ActionSpec::Salesforce(SalesforceSpec::CreateRecord {
+                    object: object?,
+                    fields,
+                    external_id_field,
+                    link,
+                })
             }
             ActionKind::AddCaseComment => {
                 let o = self.obj(params, path, &["body"])?;
                 let n = self.req(&o, "body", path)?;
-                ActionSpec::AddCaseComment { body: self.template(n, path, "body", d)? }
+                ActionSpec::Salesforce(SalesforceSpec::AddCaseComment { body: self.template(n, path, "body", d)? })
             }
         };
         let side = kind.side();
@@ -687,7 +698,9 @@ impl Loader {
             && !rule_object.is_some_and(|o| LINKED_THROUGH_PARENT.iter().any(|c| c.eq_ignore_ascii_case(o)))
         {
             self.err(path, name_line, format!("`{name}` acts on a linked incident, but a new_only salesforce_to_pagerduty rule runs on record inserts, which cannot have one yet; use applies_to: all_linked"));
-        } else if matches!(spec, ActionSpec::AddCaseComment { .. }) && rule_object.is_some_and(|o| o != "Case") {
+        } else if matches!(spec, ActionSpec::Salesforce(SalesforceSpec::AddCaseComment { .. }))
+            && rule_object.is_some_and(|o| o != "Case")
+        {
             self.err(path, name_line, "`add_case_comment` acts on linked Cases; set the rule's `object: Case`");
         }
         Some(spec)

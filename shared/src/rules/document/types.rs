@@ -226,9 +226,17 @@ pub enum FieldValue {
     Template(Template),
 }
 
-/// An action as written in the rules file (compiled).
+/// An action as written in the rules file (compiled), by the side it acts on: each side's
+/// planner matches its own actions, all of them.
 #[derive(Debug, Clone)]
 pub enum ActionSpec {
+    Pagerduty(PagerdutySpec),
+    Salesforce(SalesforceSpec),
+}
+
+/// An action on PagerDuty (planned by `salesforce_to_pagerduty` rules).
+#[derive(Debug, Clone)]
+pub enum PagerdutySpec {
     CreateIncident {
         service_id: String,
         escalation_policy_id: Option<String>,
@@ -265,36 +273,21 @@ pub enum ActionSpec {
     AddNote {
         content: Template,
     },
-    SetFields {
-        fields: Vec<(String, FieldValue)>,
-    },
-    CreateRecord {
-        object: String,
-        fields: Vec<(String, FieldValue)>,
-        external_id_field: String,
-        link: bool,
-    },
-    AddCaseComment {
-        body: Template,
-    },
+}
+
+/// An action on Salesforce (planned by `pagerduty_to_salesforce` rules).
+#[derive(Debug, Clone)]
+pub enum SalesforceSpec {
+    SetFields { fields: Vec<(String, FieldValue)> },
+    CreateRecord { object: String, fields: Vec<(String, FieldValue)>, external_id_field: String, link: bool },
+    AddCaseComment { body: Template },
 }
 
 impl ActionSpec {
     pub fn kind(&self) -> ActionKind {
         match self {
-            ActionSpec::CreateIncident { .. } => ActionKind::CreateIncident,
-            ActionSpec::Acknowledge => ActionKind::Acknowledge,
-            ActionSpec::Resolve { .. } => ActionKind::Resolve,
-            ActionSpec::SetPriority { .. } => ActionKind::SetPriority,
-            ActionSpec::SetUrgency { .. } => ActionKind::SetUrgency,
-            ActionSpec::RunIncidentWorkflow { .. } => ActionKind::RunIncidentWorkflow,
-            ActionSpec::RunAutomationAction { .. } => ActionKind::RunAutomationAction,
-            ActionSpec::Reassign { .. } => ActionKind::Reassign,
-            ActionSpec::AddResponders { .. } => ActionKind::AddResponders,
-            ActionSpec::AddNote { .. } => ActionKind::AddNote,
-            ActionSpec::SetFields { .. } => ActionKind::SetFields,
-            ActionSpec::CreateRecord { .. } => ActionKind::CreateRecord,
-            ActionSpec::AddCaseComment { .. } => ActionKind::AddCaseComment,
+            ActionSpec::Pagerduty(spec) => spec.kind(),
+            ActionSpec::Salesforce(spec) => spec.kind(),
         }
     }
 
@@ -304,6 +297,37 @@ impl ActionSpec {
 
     /// Whether the action works on something already linked.
     pub fn needs_link(&self) -> bool {
-        !matches!(self, ActionSpec::CreateIncident { .. } | ActionSpec::CreateRecord { .. })
+        !matches!(
+            self,
+            ActionSpec::Pagerduty(PagerdutySpec::CreateIncident { .. })
+                | ActionSpec::Salesforce(SalesforceSpec::CreateRecord { .. })
+        )
+    }
+}
+
+impl PagerdutySpec {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            PagerdutySpec::CreateIncident { .. } => ActionKind::CreateIncident,
+            PagerdutySpec::Acknowledge => ActionKind::Acknowledge,
+            PagerdutySpec::Resolve { .. } => ActionKind::Resolve,
+            PagerdutySpec::SetPriority { .. } => ActionKind::SetPriority,
+            PagerdutySpec::SetUrgency { .. } => ActionKind::SetUrgency,
+            PagerdutySpec::RunIncidentWorkflow { .. } => ActionKind::RunIncidentWorkflow,
+            PagerdutySpec::RunAutomationAction { .. } => ActionKind::RunAutomationAction,
+            PagerdutySpec::Reassign { .. } => ActionKind::Reassign,
+            PagerdutySpec::AddResponders { .. } => ActionKind::AddResponders,
+            PagerdutySpec::AddNote { .. } => ActionKind::AddNote,
+        }
+    }
+}
+
+impl SalesforceSpec {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            SalesforceSpec::SetFields { .. } => ActionKind::SetFields,
+            SalesforceSpec::CreateRecord { .. } => ActionKind::CreateRecord,
+            SalesforceSpec::AddCaseComment { .. } => ActionKind::AddCaseComment,
+        }
     }
 }
