@@ -643,7 +643,8 @@ fn seen_after(
     match previous {
         _ if newer && !repair => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
         Some(seen) if !repair => {
-            seen.before(change.old.as_ref(), at, &change.new, fields).or_else(|| seen.delivered_late(at, &change.new))
+            seen.before(change.old.as_ref(), at, &change.new, fields)
+                .or_else(|| seen.delivered_late(change.old.as_ref(), at, &change.new))
         }
         // A repair ordered in the second the bridge saw last (at its end): of what it found
         // there, the gap or a change in that second.

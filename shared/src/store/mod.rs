@@ -319,15 +319,23 @@ impl Seen {
 
     /// What is kept after a change at `at` that came late, inside the kept gap (the change the
     /// bridge never saw, delivered after all, and applied as it came): the gap's fields it set
-    /// as the gap shows are no longer lost. `None`: nothing changes.
+    /// from the gap's start to its end (its old and new values say so) are no longer lost. A
+    /// change that only shows them set (a later edit, an echo) changes nothing. `None`: nothing
+    /// changes.
     pub fn delivered_late(
         &self,
+        old: Option<&serde_json::Map<String, serde_json::Value>>,
         at: DateTime<Utc>,
         record: &serde_json::Map<String, serde_json::Value>,
     ) -> Option<Self> {
-        let gap = self.gap.as_ref().filter(|g| g.after < at && at <= g.before)?;
-        let arrived: Vec<&String> =
-            gap.from.keys().filter(|f| crate::reconcile::repair::same_value(record.get(*f), &gap.to[*f])).collect();
+        use crate::reconcile::repair::same_value;
+        let gap = self.gap.as_ref().filter(|g| g.after <= at && at <= g.before)?;
+        let old = old?;
+        let arrived: Vec<&String> = gap
+            .from
+            .keys()
+            .filter(|f| same_value(record.get(*f), &gap.to[*f]) && same_value(old.get(*f), &gap.from[*f]))
+            .collect();
         if arrived.is_empty() {
             return None;
         }
@@ -341,13 +349,15 @@ impl Seen {
 
     /// What is kept after a reconcile run repaired what it found in the second the bridge saw
     /// last (the gap this keeps, or a change in that second it never saw): the gap is gone,
-    /// and a field outside it holds what the run read (`record`; the repair's values are
-    /// made up only where the gap is).
+    /// and a field holds what the run read (`record`), but where the repair's value is the
+    /// gap's own (made up: what the lost change set, before what the bridge saw last).
     pub fn repaired(&self, record: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Self {
-        let in_gap = |f: &String| self.gap.as_ref().is_some_and(|g| g.from.contains_key(f));
+        let made_up = |f: &String, v: &serde_json::Value| {
+            self.gap.as_ref().and_then(|g| g.to.get(f)).is_some_and(|to| crate::reconcile::repair::same_value(Some(v), to))
+        };
         let mut now = self.fields.clone();
         for (f, v) in Self::short(record, fields) {
-            if !in_gap(&f) {
+            if !made_up(&f, &v) {
                 now.insert(f, v);
             }
         }
