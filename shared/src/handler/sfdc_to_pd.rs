@@ -639,12 +639,14 @@ fn seen_after(
         return None;
     }
     use crate::reconcile::cursor::whole_second;
-    let newer = previous.is_none_or(|s| s.at < at);
+    let newer = previous.is_none_or(|s| s.at < at || (!repair && s.at == at && follows(s, change, fields)));
     match previous {
         _ if newer && !repair => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
         Some(seen) if !repair => {
-            seen.before(change.old.as_ref(), at, &change.new, fields)
-                .or_else(|| seen.delivered_late(change.old.as_ref(), at, &change.new))
+            let late = seen
+                .before(change.old.as_ref(), at, &change.new, fields)
+                .or_else(|| seen.delivered_late(change.old.as_ref(), at, &change.new));
+            late.as_ref().unwrap_or(seen).changed_after(at, &change.new, fields).or(late)
         }
         // A repair ordered in the second the bridge saw last (at its end): of what it found
         // there, the gap or a change in that second.
@@ -653,6 +655,17 @@ fn seen_after(
         // A repair of a change older than one the live path saw since: what it saw stays.
         _ => None,
     }
+}
+
+/// Whether `change`, stamped in the second of `seen`, came after it: it found the fields as the
+/// bridge saw them, and changed one (Salesforce stamps whole seconds; two changes in a second
+/// are told apart by their old values where they can be).
+fn follows(seen: &Seen, change: &Change, fields: &[String]) -> bool {
+    use crate::reconcile::repair::same_value;
+    let Some(old) = change.old.as_ref() else { return false };
+    let compared = || seen.fields.iter().filter(|(f, _)| fields.contains(f));
+    compared().all(|(f, v)| old.get(f).is_some_and(|o| same_value(Some(o), v)))
+        && compared().any(|(f, v)| change.new.get(f).is_some_and(|n| !same_value(Some(n), v)))
 }
 
 #[cfg(test)]

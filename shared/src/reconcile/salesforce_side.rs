@@ -163,7 +163,7 @@ impl Compare for CompareRecord<'_> {
                 // bridge's write went to other fields (a Case closed, then reassigned).
                 change.new.remove("LastModifiedById");
                 let set_since_seen = match state.seen.as_ref() {
-                    Some(seen) => bridge_set_between(ctx, &self.linked, &c.id, seen.at, None).await?,
+                    Some(seen) => bridge_set_after(ctx, &self.linked, &c.id, &|_| seen.at, None).await?,
                     None => vec![],
                 };
                 if let Some(old) = change.old.as_mut() {
@@ -236,7 +236,7 @@ impl CompareRecord<'_> {
         kept: Option<&crate::store::Seen>,
     ) -> Result<Option<Found>, String> {
         let c = self.change;
-        let own = bridge_set_between(ctx, &self.linked, &c.id, gap.after, Some(gap.before)).await?;
+        let own = bridge_set_after(ctx, &self.linked, &c.id, &|f| gap.start(f), Some(gap.before)).await?;
         let lost: Vec<&String> = gap.from.keys().filter(|f| !own.contains(f)).collect();
         if lost.is_empty() {
             return Ok(None);
@@ -294,7 +294,7 @@ impl CompareRecord<'_> {
         if holding.is_empty() {
             return Ok(None);
         }
-        let own = bridge_set_between(ctx, &self.linked, &self.change.id, gap.after, Some(gap.before)).await?;
+        let own = bridge_set_after(ctx, &self.linked, &self.change.id, &|f| gap.start(f), Some(gap.before)).await?;
         let mut with_gap = old.clone();
         for f in holding.into_iter().filter(|f| !own.contains(f)) {
             with_gap.insert(f.clone(), gap.from[f].clone());
@@ -335,14 +335,14 @@ fn unseen_in_its_second(
     (!gap.from.is_empty()).then_some(gap)
 }
 
-/// The fields of `record` the bridge set from its linked incidents after `since` (their marks
-/// are newer), and not after `until` when given (a write after a gap cannot be what the gap
-/// shows): one store read per linked incident.
-async fn bridge_set_between(
+/// The fields of `record` the bridge set from its linked incidents after `since` of the field
+/// (their marks are newer), and not after `until` when given (a write after a gap cannot be
+/// what the gap shows): one store read per linked incident.
+async fn bridge_set_after(
     ctx: &Context,
     linked: &[String],
     record: &str,
-    since: DateTime<Utc>,
+    since: &(dyn Fn(&str) -> DateTime<Utc> + Sync),
     until: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>, String> {
     let prefix = crate::rules::field_mark(record, "");
@@ -359,7 +359,7 @@ async fn bridge_set_between(
             // millisecond): a mark in the second `since` names was before what it showed.
             let second = crate::reconcile::cursor::whole_second(at);
             if let Some(field) = mark.strip_prefix(&prefix)
-                && second > since
+                && second > since(field)
                 && until.is_none_or(|until| second <= until)
                 && !fields.iter().any(|f| f == field)
             {

@@ -207,6 +207,36 @@ pub struct Gap {
     pub before: DateTime<Utc>,
     pub from: serde_json::Map<String, serde_json::Value>,
     pub to: serde_json::Map<String, serde_json::Value>,
+    /// A field's own start, when later than `after` (two lost changes kept as one gap: each
+    /// field's is known since its own; a write of the bridge between is not in the other's).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub starts: std::collections::BTreeMap<String, DateTime<Utc>>,
+}
+
+impl Gap {
+    /// When the lost change of `field` happened after, at the earliest.
+    pub fn start(&self, field: &str) -> DateTime<Utc> {
+        self.starts.get(field).copied().unwrap_or(self.after).max(self.after)
+    }
+
+    /// Keeps a field of another lost change (an older one, from `start`) in this gap, unless the
+    /// gap has the field already: the gap's start moves back, each field keeping its own.
+    fn keep(&mut self, field: &str, from: serde_json::Value, to: serde_json::Value, start: DateTime<Utc>) {
+        if self.from.contains_key(field) {
+            return;
+        }
+        if start < self.after {
+            for f in self.from.keys() {
+                self.starts.entry(f.clone()).or_insert(self.after);
+            }
+            self.after = start;
+        }
+        if start > self.after {
+            self.starts.insert(field.to_string(), start);
+        }
+        self.from.insert(field.to_string(), from);
+        self.to.insert(field.to_string(), to);
+    }
 }
 
 impl Seen {
@@ -305,16 +335,43 @@ impl Seen {
             None => lost,
             Some(mut newer) => {
                 for (f, from) in lost.from {
-                    if !newer.from.contains_key(&f) {
-                        newer.to.insert(f.clone(), lost.to[&f].clone());
-                        newer.from.insert(f, from);
-                    }
+                    newer.keep(&f, from, lost.to[&f].clone(), lost.after);
                 }
-                newer.after = newer.after.min(lost.after);
                 newer
             }
         });
         Some(seen)
+    }
+
+    /// What is kept after a change at `at` that came late (older than what the bridge saw
+    /// last), from `old` to `record`: a field it set to another value than the one the bridge
+    /// saw last, which held that one since before `at` as far as it saw, changed again after
+    /// it, unseen (a gap from the late change's value, after its second). `None`: nothing new.
+    pub fn changed_after(
+        &self,
+        at: DateTime<Utc>,
+        record: &serde_json::Map<String, serde_json::Value>,
+        fields: &[String],
+    ) -> Option<Self> {
+        // Strictly after the late change's second: its own marks are at its time.
+        let after = crate::reconcile::cursor::whole_second(at) + chrono::Duration::seconds(1);
+        if after > self.at {
+            return None;
+        }
+        let mut seen = self.clone();
+        let mut changed = false;
+        for (f, now) in &self.fields {
+            let held_since_before = self.since.get(f).is_some_and(|since| *since <= at);
+            if let Some(then) = record.get(f).filter(|_| held_since_before && fields.contains(f))
+                && !crate::reconcile::repair::same_value(Some(then), now)
+            {
+                let gap = seen.gap.get_or_insert_with(|| Gap { after, before: self.at, ..Gap::default() });
+                gap.keep(f, then.clone(), now.clone(), after);
+                seen.since.insert(f.clone(), self.at);
+                changed = true;
+            }
+        }
+        changed.then_some(seen)
     }
 
     /// What is kept after a change at `at` that came late, inside the kept gap (the change the
@@ -353,7 +410,10 @@ impl Seen {
     /// gap's own (made up: what the lost change set, before what the bridge saw last).
     pub fn repaired(&self, record: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Self {
         let made_up = |f: &String, v: &serde_json::Value| {
-            self.gap.as_ref().and_then(|g| g.to.get(f)).is_some_and(|to| crate::reconcile::repair::same_value(Some(v), to))
+            self.gap
+                .as_ref()
+                .and_then(|g| g.to.get(f))
+                .is_some_and(|to| crate::reconcile::repair::same_value(Some(v), to))
         };
         let mut now = self.fields.clone();
         for (f, v) in Self::short(record, fields) {
@@ -381,16 +441,10 @@ impl Seen {
     /// the new one formed: both lost changes stay to be compared (one gap, from the earlier start).
     fn with_kept(mut gap: Gap, previous: Option<&Seen>) -> Gap {
         let Some((previous, kept)) = previous.and_then(|p| p.gap.as_ref().map(|g| (p, g))) else { return gap };
-        let mut merged = false;
         for (f, from) in &kept.from {
-            if !gap.from.contains_key(f) && previous.fields.get(f) == kept.to.get(f) {
-                gap.from.insert(f.clone(), from.clone());
-                gap.to.insert(f.clone(), kept.to[f].clone());
-                merged = true;
+            if previous.fields.get(f) == kept.to.get(f) {
+                gap.keep(f, from.clone(), kept.to[f].clone(), kept.start(f));
             }
-        }
-        if merged {
-            gap.after = gap.after.min(kept.after);
         }
         gap
     }
@@ -674,6 +728,7 @@ mod seen_tests {
             before: t2 + chrono::Duration::minutes(5),
             from: map(json!({"Status": "New"})),
             to: map(json!({"Status": "Closed"})),
+            ..Gap::default()
         };
         with_gap.gap = Some(newer.clone());
         let both = with_gap.before(Some(&sev3), t1, &sev3, &fields).and_then(|s| s.gap).expect("a gap");
