@@ -652,6 +652,11 @@ fn seen_after(
         // there, the gap or a change in that second.
         Some(seen) if whole_second(at) == whole_second(seen.at) => Some(seen.repaired(&change.new, fields)),
         _ if newer => Some(Seen { gap: None, ..Seen::after(previous, None, at, &change.new, fields) }),
+        // The repair of the kept gap (ordered at its end), the bridge having seen a change since:
+        // what it saw stays, the gap is gone.
+        Some(seen) if seen.gap.as_ref().is_some_and(|g| whole_second(at) == whole_second(g.before)) => {
+            Some(Seen { gap: None, ..seen.clone() })
+        }
         // A repair of a change older than one the live path saw since: what it saw stays.
         _ => None,
     }

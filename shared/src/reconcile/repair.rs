@@ -51,6 +51,9 @@ pub struct Comparison {
     /// State actions whose target differs, but someone changed the target after the change: a
     /// run does not write over a later change; reported.
     pub newer: Vec<PlannedAction>,
+    /// Actions of a lost change before the one compared, which could not be compared with it
+    /// (merged, they would take an action of it away): reported.
+    pub unmerged: Vec<PlannedAction>,
     /// What differs, for the report: each line with the key of its action.
     lines: Vec<(String, String)>,
 }
@@ -65,6 +68,7 @@ impl Comparison {
     fn differs(&self, seen_live: bool) -> bool {
         !self.todo.is_empty()
             || !self.newer.is_empty()
+            || !self.unmerged.is_empty()
             || (!seen_live && !self.additive.is_empty() && self.in_sync.is_empty())
     }
 
@@ -85,7 +89,8 @@ impl Comparison {
             *list = open;
             self.in_sync.extend(done);
         }
-        let open: Vec<String> = self.todo.iter().chain(&self.newer).map(salesforce_exec::action_key).collect();
+        let open: Vec<String> =
+            self.todo.iter().chain(&self.newer).chain(&self.unmerged).map(salesforce_exec::action_key).collect();
         self.lines.retain(|(key, _)| open.contains(key));
         self
     }
@@ -340,6 +345,13 @@ fn difference(candidate: &Candidate, comparison: &Comparison, repair: Repair) ->
             .iter()
             .map(|p| format!("{} {} (changed since on the other side)", p.action.name(), p.action.target()))
             .chain(comparison.additive.iter().map(|p| format!("{} {}", p.action.name(), p.action.target())))
+            .chain(comparison.unmerged.iter().map(|p| {
+                format!(
+                    "{} {} (a lost change before another, not compared with it)",
+                    p.action.name(),
+                    p.action.target()
+                )
+            }))
             .collect(),
         repair,
     }

@@ -180,7 +180,7 @@ impl Compare for CompareRecord<'_> {
             // still hold what it set: its old values too, its actions compared as of its start.
             let gap = match state.seen.as_ref().filter(|_| c.parent_id.is_none()) {
                 Some(seen) => self.merge_gap(ctx, &rules.rules, &mut change, seen).await?,
-                None => None,
+                None => Merged::Nothing,
             };
             self.found(ctx, &rules.rules, change, c.changed_at, gap).await
         }
@@ -197,7 +197,7 @@ impl CompareRecord<'_> {
         rules: &Rules,
         change: Change,
         changed_at: DateTime<Utc>,
-        gap: Option<(Vec<String>, DateTime<Utc>)>,
+        gap: Merged,
     ) -> Result<Option<Found>, String> {
         let input = sfdc_to_pd::record_event(&change, self.linked.clone());
         let plan = rules.plan(&input).plan.0;
@@ -214,10 +214,17 @@ impl CompareRecord<'_> {
             }
         }
         let since = |p: &crate::rules::PlannedAction| match &gap {
-            Some((keys, after)) if keys.contains(&crate::handler::salesforce_exec::action_key(p)) => *after,
+            Merged::Into(keys, after) if keys.contains(&crate::handler::salesforce_exec::action_key(p)) => *after,
             _ => changed_at,
         };
-        let comparison = compare_plan(&plan, &incidents, &since);
+        let mut comparison = compare_plan(&plan, &incidents, &since);
+        if let Merged::Refused(actions) = gap {
+            for planned in actions {
+                let line = format!("{} {} (a lost change before it)", planned.action.name(), planned.action.target());
+                comparison.line(&planned, line);
+                comparison.unmerged.push(planned);
+            }
+        }
         let accepted = change.accepted(self.correlation_id, ctx.clock.now());
         Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
     }
@@ -268,22 +275,23 @@ impl CompareRecord<'_> {
         let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
         let earlier = match kept {
             Some(seen) => self.merge_gap(ctx, &rules.rules, &mut change, seen).await?,
-            None => None,
+            None => Merged::Nothing,
         };
         self.found(ctx, &rules.rules, change, gap.after, earlier).await
     }
 
     /// Puts the old values of the gap `seen` keeps into `change` (its fields that still hold
-    /// what the lost change set, and that the bridge did not set itself since), and returns the
-    /// keys of the actions that adds, with the gap's start.
+    /// what the lost change set, and that the bridge did not set itself since), and says which
+    /// actions that adds, compared as of the gap's start; or, when it would take away an action
+    /// of the change alone, leaves `change` as it is and gives the gap's actions to report.
     async fn merge_gap(
         &self,
         ctx: &Context,
         rules: &Rules,
         change: &mut Change,
         seen: &crate::store::Seen,
-    ) -> Result<Option<(Vec<String>, DateTime<Utc>)>, String> {
-        let (Some(gap), Some(old)) = (seen.gap.as_ref(), change.old.as_ref()) else { return Ok(None) };
+    ) -> Result<Merged, String> {
+        let (Some(gap), Some(old)) = (seen.gap.as_ref(), change.old.as_ref()) else { return Ok(Merged::Nothing) };
         // Still as the lost change left them, when the bridge last saw the record and now (a
         // field changed again since is the later change's: the gap's value is not its old one).
         let holding: Vec<&String> = gap
@@ -292,28 +300,44 @@ impl CompareRecord<'_> {
             .filter(|f| seen.fields.get(*f) == gap.to.get(*f) && change.new.get(*f) == gap.to.get(*f))
             .collect();
         if holding.is_empty() {
-            return Ok(None);
+            return Ok(Merged::Nothing);
         }
         let own = bridge_set_after(ctx, &self.linked, &self.change.id, &|f| gap.start(f), Some(gap.before)).await?;
         let mut with_gap = old.clone();
         for f in holding.into_iter().filter(|f| !own.contains(f)) {
             with_gap.insert(f.clone(), gap.from[f].clone());
         }
-        let keys = |change: &Change| -> Vec<String> {
+        let plan = |change: &Change| {
             let input = sfdc_to_pd::record_event(change, self.linked.clone());
-            rules.plan(&input).plan.0.iter().map(crate::handler::salesforce_exec::action_key).collect()
+            rules.plan(&input).plan.0
         };
-        let without = keys(change);
+        let key = crate::handler::salesforce_exec::action_key;
+        let without: Vec<String> = plan(change).iter().map(key).collect();
         let previous = change.old.replace(with_gap);
-        let with = keys(change);
-        let added: Vec<String> = with.iter().filter(|k| !without.contains(k)).cloned().collect();
-        // Merged only to add what the lost change did: an action of the change alone stays.
-        if added.is_empty() || without.iter().any(|k| !with.contains(k)) {
+        let with = plan(change);
+        let added: Vec<_> = with.into_iter().filter(|p| !without.contains(&key(p))).collect();
+        if added.is_empty() {
             change.old = previous;
-            return Ok(None);
+            return Ok(Merged::Nothing);
         }
-        Ok(Some((added, gap.after)))
+        // Merged only to add what the lost change did: an action of the change alone stays.
+        let keys: Vec<String> = added.iter().map(key).collect();
+        let kept: Vec<String> = plan(change).iter().map(key).collect();
+        if without.iter().any(|k| !kept.contains(k)) {
+            change.old = previous;
+            return Ok(Merged::Refused(added));
+        }
+        Ok(Merged::Into(keys, gap.after))
     }
+}
+
+/// What merging a kept gap into a later change did (see `CompareRecord::merge_gap`).
+enum Merged {
+    Nothing,
+    /// The keys of the actions the gap adds, compared as of its start.
+    Into(Vec<String>, DateTime<Utc>),
+    /// Not merged (it would take an action of the change away): the gap's actions, reported.
+    Refused(Vec<crate::rules::PlannedAction>),
 }
 
 /// Salesforce stamps whole seconds: a change in the second of the one the bridge saw has its
