@@ -1468,3 +1468,352 @@ async fn a_lost_close_in_a_gap_is_reported_though_the_bridge_wrote_its_field_lat
     let record: Vec<_> = report.differences.iter().filter(|d| d.subject == format!("record:{case}")).collect();
     assert_eq!(record.len(), 1, "the agent's lost close is reported (the ack is later and wins): {report:#?}");
 }
+
+// ---- late deliveries and echoes against a kept gap, repairs in the last seen second (a review) ----
+
+/// What the bridge keeps of what it saw of `case`.
+async fn seen(h: &Harness, case: &str) -> Option<shared::store::Seen> {
+    h.store.subject_state(&shared::store::Subject::Record(case.to_string())).await.unwrap().seen
+}
+
+/// The agent escalates (Sev2, its post lost), then edits the Description (its post is retried
+/// by the Queueable, late), then the Subject (delivered: it shows the escalation as a gap).
+/// The Description edit then arrives: it lies inside the gap and its record shows Sev2, but it
+/// did not change Priority (its old Priority is Sev2 too), so nothing applied the escalation.
+/// The gap must stay: a run sets P2 (or reports it).
+#[tokio::test]
+async fn a_late_edit_inside_a_gap_that_did_not_make_the_lost_change_keeps_the_gap() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    let retried = trigger_update(&h, &case, json!({"Description": "seen by the bridge"}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Subject": "Checkout down 1"}))).await.status, 200);
+    let with_gap = seen(&h, &case).await;
+    assert!(with_gap.as_ref().and_then(|s| s.gap.as_ref()).is_some(), "the escalation shows as a gap: {with_gap:#?}");
+    let late = h.post_records(&retried).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    let after_late = seen(&h, &case).await;
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let now = priority(&h, &incident);
+    assert!(
+        now == "P2" || report.drift() > 0,
+        "the lost escalation is neither repaired nor reported (priority {now}); the late Description \
+         edit closed its gap: seen before {with_gap:#?} after {after_late:#?}; {report:#?}"
+    );
+}
+
+/// As above, with the bridge's own write (an echo, late) inside the gap: the bridge's write did
+/// not escalate the Case, yet its record shows Sev2.
+#[tokio::test]
+async fn a_late_echo_inside_a_gap_keeps_the_gap() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    let echo = echo_of_bridge_write(&h, &case, json!({"Description": "seen by the bridge"}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Subject": "Checkout down 1"}))).await.status, 200);
+    let with_gap = seen(&h, &case).await;
+    assert!(with_gap.as_ref().and_then(|s| s.gap.as_ref()).is_some(), "the escalation shows as a gap: {with_gap:#?}");
+    let late = h.post_records(&echo).await;
+    assert!(late.body.contains("\"skipped\":1"), "an echo: {}", late.body);
+    let after_late = seen(&h, &case).await;
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let now = priority(&h, &incident);
+    assert!(
+        now == "P2" || report.drift() > 0,
+        "the lost escalation is neither repaired nor reported (priority {now}); the late echo closed \
+         its gap: seen before {with_gap:#?} after {after_late:#?}; {report:#?}"
+    );
+}
+
+/// A gap (the lost escalation) shown by a delivered edit, then another delivered edit: the run
+/// repairs the gap (P2), ordered at the gap's end, older than what the bridge saw last; the gap
+/// is gone all the same. After a responder's P1 and one more delivered edit, a run finds
+/// nothing: the escalation was repaired.
+#[tokio::test]
+async fn a_gap_repaired_after_a_later_delivered_edit_is_gone() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Subject": "Checkout down 1"}))).await.status, 200);
+    time_passes(&h);
+    let report = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(priority(&h, &incident), "P2", "the gap is repaired: {report:#?}");
+    let after_repair = seen(&h, &case).await;
+
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "third call"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "customer called again"}))).await.status,
+        200
+    );
+    h.clock.set(Utc::now() + Duration::seconds(3));
+
+    let again = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(priority(&h, &incident), "P1", "the responder's P1 stays: {again:#?}");
+    assert_eq!(
+        again.drift(),
+        0,
+        "the escalation was repaired a run ago (Seen after the repair: {after_repair:#?}): {again:#?}"
+    );
+}
+
+/// The agent edits the Description (its post retried, late) and escalates (Sev2, lost); a
+/// responder acknowledges (delivered: the bridge writes Status Working, its echo is the first
+/// the bridge sees of the Case); the agent closes the Case (lost) and edits the Subject
+/// (delivered: the close shows as a gap, Working -> Closed, after the bridge's write). The
+/// late Description post then shows the escalation before the first seen change, kept in the
+/// close's gap from its own start: the bridge's Status write is before the close's start, and
+/// the close is applied or reported, not taken for the bridge's own Status.
+#[tokio::test]
+async fn a_late_change_before_the_first_seen_does_not_hide_a_later_gap_s_close() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called"}), AGENT).unwrap();
+    let retried = trigger_update(&h, &case, json!({"Description": null}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    let echo = echo_of_bridge_write(&h, &case, json!({"Status": "New", "PagerDuty_Status__c": null}));
+    assert!(h.post_records(&echo).await.body.contains("\"skipped\":1"));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Subject": "Checkout down 1"}))).await.status, 200);
+    let with_gap = seen(&h, &case).await;
+    assert_eq!(
+        with_gap.as_ref().and_then(|s| s.gap.as_ref()).and_then(|g| g.to.get("Status").cloned()),
+        Some(json!("Closed")),
+        "the close shows as a gap: {with_gap:#?}"
+    );
+    let late = h.post_records(&retried).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    let after_late = seen(&h, &case).await;
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let status = h.pd.incident(&incident).unwrap()["status"].clone();
+    let reported = report.differences.iter().any(|d| d.differs.iter().any(|a| a.contains("resolve")));
+    assert!(
+        status == "resolved" || reported,
+        "the agent's lost close (after the bridge's ack) is neither applied nor reported (incident \
+         {status}); Seen before the late post {with_gap:#?}, after {after_late:#?}; {report:#?}"
+    );
+}
+
+/// The bridge sees the Case; in the same second the agent escalates (Sev2; the post retried);
+/// the agent's next edit (delivered) shows the escalation as a gap that starts in that second.
+/// The escalation's post arrives and is applied live (P2): it was not lost (in the gap's first
+/// second still), and a responder's later P1 is no drift.
+#[tokio::test]
+async fn a_late_delivery_in_the_gap_s_first_second_closes_it() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
+    let seen_at = seen(&h, &case).await.unwrap().at;
+    let stamp = h.sf.record("Case", &case).unwrap()["LastModifiedDate"].clone();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
+    let with_gap = seen(&h, &case).await;
+    assert!(with_gap.as_ref().and_then(|s| s.gap.as_ref()).is_some(), "a gap: {with_gap:#?}");
+    let late = h.post_records(&escalation).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    assert_eq!(priority(&h, &incident), "P2", "the late post applied the escalation: {}", late.body);
+    let after_late = seen(&h, &case).await;
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(priority(&h, &incident), "P1", "{report:#?}");
+    assert_eq!(
+        report.drift(),
+        0,
+        "the escalation was delivered and applied (seen at {seen_at}, escalation stamped {stamp}); \
+         Seen after its late post {after_late:#?}: {report:#?}"
+    );
+}
+
+/// The bridge acknowledges (writes Status Working; its echo is posted), the agent closes the
+/// Case (lost), then escalates it (Sev2, delivered live: P2). Whichever of the echo and the
+/// escalation arrives first, the close shows as a gap after the bridge's write, and a run
+/// resolves the incident (the close is later than the ack), applying the escalation once.
+async fn a_late_echo_and_a_live_change(echo_first: bool) {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
+    let echo = echo_of_bridge_write(&h, &case, json!({"Status": "New", "PagerDuty_Status__c": null}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
+    let posts = if echo_first { [&echo, &escalation] } else { [&escalation, &echo] };
+    for post in posts {
+        assert_eq!(h.post_records(post).await.status, 200);
+    }
+    assert_eq!(priority(&h, &incident), "P2", "the escalation applied live");
+    let kept = seen(&h, &case).await;
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    let now = h.pd.incident(&incident).unwrap();
+    assert_eq!(
+        (&now["status"], &now["priority"]["summary"]),
+        (&json!("resolved"), &json!("P2")),
+        "echo first: {echo_first}; Seen {kept:#?}; {report:#?}"
+    );
+    let pd_writes = h.pd.requests().iter().filter(|r| r.method != "GET" && r.header("from") != Some(ONCALL)).count();
+    eprintln!("echo first {echo_first}: {} ; bridge PD writes {pd_writes}", report.summary());
+}
+
+#[tokio::test]
+async fn a_late_older_echo_then_the_live_change_finds_the_lost_close() {
+    a_late_echo_and_a_live_change(true).await;
+}
+
+#[tokio::test]
+async fn the_live_change_then_a_late_older_echo_finds_the_lost_close() {
+    a_late_echo_and_a_live_change(false).await;
+}
+
+/// A rule that reads the old Priority when a Case is closed (a note: "closed while Sev2").
+const SEV2_CLOSED_NOTES: &str = "      - name: sev2-closed-notes\n        direction: salesforce_to_pagerduty\n        object: Case\n        conditions:\n          - {field: Status, operator: changed_to, value: Closed}\n          - {field: old.Priority, operator: equals, value: Sev2}\n        actions:\n          - add_note: {content: \"closed while Sev2\"}\n";
+
+/// The agent escalates (Sev2, lost); their next edit is delivered and shows it as a gap; then
+/// they close the Case (lost). Merged with the close, the gap would take the close's own note
+/// away (old Priority Sev3): the close is repaired as it is, and the escalation is reported.
+#[tokio::test]
+async fn a_gap_whose_merge_is_refused_is_not_dropped_unreported() {
+    let h = Harness::start(&format!("{RULES}{SEV2_CLOSED_NOTES}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
+    assert!(seen(&h, &case).await.and_then(|s| s.gap).is_some(), "the escalation shows as a gap");
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+    let after = seen(&h, &case).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+    let reported = report.differences.iter().any(|d| d.differs.iter().any(|a| a.contains("set_priority")));
+    assert!(
+        priority(&h, &incident) == "P2" || reported,
+        "the lost escalation is neither applied (priority {}) nor reported; Seen after the run \
+         {after:#?}; {report:#?}",
+        priority(&h, &incident)
+    );
+}
+
+/// The agent escalates (Sev2, lost); their next edit is delivered and shows it as a gap; in
+/// that same second they lower the Case back to Sev3 (lost). The run compares what changed in
+/// that second (Sev2 -> Sev3) and sets P3, and the bridge keeps the Sev3 it read. A responder
+/// raises the incident to P1; the agent edits the Description (lost): the next run does not
+/// take Priority as changed again, and the responder's P1 stays.
+#[tokio::test]
+async fn a_repair_in_the_last_seen_second_keeps_what_the_record_holds() {
+    let h = Harness::start(&format!("{RULES}{SEV3_SETS_P3}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    let stamp = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
+    let same = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    assert_eq!(stamp, same, "precondition: the de-escalation in the second of the delivered edit (timing; run again)");
+    time_passes(&h);
+    let report = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(priority(&h, &incident), "P3", "{report:#?}");
+    let after_repair = seen(&h, &case).await;
+
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "third call"}), AGENT).unwrap();
+    h.clock.set(Utc::now() + Duration::seconds(3));
+
+    let again = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(
+        priority(&h, &incident),
+        "P1",
+        "the responder's later P1 was overwritten; Seen after the first repair {after_repair:#?}: {again:#?}"
+    );
+}
