@@ -740,4 +740,49 @@ mod seen_tests {
         let round: Seen = serde_json::from_value(serde_json::to_value(&late).unwrap()).unwrap();
         assert_eq!(round, late, "kept as JSON (DynamoDB's seen attribute)");
     }
+
+    #[test]
+    fn two_lost_changes_kept_as_one_gap_keep_their_own_starts() {
+        let t0: DateTime<Utc> = "2026-12-04T10:00:00Z".parse().unwrap();
+        let (t1, t2) = (t0 + chrono::Duration::minutes(1), t0 + chrono::Duration::minutes(2));
+        let mut gap = Gap {
+            after: t1,
+            before: t2,
+            from: map(json!({"Status": "Working"})),
+            to: map(json!({"Status": "Closed"})),
+            ..Gap::default()
+        };
+        gap.keep("Priority", json!("Sev3"), json!("Sev2"), t0);
+        assert_eq!((gap.after, gap.start("Priority"), gap.start("Status")), (t0, t0, t1));
+        gap.keep("Status", json!("New"), json!("Working"), t0);
+        assert_eq!(gap.from["Status"], json!("Working"), "the newer lost change of a field stays");
+        let round: Gap = serde_json::from_value(serde_json::to_value(&gap).unwrap()).unwrap();
+        assert_eq!(round, gap);
+    }
+
+    #[test]
+    fn a_late_change_whose_value_was_replaced_unseen_shows_a_gap_after_it() {
+        let fields = ["Priority".to_string(), "Status".to_string()];
+        let t0: DateTime<Utc> = "2026-12-04T10:00:00Z".parse().unwrap();
+        let (t1, t2) = (t0 + chrono::Duration::minutes(1), t0 + chrono::Duration::minutes(2));
+        // Seen at t2: High since t0 (no change the bridge saw set it since).
+        let high = map(json!({"Priority": "High", "Status": "Closed"}));
+        let seen =
+            Seen { at: t2, fields: high.clone(), since: [("Priority".to_string(), t0)].into(), ..Seen::default() };
+        // A late escalation at t1 left Sev1: something lowered it again after t1, unseen.
+        let late = seen.changed_after(t1, &map(json!({"Priority": "Sev1", "Status": "New"})), &fields).expect("a gap");
+        let gap = late.gap.expect("a gap");
+        assert_eq!((&gap.from, &gap.to), (&map(json!({"Priority": "Sev1"})), &map(json!({"Priority": "High"}))));
+        assert_eq!((gap.after, gap.before), (t1 + chrono::Duration::seconds(1), t2), "strictly after its second");
+        // Its value as seen, or a field a seen change set after it: nothing new.
+        assert_eq!(seen.changed_after(t1, &high, &fields), None);
+        let set_later = Seen { since: [("Priority".to_string(), t2)].into(), ..seen.clone() };
+        assert_eq!(set_later.changed_after(t1, &map(json!({"Priority": "Sev1"})), &fields), None);
+        // A late delivery closes a gap only for what it set from the gap's start to its end.
+        let kept = Seen { gap: Some(gap.clone()), ..seen.clone() };
+        let from_sev1 = map(json!({"Priority": "Sev1"}));
+        let lowered = kept.delivered_late(Some(&from_sev1), t1 + chrono::Duration::seconds(30), &high).expect("closed");
+        assert_eq!(lowered.gap, None);
+        assert_eq!(kept.delivered_late(Some(&high), t1 + chrono::Duration::seconds(30), &high), None, "only shows it");
+    }
 }
