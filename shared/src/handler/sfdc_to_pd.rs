@@ -639,7 +639,7 @@ fn seen_after(
         return None;
     }
     use crate::reconcile::cursor::whole_second;
-    let newer = previous.is_none_or(|s| s.at < at || (!repair && s.at == at && follows(s, change, fields)));
+    let newer = previous.is_none_or(|s| s.at < at || (!repair && s.at == at && follows(s, change, at, fields)));
     match previous {
         _ if newer && !repair => Some(Seen::after(previous, change.old.as_ref(), at, &change.new, fields)),
         Some(seen) if !repair => {
@@ -650,7 +650,9 @@ fn seen_after(
         }
         // A repair ordered in the second the bridge saw last (at its end): of what it found
         // there, the gap or a change in that second.
-        Some(seen) if whole_second(at) == whole_second(seen.at) => Some(seen.repaired(&change.new, fields)),
+        Some(seen) if whole_second(at) == whole_second(seen.at) => {
+            Some(seen.repaired(change.old.as_ref(), &change.new, fields))
+        }
         _ if newer => Some(Seen { gap: None, ..Seen::after(previous, None, at, &change.new, fields) }),
         // The repair of the kept gap (ordered at its end), the bridge having seen a change since:
         // what it saw stays, the gap is gone.
@@ -664,10 +666,20 @@ fn seen_after(
 
 /// Whether `change`, stamped in the second of `seen`, came after it: it found the fields as the
 /// bridge saw them, and changed one (Salesforce stamps whole seconds; two changes in a second
-/// are told apart by their old values where they can be).
-fn follows(seen: &Seen, change: &Change, fields: &[String]) -> bool {
+/// are told apart by their old values where they can be). Not when it is the change the kept
+/// gap of that second lost (its old and new values are the gap's): it came before.
+fn follows(seen: &Seen, change: &Change, at: DateTime<Utc>, fields: &[String]) -> bool {
+    use crate::reconcile::cursor::whole_second;
     use crate::reconcile::repair::same_value;
     let Some(old) = change.old.as_ref() else { return false };
+    let lost_in_that_second = seen.gap.as_ref().is_some_and(|g| {
+        whole_second(g.before) == whole_second(at)
+            && g.from.iter().all(|(f, from)| old.get(f).is_some_and(|o| same_value(Some(o), from)))
+            && g.to.iter().all(|(f, to)| change.new.get(f).is_some_and(|n| same_value(Some(n), to)))
+    });
+    if lost_in_that_second {
+        return false;
+    }
     let compared = || seen.fields.iter().filter(|(f, _)| fields.contains(f));
     compared().all(|(f, v)| old.get(f).is_some_and(|o| same_value(Some(o), v)))
         && compared().any(|(f, v)| change.new.get(f).is_some_and(|n| !same_value(Some(n), v)))

@@ -218,8 +218,10 @@ impl CompareRecord<'_> {
             _ => changed_at,
         };
         let mut comparison = compare_plan(&plan, &incidents, &since);
-        if let Merged::Refused(actions) = gap {
-            for planned in actions {
+        if let Merged::Refused(actions, after) = gap {
+            // Compared as of the gap's start; what the incidents show already is no difference.
+            let refused = compare_plan(&actions, &incidents, &|_| after);
+            for planned in refused.todo.into_iter().chain(refused.newer) {
                 let line = format!("{} {} (a lost change before it)", planned.action.name(), planned.action.target());
                 comparison.line(&planned, line);
                 comparison.unmerged.push(planned);
@@ -325,7 +327,7 @@ impl CompareRecord<'_> {
         let kept: Vec<String> = plan(change).iter().map(key).collect();
         if without.iter().any(|k| !kept.contains(k)) {
             change.old = previous;
-            return Ok(Merged::Refused(added));
+            return Ok(Merged::Refused(added, gap.after));
         }
         Ok(Merged::Into(keys, gap.after))
     }
@@ -336,8 +338,9 @@ enum Merged {
     Nothing,
     /// The keys of the actions the gap adds, compared as of its start.
     Into(Vec<String>, DateTime<Utc>),
-    /// Not merged (it would take an action of the change away): the gap's actions, reported.
-    Refused(Vec<crate::rules::PlannedAction>),
+    /// Not merged (it would take an action of the change away): the gap's actions, from its
+    /// start, reported where they differ.
+    Refused(Vec<crate::rules::PlannedAction>, DateTime<Utc>),
 }
 
 /// Salesforce stamps whole seconds: a change in the second of the one the bridge saw has its

@@ -274,7 +274,11 @@ impl Seen {
         let since = fields
             .iter()
             .map(|(f, v)| {
-                let kept = previous.filter(|p| p.fields.get(f) == Some(v)).and_then(|p| p.since.get(f)).copied();
+                // Kept from what was seen, unless this change set the field (back) to it.
+                let set_now =
+                    old.and_then(|o| o.get(f)).is_some_and(|o| !crate::reconcile::repair::same_value(Some(o), v));
+                let kept =
+                    previous.filter(|p| p.fields.get(f) == Some(v) && !set_now).and_then(|p| p.since.get(f)).copied();
                 let unchanged = old.and_then(|o| o.get(f)) == Some(v);
                 let before = (previous.is_none() && unchanged).then_some(DateTime::<Utc>::MIN_UTC);
                 (f.clone(), kept.or(before).unwrap_or(at))
@@ -405,15 +409,22 @@ impl Seen {
     }
 
     /// What is kept after a reconcile run repaired what it found in the second the bridge saw
-    /// last (the gap this keeps, or a change in that second it never saw): the gap is gone,
-    /// and a field holds what the run read (`record`), but where the repair's value is the
-    /// gap's own (made up: what the lost change set, before what the bridge saw last).
-    pub fn repaired(&self, record: &serde_json::Map<String, serde_json::Value>, fields: &[String]) -> Self {
+    /// last (the gap this keeps, or a change in that second it never saw), from `old` to
+    /// `record`: the gap is gone, and a field holds what the run read, but where the repair is
+    /// the kept gap's own change (its values made up: what the lost change did, from the gap's
+    /// start, before what the bridge saw last).
+    pub fn repaired(
+        &self,
+        old: Option<&serde_json::Map<String, serde_json::Value>>,
+        record: &serde_json::Map<String, serde_json::Value>,
+        fields: &[String],
+    ) -> Self {
+        use crate::reconcile::repair::same_value;
         let made_up = |f: &String, v: &serde_json::Value| {
-            self.gap
-                .as_ref()
-                .and_then(|g| g.to.get(f))
-                .is_some_and(|to| crate::reconcile::repair::same_value(Some(v), to))
+            let (Some(gap), Some(was)) = (self.gap.as_ref(), old.and_then(|o| o.get(f))) else { return false };
+            gap.to.get(f).is_some_and(|to| same_value(Some(v), to))
+                && gap.from.get(f).is_some_and(|from| same_value(Some(was), from))
+                && !self.fields.get(f).is_some_and(|seen| same_value(Some(was), seen))
         };
         let mut now = self.fields.clone();
         for (f, v) in Self::short(record, fields) {
