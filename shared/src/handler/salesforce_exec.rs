@@ -72,10 +72,31 @@ pub fn carries_reference(text: &str, token: &str) -> bool {
 }
 
 /// Additive actions that sending again could repeat: after a lost answer they are marked
-/// uncertain and looked for before being sent again. An upsert on an external id is not: sending
-/// it again is how it is checked.
+/// uncertain and looked for before being sent again. An upsert on an external id too: it never
+/// creates a second record, but sent again it writes the opening's fields over a record people
+/// changed since.
 pub fn needs_look(action: &Action) -> bool {
-    action.effect() == Effect::Additive && !matches!(action, Action::Salesforce(SalesforceAction::CreateRecord { .. }))
+    action.effect() == Effect::Additive
+}
+
+/// The id of the `object` record whose `external_id_field` holds `external_id`, if any (one
+/// query): a creation whose answer was lost is found, not sent again.
+async fn record_by_external_id(
+    salesforce: SalesforcePort<'_>,
+    execution: &mut Execution,
+    object: &str,
+    external_id_field: &str,
+    external_id: &str,
+) -> Result<Option<String>, SalesforceError> {
+    let soql = format!(
+        "SELECT Id FROM {object} WHERE {external_id_field} = '{}' LIMIT 1",
+        external_id.replace('\\', "").replace('\'', "")
+    );
+    let result = salesforce.client.query(&soql).await;
+    execution.api_calls += 1;
+    metrics::api_calls("salesforce", 1);
+    let result = result?;
+    Ok(result.records.first().and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string))
 }
 
 /// When the last outbound call must be answered: the invocation's deadline less `margin` (the
@@ -351,7 +372,47 @@ pub async fn execute(
             SalesforceAction::SetFields { record, fields } => {
                 (vec![(subrequest_id(index, 0), update(record, fields))], false)
             }
-            SalesforceAction::CreateRecord { object, fields, external_id_field, external_id, .. } => {
+            SalesforceAction::CreateRecord { object, fields, external_id_field, external_id, link, incident_id } => {
+                if progress.is_uncertain(&key) {
+                    if !time_for_call(until, timeout) {
+                        execution.deferred = Some(out_of_time("Salesforce", timeout));
+                        return execution;
+                    }
+                    match record_by_external_id(salesforce, &mut execution, object, external_id_field, external_id)
+                        .await
+                    {
+                        Ok(Some(id)) => {
+                            // Created by the attempt whose answer was lost: linked, not written again.
+                            if *link {
+                                let link = Link {
+                                    incident_id: incident_id.clone(),
+                                    record: RecordRef { object: object.clone(), id: id.as_str().into() },
+                                    created_at: clock.now(),
+                                    created_by_rule: Some(planned.rule.clone()),
+                                };
+                                if let Err(err) = link_created(links, &mut execution, link).await {
+                                    let reason = format!("found {object} {id} but could not link it: {err}");
+                                    execution.actions.push(action_record(planned, false, Some(reason.clone())));
+                                    execution.fail(FailureKind::Transient, reason, &planned.rule);
+                                    continue;
+                                }
+                            }
+                            progress.mark_done(key);
+                            metrics::action(planned.action.name(), true);
+                            execution.actions.push(action_record(planned, true, Some(id)));
+                            continue;
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            salesforce.report_failure(&err).await;
+                            let reason =
+                                format!("could not look for the {object} an earlier attempt may have created: {err}");
+                            execution.actions.push(action_record(planned, false, Some(reason.clone())));
+                            execution.fail(FailureKind::from(err.class()), reason, &planned.rule);
+                            continue;
+                        }
+                    }
+                }
                 let write = upsert(object, fields, external_id_field, external_id);
                 (vec![(subrequest_id(index, 0), write)], false)
             }
@@ -469,7 +530,8 @@ pub async fn execute(
                     created_by_rule: Some(p.planned.rule.clone()),
                 };
                 if let Err(err) = link_created(links, &mut execution, link).await {
-                    // Not marked done: the retry upserts the same record (same external id) and links it.
+                    // Not done, and uncertain: the retry finds the record by its external id and links it.
+                    progress.mark_uncertain(&p.key);
                     let reason = format!("created {object} {id} but could not link it: {err}");
                     execution.actions.push(action_record(p.planned, false, Some(reason.clone())));
                     execution.fail(FailureKind::Transient, reason, &p.planned.rule);

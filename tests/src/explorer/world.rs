@@ -283,27 +283,9 @@ pub fn sf_stamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S.000+0000").to_string()
 }
 
-/// A Case's external id (the upsert key), percent-decoded: the simulator keeps the URL's spelling
-/// of the value (`Q123%3Aabc`), a real org the value itself.
+/// A Case's external id (the upsert key).
 pub fn external_id_of(case: &Value) -> String {
-    let raw = case[shared::rules::DEFAULT_EXTERNAL_ID_FIELD].as_str().unwrap_or_default();
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    case[shared::rules::DEFAULT_EXTERNAL_ID_FIELD].as_str().unwrap_or_default().to_string()
 }
 
 fn pd_stamp(t: DateTime<Utc>) -> String {

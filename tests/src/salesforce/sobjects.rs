@@ -129,10 +129,32 @@ pub(super) fn dispatch(
         ("GET", [id]) => read(w, object, id, query),
         ("PATCH", [id]) => update(w, sess, object, id, body, changes),
         ("DELETE", [id]) => delete(w, object, id),
-        ("GET", [field, value]) => read_by_external_id(w, sess, object, field, value),
-        ("PATCH", [field, value]) => upsert(w, sess, object, field, value, body, changes),
+        // The value is a URL path segment: an org keeps and matches it decoded (`Q1%3Aab` is `Q1:ab`).
+        ("GET", [field, value]) => read_by_external_id(w, sess, object, field, &percent_decoded(value)),
+        ("PATCH", [field, value]) => upsert(w, sess, object, field, &percent_decoded(value), body, changes),
         _ => err(not_found_err()),
     }
+}
+
+/// `%XX` escapes of a URL path segment decoded (no `+` for a space: that is a query's form).
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn describe(sess: &Session, object: &str) -> Outcome {

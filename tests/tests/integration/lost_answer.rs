@@ -221,6 +221,31 @@ async fn a_case_comment_whose_answer_was_lost_is_written_once() {
     assert_eq!(retry_api_calls(&h), vec![1], "the retry costs the query and nothing else");
 }
 
+/// The Case the trigger opened, its answer lost; an agent raises it before the retry. The retry
+/// finds the Case by its external id and links it: it does not upsert the opening's fields over
+/// the agent's change (the explorer's seed 2773).
+#[tokio::test]
+async fn a_case_whose_creation_answer_was_lost_is_found_not_written_over() {
+    let h = Harness::start(PD_TO_SF).await;
+    let t0 = Utc::now();
+    let first = pd_incident_with_case(&h, "PLOST8", t0).await;
+    h.sf.fail_next(1, FaultKind::LoseAnswer);
+    let reply = h.webhook(&delivery("E9", "incident.triggered", t0, incident_data("PLOST9", "triggered")), "w9").await;
+    assert!(queued(&reply), "the outcome is unknown: queued, {}", reply.body);
+    let cases: Vec<Value> = h.sf.records("Case").into_iter().filter(|c| c["Id"] != first.as_str()).collect();
+    assert_eq!(cases.len(), 1, "Salesforce did create it");
+    let case_id = cases[0]["Id"].as_str().unwrap().to_string();
+    assert_eq!(uncertain_in_queue(&h).len(), 1, "the creation is marked uncertain, not failed");
+    h.sf.update_record("Case", &case_id, json!({"Priority": "Sev1"}), "agent@example.com").unwrap();
+
+    drain(&h).await;
+
+    assert_eq!(h.sf.records("Case").len(), 2, "no second Case");
+    assert_eq!(h.sf.record("Case", &case_id).unwrap()["Priority"], "Sev1", "the agent's change stays");
+    let links = h.store.records_for_incident("PLOST9").await.unwrap();
+    assert_eq!(links.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(), vec![case_id]);
+}
+
 #[tokio::test]
 async fn a_composite_whose_answer_was_lost_makes_every_write_uncertain_and_repeats_none() {
     let h = Harness::start(PD_TO_SF).await;
