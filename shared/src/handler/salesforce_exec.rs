@@ -90,7 +90,7 @@ async fn record_by_external_id(
 ) -> Result<Option<String>, SalesforceError> {
     let soql = format!(
         "SELECT Id FROM {object} WHERE {external_id_field} = '{}' LIMIT 1",
-        external_id.replace('\\', "").replace('\'', "")
+        external_id.replace(['\\', '\''], "")
     );
     let result = salesforce.client.query(&soql).await;
     execution.api_calls += 1;

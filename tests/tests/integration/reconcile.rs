@@ -1817,3 +1817,186 @@ async fn a_repair_in_the_last_seen_second_keeps_what_the_record_holds() {
         "the responder's later P1 was overwritten; Seen after the first repair {after_repair:#?}: {again:#?}"
     );
 }
+
+// ---- a delivered change set back, same-second order against a kept gap, refused gaps in sync (a review) ----
+
+/// A delivered Sev2 -> Sev3 (back to the value the bridge saw before the escalation) sets
+/// Priority at its own time: it has held its value since then, not since before the escalation.
+#[tokio::test]
+async fn a_delivered_change_back_to_the_seen_value_dates_the_field_from_itself() {
+    let h = Harness::start(&format!("{RULES}{SEV3_SETS_P3}")).await;
+    let who = oncall(&h);
+    let (_incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev2"}))).await.status, 200);
+    let kept = seen(&h, &case).await.expect("seen");
+    assert_eq!(
+        kept.since.get("Priority").copied(),
+        Some(kept.at),
+        "the delivered change set Priority (Sev2 -> Sev3) at {}: {kept:#?}",
+        kept.at
+    );
+}
+
+/// In one second the agent escalates (Sev2) and lowers the Case back (Sev3); the lowering's post
+/// arrives first (P3), the escalation's after it (the Queueable's retry). The lowering's old
+/// values show the escalation as its gap: the escalation came first. The bridge must keep
+/// Sev3, what the record holds: a responder's later P1 and a lost edit of the Description do not
+/// make a run take Priority as changed (Sev2 -> Sev3) and write P3 over the responder's P1.
+#[tokio::test]
+async fn a_late_change_in_the_seen_second_that_is_the_kept_gap_does_not_follow_it() {
+    let h = Harness::start(&format!("{RULES}{SEV3_SETS_P3}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
+    let first = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
+    let second = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    assert_eq!(first, second, "precondition: both changes in one second (timing; run again)");
+    let lowered = h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev2"}))).await;
+    assert_eq!(lowered.status, 200, "{}", lowered.body);
+    let after_lowered = seen(&h, &case).await;
+    let late = h.post_records(&escalation).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    let after_late = seen(&h, &case).await;
+    let live = priority(&h, &incident);
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    eprintln!("live priority after both posts {live}; late post {}", late.body);
+    assert_eq!(
+        priority(&h, &incident),
+        "P1",
+        "the responder's P1 was overwritten; Seen after the lowering {after_lowered:#?}, after the late \
+         escalation {after_late:#?}: {report:#?}"
+    );
+}
+
+/// A rule that adds a note when a Case is lowered to Sev3 (additive: a run cannot tell it done).
+const SEV3_NOTES: &str = "      - name: sev3-notes\n        direction: salesforce_to_pagerduty\n        object: Case\n        conditions:\n          - {field: Priority, operator: changed_to, value: Sev3}\n        actions:\n          - add_note: {content: \"lowered to Sev3\"}\n";
+
+/// The agent escalates (Sev2; post retried, late) and lowers the Case back (Sev3; delivered:
+/// the note is added live). The escalation's post then arrives (applied: P2). Every change was
+/// delivered once: a run finds nothing and adds no second note.
+#[tokio::test]
+async fn a_late_change_set_back_by_a_delivered_one_is_no_drift() {
+    let h = Harness::start(&format!("{RULES}{SEV3_NOTES}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
+    let lowered = h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev2"}))).await;
+    assert_eq!(lowered.status, 200, "{}", lowered.body);
+    let notes =
+        |h: &Harness| h.pd.notes(&incident).iter().filter(|n| n.to_string().contains("lowered to Sev3")).count();
+    assert_eq!(notes(&h), 1, "the lowering's note, live: {} {:?}", lowered.body, h.pd.notes(&incident));
+    let late = h.post_records(&escalation).await;
+    assert_eq!(late.status, 200, "{}", late.body);
+    let after_late = seen(&h, &case).await;
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    eprintln!("late post {}; priority {}", late.body, priority(&h, &incident));
+    assert_eq!(notes(&h), 1, "the note was added twice; Seen after the late post {after_late:#?}: {report:#?}");
+    assert_eq!(report.drift(), 0, "every change was delivered; Seen after the late post {after_late:#?}: {report:#?}");
+}
+
+/// The agent escalates (Sev2, lost), then raises the Case to Sev1 (delivered: its old values
+/// show the escalation as a gap, Sev3 -> Sev2), then, in that same second, lowers it back to
+/// Sev2 (lost). The run compares what changed in that second (Sev1 -> Sev2) and sets P2; the
+/// bridge must then keep Sev2, what the record holds (it is also the kept gap's value, but not
+/// made up here). A responder raises the incident to P1; the agent edits the Description (lost):
+/// the next run does not take Priority as changed to Sev2 again and write P2 over the P1.
+#[tokio::test]
+async fn a_repair_in_the_last_seen_second_to_the_gap_s_value_keeps_it() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev1"}), AGENT).unwrap();
+    let stamp = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Priority": "Sev2"}))).await.status, 200);
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let same = h.sf.record("Case", &case).unwrap()["SystemModstamp"].clone();
+    assert_eq!(stamp, same, "precondition: the lowering in the second of the delivered Sev1 (timing; run again)");
+    let with_gap = seen(&h, &case).await;
+    assert!(with_gap.as_ref().and_then(|s| s.gap.as_ref()).is_some(), "the escalation shows as a gap: {with_gap:#?}");
+    time_passes(&h);
+    let report = run(&bridge(&h), &h, &options()).await;
+    assert_eq!(priority(&h, &incident), "P2", "{report:#?}");
+    let after_repair = seen(&h, &case).await;
+
+    next_second().await;
+    who.set_priority(&incident, "P1").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "third call"}), AGENT).unwrap();
+    h.clock.set(Utc::now() + Duration::seconds(3));
+
+    let again = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(
+        priority(&h, &incident),
+        "P1",
+        "the responder's later P1 was overwritten; Seen before the first run {with_gap:#?}, after its \
+         repair {after_repair:#?}: {again:#?}"
+    );
+}
+
+/// As the refused merge above (a lost escalation kept as a gap, then a lost close whose
+/// note the merge would take away), with the incident already at P2 (a responder set it): what
+/// the refused gap asks for is in sync, and is not reported as a difference.
+#[tokio::test]
+async fn a_refused_gap_whose_action_is_in_sync_is_not_reported() {
+    let h = Harness::start(&format!("{RULES}{SEV2_CLOSED_NOTES}")).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
+    assert!(seen(&h, &case).await.and_then(|s| s.gap).is_some(), "the escalation shows as a gap");
+    who.set_priority(&incident, "P2").await.unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+    assert_eq!(priority(&h, &incident), "P2");
+    let reported = report
+        .differences
+        .iter()
+        .any(|d| d.differs.iter().chain(d.not_repaired.iter()).any(|a| a.contains("set_priority")));
+    assert!(!reported, "the incident is at P2 already: the gap's set_priority is in sync: {report:#?}");
+}
