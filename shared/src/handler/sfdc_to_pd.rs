@@ -638,24 +638,6 @@ fn seen_after(
     if fields.is_empty() {
         return None;
     }
-    let out = seen_after_dbg(previous, change, at, fields, repair);
-    if std::env::var("DEBUG_SEEN").is_ok_and(|v| change.id.as_str().ends_with(&v)) {
-        eprintln!(
-            "DEBUGSEEN id={} at={at} repair={repair} old={:?} new={:?}\n  prev={previous:?}\n  out={out:?}",
-            change.id,
-            change.old.as_ref().map(|o| (o.get("Priority"), o.get("Status"))),
-            (change.new.get("Priority"), change.new.get("Status"))
-        );
-    }
-    out
-}
-fn seen_after_dbg(
-    previous: Option<&Seen>,
-    change: &Change,
-    at: DateTime<Utc>,
-    fields: &[String],
-    repair: bool,
-) -> Option<Seen> {
     use crate::reconcile::cursor::whole_second;
     let newer = previous.is_none_or(|s| s.at < at || (!repair && s.at == at && follows(s, change, at, fields)));
     match previous {
