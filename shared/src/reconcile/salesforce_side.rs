@@ -279,7 +279,10 @@ impl CompareRecord<'_> {
             Some(seen) => self.merge_gap(ctx, &rules.rules, &mut change, seen).await?,
             None => Merged::Nothing,
         };
-        self.found(ctx, &rules.rules, change, gap.after, earlier).await
+        // Compared as of the earliest start of the fields compared (a field's own, when the gap
+        // was split or kept two lost changes).
+        let since = lost.iter().map(|f| gap.start(f)).min().unwrap_or(gap.after);
+        self.found(ctx, &rules.rules, change, since, earlier).await
     }
 
     /// Puts the old values of the gap `seen` keeps into `change` (its fields that still hold

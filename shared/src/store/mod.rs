@@ -378,10 +378,12 @@ impl Seen {
         changed.then_some(seen)
     }
 
-    /// What is kept after a change at `at` that came late, inside the kept gap (the change the
-    /// bridge never saw, delivered after all, and applied as it came): the gap's fields it set
-    /// from the gap's start to its end (its old and new values say so) are no longer lost. A
-    /// change that only shows them set (a later edit, an echo) changes nothing. `None`: nothing
+    /// What is kept after a change at `at` that came late, inside the kept gap, from `old` to
+    /// `record`. A gap field it set from the gap's start to the gap's end is no longer lost (the
+    /// change the bridge never saw, delivered after all). One it set from the gap's start to
+    /// another value splits the gap: the change never seen is the rest, from its value, after
+    /// it (a write of the bridge before a person's change, their echoes in any order). A change
+    /// that only shows the fields set (a later edit, an echo) changes nothing. `None`: nothing
     /// changes.
     pub fn delivered_late(
         &self,
@@ -392,20 +394,24 @@ impl Seen {
         use crate::reconcile::repair::same_value;
         let gap = self.gap.as_ref().filter(|g| g.after <= at && at <= g.before)?;
         let old = old?;
-        let arrived: Vec<&String> = gap
-            .from
-            .keys()
-            .filter(|f| same_value(record.get(*f), &gap.to[*f]) && same_value(old.get(*f), &gap.from[*f]))
-            .collect();
-        if arrived.is_empty() {
-            return None;
-        }
         let mut left = gap.clone();
-        for f in arrived {
-            left.from.remove(f);
-            left.to.remove(f);
+        let mut changed = false;
+        for (f, from) in &gap.from {
+            let (Some(was), Some(now)) = (old.get(f), record.get(f)) else { continue };
+            if !same_value(Some(was), from) || same_value(Some(now), from) || at < gap.start(f) {
+                continue;
+            }
+            changed = true;
+            if same_value(Some(now), &gap.to[f]) {
+                left.from.remove(f);
+                left.to.remove(f);
+                left.starts.remove(f);
+            } else {
+                left.from.insert(f.clone(), now.clone());
+                left.starts.insert(f.clone(), at);
+            }
         }
-        Some(Self { gap: (!left.from.is_empty()).then_some(left), ..self.clone() })
+        changed.then(|| Self { gap: (!left.from.is_empty()).then_some(left), ..self.clone() })
     }
 
     /// What is kept after a reconcile run repaired what it found in the second the bridge saw

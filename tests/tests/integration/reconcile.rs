@@ -2000,3 +2000,34 @@ async fn a_refused_gap_whose_action_is_in_sync_is_not_reported() {
         .any(|d| d.differs.iter().chain(d.not_repaired.iter()).any(|a| a.contains("set_priority")));
     assert!(!reported, "the incident is at P2 already: the gap's set_priority is in sync: {report:#?}");
 }
+
+/// The bridge acknowledged the Case (Status Working), then the agent closed it (lost), then the
+/// bridge wrote another field: the echoes come back in reverse. The later echo shows the change
+/// New -> Closed as a gap; the earlier one, late, splits it: the bridge's own New -> Working,
+/// then the agent's Working -> Closed, compared and repaired (the explorer's seed 15).
+#[tokio::test]
+async fn a_late_echo_inside_a_gap_splits_it_into_the_bridge_s_write_and_the_lost_change() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    next_second().await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "live-ack").await), "applied");
+    let acked = echo_of_bridge_write(&h, &case, json!({"Status": "New", "PagerDuty_Status__c": null}));
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    let later = echo_of_bridge_write(&h, &case, json!({"Description": "seen by the bridge"}));
+    for echo in [&later, &acked] {
+        assert_eq!(h.post_records(echo).await.status, 200);
+    }
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+}
