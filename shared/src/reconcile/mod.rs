@@ -50,6 +50,9 @@ pub struct Options {
     /// The invocation's deadline: the run stops with time left to settle.
     pub deadline: Option<DateTime<Utc>>,
     pub correlation_id: String,
+    /// The services whose half-open probe this run is (set by the run itself).
+    #[doc(hidden)]
+    pub probing: Vec<String>,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             subscription_id: None,
             deadline: None,
             correlation_id: "reconcile".into(),
+            probing: vec![],
         }
     }
 }
@@ -104,6 +108,17 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
         Err(reason) => return Report::failed(ctx.clock.now(), options, reason),
     };
     let started_at = ctx.clock.now();
+    // A breaker past its cool-down lets one caller probe: with no live traffic after an outage,
+    // that is this run (else nothing would close it, and every run would stop on it).
+    let mut probing = Vec::new();
+    if !options.dry_run {
+        for breaker in [ctx.pagerduty_port().breaker, ctx.salesforce_port().breaker] {
+            if let Ok(crate::retry::breaker::Permit::Probe) = breaker.permit().await {
+                probing.push(breaker.service().to_string());
+            }
+        }
+    }
+    let options = &Options { probing, ..options.clone() };
     let budget = Budget::new(options.max_api_calls, ctx.pagerduty.clone(), ctx.salesforce.clone());
     let subscription = if budget.allows(2) {
         watchdog::check_subscription(ctx, options.subscription_id.as_deref(), options.dry_run).await
@@ -127,6 +142,7 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
     for side in Side::ALL {
         runs.push(list_side(ctx, cursors, options, &budget, side).await);
     }
+    report_probes(ctx, options, &runs).await;
     let total: usize = runs.iter().map(|r| r.listed.len()).sum();
     let mut done = 0;
     while let Some(r) = next_change(&runs) {
@@ -182,6 +198,26 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
     }
     report.api_calls = budget.spent();
     report
+}
+
+/// The probe's result, once each side is listed (the listing is the side's first call): a side
+/// listed closes its service's breaker, so that the repairs go through it; else it stays open.
+async fn report_probes(ctx: &Context, options: &Options, runs: &[SideRun]) {
+    for (breaker, side) in
+        [(ctx.pagerduty_port().breaker, Side::Pagerduty), (ctx.salesforce_port().breaker, Side::Salesforce)]
+    {
+        if !options.probing.iter().any(|s| s == breaker.service()) {
+            continue;
+        }
+        let listed = runs.iter().any(|r| r.report.side == side && r.listed_ok);
+        let _ = match listed {
+            true => breaker.record_success().await,
+            false => breaker
+                .record_failure(crate::retry::breaker::Signal::Transient("a reconcile run's probe failed".into()))
+                .await
+                .map(drop),
+        };
+    }
 }
 
 /// One side of a run: its window, its listed changes, how far the run got.
@@ -298,6 +334,7 @@ async fn held_back(ctx: &Context, options: &Options) -> Option<Stop> {
     for breaker in [ctx.pagerduty_port().breaker, ctx.salesforce_port().breaker] {
         match breaker.state().await {
             Ok(BreakerState::Closed) => {}
+            Ok(BreakerState::HalfOpen) if options.probing.iter().any(|s| s == breaker.service()) => {}
             Ok(_) => return Some(Stop::BreakerOpen),
             Err(err) => return Some(Stop::Failed(format!("breaker state: {err}"))),
         }

@@ -571,8 +571,24 @@ impl Schedule {
                     ..Default::default()
                 };
                 let ctx = world.retry[0].clone();
-                let report =
+                let mut report =
                     shared::reconcile::run(&ctx, world.h.cursors.as_ref(), &options, &shared::reconcile::Quiet).await;
+                // A breaker still open from the faults stops a run: the schedule runs it again
+                // (every 15 minutes by default), by when the breaker has let a probe through.
+                for _ in 0..3 {
+                    let stopped = report.sides.iter().any(|s| s.stopped == Some(shared::reconcile::Stop::BreakerOpen));
+                    if !stopped {
+                        break;
+                    }
+                    self.line(
+                        world,
+                        format!("reconcile run {run}: {} (run again at the next schedule)", report.summary()),
+                    );
+                    world.advance(Span::minutes(15));
+                    report =
+                        shared::reconcile::run(&ctx, world.h.cursors.as_ref(), &options, &shared::reconcile::Quiet)
+                            .await;
+                }
                 self.line(world, format!("reconcile run {run}: {}", report.summary()));
                 for d in &report.differences {
                     world.log.push(format!(

@@ -404,6 +404,30 @@ async fn an_open_breaker_stops_the_run_before_any_call() {
     assert_eq!(h.store.cursor(Side::Pagerduty).await.unwrap(), None, "the cursor stays for the next run");
 }
 
+/// After the outage no live event comes to probe the open breaker: the first run after its
+/// cool-down is the probe. It repairs what was lost and closes the breaker (the explorer's seed
+/// 3521: every run stopped on a breaker nothing else would close).
+#[tokio::test]
+async fn a_run_after_the_breaker_s_cool_down_is_its_probe_and_closes_it() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.acknowledge(&incident).await.unwrap();
+    time_passes(&h);
+    let ctx = bridge(&h);
+    let breaker = ctx.salesforce_port().breaker;
+    for _ in 0..10 {
+        let _ = breaker.record_failure(shared::retry::breaker::Signal::Exhausted("daily limit".into())).await;
+    }
+    assert_eq!(breaker.state().await.unwrap(), shared::store::BreakerState::Open);
+    h.clock.advance(Duration::hours(2));
+
+    let report = run(&ctx, &h, &Options { first_run: Duration::hours(3), ..options() }).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working", "repaired: {report:#?}");
+    assert_eq!(breaker.state().await.unwrap(), shared::store::BreakerState::Closed, "{report:#?}");
+}
+
 #[tokio::test]
 async fn a_reconcile_message_on_the_retry_queue_runs_a_reconcile_with_the_watched_subscription() {
     use shared::handler::retry::{Message, handle_batch_reconciling};
