@@ -68,8 +68,8 @@ async fn fixed_seeds_find_no_lost_duplicated_misordered_or_echoed_effect() {
 /// must repair each lost change, or report it where it cannot (a later change on the other side,
 /// a comment it cannot see missing).
 ///
-/// Not in CI yet: a rare counter-example remains (about one schedule in a thousand under load,
-/// not yet reproduced by its seed alone), which would make CI red one run in ten. Run it with
+/// Not in CI yet: rare counter-examples remain (one or two schedules in a thousand under load in
+/// the soak, seldom reproduced by their seed alone), which would make CI red one run in ten. Run it with
 /// `cargo test -p pd-sfdc-tests --test integration -- --ignored senders_giving_up --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a rare counter-example remains: run by hand or in the soak (EXPLORER_GIVE_UP=1)"]
