@@ -92,11 +92,27 @@ async fn record_by_external_id(
         "SELECT Id FROM {object} WHERE {external_id_field} = '{}' LIMIT 1",
         external_id.replace(['\\', '\''], "")
     );
-    let result = salesforce.client.query(&soql).await;
+    let result = look(salesforce, execution, &soql).await?;
+    Ok(result.records.first().and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string))
+}
+
+/// A query that looks for what an earlier attempt may have written: counted like any call, the
+/// API usage watched, and a success told to the breaker (it may be the half-open probe, and the
+/// only call when everything is found).
+async fn look(
+    salesforce: SalesforcePort<'_>,
+    execution: &mut Execution,
+    soql: &str,
+) -> Result<crate::salesforce::client::QueryResult, SalesforceError> {
+    let result = salesforce.client.query(soql).await;
     execution.api_calls += 1;
     metrics::api_calls("salesforce", 1);
+    let over_share = salesforce.watch_usage().await;
     let result = result?;
-    Ok(result.records.first().and_then(|r| r.get("Id")).and_then(Value::as_str).map(str::to_string))
+    if !over_share {
+        let _ = salesforce.breaker.record_success().await;
+    }
+    Ok(result)
 }
 
 /// When the last outbound call must be answered: the invocation's deadline less `margin` (the
@@ -210,15 +226,7 @@ async fn case_comments(
     let soql = format!(
         "SELECT Id, CommentBody FROM CaseComment WHERE ParentId = '{case_id}' ORDER BY CreatedDate DESC LIMIT {COMMENTS_LOOKED_AT}"
     );
-    let result = salesforce.client.query(&soql).await;
-    execution.api_calls += 1;
-    metrics::api_calls("salesforce", 1);
-    let over_share = salesforce.watch_usage().await;
-    let result = result?;
-    if !over_share {
-        // It may be the half-open probe, and the only call when every comment is found.
-        let _ = salesforce.breaker.record_success().await;
-    }
+    let result = look(salesforce, execution, &soql).await?;
     Ok(result.records.iter().filter_map(|r| r.get("CommentBody").and_then(Value::as_str).map(str::to_string)).collect())
 }
 
