@@ -50,9 +50,6 @@ pub struct Options {
     /// The invocation's deadline: the run stops with time left to settle.
     pub deadline: Option<DateTime<Utc>>,
     pub correlation_id: String,
-    /// The services whose half-open probe this run is (set by the run itself).
-    #[doc(hidden)]
-    pub probing: Vec<String>,
 }
 
 impl Default for Options {
@@ -66,7 +63,6 @@ impl Default for Options {
             subscription_id: None,
             deadline: None,
             correlation_id: "reconcile".into(),
-            probing: vec![],
         }
     }
 }
@@ -118,7 +114,6 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
             }
         }
     }
-    let options = &Options { probing, ..options.clone() };
     let budget = Budget::new(options.max_api_calls, ctx.pagerduty.clone(), ctx.salesforce.clone());
     let subscription = if budget.allows(2) {
         watchdog::check_subscription(ctx, options.subscription_id.as_deref(), options.dry_run).await
@@ -140,13 +135,13 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
     // have live, and the earlier one, now older than its target, is reported.
     let mut runs = Vec::new();
     for side in Side::ALL {
-        runs.push(list_side(ctx, cursors, options, &budget, side).await);
+        runs.push(list_side(ctx, cursors, options, &budget, side, &probing).await);
     }
-    report_probes(ctx, options, &runs).await;
+    report_probes(ctx, &probing, &runs).await;
     let total: usize = runs.iter().map(|r| r.listed.len()).sum();
     let mut done = 0;
     while let Some(r) = next_change(&runs) {
-        if let Some(stop) = held_back(ctx, options).await {
+        if let Some(stop) = held_back(ctx, options, &probing).await {
             for run in runs.iter_mut() {
                 run.stop_here(stop.clone());
             }
@@ -202,11 +197,11 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
 
 /// The probe's result, once each side is listed (the listing is the side's first call): a side
 /// listed closes its service's breaker, so that the repairs go through it; else it stays open.
-async fn report_probes(ctx: &Context, options: &Options, runs: &[SideRun]) {
+async fn report_probes(ctx: &Context, probing: &[String], runs: &[SideRun]) {
     for (breaker, side) in
         [(ctx.pagerduty_port().breaker, Side::Pagerduty), (ctx.salesforce_port().breaker, Side::Salesforce)]
     {
-        if !options.probing.iter().any(|s| s == breaker.service()) {
+        if !probing.iter().any(|s| s == breaker.service()) {
             continue;
         }
         let listed = runs.iter().any(|r| r.report.side == side && r.listed_ok);
@@ -275,6 +270,7 @@ async fn list_side(
     options: &Options,
     budget: &Budget,
     side: Side,
+    probing: &[String],
 ) -> SideRun {
     let now = ctx.clock.now();
     let empty = |report: SideReport| SideRun {
@@ -293,7 +289,7 @@ async fn list_side(
         }
     };
     let window = Window::of(cursor, options.since, now, options.first_run);
-    if let Some(stop) = held_back(ctx, options).await {
+    if let Some(stop) = held_back(ctx, options, probing).await {
         return empty(SideReport::new(side, window).stopped(stop));
     }
     let listed = match side {
@@ -329,12 +325,12 @@ async fn integration_user(ctx: &Context) -> Result<Option<String>, String> {
 }
 
 /// `Some` when the run must not go on: a breaker open (either side: each repair reads one
-/// service and writes the other), or the deadline near.
-async fn held_back(ctx: &Context, options: &Options) -> Option<Stop> {
+/// service and writes the other), unless this run is its probe (`probing`), or the deadline near.
+async fn held_back(ctx: &Context, options: &Options, probing: &[String]) -> Option<Stop> {
     for breaker in [ctx.pagerduty_port().breaker, ctx.salesforce_port().breaker] {
         match breaker.state().await {
             Ok(BreakerState::Closed) => {}
-            Ok(BreakerState::HalfOpen) if options.probing.iter().any(|s| s == breaker.service()) => {}
+            Ok(BreakerState::HalfOpen) if probing.iter().any(|s| s == breaker.service()) => {}
             Ok(_) => return Some(Stop::BreakerOpen),
             Err(err) => return Some(Stop::Failed(format!("breaker state: {err}"))),
         }
