@@ -521,6 +521,24 @@ fn trigger_update(h: &Harness, case: &str, old: Value) -> Value {
         "old": {case: before}, "new": {case: new}})
 }
 
+/// The bridge sees the Case; the agent escalates it to Sev2 (the post is lost: returned, to be
+/// delivered late or never), then edits it (delivered: its old values show the escalation as a
+/// gap). Each step in a second of its own.
+async fn escalation_lost_then_an_edit_shows_it(h: &Harness, case: &str) -> Value {
+    next_second().await;
+    bridge_sees(h, case).await;
+    next_second().await;
+    h.sf.update_record("Case", case, json!({"Priority": "Sev2"}), AGENT).unwrap();
+    let escalation = trigger_update(h, case, json!({"Priority": "Sev3"}));
+    next_second().await;
+    h.sf.update_record("Case", case, json!({"Description": "customer called again"}), AGENT).unwrap();
+    assert_eq!(
+        h.post_records(&trigger_update(h, case, json!({"Description": "seen by the bridge"}))).await.status,
+        200
+    );
+    escalation
+}
+
 /// A change the live path applied, then undone by a person (an agent reopens the Case the
 /// resolve closed), the bridge the Case's last modifier since: a run must not apply the resolve
 /// again. The bridge's marks say the live event set the Case's fields; what differs now is a
@@ -1332,17 +1350,7 @@ async fn a_late_delivery_of_a_gap_s_lost_change_after_its_repair_is_not_applied_
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    bridge_sees(&h, &case).await;
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
-    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(
-        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
-        200
-    );
+    let escalation = escalation_lost_then_an_edit_shows_it(&h, &case).await;
     time_passes(&h);
     let report = run(&bridge(&h), &h, &options()).await;
     assert_eq!(priority(&h, &incident), "P2", "the gap is repaired: {report:#?}");
@@ -1368,17 +1376,7 @@ async fn a_late_delivery_inside_a_gap_closes_it_and_is_no_drift() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    bridge_sees(&h, &case).await;
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
-    let escalation = trigger_update(&h, &case, json!({"Priority": "Sev3"}));
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(
-        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
-        200
-    );
+    let escalation = escalation_lost_then_an_edit_shows_it(&h, &case).await;
     // The first post arrives last (the Queueable's retry), and is applied live.
     let late = h.post_records(&escalation).await;
     assert_eq!(late.status, 200, "{}", late.body);
@@ -1402,16 +1400,7 @@ async fn a_lost_change_that_undoes_a_kept_gap_is_repaired_or_reported() {
     let h = Harness::start(&format!("{RULES}{SEV3_SETS_P3}")).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    bridge_sees(&h, &case).await;
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(
-        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
-        200
-    );
+    escalation_lost_then_an_edit_shows_it(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev3"}), AGENT).unwrap();
     time_passes(&h);
@@ -1580,16 +1569,7 @@ async fn a_gap_repaired_after_a_later_delivered_edit_is_gone() {
     let h = Harness::start(RULES).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    bridge_sees(&h, &case).await;
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(
-        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
-        200
-    );
+    escalation_lost_then_an_edit_shows_it(&h, &case).await;
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Subject": "Checkout down for EU"}), AGENT).unwrap();
     assert_eq!(h.post_records(&trigger_update(&h, &case, json!({"Subject": "Checkout down 1"}))).await.status, 200);
@@ -1770,16 +1750,7 @@ async fn a_gap_whose_merge_is_refused_is_not_dropped_unreported() {
     let h = Harness::start(&format!("{RULES}{SEV2_CLOSED_NOTES}")).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    bridge_sees(&h, &case).await;
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(
-        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
-        200
-    );
+    escalation_lost_then_an_edit_shows_it(&h, &case).await;
     assert!(seen(&h, &case).await.and_then(|s| s.gap).is_some(), "the escalation shows as a gap");
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
@@ -1998,16 +1969,7 @@ async fn a_refused_gap_whose_action_is_in_sync_is_not_reported() {
     let h = Harness::start(&format!("{RULES}{SEV2_CLOSED_NOTES}")).await;
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    bridge_sees(&h, &case).await;
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
-    next_second().await;
-    h.sf.update_record("Case", &case, json!({"Description": "customer called again"}), AGENT).unwrap();
-    assert_eq!(
-        h.post_records(&trigger_update(&h, &case, json!({"Description": "seen by the bridge"}))).await.status,
-        200
-    );
+    escalation_lost_then_an_edit_shows_it(&h, &case).await;
     assert!(seen(&h, &case).await.and_then(|s| s.gap).is_some(), "the escalation shows as a gap");
     who.set_priority(&incident, "P2").await.unwrap();
     next_second().await;
