@@ -240,6 +240,18 @@ async fn attempt(
         Err(attempt) => return attempt,
     };
     let event = full.as_ref();
+    // The note's live delivery and a reconcile run's repair of it are two events: the second
+    // finds the first's mark.
+    let note = match &event.data {
+        EventData::IncidentNote { id, .. } => Some(crate::rules::note_mark(id)),
+        _ => None,
+    };
+    if let Some(mark) = note.as_ref().filter(|m| state.marks.contains_key(*m)) {
+        return Attempt::Skipped {
+            reason: format!("the note is on the linked records already ({mark})"),
+            rules: vec![],
+        };
+    }
     let rules = match steps::rules(rules).await {
         Ok(rules) => rules,
         Err(attempt) => return attempt,
@@ -286,6 +298,15 @@ async fn attempt(
         salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, until).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
+    // Marked once every comment of it is written (a retry of this event writes the rest).
+    let comments = plan.iter().filter(|p| p.action.kind() == crate::rules::ActionKind::AddCaseComment);
+    let mut comments = comments.map(|p| progress.is_done(&salesforce_exec::action_key(p))).peekable();
+    if let Some(mark) = note
+        && comments.peek().is_some()
+        && comments.all(|done| done)
+    {
+        subjects.marks.push(mark);
+    }
     execution.into_attempt(matched, api_calls)
 }
 

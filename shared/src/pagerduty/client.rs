@@ -43,7 +43,7 @@ pub struct IncidentRef {
 }
 
 /// An incident as `GET /incidents/{id}` returns it (the fields we use, plus the raw JSON).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Incident {
     pub id: String,
     #[serde(default, alias = "number")]
@@ -94,6 +94,37 @@ pub struct Note {
     pub id: String,
     #[serde(default)]
     pub content: String,
+    #[serde(default)]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who wrote it (a user reference), as a webhook's agent would name them.
+    #[serde(default)]
+    pub user: Option<Value>,
+}
+
+/// An entry of an incident's log as `GET /log_entries` returns it: what was done
+/// (`annotate_log_entry`, `acknowledge_log_entry`, ...), when, by whom, to which incident.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LogEntry {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    pub agent: Option<Value>,
+    #[serde(default)]
+    pub incident: Option<Value>,
+}
+
+impl LogEntry {
+    /// The id of the incident it logs.
+    pub fn incident_id(&self) -> Option<&str> {
+        self.incident.as_ref()?.get("id")?.as_str()
+    }
+
+    /// The id of whoever acted (a user, or a service for automatic entries).
+    pub fn agent_id(&self) -> Option<&str> {
+        self.agent.as_ref()?.get("id")?.as_str()
+    }
 }
 
 /// A webhook subscription (its secret is only ever returned at creation).
@@ -575,6 +606,20 @@ impl PagerdutyClient {
             })
             .collect();
         Ok((incidents, more))
+    }
+
+    /// One page of [`requests::list_log_entries`]: the entries and whether more follow. One API
+    /// call; the caller pages and keeps the types it wants.
+    pub async fn list_log_entries_page(
+        &self,
+        since: &str,
+        until: &str,
+        offset: usize,
+    ) -> Result<(Vec<LogEntry>, bool), PagerdutyError> {
+        let v = self.send(requests::list_log_entries(since, until, offset)).await?;
+        let list = v.get("log_entries").and_then(Value::as_array).cloned().unwrap_or_default();
+        let more = !list.is_empty() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
+        Ok((list.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect(), more))
     }
 
     /// One webhook subscription (`syncctl status`: is the one setup created still active?).

@@ -231,6 +231,40 @@ async fn an_incidents_notes_are_listed_in_full() {
     assert_eq!(notes[1].content.len(), 70_000);
 }
 
+/// The response example of `GET /log_entries` in PagerDuty's OpenAPI document, and an
+/// annotation as the simulator logs it.
+#[tokio::test]
+async fn a_page_of_the_log_reads_each_entrys_type_time_agent_and_incident() {
+    let (base, log) = serve(Arc::new(|r: &Seen| match r.method.as_str() {
+        "GET" if r.target.starts_with("/log_entries?") => (
+            200,
+            vec![],
+            json!({"log_entries": [
+                {"id": "Q02JTSNZWHSEKV", "type": "trigger_log_entry", "summary": "Triggered through the API",
+                 "created_at": "2015-11-07T00:14:20Z",
+                 "agent": {"id": "PIJ90N7", "type": "service_reference", "summary": "My Mail Service"},
+                 "channel": {"type": "api"},
+                 "incident": {"id": "PT4KHLK", "type": "incident_reference", "summary": "[#1234] The server is on fire."},
+                 "teams": [{"id": "PQ9K7I8", "type": "team_reference"}], "contexts": [],
+                 "event_details": {"description": "Tasks::SFDCValidator - PD_Data__c - duplicates"}},
+                {"id": "R000002", "type": "annotate_log_entry", "created_at": "2026-12-04T10:00:01Z",
+                 "agent": {"id": "PUSR002", "type": "user_reference"}, "incident": {"id": "Q1"}},
+            ], "limit": 2, "offset": 0, "more": true})
+            .to_string(),
+        ),
+        _ => (404, vec![], String::new()),
+    }))
+    .await;
+    let (entries, more) =
+        client(base).list_log_entries_page("2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z", 0).await.unwrap();
+    assert!(more);
+    assert_eq!(entries[0].kind, "trigger_log_entry");
+    assert_eq!((entries[0].incident_id(), entries[0].agent_id()), (Some("PT4KHLK"), Some("PIJ90N7")));
+    assert_eq!(entries[1].created_at.to_rfc3339(), "2026-12-04T10:00:01+00:00");
+    let target = log.lock().unwrap()[0].target.clone();
+    assert!(target.contains("since=2026-12-04T00%3A00%3A00Z") && target.contains("offset=0"), "{target}");
+}
+
 #[tokio::test]
 async fn responders_are_requested_by_the_from_user_looked_up_once() {
     let (base, log) = serve(Arc::new(|r: &Seen| match (r.method.as_str(), r.target.as_str()) {

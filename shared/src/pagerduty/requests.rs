@@ -301,6 +301,18 @@ pub fn list_incidents(since: &str, until: &str, statuses: &[&str], offset: usize
     call.query("time_zone", "UTC").query("limit", "100").query("offset", offset.to_string())
 }
 
+/// `GET /log_entries?since=&until=`: one page of the account's incident log, oldest first.
+/// Here the range bounds when each entry was written: reconciliation finds the notes written in
+/// its window by their `annotate_log_entry`, since a note changes no stamp of its incident.
+pub fn list_log_entries(since: &str, until: &str, offset: usize) -> Call {
+    Call::new("list_log_entries", Method::GET, &["log_entries"])
+        .query("since", since)
+        .query("until", until)
+        .query("time_zone", "UTC")
+        .query("limit", "100")
+        .query("offset", offset.to_string())
+}
+
 /// `GET /webhook_subscriptions/{id}`.
 pub fn get_webhook_subscription(id: &str) -> Call {
     Call::new("get_webhook_subscription", Method::GET, &["webhook_subscriptions", id])

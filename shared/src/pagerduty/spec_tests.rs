@@ -248,6 +248,7 @@ fn every_call() -> Vec<Call> {
         requests::find_users("integration@example.com"),
         requests::list_webhook_subscriptions(100),
         requests::list_incidents("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z", &["acknowledged", "resolved"], 100),
+        requests::list_log_entries("2026-12-01T00:00:00Z", "2026-12-03T00:00:00Z", 100),
         requests::get_webhook_subscription("PSUB1"),
         requests::enable_webhook_subscription("PSUB1"),
         requests::create_webhook_subscription("https://x.example/pagerduty/webhook", &SubscriptionFilter::Account, "d"),

@@ -380,7 +380,8 @@ impl Listed {
     }
 }
 
-/// Lists the linked incidents whose status changed in the window (pages of 100, each one call).
+/// Lists the linked incidents whose status changed in the window (pages of 100, each one call),
+/// and the notes written to linked incidents in the window ([`list_notes`]).
 async fn list_incidents(
     ctx: &Context,
     options: &Options,
@@ -415,7 +416,56 @@ async fn list_incidents(
             }
         }
         if !more {
-            return Ok((sorted(out), None));
+            break;
+        }
+    }
+    let stop = list_notes(ctx, options, budget, window, &mut out).await?;
+    pagerduty_side::rank_notes(&mut out);
+    Ok((sorted(out), stop))
+}
+
+/// Adds to `out` the notes written to linked incidents in the window: a note changes no stamp of
+/// its incident, and the account's log lists them (pages of 100, each one call).
+async fn list_notes(
+    ctx: &Context,
+    options: &Options,
+    budget: &Budget,
+    window: &Window,
+    out: &mut Vec<IncidentChange>,
+) -> Result<Option<Stop>, String> {
+    let since = window.since.to_rfc3339();
+    // PagerDuty's `until` is exclusive, the window's end is not.
+    let until = (window.until + Duration::seconds(1)).to_rfc3339();
+    let mut links_of: std::collections::HashMap<String, Vec<crate::model::Link>> = Default::default();
+    let mut offset = 0;
+    loop {
+        if !budget.allows(1) {
+            return Ok(Some(Stop::Budget));
+        }
+        if deadline_near(ctx, options) {
+            return Ok(Some(Stop::Deadline));
+        }
+        crate::telemetry::metrics::api_calls("pagerduty", 1);
+        let (page, more) = ctx
+            .pagerduty
+            .list_log_entries_page(&since, &until, offset)
+            .await
+            .map_err(|e| format!("listing PagerDuty's log for notes: {e}"))?;
+        offset += page.len();
+        for entry in page.into_iter().filter(|e| e.kind == pagerduty_side::ANNOTATED) {
+            let Some(incident) = entry.incident_id().map(str::to_string) else { continue };
+            if !links_of.contains_key(&incident) {
+                let links =
+                    ctx.stores.links.records_for_incident(&incident).await.map_err(|e| format!("links: {e}"))?;
+                links_of.insert(incident.clone(), links);
+            }
+            let links = &links_of[&incident];
+            if !links.is_empty() {
+                out.extend(IncidentChange::of_logged_note(entry, links.clone(), window));
+            }
+        }
+        if !more {
+            return Ok(None);
         }
     }
 }

@@ -6,6 +6,13 @@
 //! keeps the ones whose `last_status_change_at` is in the window. The synthetic event is the
 //! webhook PagerDuty would have sent for the incident's current status (`incident.acknowledged`,
 //! `incident.resolved`), its agent the user who changed it (the bridge's own changes are echoes).
+//!
+//! Notes change no stamp of their incident: the run finds those written in the window in the
+//! account's log (`GET /log_entries`, pages of 100: each `annotate_log_entry` of a linked
+//! incident), and each is an `incident.annotated` change. Its comparison reads the incident's
+//! notes (one call) for the note's id and text, and finds what the note added to the linked
+//! records (Case Comments) by the note's mark on the incident (the delivery that wrote them left
+//! it), or among the Case's comments since the note (one query per Case): else it was lost.
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
@@ -17,7 +24,7 @@ use crate::handler::context::Context;
 use crate::handler::{echo, pd_to_sfdc};
 use crate::model::{Direction, Link};
 use crate::pagerduty::WebhookEvent;
-use crate::pagerduty::client::Incident;
+use crate::pagerduty::client::{Incident, LogEntry, Note};
 use crate::retry::envelope::{Accepted, QueuedEvent};
 use crate::rules::{Action, Effect, Event, LinkedRecord, SalesforceAction};
 use crate::store::{Seen, Side, Subject, SubjectState};
@@ -25,12 +32,49 @@ use crate::store::{Seen, Side, Subject, SubjectState};
 /// The statuses whose changes the rules can act on (a triggered incident's change is its creation).
 pub const STATUSES: &[&str] = &["acknowledged", "resolved"];
 
-/// A listed incident whose status changed in the window, with its links.
+/// The log entry of a note written.
+pub const ANNOTATED: &str = "annotate_log_entry";
+
+/// A listed incident whose status changed in the window, or a note written to a linked incident
+/// in the window (`note`: its log entry; `incident` then holds only its id), with its links.
 pub struct IncidentChange {
     pub incident: Incident,
     pub status: String,
     pub changed_at: DateTime<Utc>,
     pub links: Vec<Link>,
+    pub note: Option<LoggedNote>,
+}
+
+/// A note's log entry, and how many notes its author wrote to the incident in the same second
+/// before it (`rank`): the entry names no note, and two notes of one second are told apart by
+/// their order.
+pub struct LoggedNote {
+    pub entry: LogEntry,
+    pub rank: usize,
+}
+
+/// Ranks the logged notes of each incident and author within each second (see [`LoggedNote`]),
+/// oldest entry id first.
+pub fn rank_notes(changes: &mut [IncidentChange]) {
+    let key = |c: &IncidentChange| {
+        c.note
+            .as_ref()
+            .map(|n| (c.incident.id.clone(), n.entry.agent_id().map(str::to_string), c.changed_at.timestamp()))
+    };
+    let mut seen: std::collections::HashMap<_, Vec<(String, usize)>> = Default::default();
+    for (i, change) in changes.iter().enumerate() {
+        if let (Some(k), Some(note)) = (key(change), &change.note) {
+            seen.entry(k).or_default().push((note.entry.id.clone(), i));
+        }
+    }
+    for mut group in seen.into_values() {
+        group.sort();
+        for (rank, (_, i)) in group.into_iter().enumerate() {
+            if let Some(note) = changes[i].note.as_mut() {
+                note.rank = rank;
+            }
+        }
+    }
 }
 
 impl IncidentChange {
@@ -38,13 +82,35 @@ impl IncidentChange {
     pub fn of(incident: Incident, window: &Window) -> Option<Self> {
         let status = incident.status.clone().filter(|s| STATUSES.contains(&s.as_str()))?;
         let changed_at: DateTime<Utc> = incident.raw.get("last_status_change_at")?.as_str()?.parse().ok()?;
-        window.contains(changed_at).then_some(Self { incident, status, changed_at, links: vec![] })
+        window.contains(changed_at).then_some(Self { incident, status, changed_at, links: vec![], note: None })
     }
 
-    /// The synthetic event's id: the incident, its status and when it was set. The same in every
-    /// run, so the gate applies the repair once.
+    /// The note `entry` logs, when it is a note written in `window` (one by the bridge is left
+    /// out by the comparison: its echo is told by its agent, as live).
+    pub fn of_logged_note(entry: LogEntry, links: Vec<Link>, window: &Window) -> Option<Self> {
+        if entry.kind != ANNOTATED || !window.contains(entry.created_at) {
+            return None;
+        }
+        let raw = entry.incident.clone()?;
+        let incident = Incident { id: entry.incident_id()?.to_string(), raw, ..Default::default() };
+        let changed_at = entry.created_at;
+        Some(Self {
+            incident,
+            status: "annotated".into(),
+            changed_at,
+            links,
+            note: Some(LoggedNote { entry, rank: 0 }),
+        })
+    }
+
+    /// The synthetic event's id: the incident, its status and when it was set (or the note's
+    /// log entry). The same in every run, so the gate applies the repair once.
     pub fn event_id(&self) -> String {
-        super::repair::event_id(&format!("pd-{}-{}-{}", self.incident.id, self.status, self.changed_at.timestamp()))
+        let what = match &self.note {
+            Some(note) => format!("pd-{}-note-{}", self.incident.id, note.entry.id),
+            None => format!("pd-{}-{}-{}", self.incident.id, self.status, self.changed_at.timestamp()),
+        };
+        super::repair::event_id(&what)
     }
 
     pub fn candidate(&self) -> Candidate {
@@ -57,9 +123,28 @@ impl IncidentChange {
         }
     }
 
-    /// The Webhooks v3 body PagerDuty would have delivered for this change.
-    pub fn webhook_body(&self) -> String {
+    /// The Webhooks v3 body PagerDuty would have delivered for this change; for a note, with
+    /// the note as the incident's notes show it (`None`: the log entry's agent, no text yet).
+    pub fn webhook_body(&self, note: Option<&Note>) -> String {
         let raw = &self.incident.raw;
+        if let Some(LoggedNote { entry, .. }) = &self.note {
+            let incident = json!({"id": self.incident.id, "type": "incident_reference",
+                "summary": raw.get("summary"), "html_url": raw.get("html_url")});
+            let agent = note.and_then(|n| n.user.clone()).or_else(|| entry.agent.clone());
+            let (id, content) = note.map(|n| (n.id.as_str(), n.content.as_str())).unwrap_or(("", ""));
+            let data =
+                json!({"incident": incident, "id": id, "content": content, "trimmed": false, "type": "incident_note"});
+            return json!({"event": {
+                "id": self.event_id(),
+                "event_type": "incident.annotated",
+                "resource_type": "incident",
+                "occurred_at": self.changed_at.to_rfc3339(),
+                "agent": agent,
+                "client": null,
+                "data": data,
+            }})
+            .to_string();
+        }
         let mut data = raw.clone();
         if let Some(o) = data.as_object_mut() {
             o.insert("type".into(), json!("incident"));
@@ -89,17 +174,24 @@ pub struct CompareIncident<'a> {
 
 impl Compare for CompareIncident<'_> {
     fn read_cost(&self) -> u32 {
-        // One read per linked record, and the pipeline's own read of the fields its rules need.
-        2 * self.change.links.len() as u32
+        // One read per linked record, and the pipeline's own read of the fields its rules need
+        // (a note: the Case's comments instead of the second, and the incident's notes).
+        2 * self.change.links.len() as u32 + u32::from(self.change.note.is_some())
     }
 
-    fn compare<'a>(&'a mut self, ctx: &'a Context, _state: &'a SubjectState) -> Compared<'a> {
+    fn compare<'a>(&'a mut self, ctx: &'a Context, state: &'a SubjectState) -> Compared<'a> {
         async move {
-            let body = self.change.webhook_body();
+            let body = self.change.webhook_body(None);
             let event = WebhookEvent::parse(body.as_bytes()).map_err(|e| format!("synthetic webhook: {e}"))?;
             if echo::pagerduty_echo(ctx.pagerduty_port(), &event).await.is_some() {
                 return Ok(None);
             }
+            let note = match &self.change.note {
+                Some(logged) => Some(logged_note(ctx, &self.change.incident.id, logged).await?),
+                None => None,
+            };
+            let body = self.change.webhook_body(note.as_ref());
+            let event = WebhookEvent::parse(body.as_bytes()).map_err(|e| format!("synthetic webhook: {e}"))?;
             let rules = ctx.rules.current().await.map_err(|e| format!("rules unavailable: {e}"))?;
             let mut linked = Vec::with_capacity(self.change.links.len());
             let mut seen = std::collections::HashMap::new();
@@ -142,7 +234,10 @@ impl Compare for CompareIncident<'_> {
                 seen: &seen,
                 set_by_others: &set_by_others,
             };
-            let comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked, &changed);
+            let mut comparison = compare_plan(&rules.rules.plan(&input).plan.0, &linked, &changed);
+            if let Some(note) = &note {
+                self.compare_note_comments(ctx, note, state, &mut comparison).await?;
+            }
             let accepted = Accepted::new(
                 Direction::PagerdutyToSalesforce,
                 self.change.event_id(),
@@ -156,6 +251,83 @@ impl Compare for CompareIncident<'_> {
         .boxed()
     }
 }
+
+impl CompareIncident<'_> {
+    /// Sorts the Case Comments a note adds: written when the note's mark is on the incident (its
+    /// live delivery, or an earlier repair, wrote them), or when the Case has a comment of that
+    /// body since the note (a delivery before the marks); else to do.
+    async fn compare_note_comments(
+        &self,
+        ctx: &Context,
+        note: &Note,
+        state: &SubjectState,
+        comparison: &mut Comparison,
+    ) -> Result<(), String> {
+        let marked = state.marks.contains_key(&crate::rules::note_mark(&note.id));
+        let mut bodies: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for planned in std::mem::take(&mut comparison.additive) {
+            let Action::Salesforce(SalesforceAction::AddCaseComment { case_id, body }) = &planned.action else {
+                comparison.additive.push(planned);
+                continue;
+            };
+            if marked {
+                comparison.in_sync.push(planned);
+                continue;
+            }
+            if !bodies.contains_key(case_id.as_str()) {
+                let soql = format!(
+                    "SELECT CommentBody FROM CaseComment WHERE ParentId = '{}' AND CreatedDate >= {}",
+                    case_id.as_str().replace('\'', ""),
+                    crate::salesforce::time::soql_datetime(super::cursor::whole_second(self.change.changed_at)),
+                );
+                crate::telemetry::metrics::api_calls("salesforce", 1);
+                let found = ctx
+                    .salesforce
+                    .query(&soql)
+                    .await
+                    .map_err(|e| format!("reading the comments of Case {case_id}: {e}"))?;
+                let texts = found.records.iter().filter_map(|r| r.get("CommentBody")?.as_str().map(str::to_string));
+                bodies.insert(case_id.to_string(), texts.collect());
+            }
+            // Written with its reference token after the planned text.
+            if bodies[case_id.as_str()].iter().any(|b| b.starts_with(body.as_str())) {
+                comparison.in_sync.push(planned);
+            } else {
+                comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
+                comparison.todo.push(planned);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The note `logged` names, read from its incident's notes (one call): its author's
+/// `rank`-th note of the entry's second (PagerDuty stamps both when the note is written), else
+/// its author's note nearest that second.
+async fn logged_note(ctx: &Context, incident_id: &str, logged: &LoggedNote) -> Result<Note, String> {
+    let entry = &logged.entry;
+    crate::telemetry::metrics::api_calls("pagerduty", 1);
+    let mut notes = ctx
+        .pagerduty
+        .list_notes(incident_id)
+        .await
+        .map_err(|e| format!("reading the notes of incident {incident_id}: {e}"))?;
+    notes.retain(|n| {
+        let author = n.user.as_ref().and_then(|u| u.get("id")).and_then(Value::as_str);
+        author.is_none() || entry.agent_id().is_none() || author == entry.agent_id()
+    });
+    notes.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let apart = |n: &Note| n.created_at.map(|at| (at.timestamp() - entry.created_at.timestamp()).abs());
+    let same_second: Vec<&Note> = notes.iter().filter(|n| apart(n) == Some(0)).collect();
+    let nearest =
+        || notes.iter().filter(|n| apart(n).is_some_and(|s| s <= NOTE_SLACK_SECONDS)).min_by_key(|n| apart(n));
+    same_second.get(logged.rank).copied().or_else(nearest).cloned().ok_or_else(|| {
+        format!("incident {incident_id} shows no note of log entry {} (written {})", entry.id, entry.created_at)
+    })
+}
+
+/// How far apart a note's stamp and its log entry's may be.
+const NOTE_SLACK_SECONDS: i64 = 2;
 
 /// Whether someone other than the bridge changed `fields` of the record after the incident's
 /// change (whole seconds; the same second is not after). Either the bridge saw a person set one

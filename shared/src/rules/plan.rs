@@ -272,6 +272,13 @@ pub fn field_mark(record_id: &str, field: &str) -> String {
     format!("record:{record_id}:{field}")
 }
 
+/// The mark, on its incident, of a note the bridge wrote onto the linked records: the live
+/// delivery of the note and a reconcile run's repair of it are two events, and the one that
+/// comes second finds the mark and writes nothing.
+pub fn note_mark(note_id: &str) -> String {
+    format!("note:{note_id}")
+}
+
 /// An action and the rule that asked for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedAction {

@@ -11,7 +11,7 @@
 //! P1 .. `PPRI005` P5; incident workflow `PWFL001`; automation action `PACT001`.
 
 //!
-//! One module per endpoint family ([`incidents`], [`notes`], [`responders`], [`automation`],
+//! One module per endpoint family ([`incidents`], [`notes`], [`log_entries`], [`responders`], [`automation`],
 //! [`subscriptions`], the read-only [`account`]); [`router`] lists every route and the layers each
 //! request goes through, outermost first: [`faults`] (request log, fault injection), the spec's
 //! paths ([`validate::known_path`]), [`auth`], [`rate_limit`], the OpenAPI checks
@@ -23,6 +23,7 @@ mod automation;
 mod errors;
 mod faults;
 mod incidents;
+mod log_entries;
 mod notes;
 pub mod openapi;
 mod rate_limit;
@@ -234,6 +235,10 @@ impl PagerdutySim {
     pub fn incident(&self, id: &str) -> Option<Value> {
         self.shared.world.lock().unwrap().incident(id).cloned()
     }
+    /// The incident log, oldest first.
+    pub fn log_entries(&self) -> Vec<Value> {
+        self.shared.world.lock().unwrap().log_entries.clone()
+    }
     pub fn notes(&self, incident_id: &str) -> Vec<Value> {
         self.shared.world.lock().unwrap().notes.get(incident_id).cloned().unwrap_or_default()
     }
@@ -280,6 +285,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/incidents", get(incidents::list).post(incidents::create))
         .route("/incidents/{id}", get(incidents::show).put(incidents::update))
         .route("/incidents/{id}/notes", get(notes::list).post(notes::create))
+        .route("/log_entries", get(log_entries::list))
         .route("/incidents/{id}/responder_requests", post(responders::create))
         .route("/incident_workflows/{id}/instances", post(automation::start_workflow))
         .route("/automation_actions/actions/{id}/invocations", post(automation::invoke))

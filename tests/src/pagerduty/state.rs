@@ -23,6 +23,8 @@ pub(super) struct World {
     pub(super) next_number: u64,
     pub(super) next_id: u64,
     pub(super) notes: HashMap<String, Vec<Value>>,
+    /// The incident log, oldest first ([`super::log_entries`]).
+    pub(super) log_entries: Vec<Value>,
     pub(super) responder_requests: Vec<Value>,
     pub(super) workflow_instances: Vec<Value>,
     pub(super) invocations: Vec<Value>,

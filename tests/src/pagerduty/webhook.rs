@@ -289,10 +289,11 @@ fn note_envelope(
     envelope("incident.annotated", "incident", agent.map(|a| reference(a, "user")), data, at)
 }
 
-/// Record an emitted webhook event and deliver it in the background to the configured target and
-/// to every active subscription created through the API whose `events` include its type (signed with
-/// that subscription's secret), like PagerDuty does.
+/// Record an emitted webhook event (and log its change), and deliver it in the background to the
+/// configured target and to every active subscription created through the API whose `events`
+/// include its type (signed with that subscription's secret), like PagerDuty does.
 pub(super) fn emit(w: &mut super::state::World, config: &super::PdSimConfig, envelope: Value) {
+    super::log_entries::log(w, &envelope);
     w.webhook_events.push(envelope.clone());
     let event_type = envelope["event"]["event_type"].as_str().unwrap_or_default().to_string();
     let mut targets: Vec<(String, Vec<String>, String)> = Vec::new();

@@ -351,6 +351,41 @@ async fn notes_responders_workflows_and_automation_are_recorded() {
     assert_eq!(sim.automation_invocations()[0]["metadata"]["incident_id"], id.as_str());
 }
 
+/// Each change is logged as PagerDuty logs it: a note as an `annotate_log_entry` of its incident,
+/// by its author, stamped as the note; listed newest first, bounded by when each was written.
+#[tokio::test]
+async fn the_log_lists_each_change_with_its_incident_and_agent_newest_first() {
+    let sim = PagerdutySim::start(PdSimConfig::default()).await;
+    let c = client();
+    let base = sim.base_url();
+    let id = create(&sim, None).await.json::<Value>().await.unwrap()["incident"]["id"].as_str().unwrap().to_string();
+    let note: Value =
+        req_as(&c, reqwest::Method::POST, format!("{base}/incidents/{id}/notes"), ACCEPT, "oncall@example.com")
+            .json(&json!({"note": {"content": "Rolled back"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let list = |query: String| {
+        let c = c.clone();
+        let url = format!("{base}/log_entries?{query}");
+        async move { req(&c, reqwest::Method::GET, url).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let all = list("limit=100".into()).await;
+    let types: Vec<&str> = all["log_entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["annotate_log_entry", "trigger_log_entry"]);
+    let annotate = &all["log_entries"][0];
+    assert_eq!(annotate["incident"]["id"], id.as_str());
+    assert_eq!(annotate["agent"]["id"], "PUSR002");
+    assert_eq!(annotate["created_at"], note["note"]["created_at"]);
+    let page = list("limit=1&offset=0".into()).await;
+    assert_eq!((page["log_entries"].as_array().unwrap().len(), page["more"].as_bool()), (1, Some(true)));
+    let later = list("since=2999-01-01T00%3A00%3A00Z&until=2999-01-02T00%3A00%3A00Z".into()).await;
+    assert_eq!(later["log_entries"], json!([]));
+}
+
 #[tokio::test]
 async fn users_services_policies_and_priorities_are_served() {
     let sim = PagerdutySim::start(PdSimConfig::default()).await;
