@@ -207,13 +207,16 @@ impl FaultProfile {
 pub const GAVE_UP: &str = "the sender gave up before the bridge answered (fault)";
 
 /// The deliveries the "sender gave up" fault drops: changes whose effects reconciliation can
-/// see missing (a status, a Case's fields, a comment it reports), not the ones that open a
-/// subject (a trigger, a Case insert) nor notes and reassignments, which it does not compare.
+/// see missing (a status, a Case's fields, a note, a comment it reports), not the ones that open
+/// a subject (a trigger, a Case insert) nor reassignments, which it does not compare.
 fn can_give_up(payload: &Payload) -> bool {
     match payload {
         Payload::Webhook { body, .. } => {
             let event: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-            matches!(event["event"]["event_type"].as_str(), Some("incident.acknowledged" | "incident.resolved"))
+            matches!(
+                event["event"]["event_type"].as_str(),
+                Some("incident.acknowledged" | "incident.resolved" | "incident.annotated")
+            )
         }
         Payload::Post { object, operation, .. } => {
             (object == "Case" && operation == "update") || (object == "CaseComment" && operation == "insert")
