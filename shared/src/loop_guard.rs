@@ -11,6 +11,7 @@
 //!   (the handlers, and the rules' [`crate::rules::SkipReason::LoopPrevention`]).
 
 use crate::pagerduty::Reference;
+use crate::salesforce::ObjectName;
 
 /// Starts every Case Comment the bridge writes (from PagerDuty into Salesforce).
 pub const PAGERDUTY_MARKER: &str = "[PagerDuty]";
@@ -33,8 +34,8 @@ pub fn is_own_note(content: &str) -> bool {
 }
 
 /// True when a Salesforce record change is a Case Comment the bridge wrote.
-pub fn is_own_comment_change(object: &str, fields: &serde_json::Map<String, serde_json::Value>) -> bool {
-    object == "CaseComment" && fields.get("CommentBody").and_then(|v| v.as_str()).is_some_and(is_own_case_comment)
+pub fn is_own_comment_change(object: &ObjectName, fields: &serde_json::Map<String, serde_json::Value>) -> bool {
+    object.is_case_comment() && fields.get("CommentBody").and_then(|v| v.as_str()).is_some_and(is_own_case_comment)
 }
 
 /// An incident note as the bridge writes it: starting with [`SALESFORCE_MARKER`], once.
@@ -87,6 +88,7 @@ pub fn integration_user_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::salesforce::object_name::CASE_COMMENT;
 
     fn agent(kind: Option<&str>) -> Reference {
         Reference {
@@ -118,9 +120,10 @@ mod tests {
         assert_eq!(marked_note("x".into()), "[Salesforce] x");
         assert_eq!(marked_note("[Salesforce] x".into()), "[Salesforce] x");
         let fields = |body: &str| serde_json::json!({"CommentBody": body}).as_object().unwrap().clone();
-        assert!(is_own_comment_change("CaseComment", &fields("[PagerDuty] x")));
-        assert!(!is_own_comment_change("CaseComment", &fields("x")));
-        assert!(!is_own_comment_change("Case", &fields("[PagerDuty] x")));
+        assert!(is_own_comment_change(&ObjectName::from(CASE_COMMENT), &fields("[PagerDuty] x")));
+        assert!(!is_own_comment_change(&ObjectName::from(CASE_COMMENT), &fields("x")));
+        assert!(!is_own_comment_change(&ObjectName::from("Case"), &fields("[PagerDuty] x")));
+        assert!(is_own_comment_change(&ObjectName::from("casecomment"), &fields("[PagerDuty] x")), "any letter case");
     }
 
     #[test]

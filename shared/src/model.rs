@@ -32,7 +32,7 @@ impl std::fmt::Display for Direction {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RecordRef {
     /// sObject API name, e.g. `Case` or `Escalation__c`.
-    pub object: String,
+    pub object: crate::salesforce::ObjectName,
     pub id: crate::salesforce::RecordId,
 }
 

@@ -107,7 +107,7 @@ fn every_outbound_message_request_sample_parses() {
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(m.notifications.len(), count, "{file}");
         for n in &m.notifications {
-            assert!(!n.id.is_empty() && !n.object.is_empty(), "{file}");
+            assert!(!n.id.is_empty() && !n.object.as_str().is_empty(), "{file}");
             assert!(n.record_id().is_some(), "{file}");
         }
     }

@@ -220,7 +220,7 @@ fn link_from(item: &Item, incident_side: bool) -> Result<Link, StoreError> {
     Ok(Link {
         incident_id: inc.strip_prefix("INC#").ok_or_else(|| corrupt(item, "not a link".into()))?.into(),
         record: RecordRef {
-            object: get_s(item, "object")?.to_string(),
+            object: get_s(item, "object")?.into(),
             id: rec.strip_prefix("REC#").ok_or_else(|| corrupt(item, "not a link".into()))?.into(),
         },
         created_at: from_millis(item, "created_at")?,
@@ -235,7 +235,7 @@ impl DynamoStore {
             let mut item = Item::new();
             item.insert("pk".into(), s(pk));
             item.insert("sk".into(), s(sk));
-            item.insert("object".into(), s(&link.record.object));
+            item.insert("object".into(), s(link.record.object.as_str()));
             item.insert("created_at".into(), n(millis(link.created_at)));
             if let Some(rule) = &link.created_by_rule {
                 item.insert("rule".into(), s(rule));

@@ -47,7 +47,7 @@ pub fn composite_body(evaluation: &Evaluation) -> Vec<u8> {
     for (n, planned) in evaluation.plan.iter().enumerate() {
         if let Action::Salesforce(SalesforceAction::SetFields { record, fields }) = &planned.action {
             let write =
-                Write::Update { object: record.object.clone(), id: record.id.to_string(), fields: fields.clone() };
+                Write::Update { object: record.object.to_string(), id: record.id.to_string(), fields: fields.clone() };
             builder.push(&format!("a{n}"), write).unwrap();
         }
     }

@@ -268,7 +268,11 @@ async fn attempt(
             let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
             api_calls += 1;
             metrics::api_calls("salesforce", 1);
-            match salesforce.client.get_record(&link.record.object, link.record.id.as_str(), Some(&fields)).await {
+            match salesforce
+                .client
+                .get_record(link.record.object.as_str(), link.record.id.as_str(), Some(&fields))
+                .await
+            {
                 Ok(values) => values,
                 Err(err) => {
                     salesforce.report_failure(&err).await;

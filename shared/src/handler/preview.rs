@@ -28,10 +28,7 @@ pub async fn preview(envelope: &Envelope, rules: &Rules, links: &dyn LinkStore) 
         }
         QueuedEvent::SalesforceRecord { .. } => {
             let change = sfdc_to_pd::Change::from_accepted(&envelope.accepted).ok_or("not a record event")?;
-            let parent = match change.new.get("ParentId").and_then(|v| v.as_str()) {
-                Some(parent) if change.object == "CaseComment" => parent.to_string(),
-                _ => change.id.to_string(),
-            };
+            let parent = change.linked_record_id().to_string();
             let linked_incidents = links
                 .incidents_for_record(&parent)
                 .await

@@ -32,6 +32,7 @@ use crate::retry::envelope::Progress;
 use crate::rules::{Action, Effect, PlannedAction, SalesforceAction, by_side};
 use crate::salesforce::case_comment::{part_reference, referenced_parts};
 use crate::salesforce::composite::{CompositeBuilder, MAX_SUBREQUESTS, Write};
+use crate::salesforce::object_name::CASE_COMMENT;
 use crate::salesforce::{SalesforceError, is_record_id};
 use crate::store::LinkStore;
 use crate::telemetry::metrics;
@@ -240,12 +241,12 @@ fn case_comment_write(case_id: &str, body: String) -> Write {
     fields.insert("ParentId".into(), Value::String(case_id.to_string()));
     fields.insert("CommentBody".into(), Value::String(body));
     fields.insert("IsPublished".into(), Value::Bool(false));
-    Write::Create { object: "CaseComment".into(), fields }
+    Write::Create { object: CASE_COMMENT.into(), fields }
 }
 
 /// The write of a set-fields action.
 fn update(record: &RecordRef, fields: &Map<String, Value>) -> Write {
-    Write::Update { object: record.object.clone(), id: record.id.to_string(), fields: fields.clone() }
+    Write::Update { object: record.object.to_string(), id: record.id.to_string(), fields: fields.clone() }
 }
 
 /// The write of a create-record action: an upsert on its external id.
@@ -386,8 +387,14 @@ pub async fn execute(
                         execution.deferred = Some(out_of_time("Salesforce", timeout));
                         return execution;
                     }
-                    match record_by_external_id(salesforce, &mut execution, object, external_id_field, external_id)
-                        .await
+                    match record_by_external_id(
+                        salesforce,
+                        &mut execution,
+                        object.as_str(),
+                        external_id_field,
+                        external_id,
+                    )
+                    .await
                     {
                         Ok(Some(id)) => {
                             // Created by the attempt whose answer was lost: linked, not written again.
@@ -421,7 +428,7 @@ pub async fn execute(
                         }
                     }
                 }
-                let write = upsert(object, fields, external_id_field, external_id);
+                let write = upsert(object.as_str(), fields, external_id_field, external_id);
                 (vec![(subrequest_id(index, 0), write)], false)
             }
             SalesforceAction::AddCaseComment { case_id, body } => {

@@ -6,6 +6,7 @@
 //! PagerDuty → audit. Records that cannot be finished now are queued; the post is answered 2xx
 //! (or `<Ack>true</Ack>`) only once every record is applied or safely queued.
 
+use crate::salesforce::ObjectName;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -33,7 +34,7 @@ use crate::telemetry::metrics;
 /// One record change, from either input format.
 #[derive(Debug, Clone)]
 pub struct Change {
-    pub object: String,
+    pub object: ObjectName,
     pub id: RecordId,
     pub is_new: bool,
     pub new: serde_json::Map<String, serde_json::Value>,
@@ -54,7 +55,17 @@ impl Change {
     pub fn key(&self) -> String {
         match &self.dedupe_key {
             Some(key) => crate::model::bounded_key(key),
-            None => trigger_post::change_key(&self.object, self.id.as_str(), None, self.old.as_ref(), &self.new),
+            None => {
+                trigger_post::change_key(self.object.as_str(), self.id.as_str(), None, self.old.as_ref(), &self.new)
+            }
+        }
+    }
+
+    /// The record whose links (and order) the change follows: its own, or a Case Comment's Case.
+    pub fn linked_record_id(&self) -> &str {
+        match self.new.get("ParentId").and_then(|v| v.as_str()) {
+            Some(parent) if self.object.is_case_comment() => parent,
+            _ => self.id.as_str(),
         }
     }
 
@@ -493,20 +504,10 @@ async fn accept(
     }
 }
 
-/// The record whose links matter: a Case Comment acts on its Case's incidents.
-fn link_subject(change: &Change) -> (String, String) {
-    if change.object == "CaseComment"
-        && let Some(parent) = change.new.get("ParentId").and_then(|v| v.as_str())
-    {
-        return ("Case".to_string(), parent.to_string());
-    }
-    (change.object.clone(), change.id.to_string())
-}
-
 /// The subject whose order the change keeps: the record, or a Case Comment's Case (a comment
 /// waits for the Case insert that opens its incident).
 fn order_subject(change: &Change) -> Subject {
-    Subject::Record(link_subject(change).1)
+    Subject::Record(change.linked_record_id().to_string())
 }
 
 /// One attempt at a record change, and the record and incidents it was about: used live and

@@ -212,7 +212,7 @@ impl Compare for CompareIncident<'_> {
                     }
                 }
                 crate::telemetry::metrics::api_calls("salesforce", 1);
-                match ctx.salesforce.get_record(&link.record.object, link.record.id.as_str(), None).await {
+                match ctx.salesforce.get_record(link.record.object.as_str(), link.record.id.as_str(), None).await {
                     Ok(fields) => linked.push(LinkedRecord {
                         object: link.record.object.clone(),
                         id: link.record.id.to_string(),

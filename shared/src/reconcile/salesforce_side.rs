@@ -10,6 +10,7 @@
 //! never). A record created in its last modification is an insert, as Outbound Messages tell
 //! it, unless it is linked already (its insert was seen).
 
+use crate::salesforce::ObjectName;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use serde_json::{Map, Value};
@@ -25,8 +26,8 @@ use crate::salesforce::time::parse_datetime;
 use crate::store::{Side, Subject, SubjectState};
 
 /// The objects the enabled `salesforce_to_pagerduty` rules watch, each once, in document order.
-pub fn watched_objects(rules: &Rules) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+pub fn watched_objects(rules: &Rules) -> Vec<ObjectName> {
+    let mut out: Vec<ObjectName> = Vec::new();
     for rule in rules.rulesets.iter().filter(|s| s.enabled).flat_map(|s| &s.rules) {
         if rule.direction == crate::model::Direction::SalesforceToPagerduty && !out.contains(&rule.object) {
             out.push(rule.object.clone());
@@ -36,8 +37,8 @@ pub fn watched_objects(rules: &Rules) -> Vec<String> {
 }
 
 /// The SOQL of one object's changes in the window, oldest first (a Case Comment with its Case).
-pub fn changes_query(object: &str, window: &Window) -> String {
-    let parent = if object == "CaseComment" { ", ParentId" } else { "" };
+pub fn changes_query(object: &ObjectName, window: &Window) -> String {
+    let parent = if object.is_case_comment() { ", ParentId" } else { "" };
     format!(
         "SELECT Id, SystemModstamp{parent} FROM {object} WHERE SystemModstamp >= {} AND SystemModstamp <= {} ORDER BY SystemModstamp ASC",
         crate::salesforce::time::soql_datetime(window.since),
@@ -47,7 +48,7 @@ pub fn changes_query(object: &str, window: &Window) -> String {
 
 /// A listed record whose `SystemModstamp` is in the window.
 pub struct RecordChange {
-    pub object: String,
+    pub object: ObjectName,
     pub id: String,
     /// The Case whose order a Case Comment keeps (and whose incidents it acts on).
     pub parent_id: Option<String>,
@@ -56,9 +57,9 @@ pub struct RecordChange {
 
 impl RecordChange {
     /// Reads a listed row (`Id`, `SystemModstamp`, a comment's `ParentId`).
-    pub fn of(object: &str, row: &Map<String, Value>) -> Option<Self> {
+    pub fn of(object: &ObjectName, row: &Map<String, Value>) -> Option<Self> {
         Some(Self {
-            object: object.to_string(),
+            object: object.clone(),
             id: row.get("Id")?.as_str()?.to_string(),
             parent_id: row.get("ParentId").and_then(Value::as_str).map(str::to_string),
             changed_at: parse_datetime(row.get("SystemModstamp")?.as_str()?)?,
@@ -99,7 +100,7 @@ impl Compare for CompareRecord<'_> {
         async move {
             let c = self.change;
             crate::telemetry::metrics::api_calls("salesforce", 1);
-            let new = match ctx.salesforce.get_record(&c.object, &c.id, None).await {
+            let new = match ctx.salesforce.get_record(c.object.as_str(), &c.id, None).await {
                 Ok(fields) => fields,
                 Err(crate::salesforce::error::SalesforceError::Api { status: 404, .. }) => return Ok(None),
                 Err(err) => return Err(format!("reading {} {}: {err}", c.object, c.id)),

@@ -4,6 +4,7 @@
 //! Versioning: `version` is written on every envelope. Readers accept every version up to
 //! [`ENVELOPE_VERSION`]; fields added later are `#[serde(default)]`, so old envelopes parse.
 
+use crate::salesforce::ObjectName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,7 @@ pub enum QueuedEvent {
     },
     /// One Salesforce record change (from the Apex trigger post or an Outbound Message).
     SalesforceRecord {
-        object: String,
+        object: ObjectName,
         record_id: String,
         /// `insert` or `update`.
         operation: String,

@@ -1,5 +1,6 @@
 //! Pure evaluation: event in, plan and explanation out.
 
+use crate::salesforce::ObjectName;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
@@ -61,7 +62,7 @@ pub enum SkipReason {
     OtherDirection,
     /// The record is of another object.
     OtherObject {
-        object: String,
+        object: ObjectName,
     },
     /// `applies_to: new_only` and the record/incident is not new.
     NotNew,
@@ -188,12 +189,10 @@ impl Rules {
     /// whose PagerDuty-side facts leave the outcome open. The handler reads a linked record only
     /// when this is not empty, so an event that such conditions cannot decide costs no Salesforce
     /// call (templates of these rules never read record fields).
-    pub fn record_fields_needed(&self, inc: &IncidentEvent, object: &str) -> Vec<String> {
+    pub fn record_fields_needed(&self, inc: &IncidentEvent, object: &ObjectName) -> Vec<String> {
         let mut fields: Vec<String> = Vec::new();
         let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
-        for rule in
-            rules.filter(|r| r.direction == Direction::PagerdutyToSalesforce && r.object.eq_ignore_ascii_case(object))
-        {
+        for rule in rules.filter(|r| r.direction == Direction::PagerdutyToSalesforce && r.object == *object) {
             let reads = rule.conditions.iter().filter_map(|c| match &c.field {
                 Field::Salesforce { path, .. } => path.first(),
                 Field::Pagerduty(_) => None,
@@ -209,7 +208,7 @@ impl Rules {
 
     /// The fields of `object` that the enabled `pagerduty_to_salesforce` rules set: the
     /// bridge's own writes, which a reconcile run must not take for a person's change.
-    pub fn fields_the_bridge_sets(&self, object: &str) -> Vec<String> {
+    pub fn fields_the_bridge_sets(&self, object: &ObjectName) -> Vec<String> {
         self.fields_of(Direction::PagerdutyToSalesforce, object, |rule| {
             rule.actions
                 .iter()
@@ -228,7 +227,7 @@ impl Rules {
     /// old values (`changed`, `changed_to`, `changed_from`, `old.FIELD`): what the bridge keeps
     /// of a record it saw ([`crate::store::Seen`]), so that a change without old values (a
     /// reconcile run's) is judged against them.
-    pub fn fields_compared_with_old(&self, object: &str) -> Vec<String> {
+    pub fn fields_compared_with_old(&self, object: &ObjectName) -> Vec<String> {
         self.fields_of(Direction::SalesforceToPagerduty, object, |rule| {
             rule.conditions
                 .iter()
@@ -249,10 +248,10 @@ impl Rules {
     }
 
     /// `of` each enabled rule of `direction` on `object`, sorted, each field once.
-    fn fields_of(&self, direction: Direction, object: &str, of: impl Fn(&Rule) -> Vec<String>) -> Vec<String> {
+    fn fields_of(&self, direction: Direction, object: &ObjectName, of: impl Fn(&Rule) -> Vec<String>) -> Vec<String> {
         let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
         let mut fields: Vec<String> =
-            rules.filter(|r| r.direction == direction && r.object.eq_ignore_ascii_case(object)).flat_map(of).collect();
+            rules.filter(|r| r.direction == direction && r.object == *object).flat_map(of).collect();
         fields.sort();
         fields.dedup();
         fields
@@ -315,14 +314,14 @@ fn evaluate_record_rule<'e>(
     out: &mut Vec<Planned<'e>>,
     explain: bool,
 ) -> Result<(), SkipReason> {
-    if !rule.object.eq_ignore_ascii_case(&rec.object) {
+    if rule.object != rec.object {
         return Err(SkipReason::OtherObject { object: rule.object.clone() });
     }
     if rule.applies_to == AppliesTo::NewOnly && !rec.is_new {
         return Err(SkipReason::NotNew);
     }
     // A comment the bridge wrote from an incident note must not go back as a note.
-    if rec.object.eq_ignore_ascii_case("CaseComment")
+    if rec.object.is_case_comment()
         && let Some(Value::String(body)) = lookup(&rec.new, &["CommentBody".to_string()])
         && loop_guard::is_own_case_comment(body)
     {
@@ -355,7 +354,7 @@ fn evaluate_incident_rule<'e>(
     if inc.note.as_deref().is_some_and(loop_guard::is_own_note) {
         return Err(SkipReason::LoopPrevention { marker: loop_guard::SALESFORCE_MARKER.into() });
     }
-    let targets = inc.linked_records.iter().filter(|r| r.object.eq_ignore_ascii_case(&rule.object));
+    let targets = inc.linked_records.iter().filter(|r| r.object == rule.object);
     let per_record =
         targets.clone().next().is_some() && rule.conditions.iter().any(|c| matches!(c.field, Field::Salesforce { .. }));
     // Salesforce-field conditions are checked against each linked record; the rule acts on
@@ -430,7 +429,7 @@ fn plan_record_action<'e>(
             priority: priority.clone(),
             title: truncate_chars(&text, MAX_TITLE_CHARS).to_string(),
             body: body.as_ref().map(|b| b.render(ctx)),
-            incident_key: incident_key(&rec.object, &rec.id, &rule.name),
+            incident_key: incident_key(rec.object.as_str(), &rec.id, &rule.name),
         })));
         return None;
     }
@@ -535,7 +534,7 @@ fn plan_incident_action<'e>(
             None
         }
         SalesforceSpec::CreateRecord { object, fields, external_id_field, link } => {
-            if let Some(existing) = inc.linked_records.iter().find(|r| r.object.eq_ignore_ascii_case(object)) {
+            if let Some(existing) = inc.linked_records.iter().find(|r| r.object == *object) {
                 return Some(format!("a {object} is already linked ({}); not creating another", existing.id).into());
             }
             let external_id = external_id(&inc.incident.id, &rule.name);

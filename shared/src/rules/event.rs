@@ -3,6 +3,7 @@
 //! The handlers build these from the Apex post and the v3 webhook after they looked up links;
 //! `syncctl rules test` reads them from JSON files (`events/rules/*.event.json`).
 
+use crate::salesforce::ObjectName;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -20,7 +21,7 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordEvent {
     /// sObject API name: `Case`, `CaseComment`, `Escalation__c`.
-    pub object: String,
+    pub object: ObjectName,
     pub id: String,
     /// The record after the change, as Apex serialises it (relationships as nested objects).
     pub new: Map<String, Value>,
@@ -79,7 +80,7 @@ pub struct IncidentFacts {
 /// A Salesforce record linked to the incident.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LinkedRecord {
-    pub object: String,
+    pub object: ObjectName,
     pub id: String,
     #[serde(default)]
     pub fields: Map<String, Value>,

@@ -1,5 +1,6 @@
 //! The output of evaluation: planned actions with every value resolved.
 
+use crate::salesforce::ObjectName;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
@@ -105,7 +106,7 @@ pub enum SalesforceAction {
     /// Create a record. `fields` already contains `external_id_field: external_id`, so an upsert
     /// on that external id makes a retry harmless. With `link`, link it to `incident_id`.
     CreateRecord {
-        object: String,
+        object: ObjectName,
         fields: Map<String, Value>,
         external_id_field: String,
         external_id: String,
@@ -414,11 +415,11 @@ impl Plan {
         fields: Vec<(&str, Cow<'_, Value>)>,
     ) {
         let existing = self.0.iter_mut().find(|p| {
-            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == record.object && r.id == *record.id)
+            matches!(&p.action, Action::Salesforce(SalesforceAction::SetFields { record: r, .. }) if r.object == *record.object && r.id == *record.id)
         });
         let Some(existing) = existing else {
             let fields = fields.into_iter().map(|(k, v)| (k.to_string(), v.into_owned())).collect();
-            let record = RecordRef { object: record.object.to_string(), id: record.id.into() };
+            let record = RecordRef { object: record.object.clone(), id: record.id.into() };
             let action = SalesforceAction::SetFields { record, fields }.into();
             self.0.push(PlannedAction { rule: rule.to_string(), ruleset: ruleset.to_string(), action });
             return;
@@ -445,7 +446,7 @@ impl Plan {
 /// The record a set-fields action writes to, borrowed from the event.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RecordKey<'a> {
-    pub object: &'a str,
+    pub object: &'a ObjectName,
     pub id: &'a str,
 }
 

@@ -148,7 +148,7 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
 fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
     match (var, ctx) {
         (Var::RecordId, Context::Record(r)) => out.push_str(&r.id),
-        (Var::RecordObject, Context::Record(r)) => out.push_str(&r.object),
+        (Var::RecordObject, Context::Record(r)) => out.push_str(r.object.as_str()),
         (Var::RecordField(path), Context::Record(r)) => {
             if let Some(value) = lookup(&r.new, path) {
                 push_value_text(value, out);

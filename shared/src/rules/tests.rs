@@ -932,7 +932,7 @@ mod properties {
             prop::collection::vec(".{0,6}", 0..3),
         )
             .prop_map(|(object, id, new, old, is_new, linked_incidents)| {
-                Event::Record(RecordEvent { object, id, new, old, is_new, linked_incidents })
+                Event::Record(RecordEvent { object: object.into(), id, new, old, is_new, linked_incidents })
             });
         let incident = (
             prop_oneof![
@@ -949,7 +949,7 @@ mod properties {
             prop::option::of(".{0,40}"),
             prop::collection::vec(
                 (prop_oneof![Just("Case".to_string()), ".{0,6}"], ".{0,6}", record_map())
-                    .prop_map(|(object, id, fields)| LinkedRecord { object, id, fields }),
+                    .prop_map(|(object, id, fields)| LinkedRecord { object: object.into(), id, fields }),
                 0..3,
             ),
         )

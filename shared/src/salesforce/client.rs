@@ -399,7 +399,7 @@ impl SalesforceClient {
             let request = builder.build()?;
             let fields =
                 request.subrequests[0].body.as_ref().and_then(Value::as_object).cloned().unwrap_or_else(Map::new);
-            return Ok(vec![self.create_record("CaseComment", &fields).await?]);
+            return Ok(vec![self.create_record(super::object_name::CASE_COMMENT, &fields).await?]);
         }
         let response = self.composite(&builder.build()?).await?.into_result()?;
         refs.iter()

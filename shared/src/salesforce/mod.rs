@@ -6,6 +6,7 @@
 //! - [`case_comment`]: the one Case Comment splitter (4,000 bytes, marked and numbered parts).
 //! - [`composite`]: composite requests, their builder and per-subrequest results.
 //! - [`id`]: 15/18-character ids, their checksum, and how two ids (or orgs) compare.
+//! - [`object_name`]: sObject API names and how two of them compare (ignoring letter case).
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
 //! - [`time`]: the one date-time parser, for every form Salesforce writes.
 //! - [`trigger_post`]: the post our Apex trigger sends.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod composite;
 pub mod error;
 pub mod id;
+pub mod object_name;
 pub mod outbound_message;
 pub mod signature;
 pub mod time;
@@ -55,6 +57,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), SalesforceError> {
 }
 
 pub use id::{RecordId, is_record_id};
+pub use object_name::ObjectName;
 
 pub(crate) fn check_id(id: &str) -> Result<(), SalesforceError> {
     if is_record_id(id) {

@@ -9,6 +9,7 @@
 //! Field values are kept as strings (SOAP text carries no JSON types); `xsi:nil="true"` becomes
 //! `null`.
 
+use crate::salesforce::ObjectName;
 use quick_xml::events::{BytesStart, Event};
 use serde_json::{Map, Value};
 
@@ -25,7 +26,7 @@ pub struct Notification {
     /// Notification id: the de-duplication key (a retried message carries the same ids).
     pub id: String,
     /// sObject name from `xsi:type` (`sf:Contact` → `Contact`).
-    pub object: String,
+    pub object: ObjectName,
     /// The fields the Outbound Message action selected, by API name (`Id` included).
     pub fields: Map<String, Value>,
 }
@@ -246,7 +247,7 @@ impl OutboundMessage {
             for f in &sobject.children {
                 fields.insert(f.name.clone(), field_value(f));
             }
-            notifications.push(Notification { id, object, fields });
+            notifications.push(Notification { id, object: object.into(), fields });
         }
         if notifications.len() > MAX_NOTIFICATIONS {
             return Err(OutboundMessageError::TooManyNotifications(notifications.len()));

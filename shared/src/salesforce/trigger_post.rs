@@ -12,6 +12,7 @@
 //!
 //! How a post is authenticated is [`super::signature`]'s.
 
+use crate::salesforce::ObjectName;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -54,7 +55,7 @@ pub struct TriggerUser {
 pub struct RecordChange {
     pub id: String,
     /// sObject name, from the record's `attributes.type`.
-    pub object: String,
+    pub object: ObjectName,
     pub new: Record,
     pub old: Option<Record>,
     /// The trigger's name for this change (`change_ids`), when the Apex sends one.
@@ -64,7 +65,7 @@ pub struct RecordChange {
 impl RecordChange {
     /// The idempotency key of this change (see [`change_key`]).
     pub fn key(&self) -> String {
-        change_key(&self.object, &self.id, self.change_id.as_deref(), self.old.as_ref(), &self.new)
+        change_key(self.object.as_str(), &self.id, self.change_id.as_deref(), self.old.as_ref(), &self.new)
     }
 
     /// Field names whose value differs between old and new (all of `new` on insert),
@@ -86,7 +87,7 @@ impl RecordChange {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerPost {
     pub org_id: String,
-    pub object: String,
+    pub object: ObjectName,
     pub operation: Operation,
     pub user: TriggerUser,
     pub sent_at: DateTime<Utc>,
@@ -299,8 +300,8 @@ impl TriggerPost {
             }
         }
         let org_id = str_field(obj, "org_id")?.to_string();
-        let object = str_field(obj, "object")?.to_string();
-        super::check_name(&object)
+        let object = ObjectName::from(str_field(obj, "object")?);
+        super::check_name(object.as_str())
             .map_err(|_| TriggerPostError::Field { field: "object", expected: "an sObject API name" })?;
         let operation = match str_field(obj, "operation")? {
             "insert" => Operation::Insert,
@@ -322,7 +323,7 @@ impl TriggerPost {
         let sent_at_text = str_field(obj, "sent_at")?;
         let sent_at = parse_datetime(sent_at_text).ok_or_else(|| TriggerPostError::SentAt(sent_at_text.to_string()))?;
 
-        let new = parse_map("new", obj.get("new").unwrap_or(&Value::Null), &object)?;
+        let new = parse_map("new", obj.get("new").unwrap_or(&Value::Null), object.as_str())?;
         if new.is_empty() {
             return Err(TriggerPostError::Empty);
         }
@@ -332,7 +333,7 @@ impl TriggerPost {
             (Operation::Insert, _) => return Err(TriggerPostError::OldOnInsert),
             (Operation::Update, Value::Null) => return Err(TriggerPostError::OldMissing),
             (Operation::Update, v) => {
-                Some(parse_map("old", v, &object)?.into_iter().collect::<std::collections::HashMap<_, _>>())
+                Some(parse_map("old", v, object.as_str())?.into_iter().collect::<std::collections::HashMap<_, _>>())
             }
         };
         let mut change_ids = parse_change_ids(obj.get("change_ids"))?;

@@ -15,10 +15,11 @@ use crate::rules::template::Template;
 use crate::rules::yaml::{self, Kind, Node};
 
 use super::types::*;
+use crate::salesforce::object_name::{CASE_COMMENT, same_object};
 
 /// Child objects whose inserts arrive with the links of their parent (a CaseComment carries the
 /// incidents linked to its Case), so new_only rules on them may act on linked incidents.
-const LINKED_THROUGH_PARENT: &[&str] = &["CaseComment"];
+const LINKED_THROUGH_PARENT: &[&str] = &[CASE_COMMENT];
 
 /// One problem in a rules document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -349,7 +350,7 @@ impl Loader {
             shared_name: name.as_str().into(),
             name,
             direction,
-            object: object?,
+            object: object?.into(),
             match_mode,
             applies_to,
             conditions,
@@ -673,7 +674,7 @@ impl Loader {
                     .unwrap_or_else(|| DEFAULT_EXTERNAL_ID_FIELD.to_string());
                 let link = self.opt_bool(&o, "link", path, true);
                 ActionSpec::Salesforce(SalesforceSpec::CreateRecord {
-                    object: object?,
+                    object: object?.into(),
                     fields,
                     external_id_field,
                     link,
@@ -695,7 +696,7 @@ impl Loader {
         } else if direction == Direction::SalesforceToPagerduty
             && applies_to == AppliesTo::NewOnly
             && spec.needs_link()
-            && !rule_object.is_some_and(|o| LINKED_THROUGH_PARENT.iter().any(|c| c.eq_ignore_ascii_case(o)))
+            && !rule_object.is_some_and(|o| LINKED_THROUGH_PARENT.iter().any(|c| same_object(c, o)))
         {
             self.err(path, name_line, format!("`{name}` acts on a linked incident, but a new_only salesforce_to_pagerduty rule runs on record inserts, which cannot have one yet; use applies_to: all_linked"));
         } else if matches!(spec, ActionSpec::Salesforce(SalesforceSpec::AddCaseComment { .. }))

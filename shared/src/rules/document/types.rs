@@ -1,6 +1,7 @@
 //! The rules document's data model: rulesets, rules, conditions and actions as compiled by the
 //! loader ([`super::load`]), with the limits they are checked against.
 
+use crate::salesforce::ObjectName;
 use std::fmt;
 use std::sync::Arc;
 
@@ -43,7 +44,7 @@ pub struct Rule {
     pub(crate) shared_name: Arc<str>,
     pub direction: Direction,
     /// S→P: the object whose changes it watches. P→S: the object it acts on.
-    pub object: String,
+    pub object: ObjectName,
     pub match_mode: MatchMode,
     pub applies_to: AppliesTo,
     pub conditions: Vec<Condition>,
@@ -279,7 +280,7 @@ pub enum PagerdutySpec {
 #[derive(Debug, Clone)]
 pub enum SalesforceSpec {
     SetFields { fields: Vec<(String, FieldValue)> },
-    CreateRecord { object: String, fields: Vec<(String, FieldValue)>, external_id_field: String, link: bool },
+    CreateRecord { object: ObjectName, fields: Vec<(String, FieldValue)>, external_id_field: String, link: bool },
     AddCaseComment { body: Template },
 }
 
