@@ -156,6 +156,12 @@ def pd_events():
                      "html_url": f"https://demo.pagerduty.com/incidents/{inc}", "summary": title},
         "id": "PNOTE01", "content": "Rolled back the 10:02 deploy of checkout-api; latency recovering.",
         "trimmed": False, "type": "incident_note"})
+    status_update = delivery("01DEMOEVT0000000000000006", "incident.status_update_published", iso(T0 + 150), {
+        "incident": {"id": inc, "type": "incident_reference",
+                     "self": f"https://api.pagerduty.com/incidents/{inc}",
+                     "html_url": f"https://demo.pagerduty.com/incidents/{inc}", "summary": title},
+        "id": "PSTU001", "message": "Checkout latency is back under 500 ms after the rollback; we are watching error rates. Next update at 10:30 UTC.",
+        "trimmed": False, "type": "incident_status_update"})
     priority = delivery("01DEMOEVT0000000000000004", "incident.priority_updated", iso(T0 + 180),
                         incident(inc, 101, "acknowledged", title,
                                  priority={"id": "PPRI001", "type": "priority_reference", "summary": "P1"}))
@@ -182,6 +188,7 @@ def pd_events():
         "incident-triggered": pd_request(triggered, "wh-demo-0001"),
         "incident-acknowledged": pd_request(acknowledged, "wh-demo-0002"),
         "incident-annotated": pd_request(note, "wh-demo-0003"),
+        "incident-status-update-published": pd_request(status_update, "wh-demo-0006"),
         "incident-priority-updated": pd_request(priority, "wh-demo-0004"),
         "incident-resolved": pd_request(resolved, "wh-demo-0005"),
         "duplicate-incident-acknowledged": pd_request(acknowledged, "wh-demo-0002"),

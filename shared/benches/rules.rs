@@ -48,6 +48,7 @@ fn incident_event() -> Event {
         },
         is_new: false,
         note: None,
+        status_update: None,
         linked_records: vec![LinkedRecord {
             object: "Case".into(),
             id: "5005g00000DEMO1AAA".into(),

@@ -322,7 +322,7 @@ fn created_by_us(event: &WebhookEvent) -> bool {
 
 /// The rule engine's view of a webhook event.
 pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -> IncidentEvent {
-    let (incident, note) = match &event.data {
+    let (incident, note, status_update) = match &event.data {
         EventData::Incident(incident) => (
             IncidentFacts {
                 id: incident.id.clone(),
@@ -343,6 +343,7 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
                 incident_key: incident.incident_key.clone(),
             },
             None,
+            None,
         ),
         EventData::IncidentNote { incident, content, .. } => (
             IncidentFacts {
@@ -352,9 +353,21 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
                 ..IncidentFacts::default()
             },
             Some(content.clone()),
+            None,
+        ),
+        EventData::StatusUpdate { incident, message, .. } => (
+            IncidentFacts {
+                id: incident.id.clone(),
+                title: incident.summary.clone().unwrap_or_default(),
+                html_url: incident.html_url.clone().unwrap_or_default(),
+                ..IncidentFacts::default()
+            },
+            None,
+            Some(message.clone()),
         ),
         EventData::Other(_) => (
             IncidentFacts { id: event.incident_id().unwrap_or_default().to_string(), ..IncidentFacts::default() },
+            None,
             None,
         ),
     };
@@ -364,6 +377,7 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
         is_new: event.event_type == "incident.triggered",
         incident,
         note,
+        status_update,
         linked_records,
     }
 }

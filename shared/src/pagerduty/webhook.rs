@@ -95,7 +95,15 @@ pub enum EventData {
         content: String,
         trimmed: bool,
     },
-    /// Everything else (pings, responders, status updates, services, future resources), as sent.
+    /// `incident.status_update_published`: what the responders told stakeholders. `trimmed` as
+    /// for a note.
+    StatusUpdate {
+        id: String,
+        incident: Reference,
+        message: String,
+        trimmed: bool,
+    },
+    /// Everything else (pings, responders, services, future resources), as sent.
     Other(Value),
 }
 
@@ -182,7 +190,7 @@ impl WebhookEvent {
     pub fn incident_id(&self) -> Option<&str> {
         match &self.data {
             EventData::Incident(i) => Some(&i.id),
-            EventData::IncidentNote { incident, .. } => Some(&incident.id),
+            EventData::IncidentNote { incident, .. } | EventData::StatusUpdate { incident, .. } => Some(&incident.id),
             EventData::Other(v) => v.get("incident")?.get("id")?.as_str(),
         }
     }
@@ -204,6 +212,10 @@ pub fn parse_data(data: Value) -> EventData {
             Ok(n) => EventData::IncidentNote { id: n.id, incident: n.incident, content: n.content, trimmed: n.trimmed },
             Err(_) => EventData::Other(data),
         },
+        Some("incident_status_update") => match StatusUpdateData::deserialize(&data) {
+            Ok(u) => EventData::StatusUpdate { id: u.id, incident: u.incident, message: u.message, trimmed: u.trimmed },
+            Err(_) => EventData::Other(data),
+        },
         _ => EventData::Other(data),
     }
 }
@@ -215,6 +227,17 @@ struct NoteData {
     incident: Reference,
     #[serde(default)]
     content: String,
+    #[serde(default)]
+    trimmed: bool,
+}
+
+#[derive(Deserialize)]
+struct StatusUpdateData {
+    #[serde(default)]
+    id: String,
+    incident: Reference,
+    #[serde(default)]
+    message: String,
     #[serde(default)]
     trimmed: bool,
 }
@@ -294,6 +317,11 @@ mod tests {
                 assert!(matches!(event.data, EventData::IncidentNote { .. }), "{}", path.display());
                 assert_eq!(event.incident_id().unwrap(), raw["event"]["data"]["incident"]["id"]);
             }
+            Some("incident_status_update") => {
+                let EventData::StatusUpdate { message, .. } = &event.data else { panic!("{}", path.display()) };
+                assert_eq!(message, &raw["event"]["data"]["message"]);
+                assert_eq!(event.incident_id().unwrap(), raw["event"]["data"]["incident"]["id"]);
+            }
             _ => assert!(matches!(event.data, EventData::Other(_)), "{}", path.display()),
         }
     }
@@ -331,9 +359,13 @@ mod tests {
         };
         assert_eq!((id.as_str(), incident.id.as_str(), trimmed), ("P2LA89X", "PGR0VU2", false));
         assert_eq!(content, "I sure am glad we are using PagerDuty!");
-        for other in
-            ["docs-data-incident_responder.json", "docs-data-incident_status_update.json", "docs-data-service.json"]
-        {
+        let EventData::StatusUpdate { id, incident, message, trimmed } = frag("docs-data-incident_status_update.json")
+        else {
+            panic!()
+        };
+        assert_eq!((id.as_str(), incident.id.as_str(), trimmed), ("P2LA89X", "PGR0VU2", false));
+        assert_eq!(message, "A fix for this incident is being developed");
+        for other in ["docs-data-incident_responder.json", "docs-data-service.json"] {
             assert!(matches!(frag(other), EventData::Other(_)), "{other}");
         }
     }

@@ -651,6 +651,7 @@ fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
                 PdField::Priority => i.priority.as_deref(),
                 PdField::Urgency => Some(&i.urgency),
                 PdField::Note => e.note.as_deref(),
+                PdField::StatusUpdate => e.status_update.as_deref(),
             };
             text.map_or(Seen::Absent, Seen::Text)
         }

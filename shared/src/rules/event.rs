@@ -51,6 +51,9 @@ pub struct IncidentEvent {
     /// The note text of an `incident.annotated` event.
     #[serde(default)]
     pub note: Option<String>,
+    /// The message of an `incident.status_update_published` event.
+    #[serde(default)]
+    pub status_update: Option<String>,
     /// Salesforce records linked to the incident, with the fields the handler fetched.
     #[serde(default)]
     pub linked_records: Vec<LinkedRecord>,

@@ -31,7 +31,8 @@
 //!   `assign`, `escalate`, `delegate`, `custom` = any other `incident.*` type, or a raw v3 type such as
 //!   `incident.annotated`), `pagerduty.title`, `pagerduty.status`, `pagerduty.service` (id),
 //!   `pagerduty.service_name`, `pagerduty.escalation_policy` (id), `pagerduty.escalation_policy_name`,
-//!   `pagerduty.priority` (name), `pagerduty.urgency`, `pagerduty.note` (note text of `incident.annotated`).
+//!   `pagerduty.priority` (name), `pagerduty.urgency`, `pagerduty.note` (note text of `incident.annotated`),
+//!   `pagerduty.status_update` (message of `incident.status_update_published`).
 //!
 //! ## Operators
 //! `equals`, `not_equals`, `contains`, `not_contains`, `starts_with`, `ends_with`, `matches` (regex,
@@ -60,7 +61,7 @@
 //!
 //! ## Templates
 //! `{{incident.id|number|title|status|urgency|priority|html_url|service_id|service_name|escalation_policy_name}}`,
-//! `{{event.type}}`, `{{event.occurred_at}}`, `{{note.content}}` in P→S rules; `{{record.FIELD}}`
+//! `{{event.type}}`, `{{event.occurred_at}}`, `{{note.content}}`, `{{status_update.message}}` in P→S rules; `{{record.FIELD}}`
 //! (dotted paths too), `{{record.id}}`, `{{record.object}}` in S→P rules. Unknown variables are
 //! load errors.
 //!

@@ -18,7 +18,7 @@ enum Part {
     Var(Var),
 }
 
-/// The variables a template may use. `incident.*`, `event.*` and `note.*` exist in
+/// The variables a template may use. `incident.*`, `event.*`, `note.*` and `status_update.*` exist in
 /// `pagerduty_to_salesforce` rules; `record.*` (any field, dotted paths allowed) in
 /// `salesforce_to_pagerduty` rules.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,13 +36,14 @@ enum Var {
     EventType,
     EventOccurredAt,
     NoteContent,
+    StatusUpdateMessage,
     RecordId,
     RecordObject,
     RecordField(Vec<String>),
 }
 
 /// The names `{{...}}` accepts, for error messages.
-pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, event.type, event.occurred_at, note.content";
+pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, event.type, event.occurred_at, note.content, status_update.message";
 
 /// What a template is filled from.
 pub(crate) enum Context<'a> {
@@ -109,6 +110,7 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
         "event.type" => Some(Var::EventType),
         "event.occurred_at" => Some(Var::EventOccurredAt),
         "note.content" => Some(Var::NoteContent),
+        "status_update.message" => Some(Var::StatusUpdateMessage),
         _ => None,
     };
     match (direction, pd) {
@@ -174,6 +176,7 @@ fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
                 Var::EventType => &e.event_type,
                 Var::EventOccurredAt => &e.occurred_at,
                 Var::NoteContent => e.note.as_deref().unwrap_or_default(),
+                Var::StatusUpdateMessage => e.status_update.as_deref().unwrap_or_default(),
                 _ => "",
             };
             out.push_str(text);

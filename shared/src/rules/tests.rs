@@ -61,6 +61,7 @@ fn incident(event_type: &str, linked: Vec<LinkedRecord>) -> Event {
         incident: facts(),
         is_new: event_type == "incident.triggered",
         note: None,
+        status_update: None,
         linked_records: linked,
     })
 }
@@ -200,6 +201,7 @@ fn every_pagerduty_field_and_event_type_name() {
         ("incident.acknowledged", "{field: pagerduty.priority, operator: in, value: [P1, P2]}", true),
         ("incident.acknowledged", "{field: pagerduty.urgency, operator: equals, value: low}", false),
         ("incident.acknowledged", "{field: pagerduty.note, operator: is_empty}", true),
+        ("incident.acknowledged", "{field: pagerduty.status_update, operator: is_empty}", true),
     ];
     for (event_type, cond, want) in table {
         let ev = p2s(cond).evaluate(&incident(event_type, vec![case("500A", json!({}))]));
@@ -480,6 +482,41 @@ fn add_case_comment_prefixes_the_marker_and_splits_long_bodies() {
         assert_eq!(case_id, "500A");
         assert!(body.starts_with("[PagerDuty] ") && body.len() <= MAX_CASE_COMMENT_BYTES);
     }
+}
+
+#[test]
+fn a_published_status_update_can_be_written_onto_the_case_as_a_comment_and_a_field() {
+    let rules = rules(
+        "rulesets:
+  - name: s
+    rules:
+      - name: status-to-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        conditions: [{field: pagerduty.status_update, operator: is_not_empty}]
+        actions:
+          - {add_case_comment: {body: 'Status update: {{status_update.message}}'}}
+          - {set_fields: {Latest_Status__c: '{{status_update.message}}'}}
+",
+    );
+    let Event::Incident(mut inc) = incident("incident.status_update_published", vec![case("500A", json!({}))]) else {
+        unreachable!()
+    };
+    let ack = rules.evaluate(&Event::Incident(inc.clone()));
+    assert!(ack.plan.is_empty(), "no status update, no action");
+    inc.status_update = Some("Fix deployed; watching error rates".into());
+    let plan = rules.evaluate(&Event::Incident(inc)).plan;
+    let actions: Vec<&Action> = plan.iter().map(|p| &p.action).collect();
+    assert!(
+        matches!(actions[0], Action::Salesforce(SalesforceAction::AddCaseComment { case_id, body })
+        if case_id == "500A" && body == "[PagerDuty] Status update: Fix deployed; watching error rates"),
+        "{actions:?}"
+    );
+    assert!(
+        matches!(actions[1], Action::Salesforce(SalesforceAction::SetFields { fields, .. })
+        if fields["Latest_Status__c"] == "Fix deployed; watching error rates"),
+        "{actions:?}"
+    );
 }
 
 // ---- skip reasons and loop prevention --------------------------------------------------------
@@ -960,6 +997,7 @@ mod properties {
                     incident: IncidentFacts { title, status, priority, ..facts() },
                     is_new,
                     note,
+                    status_update: None,
                     linked_records,
                 })
             });
@@ -992,6 +1030,7 @@ mod properties {
                     incident: IncidentFacts { priority: priority.map(str::to_string), ..facts() },
                     is_new,
                     note,
+                    status_update: None,
                     linked_records,
                 })
             })

@@ -44,6 +44,7 @@ const ORDER: &[&str] = &[
     "pd-to-sfdc/rotated-secret",
     "pd-to-sfdc/two-signatures-during-rotation",
     "pd-to-sfdc/incident-annotated",
+    "pd-to-sfdc/incident-status-update-published",
     "pd-to-sfdc/incident-priority-updated",
     "pd-to-sfdc/incident-resolved",
     "pd-to-sfdc/out-of-order-1-triggered",

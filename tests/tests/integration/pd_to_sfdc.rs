@@ -73,6 +73,34 @@ async fn acknowledge_then_note_then_resolve_drive_the_case() {
     assert!(tagged, "every write carries Sforce-Call-Options for loop prevention");
 }
 
+#[tokio::test]
+async fn a_published_status_update_reaches_the_linked_case_once() {
+    let h = Harness::start(include_str!("../../../events/rules.example.yaml")).await;
+    let t0 = Utc::now();
+    h.webhook(&delivery("E1", "incident.triggered", t0, incident_data("PINC5", "triggered")), "w1").await;
+    let update = json!({"id": "PSTU1", "type": "incident_status_update", "trimmed": false,
+        "message": "Fix deployed; error rates back to normal. Next update at 10:30 UTC.",
+        "incident": {"id": "PINC5", "type": "incident_reference", "summary": "Checkout down"}});
+    let published = delivery("E2", "incident.status_update_published", t0 + Duration::seconds(60), update);
+    assert_eq!(outcome(&h.webhook(&published, "w2").await), "applied");
+    // PagerDuty delivers again when it did not see our answer.
+    assert_eq!(outcome(&h.webhook(&published, "w2").await), "duplicate");
+    let case_id = case_of(&h, "PINC5").await["Id"].as_str().unwrap().to_string();
+    let comments: Vec<String> =
+        h.sf.records("CaseComment")
+            .into_iter()
+            .filter(|c| c["ParentId"] == case_id.as_str())
+            .map(|c| c["CommentBody"].as_str().unwrap_or_default().to_string())
+            .collect();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    assert!(
+        comments[0].starts_with(
+            "[PagerDuty] Status update from engineering: Fix deployed; error rates back to normal. Next update at 10:30 UTC."
+        ),
+        "{comments:?}"
+    );
+}
+
 /// Salesforce REST calls since the last look (the JWT login is not an API call).
 fn api_calls_since(h: &Harness, seen: &mut usize) -> Vec<String> {
     let requests = h.sf.requests();

@@ -109,6 +109,7 @@ pub enum PdField {
     Priority,
     Urgency,
     Note,
+    StatusUpdate,
 }
 
 pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
@@ -122,6 +123,7 @@ pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
     ("priority", PdField::Priority),
     ("urgency", PdField::Urgency),
     ("note", PdField::Note),
+    ("status_update", PdField::StatusUpdate),
 ];
 
 /// Condition operators.
