@@ -13,6 +13,7 @@
 //! | rules version | `RULES` | `V#<10-digit version>` | `document`, `stored_at`, `stored_by` |
 //! | breaker | `BREAKER#<service>` | `STATE` | `record` (JSON), `version` |
 //! | reconcile cursor | `RECONCILE#<side>` | `CURSOR` | `at` (ms): see `cursor.rs` |
+//! | notes marked since | `RECONCILE#pagerduty` | `NOTES_MARKED` | `at` (ms), put once |
 //!
 //! Conditional writes give the atomicity the traits promise: idempotency claims follow AWS Lambda
 //! Powertools (conditional put; a failed condition returns the old item to tell COMPLETED from

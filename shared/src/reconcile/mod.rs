@@ -293,7 +293,12 @@ async fn list_side(
         return empty(SideReport::new(side, window).stopped(stop));
     }
     let listed = match side {
-        Side::Pagerduty => list_incidents(ctx, options, budget, &window).await.map(|(l, s)| (Listed::Incidents(l), s)),
+        Side::Pagerduty => match notes_marked_since(cursors, cursor.is_none(), &window, now, options.dry_run).await {
+            Ok(marked_since) => list_incidents(ctx, options, budget, &window, marked_since)
+                .await
+                .map(|(l, s)| (Listed::Incidents(l), s)),
+            Err(reason) => Err(reason),
+        },
         Side::Salesforce => list_records(ctx, options, budget, &window).await.map(|(l, s)| (Listed::Records(l), s)),
     };
     match listed {
@@ -387,6 +392,7 @@ async fn list_incidents(
     options: &Options,
     budget: &Budget,
     window: &Window,
+    marked_since: DateTime<Utc>,
 ) -> Result<(Vec<IncidentChange>, Option<Stop>), String> {
     let now = ctx.clock.now();
     let since = (window.until - options.incident_lookback).min(window.since).to_rfc3339();
@@ -419,9 +425,27 @@ async fn list_incidents(
             break;
         }
     }
-    let stop = list_notes(ctx, options, budget, window, &mut out).await?;
+    let stop = list_notes(ctx, options, budget, window, marked_since, &mut out).await?;
     pagerduty_side::rank_notes(&mut out);
     Ok((sorted(out), stop))
+}
+
+/// Since when every note the bridge wrote Case Comments for is marked: recorded by the first run
+/// of a version that marks, as the start of its window on a new install (no cursor: no earlier
+/// version wrote comments unmarked) or as now after an upgrade. A dry run records nothing.
+async fn notes_marked_since(
+    cursors: &dyn CursorStore,
+    first_run: bool,
+    window: &Window,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<DateTime<Utc>, String> {
+    let store = |e: crate::store::StoreError| format!("reading since when notes are marked: {e}");
+    if let Some(at) = cursors.notes_marked_since().await.map_err(store)? {
+        return Ok(at);
+    }
+    let at = if first_run { window.since } else { now };
+    if dry_run { Ok(at) } else { cursors.record_notes_marked_since(at).await.map_err(store) }
 }
 
 /// Adds to `out` the notes written to linked incidents in the window: a note changes no stamp of
@@ -431,6 +455,7 @@ async fn list_notes(
     options: &Options,
     budget: &Budget,
     window: &Window,
+    marked_since: DateTime<Utc>,
     out: &mut Vec<IncidentChange>,
 ) -> Result<Option<Stop>, String> {
     let since = window.since.to_rfc3339();
@@ -461,7 +486,7 @@ async fn list_notes(
             }
             let links = &links_of[&incident];
             if !links.is_empty() {
-                out.extend(IncidentChange::of_logged_note(entry, links.clone(), window));
+                out.extend(IncidentChange::of_logged_note(entry, links.clone(), window, marked_since));
             }
         }
         if !more {

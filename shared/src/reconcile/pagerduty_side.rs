@@ -51,6 +51,9 @@ pub struct IncidentChange {
 pub struct LoggedNote {
     pub entry: LogEntry,
     pub rank: usize,
+    /// Written before the bridge marked every note it wrote comments for: its comments may
+    /// stand unmarked among the Case's.
+    pub before_marks: bool,
 }
 
 /// Ranks the logged notes of each incident and author within each second (see [`LoggedNote`]),
@@ -87,7 +90,12 @@ impl IncidentChange {
 
     /// The note `entry` logs, when it is a note written in `window` (one by the bridge is left
     /// out by the comparison: its echo is told by its agent, as live).
-    pub fn of_logged_note(entry: LogEntry, links: Vec<Link>, window: &Window) -> Option<Self> {
+    pub fn of_logged_note(
+        entry: LogEntry,
+        links: Vec<Link>,
+        window: &Window,
+        marked_since: DateTime<Utc>,
+    ) -> Option<Self> {
         if entry.kind != ANNOTATED || !window.contains(entry.created_at) {
             return None;
         }
@@ -99,7 +107,7 @@ impl IncidentChange {
             status: "annotated".into(),
             changed_at,
             links,
-            note: Some(LoggedNote { entry, rank: 0 }),
+            note: Some(LoggedNote { before_marks: entry.created_at < marked_since, entry, rank: 0 }),
         })
     }
 
@@ -254,8 +262,10 @@ impl Compare for CompareIncident<'_> {
 
 impl CompareIncident<'_> {
     /// Sorts the Case Comments a note adds: written when the note's mark is on the incident (its
-    /// live delivery, or an earlier repair, wrote them), or when the Case has a comment of that
-    /// body since the note (a delivery before the marks); else to do.
+    /// live delivery, or an earlier repair, wrote them); else to do. Only a note older than the
+    /// marks may have comments without one: it is in sync when the Case has a comment of exactly
+    /// that text since the note (the same words in another note's comment, or in a repair's, are
+    /// no sign of this one, so a later note is never looked for there).
     async fn compare_note_comments(
         &self,
         ctx: &Context,
@@ -274,6 +284,11 @@ impl CompareIncident<'_> {
                 comparison.in_sync.push(planned);
                 continue;
             }
+            if !self.change.note.as_ref().is_some_and(|n| n.before_marks) {
+                comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
+                comparison.todo.push(planned);
+                continue;
+            }
             if !bodies.contains_key(case_id.as_str()) {
                 let soql = format!(
                     "SELECT CommentBody FROM CaseComment WHERE ParentId = '{}' AND CreatedDate >= {}",
@@ -289,8 +304,12 @@ impl CompareIncident<'_> {
                 let texts = found.records.iter().filter_map(|r| r.get("CommentBody")?.as_str().map(str::to_string));
                 bodies.insert(case_id.to_string(), texts.collect());
             }
-            // Written with its reference token after the planned text.
-            if bodies[case_id.as_str()].iter().any(|b| b.starts_with(body.as_str())) {
+            // Written with its reference token after the planned text (white space as the
+            // splitter and Salesforce leave it).
+            let written = |b: &String| {
+                crate::handler::salesforce_exec::without_reference(b).split_whitespace().eq(body.split_whitespace())
+            };
+            if bodies[case_id.as_str()].iter().any(written) {
                 comparison.in_sync.push(planned);
             } else {
                 comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));

@@ -517,6 +517,16 @@ pub async fn cursors_only_move_forward(store: &dyn super::CursorStore) {
     store.advance_cursor(Side::Pagerduty, t + chrono::Duration::seconds(1)).await.unwrap();
     assert_eq!(store.cursor(Side::Pagerduty).await.unwrap(), Some(t + chrono::Duration::seconds(1)));
     assert_eq!(store.cursor(Side::Salesforce).await.unwrap(), None, "each side has its own cursor");
+    assert_eq!(store.notes_marked_since().await.unwrap(), None);
+    assert_eq!(store.record_notes_marked_since(t).await.unwrap(), t);
+    let later = t + chrono::Duration::hours(1);
+    assert_eq!(store.record_notes_marked_since(later).await.unwrap(), t, "recorded once: the first stands");
+    assert_eq!(store.notes_marked_since().await.unwrap(), Some(t));
+    assert_eq!(
+        store.cursor(Side::Pagerduty).await.unwrap(),
+        Some(t + chrono::Duration::seconds(1)),
+        "apart from the cursor"
+    );
     assert_eq!(store.watched_subscription().await.unwrap(), None);
     store.watch_subscription("PSUB1").await.unwrap();
     store.watch_subscription("PSUB2").await.unwrap();

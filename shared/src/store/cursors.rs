@@ -1,7 +1,8 @@
 //! What reconciliation keeps between runs: per side, the change time up to which a run compared
 //! both systems (the next run starts there, less an overlap, see [`crate::reconcile::cursor`]), and
 //! the PagerDuty webhook subscription the watchdog reads (`syncctl setup pagerduty-webhook`
-//! records it in the table, where the retry function reads it without a secret of its own).
+//! records it in the table, where the retry function reads it without a secret of its own), and
+//! since when the bridge marks the notes it writes comments for.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -43,6 +44,12 @@ pub trait CursorStore: Send + Sync {
     /// Moves the side's cursor to `to` when that is later than the stored one; an earlier `to`
     /// changes nothing, so two runs at once never move a cursor back.
     async fn advance_cursor(&self, side: Side, to: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Since when the bridge marks every note it writes Case Comments for (the first run of a
+    /// version that marks: see `reconcile::pagerduty_side`), when recorded.
+    async fn notes_marked_since(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Records `at` as [`Self::notes_marked_since`] unless one is recorded already, and returns
+    /// the one that stands (two first runs at once agree).
+    async fn record_notes_marked_since(&self, at: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError>;
     /// The id of the PagerDuty webhook subscription the watchdog reads, when one is recorded.
     async fn watched_subscription(&self) -> Result<Option<String>, StoreError>;
     /// Records the subscription to watch (replacing any other).

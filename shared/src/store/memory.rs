@@ -49,6 +49,7 @@ struct Inner {
     rules: Vec<StoredRules>,
     breakers: HashMap<String, BreakerRecord>,
     cursors: HashMap<super::Side, DateTime<Utc>>,
+    notes_marked_since: Option<DateTime<Utc>>,
     watched_subscription: Option<String>,
 }
 
@@ -357,6 +358,14 @@ impl super::CursorStore for MemoryStore {
         let at = inner.cursors.entry(side).or_insert(to);
         *at = (*at).max(to);
         Ok(())
+    }
+
+    async fn notes_marked_since(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().notes_marked_since)
+    }
+
+    async fn record_notes_marked_since(&self, at: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+        Ok(*self.lock().notes_marked_since.get_or_insert(at))
     }
 
     async fn watched_subscription(&self) -> Result<Option<String>, StoreError> {

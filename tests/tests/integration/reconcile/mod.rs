@@ -16,6 +16,8 @@ use shared::reconcile::{self, Options, Quiet, Repair, Report, Stop, Subscription
 use shared::store::{CursorStore, LinkStore, Side};
 use sim::harness::{Harness, INTEGRATION_USER, outcome};
 
+mod notes;
+
 /// Both directions: PagerDuty's status onto the Case, the Case's close and Sev2 onto the incident.
 const RULES: &str = r#"
 rulesets:
@@ -2016,118 +2018,4 @@ async fn a_late_echo_inside_a_gap_splits_it_into_the_bridge_s_write_and_the_lost
     let report = run(&bridge(&h), &h, &options()).await;
 
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
-}
-
-// ---- lost notes (the PagerDuty side compares the notes of open linked incidents) ----
-
-const NOTE_BECOMES_COMMENT: &str = "      - name: note-becomes-comment\n        direction: pagerduty_to_salesforce\n        object: Case\n        conditions:\n          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}\n        actions:\n          - add_case_comment: {body: \"{{note.content}}\"}\n";
-
-/// The Case Comments of `case` that say `text`.
-fn comments_saying(h: &Harness, case: &str, text: &str) -> usize {
-    h.sf.records("CaseComment")
-        .iter()
-        .filter(|c| c["ParentId"] == case && c["CommentBody"].as_str().is_some_and(|b| b.contains(text)))
-        .count()
-}
-
-/// A responder's note whose webhook PagerDuty gave up on: a run writes it onto the linked Case,
-/// once, however often it runs, and the live delivery that comes after all adds no second one.
-#[tokio::test]
-async fn a_lost_note_becomes_one_case_comment_however_often_it_is_repaired_or_delivered() {
-    let h = Harness::start(&format!("{RULES}{NOTE_BECOMES_COMMENT}")).await;
-    let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who, 1).await;
-    who.add_note(&incident, "Rolled back the 14:02 deploy").await.unwrap();
-    time_passes(&h);
-
-    let report = run(&bridge(&h), &h, &options()).await;
-    assert_eq!(comments_saying(&h, &case, "Rolled back"), 1, "the lost note is written: {report:#?}");
-    assert_eq!(report.drift(), 1, "a lost note is drift: {report:#?}");
-    let again = run(&bridge(&h), &h, &Options { since: Some(Utc::now() - Duration::minutes(10)), ..options() }).await;
-    assert_eq!(comments_saying(&h, &case, "Rolled back"), 1, "not written twice: {again:#?}");
-
-    let late = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.annotated").unwrap();
-    let reply = h.webhook(&late.to_string(), "late-note").await;
-    assert_eq!(outcome(&reply), "skipped", "{}", reply.body);
-    assert_eq!(comments_saying(&h, &case, "Rolled back"), 1, "the late delivery adds none");
-}
-
-/// A note delivered live is on the Case: a run finds it in sync and writes nothing, and the
-/// note's mark answers it: one read of the notes, no query of the Case's comments.
-#[tokio::test]
-async fn a_delivered_note_is_in_sync_at_one_read_of_the_notes() {
-    let h = Harness::start(&format!("{RULES}{NOTE_BECOMES_COMMENT}")).await;
-    let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who, 1).await;
-    who.add_note(&incident, "Failing over to eu-west-2").await.unwrap();
-    let live = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.annotated").unwrap();
-    assert_eq!(outcome(&h.webhook(&live.to_string(), "live-note").await), "applied");
-    time_passes(&h);
-    h.pd.clear_requests();
-    h.sf.clear_requests();
-
-    let report = run(&bridge(&h), &h, &options()).await;
-
-    let notes_read = h.pd.requests().iter().filter(|r| r.path.ends_with("/notes")).count();
-    let comments_read =
-        h.sf.requests().iter().filter(|r| r.query.as_deref().is_some_and(|q| q.contains("CaseComment"))).count();
-    assert_eq!((notes_read, comments_read), (1, 0), "{report:#?}");
-    assert_eq!(comments_saying(&h, &case, "Failing over"), 1, "{report:#?}");
-    assert_eq!(report.drift(), 0, "{report:#?}");
-}
-
-/// A comment an earlier version of the bridge wrote for the note (before notes were marked) is
-/// found on the Case: not written again.
-#[tokio::test]
-async fn a_note_already_on_the_case_from_before_the_marks_is_in_sync() {
-    let h = Harness::start(&format!("{RULES}{NOTE_BECOMES_COMMENT}")).await;
-    let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who, 1).await;
-    who.add_note(&incident, "Failing over to eu-west-2").await.unwrap();
-    let body = "[PagerDuty] Failing over to eu-west-2\n\nref:0123456789ab";
-    h.sf.insert_record_as("CaseComment", json!({"ParentId": case, "CommentBody": body}), INTEGRATION_USER);
-    time_passes(&h);
-
-    let report = run(&bridge(&h), &h, &options()).await;
-
-    assert_eq!(comments_saying(&h, &case, "Failing over"), 1, "{report:#?}");
-    assert_eq!(report.drift(), 0, "{report:#?}");
-}
-
-/// Two notes a responder wrote in one second, both lost: each becomes its own comment, once.
-#[tokio::test]
-async fn two_lost_notes_of_one_second_become_two_comments_once_each() {
-    let h = Harness::start(&format!("{RULES}{NOTE_BECOMES_COMMENT}")).await;
-    let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who, 1).await;
-    next_second().await;
-    who.add_note(&incident, "Paged the database team").await.unwrap();
-    who.add_note(&incident, "Rolled back the 14:02 deploy").await.unwrap();
-    time_passes(&h);
-
-    let first = run(&bridge(&h), &h, &options()).await;
-    let again = run(&bridge(&h), &h, &Options { since: Some(Utc::now() - Duration::minutes(10)), ..options() }).await;
-
-    for text in ["Paged the database", "Rolled back"] {
-        assert_eq!(comments_saying(&h, &case, text), 1, "{text}: {first:#?} {again:#?}");
-    }
-    assert_eq!(first.drift(), 2, "{first:#?}");
-}
-
-/// A note the bridge wrote itself (a Salesforce rule's `add_note`) is its own echo: the run
-/// reads no notes for it and writes nothing back.
-#[tokio::test]
-async fn the_bridges_own_note_is_not_compared() {
-    let h = Harness::start(&format!("{RULES}{NOTE_BECOMES_COMMENT}")).await;
-    let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who, 1).await;
-    bridge(&h).pagerduty.add_note(&incident, "[Salesforce] Customer called again").await.unwrap();
-    time_passes(&h);
-    h.pd.clear_requests();
-
-    let report = run(&bridge(&h), &h, &options()).await;
-
-    assert_eq!(h.pd.requests().iter().filter(|r| r.path.ends_with("/notes")).count(), 0, "{report:#?}");
-    assert_eq!(comments_saying(&h, &case, "Customer called"), 0, "{report:#?}");
-    assert_eq!(report.drift(), 0, "{report:#?}");
 }
