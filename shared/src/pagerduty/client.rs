@@ -127,6 +127,15 @@ impl LogEntry {
     }
 }
 
+/// One page of the incident log: its entries, whether more follow, and (on a first page) how
+/// many the range holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub entries: Vec<LogEntry>,
+    pub more: bool,
+    pub total: Option<usize>,
+}
+
 /// A webhook subscription (its secret is only ever returned at creation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookSubscription {
@@ -608,18 +617,20 @@ impl PagerdutyClient {
         Ok((incidents, more))
     }
 
-    /// One page of [`requests::list_log_entries`]: the entries and whether more follow. One API
-    /// call; the caller pages and keeps the types it wants.
+    /// One page of [`requests::list_log_entries`]. One API call; the caller pages and keeps the
+    /// types it wants.
     pub async fn list_log_entries_page(
         &self,
         since: &str,
         until: &str,
         offset: usize,
-    ) -> Result<(Vec<LogEntry>, bool), PagerdutyError> {
+    ) -> Result<LogPage, PagerdutyError> {
         let v = self.send(requests::list_log_entries(since, until, offset)).await?;
         let list = v.get("log_entries").and_then(Value::as_array).cloned().unwrap_or_default();
         let more = !list.is_empty() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
-        Ok((list.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect(), more))
+        let total = v.get("total").and_then(Value::as_u64).map(|t| t as usize);
+        let entries = list.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect();
+        Ok(LogPage { entries, more, total })
     }
 
     /// One webhook subscription (`syncctl status`: is the one setup created still active?).

@@ -255,14 +255,15 @@ async fn a_page_of_the_log_reads_each_entrys_type_time_agent_and_incident() {
         _ => (404, vec![], String::new()),
     }))
     .await;
-    let (entries, more) =
-        client(base).list_log_entries_page("2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z", 0).await.unwrap();
+    let page = client(base).list_log_entries_page("2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z", 0).await.unwrap();
+    let (entries, more) = (page.entries, page.more);
     assert!(more);
     assert_eq!(entries[0].kind, "trigger_log_entry");
     assert_eq!((entries[0].incident_id(), entries[0].agent_id()), (Some("PT4KHLK"), Some("PIJ90N7")));
     assert_eq!(entries[1].created_at.to_rfc3339(), "2026-12-04T10:00:01+00:00");
     let target = log.lock().unwrap()[0].target.clone();
     assert!(target.contains("since=2026-12-04T00%3A00%3A00Z") && target.contains("offset=0"), "{target}");
+    assert!(target.contains("total=true"), "the first page asks for the total: {target}");
 }
 
 #[tokio::test]

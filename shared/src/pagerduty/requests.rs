@@ -301,16 +301,22 @@ pub fn list_incidents(since: &str, until: &str, statuses: &[&str], offset: usize
     call.query("time_zone", "UTC").query("limit", "100").query("offset", offset.to_string())
 }
 
-/// `GET /log_entries?since=&until=`: one page of the account's incident log, oldest first.
+/// PagerDuty pages by offset only while `offset + limit` stays within this; a request past it
+/// is refused, so a longer list must be asked for in narrower ranges.
+pub const MAX_PAGED: usize = 10_000;
+
+/// `GET /log_entries?since=&until=`: one page of the account's incident log (newest first).
 /// Here the range bounds when each entry was written: reconciliation finds the notes written in
-/// its window by their `annotate_log_entry`, since a note changes no stamp of its incident.
+/// its window by their `annotate_log_entry`, since a note changes no stamp of its incident. The
+/// first page asks for the total, to tell a range too long to page through ([`MAX_PAGED`]).
 pub fn list_log_entries(since: &str, until: &str, offset: usize) -> Call {
-    Call::new("list_log_entries", Method::GET, &["log_entries"])
+    let call = Call::new("list_log_entries", Method::GET, &["log_entries"])
         .query("since", since)
         .query("until", until)
         .query("time_zone", "UTC")
         .query("limit", "100")
-        .query("offset", offset.to_string())
+        .query("offset", offset.to_string());
+    if offset == 0 { call.query("total", "true") } else { call }
 }
 
 /// `GET /webhook_subscriptions/{id}`.

@@ -30,6 +30,8 @@ use self::pagerduty_side::{CompareIncident, IncidentChange};
 use self::repair::{Candidate, Checked, Compare};
 use self::salesforce_side::{CompareRecord, RecordChange};
 use crate::handler::context::Context;
+use crate::pagerduty::client::LogEntry;
+use crate::pagerduty::requests::MAX_PAGED;
 use crate::store::{BreakerState, CursorStore, Side};
 
 /// What a run may do.
@@ -458,41 +460,64 @@ async fn list_notes(
     marked_since: DateTime<Utc>,
     out: &mut Vec<IncidentChange>,
 ) -> Result<Option<Stop>, String> {
-    let since = window.since.to_rfc3339();
-    // PagerDuty's `until` is exclusive, the window's end is not.
-    let until = (window.until + Duration::seconds(1)).to_rfc3339();
     let mut links_of: std::collections::HashMap<String, Vec<crate::model::Link>> = Default::default();
-    let mut offset = 0;
-    loop {
-        if !budget.allows(1) {
-            return Ok(Some(Stop::Budget));
-        }
-        if deadline_near(ctx, options) {
-            return Ok(Some(Stop::Deadline));
-        }
-        crate::telemetry::metrics::api_calls("pagerduty", 1);
-        let (page, more) = ctx
-            .pagerduty
-            .list_log_entries_page(&since, &until, offset)
-            .await
-            .map_err(|e| format!("listing PagerDuty's log for notes: {e}"))?;
-        offset += page.len();
-        for entry in page.into_iter().filter(|e| e.kind == pagerduty_side::ANNOTATED) {
-            let Some(incident) = entry.incident_id().map(str::to_string) else { continue };
-            if !links_of.contains_key(&incident) {
-                let links =
-                    ctx.stores.links.records_for_incident(&incident).await.map_err(|e| format!("links: {e}"))?;
-                links_of.insert(incident.clone(), links);
+    // PagerDuty's `until` is exclusive, the window's end is not. A range holding more entries
+    // than offset paging reaches is listed as two halves (each first page says how many).
+    let mut ranges = vec![(window.since, window.until + Duration::seconds(1))];
+    while let Some((since, until)) = ranges.pop() {
+        let (since_text, until_text) = (since.to_rfc3339(), until.to_rfc3339());
+        let mut offset = 0;
+        loop {
+            if !budget.allows(1) {
+                return Ok(Some(Stop::Budget));
             }
-            let links = &links_of[&incident];
-            if !links.is_empty() {
-                out.extend(IncidentChange::of_logged_note(entry, links.clone(), window, marked_since));
+            if deadline_near(ctx, options) {
+                return Ok(Some(Stop::Deadline));
             }
-        }
-        if !more {
-            return Ok(None);
+            crate::telemetry::metrics::api_calls("pagerduty", 1);
+            let page = ctx
+                .pagerduty
+                .list_log_entries_page(&since_text, &until_text, offset)
+                .await
+                .map_err(|e| format!("listing PagerDuty's log for notes: {e}"))?;
+            let half = Duration::seconds((until - since).num_seconds() / 2);
+            if offset == 0 && page.total.is_some_and(|t| t > MAX_PAGED) && half >= Duration::seconds(1) {
+                ranges.push((since + half, until));
+                ranges.push((since, since + half));
+                break;
+            }
+            offset += page.entries.len();
+            let more = page.more;
+            notes_of_page(ctx, page.entries, window, marked_since, &mut links_of, out).await?;
+            if !more {
+                break;
+            }
         }
     }
+    Ok(None)
+}
+
+/// The notes of linked incidents among one page of log entries, added to `out`.
+async fn notes_of_page(
+    ctx: &Context,
+    page: Vec<LogEntry>,
+    window: &Window,
+    marked_since: DateTime<Utc>,
+    links_of: &mut std::collections::HashMap<String, Vec<crate::model::Link>>,
+    out: &mut Vec<IncidentChange>,
+) -> Result<(), String> {
+    for entry in page.into_iter().filter(|e| e.kind == pagerduty_side::ANNOTATED) {
+        let Some(incident) = entry.incident_id().map(str::to_string) else { continue };
+        if !links_of.contains_key(&incident) {
+            let links = ctx.stores.links.records_for_incident(&incident).await.map_err(|e| format!("links: {e}"))?;
+            links_of.insert(incident.clone(), links);
+        }
+        let links = &links_of[&incident];
+        if !links.is_empty() {
+            out.extend(IncidentChange::of_logged_note(entry, links.clone(), window, marked_since));
+        }
+    }
+    Ok(())
 }
 
 fn sorted(mut list: Vec<IncidentChange>) -> Vec<IncidentChange> {

@@ -11,8 +11,12 @@ use axum::response::Response;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
+use super::errors::invalid;
 use super::state::{Shared, World, next_id};
 use super::{ok, query_params};
+
+/// The furthest classic pagination reaches.
+const MAX_PAGED: usize = 10_000;
 
 /// The log entry type of a webhook event type (none for the events PagerDuty logs otherwise).
 fn entry_type(event_type: &str) -> Option<&'static str> {
@@ -54,6 +58,25 @@ pub(super) fn log(w: &mut World, envelope: &Value) {
     }));
 }
 
+/// `n` entries of an account's other incidents, spread evenly over `since..until` (a busy
+/// account's log, without emitting their webhooks).
+pub(super) fn busy(w: &mut World, n: usize, since: DateTime<Utc>, until: DateTime<Utc>) {
+    let span = (until - since).num_milliseconds().max(1);
+    for i in 0..n {
+        let at = since + chrono::Duration::milliseconds(span * i as i64 / n as i64);
+        let id = next_id(w, 'R');
+        w.log_entries.push(json!({
+            "id": id,
+            "type": "notify_log_entry",
+            "summary": "Notified a responder",
+            "created_at": at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "agent": {"id": "PSVCBUSY", "type": "service_reference"},
+            "channel": {"type": "auto"},
+            "incident": {"id": format!("QBUSY{}", i % 97), "type": "incident_reference"},
+        }));
+    }
+}
+
 pub(super) async fn list(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
     let q = query_params(q.as_deref());
     let param = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -61,6 +84,11 @@ pub(super) async fn list(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) ->
     let (since, until) = (when("since"), when("until"));
     let limit: usize = param("limit").and_then(|v| v.parse().ok()).unwrap_or(25).min(100);
     let offset: usize = param("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Classic pagination ends at offset + limit = 10,000 (what PagerDuty's own client library,
+    // pdpyras, stops at: "exceeds the maximum permitted by the API (10000)").
+    if offset + limit > MAX_PAGED {
+        return invalid(&["Offset plus limit must not exceed 10000; narrow the since/until range"]);
+    }
     let w = s.world.lock().unwrap();
     let written = |e: &Value| e["created_at"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok());
     let all: Vec<&Value> = w
@@ -72,6 +100,7 @@ pub(super) async fn list(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) ->
     let page: Vec<Value> = all.iter().skip(offset).take(limit).map(|e| (*e).clone()).collect();
     ok(
         StatusCode::OK,
-        json!({"log_entries": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(), "total": null}),
+        json!({"log_entries": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(),
+            "total": (param("total") == Some("true")).then_some(all.len())}),
     )
 }

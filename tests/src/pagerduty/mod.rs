@@ -266,6 +266,10 @@ impl PagerdutySim {
     pub fn webhook_events(&self) -> Vec<Value> {
         self.shared.world.lock().unwrap().webhook_events.clone()
     }
+    /// Adds `n` log entries of other incidents over `since..until`: a busy account's log.
+    pub fn busy_log(&self, n: usize, since: chrono::DateTime<chrono::Utc>, until: chrono::DateTime<chrono::Utc>) {
+        log_entries::busy(&mut self.shared.world.lock().unwrap(), n, since, until);
+    }
     /// How many webhook envelopes the simulator emitted (cheap enough to poll).
     pub fn webhook_event_count(&self) -> usize {
         self.shared.world.lock().unwrap().webhook_events.len()

@@ -393,6 +393,25 @@ async fn a_lost_note_on_the_second_page_of_the_log_is_repaired() {
     assert_eq!(h.sf.records("CaseComment").len(), 1, "{report:#?}");
 }
 
+/// A busy account logs more in a window than offset paging reaches (offset + limit 10,000,
+/// refused past it): the run lists the window in halves and still finds the lost note, once.
+#[tokio::test]
+async fn a_lost_note_in_a_log_longer_than_paging_reaches_is_repaired() {
+    let h = Harness::start(&rules()).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    who.add_note(&incident, "Paged the database team").await.unwrap();
+    h.pd.busy_log(10_050, Utc::now() - Duration::minutes(9), Utc::now());
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &Options { max_api_calls: 400, ..options() }).await;
+
+    assert_eq!(comments_exactly(&h, &case, "Paged the database team"), 1, "{report:#?}");
+    let log_pages: Vec<_> = h.pd.requests().into_iter().filter(|r| r.path == "/log_entries").collect();
+    assert!(log_pages.iter().all(|r| r.status == 200), "no page past what paging reaches");
+    assert!(log_pages.len() <= 104, "one first page, then two halves of about 51 pages: {}", log_pages.len());
+}
+
 async fn incident_unlinked(who: &PagerdutyClient) -> String {
     incident(who, 99).await
 }
