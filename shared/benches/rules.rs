@@ -45,10 +45,12 @@ fn incident_event() -> Event {
             escalation_policy_name: "Support".into(),
             html_url: "https://demo.pagerduty.com/incidents/Q1INC".into(),
             incident_key: None,
+            ..IncidentFacts::default()
         },
         is_new: false,
         note: None,
         status_update: None,
+        agent: None,
         linked_records: vec![LinkedRecord {
             object: "Case".into(),
             id: "5005g00000DEMO1AAA".into(),

@@ -18,7 +18,7 @@ use crate::handler::steps::{self, Work};
 use crate::handler::{echo, full_note};
 use crate::model::Direction;
 use crate::pagerduty::signature::{self, SignatureError};
-use crate::pagerduty::{EventData, WebhookEvent};
+use crate::pagerduty::{EventData, Reference, WebhookEvent};
 use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
 use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
 use crate::secrets::{CachedSecrets, SigningSecrets};
@@ -341,6 +341,10 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
                     .unwrap_or_default(),
                 html_url: incident.html_url.clone().unwrap_or_default(),
                 incident_key: incident.incident_key.clone(),
+                assignees: names(&incident.assignees),
+                teams: names(&incident.teams),
+                incident_type: text_at(&incident.extra, &["incident_type", "name"]),
+                conference_url: text_at(&incident.extra, &["conference_bridge", "conference_url"]),
             },
             None,
             None,
@@ -378,6 +382,44 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
         incident,
         note,
         status_update,
+        agent: event.agent.as_ref().map(|a| a.summary.clone().unwrap_or_else(|| a.id.clone())),
         linked_records,
+    }
+}
+
+/// The names of references (their summaries; an id where PagerDuty sent none), comma-separated.
+fn names(references: &[Reference]) -> String {
+    let names: Vec<&str> = references.iter().map(|r| r.summary.as_deref().unwrap_or(&r.id)).collect();
+    names.join(", ")
+}
+
+/// The text at `path` of an incident's other fields, empty when absent.
+fn text_at(extra: &serde_json::Map<String, serde_json::Value>, path: &[&str]) -> String {
+    let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+    crate::rules::value::lookup(extra, &path).and_then(|v| v.as_str()).unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PagerDuty's documented incident payload (`data` of an incident event).
+    const DOCS_INCIDENT: &str =
+        include_str!("../../tests/fixtures/pagerduty/webhooks/event-data-fragments/docs-data-incident.json");
+
+    #[test]
+    fn an_incident_event_carries_who_is_on_it_its_type_and_its_bridge() {
+        let body = format!(
+            r#"{{"event": {{"id": "E1", "event_type": "incident.reassigned", "resource_type": "incident",
+                "occurred_at": "2026-12-07T10:00:00Z", "agent": {{"id": "PUSR1", "type": "user_reference", "summary": "Dana Reyes"}},
+                "client": null, "data": {DOCS_INCIDENT}}}}}"#
+        );
+        let event = WebhookEvent::parse(body.as_bytes()).unwrap();
+        let facts = incident_event(&event, vec![]);
+        assert_eq!(facts.incident.assignees, "User 123");
+        assert_eq!(facts.incident.teams, "Engineering");
+        assert_eq!(facts.incident.incident_type, "major");
+        assert_eq!(facts.incident.conference_url, "https://example.com");
+        assert_eq!(facts.agent.as_deref(), Some("Dana Reyes"));
     }
 }

@@ -652,6 +652,11 @@ fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
                 PdField::Urgency => Some(&i.urgency),
                 PdField::Note => e.note.as_deref(),
                 PdField::StatusUpdate => e.status_update.as_deref(),
+                PdField::Assignees => Some(&i.assignees),
+                PdField::Teams => Some(&i.teams),
+                PdField::IncidentType => Some(&i.incident_type),
+                PdField::ConferenceUrl => Some(&i.conference_url),
+                PdField::Agent => e.agent.as_deref(),
             };
             text.map_or(Seen::Absent, Seen::Text)
         }

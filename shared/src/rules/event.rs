@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// One thing that happened, on either side.
+// One event is evaluated at a time; boxing the incident would only add an indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -54,6 +56,9 @@ pub struct IncidentEvent {
     /// The message of an `incident.status_update_published` event.
     #[serde(default)]
     pub status_update: Option<String>,
+    /// Who acted, by name (a user, or a service for automatic changes), when the event says.
+    #[serde(default)]
+    pub agent: Option<String>,
     /// Salesforce records linked to the incident, with the fields the handler fetched.
     #[serde(default)]
     pub linked_records: Vec<LinkedRecord>,
@@ -78,6 +83,14 @@ pub struct IncidentFacts {
     pub escalation_policy_name: String,
     pub html_url: String,
     pub incident_key: Option<String>,
+    /// The assignees' names, comma-separated, in PagerDuty's order.
+    pub assignees: String,
+    /// The teams' names, comma-separated.
+    pub teams: String,
+    /// The incident type's name (`major`, ...), empty for the base type.
+    pub incident_type: String,
+    /// The conference bridge's URL, when the incident has one.
+    pub conference_url: String,
 }
 
 /// A Salesforce record linked to the incident.

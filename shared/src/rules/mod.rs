@@ -32,7 +32,9 @@
 //!   `incident.annotated`), `pagerduty.title`, `pagerduty.status`, `pagerduty.service` (id),
 //!   `pagerduty.service_name`, `pagerduty.escalation_policy` (id), `pagerduty.escalation_policy_name`,
 //!   `pagerduty.priority` (name), `pagerduty.urgency`, `pagerduty.note` (note text of `incident.annotated`),
-//!   `pagerduty.status_update` (message of `incident.status_update_published`).
+//!   `pagerduty.status_update` (message of `incident.status_update_published`), `pagerduty.assignees`
+//!   and `pagerduty.teams` (names, comma-separated: match them with `contains`),
+//!   `pagerduty.incident_type` (name), `pagerduty.conference_url`, `pagerduty.agent` (who acted, by name).
 //!
 //! ## Operators
 //! `equals`, `not_equals`, `contains`, `not_contains`, `starts_with`, `ends_with`, `matches` (regex,
@@ -61,7 +63,7 @@
 //!
 //! ## Templates
 //! `{{incident.id|number|title|status|urgency|priority|html_url|service_id|service_name|escalation_policy_name}}`,
-//! `{{event.type}}`, `{{event.occurred_at}}`, `{{note.content}}`, `{{status_update.message}}` in P→S rules; `{{record.FIELD}}`
+//! `{{incident.assignees|teams|incident_type|conference_url}}`, `{{event.type}}`, `{{event.occurred_at}}`, `{{event.agent}}`, `{{note.content}}`, `{{status_update.message}}` in P→S rules; `{{record.FIELD}}`
 //! (dotted paths too), `{{record.id}}`, `{{record.object}}` in S→P rules. Unknown variables are
 //! load errors.
 //!
@@ -77,7 +79,7 @@ mod eval;
 mod event;
 mod plan;
 mod template;
-mod value;
+pub(crate) mod value;
 mod yaml;
 
 #[cfg(test)]

@@ -33,7 +33,12 @@ enum Var {
     IncidentServiceId,
     IncidentServiceName,
     IncidentEscalationPolicyName,
+    IncidentAssignees,
+    IncidentTeams,
+    IncidentType,
+    IncidentConferenceUrl,
     EventType,
+    EventAgent,
     EventOccurredAt,
     NoteContent,
     StatusUpdateMessage,
@@ -43,7 +48,7 @@ enum Var {
 }
 
 /// The names `{{...}}` accepts, for error messages.
-pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, event.type, event.occurred_at, note.content, status_update.message";
+pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, incident.assignees, incident.teams, incident.incident_type, incident.conference_url, event.type, event.occurred_at, event.agent, note.content, status_update.message";
 
 /// What a template is filled from.
 pub(crate) enum Context<'a> {
@@ -107,7 +112,12 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
         "incident.service_id" => Some(Var::IncidentServiceId),
         "incident.service_name" => Some(Var::IncidentServiceName),
         "incident.escalation_policy_name" => Some(Var::IncidentEscalationPolicyName),
+        "incident.assignees" => Some(Var::IncidentAssignees),
+        "incident.teams" => Some(Var::IncidentTeams),
+        "incident.incident_type" => Some(Var::IncidentType),
+        "incident.conference_url" => Some(Var::IncidentConferenceUrl),
         "event.type" => Some(Var::EventType),
+        "event.agent" => Some(Var::EventAgent),
         "event.occurred_at" => Some(Var::EventOccurredAt),
         "note.content" => Some(Var::NoteContent),
         "status_update.message" => Some(Var::StatusUpdateMessage),
@@ -173,7 +183,12 @@ fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
                 Var::IncidentServiceId => &i.service_id,
                 Var::IncidentServiceName => &i.service_name,
                 Var::IncidentEscalationPolicyName => &i.escalation_policy_name,
+                Var::IncidentAssignees => &i.assignees,
+                Var::IncidentTeams => &i.teams,
+                Var::IncidentType => &i.incident_type,
+                Var::IncidentConferenceUrl => &i.conference_url,
                 Var::EventType => &e.event_type,
+                Var::EventAgent => e.agent.as_deref().unwrap_or_default(),
                 Var::EventOccurredAt => &e.occurred_at,
                 Var::NoteContent => e.note.as_deref().unwrap_or_default(),
                 Var::StatusUpdateMessage => e.status_update.as_deref().unwrap_or_default(),

@@ -51,6 +51,10 @@ fn facts() -> IncidentFacts {
         escalation_policy_name: "Support On-Call".into(),
         html_url: "https://demo.pagerduty.com/incidents/Q1INC".into(),
         incident_key: None,
+        assignees: "Dana Reyes, Sam Ortiz".into(),
+        teams: "Payments".into(),
+        incident_type: "major".into(),
+        conference_url: "https://meet.example.com/checkout".into(),
     }
 }
 
@@ -62,6 +66,7 @@ fn incident(event_type: &str, linked: Vec<LinkedRecord>) -> Event {
         is_new: event_type == "incident.triggered",
         note: None,
         status_update: None,
+        agent: None,
         linked_records: linked,
     })
 }
@@ -202,6 +207,11 @@ fn every_pagerduty_field_and_event_type_name() {
         ("incident.acknowledged", "{field: pagerduty.urgency, operator: equals, value: low}", false),
         ("incident.acknowledged", "{field: pagerduty.note, operator: is_empty}", true),
         ("incident.acknowledged", "{field: pagerduty.status_update, operator: is_empty}", true),
+        ("incident.acknowledged", "{field: pagerduty.assignees, operator: contains, value: sam ortiz}", true),
+        ("incident.acknowledged", "{field: pagerduty.teams, operator: in, value: [Payments, Checkout]}", true),
+        ("incident.acknowledged", "{field: pagerduty.incident_type, operator: equals, value: major}", true),
+        ("incident.acknowledged", "{field: pagerduty.conference_url, operator: starts_with, value: 'https://'}", true),
+        ("incident.acknowledged", "{field: pagerduty.agent, operator: is_empty}", true),
     ];
     for (event_type, cond, want) in table {
         let ev = p2s(cond).evaluate(&incident(event_type, vec![case("500A", json!({}))]));
@@ -516,6 +526,25 @@ fn a_published_status_update_can_be_written_onto_the_case_as_a_comment_and_a_fie
         matches!(actions[1], Action::Salesforce(SalesforceAction::SetFields { fields, .. })
         if fields["Latest_Status__c"] == "Fix deployed; watching error rates"),
         "{actions:?}"
+    );
+}
+
+#[test]
+fn who_is_on_it_and_where_they_meet_are_template_variables() {
+    let rules = p2s_action(
+        "{add_case_comment: {body: '{{incident.incident_type}} incident, assigned to {{incident.assignees}} ({{incident.teams}}); bridge {{incident.conference_url}}; by {{event.agent}}'}}",
+    );
+    let Event::Incident(mut inc) = incident("incident.reassigned", vec![case("500A", json!({}))]) else {
+        unreachable!()
+    };
+    inc.agent = Some("Dana Reyes".into());
+    let plan = rules.evaluate(&Event::Incident(inc)).plan;
+    let Action::Salesforce(SalesforceAction::AddCaseComment { body, .. }) = &plan.0[0].action else {
+        panic!("comment")
+    };
+    assert_eq!(
+        body,
+        "[PagerDuty] major incident, assigned to Dana Reyes, Sam Ortiz (Payments); bridge https://meet.example.com/checkout; by Dana Reyes"
     );
 }
 
@@ -998,6 +1027,7 @@ mod properties {
                     is_new,
                     note,
                     status_update: None,
+                    agent: None,
                     linked_records,
                 })
             });
@@ -1031,6 +1061,7 @@ mod properties {
                     is_new,
                     note,
                     status_update: None,
+                    agent: None,
                     linked_records,
                 })
             })

@@ -110,6 +110,11 @@ pub enum PdField {
     Urgency,
     Note,
     StatusUpdate,
+    Assignees,
+    Teams,
+    IncidentType,
+    ConferenceUrl,
+    Agent,
 }
 
 pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
@@ -124,6 +129,11 @@ pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
     ("urgency", PdField::Urgency),
     ("note", PdField::Note),
     ("status_update", PdField::StatusUpdate),
+    ("assignees", PdField::Assignees),
+    ("teams", PdField::Teams),
+    ("incident_type", PdField::IncidentType),
+    ("conference_url", PdField::ConferenceUrl),
+    ("agent", PdField::Agent),
 ];
 
 /// Condition operators.
