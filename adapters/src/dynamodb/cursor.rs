@@ -81,7 +81,8 @@ impl CursorStore for DynamoStore {
             .item("at", n(millis(at)))
             .condition_expression("attribute_not_exists(pk)");
         match put.send().await {
-            Ok(_) => Ok(at),
+            // As read back: the table keeps milliseconds.
+            Ok(_) => Ok(DateTime::from_timestamp_millis(millis(at)).unwrap_or(at)),
             // Recorded before (or by another run at the same time): that one stands.
             Err(err) if Self::is_condition_failure(&err) => {
                 self.notes_marked_since().await?.ok_or(StoreError::Unavailable {

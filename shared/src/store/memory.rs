@@ -365,6 +365,8 @@ impl super::CursorStore for MemoryStore {
     }
 
     async fn record_notes_marked_since(&self, at: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+        // Milliseconds, as the table keeps them.
+        let at = DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or(at);
         Ok(*self.lock().notes_marked_since.get_or_insert(at))
     }
 
@@ -391,7 +393,7 @@ mod tests {
     #[tokio::test]
     async fn memory_store_keeps_the_store_contract() {
         let store = std::sync::Arc::new(MemoryStore::default());
-        contract::run_all(store.clone(), store.clone(), store.clone(), store.clone(), store).await;
+        contract::run_all(store.clone(), store.clone(), store.clone(), store.clone(), store, true).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
