@@ -232,6 +232,9 @@ pub fn render(report: &Report) -> String {
         if let Some(resume) = side.resume_from {
             out.push_str(&format!("    not all settled: go on with --since {}\n", resume.to_rfc3339()));
         }
+        for what in &side.unlisted {
+            out.push_str(&format!("    not listed in full: {what}\n"));
+        }
     }
     if report.differences_left_off > 0 {
         out.push_str(&format!(

@@ -127,13 +127,22 @@ impl LogEntry {
     }
 }
 
-/// One page of the incident log: its entries, whether more follow, and (on a first page) how
+/// One page of a list: its items, whether more follow, and (on a first page, which asks) how
 /// many the range holds.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogPage {
-    pub entries: Vec<LogEntry>,
+pub struct Page<T> {
+    pub items: Vec<T>,
     pub more: bool,
     pub total: Option<usize>,
+}
+
+impl<T> Page<T> {
+    fn of(v: &Value, key: &str, item: impl Fn(Value) -> Option<T>) -> Self {
+        let list = v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        let more = !list.is_empty() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
+        let total = v.get("total").and_then(Value::as_u64).map(|t| t as usize);
+        Page { items: list.into_iter().filter_map(item).collect(), more, total }
+    }
 }
 
 /// A webhook subscription (its secret is only ever returned at creation).
@@ -594,27 +603,21 @@ impl PagerdutyClient {
         }
     }
 
-    /// One page of [`requests::list_incidents`]: the incidents and whether more follow (`more`).
-    /// One API call; the caller pages (reconciliation counts each page against its budget).
+    /// One page of [`requests::list_incidents`]. One API call; the caller pages (reconciliation
+    /// counts each page against its budget).
     pub async fn list_incidents_page(
         &self,
         since: &str,
         until: &str,
         statuses: &[&str],
         offset: usize,
-    ) -> Result<(Vec<Incident>, bool), PagerdutyError> {
+    ) -> Result<Page<Incident>, PagerdutyError> {
         let v = self.send(requests::list_incidents(since, until, statuses, offset)).await?;
-        let list = v.get("incidents").and_then(Value::as_array).cloned().unwrap_or_default();
-        let more = !list.is_empty() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
-        let incidents = list
-            .into_iter()
-            .filter_map(|raw| {
-                let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
-                i.raw = raw;
-                Some(i)
-            })
-            .collect();
-        Ok((incidents, more))
+        Ok(Page::of(&v, "incidents", |raw| {
+            let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
+            i.raw = raw;
+            Some(i)
+        }))
     }
 
     /// One page of [`requests::list_log_entries`]. One API call; the caller pages and keeps the
@@ -624,13 +627,9 @@ impl PagerdutyClient {
         since: &str,
         until: &str,
         offset: usize,
-    ) -> Result<LogPage, PagerdutyError> {
+    ) -> Result<Page<LogEntry>, PagerdutyError> {
         let v = self.send(requests::list_log_entries(since, until, offset)).await?;
-        let list = v.get("log_entries").and_then(Value::as_array).cloned().unwrap_or_default();
-        let more = !list.is_empty() && v.get("more").and_then(Value::as_bool).unwrap_or(false);
-        let total = v.get("total").and_then(Value::as_u64).map(|t| t as usize);
-        let entries = list.into_iter().filter_map(|e| serde_json::from_value(e).ok()).collect();
-        Ok(LogPage { entries, more, total })
+        Ok(Page::of(&v, "log_entries", |e| serde_json::from_value(e).ok()))
     }
 
     /// One webhook subscription (`syncctl status`: is the one setup created still active?).

@@ -256,7 +256,7 @@ async fn a_page_of_the_log_reads_each_entrys_type_time_agent_and_incident() {
     }))
     .await;
     let page = client(base).list_log_entries_page("2026-12-04T00:00:00Z", "2026-12-05T00:00:00Z", 0).await.unwrap();
-    let (entries, more) = (page.entries, page.more);
+    let (entries, more) = (page.items, page.more);
     assert!(more);
     assert_eq!(entries[0].kind, "trigger_log_entry");
     assert_eq!((entries[0].incident_id(), entries[0].agent_id()), (Some("PT4KHLK"), Some("PIJ90N7")));

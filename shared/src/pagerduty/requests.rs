@@ -298,7 +298,9 @@ pub fn list_incidents(since: &str, until: &str, statuses: &[&str], offset: usize
     for status in statuses {
         call = call.query("statuses[]", *status);
     }
-    call.query("time_zone", "UTC").query("limit", "100").query("offset", offset.to_string())
+    let call = call.query("time_zone", "UTC").query("limit", "100").query("offset", offset.to_string());
+    // The first page asks for the total, as for the log ([`MAX_PAGED`]).
+    if offset == 0 { call.query("total", "true") } else { call }
 }
 
 /// PagerDuty pages by offset only while `offset + limit` stays within this; a request past it

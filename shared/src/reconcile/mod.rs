@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod cursor;
 pub mod pagerduty_side;
+pub mod ranges;
 pub mod repair;
 pub mod report;
 pub mod salesforce_side;
@@ -26,12 +27,12 @@ pub use report::{Difference, Repair, Report, SideReport, Stop, SubscriptionCheck
 
 use self::budget::Budget;
 use self::cursor::Window;
-use self::pagerduty_side::{CompareIncident, IncidentChange};
+use self::pagerduty_side::{CommentPool, CompareIncident, IncidentChange};
+use self::ranges::Ranges;
 use self::repair::{Candidate, Checked, Compare};
 use self::salesforce_side::{CompareRecord, RecordChange};
 use crate::handler::context::Context;
 use crate::pagerduty::client::LogEntry;
-use crate::pagerduty::requests::MAX_PAGED;
 use crate::store::{BreakerState, CursorStore, Side};
 
 /// What a run may do.
@@ -135,6 +136,7 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
     // Both sides are listed, then their changes are compared oldest first across the sides:
     // when both systems changed while the bridge was away, the later change wins, as it would
     // have live, and the earlier one, now older than its target, is reported.
+    let comments = CommentPool::default();
     let mut runs = Vec::new();
     for side in Side::ALL {
         runs.push(list_side(ctx, cursors, options, &budget, side, &probing).await);
@@ -151,7 +153,7 @@ pub async fn run(ctx: &Context, cursors: &dyn CursorStore, options: &Options, ob
         }
         let run = &mut runs[r];
         let i = run.next;
-        let (candidate, mut compare) = run.listed.get(i, &options.correlation_id);
+        let (candidate, mut compare) = run.listed.get(i, &options.correlation_id, &comments);
         let checked =
             repair::check(ctx, &candidate, compare.as_mut(), &budget, options.dry_run, options.deadline).await;
         drop(compare);
@@ -294,9 +296,10 @@ async fn list_side(
     if let Some(stop) = held_back(ctx, options, probing).await {
         return empty(SideReport::new(side, window).stopped(stop));
     }
+    let mut unlisted = Vec::new();
     let listed = match side {
-        Side::Pagerduty => match notes_marked_since(cursors, cursor.is_none(), &window, now, options.dry_run).await {
-            Ok(marked_since) => list_incidents(ctx, options, budget, &window, marked_since)
+        Side::Pagerduty => match notes_marked_since(cursors, now, options.dry_run).await {
+            Ok(marked_since) => list_incidents(ctx, options, budget, &window, marked_since, &mut unlisted)
                 .await
                 .map(|(l, s)| (Listed::Incidents(l), s)),
             Err(reason) => Err(reason),
@@ -307,7 +310,10 @@ async fn list_side(
         Ok((listed, stop)) => {
             // A listing cut short (budget) leaves the cursor where the window began.
             let first_open = stop.is_some().then_some(window.since);
-            let report = SideReport { stopped: stop, ..SideReport::new(side, window) };
+            for what in &unlisted {
+                tracing::warn!(side = side.as_str(), what, "reconcile could not list a range in full");
+            }
+            let report = SideReport { stopped: stop, unlisted, ..SideReport::new(side, window) };
             SideRun { report, listed, next: 0, first_open, listed_ok: true }
         }
         Err(reason) => {
@@ -373,11 +379,16 @@ impl Listed {
         }
     }
 
-    fn get<'a>(&'a self, i: usize, correlation_id: &'a str) -> (Candidate, Box<dyn Compare + Send + 'a>) {
+    fn get<'a>(
+        &'a self,
+        i: usize,
+        correlation_id: &'a str,
+        comments: &'a CommentPool,
+    ) -> (Candidate, Box<dyn Compare + Send + 'a>) {
         match self {
             Listed::Incidents(list) => {
                 let change = &list[i];
-                (change.candidate(), Box::new(CompareIncident { change, correlation_id }))
+                (change.candidate(), Box::new(CompareIncident { change, correlation_id, comments }))
             }
             Listed::Records(list) => {
                 let (change, linked) = &list[i];
@@ -395,50 +406,61 @@ async fn list_incidents(
     budget: &Budget,
     window: &Window,
     marked_since: DateTime<Utc>,
+    unlisted: &mut Vec<String>,
 ) -> Result<(Vec<IncidentChange>, Option<Stop>), String> {
     let now = ctx.clock.now();
-    let since = (window.until - options.incident_lookback).min(window.since).to_rfc3339();
-    let until = now.to_rfc3339();
+    let mut ranges = Ranges::new((window.until - options.incident_lookback).min(window.since), now);
     let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        if !budget.allows(1) {
-            return Ok((sorted(out), Some(Stop::Budget)));
-        }
-        if deadline_near(ctx, options) {
-            return Ok((sorted(out), Some(Stop::Deadline)));
-        }
-        crate::telemetry::metrics::api_calls("pagerduty", 1);
-        let (page, more) = ctx
-            .pagerduty
-            .list_incidents_page(&since, &until, pagerduty_side::STATUSES, offset)
-            .await
-            .map_err(|e| format!("listing PagerDuty incidents: {e}"))?;
-        offset += page.len();
-        for incident in page {
-            let Some(mut change) = IncidentChange::of(incident, window) else { continue };
-            change.links =
-                ctx.stores.links.records_for_incident(&change.incident.id).await.map_err(|e| format!("links: {e}"))?;
-            if !change.links.is_empty() {
-                out.push(change);
+    while let Some(range) = ranges.next_range() {
+        let (since, until) = (range.0.to_rfc3339(), range.1.to_rfc3339());
+        let mut offset = 0;
+        loop {
+            if !budget.allows(1) {
+                unlisted.append(&mut ranges.unlisted);
+                return Ok((sorted(out), Some(Stop::Budget)));
+            }
+            if deadline_near(ctx, options) {
+                unlisted.append(&mut ranges.unlisted);
+                return Ok((sorted(out), Some(Stop::Deadline)));
+            }
+            crate::telemetry::metrics::api_calls("pagerduty", 1);
+            let page = ctx
+                .pagerduty
+                .list_incidents_page(&since, &until, pagerduty_side::STATUSES, offset)
+                .await
+                .map_err(|e| format!("listing PagerDuty incidents: {e}"))?;
+            if offset == 0 && ranges.split(range, page.total, "incidents created") {
+                break;
+            }
+            offset += page.items.len();
+            for incident in page.items {
+                let Some(mut change) = IncidentChange::of(incident, window) else { continue };
+                change.links = ctx
+                    .stores
+                    .links
+                    .records_for_incident(&change.incident.id)
+                    .await
+                    .map_err(|e| format!("links: {e}"))?;
+                if !change.links.is_empty() {
+                    out.push(change);
+                }
+            }
+            if !page.more || ranges.past_paging(offset, range, "incidents created") {
+                break;
             }
         }
-        if !more {
-            break;
-        }
     }
-    let stop = list_notes(ctx, options, budget, window, marked_since, &mut out).await?;
+    unlisted.append(&mut ranges.unlisted);
+    let stop = list_notes(ctx, options, budget, window, marked_since, &mut out, unlisted).await?;
     pagerduty_side::rank_notes(&mut out);
     Ok((sorted(out), stop))
 }
 
 /// Since when every note the bridge wrote Case Comments for is marked: recorded by the first run
-/// of a version that marks, as the start of its window on a new install (no cursor: no earlier
-/// version wrote comments unmarked) or as now after an upgrade. A dry run records nothing.
+/// of a version that marks, as its start (an earlier version, with or without reconciliation,
+/// may have written comments unmarked before it). A dry run records nothing.
 async fn notes_marked_since(
     cursors: &dyn CursorStore,
-    first_run: bool,
-    window: &Window,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<DateTime<Utc>, String> {
@@ -446,8 +468,7 @@ async fn notes_marked_since(
     if let Some(at) = cursors.notes_marked_since().await.map_err(store)? {
         return Ok(at);
     }
-    let at = if first_run { window.since } else { now };
-    if dry_run { Ok(at) } else { cursors.record_notes_marked_since(at).await.map_err(store) }
+    if dry_run { Ok(now) } else { cursors.record_notes_marked_since(now).await.map_err(store) }
 }
 
 /// Adds to `out` the notes written to linked incidents in the window: a note changes no stamp of
@@ -459,42 +480,44 @@ async fn list_notes(
     window: &Window,
     marked_since: DateTime<Utc>,
     out: &mut Vec<IncidentChange>,
+    unlisted: &mut Vec<String>,
 ) -> Result<Option<Stop>, String> {
     let mut links_of: std::collections::HashMap<String, Vec<crate::model::Link>> = Default::default();
-    // PagerDuty's `until` is exclusive, the window's end is not. A range holding more entries
-    // than offset paging reaches is listed as two halves (each first page says how many).
-    let mut ranges = vec![(window.since, window.until + Duration::seconds(1))];
-    while let Some((since, until)) = ranges.pop() {
-        let (since_text, until_text) = (since.to_rfc3339(), until.to_rfc3339());
+    // PagerDuty's `until` is exclusive, the window's end is not.
+    let mut ranges = Ranges::new(window.since, window.until + Duration::seconds(1));
+    let stop = loop {
+        let Some(range) = ranges.next_range() else { break None };
+        let (since, until) = (range.0.to_rfc3339(), range.1.to_rfc3339());
         let mut offset = 0;
-        loop {
+        let stop = loop {
             if !budget.allows(1) {
-                return Ok(Some(Stop::Budget));
+                break Some(Stop::Budget);
             }
             if deadline_near(ctx, options) {
-                return Ok(Some(Stop::Deadline));
+                break Some(Stop::Deadline);
             }
             crate::telemetry::metrics::api_calls("pagerduty", 1);
             let page = ctx
                 .pagerduty
-                .list_log_entries_page(&since_text, &until_text, offset)
+                .list_log_entries_page(&since, &until, offset)
                 .await
                 .map_err(|e| format!("listing PagerDuty's log for notes: {e}"))?;
-            let half = Duration::seconds((until - since).num_seconds() / 2);
-            if offset == 0 && page.total.is_some_and(|t| t > MAX_PAGED) && half >= Duration::seconds(1) {
-                ranges.push((since + half, until));
-                ranges.push((since, since + half));
-                break;
+            if offset == 0 && ranges.split(range, page.total, "log entries written") {
+                break None;
             }
-            offset += page.entries.len();
+            offset += page.items.len();
             let more = page.more;
-            notes_of_page(ctx, page.entries, window, marked_since, &mut links_of, out).await?;
-            if !more {
-                break;
+            notes_of_page(ctx, page.items, window, marked_since, &mut links_of, out).await?;
+            if !more || ranges.past_paging(offset, range, "log entries written") {
+                break None;
             }
+        };
+        if stop.is_some() {
+            break stop;
         }
-    }
-    Ok(None)
+    };
+    unlisted.append(&mut ranges.unlisted);
+    Ok(stop)
 }
 
 /// The notes of linked incidents among one page of log entries, added to `out`.

@@ -178,6 +178,40 @@ impl IncidentChange {
 pub struct CompareIncident<'a> {
     pub change: &'a IncidentChange,
     pub correlation_id: &'a str,
+    pub comments: &'a CommentPool,
+}
+
+/// The Case Comments a run read, per Case, for the notes older than the marks: read once per Case
+/// and run (at its oldest such note, before any repair of the run writes), each comment taken
+/// for one note's comment only, so the same words twice need two comments.
+#[derive(Default)]
+pub struct CommentPool(std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>);
+
+impl CommentPool {
+    fn has(&self, case_id: &str) -> bool {
+        self.0.lock().expect("pool").contains_key(case_id)
+    }
+
+    fn keep(&self, case_id: &str, bodies: Vec<String>) {
+        self.0.lock().expect("pool").insert(case_id.to_string(), bodies);
+    }
+
+    /// Takes a comment that is `body` as written (its reference token after it, white space
+    /// as the splitter and Salesforce leave it); false when there is none left.
+    fn take(&self, case_id: &str, body: &str) -> bool {
+        let mut pool = self.0.lock().expect("pool");
+        let Some(bodies) = pool.get_mut(case_id) else { return false };
+        let written = |b: &String| {
+            crate::handler::salesforce_exec::without_reference(b).split_whitespace().eq(body.split_whitespace())
+        };
+        match bodies.iter().position(written) {
+            Some(i) => {
+                bodies.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Compare for CompareIncident<'_> {
@@ -264,8 +298,9 @@ impl CompareIncident<'_> {
     /// Sorts the Case Comments a note adds: written when the note's mark is on the incident (its
     /// live delivery, or an earlier repair, wrote them); else to do. Only a note older than the
     /// marks may have comments without one: it is in sync when the Case has a comment of exactly
-    /// that text since the note (the same words in another note's comment, or in a repair's, are
-    /// no sign of this one, so a later note is never looked for there).
+    /// that text since the note that no other note of the run took ([`CommentPool`]). A later
+    /// note is never looked for there: the same words in another note's comment, or in a
+    /// repair's, are no sign of it.
     async fn compare_note_comments(
         &self,
         ctx: &Context,
@@ -274,22 +309,22 @@ impl CompareIncident<'_> {
         comparison: &mut Comparison,
     ) -> Result<(), String> {
         let marked = state.marks.contains_key(&crate::rules::note_mark(&note.id));
-        let mut bodies: std::collections::HashMap<String, Vec<String>> = Default::default();
+        let before_marks = self.change.note.as_ref().is_some_and(|n| n.before_marks);
         for planned in std::mem::take(&mut comparison.additive) {
             let Action::Salesforce(SalesforceAction::AddCaseComment { case_id, body }) = &planned.action else {
                 comparison.additive.push(planned);
                 continue;
             };
-            if marked {
-                comparison.in_sync.push(planned);
+            if !before_marks {
+                if marked {
+                    comparison.in_sync.push(planned);
+                } else {
+                    comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
+                    comparison.todo.push(planned);
+                }
                 continue;
             }
-            if !self.change.note.as_ref().is_some_and(|n| n.before_marks) {
-                comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
-                comparison.todo.push(planned);
-                continue;
-            }
-            if !bodies.contains_key(case_id.as_str()) {
+            if !self.comments.has(case_id.as_str()) {
                 let soql = format!(
                     "SELECT CommentBody FROM CaseComment WHERE ParentId = '{}' AND CreatedDate >= {}",
                     case_id.as_str().replace('\'', ""),
@@ -302,14 +337,10 @@ impl CompareIncident<'_> {
                     .await
                     .map_err(|e| format!("reading the comments of Case {case_id}: {e}"))?;
                 let texts = found.records.iter().filter_map(|r| r.get("CommentBody")?.as_str().map(str::to_string));
-                bodies.insert(case_id.to_string(), texts.collect());
+                self.comments.keep(case_id.as_str(), texts.collect());
             }
-            // Written with its reference token after the planned text (white space as the
-            // splitter and Salesforce leave it).
-            let written = |b: &String| {
-                crate::handler::salesforce_exec::without_reference(b).split_whitespace().eq(body.split_whitespace())
-            };
-            if bodies[case_id.as_str()].iter().any(written) {
+            // A marked note's comment is on the Case: it takes its own, so no other note does.
+            if self.comments.take(case_id.as_str(), body) || marked {
                 comparison.in_sync.push(planned);
             } else {
                 comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));

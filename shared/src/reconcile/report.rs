@@ -76,6 +76,10 @@ pub struct SideReport {
     pub resume_from: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stop>,
+    /// Ranges whose changes could not all be listed (more in one second than PagerDuty lists by
+    /// offset): compared as far as listed; the cursor moves past them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlisted: Vec<String>,
 }
 
 impl SideReport {
@@ -89,6 +93,7 @@ impl SideReport {
             failed: 0,
             cursor: None,
             resume_from: None,
+            unlisted: vec![],
             stopped: None,
         }
     }

@@ -35,6 +35,8 @@
 //!   `pagerduty.status_update` (message of `incident.status_update_published`), `pagerduty.assignees`
 //!   and `pagerduty.teams` (names, comma-separated: match them with `contains`),
 //!   `pagerduty.incident_type` (name), `pagerduty.conference_url`, `pagerduty.agent` (who acted, by name).
+//!   A note's or a status update's event carries only its incident's id, title and link: the other
+//!   incident facts are empty for it.
 //!
 //! ## Operators
 //! `equals`, `not_equals`, `contains`, `not_contains`, `starts_with`, `ends_with`, `matches` (regex,

@@ -26,6 +26,10 @@ pub(super) async fn list(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) ->
         q.iter().filter(|(k, _)| k == "service_ids[]" || k == "service_ids").map(|(_, v)| v).collect();
     let limit: usize = q.iter().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse().ok()).unwrap_or(25).min(100);
     let offset: usize = q.iter().find(|(k, _)| k == "offset").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    if offset + limit > super::log_entries::MAX_PAGED {
+        return super::errors::invalid(&["Offset plus limit must not exceed 10000; narrow the since/until range"]);
+    }
+    let total = q.iter().any(|(k, v)| k == "total" && v == "true");
     // PagerDuty's date range bounds when an incident was created (ignored with `date_range=all`
     // and when listing by incident key).
     let when = |name: &str| {
@@ -54,7 +58,8 @@ pub(super) async fn list(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) ->
     let page: Vec<Value> = all.iter().skip(offset).take(limit).cloned().collect();
     ok(
         StatusCode::OK,
-        json!({"incidents": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(), "total": null}),
+        json!({"incidents": page, "limit": limit, "offset": offset, "more": offset + limit < all.len(),
+            "total": total.then_some(all.len())}),
     )
 }
 

@@ -15,8 +15,8 @@ use super::errors::invalid;
 use super::state::{Shared, World, next_id};
 use super::{ok, query_params};
 
-/// The furthest classic pagination reaches.
-const MAX_PAGED: usize = 10_000;
+/// The furthest classic pagination reaches (every list of the simulator).
+pub(super) const MAX_PAGED: usize = 10_000;
 
 /// The log entry type of a webhook event type (none for the events PagerDuty logs otherwise).
 fn entry_type(event_type: &str) -> Option<&'static str> {

@@ -15,6 +15,7 @@ mod change_keys;
 mod copies;
 mod corpus;
 mod echo;
+mod edges;
 mod explorer;
 mod fault_matrix;
 mod iam_scope;

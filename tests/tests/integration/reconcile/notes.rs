@@ -46,6 +46,7 @@ async fn a_lost_note_becomes_one_case_comment_however_often_it_is_repaired_or_de
 #[tokio::test]
 async fn a_delivered_note_is_in_sync_at_one_read_of_the_notes() {
     let h = Harness::start(&format!("{RULES}{NOTE_BECOMES_COMMENT}")).await;
+    h.store.record_notes_marked_since(Utc::now() - Duration::minutes(1)).await.unwrap();
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
     who.add_note(&incident, "Failing over to eu-west-2").await.unwrap();
