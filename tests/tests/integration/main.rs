@@ -15,7 +15,6 @@ mod change_keys;
 mod copies;
 mod corpus;
 mod echo;
-mod edges;
 mod explorer;
 mod fault_matrix;
 mod iam_scope;

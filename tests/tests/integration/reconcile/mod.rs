@@ -16,6 +16,7 @@ use shared::reconcile::{self, Options, Quiet, Repair, Report, Stop, Subscription
 use shared::store::{CursorStore, LinkStore, Side};
 use sim::harness::{Harness, INTEGRATION_USER, outcome};
 
+mod edges;
 mod notes;
 
 /// Both directions: PagerDuty's status onto the Case, the Case's close and Sev2 onto the incident.

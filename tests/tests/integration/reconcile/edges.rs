@@ -2,49 +2,16 @@
 //! first run after an upgrade (since when notes are marked, recorded once, on DynamoDB too), and
 //! status updates on two Cases or by the bridge itself.
 
-use std::sync::Arc;
-
-use chrono::{Duration, DurationRound, Utc};
-use serde_json::{Value, json};
-use shared::handler::context::Context;
-use shared::model::{Link, RecordRef};
-use shared::pagerduty::client::PagerdutyClient;
-use shared::pagerduty::requests::CreateIncident;
-use shared::reconcile::{self, Options, Quiet, Report};
-use shared::store::{CursorStore, LinkStore};
+use chrono::DurationRound;
 use sim::fixtures::case_of;
-use sim::harness::{Harness, INTEGRATION_USER, delivery, incident_data, outcome};
+use sim::harness::{delivery, incident_data};
+
+use super::*;
 
 const NOTE_RULES: &str = "rulesets:\n  - name: notes\n    enabled: true\n    rules:\n      - name: note-becomes-comment\n        direction: pagerduty_to_salesforce\n        object: Case\n        conditions:\n          - {field: pagerduty.event_type, operator: equals, value: incident.annotated}\n        actions:\n          - add_case_comment: {body: \"{{note.content}}\"}\n";
 
-const ONCALL: &str = "oncall@example.com";
-
-fn oncall(h: &Harness) -> PagerdutyClient {
-    let http = Arc::new(adapters::http::ReqwestTransport::new().unwrap());
-    PagerdutyClient::new(http, url::Url::parse(&h.pd.base_url()).unwrap(), "sim-token".into(), ONCALL.into())
-}
-
-fn bridge(h: &Harness) -> Context {
-    let mut ctx = h.instance();
-    ctx.settings.integration_user_id = h.sf.user_id(INTEGRATION_USER);
-    ctx
-}
-
-async fn linked_pair(h: &Harness, who: &PagerdutyClient) -> (String, String) {
-    let incident = who
-        .create_incident(&CreateIncident {
-            title: "Checkout down".into(),
-            service_id: "PSVC001".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down", "Status": "New", "Priority": "Sev3"}));
-    link(h, &incident.id, &case).await;
-    (incident.id, case)
-}
-
-async fn link(h: &Harness, incident: &str, case: &str) {
+/// Links `case` to `incident` as the bridge did before it went down.
+async fn link_case(h: &Harness, incident: &str, case: &str) {
     let link = Link {
         incident_id: incident.to_string().into(),
         record: RecordRef { object: "Case".into(), id: case.to_string().into() },
@@ -52,18 +19,6 @@ async fn link(h: &Harness, incident: &str, case: &str) {
         created_by_rule: None,
     };
     h.store.put_link(&link).await.unwrap();
-}
-
-fn time_passes(h: &Harness) {
-    h.clock.set(Utc::now() + Duration::seconds(3));
-}
-
-async fn run(ctx: &Context, h: &Harness, options: &Options) -> Report {
-    reconcile::run(ctx, h.store.as_ref(), options, &Quiet).await
-}
-
-fn options() -> Options {
-    Options { first_run: Duration::minutes(10), ..Options::default() }
 }
 
 fn comments(h: &Harness, case: &str) -> Vec<String> {
@@ -85,7 +40,7 @@ fn comments_saying(h: &Harness, case: &str, text: &str) -> usize {
 async fn a_second_busier_than_paging_reaches_does_not_hide_a_lost_note_in_another_second() {
     let h = Harness::start(NOTE_RULES).await;
     let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who).await;
+    let (incident, case) = linked_pair(&h, &who, 1).await;
     who.add_note(&incident, "Paged the database team").await.unwrap();
     let busy = (Utc::now() - Duration::minutes(5)).duration_trunc(Duration::seconds(1)).unwrap();
     h.pd.busy_log(10_050, busy, busy + Duration::milliseconds(500));
@@ -104,7 +59,7 @@ async fn a_second_busier_than_paging_reaches_does_not_hide_a_lost_note_in_anothe
 async fn a_comment_an_unmarked_version_wrote_before_any_reconcile_run_is_not_written_again() {
     let h = Harness::start(NOTE_RULES).await;
     let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who).await;
+    let (incident, case) = linked_pair(&h, &who, 1).await;
     who.add_note(&incident, "Failing over to eu-west-2").await.unwrap();
     let body = "[PagerDuty] Failing over to eu-west-2\n\nref:0123456789ab";
     h.sf.insert_record_as("CaseComment", json!({"ParentId": case, "CommentBody": body}), INTEGRATION_USER);
@@ -150,11 +105,11 @@ fn status_update(event_id: &str, incident: &str, message: &str, trimmed: bool) -
 /// A status update on an incident linked to two Cases reaches each, once.
 #[tokio::test]
 async fn a_status_update_reaches_each_of_two_linked_cases_once() {
-    let h = Harness::start(include_str!("../../../events/rules.example.yaml")).await;
+    let h = Harness::start(include_str!("../../../../events/rules.example.yaml")).await;
     h.webhook(&delivery("E1", "incident.triggered", Utc::now(), incident_data("PINC7", "triggered")), "w1").await;
     let first = case_of(&h, "PINC7").await["Id"].as_str().unwrap().to_string();
     let second = h.sf.insert_record("Case", json!({"Subject": "Second", "Status": "New", "Priority": "Sev3"}));
-    link(&h, "PINC7", &second).await;
+    link_case(&h, "PINC7", &second).await;
     let reply = h.webhook(&status_update("E2", "PINC7", "Fix deployed", false), "w2").await;
     assert_eq!(outcome(&reply), "applied", "{}", reply.body);
     assert_eq!(comments_saying(&h, &first, "Fix deployed"), 1, "{:?}", comments(&h, &first));
@@ -165,7 +120,7 @@ async fn a_status_update_reaches_each_of_two_linked_cases_once() {
 /// written back (the agent is the From user).
 #[tokio::test]
 async fn a_status_update_by_the_bridge_s_own_user_is_not_written_back() {
-    let h = Harness::start(include_str!("../../../events/rules.example.yaml")).await;
+    let h = Harness::start(include_str!("../../../../events/rules.example.yaml")).await;
     h.webhook(&delivery("E1", "incident.triggered", Utc::now(), incident_data("PINC8", "triggered")), "w1").await;
     let case = case_of(&h, "PINC8").await["Id"].as_str().unwrap().to_string();
     let own = "PUSR001"; // the bridge's user in the simulator (echo.rs)
@@ -203,7 +158,7 @@ async fn two_first_runs_at_once_agree_and_write_a_lost_note_once() {
     let h = Harness::start(NOTE_RULES).await;
     h.store.advance_cursor(Side::Pagerduty, Utc::now() - Duration::minutes(5)).await.unwrap();
     let who = oncall(&h);
-    let (incident, case) = linked_pair(&h, &who).await;
+    let (incident, case) = linked_pair(&h, &who, 1).await;
     who.add_note(&incident, "Paged the database team").await.unwrap();
     time_passes(&h);
     let (a, b) = (bridge(&h), bridge(&h));
@@ -249,7 +204,7 @@ async fn a_status_update_rule_on_its_raw_event_type_matches() {
     ))
     .await;
     let case = h.sf.insert_record("Case", json!({"Subject": "x", "Status": "New", "Priority": "Sev3"}));
-    link(&h, "PINC10", &case).await;
+    link_case(&h, "PINC10", &case).await;
     let reply = h.webhook(&status_update("E10", "PINC10", "Mitigated", false), "w10").await;
     assert_eq!(comments_saying(&h, &case, "Mitigated"), 1, "{} {:?}", reply.body, comments(&h, &case));
 }
