@@ -315,13 +315,13 @@ impl CompareIncident<'_> {
                 comparison.additive.push(planned);
                 continue;
             };
+            if marked {
+                comparison.in_sync.push(planned);
+                continue;
+            }
             if !before_marks {
-                if marked {
-                    comparison.in_sync.push(planned);
-                } else {
-                    comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
-                    comparison.todo.push(planned);
-                }
+                comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
+                comparison.todo.push(planned);
                 continue;
             }
             if !self.comments.has(case_id.as_str()) {
@@ -339,8 +339,7 @@ impl CompareIncident<'_> {
                 let texts = found.records.iter().filter_map(|r| r.get("CommentBody")?.as_str().map(str::to_string));
                 self.comments.keep(case_id.as_str(), texts.collect());
             }
-            // A marked note's comment is on the Case: it takes its own, so no other note does.
-            if self.comments.take(case_id.as_str(), body) || marked {
+            if self.comments.take(case_id.as_str(), body) {
                 comparison.in_sync.push(planned);
             } else {
                 comparison.line(&planned, format!("Case {case_id}: no comment of note {}", note.id));
