@@ -41,7 +41,7 @@ lint: $(STAMP) ## rustfmt check, clippy with warnings as errors, cfn-lint and sa
 	$(MAKE) --no-print-directory salesforce-check
 
 .PHONY: salesforce-check
-salesforce-check: ## Salesforce source offline: sf project convert source, every .cls/.trigger parses, PMD Apex rules P1-2 (pinned tools in .tools/)
+salesforce-check: ## Salesforce source offline: sf project convert source, every .cls/.trigger parses, PMD Apex rules P1-2, LWC Jest tests (pinned tools in .tools/)
 	bash tools/salesforce-check/check.sh
 
 .PHONY: deps

