@@ -82,6 +82,10 @@ pub struct HarnessConfig {
     /// The simulators stamp with the bridge's manual clock instead of the wall clock (a test
     /// that moves time by hours, and compares both systems' stamps with the bridge's).
     pub simulators_on_bridge_clock: bool,
+    /// Where the bridge's clock starts (default: now). The explorer fixes it per seed: where
+    /// whole seconds fall among the schedule's acts decides what Salesforce's clock can order,
+    /// so a start taken from the real clock made a seed's replay a different schedule.
+    pub clock_start: Option<chrono::DateTime<Utc>>,
 }
 
 impl HarnessConfig {
@@ -101,6 +105,7 @@ impl HarnessConfig {
             secrets_max_age: Duration::from_secs(300),
             count_store: false,
             simulators_on_bridge_clock: false,
+            clock_start: None,
             pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
             min_time_left: Settings::default().min_time_left,
             settle_margin: Settings::default().settle_margin,
@@ -227,7 +232,7 @@ impl Harness {
     }
 
     pub async fn with(mut config: HarnessConfig) -> Self {
-        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let clock = Arc::new(ManualClock::new(config.clock_start.unwrap_or_else(Utc::now)));
         if config.simulators_on_bridge_clock {
             let sim_clock = crate::sim_clock::SimClock(clock.clone());
             config.pagerduty.clock = sim_clock.clone();

@@ -126,11 +126,14 @@ pub struct Knobs {
     /// The "sender gave up" fault: in about half the schedules the senders give up on some of
     /// people's changes for good, and reconciliation must repair or report them.
     pub give_up: bool,
+    /// Where within its second the bridge's clock starts, in ms (`EXPLORER_START_MS`; default
+    /// drawn from the seed, see [`world::clock_start`]).
+    pub start_ms: Option<u32>,
 }
 
 impl Knobs {
     /// Defaults, overridden by `EXPLORER_INSTANCES`, `EXPLORER_SUBJECTS`, `EXPLORER_TIME_DIVISOR`,
-    /// `EXPLORER_VERBOSE` and `EXPLORER_GIVE_UP`.
+    /// `EXPLORER_VERBOSE`, `EXPLORER_GIVE_UP` and `EXPLORER_START_MS`.
     pub fn from_env() -> Self {
         let var = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
         Self {
@@ -139,6 +142,7 @@ impl Knobs {
             timing: Timing::scaled(var("EXPLORER_TIME_DIVISOR", 10) as u32),
             verbose: var("EXPLORER_VERBOSE", 0) != 0,
             give_up: var("EXPLORER_GIVE_UP", 0) != 0,
+            start_ms: std::env::var("EXPLORER_START_MS").ok().and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -273,7 +277,7 @@ impl Totals {
 /// Runs the schedule of `seed` and judges it.
 pub async fn explore(seed: u64, knobs: &Knobs) -> Report {
     let started = Instant::now();
-    let mut world = world::World::start(seed, RULES, knobs.timing, knobs.instances, knobs.give_up).await;
+    let mut world = world::World::start(seed, RULES, knobs).await;
     let t_start = started.elapsed();
     let mut schedule = schedule::Schedule::draw(&mut world, knobs.subjects);
     schedule.run(&mut world).await;

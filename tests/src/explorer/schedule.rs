@@ -590,6 +590,18 @@ impl Schedule {
                             .await;
                 }
                 self.line(world, format!("reconcile run {run}: {}", report.summary()));
+                for side in &report.sides {
+                    world.log.push(format!(
+                        "    {:?} side: window {} .. {}, {} checked, {} already repaired, {} failed, cursor {:?}",
+                        side.side,
+                        side.window.since.format("%H:%M:%S%.3f"),
+                        side.window.until.format("%H:%M:%S%.3f"),
+                        side.checked,
+                        side.already_repaired,
+                        side.failed,
+                        side.cursor.map(|c| c.format("%H:%M:%S%.3f").to_string())
+                    ));
+                }
                 for d in &report.differences {
                     world.log.push(format!(
                         "    {} {}: {:?} differs {:?} not repaired {:?}",

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Map, Value, json};
@@ -299,11 +299,27 @@ fn ms(n: i64) -> chrono::Duration {
     chrono::Duration::milliseconds(n)
 }
 
+/// Where the bridge's clock starts for `seed`: half past the current hour (the day and hour do
+/// not matter to a schedule), at `start_ms` into its second, by default a millisecond drawn from
+/// the seed apart from the schedule's own draws (so adding it changed no seed's schedule). The
+/// schedule's acts are milliseconds apart: the draw moves the whole-second boundaries among
+/// them, seed by seed (two acts in one second or two is what PagerDuty's and Salesforce's
+/// whole-second stamps can or cannot order). A replay meets the same boundaries; the order in
+/// which concurrent tasks draw their faults still differs from run to run.
+pub fn clock_start(seed: u64, start_ms: Option<u32>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let ms = start_ms.map_or_else(|| StdRng::seed_from_u64(seed ^ 0xc10c_c10c).random_range(0..1000), |ms| ms % 1000);
+    let hour = now.date_naive().and_hms_opt(now.hour(), 30, 0).expect("half past the hour").and_utc();
+    hour + chrono::Duration::milliseconds(i64::from(ms))
+}
+
 impl World {
-    pub async fn start(seed: u64, rules_yaml: &str, timing: Timing, instances: usize, give_up: bool) -> Self {
+    pub async fn start(seed: u64, rules_yaml: &str, knobs: &super::Knobs) -> Self {
+        let (timing, instances) = (knobs.timing, knobs.instances);
         let mut rng = StdRng::seed_from_u64(seed);
-        let faults = FaultProfile::draw(&mut rng, &timing, give_up);
+        let faults = FaultProfile::draw(&mut rng, &timing, knobs.give_up);
         let mut config = HarnessConfig::new(rules_yaml);
+        let start = clock_start(seed, knobs.start_ms, Utc::now());
+        config.clock_start = Some(start);
         // Hours pass in milliseconds here: both systems stamp with the bridge's clock, so that a
         // reconcile run compares their stamps with its own marks and windows.
         config.simulators_on_bridge_clock = true;
@@ -332,7 +348,14 @@ impl World {
         let pd_to_sfdc = (0..instances).map(instance).collect();
         let sfdc_to_pd = (0..instances).map(instance).collect();
         let retry = (0..instances).map(instance).collect();
-        let log = vec![format!("faults: {}", faults.describe())];
+        let log = vec![
+            format!("faults: {}", faults.describe()),
+            format!(
+                "clock starts at {} (replay: EXPLORER_SEED={seed} EXPLORER_START_MS={})",
+                start.format("%H:%M:%S%.3f"),
+                start.timestamp_subsec_millis()
+            ),
+        ];
         Self {
             h,
             timing,
