@@ -302,6 +302,12 @@ async fn attempt(
         salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, until).await;
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
+    // Whose marks these are, for a reconcile run (see `rules::event_mark`). Marks move forward
+    // only: a late copy of an older event of the type leaves the newer one's.
+    let mark = crate::rules::event_mark(&event.event_type);
+    if !subjects.marks.is_empty() && state.marks.get(&mark).is_none_or(|at| *at <= accepted.occurred_at) {
+        subjects.marks.push(mark);
+    }
     // Marked once every comment of it is written (a retry of this event writes the rest).
     let comments = plan.iter().filter(|p| p.action.kind() == crate::rules::ActionKind::AddCaseComment);
     let mut comments = comments.map(|p| progress.is_done(&salesforce_exec::action_key(p))).peekable();

@@ -128,7 +128,13 @@ impl IncidentChange {
             event_id: self.event_id(),
             changed_at: self.changed_at,
             evidence: Subject::Incident(self.incident.id.clone()),
+            own_mark: Some(crate::rules::event_mark(&self.event_type())),
         }
+    }
+
+    /// The webhook event type of this change (`incident.resolved`, `incident.annotated`).
+    pub fn event_type(&self) -> String {
+        if self.note.is_some() { "incident.annotated".into() } else { format!("incident.{}", self.status) }
     }
 
     /// The Webhooks v3 body PagerDuty would have delivered for this change; for a note, with
@@ -144,7 +150,7 @@ impl IncidentChange {
                 json!({"incident": incident, "id": id, "content": content, "trimmed": false, "type": "incident_note"});
             return json!({"event": {
                 "id": self.event_id(),
-                "event_type": "incident.annotated",
+                "event_type": self.event_type(),
                 "resource_type": "incident",
                 "occurred_at": self.changed_at.to_rfc3339(),
                 "agent": agent,
@@ -163,7 +169,7 @@ impl IncidentChange {
         let agent = raw.get("last_status_change_by").filter(|a| a["type"] == "user_reference").cloned();
         json!({"event": {
             "id": self.event_id(),
-            "event_type": format!("incident.{}", self.status),
+            "event_type": self.event_type(),
             "resource_type": "incident",
             "occurred_at": self.changed_at.to_rfc3339(),
             "agent": agent,

@@ -76,14 +76,25 @@ impl Comparison {
     /// or a later one: a mark of its state on the subject at or after `changed_at` (marks hold
     /// the time of the event that set the state). What its target shows now is a later change
     /// by someone else, and a run does not undo it.
+    ///
+    /// `changed_at` may be a whole second where marks are not (a webhook says when to the
+    /// millisecond): a mark within the change's second may be an earlier change's (an
+    /// acknowledgement a tenth of a second before the lost resolve). It is when another type of
+    /// event than the change's own (`own_mark`) left its [`crate::rules::event_mark`] at the
+    /// very same time.
     fn applied_since(
         &mut self,
         marks: &std::collections::BTreeMap<String, DateTime<Utc>>,
         changed_at: DateTime<Utc>,
+        own_mark: Option<&str>,
     ) -> &Self {
-        let since = super::cursor::whole_second(changed_at);
-        let applied =
-            |p: &PlannedAction| p.action.state_marks().iter().any(|m| marks.get(m).is_some_and(|at| *at >= since));
+        let second = super::cursor::whole_second(changed_at);
+        let next_second = second + chrono::Duration::seconds(1);
+        let another_event_s = |at: &DateTime<Utc>| {
+            marks.iter().any(|(m, t)| t == at && crate::rules::is_event_mark(m) && Some(m.as_str()) != own_mark)
+        };
+        let applied_at = |at: &DateTime<Utc>| *at >= second && (*at >= next_second || !another_event_s(at));
+        let applied = |p: &PlannedAction| p.action.state_marks().iter().any(|m| marks.get(m).is_some_and(&applied_at));
         for list in [&mut self.todo, &mut self.newer] {
             let (done, open): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|p| applied(p));
             *list = open;
@@ -122,6 +133,9 @@ pub struct Candidate {
     /// Whose audit entries show that the live event of the change arrived: the incident, or the
     /// changed record itself (a Case Comment's own id, not its Case's).
     pub evidence: Subject,
+    /// The mark the change itself leaves on the subject when the bridge applies it (a status
+    /// change's [`crate::rules::event_mark`]); `None`: the change leaves none of its own.
+    pub own_mark: Option<String>,
 }
 
 /// How one candidate ended.
@@ -178,7 +192,11 @@ pub async fn check(
         };
         return match compare.compare(ctx, &state).await {
             Ok(Some(Found { mut comparison, .. })) => match seen_live(ctx, candidate).await {
-                Ok(seen) if comparison.applied_since(&state.marks, candidate.changed_at).differs(seen) => {
+                Ok(seen)
+                    if comparison
+                        .applied_since(&state.marks, candidate.changed_at, candidate.own_mark.as_deref())
+                        .differs(seen) =>
+                {
                     let repair = if comparison.todo.is_empty() { Repair::Reported } else { Repair::WouldRepair };
                     Checked::Differs(difference(candidate, &comparison, repair))
                 }
@@ -267,7 +285,7 @@ pub async fn check(
             return Checked::Failed(reason);
         }
     };
-    if !comparison.applied_since(&state.marks, candidate.changed_at).differs(seen) {
+    if !comparison.applied_since(&state.marks, candidate.changed_at, candidate.own_mark.as_deref()).differs(seen) {
         return in_sync().await;
     }
     if comparison.todo.is_empty() {

@@ -79,6 +79,9 @@ impl RecordChange {
             event_id: self.event_id(),
             changed_at: self.changed_at,
             evidence: Subject::Record(self.id.clone()),
+            // A record's changes and the marks they leave are stamped in the same whole seconds
+            // (`SystemModstamp`); two changes in one second are told apart by its Seen.
+            own_mark: None,
         }
     }
 }

@@ -280,6 +280,22 @@ pub fn note_mark(note_id: &str) -> String {
     format!("note:{note_id}")
 }
 
+/// The mark, on its incident, of the newest event of `event_type` (`incident.acknowledged`)
+/// that set state on the linked records, at the event's time, as its other marks. PagerDuty's
+/// REST API stamps a status change in whole seconds, webhooks to the millisecond: a reconcile
+/// run tells by these whose the marks in a change's second are (an acknowledgement's, a tenth
+/// of a second before the resolve that was lost, bears the acknowledgement's time).
+pub fn event_mark(event_type: &str) -> String {
+    format!("{EVENT_MARK}{event_type}")
+}
+
+/// Whether `mark` is an [`event_mark`].
+pub fn is_event_mark(mark: &str) -> bool {
+    mark.starts_with(EVENT_MARK)
+}
+
+const EVENT_MARK: &str = "event:";
+
 /// An action and the rule that asked for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedAction {

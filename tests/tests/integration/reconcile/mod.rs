@@ -1139,6 +1139,38 @@ async fn a_later_live_event_does_not_hide_a_lost_change() {
     assert_eq!(lost.len(), 1, "the lost acknowledge is reported: {report:#?}");
 }
 
+/// An acknowledgement delivered and a resolve lost in the same second (on-call clicks both
+/// within a second): the mark the acknowledgement left is in the resolve's second, which
+/// PagerDuty's REST API stamps in whole seconds, yet it is no sign that the resolve arrived
+/// (explorer seed 8820 found it: the Case stayed Working for good).
+#[tokio::test]
+async fn a_lost_resolve_in_the_second_of_a_delivered_acknowledgement_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    // Early in a second, so that both changes fall in it.
+    let ms = Utc::now().timestamp_subsec_millis();
+    if ms > 300 {
+        next_second().await;
+    }
+    who.acknowledge(&incident).await.unwrap();
+    let ack = h.pd.webhook_events().into_iter().last().unwrap();
+    assert_eq!(ack["event"]["event_type"], "incident.acknowledged");
+    assert_eq!(outcome(&h.webhook(&ack.to_string(), "live-ack").await), "applied");
+    who.resolve(&incident, None).await.unwrap();
+    let resolved_at = h.pd.incident(&incident).unwrap()["last_status_change_at"].as_str().unwrap().to_string();
+    let acked_at = ack["event"]["occurred_at"].as_str().unwrap().to_string();
+    assert_eq!(acked_at[..19], resolved_at[..19], "both changes in one second");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Closed", "{report:#?}");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["PagerDuty_Status__c"], "resolved");
+    assert_eq!(report.drift(), 1, "{report:#?}");
+}
+
 /// A Case Comment's post lost, then a change of its Case delivered: what the bridge saw of the
 /// Case says nothing of the comment, which is still reported.
 #[tokio::test]
