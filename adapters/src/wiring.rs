@@ -235,6 +235,7 @@ fn settings(config: &Config) -> Settings {
         integration_user: salesforce.integration_user.clone(),
         integration_user_id: salesforce.integration_user_id.clone(),
         pagerduty_user_id: pagerduty.user_id.clone(),
+        console_service_ids: pagerduty.console_service_ids.clone(),
         ..Settings::default()
     }
 }

@@ -398,6 +398,23 @@ impl Harness {
         self.post_records_with(&body, headers).await
     }
 
+    /// The agent console's post of `payload` to `route`, signed now as the Apex controller signs.
+    pub async fn post_console(&self, route: &str, payload: &Value) -> Reply {
+        sfdc_to_pd::handle(&self.ctx, self.console_request(route, payload)).await
+    }
+
+    /// The signed request [`Self::post_console`] sends (to hand to another instance).
+    pub fn console_request(&self, route: &str, payload: &Value) -> InboundRequest {
+        let body = payload.to_string();
+        let ts = self.clock.now().timestamp();
+        let headers = vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-pdsync-timestamp".into(), ts.to_string()),
+            ("x-pdsync-signature".into(), sign_trigger(INBOUND_SECRET, ts, body.as_bytes())),
+        ];
+        self.request(route, &body, headers)
+    }
+
     pub async fn post_records_with(&self, body: &str, headers: Vec<(String, String)>) -> Reply {
         sfdc_to_pd::handle(&self.ctx, self.request(sfdc_to_pd::RECORDS_ROUTE, body, headers)).await
     }

@@ -36,6 +36,9 @@ pub struct PagerdutyConfig {
     pub from_email: String,
     /// Id of that PagerDuty user (`PAGERDUTY_USER_ID`, optional: looked up by email when empty).
     pub user_id: String,
+    /// The services the agent console's status panel shows when the component names none
+    /// (`CONSOLE_SERVICE_IDS`, comma-separated; optional).
+    pub console_service_ids: Vec<String>,
     /// Secret holding the REST API token (`PAGERDUTY_TOKEN_SECRET_ID`).
     pub token_secret_id: String,
     /// Secret holding the webhook signing secrets (`PAGERDUTY_WEBHOOK_SECRET_ID`).
@@ -73,6 +76,13 @@ impl PagerdutyConfig {
             api_base,
             from_email,
             user_id: vars.optional("PAGERDUTY_USER_ID"),
+            console_service_ids: vars
+                .optional("CONSOLE_SERVICE_IDS")
+                .split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+                .collect(),
             token_secret_id: vars
                 .required("PAGERDUTY_TOKEN_SECRET_ID", "the secret holding the PagerDuty API token")?,
             webhook_secret_id: vars

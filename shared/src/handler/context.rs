@@ -42,6 +42,9 @@ pub struct Settings {
     pub settle_margin: Duration,
     /// How many records of one Salesforce post are worked on at once.
     pub record_concurrency: usize,
+    /// The services whose open incidents the agent console's status panel shows when the
+    /// component names none (`CONSOLE_SERVICE_IDS`, comma-separated; empty: the panel asks).
+    pub console_service_ids: Vec<String>,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             min_time_left: Duration::from_millis(1500),
             settle_margin: crate::handler::salesforce_exec::SETTLE_MARGIN,
             record_concurrency: 8,
+            console_service_ids: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! PagerDuty → audit. Records that cannot be finished now are queued; the post is answered 2xx
 //! (or `<Ack>true</Ack>`) only once every record is applied or safely queued.
 
+use super::console;
 use crate::salesforce::ObjectName;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -255,8 +256,10 @@ pub const OUTBOUND_MESSAGE_ROUTE: &str = "/salesforce/outbound-message";
 /// Routes a request of the `sfdc-to-pd` function: a `POST` to one of its two paths, or refused
 /// before anything is read or written.
 pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
-    match http::route(&request, &[RECORDS_ROUTE, OUTBOUND_MESSAGE_ROUTE]) {
+    let routes = [RECORDS_ROUTE, OUTBOUND_MESSAGE_ROUTE, console::INCIDENTS_ROUTE, console::STATUS_ROUTE];
+    match http::route(&request, &routes) {
         Ok(OUTBOUND_MESSAGE_ROUTE) => handle_outbound_message(ctx, request).await,
+        Ok(route @ (console::INCIDENTS_ROUTE | console::STATUS_ROUTE)) => console::handle(ctx, request, route).await,
         Ok(_) => handle_records(ctx, request).await,
         Err(refused) => {
             metrics::event_rejected("route");
@@ -269,6 +272,32 @@ pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
 pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
     let started = ctx.clock.now();
     metrics::event_received();
+    if let Err(refused) = authenticate(ctx, &request, started).await {
+        return refused;
+    }
+    let post = match TriggerPost::parse(&request.body) {
+        Ok(post) => post,
+        Err(err) => {
+            metrics::event_rejected("malformed");
+            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Salesforce post malformed");
+            return Reply::message(400, "bad_request", err.to_string());
+        }
+    };
+    if let Err(refused) = check_org(ctx, &post.org_id) {
+        return refused;
+    }
+    let changes = changes_of_post(post);
+    let concurrency = ctx.settings.record_concurrency;
+    let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
+    metrics::route_accepted(RECORDS_ROUTE, summary.accepted());
+    let status = if summary.not_accepted.is_empty() { 200 } else { 503 };
+    Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
+}
+
+/// Whether a post from Salesforce (the Apex record posts, the agent console's) is signed with
+/// the inbound secret (or carries it as the Named Credential's bearer) and is JSON; else the
+/// refusal to answer.
+pub async fn authenticate(ctx: &Context, request: &InboundRequest, started: DateTime<Utc>) -> Result<(), Reply> {
     // A mismatch may re-read the secrets (a rotation), at most once per interval: see verify_signed.
     let check = |secrets: &crate::secrets::SigningSecrets| {
         let keys: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
@@ -292,40 +321,28 @@ pub async fn handle_records(ctx: &Context, request: InboundRequest) -> Reply {
         Err(err) => {
             metrics::error();
             tracing::error!(error = %err, "cannot read the inbound signing secrets");
-            return Reply::message(503, "unavailable", "signing secrets unavailable; send again later");
+            return Err(Reply::message(503, "unavailable", "signing secrets unavailable; send again later"));
         }
     };
     if let Err(err) = auth {
         metrics::event_rejected(err.metric_reason());
         tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Salesforce post refused");
-        return Reply::message(401, "unauthorized", err.to_string());
+        return Err(Reply::message(401, "unauthorized", err.to_string()));
     }
     if request.content_type().is_some_and(|t| t != "application/json") {
         metrics::event_rejected("content_type");
-        return Reply::message(415, "unsupported_media_type", "send the records as application/json");
+        return Err(Reply::message(415, "unsupported_media_type", "send the body as application/json"));
     }
-    let post = match TriggerPost::parse(&request.body) {
-        Ok(post) => post,
-        Err(err) => {
-            metrics::event_rejected("malformed");
-            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "Salesforce post malformed");
-            return Reply::message(400, "bad_request", err.to_string());
-        }
-    };
-    if !ctx.settings.org_id.as_ref().is_some_and(|org| org.is(&post.org_id)) {
-        metrics::event_rejected("org_mismatch");
-        return Reply::message(
-            403,
-            "forbidden",
-            format!("org {} is not the configured org", crate::model::cut(&post.org_id, 40)),
-        );
+    Ok(())
+}
+
+/// Whether a post names the org the bridge serves; else the 403 to answer.
+pub fn check_org(ctx: &Context, org_id: &str) -> Result<(), Reply> {
+    if ctx.settings.org_id.as_ref().is_some_and(|org| org.is(org_id)) {
+        return Ok(());
     }
-    let changes = changes_of_post(post);
-    let concurrency = ctx.settings.record_concurrency;
-    let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
-    metrics::route_accepted(RECORDS_ROUTE, summary.accepted());
-    let status = if summary.not_accepted.is_empty() { 200 } else { 503 };
-    Reply::json(status, &serde_json::to_value(&summary).expect("summary serialises"))
+    metrics::event_rejected("org_mismatch");
+    Err(Reply::message(403, "forbidden", format!("org {} is not the configured org", crate::model::cut(org_id, 40))))
 }
 
 /// `POST /salesforce/outbound-message?token=...`.

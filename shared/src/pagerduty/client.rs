@@ -620,6 +620,17 @@ impl PagerdutyClient {
         }))
     }
 
+    /// [`requests::list_open_incidents`] (one call, the first 100).
+    pub async fn list_open_incidents(&self, service_ids: &[&str]) -> Result<Vec<Incident>, PagerdutyError> {
+        let v = self.send(requests::list_open_incidents(service_ids)).await?;
+        Ok(Page::of(&v, "incidents", |raw| {
+            let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
+            i.raw = raw;
+            Some(i)
+        })
+        .items)
+    }
+
     /// One page of [`requests::list_log_entries`]. One API call; the caller pages and keeps the
     /// types it wants.
     pub async fn list_log_entries_page(

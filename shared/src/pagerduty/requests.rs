@@ -303,6 +303,20 @@ pub fn list_incidents(since: &str, until: &str, statuses: &[&str], offset: usize
     if offset == 0 { call.query("total", "true") } else { call }
 }
 
+/// `GET /incidents?service_ids[]=&statuses[]=triggered&statuses[]=acknowledged`: the open
+/// incidents of some services, newest first (one page of 100: the agent console's panel).
+pub fn list_open_incidents(service_ids: &[&str]) -> Call {
+    let mut call = Call::new("list_open_incidents", Method::GET, &["incidents"]);
+    for id in service_ids {
+        call = call.query("service_ids[]", *id);
+    }
+    call.query("statuses[]", "triggered")
+        .query("statuses[]", "acknowledged")
+        .query("sort_by", "created_at:desc")
+        .query("time_zone", "UTC")
+        .query("limit", "100")
+}
+
 /// PagerDuty pages by offset only while `offset + limit` stays within this; a request past it
 /// is refused, so a longer list must be asked for in narrower ranges.
 pub const MAX_PAGED: usize = 10_000;

@@ -12,6 +12,7 @@ mod aws_dynamodb;
 mod aws_secrets;
 mod aws_sqs;
 mod change_keys;
+mod console;
 mod copies;
 mod corpus;
 mod echo;

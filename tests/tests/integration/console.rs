@@ -1,0 +1,196 @@
+//! The agent console's routes (docs/console-api.md) against both simulators: the incidents
+//! linked to a record and the status panel, authenticated as the record posts, in the answer
+//! shape the Apex controller reads, with PagerDuty's failures in the console's error codes.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use shared::handler::console::{INCIDENTS_ROUTE, STATUS_ROUTE};
+use shared::handler::http::Reply;
+use shared::handler::sfdc_to_pd;
+use shared::model::{Link, RecordRef};
+use shared::pagerduty::requests::CreateIncident;
+use shared::store::LinkStore;
+use sim::faults::FaultKind;
+use sim::harness::{Harness, HarnessConfig, ORG_ID};
+
+const RULES: &str = "rulesets: []\n";
+
+fn ask(extra: Value) -> Value {
+    let mut body = json!({"schema": 1, "org_id": ORG_ID, "sent_at": Utc::now().to_rfc3339(),
+        "user": {"id": "0055g00000AbCdEAAV", "username": "agent1@example.com"}});
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body
+}
+
+fn body(reply: &Reply) -> Value {
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+/// An incident opened in PagerDuty and linked to `case` (as a rule or the console would).
+async fn linked_incident(h: &Harness, case: &str, title: &str) -> String {
+    let incident = h
+        .ctx
+        .pagerduty
+        .create_incident(&CreateIncident { title: title.into(), service_id: "PSVC001".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let link = Link {
+        incident_id: incident.id.clone().into(),
+        record: RecordRef { object: "Case".into(), id: case.to_string().into() },
+        created_at: Utc::now(),
+        created_by_rule: None,
+    };
+    h.store.put_link(&link).await.unwrap();
+    incident.id
+}
+
+#[tokio::test]
+async fn a_record_s_linked_incidents_are_listed_live_newest_first() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down", "Status": "New"}));
+    let first = linked_incident(&h, &case, "Checkout down").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = linked_incident(&h, &case, "Checkout down again").await;
+    h.ctx.pagerduty.acknowledge(&first).await.unwrap();
+
+    let reply = h.post_console(INCIDENTS_ROUTE, &ask(json!({"object": "Case", "record_id": case}))).await;
+
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let incidents = body(&reply)["incidents"].as_array().unwrap().clone();
+    let ids: Vec<&str> = incidents.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [second.as_str(), first.as_str()], "newest first");
+    let acked = &incidents[1];
+    assert_eq!(acked["status"], "acknowledged", "the live status: {acked}");
+    assert_eq!(acked["title"], "Checkout down");
+    assert!(acked["number"].is_u64(), "{acked}");
+    assert_eq!(acked["service"]["id"], "PSVC001");
+    assert!(acked["service"]["name"].is_string(), "{acked}");
+    assert!(acked["html_url"].as_str().unwrap().contains(&first), "{acked}");
+    assert!(!acked["assignees"].as_array().unwrap().is_empty(), "the escalation policy's on-call: {acked}");
+    assert!(acked["assignees"][0]["name"].is_string(), "{acked}");
+    assert!(acked["latest_status_update"].is_null());
+    assert!(body(&reply)["fetched_at"].is_string());
+    // One read per linked incident, nothing written anywhere.
+    let reads: Vec<_> = h.pd.requests().into_iter().filter(|r| r.path.starts_with("/incidents/")).collect();
+    assert!(reads.iter().all(|r| r.method == "GET" || r.path.ends_with(&first)), "{reads:?}");
+}
+
+#[tokio::test]
+async fn a_record_with_no_link_has_no_incidents() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Quiet"}));
+
+    let reply = h.post_console(INCIDENTS_ROUTE, &ask(json!({"object": "Case", "record_id": case}))).await;
+
+    assert_eq!((reply.status, body(&reply)["incidents"].clone()), (200, json!([])), "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_console_is_never_open_an_unsigned_a_forged_or_another_org_s_post_is_refused() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    linked_incident(&h, &case, "Checkout down").await;
+    let payload = ask(json!({"object": "Case", "record_id": case}));
+
+    let unsigned = sfdc_to_pd::handle(
+        &h.ctx,
+        h.request(INCIDENTS_ROUTE, &payload.to_string(), vec![("content-type".into(), "application/json".into())]),
+    )
+    .await;
+    let mut forged = h.console_request(INCIDENTS_ROUTE, &payload);
+    forged.body = ask(json!({"object": "Case", "record_id": "5005g00000OTHERAAA"})).to_string().into_bytes();
+    let forged = sfdc_to_pd::handle(&h.ctx, forged).await;
+    let other_org =
+        h.post_console(INCIDENTS_ROUTE, &ask(json!({"org_id": "00D000000000OTHER", "record_id": case}))).await;
+    let status_unsigned = sfdc_to_pd::handle(&h.ctx, h.request(STATUS_ROUTE, "{}", vec![])).await;
+
+    for (reply, status, code) in [
+        (&unsigned, 401, "unauthorized"),
+        (&forged, 401, "unauthorized"),
+        (&other_org, 403, "forbidden"),
+        (&status_unsigned, 401, "unauthorized"),
+    ] {
+        assert_eq!((reply.status, body(reply)["error"]["code"].as_str()), (status, Some(code)), "{}", reply.body);
+    }
+    assert!(
+        h.pd.requests().iter().all(|r| r.method != "GET" || !r.path.starts_with("/incidents/")),
+        "PagerDuty is not asked for a refused post"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_ask_gets_a_clear_error() {
+    let h = Harness::start(RULES).await;
+    for (payload, says) in [
+        (ask(json!({"object": "Case", "record_id": "not-an-id"})), "record_id"),
+        (ask(json!({"object": "Case"})), "record_id"),
+        (json!({"schema": 2, "org_id": ORG_ID}), "schema 2"),
+        (json!({"hello": "world"}), "not a console request"),
+    ] {
+        let reply = h.post_console(INCIDENTS_ROUTE, &payload).await;
+        assert_eq!(reply.status, 400, "{payload}: {}", reply.body);
+        assert_eq!(body(&reply)["error"]["code"], "bad_request");
+        assert!(body(&reply)["error"]["message"].as_str().unwrap().contains(says), "{}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn pagerduty_s_rate_limit_and_outage_are_told_in_the_console_s_codes() {
+    let mut config = HarnessConfig::new(RULES);
+    // PagerDuty's window is a minute; a second here, so that the test waits out the reset.
+    config.pagerduty.rate_limit.window = std::time::Duration::from_secs(1);
+    let h = Harness::with(config).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    linked_incident(&h, &case, "Checkout down").await;
+    let payload = ask(json!({"object": "Case", "record_id": case}));
+
+    h.pd.fail_next(1, FaultKind::RateLimited);
+    let limited = h.post_console(INCIDENTS_ROUTE, &payload).await;
+    assert_eq!(
+        (limited.status, body(&limited)["error"]["code"].as_str()),
+        (429, Some("rate_limited")),
+        "{}",
+        limited.body
+    );
+    let retry_after: u64 = limited.headers.iter().find(|(n, _)| *n == "Retry-After").unwrap().1.parse().unwrap();
+    assert!(retry_after >= 1, "Retry-After {retry_after}");
+
+    // The client holds off until PagerDuty's reset (honoured, not hammered), then reads again.
+    tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
+    h.pd.fail_next(1, FaultKind::ServerError);
+    let down = h.post_console(INCIDENTS_ROUTE, &payload).await;
+    assert_eq!(
+        (down.status, body(&down)["error"]["code"].as_str()),
+        (503, Some("pagerduty_unavailable")),
+        "{}",
+        down.body
+    );
+
+    let fine = h.post_console(INCIDENTS_ROUTE, &payload).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+}
+
+#[tokio::test]
+async fn the_status_panel_lists_the_open_incidents_of_the_chosen_services() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let open = linked_incident(&h, &case, "Checkout down").await;
+    let resolved = linked_incident(&h, &case, "Search slow").await;
+    h.ctx.pagerduty.resolve(&resolved, None).await.unwrap();
+
+    let asked = h.post_console(STATUS_ROUTE, &ask(json!({"service_ids": ["PSVC001"]}))).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let ids: Vec<Value> = body(&asked)["incidents"].as_array().unwrap().iter().map(|i| i["id"].clone()).collect();
+    assert_eq!(ids, [json!(open)], "only the open one: {}", asked.body);
+    let listing = h.pd.requests().into_iter().find(|r| r.method == "GET" && r.path == "/incidents").unwrap();
+    let query = listing.query.unwrap_or_default();
+    assert!(query.contains("service_ids%5B%5D=PSVC001") || query.contains("service_ids[]=PSVC001"), "{query}");
+
+    // None named by the component: the admin's choice (CONSOLE_SERVICE_IDS), else a clear 409.
+    let none = h.post_console(STATUS_ROUTE, &ask(json!({}))).await;
+    assert_eq!((none.status, body(&none)["error"]["code"].as_str()), (409, Some("not_configured")), "{}", none.body);
+    let mut ctx = h.instance();
+    ctx.settings.console_service_ids = vec!["PSVC001".into()];
+    let chosen = sfdc_to_pd::handle(&ctx, h.console_request(STATUS_ROUTE, &ask(json!({})))).await;
+    assert_eq!(body(&chosen)["incidents"].as_array().map(Vec::len), Some(1), "{}", chosen.body);
+}
