@@ -236,6 +236,8 @@ fn settings(config: &Config) -> Settings {
         integration_user_id: salesforce.integration_user_id.clone(),
         pagerduty_user_id: pagerduty.user_id.clone(),
         console_service_ids: pagerduty.console_service_ids.clone(),
+        console_escalation_service_id: Some(pagerduty.console_escalation_service_id.clone())
+            .filter(|id| !id.is_empty()),
         ..Settings::default()
     }
 }

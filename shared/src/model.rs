@@ -225,6 +225,11 @@ impl GateKey {
         Self(bounded_key(event_id))
     }
 
+    /// An agent console escalation, by the request id the component made for it: `console:<id>`.
+    pub fn console_escalation(request_id: &str) -> Self {
+        Self(bounded_key(&format!("console:{request_id}")))
+    }
+
     /// One send of a retry message: the envelope, its hop and how often it was replayed.
     pub fn hop(envelope_id: &str, hop: &str, replays: u32) -> Self {
         Self(bounded_key(&format!("retry:{envelope_id}:{hop}:{replays}")))

@@ -89,6 +89,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("PAGERDUTY_API_BASE", "overrides the region's base URL (simulators)"),
     ("PAGERDUTY_FROM_EMAIL", "email of the PagerDuty integration user"),
     ("PAGERDUTY_USER_ID", "id of that PagerDuty user (optional; looked up by email when empty)"),
+    (
+        "CONSOLE_ESCALATION_SERVICE_ID",
+        "PagerDuty service id the agent console's escalations open incidents on (optional)",
+    ),
     ("CONSOLE_SERVICE_IDS", "PagerDuty service ids the agent console's status panel shows (optional, comma-separated)"),
     ("PAGERDUTY_TOKEN_SECRET_ID", "Secrets Manager id of the PagerDuty API token"),
     ("PAGERDUTY_WEBHOOK_SECRET_ID", "Secrets Manager id of the webhook signing secrets"),

@@ -39,6 +39,9 @@ pub struct PagerdutyConfig {
     /// The services the agent console's status panel shows when the component names none
     /// (`CONSOLE_SERVICE_IDS`, comma-separated; optional).
     pub console_service_ids: Vec<String>,
+    /// The service an agent console escalation opens its incident on
+    /// (`CONSOLE_ESCALATION_SERVICE_ID`, optional: empty refuses escalations as not set up).
+    pub console_escalation_service_id: String,
     /// Secret holding the REST API token (`PAGERDUTY_TOKEN_SECRET_ID`).
     pub token_secret_id: String,
     /// Secret holding the webhook signing secrets (`PAGERDUTY_WEBHOOK_SECRET_ID`).
@@ -76,6 +79,7 @@ impl PagerdutyConfig {
             api_base,
             from_email,
             user_id: vars.optional("PAGERDUTY_USER_ID"),
+            console_escalation_service_id: vars.optional("CONSOLE_ESCALATION_SERVICE_ID"),
             console_service_ids: vars
                 .optional("CONSOLE_SERVICE_IDS")
                 .split(',')

@@ -1,11 +1,20 @@
 //! The agent console's routes on the `sfdc-to-pd` function (docs/console-api.md): the incidents
-//! linked to a record, and the open incidents of chosen services, each with its live status from
-//! PagerDuty. Posted by the `PdSyncConsoleController` Apex class, authenticated and checked for
-//! the org exactly as the record posts ([`super::sfdc_to_pd::authenticate`]).
+//! linked to a record, the open incidents of chosen services, each with its live status from
+//! PagerDuty, and an escalation (an incident opened by hand for a record). Posted by the
+//! `PdSyncConsoleController` Apex class, authenticated and checked for the org exactly as the
+//! record posts ([`super::sfdc_to_pd::authenticate`]).
 //!
 //! Each linked incident costs one `GET /incidents/{id}` (read at once, at most
 //! [`MAX_LINKED`]); the status panel one `GET /incidents` (one page of 100). The PagerDuty
 //! client's limiter and its 429 handling apply as to every other call.
+//!
+//! An escalation is exactly once per `request_id`: its gate key (`console:<id>`) is claimed as
+//! an event's; the incident is created by the PagerDuty executor with an `incident_key` of the
+//! request id (a retry after a lost answer finds it by that key instead of creating another) and
+//! linked to the record; the gate then remembers it, so a double click or the agent's "Try again"
+//! answers the same incident. What cannot be done now is told to the agent (who may try again
+//! with the same id), not queued: an incident that appears minutes after the agent was told it
+//! failed would page twice when the agent escalates another way.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -13,13 +22,19 @@ use serde_json::{Value, json};
 
 use super::context::Context;
 use super::http::{InboundRequest, Reply};
+use super::idempotency::{Gate, Settlement};
+use super::settle::FailureKind;
 use crate::class::{Class, Classify};
+use crate::model::{AuditEntry, Direction, GateKey, Outcome, RecordRef};
 use crate::pagerduty::PagerdutyError;
 use crate::pagerduty::client::Incident;
+use crate::retry::envelope::Progress;
+use crate::rules::{Action, PagerdutyAction, PlannedAction};
 use crate::telemetry::metrics;
 
 pub const INCIDENTS_ROUTE: &str = "/salesforce/console/incidents";
 pub const STATUS_ROUTE: &str = "/salesforce/console/status";
+pub const ESCALATE_ROUTE: &str = "/salesforce/console/escalate";
 
 /// At most this many linked incidents of one record are read (newest links first).
 pub const MAX_LINKED: usize = 20;
@@ -33,6 +48,26 @@ struct Ask {
     record_id: Option<String>,
     #[serde(default)]
     service_ids: Option<Vec<String>>,
+    #[serde(default)]
+    object: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    service_id: Option<String>,
+    #[serde(default)]
+    urgency: Option<String>,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    details: Option<String>,
+    #[serde(default)]
+    user: Option<AskedBy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AskedBy {
+    #[serde(default)]
+    username: Option<String>,
 }
 
 /// `POST /salesforce/console/incidents` and `POST /salesforce/console/status`.
@@ -51,19 +86,155 @@ pub async fn handle(ctx: &Context, request: InboundRequest, route: &'static str)
     if let Err(refused) = super::sfdc_to_pd::check_org(ctx, &ask.org_id) {
         return in_console_words(refused);
     }
-    let answer = match route {
-        STATUS_ROUTE => status_panel(ctx, ask.service_ids.unwrap_or_default()).await,
-        _ => match ask.record_id.as_deref().filter(|id| crate::salesforce::id::RecordId::new(*id).is_well_shaped()) {
-            Some(record_id) => linked(ctx, record_id).await,
-            None => return error(400, "bad_request", "record_id must be a 15 or 18-character Salesforce record id"),
-        },
+    if route == STATUS_ROUTE {
+        return answer(ctx, route, status_panel(ctx, ask.service_ids.unwrap_or_default()).await);
+    }
+    let Some(record_id) =
+        ask.record_id.clone().filter(|id| crate::salesforce::id::RecordId::new(id.as_str()).is_well_shaped())
+    else {
+        return error(400, "bad_request", "record_id must be a 15 or 18-character Salesforce record id");
     };
+    if route == ESCALATE_ROUTE {
+        return escalate(ctx, &request, ask, &record_id).await;
+    }
+    answer(ctx, route, linked(ctx, &record_id).await)
+}
+
+fn answer(ctx: &Context, route: &'static str, answer: Result<Vec<Value>, Reply>) -> Reply {
     match answer {
         Ok(incidents) => {
             metrics::route_accepted(route, incidents.len());
             Reply::json(200, &json!({"incidents": incidents, "fetched_at": ctx.clock.now().to_rfc3339()}))
         }
         Err(refused) => refused,
+    }
+}
+
+/// `POST /salesforce/console/escalate`: opens an incident for the record, once per request id.
+async fn escalate(ctx: &Context, request: &InboundRequest, ask: Ask, record_id: &str) -> Reply {
+    let started = ctx.clock.now();
+    let Some(request_id) = ask.request_id.as_deref().and_then(|id| uuid::Uuid::parse_str(id).ok()) else {
+        return error(400, "bad_request", "request_id must be a UUID, made once per escalation");
+    };
+    let Some(object) = ask.object.as_deref().filter(|o| !o.trim().is_empty()) else {
+        return error(400, "bad_request", "object must name the record's sObject (Case, Account, ...)");
+    };
+    let urgency = match ask.urgency.as_deref() {
+        None | Some("") => None,
+        Some("high") => Some(crate::rules::Urgency::High),
+        Some("low") => Some(crate::rules::Urgency::Low),
+        Some(other) => return error(400, "bad_request", format!("urgency {other:?} is neither high nor low")),
+    };
+    let Some(service_id) = ask.service_id.clone().or_else(|| ctx.settings.console_escalation_service_id.clone()) else {
+        return error(
+            409,
+            "not_configured",
+            "no service to escalate to: set ConsoleEscalationServiceId on the stack (or send service_id)",
+        );
+    };
+    let request_id = request_id.hyphenated().to_string();
+    let key = GateKey::console_escalation(&request_id);
+    let rule = format!("console escalation {request_id}");
+    match ctx.idempotency.begin(&key, request.deadline).await {
+        Ok(Gate::Proceed) => {}
+        Ok(Gate::Duplicate { .. }) => return served_before(ctx, record_id, &rule).await,
+        Ok(Gate::Busy { .. }) => {
+            return error(503, "pagerduty_unavailable", "this escalation is under way; ask again in a moment")
+                .with_header("Retry-After", "2");
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "console: the escalation's gate could not be read");
+            return error(503, "pagerduty_unavailable", "the bridge's store could not be read; try again");
+        }
+    }
+    let who = ask.user.and_then(|u| u.username).unwrap_or_else(|| "an agent".into());
+    let title = ask.title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| format!("{object} {record_id}"));
+    let body = format!(
+        "{}\n\nEscalated from Salesforce by {who} ({object} {record_id}).",
+        ask.details.as_deref().unwrap_or("").trim()
+    );
+    let action = PagerdutyAction::CreateIncident {
+        record: RecordRef { object: object.into(), id: record_id.to_string().into() },
+        service_id,
+        escalation_policy_id: None,
+        urgency,
+        priority: None,
+        title: crate::rules::truncate_chars(&title, 1024).to_string(),
+        body: Some(body.trim().to_string()),
+        incident_key: format!("{}console:{request_id}", crate::rules::INCIDENT_KEY_PREFIX),
+    };
+    let plan = [PlannedAction { rule: rule.clone(), ruleset: "console".into(), action: Action::Pagerduty(action) }];
+    let mut progress = Progress::default();
+    let until = super::salesforce_exec::call_deadline(ctx.clock.as_ref(), request.deadline, ctx.settings.settle_margin);
+    let execution = super::pagerduty_exec::execute(
+        ctx.pagerduty_port(),
+        ctx.stores.links.as_ref(),
+        ctx.clock.as_ref(),
+        key.as_str(),
+        &mut progress,
+        &plan,
+        until,
+    )
+    .await;
+    let mut entry = AuditEntry::new(
+        ctx.clock.now(),
+        Direction::SalesforceToPagerduty,
+        &request.correlation_id,
+        key.as_str(),
+        Outcome::Applied,
+    );
+    entry.record_ids = vec![record_id.to_string()];
+    entry.incident_ids = execution.linked.iter().map(|l| l.incident_id.to_string()).collect();
+    entry.rules_matched = vec![rule.clone()];
+    entry.actions = execution.actions.clone();
+    entry.api_calls = execution.api_calls;
+    entry.duration_ms = (ctx.clock.now() - started).num_milliseconds().max(0) as u64;
+    let Some(link) = execution.linked.first().filter(|_| execution.failure.is_none()) else {
+        // Nothing created that the bridge knows of: the agent may try again with the same id
+        // (PagerDuty's incident_key stops a second incident if the first was created after all).
+        let _ = ctx.idempotency.abandon(&key).await;
+        let reason = execution.failure.as_ref().map(|(_, reason, _)| reason.clone()).or(execution.deferred.clone());
+        entry.outcome = Outcome::Skipped;
+        entry.reason = reason.clone().map(|r| format!("escalation not done: {r}"));
+        if let Err(err) = ctx.stores.audit.append(&entry).await {
+            tracing::warn!(error = %err, "console: the escalation's audit entry was not written");
+        }
+        tracing::warn!(reason = ?reason, "console: escalation failed");
+        let transient = execution.failure.as_ref().is_none_or(|(kind, ..)| *kind == FailureKind::Transient);
+        return if transient {
+            error(503, "pagerduty_unavailable", "PagerDuty is not reachable right now; try again")
+        } else {
+            error(502, "pagerduty_unavailable", reason.unwrap_or_default())
+        };
+    };
+    let completion = ctx.idempotency.completion(&key, &Settlement::plain(Outcome::Applied));
+    if let Err(err) = ctx.stores.audit.append_completing(&entry, &[completion]).await {
+        // The incident and its link stand; a retry of the same id finds the incident by its key.
+        tracing::warn!(error = %err, "console: the escalation's completion was not written");
+    }
+    metrics::route_accepted(ESCALATE_ROUTE, 1);
+    match ctx.pagerduty.get_incident(link.incident_id.as_str()).await {
+        Ok(incident) => Reply::json(201, &json!({"incident": console_incident(&incident), "created": true})),
+        // Created and linked; only its read failed: the console shows what it knows.
+        Err(_) => Reply::json(
+            201,
+            &json!({"incident": {"id": link.incident_id.to_string(), "status": "triggered", "assignees": []}, "created": true}),
+        ),
+    }
+}
+
+/// The incident an earlier post of the same request id created (its link names the escalation).
+async fn served_before(ctx: &Context, record_id: &str, rule: &str) -> Reply {
+    let links = match ctx.stores.links.incidents_for_record(record_id).await {
+        Ok(links) => links,
+        Err(_) => return error(503, "pagerduty_unavailable", "the bridge's store could not be read; try again"),
+    };
+    let Some(link) = links.iter().find(|l| l.created_by_rule.as_deref() == Some(rule)) else {
+        return error(404, "not_found", "this escalation was made for another record");
+    };
+    match ctx.pagerduty.get_incident(link.incident_id.as_str()).await {
+        Ok(incident) => Reply::json(200, &json!({"incident": console_incident(&incident), "created": false})),
+        Err(err) => pagerduty_failed(&err),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Settings {
     /// The services whose open incidents the agent console's status panel shows when the
     /// component names none (`CONSOLE_SERVICE_IDS`, comma-separated; empty: the panel asks).
     pub console_service_ids: Vec<String>,
+    /// The service an agent console escalation opens its incident on when the post names none
+    /// (`CONSOLE_ESCALATION_SERVICE_ID`; `None`: escalations are refused as not set up).
+    pub console_escalation_service_id: Option<String>,
 }
 
 impl Default for Settings {
@@ -61,6 +64,7 @@ impl Default for Settings {
             settle_margin: crate::handler::salesforce_exec::SETTLE_MARGIN,
             record_concurrency: 8,
             console_service_ids: Vec::new(),
+            console_escalation_service_id: None,
         }
     }
 }

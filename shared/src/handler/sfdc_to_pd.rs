@@ -256,10 +256,18 @@ pub const OUTBOUND_MESSAGE_ROUTE: &str = "/salesforce/outbound-message";
 /// Routes a request of the `sfdc-to-pd` function: a `POST` to one of its two paths, or refused
 /// before anything is read or written.
 pub async fn handle(ctx: &Context, request: InboundRequest) -> Reply {
-    let routes = [RECORDS_ROUTE, OUTBOUND_MESSAGE_ROUTE, console::INCIDENTS_ROUTE, console::STATUS_ROUTE];
+    let routes = [
+        RECORDS_ROUTE,
+        OUTBOUND_MESSAGE_ROUTE,
+        console::INCIDENTS_ROUTE,
+        console::STATUS_ROUTE,
+        console::ESCALATE_ROUTE,
+    ];
     match http::route(&request, &routes) {
         Ok(OUTBOUND_MESSAGE_ROUTE) => handle_outbound_message(ctx, request).await,
-        Ok(route @ (console::INCIDENTS_ROUTE | console::STATUS_ROUTE)) => console::handle(ctx, request, route).await,
+        Ok(route @ (console::INCIDENTS_ROUTE | console::STATUS_ROUTE | console::ESCALATE_ROUTE)) => {
+            console::handle(ctx, request, route).await
+        }
         Ok(_) => handle_records(ctx, request).await,
         Err(refused) => {
             metrics::event_rejected("route");

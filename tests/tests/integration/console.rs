@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use shared::handler::console::{INCIDENTS_ROUTE, STATUS_ROUTE};
+use shared::handler::console::{ESCALATE_ROUTE, INCIDENTS_ROUTE, STATUS_ROUTE};
 use shared::handler::http::Reply;
 use shared::handler::sfdc_to_pd;
 use shared::model::{Link, RecordRef};
@@ -193,4 +193,122 @@ async fn the_status_panel_lists_the_open_incidents_of_the_chosen_services() {
     ctx.settings.console_service_ids = vec!["PSVC001".into()];
     let chosen = sfdc_to_pd::handle(&ctx, h.console_request(STATUS_ROUTE, &ask(json!({})))).await;
     assert_eq!(body(&chosen)["incidents"].as_array().map(Vec::len), Some(1), "{}", chosen.body);
+}
+
+/// The bridge as deployed with `ConsoleEscalationServiceId`.
+fn escalating(h: &Harness) -> shared::handler::context::Context {
+    let mut ctx = h.instance();
+    ctx.settings.console_escalation_service_id = Some("PSVC001".into());
+    ctx
+}
+
+fn escalation(case: &str, request_id: &str) -> Value {
+    ask(json!({"object": "Case", "record_id": case, "request_id": request_id, "urgency": "high"}))
+}
+
+fn incidents_created(h: &Harness) -> usize {
+    h.pd.requests().iter().filter(|r| r.method == "POST" && r.path == "/incidents" && r.status < 300).count()
+}
+
+#[tokio::test]
+async fn an_escalation_opens_one_incident_linked_to_the_record() {
+    let h = Harness::start(RULES).await;
+    let ctx = escalating(&h);
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let id = uuid::Uuid::new_v4().to_string();
+
+    let reply = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let incident = body(&reply)["incident"].clone();
+    assert_eq!((incident["status"].as_str(), incident["urgency"].as_str()), (Some("triggered"), Some("high")));
+    assert_eq!(body(&reply)["created"], true);
+    let links = h.store.incidents_for_record(&case).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.incident_id.to_string()).collect::<Vec<_>>(), [incident["id"].as_str().unwrap()]);
+    let linked = h.post_console(INCIDENTS_ROUTE, &ask(json!({"object": "Case", "record_id": case}))).await;
+    assert_eq!(body(&linked)["incidents"][0]["id"], incident["id"], "the console lists it");
+    let audit = h.store.audit_entries();
+    assert!(
+        audit.iter().any(|e| e.event_id == format!("console:{id}") && e.outcome == shared::model::Outcome::Applied)
+    );
+
+    // The same intent again (the agent's "Try again", a retried callout): the same incident.
+    let again = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+    assert_eq!((again.status, body(&again)["created"].clone()), (200, json!(false)), "{}", again.body);
+    assert_eq!(body(&again)["incident"]["id"], incident["id"]);
+    // A new intent: a new incident.
+    let other = uuid::Uuid::new_v4().to_string();
+    let second = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &other))).await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    assert_ne!(body(&second)["incident"]["id"], incident["id"]);
+    assert_eq!(incidents_created(&h), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_double_click_on_several_instances_opens_one_incident() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let id = uuid::Uuid::new_v4().to_string();
+    let instances: Vec<_> = (0..4).map(|_| escalating(&h)).collect();
+    let posts =
+        instances.iter().map(|ctx| sfdc_to_pd::handle(ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))));
+
+    let replies = futures::future::join_all(posts).await;
+
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "one creates: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 201, 503].contains(s)),
+        "the others see it or are told to ask again: {statuses:?}"
+    );
+    assert_eq!(incidents_created(&h), 1, "one incident in PagerDuty");
+    assert_eq!(h.store.incidents_for_record(&case).await.unwrap().len(), 1, "one link");
+}
+
+#[tokio::test]
+async fn a_lost_answer_then_try_again_opens_no_second_incident() {
+    let h = Harness::start(RULES).await;
+    let ctx = escalating(&h);
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let id = uuid::Uuid::new_v4().to_string();
+    // PagerDuty creates the incident, and the answer never comes back.
+    h.pd.fail_next(1, FaultKind::LoseAnswer);
+
+    let lost = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+    assert_eq!(
+        (lost.status, body(&lost)["error"]["code"].as_str()),
+        (503, Some("pagerduty_unavailable")),
+        "{}",
+        lost.body
+    );
+    let retried = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+
+    assert!([200, 201].contains(&retried.status), "{}", retried.body);
+    let open: Vec<Value> = h.pd.incidents().into_iter().filter(|i| i["status"] != "resolved").collect();
+    assert_eq!(open.len(), 1, "PagerDuty holds one incident: {open:?}");
+    assert_eq!(body(&retried)["incident"]["id"], open[0]["id"]);
+    assert_eq!(h.store.incidents_for_record(&case).await.unwrap().len(), 1, "linked once");
+}
+
+#[tokio::test]
+async fn an_escalation_without_a_service_or_a_request_id_is_refused_plainly() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let id = uuid::Uuid::new_v4().to_string();
+    let unset = h.post_console(ESCALATE_ROUTE, &escalation(&case, &id)).await;
+    assert_eq!((unset.status, body(&unset)["error"]["code"].as_str()), (409, Some("not_configured")), "{}", unset.body);
+    let ctx = escalating(&h);
+    for bad in [
+        escalation(&case, "double-click"),
+        ask(json!({"object": "Case", "record_id": case, "request_id": id, "urgency": "urgent"})),
+    ] {
+        let reply = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &bad)).await;
+        assert_eq!(
+            (reply.status, body(&reply)["error"]["code"].as_str()),
+            (400, Some("bad_request")),
+            "{}",
+            reply.body
+        );
+    }
+    assert_eq!(incidents_created(&h), 0);
 }
