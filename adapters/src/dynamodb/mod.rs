@@ -347,6 +347,14 @@ impl LinkStore for DynamoStore {
             let value = expression.value(s(&json));
             expression.sets.push(format!("seen = {value}"));
         }
+        if let Some(status_update) = &update.status_update {
+            let json = serde_json::to_string(status_update).map_err(|e| StoreError::Unavailable {
+                operation: "UpdateItem",
+                message: format!("the status update does not serialise: {e}"),
+            })?;
+            let value = expression.value(s(&json));
+            expression.sets.push(format!("status_update = {value}"));
+        }
         match &update.progress {
             // ADD joins the set kept (an empty set is no value DynamoDB takes: nothing to add).
             Some(Progress::Keep { event_id, done }) if !done.is_empty() => {
@@ -433,6 +441,13 @@ impl LinkStore for DynamoStore {
                     let json = seen.as_s().map_err(|_| corrupt(&item, "seen is not a string".into()))?;
                     state.seen =
                         Some(serde_json::from_str(json).map_err(|e| corrupt(&item, format!("seen is not JSON: {e}")))?);
+                }
+                if let Some(update) = item.get("status_update") {
+                    let json = update.as_s().map_err(|_| corrupt(&item, "status_update is not a string".into()))?;
+                    state.status_update = Some(
+                        serde_json::from_str(json)
+                            .map_err(|e| corrupt(&item, format!("status_update is not JSON: {e}")))?,
+                    );
                 }
                 if let Some(set) = item.get("pending") {
                     let entries = set.as_ss().map_err(|_| corrupt(&item, "pending is not a string set".into()))?;

@@ -30,6 +30,7 @@ use crate::pagerduty::PagerdutyError;
 use crate::pagerduty::client::Incident;
 use crate::retry::envelope::Progress;
 use crate::rules::{Action, PagerdutyAction, PlannedAction};
+use crate::store::Subject;
 use crate::telemetry::metrics;
 
 pub const INCIDENTS_ROUTE: &str = "/salesforce/console/incidents";
@@ -256,7 +257,7 @@ async fn linked(ctx: &Context, record_id: &str) -> Result<Vec<Value>, Reply> {
             Err(err) => return Err(pagerduty_failed(&err)),
         }
     }
-    Ok(newest_first(incidents))
+    Ok(with_status_updates(ctx, newest_first(incidents)).await)
 }
 
 /// The open incidents of `service_ids`, or of the services the admin chose.
@@ -272,7 +273,24 @@ async fn status_panel(ctx: &Context, service_ids: Vec<String>) -> Result<Vec<Val
     metrics::api_calls("pagerduty", 1);
     let ids: Vec<&str> = service_ids.iter().map(String::as_str).collect();
     let open = ctx.pagerduty.list_open_incidents(&ids).await.map_err(|err| pagerduty_failed(&err))?;
-    Ok(newest_first(open))
+    Ok(with_status_updates(ctx, newest_first(open)).await)
+}
+
+/// Each incident's latest status update, as the bridge received it by webhook (one store read
+/// per incident, at once; one that cannot be read shows none).
+async fn with_status_updates(ctx: &Context, mut incidents: Vec<Value>) -> Vec<Value> {
+    let reads = incidents.iter().map(|i| {
+        let subject = Subject::Incident(i["id"].as_str().unwrap_or_default().to_string());
+        async move { ctx.stores.links.subject_state(&subject).await.ok().and_then(|s| s.status_update) }
+    });
+    let updates = futures::future::join_all(reads).await;
+    for (incident, update) in incidents.iter_mut().zip(updates) {
+        if let Some(update) = update {
+            incident["latest_status_update"] =
+                json!({"message": update.message, "created_at": update.created_at.to_rfc3339()});
+        }
+    }
+    incidents
 }
 
 fn newest_first(mut incidents: Vec<Incident>) -> Vec<Value> {
@@ -301,7 +319,7 @@ pub fn console_incident(incident: &Incident) -> Value {
         "assignees": assignees,
         "html_url": incident.html_url,
         "created_at": raw.get("created_at"),
-        // PagerDuty's REST API lists no status updates of an incident (only a POST).
+        // PagerDuty's REST API lists no status updates: see `with_status_updates`.
         "latest_status_update": Value::Null,
     })
 }

@@ -215,6 +215,14 @@ async fn attempt(
     };
     let links = &state.links;
     subjects.add_links(links);
+    // The agent console's latest status update (PagerDuty's REST API lists none): kept whatever
+    // the rules do with the event, the bridge's own included.
+    if let EventData::StatusUpdate { message, .. } = &event.data
+        && state.status_update.as_ref().is_none_or(|kept| kept.created_at <= event.occurred_at)
+    {
+        subjects.status_update =
+            Some(crate::store::StatusUpdate { message: message.clone(), created_at: event.occurred_at });
+    }
     let this = steps::note_order(accepted, progress, &subject, &state);
     if let Some(echo) = echo::pagerduty_echo(pagerduty, event).await {
         // The bridge's own trigger does not open the incident: the event that created it does,

@@ -139,6 +139,8 @@ pub struct Subjects {
     /// What a record change showed of the fields its rules compare with old values, to keep on
     /// its subject (see [`crate::store::Seen`]); `None`: nothing newer to keep.
     pub seen: Option<crate::store::Seen>,
+    /// An incident's status update to keep on its subject; `None`: nothing newer.
+    pub status_update: Option<crate::store::StatusUpdate>,
 }
 
 impl Subjects {
@@ -461,6 +463,7 @@ impl SubjectWrite {
                 marks: subjects.marks.clone(),
                 at: Some(envelope.accepted.occurred_at),
                 seen: subjects.seen.clone(),
+                status_update: subjects.status_update.clone(),
                 ..SubjectUpdate::default()
             },
         }

@@ -38,6 +38,7 @@ pub async fn run_all(
     a_subject_is_leased_to_one_holder_at_a_time(links.as_ref()).await;
     a_settled_event_leaves_its_marks_and_progress_on_its_subject(links.as_ref()).await;
     a_record_s_seen_fields_are_kept_until_a_newer_event_replaces_them(links.as_ref()).await;
+    an_incident_keeps_its_latest_status_update(links.as_ref()).await;
     subject_state_is_links_marks_and_pending_together(links.as_ref()).await;
     queued_events_are_listed_oldest_first_until_they_leave(links.as_ref()).await;
     first_claim_wins_and_duplicates_see_the_result(idem.as_ref()).await;
@@ -50,6 +51,30 @@ pub async fn run_all(
     an_audit_entry_can_complete_idempotency_keys(audit.as_ref(), idem.as_ref()).await;
     rules_versions_increase(rules.as_ref()).await;
     breaker_compare_and_set(breakers.as_ref()).await;
+}
+
+pub async fn an_incident_keeps_its_latest_status_update(store: &dyn LinkStore) {
+    let subject = Subject::Incident(fresh("PSTAT"));
+    let at = t0();
+    let first = crate::store::StatusUpdate { message: "Rolling back the 10:00 deploy".into(), created_at: at };
+    let update = SubjectUpdate { status_update: Some(first.clone()), ..SubjectUpdate::default() };
+    store.update_subject(&subject, None, &update).await.expect("update");
+    assert_eq!(store.subject_state(&subject).await.expect("state").status_update, Some(first));
+    let later = crate::store::StatusUpdate {
+        message: "Fixed: \"checkout\" is back".into(),
+        created_at: at + Duration::minutes(5),
+    };
+    let update = SubjectUpdate {
+        status_update: Some(later.clone()),
+        marks: vec!["m".into()],
+        at: Some(at),
+        ..Default::default()
+    };
+    store.update_subject(&subject, None, &update).await.expect("update");
+    let state = store.subject_state(&subject).await.expect("state");
+    assert_eq!(state.status_update, Some(later), "replaced by the newer one");
+    store.update_subject(&subject, None, &SubjectUpdate::default()).await.expect("update");
+    assert!(store.subject_state(&subject).await.expect("state").status_update.is_some(), "kept by other updates");
 }
 
 pub async fn links_are_found_from_both_sides(store: &dyn LinkStore) {

@@ -33,6 +33,7 @@ struct SubjectItem {
     lease: Option<(String, DateTime<Utc>)>,
     progress: std::collections::BTreeMap<String, Vec<String>>,
     seen: Option<crate::store::Seen>,
+    status_update: Option<crate::store::StatusUpdate>,
 }
 
 #[derive(Default)]
@@ -176,6 +177,9 @@ impl LinkStore for MemoryStore {
         if let Some(seen) = &update.seen {
             item.seen = Some(seen.clone());
         }
+        if let Some(status_update) = &update.status_update {
+            item.status_update = Some(status_update.clone());
+        }
         match &update.pending {
             Some(PendingChange::List(event)) => {
                 item.pending.insert(event.clone());
@@ -206,6 +210,7 @@ impl LinkStore for MemoryStore {
             state.pending = item.pending.iter().cloned().collect();
             state.progress = item.progress.clone();
             state.seen = item.seen.clone();
+            state.status_update = item.status_update.clone();
         }
         Ok(state)
     }

@@ -166,6 +166,17 @@ pub struct SubjectUpdate {
     /// What the event saw of the record's fields (see [`Seen`]); the caller passes it only when
     /// it is newer than the one stored.
     pub seen: Option<Seen>,
+    /// An incident's status update the event published (see [`StatusUpdate`]); the caller
+    /// passes it only when it is newer than the one stored.
+    pub status_update: Option<StatusUpdate>,
+}
+
+/// The latest status update published on an incident, as its webhook told it: PagerDuty's REST
+/// API lists no status updates, so the agent console shows the last one the bridge received.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    pub message: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// What the bridge last saw of a record's fields that its rules compare with old values
@@ -511,6 +522,8 @@ pub struct SubjectState {
     pub progress: std::collections::BTreeMap<String, Vec<String>>,
     /// A record's fields as the bridge last saw them (see [`Seen`]).
     pub seen: Option<Seen>,
+    /// An incident's latest status update (see [`StatusUpdate`]).
+    pub status_update: Option<StatusUpdate>,
 }
 
 impl SubjectState {

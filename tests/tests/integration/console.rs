@@ -312,3 +312,34 @@ async fn an_escalation_without_a_service_or_a_request_id_is_refused_plainly() {
     }
     assert_eq!(incidents_created(&h), 0);
 }
+
+fn status_update(event_id: &str, incident: &str, message: &str, at: chrono::DateTime<Utc>) -> String {
+    let update = json!({"id": format!("PSTU{event_id}"), "type": "incident_status_update", "trimmed": false,
+        "message": message, "incident": {"id": incident, "type": "incident_reference", "summary": "Checkout down"}});
+    sim::harness::delivery(event_id, "incident.status_update_published", at, update)
+}
+
+#[tokio::test]
+async fn the_console_shows_the_latest_status_update_the_bridge_received() {
+    // No rule acts on status updates: the console shows them all the same.
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let incident = linked_incident(&h, &case, "Checkout down").await;
+    let t0 = Utc::now();
+    let later =
+        status_update("E2", &incident, "Fix deployed; error rates back to normal.", t0 + chrono::Duration::minutes(5));
+    let earlier = status_update("E1", &incident, "Rolling back the 10:00 deploy.", t0);
+    h.webhook(&later, "w2").await;
+    // PagerDuty delivers out of order: the older update arrives last and replaces nothing.
+    h.webhook(&earlier, "w1").await;
+
+    let incidents = h.post_console(INCIDENTS_ROUTE, &ask(json!({"object": "Case", "record_id": case}))).await;
+    let status = h.post_console(STATUS_ROUTE, &ask(json!({"service_ids": ["PSVC001"]}))).await;
+
+    for reply in [&incidents, &status] {
+        let update = body(reply)["incidents"][0]["latest_status_update"].clone();
+        assert_eq!(update["message"], "Fix deployed; error rates back to normal.", "{}", reply.body);
+        let at: chrono::DateTime<Utc> = update["created_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(at.timestamp_millis(), (t0 + chrono::Duration::minutes(5)).timestamp_millis());
+    }
+}
