@@ -5,8 +5,9 @@
 //! record posts ([`super::sfdc_to_pd::authenticate`]).
 //!
 //! Each linked incident costs one `GET /incidents/{id}` (read at once, at most
-//! [`MAX_LINKED`]); the status panel one `GET /incidents` (one page of 100). The PagerDuty
-//! client's limiter and its 429 handling apply as to every other call.
+//! [`MAX_LINKED`]); the status panel one `GET /incidents` (one page of 100); what was read in the
+//! last [`CACHE_SECONDS`] on the same instance is reused. The PagerDuty client's limiter and its
+//! 429 handling apply as to every other call.
 //!
 //! An escalation is exactly once per `request_id`: its gate key (`console:<id>`) is claimed as
 //! an event's; the incident is created by the PagerDuty executor with an `incident_key` of the
@@ -39,6 +40,47 @@ pub const ESCALATE_ROUTE: &str = "/salesforce/console/escalate";
 
 /// At most this many linked incidents of one record are read (newest links first).
 pub const MAX_LINKED: usize = 20;
+
+/// How long the console reuses what it read of an incident or a status panel: agents on one
+/// Case (or one panel) within these seconds cost PagerDuty one read, not one each.
+pub const CACHE_SECONDS: i64 = 10;
+
+/// The console's PagerDuty reads of the last [`CACHE_SECONDS`], per instance (by incident id,
+/// and by the panel's services).
+#[derive(Default)]
+pub struct ReadCache {
+    incidents: Reads<Incident>,
+    panels: Reads<Vec<Incident>>,
+}
+
+/// What was read, by key, and when.
+type Reads<T> = std::sync::Mutex<std::collections::HashMap<String, (DateTime<Utc>, T)>>;
+
+impl ReadCache {
+    fn fresh<T: Clone>(map: &Reads<T>, key: &str, now: DateTime<Utc>) -> Option<T> {
+        let map = map.lock().expect("console cache lock");
+        map.get(key).filter(|(at, _)| now - *at < chrono::Duration::seconds(CACHE_SECONDS)).map(|(_, v)| v.clone())
+    }
+
+    fn keep<T>(map: &Reads<T>, key: String, now: DateTime<Utc>, value: T) {
+        let mut map = map.lock().expect("console cache lock");
+        // Small: what is stale goes whenever something is kept.
+        map.retain(|_, (at, _)| now - *at < chrono::Duration::seconds(CACHE_SECONDS));
+        map.insert(key, (now, value));
+    }
+}
+
+/// An incident as read within [`CACHE_SECONDS`], else from PagerDuty (one call).
+async fn read_incident(ctx: &Context, id: &str) -> Result<Incident, PagerdutyError> {
+    let now = ctx.clock.now();
+    if let Some(incident) = ReadCache::fresh(&ctx.console_reads.incidents, id, now) {
+        return Ok(incident);
+    }
+    metrics::api_calls("pagerduty", 1);
+    let incident = ctx.pagerduty.get_incident(id).await?;
+    ReadCache::keep(&ctx.console_reads.incidents, id.to_string(), now, incident.clone());
+    Ok(incident)
+}
 
 /// What the console asks (the common fields and each route's own, docs/console-api.md).
 #[derive(Debug, Deserialize)]
@@ -246,8 +288,7 @@ async fn linked(ctx: &Context, record_id: &str) -> Result<Vec<Value>, Reply> {
         error(503, "pagerduty_unavailable", "the bridge's store could not be read; try again")
     })?;
     let ids: Vec<String> = links.iter().rev().take(MAX_LINKED).map(|l| l.incident_id.to_string()).collect();
-    metrics::api_calls("pagerduty", ids.len() as u64);
-    let reads = ids.iter().map(|id| ctx.pagerduty.get_incident(id));
+    let reads = ids.iter().map(|id| read_incident(ctx, id));
     let mut incidents = Vec::with_capacity(ids.len());
     for read in futures::future::join_all(reads).await {
         match read {
@@ -270,9 +311,18 @@ async fn status_panel(ctx: &Context, service_ids: Vec<String>) -> Result<Vec<Val
             "no services are chosen for the status panel: set ConsoleServiceIds on the stack or serviceIds on the component",
         ));
     }
-    metrics::api_calls("pagerduty", 1);
-    let ids: Vec<&str> = service_ids.iter().map(String::as_str).collect();
-    let open = ctx.pagerduty.list_open_incidents(&ids).await.map_err(|err| pagerduty_failed(&err))?;
+    let now = ctx.clock.now();
+    let key = service_ids.join(",");
+    let open = match ReadCache::fresh(&ctx.console_reads.panels, &key, now) {
+        Some(open) => open,
+        None => {
+            metrics::api_calls("pagerduty", 1);
+            let ids: Vec<&str> = service_ids.iter().map(String::as_str).collect();
+            let open = ctx.pagerduty.list_open_incidents(&ids).await.map_err(|err| pagerduty_failed(&err))?;
+            ReadCache::keep(&ctx.console_reads.panels, key, now, open.clone());
+            open
+        }
+    };
     Ok(with_status_updates(ctx, newest_first(open)).await)
 }
 

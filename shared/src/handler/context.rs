@@ -86,6 +86,9 @@ pub struct Context {
     pagerduty_breaker: Arc<Breaker>,
     salesforce_breaker: Arc<Breaker>,
     pub settings: Settings,
+    /// The agent console's PagerDuty reads of the last few seconds, shared by this instance's
+    /// requests (see [`crate::handler::console::ReadCache`]).
+    pub(crate) console_reads: Arc<crate::handler::console::ReadCache>,
 }
 
 /// The parts a [`Context`] is built from; the rest (idempotency gate, breakers) is
@@ -191,6 +194,7 @@ impl Context {
             secrets,
             rules,
             settings,
+            console_reads: Arc::new(crate::handler::console::ReadCache::default()),
         }
     }
 }

@@ -343,3 +343,28 @@ async fn the_console_shows_the_latest_status_update_the_bridge_received() {
         assert_eq!(at.timestamp_millis(), (t0 + chrono::Duration::minutes(5)).timestamp_millis());
     }
 }
+
+#[tokio::test]
+async fn agents_on_one_record_within_seconds_cost_pagerduty_one_read() {
+    let h = Harness::start(RULES).await;
+    let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
+    let incident = linked_incident(&h, &case, "Checkout down").await;
+    let reads =
+        |h: &Harness| h.pd.requests().iter().filter(|r| r.method == "GET" && r.path.ends_with(&incident)).count();
+    let payload = ask(json!({"object": "Case", "record_id": case}));
+    let panel = ask(json!({"service_ids": ["PSVC001"]}));
+    let listings = |h: &Harness| h.pd.requests().iter().filter(|r| r.method == "GET" && r.path == "/incidents").count();
+
+    for _ in 0..3 {
+        assert_eq!(h.post_console(INCIDENTS_ROUTE, &payload).await.status, 200);
+        assert_eq!(h.post_console(STATUS_ROUTE, &panel).await.status, 200);
+    }
+    assert_eq!((reads(&h), listings(&h)), (1, 1), "read once within the cache's seconds");
+
+    h.ctx.pagerduty.acknowledge(&incident).await.unwrap();
+    h.clock.advance(chrono::Duration::seconds(shared::handler::console::CACHE_SECONDS));
+    let reply = h.post_console(INCIDENTS_ROUTE, &payload).await;
+    assert_eq!(body(&reply)["incidents"][0]["status"], "acknowledged", "read again once the seconds passed");
+    h.post_console(STATUS_ROUTE, &panel).await;
+    assert_eq!((reads(&h), listings(&h)), (2, 2));
+}
