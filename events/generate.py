@@ -265,13 +265,26 @@ def sf_signature(secret, ts, body):
     return "v1=" + hmac.new(secret.encode(), f"{ts}.{body}".encode(), hashlib.sha256).hexdigest()
 
 
-def sf_request(payload, secret=INBOUND_SECRET, ts=None, body=None, signature=None):
+def sf_request(payload, secret=INBOUND_SECRET, ts=None, body=None, signature=None, route="POST /salesforce/records"):
     body = body if body is not None else json.dumps(payload, separators=(",", ":"))
     ts = str(int(time.time()) if ts is None else ts)
     sig = signature if signature is not None else sf_signature(secret, ts, body)
     headers = {"content-type": "application/json", "user-agent": "SFDC-Callout/62.0",
                "x-pdsync-timestamp": ts, "x-pdsync-signature": sig}
-    return apigw("POST /salesforce/records", body, headers)
+    return apigw(route, body, headers)
+
+
+def console_events():
+    """The agent console's posts (docs/console-api.md), signed as PdSyncConsoleController signs."""
+    common = {"schema": 1, "org_id": ORG_ID, "user": USER, "sent_at": iso(T0 + 360)}
+    ask = lambda route, extra: sf_request({**common, **extra}, route=route)  # noqa: E731
+    return {
+        "console-incidents": ask("POST /salesforce/console/incidents", {"object": "Case", "record_id": CASE_1}),
+        "console-escalate": ask("POST /salesforce/console/escalate", {
+            "object": "Case", "record_id": CASE_1, "request_id": "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+            "urgency": "high"}),
+        "console-status": ask("POST /salesforce/console/status", {}),
+    }
 
 
 def sf_events():
@@ -304,6 +317,7 @@ def sf_events():
             "content-type": "application/json", "authorization": f"Bearer {INBOUND_SECRET}"}),
         "bad-signature": sf_request(insert, secret="not-the-shared-secret"),
         "stale-timestamp": sf_request(insert, ts=T0 - 3600),
+        **console_events(),
     }
     samples = HERE.parent.parent / "shared/samples/salesforce-outbound-message"
     soap_path = samples / "aspnet-webhooks-request-lead-3notifications.xml"

@@ -31,6 +31,9 @@ const ORDER: &[&str] = &[
     "sfdc-to-pd/case-insert-sev1",
     "sfdc-to-pd/bearer-named-credential",
     "sfdc-to-pd/case-update-priority",
+    "sfdc-to-pd/console-incidents",
+    "sfdc-to-pd/console-escalate",
+    "sfdc-to-pd/console-status",
     "sfdc-to-pd/casecomment-insert",
     "sfdc-to-pd/case-update-closed",
     "sfdc-to-pd/custom-object-insert",
@@ -95,6 +98,16 @@ fn summary(reply: &Reply) -> String {
             "received {} applied {} skipped {} duplicate {} queued {} dead-lettered {}",
             v["received"], v["applied"], v["skipped"], v["duplicate"], v["queued"], v["dead_lettered"]
         ),
+        // The agent console's answers (docs/console-api.md).
+        Ok(v) if v["incidents"].is_array() => {
+            format!("{} incident(s) shown", v["incidents"].as_array().map_or(0, Vec::len))
+        }
+        Ok(v) if v["incident"].is_object() => format!(
+            "incident #{} {}",
+            v["incident"]["number"],
+            if v["created"] == true { "created and linked" } else { "already made" }
+        ),
+        Ok(v) if v["error"].is_object() => format!("{}: {}", v["error"]["code"], v["error"]["message"]),
         Ok(v) => v["status"].as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
         Err(_) if reply.body.contains("<Ack>true</Ack>") => "SOAP Ack true".into(),
         Err(_) => reply.body.chars().take(60).collect(),
@@ -105,7 +118,11 @@ fn summary(reply: &Reply) -> String {
 async fn main() -> Result<(), String> {
     let args = Args::parse();
     let rules = std::fs::read_to_string(&args.rules).map_err(|e| format!("{}: {e}", args.rules.display()))?;
-    let h = Harness::start(&rules).await;
+    let mut h = Harness::start(&rules).await;
+    // As deployed with ConsoleEscalationServiceId and ConsoleServiceIds: the agent console's
+    // escalation and status panel use the simulator's service.
+    h.ctx.settings.console_escalation_service_id = Some("PSVC001".into());
+    h.ctx.settings.console_service_ids = vec!["PSVC001".into()];
     println!("pd-sfdc-sync local demo");
     println!("  PagerDuty simulator:  {}", h.pd.base_url());
     println!("  Salesforce simulator: {}", h.sf.base_url());
@@ -120,7 +137,10 @@ async fn main() -> Result<(), String> {
         let route = request.uri().path().to_string();
         let reply = match route.as_str() {
             "/pagerduty/webhook" => pd_to_sfdc::handle(&h.ctx, inbound).await,
-            "/salesforce/records" => {
+            "/salesforce/records"
+            | "/salesforce/console/incidents"
+            | "/salesforce/console/escalate"
+            | "/salesforce/console/status" => {
                 fresh_signature(&mut inbound, name, h.clock.now().timestamp());
                 sfdc_to_pd::handle(&h.ctx, inbound).await
             }
