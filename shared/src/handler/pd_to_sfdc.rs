@@ -312,7 +312,10 @@ async fn attempt(
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     // Whose marks these are, for a reconcile run (see `rules::event_mark`). Marks move forward
     // only: a late copy of an older event of the type leaves the newer one's.
-    let mark = crate::rules::event_mark(&event.event_type);
+    let mark = match &event.data {
+        EventData::IncidentNote { id, .. } => crate::rules::note_event_mark(id),
+        _ => crate::rules::event_mark(&event.event_type),
+    };
     if !subjects.marks.is_empty() && state.marks.get(&mark).is_none_or(|at| *at <= accepted.occurred_at) {
         subjects.marks.push(mark);
     }

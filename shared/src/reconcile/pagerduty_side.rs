@@ -128,7 +128,10 @@ impl IncidentChange {
             event_id: self.event_id(),
             changed_at: self.changed_at,
             evidence: Subject::Incident(self.incident.id.clone()),
-            own_mark: Some(crate::rules::event_mark(&self.event_type())),
+            // A note's is known once its note is read (`Found::own_mark`). A change back to
+            // triggered is not compared (STATUSES): its live events are `incident.reopened` or
+            // `incident.unacknowledged`, which this name would not match.
+            own_mark: self.note.is_none().then(|| crate::rules::event_mark(&self.event_type())),
         }
     }
 
@@ -294,7 +297,8 @@ impl Compare for CompareIncident<'_> {
                 repair_time(self.change.changed_at),
                 QueuedEvent::PagerdutyWebhook { body, webhook_id: None, subscription_id: None },
             );
-            Ok(Some(Found { synthetic: Synthetic::Incident(Box::new(event)), accepted, comparison }))
+            let own_mark = note.as_ref().map(|n| crate::rules::note_event_mark(&n.id));
+            Ok(Some(Found { synthetic: Synthetic::Incident(Box::new(event)), accepted, comparison, own_mark }))
         }
         .boxed()
     }
@@ -392,9 +396,11 @@ const NOTE_SLACK_SECONDS: i64 = 2;
 /// copy of, one no rule compares, is taken as untouched: such fields are the ones the bridge
 /// itself writes.)
 fn changed_by_a_person(record: &LinkedRecord, fields: &[&String], change: &Changed<'_>) -> bool {
-    // The bridge set one of them from another incident's later event.
+    // The bridge set one of them from another incident's later event. Marks are to the
+    // millisecond, the change to the second: a mark in its second is not after it.
     let marked = |f: &String| change.set_by_others.get(&crate::rules::field_mark(&record.id, f));
-    if fields.iter().any(|f| marked(f).is_some_and(|at| *at > change.at)) {
+    let after = |at: &DateTime<Utc>| super::cursor::whole_second(*at) > change.at;
+    if fields.iter().any(|f| marked(f).is_some_and(after)) {
         return true;
     }
     let seen = change.seen.get(&record.id).and_then(Option::as_ref);

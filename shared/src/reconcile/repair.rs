@@ -79,9 +79,10 @@ impl Comparison {
     ///
     /// `changed_at` may be a whole second where marks are not (a webhook says when to the
     /// millisecond): a mark within the change's second may be an earlier change's (an
-    /// acknowledgement a tenth of a second before the lost resolve). It is when another type of
-    /// event than the change's own (`own_mark`) left its [`crate::rules::event_mark`] at the
-    /// very same time.
+    /// acknowledgement a tenth of a second before the lost resolve). Unless the change's own
+    /// [`crate::rules::event_mark`] (`own_mark`) is there from its second on (it was applied),
+    /// such a mark is taken for another event's when another event left its mark at the very
+    /// same time.
     fn applied_since(
         &mut self,
         marks: &std::collections::BTreeMap<String, DateTime<Utc>>,
@@ -93,7 +94,10 @@ impl Comparison {
         let another_event_s = |at: &DateTime<Utc>| {
             marks.iter().any(|(m, t)| t == at && crate::rules::is_event_mark(m) && Some(m.as_str()) != own_mark)
         };
-        let applied_at = |at: &DateTime<Utc>| *at >= second && (*at >= next_second || !another_event_s(at));
+        // The change's own mark in its second or after: it was applied, live or by a repair.
+        let own_applied = own_mark.and_then(|m| marks.get(m)).is_some_and(|t| *t >= second);
+        let applied_at =
+            |at: &DateTime<Utc>| *at >= second && (*at >= next_second || own_applied || !another_event_s(at));
         let applied = |p: &PlannedAction| p.action.state_marks().iter().any(|m| marks.get(m).is_some_and(&applied_at));
         for list in [&mut self.todo, &mut self.newer] {
             let (done, open): (Vec<_>, Vec<_>) = std::mem::take(list).into_iter().partition(|p| applied(p));
@@ -170,6 +174,9 @@ pub struct Found {
     pub synthetic: Synthetic,
     pub accepted: Accepted,
     pub comparison: Comparison,
+    /// The change's own mark when only the comparison could tell it (a note's, by the note it
+    /// read); else the candidate's.
+    pub own_mark: Option<String>,
 }
 
 /// Compares one candidate and repairs it when it differs (see the module doc).
@@ -191,10 +198,14 @@ pub async fn check(
             Err(err) => return Checked::Failed(format!("store: {err}")),
         };
         return match compare.compare(ctx, &state).await {
-            Ok(Some(Found { mut comparison, .. })) => match seen_live(ctx, candidate).await {
+            Ok(Some(Found { mut comparison, own_mark, .. })) => match seen_live(ctx, candidate).await {
                 Ok(seen)
                     if comparison
-                        .applied_since(&state.marks, candidate.changed_at, candidate.own_mark.as_deref())
+                        .applied_since(
+                            &state.marks,
+                            candidate.changed_at,
+                            own_mark.or(candidate.own_mark.clone()).as_deref(),
+                        )
                         .differs(seen) =>
                 {
                     let repair = if comparison.todo.is_empty() { Repair::Reported } else { Repair::WouldRepair };
@@ -270,7 +281,7 @@ pub async fn check(
             return Checked::Failed(format!("store: {err}"));
         }
     };
-    let Found { synthetic, mut accepted, mut comparison } = match compare.compare(ctx, &state).await {
+    let Found { synthetic, mut accepted, mut comparison, own_mark } = match compare.compare(ctx, &state).await {
         Ok(Some(found)) => found,
         Ok(None) => return in_sync().await,
         Err(reason) => {
@@ -285,7 +296,8 @@ pub async fn check(
             return Checked::Failed(reason);
         }
     };
-    if !comparison.applied_since(&state.marks, candidate.changed_at, candidate.own_mark.as_deref()).differs(seen) {
+    let own_mark = own_mark.or(candidate.own_mark.clone());
+    if !comparison.applied_since(&state.marks, candidate.changed_at, own_mark.as_deref()).differs(seen) {
         return in_sync().await;
     }
     if comparison.todo.is_empty() {

@@ -232,7 +232,7 @@ impl CompareRecord<'_> {
             }
         }
         let accepted = change.accepted(self.correlation_id, ctx.clock.now());
-        Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison }))
+        Ok(Some(Found { synthetic: Synthetic::Record(Box::new(change)), accepted, comparison, own_mark: None }))
     }
 
     /// The change the bridge never saw between two it did (see [`crate::store::Gap`]): the

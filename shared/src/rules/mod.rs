@@ -101,6 +101,6 @@ pub use eval::{
 pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
 pub use plan::{
     Action, BySide, PagerdutyAction, Plan, PlannedAction, SalesforceAction, SideStep, by_side, event_mark, field_mark,
-    is_event_mark, note_mark, truncate_chars,
+    is_event_mark, note_event_mark, note_mark, truncate_chars,
 };
 pub use template::Template;

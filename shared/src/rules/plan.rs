@@ -289,6 +289,12 @@ pub fn event_mark(event_type: &str) -> String {
     format!("{EVENT_MARK}{event_type}")
 }
 
+/// The [`event_mark`] of a note's event: by the note, since two notes of one second are two
+/// events of one type (a run tells the delivered one's marks from the lost one's by it).
+pub fn note_event_mark(note_id: &str) -> String {
+    event_mark(&format!("incident.annotated:{note_id}"))
+}
+
 /// Whether `mark` is an [`event_mark`].
 pub fn is_event_mark(mark: &str) -> bool {
     mark.starts_with(EVENT_MARK)

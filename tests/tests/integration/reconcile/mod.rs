@@ -18,6 +18,7 @@ use sim::harness::{Harness, INTEGRATION_USER, outcome};
 
 mod edges;
 mod notes;
+mod review_marks;
 
 /// Both directions: PagerDuty's status onto the Case, the Case's close and Sev2 onto the incident.
 const RULES: &str = r#"
