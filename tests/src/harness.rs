@@ -388,23 +388,17 @@ impl Harness {
 
     /// An Apex trigger post of `payload`, signed now with the inbound secret.
     pub async fn post_records(&self, payload: &Value) -> Reply {
-        let body = payload.to_string();
-        let ts = self.clock.now().timestamp();
-        let headers = vec![
-            ("content-type".into(), "application/json".into()),
-            ("x-pdsync-timestamp".into(), ts.to_string()),
-            ("x-pdsync-signature".into(), sign_trigger(INBOUND_SECRET, ts, body.as_bytes())),
-        ];
-        self.post_records_with(&body, headers).await
+        sfdc_to_pd::handle(&self.ctx, self.signed_post(sfdc_to_pd::RECORDS_ROUTE, payload)).await
     }
 
     /// The agent console's post of `payload` to `route`, signed now as the Apex controller signs.
     pub async fn post_console(&self, route: &str, payload: &Value) -> Reply {
-        sfdc_to_pd::handle(&self.ctx, self.console_request(route, payload)).await
+        sfdc_to_pd::handle(&self.ctx, self.signed_post(route, payload)).await
     }
 
-    /// The signed request [`Self::post_console`] sends (to hand to another instance).
-    pub fn console_request(&self, route: &str, payload: &Value) -> InboundRequest {
+    /// A post of `payload` to `route`, signed now with the inbound secret as the Apex classes
+    /// sign (to hand to any instance).
+    pub fn signed_post(&self, route: &str, payload: &Value) -> InboundRequest {
         let body = payload.to_string();
         let ts = self.clock.now().timestamp();
         let headers = vec![

@@ -97,7 +97,7 @@ async fn the_console_is_never_open_an_unsigned_a_forged_or_another_org_s_post_is
         h.request(INCIDENTS_ROUTE, &payload.to_string(), vec![("content-type".into(), "application/json".into())]),
     )
     .await;
-    let mut forged = h.console_request(INCIDENTS_ROUTE, &payload);
+    let mut forged = h.signed_post(INCIDENTS_ROUTE, &payload);
     forged.body = ask(json!({"object": "Case", "record_id": "5005g00000OTHERAAA"})).to_string().into_bytes();
     let forged = sfdc_to_pd::handle(&h.ctx, forged).await;
     let other_org =
@@ -191,7 +191,7 @@ async fn the_status_panel_lists_the_open_incidents_of_the_chosen_services() {
     assert_eq!((none.status, body(&none)["error"]["code"].as_str()), (409, Some("not_configured")), "{}", none.body);
     let mut ctx = h.instance();
     ctx.settings.console_service_ids = vec!["PSVC001".into()];
-    let chosen = sfdc_to_pd::handle(&ctx, h.console_request(STATUS_ROUTE, &ask(json!({})))).await;
+    let chosen = sfdc_to_pd::handle(&ctx, h.signed_post(STATUS_ROUTE, &ask(json!({})))).await;
     assert_eq!(body(&chosen)["incidents"].as_array().map(Vec::len), Some(1), "{}", chosen.body);
 }
 
@@ -217,7 +217,7 @@ async fn an_escalation_opens_one_incident_linked_to_the_record() {
     let case = h.sf.insert_record("Case", json!({"Subject": "Checkout down"}));
     let id = uuid::Uuid::new_v4().to_string();
 
-    let reply = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+    let reply = sfdc_to_pd::handle(&ctx, h.signed_post(ESCALATE_ROUTE, &escalation(&case, &id))).await;
 
     assert_eq!(reply.status, 201, "{}", reply.body);
     let incident = body(&reply)["incident"].clone();
@@ -233,12 +233,12 @@ async fn an_escalation_opens_one_incident_linked_to_the_record() {
     );
 
     // The same intent again (the agent's "Try again", a retried callout): the same incident.
-    let again = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+    let again = sfdc_to_pd::handle(&ctx, h.signed_post(ESCALATE_ROUTE, &escalation(&case, &id))).await;
     assert_eq!((again.status, body(&again)["created"].clone()), (200, json!(false)), "{}", again.body);
     assert_eq!(body(&again)["incident"]["id"], incident["id"]);
     // A new intent: a new incident.
     let other = uuid::Uuid::new_v4().to_string();
-    let second = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &other))).await;
+    let second = sfdc_to_pd::handle(&ctx, h.signed_post(ESCALATE_ROUTE, &escalation(&case, &other))).await;
     assert_eq!(second.status, 201, "{}", second.body);
     assert_ne!(body(&second)["incident"]["id"], incident["id"]);
     assert_eq!(incidents_created(&h), 2);
@@ -251,7 +251,7 @@ async fn a_double_click_on_several_instances_opens_one_incident() {
     let id = uuid::Uuid::new_v4().to_string();
     let instances: Vec<_> = (0..4).map(|_| escalating(&h)).collect();
     let posts =
-        instances.iter().map(|ctx| sfdc_to_pd::handle(ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))));
+        instances.iter().map(|ctx| sfdc_to_pd::handle(ctx, h.signed_post(ESCALATE_ROUTE, &escalation(&case, &id))));
 
     let replies = futures::future::join_all(posts).await;
 
@@ -274,14 +274,14 @@ async fn a_lost_answer_then_try_again_opens_no_second_incident() {
     // PagerDuty creates the incident, and the answer never comes back.
     h.pd.fail_next(1, FaultKind::LoseAnswer);
 
-    let lost = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+    let lost = sfdc_to_pd::handle(&ctx, h.signed_post(ESCALATE_ROUTE, &escalation(&case, &id))).await;
     assert_eq!(
         (lost.status, body(&lost)["error"]["code"].as_str()),
         (503, Some("pagerduty_unavailable")),
         "{}",
         lost.body
     );
-    let retried = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &escalation(&case, &id))).await;
+    let retried = sfdc_to_pd::handle(&ctx, h.signed_post(ESCALATE_ROUTE, &escalation(&case, &id))).await;
 
     assert!([200, 201].contains(&retried.status), "{}", retried.body);
     let open: Vec<Value> = h.pd.incidents().into_iter().filter(|i| i["status"] != "resolved").collect();
@@ -302,7 +302,7 @@ async fn an_escalation_without_a_service_or_a_request_id_is_refused_plainly() {
         escalation(&case, "double-click"),
         ask(json!({"object": "Case", "record_id": case, "request_id": id, "urgency": "urgent"})),
     ] {
-        let reply = sfdc_to_pd::handle(&ctx, h.console_request(ESCALATE_ROUTE, &bad)).await;
+        let reply = sfdc_to_pd::handle(&ctx, h.signed_post(ESCALATE_ROUTE, &bad)).await;
         assert_eq!(
             (reply.status, body(&reply)["error"]["code"].as_str()),
             (400, Some("bad_request")),
