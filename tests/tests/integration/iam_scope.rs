@@ -573,6 +573,20 @@ async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     assert_eq!(h.pd.incidents().len(), 2, "both Sev1 Cases opened an incident");
     assert_eq!(h.sf.records("Case").len(), 2, "both high-urgency triggers opened a Case");
 
+    proxy.act_as("SfdcToPdFunction");
+    // The agent console on the same function: a Case's linked incidents (with their latest
+    // status updates) and an escalation.
+    let mut console = h.instance();
+    console.settings.console_escalation_service_id = Some("PSVC001".into());
+    let ask = |route: &str, extra: Value| {
+        let mut payload = json!({"schema": 1, "org_id": ORG_ID, "record_id": "5005g00000IAMC1AAA", "object": "Case"});
+        payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        handler::sfdc_to_pd::handle(&console, h.signed_post(route, &payload))
+    };
+    assert_eq!(ask(handler::console::INCIDENTS_ROUTE, json!({})).await.status, 200);
+    let escalate = json!({"request_id": "0b7c1a52-8d2e-4f7a-9c1e-3a5b6c7d8e9f", "urgency": "high"});
+    assert_eq!(ask(handler::console::ESCALATE_ROUTE, escalate).await.status, 201);
+
     // A trigger that fails at pd-to-sfdc and twice at the retry: requeued, then dead-lettered.
     proxy.act_as("PdToSfdcFunction");
     h.sf.fail_next(3, FaultKind::ServerError);
