@@ -30,6 +30,8 @@ pub const PARAMETERS: &[(&str, &str)] = &[
     ("PagerDutyRegion", "PAGERDUTY_REGION"),
     ("PagerDutyFromEmail", "PAGERDUTY_FROM_EMAIL"),
     ("PagerDutyUserId", "PAGERDUTY_USER_ID"),
+    ("ConsoleServiceIds", "CONSOLE_SERVICE_IDS"),
+    ("ConsoleEscalationServiceId", "CONSOLE_ESCALATION_SERVICE_ID"),
     ("SalesforceLoginUrl", "SALESFORCE_LOGIN_URL"),
     ("SalesforceJwtAudience", "SALESFORCE_JWT_AUDIENCE"),
     ("SalesforceApiVersion", "SALESFORCE_API_VERSION"),
