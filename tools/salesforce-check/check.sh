@@ -72,7 +72,10 @@ echo "== LWC Jest (@salesforce/sfdx-lwc-jest $(version @salesforce/sfdx-lwc-jest
 # Run from salesforce/: sfdx-lwc-jest finds the lwc folders through sfdx-project.json there. The
 # config is copied next to the pinned packages so that it resolves them.
 cp "$here/lwc-jest.config.js" "$tools/lwc-jest.config.js"
-(cd "$sf_dir" && jest --config "$tools/lwc-jest.config.js" --ci --silent --json --outputFile="$work/jest.json")
+# Jest's own summary begins "Tests:", as CI's closing line does (.ci/run): renamed, so that the
+# run's one "Tests:" line is the closing one (pipefail keeps Jest's status).
+(cd "$sf_dir" && jest --config "$tools/lwc-jest.config.js" --ci --silent --json --outputFile="$work/jest.json" 2>&1) \
+    | sed -e 's/^Tests:/Jest tests:/'
 node -e 'const r = require(process.argv[1]);
     console.log(`lwc jest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numTotalTests} tests in ${r.numTotalTestSuites} suites`);
     if (!r.success || r.numTotalTests === 0) process.exit(1);' "$work/jest.json"
