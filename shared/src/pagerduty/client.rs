@@ -452,11 +452,7 @@ impl PagerdutyClient {
         let list = v.get("incidents").and_then(Value::as_array).cloned().unwrap_or_default();
         Ok(list
             .into_iter()
-            .filter_map(|raw| {
-                let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
-                i.raw = raw;
-                Some(i)
-            })
+            .filter_map(Incident::listed)
             // PagerDuty matches the key exactly; a lenient server must not hand us another's.
             .filter(|i| i.incident_key.as_deref().is_none_or(|k| k == incident_key))
             .collect())
@@ -613,22 +609,13 @@ impl PagerdutyClient {
         offset: usize,
     ) -> Result<Page<Incident>, PagerdutyError> {
         let v = self.send(requests::list_incidents(since, until, statuses, offset)).await?;
-        Ok(Page::of(&v, "incidents", |raw| {
-            let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
-            i.raw = raw;
-            Some(i)
-        }))
+        Ok(Page::of(&v, "incidents", Incident::listed))
     }
 
     /// [`requests::list_open_incidents`] (one call, the first 100).
     pub async fn list_open_incidents(&self, service_ids: &[&str]) -> Result<Vec<Incident>, PagerdutyError> {
         let v = self.send(requests::list_open_incidents(service_ids)).await?;
-        Ok(Page::of(&v, "incidents", |raw| {
-            let mut i: Incident = serde_json::from_value(raw.clone()).ok()?;
-            i.raw = raw;
-            Some(i)
-        })
-        .items)
+        Ok(Page::of(&v, "incidents", Incident::listed).items)
     }
 
     /// One page of [`requests::list_log_entries`]. One API call; the caller pages and keeps the
@@ -740,6 +727,15 @@ fn lookup_priority(map: &HashMap<String, String>, name: &str) -> Option<String> 
     map.get(name)
         .cloned()
         .or_else(|| map.iter().find(|(k, _)| k.trim().eq_ignore_ascii_case(name.trim())).map(|(_, v)| v.clone()))
+}
+
+impl Incident {
+    /// An incident of a list answer, with its raw JSON (`None`: not an incident we can read).
+    fn listed(raw: Value) -> Option<Self> {
+        let mut incident: Incident = serde_json::from_value(raw.clone()).ok()?;
+        incident.raw = raw;
+        Some(incident)
+    }
 }
 
 fn incident_of(operation: &'static str, v: &Value) -> Result<Incident, PagerdutyError> {
