@@ -570,6 +570,22 @@ pub fn outcome(reply: &Reply) -> String {
 }
 
 impl Harness {
+    /// On-call works in PagerDuty's REST API with their own `From` (not the bridge's): PagerDuty's
+    /// answer, which must be a success.
+    pub async fn oncall(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.pd.base_url()))
+            .header("Authorization", "Token token=sim-token")
+            .header("Accept", "application/vnd.pagerduty+json;version=2")
+            .header("From", "oncall@example.com")
+            .json(&body)
+            .send()
+            .await
+            .expect("the PagerDuty simulator answers");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.expect("PagerDuty answers JSON")
+    }
+
     /// Serves the two HTTP functions on a local port, as API Gateway would, so the simulators can
     /// deliver to them (webhooks, trigger posts). Returns the base URL.
     pub async fn serve(&self) -> String {

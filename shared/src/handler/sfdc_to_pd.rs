@@ -557,6 +557,9 @@ async fn attempt(
 ) -> Attempt {
     let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     if let Some(echo) = echo::salesforce_echo(salesforce, change) {
+        if let Err(failed) = link_own_creation(ports, rules, change).await {
+            return failed;
+        }
         see_own_write(ports, rules, Work { accepted, progress, hop }, change, deadline, subjects).await;
         return echo;
     }
@@ -602,6 +605,29 @@ async fn attempt(
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)
+}
+
+/// The echo of a record the bridge created for an incident links it, as the creating event
+/// would on settling: that event, its answer lost, may wait in the retry queue longer than a
+/// comment on the new Case waits for the link (issue 20's seed 8432 lost one so). Writing the
+/// link twice changes nothing; a failure to write it is retried like any other.
+async fn link_own_creation(
+    ports: steps::SubjectPorts<'_>,
+    rules: &crate::rules::cache::RulesCache,
+    change: &Change,
+) -> Result<(), Attempt> {
+    if !change.is_new {
+        return Ok(());
+    }
+    let Ok(rules) = rules.current().await else { return Ok(()) };
+    let Some((incident_id, rule)) = rules.rules.created_by(&change.object, &change.new) else { return Ok(()) };
+    let link = crate::model::Link {
+        incident_id,
+        record: crate::model::RecordRef { object: change.object.clone(), id: change.id.as_str().into() },
+        created_at: ports.clock.now(),
+        created_by_rule: Some(rule.to_string()),
+    };
+    ports.links.put_link(&link).await.map_err(store_failure)
 }
 
 /// How long an echo waits, in turn, for its record held by another event before it keeps nothing.

@@ -212,7 +212,21 @@ pub fn plan(
     if let Some(wait) = wait_for_opening(ports, accepted, state, opening, &evaluation) {
         return Err(wait);
     }
-    Err(Attempt::Skipped { reason: "no rule matched".into(), rules: matched })
+    Err(Attempt::Skipped { reason: nothing_planned(&evaluation), rules: matched })
+}
+
+/// Why nothing was planned, as the audit trail says it: "no rule matched", or what the rules
+/// whose conditions held left out (a Case already linked: the retry of a creation whose answer
+/// was lost, the Case's echo having linked it meanwhile).
+fn nothing_planned(evaluation: &Evaluation) -> String {
+    let left_out: Vec<String> = evaluation
+        .explanation
+        .rules
+        .iter()
+        .filter(|r| r.skipped == Some(SkipReason::NothingToDo))
+        .flat_map(|r| r.actions.iter().filter_map(move |a| a.note.as_ref().map(|n| format!("{}: {n}", r.rule))))
+        .collect();
+    if left_out.is_empty() { "no rule matched".into() } else { format!("nothing left to do ({})", left_out.join("; ")) }
 }
 
 /// The marks of the plan's state actions that are done: what the event set, to write on its subject.

@@ -247,6 +247,30 @@ impl Rules {
         })
     }
 
+    /// The incident and rule a record names as its creator: the external id a link-making
+    /// `create_record` rule of `object` gave it ([`external_id`]). The bridge's own insert of the
+    /// record comes back as an echo carrying it, so the link is known even while the creating
+    /// event, its answer lost, waits in the retry queue.
+    pub fn created_by(&self, object: &ObjectName, fields: &Map<String, Value>) -> Option<(IncidentId, &str)> {
+        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
+        rules.filter(|r| r.direction == Direction::PagerdutyToSalesforce).find_map(|rule| {
+            rule.actions.iter().find_map(|action| match action {
+                ActionSpec::Salesforce(SalesforceSpec::CreateRecord {
+                    object: o,
+                    external_id_field,
+                    link: true,
+                    ..
+                }) if o == object => {
+                    let value = fields.get(external_id_field)?.as_str()?;
+                    let (incident, _) = value.rsplit_once(':')?;
+                    (external_id(incident, &rule.name) == value)
+                        .then(|| (IncidentId::from(incident), rule.name.as_str()))
+                }
+                _ => None,
+            })
+        })
+    }
+
     /// `of` each enabled rule of `direction` on `object`, sorted, each field once.
     fn fields_of(&self, direction: Direction, object: &ObjectName, of: impl Fn(&Rule) -> Vec<String>) -> Vec<String> {
         let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);

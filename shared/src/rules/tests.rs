@@ -477,6 +477,20 @@ fn create_record_carries_an_external_id_and_links_unless_one_is_linked() {
 }
 
 #[test]
+fn a_created_record_names_the_incident_and_rule_that_created_it_by_its_external_id() {
+    let create = "{create_record: {object: Escalation__c, fields: {Name: x}, external_id_field: PD_Key__c}}";
+    let rules = p2s_action(create);
+    let fields = |key: &str| map(json!({"Name": "x", "PD_Key__c": key}));
+    let created = rules.created_by(&"Escalation__c".into(), &fields(&external_id("Q1INC", "r")));
+    assert_eq!(created.map(|(i, r)| (i.to_string(), r.to_string())), Some(("Q1INC".into(), "r".into())));
+    assert_eq!(rules.created_by(&"Escalation__c".into(), &fields(&external_id("Q1INC", "another rule"))), None);
+    assert_eq!(rules.created_by(&"Escalation__c".into(), &fields("Q1INC")), None, "no rule's hash");
+    assert_eq!(rules.created_by(&"Case".into(), &fields(&external_id("Q1INC", "r"))), None, "another object");
+    let unlinked = p2s_action(&create.replace("PD_Key__c}", "PD_Key__c, link: false}"));
+    assert_eq!(unlinked.created_by(&"Escalation__c".into(), &fields(&external_id("Q1INC", "r"))), None, "link: false");
+}
+
+#[test]
 fn add_case_comment_prefixes_the_marker_and_splits_long_bodies() {
     let rules = p2s_action("{add_case_comment: {body: '{{note.content}}'}}");
     let Event::Incident(mut inc) = incident("incident.annotated", vec![case("500A", json!({}))]) else {

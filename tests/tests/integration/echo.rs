@@ -119,21 +119,6 @@ fn audit_reason(h: &Harness, event_id: &str) -> String {
     entry.reason.clone().unwrap_or_default()
 }
 
-/// On-call works in PagerDuty with their own `From`.
-async fn oncall(h: &Harness, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .request(method, format!("{}{path}", h.pd.base_url()))
-        .header("Authorization", "Token token=sim-token")
-        .header("Accept", "application/vnd.pagerduty+json;version=2")
-        .header("From", "oncall@example.com")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
-    response.json().await.unwrap()
-}
-
 /// An agent opens a Sev1 Case: the bridge opens its incident. Returns (Case id, incident id).
 async fn open_case(h: &Harness, at: DateTime<Utc>) -> (String, String, Value) {
     let id = h.sf.insert_record("Case", json!({"Subject": "Checkout down", "Priority": "Sev1"}));
@@ -222,8 +207,7 @@ async fn the_bridges_own_incident_coming_back_as_triggered_opens_no_second_case(
     assert!(h.retry_queue.is_empty());
 
     // An incident a person triggers opens its Case as before.
-    let theirs = oncall(
-        &h,
+    let theirs = h.oncall(
         reqwest::Method::POST,
         "/incidents",
         json!({"incident": {"type": "incident", "title": "Billing down", "service": {"id": "PSVC001", "type": "service_reference"}}}),

@@ -14,7 +14,9 @@ use shared::handler::http::InboundRequest;
 use shared::handler::{pd_to_sfdc, sfdc_to_pd};
 use shared::store::{BreakerState, LinkStore};
 use sim::faults::FaultKind;
-use sim::harness::{Harness, INBOUND_SECRET, ORG_ID, WEBHOOK_SECRET, delivery, incident_data, outcome};
+use sim::harness::{
+    Harness, INBOUND_SECRET, INTEGRATION_USER, ORG_ID, WEBHOOK_SECRET, delivery, incident_data, outcome,
+};
 use sim::pagerduty::sign_v1;
 use sim::salesforce::sign_trigger;
 
@@ -483,4 +485,112 @@ async fn the_query_that_looks_for_comments_is_answered_like_salesforce_and_count
     let err = h.ctx.salesforce.query("SELECT Id FROM CaseComment WHERE ParentId LIKE '500%'").await.unwrap_err();
     assert_eq!(err.error_codes(), vec!["MALFORMED_QUERY"], "{err}");
     assert!(!err.is_transient());
+}
+
+const CASE_AND_COMMENTS: &str = r#"
+rulesets:
+  - name: both ways
+    enabled: true
+    rules:
+      - name: trigger-opens-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        applies_to: new_only
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: trigger}
+        actions:
+          - create_record:
+              object: Case
+              fields: {Subject: "{{incident.title}}", Origin: PagerDuty, Priority: High}
+              external_id_field: PagerDuty_Incident_Key__c
+      - name: comment-becomes-note
+        direction: salesforce_to_pagerduty
+        object: CaseComment
+        applies_to: new_only
+        conditions:
+          - {field: CommentBody, operator: is_not_empty}
+        actions:
+          - add_note: {content: "{{record.CommentBody}}"}
+"#;
+
+/// An Apex trigger post of one inserted record, made by `username`, as the simulator holds it.
+fn insert_post(h: &Harness, object: &str, id: &str, username: &str) -> Value {
+    let record = h.sf.record(object, id).expect("the record exists");
+    json!({
+        "schema": 1, "org_id": ORG_ID, "object": object, "operation": "insert",
+        "user": {"id": h.sf.user_id(username), "username": username}, "sent_at": h.clock.now().to_rfc3339(),
+        "old": null, "new": {id: record},
+    })
+}
+
+/// The Case the trigger opened, its answer lost, and Salesforce unavailable to the trigger's
+/// retries for longer than a comment waits for its Case's link: the comments an agent writes on
+/// the new Case meanwhile still become notes. The bridge's own insert of the Case came back as an
+/// echo naming its incident (its external id), and that links it (issue 20's seed 8432, where the
+/// comment gave up waiting 15 s before the trigger settled, and was lost).
+#[tokio::test]
+async fn comments_on_a_case_whose_creation_answer_was_lost_wait_for_no_retry() {
+    let h = Harness::start(CASE_AND_COMMENTS).await;
+    let t0 = h.clock.now();
+    let trigger = async |title: &str| {
+        let body = json!({"incident": {"type": "incident", "title": title,
+            "service": {"id": "PSVC001", "type": "service_reference"}}});
+        let answer = h.oncall(reqwest::Method::POST, "/incidents", body).await;
+        let triggered = h.pd.webhook_events().pop().expect("PagerDuty emitted the trigger");
+        (answer["incident"]["id"].as_str().unwrap().to_string(), triggered.to_string())
+    };
+    let (_, first) = trigger("Billing slow").await;
+    assert_eq!(outcome(&h.webhook(&first, "w0").await), "applied", "a first Case (the session is warm)");
+    let (incident, triggered) = trigger("Checkout down").await;
+    h.sf.fail_next(1, FaultKind::LoseAnswer);
+    let reply = h.webhook(&triggered, "w1").await;
+    assert!(queued(&reply), "the outcome is unknown: queued, {}", reply.body);
+    let case_id = h.sf.records("Case")[1]["Id"].as_str().unwrap().to_string();
+    // Salesforce is down for the trigger's retries from now on.
+    h.sf.fail_next(1000, FaultKind::ServerError);
+
+    let agent = "agent@example.com";
+    let before_echo = h.sf.insert_record_as(
+        "CaseComment",
+        json!({"ParentId": case_id, "CommentBody": "Customer called back"}),
+        agent,
+    );
+    let reply = h.post_records(&insert_post(&h, "CaseComment", &before_echo, agent)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let echo = h.post_records(&insert_post(&h, "Case", &case_id, INTEGRATION_USER)).await;
+    assert_eq!(echo.status, 200, "{}", echo.body);
+    let after_echo = h.sf.insert_record_as(
+        "CaseComment",
+        json!({"ParentId": case_id, "CommentBody": "Second site down too"}),
+        agent,
+    );
+    let reply = h.post_records(&insert_post(&h, "CaseComment", &after_echo, agent)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Twenty minutes of retries. Without the echo's link the trigger's retry would have to look
+    // for its Case in Salesforce, which fails it every time, and the comments would give up.
+    h.drain_retries_until(Some(t0 + Duration::minutes(20)), 50).await;
+    for text in ["Customer called back", "Second site down too"] {
+        assert_eq!(notes_with(&h, &incident, text), 1, "the comment {text:?} became one note");
+    }
+    let trigger_id = triggered_event_id(&triggered);
+    let settled = h.store.audit_entries().into_iter().rev().find(|e| e.event_id == trigger_id).unwrap();
+    let reason = settled.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("nothing left to do") && reason.contains(&format!("a Case is already linked ({case_id})")),
+        "the trigger's retry finds its Case linked by the echo, with no Salesforce call: {reason}"
+    );
+
+    h.sf.clear_queued_faults();
+    drain(&h).await;
+    assert_eq!(h.sf.records("Case").len(), 2, "no other Case");
+    let links = h.store.records_for_incident(&incident).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(), vec![case_id]);
+    for text in ["Customer called back", "Second site down too"] {
+        assert_eq!(notes_with(&h, &incident, text), 1, "still one note of {text:?}");
+    }
+}
+
+fn triggered_event_id(delivery: &str) -> String {
+    serde_json::from_str::<Value>(delivery).unwrap()["event"]["id"].as_str().unwrap().to_string()
 }

@@ -12,21 +12,6 @@ use sim::pagerduty::webhook::WEBHOOK_PAYLOAD_BYTES;
 /// A trigger opens a Case, a note becomes a Case Comment (and the rest of a Case's life).
 const RULES: &str = sim::fixtures::PD_CASE_RULES;
 
-/// On-call works in PagerDuty (their own `From`); returns PagerDuty's answer.
-async fn oncall(h: &Harness, path: &str, body: Value) -> Value {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", h.pd.base_url()))
-        .header("Authorization", "Token token=sim-token")
-        .header("Accept", "application/vnd.pagerduty+json;version=2")
-        .header("From", "oncall@example.com")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{path}: {}", response.status());
-    response.json().await.unwrap()
-}
-
 /// The last webhook PagerDuty emitted, as it would deliver it.
 fn last_webhook(h: &Harness) -> Value {
     h.pd.webhook_events().pop().expect("PagerDuty emitted a webhook")
@@ -36,7 +21,7 @@ fn last_webhook(h: &Harness) -> Value {
 async fn incident_with_a_case(h: &Harness) -> String {
     let body = json!({"incident": {"type": "incident", "title": "Checkout down",
         "service": {"id": "PSVC001", "type": "service_reference"}}});
-    let id = oncall(h, "/incidents", body).await["incident"]["id"].as_str().unwrap().to_string();
+    let id = h.oncall(reqwest::Method::POST, "/incidents", body).await["incident"]["id"].as_str().unwrap().to_string();
     assert_eq!(outcome(&h.webhook(&last_webhook(h).to_string(), "w-trigger").await), "applied");
     id
 }
@@ -84,7 +69,7 @@ async fn a_trimmed_note_becomes_a_case_comment_with_its_full_text() {
     let h = Harness::start(RULES).await;
     let incident = incident_with_a_case(&h).await;
     let note = long_note();
-    oncall(&h, &format!("/incidents/{incident}/notes"), json!({"note": {"content": note}})).await;
+    h.oncall(reqwest::Method::POST, &format!("/incidents/{incident}/notes"), json!({"note": {"content": note}})).await;
     let webhook = last_webhook(&h);
     assert_eq!(webhook["event"]["data"]["trimmed"], true, "PagerDuty cut the note in the webhook");
     assert!(webhook.to_string().len() <= WEBHOOK_PAYLOAD_BYTES);
@@ -101,7 +86,7 @@ async fn a_failed_read_of_a_trimmed_note_retries_the_event_instead_of_writing_th
     let h = Harness::start(RULES).await;
     let incident = incident_with_a_case(&h).await;
     let note = long_note();
-    oncall(&h, &format!("/incidents/{incident}/notes"), json!({"note": {"content": note}})).await;
+    h.oncall(reqwest::Method::POST, &format!("/incidents/{incident}/notes"), json!({"note": {"content": note}})).await;
     let webhook = last_webhook(&h);
 
     h.pd.fail_next(1, FaultKind::ServerError);
@@ -119,7 +104,12 @@ async fn a_failed_read_of_a_trimmed_note_retries_the_event_instead_of_writing_th
 async fn a_short_note_is_used_as_delivered_without_reading_it_again() {
     let h = Harness::start(RULES).await;
     let incident = incident_with_a_case(&h).await;
-    oncall(&h, &format!("/incidents/{incident}/notes"), json!({"note": {"content": "Rolled back"}})).await;
+    h.oncall(
+        reqwest::Method::POST,
+        &format!("/incidents/{incident}/notes"),
+        json!({"note": {"content": "Rolled back"}}),
+    )
+    .await;
     let webhook = last_webhook(&h);
     assert_eq!(webhook["event"]["data"]["trimmed"], false);
     h.pd.clear_requests();
