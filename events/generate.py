@@ -175,10 +175,10 @@ def pd_events():
                             incident(inc2, 102, "resolved", title2))
     ooo_ack = delivery("01DEMOEVT0000000000000012", "incident.acknowledged", iso(T0 + 1060),
                        incident(inc2, 102, "acknowledged", title2))
-    unknown = delivery("01DEMOEVT0000000000000021", "incident.workflow.completed", iso(T0 + 700), {
-        "id": "PWFI001", "type": "incident_workflow_instance",
-        "incident": {"id": inc, "type": "incident_reference"},
-        "incident_workflow": {"id": "PWF0001", "type": "incident_workflow_reference"}})
+    # A type PagerDuty may add later (not one of its documented types): acknowledged and audited.
+    unknown = delivery("01DEMOEVT0000000000000021", "incident.postmortem.published", iso(T0 + 700), {
+        "id": "PPMR001", "type": "incident_postmortem",
+        "incident": {"id": inc, "type": "incident_reference"}})
     ping = json.loads((HERE.parent.parent / "shared/samples/pagerduty-webhooks-v3/aldaviva-pagey.ping.json")
                       .read_text(encoding="utf-8-sig")) if (HERE.parent.parent / "shared/samples").exists() else \
         {"event": {"id": "01DEMOPING00000000000000001", "event_type": "pagey.ping", "resource_type": "pagey",
@@ -205,6 +205,85 @@ def pd_events():
         "missing-signature": pd_request(triggered, "wh-demo-unsigned", signature=""),
         "malformed-but-signed": pd_request(None, "wh-demo-malformed", body='{"event": {"id": 42, "event_type": '),
     }
+
+
+def pd_activity_events():
+    """One sample of each v3 event type the samples above do not show, shaped as PagerDuty's
+    "Event Data Types" documents them (developer-docs/docs/webhooks/01-Overview.md)."""
+    inc = "Q1DEMOINC00001"
+    title = "Checkout API latency above 2s"
+    ref = {"id": inc, "type": "incident_reference", "summary": title,
+           "self": f"https://api.pagerduty.com/incidents/{inc}",
+           "html_url": f"https://demo.pagerduty.com/incidents/{inc}"}
+    user = {"id": "PUSR003", "type": "user_reference", "summary": "Maeve Chen"}
+    acked = incident(inc, 101, "acknowledged", title)
+    bridge = dict(acked, conference_bridge={"conference_number": "+1-555-0100,,4242#",
+                                            "conference_url": "https://meet.example.com/checkout"})
+    typed = dict(acked, incident_type={"name": "major"})
+    service = {"id": "PSVC001", "type": "service", "summary": "Customer Support", "teams": [],
+               "alert_creation": "create_alerts_and_incidents"}
+    field = lambda name, value: {"data_type": "string", "field_type": "single_value", "id": "PICF" + name[:3].upper(),
+                                 "name": name, "namespace": "incidents", "type": "field_value", "value": value}
+    task = lambda status: {"id": "PTSK001", "type": "incident_task", "name": "Tell the top 10 customers",
+                           "summary": "Tell the top 10 customers", "description": "Call each account owner",
+                           "status": status, "assignees": [user], "incident": ref}
+    workflow = {"id": "PWFI001", "type": "incident_workflow_instance", "summary": "Major incident kickoff",
+                "incident_workflow": {"id": "PWF0001", "type": "incident_workflow_reference",
+                                      "summary": "Major incident kickoff"},
+                "workflow_trigger": {"id": "4ad696eb-bb48-422a-8bd0-6efad6befa29",
+                                     "type": "workflow_trigger_reference", "summary": "On P1"},
+                "incident": ref, "service": dict(SERVICE)}
+    invocation = lambda state: {"id": "01CELD6T9C2JS745I7CAK0LRRF", "type": "incident_action_invocation",
+                                "incident": ref, "state": state,
+                                "action": {"id": "01CDYN0IRV4VG991K5FR73YNTW", "type": "action_reference",
+                                           "summary": "Restart checkout-api"}}
+    events = [
+        ("incident.unacknowledged", incident(inc, 101, "triggered", title)),
+        ("incident.reopened", incident(inc, 101, "triggered", title)),
+        ("incident.escalated", acked),
+        ("incident.reassigned", acked),
+        ("incident.delegated", acked),
+        ("incident.service_updated", acked),
+        ("incident.incident_type.changed", typed),
+        ("incident.responder.added", {"type": "incident_responder", "incident": ref, "user": user,
+                                      "escalation_policy": dict(EP), "state": "pending",
+                                      "message": "Payments side of checkout looks involved, can you join?"}),
+        ("incident.responder.replied", {"type": "incident_responder", "incident": ref, "user": user,
+                                        "escalation_policy": dict(EP), "state": "joined",
+                                        "message": "Payments side of checkout looks involved, can you join?"}),
+        ("incident.conference_bridge.updated", {"type": "incident_conference_bridge", "incident": ref,
+                                                "conference_url": "https://meet.example.com/checkout",
+                                                "conference_numbers": [{"label": "US", "number": "+1-555-0100,,4242#"}]}),
+        ("incident.custom_field_values.updated", {"type": "incident_field_values", "incident": ref,
+                                                  "custom_fields": [field("customer_impact", "Checkout unavailable for EU"),
+                                                                    field("region", "EU")],
+                                                  "changed_custom_fields": [field("customer_impact", "Slow checkout")]}),
+        ("incident.role.assigned", {"type": "incident_role_assignment", "incident_role_assignments": [
+            {"id": "af64b84c-137e-40c6-875c-5dd30a2afaaa", "type": "role_assignment_reference", "status": "active",
+             "incident": ref, "assignee": user, "old_assignee": None,
+             "role": {"id": "P8PQO4R", "type": "role_reference", "summary": "Incident Commander"}}]}),
+        ("incident.task.created", task("todo")),
+        ("incident.task.updated", task("todo")),
+        ("incident.task.completed", task("done")),
+        ("incident.workflow.started", workflow),
+        ("incident.workflow.completed", workflow),
+        ("incident.action_invocation.created", invocation("created")),
+        ("incident.action_invocation.updated", invocation("running")),
+        ("incident.action_invocation.terminated", invocation("completed")),
+        ("service.created", service),
+        ("service.updated", service),
+        ("service.deleted", service),
+        ("service.custom_field_values.updated", {"type": "service_field_values",
+                                                 "service": {"id": "PSVC001", "type": "service_reference", "summary": None},
+                                                 "custom_fields": [field("tier", "1")],
+                                                 "changed_custom_fields": [field("tier", "2")]}),
+    ]
+    out = {}
+    for n, (event_type, data) in enumerate(events):
+        event = delivery(f"01DEMOEVT00000000000001{n:02d}", event_type, iso(T0 + 300 + n), data,
+                         resource_type=event_type.split(".")[0])
+        out[event_type.replace(".", "-").replace("_", "-")] = pd_request(event, f"wh-demo-01{n:02d}")
+    return out
 
 
 # ---------- Salesforce → PagerDuty ----------
@@ -401,7 +480,7 @@ def main():
         path = pathlib.Path(sys.argv[2])
         print(json.dumps(resign(json.loads(path.read_text()), path.stem)))
         return
-    pd = pd_events()
+    pd = dict(pd_events(), **pd_activity_events())
     sf = sf_events()
     groups = {"pd-to-sfdc": pd, "sfdc-to-pd": sf, "retry": retry_events(pd, sf)}
     for folder, events in groups.items():

@@ -51,6 +51,7 @@ fn incident_event() -> Event {
         note: None,
         status_update: None,
         agent: None,
+        activity: Default::default(),
         linked_records: vec![LinkedRecord {
             object: "Case".into(),
             id: "5005g00000DEMO1AAA".into(),

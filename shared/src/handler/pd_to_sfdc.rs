@@ -18,9 +18,9 @@ use crate::handler::steps::{self, Work};
 use crate::handler::{echo, full_note};
 use crate::model::Direction;
 use crate::pagerduty::signature::{self, SignatureError};
-use crate::pagerduty::{EventData, Reference, WebhookEvent};
+use crate::pagerduty::{Activity, EventData, Reference, WebhookEvent};
 use crate::retry::envelope::{Accepted, Envelope, Progress, QueuedEvent};
-use crate::rules::{Event, IncidentEvent, IncidentFacts, LinkedRecord};
+use crate::rules::{ActivityFacts, Event, IncidentEvent, IncidentFacts, LinkedRecord};
 use crate::secrets::{CachedSecrets, SigningSecrets};
 use crate::store::{AuditLog, Subject};
 use crate::telemetry::metrics;
@@ -339,6 +339,7 @@ fn created_by_us(event: &WebhookEvent) -> bool {
 
 /// The rule engine's view of a webhook event.
 pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -> IncidentEvent {
+    let mut activity = ActivityFacts::default();
     let (incident, note, status_update) = match &event.data {
         EventData::Incident(incident) => (
             IncidentFacts {
@@ -362,6 +363,8 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
                 teams: names(&incident.teams),
                 incident_type: text_at(&incident.extra, &["incident_type", "name"]),
                 conference_url: text_at(&incident.extra, &["conference_bridge", "conference_url"]),
+                conference_number: text_at(&incident.extra, &["conference_bridge", "conference_number"]),
+                custom_fields: serde_json::Map::new(),
             },
             None,
             None,
@@ -386,6 +389,16 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
             None,
             Some(message.clone()),
         ),
+        EventData::Activity { incident, activity: what } => {
+            let mut facts = IncidentFacts {
+                id: incident.id.clone(),
+                title: incident.summary.clone().unwrap_or_default(),
+                html_url: incident.html_url.clone().unwrap_or_default(),
+                ..IncidentFacts::default()
+            };
+            activity_facts(what, &mut facts, &mut activity);
+            (facts, None, None)
+        }
         EventData::Other(_) => (
             IncidentFacts { id: event.incident_id().unwrap_or_default().to_string(), ..IncidentFacts::default() },
             None,
@@ -400,7 +413,41 @@ pub fn incident_event(event: &WebhookEvent, linked_records: Vec<LinkedRecord>) -
         note,
         status_update,
         agent: event.agent.as_ref().map(|a| a.summary.clone().unwrap_or_else(|| a.id.clone())),
+        activity,
         linked_records,
+    }
+}
+
+/// What an activity event tells, as the facts conditions and templates read.
+fn activity_facts(what: &Activity, incident: &mut IncidentFacts, facts: &mut ActivityFacts) {
+    let name = |r: &Option<Reference>| r.as_ref().map(|r| r.summary.clone().unwrap_or_else(|| r.id.clone()));
+    match what {
+        Activity::Responder { user, message, state } => {
+            facts.responder = name(user).unwrap_or_default();
+            facts.responder_message = message.clone().unwrap_or_default();
+            facts.responder_state = state.clone().unwrap_or_default();
+        }
+        Activity::ConferenceBridge { url, numbers } => {
+            incident.conference_url = url.clone().unwrap_or_default();
+            incident.conference_number = numbers.join(", ");
+        }
+        Activity::CustomFields { values, before } => {
+            incident.custom_fields = values.clone();
+            facts.custom_fields_changed = before.keys().cloned().collect::<Vec<_>>().join(", ");
+        }
+        Activity::Roles(roles) => {
+            facts.role = roles.iter().map(|(role, _)| role.as_str()).collect::<Vec<_>>().join(", ");
+            facts.role_assignee = roles.iter().filter_map(|(_, who)| who.as_deref()).collect::<Vec<_>>().join(", ");
+        }
+        Activity::Task { name: task, status, .. } => {
+            facts.task = task.clone();
+            facts.task_status = status.clone().unwrap_or_default();
+        }
+        Activity::Workflow { workflow, .. } => facts.workflow = name(workflow).unwrap_or_default(),
+        Activity::ActionInvocation { action, state } => {
+            facts.automation_action = name(action).unwrap_or_default();
+            facts.action_state = state.clone().unwrap_or_default();
+        }
     }
 }
 

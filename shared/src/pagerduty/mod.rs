@@ -39,4 +39,7 @@ pub use id::IncidentId;
 pub use limiter::{RateLimit, RateLimiter};
 pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};
 pub use signature::{SignatureError, sign, verify};
-pub use webhook::{EventClient, EventData, IncidentData, Reference, WebhookError, WebhookEvent};
+pub use webhook::{
+    Activity, EventClient, EventData, INCIDENT_EVENT_TYPES, IncidentData, Reference, SERVICE_EVENT_TYPES, WebhookError,
+    WebhookEvent,
+};

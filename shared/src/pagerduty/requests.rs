@@ -115,22 +115,9 @@ impl SubscriptionFilter {
     }
 }
 
-/// The event types `pd-to-sfdc` can act on; `syncctl setup` subscribes to these.
-pub const SUBSCRIBED_EVENTS: &[&str] = &[
-    "incident.triggered",
-    "incident.acknowledged",
-    "incident.unacknowledged",
-    "incident.resolved",
-    "incident.reopened",
-    "incident.escalated",
-    "incident.reassigned",
-    "incident.delegated",
-    "incident.priority_updated",
-    "incident.annotated",
-    "incident.responder.added",
-    "incident.responder.replied",
-    "incident.status_update_published",
-];
+/// The event types `pd-to-sfdc` can act on (every documented incident type); `syncctl setup`
+/// subscribes to these. Service events are acknowledged when they come, never acted on.
+pub const SUBSCRIBED_EVENTS: &[&str] = super::webhook::INCIDENT_EVENT_TYPES;
 
 fn reference(id: &str, kind: &str) -> Value {
     json!({"id": id, "type": kind})

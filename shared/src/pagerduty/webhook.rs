@@ -81,6 +81,41 @@ impl IncidentData {
     }
 }
 
+/// The incident event types PagerDuty documents for Webhooks v3 ("Event Types" of
+/// developer-docs/docs/webhooks/01-Overview.md); each has a sample in `events/pd-to-sfdc/`.
+pub const INCIDENT_EVENT_TYPES: &[&str] = &[
+    "incident.acknowledged",
+    "incident.annotated",
+    "incident.conference_bridge.updated",
+    "incident.custom_field_values.updated",
+    "incident.delegated",
+    "incident.escalated",
+    "incident.incident_type.changed",
+    "incident.priority_updated",
+    "incident.reassigned",
+    "incident.reopened",
+    "incident.resolved",
+    "incident.responder.added",
+    "incident.responder.replied",
+    "incident.role.assigned",
+    "incident.service_updated",
+    "incident.status_update_published",
+    "incident.task.completed",
+    "incident.task.created",
+    "incident.task.updated",
+    "incident.triggered",
+    "incident.unacknowledged",
+    "incident.action_invocation.created",
+    "incident.action_invocation.terminated",
+    "incident.action_invocation.updated",
+    "incident.workflow.started",
+    "incident.workflow.completed",
+];
+
+/// The service event types PagerDuty documents: acknowledged and audited, never acted on.
+pub const SERVICE_EVENT_TYPES: &[&str] =
+    &["service.created", "service.custom_field_values.updated", "service.deleted", "service.updated"];
+
 /// What an event is about.
 // One event is handled at a time; boxing the incident would only add an indirection.
 #[allow(clippy::large_enum_variant)]
@@ -103,8 +138,37 @@ pub enum EventData {
         message: String,
         trimmed: bool,
     },
-    /// Everything else (pings, responders, services, future resources), as sent.
+    /// What the other incident events tell (a responder, a workflow, a task ...), with the
+    /// incident they concern.
+    Activity {
+        incident: Reference,
+        activity: Activity,
+    },
+    /// Everything else (pings, services, future resources), as sent.
     Other(Value),
+}
+
+/// The `data` of the v3 incident events that are not a state change, a note or a status update,
+/// by `data.type` (PagerDuty's "Event Data Types").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Activity {
+    /// `incident_responder` (`incident.responder.added`, `.replied`): who was asked, the request's
+    /// message, and the state of the request (`pending`, `joined`, `declined`).
+    Responder { user: Option<Reference>, message: Option<String>, state: Option<String> },
+    /// `incident_conference_bridge` (`incident.conference_bridge.updated`).
+    ConferenceBridge { url: Option<String>, numbers: Vec<String> },
+    /// `incident_field_values` (`incident.custom_field_values.updated`): every field's value now,
+    /// by name, and the values before of the fields that changed (`changed_custom_fields`).
+    CustomFields { values: Map<String, Value>, before: Map<String, Value> },
+    /// `incident_role_assignment` (`incident.role.assigned`): (role, assignee) pairs; no
+    /// assignee when the role was unassigned.
+    Roles(Vec<(String, Option<String>)>),
+    /// `incident_task` (`incident.task.created`, `.updated`, `.completed`).
+    Task { name: String, status: Option<String>, assignees: Vec<Reference> },
+    /// `incident_workflow_instance` (`incident.workflow.started`, `.completed`).
+    Workflow { workflow: Option<Reference>, instance: Option<String> },
+    /// `incident_action_invocation` (`incident.action_invocation.created`, `.updated`, `.terminated`).
+    ActionInvocation { action: Option<Reference>, state: Option<String> },
 }
 
 /// One Webhooks v3 event.
@@ -190,7 +254,9 @@ impl WebhookEvent {
     pub fn incident_id(&self) -> Option<&str> {
         match &self.data {
             EventData::Incident(i) => Some(&i.id),
-            EventData::IncidentNote { incident, .. } | EventData::StatusUpdate { incident, .. } => Some(&incident.id),
+            EventData::IncidentNote { incident, .. }
+            | EventData::StatusUpdate { incident, .. }
+            | EventData::Activity { incident, .. } => Some(&incident.id),
             EventData::Other(v) => v.get("incident")?.get("id")?.as_str(),
         }
     }
@@ -216,8 +282,76 @@ pub fn parse_data(data: Value) -> EventData {
             Ok(u) => EventData::StatusUpdate { id: u.id, incident: u.incident, message: u.message, trimmed: u.trimmed },
             Err(_) => EventData::Other(data),
         },
-        _ => EventData::Other(data),
+        Some(kind) => match activity(kind, &data) {
+            Some((incident, activity)) => EventData::Activity { incident, activity },
+            None => EventData::Other(data),
+        },
+        None => EventData::Other(data),
     }
+}
+
+/// The activity of `data` of type `kind`, with its incident; `None` for another type or a shape
+/// without an incident reference.
+fn activity(kind: &str, data: &Value) -> Option<(Reference, Activity)> {
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_string);
+    let reference = |v: &Value, key: &str| v.get(key).and_then(|r| Reference::deserialize(r).ok());
+    let references = |v: &Value, key: &str| -> Vec<Reference> {
+        let items = v.get(key).and_then(Value::as_array).into_iter().flatten();
+        items.filter_map(|r| Reference::deserialize(r).ok()).collect()
+    };
+    // A role assignment names its incident in each assignment, not beside them.
+    let assignments = data.get("incident_role_assignments").and_then(Value::as_array);
+    let incident = match kind {
+        "incident_role_assignment" => assignments?.iter().find_map(|a| reference(a, "incident"))?,
+        _ => reference(data, "incident")?,
+    };
+    let by_name = |key: &str| -> Map<String, Value> {
+        let fields = data.get(key).and_then(Value::as_array).into_iter().flatten();
+        fields.filter_map(|f| Some((text(f, "name")?, f.get("value").cloned().unwrap_or(Value::Null)))).collect()
+    };
+    let activity = match kind {
+        "incident_responder" => Activity::Responder {
+            user: reference(data, "user"),
+            message: text(data, "message"),
+            state: text(data, "state"),
+        },
+        "incident_conference_bridge" => Activity::ConferenceBridge {
+            url: text(data, "conference_url"),
+            numbers: data
+                .get("conference_numbers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|n| text(n, "number"))
+                .collect(),
+        },
+        "incident_field_values" => {
+            Activity::CustomFields { values: by_name("custom_fields"), before: by_name("changed_custom_fields") }
+        }
+        "incident_role_assignment" => Activity::Roles(
+            assignments?
+                .iter()
+                .filter_map(|a| {
+                    let role = reference(a, "role")?;
+                    let assignee = reference(a, "assignee");
+                    Some((role.summary.unwrap_or(role.id), assignee.map(|r| r.summary.unwrap_or(r.id))))
+                })
+                .collect(),
+        ),
+        "incident_task" => Activity::Task {
+            name: text(data, "name").or_else(|| text(data, "summary")).unwrap_or_default(),
+            status: text(data, "status"),
+            assignees: references(data, "assignees"),
+        },
+        "incident_workflow_instance" => {
+            Activity::Workflow { workflow: reference(data, "incident_workflow"), instance: text(data, "id") }
+        }
+        "incident_action_invocation" => {
+            Activity::ActionInvocation { action: reference(data, "action"), state: text(data, "state") }
+        }
+        _ => return None,
+    };
+    Some((incident, activity))
 }
 
 #[derive(Deserialize)]
@@ -322,6 +456,10 @@ mod tests {
                 assert_eq!(message, &raw["event"]["data"]["message"]);
                 assert_eq!(event.incident_id().unwrap(), raw["event"]["data"]["incident"]["id"]);
             }
+            Some(kind) if kind.starts_with("incident_") => {
+                assert!(matches!(event.data, EventData::Activity { .. }), "{}: {kind} typed", path.display());
+                assert_eq!(event.incident_id().unwrap(), raw["event"]["data"]["incident"]["id"]);
+            }
             _ => assert!(matches!(event.data, EventData::Other(_)), "{}", path.display()),
         }
     }
@@ -365,9 +503,7 @@ mod tests {
         };
         assert_eq!((id.as_str(), incident.id.as_str(), trimmed), ("P2LA89X", "PGR0VU2", false));
         assert_eq!(message, "A fix for this incident is being developed");
-        for other in ["docs-data-incident_responder.json", "docs-data-service.json"] {
-            assert!(matches!(frag(other), EventData::Other(_)), "{other}");
-        }
+        assert!(matches!(frag("docs-data-service.json"), EventData::Other(_)), "a service is not an incident's");
     }
 
     #[test]
@@ -432,6 +568,57 @@ mod tests {
 
     fn envelope(event: Value) -> Vec<u8> {
         serde_json::to_vec(&json!({ "event": event })).unwrap()
+    }
+
+    /// The "Event Data Types" of PagerDuty's webhook documentation the bridge types: each names
+    /// its incident (a role assignment inside each assignment) and keeps what it tells.
+    #[test]
+    fn the_documented_activity_data_types_are_typed_with_their_incident() {
+        let inc = json!({"id": "PBAZLIU", "summary": null, "type": "incident_reference"});
+        let parse = |data: Value| {
+            let event = WebhookEvent::from_value(json!({"event": {"id": "E1", "event_type": "incident.x",
+                "occurred_at": "2026-11-22T10:00:00Z", "data": data}}))
+            .unwrap();
+            assert_eq!(event.incident_id(), Some("PBAZLIU"));
+            let EventData::Activity { activity, .. } = event.data else { panic!("typed: {:?}", event.data) };
+            activity
+        };
+        let field = |name: &str, value: &str| {
+            json!({"data_type": "string", "field_type": "single_value", "id": "P1",
+            "name": name, "namespace": "incidents", "type": "field_value", "value": value})
+        };
+        let values = parse(json!({"incident": inc, "type": "incident_field_values",
+            "custom_fields": [field("environment", "production"), field("region", "US")],
+            "changed_custom_fields": [field("environment", "staging")]}));
+        let Activity::CustomFields { values, before } = values else { panic!("{values:?}") };
+        assert_eq!((values["environment"].as_str(), values["region"].as_str()), (Some("production"), Some("US")));
+        assert_eq!(before.keys().collect::<Vec<_>>(), vec!["environment"]);
+        let roles = parse(json!({"type": "incident_role_assignment", "incident_role_assignments": [{
+            "assignee": {"id": "P75B6QD", "summary": "User 1810194", "type": "user_reference"},
+            "id": "af64b84c", "incident": inc, "old_assignee": null,
+            "role": {"id": "P8PQO4R", "summary": "Role Display Name", "type": "role_reference"},
+            "status": "active", "type": "role_assignment_reference"}]}));
+        assert_eq!(roles, Activity::Roles(vec![("Role Display Name".into(), Some("User 1810194".into()))]));
+        let bridge = parse(json!({"incident": inc, "type": "incident_conference_bridge",
+            "conference_numbers": [{"label": "", "number": "+1-555-555-5555"}], "conference_url": "https://example.com"}));
+        assert_eq!(
+            bridge,
+            Activity::ConferenceBridge {
+                url: Some("https://example.com".into()),
+                numbers: vec!["+1-555-555-5555".into()]
+            }
+        );
+        let action =
+            parse(json!({"id": "01CELD", "incident": inc, "state": "created", "type": "incident_action_invocation",
+            "action": {"id": "01CDYN", "summary": "A Helpful Action", "type": "action_reference"}}));
+        let Activity::ActionInvocation { action, state } = action else { panic!() };
+        assert_eq!(
+            (action.and_then(|a| a.summary), state.as_deref()),
+            (Some("A Helpful Action".into()), Some("created"))
+        );
+        let fragment = fixtures().join("event-data-fragments/docs-data-incident_responder.json");
+        let responder = parse_data(serde_json::from_slice(&std::fs::read(fragment).unwrap()).unwrap());
+        assert!(matches!(responder, EventData::Activity { activity: Activity::Responder { .. }, .. }), "{responder:?}");
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl Rules {
         for rule in rules.filter(|r| r.direction == Direction::PagerdutyToSalesforce && r.object == *object) {
             let reads = rule.conditions.iter().filter_map(|c| match &c.field {
                 Field::Salesforce { path, .. } => path.first(),
-                Field::Pagerduty(_) => None,
+                Field::Pagerduty(_) | Field::PagerdutyCustomField(_) => None,
             });
             if reads.clone().next().is_some() && outcome_open(rule, inc) {
                 fields.extend(reads.cloned());
@@ -293,13 +293,15 @@ fn outcome_open(rule: &Rule, inc: &IncidentEvent) -> bool {
         return false;
     }
     let subject = Subject::Incident(inc, None);
-    !rule.conditions.iter().filter(|c| matches!(c.field, Field::Pagerduty(_))).any(|c| {
-        let (matched, _, _) = check(c, &subject, false);
-        match rule.match_mode {
-            MatchMode::All => !matched,
-            MatchMode::Any => matched,
-        }
-    })
+    !rule.conditions.iter().filter(|c| matches!(c.field, Field::Pagerduty(_) | Field::PagerdutyCustomField(_))).any(
+        |c| {
+            let (matched, _, _) = check(c, &subject, false);
+            match rule.match_mode {
+                MatchMode::All => !matched,
+                MatchMode::Any => matched,
+            }
+        },
+    )
 }
 
 fn describe(event: &Event) -> String {
@@ -663,7 +665,7 @@ fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
             lookup(&r.fields, path).map_or(Seen::Absent, Seen::Json)
         }
         (Field::Pagerduty(f), Subject::Incident(e, _)) => {
-            let i = &e.incident;
+            let (i, a) = (&e.incident, &e.activity);
             let text: Option<&str> = match f {
                 PdField::EventType => Some(&e.event_type),
                 PdField::Title => Some(&i.title),
@@ -680,15 +682,32 @@ fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
                 PdField::Teams => Some(&i.teams),
                 PdField::IncidentType => Some(&i.incident_type),
                 PdField::ConferenceUrl => Some(&i.conference_url),
+                PdField::ConferenceNumber => Some(&i.conference_number),
                 PdField::Agent => e.agent.as_deref(),
+                PdField::Responder => Some(&a.responder),
+                PdField::ResponderMessage => Some(&a.responder_message),
+                PdField::ResponderState => Some(&a.responder_state),
+                PdField::Workflow => Some(&a.workflow),
+                PdField::AutomationAction => Some(&a.automation_action),
+                PdField::ActionState => Some(&a.action_state),
+                PdField::Task => Some(&a.task),
+                PdField::TaskStatus => Some(&a.task_status),
+                PdField::Role => Some(&a.role),
+                PdField::RoleAssignee => Some(&a.role_assignee),
+                PdField::CustomFieldsChanged => Some(&a.custom_fields_changed),
             };
             text.map_or(Seen::Absent, Seen::Text)
+        }
+        (Field::PagerdutyCustomField(name), Subject::Incident(e, _)) => {
+            e.incident.custom_fields.get(name).map_or(Seen::Absent, Seen::Json)
         }
         _ => Seen::Absent,
     }
 }
 
-/// `trigger`, `acknowledge`, ... for a v3 type; `custom` for any other `incident.*` type.
+/// `trigger`, `acknowledge`, ... for each of PagerDuty's v3 incident event types (several
+/// types share one: `responder`, `workflow`, `task`, `automation_action`); `custom` for an
+/// `incident.*` type PagerDuty adds later.
 pub fn event_category(event_type: &str) -> &'static str {
     match event_type {
         "incident.triggered" => "trigger",
@@ -697,6 +716,20 @@ pub fn event_category(event_type: &str) -> &'static str {
         "incident.reassigned" => "assign",
         "incident.escalated" => "escalate",
         "incident.delegated" => "delegate",
+        "incident.unacknowledged" => "unacknowledge",
+        "incident.reopened" => "reopen",
+        "incident.priority_updated" => "priority",
+        "incident.annotated" => "annotate",
+        "incident.status_update_published" => "status_update",
+        "incident.responder.added" | "incident.responder.replied" => "responder",
+        "incident.service_updated" => "service",
+        "incident.incident_type.changed" => "incident_type",
+        "incident.conference_bridge.updated" => "conference_bridge",
+        "incident.custom_field_values.updated" => "custom_fields",
+        "incident.role.assigned" => "role",
+        "incident.workflow.started" | "incident.workflow.completed" => "workflow",
+        t if t.starts_with("incident.action_invocation.") => "automation_action",
+        t if t.starts_with("incident.task.") => "task",
         t if t.starts_with("incident.") => "custom",
         _ => "other",
     }
@@ -785,11 +818,13 @@ fn contains_ignore_ascii_case(seen: &[u8], folded: &[u8]) -> bool {
 /// Text equality; for the event type, `acknowledge` style names compare with the category and
 /// `incident.*` names with the raw type.
 fn text_eq(c: &Condition, seen: &str, expected: &Scalar) -> bool {
-    let seen = if c.field == Field::Pagerduty(PdField::EventType) && !expected.text.starts_with("incident.") {
-        event_category(seen)
-    } else {
-        seen
-    };
+    let event_type = c.field == Field::Pagerduty(PdField::EventType);
+    if event_type && expected.folded == "custom" {
+        // As before the other types had categories of their own: any `incident.*` type but the six.
+        let first = ["trigger", "acknowledge", "resolve", "assign", "escalate", "delegate"];
+        return seen.starts_with("incident.") && !first.contains(&event_category(seen));
+    }
+    let seen = if event_type && !expected.text.starts_with("incident.") { event_category(seen) } else { seen };
     text_cmp(TextOp::Eq, seen, &expected.folded, c.case_sensitive)
 }
 

@@ -59,6 +59,9 @@ pub struct IncidentEvent {
     /// Who acted, by name (a user, or a service for automatic changes), when the event says.
     #[serde(default)]
     pub agent: Option<String>,
+    /// What the other v3 incident events tell (a responder, a workflow, a task ...).
+    #[serde(default)]
+    pub activity: ActivityFacts,
     /// Salesforce records linked to the incident, with the fields the handler fetched.
     #[serde(default)]
     pub linked_records: Vec<LinkedRecord>,
@@ -91,6 +94,37 @@ pub struct IncidentFacts {
     pub incident_type: String,
     /// The conference bridge's URL, when the incident has one.
     pub conference_url: String,
+    /// The conference bridge's numbers, comma-separated.
+    pub conference_number: String,
+    /// Incident custom field values by field name, as `incident.custom_field_values.updated`
+    /// carries them (other events do not).
+    pub custom_fields: Map<String, Value>,
+}
+
+/// What an incident event other than a state change, a note or a status update tells; empty
+/// text for the facts the event does not carry. Names of several (roles, assignees) are
+/// comma-separated, in PagerDuty's order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ActivityFacts {
+    /// `incident.responder.*`: who was asked to help, the request's message, its state
+    /// (`pending`, `joined`, `declined`).
+    pub responder: String,
+    pub responder_message: String,
+    pub responder_state: String,
+    /// `incident.workflow.*`: the incident workflow's name.
+    pub workflow: String,
+    /// `incident.action_invocation.*`: the automation action's name and the invocation's state.
+    pub automation_action: String,
+    pub action_state: String,
+    /// `incident.task.*`: the task's name and status (`todo`, `done`).
+    pub task: String,
+    pub task_status: String,
+    /// `incident.role.assigned`: the roles, and who holds each now (empty when unassigned).
+    pub role: String,
+    pub role_assignee: String,
+    /// `incident.custom_field_values.updated`: the names of the fields that changed.
+    pub custom_fields_changed: String,
 }
 
 /// A Salesforce record linked to the incident.

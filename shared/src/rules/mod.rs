@@ -27,16 +27,26 @@
 //!   dotted relationship paths (`Account.Name`) into nested objects. API names match
 //!   case-insensitively. In P→S rules they read the linked record of the rule's `object`: the
 //!   conditions are checked per linked record, and the rule acts on the records that match.
-//! - PagerDuty (P→S rules only): `pagerduty.event_type` (`trigger`, `acknowledge`, `resolve`,
-//!   `assign`, `escalate`, `delegate`, `custom` = any other `incident.*` type, or a raw v3 type such as
+//! - PagerDuty (P→S rules only): `pagerduty.event_type` (a category: `trigger`, `acknowledge`,
+//!   `resolve`, `assign`, `escalate`, `delegate`, `unacknowledge`, `reopen`, `priority`, `annotate`,
+//!   `status_update`, `responder` (added, replied), `service`, `incident_type`, `conference_bridge`,
+//!   `custom_fields`, `role`, `workflow` (started, completed), `automation_action` (invocation
+//!   created, updated, terminated), `task` (created, updated, completed); `custom` = any `incident.*`
+//!   type but the first six, as before the others had categories; or a raw v3 type such as
 //!   `incident.annotated`), `pagerduty.title`, `pagerduty.status`, `pagerduty.service` (id),
 //!   `pagerduty.service_name`, `pagerduty.escalation_policy` (id), `pagerduty.escalation_policy_name`,
 //!   `pagerduty.priority` (name), `pagerduty.urgency`, `pagerduty.note` (note text of `incident.annotated`),
 //!   `pagerduty.status_update` (message of `incident.status_update_published`), `pagerduty.assignees`
 //!   and `pagerduty.teams` (names, comma-separated: match them with `contains`),
-//!   `pagerduty.incident_type` (name), `pagerduty.conference_url`, `pagerduty.agent` (who acted, by name).
-//!   A note's or a status update's event carries only its incident's id, title and link: the other
-//!   incident facts are empty for it.
+//!   `pagerduty.incident_type` (name), `pagerduty.conference_url`, `pagerduty.conference_number`,
+//!   `pagerduty.agent` (who acted, by name); what the other v3 events tell: `pagerduty.responder`,
+//!   `pagerduty.responder_message`, `pagerduty.responder_state` (`pending`, `joined`, `declined`),
+//!   `pagerduty.workflow`, `pagerduty.automation_action`, `pagerduty.action_state`, `pagerduty.task`,
+//!   `pagerduty.task_status`, `pagerduty.role`, `pagerduty.role_assignee`, and for
+//!   `incident.custom_field_values.updated` `pagerduty.custom_fields.NAME` (a custom field's value by
+//!   its name in PagerDuty) and `pagerduty.custom_fields_changed` (the names that changed).
+//!   A note's, a status update's or one of these events carries only its incident's id, title and
+//!   link: the other incident facts are empty for it.
 //!
 //! ## Operators
 //! `equals`, `not_equals`, `contains`, `not_contains`, `starts_with`, `ends_with`, `matches` (regex,
@@ -65,7 +75,10 @@
 //!
 //! ## Templates
 //! `{{incident.id|number|title|status|urgency|priority|html_url|service_id|service_name|escalation_policy_name}}`,
-//! `{{incident.assignees|teams|incident_type|conference_url}}`, `{{event.type}}`, `{{event.occurred_at}}`, `{{event.agent}}`, `{{note.content}}`, `{{status_update.message}}` in P→S rules; `{{record.FIELD}}`
+//! `{{incident.assignees|teams|incident_type|conference_url|conference_number}}`, `{{incident.custom_fields.NAME}}`,
+//! `{{event.type}}`, `{{event.occurred_at}}`, `{{event.agent}}`,
+//! `{{event.responder|responder_message|responder_state|workflow|automation_action|action_state|task|task_status|role|role_assignee|custom_fields_changed}}`,
+//! `{{note.content}}`, `{{status_update.message}}` in P→S rules; `{{record.FIELD}}`
 //! (dotted paths too), `{{record.id}}`, `{{record.object}}` in S→P rules. Unknown variables are
 //! load errors.
 //!
@@ -98,7 +111,7 @@ pub use eval::{
     ActionNote, ConditionCheck, Evaluation, Explanation, INCIDENT_KEY_PREFIX, RuleExplanation, SkipReason,
     event_category, external_id, incident_key,
 };
-pub use event::{Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
+pub use event::{ActivityFacts, Event, IncidentEvent, IncidentFacts, LinkedRecord, RecordEvent};
 pub use plan::{
     Action, BySide, PagerdutyAction, Plan, PlannedAction, SalesforceAction, SideStep, by_side, event_mark, field_mark,
     is_event_mark, note_event_mark, note_mark, truncate_chars,

@@ -37,18 +37,70 @@ enum Var {
     IncidentTeams,
     IncidentType,
     IncidentConferenceUrl,
+    IncidentConferenceNumber,
+    IncidentCustomField(String),
     EventType,
     EventAgent,
     EventOccurredAt,
     NoteContent,
     StatusUpdateMessage,
+    /// A fact of [`crate::rules::event::ActivityFacts`], by its name after `event.`.
+    Activity(ActivityFact),
     RecordId,
     RecordObject,
     RecordField(Vec<String>),
 }
 
+/// The facts of the other v3 incident events, as `{{event.NAME}}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ActivityFact {
+    Responder,
+    ResponderMessage,
+    ResponderState,
+    Workflow,
+    AutomationAction,
+    ActionState,
+    Task,
+    TaskStatus,
+    Role,
+    RoleAssignee,
+    CustomFieldsChanged,
+}
+
+const ACTIVITY_FACTS: &[(&str, ActivityFact)] = &[
+    ("event.responder", ActivityFact::Responder),
+    ("event.responder_message", ActivityFact::ResponderMessage),
+    ("event.responder_state", ActivityFact::ResponderState),
+    ("event.workflow", ActivityFact::Workflow),
+    ("event.automation_action", ActivityFact::AutomationAction),
+    ("event.action_state", ActivityFact::ActionState),
+    ("event.task", ActivityFact::Task),
+    ("event.task_status", ActivityFact::TaskStatus),
+    ("event.role", ActivityFact::Role),
+    ("event.role_assignee", ActivityFact::RoleAssignee),
+    ("event.custom_fields_changed", ActivityFact::CustomFieldsChanged),
+];
+
+impl ActivityFact {
+    fn of(self, a: &crate::rules::event::ActivityFacts) -> &str {
+        match self {
+            ActivityFact::Responder => &a.responder,
+            ActivityFact::ResponderMessage => &a.responder_message,
+            ActivityFact::ResponderState => &a.responder_state,
+            ActivityFact::Workflow => &a.workflow,
+            ActivityFact::AutomationAction => &a.automation_action,
+            ActivityFact::ActionState => &a.action_state,
+            ActivityFact::Task => &a.task,
+            ActivityFact::TaskStatus => &a.task_status,
+            ActivityFact::Role => &a.role,
+            ActivityFact::RoleAssignee => &a.role_assignee,
+            ActivityFact::CustomFieldsChanged => &a.custom_fields_changed,
+        }
+    }
+}
+
 /// The names `{{...}}` accepts, for error messages.
-pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, incident.assignees, incident.teams, incident.incident_type, incident.conference_url, event.type, event.occurred_at, event.agent, note.content, status_update.message";
+pub(crate) const INCIDENT_VARIABLES: &str = "incident.id, incident.number, incident.title, incident.status, incident.urgency, incident.priority, incident.html_url, incident.service_id, incident.service_name, incident.escalation_policy_name, incident.assignees, incident.teams, incident.incident_type, incident.conference_url, incident.conference_number, incident.custom_fields.NAME, event.type, event.occurred_at, event.agent, event.responder, event.responder_message, event.responder_state, event.workflow, event.automation_action, event.action_state, event.task, event.task_status, event.role, event.role_assignee, event.custom_fields_changed, note.content, status_update.message";
 
 /// What a template is filled from.
 pub(crate) enum Context<'a> {
@@ -121,7 +173,11 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
         "event.occurred_at" => Some(Var::EventOccurredAt),
         "note.content" => Some(Var::NoteContent),
         "status_update.message" => Some(Var::StatusUpdateMessage),
-        _ => None,
+        "incident.conference_number" => Some(Var::IncidentConferenceNumber),
+        _ => match name.strip_prefix("incident.custom_fields.") {
+            Some(field) if !field.is_empty() => Some(Var::IncidentCustomField(field.to_string())),
+            _ => ACTIVITY_FACTS.iter().find(|(n, _)| *n == name).map(|(_, f)| Var::Activity(*f)),
+        },
     };
     match (direction, pd) {
         (Direction::PagerdutyToSalesforce, Some(var)) => return Ok(var),
@@ -166,6 +222,11 @@ fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
                 push_value_text(value, out);
             }
         }
+        (Var::IncidentCustomField(name), Context::Incident(e)) => {
+            if let Some(value) = e.incident.custom_fields.get(name) {
+                push_value_text(value, out);
+            }
+        }
         (var, Context::Incident(e)) => {
             let i = &e.incident;
             let text: &str = match var {
@@ -187,6 +248,8 @@ fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
                 Var::IncidentTeams => &i.teams,
                 Var::IncidentType => &i.incident_type,
                 Var::IncidentConferenceUrl => &i.conference_url,
+                Var::IncidentConferenceNumber => &i.conference_number,
+                Var::Activity(fact) => fact.of(&e.activity),
                 Var::EventType => &e.event_type,
                 Var::EventAgent => e.agent.as_deref().unwrap_or_default(),
                 Var::EventOccurredAt => &e.occurred_at,

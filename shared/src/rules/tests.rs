@@ -55,6 +55,8 @@ fn facts() -> IncidentFacts {
         teams: "Payments".into(),
         incident_type: "major".into(),
         conference_url: "https://meet.example.com/checkout".into(),
+        conference_number: String::new(),
+        custom_fields: Default::default(),
     }
 }
 
@@ -67,6 +69,7 @@ fn incident(event_type: &str, linked: Vec<LinkedRecord>) -> Event {
         note: None,
         status_update: None,
         agent: None,
+        activity: Default::default(),
         linked_records: linked,
     })
 }
@@ -223,8 +226,60 @@ fn every_pagerduty_field_and_event_type_name() {
 fn event_categories_map_v3_types() {
     assert_eq!(event_category("incident.triggered"), "trigger");
     assert_eq!(event_category("incident.reassigned"), "assign");
-    assert_eq!(event_category("incident.custom_field_values.updated"), "custom");
+    assert_eq!(event_category("incident.custom_field_values.updated"), "custom_fields");
+    assert_eq!(event_category("incident.responder.replied"), "responder");
+    assert_eq!(event_category("incident.task.completed"), "task");
+    assert_eq!(event_category("incident.action_invocation.terminated"), "automation_action");
+    assert_eq!(event_category("incident.postmortem.published"), "custom", "a type PagerDuty adds later");
     assert_eq!(event_category("pagey.ping"), "other");
+}
+
+/// The facts of the other v3 events, in conditions and templates: a responder request, an
+/// incident custom field by name (its JSON value), the fields that changed.
+#[test]
+fn activity_facts_and_custom_fields_are_read_by_conditions_and_templates() {
+    let doc = |condition: &str| {
+        rules(&format!(
+            "rulesets:\n  - name: s\n    rules:\n      - name: r\n        direction: pagerduty_to_salesforce\n        object: Case\n        conditions:\n          - {condition}\n        actions:\n          - add_case_comment: {{body: '{{{{event.responder}}}} ({{{{event.responder_state}}}}): {{{{event.responder_message}}}}; impact {{{{incident.custom_fields.customer_impact}}}}, changed {{{{event.custom_fields_changed}}}}'}}\n"
+        ))
+    };
+    let Event::Incident(mut inc) = incident("incident.responder.added", vec![case("500A", json!({}))]) else {
+        unreachable!()
+    };
+    inc.activity.responder = "Maeve Chen".into();
+    inc.activity.responder_state = "pending".into();
+    inc.activity.responder_message = "Can you join?".into();
+    inc.activity.custom_fields_changed = "customer_impact".into();
+    inc.incident.custom_fields = map(json!({"customer_impact": "EU down", "seats": 40}));
+    let event = Event::Incident(inc);
+    for (condition, want) in [
+        ("{field: pagerduty.responder, operator: equals, value: maeve chen}", true),
+        ("{field: pagerduty.responder_state, operator: equals, value: joined}", false),
+        ("{field: pagerduty.custom_fields.customer_impact, operator: contains, value: EU}", true),
+        ("{field: pagerduty.custom_fields.seats, operator: greater_than, value: 10}", true),
+        ("{field: pagerduty.custom_fields.region, operator: is_empty}", true),
+        ("{field: pagerduty.custom_fields_changed, operator: contains, value: customer_impact}", true),
+        ("{field: pagerduty.workflow, operator: is_not_empty}", false),
+    ] {
+        let ev = doc(condition).evaluate(&event);
+        assert_eq!(!ev.plan.is_empty(), want, "{condition}: saw {}", first_check(&ev).saw);
+    }
+    let ev = doc("{field: pagerduty.responder, operator: is_not_empty}").evaluate(&event);
+    let Action::Salesforce(SalesforceAction::AddCaseComment { body, .. }) = &ev.plan.0[0].action else {
+        panic!("a comment")
+    };
+    assert!(
+        body.starts_with("[PagerDuty] Maeve Chen (pending): Can you join?; impact EU down, changed customer_impact"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_custom_field_condition_names_its_field() {
+    let e = errors(
+        "rulesets:\n  - name: s\n    rules:\n      - name: r\n        direction: pagerduty_to_salesforce\n        object: Case\n        conditions:\n          - {field: pagerduty.custom_fields., operator: is_empty}\n        actions:\n          - set_fields: {Status: Working}\n",
+    );
+    assert!(e.to_string().contains("name the custom field"), "{e}");
 }
 
 #[test]
@@ -1042,6 +1097,7 @@ mod properties {
                     note,
                     status_update: None,
                     agent: None,
+                    activity: Default::default(),
                     linked_records,
                 })
             });
@@ -1076,6 +1132,7 @@ mod properties {
                     note,
                     status_update: None,
                     agent: None,
+                    activity: Default::default(),
                     linked_records,
                 })
             })

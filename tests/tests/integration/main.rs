@@ -16,6 +16,7 @@ mod console;
 mod copies;
 mod corpus;
 mod echo;
+mod event_types;
 mod explorer;
 mod fault_matrix;
 mod iam_scope;

@@ -502,10 +502,18 @@ impl Loader {
                 self.err(path, line, format!("field `{text}`: a salesforce_to_pagerduty rule runs on a Salesforce change and has no PagerDuty incident to read; use a field of the record"));
                 return None;
             }
+            if let Some(custom) = name.strip_prefix(PD_CUSTOM_FIELDS) {
+                if custom.is_empty() || !custom.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    self.err(path, line, format!("field `{text}`: name the custom field (`pagerduty.custom_fields.NAME`, its name in PagerDuty)"));
+                    return None;
+                }
+                return Some(Field::PagerdutyCustomField(custom.to_string()));
+            }
             return match PD_FIELDS.iter().find(|(n, _)| *n == name) {
                 Some((_, f)) => Some(Field::Pagerduty(*f)),
                 None => {
-                    let names: Vec<String> = PD_FIELDS.iter().map(|(n, _)| format!("pagerduty.{n}")).collect();
+                    let mut names: Vec<String> = PD_FIELDS.iter().map(|(n, _)| format!("pagerduty.{n}")).collect();
+                    names.push(format!("pagerduty.{PD_CUSTOM_FIELDS}NAME"));
                     self.err(
                         path,
                         line,

@@ -89,6 +89,8 @@ pub struct Condition {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Field {
     Pagerduty(PdField),
+    /// An incident custom field, by name (`pagerduty.custom_fields.NAME`).
+    PagerdutyCustomField(String),
     /// A Salesforce field path; `old` reads the value before the update.
     Salesforce {
         path: Vec<String>,
@@ -114,7 +116,19 @@ pub enum PdField {
     Teams,
     IncidentType,
     ConferenceUrl,
+    ConferenceNumber,
     Agent,
+    Responder,
+    ResponderMessage,
+    ResponderState,
+    Workflow,
+    AutomationAction,
+    ActionState,
+    Task,
+    TaskStatus,
+    Role,
+    RoleAssignee,
+    CustomFieldsChanged,
 }
 
 pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
@@ -133,8 +147,23 @@ pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
     ("teams", PdField::Teams),
     ("incident_type", PdField::IncidentType),
     ("conference_url", PdField::ConferenceUrl),
+    ("conference_number", PdField::ConferenceNumber),
     ("agent", PdField::Agent),
+    ("responder", PdField::Responder),
+    ("responder_message", PdField::ResponderMessage),
+    ("responder_state", PdField::ResponderState),
+    ("workflow", PdField::Workflow),
+    ("automation_action", PdField::AutomationAction),
+    ("action_state", PdField::ActionState),
+    ("task", PdField::Task),
+    ("task_status", PdField::TaskStatus),
+    ("role", PdField::Role),
+    ("role_assignee", PdField::RoleAssignee),
+    ("custom_fields_changed", PdField::CustomFieldsChanged),
 ];
+
+/// `pagerduty.custom_fields.NAME` reads an incident custom field's value by its name.
+pub(super) const PD_CUSTOM_FIELDS: &str = "custom_fields.";
 
 /// Condition operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
