@@ -510,6 +510,8 @@ fn trigger(incident: &str, urgency: &str) -> String {
 async fn run_scenarios(proxy: &Proxy) -> (Harness, Vec<Check>) {
     let mut config = HarnessConfig::new(RULES);
     config.dynamodb = true;
+    // Every instance under the shared PagerDuty budget, as wiring::build sets them up.
+    config.shared_budget = true;
     config.sqs = true;
     config.secrets_manager = true;
     config.aws_endpoint = Some(proxy.url.clone());
