@@ -37,8 +37,9 @@ use crate::store::{BucketState, RateBudgetStore, Swap};
 
 /// How long the budget steps aside after the store failed, before it asks the store again.
 pub const DEGRADED_FOR: Duration = Duration::from_secs(30);
-/// Compare-and-set attempts of one lease or pause before giving up for this call.
-const MAX_CONFLICTS: u32 = 8;
+/// Compare-and-set attempts of one lease or pause before giving up for this call; after each
+/// lost race the next attempt waits a millisecond longer (ten instances racing at once).
+const MAX_CONFLICTS: u32 = 32;
 /// The metric counting the times the store failed and the budget stepped aside.
 pub const BUDGET_DEGRADED: &str = "PagerdutyBudgetDegraded";
 
@@ -335,7 +336,10 @@ impl SharedBudget {
         }
         let want = self.waiting.load(Ordering::Relaxed).max(local.block);
         let max_wait_ms = max_wait.as_millis().min(i64::MAX as u128) as i64;
-        for _ in 0..MAX_CONFLICTS {
+        for attempt in 0..MAX_CONFLICTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+            }
             let now_ms = self.epoch.now_ms();
             let (new, grant) = take(&self.limit, local.seen.as_ref(), now_ms, want, max_wait_ms)
                 .map_err(|ms| Duration::from_millis(ms.max(0) as u64))?;
