@@ -8,6 +8,7 @@ use shared::clock::{Clock, SystemClock};
 use shared::config::{Config, ConfigError, RulesSource};
 use shared::handler::context::{Context, Parts, Settings};
 use shared::handler::settle::RetryPolicy;
+use shared::pagerduty::{SharedBudget, SharedLimit};
 use shared::retry::breaker::BreakerPolicy;
 use shared::rules::RulesCache;
 use shared::secrets::CachedSecrets;
@@ -201,7 +202,13 @@ pub fn build(config: &Config, sdk: &aws_config::SdkConfig) -> Result<Context, Wi
         clock.clone(),
         config.secrets_max_age,
     ));
-    let pagerduty = config.pagerduty.client(http.clone(), secrets.clone(), HTTP_TIMEOUT);
+    // Every instance counts its PagerDuty calls against one budget per token, on the table.
+    let budget = SharedBudget::new(
+        Arc::new(crate::dynamodb::DynamoStore::from_conf(sdk, &config.store.table_name)),
+        SharedLimit::PAGERDUTY_REST,
+    );
+    let pagerduty =
+        config.pagerduty.client(http.clone(), secrets.clone(), HTTP_TIMEOUT).with_shared_budget(Arc::new(budget));
     let salesforce = config.salesforce.client(http, secrets.clone(), clock.clone(), HTTP_TIMEOUT);
     let rules_age = chrono::Duration::from_std(config.rules_max_age).unwrap_or(chrono::Duration::seconds(60));
     let rules = match &config.rules_source {

@@ -73,6 +73,9 @@ pub struct HarnessConfig {
     /// (`RateLimit::PAGERDUTY_REST`, 960 per minute) unless a bench lifts it to measure the
     /// function rather than the limit. The simulator's limit is `pagerduty.rate_limit`.
     pub pagerduty_client_limit: ClientRateLimit,
+    /// Every instance counts its PagerDuty calls against one shared budget too, as the functions
+    /// do (`wiring::build`), on the harness's store (the table when `dynamodb`).
+    pub shared_budget: bool,
     /// The handlers queue an event instead of calling a service with less time than this left
     /// before their deadline (production's `Settings::min_time_left` unless a test scales time).
     pub min_time_left: Duration,
@@ -107,6 +110,7 @@ impl HarnessConfig {
             simulators_on_bridge_clock: false,
             clock_start: None,
             pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
+            shared_budget: false,
             min_time_left: Settings::default().min_time_left,
             settle_margin: Settings::default().settle_margin,
         }
@@ -164,6 +168,8 @@ struct Wiring {
     http: Arc<dyn shared::transport::Transport>,
     http_timeout: Duration,
     pagerduty_client_limit: ClientRateLimit,
+    /// Where the shared PagerDuty budget lives, when the instances share one.
+    budget_store: Option<Arc<dyn shared::store::RateBudgetStore>>,
     settings: Settings,
     retry_policy: RetryPolicy,
     breaker_policy: BreakerPolicy,
@@ -184,6 +190,13 @@ impl Wiring {
         )
         .with_timeout(self.http_timeout)
         .with_rate_limit(self.pagerduty_client_limit);
+        let pagerduty = match &self.budget_store {
+            Some(store) => pagerduty.with_shared_budget(Arc::new(shared::pagerduty::SharedBudget::new(
+                store.clone(),
+                shared::pagerduty::SharedLimit::per_minute(self.pagerduty_client_limit),
+            ))),
+            None => pagerduty,
+        };
         let creds = JwtCredentials {
             consumer_key: "sim-consumer-key".into(),
             username: INTEGRATION_USER.into(),
@@ -248,10 +261,12 @@ impl Harness {
             None
         };
         let mut cursors: Arc<dyn shared::store::CursorStore> = store.clone();
+        let mut budget_store: Arc<dyn shared::store::RateBudgetStore> = store.clone();
         let stores = if let Some(sdk) = sdk.as_ref().filter(|_| config.dynamodb) {
             let (_, table) = crate::moto::table().await;
             let client = aws_sdk_dynamodb::Client::new(sdk);
             cursors = Arc::new(adapters::dynamodb::DynamoStore::new(client.clone(), &table));
+            budget_store = Arc::new(adapters::dynamodb::DynamoStore::new(client.clone(), &table));
             adapters::dynamodb::stores(client, &table)
         } else {
             Stores {
@@ -327,6 +342,7 @@ impl Harness {
             http: http(),
             http_timeout: config.http_timeout,
             pagerduty_client_limit: config.pagerduty_client_limit,
+            budget_store: config.shared_budget.then_some(budget_store),
             settings: Settings {
                 webhook_secret_id,
                 inbound_secret_id,

@@ -14,6 +14,7 @@
 //! | breaker | `BREAKER#<service>` | `STATE` | `record` (JSON), `version` |
 //! | reconcile cursor | `RECONCILE#<side>` | `CURSOR` | `at` (ms): see `cursor.rs` |
 //! | notes marked since | `RECONCILE#pagerduty` | `NOTES_MARKED` | `at` (ms), put once |
+//! | PagerDuty rate budget | `RATE#<hash of the token>` | `BUCKET` | `tokens` (thousandths), `updated_ms`, `paused_until_ms`, `version`, `expires_at`: see `rate_budget.rs` |
 //!
 //! Conditional writes give the atomicity the traits promise: idempotency claims follow AWS Lambda
 //! Powertools (conditional put; a failed condition returns the old item to tell COMPLETED from
@@ -22,8 +23,10 @@
 
 mod cursor;
 mod item;
+mod rate_budget;
 
 pub use cursor::{SUBSCRIPTION_KEY, cursor_key};
+pub use rate_budget::{RATE_PREFIX, rate_key};
 
 use std::sync::Arc;
 

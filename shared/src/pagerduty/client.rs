@@ -21,6 +21,7 @@ use url::Url;
 use super::error::PagerdutyError;
 use super::limiter::{RateLimit, RateLimiter};
 use super::requests::{self, Assignees, Call, CreateIncident, PriorityChoice, SubscriptionFilter, Urgency};
+use super::shared_budget::{self, SharedBudget};
 use super::webhook::Reference;
 use crate::secrets::{Credential, Secret};
 use crate::transport::{Request, Transport};
@@ -183,6 +184,8 @@ struct Inner {
     max_queue_wait: Duration,
     limit: RateLimit,
     limiter: RateLimiter,
+    /// The limit shared with every other instance using the token, when there is one.
+    budget: Option<Arc<SharedBudget>>,
     calls: AtomicU64,
     /// Priority name → id, loaded once per client (per warm Lambda).
     priorities: Mutex<Option<HashMap<String, String>>>,
@@ -228,7 +231,16 @@ impl PagerdutyClient {
         token: Credential<Secret>,
         from_email: String,
     ) -> Self {
-        Self::build(transport, base, token, from_email, RateLimit::default(), DEFAULT_TIMEOUT, DEFAULT_MAX_QUEUE_WAIT)
+        Self::build(
+            transport,
+            base,
+            token,
+            from_email,
+            RateLimit::default(),
+            DEFAULT_TIMEOUT,
+            DEFAULT_MAX_QUEUE_WAIT,
+            None,
+        )
     }
 
     /// The same client with another rate limit (e.g. a lower share when several deployments
@@ -244,6 +256,7 @@ impl PagerdutyClient {
             limit,
             i.timeout,
             i.max_queue_wait,
+            i.budget.clone(),
         )
     }
 
@@ -259,6 +272,7 @@ impl PagerdutyClient {
             i.limit,
             timeout,
             i.max_queue_wait,
+            i.budget.clone(),
         )
     }
 
@@ -274,9 +288,33 @@ impl PagerdutyClient {
             i.limit,
             i.timeout,
             max_queue_wait,
+            i.budget.clone(),
         )
     }
 
+    /// The same client counting its calls against `budget` too, the rate limit every instance
+    /// using the token shares (see [`shared_budget`]); its own limiter still smooths the bursts
+    /// of this process. A construction-time builder like [`Self::with_rate_limit`].
+    pub fn with_shared_budget(self, budget: Arc<SharedBudget>) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.transport.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            i.from_email.clone(),
+            i.limit,
+            i.timeout,
+            i.max_queue_wait,
+            Some(budget),
+        )
+    }
+
+    /// The shared budget this client counts against, if any.
+    pub fn shared_budget(&self) -> Option<&Arc<SharedBudget>> {
+        self.inner.budget.as_ref()
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn build(
         transport: Arc<dyn Transport>,
         base: Url,
@@ -285,6 +323,7 @@ impl PagerdutyClient {
         limit: RateLimit,
         timeout: Duration,
         max_queue_wait: Duration,
+        budget: Option<Arc<SharedBudget>>,
     ) -> Self {
         PagerdutyClient {
             inner: Arc::new(Inner {
@@ -296,6 +335,7 @@ impl PagerdutyClient {
                 max_queue_wait,
                 limit,
                 limiter: RateLimiter::new(limit),
+                budget,
                 calls: AtomicU64::new(0),
                 priorities: Mutex::new(None),
                 users: Mutex::new(HashMap::new()),
@@ -386,8 +426,17 @@ impl PagerdutyClient {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             max_wait = max_wait.min(left.saturating_sub(self.inner.timeout));
         }
+        let queued = tokio::time::Instant::now();
         if let Err(wait) = self.inner.limiter.acquire_within(max_wait).await {
             return Err(PagerdutyError::Throttled { operation: call.operation, wait });
+        }
+        // Then the budget every instance shares: what is left of the wait, under the token's key.
+        let budget = self.inner.budget.as_ref().map(|b| (b, shared_budget::key_of(token.expose())));
+        if let Some((budget, key)) = &budget {
+            let left = max_wait.saturating_sub(queued.elapsed());
+            if let Err(wait) = budget.acquire_within(key, left).await {
+                return Err(PagerdutyError::Throttled { operation: call.operation, wait });
+            }
         }
         self.time_for_request(call.operation)?;
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
@@ -404,6 +453,10 @@ impl PagerdutyClient {
             let err = PagerdutyError::from_response(call.operation, status, &headers, &body);
             if let Some(wait) = err.retry_after() {
                 self.inner.limiter.hold_off(wait);
+                // Every other instance waits too, instead of finding the 429 for itself.
+                if let Some((budget, key)) = &budget {
+                    budget.pause(key, wait).await;
+                }
             }
             tracing::warn!(operation = call.operation, path = %call.path(), %status, error = %err, "PagerDuty call failed");
             return Err(err);

@@ -365,3 +365,25 @@ async fn a_webhook_subscription_is_created_with_its_secret_and_listed_across_pag
     assert_eq!(list.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["A", "B"]);
     assert!(!list[1].active);
 }
+
+#[tokio::test]
+async fn a_429_on_one_instance_holds_back_another_that_shares_the_budget() {
+    use super::shared_budget::{SharedBudget, SharedLimit};
+    let (base, log) = serve(Arc::new(|r: &Seen| match r.target.as_str() {
+        "/incidents/Q429" => (429, vec![("ratelimit-reset", "30".to_string())], "{}".into()),
+        _ => (200, vec![], r#"{"incident":{"id":"Q1","status":"triggered"}}"#.into()),
+    }))
+    .await;
+    let store = Arc::new(crate::store::memory::MemoryStore::default());
+    let budget = || Arc::new(SharedBudget::new(store.clone(), SharedLimit::PAGERDUTY_REST));
+    let a = client(base.clone()).with_shared_budget(budget()).with_max_queue_wait(Duration::from_secs(1));
+    let b = client(base).with_shared_budget(budget()).with_max_queue_wait(Duration::from_secs(1));
+    let e = a.get_incident("Q429").await.unwrap_err();
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
+    // b never met the 429, and has no lease yet: the shared bucket's pause holds it back unsent.
+    let e = b.get_incident("Q1").await.unwrap_err();
+    assert!(e.not_sent(), "{e}");
+    assert!(e.retry_after().is_some_and(|w| w > Duration::from_secs(29)), "{e}");
+    assert_eq!(log.lock().unwrap().len(), 1, "only a's request reached PagerDuty");
+    assert_eq!(b.api_calls(), 0);
+}

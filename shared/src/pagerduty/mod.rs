@@ -25,6 +25,7 @@ pub mod error;
 pub mod id;
 pub mod limiter;
 pub mod requests;
+pub mod shared_budget;
 pub mod signature;
 pub mod webhook;
 
@@ -38,6 +39,7 @@ pub use error::PagerdutyError;
 pub use id::IncidentId;
 pub use limiter::{RateLimit, RateLimiter};
 pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};
+pub use shared_budget::{SharedBudget, SharedLimit};
 pub use signature::{SignatureError, sign, verify};
 pub use webhook::{
     Activity, EventClient, EventData, INCIDENT_EVENT_TYPES, IncidentData, Reference, SERVICE_EVENT_TYPES, WebhookError,

@@ -574,3 +574,32 @@ pub async fn cursors_only_move_forward(store: &dyn super::CursorStore) {
     store.watch_subscription("PSUB2").await.unwrap();
     assert_eq!(store.watched_subscription().await.unwrap().as_deref(), Some("PSUB2"), "the last one recorded");
 }
+
+/// A shared rate bucket is written only over the version it was computed from; a refused write
+/// tells the bucket that stands (so the caller computes again without a read); buckets of two
+/// tokens are apart.
+pub async fn rate_buckets_are_compare_and_set(store: &dyn super::RateBudgetStore) {
+    use super::{BucketState, Swap};
+    let key = fresh("RATEKEY");
+    let first = BucketState { milli_tokens: 59_000, updated_ms: 1_000, paused_until_ms: 0, version: 1 };
+    assert_eq!(store.swap_bucket(&key, None, &first).await.unwrap(), Swap::Stored, "the first writer creates it");
+    let other = BucketState { milli_tokens: 50_000, ..first };
+    assert_eq!(
+        store.swap_bucket(&key, None, &other).await.unwrap(),
+        Swap::Conflict(Some(first)),
+        "a second creator loses and sees the first"
+    );
+    let next = BucketState { milli_tokens: -2_500, updated_ms: 1_250, paused_until_ms: 61_000, version: 2 };
+    assert_eq!(store.swap_bucket(&key, Some(1), &next).await.unwrap(), Swap::Stored);
+    assert_eq!(
+        store.swap_bucket(&key, Some(1), &other).await.unwrap(),
+        Swap::Conflict(Some(next)),
+        "a stale writer loses and sees the bucket that stands, negative balance and pause included"
+    );
+    let apart = fresh("RATEKEY");
+    assert_eq!(
+        store.swap_bucket(&apart, Some(2), &next).await.unwrap(),
+        Swap::Conflict(None),
+        "another token's bucket"
+    );
+}

@@ -52,6 +52,7 @@ struct Inner {
     cursors: HashMap<super::Side, DateTime<Utc>>,
     notes_marked_since: Option<DateTime<Utc>>,
     watched_subscription: Option<String>,
+    buckets: HashMap<String, super::BucketState>,
 }
 
 /// One mutex around everything: simple, and the tests that race on it still see atomic
@@ -385,10 +386,33 @@ impl super::CursorStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl super::RateBudgetStore for MemoryStore {
+    async fn swap_bucket(
+        &self,
+        key: &str,
+        expected: Option<u64>,
+        new: &super::BucketState,
+    ) -> Result<super::Swap, StoreError> {
+        let mut inner = self.lock();
+        let current = inner.buckets.get(key).copied();
+        if current.map(|b| b.version) != expected {
+            return Ok(super::Swap::Conflict(current));
+        }
+        inner.buckets.insert(key.to_string(), *new);
+        Ok(super::Swap::Stored)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::contract;
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_rate_budget_contract() {
+        contract::rate_buckets_are_compare_and_set(&MemoryStore::default()).await;
+    }
 
     #[tokio::test]
     async fn memory_store_keeps_the_cursor_contract() {

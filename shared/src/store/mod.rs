@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AuditEntry, Link};
 
 pub use cursors::{CursorStore, Side};
+pub use rate_budget::{BucketState, RateBudgetStore, Swap};
 
 pub mod contract;
 pub mod cursors;
 pub mod memory;
+pub mod rate_budget;
 
 /// Why a store call failed. Read [`StoreError::is_transient`] to decide retry vs. DLQ.
 #[derive(Debug, thiserror::Error)]

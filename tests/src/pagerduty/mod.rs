@@ -220,6 +220,11 @@ impl PagerdutySim {
         self.shared.config.lock().unwrap().rate_limit = rate_limit;
         self.shared.world.lock().unwrap().windows.clear();
     }
+    /// The most requests of `token` that arrived in one rate-limit window so far (answered or
+    /// refused with 429): what a client that keeps to the limit keeps at or under it.
+    pub fn peak_window_requests(&self, token: &str) -> u32 {
+        self.shared.world.lock().unwrap().peaks.get(token).copied().unwrap_or(0)
+    }
     /// Start a fresh rate-limit window for every token.
     pub fn reset_rate_limit(&self) {
         self.shared.world.lock().unwrap().windows.clear();

@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use super::auth::Token;
 use super::errors::pd_error;
-use super::state::Shared;
+use super::state::{Shared, Window};
 
 pub(super) async fn window(
     State(s): State<Arc<Shared>>,
@@ -24,18 +24,24 @@ pub(super) async fn window(
     let (remaining, reset) = {
         let mut w = s.world.lock().unwrap();
         let now = Instant::now();
-        let entry = w.windows.entry(token).or_insert((now, 0));
-        if now.duration_since(entry.0) >= limit.window {
-            *entry = (now, 0);
+        let fresh = Window { start: now, admitted: 0, arrived: 0 };
+        let entry = w.windows.entry(token.clone()).or_insert(fresh);
+        if now.duration_since(entry.start) >= limit.window {
+            *entry = fresh;
         }
-        let reset = limit.window.saturating_sub(now.duration_since(entry.0)).as_secs_f64().ceil() as u64;
-        if entry.1 >= limit.requests {
+        entry.arrived += 1;
+        let (arrived, admitted, start) = (entry.arrived, entry.admitted, entry.start);
+        let peak = w.peaks.entry(token.clone()).or_default();
+        *peak = (*peak).max(arrived);
+        let reset = limit.window.saturating_sub(now.duration_since(start)).as_secs_f64().ceil() as u64;
+        if admitted >= limit.requests {
             let mut r = rate_limited();
             set_rate_headers(&mut r, limit.requests, 0, reset.max(1));
             return r;
         }
-        entry.1 += 1;
-        (limit.requests - entry.1, reset.max(1))
+        let entry = w.windows.get_mut(&token).expect("the token's window");
+        entry.admitted += 1;
+        (limit.requests - entry.admitted, reset.max(1))
     };
     let mut resp = next.run(req).await;
     set_rate_headers(&mut resp, limit.requests, remaining, reset);

@@ -31,7 +31,9 @@ pub(super) struct World {
     pub(super) subscriptions: Vec<Value>,
     pub(super) webhook_events: Vec<Value>,
     pub(super) requests: Vec<LoggedRequest>,
-    pub(super) windows: HashMap<String, (Instant, u32)>,
+    pub(super) windows: HashMap<String, Window>,
+    /// Per token, the most requests that arrived in one window (answered or refused).
+    pub(super) peaks: HashMap<String, u32>,
 }
 
 impl World {
@@ -94,4 +96,14 @@ pub(super) fn next_id(w: &mut World, prefix: char) -> String {
         n /= 36;
     }
     format!("{prefix}{}", String::from_utf8_lossy(&digits))
+}
+
+/// A token's current rate-limit window.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub(super) start: Instant,
+    /// Requests let through.
+    pub(super) admitted: u32,
+    /// Requests that arrived, refused ones included.
+    pub(super) arrived: u32,
 }

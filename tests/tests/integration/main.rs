@@ -32,6 +32,7 @@ mod runtime_api;
 mod salesforce_client;
 mod security;
 mod sfdc_to_pd;
+mod shared_rate_limit;
 mod sim_binary;
 mod sim_pagerduty;
 mod sim_salesforce;

@@ -478,11 +478,13 @@ async fn rate_limit_answers_429_with_pagerduty_headers_and_body() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["message"], "Rate Limit Exceeded");
     assert_eq!(body["error"]["code"], 2020);
+    assert_eq!(sim.peak_window_requests("sim-token"), 4, "the refused request arrived too");
     sim.reset_rate_limit();
     assert_eq!(
         req(&c, reqwest::Method::GET, format!("{}/priorities", sim.base_url())).send().await.unwrap().status(),
         200
     );
+    assert_eq!(sim.peak_window_requests("sim-token"), 4, "the busiest window so far");
 }
 
 async fn fault_sequence(seed: u64) -> Vec<u16> {
