@@ -18,6 +18,12 @@ async fn dynamodb_store_keeps_the_store_contract() {
 }
 
 #[tokio::test]
+async fn dynamodb_store_keeps_the_rate_budget_contract() {
+    let (client, table) = moto::table().await;
+    contract::rate_buckets_are_compare_and_set(&DynamoStore::new(client, table)).await;
+}
+
+#[tokio::test]
 async fn dynamodb_store_keeps_the_cursor_contract() {
     let (client, table) = moto::table().await;
     contract::cursors_only_move_forward(&DynamoStore::new(client, table)).await;
