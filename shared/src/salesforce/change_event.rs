@@ -76,8 +76,9 @@ impl ChangeType {
         matches!(self, Self::GapCreate | Self::GapUpdate | Self::GapDelete | Self::GapUndelete | Self::GapOverflow)
     }
 
+    /// The record's first change (a gap's too).
     pub fn is_create(self) -> bool {
-        self == Self::Create
+        matches!(self, Self::Create | Self::GapCreate)
     }
 }
 
