@@ -70,6 +70,80 @@ pub fn to_response(reply: Reply) -> Response<Body> {
     builder.body(Body::Text(reply.body)).expect("status and header names are static and valid")
 }
 
+/// What invoked the sfdc-to-pd function: an API Gateway request, or an EventBridge event from
+/// Salesforce Event Relay (a Change Data Capture event on the partner bus).
+#[derive(Debug)]
+pub enum Invocation {
+    Http(Request),
+    ChangeEvent(InboundRequest),
+}
+
+/// Why an invocation is none the function serves (nothing read or written).
+#[derive(Debug, thiserror::Error)]
+pub enum InvocationError {
+    #[error("an EventBridge event from `{0}` is not a Salesforce Event Relay event")]
+    NotEventRelay(String),
+    #[error("the invocation is neither an API Gateway request nor an EventBridge event: {0}")]
+    Unknown(String),
+}
+
+/// Tells the invocation's kind by its shape: an EventBridge event has `detail-type` and
+/// `source`; anything else is handed to lambda_http as an API Gateway request. The change
+/// event's JSON is kept as it arrived (the core parses it).
+pub fn invocation(event: lambda_runtime::LambdaEvent<serde_json::Value>) -> Result<Invocation, InvocationError> {
+    let (payload, context) = event.into_parts();
+    if payload.get("detail-type").is_some() {
+        let envelope: aws_lambda_events::eventbridge::EventBridgeEvent =
+            serde_json::from_value(payload.clone()).map_err(|e| InvocationError::Unknown(e.to_string()))?;
+        if !envelope.source.starts_with(shared::salesforce::change_event::SOURCE_PREFIX) {
+            return Err(InvocationError::NotEventRelay(shared::model::cut(&envelope.source, 120)));
+        }
+        return Ok(Invocation::ChangeEvent(InboundRequest {
+            method: "EVENT".into(),
+            path: shared::handler::sfdc_to_pd::CHANGE_EVENT_ROUTE.into(),
+            query: String::new(),
+            headers: vec![],
+            body: serde_json::to_vec(&payload).expect("JSON serialises"),
+            correlation_id: context.request_id.clone(),
+            deadline: deadline(&context),
+        }));
+    }
+    let request: lambda_http::request::LambdaRequest =
+        serde_json::from_value(payload).map_err(|e| InvocationError::Unknown(e.to_string()))?;
+    Ok(Invocation::Http(lambda_http::Request::from(request).with_lambda_context(context)))
+}
+
+/// [`Reply`] → the API Gateway HTTP API (payload 2.0) response, as lambda_http writes it.
+pub fn to_http_api_response(reply: Reply) -> serde_json::Value {
+    let response = to_response(reply);
+    let mut out = aws_lambda_events::apigw::ApiGatewayV2httpResponse::default();
+    out.status_code = i64::from(response.status().as_u16());
+    out.headers = response.headers().clone();
+    if let Body::Text(text) = response.into_body() {
+        out.body = Some(aws_lambda_events::encodings::Body::Text(text));
+    }
+    serde_json::to_value(out).expect("responses serialise")
+}
+
+/// A change event's outcome → the invocation's: an error when EventBridge must deliver the
+/// event again (some records could not be made safe: it retries, then the rule target's DLQ);
+/// a refused event succeeds (delivering it again would be refused again).
+pub fn change_event_result(
+    reply: shared::handler::sfdc_to_pd::ChangeEventReply,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    use shared::handler::sfdc_to_pd::ChangeEventReply;
+    match reply {
+        ChangeEventReply::Accepted(summary) => Ok(serde_json::to_value(summary).expect("summaries serialise")),
+        ChangeEventReply::Refused(err) => Ok(serde_json::json!({"refused": err.to_string()})),
+        ChangeEventReply::Retry(summary) => Err(format!(
+            "{} of {} records of the change event could not be made safe now: EventBridge delivers it again",
+            summary.not_accepted.len(),
+            summary.received
+        )
+        .into()),
+    }
+}
+
 /// SQS records → the retry handler's messages.
 pub fn to_messages(event: aws_lambda_events::sqs::SqsEvent) -> Vec<shared::handler::retry::Message> {
     event
@@ -166,6 +240,42 @@ mod tests {
             let inbound = to_inbound(&lambda_http::request::from_str(&raw).unwrap());
             assert_eq!((inbound.method.as_str(), inbound.path.as_str()), ("POST", route), "{file}");
         }
+    }
+
+    fn invoked(raw: &str) -> Result<Invocation, InvocationError> {
+        let mut context = lambda_runtime::Context::default();
+        context.request_id = "req-1".into();
+        invocation(lambda_runtime::LambdaEvent::new(serde_json::from_str(raw).unwrap(), context))
+    }
+
+    #[test]
+    fn an_event_relay_event_is_a_change_event_and_a_request_stays_a_request() {
+        let raw = include_str!("../../events/sfdc-to-pd/cdc-update.json");
+        let Ok(Invocation::ChangeEvent(inbound)) = invoked(raw) else { panic!("a change event") };
+        assert_eq!(inbound.correlation_id, "req-1");
+        let kept: serde_json::Value = serde_json::from_slice(&inbound.body).unwrap();
+        assert_eq!(kept, serde_json::from_str::<serde_json::Value>(raw).unwrap(), "the event as it arrived");
+        let Ok(Invocation::Http(request)) = invoked(include_str!("../../events/sfdc-to-pd/case-insert-sev1.json"))
+        else {
+            panic!("a request")
+        };
+        let inbound = to_inbound(&request);
+        assert_eq!((inbound.path.as_str(), inbound.correlation_id.as_str()), ("/salesforce/records", "req-1"));
+        let mut other = serde_json::from_str::<serde_json::Value>(raw).unwrap();
+        other["source"] = "aws.events".into();
+        assert!(matches!(invoked(&other.to_string()), Err(InvocationError::NotEventRelay(_))));
+    }
+
+    #[test]
+    fn a_reply_becomes_an_http_api_response_and_a_change_event_to_retry_an_error() {
+        let response = to_http_api_response(Reply::message(503, "busy", "try later").with_header("retry-after", "5"));
+        assert_eq!(response["statusCode"], 503);
+        assert_eq!(response["headers"]["retry-after"], "5");
+        assert!(response["body"].as_str().unwrap().contains("try later"));
+        use shared::handler::sfdc_to_pd::{ChangeEventReply, Summary};
+        let retry = Summary { received: 2, not_accepted: vec!["5005g00000CDCA1AAA".into()], ..Summary::default() };
+        assert!(change_event_result(ChangeEventReply::Retry(retry)).is_err(), "EventBridge must deliver it again");
+        assert!(change_event_result(ChangeEventReply::Accepted(Summary::default())).is_ok());
     }
 
     #[test]

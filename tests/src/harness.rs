@@ -441,6 +441,13 @@ impl Harness {
         sfdc_to_pd::handle(&self.ctx, request).await
     }
 
+    /// An EventBridge invocation with `event` (an Event Relay change event), due in 10 s, as
+    /// the Lambda adapter hands it to the function.
+    pub async fn change_event(&self, event: &Value) -> sfdc_to_pd::ChangeEventReply {
+        let request = self.request(sfdc_to_pd::CHANGE_EVENT_ROUTE, &event.to_string(), vec![]);
+        sfdc_to_pd::handle_change_event(&self.ctx, request).await
+    }
+
     /// A `POST` of `body` to `path`, due in 10 s.
     pub fn request(&self, path: &str, body: &str, headers: Vec<(String, String)>) -> InboundRequest {
         InboundRequest {

@@ -89,7 +89,18 @@ pub fn salesforce_echo(salesforce: SalesforcePort<'_>, change: &Change) -> Optio
         salesforce.integration_user,
         salesforce.integration_user_id,
     );
+    // A change event names the API call's options and the committing user in its header.
+    let origin = crate::handler::change_event::header_str(change, "changeOrigin");
+    let commit_user = crate::handler::change_event::header_str(change, "commitUser");
+    let by = by.or_else(|| {
+        let own_user = !salesforce.integration_user_id.is_empty()
+            && commit_user.is_some_and(|u| crate::salesforce::id::same_id(u, salesforce.integration_user_id));
+        own_user.then_some(IntegrationUser::ById)
+    });
     let reason = match by {
+        None if origin.is_some_and(crate::salesforce::change_event::is_own_origin) => {
+            format!("{MADE_BY_THE_BRIDGE} (changeOrigin {}): not sent back", crate::salesforce::CALL_OPTIONS)
+        }
         Some(IntegrationUser::ByName) => "changed by the integration user: not sent back".to_string(),
         Some(IntegrationUser::ById) => {
             format!("last modified by the integration user ({}): not sent back", salesforce.integration_user_id)

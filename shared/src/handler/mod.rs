@@ -1,6 +1,7 @@
 //! The three functions' logic, free of AWS: each `main.rs` turns its Lambda event into these
 //! types, calls in here, and turns the answer back.
 
+pub mod change_event;
 pub mod console;
 pub mod context;
 pub mod echo;

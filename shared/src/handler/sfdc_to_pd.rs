@@ -6,8 +6,10 @@
 //! PagerDuty → audit. Records that cannot be finished now are queued; the post is answered 2xx
 //! (or `<Ack>true</Ack>`) only once every record is applied or safely queued.
 
+use super::change_event;
 use super::console;
 use crate::salesforce::ObjectName;
+use crate::salesforce::change_event::HEADER;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -121,6 +123,8 @@ pub enum Route {
     ApexTrigger,
     /// `POST /salesforce/outbound-message`.
     OutboundMessage,
+    /// Change Data Capture through Event Relay (an EventBridge rule).
+    ChangeEvent,
     /// No route: a reconcile run or one of its repairs ([`crate::reconcile::EVENT_ID_PREFIX`]).
     Reconcile,
 }
@@ -136,6 +140,7 @@ impl Route {
             Direction::SalesforceToPagerduty if event_id.starts_with(OUTBOUND_MESSAGE_EVENT_PREFIX) => {
                 Route::OutboundMessage
             }
+            Direction::SalesforceToPagerduty if change_event::is_change_event(event_id) => Route::ChangeEvent,
             Direction::SalesforceToPagerduty => Route::ApexTrigger,
         }
     }
@@ -146,6 +151,7 @@ impl Route {
             Route::PagerdutyWebhook => "pagerduty_webhook",
             Route::ApexTrigger => "apex_trigger",
             Route::OutboundMessage => "outbound_message",
+            Route::ChangeEvent => "change_event",
             Route::Reconcile => "reconcile",
         }
     }
@@ -395,6 +401,61 @@ pub async fn handle_outbound_message(ctx: &Context, request: InboundRequest) -> 
     }
 }
 
+/// What an EventBridge invocation of a change event came to.
+#[derive(Debug)]
+pub enum ChangeEventReply {
+    /// Every record applied or safely queued (or the event was a duplicate).
+    Accepted(Summary),
+    /// Refused before anything was read of it (another org's, not a change event): nothing
+    /// written; EventBridge must not deliver it again.
+    Refused(crate::salesforce::change_event::ChangeEventError),
+    /// Some records could not be made safe now: the invocation must fail so that EventBridge
+    /// delivers the event again (then its rule target's DLQ). Accepted records dedupe.
+    Retry(Summary),
+}
+
+/// An EventBridge event from the Event Relay partner bus (`body`: the event's JSON as it
+/// arrived; `request` names the invocation). The bus's rule matches our org's source only, and
+/// the source is checked again here: the org id is what authenticates it, with IAM (only the
+/// partner bus's rule can invoke the function).
+pub async fn handle_change_event(ctx: &Context, request: InboundRequest) -> ChangeEventReply {
+    use crate::salesforce::change_event::{ChangeEvent, ChangeEventError};
+    let started = ctx.clock.now();
+    metrics::event_received();
+    let event = match ChangeEvent::parse(&request.body, ctx.settings.org_id.as_ref()) {
+        Ok(event) => event,
+        Err(err @ (ChangeEventError::ForeignOrg { .. } | ChangeEventError::Source(_))) => {
+            metrics::event_rejected("org_mismatch");
+            tracing::warn!(correlation_id = %request.correlation_id, reason = %err, "change event refused");
+            return ChangeEventReply::Refused(err);
+        }
+        Err(err) => {
+            // Of our org, but unusable: kept for review, as an unusable Outbound Message is.
+            let kept = steps::keep_rejected(
+                ctx.stores.audit.as_ref(),
+                ctx.clock.as_ref(),
+                Direction::SalesforceToPagerduty,
+                &request,
+                "change-event",
+                &err.to_string(),
+            )
+            .await;
+            return match kept {
+                Ok(()) => ChangeEventReply::Refused(err),
+                Err(_) => ChangeEventReply::Retry(Summary::default()),
+            };
+        }
+    };
+    let changes = change_event::changes_of_change_event(event);
+    let concurrency = ctx.settings.record_concurrency;
+    let summary = accept_all(ctx.dispatch(), ctx.pipeline(), concurrency, changes, &request, started).await;
+    metrics::route_accepted(CHANGE_EVENT_ROUTE, summary.accepted());
+    if summary.not_accepted.is_empty() { ChangeEventReply::Accepted(summary) } else { ChangeEventReply::Retry(summary) }
+}
+
+/// The route name of change events in metrics (no HTTP path: an EventBridge rule).
+pub const CHANGE_EVENT_ROUTE: &str = "eventbridge:change-event";
+
 /// Authentic but unusable: the same bytes will never parse, and a fault would only make
 /// Salesforce send them again for 24 hours. Keep the payload for review and acknowledge it.
 async fn reject_outbound_message(
@@ -582,6 +643,21 @@ async fn attempt(
         Ok(rules) => rules,
         Err(attempt) => return attempt,
     };
+    // A change event names only what changed: completed, under the record's lease, from what
+    // the bridge saw of it (or, for a gap, from the record as it is now).
+    let completed;
+    let change = if change_event::is_change_event(&accepted.event_id) {
+        let seen = state.seen.as_ref().filter(|_| order == Subject::Record(change.id.to_string()));
+        match complete_change_event(salesforce, ports, min_time_left, deadline, change, seen).await {
+            Ok(done) => {
+                completed = done;
+                &completed
+            }
+            Err(attempt) => return attempt,
+        }
+    } else {
+        change
+    };
     // What the record shows now is the old value of its next change; a change the bridge had
     // seen a newer one of (stale) leaves the newer one. A reconcile repair's old values are made
     // up (what the bridge saw, a gap's start): they show no gap, and the gap it covers is gone.
@@ -628,6 +704,39 @@ async fn link_own_creation(
         created_by_rule: Some(rule.to_string()),
     };
     ports.links.put_link(&link).await.map_err(store_failure)
+}
+
+/// A change event's record with its old values (the last seen) and all the values the bridge
+/// knows; a gap event's record read again first (one API call, within the breaker and the
+/// API usage pause).
+async fn complete_change_event(
+    salesforce: crate::handler::ports::SalesforcePort<'_>,
+    ports: steps::SubjectPorts<'_>,
+    min_time_left: std::time::Duration,
+    deadline: Option<DateTime<Utc>>,
+    change: &Change,
+    seen: Option<&Seen>,
+) -> Result<Change, Attempt> {
+    if !change_event::change_type(change).is_some_and(|t| t.is_gap()) {
+        return Ok(change_event::with_last_seen(change, seen));
+    }
+    if let Some(deferred) = steps::hold_back(salesforce.breaker, ports.clock, min_time_left, deadline, 0).await {
+        return Err(deferred);
+    }
+    match change_event::reread(salesforce.client, change).await {
+        Ok(record) => {
+            let _ = salesforce.watch_usage().await;
+            // Gone: only the header is left (a rule on `ChangeEventHeader.changeType` sees it).
+            let new = record.unwrap_or_else(|| {
+                change.new.iter().filter(|(k, _)| k.as_str() == HEADER).map(|(k, v)| (k.clone(), v.clone())).collect()
+            });
+            Ok(change_event::with_last_seen(&Change { new, ..change.clone() }, seen))
+        }
+        Err(err) => {
+            salesforce.report_failure(&err).await;
+            Err(change_event::reread_failed(&err, change.occurred_at))
+        }
+    }
 }
 
 /// How long an echo waits, in turn, for its record held by another event before it keeps nothing.

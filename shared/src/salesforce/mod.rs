@@ -10,11 +10,13 @@
 //! - [`error`]: [`SalesforceError`] and its transient / permanent / auth / bad-input classification.
 //! - [`time`]: the one date-time parser, for every form Salesforce writes.
 //! - [`trigger_post`]: the post our Apex trigger sends.
+//! - [`change_event`]: Change Data Capture events through Event Relay (EventBridge).
 //! - [`signature`]: how that post (and an Outbound Message's URL) is authenticated.
 //! - [`outbound_message`]: Outbound Message SOAP parsing and the ack / fault answers.
 
 pub mod auth;
 pub mod case_comment;
+pub mod change_event;
 pub mod client;
 pub mod composite;
 pub mod error;

@@ -17,6 +17,7 @@
 
 mod auth;
 mod body;
+pub mod cdc;
 mod composite;
 pub mod emit;
 mod errors;

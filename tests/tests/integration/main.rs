@@ -11,6 +11,7 @@
 mod aws_dynamodb;
 mod aws_secrets;
 mod aws_sqs;
+mod cdc;
 mod change_keys;
 mod console;
 mod copies;
