@@ -74,7 +74,10 @@ PARAMETERS = {
     "LogRetentionDays": "14",
     "RetryMaxReceiveCount": "7",
     "TableDeletionProtection": "false",
-    # Every condition true, so that every resource is created (or shows up as a moto gap).
+    # Every condition true, so that every resource is created (or shows up as a moto gap), but
+    # ChangeEventsOn: moto's CloudFormation reads a partner bus name's last '/' segment as the
+    # bus ("Event bus 0YLRM... does not exist"), so SalesforceEventBusName stays empty here and
+    # cfn-lint (make lint) checks those resources.
     "OutboundMessages": "Enabled",
     "AlarmEmail": "oncall@acme.test",
     "PagerDutySev1IntegrationUrl": "https://events.pagerduty.com/integration/0123456789abcdef0123456789abcdef/enqueue",
@@ -244,7 +247,8 @@ def check(template_path):
     cfn = clients("cloudformation")
     summaries = cfn.list_stack_resources(StackName=STACK)["StackResourceSummaries"]
     physical = {r["LogicalResourceId"]: r.get("PhysicalResourceId") for r in summaries if r["LogicalResourceId"]}
-    skipped = {resources[k]["Type"] for k in resources if k not in physical}
+    skipped = {resources[k]["Type"] for k in resources
+               if k not in physical and resources[k].get("Condition") != "ChangeEventsOn"}
     failures.equal(skipped, UNSUPPORTED_TYPES,
                    "resource types moto's CloudFormation did not create (a new one: the template uses a type moto "
                    "lacks; one gone: moto learnt it, check it on the moto side)")
