@@ -684,17 +684,7 @@ fn resolve<'a>(field: &Field, subject: &Subject<'a>) -> Seen<'a> {
                 PdField::ConferenceUrl => Some(&i.conference_url),
                 PdField::ConferenceNumber => Some(&i.conference_number),
                 PdField::Agent => e.agent.as_deref(),
-                PdField::Responder => Some(&a.responder),
-                PdField::ResponderMessage => Some(&a.responder_message),
-                PdField::ResponderState => Some(&a.responder_state),
-                PdField::Workflow => Some(&a.workflow),
-                PdField::AutomationAction => Some(&a.automation_action),
-                PdField::ActionState => Some(&a.action_state),
-                PdField::Task => Some(&a.task),
-                PdField::TaskStatus => Some(&a.task_status),
-                PdField::Role => Some(&a.role),
-                PdField::RoleAssignee => Some(&a.role_assignee),
-                PdField::CustomFieldsChanged => Some(&a.custom_fields_changed),
+                activity => a.fact(*activity),
             };
             text.map_or(Seen::Absent, Seen::Text)
         }

@@ -3,6 +3,7 @@
 //! The handlers build these from the Apex post and the v3 webhook after they looked up links;
 //! `syncctl rules test` reads them from JSON files (`events/rules/*.event.json`).
 
+use crate::rules::document::PdField;
 use crate::salesforce::ObjectName;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -125,6 +126,27 @@ pub struct ActivityFacts {
     pub role_assignee: String,
     /// `incident.custom_field_values.updated`: the names of the fields that changed.
     pub custom_fields_changed: String,
+}
+
+impl ActivityFacts {
+    /// The fact `field` names (`pagerduty.responder` in a condition, `{{event.responder}}` in a
+    /// template); `None` for a field that is not one of these.
+    pub(crate) fn fact(&self, field: PdField) -> Option<&str> {
+        Some(match field {
+            PdField::Responder => &self.responder,
+            PdField::ResponderMessage => &self.responder_message,
+            PdField::ResponderState => &self.responder_state,
+            PdField::Workflow => &self.workflow,
+            PdField::AutomationAction => &self.automation_action,
+            PdField::ActionState => &self.action_state,
+            PdField::Task => &self.task,
+            PdField::TaskStatus => &self.task_status,
+            PdField::Role => &self.role,
+            PdField::RoleAssignee => &self.role_assignee,
+            PdField::CustomFieldsChanged => &self.custom_fields_changed,
+            _ => return None,
+        })
+    }
 }
 
 /// A Salesforce record linked to the incident.

@@ -2,7 +2,8 @@
 
 use crate::model::Direction;
 
-use super::event::{IncidentEvent, RecordEvent};
+use super::document::{PD_FIELDS, PdField};
+use super::event::{ActivityFacts, IncidentEvent, RecordEvent};
 use super::value::{lookup, push_value_text};
 
 /// A parsed template: literal text and variables.
@@ -44,59 +45,12 @@ enum Var {
     EventOccurredAt,
     NoteContent,
     StatusUpdateMessage,
-    /// A fact of [`crate::rules::event::ActivityFacts`], by its name after `event.`.
-    Activity(ActivityFact),
+    /// A fact of [`crate::rules::event::ActivityFacts`], by its condition field's name after
+    /// `event.` (`{{event.responder}}` as `pagerduty.responder`).
+    Activity(PdField),
     RecordId,
     RecordObject,
     RecordField(Vec<String>),
-}
-
-/// The facts of the other v3 incident events, as `{{event.NAME}}`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ActivityFact {
-    Responder,
-    ResponderMessage,
-    ResponderState,
-    Workflow,
-    AutomationAction,
-    ActionState,
-    Task,
-    TaskStatus,
-    Role,
-    RoleAssignee,
-    CustomFieldsChanged,
-}
-
-const ACTIVITY_FACTS: &[(&str, ActivityFact)] = &[
-    ("event.responder", ActivityFact::Responder),
-    ("event.responder_message", ActivityFact::ResponderMessage),
-    ("event.responder_state", ActivityFact::ResponderState),
-    ("event.workflow", ActivityFact::Workflow),
-    ("event.automation_action", ActivityFact::AutomationAction),
-    ("event.action_state", ActivityFact::ActionState),
-    ("event.task", ActivityFact::Task),
-    ("event.task_status", ActivityFact::TaskStatus),
-    ("event.role", ActivityFact::Role),
-    ("event.role_assignee", ActivityFact::RoleAssignee),
-    ("event.custom_fields_changed", ActivityFact::CustomFieldsChanged),
-];
-
-impl ActivityFact {
-    fn of(self, a: &crate::rules::event::ActivityFacts) -> &str {
-        match self {
-            ActivityFact::Responder => &a.responder,
-            ActivityFact::ResponderMessage => &a.responder_message,
-            ActivityFact::ResponderState => &a.responder_state,
-            ActivityFact::Workflow => &a.workflow,
-            ActivityFact::AutomationAction => &a.automation_action,
-            ActivityFact::ActionState => &a.action_state,
-            ActivityFact::Task => &a.task,
-            ActivityFact::TaskStatus => &a.task_status,
-            ActivityFact::Role => &a.role,
-            ActivityFact::RoleAssignee => &a.role_assignee,
-            ActivityFact::CustomFieldsChanged => &a.custom_fields_changed,
-        }
-    }
 }
 
 /// The names `{{...}}` accepts, for error messages.
@@ -176,7 +130,11 @@ fn parse_var(name: &str, direction: Direction) -> Result<Var, String> {
         "incident.conference_number" => Some(Var::IncidentConferenceNumber),
         _ => match name.strip_prefix("incident.custom_fields.") {
             Some(field) if !field.is_empty() => Some(Var::IncidentCustomField(field.to_string())),
-            _ => ACTIVITY_FACTS.iter().find(|(n, _)| *n == name).map(|(_, f)| Var::Activity(*f)),
+            _ => name
+                .strip_prefix("event.")
+                .and_then(|n| PD_FIELDS.iter().find(|(field, _)| *field == n))
+                .filter(|(_, f)| ActivityFacts::default().fact(*f).is_some())
+                .map(|(_, f)| Var::Activity(*f)),
         },
     };
     match (direction, pd) {
@@ -249,7 +207,7 @@ fn write_var(var: &Var, ctx: &Context<'_>, out: &mut String) {
                 Var::IncidentType => &i.incident_type,
                 Var::IncidentConferenceUrl => &i.conference_url,
                 Var::IncidentConferenceNumber => &i.conference_number,
-                Var::Activity(fact) => fact.of(&e.activity),
+                Var::Activity(field) => e.activity.fact(*field).unwrap_or_default(),
                 Var::EventType => &e.event_type,
                 Var::EventAgent => e.agent.as_deref().unwrap_or_default(),
                 Var::EventOccurredAt => &e.occurred_at,

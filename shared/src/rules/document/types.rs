@@ -131,7 +131,7 @@ pub enum PdField {
     CustomFieldsChanged,
 }
 
-pub(super) const PD_FIELDS: &[(&str, PdField)] = &[
+pub(crate) const PD_FIELDS: &[(&str, PdField)] = &[
     ("event_type", PdField::EventType),
     ("title", PdField::Title),
     ("status", PdField::Status),
