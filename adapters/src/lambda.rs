@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(response["headers"]["retry-after"], "5");
         assert!(response["body"].as_str().unwrap().contains("try later"));
         use shared::handler::sfdc_to_pd::{ChangeEventReply, Summary};
-        let retry = Summary { received: 2, not_accepted: vec!["5005g00000CDCA1AAA".into()], ..Summary::default() };
+        let retry = Summary { received: 2, not_accepted: vec!["5005g00000CDCA1AAP".into()], ..Summary::default() };
         assert!(change_event_result(ChangeEventReply::Retry(retry)).is_err(), "EventBridge must deliver it again");
         assert!(change_event_result(ChangeEventReply::Accepted(Summary::default())).is_ok());
     }

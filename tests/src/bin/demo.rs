@@ -85,6 +85,16 @@ const ORDER: &[&str] = &[
     "pd-to-sfdc/malformed-but-signed",
 ];
 
+/// Change Data Capture events from Event Relay (EventBridge invokes the sfdc-to-pd function with
+/// them, not API Gateway), replayed after the HTTP story.
+const CHANGE_EVENT_SAMPLES: &[&str] = &[
+    "sfdc-to-pd/cdc-create",
+    "sfdc-to-pd/cdc-update",
+    "sfdc-to-pd/cdc-multi-record",
+    "sfdc-to-pd/cdc-delete",
+    "sfdc-to-pd/cdc-gap",
+];
+
 /// The retry function's samples (events/retry/), replayed after the story.
 const RETRY_SAMPLES: &[&str] = &["retry/sqs-batch", "retry/sqs-poison-message", "retry/reconcile-scheduled"];
 
@@ -173,6 +183,22 @@ async fn main() -> Result<(), String> {
             other => return Err(format!("{name}: unknown route {other}")),
         };
         println!("{:<48} {:>6}  {}", name, reply.status, summary(&reply));
+    }
+    println!();
+    println!("{:<48} {:>6}  result", "change event (EventBridge)", "");
+    for name in CHANGE_EVENT_SAMPLES {
+        let path = args.events.join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let event: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        let words = match h.change_event(&event).await {
+            sfdc_to_pd::ChangeEventReply::Accepted(s) => format!(
+                "accepted: received {} applied {} skipped {} duplicate {} stale {} queued {} dead-lettered {}",
+                s.received, s.applied, s.skipped, s.duplicate, s.stale, s.queued, s.dead_lettered
+            ),
+            sfdc_to_pd::ChangeEventReply::Refused(err) => format!("refused: {err}"),
+            sfdc_to_pd::ChangeEventReply::Retry(s) => format!("error, EventBridge delivers again: {s:?}"),
+        };
+        println!("{:<48} {:>6}  {}", name, "", words);
     }
     // The retry function's samples, as the SQS event source would deliver them: their envelopes
     // (the acknowledged incident, the Sev1 Case) were applied above, and the poison message is
