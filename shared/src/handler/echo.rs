@@ -80,24 +80,30 @@ async fn bridge_user_id(pagerduty: PagerdutyPort<'_>) -> Result<Option<String>, 
     }
 }
 
-/// `Some(Skipped)` when the integration user made the change (by the post's username or the
-/// record's `LastModifiedById`), or when it is a Case Comment the bridge wrote (its marker).
-pub fn salesforce_echo(salesforce: SalesforcePort<'_>, change: &Change) -> Option<Attempt> {
+/// Whether the integration user made the change: the post's username, the record's
+/// `LastModifiedById`, or a change event's `commitUser`. Unlike `changeOrigin`, which any API
+/// client can send, these are Salesforce's own account of who wrote.
+pub fn by_integration_user(salesforce: SalesforcePort<'_>, change: &Change) -> Option<IntegrationUser> {
     let by = loop_guard::integration_user_change(
         change.changed_by.as_deref(),
         change.new.get("LastModifiedById").and_then(Value::as_str),
         salesforce.integration_user,
         salesforce.integration_user_id,
     );
-    // A change event names the API call's options and the committing user in its header.
-    let origin = crate::handler::change_event::header_str(change, "changeOrigin");
     let commit_user = crate::handler::change_event::header_str(change, "commitUser");
-    let by = by.or_else(|| {
+    by.or_else(|| {
         let own_user = !salesforce.integration_user_id.is_empty()
             && commit_user.is_some_and(|u| crate::salesforce::id::same_id(u, salesforce.integration_user_id));
         own_user.then_some(IntegrationUser::ById)
-    });
-    let reason = match by {
+    })
+}
+
+/// `Some(Skipped)` when the integration user made the change (by the post's username or the
+/// record's `LastModifiedById`), or when it is a Case Comment the bridge wrote (its marker).
+pub fn salesforce_echo(salesforce: SalesforcePort<'_>, change: &Change) -> Option<Attempt> {
+    // A change event names the API call's options in its header.
+    let origin = crate::handler::change_event::header_str(change, "changeOrigin");
+    let reason = match by_integration_user(salesforce, change) {
         None if origin.is_some_and(crate::salesforce::change_event::is_own_origin) => {
             format!("{MADE_BY_THE_BRIDGE} (changeOrigin {}): not sent back", crate::salesforce::CALL_OPTIONS)
         }

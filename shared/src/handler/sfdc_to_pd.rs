@@ -618,7 +618,7 @@ async fn attempt(
 ) -> Attempt {
     let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     if let Some(echo) = echo::salesforce_echo(salesforce, change) {
-        if let Err(failed) = link_own_creation(ports, rules, change).await {
+        if let Err(failed) = link_own_creation(ports, salesforce, rules, change).await {
             return failed;
         }
         see_own_write(ports, rules, Work { accepted, progress, hop }, change, deadline, subjects).await;
@@ -689,10 +689,13 @@ async fn attempt(
 /// link twice changes nothing; a failure to write it is retried like any other.
 async fn link_own_creation(
     ports: steps::SubjectPorts<'_>,
+    salesforce: crate::handler::ports::SalesforcePort<'_>,
     rules: &crate::rules::cache::RulesCache,
     change: &Change,
 ) -> Result<(), Attempt> {
-    if !change.is_new {
+    // Only Salesforce's word that the integration user wrote it: a `changeOrigin` any API client
+    // can send must not make a person's record the bridge's.
+    if !change.is_new || echo::by_integration_user(salesforce, change).is_none() {
         return Ok(());
     }
     let Ok(rules) = rules.current().await else { return Ok(()) };

@@ -263,8 +263,10 @@ impl Rules {
                 }) if o == object => {
                     let value = fields.get(external_id_field)?.as_str()?;
                     let (incident, _) = value.rsplit_once(':')?;
-                    (external_id(incident, &rule.name) == value)
-                        .then(|| (IncidentId::from(incident), rule.name.as_str()))
+                    // The id becomes a store key and an API path: what cannot be one is not ours.
+                    let ours = crate::pagerduty::webhook::is_pagerduty_id(incident)
+                        && external_id(incident, &rule.name) == value;
+                    ours.then(|| (IncidentId::from(incident), rule.name.as_str()))
                 }
                 _ => None,
             })

@@ -286,3 +286,37 @@ async fn random_deliveries_match_the_model() {
         }
     }
 }
+
+/// Anyone can send `Sforce-Call-Options: client=pd-sfdc-sync`: a person's Case that carries an
+/// incident's external id and that origin is skipped as the bridge's, but it does not get linked
+/// to the incident (only Salesforce's `commitUser` or `LastModifiedById` says the bridge wrote).
+#[tokio::test]
+async fn a_spoofed_bridge_origin_links_nothing() {
+    let rules = r#"
+rulesets:
+  - name: PD > SFDC
+    enabled: true
+    rules:
+      - name: trigger-opens-case
+        direction: pagerduty_to_salesforce
+        object: Case
+        applies_to: new_only
+        conditions:
+          - {field: pagerduty.event_type, operator: equals, value: trigger}
+        actions:
+          - create_record:
+              object: Case
+              fields: {Subject: "{{incident.title}}"}
+              external_id_field: PagerDuty_Incident_Key__c
+"#;
+    let h = Harness::start(rules).await;
+    let mut header = Header::new("Case", "CREATE", &[CASE], T0, "tx-spoof");
+    header.origin = format!("com/salesforce/api/rest/62.0;{}", shared::salesforce::CALL_OPTIONS);
+    let key = shared::rules::external_id("PINCSPOOF1", "trigger-opens-case");
+    let event =
+        cdc::event(ORG_ID, &header, &fields(json!({"Subject": "Not the bridge's", "PagerDuty_Incident_Key__c": key})));
+    let summary = accepted(h.change_event(&event).await);
+    assert_eq!(summary.skipped, 1, "skipped as the bridge's own change: {summary:?}");
+    let links = h.stores.links.records_for_incident("PINCSPOOF1").await.unwrap();
+    assert!(links.is_empty(), "a person's record is not linked to the incident: {links:?}");
+}
