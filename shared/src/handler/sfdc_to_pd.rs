@@ -18,6 +18,7 @@ use crate::handler::context::Context;
 use crate::handler::echo;
 use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
+use crate::handler::own_creation;
 use crate::handler::pagerduty_exec;
 use crate::handler::ports::Pipeline;
 use crate::handler::settle::{Attempt, Dispatch, Subjects, store_failure};
@@ -618,7 +619,7 @@ async fn attempt(
 ) -> Attempt {
     let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     if let Some(echo) = echo::salesforce_echo(salesforce, change) {
-        if let Err(failed) = link_own_creation(ports, salesforce, rules, change).await {
+        if let Err(failed) = own_creation::link_echo(ports, salesforce, rules, change).await {
             return failed;
         }
         see_own_write(ports, rules, Work { accepted, progress, hop }, change, deadline, subjects).await;
@@ -630,7 +631,7 @@ async fn attempt(
     if let Err(held) = steps::take_subject(ports, accepted.lease_holder(hop), subjects, &order, deadline).await {
         return held;
     }
-    let state = match steps::subject_state(ports, &order).await {
+    let mut state = match steps::subject_state(ports, &order).await {
         Ok(state) => state,
         Err(attempt) => return attempt,
     };
@@ -666,7 +667,22 @@ async fn attempt(
         let fields = rules.rules.fields_compared_with_old(&change.object);
         subjects.seen = seen_after(state.seen.as_ref(), change, accepted.occurred_at, &fields, repair);
     }
-    let input = record_event(change, subjects.incidents.clone());
+    let mut input = record_event(change, subjects.incidents.clone());
+    // Nothing linked, and a rule needs a link: the record may be one the bridge created whose
+    // creating event has not settled (see `own_creation`).
+    if state.links.is_empty() && !subjects.opening && !state.opened && steps::needs_link(&rules.rules.plan(&input)) {
+        let record_id = change.linked_record_id();
+        let reading = own_creation::Reading { rules: &rules.rules, change, record_id, min_time_left, deadline };
+        match own_creation::link_by_reading(ports, salesforce, progress, reading).await {
+            Ok(Some(link)) => {
+                subjects.incidents = vec![link.incident_id.to_string()];
+                state.links.push(link);
+                input = record_event(change, subjects.incidents.clone());
+            }
+            Ok(None) => {}
+            Err(attempt) => return attempt,
+        }
+    }
     let (evaluation, matched) = match steps::plan(ports, &rules, &input, accepted, progress, &state, subjects.opening) {
         Ok(planned) => planned,
         Err(attempt) => return attempt,
@@ -681,32 +697,6 @@ async fn attempt(
     subjects.add_links(&execution.linked);
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     execution.into_attempt(matched, 0)
-}
-
-/// The echo of a record the bridge created for an incident links it, as the creating event
-/// would on settling: that event, its answer lost, may wait in the retry queue longer than a
-/// comment on the new Case waits for the link (issue 20's seed 8432 lost one so). Writing the
-/// link twice changes nothing; a failure to write it is retried like any other.
-async fn link_own_creation(
-    ports: steps::SubjectPorts<'_>,
-    salesforce: crate::handler::ports::SalesforcePort<'_>,
-    rules: &crate::rules::cache::RulesCache,
-    change: &Change,
-) -> Result<(), Attempt> {
-    // Only Salesforce's word that the integration user wrote it: a `changeOrigin` any API client
-    // can send must not make a person's record the bridge's.
-    if !change.is_new || echo::by_integration_user(salesforce, change).is_none() {
-        return Ok(());
-    }
-    let Ok(rules) = rules.current().await else { return Ok(()) };
-    let Some((incident_id, rule)) = rules.rules.created_by(&change.object, &change.new) else { return Ok(()) };
-    let link = crate::model::Link {
-        incident_id,
-        record: crate::model::RecordRef { object: change.object.clone(), id: change.id.as_str().into() },
-        created_at: ports.clock.now(),
-        created_by_rule: Some(rule.to_string()),
-    };
-    ports.links.put_link(&link).await.map_err(store_failure)
 }
 
 /// A change event's record with its old values (the last seen) and all the values the bridge

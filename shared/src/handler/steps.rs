@@ -151,7 +151,7 @@ pub fn wait_for_opening(
     opening: bool,
     evaluation: &Evaluation,
 ) -> Option<Attempt> {
-    let needs_link = evaluation.explanation.rules.iter().any(|r| r.skipped == Some(SkipReason::NoLink));
+    let needs_link = needs_link(evaluation);
     let waited = (ports.clock.now() - accepted.accepted_at).to_std().unwrap_or_default();
     let waits = needs_link && !opening && !state.opened && state.links.is_empty() && waited < OPENING_WAIT;
     // Each wait as long as all the waits before it (15 s, 30 s, 1 min, ...): a record that existed
@@ -163,6 +163,11 @@ pub fn wait_for_opening(
         actions: vec![],
         api_calls: 0,
     })
+}
+
+/// A rule would act on the subject's links, and there are none.
+pub fn needs_link(evaluation: &Evaluation) -> bool {
+    evaluation.explanation.rules.iter().any(|r| r.skipped == Some(SkipReason::NoLink))
 }
 
 /// The current rules (cached), or the attempt that says why there are none.

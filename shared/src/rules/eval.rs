@@ -273,6 +273,29 @@ impl Rules {
         })
     }
 
+    /// The fields of `object` in which link-making `create_record` rules write their external id
+    /// ([`Self::created_by`] reads them back), sorted, each once: what a record must be read for
+    /// to tell whether the bridge created it.
+    pub fn creation_id_fields(&self, object: &ObjectName) -> Vec<String> {
+        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
+        let mut fields: Vec<String> = rules
+            .filter(|r| r.direction == Direction::PagerdutyToSalesforce)
+            .flat_map(|rule| &rule.actions)
+            .filter_map(|action| match action {
+                ActionSpec::Salesforce(SalesforceSpec::CreateRecord {
+                    object: o,
+                    external_id_field,
+                    link: true,
+                    ..
+                }) if o == object => Some(external_id_field.clone()),
+                _ => None,
+            })
+            .collect();
+        fields.sort();
+        fields.dedup();
+        fields
+    }
+
     /// `of` each enabled rule of `direction` on `object`, sorted, each field once.
     fn fields_of(&self, direction: Direction, object: &ObjectName, of: impl Fn(&Rule) -> Vec<String>) -> Vec<String> {
         let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);

@@ -543,6 +543,9 @@ fn a_created_record_names_the_incident_and_rule_that_created_it_by_its_external_
     assert_eq!(rules.created_by(&"Case".into(), &fields(&external_id("Q1INC", "r"))), None, "another object");
     let unlinked = p2s_action(&create.replace("PD_Key__c}", "PD_Key__c, link: false}"));
     assert_eq!(unlinked.created_by(&"Escalation__c".into(), &fields(&external_id("Q1INC", "r"))), None, "link: false");
+    assert_eq!(rules.creation_id_fields(&"Escalation__c".into()), ["PD_Key__c"]);
+    assert!(rules.creation_id_fields(&"Case".into()).is_empty(), "no rule creates a Case");
+    assert!(unlinked.creation_id_fields(&"Escalation__c".into()).is_empty(), "an unlinked creation names nothing");
 }
 
 #[test]

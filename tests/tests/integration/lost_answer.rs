@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 use shared::clock::Clock;
 use shared::handler::http::InboundRequest;
 use shared::handler::{pd_to_sfdc, sfdc_to_pd};
+use shared::model::Outcome;
+use shared::retry::dlq;
 use shared::store::{BreakerState, LinkStore};
 use sim::faults::FaultKind;
 use sim::harness::{
@@ -523,15 +525,10 @@ fn insert_post(h: &Harness, object: &str, id: &str, username: &str) -> Value {
     })
 }
 
-/// The Case the trigger opened, its answer lost, and Salesforce unavailable to the trigger's
-/// retries for longer than a comment waits for its Case's link: the comments an agent writes on
-/// the new Case meanwhile still become notes. The bridge's own insert of the Case came back as an
-/// echo naming its incident (its external id), and that links it (issue 20's seed 8432, where the
-/// comment gave up waiting 15 s before the trigger settled, and was lost).
-#[tokio::test]
-async fn comments_on_a_case_whose_creation_answer_was_lost_wait_for_no_retry() {
-    let h = Harness::start(CASE_AND_COMMENTS).await;
-    let t0 = h.clock.now();
+/// PagerDuty triggers an incident, the bridge opens its Case and Salesforce's answer is lost; the
+/// trigger's retries then meet a Salesforce that answers 503 to everything. Returns the incident,
+/// the trigger's delivery, the Case.
+async fn case_opened_with_its_answer_lost(h: &Harness) -> (String, String, String) {
     let trigger = async |title: &str| {
         let body = json!({"incident": {"type": "incident", "title": title,
             "service": {"id": "PSVC001", "type": "service_reference"}}});
@@ -546,26 +543,44 @@ async fn comments_on_a_case_whose_creation_answer_was_lost_wait_for_no_retry() {
     let reply = h.webhook(&triggered, "w1").await;
     assert!(queued(&reply), "the outcome is unknown: queued, {}", reply.body);
     let case_id = h.sf.records("Case")[1]["Id"].as_str().unwrap().to_string();
-    // Salesforce is down for the trigger's retries from now on.
     h.sf.fail_next(1000, FaultKind::ServerError);
+    (incident, triggered, case_id)
+}
 
+/// An agent's comment on `case_id`, as the Apex trigger posts it.
+async fn agent_comments(h: &Harness, case_id: &str, text: &str) {
     let agent = "agent@example.com";
-    let before_echo = h.sf.insert_record_as(
-        "CaseComment",
-        json!({"ParentId": case_id, "CommentBody": "Customer called back"}),
-        agent,
-    );
-    let reply = h.post_records(&insert_post(&h, "CaseComment", &before_echo, agent)).await;
+    let comment = h.sf.insert_record_as("CaseComment", json!({"ParentId": case_id, "CommentBody": text}), agent);
+    let reply = h.post_records(&insert_post(h, "CaseComment", &comment, agent)).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+/// No other Case, one link, and each comment one note, once Salesforce is back and all is settled.
+async fn settles_with_one_case_and_one_note_each(h: &Harness, incident: &str, case_id: &str, texts: &[&str]) {
+    h.sf.clear_queued_faults();
+    drain(h).await;
+    assert_eq!(h.sf.records("Case").len(), 2, "no other Case");
+    let links = h.store.records_for_incident(incident).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(), vec![case_id.to_string()]);
+    for text in texts {
+        assert_eq!(notes_with(h, incident, text), 1, "still one note of {text:?}");
+    }
+}
+
+/// The Case the trigger opened, its answer lost, and Salesforce unavailable to the trigger's
+/// retries for longer than a comment waits for its Case's link: the comments an agent writes on
+/// the new Case meanwhile still become notes. With Change Data Capture the bridge's own insert of
+/// the Case comes back as an echo naming its incident (its external id), and that links it
+/// (issue 20's seed 8432, where the comment gave up waiting 15 s before the trigger settled).
+#[tokio::test]
+async fn comments_on_a_case_whose_creation_answer_was_lost_wait_for_no_retry() {
+    let h = Harness::start(CASE_AND_COMMENTS).await;
+    let t0 = h.clock.now();
+    let (incident, triggered, case_id) = case_opened_with_its_answer_lost(&h).await;
+    agent_comments(&h, &case_id, "Customer called back").await;
     let echo = h.post_records(&insert_post(&h, "Case", &case_id, INTEGRATION_USER)).await;
     assert_eq!(echo.status, 200, "{}", echo.body);
-    let after_echo = h.sf.insert_record_as(
-        "CaseComment",
-        json!({"ParentId": case_id, "CommentBody": "Second site down too"}),
-        agent,
-    );
-    let reply = h.post_records(&insert_post(&h, "CaseComment", &after_echo, agent)).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    agent_comments(&h, &case_id, "Second site down too").await;
 
     // Twenty minutes of retries. Without the echo's link the trigger's retry would have to look
     // for its Case in Salesforce, which fails it every time, and the comments would give up.
@@ -580,15 +595,46 @@ async fn comments_on_a_case_whose_creation_answer_was_lost_wait_for_no_retry() {
         reason.starts_with("nothing left to do") && reason.contains(&format!("a Case is already linked ({case_id})")),
         "the trigger's retry finds its Case linked by the echo, with no Salesforce call: {reason}"
     );
+    settles_with_one_case_and_one_note_each(&h, &incident, &case_id, &["Customer called back", "Second site down too"])
+        .await;
+}
+
+/// The same without an echo, as the shipped Apex trigger (which never sends the integration
+/// user's writes) and a filtered Outbound Message behave: the comment reads its Case, which names
+/// the incident and was created by the integration user. While Salesforce cannot answer that read
+/// the comment is retried and then dead-lettered as any failed call is, never skipped when the
+/// ten minutes a change waits for its record's opening event are up.
+#[tokio::test]
+async fn comments_on_a_case_whose_creation_answer_was_lost_reach_its_incident_without_an_echo() {
+    let h = Harness::start(CASE_AND_COMMENTS).await;
+    let t0 = h.clock.now();
+    let (incident, _, case_id) = case_opened_with_its_answer_lost(&h).await;
+    agent_comments(&h, &case_id, "Customer called back").await;
+    h.drain_retries_until(Some(t0 + Duration::minutes(15)), 50).await;
+    let comment = h.store.audit_entries().into_iter().rev().find(|e| e.event_id.starts_with("sf:CaseComment")).unwrap();
+    assert_eq!(comment.outcome, Outcome::DeadLettered, "kept for a replay, not skipped: {:?}", comment.reason);
+    assert_eq!(notes_with(&h, &incident, "Customer called back"), 0, "Salesforce is still down");
 
     h.sf.clear_queued_faults();
+    agent_comments(&h, &case_id, "Second site down too").await;
+    let report = dlq::replay(h.dlq.as_ref(), h.retry_queue.as_ref(), &[], 100, |_, _| {}).await.unwrap();
+    assert_eq!(report.replayed.len(), 2, "the trigger and the first comment");
+    settles_with_one_case_and_one_note_each(&h, &incident, &case_id, &["Customer called back", "Second site down too"])
+        .await;
+}
+
+/// A person's Case whose external id names an incident as the bridge would is not linked: the
+/// integration user did not create it.
+#[tokio::test]
+async fn a_persons_case_naming_an_incident_is_not_linked_by_its_comments() {
+    let h = Harness::start(CASE_AND_COMMENTS).await;
+    let agent = "agent@example.com";
+    let key = shared::rules::external_id("Q1FORGED00AAAA", "trigger-opens-case");
+    let case_id =
+        h.sf.insert_record_as("Case", json!({"Subject": "Looks like ours", "PagerDuty_Incident_Key__c": key}), agent);
+    agent_comments(&h, &case_id, "Please escalate").await;
     drain(&h).await;
-    assert_eq!(h.sf.records("Case").len(), 2, "no other Case");
-    let links = h.store.records_for_incident(&incident).await.unwrap();
-    assert_eq!(links.iter().map(|l| l.record.id.to_string()).collect::<Vec<_>>(), vec![case_id]);
-    for text in ["Customer called back", "Second site down too"] {
-        assert_eq!(notes_with(&h, &incident, text), 1, "still one note of {text:?}");
-    }
+    assert!(h.store.records_for_incident("Q1FORGED00AAAA").await.unwrap().is_empty(), "no link");
 }
 
 fn triggered_event_id(delivery: &str) -> String {

@@ -1,0 +1,156 @@
+//! A record the bridge created for an incident is linked to that incident before the creating
+//! event settles.
+//!
+//! The creating event's answer may be lost: Salesforce committed the insert, the bridge never
+//! heard. The event then waits in the retry queue, for hours while Salesforce is down, and a
+//! change of the new record meanwhile (an agent's comment on the new Case) finds nothing linked.
+//! It would wait only [`steps::OPENING_WAIT`] for the link and then be skipped: lost (issue 20's
+//! seed 8432). The record itself says who made it: its external id names the incident and the
+//! rule ([`crate::rules::Rules::created_by`]), and the integration user created it.
+//! - The record's echo links it when it arrives ([`link_echo`]): Change Data Capture sends the
+//!   bridge's own writes back.
+//! - A change that needs the link and finds none reads the record once ([`link_by_reading`]):
+//!   the shipped Apex trigger and filtered Outbound Messages never send the bridge's writes back.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::class::Classify;
+use crate::handler::echo;
+use crate::handler::ports::SalesforcePort;
+use crate::handler::settle::{Attempt, FailureKind, store_failure};
+use crate::handler::sfdc_to_pd::Change;
+use crate::handler::steps;
+use crate::model::{Link, RecordRef};
+use crate::retry::envelope::Progress;
+use crate::rules::Rules;
+use crate::salesforce::{ObjectName, SalesforceError};
+
+/// The field that names a record's creator.
+const CREATED_BY_ID: &str = "CreatedById";
+
+/// The echo of a record the bridge created links it, as the creating event would on settling.
+/// Writing the link twice changes nothing; a failure to write it is retried like any other.
+pub async fn link_echo(
+    ports: steps::SubjectPorts<'_>,
+    salesforce: SalesforcePort<'_>,
+    rules: &crate::rules::cache::RulesCache,
+    change: &Change,
+) -> Result<(), Attempt> {
+    // Only Salesforce's word that the integration user wrote it: a `changeOrigin` any API client
+    // can send must not make a person's record the bridge's.
+    if !change.is_new || echo::by_integration_user(salesforce, change).is_none() {
+        return Ok(());
+    }
+    let Ok(rules) = rules.current().await else { return Ok(()) };
+    match link_of(&rules.rules, &change.object, change.id.as_str(), &change.new, ports.clock.now()) {
+        Some(link) => ports.links.put_link(&link).await.map_err(store_failure),
+        None => Ok(()),
+    }
+}
+
+/// What [`link_by_reading`] needs beyond the ports.
+pub struct Reading<'a> {
+    pub rules: &'a Rules,
+    /// The change that found nothing linked, and the record it follows (its own, or a Case
+    /// Comment's Case).
+    pub change: &'a Change,
+    pub record_id: &'a str,
+    pub min_time_left: std::time::Duration,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// The link of a record the bridge created, written now, when the record says so: its external
+/// id names an incident and a link-making rule, and the integration user created it. Read once
+/// per event (the answer cannot change: both are set by the insert) and only for an object such
+/// a rule creates; a change of the record itself that carries both fields costs no call.
+/// `Err` when the record cannot be read now: the event is retried like any failed call, for as
+/// long as the retry policy allows, not only as long as a change waits for its opening event.
+pub async fn link_by_reading(
+    ports: steps::SubjectPorts<'_>,
+    salesforce: SalesforcePort<'_>,
+    progress: &mut Progress,
+    reading: Reading<'_>,
+) -> Result<Option<Link>, Attempt> {
+    let Reading { rules, change, record_id, min_time_left, deadline } = reading;
+    let object = if record_id == change.id.as_str() { change.object.clone() } else { ObjectName::from("Case") };
+    let mut fields = rules.creation_id_fields(&object);
+    if fields.is_empty() || progress.creator_read {
+        return Ok(None);
+    }
+    let carried = record_id == change.id.as_str()
+        && fields.iter().chain([&CREATED_BY_ID.to_string()]).all(|f| change.new.contains_key(f));
+    let record = if carried {
+        change.new.clone()
+    } else {
+        if let Some(deferred) = steps::hold_back(salesforce.breaker, ports.clock, min_time_left, deadline, 0).await {
+            return Err(deferred);
+        }
+        fields.push(CREATED_BY_ID.into());
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        match salesforce.client.get_record(object.as_str(), record_id, Some(&names)).await {
+            Ok(record) => record,
+            Err(SalesforceError::Api { status: 404, .. }) => serde_json::Map::new(),
+            Err(err) => {
+                salesforce.report_failure(&err).await;
+                return Err(unreadable(&object, record_id, &err));
+            }
+        }
+    };
+    let own = match own_user_id(salesforce).await {
+        Ok(own) => own,
+        Err(err) => return Err(unreadable(&object, record_id, &err)),
+    };
+    progress.creator_read = true;
+    let by_bridge = own.as_deref().is_some_and(|own| {
+        record.get(CREATED_BY_ID).and_then(Value::as_str).is_some_and(|c| crate::salesforce::id::same_id(c, own))
+    });
+    let Some(link) = by_bridge.then(|| link_of(rules, &object, record_id, &record, ports.clock.now())).flatten() else {
+        return Ok(None);
+    };
+    ports.links.put_link(&link).await.map_err(store_failure)?;
+    tracing::info!(
+        record = record_id,
+        incident = %link.incident_id,
+        "the bridge created this record (its creating event has not settled): linked it"
+    );
+    Ok(Some(link))
+}
+
+/// The integration user's id: configured, or the session's (no call beyond the login).
+async fn own_user_id(salesforce: SalesforcePort<'_>) -> Result<Option<String>, SalesforceError> {
+    if !salesforce.integration_user_id.is_empty() {
+        return Ok(Some(salesforce.integration_user_id.to_string()));
+    }
+    salesforce.client.user_id().await
+}
+
+fn link_of(
+    rules: &Rules,
+    object: &ObjectName,
+    id: &str,
+    fields: &serde_json::Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Option<Link> {
+    let (incident_id, rule) = rules.created_by(object, fields)?;
+    Some(Link {
+        incident_id,
+        record: RecordRef { object: object.clone(), id: id.into() },
+        created_at: now,
+        created_by_rule: Some(rule.to_string()),
+    })
+}
+
+fn unreadable(object: &ObjectName, id: &str, err: &SalesforceError) -> Attempt {
+    Attempt::Failed {
+        kind: FailureKind::from(err.class()),
+        reason: format!(
+            "nothing is linked to {object} {id}, and whether the bridge created it (its creating event \
+             may be waiting in the retry queue) cannot be read now: {err}"
+        ),
+        rule: None,
+        rules: vec![],
+        actions: vec![],
+        api_calls: 1,
+    }
+}
