@@ -11,6 +11,9 @@
 //!   bridge's own writes back.
 //! - A change that needs the link and finds none reads the record once ([`link_by_reading`]):
 //!   the shipped Apex trigger and filtered Outbound Messages never send the bridge's writes back.
+//!
+//! For the same reason what the bridge wrote into a record it created is what it first saw of
+//! the record ([`see_created`]), not only what an echo shows.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -23,8 +26,9 @@ use crate::handler::sfdc_to_pd::Change;
 use crate::handler::steps;
 use crate::model::{Link, RecordRef};
 use crate::retry::envelope::Progress;
-use crate::rules::Rules;
+use crate::rules::{Action, PlannedAction, Rules, SalesforceAction};
 use crate::salesforce::{ObjectName, SalesforceError};
+use crate::store::{Lease, Seen, Subject, SubjectUpdate};
 
 /// The field that names a record's creator.
 const CREATED_BY_ID: &str = "CreatedById";
@@ -115,6 +119,50 @@ pub async fn link_by_reading(
         "the bridge created this record (its creating event has not settled): linked it"
     );
     Ok(Some(link))
+}
+
+/// What the bridge wrote into each record this execution created (`linked`) is what it first saw
+/// of the record ([`Seen`]), as of `at`, a time before the record existed (the write's start,
+/// or for one an earlier attempt made, the event's acceptance; whole seconds, as Salesforce
+/// stamps): the old values of its next change. Without it a
+/// person's change whose post the sender gave up on, followed by another, shows no gap for a
+/// reconcile run to repair. Kept only when the record's subject is free and has seen nothing
+/// yet (a change of it applied or waiting since knows better); a failure costs only that.
+pub async fn see_created(
+    ports: steps::SubjectPorts<'_>,
+    rules: &Rules,
+    holder: &str,
+    plan: &[PlannedAction],
+    linked: &[Link],
+    at: DateTime<Utc>,
+) {
+    for link in linked {
+        let written = plan.iter().find_map(|p| match &p.action {
+            Action::Salesforce(SalesforceAction::CreateRecord { object, fields, incident_id, .. })
+                if *object == link.record.object && *incident_id == link.incident_id =>
+            {
+                Some(fields)
+            }
+            _ => None,
+        });
+        let compared = rules.fields_compared_with_old(&link.record.object);
+        let Some(written) = written.filter(|_| !compared.is_empty()) else { continue };
+        let subject = Subject::Record(link.record.id.to_string());
+        let now = ports.clock.now();
+        let until = now + chrono::Duration::seconds(5);
+        if !matches!(ports.links.lease(&subject, holder, now, until).await, Ok(Lease::Acquired)) {
+            continue;
+        }
+        let first_sight =
+            ports.links.subject_state(&subject).await.is_ok_and(|s| s.seen.is_none() && s.pending.is_empty());
+        let at = crate::reconcile::cursor::whole_second(at);
+        let seen = first_sight.then(|| Seen { created: true, ..Seen::of(at, written, &compared) });
+        if let Err(err) =
+            ports.links.update_subject(&subject, Some(holder), &SubjectUpdate { seen, ..Default::default() }).await
+        {
+            tracing::warn!(error = %err, subject = %subject.key(), "could not keep what the bridge wrote into the record it created");
+        }
+    }
 }
 
 /// The integration user's id: configured, or the session's (no call beyond the login).

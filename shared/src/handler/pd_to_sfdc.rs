@@ -306,9 +306,18 @@ async fn attempt(
     }
     let plan = &evaluation.plan.0;
     let until = salesforce_exec::call_deadline(ports.clock, deadline, settle_margin);
+    let started = ports.clock.now();
+    // A record found by its external id was created by an earlier attempt, at a time unknown
+    // but after the event was accepted.
+    let (found, fresh): (Vec<_>, Vec<_>) =
+        plan.iter().cloned().partition(|p| progress.is_uncertain(&salesforce_exec::action_key(p)));
     let execution =
         salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, until).await;
     subjects.add_links(&execution.linked);
+    let holder = accepted.lease_holder(hop);
+    for (created, at) in [(&fresh, started), (&found, accepted.accepted_at)] {
+        crate::handler::own_creation::see_created(ports, &rules.rules, &holder, created, &execution.linked, at).await;
+    }
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     // Whose marks these are, for a reconcile run (see `rules::event_mark`). Marks move forward
     // only: a late copy of an older event of the type leaves the newer one's.

@@ -173,7 +173,7 @@ impl Compare for CompareRecord<'_> {
                 if let Some(old) = change.old.as_mut() {
                     for field in rules.rules.fields_the_bridge_sets(&c.object) {
                         if let Some(value) = change.new.get(&field)
-                            && (set_since_seen.contains(&field) || seen.is_none_or(|s| !s.contains_key(&field)))
+                            && (set_since_seen.contains(&field) || never_seen(state.seen.as_ref(), &field))
                         {
                             old.insert(field, value.clone());
                         }
@@ -190,6 +190,12 @@ impl Compare for CompareRecord<'_> {
         }
         .boxed()
     }
+}
+
+/// Whether the bridge never saw `field` of the record, so that the value there may be its own
+/// write from before: not when it created the record and saw it since (its marks tell its writes).
+fn never_seen(seen: Option<&crate::store::Seen>, field: &str) -> bool {
+    seen.is_none_or(|s| !s.fields.contains_key(field) && !s.created)
 }
 
 impl CompareRecord<'_> {

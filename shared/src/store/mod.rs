@@ -201,6 +201,10 @@ pub struct Seen {
     /// come back in parallel posts, in any order) and shows other values reveals one between.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first: Option<Before>,
+    /// The bridge created the record and saw it from then on: a field it did not write held what
+    /// Salesforce gave it, never a write of the bridge's before (those since are in its marks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
 }
 
 /// The fields a record held just before `at` (see [`Seen::first`]).
@@ -313,7 +317,7 @@ impl Seen {
             })
             .map(|gap| Self::with_kept(gap, previous))
             .or_else(|| previous.and_then(|p| p.gap.clone()));
-        Self { at, fields, since, gap, first }
+        Self { at, fields, since, gap, first, created: previous.is_some_and(|p| p.created) }
     }
 
     /// What is kept after a change at `at`, older than every change the bridge saw of the record

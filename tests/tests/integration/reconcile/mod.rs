@@ -856,6 +856,38 @@ async fn a_person_s_close_under_a_bridge_write_of_other_fields_is_repaired() {
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
 }
 
+/// The same for a Case the bridge created (for an incident on-call triggered), with the shipped
+/// Apex trigger, which never sends the bridge's own insert back: what the bridge wrote into it
+/// is what it saw of it, and the agent's close under a later write of the bridge is repaired
+/// (the explorer's seeds 19 and 89 once its Salesforce stopped sending the bridge's writes back).
+#[tokio::test]
+async fn a_person_s_close_of_a_case_the_bridge_created_under_its_later_write_is_repaired() {
+    let opens_case = "    rules:\n      - name: trigger-opens-case\n        direction: pagerduty_to_salesforce\n        object: Case\n        applies_to: new_only\n        conditions:\n          - {field: pagerduty.event_type, operator: equals, value: trigger}\n        actions:\n          - create_record: {object: Case, fields: {Subject: \"{{incident.title}}\", Priority: High}}\n";
+    let h = Harness::start(&RULES.replacen("    rules:\n", opens_case, 1)).await;
+    let who = oncall(&h);
+    let incident = who
+        .create_incident(&CreateIncident {
+            title: "Checkout down".into(),
+            service_id: "PSVC001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let triggered =
+        h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.triggered").unwrap();
+    let reply = h.webhook(&triggered.to_string(), "live-trigger").await;
+    assert_eq!(outcome(&reply), "applied", "{:?}", h.store.audit_entries().last().unwrap().reason);
+    let case = h.store.records_for_incident(&incident.id).await.unwrap()[0].record.id.to_string();
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident.id).unwrap()["status"], "resolved", "{report:#?}");
+}
+
 /// The agent raises the Case to Sev2 (the post is lost), then edits it again (delivered: the
 /// bridge sees it, and its old values show a Priority the bridge never saw change). The run
 /// compares the change between as the lost one and sets P2 (the explorer's seed 15).
