@@ -10,6 +10,7 @@ pub mod fixtures;
 pub mod harness;
 pub mod moto;
 pub mod pagerduty;
+pub mod refusing_queue;
 pub mod runtime_api;
 pub mod salesforce;
 mod server;

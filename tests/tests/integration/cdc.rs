@@ -151,6 +151,30 @@ async fn a_gap_whose_record_cannot_be_read_is_queued_not_lost() {
     assert_eq!(summary.queued, 1, "{summary:?}");
 }
 
+/// A change that can be neither applied nor queued now (PagerDuty answers 503, the retry queue
+/// is down) fails the invocation, so that Lambda invokes it again (then the change events' DLQ);
+/// that second invocation applies it, once.
+#[tokio::test]
+async fn a_change_that_cannot_be_made_safe_fails_the_invocation_and_its_retry_applies_it_once() {
+    let h = Harness::start(RULES).await;
+    let event = create(&[CASE], T0, "tx-1");
+    let refusing = h.instance_with_retry_queue(std::sync::Arc::new(sim::refusing_queue::RefusingQueue));
+    h.pd.fail_next(10, sim::faults::FaultKind::ServerError);
+    let request = h.request(shared::handler::sfdc_to_pd::CHANGE_EVENT_ROUTE, &event.to_string(), vec![]);
+    match shared::handler::sfdc_to_pd::handle_change_event(&refusing, request).await {
+        ChangeEventReply::Retry(summary) => assert_eq!(summary.not_accepted, [CASE], "{summary:?}"),
+        other => panic!("the invocation must fail: {other:?}"),
+    }
+    assert!(h.stores.links.incidents_for_record(CASE).await.unwrap().is_empty(), "nothing applied");
+
+    h.pd.clear_queued_faults();
+    let summary = accepted(h.change_event(&event).await);
+    assert_eq!(summary.applied, 1, "Lambda's retry applies it: {summary:?}");
+    incident_of(&h, CASE).await;
+    let again = accepted(h.change_event(&event).await);
+    assert_eq!(again.duplicate, 1, "and a third delivery changes nothing: {again:?}");
+}
+
 #[tokio::test]
 async fn the_same_change_delivered_again_changes_nothing() {
     let h = Harness::start(RULES).await;

@@ -21,6 +21,7 @@ use sim::faults::FaultKind;
 use sim::fixtures::PD_CASE_RULES;
 use sim::harness::{Harness, WEBHOOK_SECRET, delivery, incident_data, outcome};
 use sim::pagerduty::sign_v1;
+use sim::refusing_queue::RefusingQueue;
 
 /// The retry queue in front of the harness's memory queue: the first `stored_then_error` sends
 /// store the message and answer an error (SQS took it, the answer was lost); every send takes
@@ -295,31 +296,6 @@ async fn a_deferred_copy_erases_the_progress_of_its_event_and_the_resolution_not
         (1, false),
         "one close must be one resolution note; (notes, the deferred old copy erased the event's progress on its subject)"
     );
-}
-
-/// A retry queue whose sends all fail without storing anything (SQS unavailable).
-struct RefusingQueue;
-
-#[async_trait]
-impl Queue for RefusingQueue {
-    async fn send(&self, _: &str, _: StdDuration) -> Result<String, QueueError> {
-        Err(QueueError::Unavailable { operation: "SendMessage", message: "ServiceUnavailable".into() })
-    }
-    async fn receive(&self, _: usize, _: StdDuration) -> Result<Vec<ReceivedMessage>, QueueError> {
-        Ok(vec![])
-    }
-    async fn delete(&self, _: &str) -> Result<(), QueueError> {
-        Ok(())
-    }
-    async fn release(&self, _: &str) -> Result<(), QueueError> {
-        Ok(())
-    }
-    async fn approximate_depth(&self) -> Result<u64, QueueError> {
-        Ok(0)
-    }
-    async fn purge(&self) -> Result<(), QueueError> {
-        Ok(())
-    }
 }
 
 /// The same erasure on the live path, with no message stored twice: the close writes its note,
