@@ -35,6 +35,9 @@ const ORDER: &[&str] = &[
     "sfdc-to-pd/console-escalate",
     "sfdc-to-pd/console-status",
     "sfdc-to-pd/casecomment-insert",
+    // events/case_actions.py: a status update, then an incident custom field, from the Case.
+    "sfdc-to-pd/case-update-customer-notified",
+    "sfdc-to-pd/case-update-customer-impact",
     "sfdc-to-pd/case-update-closed",
     "sfdc-to-pd/custom-object-insert",
     "sfdc-to-pd/case-bulk-update-200",
