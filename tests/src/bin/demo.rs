@@ -245,13 +245,17 @@ async fn main() -> Result<(), String> {
     println!();
     println!("PagerDuty now holds {} incident(s):", h.pd.incidents().len());
     for incident in h.pd.incidents().iter().take(5) {
-        let notes = h.pd.notes(incident["id"].as_str().unwrap_or_default()).len();
+        let id = incident["id"].as_str().unwrap_or_default();
+        let fields = h.pd.custom_field_values(id);
+        let fields: Vec<String> = fields.iter().map(|(name, value)| format!("{name}={value}")).collect();
         println!(
-            "  {} [{}] {} ({} note(s))",
+            "  {} [{}] {} ({} note(s), {} status update(s){})",
             incident["id"].as_str().unwrap_or("?"),
             incident["status"].as_str().unwrap_or("?"),
             incident["title"].as_str().unwrap_or("?"),
-            notes
+            h.pd.notes(id).len(),
+            h.pd.status_updates(id).len(),
+            if fields.is_empty() { String::new() } else { format!(", custom fields {}", fields.join(" ")) }
         );
     }
     println!(
