@@ -41,6 +41,14 @@ rulesets:
           - {field: Customer_Impact__c, operator: changed}
         actions:
           - set_custom_fields: {impact: "{{record.Customer_Impact__c}}", seats: 12}
+      - name: seats-as-text
+        direction: salesforce_to_pagerduty
+        object: Case
+        conditions:
+          - {field: Status, operator: changed_to, value: Seats counted}
+        actions:
+          # A template renders text: PagerDuty refuses it for the integer field.
+          - set_custom_fields: {seats: "{{record.CaseNumber}}"}
   - name: PD > SFDC
     enabled: true
     rules:
@@ -221,4 +229,17 @@ async fn the_bridges_own_status_update_does_not_come_back_as_a_case_comment() {
     let copied = comments(&h);
     assert_eq!(copied.len(), 1, "{copied:?}");
     assert!(copied[0].starts_with("[PagerDuty] Status update: Rolling back"), "{copied:?}");
+}
+
+#[tokio::test]
+async fn a_custom_field_value_pagerduty_refuses_is_dead_lettered_not_retried() {
+    let h = Harness::start(RULES).await;
+    let t0 = Utc::now().trunc_subsecs(0);
+    let (case_id, incident) = case_with_incident(&h, t0).await;
+    let summary = change(&h, &case_id, t0, ("New", ""), ("Seats counted", "")).await;
+    assert_eq!(summary["dead_lettered"], 1, "bad input is not retried: {summary}");
+    let sent = answered(&h, "PUT", &format!("/incidents/{incident}/custom_fields/values"));
+    assert_eq!(sent.iter().map(|(status, _)| *status).collect::<Vec<_>>(), vec![400], "sent once, refused");
+    assert!(h.pd.custom_field_values(&incident).is_empty());
+    assert!(h.retry_queue.is_empty());
 }
