@@ -523,7 +523,7 @@ fn plan_record_action<'e>(
                 }
             }
             PagerdutySpec::SetCustomFields { fields } => {
-                PagerdutyAction::SetCustomFields { incident_id, fields: render_fields(fields, ctx) }
+                PagerdutyAction::SetCustomFields { incident_id, fields: custom_field_values(fields, ctx) }
             }
             // Planned above, before the loop over linked incidents.
             PagerdutySpec::CreateIncident { .. } => continue,
@@ -610,6 +610,21 @@ fn render_fields(fields: &[(String, FieldValue)], ctx: &Context<'_>) -> Map<Stri
             let value = match v {
                 FieldValue::Literal(v) => v.clone(),
                 FieldValue::Template(t) => Value::String(t.render(ctx)),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// As [`render_fields`], but a template that is one record field keeps the field's JSON value:
+/// PagerDuty refuses text for an integer, float or boolean custom field.
+fn custom_field_values(fields: &[(String, FieldValue)], ctx: &Context<'_>) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                FieldValue::Literal(v) => v.clone(),
+                FieldValue::Template(t) => t.whole_value(ctx).cloned().unwrap_or_else(|| Value::String(t.render(ctx))),
             };
             (k.clone(), value)
         })

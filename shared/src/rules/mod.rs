@@ -71,7 +71,8 @@
 //!   `subject` and `html_message`, a custom HTML email, together or not at all; the message is
 //!   marked `[Salesforce] ` like a note), `set_custom_fields {NAME: value-or-template}` (incident
 //!   custom fields by their PagerDuty name, the names `pagerduty.custom_fields.NAME` reads; a
-//!   template renders text, a literal keeps its type). All but `create_incident` act on every
+//!   literal, and a template that is one record field (`'{{record.Seats__c}}'`), keep their
+//!   type, any other template renders text). All but `create_incident` act on every
 //!   linked incident and so need `applies_to: all_linked`.
 //! - Salesforce (P→S rules): `set_fields {FIELD: value-or-template}` (on each linked record of the
 //!   rule's object), `create_record {object, fields, external_id_field?, link?}` (only when no

@@ -437,6 +437,15 @@ fn a_resolution_note_carries_the_marker_like_every_note_the_bridge_writes() {
 }
 
 #[test]
+fn a_custom_field_from_one_record_field_keeps_its_type() {
+    let ev = record(json!({"Seats__c": 12, "Urgent__c": true, "CaseNumber": "00001026"}), Some(json!({})), &["QA"]);
+    let yaml = "{set_custom_fields: {seats: '{{record.Seats__c}}', urgent: '{{record.Urgent__c}}', label: 'Case {{record.CaseNumber}}', missing: '{{record.Nope__c}}'}}";
+    let plan = s2p_action(yaml, "all_linked").evaluate(&ev).plan;
+    let Action::Pagerduty(PagerdutyAction::SetCustomFields { fields, .. }) = &plan.0[0].action else { panic!() };
+    assert_eq!(fields, &map(json!({"seats": 12, "urgent": true, "label": "Case 00001026", "missing": ""})));
+}
+
+#[test]
 fn a_status_update_rendered_empty_is_not_published() {
     let ev = record(json!({}), Some(json!({})), &["QA"]);
     let ev = s2p_action("{publish_status_update: {message: '{{record.Missing}}'}}", "all_linked").evaluate(&ev);

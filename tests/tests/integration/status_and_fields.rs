@@ -47,7 +47,7 @@ rulesets:
         conditions:
           - {field: Status, operator: changed_to, value: Seats counted}
         actions:
-          # A template renders text: PagerDuty refuses it for the integer field.
+          # Text (the Case number is a string field): PagerDuty refuses it for the integer field.
           - set_custom_fields: {seats: "{{record.CaseNumber}}"}
   - name: PD > SFDC
     enabled: true
