@@ -49,6 +49,24 @@ fn check_lists_every_problem_with_its_line_and_exits_1() {
 }
 
 #[test]
+fn check_refuses_a_status_update_without_message_and_custom_fields_without_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &file,
+        "rulesets:\n  - name: s\n    rules:\n      - name: r\n        direction: salesforce_to_pagerduty\n        object: Case\n        actions:\n          - publish_status_update: {subject: Down}\n          - set_custom_fields: {}\n",
+    )
+    .unwrap();
+    let out = syncctl(&["rules", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("2 problem(s)"), "{err}");
+    let at = |line: u32| format!("{}:{line}:", file.display());
+    assert!(err.contains(&at(8)) && err.contains("(publish_status_update): missing required field `message`"), "{err}");
+    assert!(err.contains(&at(9)) && err.contains("`set_custom_fields` needs at least one"), "{err}");
+}
+
+#[test]
 fn check_of_a_missing_file_exits_2() {
     let out = syncctl(&["rules", "check", "no/such/rules.yaml"]);
     assert_eq!(out.status.code(), Some(2));

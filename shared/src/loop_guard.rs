@@ -7,7 +7,7 @@
 //!   `LastModifiedById` ([`integration_user_change`]). [`crate::handler::echo`] applies them
 //!   (looking the bridge's PagerDuty user up when it is not configured).
 //! - Markers: every Case Comment the bridge writes starts with [`PAGERDUTY_MARKER`], every
-//!   incident note with [`SALESFORCE_MARKER`]; texts starting with them are not forwarded again
+//!   incident note and status update with [`SALESFORCE_MARKER`]; texts starting with them are not forwarded again
 //!   (the handlers, and the rules' [`crate::rules::SkipReason::LoopPrevention`]).
 
 use crate::pagerduty::Reference;

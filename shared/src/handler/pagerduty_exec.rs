@@ -13,11 +13,14 @@
 //! - an incident is found by its `incident_key`, resolved or not;
 //! - an automation action's invocations for the incident are listed: none means it did not run;
 //!   one or more cannot be told apart from someone else's;
-//! - an incident workflow's runs cannot be listed at all.
+//! - an incident workflow's runs cannot be listed at all;
+//! - a status update neither: PagerDuty's REST API publishes them (`POST
+//!   /incidents/{id}/status_updates`) and lists none (no GET, no log entry type for them), so its
+//!   message carries no reference either (stakeholders read it).
 //!
 //! What cannot be checked is not sent again blindly: it is accepted as done without proof, kept
 //! in the envelope's `uncertain` list and audited as "outcome unknown". A state write (status,
-//! priority, urgency, assignment) is simply sent again.
+//! priority, urgency, assignment, custom field values) is simply sent again.
 //!
 //! No call is started whose timeout would run past the invocation's deadline less the margin to
 //! settle: the client refuses it unsent, and what is left is queued with what succeeded marked done.
@@ -31,7 +34,7 @@ use crate::handler::salesforce_exec::{
 use crate::handler::settle::FailureKind;
 use crate::model::Link;
 use crate::pagerduty::{
-    Assignees, CreateIncident, IncidentId, PagerdutyClient, PagerdutyError, PriorityChoice, Urgency,
+    Assignees, CreateIncident, IncidentId, PagerdutyClient, PagerdutyError, PriorityChoice, StatusUpdate, Urgency,
 };
 use crate::retry::envelope::Progress;
 use crate::rules::{self, PagerdutyAction, PlannedAction, by_side};
@@ -250,12 +253,17 @@ async fn look(pd: &PagerdutyClient, action: &PagerdutyAction, reference: &str) -
         PagerdutyAction::RunIncidentWorkflow { workflow_id, .. } => Look::CannotTell(format!(
             "PagerDuty's API lists no runs of incident workflow {workflow_id}, so whether it ran cannot be checked"
         )),
+        PagerdutyAction::PublishStatusUpdate { .. } => Look::CannotTell(
+            "PagerDuty's API lists no status updates of an incident, so whether it was published cannot be checked"
+                .into(),
+        ),
         // State writes are never marked uncertain: they are sent again.
         PagerdutyAction::Acknowledge { .. }
         | PagerdutyAction::Resolve { .. }
         | PagerdutyAction::SetPriority { .. }
         | PagerdutyAction::SetUrgency { .. }
-        | PagerdutyAction::Reassign { .. } => Look::Missing,
+        | PagerdutyAction::Reassign { .. }
+        | PagerdutyAction::SetCustomFields { .. } => Look::Missing,
     })
 }
 
@@ -325,6 +333,14 @@ async fn run(
         }
         PagerdutyAction::AddNote { incident_id, content } => {
             pd.add_note(incident_id.as_str(), &with_reference(content, reference)).await
+        }
+        PagerdutyAction::PublishStatusUpdate { incident_id, message, subject, html_message } => {
+            let update =
+                StatusUpdate { message: message.clone(), subject: subject.clone(), html_message: html_message.clone() };
+            pd.publish_status_update(incident_id.as_str(), &update).await.map(|_| None)
+        }
+        PagerdutyAction::SetCustomFields { incident_id, fields } => {
+            pd.set_custom_fields(incident_id.as_str(), fields).await.map(|_| None)
         }
     }
 }

@@ -20,7 +20,9 @@ use url::Url;
 
 use super::error::PagerdutyError;
 use super::limiter::{RateLimit, RateLimiter};
-use super::requests::{self, Assignees, Call, CreateIncident, PriorityChoice, SubscriptionFilter, Urgency};
+use super::requests::{
+    self, Assignees, Call, CreateIncident, PriorityChoice, StatusUpdate, SubscriptionFilter, Urgency,
+};
 use super::shared_budget::{self, SharedBudget};
 use super::webhook::Reference;
 use crate::secrets::{Credential, Secret};
@@ -598,6 +600,31 @@ impl PagerdutyClient {
     pub async fn add_note(&self, incident_id: &str, content: &str) -> Result<Option<String>, PagerdutyError> {
         let v = self.send(requests::add_note(incident_id, content)).await?;
         Ok(v.pointer("/note/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Publishes a status update; returns its id when PagerDuty gives one.
+    pub async fn publish_status_update(
+        &self,
+        incident_id: &str,
+        update: &StatusUpdate,
+    ) -> Result<Option<String>, PagerdutyError> {
+        let v = self.send(requests::publish_status_update(incident_id, update)).await?;
+        Ok(v.pointer("/status_update/id").and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Sets the incident's custom field values by field name.
+    pub async fn set_custom_fields(
+        &self,
+        incident_id: &str,
+        fields: &serde_json::Map<String, Value>,
+    ) -> Result<(), PagerdutyError> {
+        if fields.is_empty() {
+            return Err(PagerdutyError::InvalidRequest {
+                operation: "set_custom_fields",
+                reason: "no custom field to set",
+            });
+        }
+        self.send(requests::set_custom_fields(incident_id, fields)).await.map(drop)
     }
 
     /// Every note of the incident, oldest first (a webhook carries a long note's content cut).

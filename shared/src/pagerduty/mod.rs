@@ -38,7 +38,9 @@ pub use client::{ACCEPT, Incident, IncidentRef, Note, PagerdutyClient, User, Web
 pub use error::PagerdutyError;
 pub use id::IncidentId;
 pub use limiter::{RateLimit, RateLimiter};
-pub use requests::{Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, SubscriptionFilter, Urgency};
+pub use requests::{
+    Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, StatusUpdate, SubscriptionFilter, Urgency,
+};
 pub use shared_budget::{SharedBudget, SharedLimit};
 pub use signature::{SignatureError, sign, verify};
 pub use webhook::{

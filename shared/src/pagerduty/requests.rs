@@ -207,6 +207,36 @@ pub fn add_note(incident_id: &str, content: &str) -> Call {
         .body(json!({"note": {"content": content}}))
 }
 
+/// A status update's texts: `subject` and `html_message` make it a custom HTML email (PagerDuty
+/// needs both for one).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusUpdate {
+    pub message: String,
+    pub subject: Option<String>,
+    pub html_message: Option<String>,
+}
+
+/// `POST /incidents/{id}/status_updates` (as the `From` user).
+pub fn publish_status_update(incident_id: &str, update: &StatusUpdate) -> Call {
+    let mut body = json!({"message": update.message});
+    let o = body.as_object_mut().expect("object");
+    if let Some(subject) = &update.subject {
+        o.insert("subject".into(), json!(subject));
+    }
+    if let Some(html) = &update.html_message {
+        o.insert("html_message".into(), json!(html));
+    }
+    Call::new("publish_status_update", Method::POST, &["incidents", incident_id, "status_updates"]).body(body)
+}
+
+/// `PUT /incidents/{id}/custom_fields/values`: the named fields' values (by field name; the
+/// other fields of the incident keep theirs).
+pub fn set_custom_fields(incident_id: &str, fields: &serde_json::Map<String, Value>) -> Call {
+    let values: Vec<Value> = fields.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+    Call::new("set_custom_fields", Method::PUT, &["incidents", incident_id, "custom_fields", "values"])
+        .body(json!({"custom_fields": values}))
+}
+
 /// `GET /incidents/{id}/notes`: every note of the incident (the endpoint does not paginate).
 pub fn list_notes(incident_id: &str) -> Call {
     Call::new("list_notes", Method::GET, &["incidents", incident_id, "notes"])

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::client::PagerdutyClient;
-use super::requests::{self, Assignees, Call, CreateIncident, PriorityChoice, SubscriptionFilter, Urgency};
+use super::requests::{
+    self, Assignees, Call, CreateIncident, PriorityChoice, StatusUpdate, SubscriptionFilter, Urgency,
+};
 use crate::secrets::Secret;
 
 fn subset() -> Value {
@@ -28,6 +30,9 @@ const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
     ("/incidents", "/incident/body/details"),
     // The wrapped target form of the example, sent beside the schema's flat form.
     ("/incidents/{id}/responder_requests", "/responder_request_targets/*/responder_request_target"),
+    // A custom field's `value`: the schema wraps each type in an object (`{"value": ...}`), its
+    // own request examples and PagerDuty take the value itself ("production", ["a", "b"]).
+    ("/incidents/{id}/custom_fields/values", "/custom_fields/*/value"),
 ];
 
 /// The spec operation (path template) matching `call`.
@@ -241,6 +246,22 @@ fn every_call() -> Vec<Call> {
         requests::reassign("Q1", &Assignees::EscalationPolicy("PEP".into())),
         requests::add_note("Q1", "[Salesforce] hello"),
         requests::list_notes("Q1"),
+        requests::publish_status_update(
+            "Q1",
+            &StatusUpdate { message: "[Salesforce] Customer notified".into(), ..Default::default() },
+        ),
+        requests::publish_status_update(
+            "Q1",
+            &StatusUpdate {
+                message: "Customer notified".into(),
+                subject: Some("Checkout".into()),
+                html_message: Some("<p>Customer notified</p>".into()),
+            },
+        ),
+        requests::set_custom_fields(
+            "Q1",
+            &serde_json::from_value(json!({"impact": "high", "seats": 12, "escalated": true, "region": null})).unwrap(),
+        ),
         requests::run_incident_workflow("Q1", "PWF"),
         requests::run_automation_action("Q1", "01DA2MLYN0J5EFC1LKWXUKDDKT"),
         requests::add_responders("Q1", "PREQ", &users, &eps, "Please help"),
@@ -288,6 +309,23 @@ fn the_checker_catches_a_missing_required_property_a_bad_enum_and_an_unknown_fie
     let mut bad_query = requests::get_incident("Q1");
     bad_query.query.push(("colour".into(), "red".into()));
     assert!(check(&bad_query).iter().any(|e| e.contains("colour")));
+}
+
+#[test]
+fn status_updates_and_custom_field_values_have_the_documented_bodies() {
+    let update = StatusUpdate { message: "m".into(), subject: Some("s".into()), html_message: Some("<p>m</p>".into()) };
+    let call = requests::publish_status_update("Q1", &update);
+    assert_eq!((call.method.as_str(), call.path().as_str()), ("POST", "/incidents/Q1/status_updates"));
+    assert_eq!(call.body, Some(json!({"message": "m", "subject": "s", "html_message": "<p>m</p>"})));
+    let plain = requests::publish_status_update("Q1", &StatusUpdate { message: "m".into(), ..Default::default() });
+    assert_eq!(plain.body, Some(json!({"message": "m"})), "no subject or html_message unless both are given");
+    let fields = serde_json::from_value(json!({"impact": "high", "seats": 12})).unwrap();
+    let call = requests::set_custom_fields("Q1", &fields);
+    assert_eq!((call.method.as_str(), call.path().as_str()), ("PUT", "/incidents/Q1/custom_fields/values"));
+    assert_eq!(
+        call.body,
+        Some(json!({"custom_fields": [{"name": "impact", "value": "high"}, {"name": "seats", "value": 12}]}))
+    );
 }
 
 #[test]

@@ -88,6 +88,10 @@ action_table! {
     Reassign = "reassign", Pagerduty, State;
     AddResponders = "add_responders", Pagerduty, Additive;
     AddNote = "add_note", Pagerduty, Additive;
+    /// Publish a status update on the linked incident (to its stakeholders).
+    PublishStatusUpdate = "publish_status_update", Pagerduty, Additive;
+    /// Set incident custom field values by field name.
+    SetCustomFields = "set_custom_fields", Pagerduty, State;
     /// Update fields of a linked record.
     SetFields = "set_fields", Salesforce, State;
     /// Create (upsert) a record and link it.
@@ -148,6 +152,8 @@ rulesets:
           - reassign: {users: [PU1]}
           - add_responders: {users: [PU1]}
           - add_note: {content: hi}
+          - publish_status_update: {message: hi}
+          - set_custom_fields: {impact: high}
       - name: on salesforce
         direction: pagerduty_to_salesforce
         object: Case

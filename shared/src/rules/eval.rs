@@ -314,7 +314,7 @@ fn outcome_open(rule: &Rule, inc: &IncidentEvent) -> bool {
     if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
         return false;
     }
-    if inc.note.as_deref().is_some_and(loop_guard::is_own_note) {
+    if own_text(inc) {
         return false;
     }
     let subject = Subject::Incident(inc, None);
@@ -391,6 +391,12 @@ fn evaluate_record_rule<'e>(
     finish(ex)
 }
 
+/// Whether the event's note or status update is one the bridge wrote (its marker): the second
+/// line of defence behind the agent check ([`crate::handler::echo`]).
+fn own_text(inc: &IncidentEvent) -> bool {
+    [&inc.note, &inc.status_update].into_iter().any(|text| text.as_deref().is_some_and(loop_guard::is_own_note))
+}
+
 fn evaluate_incident_rule<'e>(
     rule: &'e Rule,
     inc: &'e IncidentEvent,
@@ -401,8 +407,8 @@ fn evaluate_incident_rule<'e>(
     if rule.applies_to == AppliesTo::NewOnly && !inc.is_new {
         return Err(SkipReason::NotNew);
     }
-    // A note the bridge wrote from a Case Comment must not come back as a comment.
-    if inc.note.as_deref().is_some_and(loop_guard::is_own_note) {
+    // A note (or status update) the bridge wrote from Salesforce must not come back as a comment.
+    if own_text(inc) {
         return Err(SkipReason::LoopPrevention { marker: loop_guard::SALESFORCE_MARKER.into() });
     }
     let targets = inc.linked_records.iter().filter(|r| r.object == rule.object);
@@ -526,6 +532,22 @@ fn plan_record_action<'e>(
             PagerdutySpec::AddNote { content } => {
                 PagerdutyAction::AddNote { incident_id, content: marked_note(content.render(ctx)) }
             }
+            PagerdutySpec::PublishStatusUpdate { message, subject, html_message } => {
+                let text = message.render(ctx);
+                if text.trim().is_empty() {
+                    return Some("status update message rendered empty; nothing to publish".into());
+                }
+                // Marked as a note is: a P→S rule copying status updates must not copy it back.
+                PagerdutyAction::PublishStatusUpdate {
+                    incident_id,
+                    message: marked_note(text),
+                    subject: subject.as_ref().map(|t| t.render(ctx)),
+                    html_message: html_message.as_ref().map(|t| t.render(ctx)),
+                }
+            }
+            PagerdutySpec::SetCustomFields { fields } => {
+                PagerdutyAction::SetCustomFields { incident_id, fields: custom_field_values(fields, ctx) }
+            }
             // Planned above, before the loop over linked incidents.
             PagerdutySpec::CreateIncident { .. } => continue,
         };
@@ -611,6 +633,21 @@ fn render_fields(fields: &[(String, FieldValue)], ctx: &Context<'_>) -> Map<Stri
             let value = match v {
                 FieldValue::Literal(v) => v.clone(),
                 FieldValue::Template(t) => Value::String(t.render(ctx)),
+            };
+            (k.clone(), value)
+        })
+        .collect()
+}
+
+/// As [`render_fields`], but a template that is one record field keeps the field's JSON value:
+/// PagerDuty refuses text for an integer, float or boolean custom field.
+fn custom_field_values(fields: &[(String, FieldValue)], ctx: &Context<'_>) -> Map<String, Value> {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                FieldValue::Literal(v) => v.clone(),
+                FieldValue::Template(t) => t.whole_value(ctx).cloned().unwrap_or_else(|| Value::String(t.render(ctx))),
             };
             (k.clone(), value)
         })

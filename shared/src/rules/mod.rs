@@ -66,8 +66,14 @@
 //!   prefix + fields joined by " - ", cut to 1024 characters), `acknowledge`, `resolve {resolution?}`,
 //!   `set_priority {priority}`, `set_urgency {urgency}`, `run_incident_workflow {workflow}`,
 //!   `run_automation_action {action}`, `reassign {users | escalation_policy}`,
-//!   `add_responders {users?, escalation_policies?, message?}`, `add_note {content}`. All but
-//!   `create_incident` act on every linked incident and so need `applies_to: all_linked`.
+//!   `add_responders {users?, escalation_policies?, message?}`, `add_note {content}`,
+//!   `publish_status_update {message, subject?, html_message?}` (to the incident's stakeholders;
+//!   `subject` and `html_message`, a custom HTML email, together or not at all; the message is
+//!   marked `[Salesforce] ` like a note), `set_custom_fields {NAME: value-or-template}` (incident
+//!   custom fields by their PagerDuty name, the names `pagerduty.custom_fields.NAME` reads; a
+//!   literal, and a template that is one record field (`'{{record.Seats__c}}'`), keep their
+//!   type, any other template renders text). All but `create_incident` act on every
+//!   linked incident and so need `applies_to: all_linked`.
 //! - Salesforce (P→S rules): `set_fields {FIELD: value-or-template}` (on each linked record of the
 //!   rule's object), `create_record {object, fields, external_id_field?, link?}` (only when no
 //!   record of that object is linked; carries an external id derived from incident and rule),
@@ -84,8 +90,9 @@
 //!
 //! ## Loop prevention
 //! A `CaseComment` whose body starts with `[PagerDuty]` and an incident note that starts with
-//! `[Salesforce]` were written by the bridge: no rule runs on them. Notes the bridge plans start
-//! with `[Salesforce] `, comments with `[PagerDuty] `.
+//! `[Salesforce]` (or a status update that does) were written by the bridge: no rule runs on
+//! them. Notes and status updates the bridge plans start with `[Salesforce] `, comments with
+//! `[PagerDuty] `.
 
 mod action;
 pub mod cache;

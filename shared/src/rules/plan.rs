@@ -95,6 +95,21 @@ pub enum PagerdutyAction {
         incident_id: IncidentId,
         content: String,
     },
+    /// Publish a status update; `message` already starts with
+    /// [`crate::loop_guard::SALESFORCE_MARKER`], as a note's content does.
+    PublishStatusUpdate {
+        incident_id: IncidentId,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        html_message: Option<String>,
+    },
+    /// Set custom field values, by field name.
+    SetCustomFields {
+        incident_id: IncidentId,
+        fields: Map<String, Value>,
+    },
 }
 
 /// An action on Salesforce (planned by pagerduty_to_salesforce rules).
@@ -162,6 +177,8 @@ impl PagerdutyAction {
             PagerdutyAction::Reassign { .. } => ActionKind::Reassign,
             PagerdutyAction::AddResponders { .. } => ActionKind::AddResponders,
             PagerdutyAction::AddNote { .. } => ActionKind::AddNote,
+            PagerdutyAction::PublishStatusUpdate { .. } => ActionKind::PublishStatusUpdate,
+            PagerdutyAction::SetCustomFields { .. } => ActionKind::SetCustomFields,
         }
     }
 
@@ -174,11 +191,15 @@ impl PagerdutyAction {
             PagerdutyAction::SetPriority { incident_id, .. } => incident(incident_id, "priority"),
             PagerdutyAction::SetUrgency { incident_id, .. } => incident(incident_id, "urgency"),
             PagerdutyAction::Reassign { incident_id, .. } => incident(incident_id, "assignment"),
+            PagerdutyAction::SetCustomFields { incident_id, fields } => {
+                fields.keys().map(|name| custom_field_mark(incident_id, name)).collect()
+            }
             PagerdutyAction::CreateIncident { .. }
             | PagerdutyAction::RunIncidentWorkflow { .. }
             | PagerdutyAction::RunAutomationAction { .. }
             | PagerdutyAction::AddResponders { .. }
-            | PagerdutyAction::AddNote { .. } => vec![],
+            | PagerdutyAction::AddNote { .. }
+            | PagerdutyAction::PublishStatusUpdate { .. } => vec![],
         }
     }
 
@@ -195,7 +216,9 @@ impl PagerdutyAction {
             | PagerdutyAction::RunAutomationAction { incident_id, .. }
             | PagerdutyAction::Reassign { incident_id, .. }
             | PagerdutyAction::AddResponders { incident_id, .. }
-            | PagerdutyAction::AddNote { incident_id, .. } => format!("incident {incident_id}"),
+            | PagerdutyAction::AddNote { incident_id, .. }
+            | PagerdutyAction::PublishStatusUpdate { incident_id, .. }
+            | PagerdutyAction::SetCustomFields { incident_id, .. } => format!("incident {incident_id}"),
         }
     }
 }
@@ -271,6 +294,11 @@ impl Action {
 /// The mark of one field of a record (see [`Action::state_marks`]).
 pub fn field_mark(record_id: &str, field: &str) -> String {
     format!("record:{record_id}:{field}")
+}
+
+/// The mark of one custom field of an incident (see [`Action::state_marks`]).
+pub fn custom_field_mark(incident_id: &IncidentId, name: &str) -> String {
+    format!("incident:{incident_id}:custom_field:{name}")
 }
 
 /// The mark, on its incident, of a note the bridge wrote onto the linked records: the live
@@ -361,6 +389,15 @@ impl Plan {
                 Action::Salesforce(SalesforceAction::SetFields { record, fields }) => {
                     let before = fields.len();
                     fields.retain(|field, _| !newer(&field_mark(record.id.as_str(), field)));
+                    dropped += before - fields.len();
+                    if fields.is_empty() {
+                        continue;
+                    }
+                }
+                // Per field, as set-fields: a newer event's value of one field keeps the others.
+                Action::Pagerduty(PagerdutyAction::SetCustomFields { incident_id, fields }) => {
+                    let before = fields.len();
+                    fields.retain(|name, _| !newer(&custom_field_mark(incident_id, name)));
                     dropped += before - fields.len();
                     if fields.is_empty() {
                         continue;
@@ -544,6 +581,10 @@ pub(crate) mod tests {
         r#"{"type":"add_responders","incident_id":"Q1","user_ids":["PU1"],"escalation_policy_ids":["PEP1"],"message":"help"}"#,
         r#"{"type":"add_responders","incident_id":"Q1","escalation_policy_ids":["PEP1"]}"#,
         r#"{"type":"add_note","incident_id":"Q1","content":"[Salesforce] Status is Working"}"#,
+        // Added after the split (no older form): kept here so that every variant has a sample.
+        r#"{"type":"publish_status_update","incident_id":"Q1","message":"[Salesforce] Customer notified","subject":"Checkout","html_message":"<p>Customer notified</p>"}"#,
+        r#"{"type":"publish_status_update","incident_id":"Q1","message":"[Salesforce] Customer notified"}"#,
+        r#"{"type":"set_custom_fields","incident_id":"Q1","fields":{"impact":"high","seats":12,"region":null}}"#,
         r#"{"type":"set_fields","record":{"object":"Case","id":"500A"},"fields":{"Status":"Working","Count__c":3,"Note__c":null}}"#,
         r#"{"type":"create_record","object":"Escalation__c","fields":{"Name":"x","PD_Key__c":"pd:Q1:r"},"external_id_field":"PD_Key__c","external_id":"pd:Q1:r","link":true,"incident_id":"Q1"}"#,
         r#"{"type":"add_case_comment","case_id":"500A","body":"[PagerDuty] resolved"}"#,

@@ -96,6 +96,17 @@ impl Template {
     }
 
     /// Appends the filled template to `out`: values are copied once, straight from the event.
+    /// The value itself when the template is one record field and nothing else
+    /// (`"{{record.Seats__c}}"`): a number or a boolean keeps its type where the target is typed
+    /// (an incident custom field), instead of becoming text. `None` otherwise, or when the field
+    /// is absent.
+    pub(crate) fn whole_value<'a>(&self, ctx: &Context<'a>) -> Option<&'a serde_json::Value> {
+        match (self.parts.as_slice(), ctx) {
+            ([Part::Var(Var::RecordField(path))], Context::Record(r)) => lookup(&r.new, path),
+            _ => None,
+        }
+    }
+
     pub(crate) fn render_into(&self, ctx: &Context<'_>, out: &mut String) {
         for part in &self.parts {
             match part {

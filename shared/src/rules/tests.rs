@@ -385,6 +385,31 @@ fn every_pagerduty_action_targets_each_linked_incident() {
                 content: "[Salesforce] Status is Working".into(),
             }),
         ),
+        (
+            "{publish_status_update: {message: 'Case {{record.CaseNumber}}: {{record.Status}}'}}",
+            Box::new(|incident_id| PagerdutyAction::PublishStatusUpdate {
+                incident_id,
+                message: "[Salesforce] Case 00001026: Working".into(),
+                subject: None,
+                html_message: None,
+            }),
+        ),
+        (
+            "{publish_status_update: {message: m, subject: 'Case {{record.CaseNumber}}', html_message: '<b>{{record.Status}}</b>'}}",
+            Box::new(|incident_id| PagerdutyAction::PublishStatusUpdate {
+                incident_id,
+                message: "[Salesforce] m".into(),
+                subject: Some("Case 00001026".into()),
+                html_message: Some("<b>Working</b>".into()),
+            }),
+        ),
+        (
+            "{set_custom_fields: {impact: '{{record.Status}}', seats: 12, region: null}}",
+            Box::new(|incident_id| PagerdutyAction::SetCustomFields {
+                incident_id,
+                fields: map(json!({"impact": "Working", "seats": 12, "region": null})),
+            }),
+        ),
     ];
     let ev = record(json!({"CaseNumber": "00001026", "Status": "Working"}), Some(json!({})), &["QA", "QB"]);
     for (action, want) in table {
@@ -409,6 +434,78 @@ fn a_resolution_note_carries_the_marker_like_every_note_the_bridge_writes() {
     assert_eq!(resolution("Case {{record.CaseNumber}} closed").as_deref(), Some("[Salesforce] Case 00001026 closed"));
     assert_eq!(resolution("[Salesforce] already marked").as_deref(), Some("[Salesforce] already marked"));
     assert_eq!(resolution("{{record.Missing}}"), None, "a note rendered empty is not written");
+}
+
+#[test]
+fn a_custom_field_from_one_record_field_keeps_its_type() {
+    let ev = record(json!({"Seats__c": 12, "Urgent__c": true, "CaseNumber": "00001026"}), Some(json!({})), &["QA"]);
+    let yaml = "{set_custom_fields: {seats: '{{record.Seats__c}}', urgent: '{{record.Urgent__c}}', label: 'Case {{record.CaseNumber}}', missing: '{{record.Nope__c}}'}}";
+    let plan = s2p_action(yaml, "all_linked").evaluate(&ev).plan;
+    let Action::Pagerduty(PagerdutyAction::SetCustomFields { fields, .. }) = &plan.0[0].action else { panic!() };
+    assert_eq!(fields, &map(json!({"seats": 12, "urgent": true, "label": "Case 00001026", "missing": ""})));
+}
+
+#[test]
+fn a_status_update_rendered_empty_is_not_published() {
+    let ev = record(json!({}), Some(json!({})), &["QA"]);
+    let ev = s2p_action("{publish_status_update: {message: '{{record.Missing}}'}}", "all_linked").evaluate(&ev);
+    assert!(ev.plan.is_empty());
+    assert_eq!(ev.explanation.rules[0].skipped, Some(SkipReason::NothingToDo));
+}
+
+#[test]
+fn a_newer_events_custom_field_keeps_the_others_of_a_late_set_custom_fields() {
+    let ev = record(json!({"Status": "Working"}), Some(json!({})), &["QA"]);
+    let plan =
+        s2p_action("{set_custom_fields: {impact: '{{record.Status}}', seats: 3}}", "all_linked").evaluate(&ev).plan;
+    let at = chrono::Utc::now();
+    let marks = [(
+        crate::rules::plan::custom_field_mark(&crate::pagerduty::IncidentId::from("QA"), "impact"),
+        at + chrono::Duration::seconds(1),
+    )];
+    let (kept, dropped) = plan.without_older_state(&marks.into_iter().collect(), at);
+    assert_eq!(dropped, 1);
+    let Action::Pagerduty(PagerdutyAction::SetCustomFields { fields, .. }) = &kept.0[0].action else { panic!() };
+    assert_eq!(fields, &map(json!({"seats": 3})));
+}
+
+#[test]
+fn publish_status_update_and_set_custom_fields_of_a_bad_shape_are_reported() {
+    let errs = errors(
+        "rulesets:
+  - name: s
+    rules:
+      - name: r
+        direction: salesforce_to_pagerduty
+        object: Case
+        actions:
+          - publish_status_update: {subject: s}
+          - publish_status_update: {message: m, subject: s}
+          - set_custom_fields: {}
+          - set_custom_fields: {Customer-Impact: x}
+          - set_custom_fields: [impact]
+",
+    );
+    has(&errs, 8, "ruleset \"s\" / rule \"r\" / action 1 (publish_status_update)", "`message`");
+    has(&errs, 9, "ruleset \"s\" / rule \"r\" / action 2 (publish_status_update)", "together");
+    has(&errs, 10, "ruleset \"s\" / rule \"r\" / action 3 (set_custom_fields)", "at least one");
+    has(&errs, 11, "ruleset \"s\" / rule \"r\" / action 4 (set_custom_fields)", "not a PagerDuty custom field name");
+    has(&errs, 12, "ruleset \"s\" / rule \"r\" / action 5 (set_custom_fields)", "mapping of FIELD: value");
+}
+
+#[test]
+fn the_bridges_own_status_update_does_not_come_back_as_a_comment() {
+    let doc = "rulesets:\n  - name: s\n    rules:\n      - {name: copy, direction: pagerduty_to_salesforce, object: Case, conditions: [{field: pagerduty.event_type, operator: equals, value: incident.status_update_published}], actions: [{add_case_comment: {body: '{{status_update.message}}'}}]}\n";
+    let rules = Rules::from_yaml(doc).unwrap();
+    let Event::Incident(mut ev) = incident("incident.status_update_published", vec![case("500A", json!({}))]) else {
+        unreachable!()
+    };
+    ev.status_update = Some("[Salesforce] Customer notified".into());
+    let own = rules.evaluate(&Event::Incident(ev.clone()));
+    assert!(own.plan.is_empty());
+    assert!(matches!(own.explanation.rules[0].skipped, Some(SkipReason::LoopPrevention { .. })));
+    ev.status_update = Some("Rolling back".into());
+    assert_eq!(rules.evaluate(&Event::Incident(ev)).plan.len(), 1, "someone else's is copied");
 }
 
 #[test]

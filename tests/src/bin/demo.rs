@@ -35,6 +35,9 @@ const ORDER: &[&str] = &[
     "sfdc-to-pd/console-escalate",
     "sfdc-to-pd/console-status",
     "sfdc-to-pd/casecomment-insert",
+    // events/case_actions.py: a status update, then an incident custom field, from the Case.
+    "sfdc-to-pd/case-update-customer-notified",
+    "sfdc-to-pd/case-update-customer-impact",
     "sfdc-to-pd/case-update-closed",
     "sfdc-to-pd/custom-object-insert",
     "sfdc-to-pd/case-bulk-update-200",
@@ -242,13 +245,17 @@ async fn main() -> Result<(), String> {
     println!();
     println!("PagerDuty now holds {} incident(s):", h.pd.incidents().len());
     for incident in h.pd.incidents().iter().take(5) {
-        let notes = h.pd.notes(incident["id"].as_str().unwrap_or_default()).len();
+        let id = incident["id"].as_str().unwrap_or_default();
+        let fields = h.pd.custom_field_values(id);
+        let fields: Vec<String> = fields.iter().map(|(name, value)| format!("{name}={value}")).collect();
         println!(
-            "  {} [{}] {} ({} note(s))",
+            "  {} [{}] {} ({} note(s), {} status update(s){})",
             incident["id"].as_str().unwrap_or("?"),
             incident["status"].as_str().unwrap_or("?"),
             incident["title"].as_str().unwrap_or("?"),
-            notes
+            h.pd.notes(id).len(),
+            h.pd.status_updates(id).len(),
+            if fields.is_empty() { String::new() } else { format!(", custom fields {}", fields.join(" ")) }
         );
     }
     println!(

@@ -8,11 +8,12 @@
 //! Seeded world of [`PdSimConfig::default`]: token `sim-token`; users `PUSR001` (`bridge@example.com`,
 //! "Bridge Bot") and `PUSR002` (`oncall@example.com`, "On Call"); service `PSVC001` ("Checkout") on
 //! escalation policy `PEP0001` (targets `PUSR002`), service `PSVC002` ("Billing"); priorities `PPRI001`
-//! P1 .. `PPRI005` P5; incident workflow `PWFL001`; automation action `PACT001`.
+//! P1 .. `PPRI005` P5; incident workflow `PWFL001`; automation action `PACT001`; incident custom
+//! fields `impact` (`PCF0001`, string, "Customer impact") and `seats` (`PCF0002`, integer).
 
 //!
-//! One module per endpoint family ([`incidents`], [`notes`], [`log_entries`], [`responders`], [`automation`],
-//! [`subscriptions`], the read-only [`account`]); [`router`] lists every route and the layers each
+//! One module per endpoint family ([`incidents`], [`notes`], [`status_updates`], [`custom_fields`],
+//! [`log_entries`], [`responders`], [`automation`], [`subscriptions`], the read-only [`account`]); [`router`] lists every route and the layers each
 //! request goes through, outermost first: [`faults`] (request log, fault injection), the spec's
 //! paths ([`validate::known_path`]), [`auth`], [`rate_limit`], the OpenAPI checks
 //! ([`validate::against_spec`]). The Salesforce simulator is laid out the same way.
@@ -20,6 +21,7 @@
 mod account;
 mod auth;
 mod automation;
+mod custom_fields;
 mod errors;
 mod faults;
 mod incidents;
@@ -29,6 +31,7 @@ pub mod openapi;
 mod rate_limit;
 mod responders;
 mod state;
+mod status_updates;
 mod subscriptions;
 mod validate;
 pub mod webhook;
@@ -75,6 +78,15 @@ pub struct PdEscalationPolicy {
     pub user_ids: Vec<String>,
 }
 
+/// An incident custom field of the account (`data_type`: string, integer, float, boolean, ...).
+#[derive(Debug, Clone)]
+pub struct PdCustomField {
+    pub id: String,
+    pub name: String,
+    pub display_name: String,
+    pub data_type: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct PdPriority {
     pub id: String,
@@ -106,6 +118,7 @@ pub struct PdSimConfig {
     pub priorities: Vec<PdPriority>,
     pub incident_workflows: Vec<String>,
     pub automation_actions: Vec<String>,
+    pub custom_fields: Vec<PdCustomField>,
     pub rate_limit: RateLimit,
     pub faults: FaultConfig,
     /// Subdomain used in `html_url` (`https://{subdomain}.pagerduty.com/...`).
@@ -144,6 +157,20 @@ impl Default for PdSimConfig {
             priorities: (1..=5).map(|n| PdPriority { id: format!("PPRI00{n}"), name: format!("P{n}") }).collect(),
             incident_workflows: vec!["PWFL001".into()],
             automation_actions: vec!["PACT001".into()],
+            custom_fields: vec![
+                PdCustomField {
+                    id: "PCF0001".into(),
+                    name: "impact".into(),
+                    display_name: "Customer impact".into(),
+                    data_type: "string".into(),
+                },
+                PdCustomField {
+                    id: "PCF0002".into(),
+                    name: "seats".into(),
+                    display_name: "Seats affected".into(),
+                    data_type: "integer".into(),
+                },
+            ],
             rate_limit: RateLimit { requests: 960, window: Duration::from_secs(60) },
             faults: FaultConfig::none(),
             subdomain: "sim".into(),
@@ -247,6 +274,14 @@ impl PagerdutySim {
     pub fn notes(&self, incident_id: &str) -> Vec<Value> {
         self.shared.world.lock().unwrap().notes.get(incident_id).cloned().unwrap_or_default()
     }
+    /// The incident's status updates, oldest first.
+    pub fn status_updates(&self, incident_id: &str) -> Vec<Value> {
+        self.shared.world.lock().unwrap().status_updates.get(incident_id).cloned().unwrap_or_default()
+    }
+    /// The incident's custom field values by name (fields never set are absent).
+    pub fn custom_field_values(&self, incident_id: &str) -> serde_json::Map<String, Value> {
+        self.shared.world.lock().unwrap().custom_field_values.get(incident_id).cloned().unwrap_or_default()
+    }
     pub fn responder_requests(&self) -> Vec<Value> {
         self.shared.world.lock().unwrap().responder_requests.clone()
     }
@@ -294,6 +329,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/incidents", get(incidents::list).post(incidents::create))
         .route("/incidents/{id}", get(incidents::show).put(incidents::update))
         .route("/incidents/{id}/notes", get(notes::list).post(notes::create))
+        .route("/incidents/{id}/status_updates", post(status_updates::create))
+        .route("/incidents/{id}/custom_fields/values", get(custom_fields::list).put(custom_fields::set))
         .route("/log_entries", get(log_entries::list))
         .route("/incidents/{id}/responder_requests", post(responders::create))
         .route("/incident_workflows/{id}/instances", post(automation::start_workflow))

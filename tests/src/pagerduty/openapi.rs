@@ -167,8 +167,11 @@ impl Spec {
         }
         for key in ["oneOf", "anyOf"] {
             if let Some(alts) = s.get(key).and_then(Value::as_array) {
+                let wrapped = is_wrapped_value(at);
                 let any_ok = alts.iter().any(|sub| {
                     let mut e = Vec::new();
+                    let inner = self.resolve(sub).pointer("/properties/value").filter(|_| wrapped);
+                    let sub = inner.unwrap_or(sub);
                     self.check(v, sub, at, &mut e, depth + 1);
                     e.is_empty()
                 });
@@ -237,6 +240,16 @@ impl Spec {
 /// typed `object`, yet the spec's own request example for `POST /incidents` (and every PagerDuty
 /// client) sends a string, which PagerDuty accepts.
 const ERRATA: &[(&str, &str)] = &[("incident.body.details", "string")];
+
+/// A custom field's `value` in `PUT /incidents/{id}/custom_fields/values`: the schema's `oneOf`
+/// wraps each type in an object (`{"value": <the type>}`), while its own request examples and
+/// PagerDuty take the value itself (`"production"`, `["production", "staging"]`). Checked
+/// against the wrapped schemas.
+fn is_wrapped_value(at: &str) -> bool {
+    at.strip_prefix("custom_fields[")
+        .and_then(|rest| rest.strip_suffix("].value"))
+        .is_some_and(|i| i.parse::<usize>().is_ok())
+}
 
 fn json_type(v: &Value) -> &'static str {
     match v {
@@ -330,6 +343,26 @@ mod tests {
     }
 
     #[test]
+    fn custom_field_values_and_status_updates_are_checked() {
+        let check = |m: Method, path: &str, body: &str| SPEC.validate(&m, path, &headers(FULL), body.as_bytes());
+        let values = "/incidents/Q1/custom_fields/values";
+        assert!(matches!(
+            check(Method::PUT, values, r#"{"custom_fields":[{"name":"x","value":{"a":1}}]}"#),
+            Err(Violation::InvalidBody(_))
+        ));
+        assert!(matches!(check(Method::PUT, values, r#"{"values":[]}"#), Err(Violation::InvalidBody(_))));
+        let Err(Violation::InvalidBody(e)) = check(Method::POST, "/incidents/Q1/status_updates", r#"{"subject":"s"}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(e, vec!["`message` is required".to_string()]);
+        assert_eq!(
+            SPEC.validate(&Method::POST, "/incidents/Q1/status_updates", &headers(&FULL[..2]), br#"{"message":"m"}"#),
+            Err(Violation::MissingHeader("From".into()))
+        );
+    }
+
+    #[test]
     fn bodies_a_real_client_sends_pass() {
         let ok = |m: Method, path: &str, body: &str| {
             let r = SPEC.validate(&m, path, &headers(FULL), body.as_bytes());
@@ -358,6 +391,12 @@ mod tests {
             r#"{"incident":{"type":"incident_reference","assignments":[{"assignee":{"id":"U","type":"user_reference"}}]}}"#,
         );
         ok(Method::POST, "/incidents/Q1/notes", r#"{"note":{"content":"hello"}}"#);
+        ok(Method::POST, "/incidents/Q1/status_updates", r#"{"message":"m","subject":"s","html_message":"<p>m</p>"}"#);
+        ok(
+            Method::PUT,
+            "/incidents/Q1/custom_fields/values",
+            r#"{"custom_fields":[{"name":"impact","value":"high"},{"id":"P1","value":3},{"name":"r","value":null}]}"#,
+        );
         ok(
             Method::POST,
             "/incidents/Q1/responder_requests",
@@ -382,6 +421,8 @@ mod tests {
             ("post", "/incidents"),
             ("put", "/incidents/{id}"),
             ("post", "/incidents/{id}/notes"),
+            ("post", "/incidents/{id}/status_updates"),
+            ("put", "/incidents/{id}/custom_fields/values"),
             ("post", "/incidents/{id}/responder_requests"),
             ("post", "/incident_workflows/{id}/instances"),
             ("post", "/automation_actions/actions/{id}/invocations"),

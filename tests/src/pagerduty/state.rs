@@ -23,6 +23,10 @@ pub(super) struct World {
     pub(super) next_number: u64,
     pub(super) next_id: u64,
     pub(super) notes: HashMap<String, Vec<Value>>,
+    /// Incident id -> its status updates, oldest first.
+    pub(super) status_updates: HashMap<String, Vec<Value>>,
+    /// Incident id -> custom field name -> value (fields never set are absent).
+    pub(super) custom_field_values: HashMap<String, serde_json::Map<String, Value>>,
     /// The incident log, oldest first ([`super::log_entries`]).
     pub(super) log_entries: Vec<Value>,
     pub(super) responder_requests: Vec<Value>,

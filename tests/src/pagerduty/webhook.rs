@@ -274,19 +274,54 @@ fn note_envelope(
     at: DateTime<Utc>,
 ) -> Value {
     let data = json!({
-        "incident": {
-            "html_url": incident["html_url"],
-            "id": incident["id"],
-            "self": incident["self"],
-            "summary": incident["title"],
-            "type": "incident_reference",
-        },
+        "incident": incident_reference(incident),
         "id": note["id"],
         "content": content,
         "trimmed": trimmed,
         "type": "incident_note",
     });
     envelope("incident.annotated", "incident", agent.map(|a| reference(a, "user")), data, at)
+}
+
+/// The `incident` reference of an activity's data (a note, a status update, field values).
+fn incident_reference(incident: &Value) -> Value {
+    json!({
+        "html_url": incident["html_url"],
+        "id": incident["id"],
+        "self": incident["self"],
+        "summary": incident["title"],
+        "type": "incident_reference",
+    })
+}
+
+/// An `incident.status_update_published` envelope for `update` (as the REST API returns it).
+pub fn status_update_event(incident: &Value, update: &Value, agent: Option<&Value>, at: DateTime<Utc>) -> Value {
+    let data = json!({
+        "incident": incident_reference(incident),
+        "id": update["id"],
+        "message": update["message"],
+        "trimmed": false,
+        "type": "incident_status_update",
+    });
+    envelope("incident.status_update_published", "incident", agent.map(|a| reference(a, "user")), data, at)
+}
+
+/// An `incident.custom_field_values.updated` envelope: every field's value now, and the fields
+/// that changed with their values before.
+pub fn custom_fields_event(
+    incident: &Value,
+    values: &[Value],
+    changed: &[Value],
+    agent: Option<&Value>,
+    at: DateTime<Utc>,
+) -> Value {
+    let data = json!({
+        "incident": incident_reference(incident),
+        "custom_fields": values,
+        "changed_custom_fields": changed,
+        "type": "incident_field_values",
+    });
+    envelope("incident.custom_field_values.updated", "incident", agent.map(|a| reference(a, "user")), data, at)
 }
 
 /// Record an emitted webhook event (and log its change), and deliver it in the background to the

@@ -37,5 +37,6 @@ mod shared_rate_limit;
 mod sim_binary;
 mod sim_pagerduty;
 mod sim_salesforce;
+mod status_and_fields;
 mod store_cost;
 mod trimmed_notes;

@@ -663,6 +663,34 @@ impl Loader {
                 let n = self.req(&o, "content", path)?;
                 ActionSpec::Pagerduty(PagerdutySpec::AddNote { content: self.template(n, path, "content", d)? })
             }
+            ActionKind::PublishStatusUpdate => {
+                let o = self.obj(params, path, &["message", "subject", "html_message"])?;
+                let n = self.req(&o, "message", path)?;
+                let message = self.template(n, path, "message", d);
+                let subject = self.opt_template(&o, "subject", path, d);
+                let html_message = self.opt_template(&o, "html_message", path, d);
+                if o.get("subject").is_some() != o.get("html_message").is_some() {
+                    // PagerDuty needs both for its custom HTML email, and ignores one alone.
+                    self.err(path, o.line, "`publish_status_update` takes `subject` and `html_message` together (a custom HTML email) or neither");
+                    return None;
+                }
+                ActionSpec::Pagerduty(PagerdutySpec::PublishStatusUpdate { message: message?, subject, html_message })
+            }
+            ActionKind::SetCustomFields => {
+                let fields = self.field_values(params, path, d)?;
+                if fields.is_empty() {
+                    self.err(path, params.line, "`set_custom_fields` needs at least one `FIELD_NAME: value`");
+                }
+                if let Kind::Map(entries) = &params.kind {
+                    for (k, _) in entries {
+                        let name = k.key_text();
+                        if !is_custom_field_name(&name) {
+                            self.err(path, k.line, format!("`{name}` is not a PagerDuty custom field name (lowercase letters, digits and underscores, at most {MAX_CUSTOM_FIELD_NAME} characters)"));
+                        }
+                    }
+                }
+                ActionSpec::Pagerduty(PagerdutySpec::SetCustomFields { fields })
+            }
             ActionKind::SetFields => {
                 let fields = self.field_values(params, path, d)?;
                 if fields.is_empty() {

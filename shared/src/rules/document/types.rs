@@ -165,6 +165,17 @@ pub(crate) const PD_FIELDS: &[(&str, PdField)] = &[
 /// `pagerduty.custom_fields.NAME` reads an incident custom field's value by its name.
 pub(super) const PD_CUSTOM_FIELDS: &str = "custom_fields.";
 
+/// PagerDuty's limit on a custom field's name, in characters.
+pub const MAX_CUSTOM_FIELD_NAME: usize = 50;
+
+/// Whether `name` can be a PagerDuty custom field's name: lowercase ASCII letters, digits and
+/// underscores, at most [`MAX_CUSTOM_FIELD_NAME`] (the OpenAPI document's `Field Name`).
+pub fn is_custom_field_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_CUSTOM_FIELD_NAME
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Condition operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -315,6 +326,16 @@ pub enum PagerdutySpec {
     AddNote {
         content: Template,
     },
+    /// `subject` and `html_message` come together (PagerDuty's custom HTML email) or not at all.
+    PublishStatusUpdate {
+        message: Template,
+        subject: Option<Template>,
+        html_message: Option<Template>,
+    },
+    /// By custom field name (`pagerduty.custom_fields.NAME` in conditions reads the same names).
+    SetCustomFields {
+        fields: Vec<(String, FieldValue)>,
+    },
 }
 
 /// An action on Salesforce (planned by `pagerduty_to_salesforce` rules).
@@ -360,6 +381,8 @@ impl PagerdutySpec {
             PagerdutySpec::Reassign { .. } => ActionKind::Reassign,
             PagerdutySpec::AddResponders { .. } => ActionKind::AddResponders,
             PagerdutySpec::AddNote { .. } => ActionKind::AddNote,
+            PagerdutySpec::PublishStatusUpdate { .. } => ActionKind::PublishStatusUpdate,
+            PagerdutySpec::SetCustomFields { .. } => ActionKind::SetCustomFields,
         }
     }
 }
