@@ -8,7 +8,7 @@ pub mod echo;
 pub mod full_note;
 pub mod http;
 pub mod idempotency;
-pub mod own_creation;
+pub mod own_writes;
 pub mod pagerduty_exec;
 pub mod pd_to_sfdc;
 pub mod ports;

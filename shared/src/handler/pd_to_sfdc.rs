@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::handler::context::Context;
 use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
+use crate::handler::own_writes;
 use crate::handler::ports::Pipeline;
 use crate::handler::salesforce_exec;
 use crate::handler::settle::{Attempt, Subjects, store_failure};
@@ -307,16 +308,18 @@ async fn attempt(
     let plan = &evaluation.plan.0;
     let until = salesforce_exec::call_deadline(ports.clock, deadline, settle_margin);
     let started = ports.clock.now();
-    // A record found by its external id was created by an earlier attempt, at a time unknown
-    // but after the event was accepted.
+    // A record found by its external id was created by an earlier attempt (a write whose answer
+    // was lost, made at a time unknown but after the event was accepted).
     let (found, fresh): (Vec<_>, Vec<_>) =
         plan.iter().cloned().partition(|p| progress.is_uncertain(&salesforce_exec::action_key(p)));
     let execution =
         salesforce_exec::execute(salesforce, ports.links, ports.clock, &accepted.event_id, progress, plan, until).await;
     subjects.add_links(&execution.linked);
     let holder = accepted.lease_holder(hop);
-    for (created, at) in [(&fresh, started), (&found, accepted.accepted_at)] {
-        crate::handler::own_creation::see_created(ports, &rules.rules, &holder, created, &execution.linked, at).await;
+    for (plan, at) in [(&fresh, started), (&found, accepted.accepted_at)] {
+        let written =
+            own_writes::Written { rules: &rules.rules, holder: &holder, plan, progress, linked: &execution.linked };
+        own_writes::see_written(ports, written, at).await;
     }
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);
     // Whose marks these are, for a reconcile run (see `rules::event_mark`). Marks move forward

@@ -18,7 +18,7 @@ use crate::handler::context::Context;
 use crate::handler::echo;
 use crate::handler::http::{self, InboundRequest, Reply};
 use crate::handler::idempotency::Gate;
-use crate::handler::own_creation;
+use crate::handler::own_writes;
 use crate::handler::pagerduty_exec;
 use crate::handler::ports::Pipeline;
 use crate::handler::settle::{Attempt, Dispatch, Subjects, store_failure};
@@ -619,7 +619,7 @@ async fn attempt(
 ) -> Attempt {
     let Pipeline { subjects: ports, rules, pagerduty, salesforce, min_time_left, settle_margin } = pipeline;
     if let Some(echo) = echo::salesforce_echo(salesforce, change) {
-        if let Err(failed) = own_creation::link_echo(ports, salesforce, rules, change).await {
+        if let Err(failed) = own_writes::link_echo(ports, salesforce, rules, change).await {
             return failed;
         }
         see_own_write(ports, rules, Work { accepted, progress, hop }, change, deadline, subjects).await;
@@ -669,11 +669,11 @@ async fn attempt(
     }
     let mut input = record_event(change, subjects.incidents.clone());
     // Nothing linked, and a rule needs a link: the record may be one the bridge created whose
-    // creating event has not settled (see `own_creation`).
+    // creating event has not settled (see `own_writes`).
     if state.links.is_empty() && !subjects.opening && !state.opened && steps::needs_link(&rules.rules.plan(&input)) {
         let record_id = change.linked_record_id();
-        let reading = own_creation::Reading { rules: &rules.rules, change, record_id, min_time_left, deadline };
-        match own_creation::link_by_reading(ports, salesforce, progress, reading).await {
+        let reading = own_writes::Reading { rules: &rules.rules, change, record_id, min_time_left, deadline };
+        match own_writes::link_by_reading(ports, salesforce, progress, reading).await {
             Ok(Some(link)) => {
                 subjects.incidents = vec![link.incident_id.to_string()];
                 state.links.push(link);

@@ -126,7 +126,7 @@ pub struct Progress {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uncertain: Vec<String>,
     /// The record this change follows was read for who created it, and nothing linked it
-    /// ([`crate::handler::own_creation::link_by_reading`]): its later attempts need not read again.
+    /// ([`crate::handler::own_writes::link_by_reading`]): its later attempts need not read again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creator_read: bool,
 }

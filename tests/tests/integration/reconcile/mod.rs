@@ -624,6 +624,8 @@ async fn when_both_sides_changed_in_the_gap_the_later_change_wins_and_the_earlie
     let (incident, case) = linked_pair(&h, &who, 1).await;
     h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
     next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
     who.acknowledge(&incident).await.unwrap();
     time_passes(&h);
 
@@ -782,6 +784,8 @@ async fn a_person_s_change_under_a_later_write_of_the_bridge_is_repaired() {
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
     who.acknowledge(&incident).await.unwrap();
     let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
     assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
@@ -886,6 +890,34 @@ async fn a_person_s_close_of_a_case_the_bridge_created_under_its_later_write_is_
     let report = run(&bridge(&h), &h, &options()).await;
 
     assert_eq!(h.pd.incident(&incident.id).unwrap()["status"], "resolved", "{report:#?}");
+}
+
+/// The bridge sets the Case Working when on-call acknowledges (with the shipped Apex trigger that
+/// write never comes back), the agent then closes it (the post is lost), and the bridge writes
+/// the Case again for another reason: the close is the agent's, not the bridge's Working, and
+/// the run resolves the incident (the explorer's seed 10103, soak of stop 37).
+#[tokio::test]
+async fn a_person_s_close_after_a_bridge_write_that_never_came_back_is_repaired() {
+    let h = Harness::start(RULES).await;
+    let who = oncall(&h);
+    let (incident, case) = linked_pair(&h, &who, 1).await;
+    bridge_sees(&h, &case).await;
+    next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
+    who.acknowledge(&incident).await.unwrap();
+    let acked =
+        h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
+    assert_eq!(outcome(&h.webhook(&acked.to_string(), "live-ack").await), "applied");
+    assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
+    next_second().await;
+    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
+    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    time_passes(&h);
+
+    let report = run(&bridge(&h), &h, &options()).await;
+
+    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
 }
 
 /// The agent raises the Case to Sev2 (the post is lost), then edits it again (delivered: the
@@ -1536,6 +1568,8 @@ async fn a_lost_close_in_a_gap_is_reported_though_the_bridge_wrote_its_field_lat
     );
     assert_eq!(h.pd.incident(&incident).unwrap()["status"], "triggered", "the live path saw no close");
     next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
     who.acknowledge(&incident).await.unwrap();
     let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
     assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
@@ -1684,6 +1718,8 @@ async fn a_late_change_before_the_first_seen_does_not_hide_a_later_gap_s_close()
     next_second().await;
     h.sf.update_record("Case", &case, json!({"Priority": "Sev2"}), AGENT).unwrap();
     next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
     who.acknowledge(&incident).await.unwrap();
     let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
     assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
@@ -1768,6 +1804,8 @@ async fn a_late_echo_and_a_live_change(echo_first: bool) {
     let who = oncall(&h);
     let (incident, case) = linked_pair(&h, &who, 1).await;
     next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
     who.acknowledge(&incident).await.unwrap();
     let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
     assert_eq!(outcome(&h.webhook(&ack.to_string(), "ack").await), "applied");
@@ -2067,6 +2105,8 @@ async fn a_late_echo_inside_a_gap_splits_it_into_the_bridge_s_write_and_the_lost
     next_second().await;
     bridge_sees(&h, &case).await;
     next_second().await;
+    // The bridge's clock as Salesforce's: it dates its own write by it.
+    h.clock.set(Utc::now());
     who.acknowledge(&incident).await.unwrap();
     let ack = h.pd.webhook_events().into_iter().find(|e| e["event"]["event_type"] == "incident.acknowledged").unwrap();
     assert_eq!(outcome(&h.webhook(&ack.to_string(), "live-ack").await), "applied");

@@ -12,8 +12,8 @@
 //! - A change that needs the link and finds none reads the record once ([`link_by_reading`]):
 //!   the shipped Apex trigger and filtered Outbound Messages never send the bridge's writes back.
 //!
-//! For the same reason what the bridge wrote into a record it created is what it first saw of
-//! the record ([`see_created`]), not only what an echo shows.
+//! For the same reason what the bridge wrote into a record is what it saw of the record
+//! ([`see_written`]), not only what an echo shows.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -121,48 +121,72 @@ pub async fn link_by_reading(
     Ok(Some(link))
 }
 
-/// What the bridge wrote into each record this execution created (`linked`) is what it first saw
-/// of the record ([`Seen`]), as of `at`, a time before the record existed (the write's start,
-/// or for one an earlier attempt made, the event's acceptance; whole seconds, as Salesforce
-/// stamps): the old values of its next change. Without it a
-/// person's change whose post the sender gave up on, followed by another, shows no gap for a
-/// reconcile run to repair. Kept only when the record's subject is free and has seen nothing
-/// yet (a change of it applied or waiting since knows better); a failure costs only that.
-pub async fn see_created(
-    ports: steps::SubjectPorts<'_>,
-    rules: &Rules,
-    holder: &str,
-    plan: &[PlannedAction],
-    linked: &[Link],
-    at: DateTime<Utc>,
-) {
-    for link in linked {
-        let written = plan.iter().find_map(|p| match &p.action {
-            Action::Salesforce(SalesforceAction::CreateRecord { object, fields, incident_id, .. })
-                if *object == link.record.object && *incident_id == link.incident_id =>
-            {
-                Some(fields)
+/// What the bridge wrote into a record is what it saw of the record ([`Seen`]), as of `at`, a
+/// time before the write (its start, or for a record an earlier attempt created, the event's
+/// acceptance; whole seconds, as Salesforce stamps): the old values of the record's next change.
+/// The Apex trigger never sends the bridge's writes back, and without this a person's change
+/// whose post the sender gave up on, under a later write of the bridge, shows no gap for a
+/// reconcile run to repair. A record it created is seen from then on ([`Seen::created`]); a
+/// record it set fields of keeps what else was seen of it (only once something was). Kept only
+/// when the record's subject is free and no change of it waits in the retry queue (its values
+/// would read as a gap); a failure costs only that comparison.
+pub async fn see_written(ports: steps::SubjectPorts<'_>, written: Written<'_>, at: DateTime<Utc>) {
+    let Written { rules, holder, plan, progress, linked } = written;
+    for planned in plan {
+        let (record, fields, created) = match &planned.action {
+            Action::Salesforce(SalesforceAction::CreateRecord { object, fields, incident_id, .. }) => {
+                let link = linked.iter().find(|l| l.record.object == *object && l.incident_id == *incident_id);
+                let Some(link) = link else { continue };
+                (&link.record, fields, true)
             }
-            _ => None,
-        });
-        let compared = rules.fields_compared_with_old(&link.record.object);
-        let Some(written) = written.filter(|_| !compared.is_empty()) else { continue };
-        let subject = Subject::Record(link.record.id.to_string());
-        let now = ports.clock.now();
-        let until = now + chrono::Duration::seconds(5);
-        if !matches!(ports.links.lease(&subject, holder, now, until).await, Ok(Lease::Acquired)) {
+            Action::Salesforce(SalesforceAction::SetFields { record, fields })
+                if progress.is_done(&crate::handler::salesforce_exec::action_key(planned)) =>
+            {
+                (record, fields, false)
+            }
+            _ => continue,
+        };
+        let compared = rules.fields_compared_with_old(&record.object);
+        if compared.is_empty() || !fields.keys().any(|f| compared.contains(f)) {
             continue;
         }
-        let first_sight =
-            ports.links.subject_state(&subject).await.is_ok_and(|s| s.seen.is_none() && s.pending.is_empty());
+        let subject = Subject::Record(record.id.to_string());
+        let now = ports.clock.now();
+        if !matches!(
+            ports.links.lease(&subject, holder, now, now + chrono::Duration::seconds(5)).await,
+            Ok(Lease::Acquired)
+        ) {
+            continue;
+        }
         let at = crate::reconcile::cursor::whole_second(at);
-        let seen = first_sight.then(|| Seen { created: true, ..Seen::of(at, written, &compared) });
+        let seen = match ports.links.subject_state(&subject).await {
+            Ok(state) if state.pending.is_empty() => match (state.seen, created) {
+                (None, true) => Some(Seen { created: true, ..Seen::of(at, fields, &compared) }),
+                (Some(previous), false) if previous.at <= at => {
+                    Some(Seen::after(Some(&previous), None, at, fields, &compared))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
         if let Err(err) =
             ports.links.update_subject(&subject, Some(holder), &SubjectUpdate { seen, ..Default::default() }).await
         {
-            tracing::warn!(error = %err, subject = %subject.key(), "could not keep what the bridge wrote into the record it created");
+            tracing::warn!(error = %err, subject = %subject.key(), "could not keep what the bridge wrote into the record");
         }
     }
+}
+
+/// What [`see_written`] reads of an execution.
+pub struct Written<'a> {
+    pub rules: &'a Rules,
+    /// The event's lease holder: it takes each record's subject for a moment.
+    pub holder: &'a str,
+    /// The planned actions written (a subset of the plan: see the caller).
+    pub plan: &'a [PlannedAction],
+    pub progress: &'a Progress,
+    /// The links the execution wrote for records it created.
+    pub linked: &'a [Link],
 }
 
 /// The integration user's id: configured, or the session's (no call beyond the login).
