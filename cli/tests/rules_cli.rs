@@ -28,6 +28,22 @@ fn check_accepts_the_example_rules() {
     assert!(stdout(&out).contains("OK (2 ruleset(s)"), "{}", stdout(&out));
 }
 
+/// With Change Data Capture as the input, the rules that compare with old values are listed
+/// (they cannot match a record's first change event), each at its condition's line; the file is
+/// still valid. Without the flag nothing is said.
+#[test]
+fn check_with_change_events_warns_of_conditions_on_old_values() {
+    let out = syncctl(&["rules", "check", EXAMPLE, "--change-events"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains(": warning: ")).collect();
+    assert_eq!(warnings.len(), 4, "{text}");
+    assert!(warnings.iter().any(|w| w.starts_with(&format!("{EXAMPLE}:59: warning: rule "))), "{text}");
+    assert!(warnings.iter().all(|w| w.contains("first change event")), "{text}");
+    let plain = syncctl(&["rules", "check", EXAMPLE]);
+    assert!(!stdout(&plain).contains("warning"), "{}", stdout(&plain));
+}
+
 #[test]
 fn check_lists_every_problem_with_its_line_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();

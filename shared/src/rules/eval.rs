@@ -229,22 +229,19 @@ impl Rules {
     /// reconcile run's) is judged against them.
     pub fn fields_compared_with_old(&self, object: &ObjectName) -> Vec<String> {
         self.fields_of(Direction::SalesforceToPagerduty, object, |rule| {
-            rule.conditions
-                .iter()
-                .filter_map(|c| match &c.field {
-                    Field::Salesforce { path, old }
-                        if *old
-                            || matches!(
-                                c.operator,
-                                Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom
-                            ) =>
-                    {
-                        path.first().cloned()
-                    }
-                    _ => None,
-                })
-                .collect()
+            rule.conditions.iter().filter_map(|c| compared_with_old(c).cloned()).collect()
         })
+    }
+
+    /// The conditions of enabled `salesforce_to_pagerduty` rules that compare a field with its
+    /// old value, with their rules: what a change without old values (the first Change Data
+    /// Capture event the bridge sees of a record) cannot match.
+    pub fn conditions_on_old_values(&self) -> Vec<(&Rule, &Condition)> {
+        let rules = self.rulesets.iter().filter(|set| set.enabled).flat_map(|set| &set.rules);
+        rules
+            .filter(|r| r.direction == Direction::SalesforceToPagerduty)
+            .flat_map(|r| r.conditions.iter().filter(|c| compared_with_old(c).is_some()).map(move |c| (r, c)))
+            .collect()
     }
 
     /// The incident and rule a record names as its creator: the external id a link-making
@@ -304,6 +301,19 @@ impl Rules {
         fields.sort();
         fields.dedup();
         fields
+    }
+}
+
+/// The field a condition compares with its old value (`changed`, `changed_to`, `changed_from`,
+/// `old.FIELD`), if it does.
+fn compared_with_old(c: &Condition) -> Option<&String> {
+    match &c.field {
+        Field::Salesforce { path, old }
+            if *old || matches!(c.operator, Operator::Changed | Operator::ChangedTo | Operator::ChangedFrom) =>
+        {
+            path.first()
+        }
+        _ => None,
     }
 }
 

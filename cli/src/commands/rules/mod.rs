@@ -22,6 +22,10 @@ pub enum RulesCommand {
     Check {
         /// The rules YAML file.
         file: PathBuf,
+        /// Salesforce's changes come as Change Data Capture events: also list the conditions
+        /// the first event of a record cannot match (change events carry no old values).
+        #[arg(long)]
+        change_events: bool,
     },
     /// Evaluate an event against a rules file and print the plan and why each rule did or did not match.
     Test {
@@ -45,7 +49,7 @@ pub enum RulesCommand {
 
 pub async fn run(cmd: RulesCommand, globals: &Globals) -> Result<u8, Failure> {
     match cmd {
-        RulesCommand::Check { file } => check(&file, globals.json),
+        RulesCommand::Check { file, change_events } => check(&file, change_events, globals.json),
         RulesCommand::Test { file, event } => test(&file, &event, globals.json).await,
         RulesCommand::Push { file, by } => push(&file, &by, globals).await,
     }
@@ -119,14 +123,44 @@ fn column(text: &str, line: usize) -> usize {
     indent + item + 1
 }
 
-fn check(file: &Path, json: bool) -> Result<u8, Failure> {
+fn check(file: &Path, change_events: bool, json: bool) -> Result<u8, Failure> {
     let (_, rules) = match load(file, json)? {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    if json {
-        println!("{}", json!({"valid": true, "rulesets": rules.rulesets.len(), "rules": rules.rule_count()}));
+    // Warnings, not errors: such a rule works from the second change of a record on.
+    let first_sight: Vec<(usize, String)> = if change_events {
+        rules
+            .conditions_on_old_values()
+            .into_iter()
+            .map(|(rule, c)| {
+                (
+                    c.line,
+                    format!(
+                        "rule {:?}: `{} {}` does not match the first change event the bridge sees of a {} \
+                         (change events carry no old values; the bridge keeps the last value it saw from then on)",
+                        rule.name,
+                        c.field_text,
+                        c.operator.as_str(),
+                        rule.object
+                    ),
+                )
+            })
+            .collect()
     } else {
+        vec![]
+    };
+    if json {
+        let warnings: Vec<_> =
+            first_sight.iter().map(|(line, message)| json!({"line": line, "message": message})).collect();
+        println!(
+            "{}",
+            json!({"valid": true, "rulesets": rules.rulesets.len(), "rules": rules.rule_count(), "warnings": warnings})
+        );
+    } else {
+        for (line, message) in &first_sight {
+            println!("{}:{line}: warning: {message}", file.display());
+        }
         println!("{}: OK ({} ruleset(s), {} rule(s))", file.display(), rules.rulesets.len(), rules.rule_count());
     }
     Ok(exit::OK)
