@@ -82,9 +82,6 @@ pub struct HarnessConfig {
     /// The time kept after the last call's timeout to settle (production's
     /// `Settings::settle_margin` unless a test scales time).
     pub settle_margin: Duration,
-    /// The integration user's Salesforce id is configured (`SalesforceIntegrationUserId`), as
-    /// the Change Data Capture set-up asks: its change events name the user by id only.
-    pub integration_user_id: bool,
     /// The simulators stamp with the bridge's manual clock instead of the wall clock (a test
     /// that moves time by hours, and compares both systems' stamps with the bridge's).
     pub simulators_on_bridge_clock: bool,
@@ -111,7 +108,6 @@ impl HarnessConfig {
             secrets_max_age: Duration::from_secs(300),
             count_store: false,
             simulators_on_bridge_clock: false,
-            integration_user_id: false,
             clock_start: None,
             pagerduty_client_limit: ClientRateLimit::PAGERDUTY_REST,
             shared_budget: false,
@@ -353,11 +349,6 @@ impl Harness {
                 org_id: shared::salesforce::id::OrgId::parse(ORG_ID),
                 outbound_message_secret_id: Some(outbound_message_secret_id),
                 integration_user: INTEGRATION_USER.into(),
-                integration_user_id: if config.integration_user_id {
-                    sf.user_id(INTEGRATION_USER)
-                } else {
-                    String::new()
-                },
                 min_time_left: config.min_time_left,
                 settle_margin: config.settle_margin,
                 ..Settings::default()

@@ -51,8 +51,6 @@ pub const POLICIES: [(&str, &str); 2] = [("PEP0001", "Checkout On Call"), ("PEP0
 pub const WEBHOOK_NOTE_LIMIT: usize = 500;
 /// The Apex Queueable gives up on a post after this many attempts (`PdSyncCallout.MAX_ATTEMPTS`).
 const APEX_MAX_ATTEMPTS: u32 = 5;
-/// Lambda invokes an asynchronous event three times in all (`ChangeEventsInvokeConfig`).
-const CHANGE_EVENT_MAX_ATTEMPTS: u32 = 3;
 /// PagerDuty keeps redelivering a failed webhook for hours; the explorer stops counting here.
 const PAGERDUTY_MAX_ATTEMPTS: u32 = 40;
 
@@ -78,35 +76,6 @@ pub enum Payload {
         news: Vec<Value>,
         change_ids: Value,
     },
-    /// A Change Data Capture event as EventBridge delivers it to the function (an asynchronous
-    /// invocation: retried twice by Lambda when the function fails, then dead-lettered).
-    ChangeEvent { event: Value },
-}
-
-/// Whether Salesforce sends the bridge's own writes back to it, drawn per schedule. The shipped
-/// Apex trigger skips the integration user's changes and the Outbound Message set-up filters
-/// them, so most schedules get none; Change Data Capture sends every change, the integration
-/// user's too, with its `commitUser`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SalesforceEchoes {
-    None,
-    ChangeEvents,
-}
-
-impl SalesforceEchoes {
-    /// One schedule in three has Change Data Capture, by the seed alone (drawing it from the
-    /// schedule's generator would change every other seed's schedule).
-    fn of_seed(seed: u64) -> Self {
-        if seed.is_multiple_of(3) { Self::ChangeEvents } else { Self::None }
-    }
-}
-
-/// Which of the function's entry points a delivery goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    Webhook,
-    Records,
-    ChangeEvent,
 }
 
 /// Where a delivery stands with its sender.
@@ -252,8 +221,6 @@ fn can_give_up(payload: &Payload) -> bool {
         Payload::Post { object, operation, .. } => {
             (object == "Case" && operation == "update") || (object == "CaseComment" && operation == "insert")
         }
-        // Only the bridge's own writes come as change events here: nothing to give up on.
-        Payload::ChangeEvent { .. } => false,
     }
 }
 
@@ -312,7 +279,6 @@ pub struct World {
     /// Senders' attempts the function answered with an event applied there and then (the live
     /// path acted, not only queued).
     pub live_applied: usize,
-    pub echoes: SalesforceEchoes,
 }
 
 /// `2026-11-22T10:00:00.000+0000`, as Apex serialises a datetime: whole seconds in a real org.
@@ -352,9 +318,6 @@ impl World {
         let mut rng = StdRng::seed_from_u64(seed);
         let faults = FaultProfile::draw(&mut rng, &timing, knobs.give_up);
         let mut config = HarnessConfig::new(rules_yaml);
-        let echoes = SalesforceEchoes::of_seed(seed);
-        // What the Change Data Capture set-up asks for: its echoes name the user by id only.
-        config.integration_user_id = echoes == SalesforceEchoes::ChangeEvents;
         let start = clock_start(seed, knobs.start_ms, Utc::now());
         config.clock_start = Some(start);
         // Hours pass in milliseconds here: both systems stamp with the bridge's clock, so that a
@@ -387,12 +350,6 @@ impl World {
         let retry = (0..instances).map(instance).collect();
         let log = vec![
             format!("faults: {}", faults.describe()),
-            match echoes {
-                SalesforceEchoes::None => "Salesforce sends none of the bridge's writes back (the Apex trigger)".into(),
-                SalesforceEchoes::ChangeEvents => {
-                    "Salesforce sends the bridge's writes back as Change Data Capture events".into()
-                }
-            },
             format!(
                 "clock starts at {} (replay: EXPLORER_SEED={seed} EXPLORER_START_MS={})",
                 start.format("%H:%M:%S%.3f"),
@@ -420,7 +377,6 @@ impl World {
             case_numbers: HashMap::new(),
             reconciled: Vec::new(),
             live_applied: 0,
-            echoes,
         }
     }
 
@@ -670,15 +626,14 @@ impl World {
         }
     }
 
-    /// Takes the record changes the bridge made in Salesforce since the last look, into change
-    /// events when the schedule has Change Data Capture ([`SalesforceEchoes`]); people's changes
-    /// are posted where they are made.
+    /// Takes the record changes the bridge made in Salesforce since the last look, into trigger
+    /// posts as the integration user (people's changes are posted where they are made).
     fn harvest_salesforce(&mut self) {
         let changes = self.h.sf.changes();
         let stamp = self.sf_now();
         for change in changes.into_iter().skip(self.seen_sf_changes) {
             self.seen_sf_changes += 1;
-            if change.username != INTEGRATION_USER || self.echoes == SalesforceEchoes::None {
+            if change.username != INTEGRATION_USER {
                 continue;
             }
             let id = change.new["Id"].as_str().unwrap_or_default().to_string();
@@ -695,11 +650,18 @@ impl World {
             });
             self.stamps.insert(id.clone(), stamp.clone());
             let subject = new["ParentId"].as_str().unwrap_or(&id).to_string();
-            let label =
-                format!("change event: {} {} {id} by the bridge @{}", change.object, change.operation, &stamp[11..19]);
-            let committed = crate::salesforce::Change { new, old: olds.map(|mut o| o.remove(0)), ..change };
-            let event = crate::salesforce::cdc::of_change(ORG_ID, &committed, self.seen_sf_changes);
-            let n = self.add_delivery(Author::Bridge, Payload::ChangeEvent { event }, subject, label.clone());
+            let label = format!("post: {} {} {id} by the bridge @{}", change.object, change.operation, &stamp[11..19]);
+            let news = vec![new];
+            let change_ids = change_ids(olds.as_deref(), &news);
+            let payload = Payload::Post {
+                object: change.object.clone(),
+                operation: change.operation.clone(),
+                username: INTEGRATION_USER.into(),
+                olds,
+                news,
+                change_ids,
+            };
+            let n = self.add_delivery(Author::Bridge, payload, subject, label.clone());
             self.note(format!("    -> delivery #{n} ({label})"));
         }
     }
@@ -746,7 +708,7 @@ impl World {
         self.rng.random_range(0..self.retry.len())
     }
 
-    fn request(&self, delivery: &Delivery, wait: Duration) -> (InboundRequest, Entry) {
+    fn request(&self, delivery: &Delivery, wait: Duration) -> (InboundRequest, bool) {
         let now = self.now();
         let deadline = Some(now + chrono::Duration::from_std(wait).expect("short"));
         let correlation_id = uuid::Uuid::new_v4().to_string();
@@ -765,7 +727,7 @@ impl World {
                         deadline,
                         ..InboundRequest::post(pd_to_sfdc::WEBHOOK_ROUTE, headers, body.clone())
                     },
-                    Entry::Webhook,
+                    true,
                 )
             }
             Payload::Post { object, operation, username, olds, news, change_ids } => {
@@ -796,17 +758,9 @@ impl World {
                         deadline,
                         ..InboundRequest::post(sfdc_to_pd::RECORDS_ROUTE, headers, body)
                     },
-                    Entry::Records,
+                    false,
                 )
             }
-            Payload::ChangeEvent { event } => (
-                InboundRequest {
-                    correlation_id,
-                    deadline,
-                    ..InboundRequest::post(sfdc_to_pd::CHANGE_EVENT_ROUTE, vec![], event.to_string())
-                },
-                Entry::ChangeEvent,
-            ),
         }
     }
 
@@ -867,8 +821,7 @@ impl World {
                 Invocation::Deliver { delivery, instance } | Invocation::Duplicate { delivery, instance } => {
                     let duplicate = !matches!(invocation, Invocation::Deliver { .. });
                     let d = &self.deliveries[delivery];
-                    let (request, entry) = self.request(d, self.timing.function_timeout);
-                    let webhook = entry == Entry::Webhook;
+                    let (request, webhook) = self.request(d, self.timing.function_timeout);
                     let ctx =
                         if webhook { self.pd_to_sfdc[instance].clone() } else { self.sfdc_to_pd[instance].clone() };
                     let sender_wait = if webhook { self.timing.pagerduty_waits } else { self.timing.apex_waits };
@@ -882,12 +835,10 @@ impl World {
                     lingering.push(tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
                         let work = async {
-                            match entry {
-                                Entry::Webhook => pd_to_sfdc::handle(&ctx, request).await,
-                                Entry::Records => sfdc_to_pd::handle(&ctx, request).await,
-                                Entry::ChangeEvent => {
-                                    change_event_answer(sfdc_to_pd::handle_change_event(&ctx, request).await)
-                                }
+                            if webhook {
+                                pd_to_sfdc::handle(&ctx, request).await
+                            } else {
+                                sfdc_to_pd::handle(&ctx, request).await
                             }
                         };
                         let answer = match tokio::time::timeout(function_timeout, work).await {
@@ -986,9 +937,6 @@ impl World {
         };
         let (max, wait) = if d.is_webhook() {
             (PAGERDUTY_MAX_ATTEMPTS, ms(5_000 * i64::from(d.attempts.min(12)) + jitter))
-        } else if matches!(d.payload, Payload::ChangeEvent { .. }) {
-            // Lambda's retries of an asynchronous invocation: about 1 and then 2 minutes apart.
-            (CHANGE_EVENT_MAX_ATTEMPTS, chrono::Duration::minutes(i64::from(d.attempts)) + ms(jitter))
         } else {
             (APEX_MAX_ATTEMPTS, chrono::Duration::minutes(2 * i64::from(d.attempts)) + ms(jitter))
         };
@@ -1035,18 +983,6 @@ fn change_ids(olds: Option<&[Value]>, news: &[Value]) -> Value {
         })
         .collect();
     Value::Object(ids)
-}
-
-/// A change event's invocation as a status: succeeded (200), refused for good (400), failed (500:
-/// Lambda invokes it again).
-fn change_event_answer(reply: sfdc_to_pd::ChangeEventReply) -> shared::handler::http::Reply {
-    use sfdc_to_pd::ChangeEventReply;
-    let (status, body) = match reply {
-        ChangeEventReply::Accepted(summary) => (200, serde_json::to_string(&summary).unwrap_or_default()),
-        ChangeEventReply::Refused(err) => (400, json!({"error": err.to_string()}).to_string()),
-        ChangeEventReply::Retry(summary) => (500, serde_json::to_string(&summary).unwrap_or_default()),
-    };
-    shared::handler::http::Reply { status, content_type: "application/json", headers: Vec::new(), body }
 }
 
 /// What a reply says was done: a webhook's `status`; the non-zero counts of a post's summary.
