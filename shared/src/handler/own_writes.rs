@@ -66,7 +66,8 @@ pub struct Reading<'a> {
 
 /// The link of a record the bridge created, written now, when the record says so: its external
 /// id names an incident and a link-making rule, and the integration user created it. Read once
-/// per event (the answer cannot change: both are set by the insert) and only for an object such
+/// per event (both are set by the insert: CreatedById never changes, and the external id field
+/// is read-only for people, see salesforce/README.md) and only for an object such
 /// a rule creates; a change of the record itself that carries both fields costs no call.
 /// `Err` when the record cannot be read now: the event is retried like any failed call, for as
 /// long as the retry policy allows, not only as long as a change waits for its opening event.
@@ -97,19 +98,24 @@ pub async fn link_by_reading(
             Err(SalesforceError::Api { status: 404, .. }) => serde_json::Map::new(),
             Err(err) => {
                 salesforce.report_failure(&err).await;
-                return Err(unreadable(&object, record_id, &err));
+                return Err(unreadable(&object, record_id, &err, 1));
             }
         }
     };
     let own = match own_user_id(salesforce).await {
         Ok(own) => own,
-        Err(err) => return Err(unreadable(&object, record_id, &err)),
+        Err(err) => {
+            salesforce.report_failure(&err).await;
+            return Err(unreadable(&object, record_id, &err, u32::from(!carried)));
+        }
     };
-    progress.creator_read = true;
     let by_bridge = own.as_deref().is_some_and(|own| {
         record.get(CREATED_BY_ID).and_then(Value::as_str).is_some_and(|c| crate::salesforce::id::same_id(c, own))
     });
     let Some(link) = by_bridge.then(|| link_of(rules, &object, record_id, &record, ports.clock.now())).flatten() else {
+        // Not the bridge's: its later attempts need not read again. (One that is the bridge's
+        // reads again only when writing its link failed: the link then answers.)
+        progress.creator_read = true;
         return Ok(None);
     };
     ports.links.put_link(&link).await.map_err(store_failure)?;
@@ -131,7 +137,7 @@ pub async fn link_by_reading(
 /// when the record's subject is free and no change of it waits in the retry queue (its values
 /// would read as a gap); a failure costs only that comparison.
 pub async fn see_written(ports: steps::SubjectPorts<'_>, written: Written<'_>, at: DateTime<Utc>) {
-    let Written { rules, holder, plan, progress, linked } = written;
+    let Written { rules, holder, plan, done_before, progress, linked } = written;
     for planned in plan {
         let (record, fields, created) = match &planned.action {
             Action::Salesforce(SalesforceAction::CreateRecord { object, fields, incident_id, .. }) => {
@@ -139,8 +145,10 @@ pub async fn see_written(ports: steps::SubjectPorts<'_>, written: Written<'_>, a
                 let Some(link) = link else { continue };
                 (&link.record, fields, true)
             }
+            // Written by this execution: one an earlier attempt made is not dated by this one.
             Action::Salesforce(SalesforceAction::SetFields { record, fields })
-                if progress.is_done(&crate::handler::salesforce_exec::action_key(planned)) =>
+                if progress.is_done(&crate::handler::salesforce_exec::action_key(planned))
+                    && !done_before.contains(&crate::handler::salesforce_exec::action_key(planned)) =>
             {
                 (record, fields, false)
             }
@@ -184,6 +192,8 @@ pub struct Written<'a> {
     pub holder: &'a str,
     /// The planned actions written (a subset of the plan: see the caller).
     pub plan: &'a [PlannedAction],
+    /// The actions done before this execution (`Progress::done` then).
+    pub done_before: &'a [String],
     pub progress: &'a Progress,
     /// The links the execution wrote for records it created.
     pub linked: &'a [Link],
@@ -213,7 +223,7 @@ fn link_of(
     })
 }
 
-fn unreadable(object: &ObjectName, id: &str, err: &SalesforceError) -> Attempt {
+fn unreadable(object: &ObjectName, id: &str, err: &SalesforceError, api_calls: u32) -> Attempt {
     Attempt::Failed {
         kind: FailureKind::from(err.class()),
         reason: format!(
@@ -223,6 +233,6 @@ fn unreadable(object: &ObjectName, id: &str, err: &SalesforceError) -> Attempt {
         rule: None,
         rules: vec![],
         actions: vec![],
-        api_calls: 1,
+        api_calls,
     }
 }

@@ -308,6 +308,7 @@ async fn attempt(
     let plan = &evaluation.plan.0;
     let until = salesforce_exec::call_deadline(ports.clock, deadline, settle_margin);
     let started = ports.clock.now();
+    let done_before = progress.done.clone();
     // A record found by its external id was created by an earlier attempt (a write whose answer
     // was lost, made at a time unknown but after the event was accepted).
     let (found, fresh): (Vec<_>, Vec<_>) =
@@ -317,8 +318,14 @@ async fn attempt(
     subjects.add_links(&execution.linked);
     let holder = accepted.lease_holder(hop);
     for (plan, at) in [(&fresh, started), (&found, accepted.accepted_at)] {
-        let written =
-            own_writes::Written { rules: &rules.rules, holder: &holder, plan, progress, linked: &execution.linked };
+        let written = own_writes::Written {
+            rules: &rules.rules,
+            holder: &holder,
+            plan,
+            done_before: &done_before,
+            progress,
+            linked: &execution.linked,
+        };
         own_writes::see_written(ports, written, at).await;
     }
     subjects.marks = steps::marks_done(&evaluation.plan.0, progress);

@@ -125,8 +125,9 @@ pub struct Progress {
     /// without proof: the service offers no way to look, and sending it again could repeat it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uncertain: Vec<String>,
-    /// The record this change follows was read for who created it, and nothing linked it
-    /// ([`crate::handler::own_writes::link_by_reading`]): its later attempts need not read again.
+    /// The record this change follows was read for who created it, and it is not a record the
+    /// bridge created ([`crate::handler::own_writes::link_by_reading`]): its later attempts need
+    /// not read again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creator_read: bool,
 }
