@@ -96,6 +96,47 @@ pub fn scopes_for(action: ActionKind) -> Option<&'static [Scope]> {
     })
 }
 
+/// The scopes `granted` lacks for the bridge and for `actions` (the rules' actions), each with
+/// who needs it, and the actions PagerDuty documents no scope for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeReport {
+    /// Scope → what needs it (`the bridge` or action names), in scope order.
+    pub missing: Vec<(Scope, Vec<&'static str>)>,
+    pub unsupported: Vec<ActionKind>,
+}
+
+impl ScopeReport {
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.unsupported.is_empty()
+    }
+}
+
+/// Compares the granted scopes with what the bridge and `actions` need ([`BASE_SCOPES`],
+/// [`scopes_for`]).
+pub fn check_scopes(granted: &[String], actions: impl IntoIterator<Item = ActionKind>) -> ScopeReport {
+    let mut needs: std::collections::BTreeMap<Scope, Vec<&'static str>> = Default::default();
+    for scope in BASE_SCOPES {
+        needs.entry(*scope).or_default().push("the bridge");
+    }
+    let mut unsupported = Vec::new();
+    for action in actions {
+        match scopes_for(action) {
+            Some(scopes) => {
+                for scope in scopes {
+                    let by = needs.entry(*scope).or_default();
+                    if !by.contains(&action.name()) {
+                        by.push(action.name());
+                    }
+                }
+            }
+            None if !unsupported.contains(&action) => unsupported.push(action),
+            None => {}
+        }
+    }
+    let missing = needs.into_iter().filter(|(scope, _)| !granted.iter().any(|g| g == scope.0)).collect();
+    ScopeReport { missing, unsupported }
+}
+
 /// The PagerDuty account a token is requested for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {

@@ -257,3 +257,47 @@ async fn a_rotation_that_cannot_read_the_current_secret_changes_nothing() {
     let stored: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
     assert_eq!(stored["current"], "live-secret", "unchanged: {stored}");
 }
+
+/// The world with its PagerDuty token secret holding OAuth client `client_id`.
+async fn with_app_secret(w: &mut World, client_id: &str, client_secret: &str) {
+    let secret = json!({"client_id": client_id, "client_secret": client_secret, "subdomain": "sim"});
+    let (_, id) = moto::secret(&secret.to_string()).await;
+    w.config.pagerduty.token_secret_id = id;
+    w.config.pagerduty.identity_base = url::Url::parse(&w.pd.base_url()).unwrap();
+}
+
+#[tokio::test]
+async fn doctor_says_it_found_an_oauth_app_and_that_its_scopes_cover_the_rules() {
+    let mut w = world(test_keys().private_key_pem).await;
+    with_app_secret(&mut w, "sim-client", "sim-client-secret").await;
+    let checks = diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await;
+    let result = |name: &str| checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("{name}")).result.clone();
+    let kind = result("PagerDuty token secret").unwrap();
+    assert!(kind.contains("Scoped OAuth app") && kind.contains("as_account-us.sim"), "{kind}");
+    let scopes = result("PagerDuty app token and scopes").unwrap();
+    assert!(scopes.contains("cover the bridge and the rules"), "{scopes}");
+    assert!(result("PagerDuty token and From user").is_ok(), "the app token is accepted");
+    assert!(!checks.iter().any(|c| c.result.as_ref().is_err_and(|e| e.contains("sim-client-secret"))));
+}
+
+#[tokio::test]
+async fn doctor_lists_the_scopes_an_app_lacks_and_refuses_an_unknown_client() {
+    let mut w = world(test_keys().private_key_pem).await;
+    let read_only = ["incidents.read", "users.read", "webhook_subscriptions.read", "webhook_subscriptions.write"];
+    w.pd.set_oauth_client(sim::pagerduty::PdOAuthClient {
+        client_id: "narrow".into(),
+        client_secret: "narrow-secret".into(),
+        scopes: read_only.iter().map(|s| s.to_string()).collect(),
+    });
+    with_app_secret(&mut w, "narrow", "narrow-secret").await;
+    let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
+    let scopes = &found.iter().find(|(n, _)| *n == "PagerDuty app token and scopes").expect("reported").1;
+    assert!(scopes.contains("missing scope incidents.write (needed by create_incident"), "{scopes}");
+    assert!(scopes.contains("missing scope priorities.read"), "{scopes}");
+    assert!(!scopes.contains("users.read"), "granted: {scopes}");
+
+    with_app_secret(&mut w, "nobody", "wrong").await;
+    let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
+    let scopes = &found.iter().find(|(n, _)| *n == "PagerDuty app token and scopes").expect("reported").1;
+    assert!(scopes.contains("invalid_client") && scopes.contains("App Registration"), "{scopes}");
+}

@@ -76,6 +76,29 @@ fn every_action_names_its_scopes_or_says_pagerduty_documents_none() {
     }
 }
 
+#[test]
+fn a_scope_report_names_what_is_missing_and_who_needs_it() {
+    let granted: Vec<String> =
+        ["incidents.read", "users.read", "webhook_subscriptions.read", "webhook_subscriptions.write"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    let actions =
+        [ActionKind::CreateIncident, ActionKind::SetPriority, ActionKind::AddNote, ActionKind::RunAutomationAction];
+    let report = check_scopes(&granted, actions);
+    assert_eq!(
+        report.missing,
+        vec![
+            (INCIDENTS_WRITE, vec!["create_incident", "set_priority", "add_note"]),
+            (PRIORITIES_READ, vec!["create_incident", "set_priority"]),
+        ]
+    );
+    assert_eq!(report.unsupported, [ActionKind::RunAutomationAction]);
+    let all: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.0.to_string()).collect();
+    assert!(check_scopes(&all, [ActionKind::CreateIncident, ActionKind::AddCaseComment]).is_complete());
+    assert_eq!(check_scopes(&[], []).missing.len(), BASE_SCOPES.len(), "the bridge's own needs");
+}
+
 fn token_answer(token: &str, expires_in: u64) -> String {
     serde_json::json!({
         "access_token": token,
