@@ -301,3 +301,42 @@ async fn doctor_lists_the_scopes_an_app_lacks_and_refuses_an_unknown_client() {
     let scopes = &found.iter().find(|(n, _)| *n == "PagerDuty app token and scopes").expect("reported").1;
     assert!(scopes.contains("invalid_client") && scopes.contains("App Registration"), "{scopes}");
 }
+
+#[tokio::test]
+async fn setup_stores_an_oauth_client_or_an_api_key_once_pagerduty_accepts_it() {
+    use shared::secrets::Secret;
+    use syncctl::commands::setup::pagerduty_credential::{NewCredential, store};
+    let mut w = world(test_keys().private_key_pem).await;
+    w.config.pagerduty.identity_base = url::Url::parse(&w.pd.base_url()).unwrap();
+    let stored = |w: &World| {
+        let (client, id) = (w.secrets.clone(), w.config.pagerduty.token_secret_id.clone());
+        async move {
+            let text =
+                client.get_secret_value().secret_id(id).send().await.unwrap().secret_string().unwrap().to_string();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    let app = |secret: &str| NewCredential::App {
+        client_id: "sim-client".into(),
+        client_secret: Secret::new(secret),
+        subdomain: "sim".into(),
+        region: "us".into(),
+        scopes: Some("incidents.read incidents.write users.read".into()),
+    };
+    let err = store(&w.config, &w.sdk, &app("wrong")).await.unwrap_err();
+    assert!(err.contains("invalid_client") && err.contains("nothing was stored"), "{err}");
+    assert_eq!(stored(&w).await["token"], "sim-token", "the old credential is untouched");
+
+    let done = store(&w.config, &w.sdk, &app("sim-client-secret")).await.unwrap();
+    assert!(done.contains("Scoped OAuth client sim-client"), "{done}");
+    let secret = stored(&w).await;
+    assert_eq!(secret["client_id"], "sim-client");
+    assert_eq!(secret["scopes"], json!(["incidents.read", "incidents.write", "users.read"]));
+    let checks = diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await;
+    let kind = checks.iter().find(|c| c.name == "PagerDuty token secret").unwrap().result.clone().unwrap();
+    assert!(kind.contains("Scoped OAuth app"), "doctor reads what setup stored: {kind}");
+
+    let done = store(&w.config, &w.sdk, &NewCredential::ApiKey(Secret::new("sim-token"))).await.unwrap();
+    assert!(done.contains("REST API key"), "{done}");
+    assert_eq!(stored(&w).await, json!({"token": "sim-token"}));
+}
