@@ -297,6 +297,10 @@ impl PagerdutySim {
     pub fn token_requests(&self) -> u32 {
         self.shared.world.lock().unwrap().token_requests
     }
+    /// The next `n` token requests are answered 503, as during an outage of the identity host.
+    pub fn fail_next_token_requests(&self, n: u32) {
+        self.shared.world.lock().unwrap().token_outage = n;
+    }
     /// Every app token issued so far expires now: the next call with one gets 401.
     pub fn expire_app_tokens(&self) {
         let now = std::time::Instant::now();

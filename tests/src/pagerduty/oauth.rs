@@ -31,7 +31,14 @@ pub(super) async fn token(State(s): State<Arc<Shared>>, body: Bytes) -> Response
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     let config = s.config();
-    s.world.lock().unwrap().token_requests += 1;
+    {
+        let mut w = s.world.lock().unwrap();
+        w.token_requests += 1;
+        if w.token_outage > 0 {
+            w.token_outage -= 1;
+            return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "try again later");
+        }
+    }
     if field("grant_type") != Some("client_credentials") {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials");
     }

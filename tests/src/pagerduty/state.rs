@@ -38,6 +38,8 @@ pub(super) struct World {
     pub(super) app_tokens: HashMap<String, AppToken>,
     /// Requests the token endpoint received, refused ones included.
     pub(super) token_requests: u32,
+    /// The next this many token requests are answered 503 (an identity outage).
+    pub(super) token_outage: u32,
 }
 
 /// An issued app token.

@@ -122,3 +122,35 @@ async fn a_revoked_client_fails_as_auth_and_is_queued_for_retry_not_lost() {
     assert_eq!(linked(&h, "5005g00000OAUTHBAA").await, 1, "applied once the client works again");
     assert!(h.dlq.is_empty());
 }
+
+#[tokio::test]
+async fn a_burst_of_records_shares_one_token_fetch() {
+    let h = oauth_harness().await;
+    let posts: Vec<Value> =
+        (0..16).map(|i| case_insert(&format!("5005g00000B{i:04}AAA"), &format!("0000{i:04}"))).collect();
+    let replies = futures::future::join_all(posts.iter().map(|p| h.post_records(p))).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(h.pd.incidents().len(), 16);
+    assert_eq!(h.pd.token_requests(), 1, "16 concurrent invocations, one token request");
+}
+
+#[tokio::test]
+async fn an_identity_outage_is_transient_and_the_work_is_applied_after_it() {
+    let h = oauth_harness().await;
+    h.pd.fail_next_token_requests(1);
+    let reply = h.post_records(&case_insert("5005g00000OAUTHAAA", "00002001")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(linked(&h, "5005g00000OAUTHAAA").await, 0);
+    let queued = h.retry_queue.bodies().join("\n");
+    assert!(queued.contains("transient"), "classified transient: {queued}");
+    assert!(h.dlq.is_empty());
+    for _ in 0..10 {
+        if h.retry_queue.is_empty() {
+            break;
+        }
+        h.clock.advance(Duration::minutes(2));
+        h.drain_retries(5).await;
+    }
+    assert_eq!(linked(&h, "5005g00000OAUTHAAA").await, 1, "applied once the token endpoint answers");
+    assert_eq!(h.pd.token_requests(), 2);
+}
