@@ -117,6 +117,9 @@ pub struct PdSimConfig {
     pub faults: FaultConfig,
     /// Subdomain used in `html_url` (`https://{subdomain}.pagerduty.com/...`).
     pub subdomain: String,
+    /// The account's service region (`us` or `eu`): app tokens are issued only for
+    /// `as_account-{region}.{subdomain}`.
+    pub region: String,
     pub webhook: Option<WebhookTarget>,
     /// What the simulator stamps incidents, notes and webhooks with.
     pub clock: crate::sim_clock::SimClock,
@@ -161,6 +164,7 @@ impl Default for PdSimConfig {
             rate_limit: RateLimit { requests: 960, window: Duration::from_secs(60) },
             faults: FaultConfig::none(),
             subdomain: "sim".into(),
+            region: "us".into(),
             webhook: None,
             clock: Default::default(),
         }

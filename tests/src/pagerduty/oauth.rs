@@ -49,7 +49,7 @@ pub(super) async fn token(State(s): State<Arc<Shared>>, body: Bytes) -> Response
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Client authentication failed");
     };
     let asked: Vec<&str> = field("scope").unwrap_or("").split_whitespace().collect();
-    let account = format!("as_account-us.{}", config.subdomain);
+    let account = format!("as_account-{}.{}", config.region, config.subdomain);
     if !asked.contains(&account.as_str()) {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "the scope must name the account (as_account-)");
     }

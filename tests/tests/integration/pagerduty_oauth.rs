@@ -154,3 +154,26 @@ async fn an_identity_outage_is_transient_and_the_work_is_applied_after_it() {
     assert_eq!(linked(&h, "5005g00000OAUTHAAA").await, 1, "applied once the token endpoint answers");
     assert_eq!(h.pd.token_requests(), 2);
 }
+
+#[tokio::test]
+async fn an_eu_account_gets_its_token_for_the_eu_scope_only() {
+    let eu_secret = |region: &str| {
+        json!({"client_id": "sim-client", "client_secret": "sim-client-secret", "subdomain": "sim", "region": region})
+            .to_string()
+    };
+    let mut config = HarnessConfig::new(RULES);
+    config.pagerduty.region = "eu".into();
+    config.pagerduty_secret = Some(eu_secret("eu"));
+    let h = Harness::with(config).await;
+    h.post_records(&case_insert("5005g00000OAUTHAAA", "00002001")).await;
+    assert_eq!(linked(&h, "5005g00000OAUTHAAA").await, 1, "as_account-eu.sim");
+
+    let mut config = HarnessConfig::new(RULES);
+    config.pagerduty.region = "eu".into();
+    config.pagerduty_secret = Some(eu_secret("us"));
+    let h = Harness::with(config).await;
+    h.post_records(&case_insert("5005g00000OAUTHAAA", "00002001")).await;
+    assert_eq!(linked(&h, "5005g00000OAUTHAAA").await, 0);
+    let queued = h.retry_queue.bodies().join("\n");
+    assert!(queued.contains("invalid_scope") && queued.contains("region"), "says what to check: {queued}");
+}
