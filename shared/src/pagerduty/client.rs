@@ -216,7 +216,7 @@ impl Authorization {
     }
 
     /// The shared budget's key: the key, or the client (its tokens change, its limit does not).
-    fn budget_key(&self) -> String {
+    pub(crate) fn budget_key(&self) -> String {
         match self {
             Authorization::ApiKey(key) => shared_budget::key_of(key.expose()),
             Authorization::App(token) => shared_budget::key_of(&format!("oauth-client\0{}", token.client_id)),

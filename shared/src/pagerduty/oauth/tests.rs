@@ -257,3 +257,15 @@ async fn a_refused_client_is_auth_and_says_what_to_do_an_outage_is_transient() {
     assert_eq!(err.class(), Class::Transient);
     assert!(!err.to_string().contains("pdus+x"), "{err}");
 }
+
+#[tokio::test]
+async fn an_apps_shared_rate_budget_outlives_its_tokens() {
+    use crate::pagerduty::Authorization;
+    let (cache, _) = cache(issuing(86_400));
+    let first = cache.token(&app(APP)).await.unwrap();
+    let second = cache.refresh(&app(APP), &first).await.unwrap();
+    assert_ne!(first.token, second.token);
+    let (a, b) = (Authorization::App(first), Authorization::App(second));
+    assert_eq!(a.budget_key(), b.budget_key(), "one budget per client, whatever its token");
+    assert_ne!(a.budget_key(), Authorization::ApiKey(Secret::new("cid-1")).budget_key());
+}
