@@ -288,4 +288,17 @@ mod tests {
         client.add_note("Q1", "n").await.expect("the refusal re-reads the secret");
         assert_eq!(rest_authorizations(&http), ["Bearer pdus+1"]);
     }
+
+    #[tokio::test]
+    async fn no_token_is_fetched_when_too_little_time_is_left_for_it() {
+        let source = Arc::new(StaticSecrets::default());
+        source.set("pd-token", app_secret("good"));
+        let http = identity_and_api("good", Arc::default());
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let client = pagerduty().client(http.clone(), secrets(source, clock), Duration::from_secs(5));
+        let soon = client.until(tokio::time::Instant::now() + Duration::from_secs(1));
+        let err = soon.get_incident("Q1").await.unwrap_err();
+        assert!(matches!(err, PagerdutyError::NoTimeLeft { .. }), "{err:?}");
+        assert!(http.requests().is_empty(), "not even the token request");
+    }
 }

@@ -498,6 +498,8 @@ impl PagerdutyClient {
             .get()
             .await
             .map_err(|source| PagerdutyError::Credential { operation: call.operation, source })?;
+        // A token fetch takes up to a timeout too: it must also end by the deadline.
+        self.time_for_request(call.operation)?;
         let auth = self.authorize(&credential, None, call.operation).await?;
         match self.attempt(&call, &auth).await {
             // An app token expired or revoked early: a new one, once. A 401 is a refusal, so a
@@ -506,6 +508,7 @@ impl PagerdutyClient {
                 if err.status() == Some(http::StatusCode::UNAUTHORIZED) && matches!(auth, Authorization::App(_)) =>
             {
                 tracing::info!(operation = call.operation, "PagerDuty refused the app token; fetching a new one");
+                self.time_for_request(call.operation)?;
                 let auth = self.authorize(&credential, Some(&auth), call.operation).await?;
                 self.attempt(&call, &auth).await
             }
