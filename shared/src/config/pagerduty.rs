@@ -122,7 +122,7 @@ impl PagerdutyConfig {
         clock: Arc<dyn Clock>,
     ) -> PagerdutyClient {
         let token = Credential::stored(secrets, &self.token_secret_id, PagerdutyAuth::from_secret);
-        let oauth = Arc::new(TokenCache::new(http.clone(), self.identity_base.as_str(), clock));
+        let oauth = Arc::new(TokenCache::new(http.clone(), self.identity_base.as_str(), clock).with_timeout(timeout));
         PagerdutyClient::with_credential(http, self.api_base.clone(), token, self.from_email.clone())
             .with_timeout(timeout)
             .with_token_cache(oauth)

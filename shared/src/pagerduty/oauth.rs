@@ -31,7 +31,7 @@ pub const DEFAULT_IDENTITY_BASE: &str = "https://identity.pagerduty.com";
 /// A token is replaced this long before it expires, so that no call starts with one that dies
 /// on the way (a call takes seconds; PagerDuty's tokens live for days).
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-/// How long the token request may take.
+/// How long the token request may take by default (as long as a REST call).
 const FETCH_TIMEOUT: Duration = super::client::DEFAULT_TIMEOUT;
 
 /// The OAuth client's id (not a secret; named in errors so an operator knows which app).
@@ -345,6 +345,7 @@ pub struct TokenCache {
     /// `https://identity.pagerduty.com` or a simulator; `/oauth/token` is added.
     identity_base: String,
     clock: Arc<dyn Clock>,
+    timeout: Duration,
     /// Held across a fetch: concurrent callers wait for it and share its token.
     cached: Mutex<Option<AppToken>>,
     fetches: AtomicU64,
@@ -362,9 +363,16 @@ impl TokenCache {
             transport,
             identity_base: identity_base.into().trim_end_matches('/').to_string(),
             clock,
+            timeout: FETCH_TIMEOUT,
             cached: Mutex::new(None),
             fetches: AtomicU64::new(0),
         }
+    }
+
+    /// Another limit on the token request (the client's own, so that its deadline check holds).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Token requests sent so far (tests, metrics).
@@ -422,7 +430,7 @@ impl TokenCache {
         let generation = self.fetches.fetch_add(1, Ordering::SeqCst) + 1;
         let response = self
             .transport
-            .send(request, FETCH_TIMEOUT)
+            .send(request, self.timeout)
             .await
             .map_err(|e| OAuthError::Transport { timeout: e.timed_out, reason: e.message })?;
         let status = response.status().as_u16();
