@@ -139,7 +139,7 @@ async fn load(function: Function) -> Result<(Context, (Config, aws_config::SdkCo
         .load()
         .await;
     let context = build(&config, &sdk)?;
-    warm_up(&context, &config, function.warm_up()).await;
+    warm_up(&context, function.warm_up()).await;
     tracing::info!(function = function.name(), table = %config.store.table_name, "function initialised");
     Ok((context, (config, sdk)))
 }
@@ -148,7 +148,7 @@ async fn load(function: Function) -> Result<(Context, (Config, aws_config::SdkCo
 /// another: the rules, the signing secrets, the PagerDuty token and a Salesforce session. This
 /// also opens the connections. A failure is only logged: the invocation reads again, and a
 /// credential that still cannot be read fails its call, retried or dead-lettered by its class.
-async fn warm_up(ctx: &Context, config: &Config, plan: WarmUp) {
+async fn warm_up(ctx: &Context, plan: WarmUp) {
     let rules = async {
         if let Err(err) = ctx.rules.current().await {
             tracing::warn!(error = %err, "rules not loaded at start; the first event will try again");
@@ -165,11 +165,11 @@ async fn warm_up(ctx: &Context, config: &Config, plan: WarmUp) {
         }
     };
     let token = async {
-        // Into the cache the client reads through.
+        // Into the caches the client reads through: the secret, and an OAuth client's app token.
         if plan.pagerduty_token
-            && let Err(err) = ctx.secrets.pagerduty_token(&config.pagerduty.token_secret_id).await
+            && let Err(err) = ctx.pagerduty.warm_up().await
         {
-            tracing::warn!(error = %err, "PagerDuty token not read at start; the first call will try again");
+            tracing::warn!(error = %err, "PagerDuty credential not read at start; the first call will try again");
         }
     };
     let session = async {

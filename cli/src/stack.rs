@@ -151,7 +151,14 @@ mod tests {
     #[test]
     fn every_variable_the_functions_need_comes_from_the_stack() {
         // The variables the template gives the functions, minus fixed ones, are all mapped.
-        let fixed = ["RULES_SOURCE", "SECRETS_MAX_AGE_SECONDS", "RULES_MAX_AGE_SECONDS", "IDEMPOTENCY_TTL_HOURS"];
+        // PAGERDUTY_IDENTITY_BASE: one token endpoint serves both regions; set only for simulators.
+        let fixed = [
+            "RULES_SOURCE",
+            "SECRETS_MAX_AGE_SECONDS",
+            "RULES_MAX_AGE_SECONDS",
+            "IDEMPOTENCY_TTL_HOURS",
+            "PAGERDUTY_IDENTITY_BASE",
+        ];
         let mapped: Vec<&str> = OUTPUTS.iter().chain(PARAMETERS).map(|(_, var)| *var).collect();
         for (var, _) in shared::config::VARIABLES {
             assert!(mapped.contains(var) || fixed.contains(var), "{var} has no stack output or parameter");

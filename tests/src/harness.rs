@@ -16,14 +16,14 @@ use shared::handler::context::{Context, Parts, Settings};
 use shared::handler::http::{InboundRequest, Reply};
 use shared::handler::settle::RetryPolicy;
 use shared::handler::{pd_to_sfdc, retry, sfdc_to_pd};
-use shared::pagerduty::PagerdutyClient;
 use shared::pagerduty::limiter::RateLimit as ClientRateLimit;
+use shared::pagerduty::{PagerdutyAuth, PagerdutyClient, TokenCache};
 use shared::retry::breaker::BreakerPolicy;
 use shared::retry::envelope::Envelope;
 use shared::retry::queue::{MemoryQueue, Queue};
 use shared::rules::RulesCache;
 use shared::salesforce::{Authenticator, JwtCredentials, SalesforceClient};
-use shared::secrets::{CachedSecrets, SecretSource, StaticSecrets};
+use shared::secrets::{CachedSecrets, Credential, SecretSource, StaticSecrets};
 use shared::store::Stores;
 use shared::store::memory::MemoryStore;
 
@@ -44,6 +44,7 @@ pub const PD_FROM: &str = "bridge@example.com";
 const WEBHOOK_SECRET_ID: &str = "pd-webhook";
 const INBOUND_SECRET_ID: &str = "sf-inbound";
 const OUTBOUND_MESSAGE_SECRET_ID: &str = "sf-outbound-message";
+const PAGERDUTY_SECRET_ID: &str = "pd-token";
 
 /// What to start.
 pub struct HarnessConfig {
@@ -89,6 +90,10 @@ pub struct HarnessConfig {
     /// whole seconds fall among the schedule's acts decides what Salesforce's clock can order,
     /// so a start taken from the real clock made a seed's replay a different schedule.
     pub clock_start: Option<chrono::DateTime<Utc>>,
+    /// The PagerDuty token secret's text, read through the secrets cache as the functions read
+    /// it (an API key or an OAuth client, whose tokens come from the simulator's token
+    /// endpoint). `None`: the fixed key `sim-token`.
+    pub pagerduty_secret: Option<String>,
 }
 
 impl HarnessConfig {
@@ -113,6 +118,7 @@ impl HarnessConfig {
             shared_budget: false,
             min_time_left: Settings::default().min_time_left,
             settle_margin: Settings::default().settle_margin,
+            pagerduty_secret: None,
         }
     }
 }
@@ -167,6 +173,8 @@ struct Wiring {
     /// bridge's logic.
     http: Arc<dyn shared::transport::Transport>,
     http_timeout: Duration,
+    /// Where the PagerDuty client reads its credential ([`HarnessConfig::pagerduty_secret`]).
+    pagerduty_secret_id: Option<String>,
     pagerduty_client_limit: ClientRateLimit,
     /// Where the shared PagerDuty budget lives, when the instances share one.
     budget_store: Option<Arc<dyn shared::store::RateBudgetStore>>,
@@ -182,12 +190,18 @@ impl Wiring {
     /// injector in front of it, for example).
     fn context(&self, retry_queue: Option<Arc<dyn Queue>>) -> Context {
         let clock = self.clock.clone();
-        let pagerduty = PagerdutyClient::new(
-            self.http.clone(),
-            url::Url::parse(&self.pagerduty_url).expect("sim url"),
-            "sim-token".into(),
-            PD_FROM.into(),
-        )
+        let secrets = Arc::new(CachedSecrets::new(self.secrets.clone(), clock.clone(), self.secrets_max_age));
+        let pd_url = url::Url::parse(&self.pagerduty_url).expect("sim url");
+        let pagerduty = match &self.pagerduty_secret_id {
+            None => PagerdutyClient::new(self.http.clone(), pd_url, "sim-token".into(), PD_FROM.into()),
+            Some(id) => {
+                let credential = Credential::stored(secrets.clone(), id, PagerdutyAuth::from_secret);
+                // The simulator serves the token endpoint too; its tokens expire by the wall clock.
+                let tokens = TokenCache::new(self.http.clone(), self.pagerduty_url.clone(), Arc::new(SystemClock));
+                PagerdutyClient::with_credential(self.http.clone(), pd_url, credential, PD_FROM.into())
+                    .with_token_cache(Arc::new(tokens))
+            }
+        }
         .with_timeout(self.http_timeout)
         .with_rate_limit(self.pagerduty_client_limit);
         let pagerduty = match &self.budget_store {
@@ -217,7 +231,7 @@ impl Wiring {
         Context::new(Parts {
             stores: self.stores.clone(),
             clock: clock.clone(),
-            secrets: Arc::new(CachedSecrets::new(self.secrets.clone(), clock.clone(), self.secrets_max_age)),
+            secrets,
             rules: Arc::new(RulesCache::from_store(
                 self.stores.rules.clone(),
                 clock.clone(),
@@ -287,6 +301,7 @@ impl Harness {
             serde_json::json!({"current": WEBHOOK_SECRET, "previous": WEBHOOK_SECRET_PREVIOUS}).to_string();
         let inbound_secret = serde_json::json!({"current": INBOUND_SECRET}).to_string();
         let outbound_message_secret = serde_json::json!({"current": OUTBOUND_MESSAGE_TOKEN}).to_string();
+        let mut pagerduty_secret_id = None;
         let (secrets, webhook_secret_id, inbound_secret_id, outbound_message_secret_id): (
             Arc<dyn SecretSource>,
             String,
@@ -297,15 +312,25 @@ impl Harness {
                 let (_, webhook) = crate::moto::secret(&webhook_secret).await;
                 let (_, inbound) = crate::moto::secret(&inbound_secret).await;
                 let (_, outbound) = crate::moto::secret(&outbound_message_secret).await;
+                if let Some(text) = &config.pagerduty_secret {
+                    pagerduty_secret_id = Some(crate::moto::secret(text).await.1);
+                }
                 let client = aws_sdk_secretsmanager::Client::new(sdk);
                 (Arc::new(SecretsManagerSource::new(client)), webhook, inbound, outbound)
             }
             None => (
-                Arc::new(StaticSecrets::new(HashMap::from([
-                    (WEBHOOK_SECRET_ID.to_string(), webhook_secret),
-                    (INBOUND_SECRET_ID.to_string(), inbound_secret),
-                    (OUTBOUND_MESSAGE_SECRET_ID.to_string(), outbound_message_secret),
-                ]))),
+                {
+                    let mut values = HashMap::from([
+                        (WEBHOOK_SECRET_ID.to_string(), webhook_secret),
+                        (INBOUND_SECRET_ID.to_string(), inbound_secret),
+                        (OUTBOUND_MESSAGE_SECRET_ID.to_string(), outbound_message_secret),
+                    ]);
+                    if let Some(text) = &config.pagerduty_secret {
+                        values.insert(PAGERDUTY_SECRET_ID.to_string(), text.clone());
+                        pagerduty_secret_id = Some(PAGERDUTY_SECRET_ID.to_string());
+                    }
+                    Arc::new(StaticSecrets::new(values))
+                },
                 WEBHOOK_SECRET_ID.to_string(),
                 INBOUND_SECRET_ID.to_string(),
                 OUTBOUND_MESSAGE_SECRET_ID.to_string(),
@@ -341,6 +366,7 @@ impl Harness {
             salesforce_url: sf.base_url(),
             http: http(),
             http_timeout: config.http_timeout,
+            pagerduty_secret_id,
             pagerduty_client_limit: config.pagerduty_client_limit,
             budget_store: config.shared_budget.then_some(budget_store),
             settings: Settings {

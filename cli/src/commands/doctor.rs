@@ -11,8 +11,10 @@ use adapters::sqs::SqsQueue;
 use clap::Args;
 use shared::clock::{Clock, SystemClock};
 use shared::config::Config;
+use shared::pagerduty::oauth::check_scopes;
+use shared::pagerduty::{Authorization, PagerdutyAuth};
 use shared::retry::queue::Queue;
-use shared::rules::Rules;
+use shared::rules::{ActionKind, Rules};
 use shared::salesforce::JwtCredentials;
 use shared::secrets::Credential;
 use shared::store::RulesStore;
@@ -138,13 +140,39 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
     let http = reqwest_client();
     let transport: Arc<dyn Transport> = Arc::new(ReqwestTransport::with_client(http.clone()));
 
-    // PagerDuty: token, From user, webhook subscription.
-    match secrets.pagerduty_token(&pagerduty.token_secret_id).await {
+    // The stored rules: the app token's scopes are checked against their actions, and the
+    // table check below reports them.
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.store.table_name);
+    let stored_rules = store.current_rules().await;
+
+    // PagerDuty: credential, From user, webhook subscription.
+    let credential = match secrets.get(&pagerduty.token_secret_id).await {
+        Ok(raw) => PagerdutyAuth::from_secret(&raw, &pagerduty.token_secret_id),
+        Err(err) => Err(err),
+    };
+    match credential {
         Err(err) => checks.push(Check { name: "PagerDuty token secret", result: Err(err.to_string()) }),
-        Ok(_) => {
-            checks.push(Check { name: "PagerDuty token secret", result: Ok("readable".into()) });
-            // The client the functions use, reading the token just read (now in the cache).
+        Ok(credential) => {
+            let kind = match &credential {
+                PagerdutyAuth::ApiKey(_) => "readable: a REST API key".to_string(),
+                PagerdutyAuth::App(app) => {
+                    format!("readable: a Scoped OAuth app (client {}, {})", app.client_id, app.account.scope())
+                }
+            };
+            checks.push(Check { name: "PagerDuty token secret", result: Ok(kind) });
+            // The client the functions use, reading the secret just read (now in the cache).
             let pd = pagerduty.client(transport.clone(), secrets.clone(), HTTP_TIMEOUT);
+            let fix = match &credential {
+                PagerdutyAuth::ApiKey(_) => "create a new REST API key and store it with `{\"token\": ...}`",
+                PagerdutyAuth::App(_) => "check the app's client and scopes (`syncctl setup pagerduty-credential`)",
+            };
+            if let PagerdutyAuth::App(_) = &credential {
+                let actions = match &stored_rules {
+                    Ok(Some(stored)) => Rules::from_yaml(&stored.document).ok().map(|rules| rule_actions(&rules)),
+                    _ => None,
+                };
+                checks.push(Check { name: "PagerDuty app token and scopes", result: app_scopes(&pd, actions).await });
+            }
             checks.push(Check {
                 name: "PagerDuty token and From user",
                 result: match pd.find_user_by_email(&pagerduty.from_email).await {
@@ -153,7 +181,7 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
                         "token accepted, but no PagerDuty user has the email {}: create the integration user or fix PAGERDUTY_FROM_EMAIL",
                         pagerduty.from_email
                     )),
-                    Err(err) => Err(format!("{err}; create a new REST API key and store it with `{{\"token\": ...}}`")),
+                    Err(err) => Err(format!("{err}; {fix}")),
                 },
             });
             checks.push(Check {
@@ -240,10 +268,9 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
     });
 
     // AWS: table and rules, queues.
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.store.table_name);
     checks.push(Check {
         name: "DynamoDB table and rules",
-        result: match store.current_rules().await {
+        result: match stored_rules {
             Err(err) => Err(err.to_string()),
             Ok(None) => {
                 Err("no rules stored: validate with `syncctl rules check FILE`, then `syncctl rules push FILE`".into())
@@ -276,6 +303,50 @@ pub async fn diagnose(config: &Config, sdk: &aws_config::SdkConfig, webhook_url:
         },
     });
     checks
+}
+
+/// Every action the rules name, once each.
+fn rule_actions(rules: &Rules) -> Vec<ActionKind> {
+    let mut kinds = Vec::new();
+    for rule in rules.rulesets.iter().flat_map(|set| &set.rules) {
+        for action in &rule.actions {
+            if !kinds.contains(&action.kind()) {
+                kinds.push(action.kind());
+            }
+        }
+    }
+    kinds
+}
+
+/// Fetches an app token as the functions do and compares its granted scopes with what the
+/// bridge and the rules' actions need (`None`: the rules could not be read; the bridge's own
+/// needs and every action are checked then).
+async fn app_scopes(
+    pd: &shared::pagerduty::PagerdutyClient,
+    actions: Option<Vec<ActionKind>>,
+) -> Result<String, String> {
+    let token = match pd.warm_up().await.map_err(|e| e.to_string())? {
+        Authorization::App(token) => token,
+        Authorization::ApiKey(_) => return Ok("the secret now holds an API key".into()),
+    };
+    let which = if actions.is_some() { "the rules" } else { "every action (rules not read)" };
+    let report = check_scopes(&token.scopes, actions.unwrap_or_else(|| ActionKind::ALL.to_vec()));
+    let mut problems: Vec<String> = report
+        .missing
+        .iter()
+        .map(|(scope, by)| format!("missing scope {scope} (needed by {})", by.join(", ")))
+        .collect();
+    problems.extend(report.unsupported.iter().map(|kind| {
+        format!("{kind}: PagerDuty documents no scope for its endpoint, so an app token may be refused; use a REST API key for it")
+    }));
+    if problems.is_empty() {
+        Ok(format!("token fetched; its scopes cover the bridge and {which}: {}", token.scopes.join(" ")))
+    } else {
+        Err(format!(
+            "token fetched, but:\n{}\ngrant the scopes to the app (Integrations > App Registration) and list them in the secret's \"scopes\"",
+            problems.join("\n")
+        ))
+    }
 }
 
 /// Share of the org's daily API requests used; above 80% is a problem (at 90% the bridge pauses

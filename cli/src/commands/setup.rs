@@ -1,8 +1,10 @@
 //! `syncctl setup pagerduty-webhook --url URL [--service ID | --team ID]`: creates the Webhooks v3
 //! subscription and stores its signing secret, keeping the previous one so that deliveries
 //! signed with either verify during the change-over. `syncctl setup salesforce`: see
-//! [`salesforce`].
+//! [`salesforce`]. `syncctl setup pagerduty-credential`: a REST API key or a Scoped OAuth app,
+//! see [`pagerduty_credential`].
 
+pub mod pagerduty_credential;
 pub mod salesforce;
 
 use std::sync::Arc;
@@ -32,6 +34,24 @@ pub enum SetupCommand {
         /// Create nothing: record this existing subscription for the reconcile watchdog.
         #[arg(long, conflicts_with_all = ["url", "service", "team"])]
         watch: Option<String>,
+    },
+    /// Store the PagerDuty credential (a REST API key or a Scoped OAuth app), once PagerDuty accepts it.
+    PagerdutyCredential {
+        /// Read a REST API key from stdin.
+        #[arg(long, conflicts_with_all = ["client_id", "subdomain", "region", "scopes"])]
+        api_key_stdin: bool,
+        /// The Scoped OAuth client's id (its secret is read from stdin).
+        #[arg(long, requires = "subdomain")]
+        client_id: Option<String>,
+        /// The account's subdomain (`acme` of acme.pagerduty.com).
+        #[arg(long)]
+        subdomain: Option<String>,
+        /// The account's service region.
+        #[arg(long, default_value = "us", value_parser = ["us", "eu"])]
+        region: String,
+        /// Space-separated scopes to request (default: every scope the bridge uses).
+        #[arg(long)]
+        scopes: Option<String>,
     },
     /// The Salesforce app of the JWT bearer flow (key pair, certificate, settings), the proof that
     /// it works (--check), and the Apex side (--apex-url).
@@ -82,6 +102,31 @@ pub async fn run(cmd: SetupCommand, globals: &Globals) -> Result<u8, Failure> {
                 )
             })?;
             run_pagerduty_webhook(&config, &settings, url, service, team, globals.json).await.map_err(Failure::Failed)
+        }
+        SetupCommand::PagerdutyCredential { api_key_stdin, client_id, subdomain, region, scopes } => {
+            use pagerduty_credential::{NewCredential, read_secret_line};
+            let new = match (api_key_stdin, client_id, subdomain) {
+                (true, _, _) => NewCredential::ApiKey(read_secret_line("API key").map_err(Failure::Usage)?),
+                (false, Some(client_id), Some(subdomain)) => NewCredential::App {
+                    client_id,
+                    client_secret: read_secret_line("client secret").map_err(Failure::Usage)?,
+                    subdomain,
+                    region,
+                    scopes,
+                },
+                _ => {
+                    return Err(Failure::Usage(
+                        "pass --api-key-stdin, or --client-id and --subdomain (the client secret on stdin)".into(),
+                    ));
+                }
+            };
+            let done = pagerduty_credential::store(&config, &settings.aws.sdk, &new).await.map_err(Failure::Failed)?;
+            if globals.json {
+                println!("{}", serde_json::json!({"stored": config.pagerduty.token_secret_id, "detail": done}));
+            } else {
+                println!("{done}");
+            }
+            Ok(exit::OK)
         }
         SetupCommand::Salesforce {
             consumer_key,

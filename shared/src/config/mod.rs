@@ -94,7 +94,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "PagerDuty service id the agent console's escalations open incidents on (optional)",
     ),
     ("CONSOLE_SERVICE_IDS", "PagerDuty service ids the agent console's status panel shows (optional, comma-separated)"),
-    ("PAGERDUTY_TOKEN_SECRET_ID", "Secrets Manager id of the PagerDuty API token"),
+    (
+        "PAGERDUTY_TOKEN_SECRET_ID",
+        "Secrets Manager id of the PagerDuty credential: a REST API key or a Scoped OAuth client",
+    ),
+    ("PAGERDUTY_IDENTITY_BASE", "PagerDuty's OAuth token endpoint root (optional; https://identity.pagerduty.com)"),
     ("PAGERDUTY_WEBHOOK_SECRET_ID", "Secrets Manager id of the webhook signing secrets"),
     ("SALESFORCE_LOGIN_URL", "https://login.salesforce.com or https://test.salesforce.com"),
     ("SALESFORCE_JWT_AUDIENCE", "JWT audience override (optional; derived from the login URL when empty)"),

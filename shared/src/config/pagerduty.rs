@@ -8,7 +8,8 @@ use url::Url;
 
 use super::ConfigError;
 use super::vars::Vars;
-use crate::pagerduty::PagerdutyClient;
+use crate::clock::{Clock, SystemClock};
+use crate::pagerduty::{PagerdutyAuth, PagerdutyClient, TokenCache, oauth};
 use crate::secrets::{CachedSecrets, Credential};
 use crate::transport::Transport;
 
@@ -32,6 +33,10 @@ impl PagerdutyRegion {
 pub struct PagerdutyConfig {
     /// REST base URL, from `PAGERDUTY_REGION` (us|eu) or `PAGERDUTY_API_BASE`.
     pub api_base: Url,
+    /// PagerDuty's OAuth token endpoint root (`PAGERDUTY_IDENTITY_BASE`, default
+    /// `https://identity.pagerduty.com` for both regions): used when the token secret holds an
+    /// OAuth client.
+    pub identity_base: Url,
     /// Email of the PagerDuty user the bridge acts as (`From` header), `PAGERDUTY_FROM_EMAIL`.
     pub from_email: String,
     /// Id of that PagerDuty user (`PAGERDUTY_USER_ID`, optional: looked up by email when empty).
@@ -67,6 +72,11 @@ impl PagerdutyConfig {
                 Url::parse(region.api_base()).expect("region URLs are valid")
             }
         };
+        let identity_base = Vars::url(
+            "PAGERDUTY_IDENTITY_BASE",
+            vars.get("PAGERDUTY_IDENTITY_BASE").unwrap_or(oauth::DEFAULT_IDENTITY_BASE),
+            "an http(s) URL such as https://identity.pagerduty.com",
+        )?;
         let from_email = vars.required("PAGERDUTY_FROM_EMAIL", "the email of the PagerDuty user the bridge acts as")?;
         if !from_email.contains('@') {
             return Err(ConfigError::Invalid {
@@ -77,6 +87,7 @@ impl PagerdutyConfig {
         }
         Ok(Self {
             api_base,
+            identity_base,
             from_email,
             user_id: vars.optional("PAGERDUTY_USER_ID"),
             console_escalation_service_id: vars.optional("CONSOLE_ESCALATION_SERVICE_ID"),
@@ -94,13 +105,27 @@ impl PagerdutyConfig {
         })
     }
 
-    /// The REST client. It reads the token through `secrets` when a call needs it, not now: a
-    /// rotated token is used once the cache ages, and one that cannot be read fails the call
-    /// (classified like any other failure) instead of the start.
+    /// The REST client. It reads the token secret through `secrets` when a call needs it, not
+    /// now: a rotated key or OAuth client is used once the cache ages, and one that cannot be
+    /// read fails the call (classified like any other failure) instead of the start. The secret's
+    /// shape decides the kind ([`PagerdutyAuth::from_secret`]).
     pub fn client(&self, http: Arc<dyn Transport>, secrets: Arc<CachedSecrets>, timeout: Duration) -> PagerdutyClient {
-        let token = Credential::stored(secrets, &self.token_secret_id, CachedSecrets::pagerduty_token_of);
+        self.client_with_clock(http, secrets, timeout, Arc::new(SystemClock))
+    }
+
+    /// [`Self::client`] whose app tokens age by `clock` (tests).
+    pub fn client_with_clock(
+        &self,
+        http: Arc<dyn Transport>,
+        secrets: Arc<CachedSecrets>,
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> PagerdutyClient {
+        let token = Credential::stored(secrets, &self.token_secret_id, PagerdutyAuth::from_secret);
+        let oauth = Arc::new(TokenCache::new(http.clone(), self.identity_base.as_str(), clock).with_timeout(timeout));
         PagerdutyClient::with_credential(http, self.api_base.clone(), token, self.from_email.clone())
             .with_timeout(timeout)
+            .with_token_cache(oauth)
     }
 }
 
@@ -184,5 +209,96 @@ mod tests {
             assert!(err.to_string().contains("pd-token"), "names the secret: {err}");
             assert!(http.requests().is_empty(), "nothing sent");
         }
+    }
+
+    /// A token endpoint that knows client `cid` with secret `good`, and a REST API that refuses
+    /// the tokens in `revoked`: the requests it saw tell which token each call carried.
+    fn identity_and_api(good: &'static str, revoked: Arc<std::sync::Mutex<Vec<String>>>) -> Arc<Scripted> {
+        let issued = std::sync::atomic::AtomicUsize::new(0);
+        Scripted::new(move |seen| {
+            if seen.target == "/oauth/token" {
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(&seen.body).into_owned().collect();
+                if !form.iter().any(|(k, v)| k == "client_secret" && v == good) {
+                    return Ok((401, vec![], r#"{"error":"invalid_client","error_description":"bad"}"#.into()));
+                }
+                let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let answer = serde_json::json!({"access_token": format!("pdus+{n}"), "token_type": "bearer", "expires_in": 86400});
+                return Ok((200, vec![], answer.to_string()));
+            }
+            let auth = seen.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone());
+            let token = auth.unwrap_or_default().trim_start_matches("Bearer ").to_string();
+            if revoked.lock().unwrap().contains(&token) {
+                return Ok((401, vec![], r#"{"error":{"message":"Unauthorized","code":2006}}"#.into()));
+            }
+            Ok((200, vec![], INCIDENT.to_string()))
+        })
+    }
+
+    fn app_secret(client_secret: &str) -> String {
+        serde_json::json!({"client_id": "cid", "client_secret": client_secret, "subdomain": "acme"}).to_string()
+    }
+
+    fn rest_authorizations(http: &Scripted) -> Vec<String> {
+        let rest: Vec<_> = http.requests().into_iter().filter(|r| r.target != "/oauth/token").collect();
+        rest.iter()
+            .map(|seen| {
+                seen.headers.iter().find(|(k, _)| k == "authorization").map(|(_, v)| v.clone()).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_oauth_secret_sends_bearer_tokens_and_a_401_fetches_one_new_token() {
+        let source = Arc::new(StaticSecrets::default());
+        source.set("pd-token", app_secret("good"));
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let revoked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let http = identity_and_api("good", revoked.clone());
+        let client = pagerduty().client(http.clone(), secrets(source, clock), Duration::from_secs(5));
+        client.get_incident("Q1").await.expect("first call");
+        client.add_note("Q1", "n").await.expect("cached token");
+        revoked.lock().unwrap().push("pdus+1".into());
+        client.add_note("Q1", "n").await.expect("a new token after the 401");
+        assert_eq!(rest_authorizations(&http), ["Bearer pdus+1", "Bearer pdus+1", "Bearer pdus+1", "Bearer pdus+2"]);
+        assert_eq!(client.token_cache().fetches(), 2);
+        revoked.lock().unwrap().push("pdus+2".into());
+        revoked.lock().unwrap().push("pdus+3".into());
+        let err = client.get_incident("Q1").await.unwrap_err();
+        assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED), "one new token, not a loop: {err}");
+        assert_eq!(err.class(), Class::Auth);
+        assert_eq!(client.token_cache().fetches(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_client_is_auth_and_a_rotated_client_secret_is_read_again() {
+        let source = Arc::new(StaticSecrets::default());
+        source.set("pd-token", app_secret("old"));
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let http = identity_and_api("new", Arc::default());
+        let client = pagerduty().client(http.clone(), secrets(source.clone(), clock.clone()), Duration::from_secs(5));
+        let err = client.add_note("Q1", "n").await.unwrap_err();
+        assert!(matches!(err, PagerdutyError::Token { .. }), "{err:?}");
+        assert_eq!(err.class(), Class::Auth);
+        assert!(err.not_sent() && !err.outcome_unknown(), "{err}");
+        assert!(err.to_string().contains("invalid_client") && err.to_string().contains("cid"), "{err}");
+        assert!(rest_authorizations(&http).is_empty(), "nothing sent to the REST API");
+        // Rotated in Secrets Manager; the cache (300 s) still holds the old one.
+        source.set("pd-token", app_secret("new"));
+        clock.advance(chrono::Duration::seconds(31));
+        client.add_note("Q1", "n").await.expect("the refusal re-reads the secret");
+        assert_eq!(rest_authorizations(&http), ["Bearer pdus+1"]);
+    }
+
+    #[tokio::test]
+    async fn no_token_is_fetched_when_too_little_time_is_left_for_it() {
+        let source = Arc::new(StaticSecrets::default());
+        source.set("pd-token", app_secret("good"));
+        let http = identity_and_api("good", Arc::default());
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let client = pagerduty().client(http.clone(), secrets(source, clock), Duration::from_secs(5));
+        let soon = client.until(tokio::time::Instant::now() + Duration::from_secs(1));
+        let err = soon.get_incident("Q1").await.unwrap_err();
+        assert!(matches!(err, PagerdutyError::NoTimeLeft { .. }), "{err:?}");
+        assert!(http.requests().is_empty(), "not even the token request");
     }
 }

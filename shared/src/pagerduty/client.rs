@@ -1,6 +1,7 @@
 //! PagerDuty REST API v2 client: the calls `sfdc-to-pd` and `syncctl` make.
 //!
-//! Every request carries `Authorization: Token token=…`, the versioned `Accept`, `Content-Type:
+//! Every request carries `Authorization: Token token=…` (a REST API key) or `Bearer …` (a scoped
+//! OAuth app token, see [`super::oauth`]; a 401 replaces it once and the call is sent again), the versioned `Accept`, `Content-Type:
 //! application/json` and `From: <integration user>` (the operations that change incidents
 //! require it; the others ignore it). Calls go through the client-side [`RateLimiter`]; a 429
 //! also holds the limiter back until PagerDuty's reset. The client does not retry by itself: a
@@ -20,11 +21,13 @@ use url::Url;
 
 use super::error::PagerdutyError;
 use super::limiter::{RateLimit, RateLimiter};
+use super::oauth::{AppCredentials, AppToken, DEFAULT_IDENTITY_BASE, OAuthError, PagerdutyAuth, TokenCache};
 use super::requests::{
     self, Assignees, Call, CreateIncident, PriorityChoice, StatusUpdate, SubscriptionFilter, Urgency,
 };
 use super::shared_budget::{self, SharedBudget};
 use super::webhook::Reference;
+use crate::clock::SystemClock;
 use crate::secrets::{Credential, Secret};
 use crate::transport::{Request, Transport};
 
@@ -179,8 +182,10 @@ impl WebhookSubscription {
 struct Inner {
     transport: Arc<dyn Transport>,
     base: Url,
-    /// Read on every call (see [`Credential`]): a rotated token is used once the cache ages.
-    token: Credential<Secret>,
+    /// Read on every call (see [`Credential`]): a rotated key or client is used once the cache ages.
+    token: Credential<PagerdutyAuth>,
+    /// The app token, when the secret holds an OAuth client: one per process, shared by clones.
+    oauth: Arc<TokenCache>,
     from_email: String,
     timeout: Duration,
     max_queue_wait: Duration,
@@ -193,6 +198,32 @@ struct Inner {
     priorities: Mutex<Option<HashMap<String, String>>>,
     /// Email (lowercase) → user id.
     users: Mutex<HashMap<String, String>>,
+}
+
+/// What one request is authorised with.
+#[derive(Debug, Clone)]
+pub enum Authorization {
+    /// `Token token=<key>`.
+    ApiKey(Secret),
+    /// `Bearer <app token>`.
+    App(AppToken),
+}
+
+impl Authorization {
+    fn header_value(&self) -> String {
+        match self {
+            Authorization::ApiKey(key) => format!("Token token={}", key.expose()),
+            Authorization::App(token) => format!("Bearer {}", token.token.expose()),
+        }
+    }
+
+    /// The shared budget's key: the key, or the client (its tokens change, its limit does not).
+    pub(crate) fn budget_key(&self) -> String {
+        match self {
+            Authorization::ApiKey(key) => shared_budget::key_of(key.expose()),
+            Authorization::App(token) => shared_budget::key_of(&format!("oauth-client\0{}", token.client_id)),
+        }
+    }
 }
 
 /// Cheap to clone; clones share the limiter, the caches and the call counter.
@@ -221,7 +252,7 @@ impl PagerdutyClient {
     /// `token` is fixed for the client's life (tests, simulators, an operator command); the
     /// functions read theirs from a secret ([`Self::with_credential`]).
     pub fn new(transport: Arc<dyn Transport>, base: Url, token: String, from_email: String) -> Self {
-        Self::with_credential(transport, base, Credential::Fixed(Secret::new(token)), from_email)
+        Self::with_credential(transport, base, Credential::Fixed(PagerdutyAuth::ApiKey(Secret::new(token))), from_email)
     }
 
     /// A client that reads its token from `token` when a call needs it
@@ -230,13 +261,15 @@ impl PagerdutyClient {
     pub fn with_credential(
         transport: Arc<dyn Transport>,
         base: Url,
-        token: Credential<Secret>,
+        token: Credential<PagerdutyAuth>,
         from_email: String,
     ) -> Self {
+        let oauth = Arc::new(TokenCache::new(transport.clone(), DEFAULT_IDENTITY_BASE, Arc::new(SystemClock)));
         Self::build(
             transport,
             base,
             token,
+            oauth,
             from_email,
             RateLimit::default(),
             DEFAULT_TIMEOUT,
@@ -254,6 +287,7 @@ impl PagerdutyClient {
             i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
+            i.oauth.clone(),
             i.from_email.clone(),
             limit,
             i.timeout,
@@ -270,6 +304,7 @@ impl PagerdutyClient {
             i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
+            i.oauth.clone(),
             i.from_email.clone(),
             i.limit,
             timeout,
@@ -286,6 +321,7 @@ impl PagerdutyClient {
             i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
+            i.oauth.clone(),
             i.from_email.clone(),
             i.limit,
             i.timeout,
@@ -303,12 +339,50 @@ impl PagerdutyClient {
             i.transport.clone(),
             i.base.clone(),
             i.token.clone(),
+            i.oauth.clone(),
             i.from_email.clone(),
             i.limit,
             i.timeout,
             i.max_queue_wait,
             Some(budget),
         )
+    }
+
+    /// The same client fetching app tokens through `cache` (another identity endpoint, a test's
+    /// clock). A construction-time builder like [`Self::with_rate_limit`].
+    pub fn with_token_cache(self, cache: Arc<TokenCache>) -> Self {
+        let i = &self.inner;
+        Self::build(
+            i.transport.clone(),
+            i.base.clone(),
+            i.token.clone(),
+            cache,
+            i.from_email.clone(),
+            i.limit,
+            i.timeout,
+            i.max_queue_wait,
+            i.budget.clone(),
+        )
+    }
+
+    /// Where app tokens come from (`syncctl doctor` reads the granted scopes off it).
+    pub fn token_cache(&self) -> &Arc<TokenCache> {
+        &self.inner.oauth
+    }
+
+    /// The credential the token secret holds now (`syncctl doctor`: which kind it is).
+    pub async fn credential(&self) -> Result<PagerdutyAuth, crate::secrets::SecretsError> {
+        self.inner.token.get().await
+    }
+
+    /// Reads the credential and, for an OAuth client, fetches its app token into the cache:
+    /// what the first call would do, done at start. Returns the authorisation (its granted
+    /// scopes, for `syncctl doctor`).
+    pub async fn warm_up(&self) -> Result<Authorization, PagerdutyError> {
+        let operation = "warm_up";
+        let credential =
+            self.inner.token.get().await.map_err(|source| PagerdutyError::Credential { operation, source })?;
+        self.authorize(&credential, None, operation).await
     }
 
     /// The shared budget this client counts against, if any.
@@ -320,7 +394,8 @@ impl PagerdutyClient {
     fn build(
         transport: Arc<dyn Transport>,
         base: Url,
-        token: Credential<Secret>,
+        token: Credential<PagerdutyAuth>,
+        oauth: Arc<TokenCache>,
         from_email: String,
         limit: RateLimit,
         timeout: Duration,
@@ -332,6 +407,7 @@ impl PagerdutyClient {
                 transport,
                 base,
                 token,
+                oauth,
                 from_email,
                 timeout,
                 max_queue_wait,
@@ -377,8 +453,13 @@ impl PagerdutyClient {
         &self.inner.from_email
     }
 
-    /// The HTTP request for `call`, authorised with `token`: URL, method, headers and body. No I/O.
+    /// The HTTP request for `call`, authorised with API key `token`. No I/O.
     pub fn to_request(&self, call: &Call, token: &Secret) -> Result<Request, PagerdutyError> {
+        self.to_request_with(call, &Authorization::ApiKey(token.clone()))
+    }
+
+    /// The HTTP request for `call`, authorised with `auth`: URL, method, headers and body. No I/O.
+    pub fn to_request_with(&self, call: &Call, auth: &Authorization) -> Result<Request, PagerdutyError> {
         let invalid = |reason| PagerdutyError::InvalidRequest { operation: call.operation, reason };
         let mut url = self.inner.base.clone();
         url.path_segments_mut()
@@ -388,7 +469,7 @@ impl PagerdutyClient {
         if !call.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&call.query);
         }
-        let mut auth = HeaderValue::from_str(&format!("Token token={}", token.expose()))
+        let mut auth = HeaderValue::from_str(&auth.header_value())
             .map_err(|_| invalid("the PagerDuty token holds characters not allowed in a header"))?;
         auth.set_sensitive(true);
         let from = HeaderValue::from_str(&self.inner.from_email)
@@ -413,13 +494,76 @@ impl PagerdutyClient {
     }
 
     async fn send_once(&self, call: Call) -> Result<Value, PagerdutyError> {
-        let token = self
+        let credential = self
             .inner
             .token
             .get()
             .await
             .map_err(|source| PagerdutyError::Credential { operation: call.operation, source })?;
-        let request = self.to_request(&call, &token)?;
+        // A token fetch takes up to a timeout too: it must also end by the deadline.
+        self.time_for_request(call.operation)?;
+        let auth = self.authorize(&credential, None, call.operation).await?;
+        match self.attempt(&call, &auth).await {
+            // An app token expired or revoked early: a new one, once. A 401 is a refusal, so a
+            // write was not carried out and may be sent again.
+            Err(err)
+                if err.status() == Some(http::StatusCode::UNAUTHORIZED) && matches!(auth, Authorization::App(_)) =>
+            {
+                tracing::info!(operation = call.operation, "PagerDuty refused the app token; fetching a new one");
+                self.time_for_request(call.operation)?;
+                let auth = self.authorize(&credential, Some(&auth), call.operation).await?;
+                self.attempt(&call, &auth).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// The authorisation for `credential`: the API key itself, or an app token from the cache
+    /// (`stale`: the one PagerDuty just refused). A client PagerDuty refuses may have been
+    /// rotated since the secret was read: the secret is read again (bounded) and, if it
+    /// changed, the token asked for once more.
+    pub async fn authorize(
+        &self,
+        credential: &PagerdutyAuth,
+        stale: Option<&Authorization>,
+        operation: &'static str,
+    ) -> Result<Authorization, PagerdutyError> {
+        let creds = match credential {
+            PagerdutyAuth::ApiKey(key) => return Ok(Authorization::ApiKey(key.clone())),
+            PagerdutyAuth::App(creds) => creds,
+        };
+        let token_error = |source| PagerdutyError::Token { operation, source };
+        match self.app_token(creds, stale).await {
+            Err(refused @ OAuthError::InvalidClient { .. }) => {
+                let reread = self
+                    .inner
+                    .token
+                    .reread()
+                    .await
+                    .map_err(|source| PagerdutyError::Credential { operation, source })?;
+                match reread {
+                    PagerdutyAuth::App(fresh) if fresh != *creds => self.app_token(&fresh, None).await,
+                    PagerdutyAuth::ApiKey(key) => return Ok(Authorization::ApiKey(key)),
+                    // Unchanged: the refusal stands.
+                    PagerdutyAuth::App(_) => Err(refused),
+                }
+            }
+            answer => answer,
+        }
+        .map(Authorization::App)
+        .map_err(token_error)
+    }
+
+    async fn app_token(&self, creds: &AppCredentials, stale: Option<&Authorization>) -> Result<AppToken, OAuthError> {
+        match stale {
+            Some(Authorization::App(stale)) => self.inner.oauth.refresh(creds, stale).await,
+            _ => self.inner.oauth.token(creds).await,
+        }
+    }
+
+    /// One request under the limits, authorised with `auth`.
+    async fn attempt(&self, call: &Call, auth: &Authorization) -> Result<Value, PagerdutyError> {
+        let request = self.to_request_with(call, auth)?;
         self.time_for_request(call.operation)?;
         // Over the limit for longer than we may wait (a burst, or a 429 reset): give the work
         // back to the caller as transient rather than sleep through the Lambda's time.
@@ -432,8 +576,8 @@ impl PagerdutyClient {
         if let Err(wait) = self.inner.limiter.acquire_within(max_wait).await {
             return Err(PagerdutyError::Throttled { operation: call.operation, wait });
         }
-        // Then the budget every instance shares: what is left of the wait, under the token's key.
-        let budget = self.inner.budget.as_ref().map(|b| (b, shared_budget::key_of(token.expose())));
+        // Then the budget every instance shares: what is left of the wait, under the credential's key.
+        let budget = self.inner.budget.as_ref().map(|b| (b, auth.budget_key()));
         if let Some((budget, key)) = &budget {
             let left = max_wait.saturating_sub(queued.elapsed());
             if let Err(wait) = budget.acquire_within(key, left).await {

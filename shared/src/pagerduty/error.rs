@@ -42,6 +42,9 @@ pub enum PagerdutyError {
     /// The API token could not be read from its secret; nothing was sent.
     #[error("PagerDuty call {operation} not sent: the API token could not be read: {source}")]
     Credential { operation: &'static str, source: SecretsError },
+    /// No app token could be had for the OAuth client in the secret; nothing was sent.
+    #[error("PagerDuty call {operation} not sent: no app token: {source}")]
+    Token { operation: &'static str, source: super::oauth::OAuthError },
     #[error("invalid request for {operation}: {reason}")]
     InvalidRequest { operation: &'static str, reason: &'static str },
     /// Not sent: its timeout would have run past the caller's deadline (see
@@ -71,7 +74,7 @@ fn hint(status: StatusCode) -> &'static str {
     match status.as_u16() {
         401 => " — the PagerDuty API token is invalid or revoked; update the token secret",
         403 => {
-            " — the PagerDuty token may not do this (read-only key, or the user lacks the role); use a full-access key"
+            " — the PagerDuty token may not do this (read-only key, the user lacks the role, or an app token lacks the endpoint's scope); use a full-access key or grant the scope (syncctl doctor lists the missing ones)"
         }
         404 => " — the referenced PagerDuty object does not exist (deleted, or an id from another account)",
         _ => "",
@@ -90,7 +93,10 @@ impl PagerdutyError {
     pub fn not_sent(&self) -> bool {
         matches!(
             self,
-            PagerdutyError::Throttled { .. } | PagerdutyError::NoTimeLeft { .. } | PagerdutyError::Credential { .. }
+            PagerdutyError::Throttled { .. }
+                | PagerdutyError::NoTimeLeft { .. }
+                | PagerdutyError::Credential { .. }
+                | PagerdutyError::Token { .. }
         )
     }
 
@@ -223,6 +229,7 @@ impl Classify for PagerdutyError {
             PagerdutyError::InvalidRequest { .. } => Class::BadInput,
             PagerdutyError::NoTimeLeft { .. } => Class::Transient,
             PagerdutyError::Credential { source, .. } => source.class(),
+            PagerdutyError::Token { source, .. } => source.class(),
             PagerdutyError::Uncertain { cause, .. } => cause.class(),
         }
     }

@@ -24,6 +24,7 @@ pub mod client;
 pub mod error;
 pub mod id;
 pub mod limiter;
+pub mod oauth;
 pub mod requests;
 pub mod shared_budget;
 pub mod signature;
@@ -34,10 +35,11 @@ mod client_tests;
 #[cfg(test)]
 mod spec_tests;
 
-pub use client::{ACCEPT, Incident, IncidentRef, Note, PagerdutyClient, User, WebhookSubscription};
+pub use client::{ACCEPT, Authorization, Incident, IncidentRef, Note, PagerdutyClient, User, WebhookSubscription};
 pub use error::PagerdutyError;
 pub use id::IncidentId;
 pub use limiter::{RateLimit, RateLimiter};
+pub use oauth::{AppCredentials, OAuthError, PagerdutyAuth, TokenCache};
 pub use requests::{
     Assignees, CreateIncident, PriorityChoice, SUBSCRIBED_EVENTS, StatusUpdate, SubscriptionFilter, Urgency,
 };

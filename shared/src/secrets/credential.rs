@@ -33,6 +33,16 @@ impl<T: Clone> Credential<T> {
             Credential::Stored { secrets, id, parse } => parse(&secrets.get(id).await?, id),
         }
     }
+
+    /// The value read again, younger than the cache's age, after the service refused the cached
+    /// one (a rotation since the read would explain it). Bounded like a signature mismatch's
+    /// re-read ([`CachedSecrets::reread_after_mismatch`]): at most one read per interval.
+    pub async fn reread(&self) -> Result<T, SecretsError> {
+        match self {
+            Credential::Fixed(value) => Ok(value.clone()),
+            Credential::Stored { secrets, id, parse } => parse(&secrets.reread_after_mismatch(id).await?, id),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for Credential<T> {

@@ -5,7 +5,8 @@
 //! (2001 Invalid Input Provided, 2006 authentication, 2100 Not Found, 2020 rate limit). Responses carry
 //! `ratelimit-limit`, `ratelimit-remaining` and `ratelimit-reset`.
 //!
-//! Seeded world of [`PdSimConfig::default`]: token `sim-token`; users `PUSR001` (`bridge@example.com`,
+//! Seeded world of [`PdSimConfig::default`]: token `sim-token`; OAuth client `sim-client`
+//! (secret `sim-client-secret`, the bridge's default scopes) at `POST /oauth/token` ([`oauth`]); users `PUSR001` (`bridge@example.com`,
 //! "Bridge Bot") and `PUSR002` (`oncall@example.com`, "On Call"); service `PSVC001` ("Checkout") on
 //! escalation policy `PEP0001` (targets `PUSR002`), service `PSVC002` ("Billing"); priorities `PPRI001`
 //! P1 .. `PPRI005` P5; incident workflow `PWFL001`; automation action `PACT001`; incident custom
@@ -27,6 +28,7 @@ mod faults;
 mod incidents;
 mod log_entries;
 mod notes;
+mod oauth;
 pub mod openapi;
 mod rate_limit;
 mod responders;
@@ -52,6 +54,7 @@ use tokio::sync::oneshot;
 use crate::faults::{FaultConfig, FaultKind, Faults};
 use crate::server;
 pub use errors::pd_error;
+pub use oauth::PdOAuthClient;
 use state::{Shared, World};
 pub use webhook::{DeliveryReport, WebhookSender, sign_v1, signature_header};
 
@@ -112,6 +115,10 @@ pub struct WebhookTarget {
 pub struct PdSimConfig {
     pub port: u16,
     pub tokens: Vec<String>,
+    /// Scoped OAuth clients the token endpoint (`POST /oauth/token`) knows.
+    pub oauth_clients: Vec<PdOAuthClient>,
+    /// How long an app token lives (`expires_in`).
+    pub token_lifetime: Duration,
     pub users: Vec<PdUser>,
     pub services: Vec<PdService>,
     pub escalation_policies: Vec<PdEscalationPolicy>,
@@ -123,6 +130,9 @@ pub struct PdSimConfig {
     pub faults: FaultConfig,
     /// Subdomain used in `html_url` (`https://{subdomain}.pagerduty.com/...`).
     pub subdomain: String,
+    /// The account's service region (`us` or `eu`): app tokens are issued only for
+    /// `as_account-{region}.{subdomain}`.
+    pub region: String,
     pub webhook: Option<WebhookTarget>,
     /// What the simulator stamps incidents, notes and webhooks with.
     pub clock: crate::sim_clock::SimClock,
@@ -134,6 +144,13 @@ impl Default for PdSimConfig {
         PdSimConfig {
             port: 0,
             tokens: vec!["sim-token".into()],
+            oauth_clients: vec![PdOAuthClient {
+                client_id: "sim-client".into(),
+                client_secret: "sim-client-secret".into(),
+                scopes: shared::pagerduty::oauth::DEFAULT_SCOPES.iter().map(|s| s.0.to_string()).collect(),
+            }],
+            // PagerDuty's documented answer shows 30 days.
+            token_lifetime: Duration::from_secs(2_592_000),
             users: vec![
                 user("PUSR001", "bridge@example.com", "Bridge Bot"),
                 user("PUSR002", "oncall@example.com", "On Call"),
@@ -174,6 +191,7 @@ impl Default for PdSimConfig {
             rate_limit: RateLimit { requests: 960, window: Duration::from_secs(60) },
             faults: FaultConfig::none(),
             subdomain: "sim".into(),
+            region: "us".into(),
             webhook: None,
             clock: Default::default(),
         }
@@ -314,6 +332,32 @@ impl PagerdutySim {
     pub fn webhook_event_count(&self) -> usize {
         self.shared.world.lock().unwrap().webhook_events.len()
     }
+    /// Requests the token endpoint received so far (refused ones included).
+    pub fn token_requests(&self) -> u32 {
+        self.shared.world.lock().unwrap().token_requests
+    }
+    /// The next `n` token requests are answered 503, as during an outage of the identity host.
+    pub fn fail_next_token_requests(&self, n: u32) {
+        self.shared.world.lock().unwrap().token_outage = n;
+    }
+    /// Every app token issued so far expires now: the next call with one gets 401.
+    pub fn expire_app_tokens(&self) {
+        let now = std::time::Instant::now();
+        for token in self.shared.world.lock().unwrap().app_tokens.values_mut() {
+            token.expires_at = now;
+        }
+    }
+    /// Removes OAuth client `client_id` and its tokens, as deleting it in App Registration does.
+    pub fn revoke_oauth_client(&self, client_id: &str) {
+        self.shared.config.lock().unwrap().oauth_clients.retain(|c| c.client_id != client_id);
+        self.shared.world.lock().unwrap().app_tokens.retain(|_, t| t.client_id != client_id);
+    }
+    /// Adds (or replaces) an OAuth client.
+    pub fn set_oauth_client(&self, client: PdOAuthClient) {
+        let mut config = self.shared.config.lock().unwrap();
+        config.oauth_clients.retain(|c| c.client_id != client.client_id);
+        config.oauth_clients.push(client);
+    }
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.shared.world.lock().unwrap().requests.clone()
     }
@@ -325,7 +369,9 @@ impl PagerdutySim {
 /// Every endpoint the simulator models. Paths the spec has but the simulator does not model answer
 /// 404 "not simulated"; paths the spec does not have never get this far ([`validate::known_path`]).
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    // The identity host's token endpoint: not a REST path, none of the REST layers.
+    let identity = Router::new().route("/oauth/token", post(oauth::token)).with_state(shared.clone());
+    let rest = Router::new()
         .route("/incidents", get(incidents::list).post(incidents::create))
         .route("/incidents/{id}", get(incidents::show).put(incidents::update))
         .route("/incidents/{id}/notes", get(notes::list).post(notes::create))
@@ -353,7 +399,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .layer(from_fn_with_state(shared.clone(), auth::check))
         .layer(from_fn(validate::known_path))
         .layer(from_fn_with_state(shared.clone(), faults::inject))
-        .with_state(shared)
+        .with_state(shared);
+    identity.merge(rest)
 }
 
 fn ok(status: StatusCode, body: Value) -> Response {

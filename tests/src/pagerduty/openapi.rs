@@ -80,6 +80,14 @@ impl Spec {
             .map(|r| r.template.as_str())
     }
 
+    /// The scope an app token needs for `method` on `path` (`x-pd-requires-scope`), when the
+    /// spec gives one.
+    pub fn required_scope(&self, method: &Method, path: &str) -> Option<&str> {
+        let template = self.match_path(path)?;
+        let op = self.doc["paths"][template].get(method.as_str().to_ascii_lowercase())?;
+        op.get("x-pd-requires-scope")?.as_str()
+    }
+
     fn resolve<'a>(&'a self, mut v: &'a Value) -> &'a Value {
         // Chains of $ref are short; bound the loop anyway.
         for _ in 0..16 {

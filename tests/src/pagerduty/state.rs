@@ -38,6 +38,20 @@ pub(super) struct World {
     pub(super) windows: HashMap<String, Window>,
     /// Per token, the most requests that arrived in one window (answered or refused).
     pub(super) peaks: HashMap<String, u32>,
+    /// App tokens issued by the token endpoint ([`super::oauth`]).
+    pub(super) app_tokens: HashMap<String, AppToken>,
+    /// Requests the token endpoint received, refused ones included.
+    pub(super) token_requests: u32,
+    /// The next this many token requests are answered 503 (an identity outage).
+    pub(super) token_outage: u32,
+}
+
+/// An issued app token.
+#[derive(Debug, Clone)]
+pub(super) struct AppToken {
+    pub(super) client_id: String,
+    pub(super) scopes: Vec<String>,
+    pub(super) expires_at: Instant,
 }
 
 impl World {

@@ -74,3 +74,55 @@ async fn ids_are_compared_as_sent_in_the_path() {
     // Percent-encoded, the id is another id (the simulator never decoded path segments).
     assert_eq!(get(&sim, "/users/PUSR%30%301", "sim-token").await.0, 404);
 }
+
+async fn token_request(sim: &PagerdutySim, client_id: &str, secret: &str, scope: &str) -> (u16, Value) {
+    let form =
+        [("grant_type", "client_credentials"), ("client_id", client_id), ("client_secret", secret), ("scope", scope)];
+    let r = reqwest::Client::new().post(format!("{}/oauth/token", sim.base_url())).form(&form).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_bearer(sim: &PagerdutySim, path: &str, token: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", sim.base_url()))
+        .header("Accept", ACCEPT_V2)
+        .header("Authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_token_endpoint_issues_expiring_bearer_tokens_for_the_granted_scopes_only() {
+    let sim = PagerdutySim::start(PdSimConfig::default()).await;
+    let (status, answer) =
+        token_request(&sim, "sim-client", "sim-client-secret", "as_account-us.sim priorities.read analytics.read")
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["token_type"], "bearer");
+    assert_eq!(answer["expires_in"], 2_592_000);
+    assert_eq!(answer["scope"], "as_account-us.sim priorities.read", "only what the client may have");
+    let token = answer["access_token"].as_str().unwrap().to_string();
+    assert_eq!(get_bearer(&sim, "/priorities", &token).await.0, 200);
+    let (status, body) = get_bearer(&sim, "/users", &token).await;
+    assert_eq!(status, 403, "users.read was not granted: {body}");
+    assert!(body["error"]["errors"][0].as_str().unwrap().contains("users.read"), "{body}");
+    sim.expire_app_tokens();
+    assert_eq!(get_bearer(&sim, "/priorities", &token).await.0, 401, "expired");
+    assert_eq!(get_bearer(&sim, "/priorities", "pdus+_forged").await.0, 401);
+    assert_eq!(sim.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_refuses_unknown_clients_like_pagerduty() {
+    let sim = PagerdutySim::start(PdSimConfig::default()).await;
+    let (status, answer) = token_request(&sim, "sim-client", "wrong-secret", "as_account-us.sim").await;
+    assert_eq!((status, answer["error"].as_str()), (401, Some("invalid_client")));
+    let (status, answer) = token_request(&sim, "sim-client", "sim-client-secret", "incidents.read").await;
+    assert_eq!((status, answer["error"].as_str()), (400, Some("invalid_scope")), "no account named");
+    sim.revoke_oauth_client("sim-client");
+    let (status, _) = token_request(&sim, "sim-client", "sim-client-secret", "as_account-us.sim").await;
+    assert_eq!(status, 401, "a revoked client");
+    assert_eq!(sim.token_requests(), 3);
+}

@@ -105,6 +105,12 @@ const NOT_DRIVEN: &[(&str, &str, &str, &str)] = &[
     // (principal, action, resource or key pattern, why)
     (
         "OperatorPolicy",
+        "secretsmanager:PutSecretValue",
+        "PagerDutyTokenSecret",
+        "syncctl setup pagerduty-credential stores the key or OAuth client (driven on moto without this proxy by operations::setup_stores_an_oauth_client_or_an_api_key_once_pagerduty_accepts_it)",
+    ),
+    (
+        "OperatorPolicy",
         "dynamodb:PutItem",
         "RATE#*",
         "syncctl reconcile builds its PagerDuty client with wiring::build, under the shared rate budget",

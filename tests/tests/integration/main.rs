@@ -26,6 +26,7 @@ mod lost_answer;
 mod operations;
 mod ordering;
 mod pagerduty_client;
+mod pagerduty_oauth;
 mod pd_to_sfdc;
 mod reconcile;
 mod retry;

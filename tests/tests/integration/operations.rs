@@ -257,3 +257,86 @@ async fn a_rotation_that_cannot_read_the_current_secret_changes_nothing() {
     let stored: serde_json::Value = serde_json::from_str(stored.secret_string().unwrap()).unwrap();
     assert_eq!(stored["current"], "live-secret", "unchanged: {stored}");
 }
+
+/// The world with its PagerDuty token secret holding OAuth client `client_id`.
+async fn with_app_secret(w: &mut World, client_id: &str, client_secret: &str) {
+    let secret = json!({"client_id": client_id, "client_secret": client_secret, "subdomain": "sim"});
+    let (_, id) = moto::secret(&secret.to_string()).await;
+    w.config.pagerduty.token_secret_id = id;
+    w.config.pagerduty.identity_base = url::Url::parse(&w.pd.base_url()).unwrap();
+}
+
+#[tokio::test]
+async fn doctor_says_it_found_an_oauth_app_and_that_its_scopes_cover_the_rules() {
+    let mut w = world(test_keys().private_key_pem).await;
+    with_app_secret(&mut w, "sim-client", "sim-client-secret").await;
+    let checks = diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await;
+    let result = |name: &str| checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("{name}")).result.clone();
+    let kind = result("PagerDuty token secret").unwrap();
+    assert!(kind.contains("Scoped OAuth app") && kind.contains("as_account-us.sim"), "{kind}");
+    let scopes = result("PagerDuty app token and scopes").unwrap();
+    assert!(scopes.contains("cover the bridge and the rules"), "{scopes}");
+    assert!(result("PagerDuty token and From user").is_ok(), "the app token is accepted");
+    assert!(!checks.iter().any(|c| c.result.as_ref().is_err_and(|e| e.contains("sim-client-secret"))));
+}
+
+#[tokio::test]
+async fn doctor_lists_the_scopes_an_app_lacks_and_refuses_an_unknown_client() {
+    let mut w = world(test_keys().private_key_pem).await;
+    let read_only = ["incidents.read", "users.read", "webhook_subscriptions.read", "webhook_subscriptions.write"];
+    w.pd.set_oauth_client(sim::pagerduty::PdOAuthClient {
+        client_id: "narrow".into(),
+        client_secret: "narrow-secret".into(),
+        scopes: read_only.iter().map(|s| s.to_string()).collect(),
+    });
+    with_app_secret(&mut w, "narrow", "narrow-secret").await;
+    let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
+    let scopes = &found.iter().find(|(n, _)| *n == "PagerDuty app token and scopes").expect("reported").1;
+    assert!(scopes.contains("missing scope incidents.write (needed by create_incident"), "{scopes}");
+    assert!(scopes.contains("missing scope priorities.read"), "{scopes}");
+    assert!(!scopes.contains("users.read"), "granted: {scopes}");
+
+    with_app_secret(&mut w, "nobody", "wrong").await;
+    let found = failures(&diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await);
+    let scopes = &found.iter().find(|(n, _)| *n == "PagerDuty app token and scopes").expect("reported").1;
+    assert!(scopes.contains("invalid_client") && scopes.contains("App Registration"), "{scopes}");
+}
+
+#[tokio::test]
+async fn setup_stores_an_oauth_client_or_an_api_key_once_pagerduty_accepts_it() {
+    use shared::secrets::Secret;
+    use syncctl::commands::setup::pagerduty_credential::{NewCredential, store};
+    let mut w = world(test_keys().private_key_pem).await;
+    w.config.pagerduty.identity_base = url::Url::parse(&w.pd.base_url()).unwrap();
+    let stored = |w: &World| {
+        let (client, id) = (w.secrets.clone(), w.config.pagerduty.token_secret_id.clone());
+        async move {
+            let text =
+                client.get_secret_value().secret_id(id).send().await.unwrap().secret_string().unwrap().to_string();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        }
+    };
+    let app = |secret: &str| NewCredential::App {
+        client_id: "sim-client".into(),
+        client_secret: Secret::new(secret),
+        subdomain: "sim".into(),
+        region: "us".into(),
+        scopes: Some("incidents.read incidents.write users.read".into()),
+    };
+    let err = store(&w.config, &w.sdk, &app("wrong")).await.unwrap_err();
+    assert!(err.contains("invalid_client") && err.contains("nothing was stored"), "{err}");
+    assert_eq!(stored(&w).await["token"], "sim-token", "the old credential is untouched");
+
+    let done = store(&w.config, &w.sdk, &app("sim-client-secret")).await.unwrap();
+    assert!(done.contains("Scoped OAuth client sim-client"), "{done}");
+    let secret = stored(&w).await;
+    assert_eq!(secret["client_id"], "sim-client");
+    assert_eq!(secret["scopes"], json!(["incidents.read", "incidents.write", "users.read"]));
+    let checks = diagnose(&w.config, &w.sdk, Some(WEBHOOK_URL)).await;
+    let kind = checks.iter().find(|c| c.name == "PagerDuty token secret").unwrap().result.clone().unwrap();
+    assert!(kind.contains("Scoped OAuth app"), "doctor reads what setup stored: {kind}");
+
+    let done = store(&w.config, &w.sdk, &NewCredential::ApiKey(Secret::new("sim-token"))).await.unwrap();
+    assert!(done.contains("REST API key"), "{done}");
+    assert_eq!(stored(&w).await, json!({"token": "sim-token"}));
+}
