@@ -86,7 +86,9 @@ pub fn scopes_for(action: ActionKind) -> Option<&'static [Scope]> {
         // The incident_key lookup after a duplicate, and priorities given by name.
         CreateIncident => &[INCIDENTS_WRITE, INCIDENTS_READ, PRIORITIES_READ],
         SetPriority => &[INCIDENTS_WRITE, PRIORITIES_READ],
-        Acknowledge | Resolve | SetUrgency | Reassign | AddNote => &[INCIDENTS_WRITE],
+        Acknowledge | Resolve | SetUrgency | Reassign | AddNote | PublishStatusUpdate | SetCustomFields => {
+            &[INCIDENTS_WRITE]
+        }
         // The requester is the From user, looked up by email.
         AddResponders => &[INCIDENTS_WRITE, USERS_READ],
         RunIncidentWorkflow => &[WORKFLOW_INSTANCES_WRITE],
