@@ -83,8 +83,26 @@ pub async fn link_by_reading(
     if fields.is_empty() || progress.creator_read {
         return Ok(None);
     }
-    let carried = record_id == change.id.as_str()
-        && fields.iter().chain([&CREATED_BY_ID.to_string()]).all(|f| change.new.contains_key(f));
+    let own = match own_user_id(salesforce).await {
+        Ok(own) => own,
+        Err(err) => {
+            salesforce.report_failure(&err).await;
+            return Err(unreadable(&object, record_id, &err, 0));
+        }
+    };
+    let by_bridge = |record: &serde_json::Map<String, Value>| {
+        own.as_deref().is_some_and(|own| {
+            record.get(CREATED_BY_ID).and_then(Value::as_str).is_some_and(|c| crate::salesforce::id::same_id(c, own))
+        })
+    };
+    // A change of the record itself names its creator (the Apex trigger sends every field): a
+    // person's record costs no read.
+    let own_record = record_id == change.id.as_str();
+    if own_record && change.new.contains_key(CREATED_BY_ID) && !by_bridge(&change.new) {
+        progress.creator_read = true;
+        return Ok(None);
+    }
+    let carried = own_record && fields.iter().all(|f| change.new.contains_key(f)) && by_bridge(&change.new);
     let record = if carried {
         change.new.clone()
     } else {
@@ -95,24 +113,21 @@ pub async fn link_by_reading(
         let names: Vec<&str> = fields.iter().map(String::as_str).collect();
         match salesforce.client.get_record(object.as_str(), record_id, Some(&names)).await {
             Ok(record) => record,
-            Err(SalesforceError::Api { status: 404, .. }) => serde_json::Map::new(),
+            Err(err) if !matches!(err.class(), crate::class::Class::Transient | crate::class::Class::Auth) => {
+                // Gone, or an id Salesforce refuses (a create's field missing fails the create
+                // itself, loudly): not a record the bridge created.
+                tracing::info!(record = record_id, error = %err, "cannot read who created the record: taken for not the bridge's");
+                serde_json::Map::new()
+            }
             Err(err) => {
                 salesforce.report_failure(&err).await;
                 return Err(unreadable(&object, record_id, &err, 1));
             }
         }
     };
-    let own = match own_user_id(salesforce).await {
-        Ok(own) => own,
-        Err(err) => {
-            salesforce.report_failure(&err).await;
-            return Err(unreadable(&object, record_id, &err, u32::from(!carried)));
-        }
-    };
-    let by_bridge = own.as_deref().is_some_and(|own| {
-        record.get(CREATED_BY_ID).and_then(Value::as_str).is_some_and(|c| crate::salesforce::id::same_id(c, own))
-    });
-    let Some(link) = by_bridge.then(|| link_of(rules, &object, record_id, &record, ports.clock.now())).flatten() else {
+    let Some(link) =
+        by_bridge(&record).then(|| link_of(rules, &object, record_id, &record, ports.clock.now())).flatten()
+    else {
         // Not the bridge's: its later attempts need not read again. (One that is the bridge's
         // reads again only when writing its link failed: the link then answers.)
         progress.creator_read = true;
