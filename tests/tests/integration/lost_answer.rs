@@ -623,6 +623,39 @@ async fn comments_on_a_case_whose_creation_answer_was_lost_reach_its_incident_wi
         .await;
 }
 
+/// What telling a person's record from the bridge's costs: nothing for a change of the Case
+/// itself (the trigger sends its `CreatedById`), one read of the Case for a comment on it, and
+/// no second read when that comment is retried.
+#[tokio::test]
+async fn telling_a_person_s_case_from_the_bridge_s_costs_one_read_per_comment_and_none_per_edit() {
+    let rules = CASE_AND_COMMENTS.replace(
+        "      - name: comment-becomes-note",
+        "      - name: closed-resolves\n        direction: salesforce_to_pagerduty\n        object: Case\n        conditions:\n          - {field: Status, operator: changed_to, value: Closed}\n        actions:\n          - resolve\n      - name: comment-becomes-note",
+    );
+    let h = Harness::start(&rules).await;
+    let agent = "agent@example.com";
+    let case_id = h.sf.insert_record_as("Case", json!({"Subject": "Printer on fire", "Status": "New"}), agent);
+    let reads =
+        |h: &Harness, id: &str| h.sf.requests().iter().filter(|r| r.method == "GET" && r.path.contains(id)).count();
+    h.sf.update_record("Case", &case_id, json!({"Status": "Closed"}), agent).unwrap();
+    let mut post = insert_post(&h, "Case", &case_id, agent);
+    post["operation"] = json!("update");
+    let mut old = post["new"][&case_id].clone();
+    old["Status"] = json!("New");
+    post["old"] = json!({&case_id: old});
+    assert_eq!(h.post_records(&post).await.status, 200);
+    assert_eq!(reads(&h, &case_id), 0, "the edit names its creator");
+
+    let other = h.sf.insert_record_as("Case", json!({"Subject": "Scanner jammed", "Status": "New"}), agent);
+    agent_comments(&h, &other, "Any news?").await;
+    assert_eq!(reads(&h, &other), 1, "a comment reads its Case once");
+    for _ in 0..3 {
+        h.clock.advance(Duration::seconds(60));
+        h.drain_retries(5).await;
+    }
+    assert_eq!(reads(&h, &other), 1, "and its retries, waiting for the Case's opening, do not read it again");
+}
+
 /// A person's Case whose external id names an incident as the bridge would is not linked: the
 /// integration user did not create it.
 #[tokio::test]

@@ -851,13 +851,19 @@ async fn a_person_s_close_under_a_bridge_write_of_other_fields_is_repaired() {
     let (incident, case) = linked_pair(&h, &who, 1).await;
     bridge_sees(&h, &case).await;
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
-    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
-    time_passes(&h);
+    the_agent_s_close_under_a_bridge_write_is_repaired(&h, &case, &incident).await;
+}
 
-    let report = run(&bridge(&h), &h, &options()).await;
+/// The agent closes the Case (the post is lost) and the bridge writes another of its fields
+/// (a reassignment's): a run resolves the incident.
+async fn the_agent_s_close_under_a_bridge_write_is_repaired(h: &Harness, case: &str, incident: &str) {
+    h.sf.update_record("Case", case, json!({"Status": "Closed"}), AGENT).unwrap();
+    h.sf.update_record("Case", case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
+    time_passes(h);
 
-    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+    let report = run(&bridge(h), h, &options()).await;
+
+    assert_eq!(h.pd.incident(incident).unwrap()["status"], "resolved", "{report:#?}");
 }
 
 /// The same for a Case the bridge created (for an incident on-call triggered), with the shipped
@@ -883,13 +889,7 @@ async fn a_person_s_close_of_a_case_the_bridge_created_under_its_later_write_is_
     assert_eq!(outcome(&reply), "applied", "{:?}", h.store.audit_entries().last().unwrap().reason);
     let case = h.store.records_for_incident(&incident.id).await.unwrap()[0].record.id.to_string();
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
-    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
-    time_passes(&h);
-
-    let report = run(&bridge(&h), &h, &options()).await;
-
-    assert_eq!(h.pd.incident(&incident.id).unwrap()["status"], "resolved", "{report:#?}");
+    the_agent_s_close_under_a_bridge_write_is_repaired(&h, &case, &incident.id).await;
 }
 
 /// The bridge sets the Case Working when on-call acknowledges (with the shipped Apex trigger that
@@ -911,13 +911,7 @@ async fn a_person_s_close_after_a_bridge_write_that_never_came_back_is_repaired(
     assert_eq!(outcome(&h.webhook(&acked.to_string(), "live-ack").await), "applied");
     assert_eq!(h.sf.record("Case", &case).unwrap()["Status"], "Working");
     next_second().await;
-    h.sf.update_record("Case", &case, json!({"Status": "Closed"}), AGENT).unwrap();
-    h.sf.update_record("Case", &case, json!({"Description": "Billing On Call"}), INTEGRATION_USER).unwrap();
-    time_passes(&h);
-
-    let report = run(&bridge(&h), &h, &options()).await;
-
-    assert_eq!(h.pd.incident(&incident).unwrap()["status"], "resolved", "{report:#?}");
+    the_agent_s_close_under_a_bridge_write_is_repaired(&h, &case, &incident).await;
 }
 
 /// The agent raises the Case to Sev2 (the post is lost), then edits it again (delivered: the
