@@ -268,6 +268,7 @@ def check(template_path):
         "DLQ_URL": cfn_output(cfn, "DeadLetterQueueUrl"),
         "PAGERDUTY_REGION": "us",
         "PAGERDUTY_API_BASE": "https://api.pagerduty.com",
+        "PAGERDUTY_IDENTITY_BASE": "https://identity.pagerduty.com",
         "PAGERDUTY_FROM_EMAIL": PARAMETERS["PagerDutyFromEmail"],
         "PAGERDUTY_USER_ID": PARAMETERS["PagerDutyUserId"],
         "CONSOLE_SERVICE_IDS": PARAMETERS["ConsoleServiceIds"],
