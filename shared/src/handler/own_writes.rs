@@ -32,6 +32,8 @@ use crate::store::{Lease, Seen, Subject, SubjectUpdate};
 
 /// The field that names a record's creator.
 const CREATED_BY_ID: &str = "CreatedById";
+/// The record's last change's stamp (what a read of it shows is as of then).
+const SYSTEM_MODSTAMP: &str = "SystemModstamp";
 
 /// The echo of a record the bridge created links it, as the creating event would on settling.
 /// Writing the link twice changes nothing; a failure to write it is retried like any other.
@@ -76,10 +78,10 @@ pub async fn link_by_reading(
     salesforce: SalesforcePort<'_>,
     progress: &mut Progress,
     reading: Reading<'_>,
-) -> Result<Option<Link>, Attempt> {
+) -> Result<Option<Linked>, Attempt> {
     let Reading { rules, change, record_id, min_time_left, deadline } = reading;
     let object = if record_id == change.id.as_str() { change.object.clone() } else { ObjectName::from("Case") };
-    let mut fields = rules.creation_id_fields(&object);
+    let fields = rules.creation_id_fields(&object);
     if fields.is_empty() || progress.creator_read {
         return Ok(None);
     }
@@ -109,9 +111,9 @@ pub async fn link_by_reading(
         if let Some(deferred) = steps::hold_back(salesforce.breaker, ports.clock, min_time_left, deadline, 0).await {
             return Err(deferred);
         }
-        fields.push(CREATED_BY_ID.into());
-        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-        match salesforce.client.get_record(object.as_str(), record_id, Some(&names)).await {
+        // The whole record: who created it, what the bridge compares, as of its stamp (a field
+        // list could name a relationship a condition reads, which Salesforce refuses).
+        match salesforce.client.get_record(object.as_str(), record_id, None).await {
             Ok(record) => record,
             Err(err) if !matches!(err.class(), crate::class::Class::Transient | crate::class::Class::Auth) => {
                 // Gone, or an id Salesforce refuses (a create's field missing fails the create
@@ -139,7 +141,20 @@ pub async fn link_by_reading(
         incident = %link.incident_id,
         "the bridge created this record (its creating event has not settled): linked it"
     );
-    Ok(Some(link))
+    // What it read is what the bridge saw of the record, as of the record's stamp: the creating
+    // event, finding the record linked, writes nothing and records nothing (see `see_written`).
+    let seen = (!carried)
+        .then(|| record.get(SYSTEM_MODSTAMP).and_then(Value::as_str).and_then(crate::salesforce::time::parse_datetime))
+        .flatten()
+        .map(|at| Seen { created: true, ..Seen::of(at, &record, &rules.fields_compared_with_old(&object)) });
+    Ok(Some(Linked { link, seen }))
+}
+
+/// A record [`link_by_reading`] found the bridge created: its link, written, and what the read
+/// showed of it (`None` when the change carried it and nothing was read).
+pub struct Linked {
+    pub link: Link,
+    pub seen: Option<Seen>,
 }
 
 /// What the bridge wrote into a record is what it saw of the record ([`Seen`]), as of `at`, a

@@ -674,10 +674,15 @@ async fn attempt(
         let record_id = change.linked_record_id();
         let reading = own_writes::Reading { rules: &rules.rules, change, record_id, min_time_left, deadline };
         match own_writes::link_by_reading(ports, salesforce, progress, reading).await {
-            Ok(Some(link)) => {
+            Ok(Some(own_writes::Linked { link, seen })) => {
                 subjects.incidents = vec![link.incident_id.to_string()];
                 state.links.push(link);
                 input = record_event(change, subjects.incidents.clone());
+                // A Case Comment's Case: kept on its subject, which this change holds (a change
+                // of the record itself keeps what it shows of it).
+                if state.seen.is_none() && order != Subject::Record(change.id.to_string()) {
+                    subjects.seen = seen;
+                }
             }
             Ok(None) => {}
             Err(attempt) => return attempt,
